@@ -1,0 +1,49 @@
+"""The `rules-engine` command line.
+
+Each subcommand lives in its own module under `rules_engine.commands` and exposes
+`register(subparsers)`; `register` adds the subparser and sets `func` on it, a callable
+taking the parsed namespace and returning the process exit code. Adding a command means
+adding one module there: this file discovers them.
+
+Exit codes: 0 success, 1 the command ran and found a problem, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Sequence
+
+from rules_engine import __version__, commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="rules-engine",
+        description="Declarative trading rules for the Kraken exchange.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

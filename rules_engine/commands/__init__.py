@@ -1,0 +1,1 @@
+"""One module per `rules-engine` subcommand; each defines `register(subparsers)`."""

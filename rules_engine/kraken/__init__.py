@@ -1,0 +1,1 @@
+"""Kraken connectivity: signing, REST clients (Spot and Futures), WebSocket feeds."""
