@@ -1,0 +1,1 @@
+"""Benchmarks: one module per figure, each runnable as `python -m bench.<name>`."""
