@@ -26,7 +26,7 @@ class KrakenEndpoints:
             spot_rest=http,
             futures_rest=f"{http}/derivatives",
             ws_v2=f"{ws}/v2",
-            ws_v1=f"{ws}/ws/v1-spot",
+            ws_v1=ws,
             futures_ws=f"{ws}/ws/v1",
         )
 
