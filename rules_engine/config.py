@@ -1,0 +1,165 @@
+"""The engine configuration file (`--config engine.yaml`), validated by
+`schemas/engine.schema.json`.
+
+It holds everything a rule may not change: the mode, where Kraken is, risk limits, the
+kill switch, signal sources and the HTTP server. Secrets are never written here: the file
+names the environment variables or files that hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from rules_engine.durations import parse_duration
+from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
+from rules_engine.resources import schema_path
+
+MODES = ("dry-run", "validate", "live")
+
+
+class ConfigError(Exception):
+    """The engine config is missing, unreadable or invalid (message says where and why)."""
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    allowed_pairs: frozenset[str] | None = None
+    max_order_notional: Mapping[str, Decimal] = field(default_factory=dict)
+    max_total_notional: Decimal | None = None
+    max_orders_per_minute: int | None = None
+    max_orders_per_day: int | None = None
+    max_open_orders: int | None = None
+
+
+@dataclass(frozen=True)
+class SignalSourceSettings:
+    name: str
+    secret_env: str | None = None
+    secret_file: str | None = None
+    passphrase_env: str | None = None
+    passphrase_file: str | None = None
+    schema: str | None = None
+    timestamp_window: float = 300.0
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    mode: str = "dry-run"
+    state_dir: Path = Path("state")
+    endpoints: KrakenEndpoints = KRAKEN
+    feed: str = "v2"
+    tier: str = "starter"
+    api_key_env: str = "KRAKEN_API_KEY"
+    api_secret_env: str = "KRAKEN_API_SECRET"
+    futures_api_key_env: str = "KRAKEN_FUTURES_API_KEY"
+    futures_api_secret_env: str = "KRAKEN_FUTURES_API_SECRET"
+    risk: RiskConfig = RiskConfig()
+    balance_cache: float = 10.0
+    kill_cancel_open_orders: bool = True
+    kill_token_env: str | None = "RULES_ENGINE_ADMIN_TOKEN"
+    kill_token_file: str | None = None
+    dead_man_enabled: bool = True
+    dead_man_interval: float = 20.0
+    dead_man_timeout: float = 60.0
+    host: str = "127.0.0.1"
+    port: int = 8080
+    signals: Mapping[str, SignalSourceSettings] = field(default_factory=dict)
+    paper_balances: Mapping[str, Decimal] = field(default_factory=dict)
+    source: str | None = None
+
+
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(schema_path("engine.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _endpoints(kraken: Mapping[str, Any]) -> KrakenEndpoints:
+    base = KRAKEN
+    if "simulator" in kraken:
+        url = kraken["simulator"].rstrip("/")
+        ws = "ws" + url[len("http"):]
+        base = KrakenEndpoints(url, f"{url}/derivatives", f"{ws}/v2", ws, f"{ws}/ws/v1")
+    overrides = {k: kraken[k] for k in ("spot_rest", "futures_rest", "ws_v2", "ws_v1", "futures_ws") if k in kraken}
+    return KrakenEndpoints(**{**base.__dict__, **overrides})
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineConfig:
+    """Validate a config mapping and build an EngineConfig; raise ConfigError listing every problem."""
+    problems = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    if problems:
+        lines = [f"{source}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in problems]
+        raise ConfigError("invalid engine config:\n  " + "\n  ".join(lines))
+    kraken = data.get("kraken", {})
+    risk = data.get("risk", {})
+    kill = data.get("kill_switch", {})
+    dms = data.get("dead_man_switch", {})
+    server = data.get("server", {})
+    signals = {
+        name: SignalSourceSettings(
+            name=name,
+            secret_env=spec.get("secret_env"),
+            secret_file=spec.get("secret_file"),
+            passphrase_env=spec.get("passphrase_env"),
+            passphrase_file=spec.get("passphrase_file"),
+            schema=spec.get("schema"),
+            timestamp_window=parse_duration(spec.get("timestamp_window", "5m")),
+            max_body_bytes=spec.get("max_body_bytes", 65536),
+        )
+        for name, spec in data.get("signals", {}).items()
+    }
+    return EngineConfig(
+        mode=data.get("mode", "dry-run"),
+        state_dir=Path(data.get("state_dir", os.environ.get("RULES_ENGINE_STATE_DIR", "state"))),
+        endpoints=_endpoints(kraken),
+        feed=kraken.get("feed", "v2"),
+        tier=kraken.get("tier", "starter"),
+        api_key_env=kraken.get("api_key_env", "KRAKEN_API_KEY"),
+        api_secret_env=kraken.get("api_secret_env", "KRAKEN_API_SECRET"),
+        futures_api_key_env=kraken.get("futures_api_key_env", "KRAKEN_FUTURES_API_KEY"),
+        futures_api_secret_env=kraken.get("futures_api_secret_env", "KRAKEN_FUTURES_API_SECRET"),
+        risk=RiskConfig(
+            allowed_pairs=frozenset(risk["allowed_pairs"]) if "allowed_pairs" in risk else None,
+            max_order_notional={k: Decimal(str(v)) for k, v in risk.get("max_order_notional", {}).items()},
+            max_total_notional=Decimal(str(risk["max_total_notional"])) if "max_total_notional" in risk else None,
+            max_orders_per_minute=risk.get("max_orders_per_minute"),
+            max_orders_per_day=risk.get("max_orders_per_day"),
+            max_open_orders=risk.get("max_open_orders"),
+        ),
+        balance_cache=parse_duration(data.get("balance_cache", "10s")),
+        kill_cancel_open_orders=kill.get("cancel_open_orders", True),
+        kill_token_env=kill.get("token_env", "RULES_ENGINE_ADMIN_TOKEN"),
+        kill_token_file=kill.get("token_file"),
+        dead_man_enabled=dms.get("enabled", True),
+        dead_man_interval=parse_duration(dms.get("interval", "20s")),
+        dead_man_timeout=parse_duration(dms.get("timeout", "60s")),
+        host=server.get("host", "127.0.0.1"),
+        port=server.get("port", 8080),
+        signals=signals,
+        paper_balances={k: Decimal(str(v)) for k, v in data.get("paper_wallet", {}).get("balances", {}).items()},
+        source=source,
+    )
+
+
+def load_config(path: str | Path | None) -> EngineConfig:
+    """Load the engine config file; `None` gives the defaults (dry-run against real Kraken URLs)."""
+    if path is None:
+        return parse_config({}, "<defaults>")
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: engine config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the engine config must be a mapping of settings")
+    return parse_config(data, str(path))

@@ -1,0 +1,42 @@
+from decimal import Decimal
+
+import pytest
+
+from rules_engine.config import ConfigError, load_config, parse_config
+
+
+def test_defaults_are_dry_run_against_real_kraken():
+    cfg = load_config(None)
+    assert cfg.mode == "dry-run"
+    assert cfg.endpoints.spot_rest == "https://api.kraken.com"
+    assert cfg.endpoints.ws_v2 == "wss://ws.kraken.com/v2"
+
+
+def test_simulator_url_sets_every_endpoint(tmp_path):
+    path = tmp_path / "engine.yaml"
+    path.write_text(
+        "mode: validate\n"
+        "kraken: {simulator: 'http://127.0.0.1:9999', tier: pro}\n"
+        "risk: {allowed_pairs: [XBTUSD], max_order_notional: {XBTUSD: 5000}, max_orders_per_minute: 3}\n"
+        "signals: {tv: {passphrase_env: TV_PASS, schema: tradingview, timestamp_window: 2m}}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.mode == "validate"
+    assert cfg.endpoints.futures_rest == "http://127.0.0.1:9999/derivatives"
+    assert cfg.endpoints.ws_v1 == "ws://127.0.0.1:9999"
+    assert cfg.endpoints.futures_ws == "ws://127.0.0.1:9999/ws/v1"
+    assert cfg.risk.max_order_notional == {"XBTUSD": Decimal("5000")}
+    assert cfg.risk.allowed_pairs == frozenset({"XBTUSD"})
+    assert cfg.signals["tv"].timestamp_window == 120.0
+
+
+def test_every_problem_is_listed():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"mode": "yolo", "risk": {"max_open_orders": -1}, "secret": "x"}, "engine.yaml")
+    text = str(info.value)
+    assert "mode" in text and "max_open_orders" in text and "secret" in text
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
