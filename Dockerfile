@@ -1,0 +1,17 @@
+# rules-engine container. Build: docker build -t rules-engine .
+# Run (dry-run, rules and config mounted read-only, state on a volume):
+#   docker run --rm -p 8080:8080 -v $PWD/rules:/rules:ro -v $PWD/engine.yaml:/config/engine.yaml:ro \
+#     -v rules-engine-state:/state --env-file secrets.env rules-engine
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 RULES_ENGINE_STATE_DIR=/state
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY rules_engine ./rules_engine
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 rules && mkdir -p /state && chown rules /state
+USER rules
+VOLUME ["/state"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz').status == 200 else 1)"
+ENTRYPOINT ["rules-engine"]
+CMD ["run", "/rules", "--config", "/config/engine.yaml", "--host", "0.0.0.0"]
