@@ -1,0 +1,1 @@
+"""Service adapters around the pure core: signal webhook, timers, kill switch."""

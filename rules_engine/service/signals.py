@@ -1,0 +1,350 @@
+"""Authenticate and validate one signal POSTed to `/signals/{source}` (pure: no I/O, no clock).
+
+Two ways for a sender to prove itself, per source:
+
+HMAC (preferred)
+    X-Timestamp: <Unix seconds>
+    X-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + raw_body)>
+    X-Signal-Id: <optional id; else the payload's `id` field>
+  The timestamp is bound into the MAC (as Stripe and Slack do), so a captured request
+  cannot be replayed with a fresh timestamp; it must lie within `timestamp_window` of
+  our clock. Replays inside the window are caught by de-duplication: every accepted
+  request records its MAC-derived id (`mac:<hex>`), and the declared id as well when
+  there is one, for 2 x window (the longest a timestamp stays acceptable).
+
+Passphrase (senders that cannot set headers, e.g. TradingView alerts)
+  The JSON body carries `"passphrase": "..."`; it is compared in constant time and
+  removed from the payload before anything else sees it. With no timestamp to bound a
+  replay, the payload's id (or a hash of the payload without the passphrase) is
+  de-duplicated for one window.
+
+Checks run in this order, each failure a `Rejected` with its own code:
+size (413), authentication (401), timestamp window (401), JSON object (400), id (400),
+schema (422), replay (409). Only a signal that passes everything is recorded as seen.
+Secrets never appear in a repr, a reason or an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import jsonschema
+
+from rules_engine.events import Signal
+
+if TYPE_CHECKING:
+    from rules_engine.config import SignalSourceSettings
+
+SIGNATURE_HEADER = "x-signature"
+TIMESTAMP_HEADER = "x-timestamp"
+SIGNAL_ID_HEADER = "x-signal-id"
+PASSPHRASE_FIELD = "passphrase"
+MAX_ID_LENGTH = 128
+MAX_REASON_LENGTH = 300
+
+_TIMESTAMP = re.compile(r"^\d{1,15}(\.\d{1,9})?$")
+_SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
+
+SeenFn = Callable[[str, str, float, float], bool]
+"""`seen(source, signal_id, now, ttl) -> bool`: True if the id was already recorded for this
+source within its ttl; otherwise record it (for `ttl` seconds) and return False.
+`StateStore.seen_signal` has exactly this shape."""
+
+
+class SecretError(ValueError):
+    """A secret could not be loaded; the message names where it was looked for, never its value."""
+
+
+def load_secret(
+    env: str | None = None,
+    file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """Read a secret from the environment variable `env` or from `file` (surrounding whitespace
+    stripped). Exactly one of the two must be given; an empty secret is an error."""
+    if (env is None) == (file is None):
+        raise SecretError("give exactly one of an environment variable or a file for a secret")
+    if env is not None:
+        value = (os.environ if environ is None else environ).get(env)
+        if value is None:
+            raise SecretError(f"environment variable {env} is not set")
+        where = f"environment variable {env}"
+    else:
+        try:
+            value = Path(file).read_text(encoding="utf-8")  # type: ignore[arg-type]
+        except OSError as exc:
+            raise SecretError(f"cannot read secret file {file}: {exc.strerror or type(exc).__name__}") from None
+        except UnicodeDecodeError:
+            raise SecretError(f"secret file {file} is not UTF-8 text") from None
+        where = f"secret file {file}"
+    value = value.strip()
+    if not value:
+        raise SecretError(f"{where} is empty")
+    return value
+
+
+@dataclass(frozen=True)
+class SignalSourceConfig:
+    """One signal source. At least one of `secret` (HMAC key) and `passphrase` is required;
+    a configured passphrase enables passphrase mode for that source."""
+
+    name: str
+    secret: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    schema: Mapping[str, Any] | None = field(default=None, repr=False)
+    max_body_bytes: int = 65536
+    timestamp_window: float = 300.0
+    id_field: str = "id"
+    _validator: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secret and not self.passphrase:
+            raise ValueError(f"signal source {self.name!r} needs a secret or a passphrase")
+        if self.max_body_bytes <= 0:
+            raise ValueError(f"signal source {self.name!r}: max_body_bytes must be positive")
+        if self.timestamp_window <= 0:
+            raise ValueError(f"signal source {self.name!r}: timestamp_window must be positive")
+        if self.schema is not None:
+            cls = jsonschema.validators.validator_for(self.schema)
+            try:
+                cls.check_schema(self.schema)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"signal source {self.name!r}: invalid payload schema: {exc.message}") from None
+            # Payload numbers arrive as Decimal; the schema's must match (Decimal % float fails).
+            object.__setattr__(self, "_validator", cls(_floats_to_decimal(self.schema)))
+
+    @property
+    def replay_ttl(self) -> float:
+        """How long an HMAC-mode id must be remembered: a timestamp stays acceptable from
+        `window` before to `window` after it, so 2 x window."""
+        return 2 * self.timestamp_window
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: "SignalSourceSettings",
+        schema: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> "SignalSourceConfig":
+        """Build from the engine config's `SignalSourceSettings`, loading its secrets."""
+        secret = passphrase = None
+        if settings.secret_env or settings.secret_file:
+            secret = load_secret(settings.secret_env, settings.secret_file, environ)
+        if settings.passphrase_env or settings.passphrase_file:
+            passphrase = load_secret(settings.passphrase_env, settings.passphrase_file, environ)
+        return cls(
+            name=settings.name,
+            secret=secret,
+            passphrase=passphrase,
+            schema=schema,
+            max_body_bytes=settings.max_body_bytes,
+            timestamp_window=settings.timestamp_window,
+        )
+
+
+@dataclass(frozen=True)
+class Accepted:
+    signal: Signal
+    mode: str  # "hmac" | "passphrase"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why a request was refused: the HTTP status, a stable machine code and a readable reason."""
+
+    status: int
+    code: str
+    reason: str
+    signal_id: str = ""
+
+
+def unknown_source(source: str) -> Rejected:
+    shown = source if len(source) <= 64 else source[:64] + "..."
+    return Rejected(404, "unknown_source", f"no signal source named {shown!r} is configured")
+
+
+def body_too_large(limit: int) -> Rejected:
+    return Rejected(413, "body_too_large", f"body exceeds this source's limit of {limit} bytes")
+
+
+def signature_hex(secret: str, timestamp: str, raw_body: bytes) -> str:
+    """hex HMAC-SHA256(secret, f"{timestamp}." + raw_body): what senders put after `sha256=`."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
+
+
+def verify_signal(
+    config: SignalSourceConfig,
+    headers: Mapping[str, str],
+    raw_body: bytes,
+    now: float,
+    seen: SeenFn,
+) -> Accepted | Rejected:
+    """Authenticate, parse, validate and de-duplicate one request for `config`'s source."""
+    if len(raw_body) > config.max_body_bytes:
+        return body_too_large(config.max_body_bytes)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if SIGNATURE_HEADER in lowered or TIMESTAMP_HEADER in lowered or not config.passphrase:
+        return _verify_hmac(config, lowered, raw_body, now, seen)
+    return _verify_passphrase(config, raw_body, now, seen)
+
+
+def _verify_hmac(
+    config: SignalSourceConfig, headers: Mapping[str, str], raw_body: bytes, now: float, seen: SeenFn
+) -> Accepted | Rejected:
+    if not config.secret:
+        return Rejected(401, "signature_not_accepted", "this source takes a passphrase in the body, not a signature")
+    signature = headers.get(SIGNATURE_HEADER)
+    timestamp = headers.get(TIMESTAMP_HEADER)
+    if signature is None:
+        return Rejected(401, "missing_signature", "missing X-Signature header (sha256=<hex HMAC-SHA256>)")
+    if timestamp is None:
+        return Rejected(401, "missing_timestamp", "missing X-Timestamp header (Unix seconds)")
+    timestamp = timestamp.strip()
+    if not _TIMESTAMP.match(timestamp):
+        return Rejected(401, "invalid_timestamp", "X-Timestamp must be Unix seconds, e.g. 1718000000")
+    match = _SIGNATURE.match(signature.strip())
+    if match is None:
+        return Rejected(401, "invalid_signature", "X-Signature must be sha256=<64 hex digits>")
+    expected = signature_hex(config.secret, timestamp, raw_body)
+    if not hmac.compare_digest(expected, match.group(1).lower()):
+        return Rejected(401, "invalid_signature", "signature does not match the body and timestamp")
+    skew = now - float(timestamp)
+    if skew > config.timestamp_window:
+        return Rejected(401, "stale_timestamp", f"timestamp is {skew:.0f}s old; the window is {config.timestamp_window:.0f}s")
+    if -skew > config.timestamp_window:
+        return Rejected(
+            401,
+            "future_timestamp",
+            f"timestamp is {-skew:.0f}s in the future; the window is {config.timestamp_window:.0f}s "
+            "(X-Timestamp is Unix seconds, not milliseconds)",
+        )
+    payload = _parse_object(raw_body)
+    if isinstance(payload, Rejected):
+        return payload
+    if config.passphrase:
+        payload.pop(PASSPHRASE_FIELD, None)
+    declared = headers.get(SIGNAL_ID_HEADER)
+    declared_id = _declared_id(config, declared, payload)
+    if isinstance(declared_id, Rejected):
+        return declared_id
+    mac_id = f"mac:{expected[:32]}"
+    signal_id = declared_id or mac_id
+    problem = _schema_problem(config, payload)
+    if problem is not None:
+        return Rejected(422, "schema_violation", problem, signal_id)
+    # The X-Signal-Id header is not covered by the MAC, so the MAC-derived id is always
+    # recorded too: a captured request replayed under a new header id is still caught.
+    for key in (mac_id, declared_id):
+        if key and seen(config.name, key, now, config.replay_ttl):
+            return Rejected(409, "replayed", f"signal {key!r} was already received", signal_id)
+    return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "hmac")
+
+
+def _verify_passphrase(config: SignalSourceConfig, raw_body: bytes, now: float, seen: SeenFn) -> Accepted | Rejected:
+    payload = _parse_object(raw_body)
+    if isinstance(payload, Rejected):
+        return payload
+    given = payload.pop(PASSPHRASE_FIELD, None)
+    if given is None:
+        return Rejected(
+            401,
+            "missing_credentials",
+            'send X-Timestamp and X-Signature headers, or "passphrase" in the JSON body',
+        )
+    assert config.passphrase is not None
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), config.passphrase.encode()):
+        return Rejected(401, "wrong_passphrase", "the passphrase does not match")
+    declared_id = _declared_id(config, None, payload)
+    if isinstance(declared_id, Rejected):
+        return declared_id
+    signal_id = declared_id or "body:" + hashlib.sha256(_canonical(payload)).hexdigest()[:32]
+    problem = _schema_problem(config, payload)
+    if problem is not None:
+        return Rejected(422, "schema_violation", problem, signal_id)
+    if seen(config.name, signal_id, now, config.timestamp_window):
+        return Rejected(409, "replayed", f"signal {signal_id!r} was already received", signal_id)
+    return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "passphrase")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:64]!r}")
+        result[key] = value
+    return result
+
+
+def _parse_object(raw_body: bytes) -> dict[str, Any] | Rejected:
+    """JSON with numbers as Decimal (money never goes through float); duplicate keys,
+    NaN and Infinity refused."""
+    try:
+        value = json.loads(
+            raw_body,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except RecursionError:
+        return Rejected(400, "invalid_json", "body is nested too deeply")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Rejected(400, "invalid_json", _clip(f"body is not valid JSON: {exc}"))
+    if not isinstance(value, dict):
+        return Rejected(400, "not_an_object", f"body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _declared_id(config: SignalSourceConfig, header: str | None, payload: Mapping[str, Any]) -> str | Rejected:
+    """The sender's id: the X-Signal-Id header, else the payload's id field, else ""."""
+    value: Any = header if header is not None else payload.get(config.id_field)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return Rejected(400, "invalid_id", f"signal id ({config.id_field!r}) must be a string or an integer")
+    text = str(value)
+    if not text or len(text) > MAX_ID_LENGTH or not text.isprintable():
+        return Rejected(400, "invalid_id", f"signal id must be 1-{MAX_ID_LENGTH} printable characters")
+    return text
+
+
+def _schema_problem(config: SignalSourceConfig, payload: Mapping[str, Any]) -> str | None:
+    if config._validator is None:
+        return None
+    try:
+        error = jsonschema.exceptions.best_match(config._validator.iter_errors(payload))
+    except (TypeError, ArithmeticError) as exc:
+        return _clip(f"(payload): cannot be checked against the schema: {type(exc).__name__}")
+    if error is None:
+        return None
+    path = "/".join(str(p) for p in error.absolute_path)
+    return _clip(f"{path or '(payload)'}: {error.message}")
+
+
+def _floats_to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: _floats_to_decimal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats_to_decimal(v) for v in value]
+    return value
+
+
+def _canonical(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_LENGTH else text[: MAX_REASON_LENGTH - 3] + "..."
