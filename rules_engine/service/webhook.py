@@ -1,0 +1,107 @@
+"""`POST /signals/{source}`: the aiohttp front end of `signals.verify_signal`.
+
+The body is read in chunks and abandoned as soon as it passes the source's
+`max_body_bytes` (a larger Content-Length is refused before reading anything), so a
+large upload costs at most that many bytes of memory. Answers are JSON:
+
+    202 {"ok": true, "signal_id": "..."}
+    4xx {"ok": false, "error": "<code>", "reason": "..."}
+
+Every refusal (and a failure to hand an accepted signal on, answered 500) goes to
+`on_reject(source, rejected, meta)`: that is where the engine audits them. `meta` holds
+the peer address and the number of body bytes read, never the body.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from rules_engine.events import Signal
+from rules_engine.service.signals import (
+    Accepted,
+    Rejected,
+    SeenFn,
+    SignalSourceConfig,
+    body_too_large,
+    unknown_source,
+    verify_signal,
+)
+
+log = logging.getLogger(__name__)
+
+OnSignal = Callable[[Signal], "Awaitable[None] | None"]
+OnReject = Callable[[str, Rejected, Mapping[str, Any]], None]
+
+_CHUNK = 8192
+
+
+def add_signal_routes(
+    app: web.Application,
+    sources: Mapping[str, SignalSourceConfig],
+    on_signal: OnSignal,
+    on_reject: OnReject,
+    seen: SeenFn,
+    clock: Callable[[], float] = time.time,
+    prefix: str = "/signals",
+) -> None:
+    """Add `POST {prefix}/{source}` to `app`. `sources` is read on every request, so a
+    mutable mapping can be updated on reload."""
+
+    async def handle(request: web.Request) -> web.Response:
+        name = request.match_info["source"]
+        meta: dict[str, Any] = {"remote": request.remote, "bytes": 0}
+        config = sources.get(name)
+        if config is None:
+            return _refuse(name, unknown_source(name), meta, on_reject)
+        body, meta["bytes"] = await _read_bounded(request, config.max_body_bytes)
+        if body is None:
+            response = _refuse(name, body_too_large(config.max_body_bytes), meta, on_reject)
+            response.force_close()
+            return response
+        result = verify_signal(config, request.headers, body, clock(), seen)
+        if isinstance(result, Rejected):
+            return _refuse(name, result, meta, on_reject)
+        return await _deliver(name, result, meta, on_signal, on_reject)
+
+    app.router.add_post(prefix + "/{source}", handle)
+
+
+async def _read_bounded(request: web.Request, limit: int) -> tuple[bytes | None, int]:
+    """(the whole body, its size), or (None, bytes declared or read) as soon as the body is
+    known to exceed `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None, request.content_length
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return None, len(body)
+    return bytes(body), len(body)
+
+
+async def _deliver(
+    name: str, accepted: Accepted, meta: dict[str, Any], on_signal: OnSignal, on_reject: OnReject
+) -> web.Response:
+    try:
+        outcome = on_signal(accepted.signal)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        log.exception("signal %s from %s could not be handed to the engine", accepted.signal.signal_id, name)
+        failure = Rejected(500, "internal_error", "the signal was authenticated but could not be queued; retry with a new id",
+                           accepted.signal.signal_id)
+        return _refuse(name, failure, meta, on_reject)
+    return web.json_response({"ok": True, "signal_id": accepted.signal.signal_id}, status=202)
+
+
+def _refuse(name: str, rejected: Rejected, meta: Mapping[str, Any], on_reject: OnReject) -> web.Response:
+    try:
+        on_reject(name, rejected, meta)
+    except Exception:
+        log.exception("on_reject failed for a %s rejection from source %r", rejected.code, name[:64])
+    return web.json_response({"ok": False, "error": rejected.code, "reason": rejected.reason}, status=rejected.status)
