@@ -1,0 +1,278 @@
+"""Load-time checks of an expression: size limits, then parsing, then a whitelist of
+syntax, then names. Nothing here evaluates user code."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import difflib
+import io
+import math
+import tokenize
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+
+from . import operators
+from .errors import ExpressionError
+from .functions import CONSTANTS, FUNCTIONS
+from .limits import MAX_DEPTH, MAX_INT_BITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_LENGTH
+from .names import ALL_CONTEXT_NAMES, triggers_providing
+from .source import SourceText
+
+_FORBIDDEN: dict[type[ast.AST], str] = {
+    ast.Lambda: "lambda functions are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "generator expressions are not allowed",
+    ast.JoinedStr: "f-strings are not allowed (a log or notify message is a template: {name})",
+    ast.FormattedValue: "f-strings are not allowed",
+    ast.NamedExpr: "assignment (:=) is not allowed",
+    ast.Starred: "unpacking with * is not allowed",
+    ast.Await: "await is not allowed",
+    ast.Yield: "yield is not allowed",
+    ast.YieldFrom: "yield is not allowed",
+}
+
+_ALLOWED: tuple[type[ast.AST], ...] = (
+    ast.BoolOp,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Call,
+    ast.Name,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Set,
+    ast.Dict,
+    ast.Subscript,
+    ast.Slice,
+    ast.Attribute,
+)
+
+_STATEMENTS: dict[type[ast.AST], str] = {
+    ast.Import: "import",
+    ast.ImportFrom: "import",
+    ast.Assign: "assignment",
+    ast.AugAssign: "assignment",
+    ast.AnnAssign: "assignment",
+    ast.Raise: "raise",
+    ast.FunctionDef: "a function definition",
+    ast.AsyncFunctionDef: "a function definition",
+    ast.ClassDef: "a class definition",
+    ast.For: "a loop",
+    ast.AsyncFor: "a loop",
+    ast.While: "a loop",
+    ast.If: "an if statement (write `a if condition else b`)",
+    ast.With: "with",
+    ast.AsyncWith: "with",
+    ast.Try: "try",
+    ast.Delete: "del",
+    ast.Global: "global",
+    ast.Nonlocal: "nonlocal",
+    ast.Assert: "assert",
+    ast.Return: "return",
+    ast.Pass: "pass",
+}
+
+_NOT_FUNCTIONS = frozenset(CONSTANTS) | ALL_CONTEXT_NAMES
+
+
+def parse(source: SourceText) -> ast.Expression:
+    """Parse one expression after the size limits, raising ExpressionError with a column."""
+    if len(source.original) > MAX_SOURCE_LENGTH:
+        raise ExpressionError(
+            f"expression too long: {len(source.original)} characters (limit {MAX_SOURCE_LENGTH})"
+        )
+    if not source.text:
+        raise ExpressionError("empty expression")
+    _check_nesting(source)
+    try:
+        tree = ast.parse(source.text, mode="eval")
+    except SyntaxError as exc:
+        raise _syntax_error(source, exc) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise ExpressionError(f"cannot parse expression: {type(exc).__name__}") from None
+    _check_size(source, tree)
+    return tree
+
+
+def _check_nesting(source: SourceText) -> None:
+    """Reject bracket nesting beyond MAX_NESTING before the parser recurses into it."""
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source.text).readline):
+            if token.type != tokenize.OP:
+                continue
+            if token.string in "([{":
+                depth += 1
+                if depth > MAX_NESTING:
+                    column = source.column_of_chars(*token.start)
+                    raise ExpressionError(f"brackets nested too deeply (limit {MAX_NESTING})", column)
+            elif token.string in ")]}":
+                depth -= 1
+    except (tokenize.TokenError, SyntaxError):
+        pass  # the parser reports malformed text with a better message
+
+
+def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
+    column = None
+    if exc.lineno is not None and exc.offset is not None:
+        column = source.column_of_chars(exc.lineno, exc.offset - 1)
+    try:
+        statements = ast.parse(source.text, mode="exec").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        statements = []
+    if len(statements) > 1:
+        return ExpressionError("only one expression is allowed", source.column(statements[1]))
+    if statements and not isinstance(statements[0], ast.Expr):
+        kind = _STATEMENTS.get(type(statements[0]), "a statement")
+        return ExpressionError(f"{kind} is not allowed: a rule expression is a single expression", column)
+    message = f"syntax error: {exc.msg}"
+    if "\n" in source.text.strip() and not source.text.startswith("("):
+        message += " (an expression spanning several lines must be wrapped in parentheses)"
+    return ExpressionError(message, column)
+
+
+def _check_size(source: SourceText, tree: ast.Expression) -> None:
+    """Count expression nodes and measure nesting depth without recursion."""
+    stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.expr):
+            count += 1
+            if count > MAX_NODES:
+                raise ExpressionError(f"expression too large (limit {MAX_NODES} parts)")
+            if depth > MAX_DEPTH:
+                raise ExpressionError(f"expression nested too deeply (limit {MAX_DEPTH})", source.column(node))
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, depth + isinstance(child, ast.expr)))
+
+
+def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> frozenset[str]:
+    """Check every node against the whitelist and every name against `allowed`; turn
+    float literals into Decimals. Returns the names the expression uses. Of several
+    problems the leftmost is reported (the outer one at equal columns)."""
+    callees = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    problems: list[tuple[int, int, str]] = []
+    names: set[str] = set()
+    for order, node in enumerate(ast.walk(tree.body)):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        for message in _problems(source, node, allowed, callees):
+            problems.append((source.column(node) or 0, order, message))
+    if problems:
+        column, _, message = min(problems)
+        raise ExpressionError(message, column or None)
+    return frozenset(names)
+
+
+def _problems(source: SourceText, node: ast.AST, allowed: frozenset[str], callees: set[int]) -> Iterator[str]:
+    if isinstance(node, ast.expr) and not isinstance(node, _ALLOWED):
+        yield _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed")
+    elif isinstance(node, ast.Name):
+        yield from _name_problems(node.id, allowed, is_callee=id(node) in callees)
+    elif isinstance(node, ast.Attribute):
+        if node.attr.startswith("_"):
+            yield f"names starting with '_' are not allowed: '.{node.attr}'"
+    elif isinstance(node, ast.Call):
+        yield from _call_problems(node)
+    elif isinstance(node, ast.Constant):
+        yield from _constant_problems(source, node)
+    elif isinstance(node, ast.Dict) and any(key is None for key in node.keys):
+        yield "unpacking with ** is not allowed"
+    elif isinstance(node, ast.BinOp) and type(node.op) not in operators.BINARY:
+        yield "operator @ is not supported"
+
+
+def _name_problems(name: str, allowed: frozenset[str], is_callee: bool) -> Iterator[str]:
+    if name.startswith("_"):
+        yield f"names starting with '_' are not allowed: '{name}'"
+    elif name in FUNCTIONS:
+        if not is_callee:
+            yield f"'{name}' is a function: call it, as in {name}(...)"
+    elif name in CONSTANTS or name in allowed:
+        if is_callee and name in _NOT_FUNCTIONS:
+            yield f"'{name}' is not a function"
+    else:
+        yield unavailable_name(name, allowed)
+
+
+def unavailable_name(name: str, allowed: frozenset[str]) -> str:
+    """Why `name`, which is not in `allowed`, cannot be used."""
+    if name in ALL_CONTEXT_NAMES:
+        kinds = " and ".join(triggers_providing(name))
+        return (
+            f"'{name}' is not available here: {kinds} triggers provide it, and a rule may use it "
+            "only if all of its triggers do"
+        )
+    if hasattr(builtins, name):
+        return f"'{name}' is not available in rule expressions"
+    message = f"unknown name '{name}'"
+    close = difflib.get_close_matches(name, sorted(allowed), n=1)
+    if close:
+        message += f" (did you mean '{close[0]}'?)"
+    return message
+
+
+def _call_problems(node: ast.Call) -> Iterator[str]:
+    if not isinstance(node.func, ast.Name):
+        yield "only named functions can be called, as in min(a, b); methods and computed callees are not allowed"
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            yield "unpacking with ** is not allowed"
+        elif keyword.arg.startswith("_"):
+            yield f"names starting with '_' are not allowed: '{keyword.arg}'"
+
+
+def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:
+    value = node.value
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            yield f"integer literal too large (limit {MAX_INT_BITS} bits)"
+    elif isinstance(value, float):
+        decimal = _literal_decimal(source, node)
+        if decimal is None:
+            yield "number literal out of range"
+        else:
+            node.value = decimal
+    else:
+        yield f"{type(value).__name__} literals are not allowed"
+
+
+def _literal_decimal(source: SourceText, node: ast.Constant) -> Decimal | None:
+    """The Decimal a float literal denotes, from its exact source text."""
+    text = source.segment(node) or repr(node.value)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = operators.to_decimal(node.value)
+    return value if math.isfinite(node.value) else None
+
+
+def constant_parts(tree: ast.Expression) -> list[ast.expr]:
+    """The largest parts of the expression that use no context or runtime name, other
+    than plain literals: they can be evaluated at load time to find errors early."""
+    found: list[ast.expr] = []
+
+    def visit(node: ast.AST) -> bool:
+        children = [visit(child) for child in ast.iter_child_nodes(node)]
+        if isinstance(node, ast.Name):
+            return node.id in FUNCTIONS or node.id in CONSTANTS
+        pure = all(children)
+        if not pure:
+            found.extend(
+                child
+                for child, child_pure in zip(ast.iter_child_nodes(node), children)
+                if child_pure and isinstance(child, ast.expr) and not isinstance(child, (ast.Constant, ast.Name))
+            )
+        return pure
+
+    if visit(tree.body) and not isinstance(tree.body, (ast.Constant, ast.Name)):
+        found.append(tree.body)
+    return found

@@ -1,0 +1,173 @@
+"""The evaluator: asteval's Interpreter driven over a pre-checked tree.
+
+asteval supplies the node handlers for literals, boolean operators, unary operators and
+conditional expressions. The sandbox replaces the parts that decide safety and error
+reporting: the dispatcher (`run`) reaches only the whitelisted node types and turns any
+failure into an ExpressionError located at the innermost failing node; names resolve
+against the sandbox functions first and then the evaluation's own environment; calls,
+attribute access, subscripts, binary operators and comparisons go through bounded code.
+asteval's own symbol table, error list and import machinery are never used.
+"""
+
+from __future__ import annotations
+
+import ast
+import decimal
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from asteval import Interpreter
+
+from . import operators
+from .errors import EvaluationFault, ExpressionError, describe, shorten
+from .functions import BUILTINS
+
+if TYPE_CHECKING:
+    from .source import SourceText
+
+_MISSING = object()
+
+# Decimal arithmetic runs in this context whatever the calling thread's context is, so
+# results never depend on the caller and invalid operations always raise.
+DECIMAL_CONTEXT = decimal.Context(
+    prec=28,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+
+
+class Evaluator(Interpreter):
+    """One per thread; each evaluation brings its own environment as the symbol table."""
+
+    def __init__(self) -> None:
+        super().__init__(symtable={}, minimal=True, use_numpy=False)
+        self._source: SourceText | None = None
+        self._dispatch = {
+            ast.BoolOp: self.on_boolop,
+            ast.BinOp: self.on_binop,
+            ast.UnaryOp: self.on_unaryop,
+            ast.Compare: self.on_compare,
+            ast.IfExp: self.on_ifexp,
+            ast.Call: self.on_call,
+            ast.Name: self.on_name,
+            ast.Constant: self.on_constant,
+            ast.List: self.on_list,
+            ast.Tuple: self.on_tuple,
+            ast.Set: self.on_set,
+            ast.Dict: self.on_dict,
+            ast.Subscript: self.on_subscript,
+            ast.Slice: self.on_slice,
+            ast.Attribute: self.on_attribute,
+        }
+
+    def evaluate(self, node: ast.expr, source: SourceText, env: Mapping[str, Any]) -> Any:
+        """Evaluate `node` with `env` as its names; re-entrant (the previous state is restored)."""
+        saved = self.symtable, self._source
+        self.symtable, self._source = env, source
+        try:
+            with decimal.localcontext(DECIMAL_CONTEXT):
+                return self.run(node)
+        except ExpressionError:
+            raise
+        except (Exception, SystemExit, GeneratorExit) as exc:  # not raised by run(); a last guard
+            raise ExpressionError(f"evaluation failed: {describe(exc)}") from None
+        finally:
+            self.symtable, self._source = saved
+
+    def run(self, node: Any, expr: Any = None, lineno: Any = None, with_raise: bool = True) -> Any:
+        try:
+            handler = self._dispatch[node.__class__]
+        except KeyError:
+            raise self._located(node, f"{type(node).__name__} is not allowed") from None
+        try:
+            return handler(node)
+        except ExpressionError:
+            raise
+        except EvaluationFault as fault:
+            raise self._located(node, fault.detail) from None
+        except (Exception, SystemExit, GeneratorExit) as exc:
+            raise self._located(node, describe(exc)) from None
+
+    def _located(self, node: ast.AST, detail: str) -> ExpressionError:
+        source = self._source
+        if source is None:
+            return ExpressionError(detail)
+        return ExpressionError(f"{detail} in `{source.snippet(node)}`", source.column(node))
+
+    def on_name(self, node: ast.Name) -> Any:
+        value = BUILTINS.get(node.id, _MISSING)
+        if value is _MISSING:
+            value = self.symtable.get(node.id, _MISSING)
+            if value is _MISSING:
+                raise EvaluationFault(f"'{node.id}' has no value in this evaluation")
+        return value
+
+    def on_binop(self, node: ast.BinOp) -> Any:
+        return operators.BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
+
+    def on_compare(self, node: ast.Compare) -> Any:
+        left = self.run(node.left)
+        for op, comparator in zip(node.ops, node.comparators):
+            right = self.run(comparator)
+            result = operators.COMPARE[op.__class__](left, right)
+            if not result or len(node.ops) == 1:
+                return result
+            left = right
+        return True
+
+    def on_slice(self, node: ast.Slice) -> slice:
+        lower, upper, step = (None if part is None else self.run(part) for part in (node.lower, node.upper, node.step))
+        return slice(lower, upper, step)
+
+    def on_subscript(self, node: ast.Subscript) -> Any:
+        container = self.run(node.value)
+        key = self.run(node.slice)
+        if isinstance(container, Mapping):
+            try:
+                return container[key]
+            except KeyError:
+                raise EvaluationFault(f"no key {shorten(repr(key), 40)}") from None
+        if isinstance(container, (str, Sequence)):
+            try:
+                return container[key]
+            except IndexError:
+                raise EvaluationFault(f"index {shorten(repr(key), 40)} out of range") from None
+        raise EvaluationFault(f"cannot index a {type(container).__name__}")
+
+    def on_attribute(self, node: ast.Attribute) -> Any:
+        container = self.run(node.value)
+        if not isinstance(container, Mapping):
+            raise EvaluationFault(
+                f"'.{node.attr}' reads a field of a mapping such as signal; "
+                f"a {type(container).__name__} has no fields"
+            )
+        try:
+            return container[node.attr]
+        except KeyError:
+            raise EvaluationFault(f"no field '{node.attr}'") from None
+
+    def on_call(self, node: ast.Call) -> Any:
+        name = node.func.id  # the checker admits only named callees
+        function = self.run(node.func)
+        if not callable(function):
+            raise EvaluationFault(f"'{name}' is not a function")
+        args = [self.run(arg) for arg in node.args]
+        kwargs = {keyword.arg: self.run(keyword.value) for keyword in node.keywords}
+        try:
+            return function(*args, **kwargs)
+        except EvaluationFault:
+            raise
+        except (Exception, SystemExit, GeneratorExit) as exc:
+            raise EvaluationFault(f"{name}() failed: {describe(exc)}") from None
+
+
+_local = threading.local()
+
+
+def evaluator() -> Evaluator:
+    """This thread's evaluator."""
+    instance = getattr(_local, "evaluator", None)
+    if instance is None:
+        instance = _local.evaluator = Evaluator()
+    return instance

@@ -1,0 +1,51 @@
+"""Compiled expressions: parsed and checked once at load time, evaluated many times."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .checker import check, constant_parts, parse
+from .errors import ExpressionError
+from .evaluator import evaluator
+from .functions import BUILTIN_NAMES
+from .source import SourceText
+
+
+class Expression:
+    """A checked expression. `names` are the free names it uses (sandbox functions
+    included), e.g. `"price" in expr.names` tells whether a guard reads the price."""
+
+    __slots__ = ("source", "names", "_text", "_body")
+
+    source: str
+    names: frozenset[str]
+
+    def __init__(self, source: str, names: frozenset[str], text: SourceText, body: ast.expr) -> None:
+        self.source = source
+        self.names = names
+        self._text = text
+        self._body = body
+
+    def evaluate(self, env: Mapping[str, Any]) -> Any:
+        """The expression's value with `env` supplying context values and runtime
+        functions. Raises only ExpressionError (KeyboardInterrupt passes through)."""
+        return evaluator().evaluate(self._body, self._text, env)
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+def compile_expression(source: str, allowed_names: Collection[str]) -> Expression:
+    """Parse and check `source` once. Every free name must be in `allowed_names` or
+    BUILTIN_NAMES. Parts that use no context name are evaluated here, so that
+    `10**10**10` or `1/0` is a load error rather than a rule that never fires."""
+    if not isinstance(source, str):
+        raise ExpressionError(f"an expression must be text, not {type(source).__name__}")
+    text = SourceText(source)
+    tree = parse(text)
+    names = check(text, tree, frozenset(allowed_names) | BUILTIN_NAMES)
+    for part in constant_parts(tree):
+        evaluator().evaluate(part, text, {})
+    return Expression(source, names, text, tree.body)
