@@ -1,0 +1,61 @@
+"""The audit log: append-only, hash-chained JSONL with secrets redacted.
+
+    log = AuditLog(audit_log_path(state_dir), mode="live")
+    log.append("trigger", rule_id=rule.id, rule_file_hash=rule.source.file_hash, data={...})
+    log.append("decision", rule_id=..., rule_file_hash=..., data={...}, sync=True)  # before sending
+    verify(path).ok
+    for record in show(path, rule="btc-*", kind=["decision", "risk"], since=t0): ...
+
+Record kinds written by the engine (free lower-case words; these are the documented set):
+`startup`, `shutdown`, `reload`, `trigger`, `guard`, `decision`, `risk`, `request`,
+`response`, `action`, `error`, `signal_rejected`, `kill_switch`, `reconcile`, and
+`torn_tail` (written by the log itself when it seals an interrupted final line).
+"""
+
+from rules_engine.audit.errors import AuditCorruptError, AuditError, AuditLockedError
+from rules_engine.audit.head import Head, HeadError, head_path, read_head
+from rules_engine.audit.log import AuditLog
+from rules_engine.audit.query import format_record, parse_time, show
+from rules_engine.audit.records import GENESIS, canonical_json, record_hash, to_jsonable
+from rules_engine.audit.verify import Problem, VerifyReport, parse_anchor, verify
+
+KINDS = (
+    "startup",
+    "shutdown",
+    "reload",
+    "trigger",
+    "guard",
+    "decision",
+    "risk",
+    "request",
+    "response",
+    "action",
+    "error",
+    "signal_rejected",
+    "kill_switch",
+    "reconcile",
+    "torn_tail",
+)
+
+__all__ = [
+    "KINDS",
+    "GENESIS",
+    "AuditLog",
+    "AuditError",
+    "AuditCorruptError",
+    "AuditLockedError",
+    "Head",
+    "HeadError",
+    "head_path",
+    "read_head",
+    "verify",
+    "VerifyReport",
+    "Problem",
+    "parse_anchor",
+    "show",
+    "parse_time",
+    "format_record",
+    "canonical_json",
+    "record_hash",
+    "to_jsonable",
+]

@@ -1,0 +1,282 @@
+"""The append-only, hash-chained audit log (one JSON record per line).
+
+Durability: every record is handed to the kernel with a single `write` on an `O_APPEND`
+descriptor before `append` returns, so a killed process (`kill -9`) loses nothing that
+`append` returned. `sync=True` also fsyncs the file and then the head file before
+returning: use it for decisions, before their order is sent. Other records are fsynced in
+batches (`fsync_every` records or `fsync_interval` seconds, checked on append) and on
+`sync()` / `close()`; a power cut may lose those not yet fsynced, and the head file then
+still matches the log.
+
+Opening an existing log continues its chain from the last record:
+- A torn final line (bytes after the last newline: a write cut short by a power cut or a
+  full disk) is removed and recorded in the log itself as a `torn_tail` record holding
+  its length, SHA-256 and first bytes; nothing is dropped silently.
+- A damaged last record, or a log shorter than its head file says, raises
+  `AuditCorruptError` and nothing is appended: a broken chain is never continued.
+- A second writer is refused (`AuditLockedError`): the log holds an exclusive `flock`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rules_engine.audit.errors import AuditCorruptError, AuditError, AuditLockedError
+from rules_engine.audit.head import Head, HeadError, read_head, remove_stale_temporaries, write_head
+from rules_engine.audit.records import (
+    GENESIS,
+    KIND_PATTERN,
+    RecordError,
+    canonical_json,
+    parse_record,
+    record_hash,
+    to_jsonable,
+)
+from rules_engine.redact import Redactor, default_redactor
+
+TORN_EXCERPT_BYTES = 2048
+_TAIL_BLOCK = 65536
+
+
+def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
+    """The last complete line of the file (without its newline, None if there is none)
+    and the offset just after it, where a torn fragment (if any) starts."""
+    buf = b""
+    pos = size
+    end = -1  # file offset of the last newline
+    while pos > 0:
+        step = min(_TAIL_BLOCK, pos)
+        pos -= step
+        buf = os.pread(fd, step, pos) + buf
+        if end < 0:
+            found = buf.rfind(b"\n")
+            if found >= 0:
+                end = pos + found
+        if end >= 0:
+            before = buf.rfind(b"\n", 0, end - pos)
+            if before >= 0:
+                return buf[before + 1 : end - pos], end + 1
+    if end < 0:
+        return None, 0
+    return buf[: end - pos], end + 1
+
+
+class AuditLog:
+    """Appends hash-chained records to `path` (see the module docstring).
+
+    Thread-safe. `mode` (the engine mode: `dry-run`, `validate`, `live`) is written in
+    every record; `clock` gives each record's `time` (epoch seconds).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: str,
+        clock: Callable[[], float] = time.time,
+        redactor: Redactor | None = None,
+        fsync_every: int = 64,
+        fsync_interval: float = 1.0,
+    ):
+        if not isinstance(mode, str) or not mode:
+            raise ValueError("mode must be a non-empty string")
+        self.path = Path(path)
+        self.mode = mode
+        self._clock = clock
+        self._redactor = redactor or default_redactor
+        self._fsync_every = max(1, fsync_every)
+        self._fsync_interval = fsync_interval
+        self._lock = threading.Lock()
+        self._failed: str | None = None
+        self._unsynced = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AuditLockedError(f"audit log {self.path} is open for writing in another process") from None
+            remove_stale_temporaries(self.path)
+            self._open_chain()
+        except BaseException:
+            os.close(self._fd)
+            self._fd = None
+            raise
+        self._last_sync = self._clock()
+
+    # ------------------------------------------------------------------ opening
+
+    def _open_chain(self) -> None:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        line, fragment_start = read_tail(self._fd, size)
+        self._size = fragment_start
+        if line is None:
+            self._seq, self._prev = 0, GENESIS
+        else:
+            try:
+                record = parse_record(line)
+            except RecordError as exc:
+                raise AuditCorruptError(self.path, f"its last complete record is damaged: {exc}") from None
+            self._seq, self._prev = record["seq"], record["hash"]
+        try:
+            head = read_head(self.path)
+        except HeadError as exc:
+            raise AuditCorruptError(self.path, str(exc)) from None
+        if head is not None and head.seq > self._seq:
+            raise AuditCorruptError(
+                self.path,
+                f"it ends at seq {self._seq} but its head file says seq {head.seq} was written: "
+                f"records were removed from the end",
+            )
+        if head is not None and head.seq == self._seq and head.hash != self._prev:
+            raise AuditCorruptError(self.path, f"its last record (seq {self._seq}) differs from the one the head file names")
+        if fragment_start < size:
+            self._seal_torn_tail(fragment_start, size)
+
+    def _seal_torn_tail(self, start: int, size: int) -> None:
+        assert self._fd is not None
+        digest = hashlib.sha256()
+        offset = start
+        while offset < size:
+            chunk = os.pread(self._fd, min(_TAIL_BLOCK, size - offset), offset)
+            if not chunk:
+                break
+            digest.update(chunk)
+            offset += len(chunk)
+        excerpt = os.pread(self._fd, min(TORN_EXCERPT_BYTES, size - start), start)
+        os.ftruncate(self._fd, start)
+        os.fsync(self._fd)
+        self._write_record(
+            "torn_tail",
+            None,
+            None,
+            {
+                "offset": start,
+                "length": size - start,
+                "sha256": digest.hexdigest(),
+                "excerpt": excerpt.decode("utf-8", errors="replace"),
+                "note": "an incomplete final line (an interrupted write) was removed when the log was reopened",
+            },
+            sync=True,
+        )
+
+    # ------------------------------------------------------------------ writing
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """`(seq, hash)` of the last record written (`(0, GENESIS)` for an empty log)."""
+        with self._lock:
+            return self._seq, self._prev
+
+    def append(
+        self,
+        kind: str,
+        *,
+        rule_id: str | None = None,
+        rule_file_hash: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        sync: bool = False,
+    ) -> dict[str, Any]:
+        """Write one record and return it as written (redacted, with `seq`, `prev`, `hash`).
+
+        `kind` is a lower-case word (`trigger`, `guard`, `decision`, ...). With `sync=True`
+        the record is on disk (fsynced, head file updated) when this returns. Raises
+        AuditError if the record could not be written; the log is then left as it was.
+        """
+        if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+            raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
+        if rule_id is not None and not isinstance(rule_id, str):
+            raise TypeError("rule_id must be a string or None")
+        if rule_file_hash is not None and not isinstance(rule_file_hash, str):
+            raise TypeError("rule_file_hash must be a string or None")
+        with self._lock:
+            return self._write_record(kind, rule_id, rule_file_hash, data or {}, sync=sync)
+
+    def _write_record(
+        self, kind: str, rule_id: str | None, rule_hash: str | None, data: Mapping[str, Any], *, sync: bool
+    ) -> dict[str, Any]:
+        if self._fd is None:
+            raise AuditError(f"audit log {self.path} is closed")
+        if self._failed:
+            raise AuditError(f"audit log {self.path} is unusable after an earlier failure: {self._failed}")
+        record: dict[str, Any] = {
+            "seq": self._seq + 1,
+            "time": float(self._clock()),
+            "kind": kind,
+            "rule_id": None if rule_id is None else self._redactor.redact_text(rule_id),
+            "rule_hash": rule_hash,
+            "mode": self.mode,
+            "data": self._redactor.redact(to_jsonable(data)),
+            "prev": self._prev,
+        }
+        record["hash"] = record_hash(record)
+        line = (canonical_json(record) + "\n").encode("ascii")
+        self._write_line(line)
+        self._seq, self._prev = record["seq"], record["hash"]
+        self._unsynced += 1
+        if sync or self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
+            self._sync_locked()
+        return record
+
+    def _write_line(self, line: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(line)
+        written = 0
+        try:
+            while written < len(line):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._failed = f"a partial record could not be removed ({exc.strerror})"
+            raise AuditError(f"could not write to audit log {self.path}: {exc.strerror}") from None
+        self._size += len(line)
+
+    def _sync_locked(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+            write_head(self.path, Head(self._seq, self._prev, float(self._clock())))
+        except OSError as exc:
+            # After a failed fsync the kernel may have dropped the data: never trust this log again.
+            self._failed = f"fsync failed ({exc.strerror})"
+            raise AuditError(f"could not sync audit log {self.path}: {exc.strerror}") from None
+        self._unsynced = 0
+        self._last_sync = self._clock()
+
+    def sync(self) -> None:
+        """Fsync every record written so far and update the head file."""
+        with self._lock:
+            if self._unsynced:
+                self._sync_locked()
+
+    def close(self) -> None:
+        """Sync, release the lock and close. Idempotent."""
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                if self._unsynced and not self._failed:
+                    self._sync_locked()
+            finally:
+                os.close(self._fd)  # closing releases the flock
+                self._fd = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.path)!r}, mode={self.mode!r}, seq={self._seq})"

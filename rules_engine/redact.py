@@ -1,0 +1,157 @@
+"""Keep secrets out of the audit log and out of log lines.
+
+Two mechanisms, both applied by `Redactor.redact`:
+
+- By key: the value of any mapping key that names a credential is replaced by `***`,
+  at any depth (dicts, lists, tuples). A key is sensitive when, lower-cased with every
+  non-alphanumeric character removed, it contains one of `SENSITIVE_KEY_PARTS`
+  (`API-Key`, `API-Sign`, `Authent`, `APIKey`, `x-api-secret`, `ws_token`, ...) or equals
+  one of `SENSITIVE_KEYS` (`otp`, `sign`, ...). `None` and booleans are kept: they cannot
+  carry a secret, and `"authenticated": true` stays readable.
+- By value: every registered secret (`Redactor.register(value)`), and its URL-encoded
+  forms, is replaced by `***` wherever it appears inside any string (keys included) or
+  as the digits of an integer. Free text such as `API-Key: abc` or `token=abc` has the
+  value after the name replaced too.
+
+`default_redactor` is the process-wide instance the audit log uses; `register_secret`
+adds to it. Register every secret as soon as it is loaded (API secret, webhook secrets,
+passphrases, admin tokens). `RedactingFilter` applies the same rules to `logging` records.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+SENSITIVE_KEY_PARTS = (
+    "apikey",
+    "apisign",
+    "authent",
+    "authorization",
+    "secret",
+    "token",
+    "passphrase",
+    "password",
+    "passwd",
+    "signature",
+    "privatekey",
+    "cookie",
+)
+"""Substrings of a normalised key (lower case, alphanumerics only) that mark it sensitive."""
+
+SENSITIVE_KEYS = frozenset({"otp", "sign", "pwd", "auth", "apisecret"})
+"""Normalised keys that are sensitive only as a whole (`otp` but not `footprint`)."""
+
+_TEXT_FIELD = re.compile(
+    r"(?i)(?<![a-z0-9])(api[-_]?key|api[-_]?sign|authent|authorization|otp|password|passphrase|secret|token)"
+    r"(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic)\s+)?([^\s&\",;]+)"
+)
+
+
+def _normalise_key(key: str) -> str:
+    return "".join(ch for ch in key.lower() if ch.isalnum())
+
+
+def is_sensitive_key(key: object) -> bool:
+    """True if a mapping key names a credential whose value must never be written."""
+    if not isinstance(key, str):
+        return False
+    norm = _normalise_key(key)
+    return norm in SENSITIVE_KEYS or any(part in norm for part in SENSITIVE_KEY_PARTS)
+
+
+class Redactor:
+    """Replaces secrets in nested data and text. Thread-safe; secrets are never shown."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+    def register(self, secret: str) -> None:
+        """Redact `secret` (and its URL-encoded forms) wherever it appears from now on."""
+        if not isinstance(secret, str) or not secret:
+            raise ValueError("a secret to redact must be a non-empty string")
+        forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+        with self._lock:
+            if forms <= self._secrets:
+                return
+            self._secrets |= forms
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def redact_text(self, text: str) -> str:
+        """`text` with registered secrets and `name: value` credential fields masked."""
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        return _TEXT_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+
+    def redact(self, value: Any) -> Any:
+        """A redacted copy of `value`: mappings, lists and tuples are walked; strings,
+        bytes and integers are checked for registered secrets; other objects are returned
+        unchanged (convert them to text first if they may hold a secret)."""
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, (bytes, bytearray)):
+            return self.redact_text(bytes(value).decode("utf-8", errors="replace"))
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            return MASK if self.redact_text(str(value)) != str(value) else value
+        if isinstance(value, Mapping):
+            out = {}
+            for key, item in value.items():
+                new_key = self.redact_text(key) if isinstance(key, str) else key
+                if is_sensitive_key(key) and item is not None and not isinstance(item, bool):
+                    out[new_key] = MASK
+                else:
+                    out[new_key] = self.redact(item)
+            return out
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.redact(item) for item in value)
+        return value
+
+
+default_redactor = Redactor()
+
+
+def register_secret(secret: str) -> None:
+    """Register a secret with the process-wide `default_redactor`."""
+    default_redactor.register(secret)
+
+
+def redact(value: Any) -> Any:
+    """Redact with the process-wide `default_redactor`."""
+    return default_redactor.redact(value)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in the formatted message and traceback.
+
+    Attach it to handlers: `handler.addFilter(RedactingFilter())`.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or default_redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.redact_text(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact_text(record.stack_info)
+        return True

@@ -1,0 +1,237 @@
+import dataclasses
+import json
+import os
+from decimal import Decimal
+from urllib.parse import quote_plus
+
+import pytest
+
+from rules_engine.audit import (
+    GENESIS,
+    AuditCorruptError,
+    AuditError,
+    AuditLockedError,
+    AuditLog,
+    head_path,
+    read_head,
+    record_hash,
+    verify,
+)
+from rules_engine.audit import log as log_module
+from rules_engine.redact import Redactor
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_records_are_canonical_chained_and_typed(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    clock = FakeClock()
+    with AuditLog(path, mode="live", clock=clock) as log:
+        first = log.append("trigger", rule_id="buy-dip", rule_file_hash="ab" * 32, data={"price": Decimal("61000.5")})
+        clock.now += 1
+        second = log.append("decision", rule_id="buy-dip", data={"volume": Decimal("0.01"), "sides": ("buy",)}, sync=True)
+    raw = path.read_text().splitlines()
+    assert len(raw) == 2
+    assert raw[0] == json.dumps(first, sort_keys=True, separators=(",", ":"))
+    records = lines(path)
+    assert records[0]["seq"] == 1 and records[0]["prev"] == GENESIS
+    assert records[1]["seq"] == 2 and records[1]["prev"] == records[0]["hash"]
+    assert records[0]["data"] == {"price": "61000.5"}
+    assert records[1]["data"] == {"volume": "0.01", "sides": ["buy"]}
+    assert records[0]["rule_hash"] == "ab" * 32 and records[1]["rule_hash"] is None
+    assert records[1]["time"] == 1_700_000_001.0 and records[1]["mode"] == "live"
+    assert all(r["hash"] == record_hash(r) for r in records)
+    assert second == records[1]
+
+
+def test_reopening_continues_the_chain(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="dry-run") as log:
+        log.append("startup")
+        head = log.append("shutdown")
+    with AuditLog(path, mode="dry-run") as log:
+        assert log.head == (2, head["hash"])
+        record = log.append("startup")
+    assert record["seq"] == 3 and record["prev"] == head["hash"]
+    assert verify(path).ok
+
+
+def test_sync_updates_the_head_file_and_batches_fsync_other_records(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    clock = FakeClock()
+    log = AuditLog(path, mode="live", clock=clock, fsync_every=3, fsync_interval=60)
+    log.append("trigger")
+    log.append("guard")
+    assert read_head(path) is None and fsyncs == []
+    log.append("guard")  # third record: batch full
+    assert read_head(path).seq == 3 and fsyncs.count(log._fd) == 1
+    log.append("trigger")
+    clock.now += 61  # interval elapsed
+    log.append("trigger")
+    assert read_head(path).seq == 5
+    decision = log.append("decision", sync=True)
+    head = read_head(path)
+    assert (head.seq, head.hash) == (6, decision["hash"])
+    log.append("request")
+    log.close()
+    assert read_head(path).seq == 7
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live"):
+        with pytest.raises(AuditLockedError):
+            AuditLog(path, mode="live")
+    AuditLog(path, mode="live").close()
+
+
+def test_bad_kind_is_refused_and_writes_nothing(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live") as log:
+        for kind in ("", "Decision", "two words", None):
+            with pytest.raises(ValueError):
+                log.append(kind)
+        with pytest.raises(TypeError):
+            log.append("trigger", rule_id=5)
+    assert path.read_text() == ""
+
+
+def test_a_torn_final_line_is_sealed_with_a_record_on_reopen(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live") as log:
+        log.append("decision", data={"n": 1}, sync=True)
+        good = log.append("request", data={"n": 2})
+    fragment = b'{"data":{"n":3},"hash":"ab'
+    with open(path, "ab") as handle:
+        handle.write(fragment)
+    report = verify(path)
+    assert report.ok and report.torn_tail is not None and report.torn_tail.line == 3
+    with AuditLog(path, mode="live") as log:
+        assert log.head[0] == 3
+    records = lines(path)
+    torn = records[2]
+    assert torn["kind"] == "torn_tail" and torn["prev"] == good["hash"]
+    assert torn["data"]["length"] == len(fragment)
+    assert torn["data"]["excerpt"] == fragment.decode()
+    assert verify(path).ok and verify(path).torn_tail is None
+
+
+def test_a_damaged_last_record_is_never_continued(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live") as log:
+        log.append("decision", data={"volume": "1"})
+    tampered = path.read_text().replace('"volume":"1"', '"volume":"9"')
+    path.write_text(tampered)
+    with pytest.raises(AuditCorruptError, match="hash mismatch"):
+        AuditLog(path, mode="live")
+    assert path.read_text() == tampered
+
+
+def test_a_log_shorter_than_its_head_is_never_continued(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live") as log:
+        log.append("decision", sync=True)
+        log.append("decision", sync=True)
+    first_line = path.read_text().splitlines(keepends=True)[0]
+    path.write_text(first_line)
+    with pytest.raises(AuditCorruptError, match="head file says seq 2"):
+        AuditLog(path, mode="live")
+    path.unlink()
+    with pytest.raises(AuditCorruptError, match="head file says seq 2"):
+        AuditLog(path, mode="live")
+
+
+def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live")
+    log.append("startup")
+    before = path.read_bytes()
+    real_write = os.write
+
+    def half_then_fail(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log_module.os, "write", half_then_fail)
+    with pytest.raises(AuditError, match="No space left"):
+        log.append("decision", data={"x": 1}, sync=True)
+    monkeypatch.setattr(log_module.os, "write", real_write)
+    assert path.read_bytes() == before
+    log.append("decision", data={"x": 1}, sync=True)
+    log.close()
+    assert verify(path).ok and verify(path).records == 2
+
+
+def test_a_failed_fsync_makes_the_log_refuse_further_records(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live")
+
+    def failing_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(log_module.os, "fsync", failing_fsync)
+    with pytest.raises(AuditError, match="could not sync"):
+        log.append("decision", sync=True)
+    with pytest.raises(AuditError, match="unusable"):
+        log.append("request")
+    log.close()
+
+
+def test_closed_log_refuses_records(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live")
+    log.close()
+    log.close()
+    with pytest.raises(AuditError, match="closed"):
+        log.append("startup")
+
+
+@dataclasses.dataclass
+class Intent:
+    pair: str
+    note: str
+
+
+def test_no_registered_secret_ever_reaches_the_files(tmp_path):
+    secret = "Zm9vYmFyK3NlY3JldC8vPT0+/abc=="
+    passphrase = "correct horse battery"
+    redactor = Redactor()
+    redactor.register(secret)
+    redactor.register(passphrase)
+    path = tmp_path / "audit.jsonl"
+    shapes = [
+        {"plain": secret},
+        {"inside": f"HTTP 401 body={secret};"},
+        {"urlencoded": f"nonce=1&sig={quote_plus(secret)}"},
+        {secret: "as a key"},
+        {"list": [[{"deep": (secret, passphrase)}]]},
+        {"bytes": secret.encode()},
+        {"error": RuntimeError(f"auth failed for {passphrase}")},
+        {"object": Intent("XBTUSD", f"note {secret}")},
+        {"set": {secret, "x"}},
+        {"API-Sign": "per-request-signature", "headers": {"API-Key": "public-key"}},
+    ]
+    with AuditLog(path, mode="live", redactor=redactor) as log:
+        for data in shapes:
+            log.append("request", rule_id=f"rule-{passphrase}", data=data, sync=True)
+    with open(path, "ab") as handle:
+        handle.write(b'{"note":"' + secret.encode() + b'"')  # a torn line holding a secret
+    with AuditLog(path, mode="live", redactor=redactor) as log:
+        log.append("shutdown")
+    for file in (path, head_path(path)):
+        content = file.read_bytes()
+        for value in (secret, passphrase, quote_plus(secret), "per-request-signature", "public-key"):
+            assert value.encode() not in content
+    assert verify(path).ok
