@@ -1,0 +1,424 @@
+"""The kill switch and Kraken's dead man's switch.
+
+Kill switch
+    One state, engaged or clear, kept in a file so it survives restarts: the file
+    `<state_dir>/KILL` present means engaged, whatever it holds (a bare `touch` works; the
+    engine writes JSON with the reason, who and when). Four ways to engage it, one state:
+    the file itself (`rules-engine kill` writes it), `POST /kill` with a bearer token,
+    SIGUSR1, and `KillSwitch.engage` in process. Every change, however it came, reaches
+    the one `on_change(KillState)` callback, where the engine stops actions, cancels all
+    open orders if asked, and audits. The engine calls `poll()` (or runs `watch()`) to
+    notice changes made by other processes; it fails closed: a kill file it cannot read,
+    or one it could not write, still counts as engaged.
+
+Dead man's switch
+    `DeadMansSwitchKeeper` calls Kraken's CancelAllOrdersAfter through an injected
+    `refresh(timeout=...)` every `interval` (default 20 s, timeout 60 s, as Kraken
+    recommends), so the orders of a crashed or hung engine are cancelled by Kraken. On a
+    clean shutdown `stop()` disarms it with timeout 0, after the last refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import inspect
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+KILL_FILE_NAME = "KILL"
+STATE_DIR_ENV = "RULES_ENGINE_STATE_DIR"
+MAX_REASON_LENGTH = 500
+MIN_TOKEN_LENGTH = 16
+_MAX_FILE_BYTES = 65536
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$RULES_ENGINE_STATE_DIR`, else `./state`."""
+    return Path((os.environ if environ is None else environ).get(STATE_DIR_ENV, "state"))
+
+
+def kill_file(state_dir: str | Path) -> Path:
+    return Path(state_dir) / KILL_FILE_NAME
+
+
+class KillSwitchError(Exception):
+    """The kill switch could not be cleared (its file could not be removed)."""
+
+
+@dataclass(frozen=True)
+class KillState:
+    """Engaged (with why, by whom, when, and whether to cancel every open order) or clear
+    (with who cleared it and when)."""
+
+    engaged: bool
+    reason: str = ""
+    cancel_all: bool = False
+    source: str = ""
+    time: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.time is not None:
+            data["time_utc"] = datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds")
+        return data
+
+    def describe(self) -> str:
+        """One line for people: `ENGAGED since ... by ... (reason)` or `clear`."""
+        when = f" since {self.to_json()['time_utc']}" if self.time is not None else ""
+        if not self.engaged:
+            return "clear" + (f" (cleared by {self.source}{when.replace(' since', ' at')})" if self.source else "")
+        extra = ", cancel all open orders" if self.cancel_all else ""
+        return f"ENGAGED{when} by {self.source or 'unknown'}: {self.reason or 'no reason given'}{extra}"
+
+
+def read_kill_file(path: Path) -> KillState | None:
+    """The state a kill file describes, or None if there is no file. Any file counts as
+    engaged: unreadable or non-JSON content becomes the reason."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return KillState(True, f"kill file cannot be checked ({exc.strerror}); failing closed", source="file")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_FILE_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return KillState(True, f"kill file present but unreadable ({exc.strerror})", source="file", time=stat.st_mtime)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        stamp = data.get("time")
+        return KillState(
+            engaged=True,
+            reason=str(data.get("reason") or "kill file present")[:MAX_REASON_LENGTH],
+            cancel_all=data.get("cancel_all") is True,
+            source=str(data.get("source") or "file")[:200],
+            time=float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else stat.st_mtime,
+        )
+    text = raw.decode("utf-8", "replace").strip()
+    return KillState(True, (text or "kill file present")[:MAX_REASON_LENGTH], source="file", time=stat.st_mtime)
+
+
+def write_kill_file(path: Path, state: KillState) -> None:
+    """Write the engaged state atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".KILL.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state.to_json(), handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class KillSwitch:
+    """The engaged/clear state behind `state_file`. `on_change(state)` is called on every
+    engage, on a clear that changes something, and when `poll()` finds the file changed."""
+
+    def __init__(
+        self,
+        state_file: str | Path,
+        on_change: Callable[[KillState], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(state_file)
+        self.on_change = on_change
+        self._clock = clock
+        self._state = read_kill_file(self.path) or KillState(False)
+        self.persist_error: str | None = None
+
+    @property
+    def state(self) -> KillState:
+        return self._state
+
+    @property
+    def engaged(self) -> bool:
+        return self._state.engaged
+
+    def engage(self, reason: str, cancel_all: bool = False, source: str = "api") -> KillState:
+        """Engage now (or again, e.g. to add `cancel_all`). Never raises for I/O: if the
+        file cannot be written the switch stays engaged in memory, `persist_error` says
+        why, and `poll()` keeps retrying the write."""
+        state = KillState(True, (reason or "no reason given")[:MAX_REASON_LENGTH], cancel_all, source, self._clock())
+        self._state = state
+        self._persist()
+        self._notify(state)
+        return state
+
+    def clear(self, source: str = "api") -> KillState:
+        """Clear the switch (remove the file). Raises KillSwitchError, staying engaged, if
+        the file cannot be removed."""
+        if not self._state.engaged and not self.path.exists():
+            return self._state
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise KillSwitchError(f"cannot remove kill file {self.path}: {exc.strerror}") from None
+        self.persist_error = None
+        state = KillState(False, source=source, time=self._clock())
+        self._state = state
+        self._notify(state)
+        return state
+
+    def poll(self) -> KillState | None:
+        """Re-read the file; return (and report) the new state if it changed, else None."""
+        observed = read_kill_file(self.path)
+        if observed is None:
+            if not self._state.engaged:
+                return None
+            if self.persist_error is not None:
+                self._persist()  # engaged in memory, never written: stay engaged, retry
+                return None
+            observed = KillState(False, source="file removed", time=self._clock())
+        elif observed == self._state:
+            return None
+        self._state = observed
+        self._notify(observed)
+        return observed
+
+    async def watch(self, interval: float = 1.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Poll every `interval` seconds until cancelled."""
+        while True:
+            self.poll()
+            await sleep(interval)
+
+    def _persist(self) -> None:
+        try:
+            write_kill_file(self.path, self._state)
+            self.persist_error = None
+        except OSError as exc:
+            self.persist_error = f"cannot write kill file {self.path}: {exc.strerror or exc}"
+            log.error("kill switch engaged in memory only: %s", self.persist_error)
+
+    def _notify(self, state: KillState) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(state)
+        except Exception:
+            log.exception("kill switch on_change callback failed")
+
+
+def install_signal_handler(
+    loop: asyncio.AbstractEventLoop,
+    switch: KillSwitch,
+    cancel_all: bool = False,
+    signum: int = signal.SIGUSR1,
+) -> Callable[[], None]:
+    """Engage `switch` when the process receives `signum` (SIGUSR1). Returns a remover."""
+    name = signal.Signals(signum).name
+
+    def handle() -> None:
+        log.warning("%s received: engaging the kill switch", name)
+        switch.engage(f"{name} received", cancel_all=cancel_all, source="signal")
+
+    loop.add_signal_handler(signum, handle)
+    return lambda: loop.remove_signal_handler(signum)
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def add_kill_routes(app: web.Application, switch: KillSwitch, token: str, prefix: str = "/kill") -> None:
+    """`GET {prefix}` (state), `POST {prefix}` (engage; optional JSON body
+    `{"reason": str, "cancel_all": bool, "source": str}`) and `POST {prefix}/clear`, each
+    requiring `Authorization: Bearer <token>`."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the kill switch token must be at least {MIN_TOKEN_LENGTH} characters")
+    expected = token.encode()
+
+    def authorized(request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+    def denied(request: web.Request) -> web.Response:
+        log.warning("kill switch %s %s refused: missing or wrong bearer token (from %s)",
+                    request.method, request.path, request.remote)
+        return web.json_response(
+            {"ok": False, "error": "unauthorized", "reason": "send Authorization: Bearer <admin token>"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="rules-engine"'},
+        )
+
+    def answer(status: int = 200) -> web.Response:
+        body: dict[str, Any] = {"ok": True, "kill_switch": switch.state.to_json()}
+        if switch.persist_error is not None:
+            body["warning"] = "engaged in memory only: the kill file could not be written"
+        return web.json_response(body, status=status)
+
+    async def get_state(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return denied(request)
+        switch.poll()
+        return answer()
+
+    async def engage(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return denied(request)
+        raw = b""
+        async for chunk in request.content.iter_chunked(4096):
+            raw += chunk
+            if len(raw) > 8192:
+                return _error(413, "body_too_large", "kill requests take at most 8192 bytes")
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return _error(400, "invalid_json", "body must be JSON: {\"reason\": ..., \"cancel_all\": ...}")
+        if not isinstance(data, dict) or not isinstance(data.get("cancel_all", False), bool) or not all(
+            isinstance(data.get(k, ""), str) for k in ("reason", "source")
+        ):
+            return _error(400, "invalid_request", "expected {\"reason\": str, \"cancel_all\": bool, \"source\": str}")
+        source = f"http {request.remote}" + (f" ({data['source'][:100]})" if data.get("source") else "")
+        switch.engage(data.get("reason") or "engaged over HTTP", data.get("cancel_all", False), source)
+        return answer()
+
+    async def clear(request: web.Request) -> web.Response:
+        if not authorized(request):
+            return denied(request)
+        try:
+            switch.clear(source=f"http {request.remote}")
+        except KillSwitchError as exc:
+            return _error(500, "clear_failed", str(exc))
+        return answer()
+
+    app.router.add_get(prefix, get_state)
+    app.router.add_post(prefix, engage)
+    app.router.add_post(prefix + "/clear", clear)
+
+
+def _error(status: int, code: str, reason: str) -> web.Response:
+    return web.json_response({"ok": False, "error": code, "reason": reason}, status=status)
+
+
+# ----------------------------------------------------------------------------- dead man's switch
+
+
+class DeadMansSwitchKeeper:
+    """Keep Kraken's CancelAllOrdersAfter armed while the engine runs.
+
+    `refresh(timeout=<int seconds>)` (async or sync) sends CancelAllOrdersAfter. It is
+    called every `interval` seconds with `timeout`; after a failure, `on_failure(exc,
+    consecutive_failures)` is told and the call is retried after `retry_interval`.
+    `stop()` ends the loop and then, if anything was ever sent, sends `timeout=0`.
+    """
+
+    def __init__(
+        self,
+        refresh: Callable[..., Any],
+        interval: float = 20.0,
+        timeout: float = 60.0,
+        retry_interval: float = 5.0,
+        on_failure: Callable[[BaseException, int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not 1 <= timeout < 86400:
+            raise ValueError("the dead man's switch timeout must be at least 1 s and under 86400 s (Kraken's limit)")
+        if not 0 < interval < timeout or not 0 < retry_interval <= interval:
+            raise ValueError("need 0 < retry_interval <= interval < timeout for the dead man's switch")
+        self._refresh = refresh
+        self.interval = interval
+        self.timeout = int(timeout)
+        self.retry_interval = retry_interval
+        self._on_failure = on_failure
+        self._clock = clock
+        self._sleep = sleep
+        self.last_success: float | None = None
+        self.failures = 0
+        self._armed = False
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._done: asyncio.Event | None = None
+
+    @property
+    def expires_at(self) -> float | None:
+        """When Kraken would cancel everything if no refresh succeeds (on `clock`'s scale)."""
+        return None if self.last_success is None else self.last_success + self.timeout
+
+    async def run(self) -> None:
+        """Refresh until `stop()`."""
+        self._done = asyncio.Event()
+        try:
+            while not self._stopping:
+                started = self._clock()
+                delay = self.interval
+                try:
+                    self._armed = True
+                    await self._call(self.timeout)
+                    self.last_success, self.failures = started, 0
+                    delay = self.interval - (self._clock() - started)
+                except Exception as exc:
+                    self.failures += 1
+                    delay = self.retry_interval
+                    self._report(exc)
+                if self._stopping:
+                    break
+                await self._wait(max(delay, 0.0))
+        finally:
+            self._done.set()
+
+    async def stop(self, disarm: bool = True) -> None:
+        """Stop refreshing; with `disarm`, then send timeout 0 (a clean shutdown)."""
+        self._stopping = True
+        self._wake.set()
+        if self._done is not None:
+            await self._done.wait()
+        if disarm and self._armed:
+            try:
+                await self._call(0)
+                self._armed = False
+            except Exception as exc:
+                self.failures += 1
+                self._report(exc)
+
+    async def _call(self, timeout: int) -> None:
+        outcome = self._refresh(timeout=timeout)
+        if inspect.isawaitable(outcome):
+            await asyncio.wait_for(outcome, self.interval)
+
+    def _report(self, exc: BaseException) -> None:
+        log.warning("dead man's switch refresh failed (%d in a row): %s", self.failures, type(exc).__name__)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(exc, self.failures)
+            except Exception:
+                log.exception("dead man's switch on_failure callback failed")
+
+    async def _wait(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
