@@ -1,0 +1,428 @@
+"""The engine's persistent state in one SQLite file (`state/engine.sqlite`).
+
+What it holds, so that a restart (even after `kill -9` at any point) resumes without
+re-firing a rule or sending a second order for one decision:
+
+- the engine core's snapshot (per-rule arming, pending `for:` timers, fire counts,
+  cooldowns, sequence numbers) and the paper wallet, as JSON;
+- every order decision by `cl_ord_id` with its status and outcome;
+- each API key's nonce high-water mark (the `NonceStore` protocol of
+  `rules_engine.kraken.nonce`);
+- recently seen signal ids (webhook replay protection).
+
+Durability: WAL journal with `synchronous=FULL`, so a method that returned has committed
+to disk. Writes are short `BEGIN IMMEDIATE` transactions; `transaction()` groups several
+calls into one atomic commit (nested blocks become savepoints). One connection serves all
+threads under an internal lock, so calls are serialised; open one store per process.
+
+The order of a decision's life, and what a restart does with each status:
+
+    record_decision(pending) -> audit "decision" (sync) -> mark_sent -> send -> record_outcome
+    pending          never left this process (mark_sent comes right before the send)
+    sent / unknown   may have reached Kraken: look it up by cl_ord_id before anything else
+    accepted         on the book; rejected / filled / cancelled / abandoned are final
+
+Statuses only move forward (pending < sent < unknown < accepted < final), so a late or
+out-of-order outcome never moves a decision back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rules_engine.state import codec
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("pending", "sent", "unknown", "accepted", "rejected", "filled", "cancelled", "abandoned")
+OUTCOME_STATUSES = ("accepted", "rejected", "unknown", "filled", "cancelled", "abandoned")
+UNRESOLVED_STATUSES = ("pending", "sent", "unknown")
+FINAL_STATUSES = frozenset({"rejected", "filled", "cancelled", "abandoned"})
+_RANK = {"pending": 0, "sent": 1, "unknown": 2, "accepted": 3, **{s: 4 for s in FINAL_STATUSES}}
+
+_NONCE_DIGITS = 20  # 2**64 - 1 has 20 digits; zero-padded text compares in numeric order
+_MAX_NONCE = 2**64 - 1
+
+_STATUS_CHECK = "CHECK (status IN (" + ",".join(f"'{s}'" for s in STATUSES) + "))"
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE snapshots (name TEXT PRIMARY KEY, data TEXT NOT NULL, saved_at REAL NOT NULL)",
+        f"""CREATE TABLE decisions (
+            cl_ord_id TEXT PRIMARY KEY,
+            rule_id TEXT NOT NULL,
+            decision_id TEXT NOT NULL,
+            intent TEXT NOT NULL,
+            status TEXT NOT NULL {_STATUS_CHECK},
+            outcome TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            updated_at REAL NOT NULL)""",
+        "CREATE INDEX decisions_by_decision_id ON decisions (decision_id)",
+        "CREATE INDEX decisions_by_status ON decisions (status)",
+        "CREATE TABLE nonces (key_fingerprint TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE seen_signals (
+            source TEXT NOT NULL, signal_id TEXT NOT NULL, expires_at REAL NOT NULL,
+            PRIMARY KEY (source, signal_id))""",
+        "CREATE INDEX seen_signals_by_expiry ON seen_signals (expires_at)",
+    ),
+}
+
+_DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
+
+
+class StateStoreError(Exception):
+    """The state database cannot be opened, read or written."""
+
+
+class DecisionConflictError(StateStoreError):
+    """A cl_ord_id is already recorded for another rule or decision."""
+
+
+class UnknownDecisionError(StateStoreError):
+    """No decision has this cl_ord_id."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One order decision. `created` is True only on the `record_decision` call that
+    inserted it (False when it returned an existing row)."""
+
+    cl_ord_id: str
+    rule_id: str
+    decision_id: str
+    intent: dict[str, Any]
+    status: str
+    outcome: dict[str, Any] | None
+    created_at: float
+    sent_at: float | None
+    updated_at: float
+    created: bool = field(default=False, compare=False)
+
+    @property
+    def resolved(self) -> bool:
+        """False while a restart must reconcile it (pending, sent, unknown)."""
+        return self.status not in UNRESOLVED_STATUSES
+
+
+def _nonempty(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+class StateStore:
+    """The state database at `path` (created with its schema if missing)."""
+
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot open state database {self.path}: {exc}") from None
+        try:
+            journal = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(journal).lower() != "wal":
+                raise StateStoreError(f"state database {self.path}: WAL journal unavailable (got {journal})")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except BaseException as exc:
+            self._conn.close()
+            self._conn = None
+            if isinstance(exc, sqlite3.Error):
+                raise StateStoreError(f"cannot open state database {self.path}: {exc}") from None
+            raise
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StateStoreError(
+                    f"state database {self.path} has schema version {version}, newer than this "
+                    f"rules-engine understands ({SCHEMA_VERSION}); upgrade rules-engine"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def schema_version(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable commit for everything inside the block (re-entrant: an inner
+        block is a savepoint). Other threads wait until it ends.
+
+            with store.transaction():
+                store.record_decision(...)
+                store.save_engine_snapshot(core.snapshot())
+        """
+        with self._tx():
+            yield
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._open_conn()
+            depth = self._depth
+            try:
+                conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state database {self.path}: cannot start a transaction: {exc}") from None
+            self._depth += 1
+            try:
+                yield conn
+            except BaseException:
+                self._depth = depth
+                try:
+                    if depth == 0:
+                        conn.execute("ROLLBACK")
+                    else:
+                        conn.execute(f"ROLLBACK TO sp{depth}")
+                        conn.execute(f"RELEASE sp{depth}")
+                except sqlite3.Error:
+                    pass
+                raise
+            self._depth = depth
+            try:
+                conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+            except sqlite3.Error as exc:
+                if depth == 0 and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StateStoreError(f"state database {self.path}: commit failed: {exc}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._open_conn()
+            except sqlite3.Error as exc:
+                raise StateStoreError(f"state database {self.path}: {exc}") from None
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateStoreError(f"state database {self.path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        """Close the database. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StateStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _save_snapshot(self, name: str, snapshot: Mapping[str, Any]) -> None:
+        if not isinstance(snapshot, Mapping):
+            raise TypeError(f"the {name} snapshot must be a mapping")
+        text = codec.dumps(snapshot, name)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at",
+                (name, text, self._clock()),
+            )
+
+    def _load_snapshot(self, name: str) -> dict[str, Any] | None:
+        with self._reading() as conn:
+            row = conn.execute("SELECT data FROM snapshots WHERE name = ?", (name,)).fetchone()
+        return None if row is None else codec.loads(row[0])
+
+    def save_engine_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace the engine core's snapshot (JSON types and Decimal)."""
+        self._save_snapshot("engine", snapshot)
+
+    def load_engine_snapshot(self) -> dict[str, Any] | None:
+        """The last saved engine snapshot, None if none was saved."""
+        return self._load_snapshot("engine")
+
+    def save_paper_wallet(self, snapshot: Mapping[str, Any]) -> None:
+        """Replace the paper wallet's snapshot (JSON types and Decimal)."""
+        self._save_snapshot("paper_wallet", snapshot)
+
+    def load_paper_wallet(self) -> dict[str, Any] | None:
+        """The last saved paper wallet, None if none was saved."""
+        return self._load_snapshot("paper_wallet")
+
+    # ------------------------------------------------------------------ decisions
+
+    def _decision(self, row: tuple[Any, ...], created: bool = False) -> Decision:
+        return Decision(
+            cl_ord_id=row[0],
+            rule_id=row[1],
+            decision_id=row[2],
+            intent=codec.loads(row[3]),
+            status=row[4],
+            outcome=None if row[5] is None else codec.loads(row[5]),
+            created_at=row[6],
+            sent_at=row[7],
+            updated_at=row[8],
+            created=created,
+        )
+
+    def _fetch(self, conn: sqlite3.Connection, cl_ord_id: str) -> Decision | None:
+        row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?", (cl_ord_id,)).fetchone()
+        return None if row is None else self._decision(row)
+
+    def record_decision(
+        self,
+        cl_ord_id: str,
+        rule_id: str,
+        decision_id: str,
+        intent: Mapping[str, Any],
+        status: str = "pending",
+    ) -> Decision:
+        """Record a decision before anything is sent. Idempotent by `cl_ord_id`: if it is
+        already recorded, return that row unchanged (`created=False`). Raises
+        DecisionConflictError if that row belongs to another rule or decision."""
+        _nonempty("cl_ord_id", cl_ord_id)
+        _nonempty("rule_id", rule_id)
+        _nonempty("decision_id", decision_id)
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        intent_text = codec.dumps(dict(intent), "intent")
+        now = self._clock()
+        with self._tx() as conn:
+            existing = self._fetch(conn, cl_ord_id)
+            if existing is not None:
+                if (existing.rule_id, existing.decision_id) != (rule_id, decision_id):
+                    raise DecisionConflictError(
+                        f"cl_ord_id {cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
+                        f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}"
+                    )
+                return existing
+            conn.execute(
+                f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
+                (cl_ord_id, rule_id, decision_id, intent_text, status, now, now),
+            )
+            return replace(self._fetch(conn, cl_ord_id), created=True)  # type: ignore[arg-type]
+
+    def mark_sent(self, cl_ord_id: str) -> Decision:
+        """pending -> sent; call right before the request leaves. Later statuses are kept."""
+        with self._tx() as conn:
+            decision = self._require(conn, cl_ord_id)
+            if decision.status != "pending":
+                return decision
+            now = self._clock()
+            conn.execute(
+                "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? WHERE cl_ord_id = ?",
+                (now, now, cl_ord_id),
+            )
+            return self._require(conn, cl_ord_id)
+
+    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None) -> Decision:
+        """Record what became of the order: accepted, rejected, unknown, filled, cancelled
+        or abandoned (never sent). A status that would move the decision backwards, or
+        any change to a final one, is ignored; the stored decision is returned."""
+        if status not in OUTCOME_STATUSES:
+            raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
+        outcome_text = codec.dumps(dict(outcome or {}), "outcome")
+        with self._tx() as conn:
+            decision = self._require(conn, cl_ord_id)
+            if decision.status in FINAL_STATUSES or _RANK[status] < _RANK[decision.status]:
+                return decision
+            conn.execute(
+                "UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ?",
+                (status, outcome_text, self._clock(), cl_ord_id),
+            )
+            return self._require(conn, cl_ord_id)
+
+    def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> Decision:
+        decision = self._fetch(conn, cl_ord_id)
+        if decision is None:
+            raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
+        return decision
+
+    def get_decision(self, cl_ord_id: str) -> Decision | None:
+        with self._reading() as conn:
+            return self._fetch(conn, cl_ord_id)
+
+    def decisions_for(self, decision_id: str) -> list[Decision]:
+        """Every order of one decision, oldest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ? ORDER BY created_at, rowid",
+                (decision_id,),
+            ).fetchall()
+        return [self._decision(row) for row in rows]
+
+    def unresolved_decisions(self) -> list[Decision]:
+        """Decisions a restart must reconcile before doing anything else (pending, sent,
+        unknown), oldest first."""
+        marks = ",".join("?" * len(UNRESOLVED_STATUSES))
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE status IN ({marks}) ORDER BY created_at, rowid",
+                UNRESOLVED_STATUSES,
+            ).fetchall()
+        return [self._decision(row) for row in rows]
+
+    # ------------------------------------------------------------------ nonces (NonceStore)
+
+    def load(self, key_fingerprint: str) -> int:
+        """The nonce high-water mark for a key, 0 if none."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM nonces WHERE key_fingerprint = ?", (key_fingerprint,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def save(self, key_fingerprint: str, value: int) -> None:
+        """Raise the key's high-water mark to `value` (a lower value changes nothing)."""
+        _nonempty("key_fingerprint", key_fingerprint)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_NONCE:
+            raise ValueError("a nonce must be an integer from 0 to 2**64-1")
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO nonces (key_fingerprint, value) VALUES (?, ?) "
+                "ON CONFLICT (key_fingerprint) DO UPDATE SET value = max(value, excluded.value)",
+                (key_fingerprint, str(value).zfill(_NONCE_DIGITS)),
+            )
+
+    # ------------------------------------------------------------------ signal replay protection
+
+    def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
+        """True if `signal_id` was already recorded for `source` and has not expired;
+        otherwise record it until `now + ttl` and return False. Expired ids are purged."""
+        _nonempty("source", source)
+        _nonempty("signal_id", signal_id)
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        with self._tx() as conn:
+            conn.execute("DELETE FROM seen_signals WHERE expires_at <= ?", (now,))
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO seen_signals (source, signal_id, expires_at) VALUES (?, ?, ?)",
+                (source, signal_id, now + ttl),
+            )
+            return cursor.rowcount == 0
