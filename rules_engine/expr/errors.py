@@ -50,10 +50,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ZeroDivisionError):
         return "division by zero"
     if isinstance(exc, RecursionError):
-        return "expression too deeply nested to evaluate"
+        return "recursion too deep"
     if isinstance(exc, MemoryError):
         return "out of memory"
-    if type(exc).__module__ == "decimal":
-        # decimal signals print as "[<class 'decimal.Overflow'>]": name the signal instead
-        return f"decimal arithmetic failed ({name})"
+    if type(exc).__module__ == "decimal":  # decimal signals print as "[<class 'decimal.Overflow'>]"
+        if name == "Overflow":
+            return "number too large (decimal overflow)"
+        return f"invalid decimal operation ({name})"
     return shorten(f"{name}: {text}" if text else name, _MAX_MESSAGE)

@@ -68,9 +68,9 @@ class Evaluator(Interpreter):
         try:
             with decimal.localcontext(DECIMAL_CONTEXT):
                 return self.run(node)
-        except ExpressionError:
+        except (ExpressionError, KeyboardInterrupt):
             raise
-        except (Exception, SystemExit, GeneratorExit) as exc:  # not raised by run(); a last guard
+        except BaseException as exc:  # run() raises only ExpressionError; this is a last guard
             raise ExpressionError(f"evaluation failed: {describe(exc)}") from None
         finally:
             self.symtable, self._source = saved
@@ -82,11 +82,11 @@ class Evaluator(Interpreter):
             raise self._located(node, f"{type(node).__name__} is not allowed") from None
         try:
             return handler(node)
-        except ExpressionError:
+        except (ExpressionError, KeyboardInterrupt):
             raise
         except EvaluationFault as fault:
             raise self._located(node, fault.detail) from None
-        except (Exception, SystemExit, GeneratorExit) as exc:
+        except BaseException as exc:
             raise self._located(node, describe(exc)) from None
 
     def _located(self, node: ast.AST, detail: str) -> ExpressionError:
@@ -156,9 +156,9 @@ class Evaluator(Interpreter):
         kwargs = {keyword.arg: self.run(keyword.value) for keyword in node.keywords}
         try:
             return function(*args, **kwargs)
-        except EvaluationFault:
+        except (EvaluationFault, KeyboardInterrupt):
             raise
-        except (Exception, SystemExit, GeneratorExit) as exc:
+        except BaseException as exc:  # SystemExit from a runtime function must not stop the engine
             raise EvaluationFault(f"{name}() failed: {describe(exc)}") from None
 
 

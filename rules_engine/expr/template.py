@@ -55,7 +55,9 @@ class _Placeholder:
             return _show(value, self.places)
         except _RenderError as exc:
             raise ExpressionError(f"{exc} in {self.text}", self.column) from None
-        except (Exception, SystemExit, GeneratorExit) as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             raise ExpressionError(f"{describe(exc)} in {self.text}", self.column) from None
 
 

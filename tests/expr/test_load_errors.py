@@ -1,0 +1,142 @@
+"""Load-time errors: unknown names with their column, forbidden syntax, size limits."""
+
+from __future__ import annotations
+
+import pytest
+from expr_fixtures import ALL_NAMES, PRICE_NAMES, SIGNAL_NAMES
+
+from rules_engine.expr import (
+    CONTEXT_NAMES,
+    RUNTIME_NAMES,
+    ExpressionError,
+    compile_expression,
+    names_for_triggers,
+)
+
+
+def load_error(source: str, allowed: frozenset[str] = ALL_NAMES) -> ExpressionError:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source, allowed)
+    return caught.value
+
+
+def test_unknown_name_reports_its_column_and_a_suggestion() -> None:
+    error = load_error("price > 1 and pirce < 2", PRICE_NAMES)
+    assert error.column == 15
+    assert error.message == "unknown name 'pirce' (did you mean 'price'?)"
+    assert str(error) == "unknown name 'pirce' (did you mean 'price'?) (at column 15)"
+
+
+def test_column_counts_characters_not_bytes_and_includes_leading_space() -> None:
+    error = load_error("  'prix €' == symbol and volume > 1", PRICE_NAMES)
+    assert error.column == 26
+    assert "unknown name 'volume'" in error.message
+
+
+def test_column_on_a_later_line_is_an_offset_in_the_whole_source() -> None:
+    source = "(price > 1\n and nope)"
+    error = load_error(source, PRICE_NAMES)
+    assert source[error.column - 1 :].startswith("nope")
+
+
+def test_name_of_another_trigger_type_explains_why() -> None:
+    error = load_error("signal.qty > price", SIGNAL_NAMES)
+    assert error.column == 14
+    assert "'price' is not available here: price triggers provide it" in error.message
+
+
+def test_names_for_triggers() -> None:
+    assert names_for_triggers(["price"]) == RUNTIME_NAMES | {"trigger", "rule_id"} | CONTEXT_NAMES["price"]
+    assert names_for_triggers(["price", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id"}
+    assert names_for_triggers(["signal", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id", "signal"}
+    assert names_for_triggers([]) == RUNTIME_NAMES | {"trigger", "rule_id"}
+    assert RUNTIME_NAMES == {"balance", "price_of", "open_orders", "now"}
+    with pytest.raises(ValueError, match="unknown trigger type 'webhook'"):
+        names_for_triggers(["webhook"])
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "column"),
+    [
+        ("import os", "import is not allowed", 1),
+        ("from os import system", "import is not allowed", 1),
+        ("x = 1", "assignment is not allowed", 3),
+        ("price += 1", "assignment is not allowed", 7),
+        ("raise SystemExit", "raise is not allowed", 1),
+        ("def f(): return 1", "a function definition is not allowed", 1),
+        ("class A: pass", "a class definition is not allowed", 1),
+        ("for x in []: pass", "a loop is not allowed", 1),
+        ("while True: pass", "a loop is not allowed", 1),
+        ("if price: 1", "an if statement", 1),
+        ("del price", "del is not allowed", 1),
+        ("assert price", "assert is not allowed", 1),
+        ("price; 1", "only one expression is allowed", 8),
+        ("lambda: 0", "lambda functions are not allowed", 1),
+        ("[x for x in [1]]", "comprehensions are not allowed", 1),
+        ("{x for x in [1]}", "comprehensions are not allowed", 1),
+        ("{x: 1 for x in [1]}", "comprehensions are not allowed", 1),
+        ("sum(x for x in [1])", "generator expressions are not allowed", 4),
+        ("f'{price}'", "f-strings are not allowed", 1),
+        ("(y := 1)", "assignment (:=) is not allowed", 2),
+        ("min(*[1, 2])", "unpacking with * is not allowed", 5),
+        ("[*[1]]", "unpacking with * is not allowed", 2),
+        ("max(**{'a': 1})", "unpacking with ** is not allowed", 1),
+        ("{**signal}", "unpacking with ** is not allowed", 1),
+        ("price @ price", "operator @ is not supported", 1),
+        ("symbol.upper()", "only named functions can be called", 1),
+        ("open_orders('X')[0]('y')", "only named functions can be called", 1),
+        ("signal._private", "names starting with '_' are not allowed: '._private'", 1),
+        ("_hidden", "names starting with '_' are not allowed: '_hidden'", 1),
+        ("balance(_x=1)", "names starting with '_' are not allowed: '_x'", 1),
+        ("b'bytes'", "bytes literals are not allowed", 1),
+        ("1j", "complex literals are not allowed", 1),
+        ("...", "ellipsis literals are not allowed", 1),
+        ("1e400", "number literal out of range", 1),
+        ("1" + "0" * 1300, "integer literal too large", 1),
+        ("min", "'min' is a function: call it", 1),
+        ("max(1, key=abs)", "'abs' is a function: call it", 12),
+        ("pi()", "'pi' is not a function", 1),
+        ("signal('x')", "'signal' is not a function", 1),
+        ("open('/etc/passwd')", "'open' is not available in rule expressions", 1),
+        ("1 +", "syntax error", None),
+        ("", "empty expression", None),
+        ("   ", "empty expression", None),
+    ],
+)
+def test_forbidden_constructs(source: str, message: str, column: int | None) -> None:
+    error = load_error(source)
+    assert message in error.message
+    if column is not None:
+        assert error.column == column
+
+
+def test_syntax_error_points_at_the_problem() -> None:
+    error = load_error("price > (1 +")
+    assert error.message.startswith("syntax error: ")
+    assert error.column == 9
+
+
+def test_unparenthesized_line_break_gets_a_hint() -> None:
+    error = load_error("price > 1\nand bid > 1")
+    assert "wrapped in parentheses" in error.message
+
+
+def test_source_must_be_text() -> None:
+    error = load_error(42)  # type: ignore[arg-type]
+    assert error.message == "an expression must be text, not int"
+
+
+def test_constant_parts_are_evaluated_at_load_time() -> None:
+    error = load_error("price > 1 / 0")
+    assert error.message == "division by zero in `1 / 0`"
+    assert error.column == 9
+    assert "math domain error" in load_error("price > sqrt(-1)").message
+    assert "no key 'b'" in load_error("{'a': 1}['b']").message
+
+
+def test_error_is_picklable_and_repr_safe() -> None:
+    import pickle
+
+    error = load_error("pirce", PRICE_NAMES)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.message, copy.column) == (error.message, error.column)
