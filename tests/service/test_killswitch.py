@@ -342,3 +342,137 @@ def test_stop_without_run_sends_nothing():
     keeper = DeadMansSwitchKeeper(lambda timeout: calls.append(timeout))
     asyncio.run(keeper.stop())
     assert calls == []
+
+
+# ------------------------------------------------------------------ rules-engine kill
+
+
+def test_cli_engages_shows_and_clears_through_the_file(tmp_path, capsys):
+    from rules_engine.cli import main
+
+    engine = make(tmp_path)
+    assert main(["kill", "--state-dir", str(tmp_path), "--reason", "manual stop", "--cancel-all"]) == 0
+    assert "ENGAGED" in capsys.readouterr().out
+    seen = engine.poll()
+    assert (seen.reason, seen.cancel_all) == ("manual stop", True) and seen.source.startswith("cli ")
+    assert main(["kill", "--state-dir", str(tmp_path), "--status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["engaged"] is True
+    assert main(["kill", "--state-dir", str(tmp_path), "--clear"]) == 0
+    assert not kill_file(tmp_path).exists() and not engine.poll().engaged
+
+
+def test_cli_uses_the_env_state_dir_and_refuses_a_missing_one(tmp_path, monkeypatch, capsys):
+    from rules_engine.cli import main
+
+    monkeypatch.setenv("RULES_ENGINE_STATE_DIR", str(tmp_path))
+    assert main(["kill"]) == 0 and kill_file(tmp_path).exists()
+    assert main(["kill", "--state-dir", str(tmp_path / "typo")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_cli_reads_the_state_dir_from_the_engine_config(tmp_path):
+    from rules_engine.cli import main
+
+    state = tmp_path / "engine-state"
+    state.mkdir()
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"state_dir: {state}\n")
+    assert main(["kill", "--config", str(config), "--reason", "from config"]) == 0
+    assert json.loads(kill_file(state).read_text())["reason"] == "from config"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["kill", "--clear", "--reason", "x"],
+        ["kill", "--status", "--cancel-all"],
+        ["kill", "--token-file", "t"],
+    ],
+)
+def test_cli_usage_errors_exit_2(argv, tmp_path):
+    from rules_engine.cli import main
+
+    assert main(argv + ["--state-dir", str(tmp_path)] if "--token-file" not in argv else argv) == 2
+    assert not kill_file(tmp_path).exists()
+
+
+def test_cli_clear_and_status_together_is_an_argparse_error():
+    from rules_engine.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["kill", "--clear", "--status"])
+    assert exc.value.code == 2
+
+
+def test_cli_over_http(tmp_path, capsys):
+    from rules_engine.cli import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    bad_token = tmp_path / "bad"
+    bad_token.write_text("not-the-admin-token-at-all")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    switch = KillSwitch(kill_file(state_dir))
+    codes = []
+
+    async def main_async():
+        app = web.Application()
+        add_kill_routes(app, switch, TOKEN)
+        async with TestServer(app, host="127.0.0.1", port=0) as server:
+            url = str(server.make_url("/"))
+            loop = asyncio.get_running_loop()
+
+            async def cli(*argv):
+                codes.append(await loop.run_in_executor(None, main, ["kill", "--url", url, *argv]))
+
+            await cli("--token-file", str(token_file), "--reason", "over http", "--cancel-all")
+            assert switch.engaged and switch.state.cancel_all and "over http" == switch.state.reason
+            await cli("--token-file", str(bad_token), "--clear")
+            assert switch.engaged
+            await cli("--token-file", str(token_file), "--status")
+            await cli("--token-file", str(token_file), "--clear")
+            assert not switch.engaged
+
+    asyncio.run(main_async())
+    assert codes == [0, 1, 0, 0]
+    captured = capsys.readouterr()
+    assert "refused the admin token" in captured.err and TOKEN not in captured.out + captured.err
+
+
+def test_cli_over_http_unreachable_and_no_token(tmp_path, monkeypatch, capsys):
+    from rules_engine.cli import main
+
+    monkeypatch.delenv("RULES_ENGINE_ADMIN_TOKEN", raising=False)
+    assert main(["kill", "--url", "http://127.0.0.1:9"]) == 2
+    assert "RULES_ENGINE_ADMIN_TOKEN is not set" in capsys.readouterr().err
+    monkeypatch.setenv("RULES_ENGINE_ADMIN_TOKEN", TOKEN)
+    with socket_on_free_port() as port:  # bound but not listening: connection refused
+        assert main(["kill", "--url", f"http://127.0.0.1:{port}", "--timeout", "2"]) == 1
+    assert "cannot reach the engine" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_in_a_subprocess(tmp_path):
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "rules_engine", "kill", "--state-dir", str(tmp_path), *a],
+                                    capture_output=True, text=True, timeout=60)
+    engaged = run("--reason", "subprocess")
+    assert engaged.returncode == 0 and "ENGAGED" in engaged.stdout
+    assert make(tmp_path).engaged
+    cleared = run("--clear")
+    assert cleared.returncode == 0 and "clear" in cleared.stdout and not kill_file(tmp_path).exists()
+
+
+class socket_on_free_port:
+    def __enter__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        return self.sock.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.sock.close()
