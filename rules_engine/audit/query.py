@@ -5,25 +5,25 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rules_engine.audit.records import RecordError, canonical_json, parse_record
-from rules_engine.durations import parse_duration
+from rules_engine.durations import DURATION_PATTERN, parse_duration
 
 BadLineHandler = Callable[[int, str], None]
 
 
 def parse_time(text: str, now: float | None = None) -> float:
     """Epoch seconds from `1714557600` (epoch), `2024-05-01T10:00:00Z` (ISO 8601; no zone
-    means UTC) or `-1h` / `-30m` / `-2d` (relative to `now`). Raises ValueError."""
+    means UTC), or a duration ago: `1h`, `-1h`, `30m`, `2d` (relative to `now`).
+    Raises ValueError."""
     cleaned = text.strip()
-    if cleaned.startswith("-"):
-        try:
-            return (time.time() if now is None else now) - parse_duration(cleaned[1:])
-        except ValueError:
-            raise ValueError(f"{text!r} is not a relative time; write e.g. -1h, -30m, -2d") from None
+    relative = cleaned.removeprefix("-")
+    if re.fullmatch(DURATION_PATTERN, relative):
+        return (time.time() if now is None else now) - parse_duration(relative)
     try:
         return float(cleaned)
     except ValueError:
@@ -32,7 +32,7 @@ def parse_time(text: str, now: float | None = None) -> float:
         moment = datetime.datetime.fromisoformat(cleaned)
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a time; write epoch seconds, ISO 8601 (2024-05-01T10:00:00Z) or -1h"
+            f"{text!r} is not a time; write epoch seconds, ISO 8601 (2024-05-01T10:00:00Z) or a duration ago (1h)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)

@@ -1,0 +1,150 @@
+"""`rules-engine audit verify|show`: check and read the audit log.
+
+PATH is the log file or a state directory; by default the state directory's
+`audit.jsonl` (`--state-dir`, else $RULES_ENGINE_STATE_DIR, else ./state).
+
+Exit codes: 0 ok; 1 the log was altered or truncated (verify), or has damaged lines
+(show); 2 usage error or no log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rules_engine.audit import (
+    AuditError,
+    AuditLog,
+    format_record,
+    parse_anchor,
+    parse_time,
+    show,
+    verify,
+)
+from rules_engine.state.paths import AUDIT_FILE, add_state_dir_argument, audit_log_path, resolve_state_dir
+
+
+def _time_arg(text: str) -> float:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _anchor_arg(text: str) -> str:
+    try:
+        parse_anchor(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit",
+        help="verify or show the audit log",
+        description="Verify the hash chain of the audit log, or show its records.",
+    )
+    actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
+
+    check = actions.add_parser(
+        "verify",
+        help="check every record, the chain and the head file",
+        description="Check the audit log: each record's hash, the chain of prev hashes, the seq "
+        "numbers, the head file, and --expect-head. Exit 0 intact, 1 altered or truncated, 2 usage.",
+    )
+    check.add_argument("path", nargs="?", metavar="PATH", help="audit log file or state directory")
+    add_state_dir_argument(check)
+    check.add_argument(
+        "--expect-head",
+        metavar="[SEQ:]HASH",
+        type=_anchor_arg,
+        help="a head noted earlier (printed by a previous verify); the log must still contain it",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="if the only fault is a torn final line, remove it and record a torn_tail record",
+    )
+    check.add_argument("--strict", action="store_true", help="treat a torn final line as a failure (exit 1)")
+    check.set_defaults(func=_verify)
+
+    read = actions.add_parser(
+        "show",
+        help="print records, filtered by rule, kind and time",
+        description="Print audit records. Times: epoch seconds, ISO 8601 (no zone = UTC) or relative (-1h, -30m).",
+    )
+    read.add_argument("path", nargs="?", metavar="PATH", help="audit log file or state directory")
+    add_state_dir_argument(read)
+    read.add_argument("--rule", metavar="ID", help="rule id, or a shell pattern such as 'btc-*'")
+    read.add_argument(
+        "--kind",
+        metavar="K",
+        action="append",
+        help="record kind (trigger, guard, decision, risk, request, response, ...); repeat or comma-separate",
+    )
+    read.add_argument("--since", metavar="TIME", type=_time_arg, help="records at or after TIME")
+    read.add_argument("--until", metavar="TIME", type=_time_arg, help="records before TIME")
+    read.add_argument("--format", choices=("text", "json"), default="text", help="text lines or JSON lines")
+    read.set_defaults(func=_show)
+
+
+def _log_path(args: argparse.Namespace) -> Path | None:
+    if args.path:
+        path = Path(args.path)
+        if path.is_dir():
+            path = path / AUDIT_FILE
+    else:
+        path = audit_log_path(resolve_state_dir(args.state_dir))
+    if not path.is_file():
+        print(f"rules-engine audit: no audit log at {path}", file=sys.stderr)
+        return None
+    return path
+
+
+def _verify(args: argparse.Namespace) -> int:
+    path = _log_path(args)
+    if path is None:
+        return 2
+    report = verify(path, expect_head=args.expect_head)
+    if args.repair and report.ok and report.torn_tail is not None:
+        try:
+            with AuditLog(path, mode="repair"):
+                pass
+        except AuditError as exc:
+            print(f"rules-engine audit: cannot repair: {exc}", file=sys.stderr)
+            return 1
+        print(f"repaired: removed the {report.torn_tail.reason.split(':')[0]} and recorded it as a torn_tail record")
+        report = verify(path, expect_head=args.expect_head)
+    elif args.repair and not report.ok:
+        print("rules-engine audit: not repaired: only a torn final line can be repaired", file=sys.stderr)
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    if not report.ok or (args.strict and report.torn_tail is not None):
+        return 1
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    path = _log_path(args)
+    if path is None:
+        return 2
+    kinds = None
+    if args.kind:
+        kinds = {k.strip() for item in args.kind for k in item.split(",") if k.strip()}
+    bad_lines: list[int] = []
+
+    def on_bad_line(line_no: int, reason: str) -> None:
+        bad_lines.append(line_no)
+        print(f"warning: {path}: line {line_no}: {reason}", file=sys.stderr)
+
+    for record in show(path, rule=args.rule, kind=kinds, since=args.since, until=args.until, on_bad_line=on_bad_line):
+        if args.format == "json":
+            print(json.dumps(record, sort_keys=True, separators=(",", ":")))
+        else:
+            print(format_record(record))
+    if bad_lines:
+        print(f"warning: {len(bad_lines)} line(s) skipped; run `rules-engine audit verify {path}`", file=sys.stderr)
+        return 1
+    return 0
