@@ -244,7 +244,7 @@ def _verify_hmac(
     # recorded too: a captured request replayed under a new header id is still caught.
     for key in (mac_id, declared_id):
         if key and seen(config.name, key, now, config.replay_ttl):
-            return Rejected(409, "replayed", f"signal {key!r} was already received", signal_id)
+            return Rejected(409, "replayed", f"signal {signal_id!r} was already received", signal_id)
     return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "hmac")
 
 
