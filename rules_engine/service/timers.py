@@ -144,10 +144,10 @@ class TimerScheduler:
         return sorted(((s.rule_id, s.trigger_index, s.due) for s in self._slots), key=lambda x: x[2])
 
     async def run(self) -> None:
-        """Emit beats until `stop()` is called."""
+        """Emit beats until `stop()` is called (a stop that comes first makes it return at once)."""
         if self._running:
             raise RuntimeError("this TimerScheduler is already running")
-        self._running, self._stopping = True, False
+        self._running = True
         self._wake = asyncio.Event()
         self._slots = self._build(self._clock())
         try:

@@ -267,3 +267,11 @@ def test_stop_interrupts_a_long_real_sleep():
         await asyncio.wait_for(task, 2.0)
 
     asyncio.run(main())
+
+
+def test_stop_before_run_makes_run_return_at_once():
+    beats = []
+    sched = TimerScheduler([("r", 0, TimerTrigger(every=1))], beats.append)
+    sched.stop()
+    asyncio.run(asyncio.wait_for(sched.run(), 2.0))
+    assert beats == []
