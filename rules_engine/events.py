@@ -70,4 +70,55 @@ class Clock:
     time: float
 
 
-Event = Tick | Signal | TimerBeat | ActionResult | Clock
+@dataclass(frozen=True)
+class BalanceUpdate:
+    """Balances seen by an adapter (the `balances` feed, a Balance read outside any rule).
+    `snapshot=True` means the mapping is complete: assets missing from it hold zero, as in
+    Kraken's Balance result; otherwise only the listed assets change."""
+
+    balances: Mapping[str, Decimal]
+    time: float
+    snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    """An order's status from the executions feed or an order query. Either id may be
+    missing; `status` uses Kraken's words (pending, open, closed, canceled, expired, or the
+    WebSocket v2 / Futures ones such as new, partially_filled, filled, placed, cancelled)."""
+
+    time: float
+    status: str
+    txid: str | None = None
+    cl_ord_id: str | None = None
+    pair: str | None = None
+    market: str = "spot"
+    volume: Decimal | None = None
+    filled: Decimal | None = None
+    price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    """Engage (or clear) the kill switch: while engaged no rule action runs.
+    Engaging with `cancel_all=True` also cancels every open order."""
+
+    engaged: bool
+    time: float
+    cancel_all: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FeedReset:
+    """The price feed for `market` reconnected (or lost data) for `symbols` (empty: all):
+    the next tick of each is a first observation again, so a reconnect never fires a rule."""
+
+    market: str
+    time: float
+    symbols: tuple[str, ...] = ()
+
+
+Event = (
+    Tick | Signal | TimerBeat | ActionResult | Clock | BalanceUpdate | OrderUpdate | KillSwitch | FeedReset
+)

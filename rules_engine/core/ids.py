@@ -1,0 +1,30 @@
+"""Deterministic identifiers for decisions and the orders they place.
+
+A decision is one firing of one rule: `decision_id = "<rule_id>#<fire_seq>"`, where the fire
+sequence number is persistent (kept in the snapshot, and kept after the rule is removed), so
+a new decision never reuses a number. The client order id of the order placed by action
+`action_index` of that decision is a UUID5 of the three, so a retry, a reconnect or a restart
+derives the same id for the same decision, and Kraken refuses a second order with it.
+Kraken Spot accepts a long UUID as `cl_ord_id`; Futures accepts up to 100 characters as `cliOrdId`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+ORDER_ID_NAMESPACE = uuid.UUID("6f3c7c1e-5a0b-5d0e-9b59-2b4f0d6a1c37")
+
+
+def decision_id(rule_id: str, fire_seq: int) -> str:
+    return f"{rule_id}#{fire_seq}"
+
+
+def intent_id(rule_id: str, fire_seq: int, action_index: int, suffix: str = "") -> str:
+    """`rule#seq/action` (plus `/suffix` for a helper intent such as a balance read)."""
+    base = f"{decision_id(rule_id, fire_seq)}/{action_index}"
+    return f"{base}/{suffix}" if suffix else base
+
+
+def client_order_id(rule_id: str, fire_seq: int, action_index: int) -> str:
+    """The UUID5 (36-character form) for this decision's order at `action_index`."""
+    return str(uuid.uuid5(ORDER_ID_NAMESPACE, f"{rule_id}\x1f{fire_seq}\x1f{action_index}"))

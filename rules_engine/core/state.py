@@ -1,0 +1,226 @@
+"""Everything the core remembers between events, and its JSON snapshot.
+
+Per rule (`RuleState`): fire times inside the `max_fires` window, cooldown end, a pending
+`for:` hold, the running action run and queued runs, and the reported status. Per price
+trigger: its arming state (`PriceWatch.state`, saved under `watches`). Engine-wide: fire
+sequence numbers (kept for removed rules too, so ids are never reused), the kill switch,
+balances, known open orders, recent order times for the rate limits, and intents awaiting
+their result.
+
+A rule's state is carried across a reload or a restore by rule id; parts that depend on the
+rule's definition are kept only while it is unchanged, checked by a fingerprint of the
+definition (source positions and compiled forms excluded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Literal, Mapping
+
+from rules_engine.core.risk import OrderTimes
+from rules_engine.core.views import Balances, Orders, OrderView, Quotes
+
+SNAPSHOT_VERSION = 1
+RuleStatus = Literal["idle", "pending", "running", "cooling_down"]
+
+
+def fingerprint(obj: Any) -> str:
+    """A stable hash of a model object's meaning (ignores `where`, `source`, `compiled`)."""
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:16]
+
+
+def _canonical(obj: Any) -> str:
+    if dataclasses.is_dataclass(obj):
+        parts = [f"{f.name}={_canonical(getattr(obj, f.name))}" for f in dataclasses.fields(obj) if f.compare]
+        return f"{type(obj).__name__}({','.join(parts)})"
+    if isinstance(obj, (tuple, list)):
+        return "[" + ",".join(_canonical(v) for v in obj) + "]"
+    if isinstance(obj, Enum):
+        return repr(obj.value)
+    return repr(obj)
+
+
+def encode(value: Any) -> Any:
+    """JSON form of a trigger context (Decimals tagged so they come back as Decimals)."""
+    if isinstance(value, Decimal):
+        return {"$decimal": format(value, "f")}
+    if isinstance(value, Mapping):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    return value
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$decimal"}:
+            return Decimal(value["$decimal"])
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+@dataclass
+class PendingHold:
+    """A `for:` hold: the rule fires at `until` if its guard (and price) still hold."""
+
+    trigger_index: int
+    since: float
+    until: float
+    context: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trigger_index": self.trigger_index, "since": self.since, "until": self.until,
+                "context": encode(self.context)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PendingHold":
+        return cls(int(data["trigger_index"]), float(data["since"]), float(data["until"]), decode(data["context"]))
+
+
+@dataclass
+class Run:
+    """One firing's actions. `next_action` is the action to run (or whose result is awaited)."""
+
+    fire_seq: int
+    trigger_index: int
+    context: dict[str, Any]
+    fired_at: float
+    next_action: int = 0
+    waiting: str | None = None
+    waiting_since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fire_seq": self.fire_seq, "trigger_index": self.trigger_index, "context": encode(self.context),
+                "fired_at": self.fired_at, "next_action": self.next_action, "waiting": self.waiting,
+                "waiting_since": self.waiting_since}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Run":
+        return cls(int(data["fire_seq"]), int(data["trigger_index"]), decode(data["context"]),
+                   float(data["fired_at"]), int(data["next_action"]), data.get("waiting"),
+                   data.get("waiting_since"))
+
+
+@dataclass
+class RuleState:
+    """One rule's explicit state. `actions_fp` / `gate_fp` fingerprint the definition the
+    run/queue and the pending hold belong to."""
+
+    status: RuleStatus = "idle"
+    fire_times: list[float] = field(default_factory=list)
+    cooldown_until: float | None = None
+    pending: PendingHold | None = None
+    run: Run | None = None
+    queue: list[Run] = field(default_factory=list)
+    actions_fp: str = ""
+    gate_fp: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "fire_times": list(self.fire_times),
+            "cooldown_until": self.cooldown_until,
+            "pending": self.pending.to_json() if self.pending else None,
+            "run": self.run.to_json() if self.run else None,
+            "queue": [r.to_json() for r in self.queue],
+            "actions_fp": self.actions_fp,
+            "gate_fp": self.gate_fp,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RuleState":
+        return cls(
+            status=data.get("status", "idle"),
+            fire_times=[float(t) for t in data.get("fire_times", [])],
+            cooldown_until=data.get("cooldown_until"),
+            pending=PendingHold.from_json(data["pending"]) if data.get("pending") else None,
+            run=Run.from_json(data["run"]) if data.get("run") else None,
+            queue=[Run.from_json(r) for r in data.get("queue", [])],
+            actions_fp=data.get("actions_fp", ""),
+            gate_fp=data.get("gate_fp", ""),
+        )
+
+
+@dataclass
+class InFlight:
+    """An intent whose result is awaited; kept even if its run ends, so the order view
+    still learns the outcome."""
+
+    kind: str
+    rule_id: str | None
+    market: str
+    since: float
+    order_key: str | None = None
+    txids: tuple[str, ...] = ()
+    cl_ord_ids: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rule_id": self.rule_id, "market": self.market, "since": self.since,
+                "order_key": self.order_key, "txids": list(self.txids), "cl_ord_ids": list(self.cl_ord_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "InFlight":
+        return cls(data["kind"], data.get("rule_id"), data["market"], float(data["since"]), data.get("order_key"),
+                   tuple(data.get("txids", [])), tuple(data.get("cl_ord_ids", [])))
+
+
+@dataclass
+class KillState:
+    engaged: bool = False
+    since: float | None = None
+    reason: str = ""
+    count: int = 0  # times engaged, for kill-switch intent ids
+
+
+@dataclass
+class EngineState:
+    """The core's memory. Build a fresh one, or `from_snapshot(engine.snapshot())`.
+    Quotes are memory only: after a restore the first tick of each symbol is a first observation."""
+
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    watches: dict[str, tuple[str, str]] = field(default_factory=dict)
+    fire_seq: dict[str, int] = field(default_factory=dict)
+    kill: KillState = field(default_factory=KillState)
+    balances: Balances = field(default_factory=Balances)
+    orders: Orders = field(default_factory=Orders)
+    order_times: OrderTimes = field(default_factory=OrderTimes)
+    inflight: dict[str, InFlight] = field(default_factory=dict)
+    now: float = 0.0
+    quotes: Quotes = field(default_factory=Quotes)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "version": SNAPSHOT_VERSION,
+            "now": self.now,
+            "rules": {rule_id: st.to_json() for rule_id, st in self.rules.items()},
+            "watches": {key: list(value) for key, value in self.watches.items()},
+            "fire_seq": dict(self.fire_seq),
+            "kill_switch": dataclasses.asdict(self.kill),
+            "balances": self.balances.to_json(),
+            "orders": [o.to_json() for o in self.orders],
+            "order_times": self.order_times.to_json(self.now),
+            "inflight": {key: f.to_json() for key, f in self.inflight.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> "EngineState":
+        """Rebuild from `Engine.snapshot()`; raise ValueError for another snapshot version."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"engine snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+        return cls(
+            rules={rule_id: RuleState.from_json(st) for rule_id, st in data.get("rules", {}).items()},
+            watches={key: (str(v[0]), str(v[1])) for key, v in data.get("watches", {}).items()},
+            fire_seq={k: int(v) for k, v in data.get("fire_seq", {}).items()},
+            kill=KillState(**data.get("kill_switch", {})),
+            balances=Balances.from_json(data.get("balances", {})),
+            orders=Orders(OrderView.from_json(o) for o in data.get("orders", [])),
+            order_times=OrderTimes([float(t) for t in data.get("order_times", [])]),
+            inflight={key: InFlight.from_json(f) for key, f in data.get("inflight", {}).items()},
+            now=float(data.get("now", 0.0)),
+        )
