@@ -1,0 +1,149 @@
+"""A client-side mirror of Kraken's rate counters for one API key: wait instead of being refused.
+
+Kraken keeps a REST call counter per key and a trading counter per key and pair (the
+arithmetic lives in `ratelimit.py`, shared with the simulator). `RateLimiter.acquire`
+adds a call's cost to our copy of the counters and, when Kraken would refuse it, sleeps
+until the counters have decayed enough. Repeated refusals are what escalate to a lockout,
+so the engine slows down instead of hammering.
+
+Our copy starts at zero and can only under-count calls made elsewhere with the same key;
+`note_rate_limited` fills the counter when Kraken reports a limit anyway, so the next call
+waits for a full decay. Cancels cost by the age of the order, so the limiter remembers
+when (and on which pair) each order it saw placed was created.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from rules_engine.kraken.ratelimit import TIERS, DecayingCounter, Tier, cancel_penalty, rest_cost
+
+# Kraken's trading counter: AddOrder (and a validate-only AddOrder) costs +1 on receipt.
+ADD_ORDER_COST = 1
+_EPSILON = 1e-6  # seconds
+
+
+@dataclass(eq=False)
+class _Order:
+    pair: str
+    created: float
+    ids: tuple[str, ...]
+
+
+class RateLimiter:
+    """REST and per-pair trading counters of one key; thread-safe."""
+
+    def __init__(
+        self,
+        tier: str | Tier = "starter",
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        headroom: float = 0.0,
+        max_tracked_orders: int = 10_000,
+    ):
+        self.tier = TIERS[tier] if isinstance(tier, str) else tier
+        self.headroom = headroom
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._rest = DecayingCounter(self.tier.rest_max - headroom, self.tier.rest_decay)
+        self._trading: dict[str, DecayingCounter] = {}
+        self._orders: dict[str, _Order] = {}  # txid or cl_ord_id -> the order
+        self._max_tracked = max_tracked_orders
+        self.waited = 0.0  # total seconds slept, for metrics and tests
+
+    def _pair_counter(self, pair: str) -> DecayingCounter:
+        counter = self._trading.get(pair)
+        if counter is None:
+            counter = self._trading[pair] = DecayingCounter(
+                self.tier.trade_max - self.headroom, self.tier.trade_decay
+            )
+        return counter
+
+    def _wait_for(self, charges: Callable[[], list[tuple[DecayingCounter, float]]]) -> float:
+        """Sleep until every (counter, cost) fits, then add them all at once."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                pending = charges()
+                delay = max((c.seconds_until_room(cost, now) for c, cost in pending), default=0.0)
+                if delay <= _EPSILON:  # float dust must not turn into endless tiny sleeps
+                    for counter, cost in pending:
+                        counter.force_add(cost, now)
+                    self.waited += waited
+                    return waited
+            self._sleep(delay)
+            waited += delay
+
+    def acquire(self, method: str) -> float:
+        """Wait until a private call `method` fits the REST counter, and count it."""
+        cost = rest_cost(method)
+        return self._wait_for(lambda: [(self._rest, cost)] if cost else [])
+
+    def acquire_order(self, pair: str) -> float:
+        """Wait until an AddOrder on `pair` fits the pair's trading counter, and count it."""
+        return self._wait_for(lambda: [(self._pair_counter(pair), ADD_ORDER_COST)])
+
+    def acquire_cancel(self, order_id: str) -> float:
+        """Wait until cancelling `order_id` fits its pair's counter (unknown orders cost nothing here)."""
+
+        def charges() -> list[tuple[DecayingCounter, float]]:
+            order = self._orders.get(order_id)
+            if order is None:
+                return []
+            return [(self._pair_counter(order.pair), cancel_penalty(self._clock() - order.created))]
+
+        waited = self._wait_for(charges)
+        self.forget_order(order_id)
+        return waited
+
+    def record_cancel_all(self, order_ids: Iterable[str] | None = None) -> None:
+        """Charge the cancel penalties of a CancelAll (never waits: a kill switch must not)."""
+        with self._lock:
+            now = self._clock()
+            ids = list(self._orders) if order_ids is None else list(order_ids)
+            orders = {self._orders[i] for i in ids if i in self._orders}
+            for order in orders:
+                self._pair_counter(order.pair).force_add(cancel_penalty(now - order.created), now)
+                self._drop(order)
+
+    def record_order(self, order_ids: Iterable[str], pair: str) -> None:
+        """Remember that these ids (its txids and cl_ord_id) name one order created now on `pair`."""
+        with self._lock:
+            order = _Order(pair, self._clock(), tuple(order_ids))
+            for order_id in order.ids:
+                self._orders[order_id] = order
+            while len(self._orders) > self._max_tracked:
+                self._drop(self._orders[next(iter(self._orders))])
+
+    def forget_order(self, order_id: str) -> None:
+        """Stop tracking an order (it was cancelled or has closed)."""
+        with self._lock:
+            order = self._orders.get(order_id)
+            if order is not None:
+                self._drop(order)
+
+    def _drop(self, order: _Order) -> None:
+        for order_id in order.ids:
+            if self._orders.get(order_id) is order:
+                del self._orders[order_id]
+
+    def note_rate_limited(self, pair: str | None = None) -> None:
+        """Kraken refused a call: treat the counter (REST, or the pair's) as full."""
+        with self._lock:
+            now = self._clock()
+            counter = self._rest if pair is None else self._pair_counter(pair)
+            counter.force_add(max(0.0, counter.maximum - counter.value(now)), now)
+
+    def rest_value(self) -> float:
+        with self._lock:
+            return self._rest.value(self._clock())
+
+    def trading_value(self, pair: str) -> float:
+        with self._lock:
+            return self._pair_counter(pair).value(self._clock())

@@ -1,0 +1,187 @@
+"""Nonces that strictly increase per API key across threads and restarts.
+
+Kraken rejects a private call whose nonce is not above the last one it accepted for the
+key (`EAPI:Invalid nonce`), and too many of those lock the key out. So:
+
+- `NonceSource.issue(key)` hands out `max(last + 1, now)` (now in `unit_ns` ticks of the
+  wall clock) under a per-key lock, and keeps that lock held until the caller leaves the
+  `with` block. The clients sign, send and read the answer inside it, so Kraken receives
+  one key's nonces in the order they were issued, whatever the number of threads.
+- A high-water mark is persisted through a `NonceStore`, so a restart (even with the
+  clock stepped back) continues above every nonce already sent. To avoid a disk write
+  per call the source reserves a lease ahead (`lease` ticks) and writes only when the
+  lease is used up; after a restart it starts above the reservation.
+
+One process should own a key: two processes sharing a key do not share the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+
+class NonceStore(Protocol):
+    """Persists the highest nonce reserved for each key (by key fingerprint)."""
+
+    def load(self, key_fingerprint: str) -> int:
+        """The stored high-water mark, 0 if none."""
+        ...
+
+    def save(self, key_fingerprint: str, value: int) -> None:
+        """Durably record `value` (never lower than a previous save)."""
+        ...
+
+
+class MemoryNonceStore:
+    """A NonceStore for one process lifetime (tests, or when the clock alone suffices)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def load(self, key_fingerprint: str) -> int:
+        with self._lock:
+            return self._values.get(key_fingerprint, 0)
+
+    def save(self, key_fingerprint: str, value: int) -> None:
+        with self._lock:
+            self._values[key_fingerprint] = max(value, self._values.get(key_fingerprint, 0))
+
+
+_PATH_LOCKS: dict[Path, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(path, threading.Lock())
+
+
+class FileNonceStore:
+    """High-water marks in a small JSON file `{fingerprint: nonce}`, replaced atomically.
+
+    A save writes a temporary file in the same folder, fsyncs it and renames it over the
+    old one, so a crash leaves either the old or the new file, never a torn one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path).resolve()
+        self._lock = _path_lock(self.path)
+
+    def _read(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"nonce store {self.path} is unreadable: {exc}") from None
+        if not isinstance(data, dict):
+            raise RuntimeError(f"nonce store {self.path} is not a JSON object")
+        return {str(k): int(v) for k, v in data.items()}
+
+    def load(self, key_fingerprint: str) -> int:
+        with self._lock:
+            return self._read().get(key_fingerprint, 0)
+
+    def save(self, key_fingerprint: str, value: int) -> None:
+        with self._lock:
+            data = self._read()
+            data[key_fingerprint] = max(value, data.get(key_fingerprint, 0))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(data, handle, sort_keys=True)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+class _KeyState:
+    __slots__ = ("lock", "last", "reserved")
+
+    def __init__(self, reserved: int):
+        self.lock = threading.RLock()
+        self.last = reserved
+        self.reserved = reserved
+
+
+class NonceSource:
+    """Per-key strictly increasing nonces with a persisted high-water mark.
+
+    `unit_ns` sets the nonce scale (1 = nanoseconds, Spot's default; 1_000_000 =
+    milliseconds, as Kraken suggests for Futures). Never change the scale of a key
+    downwards: Kraken would reject every nonce until the clock caught up.
+    """
+
+    def __init__(
+        self,
+        store: NonceStore | None = None,
+        *,
+        unit_ns: int = 1,
+        lease: int | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ):
+        self.store: NonceStore = store if store is not None else MemoryNonceStore()
+        self.unit_ns = unit_ns
+        self.lease = (1_000_000_000 // unit_ns) if lease is None else lease
+        self._clock_ns = clock_ns
+        self._keys: dict[str, _KeyState] = {}
+        self._guard = threading.Lock()
+
+    def _state(self, key_fingerprint: str) -> _KeyState:
+        with self._guard:
+            state = self._keys.get(key_fingerprint)
+            if state is None:
+                state = self._keys[key_fingerprint] = _KeyState(self.store.load(key_fingerprint))
+            return state
+
+    def next(self, key_fingerprint: str) -> int:
+        """A nonce above every one issued (or reserved) for this key before."""
+        state = self._state(key_fingerprint)
+        with state.lock:
+            nonce = max(state.last + 1, self._clock_ns() // self.unit_ns)
+            if nonce > state.reserved:
+                reserved = nonce + self.lease
+                self.store.save(key_fingerprint, reserved)
+                state.reserved = reserved
+            state.last = nonce
+            return nonce
+
+    @contextmanager
+    def issue(self, key_fingerprint: str) -> Iterator[int]:
+        """Hold the key's lock for the whole block and yield a fresh nonce.
+
+        Sign and send inside the block so that requests leave in nonce order.
+        """
+        state = self._state(key_fingerprint)
+        with state.lock:
+            yield self.next(key_fingerprint)
+
+
+_SHARED: dict[int, NonceSource] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def shared_nonce_source(unit_ns: int = 1) -> NonceSource:
+    """The process-wide in-memory source for a nonce scale (the clients' default).
+
+    Sharing it means two clients built for the same key still issue one increasing
+    sequence under one lock. Pass `NonceSource(FileNonceStore(path))` to survive restarts
+    with the clock stepped back.
+    """
+    with _SHARED_GUARD:
+        source = _SHARED.get(unit_ns)
+        if source is None:
+            source = _SHARED[unit_ns] = NonceSource(unit_ns=unit_ns)
+        return source

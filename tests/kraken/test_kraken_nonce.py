@@ -1,0 +1,86 @@
+import json
+import threading
+
+import pytest
+
+from rules_engine.kraken.nonce import FileNonceStore, MemoryNonceStore, NonceSource
+
+
+class CountingStore(MemoryNonceStore):
+    def __init__(self):
+        super().__init__()
+        self.saves = 0
+
+    def save(self, key_fingerprint, value):
+        self.saves += 1
+        super().save(key_fingerprint, value)
+
+
+def test_nonces_increase_even_when_the_clock_stands_still_or_goes_back():
+    times = iter([1000, 1000, 999, 500, 2000])
+    source = NonceSource(clock_ns=lambda: next(times), lease=0)
+    assert [source.next("k") for _ in range(5)] == [1000, 1001, 1002, 1003, 2000]
+
+
+def test_keys_have_independent_sequences():
+    source = NonceSource(clock_ns=lambda: 10, lease=0)
+    assert source.next("a") == 10 and source.next("b") == 10 and source.next("a") == 11
+
+
+def test_many_threads_get_unique_nonces_in_issue_order():
+    source = NonceSource(clock_ns=lambda: 1)  # a stuck clock forces the +1 path
+    received: list[int] = []
+
+    def worker():
+        for _ in range(200):
+            with source.issue("k") as nonce:
+                received.append(nonce)  # "sent" while the key's lock is held
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(received) == 3200
+    assert received == sorted(received) and len(set(received)) == 3200
+
+
+def test_restart_continues_above_the_persisted_high_water_mark(tmp_path):
+    path = tmp_path / "nonces.json"
+    first = NonceSource(FileNonceStore(path), clock_ns=lambda: 5_000, lease=100)
+    issued = [first.next("k") for _ in range(150)]
+    # restarted process whose clock went back a long way
+    second = NonceSource(FileNonceStore(path), clock_ns=lambda: 10, lease=100)
+    assert second.next("k") > max(issued)
+    assert json.loads(path.read_text())["k"] >= max(issued)
+    assert [p.name for p in tmp_path.iterdir()] == ["nonces.json"]  # no temp files left behind
+
+
+def test_the_lease_limits_store_writes():
+    store = CountingStore()
+    ticks = iter(range(1000, 2000))
+    source = NonceSource(store, clock_ns=lambda: next(ticks), lease=100)
+    for _ in range(250):
+        source.next("k")
+    assert store.saves == 3  # at 1000, 1101, 1202
+    assert store.load("k") == 1302
+
+
+def test_file_store_keeps_other_keys_and_never_goes_down(tmp_path):
+    store = FileNonceStore(tmp_path / "n.json")
+    store.save("a", 10)
+    store.save("b", 20)
+    store.save("a", 5)
+    assert (store.load("a"), store.load("b"), store.load("c")) == (10, 20, 0)
+
+
+def test_unreadable_store_is_a_clear_error(tmp_path):
+    path = tmp_path / "n.json"
+    path.write_text("{not json")
+    with pytest.raises(RuntimeError, match="unreadable"):
+        NonceSource(FileNonceStore(path)).next("k")
+
+
+def test_millisecond_scale():
+    source = NonceSource(unit_ns=1_000_000, clock_ns=lambda: 1_700_000_000_123_456_789)
+    assert source.next("k") == 1_700_000_000_123
