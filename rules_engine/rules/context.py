@@ -1,0 +1,105 @@
+"""What every trigger and action builder needs: the document, the pair registry, a place to
+report problems, and the conversions from written values to model values.
+
+Value conventions (see `rules_engine.model`):
+- In value positions (volume, price, minimum, txid, ...) a string that starts with `=` is an
+  expression; anything else is a literal. Numbers and numeric strings become `Decimal` from the
+  written text.
+- `when`, `if` and `where` are always expressions (no `=`).
+- Expression errors point at the exact character: the sandbox's column is added to the position
+  of the YAML scalar (after its quote and the `=`).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any, Collection
+
+from rules_engine.durations import parse_duration
+from rules_engine.expr import ExpressionError, compile_expression, compile_template
+from rules_engine.model import Expr, SourceRef, Template, Value
+from rules_engine.pairs import PairRegistry
+from rules_engine.rules.diagnostics import Diagnostic, Severity
+from rules_engine.rules.yaml_source import JsonPath, SourceDocument
+
+_NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+class BuildContext:
+    """Shared state while building the rules of one file."""
+
+    def __init__(self, document: SourceDocument, registry: PairRegistry):
+        self.document = document
+        self.registry = registry
+        self.diagnostics: list[Diagnostic] = []
+
+    # ------------------------------------------------------------------ reporting
+
+    def report(
+        self,
+        path: JsonPath,
+        message: str,
+        *,
+        hint: str | None = None,
+        code: str = "invalid",
+        severity: Severity = "error",
+        offset: int | None = None,
+    ) -> None:
+        self.diagnostics.append(
+            self.document.diagnostic(path, message, hint=hint, code=code, severity=severity, offset=offset)
+        )
+
+    def error_count(self) -> int:
+        return sum(1 for d in self.diagnostics if d.severity == "error")
+
+    def source(self, path: JsonPath) -> SourceRef:
+        line, column = self.document.position(path)
+        return SourceRef(self.document.file, line, column, self.document.file_hash)
+
+    # ------------------------------------------------------------------ conversions
+
+    def expression(self, path: JsonPath, text: str, names: Collection[str], prefix: int = 0) -> Expr | None:
+        """Compile `text` (written at `path`, starting `prefix` characters into the scalar)."""
+        try:
+            compiled = compile_expression(text, frozenset(names))
+        except ExpressionError as exc:
+            offset = prefix + max(exc.column or 1, 1) - 1
+            self.report(path, f"invalid expression: {exc.message}", code="expression", offset=offset)
+            return None
+        line, column = self.document.offset_position(path, prefix)
+        return Expr(text, compiled, SourceRef(self.document.file, line, column, self.document.file_hash))
+
+    def template(self, path: JsonPath, text: str, names: Collection[str]) -> Template | None:
+        try:
+            compiled = compile_template(text, frozenset(names))
+        except ExpressionError as exc:
+            self.report(path, f"invalid message template: {exc.message}", code="expression", offset=max(exc.column or 1, 1) - 1)
+            return None
+        return Template(text, compiled)
+
+    def value(self, path: JsonPath, raw: Any, names: Collection[str], *, numeric: bool = True) -> Value:
+        """A literal or an `=expression`; with `numeric`, numbers and numeric strings become Decimal."""
+        if isinstance(raw, str) and raw.startswith("="):
+            body = raw[1:]
+            stripped = body.lstrip()
+            return self.expression(path, stripped.rstrip(), names, prefix=1 + len(body) - len(stripped))
+        if numeric and isinstance(raw, (int, Decimal)) and not isinstance(raw, bool):
+            return Decimal(raw)
+        if numeric and isinstance(raw, str) and _NUMERIC.fullmatch(raw):
+            return Decimal(raw)
+        return raw
+
+    def literal(self, path: JsonPath, raw: str, what: str) -> str | None:
+        """A string that must be written literally (pair, asset, symbol)."""
+        if raw.startswith("="):
+            self.report(path, f"{what} must be written literally; expressions are not allowed here", code="expression")
+            return None
+        return raw.strip()
+
+    def duration(self, path: JsonPath, raw: str) -> float | None:
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            self.report(path, str(exc), code="duration")
+            return None

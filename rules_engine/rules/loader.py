@@ -1,0 +1,136 @@
+"""Load rule files into a `RuleSet`, reporting every problem in every file in one pass.
+
+Layers, each in its own module:
+1. `yaml_source`: safe, bounded YAML reading with positions (syntax, tags, duplicate keys, size).
+2. `schema_check`: the JSON Schema, errors mapped to `file:line:column`.
+3. `builder` (with `triggers`, `actions`, `symbols`): the typed model, expressions compiled,
+   pairs and assets checked against Kraken's asset-pair list.
+4. `semantic`: rule ids unique across files; warnings.
+
+A file that fails an early layer still has its other rules checked by the later ones where
+possible (a schema error in one rule does not hide an expression error in the next).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from rules_engine.model import Rule, RuleSet
+from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.rules.builder import build_rules
+from rules_engine.rules.context import BuildContext
+from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.schema_check import check_schema
+from rules_engine.rules.semantic import duplicate_ids, rule_warnings
+from rules_engine.rules.yaml_source import MAX_FILE_BYTES, SourceDocument, read_source
+
+RULE_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class LoadResult:
+    """The outcome of loading: the rules (None when anything is invalid) and every diagnostic."""
+
+    ruleset: RuleSet | None
+    errors: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    rule_count: int = 0  # rules written in the files, valid or not
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def find_rule_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The rule files named by `paths`: files as given, folders searched recursively for
+    `*.yaml` / `*.yml` (hidden entries skipped). Sorted by path, without duplicates.
+    Raises FileNotFoundError for a path that does not exist."""
+    found: dict[str, Path] = {}
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            for candidate in entry.rglob("*"):
+                relative = candidate.relative_to(entry).parts
+                if candidate.suffix in RULE_FILE_SUFFIXES and candidate.is_file() and not any(p.startswith(".") for p in relative):
+                    found.setdefault(candidate.as_posix(), candidate)
+        elif entry.exists():
+            found.setdefault(entry.as_posix(), entry)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {entry}")
+    return [found[key] for key in sorted(found)]
+
+
+def load_rules(paths: Sequence[Path | str], registry: PairRegistry | None = None) -> LoadResult:
+    """Load every rule file under `paths` (files or folders); see `find_rule_files`.
+    A path that does not exist is reported as an error diagnostic."""
+    sources: list[tuple[str, bytes | Diagnostic]] = []
+    for entry in map(Path, paths):
+        try:
+            files = find_rule_files([entry])
+        except FileNotFoundError as exc:
+            sources.append((str(entry), Diagnostic(str(entry), 1, 1, None, str(exc), code="not-found")))
+            continue
+        sources.extend((path.as_posix(), _read(path)) for path in files)
+    sources.sort(key=lambda item: item[0])
+    return _load(sources, registry or default_registry())
+
+
+def load_rules_text(text: str, filename: str = "<string>", registry: PairRegistry | None = None) -> LoadResult:
+    """Load rules from a string, as if read from a file called `filename` (for tests and tools)."""
+    return _load([(filename, text.encode("utf-8"))], registry or default_registry())
+
+
+def _read(path: Path) -> bytes | Diagnostic:
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            message = f"the file is {size} bytes; rule files are limited to {MAX_FILE_BYTES} bytes"
+            return Diagnostic(path.as_posix(), 1, 1, None, message, code="file-too-large")
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return Diagnostic(path.as_posix(), 1, 1, None, f"cannot read the file: {exc.strerror or exc}", code="unreadable")
+
+
+def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:
+    unique_sources = dict(reversed(sources))  # first occurrence of each file name wins
+    names = list(dict.fromkeys(name for name, _ in sources))
+    result = LoadResult(ruleset=None, files=names)
+    documents: list[SourceDocument] = []
+    rules: list[Rule] = []
+    diagnostics: list[Diagnostic] = []
+    for name in names:
+        raw = unique_sources[name]
+        if isinstance(raw, Diagnostic):
+            diagnostics.append(raw)
+            continue
+        document, problems = read_source(raw, name)
+        diagnostics.extend(problems)
+        if document is None:
+            continue
+        documents.append(document)
+        written = document.data.get("rules") if isinstance(document.data, dict) else None
+        result.rule_count += len(written) if isinstance(written, list) else 0
+        report = check_schema(document)
+        diagnostics.extend(report.diagnostics)
+        if not report.file_valid:
+            continue
+        context = BuildContext(document, registry)
+        built = build_rules(context, skip=report.invalid_rules)
+        diagnostics.extend(context.diagnostics)
+        rules.extend(built)
+    diagnostics.extend(duplicate_ids(documents))
+    for rule in rules:
+        diagnostics.extend(rule_warnings(rule, registry))
+
+    order = {name: index for index, name in enumerate(names)}
+    unique = sorted(set(diagnostics), key=lambda d: (order.get(d.file, len(order)), d.line, d.column, d.message))
+    result.errors = [d for d in unique if d.severity == "error"]
+    result.warnings = [d for d in unique if d.severity == "warning"]
+    if not result.errors:
+        ranked = sorted(enumerate(rules), key=lambda item: (-item[1].priority, item[0]))
+        result.ruleset = RuleSet(rules=tuple(rule for _, rule in ranked), files=tuple(names))
+    return result

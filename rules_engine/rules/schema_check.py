@@ -1,0 +1,241 @@
+"""The schema layer: check a parsed rule file against `schemas/rules.schema.json`.
+
+The JSON Schema (2020-12) is the single source of truth for the format. Every error jsonschema
+finds (`iter_errors`, not only the first) is turned into a plain-words `Diagnostic` at the
+`file:line:column` of the offending key or value. The schema may carry `errorMessage` (and
+`patternErrorMessage` for patterns), the keywords editors such as VS Code's YAML extension also
+show; an `enum` whose schema has a `title` (e.g. "trigger type") reads as `unknown trigger type`.
+Unknown keys and enum values get a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Iterator
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
+
+from rules_engine.resources import schema_path
+from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.yaml_source import JsonPath, SourceDocument
+
+RULES_SCHEMA = "rules.schema.json"
+_ANY_OF = ("anyOf", "oneOf")
+
+
+@lru_cache(maxsize=1)
+def rules_schema() -> dict[str, Any]:
+    """The rule file schema as a dict."""
+    return json.loads(schema_path(RULES_SCHEMA).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def rules_validator() -> Draft202012Validator:
+    """The compiled validator, built once per process.
+
+    It checks exactly what `schemas/rules.schema.json` says, faster: each `allOf` that only
+    dispatches on `type` (`if: {type: X}, then: S` for every trigger or action type) is run as
+    one lookup of the instance's type instead of evaluating every branch's `if`.
+    """
+    schema = rules_schema()
+    Draft202012Validator.check_schema(schema)
+    return _DispatchingValidator(_with_type_dispatch(schema))
+
+
+def _dispatch(validator: Draft202012Validator, table: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    if isinstance(instance, dict) and isinstance(instance.get("type"), str):
+        branch = table.get(instance["type"])
+        if branch is not None:
+            yield from validator.descend(instance, branch)
+
+
+_DISPATCH = "x-type-dispatch"
+_DispatchingValidator = validators.extend(Draft202012Validator, {_DISPATCH: _dispatch})
+
+
+def _with_type_dispatch(schema: Any) -> Any:
+    """A copy of `schema` with every pure type-dispatching `allOf` replaced by `x-type-dispatch`."""
+    if isinstance(schema, list):
+        return [_with_type_dispatch(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copy = {key: _with_type_dispatch(value) for key, value in schema.items()}
+    table = _type_dispatch_table(copy.get("allOf"))
+    if table is not None:
+        del copy["allOf"]
+        copy[_DISPATCH] = table
+    return copy
+
+
+def _type_dispatch_table(branches: Any) -> dict[str, Any] | None:
+    if not isinstance(branches, list) or not branches:
+        return None
+    table = {}
+    for branch in branches:
+        condition = branch.get("if") if isinstance(branch, dict) and set(branch) == {"if", "then"} else None
+        if not isinstance(condition, dict) or condition.get("required") != ["type"] or set(condition) != {"properties", "required"}:
+            return None
+        type_schema = condition["properties"]
+        if set(type_schema) != {"type"} or set(type_schema["type"]) != {"const"}:
+            return None
+        table[type_schema["type"]["const"]] = branch["then"]
+    return table
+
+
+@dataclass
+class SchemaReport:
+    """The schema's verdict on one file.
+
+    `invalid_rules` holds the indexes of rules with errors; `file_valid` is False when an error
+    lies outside any single rule (version, defaults, the rules list itself), so nothing in the
+    file can be built.
+    """
+
+    diagnostics: list[Diagnostic]
+    invalid_rules: set[int]
+    file_valid: bool
+
+
+def check_schema(document: SourceDocument) -> SchemaReport:
+    """Every schema violation in the document, in file order, without duplicates."""
+    errors = sorted(rules_validator().iter_errors(document.data), key=_unknown_keys_first)
+    invalid_rules: set[int] = set()
+    file_valid = True
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+            invalid_rules.add(path[1])
+        else:
+            file_valid = False
+    suggested: dict[JsonPath, set[str]] = {}
+    seen: set[tuple[int, int, str]] = set()
+    result: list[Diagnostic] = []
+    for error in errors:
+        for diagnostic in _describe(error, document, suggested):
+            key = (diagnostic.line, diagnostic.column, diagnostic.message)
+            if key not in seen:
+                seen.add(key)
+                result.append(diagnostic)
+    return SchemaReport(sorted(result, key=Diagnostic.sort_key), invalid_rules, file_valid)
+
+
+def _unknown_keys_first(error: ValidationError) -> int:
+    return 0 if error.validator == "additionalProperties" else 1
+
+
+def _describe(error: ValidationError, document: SourceDocument, suggested: dict[JsonPath, set[str]]) -> list[Diagnostic]:
+    path: JsonPath = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    validator, instance = error.validator, error.instance
+    title = schema.get("title")
+
+    if validator == "additionalProperties":
+        return list(_unknown_keys(path, schema, instance, document, suggested))
+    if validator == "required" or (validator in _ANY_OF and _required_names(error)):
+        names = _missing_names(error)
+        if names and names & suggested.get(path, set()):
+            return []  # already explained by an unknown key that was a misspelling of it
+    if validator == "enum" and title:
+        candidates = [str(v) for v in error.validator_value]
+        code = "unknown-type" if title.endswith(" type") else "invalid-value"
+        return [document.diagnostic(path, f'unknown {title} "{instance}"', hint=did_you_mean(str(instance), candidates), code=code)]
+    custom = schema.get("patternErrorMessage") if validator == "pattern" else None
+    custom = custom or schema.get("errorMessage")
+    if custom:
+        return [document.diagnostic(path, custom, code="schema")]
+    if validator in _ANY_OF and error.context:
+        return _describe(best_match(error.context), document, suggested)
+    return [document.diagnostic(path, _plain_message(error, path, title), hint=_hint(error), code="schema")]
+
+
+def _unknown_keys(
+    path: JsonPath, schema: dict[str, Any], instance: Any, document: SourceDocument, suggested: dict[JsonPath, set[str]]
+) -> Iterable[Diagnostic]:
+    known = set(schema.get("properties", {}))
+    where = schema.get("title", "this mapping")
+    for key in instance:
+        if key in known:
+            continue
+        hint = did_you_mean(str(key), sorted(known - set(instance)))
+        if hint:
+            suggested.setdefault(path, set()).add(hint.split('"')[1])
+        yield document.diagnostic(path + (key,), f'unknown key "{key}" in {where}', hint=hint, code="unknown-key", at_key=True)
+
+
+def _required_names(error: ValidationError) -> set[str]:
+    """For an anyOf/oneOf whose branches only require keys, the keys they name."""
+    names: set[str] = set()
+    for branch in error.validator_value:
+        if not isinstance(branch, dict) or set(branch) != {"required"}:
+            return set()
+        names.update(branch["required"])
+    return names
+
+
+def _missing_names(error: ValidationError) -> set[str]:
+    if error.validator == "required":
+        present = error.instance if isinstance(error.instance, dict) else {}
+        return {name for name in error.validator_value if name not in present}
+    return _required_names(error)
+
+
+def _plain_message(error: ValidationError, path: JsonPath, title: str | None) -> str:
+    validator, value, instance = error.validator, error.validator_value, error.instance
+    subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else (title or "this value")
+    if validator == "required":
+        missing = [name for name in value if name not in instance]
+        keys = ", ".join(f'"{name}"' for name in missing)
+        return f"{title or 'this mapping'} is missing the required key{'s' if len(missing) > 1 else ''} {keys}"
+    if validator == "type":
+        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in ([value] if isinstance(value, str) else value))
+        return f"{subject} must be {expected}, not {_describe_value(instance)}"
+    if validator == "const":
+        return f"{subject} must be {json.dumps(value)}"
+    if validator == "enum":
+        return f'{subject} must be one of {", ".join(json.dumps(v) for v in value)}, not {_describe_value(instance)}'
+    if validator == "minItems":
+        return f"{subject} needs at least {value} entr{'y' if value == 1 else 'ies'}"
+    if validator == "uniqueItems":
+        return f"{subject} lists the same entry twice"
+    if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        relation = {"minimum": "at least", "exclusiveMinimum": "more than", "maximum": "at most", "exclusiveMaximum": "less than"}
+        return f"{subject} must be {relation[validator]} {value}, not {instance}"
+    if validator == "minLength":
+        return f"{subject} must not be empty"
+    if validator == "pattern":
+        return f'{subject} "{instance}" does not match the pattern {value}'
+    return error.message if len(error.message) <= 200 else error.message[:197] + "..."
+
+
+def _hint(error: ValidationError) -> str | None:
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return did_you_mean(error.instance, [str(v) for v in error.validator_value])
+    return None
+
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "null": "empty",
+}
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f'the string "{value}"' if len(value) <= 40 else "a string"
+    return f"the number {value}"

@@ -1,0 +1,80 @@
+"""Markets and assets named in rules, checked against Kraken's asset-pair list (no network).
+
+- Spot pairs may be written any way Kraken names them (`XBTUSD`, `XBT/USD`, `BTC/USD`, `XXBTZUSD`);
+  the model stores the altname (`XBTUSD`).
+- Futures symbols are product ids (`PF_XBTUSD`), stored in upper case.
+- Assets may be written as Kraken's asset id (`ZUSD`, `XXBT`) or a common code (`USD`, `XBT`,
+  `BTC`); the model stores Kraken's asset id, the key `Balance` reports it under.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from rules_engine.pairs import PairRegistry, asset_code, modern_asset
+from rules_engine.rules.context import BuildContext
+from rules_engine.rules.diagnostics import did_you_mean
+from rules_engine.rules.yaml_source import JsonPath
+
+_FUTURES_SYMBOL = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
+
+
+def spot_pair(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
+    """The altname of the pair written at `path`; reports unknown and not-online pairs."""
+    name = ctx.literal(path, raw, "a pair")
+    if name is None:
+        return None
+    pair = ctx.registry.get(name)
+    if pair is None:
+        ctx.report(
+            path,
+            f'unknown Kraken pair "{name}"',
+            hint=did_you_mean(name.upper(), ctx.registry.known_names()),
+            code="unknown-pair",
+        )
+        return None
+    if pair.status != "online":
+        ctx.report(
+            path,
+            f'Kraken lists {pair.altname} as "{pair.status}"; orders may be refused',
+            code="pair-not-online",
+            severity="warning",
+        )
+    return pair.altname
+
+
+def futures_symbol(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
+    """The upper-case product id written at `path` (`pf_xbtusd` -> `PF_XBTUSD`)."""
+    name = ctx.literal(path, raw, "a futures symbol")
+    if name is None:
+        return None
+    symbol = name.upper()
+    if not _FUTURES_SYMBOL.fullmatch(symbol):
+        ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', code="unknown-symbol")
+        return None
+    return symbol
+
+
+def asset(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
+    """Kraken's asset id for the asset written at `path` (`USD` -> `ZUSD`, `BTC` -> `XXBT`)."""
+    name = ctx.literal(path, raw, "an asset")
+    if name is None:
+        return None
+    names = asset_names(ctx.registry)
+    found = names.get(name.upper())
+    if found is None:
+        ctx.report(path, f'unknown Kraken asset "{name}"', hint=did_you_mean(name.upper(), sorted(names)), code="unknown-asset")
+    return found
+
+
+@lru_cache(maxsize=8)
+def asset_names(registry: PairRegistry) -> dict[str, str]:
+    """Every accepted spelling of every asset in the registry -> Kraken's asset id."""
+    names: dict[str, str] = {}
+    for pair in registry:
+        for kraken_id in (pair.base, pair.quote):
+            code = asset_code(kraken_id)
+            for spelling in (kraken_id, code, modern_asset(code)):
+                names.setdefault(spelling.upper(), kraken_id)
+    return names
