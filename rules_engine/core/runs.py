@@ -89,6 +89,7 @@ class Runner:
             if waiting is not None:
                 run.waiting = waiting
                 run.waiting_since = step.now
+                self.on_status(rule.id, step)  # a new deadline: the result is due
                 return
             run.next_action += 1
         step.record("decision", rule.id, decision_id=decision_id(rule.id, run.fire_seq), outcome="completed")
