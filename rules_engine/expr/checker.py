@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from . import operators
 from .errors import ExpressionError
-from .functions import CONSTANTS, FUNCTIONS
+from .functions import BUILTINS, CONSTANTS, FUNCTIONS
 from .limits import MAX_DEPTH, MAX_INT_BITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_LENGTH
 from .names import ALL_CONTEXT_NAMES, triggers_providing
 from .source import SourceText
@@ -152,10 +152,26 @@ def _check_size(source: SourceText, tree: ast.Expression) -> None:
             stack.append((child, depth + isinstance(child, ast.expr)))
 
 
+class BuiltinName(ast.Name):
+    """A name of a sandbox function or constant, resolved at load time to `value`."""
+
+    value: object
+
+
+class _ResolveBuiltins(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        if node.id not in BUILTINS:
+            return node
+        resolved = BuiltinName(id=node.id, ctx=node.ctx)
+        resolved.value = BUILTINS[node.id]
+        return ast.copy_location(resolved, node)
+
+
 def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> frozenset[str]:
     """Check every node against the whitelist and every name against `allowed`; turn
-    float literals into Decimals. Returns the names the expression uses. Of several
-    problems the leftmost is reported (the outer one at equal columns)."""
+    float literals into Decimals and sandbox names into BuiltinNames. Returns the names
+    the expression uses. Of several problems the leftmost is reported (the outer one at
+    equal columns)."""
     callees = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     problems: list[tuple[int, int, str]] = []
     names: set[str] = set()
@@ -167,6 +183,7 @@ def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> 
     if problems:
         column, _, message = min(problems)
         raise ExpressionError(message, column or None)
+    _ResolveBuiltins().visit(tree)
     return frozenset(names)
 
 

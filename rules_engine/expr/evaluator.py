@@ -3,8 +3,9 @@
 asteval supplies the node handlers for literals, boolean operators, unary operators and
 conditional expressions. The sandbox replaces the parts that decide safety and error
 reporting: the dispatcher (`run`) reaches only the whitelisted node types and turns any
-failure into an ExpressionError located at the innermost failing node; names resolve
-against the sandbox functions first and then the evaluation's own environment; calls,
+failure into an ExpressionError located at the innermost failing node; sandbox names are
+resolved at load time (BuiltinName) and every other name is looked up in the evaluation's
+own environment, never in asteval's symbol table; calls,
 attribute access, subscripts, binary operators and comparisons go through bounded code.
 asteval's own symbol table, error list and import machinery are never used.
 """
@@ -21,7 +22,7 @@ from asteval import Interpreter
 
 from . import operators
 from .errors import EvaluationFault, ExpressionError, describe, shorten
-from .functions import BUILTINS
+from .checker import BuiltinName
 
 if TYPE_CHECKING:
     from .source import SourceText
@@ -43,6 +44,7 @@ class Evaluator(Interpreter):
     def __init__(self) -> None:
         super().__init__(symtable={}, minimal=True, use_numpy=False)
         self._source: SourceText | None = None
+        self._decimal_context = DECIMAL_CONTEXT.copy()
         self._dispatch = {
             ast.BoolOp: self.on_boolop,
             ast.BinOp: self.on_binop,
@@ -50,7 +52,6 @@ class Evaluator(Interpreter):
             ast.Compare: self.on_compare,
             ast.IfExp: self.on_ifexp,
             ast.Call: self.on_call,
-            ast.Name: self.on_name,
             ast.Constant: self.on_constant,
             ast.List: self.on_list,
             ast.Tuple: self.on_tuple,
@@ -63,25 +64,31 @@ class Evaluator(Interpreter):
 
     def evaluate(self, node: ast.expr, source: SourceText, env: Mapping[str, Any]) -> Any:
         """Evaluate `node` with `env` as its names; re-entrant (the previous state is restored)."""
-        saved = self.symtable, self._source
+        saved = self.symtable, self._source, decimal.getcontext()
         self.symtable, self._source = env, source
+        decimal.setcontext(self._decimal_context)
         try:
-            with decimal.localcontext(DECIMAL_CONTEXT):
-                return self.run(node)
+            return self.run(node)
         except (ExpressionError, KeyboardInterrupt):
             raise
         except BaseException as exc:  # run() raises only ExpressionError; this is a last guard
             raise ExpressionError(f"evaluation failed: {describe(exc)}") from None
         finally:
-            self.symtable, self._source = saved
+            self.symtable, self._source, context = saved
+            decimal.setcontext(context)
 
     def run(self, node: Any, expr: Any = None, lineno: Any = None, with_raise: bool = True) -> Any:
+        """Evaluate one node; the signature is asteval's, the extra arguments are unused."""
+        cls = node.__class__
+        if cls is ast.Constant or cls is BuiltinName:  # the commonest nodes, and they cannot fail
+            return node.value
         try:
-            handler = self._dispatch[node.__class__]
-        except KeyError:
-            raise self._located(node, f"{type(node).__name__} is not allowed") from None
-        try:
-            return handler(node)
+            if cls is ast.Name:
+                value = self.symtable.get(node.id, _MISSING)
+                if value is _MISSING:
+                    raise EvaluationFault(f"'{node.id}' has no value in this evaluation")
+                return value
+            return self._dispatch.get(cls, self._refuse)(node)
         except (ExpressionError, KeyboardInterrupt):
             raise
         except EvaluationFault as fault:
@@ -89,30 +96,26 @@ class Evaluator(Interpreter):
         except BaseException as exc:
             raise self._located(node, describe(exc)) from None
 
+    def _refuse(self, node: ast.AST) -> None:
+        raise EvaluationFault(f"{type(node).__name__} is not allowed")
+
     def _located(self, node: ast.AST, detail: str) -> ExpressionError:
         source = self._source
         if source is None:
             return ExpressionError(detail)
         return ExpressionError(f"{detail} in `{source.snippet(node)}`", source.column(node))
 
-    def on_name(self, node: ast.Name) -> Any:
-        value = BUILTINS.get(node.id, _MISSING)
-        if value is _MISSING:
-            value = self.symtable.get(node.id, _MISSING)
-            if value is _MISSING:
-                raise EvaluationFault(f"'{node.id}' has no value in this evaluation")
-        return value
-
     def on_binop(self, node: ast.BinOp) -> Any:
         return operators.BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
 
     def on_compare(self, node: ast.Compare) -> Any:
         left = self.run(node.left)
+        if len(node.ops) == 1:
+            return operators.COMPARE[node.ops[0].__class__](left, self.run(node.comparators[0]))
         for op, comparator in zip(node.ops, node.comparators):
             right = self.run(comparator)
-            result = operators.COMPARE[op.__class__](left, right)
-            if not result or len(node.ops) == 1:
-                return result
+            if not operators.COMPARE[op.__class__](left, right):
+                return False
             left = right
         return True
 
@@ -153,7 +156,7 @@ class Evaluator(Interpreter):
         if not callable(function):
             raise EvaluationFault(f"'{name}' is not a function")
         args = [self.run(arg) for arg in node.args]
-        kwargs = {keyword.arg: self.run(keyword.value) for keyword in node.keywords}
+        kwargs = {keyword.arg: self.run(keyword.value) for keyword in node.keywords} if node.keywords else {}
         try:
             return function(*args, **kwargs)
         except (EvaluationFault, KeyboardInterrupt):

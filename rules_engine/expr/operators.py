@@ -26,6 +26,8 @@ def to_decimal(value: float) -> Decimal:
 
 def coerce(a: Any, b: Any) -> tuple[Any, Any]:
     """Make a Decimal/float pair both Decimal; leave every other pair alone."""
+    if type(a) is type(b):
+        return a, b
     if isinstance(a, Decimal):
         if isinstance(b, float):
             return a, to_decimal(b)
@@ -113,7 +115,8 @@ def lshift(a: Any, b: Any) -> Any:
 
 def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def compare(a: Any, b: Any) -> Any:
-        a, b = coerce(a, b)
+        if type(a) is not type(b):
+            a, b = coerce(a, b)
         return op(a, b)
 
     return compare
