@@ -1,0 +1,194 @@
+"""Simulated market data: one price per pair, its running statistics and OHLC candles,
+and the ticker shapes Kraken publishes (REST, WebSocket v1 and v2). Pure: time is passed in.
+
+The published bid and ask sit one tick either side of the last price. "Today" and
+"last 24 hours" both cover the time since the simulator started.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from rules_engine.pairs import PairInfo, PairRegistry
+from rules_engine.sim.assets import fmt
+
+INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
+MAX_CANDLES = 720
+_ZERO = Decimal(0)
+_BOOK_QTY = Decimal(1)
+
+
+@dataclass
+class Candle:
+    time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = _ZERO
+    cost: Decimal = _ZERO
+    count: int = 0
+
+    def row(self, places: int) -> list[Any]:
+        vwap = self.cost / self.volume if self.volume else self.close
+        return [
+            self.time,
+            fmt(self.open, places),
+            fmt(self.high, places),
+            fmt(self.low, places),
+            fmt(self.close, places),
+            fmt(vwap, places),
+            fmt(self.volume, 8),
+            self.count,
+        ]
+
+
+@dataclass
+class PairStats:
+    """Running statistics of one pair since the simulator started."""
+
+    pair: PairInfo
+    price: Decimal
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    updated: float
+    volume: Decimal = _ZERO
+    cost: Decimal = _ZERO
+    trades: int = 0
+    last_volume: Decimal = _ZERO
+    candles: dict[int, deque[Candle]] = field(default_factory=dict)
+
+    @property
+    def tick(self) -> Decimal:
+        return self.pair.tick_size if self.pair.tick_size > 0 else Decimal(1).scaleb(-self.pair.pair_decimals)
+
+    @property
+    def bid(self) -> Decimal:
+        return self.price - self.tick
+
+    @property
+    def ask(self) -> Decimal:
+        return self.price + self.tick
+
+    @property
+    def vwap(self) -> Decimal:
+        return self.cost / self.volume if self.volume else self.price
+
+    def record(self, price: Decimal, volume: Decimal, now: float) -> None:
+        self.price, self.updated = price, now
+        self.high, self.low = max(self.high, price), min(self.low, price)
+        if volume > 0:
+            self.volume += volume
+            self.cost += volume * price
+            self.trades += 1
+            self.last_volume = volume
+        for interval in INTERVALS:
+            start = int(now) // (interval * 60) * interval * 60
+            series = self.candles.setdefault(interval, deque(maxlen=MAX_CANDLES))
+            if not series or series[-1].time != start:
+                series.append(Candle(start, price, price, price, price))
+            candle = series[-1]
+            candle.high, candle.low, candle.close = max(candle.high, price), min(candle.low, price), price
+            if volume > 0:
+                candle.volume += volume
+                candle.cost += volume * price
+                candle.count += 1
+
+
+class MarketData:
+    """Prices and statistics of every pair that has a price."""
+
+    def __init__(self, pairs: PairRegistry):
+        self.pairs = pairs
+        self._stats: dict[str, PairStats] = {}
+
+    def update(self, symbol: str, price: Decimal, now: float, volume: Decimal = _ZERO) -> PairInfo:
+        """Record a trade (or a bare price move, volume 0); returns the pair."""
+        pair = self.pairs.resolve(symbol)
+        price = Decimal(price)
+        stats = self._stats.get(pair.altname)
+        if stats is None:
+            stats = PairStats(pair, price, price, price, price, now)
+            self._stats[pair.altname] = stats
+        stats.record(price, Decimal(volume), now)
+        return pair
+
+    def stats(self, symbol: str) -> PairStats | None:
+        pair = self.pairs.get(symbol)
+        return None if pair is None else self._stats.get(pair.altname)
+
+    def price(self, symbol: str) -> Decimal | None:
+        stats = self.stats(symbol)
+        return None if stats is None else stats.price
+
+    def prices(self) -> dict[str, Decimal]:
+        """Last price by altname."""
+        return {k: s.price for k, s in self._stats.items()}
+
+    def all_stats(self) -> list[PairStats]:
+        return list(self._stats.values())
+
+    def ohlc(self, symbol: str, interval: int, since: float | None = None) -> tuple[list[list[Any]], int]:
+        """Kraken OHLC rows (oldest first) and `last` (the newest committed candle's time)."""
+        stats = self.stats(symbol)
+        if stats is None:
+            return [], 0
+        candles = list(stats.candles.get(interval, ()))
+        rows = [c.row(stats.pair.pair_decimals) for c in candles if since is None or c.time > since]
+        last = candles[-2].time if len(candles) > 1 else (candles[0].time if candles else 0)
+        return rows, last
+
+
+def rfc3339(now: float) -> str:
+    """`2023-09-25T09:04:31.742648Z` (WebSocket v2 timestamps)."""
+    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rest_ticker(stats: PairStats) -> dict[str, Any]:
+    """One pair of the REST Ticker result (`a b c v p t l h o`)."""
+    p = stats.pair.pair_decimals
+    return {
+        "a": [fmt(stats.ask, p), "1", "1.000"],
+        "b": [fmt(stats.bid, p), "1", "1.000"],
+        "c": [fmt(stats.price, p), fmt(stats.last_volume, 8)],
+        "v": [fmt(stats.volume, 8)] * 2,
+        "p": [fmt(stats.vwap, p)] * 2,
+        "t": [stats.trades] * 2,
+        "l": [fmt(stats.low, p)] * 2,
+        "h": [fmt(stats.high, p)] * 2,
+        "o": fmt(stats.open, p),
+    }
+
+
+def v1_ticker(stats: PairStats) -> dict[str, Any]:
+    """The payload of a WebSocket v1 ticker array (`o` has two values there)."""
+    payload = rest_ticker(stats)
+    payload["a"] = [payload["a"][0], 1, "1.00000000"]
+    payload["b"] = [payload["b"][0], 1, "1.00000000"]
+    payload["o"] = [payload["o"]] * 2
+    return payload
+
+
+def v2_ticker(stats: PairStats) -> dict[str, Any]:
+    """One entry of a WebSocket v2 ticker message's `data` (JSON numbers)."""
+    change = stats.price - stats.open
+    return {
+        "symbol": stats.pair.v2_symbol,
+        "bid": float(stats.bid),
+        "bid_qty": float(_BOOK_QTY),
+        "ask": float(stats.ask),
+        "ask_qty": float(_BOOK_QTY),
+        "last": float(stats.price),
+        "volume": float(stats.volume),
+        "vwap": float(stats.vwap),
+        "low": float(stats.low),
+        "high": float(stats.high),
+        "change": float(change),
+        "change_pct": float(round(change / stats.open * 100, 2)) if stats.open else 0.0,
+        "timestamp": rfc3339(stats.updated),
+    }

@@ -1,0 +1,299 @@
+"""The simulator process: every Kraken API on one aiohttp port.
+
+    sim = Simulator(SimConfig(accounts=[Account("k1", secret, {"ZUSD": "10000"})]))
+    with sim.running() as endpoints:        # background thread with its own event loop
+        ...                                  # point any Kraken client at `endpoints`
+        sim.set_price("XBTUSD", Decimal("59000"))
+
+or inside a running loop: `endpoints = await sim.start()` ... `await sim.stop()`.
+
+Routes (`KrakenEndpoints.local` gives the URLs): Spot REST `/0/public/*`, `/0/private/*`;
+Futures REST `/derivatives/api/v3/*`; WebSocket v2 `/v2`, v1 `/`, Futures `/ws/v1`.
+State lives in pure objects (`exchange`, `futures`, `market`, `spot_api`) guarded by one
+lock, so the thread-safe controls (`set_price`, `step`, `advance`, `faults`) may be called
+from any thread while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from decimal import Decimal
+from typing import Callable, Iterable, Iterator
+
+from aiohttp import web
+
+from rules_engine.kraken.endpoints import KrakenEndpoints
+from rules_engine.kraken.ratelimit import DecayingCounter
+from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.sim.auth import FuturesAuth, SpotAuth
+from rules_engine.sim.config import Account, SimConfig
+from rules_engine.sim.faults import Faults
+from rules_engine.sim.feeds import FeedHub
+from rules_engine.sim.fees import FeeSchedule
+from rules_engine.sim.futures import FuturesExchange, default_products
+from rules_engine.sim.futures_api import FuturesApi
+from rules_engine.sim.futures_rest import FuturesRest
+from rules_engine.sim.market import MarketData
+from rules_engine.sim.matching import Fill, PaperExchange
+from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
+from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
+from rules_engine.sim.spot_rest import SpotRest
+
+FUTURES_BUDGET = (500, 50)  # cost units per key: maximum, and decay per second (500 per 10 s)
+START_TIMEOUT = 10.0
+
+
+class Simulator:
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        pairs: PairRegistry | None = None,
+        fees: FeeSchedule | None = None,
+    ):
+        self.config = config or SimConfig()
+        self.clock = clock
+        self.pairs = pairs or default_registry()
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.market = MarketData(self.pairs)
+        self.exchange = PaperExchange(self.pairs, fees, seed=self.config.seed)
+        self.futures = FuturesExchange(default_products(self.pairs), seed=self.config.seed)
+        self.spot_api = SpotApi(self.exchange, self.market)
+        self.futures_api = FuturesApi(self.futures, self.market)
+        self.spot_auth = SpotAuth(self.config.lockout_after, self.config.lockout_seconds)
+        self.futures_auth = FuturesAuth(self.config.futures_nonce_window)
+        self.source: PriceSource = (
+            open_replay(self.config.replay, self.pairs, self.config.replay_pair)
+            if self.config.replay
+            else RandomWalk(self.pairs, self.config.seed, self.config.tick_interval or 0.0, self.config.volatility)
+        )
+        self.endpoints: KrakenEndpoints | None = None
+        self._rest_counters: dict[str, DecayingCounter] = {}
+        self._futures_counters: dict[str, DecayingCounter] = {}
+        self._tiers: dict[str, str] = {}
+        self._hub: FeedHub | None = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping: asyncio.Event | None = None
+        now = self.clock()
+        for name, price in self.config.starting_prices().items():
+            pair = self.pairs.get(name)
+            if pair is None:
+                if name in self.config.prices:
+                    raise ValueError(f"unknown pair {name!r} in prices")
+                continue
+            self._apply([PricePoint(pair.altname, price)], now)
+        for account in self.config.accounts:
+            self.add_account(account)
+
+    # ------------------------------------------------------------------ accounts and counters
+
+    def add_account(self, account: Account) -> None:
+        """Register an API key with its balances, tier and futures collateral."""
+        with self.lock:
+            self.spot_auth.add_key(account.api_key, account.secret)
+            self.futures_auth.add_key(account.api_key, account.secret)
+            self.spot_api.set_tier(account.api_key, account.tier)
+            self._tiers[account.api_key] = account.tier
+            self.exchange.set_balances(account.api_key, account.balances)
+            for currency, amount in account.futures_collateral().items():
+                self.futures.set_collateral(account.api_key, currency, amount)
+
+    def rest_counter(self, api_key: str) -> DecayingCounter:
+        """The key's REST call counter (Kraken's tier maximum and decay)."""
+        if api_key not in self._rest_counters:
+            tier = self.spot_api.tier(api_key)
+            self._rest_counters[api_key] = DecayingCounter(tier.rest_max, tier.rest_decay)
+        return self._rest_counters[api_key]
+
+    def futures_counter(self, api_key: str) -> DecayingCounter:
+        if api_key not in self._futures_counters:
+            self._futures_counters[api_key] = DecayingCounter(*FUTURES_BUDGET)
+        return self._futures_counters[api_key]
+
+    # ------------------------------------------------------------------ market controls (thread-safe)
+
+    def _apply(self, points: Iterable[PricePoint], now: float) -> list[Fill]:
+        fills: list[Fill] = []
+        names = []
+        with self.lock:
+            for point in points:
+                pair = self.market.update(point.symbol, point.price, now, point.volume)
+                fills += self.exchange.on_price(pair.altname, point.price, now)
+                self.futures.on_spot_price(pair.altname, point.price, now)
+                names.append(pair.altname)
+        self._in_loop(lambda hub: hub.publish(names))
+        return fills
+
+    def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0") -> list[Fill]:
+        """Move the market now (spot pair, or a futures product's underlying): resting
+        orders that the price reaches fill before this returns; ticks go out."""
+        product = self.futures.product(symbol)
+        name = product.underlying if product is not None else self.pairs.resolve(symbol).altname
+        return self._apply([PricePoint(name, Decimal(str(price)), Decimal(str(volume)))], self.clock())
+
+    def step(self, count: int = 1) -> int:
+        """Apply the price source's next `count` steps now (ignoring their delays).
+        Returns how many were applied (fewer when a replay ends)."""
+        applied = 0
+        for _ in range(count):
+            with self.lock:
+                step = self.source.next_step(self.market.prices())
+            if step is None:
+                break
+            self._apply(step.points, self.clock())
+            applied += 1
+        return applied
+
+    def advance(self) -> None:
+        """Run timers at the clock's current time: dead man's switches, order expiry and
+        scheduled starts (the server also does this every `housekeeping_interval`)."""
+        with self.lock:
+            now = self.clock()
+            self.exchange.advance(now)
+            self.futures.advance(now)
+
+    def set_system_status(self, status: str) -> None:
+        """`online`, `maintenance`, `cancel_only` or `post_only` (REST and WS status)."""
+        if status not in SYSTEM_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(SYSTEM_STATUSES)}")
+        with self.lock:
+            self.spot_api.status = status
+        self._in_loop(lambda hub: hub.publish_status(status))
+
+    def _in_loop(self, action: Callable[[FeedHub], object]) -> None:
+        """Run a feed action on the server's loop (now if already on it)."""
+        loop, hub = self._loop, self._hub
+        if loop is None or hub is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            action(hub)
+        else:
+            loop.call_soon_threadsafe(action, hub)
+
+    def _on_loop_and_wait(self, action: Callable[[FeedHub], int]) -> int:
+        loop, hub = self._loop, self._hub
+        if loop is None or hub is None:
+            raise RuntimeError("the simulator is not running")
+        if threading.get_ident() == self._loop_thread:
+            return action(hub)
+
+        async def run() -> int:
+            return action(hub)
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(START_TIMEOUT)
+
+    async def wait_stopping(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking early when the server stops."""
+        if self._stopping is None or seconds <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # ------------------------------------------------------------------ serving
+
+    def _app(self) -> web.Application:
+        assert self._hub is not None
+        hub = self._hub
+        app = web.Application()
+        app.add_routes(SpotRest(self).routes())
+        app.add_routes(FuturesRest(self).routes())
+
+        async def v2(request: web.Request) -> web.StreamResponse:
+            return await hub.handle(request, "v2")
+
+        async def futures_ws(request: web.Request) -> web.StreamResponse:
+            return await hub.handle(request, "futures")
+
+        async def root(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await hub.handle(request, "v1")
+            return web.Response(text="rules-engine Kraken simulator: see docs/simulator.md\n")
+
+        app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root)])
+        return app
+
+    async def start(self, host: str | None = None, port: int | None = None) -> KrakenEndpoints:
+        """Serve on host:port (defaults from the config; port 0 picks a free one) in the
+        running loop; returns the endpoints."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        host = host or self.config.host
+        port = self.config.port if port is None else port
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._stopping = asyncio.Event()
+        self._hub = FeedHub(self)
+        self.faults.attach(
+            lambda code: self._on_loop_and_wait(lambda hub: hub.drop_all(code)),
+            lambda n, kind: self._on_loop_and_wait(lambda hub: hub.send_malformed(n, kind)),
+        )
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        runner = web.AppRunner(self._app(), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+        self._runner = runner
+        self.endpoints = KrakenEndpoints.local(host, sock.getsockname()[1])
+        self._tasks = [asyncio.ensure_future(self._housekeeping())]
+        if self.config.tick_interval:
+            self._tasks.append(asyncio.ensure_future(self._drive_prices()))
+        return self.endpoints
+
+    async def stop(self) -> None:
+        """Close every connection and stop serving."""
+        if self._runner is None:
+            return
+        assert self._stopping is not None and self._hub is not None
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.faults.attach(None, None)
+        await self._hub.close_all()
+        await self._runner.cleanup()
+        self._runner, self._hub, self._tasks = None, None, []
+        self._loop = self._loop_thread = None
+        self.endpoints = None
+
+    @contextlib.contextmanager
+    def running(self, host: str | None = None, port: int | None = None) -> Iterator[KrakenEndpoints]:
+        """Serve from a background thread with its own event loop while the block runs."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="kraken-sim", daemon=True)
+        thread.start()
+        try:
+            endpoints = asyncio.run_coroutine_threadsafe(self.start(host, port), loop).result(START_TIMEOUT)
+            try:
+                yield endpoints
+            finally:
+                asyncio.run_coroutine_threadsafe(self.stop(), loop).result(START_TIMEOUT)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(START_TIMEOUT)
+            loop.close()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.housekeeping_interval)
+            self.advance()
+
+    async def _drive_prices(self) -> None:
+        speed = self.config.speed
+        while True:
+            with self.lock:
+                step = self.source.next_step(self.market.prices())
+            if step is None:
+                return
+            if step.delay > 0:
+                await asyncio.sleep(step.delay / speed)
+            self._apply(step.points, self.clock())
