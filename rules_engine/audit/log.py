@@ -82,7 +82,7 @@ class AuditLog:
         mode: str,
         clock: Callable[[], float] = time.time,
         redactor: Redactor | None = None,
-        fsync_every: int = 64,
+        fsync_every: int = 1000,
         fsync_interval: float = 1.0,
     ):
         if not isinstance(mode, str) or not mode:
@@ -197,6 +197,8 @@ class AuditLog:
             raise TypeError("rule_id must be a string or None")
         if rule_file_hash is not None and not isinstance(rule_file_hash, str):
             raise TypeError("rule_file_hash must be a string or None")
+        if data is not None and not isinstance(data, Mapping):
+            raise TypeError("data must be a mapping")
         with self._lock:
             return self._write_record(kind, rule_id, rule_file_hash, data or {}, sync=sync)
 

@@ -106,6 +106,8 @@ def test_bad_kind_is_refused_and_writes_nothing(tmp_path):
                 log.append(kind)
         with pytest.raises(TypeError):
             log.append("trigger", rule_id=5)
+        with pytest.raises(TypeError):
+            log.append("trigger", data=[1, 2])
     assert path.read_text() == ""
 
 
