@@ -10,7 +10,7 @@ import io
 import math
 import tokenize
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from . import operators
 from .errors import ExpressionError
@@ -253,23 +253,20 @@ def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:
         if value.bit_length() > MAX_INT_BITS:
             yield f"integer literal too large (limit {MAX_INT_BITS} bits)"
     elif isinstance(value, float):
-        decimal = _literal_decimal(source, node)
-        if decimal is None:
+        literal = _literal_decimal(source, node)
+        if literal is None:
             yield "number literal out of range"
         else:
-            node.value = decimal
+            node.value = literal
     else:
         yield f"{type(value).__name__} literals are not allowed"
 
 
 def _literal_decimal(source: SourceText, node: ast.Constant) -> Decimal | None:
-    """The Decimal a float literal denotes, from its exact source text."""
-    text = source.segment(node) or repr(node.value)
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        value = operators.to_decimal(node.value)
-    return value if math.isfinite(node.value) else None
+    """The Decimal a float literal denotes, from its exact source text (`0.1` is 0.1)."""
+    if not math.isfinite(node.value):
+        return None
+    return Decimal(source.segment(node) or repr(node.value))
 
 
 def constant_parts(tree: ast.Expression) -> list[ast.expr]:

@@ -5,9 +5,9 @@ conditional expressions. The sandbox replaces the parts that decide safety and e
 reporting: the dispatcher (`run`) reaches only the whitelisted node types and turns any
 failure into an ExpressionError located at the innermost failing node; sandbox names are
 resolved at load time (BuiltinName) and every other name is looked up in the evaluation's
-own environment, never in asteval's symbol table; calls,
-attribute access, subscripts, binary operators and comparisons go through bounded code.
-asteval's own symbol table, error list and import machinery are never used.
+own environment; calls, attribute access, subscripts, binary operators and comparisons go
+through bounded code. asteval's own symbol table, error list and import machinery are
+never used.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from asteval import Interpreter
 
 from . import operators
-from .errors import EvaluationFault, ExpressionError, describe, shorten
 from .checker import BuiltinName
+from .errors import EvaluationFault, ExpressionError, describe, shorten
 
 if TYPE_CHECKING:
     from .source import SourceText
@@ -52,7 +52,6 @@ class Evaluator(Interpreter):
             ast.Compare: self.on_compare,
             ast.IfExp: self.on_ifexp,
             ast.Call: self.on_call,
-            ast.Constant: self.on_constant,
             ast.List: self.on_list,
             ast.Tuple: self.on_tuple,
             ast.Set: self.on_set,

@@ -67,10 +67,6 @@ def sandbox_int(value: Any) -> int:
     return _check_int(int(value))
 
 
-def sandbox_float(value: Any) -> float:
-    return float(value)
-
-
 def sandbox_decimal(value: Any) -> Decimal:
     """decimal(x): an exact Decimal from text, an integer, or a float's shortest text."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
@@ -147,7 +143,7 @@ FUNCTIONS: dict[str, Any] = {
     "abs": abs,
     "round": sandbox_round,
     "int": sandbox_int,
-    "float": sandbox_float,
+    "float": float,
     "decimal": sandbox_decimal,
     "str": sandbox_str,
     "bool": bool,

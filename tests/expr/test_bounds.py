@@ -99,6 +99,13 @@ def test_wide_literal_fails_on_node_count() -> None:
     assert load_error("[" + "1," * 600 + "]").message == "expression too large (limit 500 parts)"
 
 
+def test_expressions_at_the_limits_evaluate() -> None:
+    assert compile_expression("-" * 98 + "x", NAMES).evaluate({"x": 1}) == 1
+    assert compile_expression("+".join(["x"] * 100), NAMES).evaluate({"x": 1}) == 100
+    nested = "abs(" * 19 + "[x][0]" + ")" * 19
+    assert compile_expression(nested, NAMES).evaluate({"x": -1}) == 1
+
+
 def test_limits_leave_room_for_real_guards() -> None:
     symbols = ", ".join(f"'S{n}'" for n in range(150))
     expression = compile_expression(f"s in [{symbols}] and " + " and ".join(["x > 1"] * 30), NAMES)
