@@ -1,0 +1,96 @@
+"""Placing an order at most once: never resend blind after an ambiguous failure.
+
+`place_at_most_once` sends an order and, when the outcome is unknown (read timeout, lost
+connection, HTTP 5xx, Kraken `EService:*`), first waits until the order can no longer be
+in flight (a settle delay, or its deadline), then looks it up by its client order id:
+
+- found: the order exists; return it marked as recovered, and do not send again;
+- not found and the deadline has passed: Kraken would have rejected it, raise `OrderNotPlaced`;
+- not found otherwise: send it again (same client order id, fresh nonce).
+
+Errors that prove the order was not accepted (a connect failure, a rate limit) are
+retried with backoff; deterministic rejections are raised at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, TypeVar
+
+from rules_engine.kraken.errors import KrakenError, OrderNotPlaced, OrderStateUnknown
+from rules_engine.kraken.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def place_at_most_once(
+    send: Callable[[], T],
+    find: Callable[[], T | None],
+    *,
+    method: str,
+    client_id: str | None,
+    deadline: float | None,
+    policy: RetryPolicy,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    settle_seconds: float,
+) -> tuple[T, bool]:
+    """Return `(result, recovered)`; `find` returns the order if it exists, else None."""
+    attempt = 0
+    while True:
+        attempt += 1
+        sent_at = clock()
+        try:
+            return send(), False
+        except KrakenError as exc:
+            if not exc.transient:
+                raise
+            if exc.ambiguous:
+                if client_id is None:
+                    raise OrderStateUnknown(
+                        "outcome unknown and no client order id to look the order up by; "
+                        "reconcile with the open orders before placing it again",
+                        errors=exc.errors,
+                        method=method,
+                    ) from exc
+                found = _look_up(find, method, client_id, max(sent_at + settle_seconds, deadline or 0.0), clock, sleep, exc)
+                if found is not None:
+                    log.info("%s %s recovered by lookup after %s", method, client_id, exc)
+                    return found, True
+                if deadline is not None:
+                    raise OrderNotPlaced(
+                        f"order {client_id} not found after its deadline: it was not placed",
+                        errors=exc.errors,
+                        method=method,
+                    ) from exc
+                log.warning("%s %s not found after %s", method, client_id, exc)
+            if attempt >= policy.attempts:
+                if exc.ambiguous:
+                    raise OrderStateUnknown(
+                        f"order {client_id}: {attempt} attempts failed", errors=exc.errors, method=method
+                    ) from exc
+                raise
+            sleep(policy.backoff(attempt))
+
+
+def _look_up(
+    find: Callable[[], T | None],
+    method: str,
+    client_id: str,
+    not_before: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    cause: KrakenError,
+) -> T | None:
+    pause = not_before - clock()
+    if pause > 0:
+        sleep(pause)
+    try:
+        return find()
+    except KrakenError as lookup_error:
+        raise OrderStateUnknown(
+            f"order {client_id} failed ambiguously ({cause}) and the lookup failed too ({lookup_error})",
+            errors=[*cause.errors, *lookup_error.errors],
+            method=method,
+        ) from lookup_error
