@@ -96,6 +96,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._failed: str | None = None
         self._unsynced = 0
+        self._last_sync = clock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
@@ -109,7 +110,6 @@ class AuditLog:
             os.close(self._fd)
             self._fd = None
             raise
-        self._last_sync = self._clock()
 
     # ------------------------------------------------------------------ opening
 
