@@ -33,10 +33,21 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:16]
 
 
+_COMPARED: dict[type, tuple[str, ...]] = {}
+
+
+def _compared_fields(cls: type) -> tuple[str, ...]:
+    names = _COMPARED.get(cls)
+    if names is None:
+        names = _COMPARED[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
+    return names
+
+
 def _canonical(obj: Any) -> str:
-    if dataclasses.is_dataclass(obj):
-        parts = [f"{f.name}={_canonical(getattr(obj, f.name))}" for f in dataclasses.fields(obj) if f.compare]
-        return f"{type(obj).__name__}({','.join(parts)})"
+    cls = type(obj)
+    if hasattr(cls, "__dataclass_fields__"):
+        parts = [f"{name}={_canonical(getattr(obj, name))}" for name in _compared_fields(cls)]
+        return f"{cls.__name__}({','.join(parts)})"
     if isinstance(obj, (tuple, list)):
         return "[" + ",".join(_canonical(v) for v in obj) + "]"
     if isinstance(obj, Enum):
