@@ -76,11 +76,16 @@ class Account:
             self.futures_balances = {str(k).upper(): _decimal(v, f"futures balance of {k}") for k, v in self.futures_balances.items()}
 
     @classmethod
-    def generate(cls, balances: Mapping[str, Any] | None = None, tier: str = "starter") -> "Account":
+    def generate(
+        cls,
+        balances: Mapping[str, Any] | None = None,
+        tier: str = "starter",
+        futures_balances: Mapping[str, Any] | None = None,
+    ) -> "Account":
         """A fresh random key pair (56-character key, 64-byte secret, as Kraken issues)."""
         api_key = base64.b64encode(secrets.token_bytes(42)).decode()
         secret = base64.b64encode(secrets.token_bytes(64)).decode()
-        return cls(api_key=api_key, secret=secret, balances=dict(balances or {}), tier=tier)
+        return cls(api_key, secret, dict(balances or {}), tier, futures_balances)
 
     def futures_collateral(self) -> dict[str, Decimal]:
         """Futures collateral: as configured, else a copy of the spot USD and XBT balances."""
