@@ -12,8 +12,8 @@ RULE_NAMES: frozenset[str] = frozenset({"trigger", "rule_id"})
 
 CONTEXT_NAMES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "price": frozenset({"price", "bid", "ask", "mid", "last", "symbol"}),
-        "signal": frozenset({"signal"}),
+        "price": frozenset({"price", "bid", "ask", "mid", "last", "symbol", "market", "level"}),
+        "signal": frozenset({"signal", "source"}),
         "timer": frozenset({"scheduled_time"}),
     }
 )

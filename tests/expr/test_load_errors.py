@@ -48,7 +48,7 @@ def test_name_of_another_trigger_type_explains_why() -> None:
 def test_names_for_triggers() -> None:
     assert names_for_triggers(["price"]) == RUNTIME_NAMES | {"trigger", "rule_id"} | CONTEXT_NAMES["price"]
     assert names_for_triggers(["price", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id"}
-    assert names_for_triggers(["signal", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id", "signal"}
+    assert names_for_triggers(["signal", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id", "signal", "source"}
     assert names_for_triggers([]) == RUNTIME_NAMES | {"trigger", "rule_id"}
     assert RUNTIME_NAMES == {"balance", "price_of", "open_orders", "now"}
     with pytest.raises(ValueError, match="unknown trigger type 'webhook'"):
