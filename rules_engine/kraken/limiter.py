@@ -24,6 +24,7 @@ from rules_engine.kraken.ratelimit import TIERS, DecayingCounter, Tier, cancel_p
 # Kraken's trading counter: AddOrder (and a validate-only AddOrder) costs +1 on receipt.
 ADD_ORDER_COST = 1
 _EPSILON = 1e-6  # seconds
+_SLACK = 0.01  # seconds added to each wait, so float rounding never leaves a counter a hair over
 
 
 @dataclass(eq=False)
@@ -64,42 +65,48 @@ class RateLimiter:
             )
         return counter
 
-    def _wait_for(self, charges: Callable[[], list[tuple[DecayingCounter, float]]]) -> float:
-        """Sleep until every (counter, cost) fits, then add them all at once."""
+    def _charges(self, method: str, pair: str | None, order_id: str | None) -> list[tuple[DecayingCounter, float]]:
+        """What a call adds: its REST cost, +1 on the pair for AddOrder, a cancel's age penalty."""
+        charges: list[tuple[DecayingCounter, float]] = []
+        if rest_cost(method):
+            charges.append((self._rest, rest_cost(method)))
+        if method == "AddOrder" and pair is not None:
+            charges.append((self._pair_counter(pair), ADD_ORDER_COST))
+        order = self._orders.get(order_id) if order_id is not None else None
+        if method == "CancelOrder" and order is not None:
+            charges.append((self._pair_counter(order.pair), cancel_penalty(self._clock() - order.created)))
+        return charges
+
+    def _wait(self, method: str, pair: str | None, order_id: str | None, charge: bool) -> float:
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                pending = charges()
+                pending = self._charges(method, pair, order_id)
                 delay = max((c.seconds_until_room(cost, now) for c, cost in pending), default=0.0)
                 if delay <= _EPSILON:  # float dust must not turn into endless tiny sleeps
-                    for counter, cost in pending:
-                        counter.force_add(cost, now)
+                    if charge:
+                        for counter, cost in pending:
+                            counter.force_add(cost, now)
                     self.waited += waited
                     return waited
-            self._sleep(delay)
-            waited += delay
+            self._sleep(delay + _SLACK)
+            waited += delay + _SLACK
 
-    def acquire(self, method: str) -> float:
-        """Wait until a private call `method` fits the REST counter, and count it."""
-        cost = rest_cost(method)
-        return self._wait_for(lambda: [(self._rest, cost)] if cost else [])
+    def wait_for_room(self, method: str, *, pair: str | None = None, order_id: str | None = None) -> float:
+        """Sleep until the call would fit, without counting it (done before taking the key's lock)."""
+        return self._wait(method, pair, order_id, charge=False)
 
-    def acquire_order(self, pair: str) -> float:
-        """Wait until an AddOrder on `pair` fits the pair's trading counter, and count it."""
-        return self._wait_for(lambda: [(self._pair_counter(pair), ADD_ORDER_COST)])
+    def acquire(self, method: str, *, pair: str | None = None, order_id: str | None = None) -> float:
+        """Sleep until the call fits, then count it: the REST counter, and for AddOrder
+        (`pair`) or CancelOrder (`order_id`) the pair's trading counter. Returns seconds slept.
 
-    def acquire_cancel(self, order_id: str) -> float:
-        """Wait until cancelling `order_id` fits its pair's counter (unknown orders cost nothing here)."""
-
-        def charges() -> list[tuple[DecayingCounter, float]]:
-            order = self._orders.get(order_id)
-            if order is None:
-                return []
-            return [(self._pair_counter(order.pair), cancel_penalty(self._clock() - order.created))]
-
-        waited = self._wait_for(charges)
-        self.forget_order(order_id)
+        The clients call this under the key's lock right before sending, so the calls are
+        counted in the order Kraken receives them.
+        """
+        waited = self._wait(method, pair, order_id, charge=True)
+        if method == "CancelOrder" and order_id is not None:
+            self.forget_order(order_id)
         return waited
 
     def record_cancel_all(self, order_ids: Iterable[str] | None = None) -> None:

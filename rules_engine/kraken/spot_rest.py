@@ -117,14 +117,18 @@ class SpotClient:
             return json_body(params), JSON_CONTENT_TYPE
         return form_body(params), FORM_CONTENT_TYPE
 
-    def _private_once(self, method: str, params: Mapping[str, Any], *, pair: str | None = None) -> Any:
-        """One signed call: count it, then nonce, sign and send under the key's lock."""
+    def _private_once(
+        self, method: str, params: Mapping[str, Any], *, pair: str | None = None, order_id: str | None = None
+    ) -> Any:
+        """One signed call. Waits for the rate counters outside the key's lock, then counts,
+        nonces, signs and sends under it, so Kraken sees the calls in counting and nonce order."""
         creds = self.credentials
         if creds is None:
             raise AuthError("no API credentials configured", method=method)
-        self.limiter.acquire(method)
+        self.limiter.wait_for_room(method, pair=pair, order_id=order_id)
         path = f"/0/private/{method}"
         with self.nonces.issue(creds.fingerprint) as nonce:
+            self.limiter.acquire(method, pair=pair, order_id=order_id)
             body, content_type = self._encode({"nonce": nonce, **params})
             headers = {
                 "API-Key": creds.api_key,
@@ -294,11 +298,7 @@ class SpotClient:
         return self._place_order(pair, params, cl_ord_id, epoch_of(deadline) if deadline is not None else None)
 
     def _validate_order(self, pair: str, params: Mapping[str, Any], cl_ord_id: str | None) -> AddOrderResult:
-        def once() -> Any:
-            self.limiter.acquire_order(pair)
-            return self._private_once("AddOrder", params, pair=pair)
-
-        result = self._retrying(once)
+        result = self._retrying(lambda: self._private_once("AddOrder", params, pair=pair))
         return AddOrderResult(
             txid=tuple(result.get("txid") or ()),
             descr=result.get("descr", {}),
@@ -311,7 +311,6 @@ class SpotClient:
         self, pair: str, params: Mapping[str, Any], cl_ord_id: str | None, deadline: float | None
     ) -> AddOrderResult:
         def send() -> AddOrderResult:
-            self.limiter.acquire_order(pair)
             result = self._private_once("AddOrder", params, pair=pair)
             return AddOrderResult(tuple(result.get("txid") or ()), result.get("descr", {}), cl_ord_id, raw=result)
 
@@ -357,11 +356,7 @@ class SpotClient:
         params = {"txid": txid} if txid is not None else {"cl_ord_id": cl_ord_id}
         order_id = str(txid if txid is not None else cl_ord_id)
 
-        def once() -> Any:
-            self.limiter.acquire_cancel(order_id)
-            return self._private_once("CancelOrder", params)
-
-        return self._retrying(once)
+        return self._retrying(lambda: self._private_once("CancelOrder", params, order_id=order_id))
 
     def cancel_all(self) -> dict[str, Any]:
         """Cancel every open order of the account: `{"count": n}`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl
@@ -12,18 +13,20 @@ API_KEY = "unit-test-api-key"
 
 
 class FakeClock:
-    """Time that only moves when someone sleeps on it."""
+    """Time that only moves when someone sleeps on it (thread-safe, never goes back)."""
 
     def __init__(self, start: float = 1_700_000_000.0):
         self.now = start
         self.sleeps: list[float] = []
+        self._lock = threading.Lock()
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += max(0.0, seconds)
 
 
 @dataclass

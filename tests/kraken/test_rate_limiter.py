@@ -1,6 +1,12 @@
 import pytest
 from kraken_rest_fakes import FakeClock
 
+SLACK = 0.01  # the limiter sleeps this much past the exact moment a call fits
+
+
+def waited(seconds):
+    return pytest.approx(seconds + SLACK)
+
 from rules_engine.kraken.limiter import RateLimiter
 
 
@@ -17,10 +23,9 @@ def limiter(clock):
 def test_rest_counter_waits_for_decay_before_the_call_that_would_exceed(limiter, clock):
     for _ in range(15):
         assert limiter.acquire("Balance") == 0
-    waited = limiter.acquire("Balance")
-    assert waited == pytest.approx(1 / 0.33)
-    assert clock.sleeps == [pytest.approx(1 / 0.33)]
-    assert limiter.rest_value() == pytest.approx(15)
+    assert limiter.acquire("Balance") == waited(1 / 0.33)
+    assert clock.sleeps == [waited(1 / 0.33)]
+    assert limiter.rest_value() == pytest.approx(15 - SLACK * 0.33)
 
 
 def test_two_point_calls_and_free_trading_calls(limiter):
@@ -32,35 +37,35 @@ def test_two_point_calls_and_free_trading_calls(limiter):
 
 def test_trading_counter_is_per_pair(limiter, clock):
     for _ in range(60):
-        limiter.acquire_order("XBTUSD")
-    assert limiter.acquire_order("ETHUSD") == 0
-    assert limiter.acquire_order("XBTUSD") == pytest.approx(1.0)
+        limiter.acquire("AddOrder", pair="XBTUSD")
+    assert limiter.acquire("AddOrder", pair="ETHUSD") == 0
+    assert limiter.acquire("AddOrder", pair="XBTUSD") == waited(1.0)
 
 
 def test_cancel_costs_by_order_age(limiter, clock):
     limiter.record_order(["O1", "cl-1"], "XBTUSD")
     clock.now += 3
-    limiter.acquire_cancel("O1")
+    limiter.acquire("CancelOrder", order_id="O1")
     assert limiter.trading_value("XBTUSD") == pytest.approx(8 - 0)
     limiter.record_order(["O2"], "XBTUSD")
     clock.now += 20
     before = limiter.trading_value("XBTUSD")
-    limiter.acquire_cancel("O2")
+    limiter.acquire("CancelOrder", order_id="O2")
     assert limiter.trading_value("XBTUSD") == pytest.approx(before + 4)
-    limiter.acquire_cancel("unknown")  # never seen: no charge
+    limiter.acquire("CancelOrder", order_id="unknown")  # never seen: no charge
     assert limiter.trading_value("XBTUSD") == pytest.approx(before + 4)
 
 
 def test_cancel_waits_when_the_penalty_does_not_fit(limiter, clock):
     for _ in range(55):
-        limiter.acquire_order("XBTUSD")
+        limiter.acquire("AddOrder", pair="XBTUSD")
     limiter.record_order(["O1"], "XBTUSD")
-    assert limiter.acquire_cancel("O1") == pytest.approx(3.0)  # 55 + 8 > 60 at 1/s decay
+    assert limiter.acquire("CancelOrder", order_id="O1") == waited(3.0)  # 55 + 8 > 60 at 1/s decay
 
 
 def test_cancel_all_charges_each_tracked_order_once_and_never_waits(limiter, clock):
     for _ in range(58):
-        limiter.acquire_order("XBTUSD")
+        limiter.acquire("AddOrder", pair="XBTUSD")
     limiter.record_order(["O1", "cl-1"], "XBTUSD")
     limiter.record_order(["O2"], "ETHUSD")
     limiter.record_cancel_all()
@@ -72,13 +77,21 @@ def test_cancel_all_charges_each_tracked_order_once_and_never_waits(limiter, clo
 def test_a_refusal_from_kraken_fills_the_counter(limiter, clock):
     limiter.acquire("Balance")
     limiter.note_rate_limited()
-    assert limiter.acquire("Balance") == pytest.approx(1 / 0.33)
+    assert limiter.acquire("Balance") == waited(1 / 0.33)
     limiter.note_rate_limited("XBTUSD")
-    assert limiter.acquire_order("XBTUSD") == pytest.approx(1.0)
+    assert limiter.acquire("AddOrder", pair="XBTUSD") == waited(1.0)
+
+
+def test_waiting_for_room_counts_nothing(limiter, clock):
+    for _ in range(15):
+        limiter.acquire("Balance")
+    assert limiter.wait_for_room("Balance") == waited(1 / 0.33)
+    assert limiter.rest_value() == pytest.approx(14 - SLACK * 0.33)
+    assert limiter.acquire("Balance") == 0
 
 
 def test_headroom_leaves_room_for_calls_made_elsewhere(clock):
     limiter = RateLimiter("pro", clock=clock, sleep=clock.sleep, headroom=5)
     for _ in range(15):
         limiter.acquire("Balance")
-    assert limiter.acquire("Balance") == pytest.approx(1.0)
+    assert limiter.acquire("Balance") == waited(1.0)
