@@ -105,7 +105,7 @@ class Runner:
         ok, error = result.ok, result.error
         try:
             self._apply(flight, result)
-        except (ArithmeticError, ValueError, TypeError) as exc:
+        except (ArithmeticError, ValueError, TypeError, AttributeError) as exc:
             ok, error = False, f"malformed result data: {exc}"
         step.record("action", flight.rule_id, intent_id=result.intent_id, type=flight.kind,
                     result="ok" if ok else "failed", error=error)

@@ -1,13 +1,16 @@
 """Runs: actions in order, results fed back, resolved values, balance checks, order ids."""
 
+import json
 import uuid
 
-from core_builders import D, check_balance, expr, fired, kinds, log, order, price, rule, ruleset, template, tick
+from core_builders import (
+    D, check_balance, expr, fired, kinds, log, order, price, rule, ruleset, signal, template, tick,
+)
 
 from rules_engine import model
 from rules_engine.core import Engine, PlaceOrder, ReadBalance, client_order_id
 from rules_engine.core.ids import ORDER_ID_NAMESPACE
-from rules_engine.events import ActionResult, BalanceUpdate, Clock, OrderUpdate
+from rules_engine.events import ActionResult, BalanceUpdate, Clock, OrderUpdate, Signal
 
 
 def fire(engine, t=2.0):
@@ -220,3 +223,27 @@ def test_a_result_for_an_unknown_intent_is_traced_and_ignored():
     engine = Engine(ruleset(rule("r", price(100))))
     decision = engine.handle(ActionResult("nope#1/0", True, 1.0))
     assert kinds(decision, "dropped")[0].detail["intent_id"] == "nope#1/0"
+
+
+def test_a_malformed_result_stops_the_run_instead_of_raising():
+    engine = Engine(ruleset(rule("b", price(100), actions=(check_balance(), log()))))
+    (read,) = fire(engine).intents
+    decision = engine.handle(ActionResult(read.intent_id, True, 3.0, {"balances": ["not", "a", "mapping"]}))
+    assert decision.intents == () and "malformed result data" in kinds(decision, "error")[0].detail["reason"]
+
+
+def test_decisions_serialise_to_json_for_the_audit_log():
+    engine = Engine(ruleset(rule("s", signal("tv"), actions=(order(volume="=signal['qty']"),))))
+    decision = engine.handle(Signal("tv", {"qty": 2}, 1.0))
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert data["intents"][0]["volume"] == "2" and data["intents"][0]["kind"] == "place_order"
+    assert {r["kind"] for r in data["trace"]} >= {"trigger", "decision", "action", "state"}
+
+
+def test_an_event_dated_before_the_last_one_is_handled_at_the_last_time():
+    engine = Engine(ruleset(rule("c", price(100), cooldown=10.0)))
+    fire(engine, t=50.0)
+    engine.handle(tick(55, "90"))
+    decision = engine.handle(tick(40, "101"))  # late: treated as time 55, still cooling down
+    assert kinds(decision, "dropped")[0].detail["reason"] == "cooling down"
+    assert decision.trace[0].time == 55
