@@ -100,13 +100,6 @@ class LevelBook:
         self._watches = [watch for _, _, watch in pairs]
         self.last: Decimal | None = None
 
-    def __len__(self) -> int:
-        return len(self._points)
-
-    def watches(self) -> list[PriceWatch]:
-        """Each watch once, in load order."""
-        return list(self._all)
-
     def update(self, value: Decimal) -> list[tuple[PriceWatch, Transition]]:
         """Move to `value`; return the watches whose state changed and how.
         The first value after construction or `reset()` is a first observation."""
