@@ -46,6 +46,10 @@ def futures_sign(secret: str, endpoint_path: str, nonce: str, data: str) -> str:
 _NONCES = itertools.count(int(time.time() * 1000))
 
 
+def next_nonce() -> str:
+    return str(next(_NONCES))
+
+
 class SpotClient:
     """Any Kraken client: signs form or JSON bodies exactly as documented."""
 
@@ -57,7 +61,7 @@ class SpotClient:
 
     def raw(self, method: str, params: dict | None = None, *, json_body: bool = False, nonce=None,
             headers: dict | None = None, timeout: float = 5) -> requests.Response:
-        payload = {"nonce": str(next(_NONCES)) if nonce is None else nonce, **(params or {})}
+        payload = {"nonce": next_nonce() if nonce is None else nonce, **(params or {})}
         if json_body:
             body, content_type = json.dumps(payload), "application/json"
         else:
@@ -87,7 +91,7 @@ class FuturesClient:
              authent: str | None = None) -> dict:
         data = urllib.parse.urlencode(params or {})
         path = f"/derivatives/api/v3/{endpoint}"
-        nonce = str(next(_NONCES)) if nonce is None else nonce
+        nonce = next_nonce() if nonce is None else nonce
         headers = {"APIKey": self.key, "Nonce": nonce,
                    "Authent": authent or futures_sign(self.secret, path, nonce, data)}
         url = self.base.removesuffix("/derivatives") + path
