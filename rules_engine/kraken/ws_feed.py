@@ -9,7 +9,8 @@ or futures) and turns its frames into `Tick`s for `on_tick`. Parsing lives in
   until `set_symbols` drops it and asks anew.
 - Liveness: any frame counts (ticks, heartbeats, acks). After `heartbeat_timeout / 2` of
   silence the feed sends an application ping where the protocol has one; after
-  `heartbeat_timeout` it declares the connection dead, aborts it and reconnects.
+  `heartbeat_timeout` (checked every eighth of it) it declares the connection dead, aborts
+  it and reconnects.
 - Reconnects back off exponentially with full jitter (`uniform(0, min(max, base * 2**n))`),
   and the exponent resets once a connection has stayed up for `healthy_after` seconds.
 - A malformed frame is counted in `stats`, reported to `on_status` and skipped.
@@ -140,7 +141,6 @@ class TickerFeed:
         self._ws: ClientConnection | None = None
         self._active: set[str] = set()  # requested on this connection, not rejected or dropped
         self._req_id = 0
-        self._last_frame = 0.0  # time.monotonic() of the last frame, for the silence watchdog
         self._stop: asyncio.Event | None = None
         self._stopped = False
 
@@ -199,7 +199,8 @@ class TickerFeed:
         wanted = self._canonical(symbols)
         added = wanted - self._symbols
         removed = self._symbols - wanted
-        self._symbols = wanted
+        self._symbols -= removed  # in place: the receive loop holds a reference
+        self._symbols |= added
         for symbol in removed:
             self.stats.rejected.pop(symbol, None)
         drop = sorted(removed & self._active)
@@ -249,7 +250,6 @@ class TickerFeed:
             self.stats.connects += 1
             if not first:
                 self.stats.reconnects += 1
-            self._last_frame = opened
             self._report("connected", self.url)
             for request in self.dialect.connect_requests():
                 await ws.send(request)
@@ -277,50 +277,59 @@ class TickerFeed:
     async def _receive(self, ws: ClientConnection) -> None:
         parse = self.dialect.parse
         clock = self._clock
-        monotonic = time.monotonic
         stats = self.stats
+        wanted = self._symbols
+        on_tick = self._on_tick
         async for message in ws:
             now = clock()
-            self._last_frame = monotonic()
             stats.frames += 1
             stats.last_frame_at = now
             ticks, events = parse(message, now)
             for tick in ticks:
-                if tick.symbol in self._symbols:
+                if tick.symbol in wanted:
                     stats.ticks += 1
                     stats.last_tick_at = now
                     try:
-                        self._on_tick(tick)
+                        on_tick(tick)
                     except Exception as exc:
                         self._callback_failed("on_tick", exc)
             for event in events:
-                self._on_event(event, now)
+                self._on_event(event)
 
     async def _watch(self, ws: ClientConnection) -> None:
-        """Ping after half the bound of silence; abort the connection after the whole bound."""
+        """Ping after half the bound of silence; abort the connection after the whole bound.
+
+        Silence is measured by polling the frame counter every bound/8 (the receive loop
+        stays free of clock reads), so a dead feed is declared 1 to 1.125 bounds after
+        its last frame."""
         bound = self.heartbeat_timeout
-        pinged_for = None
+        seen = self.stats.frames
+        quiet_since = time.monotonic()
+        pinged = False
         while True:
-            idle = time.monotonic() - self._last_frame
+            await asyncio.sleep(bound / 8)
+            now = time.monotonic()
+            if self.stats.frames != seen:
+                seen, quiet_since, pinged = self.stats.frames, now, False
+                continue
+            idle = now - quiet_since
             if idle >= bound:
                 self.stats.silences += 1
                 self._report("silent", f"no frame for {idle:.2f} s (bound {bound} s)")
                 ws.transport.abort()
                 return
-            if idle >= bound / 2 and pinged_for != self._last_frame:
-                pinged_for = self._last_frame
+            if idle >= bound / 2 and not pinged:
+                pinged = True
                 ping = self.dialect.ping_request(self._next_req_id())
                 if ping is not None:
                     try:
                         await ws.send(ping)
                     except ConnectionClosed:
                         return
-            wait = (bound / 2 - idle) if idle < bound / 2 else (bound - idle)
-            await asyncio.sleep(max(wait, 0.001))
 
     # -- events ---------------------------------------------------------------------------
 
-    def _on_event(self, event: Any, now: float) -> None:
+    def _on_event(self, event: Any) -> None:
         stats = self.stats
         kind = type(event)
         if kind is Heartbeat or kind is Pong:

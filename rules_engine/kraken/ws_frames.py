@@ -110,6 +110,10 @@ class FrameResult(NamedTuple):
 _HEARTBEAT_RESULT = FrameResult((), (HEARTBEAT,))
 
 
+# `FrameResult((ticks, events))` without NamedTuple's Python-level __new__ (hot path only).
+_new_result = tuple.__new__
+
+
 class _Bad(Exception):
     """Internal: validation failed with this reason."""
 
@@ -117,47 +121,59 @@ class _Bad(Exception):
 # ---------------------------------------------------------------------------------------
 # Field validation
 
-# JSON number grammar: what the decoder hands us for numbers, and what v1 puts in strings.
-# Decimal() alone would also accept "1_000", " 1", "Infinity" and non-ASCII digits.
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+_DIGITS = frozenset("0123456789")
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
 # Keep number text as text; `Decimal(text)` later is exact and cheaper than float + Decimal.
 _DECODER = json.JSONDecoder(parse_float=str)
-_decode = _DECODER.raw_decode
+_decode = _DECODER.decode
+_raw_decode = _DECODER.raw_decode
 
 
-def _loads(text: str | bytes) -> Any:
-    if type(text) is not str:
-        try:
-            text = bytes(text).decode("utf-8")
-        except (UnicodeDecodeError, TypeError) as exc:
-            raise _Bad(f"not UTF-8 text: {exc}") from None
+def _utf8(raw: Any) -> str:
     try:
-        value, end = _decode(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise _Bad(f"invalid JSON: {exc}") from None
-    if end != len(text) and text[end:].strip():
-        raise _Bad("invalid JSON: extra data after the value")
-    return value
+        return bytes(raw).decode("utf-8")
+    except (UnicodeDecodeError, TypeError) as exc:
+        raise _Bad(f"not UTF-8 text: {exc}") from None
 
 
 def _price(value: Any, name: str) -> Decimal:
     """A finite, positive decimal from JSON number text, a numeric string or an int."""
-    kind = type(value)
-    if kind is str:
-        if _NUMBER(value) is None:
-            raise _Bad(f"{name} is not a decimal number: {value[:40]!r}")
-        price = Decimal(value)
-    elif kind is int:
-        price = Decimal(value)
-    else:
-        raise _Bad(f"{name} is not a number: {type(value).__name__}")
-    if not price > 0:
+    # Fast path for the usual "60000.1": ASCII, starts and ends with a digit, no "_" (which
+    # rules out the whitespace, signs, NaN/Infinity and digit separators Decimal() accepts).
+    if type(value) is str and value[-1:] in _DIGITS and value[0] in _DIGITS and value.isascii() and "_" not in value:
+        try:
+            price = Decimal(value)
+        except InvalidOperation:
+            raise _Bad(f"{name} is not a decimal number: {value[:40]!r}") from None
+        if price:
+            return price
         raise _Bad(f"{name} must be positive, got {value}")
-    return price
+    kind = type(value)
+    if kind is int:
+        if value > 0:
+            return Decimal(value)
+        raise _Bad(f"{name} must be positive, got {value}")
+    if kind is not str:
+        raise _Bad(f"{name} is not a number: {kind.__name__}")
+    if _NEGATIVE_NUMBER(value):
+        raise _Bad(f"{name} must be positive, got {value[:40]}")
+    raise _Bad(f"{name} is not a decimal number: {value[:40]!r}")
 
 
-def _optional_price(value: Any, name: str) -> Decimal | None:
-    return None if value is None else _price(value, name)
+def _last_bid_ask(source: dict[str, Any], symbol: str) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
+    """The `last`, `bid`, `ask` prices of a v2 or futures ticker object; at least one is required."""
+    last = source.get("last")
+    bid = source.get("bid")
+    ask = source.get("ask")
+    if last is not None:
+        last = _price(last, "last")
+    if bid is not None:
+        bid = _price(bid, "bid")
+    if ask is not None:
+        ask = _price(ask, "ask")
+    if last is None and bid is None and ask is None:
+        raise _Bad(f"ticker for {symbol} has no last, bid or ask")
+    return last, bid, ask
 
 
 def _rfc3339(value: Any, name: str) -> float:
@@ -194,12 +210,6 @@ def _malformed(reason: str, text: Any) -> FrameResult:
     return FrameResult((), (Malformed(reason, _excerpt(text)),))
 
 
-def _require_any_price(tick: Tick) -> Tick:
-    if tick.last is None and tick.bid is None and tick.ask is None:
-        raise _Bad(f"ticker for {tick.symbol} has no last, bid or ask")
-    return tick
-
-
 def _json_request(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
@@ -225,7 +235,17 @@ class Dialect:
     def parse(self, text: str | bytes, received_at: float) -> FrameResult:
         """Parse one frame; never raises."""
         try:
-            return self._parse(_loads(text), received_at)
+            if type(text) is not str:
+                text = _utf8(text)
+            try:
+                frame, end = _raw_decode(text)  # the fast path: no whitespace handling
+                if end != len(text):
+                    raise ValueError
+            except ValueError:
+                frame = _decode(text)  # the full check, with the precise error
+            return self._parse(frame, received_at)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            return _malformed(f"invalid JSON: {exc}", text)
         except _Bad as exc:
             return _malformed(str(exc), text)
         except Exception as exc:  # a parser bug must not kill the feed: report it as malformed
@@ -327,7 +347,9 @@ class V2Dialect(_SpotDialect):
             data = frame.get("data")
             if type(data) is not list or not data:
                 raise _Bad("ticker frame has no data list")
-            return FrameResult(tuple([self._tick(entry, received_at) for entry in data]))
+            if len(data) == 1:
+                return _new_result(FrameResult, ((self._tick(data[0], received_at),), ()))
+            return FrameResult(tuple([self._tick(entry, received_at) for entry in data]), ())
         if channel == "heartbeat":
             return _HEARTBEAT_RESULT
         if channel == "status":
@@ -358,21 +380,14 @@ class V2Dialect(_SpotDialect):
         wire = entry.get("symbol")
         if type(wire) is not str:
             raise _Bad("ticker entry has no symbol")
-        symbol = self._symbol(wire)
+        symbol = self._altname_of.get(wire) or self._symbol(wire)
         if symbol is None:
             raise _Bad(f"ticker for unknown pair {wire[:40]!r}")
+        last, bid, ask = _last_bid_ask(entry, symbol)
         stamp = entry.get("timestamp")
-        return _require_any_price(
-            Tick(
-                symbol,
-                "spot",
-                received_at,
-                _optional_price(entry.get("last"), "last"),
-                _optional_price(entry.get("bid"), "bid"),
-                _optional_price(entry.get("ask"), "ask"),
-                None if stamp is None else _rfc3339(stamp, "timestamp"),
-            )
-        )
+        if stamp is not None:
+            stamp = _rfc3339(stamp, "timestamp")
+        return Tick(symbol, "spot", received_at, last, bid, ask, stamp)
 
     def _ack(self, frame: dict[str, Any], method: str) -> SubscribeAck:
         success = frame.get("success")
@@ -461,15 +476,10 @@ class V1Dialect(_SpotDialect):
         symbol = self._symbol(wire)
         if symbol is None:
             raise _Bad(f"ticker for unknown pair {wire[:40]!r}")
-        tick = Tick(
-            symbol,
-            "spot",
-            received_at,
-            self._first(data, "c"),
-            self._first(data, "b"),
-            self._first(data, "a"),
-        )
-        return FrameResult((_require_any_price(tick),))
+        last, bid, ask = self._first(data, "c"), self._first(data, "b"), self._first(data, "a")
+        if last is None and bid is None and ask is None:
+            raise _Bad(f"ticker for {symbol} has no last, bid or ask")
+        return _new_result(FrameResult, ((Tick(symbol, "spot", received_at, last, bid, ask),), ()))
 
     @staticmethod
     def _first(data: dict[str, Any], key: str) -> Decimal | None:
@@ -524,7 +534,7 @@ class FuturesDialect(Dialect):
         event = frame.get("event")
         if event is None:
             if feed == "ticker":
-                return FrameResult((self._tick(frame, received_at),))
+                return _new_result(FrameResult, ((self._tick(frame, received_at),), ()))
             if feed == "heartbeat":
                 return _HEARTBEAT_RESULT
             if type(feed) is str:
@@ -559,18 +569,12 @@ class FuturesDialect(Dialect):
         product = frame.get("product_id")
         if type(product) is not str or not product:
             raise _Bad("futures ticker has no product_id")
+        symbol = product.upper()
+        last, bid, ask = _last_bid_ask(frame, symbol)
         stamp = frame.get("time")
-        return _require_any_price(
-            Tick(
-                product.upper(),
-                "futures",
-                received_at,
-                _optional_price(frame.get("last"), "last"),
-                _optional_price(frame.get("bid"), "bid"),
-                _optional_price(frame.get("ask"), "ask"),
-                None if stamp is None else _epoch_ms(stamp, "time"),
-            )
-        )
+        if stamp is not None:
+            stamp = _epoch_ms(stamp, "time")
+        return Tick(symbol, "futures", received_at, last, bid, ask, stamp)
 
 
 PROTOCOLS = ("v2", "v1", "futures")

@@ -137,7 +137,8 @@ def test_v2_other_channels_are_ignored_not_malformed():
     [
         ("", "invalid JSON"),
         ('{"channel":"ticker"', "invalid JSON"),
-        ('{"channel":"heartbeat"} trailing', "extra data"),
+        ('{"channel":"heartbeat"} trailing', "Extra data"),
+        (' \n{"channel":"heartbeat"', "invalid JSON"),
         ("[1,2]", "not a JSON object"),
         ('{"type":"update"}', "neither channel nor method"),
         ('{"channel":"ticker","data":{}}', "no data list"),
@@ -145,6 +146,16 @@ def test_v2_other_channels_are_ignored_not_malformed():
         ('{"channel":"ticker","data":[{"symbol":"NOPE/USD","bid":1}]}', "unknown pair"),
         ('{"channel":"ticker","data":[{"symbol":"BTC/USD","bid":-1,"ask":2}]}', "bid must be positive"),
         ('{"channel":"ticker","data":[{"symbol":"BTC/USD","bid":0,"ask":2}]}', "bid must be positive"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","bid":-1.5,"ask":2}]}', "bid must be positive"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","bid":0.0,"ask":2}]}', "bid must be positive"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"0e5"}]}', "ask must be positive"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"-x"}]}', "not a decimal number"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"-2.5"}]}', "ask must be positive"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"1.2.3"}]}', "not a decimal number"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":""}]}', "not a decimal number"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"NaN"}]}', "not a decimal number"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":" 1"}]}', "not a decimal number"),
+        ('{"channel":"ticker","data":[{"symbol":"BTC/USD","ask":"\u0661"}]}', "not a decimal number"),
         ('{"channel":"ticker","data":[{"symbol":"BTC/USD","last":NaN}]}', "last is not a number"),
         ('{"channel":"ticker","data":[{"symbol":"BTC/USD","last":"1_000"}]}', "not a decimal number"),
         ('{"channel":"ticker","data":[{"symbol":"BTC/USD","last":"Infinity"}]}', "not a decimal number"),
@@ -172,8 +183,13 @@ def test_malformed_frame_with_one_bad_entry_yields_no_ticks_at_all():
     assert isinstance(only_event(parse_v2(frame, T)), Malformed)
 
 
+def test_surrounding_whitespace_is_valid_json():
+    assert only_event(parse_v2(' {"channel":"heartbeat"}\n', T)) is HEARTBEAT
+
+
 def test_bytes_frames_are_decoded_and_bad_utf8_is_malformed():
     assert only_event(parse_v2(b'{"channel":"heartbeat"}', T)) is HEARTBEAT
+    assert only_event(parse_v2(b'{"channel":"heartbeat"} ', T)) is HEARTBEAT
     event = only_event(parse_v2(b"\xff\xfe", T))
     assert isinstance(event, Malformed) and "UTF-8" in event.reason
 
