@@ -17,6 +17,7 @@ written there, and `keys` maps it to the key node, so later layers can point at 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -160,7 +161,8 @@ def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diag
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return fail(f"invalid YAML: {message}", "yaml-syntax", line, column)
+        diagnostic = Diagnostic(file, line, column, _rule_id_before(text, line), f"invalid YAML: {message}", code="yaml-syntax")
+        return None, [diagnostic]
     except yaml.YAMLError as exc:
         return fail(f"invalid YAML: {exc}", "yaml-syntax")
     except RecursionError:
@@ -226,12 +228,22 @@ class _Builder:
     def __init__(self, document: SourceDocument):
         self.document = document
         self.errors: list[Diagnostic] = []
+        self.rule_id: str | None = None  # the id of the rule being converted, for error messages
 
     def error(self, node: Node, message: str, code: str) -> None:
         mark = node.start_mark
-        self.errors.append(Diagnostic(self.document.file, mark.line + 1, mark.column + 1, None, message, code=code))
+        self.errors.append(Diagnostic(self.document.file, mark.line + 1, mark.column + 1, self.rule_id, message, code=code))
 
     def convert(self, node: Node, path: JsonPath, depth: int) -> Any:
+        if len(path) == 2 and path[0] == "rules" and isinstance(node, MappingNode):
+            outer, self.rule_id = self.rule_id, _written_id(node)
+            try:
+                return self._convert(node, path, depth)
+            finally:
+                self.rule_id = outer
+        return self._convert(node, path, depth)
+
+    def _convert(self, node: Node, path: JsonPath, depth: int) -> Any:
         self.document.nodes[path] = node
         if isinstance(node, ScalarNode):
             return self.scalar(node)
@@ -282,7 +294,7 @@ class _Builder:
     def reject_tag(self, node: Node) -> None:
         self.error(
             node,
-            f'the tag "{node.tag}" is not allowed; rule files hold plain data only '
+            f'the tag "{_short_tag(node.tag)}" is not allowed; rule files hold plain data only '
             "(mappings, lists, strings, numbers, booleans, null)",
             "yaml-tag",
         )
@@ -305,6 +317,32 @@ class _Builder:
             return number
         self.reject_tag(node)
         return None
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _written_id(rule: MappingNode) -> str | None:
+    for key_node, value_node in rule.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == "id" and isinstance(value_node, ScalarNode):
+            return value_node.value
+    return None
+
+
+def _rule_id_before(text: str, line: int) -> str | None:
+    """Best effort for syntax errors (no tree to ask): the last `id:` written before `line` under `rules:`."""
+    lines = text.split("\n")[:line]
+    for candidate in reversed(lines):
+        match = _ID_LINE.match(candidate)
+        if match:
+            return match.group(1)
+        if candidate.startswith("rules:"):
+            return None
+    return None
+
+
+_ID_LINE = re.compile(r"^\s*(?:-\s+)?id:\s*[\"']?([A-Za-z0-9][A-Za-z0-9_.:-]*)")
 
 
 def _integer(text: str) -> int | str:
