@@ -117,6 +117,7 @@ def _banner(sim: Simulator, account: Account | None, generated: bool) -> str:
         lines.append(f"  account       API key {acct.api_key} ({acct.tier}; balances {balances})")
     if account is not None and generated:
         lines.append(f"  API secret    {account.secret}   (generated for this simulator run)")
+    lines.append("rules-engine sim: ready")
     return "\n".join(lines)
 
 
