@@ -184,7 +184,7 @@ class FuturesClient:
             return None
 
         deadline = epoch_of(before_text) if before_text is not None else None
-        result, _ = place_at_most_once(
+        result = place_at_most_once(
             send,
             find,
             method="sendorder",

@@ -35,14 +35,14 @@ def place_at_most_once(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     settle_seconds: float,
-) -> tuple[T, bool]:
-    """Return `(result, recovered)`; `find` returns the order if it exists, else None."""
+) -> T:
+    """Return what `send` returned, or what `find` found (the order if it exists, else None)."""
     attempt = 0
     while True:
         attempt += 1
         sent_at = clock()
         try:
-            return send(), False
+            return send()
         except KrakenError as exc:
             if not exc.transient:
                 raise
@@ -57,7 +57,7 @@ def place_at_most_once(
                 found = _look_up(find, method, client_id, max(sent_at + settle_seconds, deadline or 0.0), clock, sleep, exc)
                 if found is not None:
                     log.info("%s %s recovered by lookup after %s", method, client_id, exc)
-                    return found, True
+                    return found
                 if deadline is not None:
                     raise OrderNotPlaced(
                         f"order {client_id} not found after its deadline: it was not placed",

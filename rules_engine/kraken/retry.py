@@ -45,9 +45,8 @@ def call_with_retries(
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
-    retry_on: Callable[[BaseException], bool] = transient,
 ) -> T:
-    """Call `fn`, retrying while `retry_on(error)`; honours Kraken's `EService:Throttled` time."""
+    """Call `fn`, retrying transient KrakenErrors; honours Kraken's `EService:Throttled` time."""
     def wait(state: RetryCallState) -> float:
         seconds = policy.backoff(state.attempt_number)
         exc = state.outcome.exception() if state.outcome else None
@@ -62,7 +61,7 @@ def call_with_retries(
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
         wait=wait,
-        retry=retry_if_exception(retry_on),
+        retry=retry_if_exception(transient),
         sleep=sleep,
         reraise=True,
         before_sleep=before_sleep,

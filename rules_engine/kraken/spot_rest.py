@@ -322,7 +322,7 @@ class SpotClient:
             descr = {"order": (order.get("descr") or {}).get("order", "")}
             return AddOrderResult((txid,), descr, cl_ord_id, recovered=True, raw=order)
 
-        placed, _ = place_at_most_once(
+        placed = place_at_most_once(
             send,
             find,
             method="AddOrder",
