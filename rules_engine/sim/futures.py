@@ -144,7 +144,8 @@ class FuturesExchange:
         product = self.product(symbol)
         return None if product is None else self._spot.get(product.underlying)
 
-    def _value(self, currency: str, amount: Decimal) -> Decimal:
+    def value_usd(self, currency: str, amount: Decimal) -> Decimal:
+        """What some collateral is worth in USD at spot prices (0 if unpriced)."""
         if currency == "USD":
             return amount
         price = self._spot.get(f"{currency}USD")
@@ -160,7 +161,7 @@ class FuturesExchange:
 
     def margin(self, account: str) -> dict[str, Decimal]:
         """Collateral value, PnL, margins and what is available for new orders (USD)."""
-        collateral = sum((self._value(c, a) for c, a in self._collateral.get(account, {}).items()), _ZERO)
+        collateral = sum((self.value_usd(c, a) for c, a in self._collateral.get(account, {}).items()), _ZERO)
         pnl = self.unrealized(account)
         positions_im = sum(
             (abs(p.size) * (self.mark(p.symbol) or p.price) * self.initial_margin for p in self.positions(account)),
@@ -351,7 +352,3 @@ class FuturesExchange:
 
     def products_of(self, altname: str) -> list[Product]:
         return [p for p in self.products.values() if p.underlying == altname]
-
-    def value_usd(self, currency: str, amount: Decimal) -> Decimal:
-        """What some collateral is worth in USD at spot prices (0 if unpriced)."""
-        return self._value(currency, amount)

@@ -130,9 +130,6 @@ class MarketData:
         """Last price by altname."""
         return {k: s.price for k, s in self._stats.items()}
 
-    def all_stats(self) -> list[PairStats]:
-        return list(self._stats.values())
-
     def ohlc(self, symbol: str, interval: int, since: float | None = None) -> tuple[list[list[Any]], int]:
         """Kraken OHLC rows (oldest first) and `last` (the newest committed candle's time)."""
         stats = self.stats(symbol)

@@ -130,9 +130,6 @@ class PaperExchange:
         for asset, amount in balances.items():
             self.set_balance(account, asset, amount)
 
-    def accounts(self) -> list[str]:
-        return sorted(self._balances)
-
     def balances(self, account: str) -> dict[str, Decimal]:
         """Total balances by Kraken asset code (held amounts included)."""
         return dict(self._balances.get(account, {}))

@@ -269,7 +269,6 @@ class SpotApi:
         self._asset_pairs = {p.pair_id: dict(raw.get(p.pair_id) or _minimal_pair(p)) for p in exchange.pairs}
         self._ids = ids or IdSource("ws-token")
         self._trade_counters: dict[tuple[str, str], DecayingCounter] = {}
-        self.tokens: dict[str, tuple[str, float]] = {}
         self.public_methods: dict[str, Callable[[Mapping[str, Any], float], Any]] = {
             "Time": self.time,
             "SystemStatus": self.system_status,
@@ -603,9 +602,7 @@ class SpotApi:
         return {"currentTime": iso_seconds(now), "triggerTime": "0" if trigger is None else iso_seconds(trigger)}
 
     def websockets_token(self, account: str, params: Mapping[str, Any], now: float) -> dict[str, Any]:
-        token = self._ids.token()
-        self.tokens[token] = (account, now + 900)
-        return {"token": token, "expires": 900}
+        return {"token": self._ids.token(), "expires": 900}
 
 
 def _minimal_pair(pair: PairInfo) -> dict[str, Any]:
