@@ -7,10 +7,10 @@ or futures) and turns its frames into `Tick`s for `on_tick`. Parsing lives in
 - Subscribes on every connection; Kraken's per-symbol answers are checked. A rejected
   symbol (`Currency pair not supported ...`) is reported once and not asked for again
   until `set_symbols` drops it and asks anew.
-- Liveness: any frame counts (ticks, heartbeats, acks). After `heartbeat_timeout / 2` of
-  silence the feed sends an application ping where the protocol has one; after
-  `heartbeat_timeout` (checked every eighth of it) it declares the connection dead, aborts
-  it and reconnects.
+- Liveness: any frame counts (ticks, heartbeats, acks, pongs). After `heartbeat_timeout`
+  without one (checked every eighth of it) the connection is declared dead, aborted and
+  replaced. Kraken sends heartbeats only to subscribers, so while no symbol is subscribed
+  the feed sends an application ping after half the bound instead (v2, v1).
 - Reconnects back off exponentially with full jitter (`uniform(0, min(max, base * 2**n))`),
   and the exponent resets once a connection has stayed up for `healthy_after` seconds.
 - A malformed frame is counted in `stats`, reported to `on_status` and skipped.
@@ -297,7 +297,9 @@ class TickerFeed:
                 self._on_event(event)
 
     async def _watch(self, ws: ClientConnection) -> None:
-        """Ping after half the bound of silence; abort the connection after the whole bound.
+        """Abort the connection after `heartbeat_timeout` without a frame. With no symbol
+        subscribed Kraken sends no heartbeats, so then the feed probes with an application
+        ping after half the bound; the pong counts as a frame.
 
         Silence is measured by polling the frame counter every bound/8 (the receive loop
         stays free of clock reads), so a dead feed is declared 1 to 1.125 bounds after
@@ -318,7 +320,7 @@ class TickerFeed:
                 self._report("silent", f"no frame for {idle:.2f} s (bound {bound} s)")
                 ws.transport.abort()
                 return
-            if idle >= bound / 2 and not pinged:
+            if idle >= bound / 2 and not pinged and not self._active:
                 pinged = True
                 ping = self.dialect.ping_request(self._next_req_id())
                 if ping is not None:

@@ -270,6 +270,19 @@ def test_silent_feed_is_declared_dead_and_replaced(protocol, wire, symbol):
     run(scenario())
 
 
+@pytest.mark.parametrize("protocol, wire, symbol", CASES)
+def test_subscribed_feed_without_heartbeats_is_dead_even_if_pings_would_be_answered(protocol, wire, symbol):
+    async def scenario():
+        async with FakeKraken(heartbeats=False) as server:
+            rec = Recorder()
+            feed = make_feed(server, protocol, [symbol], rec)
+            task = await running(feed)
+            await until(lambda: feed.stats.silences >= 1 and len(server.connections) >= 2)
+            assert not any("ping" in json.dumps(m) for c in server.connections for m in c.received)
+            await finish(feed, task)
+    run(scenario())
+
+
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
 def test_idle_feed_without_heartbeats_is_kept_alive_by_pings(protocol):
     async def scenario():
@@ -469,3 +482,80 @@ def test_constructor_rejects_bad_arguments():
         TickerFeed(KrakenEndpoints(), "v2", [], heartbeat_timeout=0)
     feed = TickerFeed(KrakenEndpoints(), "v1", ["xbt/usd", "BTC/USD", "XXBTZUSD"], registry=default_registry())
     assert feed.symbols == {"XBTUSD"} and feed.url == "wss://ws.kraken.com"
+
+
+# --- end to end against the Kraken simulator (rules_engine.sim) --------------------------
+
+SIM_NOW = 1_790_000_000.5
+
+
+async def _sim_scenario(sim, endpoints: KrakenEndpoints, protocol: str, symbol: str) -> None:
+    rec = Recorder()
+    feed = TickerFeed(
+        endpoints, protocol, [symbol], rec.ticks.append, on_status=rec.statuses.append,
+        heartbeat_timeout=0.3, backoff_base=0.01, backoff_max=0.02, clock=lambda: RECEIVED_AT,
+    )
+    task = await running(feed)
+
+    async def price_arrives(price: str) -> None:
+        await asyncio.to_thread(sim.set_price, "XBTUSD", price)
+        await until(lambda: any(t.last == Decimal(price) for t in rec.ticks))
+
+    await until(lambda: symbol in feed.stats.subscribed)
+    await price_arrives("61000.0")
+    tick = rec.ticks[-1]
+    assert (tick.symbol, tick.time) == (symbol, RECEIVED_AT)
+    assert tick.exchange_time == (None if protocol == "v1" else SIM_NOW)
+    assert tick.bid < tick.ask
+
+    for kind in ("truncated", "garbage", "binary", "wrong_shape"):
+        await asyncio.to_thread(sim.faults.send_malformed_frames, 1, kind)
+    await until(lambda: feed.stats.malformed == 4)
+    await price_arrives("61500.0")
+    assert feed.stats.connects == 1
+
+    await asyncio.to_thread(sim.faults.drop_ws_connections)
+    await until(lambda: feed.stats.reconnects == 1 and symbol in feed.stats.subscribed)
+    await price_arrives("62000.0")
+
+    sim.faults.stop_heartbeats()
+    await until(lambda: feed.stats.silences >= 1)
+    sim.faults.resume_heartbeats()
+    await until(lambda: feed.stats.connected and symbol in feed.stats.subscribed)
+    await price_arrives("63000.0")
+    assert feed.stats.reconnects >= 2
+
+    if protocol != "futures":
+        await asyncio.to_thread(sim.set_system_status, "maintenance")
+        await until(lambda: feed.stats.system == "maintenance")
+        second = "ETHUSD"
+        await feed.set_symbols([symbol, second])
+        await until(lambda: second in feed.stats.subscribed)
+        await asyncio.to_thread(sim.set_price, second, "3100.00")
+        await until(lambda: any(t.symbol == second and t.last == Decimal("3100.00") for t in rec.ticks))
+    await finish(feed, task)
+
+
+@pytest.mark.parametrize("protocol, symbol", [("v2", "XBTUSD"), ("v1", "XBTUSD"), ("futures", "PF_XBTUSD")])
+def test_end_to_end_against_the_simulator(protocol, symbol):
+    from rules_engine.sim import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(tick_interval=0, heartbeat_interval=0.05), clock=lambda: SIM_NOW)
+    with sim.running() as endpoints:
+        run(_sim_scenario(sim, endpoints, protocol, symbol))
+
+
+def test_simulator_rejects_an_unknown_futures_product_once():
+    from rules_engine.sim import SimConfig, Simulator
+
+    async def scenario(endpoints):
+        rec = Recorder()
+        feed = TickerFeed(endpoints, "futures", ["PF_XBTUSD", "PF_NOPEUSD"], on_status=rec.statuses.append, heartbeat_timeout=0.3)
+        task = await running(feed)
+        await until(lambda: "PF_NOPEUSD" in feed.stats.rejected and "PF_XBTUSD" in feed.stats.subscribed)
+        assert [s.symbol for s in rec.statuses if s.kind == "rejected"] == ["PF_NOPEUSD"]
+        await finish(feed, task)
+
+    sim = Simulator(SimConfig(tick_interval=0, heartbeat_interval=0.05))
+    with sim.running() as endpoints:
+        run(scenario(endpoints))
