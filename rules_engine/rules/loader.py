@@ -24,8 +24,8 @@ from rules_engine.rules.builder import build_rules
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
 from rules_engine.rules.schema_check import check_schema
-from rules_engine.rules.semantic import duplicate_ids, rule_warnings
-from rules_engine.rules.yaml_source import MAX_FILE_BYTES, SourceDocument, read_source
+from rules_engine.rules.semantic import WrittenId, duplicate_ids, rule_warnings, written_ids
+from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -99,7 +99,7 @@ def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegis
     unique_sources = dict(reversed(sources))  # first occurrence of each file name wins
     names = list(dict.fromkeys(name for name, _ in sources))
     result = LoadResult(ruleset=None, files=names)
-    documents: list[SourceDocument] = []
+    ids: list[WrittenId] = []
     rules: list[Rule] = []
     diagnostics: list[Diagnostic] = []
     for name in names:
@@ -111,7 +111,7 @@ def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegis
         diagnostics.extend(problems)
         if document is None:
             continue
-        documents.append(document)
+        ids.extend(written_ids(document))
         written = document.data.get("rules") if isinstance(document.data, dict) else None
         result.rule_count += len(written) if isinstance(written, list) else 0
         report = check_schema(document)
@@ -122,7 +122,7 @@ def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegis
         built = build_rules(context, skip=report.invalid_rules)
         diagnostics.extend(context.diagnostics)
         rules.extend(built)
-    diagnostics.extend(duplicate_ids(documents))
+    diagnostics.extend(duplicate_ids(ids))
     for rule in rules:
         diagnostics.extend(rule_warnings(rule, registry))
 

@@ -14,6 +14,7 @@ Warnings (fail validation only under `--strict`):
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable, Iterator
 
@@ -26,26 +27,41 @@ PRICE_NAME = "price"
 PRICE_NAMES = frozenset({PRICE_NAME, "last", "bid", "ask", "mid"})
 
 
-def duplicate_ids(documents: Iterable[SourceDocument]) -> list[Diagnostic]:
-    """Every rule id written more than once, reported at each repeat."""
-    first: dict[str, str] = {}
+@dataclass(frozen=True)
+class WrittenId:
+    """A rule id as written in a file, with where."""
+
+    rule_id: str
+    file: str
+    line: int
+    column: int
+
+
+def written_ids(document: SourceDocument) -> list[WrittenId]:
+    """Every string rule id in the document (valid rules or not), in file order."""
     found = []
-    for document in documents:
-        for index, raw in enumerate(document.data.get("rules") or []):
-            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-                continue
-            path = ("rules", index, "id")
-            line, column = document.position(path)
-            where = f"{document.file}:{line}:{column}"
-            if raw["id"] in first:
-                found.append(
-                    Diagnostic(
-                        document.file, line, column, raw["id"], f'duplicate rule id "{raw["id"]}"',
-                        hint=f"first defined at {first[raw['id']]}", code="duplicate-id",
-                    )
+    rules = document.data.get("rules") if isinstance(document.data, dict) else None
+    for index, raw in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            line, column = document.position(("rules", index, "id"))
+            found.append(WrittenId(raw["id"], document.file, line, column))
+    return found
+
+
+def duplicate_ids(ids: Iterable[WrittenId]) -> list[Diagnostic]:
+    """Every rule id written more than once, reported at each repeat."""
+    first: dict[str, WrittenId] = {}
+    found = []
+    for written in ids:
+        earlier = first.setdefault(written.rule_id, written)
+        if earlier is not written:
+            found.append(
+                Diagnostic(
+                    written.file, written.line, written.column, written.rule_id,
+                    f'duplicate rule id "{written.rule_id}"',
+                    hint=f"first defined at {earlier.file}:{earlier.line}:{earlier.column}", code="duplicate-id",
                 )
-            else:
-                first[raw["id"]] = where
+            )
     return found
 
 

@@ -186,13 +186,22 @@ def test_rule_level_constraints(load):
     assert next(d for d in result.errors if d.line == 9).hint == 'did you mean "priority"?'
 
 
+def _findings(validator, data):
+    """What the diagnostics are made of: where, jsonschema's message, and the schema's own words."""
+    def words(error):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        own = tuple(str(schema.get(k)) for k in ("title", "errorMessage", "patternErrorMessage"))
+        return own + (tuple(schema.get("properties", ())),)
+
+    return sorted((tuple(map(str, e.absolute_path)), e.validator, e.message, words(e)) for e in validator.iter_errors(data))
+
+
 def _plain_errors(data):
-    validator = Draft202012Validator(rules_schema())
-    return sorted((tuple(e.absolute_path), e.message) for e in validator.iter_errors(data))
+    return _findings(Draft202012Validator(rules_schema()), data)
 
 
 def _fast_errors(data):
-    return sorted((tuple(e.absolute_path), e.message) for e in rules_validator().iter_errors(data))
+    return _findings(rules_validator(), data)
 
 
 @pytest.mark.parametrize("name", ["many_errors.yaml", "python_tag.yaml", "warnings_only.yaml"])
