@@ -5,8 +5,10 @@ connection, HTTP 5xx, Kraken `EService:*`), first waits until the order can no l
 in flight (a settle delay, or its deadline), then looks it up by its client order id:
 
 - found: the order exists; return it marked as recovered, and do not send again;
-- not found and the deadline has passed: Kraken would have rejected it, raise `OrderNotPlaced`;
-- not found otherwise: send it again (same client order id, fresh nonce).
+- not found and the deadline has passed: Kraken would have rejected it, raise `OrderNotPlaced`
+  (proven absent; the caller may decide anew);
+- not found and no deadline bounds it: the order may still surface (Kraken can list a new
+  order late), so raise `OrderStateUnknown` and never resend: give orders a `deadline`.
 
 Errors that prove the order was not accepted (a connect failure, a rate limit) are
 retried with backoff; deterministic rejections are raised at once.
@@ -64,7 +66,12 @@ def place_at_most_once(
                         errors=exc.errors,
                         method=method,
                     ) from exc
-                log.warning("%s %s not found after %s", method, client_id, exc)
+                raise OrderStateUnknown(
+                    f"order {client_id} not found {settle_seconds:g}s after an ambiguous failure and no "
+                    "deadline proves it can no longer arrive; reconcile before placing it again",
+                    errors=exc.errors,
+                    method=method,
+                ) from exc
             if attempt >= policy.attempts:
                 if exc.ambiguous:
                     raise OrderStateUnknown(

@@ -179,14 +179,11 @@ def test_ambiguous_failure_then_found_closed():
     assert [s.api_method for s in transport.sent] == ["AddOrder", "OpenOrders", "ClosedOrders"]
 
 
-def test_ambiguous_failure_not_found_is_sent_again_with_the_same_client_id():
+def test_ambiguous_failure_not_found_without_deadline_is_never_resent():
     client, transport, _ = make_client(order_book_handler(E.HTTPStatusError(502)))
-    result = client.add_order("XBTUSD", "buy", "limit", "0.01", price="30000", cl_ord_id="dec-3")
-    assert not result.recovered and result.txid == ("OAAAAA-BBBBB-CCCCCC",)
-    adds = [s for s in transport.sent if s.api_method == "AddOrder"]
-    assert [s.api_method for s in transport.sent] == ["AddOrder", "OpenOrders", "ClosedOrders", "AddOrder"]
-    assert adds[0].form()["cl_ord_id"] == adds[1].form()["cl_ord_id"] == "dec-3"
-    assert int(adds[1].form()["nonce"]) > int(adds[0].form()["nonce"])
+    with pytest.raises(E.OrderStateUnknown, match="reconcile"):
+        client.add_order("XBTUSD", "buy", "limit", "0.01", price="30000", cl_ord_id="dec-3")
+    assert [s.api_method for s in transport.sent] == ["AddOrder", "OpenOrders", "ClosedOrders"]
 
 
 def test_not_found_after_the_deadline_means_not_placed():

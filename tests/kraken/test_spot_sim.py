@@ -246,11 +246,11 @@ def test_dropped_connection_after_accept_ends_with_exactly_one_order(client, sim
     assert [o.cl_ord_id for o in open_orders(sim)] == [result.cl_ord_id]
 
 
-def test_service_unavailable_on_add_order_looks_up_then_places_once(client, sim):
+def test_service_unavailable_on_add_order_looks_up_and_never_resends_blind(client, sim):
     sim.faults.fail_next("AddOrder", "EService:Unavailable")
-    result = client.add_order("XBTUSD", "buy", "limit", "0.01", price="50000", cl_ord_id="decision-43")
-    assert not result.recovered
-    assert [o.cl_ord_id for o in open_orders(sim)] == ["decision-43"]
+    with pytest.raises(E.OrderStateUnknown):
+        client.add_order("XBTUSD", "buy", "limit", "0.01", price="50000", cl_ord_id="decision-43")
+    assert open_orders(sim) == []
 
 
 def test_not_found_after_the_deadline_is_not_placed(client, sim, clock):
