@@ -9,6 +9,7 @@ provide), and returns the model object (or None after reporting what is wrong).
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, Callable, Collection, Mapping
 
 from rules_engine.model import (
@@ -34,6 +35,8 @@ ACTION_BUILDERS: dict[str, ActionBuilder] = {}
 
 # Kraken: CancelAllOrdersAfter's timeout must be "less than 86400" seconds.
 MAX_DEAD_MAN_TIMEOUT = 86400
+# Kraken: an iceberg's displayvol is at least 1/15 of its volume.
+ICEBERG_MIN_SHARE = 15
 
 
 def action_type(name: str) -> Callable[[ActionBuilder], ActionBuilder]:
@@ -70,6 +73,11 @@ def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names
     pair = spot_pair(ctx, path + ("pair",), raw["pair"])
     values = _values(ctx, path, raw, names, ("volume", "price", "price2", "displayvol"))
     expire_after = ctx.duration(path + ("expire_after",), raw["expire_after"]) if "expire_after" in raw else None
+    if expire_after is not None and expire_after <= 0:
+        ctx.report(path + ("expire_after",), "expire_after must be longer than 0s", code="invalid-value")
+    volume, displayvol = values.get("volume"), values.get("displayvol")
+    if isinstance(volume, Decimal) and isinstance(displayvol, Decimal) and displayvol * ICEBERG_MIN_SHARE < volume:
+        ctx.report(path + ("displayvol",), f"displayvol must be at least 1/{ICEBERG_MIN_SHARE} of volume (Kraken's iceberg rule)", code="invalid-value")
     close = None
     if "close" in raw:
         close_path = path + ("close",)

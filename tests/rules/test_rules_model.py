@@ -460,3 +460,38 @@ def test_sandbox_rejects_are_load_errors(load):
         from rules_engine.expr import compile_expression
 
         compile_expression("__import__('os')", frozenset())
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("ordertype: iceberg, volume: 1.5, price: 5, displayvol: 0.09", "displayvol must be at least 1/15 of volume (Kraken's iceberg rule)"),
+        ("ordertype: market, volume: 1, expire_after: 0s", "expire_after must be longer than 0s"),
+    ],
+)
+def test_order_values_checked_by_the_builder(load, fields, message):
+    result = load(
+        f"""
+        version: 1
+        rules:
+          - id: o
+            cooldown: 1m
+            triggers: [{{type: timer, every: 1m}}]
+            actions: [{{type: place_order, pair: XBTUSD, side: buy, {fields}}}]
+        """
+    )
+    assert [(d.code, d.message) for d in result.errors] == [("invalid-value", message)]
+
+
+def test_iceberg_at_exactly_one_fifteenth_is_fine(load):
+    result = load(
+        """
+        version: 1
+        rules:
+          - id: o
+            cooldown: 1m
+            triggers: [{type: timer, every: 1m}]
+            actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: iceberg, volume: 1.5, price: 5, displayvol: 0.1}]
+        """
+    )
+    assert result.errors == [] and result.ruleset.rules[0].actions[0].displayvol == Decimal("0.1")

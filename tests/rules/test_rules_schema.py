@@ -81,9 +81,9 @@ def test_missing_required_key(load):
 @pytest.mark.parametrize(
     ("action", "message"),
     [
-        ("{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 1}", "this order type needs price:"),
+        ("{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 1}", "limit, iceberg, stop, take-profit and trailing orders need price:"),
         ("{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 1, price: 5}", "market and settle-position orders take no price"),
-        ("{type: place_order, pair: XBTUSD, side: buy, ordertype: stop-loss-limit, volume: 1, price: 5}", "this order type needs price2: (the limit price)"),
+        ("{type: place_order, pair: XBTUSD, side: buy, ordertype: stop-loss-limit, volume: 1, price: 5}", "stop-loss-limit, take-profit-limit and trailing-stop-limit orders need price2: (the limit price)"),
         ("{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 1, price: 5, price2: 4}", "price2 applies only to stop-loss-limit, take-profit-limit and trailing-stop-limit orders"),
         ("{type: place_order, pair: XBTUSD, side: buy, ordertype: iceberg, volume: 1, price: 5}", "an iceberg order needs displayvol:"),
         ("{type: place_order, pair: XBTUSD, side: buy, ordertype: trailing-stop, volume: 1, price: 50}", "a trailing stop's price is an offset with a + prefix, e.g. \"+50\" or \"+1.5%\""),
@@ -99,7 +99,7 @@ def test_missing_required_key(load):
         ("{type: cancel_order, txid: A, userref: 5}", "cancel_order needs exactly one of txid:, cl_ord_id:, userref: or own: true"),
         ("{type: cancel_order, own: false}", "own: true cancels the orders this rule placed"),
         ("{type: futures_cancel_order}", "futures_cancel_order needs exactly one of order_id:, cli_ord_id: or own: true"),
-        ("{type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: lmt, size: 1}", "this order type needs limit_price:"),
+        ("{type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: lmt, size: 1}", "lmt, post, ioc and fok orders need limit_price:"),
         ("{type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: stp, size: 1}", "stp and take_profit orders need stop_price:"),
         ("{type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: mkt, size: 1, limit_price: 5}", "a mkt order takes no limit_price"),
         ("{type: futures_send_order, symbol: XBTUSD, side: buy, order_type: mkt, size: 1}", "a futures symbol is a product id such as PF_XBTUSD"),
