@@ -45,6 +45,12 @@ MALFORMED: dict[str, Callable[[str], str | bytes]] = {
 }
 
 
+@dataclass(frozen=True)
+class Rendered:
+    spot: dict[str, dict[str, str]]  # altname -> {"v2": frame, "v1": frame}
+    futures: dict[str, tuple[str, str]]  # product id -> (ticker frame, ticker_lite frame)
+
+
 @dataclass(eq=False)
 class Connection:
     kind: str  # "v2" | "v1" | "futures"
@@ -68,22 +74,35 @@ class FeedHub:
 
     # ------------------------------------------------------------------ publishing (loop thread)
 
-    def publish(self, altnames: Iterable[str]) -> None:
-        """Queue ticker updates for `altnames` (and their futures) to subscribers."""
+    def render(self, altnames: Iterable[str]) -> Rendered:
+        """The update frames for `altnames` and their futures, encoded once. Called under
+        the simulator's lock right after the prices move, so each update shows the price
+        it was made for."""
+        spot, futures = {}, {}
+        for name in dict.fromkeys(altnames):
+            spot[name] = {kind: json.dumps(self._spot_ticker(kind, name, "update")) for kind in ("v2", "v1")}
+            for product in self.sim.futures.products_of(name):
+                if self.sim.futures.mark(product.symbol) is not None:
+                    futures[product.symbol] = (
+                        json.dumps(self._futures_ticker(product)),
+                        json.dumps(self._futures_ticker_lite(product)),
+                    )
+        return Rendered(spot, futures)
+
+    def publish(self, rendered: "Rendered") -> None:
+        """Queue rendered updates to the connections subscribed to them."""
         if self.sim.faults.feeds_paused:
             return
-        names = set(altnames)
-        products = [p for name in names for p in self.sim.futures.products_of(name)]
         for conn in list(self.connections):
             if conn.kind == "futures":
-                for product in products:
-                    if product.symbol in conn.tickers:
-                        conn.send(self._futures_ticker(product))
-                    if product.symbol in conn.lite:
-                        conn.send(self._futures_ticker_lite(product))
+                for symbol, (ticker, lite) in rendered.futures.items():
+                    if symbol in conn.tickers:
+                        conn.send(ticker)
+                    if symbol in conn.lite:
+                        conn.send(lite)
                 continue
-            for name in names & conn.tickers:
-                conn.send(self._spot_ticker(conn.kind, name, "update"))
+            for name in rendered.spot.keys() & conn.tickers:
+                conn.send(rendered.spot[name][conn.kind])
 
     def publish_status(self, status: str) -> None:
         for conn in list(self.connections):
@@ -196,7 +215,8 @@ class FeedHub:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    handler(conn, msg.data)
+                    with self.sim.lock:
+                        handler(conn, msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:

@@ -130,7 +130,9 @@ class Simulator:
                 fills += self.exchange.on_price(pair.altname, point.price, now)
                 self.futures.on_spot_price(pair.altname, point.price, now)
                 names.append(pair.altname)
-        self._in_loop(lambda hub: hub.publish(names))
+            rendered = self._hub.render(names) if self._hub is not None else None
+        if rendered is not None:
+            self._in_loop(lambda hub: hub.publish(rendered))
         return fills
 
     def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0") -> list[Fill]:

@@ -103,3 +103,14 @@ def test_system_status_change_is_pushed(endpoints, sim):
         json.loads(ws.recv(timeout=2))
         sim.set_system_status("maintenance")
         assert recv_until(ws, is_v2("status"))["data"][0]["system"] == "maintenance"
+
+
+def test_each_price_move_gets_its_own_update_in_order(endpoints, sim):
+    with connect(endpoints.ws_v2) as ws:
+        ws.recv(timeout=2)
+        ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD"]}}))
+        recv_until(ws, is_v2("ticker", "snapshot"))
+        for price in ("60001", "60002", "60003"):
+            sim.set_price("XBTUSD", price)
+        lasts = [recv_until(ws, is_v2("ticker", "update"))["data"][0]["last"] for _ in range(3)]
+        assert lasts == [60001.0, 60002.0, 60003.0]
