@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"local v2 ticker feed, {args.frames} frames x {args.rounds} rounds (median):")
     print(f"  bare websockets loop (json.loads only): {bare_median:10,.0f} frames/s")
     print(f"  TickerFeed -> Tick (validated, Decimal): {feed_median:10,.0f} ticks/s")
-    print(f"  ratio feed/bare: {ratio:.0%} (target >= {TARGET_RATIO:.0%}) {'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}")
+    verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
+    print(f"  ratio feed/bare: {ratio:.0%} (target >= {TARGET_RATIO:.0%}) {verdict}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
 
 from rules_engine.events import Tick
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
@@ -125,6 +126,10 @@ class TickerFeed:
         options = {"event_trigger": event_trigger} if event_trigger else {}
         self.dialect: Dialect = dialect_for(protocol, registry, **options)
         self.url = self.dialect.url(endpoints)
+        try:
+            parse_uri(self.url)
+        except InvalidURI as exc:
+            raise ValueError(f"bad {protocol} WebSocket URL: {exc}") from None
         if heartbeat_timeout <= 0 or backoff_base <= 0 or backoff_max < backoff_base:
             raise ValueError("need heartbeat_timeout > 0 and 0 < backoff_base <= backoff_max")
         self._symbols = self._canonical(symbols)
@@ -170,7 +175,15 @@ class TickerFeed:
                     await asyncio.gather(session, return_exceptions=True)
             if self._stop.is_set():
                 break
-            connected_for = session.result()
+            try:
+                connected_for = session.result()
+            except Exception as exc:  # a bug or an unforeseen library error: log it, keep the feed alive
+                log.exception("%s feed session failed", self.dialect.name)
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.connected = False
+                self._ws = None
+                self._report("disconnected", self.stats.last_error)
+                connected_for = None
             if connected_for is not None:
                 first = False
                 if connected_for >= self.healthy_after:
@@ -206,13 +219,13 @@ class TickerFeed:
         drop = sorted(removed & self._active)
         self._active -= removed
         self.stats.subscribed -= removed
-        if self._ws is None:
+        ws = self._ws
+        if ws is None:
             return
         try:
             if drop:
-                await self._ws.send(self.dialect.unsubscribe_request(drop, self._next_req_id()))
-            if added:
-                await self._subscribe(sorted(added))
+                await ws.send(self.dialect.unsubscribe_request(drop, self._next_req_id()))
+            await self._subscribe_missing(ws)
         except ConnectionClosed:
             pass  # the next connection subscribes to the new set
 
@@ -227,15 +240,19 @@ class TickerFeed:
         self._req_id += 1
         return self._req_id
 
-    async def _subscribe(self, symbols: list[str]) -> None:
-        self._active.update(symbols)
-        await self._ws.send(self.dialect.subscribe_request(symbols, self._next_req_id()))  # type: ignore[union-attr]
+    async def _subscribe_missing(self, ws: ClientConnection) -> None:
+        """Subscribe the wanted symbols not yet requested on this connection (nor rejected).
+        `_active` is updated before the send, so concurrent callers never ask twice."""
+        missing = sorted(self._symbols - self._active - self.stats.rejected.keys())
+        if missing:
+            self._active.update(missing)
+            await ws.send(self.dialect.subscribe_request(missing, self._next_req_id()))
 
     async def _session(self, first: bool) -> float | None:
         """One connection, until it closes. Returns how long it stayed open, None if it never opened."""
         try:
             ws = await connect(self.url, open_timeout=self.open_timeout, close_timeout=2.0)
-        except (*_CONNECTION_ERRORS, InvalidURI) as exc:
+        except _CONNECTION_ERRORS as exc:
             self.stats.connect_failures += 1
             self.stats.last_error = f"connect: {exc}"
             self._report("disconnected", f"connect failed: {exc}")
@@ -251,12 +268,10 @@ class TickerFeed:
             if not first:
                 self.stats.reconnects += 1
             self._report("connected", self.url)
+            watchdog = asyncio.ensure_future(self._watch(ws))
             for request in self.dialect.connect_requests():
                 await ws.send(request)
-            pending = sorted(self._symbols - self.stats.rejected.keys())
-            if pending:
-                await self._subscribe(pending)
-            watchdog = asyncio.ensure_future(self._watch(ws))
+            await self._subscribe_missing(ws)
             await self._receive(ws)
             reason = f"closed by server: {ws.close_code} {ws.close_reason}".strip()
         except ConnectionClosed as exc:

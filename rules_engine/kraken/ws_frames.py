@@ -451,7 +451,8 @@ class V1Dialect(_SpotDialect):
             return FrameResult((), (self._status(frame),))
         if event == "systemStatus":
             version = frame.get("version")
-            return FrameResult((), (Status(_text(frame.get("status"), "status"), version if type(version) is str else None),))
+            status = Status(_text(frame.get("status"), "status"), version if type(version) is str else None)
+            return FrameResult((), (status,))
         if event == "pong":
             req_id = frame.get("reqid")
             return FrameResult((), (Pong(req_id if type(req_id) is int else None),))

@@ -74,7 +74,7 @@ class FakeKraken:
                 message = json.loads(raw)
                 conn.received.append(message)
                 for reply in self._answer(conn, message):
-                    await ws.send(reply)
+                    await ws.send(json.dumps(reply))
         except ConnectionClosed:
             pass
         finally:
@@ -92,54 +92,66 @@ class FakeKraken:
     @staticmethod
     def _banner(protocol: str) -> str:
         return {
-            "v2": '{"channel":"status","type":"update","data":[{"version":"2.0.10","system":"online","api_version":"v2","connection_id":1}]}',
+            "v2": json.dumps(
+                {"channel": "status", "type": "update", "data": [{"version": "2.0.10", "system": "online"}]}
+            ),
             "v1": '{"connectionID":1,"event":"systemStatus","status":"online","version":"1.9.1"}',
             "futures": '{"event":"info","version":1}',
         }[protocol]
 
-    def _answer(self, conn: Connection, msg: dict) -> list[str]:
-        if conn.protocol == "v2":
-            if msg.get("method") == "ping":
-                return [json.dumps({"method": "pong", "req_id": msg.get("req_id")})] if self.answer_pings else []
-            replies = []
-            for symbol in msg["params"]["symbol"]:
-                if symbol in self.reject:
-                    replies.append(json.dumps({"error": f"Currency pair not supported {symbol}", "method": msg["method"], "success": False, "symbol": symbol}))
-                    continue
-                (conn.subscribed.add if msg["method"] == "subscribe" else conn.subscribed.discard)(symbol)
-                replies.append(json.dumps({"method": msg["method"], "result": {"channel": "ticker", "symbol": symbol}, "success": True}))
-            return replies
-        if conn.protocol == "v1":
-            if msg.get("event") == "ping":
-                return [json.dumps({"event": "pong", "reqid": msg.get("reqid")})] if self.answer_pings else []
-            replies = []
-            for pair in msg["pair"]:
-                if pair in self.reject:
-                    replies.append(json.dumps({"errorMessage": f"Currency pair not supported {pair}", "event": "subscriptionStatus", "pair": pair, "status": "error"}))
-                    continue
-                subscribing = msg["event"] == "subscribe"
-                (conn.subscribed.add if subscribing else conn.subscribed.discard)(pair)
-                status = "subscribed" if subscribing else "unsubscribed"
-                replies.append(json.dumps({"channelName": "ticker", "event": "subscriptionStatus", "pair": pair, "status": status}))
-            return replies
-        if msg.get("feed") == "heartbeat":
+    def _answer(self, conn: Connection, msg: dict) -> list[dict]:
+        if msg.get("method") == "ping" or msg.get("event") == "ping":
+            if not self.answer_pings:
+                return []
+            if conn.protocol == "v2":
+                return [{"method": "pong", "req_id": msg.get("req_id")}]
+            return [{"event": "pong", "reqid": msg.get("reqid")}]
+        if conn.protocol == "futures" and msg.get("feed") == "heartbeat":
             conn.subscribed.add("heartbeat")
-            return [json.dumps({"event": "subscribed", "feed": "heartbeat"})]
-        ids = msg["product_ids"]
-        bad = [p for p in ids if p in self.reject]
-        good = [p for p in ids if p not in self.reject]
-        subscribing = msg["event"] == "subscribe"
-        for p in good:
-            (conn.subscribed.add if subscribing else conn.subscribed.discard)(p)
-        replies = [json.dumps({"event": "subscribed" if subscribing else "unsubscribed", "feed": "ticker", "product_ids": good})] if good else []
+            return [{"event": "subscribed", "feed": "heartbeat"}]
+        subscribing = msg.get("method", msg.get("event")) == "subscribe"
+        if conn.protocol == "v2":
+            wanted = msg["params"]["symbol"]
+        else:
+            wanted = msg["pair"] if conn.protocol == "v1" else msg["product_ids"]
+        good = [name for name in wanted if name not in self.reject]
+        bad = [name for name in wanted if name in self.reject]
+        for name in good:
+            (conn.subscribed.add if subscribing else conn.subscribed.discard)(name)
+        return getattr(self, f"_{conn.protocol}_acks")(msg, subscribing, good, bad)
+
+    @staticmethod
+    def _v2_acks(msg: dict, subscribing: bool, good: list[str], bad: list[str]) -> list[dict]:
+        method = msg["method"]
+        return [{"method": method, "result": {"channel": "ticker", "symbol": s}, "success": True} for s in good] + [
+            {"error": f"Currency pair not supported {s}", "method": method, "success": False, "symbol": s} for s in bad
+        ]
+
+    @staticmethod
+    def _v1_acks(msg: dict, subscribing: bool, good: list[str], bad: list[str]) -> list[dict]:
+        status = "subscribed" if subscribing else "unsubscribed"
+        base = {"channelName": "ticker", "event": "subscriptionStatus"}
+        return [{**base, "pair": p, "status": status} for p in good] + [
+            {**base, "pair": p, "status": "error", "errorMessage": f"Currency pair not supported {p}"} for p in bad
+        ]
+
+    @staticmethod
+    def _futures_acks(msg: dict, subscribing: bool, good: list[str], bad: list[str]) -> list[dict]:
+        replies = []
+        if good:
+            event = "subscribed" if subscribing else "unsubscribed"
+            replies.append({"event": event, "feed": "ticker", "product_ids": good})
         if bad:
-            replies.append(json.dumps({"event": "subscribed_failed", "feed": "ticker", "product_ids": bad, "message": "Invalid product id"}))
+            replies.append(
+                {"event": "subscribed_failed", "feed": "ticker", "product_ids": bad, "message": "Invalid product id"}
+            )
         return replies
 
     def ticker(self, protocol: str, symbol: str, last: str) -> str:
         if protocol == "v2":
             stamp = EXCHANGE_TIME.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            return f'{{"channel":"ticker","type":"update","data":[{{"symbol":"{symbol}","bid":{last},"ask":{last},"last":{last},"timestamp":"{stamp}"}}]}}'
+            entry = f'{{"symbol":"{symbol}","bid":{last},"ask":{last},"last":{last},"timestamp":"{stamp}"}}'
+            return f'{{"channel":"ticker","type":"update","data":[{entry}]}}'
         if protocol == "v1":
             return json.dumps([42, {"a": [last, 1, "1"], "b": [last, 1, "1"], "c": [last, "0.1"]}, "ticker", symbol])
         ms = int(EXCHANGE_TIME.timestamp() * 1000)
@@ -218,7 +230,8 @@ def test_ticks_arrive_with_receive_and_exchange_time(protocol, wire, symbol):
             await server.push(wire, "50000.5")
             await until(lambda: rec.ticks)
             tick = rec.ticks[0]
-            assert (tick.symbol, tick.last, tick.bid, tick.ask) == (symbol, Decimal("50000.5"), Decimal("50000.5"), Decimal("50000.5"))
+            price = Decimal("50000.5")
+            assert (tick.symbol, tick.last, tick.bid, tick.ask) == (symbol, price, price, price)
             assert tick.market == ("futures" if protocol == "futures" else "spot")
             assert tick.time == RECEIVED_AT
             assert tick.exchange_time == (None if protocol == "v1" else EXCHANGE_TIME.timestamp())
@@ -355,9 +368,12 @@ def test_set_symbols_changes_subscriptions_on_the_live_connection(protocol, wire
     run(scenario())
 
 
-@pytest.mark.parametrize("protocol, wire, symbol", [("v2", "DOGE/USD", "XDGUSD"), ("v1", "XDG/USD", "XDGUSD"), ("futures", "PF_NOPE", "PF_NOPE")])
+REJECTED = [("v2", "DOGE/USD", "XDGUSD"), ("v1", "XDG/USD", "XDGUSD"), ("futures", "PF_NOPE", "PF_NOPE")]
+
+
+@pytest.mark.parametrize("protocol, wire, symbol", REJECTED)
 def test_rejected_symbol_is_reported_and_not_retried_after_reconnect(protocol, wire, symbol):
-    good_wire, good = {"v2": ("BTC/USD", "XBTUSD"), "v1": ("XBT/USD", "XBTUSD"), "futures": ("PF_XBTUSD", "PF_XBTUSD")}[protocol]
+    _, good_wire, good = next(case for case in CASES if case[0] == protocol)
 
     async def scenario():
         async with FakeKraken(reject=(wire,)) as server:
@@ -406,7 +422,8 @@ def test_backoff_grows_while_failing_and_resets_after_a_healthy_connection():
                 if status.kind == "reconnecting":
                     delays.append(float(status.detail.split()[1]))
 
-            feed = TickerFeed(server.endpoints, "v2", ["XBTUSD"], on_status=on_status, backoff_base=0.01, backoff_max=0.04, healthy_after=60, rng=UpperBound())
+            options = dict(on_status=on_status, backoff_base=0.01, backoff_max=0.04, rng=UpperBound())
+            feed = TickerFeed(server.endpoints, "v2", ["XBTUSD"], healthy_after=60, **options)
             task = await running(feed)
             await until(lambda: len(delays) >= 5)
             await finish(feed, task)
@@ -414,7 +431,7 @@ def test_backoff_grows_while_failing_and_resets_after_a_healthy_connection():
             assert feed.stats.reconnects >= 4
 
             delays.clear()
-            healthy = TickerFeed(server.endpoints, "v2", ["XBTUSD"], on_status=on_status, backoff_base=0.01, backoff_max=0.04, healthy_after=0, rng=UpperBound())
+            healthy = TickerFeed(server.endpoints, "v2", ["XBTUSD"], healthy_after=0, **options)
             task = await running(healthy)
             await until(lambda: len(delays) >= 3)
             await finish(healthy, task)
@@ -428,7 +445,8 @@ def test_unreachable_endpoint_counts_failures_and_stop_interrupts_backoff():
             endpoints = server.endpoints
         # the server is gone: nothing listens on that port any more
         rec = Recorder()
-        feed = TickerFeed(endpoints, "v2", ["XBTUSD"], on_status=rec.statuses.append, backoff_base=0.01, backoff_max=60, rng=UpperBound())
+        options = dict(on_status=rec.statuses.append, backoff_base=0.01, backoff_max=60, rng=UpperBound())
+        feed = TickerFeed(endpoints, "v2", ["XBTUSD"], **options)
         task = await running(feed)
         await until(lambda: feed.stats.connect_failures >= 3)
         assert feed.stats.connects == 0 and not feed.stats.connected
@@ -478,6 +496,8 @@ def test_constructor_rejects_bad_arguments():
         TickerFeed(KrakenEndpoints(), "v2", "XBTUSD")
     with pytest.raises(ValueError, match="protocol"):
         TickerFeed(KrakenEndpoints(), "v3", [])
+    with pytest.raises(ValueError, match="bad v2 WebSocket URL"):
+        TickerFeed(KrakenEndpoints(ws_v2="http://example.com/v2"), "v2", [])
     with pytest.raises(ValueError, match="heartbeat_timeout"):
         TickerFeed(KrakenEndpoints(), "v2", [], heartbeat_timeout=0)
     feed = TickerFeed(KrakenEndpoints(), "v1", ["xbt/usd", "BTC/USD", "XXBTZUSD"], registry=default_registry())
@@ -492,8 +512,15 @@ SIM_NOW = 1_790_000_000.5
 async def _sim_scenario(sim, endpoints: KrakenEndpoints, protocol: str, symbol: str) -> None:
     rec = Recorder()
     feed = TickerFeed(
-        endpoints, protocol, [symbol], rec.ticks.append, on_status=rec.statuses.append,
-        heartbeat_timeout=0.3, backoff_base=0.01, backoff_max=0.02, clock=lambda: RECEIVED_AT,
+        endpoints,
+        protocol,
+        [symbol],
+        rec.ticks.append,
+        on_status=rec.statuses.append,
+        heartbeat_timeout=0.3,
+        backoff_base=0.01,
+        backoff_max=0.02,
+        clock=lambda: RECEIVED_AT,
     )
     task = await running(feed)
 
@@ -550,7 +577,8 @@ def test_simulator_rejects_an_unknown_futures_product_once():
 
     async def scenario(endpoints):
         rec = Recorder()
-        feed = TickerFeed(endpoints, "futures", ["PF_XBTUSD", "PF_NOPEUSD"], on_status=rec.statuses.append, heartbeat_timeout=0.3)
+        symbols = ["PF_XBTUSD", "PF_NOPEUSD"]
+        feed = TickerFeed(endpoints, "futures", symbols, on_status=rec.statuses.append, heartbeat_timeout=0.3)
         task = await running(feed)
         await until(lambda: "PF_NOPEUSD" in feed.stats.rejected and "PF_XBTUSD" in feed.stats.subscribed)
         assert [s.symbol for s in rec.statuses if s.kind == "rejected"] == ["PF_NOPEUSD"]

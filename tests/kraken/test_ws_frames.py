@@ -83,9 +83,12 @@ def test_v2_update_for_btc_becomes_xbtusd_with_exact_decimals():
 
 
 def test_v2_string_numbers_and_integer_prices_are_accepted():
-    frame = '{"channel":"ticker","type":"update","data":[{"symbol":"ETH/USD","bid":"2500.1","ask":2501,"last":"2500.5"}]}'
+    frame = (
+        '{"channel":"ticker","type":"update","data":[{"symbol":"ETH/USD","bid":"2500.1","ask":2501,"last":"2500.5"}]}'
+    )
     tick = only_tick(parse_v2(frame, T))
-    assert (tick.symbol, tick.bid, tick.ask, tick.last) == ("ETHUSD", Decimal("2500.1"), Decimal(2501), Decimal("2500.5"))
+    assert (tick.symbol, tick.bid, tick.ask, tick.last) == ("ETHUSD", Decimal("2500.1"), 2501, Decimal("2500.5"))
+    assert isinstance(tick.ask, Decimal)
 
 
 def test_v2_doge_uses_modern_code_on_the_wire():
@@ -100,7 +103,10 @@ def test_v2_heartbeat_status_and_pong():
         '"api_version":"v2","connection_id":7974620515126709019}]}'
     )
     assert only_event(parse_v2(status, T)) == Status("online", "2.0.10")
-    pong = '{"method":"pong","req_id":101,"time_in":"2023-09-24T14:10:23.799685Z","time_out":"2023-09-24T14:10:23.799703Z"}'
+    pong = (
+        '{"method":"pong","req_id":101,"time_in":"2023-09-24T14:10:23.799685Z",'
+        '"time_out":"2023-09-24T14:10:23.799703Z"}'
+    )
     assert only_event(parse_v2(pong, T)) == Pong(101)
 
 
@@ -355,7 +361,8 @@ def test_requests_use_each_protocols_wire_names():
         "params": {"channel": "ticker", "symbol": ["BTC/USD", "DOGE/USD"]},
         "req_id": 7,
     }
-    assert json.loads(V2Dialect(event_trigger="bbo").subscribe_request(["XBTUSD"], 1))["params"]["event_trigger"] == "bbo"
+    bbo = json.loads(V2Dialect(event_trigger="bbo").subscribe_request(["XBTUSD"], 1))
+    assert bbo["params"]["event_trigger"] == "bbo"
     assert json.loads(v2.unsubscribe_request(["XBTUSD"], 8))["method"] == "unsubscribe"
     assert json.loads(v2.ping_request(9)) == {"method": "ping", "req_id": 9}
 
