@@ -169,7 +169,6 @@ class PlaceOrder:
     expiretm: str | None = None
     displayvol: Value = None
     close: CloseOrder | None = None
-    userref: int | None = None
     expire_after: float | None = None
     condition: Expr | None = None
     where: SourceRef | None = field(default=None, compare=False)

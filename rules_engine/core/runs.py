@@ -262,9 +262,6 @@ class Runner:
                         asset=action.asset, balance=have, minimum=minimum)
 
     def _do_place_order(self, ctx: "_ActionContext", action: model.PlaceOrder) -> str:
-        if action.userref is not None:
-            raise _Halt("error", "place_order with userref: Kraken takes userref or cl_ord_id, not both, "
-                                 "and the engine always sends cl_ord_id")
         volume = _decimal(action.volume, ctx.env, f"{ctx.where}.volume")
         if volume < 0 or (volume == 0 and action.leverage is None):
             raise _Halt("error", f"volume must be positive, got {volume}", volume=volume)

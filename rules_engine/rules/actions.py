@@ -78,6 +78,14 @@ def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names
     volume, displayvol = values.get("volume"), values.get("displayvol")
     if isinstance(volume, Decimal) and isinstance(displayvol, Decimal) and displayvol * ICEBERG_MIN_SHARE < volume:
         ctx.report(path + ("displayvol",), f"displayvol must be at least 1/{ICEBERG_MIN_SHARE} of volume (Kraken's iceberg rule)", code="invalid-value")
+    if "userref" in raw:
+        ctx.report(
+            path + ("userref",),
+            "place_order cannot set userref: Kraken refuses userref together with cl_ord_id, and every order "
+            "the engine places carries a deterministic cl_ord_id so that no retry or restart can place it twice",
+            hint="remove userref; to cancel the orders this rule placed, use cancel_order with own: true",
+            code="userref-not-allowed",
+        )
     close = None
     if "close" in raw:
         close_path = path + ("close",)
@@ -96,7 +104,6 @@ def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names
         starttm=None if "starttm" not in raw else str(raw["starttm"]),
         expiretm=None if "expiretm" not in raw else str(raw["expiretm"]),
         close=close,
-        userref=raw.get("userref"),
         expire_after=expire_after,
         **values,
     )

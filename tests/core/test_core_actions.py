@@ -72,13 +72,6 @@ def test_a_failing_value_expression_stops_the_run_with_an_error():
     assert engine.rule_status("x") == "idle"
 
 
-def test_userref_on_place_order_is_refused_because_cl_ord_id_is_always_sent():
-    decision = fire(Engine(ruleset(rule("u", price(100), actions=(order(userref=7),)))))
-    assert decision.intents == () and "userref" in kinds(decision, "error")[0].detail["reason"]
-
-
-# ------------------------------------------------------------------ check_balance
-
 def balance_rule():
     return rule("b", price(100), actions=(check_balance("ZUSD", "50"), order(), log("after")))
 

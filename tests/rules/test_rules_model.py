@@ -62,7 +62,6 @@ def test_full_rule_builds_the_model(load):
                 starttm: 0
                 expiretm: "+3600"
                 close: {ordertype: take-profit, price: "#5%"}
-                userref: 42
                 expire_after: 5m
                 trigger: index
         """
@@ -82,7 +81,7 @@ def test_full_rule_builds_the_model(load):
     assert order.volume.compiled.names >= {"balance", "price"}
     assert (order.price, order.price2, order.leverage, order.reduce_only) == (Decimal("70100"), "+0.5%", "2", True)
     assert (order.oflags, order.timeinforce, order.starttm, order.expiretm) == (("fciq", "nompp"), "GTD", "0", "+3600")
-    assert (order.close.ordertype, order.close.price, order.userref, order.expire_after, order.trigger) == ("take-profit", "#5%", 42, 300.0, "index")
+    assert (order.close.ordertype, order.close.price, order.expire_after, order.trigger) == ("take-profit", "#5%", 300.0, "index")
     assert order.condition.source == "price > 1"
     assert (order.where.line, order.where.column) == (22, 9)
     assert (rule.source.line, rule.source.column) == (3, 5)
@@ -491,3 +490,21 @@ def test_iceberg_at_exactly_one_fifteenth_is_fine(load):
         """
     )
     assert result.errors == [] and result.ruleset.rules[0].actions[0].displayvol == Decimal("0.1")
+
+
+def test_userref_on_place_order_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "u.yaml"
+    path.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - id: u\n"
+        "    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]\n"
+        "    cooldown: 1h\n"
+        "    actions:\n"
+        "      - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01, userref: 7}\n"
+    )
+    result = load_rules([path])
+    assert result.ruleset is None
+    [error] = result.errors
+    assert error.code == "userref-not-allowed" and error.line == 7
+    assert "cl_ord_id" in error.message and "own: true" in (error.hint or "")
