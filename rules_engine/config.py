@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from rules_engine.core.risk import RiskLimits
 from rules_engine.durations import parse_duration
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
 from rules_engine.resources import schema_path
@@ -27,16 +28,6 @@ MODES = ("dry-run", "validate", "live")
 
 class ConfigError(Exception):
     """The engine config is missing, unreadable or invalid (message says where and why)."""
-
-
-@dataclass(frozen=True)
-class RiskConfig:
-    allowed_pairs: frozenset[str] | None = None
-    max_order_notional: Mapping[str, Decimal] = field(default_factory=dict)
-    max_total_notional: Decimal | None = None
-    max_orders_per_minute: int | None = None
-    max_orders_per_day: int | None = None
-    max_open_orders: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +53,7 @@ class EngineConfig:
     api_secret_env: str = "KRAKEN_API_SECRET"
     futures_api_key_env: str = "KRAKEN_FUTURES_API_KEY"
     futures_api_secret_env: str = "KRAKEN_FUTURES_API_SECRET"
-    risk: RiskConfig = RiskConfig()
+    risk: RiskLimits = RiskLimits()
     balance_cache: float = 10.0
     kill_cancel_open_orders: bool = True
     kill_token_env: str | None = "RULES_ENGINE_ADMIN_TOKEN"
@@ -126,7 +117,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         api_secret_env=kraken.get("api_secret_env", "KRAKEN_API_SECRET"),
         futures_api_key_env=kraken.get("futures_api_key_env", "KRAKEN_FUTURES_API_KEY"),
         futures_api_secret_env=kraken.get("futures_api_secret_env", "KRAKEN_FUTURES_API_SECRET"),
-        risk=RiskConfig(
+        risk=RiskLimits(
             allowed_pairs=frozenset(risk["allowed_pairs"]) if "allowed_pairs" in risk else None,
             max_order_notional={k: Decimal(str(v)) for k, v in risk.get("max_order_notional", {}).items()},
             max_total_notional=Decimal(str(risk["max_total_notional"])) if "max_total_notional" in risk else None,

@@ -1,8 +1,8 @@
 """Risk limits: configured for the engine, never by a rule, and checked on every order
 after the rule's guard and the action's `if`, just before the intent would leave.
 
-The field names match `rules_engine.config.RiskConfig`, so
-`RiskLimits(**dataclasses.asdict(config.risk))` builds the limits from the engine config.
+The engine config file's `risk:` section is parsed straight into a `RiskLimits`
+(`rules_engine.config.EngineConfig.risk`).
 Notional is volume x price in the pair's quote currency; `max_order_notional` is per pair,
 with the key `default` for pairs not listed; `max_total_notional` caps the notional of the
 engine's open and in-flight orders plus the new one.

@@ -1,6 +1,5 @@
 """Risk limits: checked on every order after guards; a breach blocks it and says which limit."""
 
-import dataclasses
 
 import pytest
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick, when
@@ -112,7 +111,8 @@ def test_limits_built_from_the_engine_config():
     from rules_engine.config import parse_config
 
     config = parse_config({"risk": {"max_order_notional": {"XBTUSD": 5}, "max_open_orders": 3}})
-    limits = RiskLimits(**dataclasses.asdict(config.risk))
+    limits = config.risk
+    assert isinstance(limits, RiskLimits)
     assert limits.max_order_notional == {"XBTUSD": D(5)} and limits.max_open_orders == 3
     _, decision = run_order(limits)
     assert breach(decision)["limit"] == "max_order_notional"
