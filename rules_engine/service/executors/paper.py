@@ -101,6 +101,17 @@ class PaperExecutor:
 
     # ------------------------------------------------------------------ persistence
 
+    def prune(self, keep_closed: int) -> int:
+        """Forget all but the last `keep_closed` closed orders (and their trades), so the
+        wallet stays small; returns how many were dropped. Open orders are always kept."""
+        orders = self.exchange.orders
+        closed = [txid for txid, order in orders.items() if not order.is_open]
+        extra = len(closed) - max(0, keep_closed)
+        for txid in closed[: max(0, extra)]:
+            for trade_id in orders.pop(txid).trades:
+                self.exchange.trades.pop(trade_id, None)
+        return max(0, extra)
+
     def snapshot(self) -> dict[str, Any]:
         return {"account": self.account, "exchange": self.exchange.snapshot()}
 
@@ -204,36 +215,22 @@ def _order_update(order: Order, now: float) -> OrderUpdate:
     )
 
 
-def order_outcome(order: Order) -> tuple[str, dict[str, Any]]:
-    """The state store's outcome status and data for a paper order."""
-    status = {"open": "accepted", "pending": "accepted", "closed": "filled", "canceled": "cancelled",
-              "expired": "cancelled"}.get(order.status, "accepted")
-    data = {"txid": [order.txid], "status": order.status, "vol_exec": str(order.vol_exec)}
-    if order.reason:
-        data["reason"] = order.reason
-    return status, data
-
-
 def reconcile_paper(executor: PaperExecutor, decision: Any, now: float) -> ExecutionReport:
     """Look a decision's order up on the paper exchange by its `cl_ord_id`.
 
-    Found: the result reports its txid (as AddOrder would have), with an OrderUpdate.
-    Not found: the order never reached the paper exchange, so it was not placed
-    (`error_class: OrderNotPlaced`); nothing is sent again.
+    Found: the result reports its txid and Kraken status (as a lookup on Kraken would),
+    with an OrderUpdate. Not found: the order never reached the paper exchange, so it was
+    not placed (`error_class: OrderNotPlaced`); nothing is sent again.
     """
-    intent = decision.intent
-    intent_id = str(intent.get("intent_id") or decision.cl_ord_id)
-    stub = it.Log(intent_id=intent_id, rule_id=decision.rule_id, decision_id=decision.decision_id,
-                  level="info", message="")
+    intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
     request = {"api": "paper", "method": "lookup", "params": {"cl_ord_id": decision.cl_ord_id}}
-    if intent.get("kind") != "place_order":
-        result = refused(stub, now, "futures orders are not simulated on the paper wallet", "NotSimulated")
+    if decision.intent.get("kind") != "place_order":
+        result = refused(intent_id, now, "futures orders are not simulated on the paper wallet", "OrderNotPlaced")
         return ExecutionReport(result, request, {"would_send": True, "found": False})
     order = executor.find(decision.cl_ord_id)
     if order is None:
-        result = refused(stub, now, "order not found on the paper wallet: it was not placed", "OrderNotPlaced")
+        result = refused(intent_id, now, "order not found on the paper wallet: it was not placed", "OrderNotPlaced")
         return ExecutionReport(result, request, {"would_send": True, "found": False})
-    status, data = order_outcome(order)
-    result = ok(stub, now, {"txid": [order.txid], "recovered": True, "status": order.status})
-    response = {"would_send": True, "found": True, "outcome": status, **data}
+    result = ok(intent_id, now, {"txid": [order.txid], "recovered": True, "status": order.status})
+    response = {"would_send": True, "found": True, "txid": [order.txid], "status": order.status}
     return ExecutionReport(result, request, response, (_order_update(order, now),))

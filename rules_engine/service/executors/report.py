@@ -36,15 +36,20 @@ class ExecutionReport:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
 
-def ok(intent: Intent, now: float, data: Mapping[str, Any] | None = None) -> ActionResult:
-    return ActionResult(intent_id=intent.intent_id, ok=True, time=now, data=dict(data or {}))
+def _intent_id(intent: Intent | str) -> str:
+    return intent if isinstance(intent, str) else intent.intent_id
 
 
-def refused(intent: Intent, now: float, error: str, error_class: str, *, retry_safe: bool = False,
+def ok(intent: Intent | str, now: float, data: Mapping[str, Any] | None = None) -> ActionResult:
+    """A successful result for an intent (or an intent id)."""
+    return ActionResult(intent_id=_intent_id(intent), ok=True, time=now, data=dict(data or {}))
+
+
+def refused(intent: Intent | str, now: float, error: str, error_class: str, *, retry_safe: bool = False,
             **extra: Any) -> ActionResult:
     """A failed result with an explicit error string and class."""
     data = {"error_class": error_class, "retry_safe": retry_safe, **extra}
-    return ActionResult(intent_id=intent.intent_id, ok=False, time=now, data=data, error=error)
+    return ActionResult(intent_id=_intent_id(intent), ok=False, time=now, data=data, error=error)
 
 
 def describe_error(exc: BaseException) -> tuple[str, type[BaseException] | None, dict[str, Any]]:
@@ -70,7 +75,7 @@ def describe_error(exc: BaseException) -> tuple[str, type[BaseException] | None,
     return f"{type(exc).__name__}: {exc}", None, {}
 
 
-def failure(intent: Intent, now: float, exc: BaseException) -> ActionResult:
+def failure(intent: Intent | str, now: float, exc: BaseException) -> ActionResult:
     """An `ok=False` result for `exc`, redacted, with `error_class` and `retry_safe`."""
     text, cls, extra = describe_error(exc)
     if cls is None:

@@ -1,0 +1,53 @@
+"""The executor interface every mode implements, and the local actions they share."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol, runtime_checkable
+
+from rules_engine.core import intents as it
+from rules_engine.events import Event, Tick
+from rules_engine.redact import redact
+from rules_engine.service.executors.report import ExecutionReport, ok
+
+action_log = logging.getLogger("rules_engine.actions")
+notify_log = logging.getLogger("rules_engine.notify")
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Turns intents into effects. `execute` and `reconcile` never raise: every failure
+    is an `ActionResult(ok=False)` with `error_class` and `retry_safe` in its data."""
+
+    mode: str
+
+    def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
+        """Carry out one intent."""
+        ...
+
+    def observe(self, tick: Tick) -> list[Event]:
+        """Learn a market price (the paper wallet fills on it); return resulting events."""
+        ...
+
+    def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
+        """Settle an order decision (a state-store `Decision` left sent/unknown) by
+        looking its order up by client order id; never sends the order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def run_local(intent: it.Log | it.Notify, now: float) -> ExecutionReport:
+    """A rule's `log` / `notify`: one redacted log line (`rules_engine.actions` at the
+    rule's level; `rules_engine.notify` at WARNING with the channel)."""
+    message = redact(intent.message)
+    if isinstance(intent, it.Log):
+        action_log.log(_LEVELS.get(intent.level.lower(), logging.INFO), "[%s] %s", intent.rule_id, message)
+    else:
+        notify_log.warning("[%s] notify %s: %s", intent.rule_id, intent.channel, message)
+    return ExecutionReport(ok(intent, now))

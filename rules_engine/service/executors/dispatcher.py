@@ -1,0 +1,280 @@
+"""The money-safety path: every intent goes through `Dispatcher.dispatch`.
+
+An order (`PlaceOrder`, `FuturesSendOrder`) takes these steps, in this order:
+
+1. `store.record_decision(cl_ord_id, ...)` in a transaction. If that client order id is
+   already recorded and has left this process (sent, unknown, accepted) it is NOT sent
+   again: the executor looks it up (`reconcile`) instead. A final one (filled, cancelled,
+   rejected, abandoned) is answered from the store.
+2. Audit `decision`, fsynced (`sync=True`) before anything is sent. If the audit log
+   cannot take it, the order is abandoned and never sent.
+3. `store.mark_sent`: from here a crash leaves the decision `sent`, to be looked up.
+4. `executor.execute(intent)`.
+5. Audit `request` and `response` (redacted by the audit log).
+6. `store.record_outcome`: accepted, filled, cancelled, rejected, unknown (an ambiguous
+   failure the lookup could not settle: reconciled at the next start, never resent), or
+   abandoned (nothing placed: validate only, or not simulated).
+
+Other intents: audit `intent`, execute, audit `request` and `response`. A cancel or a dead
+man's switch still runs if the audit log fails (protective actions are never blocked);
+the failure is logged.
+
+`recover()` runs once at start-up, before any new intent: every decision left `pending`
+(never sent) is marked `abandoned`; every `sent`/`unknown` one is looked up by client
+order id and its outcome recorded. The reports' results (and events) go back to the core.
+The core does not decide an abandoned order again: its snapshot already records the fire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from typing import Any, Callable, Mapping
+
+from rules_engine.audit.log import AuditLog
+from rules_engine.core import intents as it
+from rules_engine.events import ActionResult, Event, OrderUpdate, Tick
+from rules_engine.service.executors.base import Executor
+from rules_engine.service.executors.report import ExecutionReport, failure, refused
+from rules_engine.state.store import FINAL_STATUSES, Decision, StateStore
+
+log = logging.getLogger(__name__)
+
+ORDER_INTENTS = (it.PlaceOrder, it.FuturesSendOrder)
+RuleHashes = Mapping[str, str] | Callable[[str], "str | None"]
+
+_FILLED = frozenset({"closed", "filled"})
+_ENDED = frozenset({"canceled", "cancelled", "expired", "rejected"})
+
+
+def client_id(intent: it.Intent) -> str:
+    return intent.cl_ord_id if isinstance(intent, it.PlaceOrder) else intent.cli_ord_id  # type: ignore[attr-defined]
+
+
+def order_status(kraken_status: str | None) -> str:
+    """The state store's status for a Kraken order status."""
+    if kraken_status in _FILLED:
+        return "filled"
+    if kraken_status in _ENDED:
+        return "cancelled"
+    return "accepted"
+
+
+def outcome_of(report: ExecutionReport, cl_ord_id: str) -> tuple[str, dict[str, Any]]:
+    """The decision's store status and outcome record for an execution or lookup report."""
+    result = report.result
+    outcome = {"result": {"ok": result.ok, "error": result.error, "data": dict(result.data)}}
+    if not result.ok:
+        unsettled = result.data.get("ambiguous") or result.data.get("error_class") == "OrderStateUnknown"
+        return ("unknown" if unsettled else "rejected"), outcome
+    ids = result.data.get("txid") or result.data.get("order_id")
+    if not ids:
+        return "abandoned", outcome  # validate only / not simulated: no order exists
+    known = {ids} if isinstance(ids, str) else set(ids)
+    status = result.data.get("status")
+    for event in report.events:
+        if isinstance(event, OrderUpdate) and (event.cl_ord_id == cl_ord_id or event.txid in known):
+            status = event.status
+    return order_status(status), outcome
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return {"type": type(event).__name__, **asdict(event)}
+
+
+class Dispatcher:
+    """Runs intents through the executor with the state store and the audit log.
+    Thread-safe: dispatches are serialised; `observe` may run on another thread."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: StateStore,
+        audit: AuditLog,
+        *,
+        mode: str,
+        rule_hashes: RuleHashes | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.executor = executor
+        self.store = store
+        self.audit = audit
+        self.mode = mode
+        self._rule_hashes = rule_hashes
+        self._clock = clock
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ public
+
+    def dispatch(self, intent: it.Intent) -> ExecutionReport:
+        """Carry out one intent safely; returns the report whose `result` (then `events`)
+        go back to the core. Never raises for an execution failure."""
+        with self._lock:
+            if isinstance(intent, ORDER_INTENTS):
+                return self._dispatch_order(intent)
+            return self._dispatch_other(intent)
+
+    def observe(self, tick: Tick) -> list[Event]:
+        """Feed a tick to the executor (paper fills); record fills of known decisions."""
+        events = self.executor.observe(tick)
+        self._note(events)
+        return events
+
+    def recover(self) -> list[ExecutionReport]:
+        """Settle every decision a previous run left unresolved (see module doc)."""
+        reports = []
+        with self._lock:
+            for decision in self.store.unresolved_decisions():
+                if decision.status == "pending":
+                    reports.append(self._abandon(decision))
+                else:
+                    reports.append(self._reconcile(decision, "recovered"))
+        return reports
+
+    # ------------------------------------------------------------------ orders
+
+    def _dispatch_order(self, intent: it.Intent) -> ExecutionReport:
+        now = self._clock()
+        cl_ord_id = client_id(intent)
+        rule_id = intent.rule_id or "engine"
+        decision_id = intent.decision_id or intent.intent_id
+        try:
+            with self.store.transaction():
+                decision = self.store.record_decision(cl_ord_id, rule_id, decision_id, intent.to_dict())
+        except Exception as exc:
+            log.error("order %s not sent: cannot record the decision: %s", cl_ord_id, exc)
+            return ExecutionReport(failure(intent, now, exc))
+        if not decision.created and decision.status != "pending":
+            return self._duplicate(intent, decision, now)
+        try:
+            self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
+                              data=self._decision_data(intent, cl_ord_id), sync=True)
+        except Exception as exc:
+            log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
+            result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
+            self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
+            return ExecutionReport(result)
+        try:
+            self.store.mark_sent(cl_ord_id)
+        except Exception as exc:
+            log.error("order %s not sent: cannot mark it sent: %s", cl_ord_id, exc)
+            return ExecutionReport(failure(intent, now, exc))
+        report = self.executor.execute(intent, now)
+        self._audit_exchange(intent, report, cl_ord_id)
+        status, outcome = outcome_of(report, cl_ord_id)
+        self._record(cl_ord_id, status, outcome)
+        self._note(report.events)
+        return report
+
+    def _duplicate(self, intent: it.Intent, decision: Decision, now: float) -> ExecutionReport:
+        """A decision seen before: answer from the store if final, else look it up."""
+        self._audit_safe("duplicate", intent.rule_id, {
+            "intent_id": intent.intent_id, "cl_ord_id": decision.cl_ord_id, "status": decision.status,
+            "note": "already decided: not sent again",
+        })
+        if decision.status in FINAL_STATUSES:
+            stored = (decision.outcome or {}).get("result") or {}
+            data = {**(stored.get("data") or {}), "duplicate": True, "status": decision.status}
+            result = ActionResult(intent.intent_id, bool(stored.get("ok")), now, data, stored.get("error"))
+            return ExecutionReport(result)
+        return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
+
+    def _reconcile(self, decision: Decision, kind: str, intent_id: str | None = None) -> ExecutionReport:
+        now = self._clock()
+        report = self.executor.reconcile(decision, now)
+        if intent_id is not None and report.result.intent_id != intent_id:
+            report = ExecutionReport(ActionResult(intent_id, report.result.ok, report.result.time,
+                                                  report.result.data, report.result.error),
+                                     report.request, report.response, report.events)
+        status, outcome = outcome_of(report, decision.cl_ord_id)
+        self._audit_safe(kind, decision.rule_id, {
+            "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
+            "status": status, "request": report.request, "response": report.response,
+            "result": self._result_json(report),
+        })
+        self._record(decision.cl_ord_id, status, outcome)
+        self._note(report.events)
+        return report
+
+    def _abandon(self, decision: Decision) -> ExecutionReport:
+        now = self._clock()
+        intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
+        result = refused(intent_id, now, "never sent: the engine stopped before sending it", "OrderNotPlaced")
+        self._record(decision.cl_ord_id, "abandoned",
+                     {"result": {"ok": False, "error": result.error, "data": dict(result.data)}})
+        self._audit_safe("abandoned", decision.rule_id, {
+            "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id,
+            "reason": "recorded but never sent before the restart; not sent now",
+        })
+        return ExecutionReport(result)
+
+    # ------------------------------------------------------------------ other intents
+
+    def _dispatch_other(self, intent: it.Intent) -> ExecutionReport:
+        now = self._clock()
+        self._audit_safe("intent", intent.rule_id, {"intent": intent.to_dict(), "mode": self.mode})
+        report = self.executor.execute(intent, now)
+        self._audit_exchange(intent, report, None)
+        self._note(report.events)
+        return report
+
+    # ------------------------------------------------------------------ helpers
+
+    def _decision_data(self, intent: it.Intent, cl_ord_id: str) -> dict[str, Any]:
+        action = {"dry-run": "would_send", "validate": "validate"}.get(self.mode, "send")
+        return {"intent": intent.to_dict(), "cl_ord_id": cl_ord_id, "intent_id": intent.intent_id,
+                "decision_id": intent.decision_id, "action": action}
+
+    def _audit_exchange(self, intent: it.Intent, report: ExecutionReport, cl_ord_id: str | None) -> None:
+        base = {"intent_id": intent.intent_id, "kind": intent.kind}
+        if cl_ord_id is not None:
+            base["cl_ord_id"] = cl_ord_id
+        if self.mode == "dry-run":
+            base["would_send"] = True
+        self._audit_safe("request", intent.rule_id, {**base, "request": report.request})
+        self._audit_safe("response", intent.rule_id, {
+            **base, "response": report.response, "result": self._result_json(report),
+            "events": [_event_json(e) for e in report.events],
+        })
+
+    @staticmethod
+    def _result_json(report: ExecutionReport) -> dict[str, Any]:
+        result = report.result
+        return {"ok": result.ok, "error": result.error, "data": dict(result.data)}
+
+    def _audit_safe(self, kind: str, rule_id: str | None, data: Mapping[str, Any]) -> None:
+        try:
+            self.audit.append(kind, rule_id=rule_id, rule_file_hash=self._hash(rule_id), data=data)
+        except Exception as exc:
+            log.error("audit %s record for rule %s failed: %s", kind, rule_id, exc)
+
+    def _record(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any]) -> None:
+        try:
+            self.store.record_outcome(cl_ord_id, status, outcome)
+        except Exception as exc:  # the decision stays sent: the next start looks it up
+            log.error("cannot record the outcome of order %s (%s): %s", cl_ord_id, status, exc)
+
+    def _note(self, events: list[Event] | tuple[Event, ...]) -> None:
+        """Record fills and cancellations of orders this engine decided."""
+        for event in events:
+            if not isinstance(event, OrderUpdate) or not event.cl_ord_id:
+                continue
+            status = order_status(event.status)
+            if status == "accepted":
+                continue
+            try:
+                decision = self.store.get_decision(event.cl_ord_id)
+                if decision is not None and decision.status not in FINAL_STATUSES:
+                    outcome = {**(decision.outcome or {}), "order": _event_json(event)}
+                    self.store.record_outcome(event.cl_ord_id, status, outcome)
+            except Exception as exc:
+                log.error("cannot record the %s of order %s: %s", event.status, event.cl_ord_id, exc)
+
+    def _hash(self, rule_id: str | None) -> str | None:
+        if rule_id is None or self._rule_hashes is None:
+            return None
+        if callable(self._rule_hashes):
+            return self._rule_hashes(rule_id)
+        return self._rule_hashes.get(rule_id)

@@ -1,0 +1,118 @@
+"""Dry-run: every intent is decided and audited as "would send", against a paper wallet
+that survives restarts.
+
+The wallet is a `PaperExecutor` (the simulator's matcher): limit orders rest until the
+price reaches them. Its snapshot is saved to the state store (`save_paper_wallet`) after
+every intent and after every tick that changed an order, in the same SQLite file as the
+decisions; a restart continues with the same balances and resting orders. The first
+start creates it from the engine config's `paper_wallet.balances`.
+
+With `balance_reader` (a function returning Kraken's Balance result, e.g. a read-only
+`SpotClient(...).balance`), `check_balance` reads the real account instead of the paper
+wallet; orders still go to the paper wallet only. Nothing but Balance is ever sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from rules_engine.core import intents as it
+from rules_engine.events import Event, Tick
+from rules_engine.pairs import PairRegistry
+from rules_engine.service.executors import wire
+from rules_engine.service.executors.base import run_local
+from rules_engine.service.executors.paper import PaperExecutor
+from rules_engine.service.executors.report import ExecutionReport, failure, ok
+from rules_engine.sim.matching import PaperExchange
+from rules_engine.state.store import StateStore
+
+KEEP_CLOSED_ORDERS = 1000
+"""Closed paper orders kept in the wallet (older ones are dropped with their trades)."""
+
+
+class DryRunExecutor:
+    """Paper trading with a persisted wallet; thread-safe (one lock around the wallet)."""
+
+    mode = "dry-run"
+
+    def __init__(
+        self,
+        paper: PaperExecutor,
+        store: StateStore,
+        *,
+        balance_reader: Callable[[], Mapping[str, Any]] | None = None,
+        keep_closed: int = KEEP_CLOSED_ORDERS,
+    ):
+        self.paper = paper
+        self.store = store
+        self.balance_reader = balance_reader
+        self.keep_closed = keep_closed
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        store: StateStore,
+        balances: Mapping[str, Decimal | str],
+        *,
+        pairs: PairRegistry | None = None,
+        balance_reader: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> "DryRunExecutor":
+        """The wallet saved in `store`, or a new one holding `balances` (saved at once)."""
+        saved = store.load_paper_wallet()
+        if saved is not None:
+            paper = PaperExecutor.from_snapshot(saved, pairs)
+        else:
+            exchange = PaperExchange(pairs)
+            exchange.set_balances("paper", balances)
+            paper = PaperExecutor(exchange)
+        executor = cls(paper, store, balance_reader=balance_reader)
+        if saved is None:
+            executor._save()
+        return executor
+
+    def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
+        if isinstance(intent, (it.Log, it.Notify)):
+            return run_local(intent, now)
+        if isinstance(intent, it.ReadBalance) and intent.market == "spot" and self.balance_reader is not None:
+            return self._real_balance(intent, now)
+        with self._lock:
+            report = self.paper.execute(intent, now)
+            if not isinstance(intent, it.ReadBalance):
+                self._save()
+        return report
+
+    def observe(self, tick: Tick) -> list[Event]:
+        with self._lock:
+            events = self.paper.observe(tick)
+            if events:
+                self._save()
+        return events
+
+    def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
+        with self._lock:
+            return self.paper.reconcile(decision, now)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self.paper.snapshot()
+
+    def close(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
+        self.paper.prune(self.keep_closed)
+        self.store.save_paper_wallet(self.paper.snapshot())
+
+    def _real_balance(self, intent: it.ReadBalance, now: float) -> ExecutionReport:
+        """A read-only Balance call on the real account (really sent: not "would send")."""
+        request = wire.intent_request(intent)
+        try:
+            balances = dict(self.balance_reader())  # type: ignore[misc]
+        except Exception as exc:  # never raise: the error is the result
+            result = failure(intent, now, exc)
+            return ExecutionReport(result, request, {"error": [result.error]})
+        return ExecutionReport(ok(intent, now, {"balances": balances}), request, {"result": balances, "real": True})

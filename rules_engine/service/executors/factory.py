@@ -1,0 +1,104 @@
+"""Build the executor the engine config and the command line ask for.
+
+    executor = build_executor(config, cli_live=args.live, store=store)
+
+dry-run -> `DryRunExecutor` (paper wallet persisted in `store`); validate ->
+`ValidateExecutor`; live -> `LiveExecutor` (Spot, plus Futures when its key is set). Every
+one is wrapped in a `BalanceCache` of `config.balance_cache` seconds. The mode gate runs
+first: a wrong combination of `mode:` and `--live`, or validate/live without credentials,
+raises `LiveModeRefused` before anything connects. Nonces of the real clients persist in
+`store` (its NonceStore side), so a restart never reuses one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from rules_engine.config import EngineConfig
+from rules_engine.kraken.credentials import Credentials, CredentialsError
+from rules_engine.kraken.futures_rest import FUTURES_NONCE_UNIT_NS, FuturesClient
+from rules_engine.kraken.nonce import NonceSource
+from rules_engine.kraken.spot_rest import SpotClient
+from rules_engine.pairs import PairRegistry
+from rules_engine.redact import register_secret
+from rules_engine.service.executors.balance_cache import BalanceCache
+from rules_engine.service.executors.base import Executor
+from rules_engine.service.executors.dry_run import DryRunExecutor
+from rules_engine.service.executors.live import LiveExecutor
+from rules_engine.service.executors.modes import LiveModeRefused, check_live_allowed
+from rules_engine.service.executors.validate import ValidateExecutor
+from rules_engine.state.store import StateStore
+
+def _read(name: str, environ: Mapping[str, str]) -> str | None:
+    value, path = environ.get(name), environ.get(f"{name}_FILE")
+    if value and path:
+        raise CredentialsError(f"both {name} and {name}_FILE are set; set one")
+    if value:
+        return value
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise CredentialsError(f"cannot read {name}_FILE ({path}): {exc.strerror}") from None
+    return None
+
+
+def load_credentials(key_env: str, secret_env: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """Credentials from the variables the config names (or `<NAME>_FILE`); None if neither
+    is set. Both values are registered with the redactor before anything else happens."""
+    env = os.environ if environ is None else environ
+    key, secret = _read(key_env, env), _read(secret_env, env)
+    for value in (key, secret):
+        if value and value.strip():
+            register_secret(value.strip())
+    if key is None and secret is None:
+        return None
+    if key is None or secret is None:
+        missing = key_env if key is None else secret_env
+        raise CredentialsError(f"{missing} (or {missing}_FILE) is not set")
+    return Credentials(key, secret)
+
+
+def build_executor(
+    config: EngineConfig,
+    *,
+    cli_live: bool,
+    store: StateStore,
+    environ: Mapping[str, str] | None = None,
+    real_balances: bool = False,
+    pairs: PairRegistry | None = None,
+    client_options: Mapping[str, Any] | None = None,
+) -> Executor:
+    """The executor for `config.mode`, behind the mode gate (raises LiveModeRefused).
+
+    `real_balances=True` lets dry-run answer `check_balance` from the real account (a
+    read-only Balance call) when Spot credentials exist. `client_options` go to the
+    Kraken clients (timeout, clock, sleep, retry).
+    """
+    check_live_allowed(config.mode, cli_live)
+    options = dict(client_options or {})
+    try:
+        spot_creds = load_credentials(config.api_key_env, config.api_secret_env, environ)
+        futures_creds = load_credentials(config.futures_api_key_env, config.futures_api_secret_env, environ)
+    except CredentialsError as exc:
+        raise LiveModeRefused(f"cannot load Kraken API credentials: {exc}") from None
+    check_live_allowed(config.mode, cli_live, credentials_present=spot_creds is not None)
+
+    def spot_client() -> SpotClient:
+        return SpotClient(spot_creds, config.endpoints, tier=config.tier, nonce_source=NonceSource(store), **options)
+
+    if config.mode == "dry-run":
+        reader = spot_client().balance if real_balances and spot_creds is not None else None
+        inner: Executor = DryRunExecutor.open(store, config.paper_balances, pairs=pairs, balance_reader=reader)
+    elif config.mode == "validate":
+        inner = ValidateExecutor(spot_client())
+    else:
+        futures = None
+        if futures_creds is not None:
+            nonces = NonceSource(store, unit_ns=FUTURES_NONCE_UNIT_NS)
+            futures = FuturesClient(futures_creds, config.endpoints, nonce_source=nonces, **options)
+        inner = LiveExecutor(spot_client(), futures, clock=options.get("clock", time.time))
+    return BalanceCache(inner, config.balance_cache)

@@ -1,0 +1,270 @@
+"""Live: real signed orders on Kraken Spot (and Futures, when its key is configured).
+
+Every intent type is sent through the REST clients, which sign under the key's nonce
+lock, respect the rate limits and retry only what is safe to repeat:
+
+- `PlaceOrder` -> AddOrder with the decision's deterministic `cl_ord_id`, through the
+  client's at-most-once placement: after a timeout or an ambiguous error the order is
+  looked up by `cl_ord_id` (OpenOrders, then ClosedOrders) and never resent blind. If the
+  lookup cannot settle it, the result is `ok=False` with `error_class: OrderStateUnknown`
+  and `ambiguous: true`; the dispatcher records the decision as `unknown`, and it is
+  reconciled again at the next start, never resent.
+- `FuturesSendOrder` -> sendorder with `cliOrdId`, the same way; only a `sendStatus` of
+  `placed`, `partiallyFilled` or `filled` is a success.
+- `CancelOrder` / `FuturesCancelOrder` cancel each listed order; an order that is already
+  gone is listed under `unknown`, not an error. `CancelAll`, `DeadManSwitch`
+  (CancelAllOrdersAfter), `ReadBalance` (Balance, or Futures accounts) as named.
+
+Errors become results with Kraken's string, `error_class` and `retry_safe` (see
+`report.failure`); nothing raises out of `execute`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+from rules_engine.core import intents as it
+from rules_engine.events import Event, OrderUpdate, Tick
+from rules_engine.kraken import errors as kraken_errors
+from rules_engine.kraken.futures_rest import FuturesClient
+from rules_engine.kraken.spot_rest import SpotClient
+from rules_engine.redact import redact
+from rules_engine.service.executors import wire
+from rules_engine.service.executors.base import run_local
+from rules_engine.service.executors.report import ExecutionReport, describe_error, failure, ok, refused
+
+FUTURES_PLACED = frozenset({"placed", "partiallyFilled", "filled"})
+
+
+def text(value: Decimal | str | None) -> str | None:
+    """A Decimal in plain notation for the wire (`1E+1` -> `10`)."""
+    if value is None:
+        return None
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def add_order_kwargs(intent: it.PlaceOrder) -> dict[str, Any]:
+    """`SpotClient.add_order` keyword arguments for an intent (pair, type, ordertype and
+    volume are positional)."""
+    return {
+        "price": text(intent.price),
+        "price2": text(intent.price2),
+        "trigger": intent.trigger,
+        "leverage": intent.leverage,
+        "reduce_only": True if intent.reduce_only else None,
+        "oflags": ",".join(intent.oflags) or None,
+        "timeinforce": intent.timeinforce,
+        "starttm": intent.starttm,
+        "expiretm": intent.expiretm,
+        "close_ordertype": intent.close_ordertype,
+        "close_price": text(intent.close_price),
+        "close_price2": text(intent.close_price2),
+        "displayvol": text(intent.displayvol),
+        "cl_ord_id": intent.cl_ord_id,
+    }
+
+
+def place_spot(spot: SpotClient, intent: it.PlaceOrder, *, validate: bool = False) -> Any:
+    return spot.add_order(
+        intent.pair, intent.side, intent.ordertype, text(intent.volume),  # type: ignore[arg-type]
+        validate=validate, **add_order_kwargs(intent),
+    )
+
+
+def spot_order_update(txid: str, order: Mapping[str, Any], now: float) -> OrderUpdate:
+    """An OrderUpdate from a Kraken order record (OpenOrders/ClosedOrders/QueryOrders)."""
+    descr = order.get("descr") or {}
+    executed = _decimal(order.get("vol_exec"))
+    price = _decimal(order.get("price")) if executed else _decimal(descr.get("price"))
+    return OrderUpdate(
+        time=now, status=str(order.get("status", "open")), txid=txid, cl_ord_id=order.get("cl_ord_id"),
+        pair=descr.get("pair"), market="spot", volume=_decimal(order.get("vol")), filled=executed,
+        price=price or None,
+    )
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return None if value in (None, "") else Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+class LiveExecutor:
+    """Real orders. `futures` may be None (no Futures key): Futures intents are refused."""
+
+    mode = "live"
+
+    def __init__(
+        self,
+        spot: SpotClient,
+        futures: FuturesClient | None = None,
+        *,
+        settle_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.spot = spot
+        self.futures = futures
+        self.settle_seconds = settle_seconds
+        self._clock = clock
+
+    # ------------------------------------------------------------------ execute
+
+    def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
+        if isinstance(intent, (it.Log, it.Notify)):
+            return run_local(intent, now)
+        request = wire.intent_request(intent)
+        try:
+            report = self._run(intent, now, request)
+        except Exception as exc:  # never raise: the error is the result
+            text_, _, _ = describe_error(exc)
+            return ExecutionReport(failure(intent, now, exc), request, {"error": [redact(text_)]})
+        return report
+
+    def _run(self, intent: it.Intent, now: float, request: dict[str, Any] | None) -> ExecutionReport:
+        if isinstance(intent, it.PlaceOrder):
+            placed = place_spot(self.spot, intent)
+            data = {"txid": list(placed.txid), "recovered": placed.recovered}
+            response = {"result": redact(dict(placed.raw)), "recovered": placed.recovered}
+            return ExecutionReport(ok(intent, now, data), request, response)
+        if isinstance(intent, it.CancelOrder):
+            return self._cancel(intent, now, request, wire.cancel_targets(intent), self._cancel_spot)
+        if isinstance(intent, it.CancelAll):
+            result = self._futures().cancel_all_orders() if intent.market == "futures" else self.spot.cancel_all()
+            count = result.get("count", len(result.get("cancelledOrders") or ()))
+            return ExecutionReport(ok(intent, now, {"count": count}), request, {"result": redact(result)})
+        if isinstance(intent, it.DeadManSwitch):
+            result = self.spot.cancel_all_orders_after(intent.timeout)
+            return ExecutionReport(ok(intent, now, dict(result)), request, {"result": redact(result)})
+        if isinstance(intent, it.FuturesSendOrder):
+            return self._send_futures(intent, now, request)
+        if isinstance(intent, it.FuturesCancelOrder):
+            self._futures()
+            return self._cancel(intent, now, request, wire.futures_cancel_targets(intent), self._cancel_futures)
+        if isinstance(intent, it.ReadBalance):
+            if intent.market == "futures":
+                balances = futures_balances(self._futures().accounts())
+            else:
+                balances = dict(self.spot.balance())
+            return ExecutionReport(ok(intent, now, {"balances": balances}), request, {"result": balances})
+        return ExecutionReport(refused(intent, now, f"unsupported intent {intent.kind!r}", "UnsupportedIntent"),
+                               request)
+
+    def _futures(self) -> FuturesClient:
+        if self.futures is None:
+            raise kraken_errors.PermissionDenied(
+                "no Kraken Futures credentials configured (futures_api_key_env / futures_api_secret_env)"
+            )
+        return self.futures
+
+    def _cancel_spot(self, target: Mapping[str, str]) -> Any:
+        if "txid" in target:
+            return self.spot.cancel_order(target["txid"])
+        return self.spot.cancel_order(cl_ord_id=target["cl_ord_id"])
+
+    def _cancel_futures(self, target: Mapping[str, str]) -> Any:
+        if "order_id" in target:
+            return self._futures().cancel_order(target["order_id"])
+        return self._futures().cancel_order(cli_ord_id=target["cliOrdId"])
+
+    def _cancel(self, intent: it.Intent, now: float, request: Any, targets: list[dict[str, str]],
+                cancel_one: Callable[[Mapping[str, str]], Any]) -> ExecutionReport:
+        """Cancel each target in turn; an order already gone is listed under `unknown`.
+        The first other error stops there and is the result (with the count so far)."""
+        count, unknown, answers = 0, [], []
+        for target in targets:
+            try:
+                answer = cancel_one(target)
+            except kraken_errors.UnknownOrder:
+                unknown.append(next(iter(target.values())))
+                answers.append({"target": target, "error": "unknown order"})
+                continue
+            except kraken_errors.KrakenError as exc:
+                result = failure(intent, now, exc)
+                answers.append({"target": target, "error": result.error})
+                result = replace(result, data={**result.data, "count": count})
+                return ExecutionReport(result, request, {"results": redact(answers)})
+            count += int(answer.get("count", 1)) if isinstance(answer, Mapping) else 1
+            answers.append({"target": target, "result": answer})
+        data: dict[str, Any] = {"count": count}
+        if unknown:
+            data["unknown"] = unknown
+        return ExecutionReport(ok(intent, now, data), request, {"results": redact(answers)})
+
+    def _send_futures(self, intent: it.FuturesSendOrder, now: float, request: Any) -> ExecutionReport:
+        sent = self._futures().send_order(
+            intent.order_type, intent.symbol, intent.side, text(intent.size),  # type: ignore[arg-type]
+            limit_price=text(intent.limit_price), stop_price=text(intent.stop_price), cli_ord_id=intent.cli_ord_id,
+            trigger_signal=intent.trigger_signal, reduce_only=True if intent.reduce_only else None,  # type: ignore[arg-type]
+        )
+        response = {"sendStatus": redact(dict(sent.raw)), "recovered": sent.recovered}
+        if sent.status not in FUTURES_PLACED:
+            result = refused(intent, now, sent.status, "OrderRejected", order_id=sent.order_id)
+            return ExecutionReport(result, request, response)
+        data = {"order_id": sent.order_id, "status": sent.status, "recovered": sent.recovered}
+        events: tuple[Event, ...] = ()
+        if sent.status == "filled":
+            events = (OrderUpdate(time=now, status="filled", txid=sent.order_id, cl_ord_id=intent.cli_ord_id,
+                                  pair=intent.symbol, market="futures", volume=intent.size, filled=intent.size),)
+        return ExecutionReport(ok(intent, now, data), request, response, events)
+
+    # ------------------------------------------------------------------ the rest
+
+    def observe(self, tick: Tick) -> list[Event]:
+        """Nothing to simulate: fills come from Kraken (the executions feed)."""
+        return []
+
+    def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
+        now = self._clock() if now is None else now
+        intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
+        futures = decision.intent.get("kind") == "futures_send_order"
+        request = {"api": "futures" if futures else "spot", "method": "lookup",
+                   "params": {"cliOrdId" if futures else "cl_ord_id": decision.cl_ord_id}}
+        try:
+            if futures:
+                return self._reconcile_futures(decision, intent_id, now, request)
+            found = self.spot.find_order(decision.cl_ord_id)
+        except Exception as exc:
+            result = refused(intent_id, now, f"lookup failed: {describe_error(exc)[0]}", "OrderStateUnknown",
+                             ambiguous=True)
+            return ExecutionReport(result, request, {"error": [redact(str(exc))]})
+        if found is None:
+            return self._not_found(decision, intent_id, now, request)
+        txid, order = found
+        status = str(order.get("status", "open"))
+        result = ok(intent_id, now, {"txid": [txid], "recovered": True, "status": status})
+        response = {"found": True, "txid": [txid], "order": redact(order)}
+        return ExecutionReport(result, request, response, (spot_order_update(txid, order, now),))
+
+    def _reconcile_futures(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
+        for order in self._futures().open_orders():
+            if order.get("cliOrdId") == decision.cl_ord_id:
+                data = {"order_id": order.get("order_id"), "recovered": True, "status": "placed"}
+                return ExecutionReport(ok(intent_id, now, data), request, {"found": True, "order": redact(order)})
+        result = refused(intent_id, now, "not among the open Futures orders: filled, cancelled or never placed; "
+                         "check the account", "OrderStateUnknown", ambiguous=True)
+        return ExecutionReport(result, request, {"found": False})
+
+    def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
+        sent_at = decision.sent_at if decision.sent_at is not None else decision.created_at
+        if self._clock() - sent_at < self.settle_seconds:
+            result = refused(intent_id, now, "not found yet: the order may still be in flight", "OrderStateUnknown",
+                             ambiguous=True)
+        else:
+            result = refused(intent_id, now, "no order with this cl_ord_id on Kraken: it was not placed",
+                             "OrderNotPlaced")
+        return ExecutionReport(result, request, {"found": False})
+
+    def close(self) -> None:
+        self.spot.close()
+        if self.futures is not None:
+            self.futures.close()
+
+
+def futures_balances(accounts: Mapping[str, Any]) -> dict[str, str]:
+    """Collateral quantities of the multi-collateral (flex) account: `{"USD": "1000.0"}`."""
+    currencies = (accounts.get("flex") or {}).get("currencies") or {}
+    return {name: str(info.get("quantity")) for name, info in currencies.items() if isinstance(info, Mapping)}
