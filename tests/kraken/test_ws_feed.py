@@ -587,3 +587,25 @@ def test_simulator_rejects_an_unknown_futures_product_once():
     sim = Simulator(SimConfig(tick_interval=0, heartbeat_interval=0.05))
     with sim.running() as endpoints:
         run(scenario(endpoints))
+
+
+def test_an_unexpected_error_in_a_session_is_logged_and_the_feed_reconnects():
+    async def scenario():
+        async with FakeKraken() as server:
+            rec = Recorder()
+            feed = make_feed(server, "v2", ["XBTUSD"], rec)
+            calls = []
+
+            def connect_requests():
+                calls.append(1)
+                if len(calls) == 1:
+                    raise RuntimeError("bug in a dialect")
+                return []
+
+            feed.dialect.connect_requests = connect_requests
+            task = await running(feed)
+            await until(lambda: "XBTUSD" in feed.stats.subscribed)
+            assert feed.stats.connects == 2
+            assert "RuntimeError: bug in a dialect" in [s.detail for s in rec.statuses if s.kind == "disconnected"]
+            await finish(feed, task)
+    run(scenario())
