@@ -3,14 +3,16 @@
 Every intent type is sent through the REST clients, which sign under the key's nonce
 lock, respect the rate limits and retry only what is safe to repeat:
 
-- `PlaceOrder` -> AddOrder with the decision's deterministic `cl_ord_id`, through the
-  client's at-most-once placement: after a timeout or an ambiguous error the order is
-  looked up by `cl_ord_id` (OpenOrders, then ClosedOrders) and never resent blind. If the
-  lookup cannot settle it, the result is `ok=False` with `error_class: OrderStateUnknown`
-  and `ambiguous: true`; the dispatcher records the decision as `unknown`, and it is
-  reconciled again at the next start, never resent.
-- `FuturesSendOrder` -> sendorder with `cliOrdId`, the same way; only a `sendStatus` of
-  `placed`, `partiallyFilled` or `filled` is a success.
+- `PlaceOrder` -> AddOrder with the decision's deterministic `cl_ord_id` and a `deadline`
+  (`order_deadline` seconds ahead, 15 by default; Kraken allows 2 to 60), through the
+  client's at-most-once placement: after a timeout or an ambiguous error the client waits
+  for the deadline, looks the order up by `cl_ord_id` (OpenOrders, then ClosedOrders) and
+  never resends. Found: success with `recovered: true`. Not found after the deadline: proven
+  absent, `ok=False` with `error_class: OrderNotPlaced` (the core decides anew if its rule
+  fires again). Lookup failed: `error_class: OrderStateUnknown`, `ambiguous: true`; the
+  dispatcher records the decision as `unknown` and the next start looks it up again.
+- `FuturesSendOrder` -> sendorder with `cliOrdId` and `processBefore`, the same way; only a
+  `sendStatus` of `placed`, `partiallyFilled` or `filled` is a success.
 - `CancelOrder` / `FuturesCancelOrder` cancel each listed order; an order that is already
   gone is listed under `unknown`, not an error. `CancelAll`, `DeadManSwitch`
   (CancelAllOrdersAfter), `ReadBalance` (Balance, or Futures accounts) as named.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
@@ -30,6 +33,7 @@ from rules_engine.core import intents as it
 from rules_engine.events import Event, OrderUpdate, Tick
 from rules_engine.kraken import errors as kraken_errors
 from rules_engine.kraken.futures_rest import FuturesClient
+from rules_engine.kraken.params import rfc3339
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
 from rules_engine.service.executors import wire
@@ -67,10 +71,11 @@ def add_order_kwargs(intent: it.PlaceOrder) -> dict[str, Any]:
     }
 
 
-def place_spot(spot: SpotClient, intent: it.PlaceOrder, *, validate: bool = False) -> Any:
+def place_spot(spot: SpotClient, intent: it.PlaceOrder, *, validate: bool = False,
+               deadline: str | None = None) -> Any:
     return spot.add_order(
         intent.pair, intent.side, intent.ordertype, text(intent.volume),  # type: ignore[arg-type]
-        validate=validate, **add_order_kwargs(intent),
+        validate=validate, deadline=deadline, **add_order_kwargs(intent),
     )
 
 
@@ -103,13 +108,19 @@ class LiveExecutor:
         spot: SpotClient,
         futures: FuturesClient | None = None,
         *,
-        settle_seconds: float = 5.0,
+        order_deadline: float = 15.0,
         clock: Callable[[], float] = time.time,
     ):
+        if not 2 <= order_deadline <= 60:
+            raise ValueError("order_deadline must be 2 to 60 seconds (Kraken's range)")
         self.spot = spot
         self.futures = futures
-        self.settle_seconds = settle_seconds
+        self.order_deadline = order_deadline
         self._clock = clock
+
+    def _deadline(self) -> str:
+        moment = datetime.fromtimestamp(self._clock() + self.order_deadline, timezone.utc)
+        return rfc3339(moment)
 
     # ------------------------------------------------------------------ execute
 
@@ -126,7 +137,9 @@ class LiveExecutor:
 
     def _run(self, intent: it.Intent, now: float, request: dict[str, Any] | None) -> ExecutionReport:
         if isinstance(intent, it.PlaceOrder):
-            placed = place_spot(self.spot, intent)
+            deadline = self._deadline()
+            request["params"]["deadline"] = deadline  # type: ignore[index]
+            placed = place_spot(self.spot, intent, deadline=deadline)
             data = {"txid": list(placed.txid), "recovered": placed.recovered}
             response = {"result": redact(dict(placed.raw)), "recovered": placed.recovered}
             return ExecutionReport(ok(intent, now, data), request, response)
@@ -195,10 +208,14 @@ class LiveExecutor:
         return ExecutionReport(ok(intent, now, data), request, {"results": redact(answers)})
 
     def _send_futures(self, intent: it.FuturesSendOrder, now: float, request: Any) -> ExecutionReport:
-        sent = self._futures().send_order(
+        futures = self._futures()
+        deadline = self._deadline()
+        request["params"]["processBefore"] = deadline
+        sent = futures.send_order(
             intent.order_type, intent.symbol, intent.side, text(intent.size),  # type: ignore[arg-type]
             limit_price=text(intent.limit_price), stop_price=text(intent.stop_price), cli_ord_id=intent.cli_ord_id,
             trigger_signal=intent.trigger_signal, reduce_only=True if intent.reduce_only else None,  # type: ignore[arg-type]
+            process_before=deadline,
         )
         response = {"sendStatus": redact(dict(sent.raw)), "recovered": sent.recovered}
         if sent.status not in FUTURES_PLACED:
@@ -250,7 +267,7 @@ class LiveExecutor:
 
     def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
         sent_at = decision.sent_at if decision.sent_at is not None else decision.created_at
-        if self._clock() - sent_at < self.settle_seconds:
+        if self._clock() <= sent_at + self.order_deadline + 1.0:
             result = refused(intent_id, now, "not found yet: the order may still be in flight", "OrderStateUnknown",
                              ambiguous=True)
         else:
