@@ -85,7 +85,8 @@ def build_executor(
         futures_creds = load_credentials(config.futures_api_key_env, config.futures_api_secret_env, environ)
     except CredentialsError as exc:
         raise LiveModeRefused(f"cannot load Kraken API credentials: {exc}") from None
-    check_live_allowed(config.mode, cli_live, credentials_present=spot_creds is not None)
+    names = f"{config.api_key_env} and {config.api_secret_env}"
+    check_live_allowed(config.mode, cli_live, credentials_present=spot_creds is not None, credential_names=names)
 
     def spot_client() -> SpotClient:
         return SpotClient(spot_creds, config.endpoints, tier=config.tier, nonce_source=NonceSource(store), **options)

@@ -14,7 +14,13 @@ class LiveModeRefused(Exception):
     """The requested mode may not start; the message says why and how to fix it."""
 
 
-def check_live_allowed(config_mode: str, cli_live: bool, *, credentials_present: bool | None = None) -> None:
+def check_live_allowed(
+    config_mode: str,
+    cli_live: bool,
+    *,
+    credentials_present: bool | None = None,
+    credential_names: str = "the variables named by kraken.api_key_env / kraken.api_secret_env",
+) -> None:
     """Raise LiveModeRefused unless the mode switches (and credentials, when given) agree.
 
     - `mode: live` + `--live`: live trading.
@@ -37,6 +43,6 @@ def check_live_allowed(config_mode: str, cli_live: bool, *, credentials_present:
         )
     if credentials_present is False and config_mode in ("live", "validate"):
         raise LiveModeRefused(
-            f"mode {config_mode} sends signed requests to Kraken but no API credentials were found; set the "
-            "variables named by kraken.api_key_env / kraken.api_secret_env (or their _FILE forms)"
+            f"mode {config_mode} sends signed requests to Kraken but no API credentials were found; set "
+            f"{credential_names} (or their _FILE forms)"
         )
