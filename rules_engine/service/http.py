@@ -1,0 +1,90 @@
+"""The service's HTTP front: `/healthz`, `/metrics`, `/signals/{source}` and `/kill`.
+
+    GET /healthz   200 (or 503 while a needed price feed is down) with JSON: mode, rules
+                   loaded, kill switch, each feed's connection and age of its last tick,
+                   the event queue's depth
+    GET /metrics   Prometheus text (the service's own registry)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from rules_engine.service.killswitch import add_kill_routes
+from rules_engine.service.webhook import add_signal_routes
+
+if TYPE_CHECKING:
+    from rules_engine.service.app import EngineService
+
+log = logging.getLogger(__name__)
+
+
+def build_app(service: "EngineService") -> web.Application:
+    """The aiohttp application of one engine service."""
+    app = web.Application(client_max_size=1024 * 1024)
+
+    async def healthz(request: web.Request) -> web.Response:
+        report = service.health()
+        return web.json_response(report, status=200 if report["ok"] else 503)
+
+    async def metrics(request: web.Request) -> web.Response:
+        service.refresh_gauges()
+        return web.Response(body=service.metrics.render(), headers={"Content-Type": service.metrics.content_type})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    add_signal_routes(app, service.signal_sources, service.on_signal, service.on_signal_rejected,
+                      service.seen_signal, clock=service.clock)
+    if service.kill_token is not None:
+        add_kill_routes(app, service.kill_switch, service.kill_token)
+    else:
+        async def kill_disabled(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"ok": False, "error": "disabled",
+                 "reason": "no admin token is configured (kill_switch.token_env / token_file); "
+                           "use `rules-engine kill` or SIGUSR1 instead"},
+                status=503)
+
+        app.router.add_route("*", "/kill", kill_disabled)
+        app.router.add_route("*", "/kill/clear", kill_disabled)
+    return app
+
+
+class HttpServer:
+    """Serves `app` on host:port (port 0 picks a free one); `port` is the bound port."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.requested_port))
+        except OSError:
+            sock.close()
+            raise
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -1,0 +1,23 @@
+"""Every core `TraceRecord` becomes one audit record of the same kind (`trigger`, `guard`,
+`decision`, `risk`, `blocked`, `action`, `state`, `dropped`, `error`), with the rule's id
+and the SHA-256 of the rule file it came from, and the event time the core saw."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from rules_engine.audit import AuditLog
+from rules_engine.core import TraceRecord
+
+
+def audit_trace(audit: AuditLog, records: Iterable[TraceRecord], rule_hashes: Mapping[str, str]) -> int:
+    """Append one audit record per trace record; returns how many were written."""
+    written = 0
+    for record in records:
+        data = dict(record.detail)
+        data["event_time"] = record.time
+        rule_id = record.rule_id
+        audit.append(record.kind, rule_id=rule_id,
+                     rule_file_hash=rule_hashes.get(rule_id) if rule_id is not None else None, data=data)
+        written += 1
+    return written
