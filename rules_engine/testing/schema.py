@@ -1,0 +1,95 @@
+"""The test-file schema (`schemas/rule-tests.schema.json`) and its errors at `file:line:column`.
+
+The schema refers to the engine config schema for `limits` (the config's `risk:` section),
+so both are registered with the validator. Every error jsonschema finds is reported, pinned
+through the YAML node tree to where it was written; a schema node's `errorMessage` (the
+keyword the rule schema and editors use) replaces jsonschema's wording.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from rules_engine.resources import schema_path
+from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.yaml_source import SourceDocument
+
+TESTS_SCHEMA = "rule-tests.schema.json"
+_REFERENCED = ("engine.schema.json",)
+
+
+@lru_cache(maxsize=1)
+def tests_validator() -> Draft202012Validator:
+    """The compiled validator for rule test files."""
+    schema = json.loads(schema_path(TESTS_SCHEMA).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    resources = []
+    for name in _REFERENCED:
+        contents = json.loads(schema_path(name).read_text(encoding="utf-8"))
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+    return Draft202012Validator(schema, registry=Registry().with_resources(resources))
+
+
+def check_test_schema(document: SourceDocument) -> list[Diagnostic]:
+    """Every schema violation in a parsed test file, in file order, without duplicates."""
+    found: dict[tuple[int, int, str], Diagnostic] = {}
+    for error in tests_validator().iter_errors(document.data):
+        for diagnostic in _describe(error, document):
+            found.setdefault((diagnostic.line, diagnostic.column, diagnostic.message), diagnostic)
+    return sorted(found.values(), key=Diagnostic.sort_key)
+
+
+def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diagnostic]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        where = schema.get("title", "this mapping")
+        for key in error.instance:
+            if key not in known:
+                hint = did_you_mean(str(key), known)
+                yield _at(document, path + (key,), f'unknown key "{key}" in {where}', hint, at_key=True)
+        return
+    if error.validator == "enum" and schema.get("title"):
+        options = [str(v) for v in error.validator_value]
+        yield _at(document, path, f'unknown {schema["title"]} "{error.instance}"', did_you_mean(str(error.instance), options))
+        return
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # A branch whose shape fits failed deeper inside: that error says the most.
+        deeper = [e for e in error.context if len(e.absolute_path) > len(error.absolute_path)]
+        if deeper:
+            yield from _describe(best_match(deeper), document)
+            return
+    if schema.get("errorMessage"):
+        yield _at(document, path, schema["errorMessage"])
+        return
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        yield from _describe(best_match(error.context), document)
+        return
+    yield _at(document, path, _message(error, path))
+
+
+def _message(error: ValidationError, path: tuple[Any, ...]) -> str:
+    subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else "this value"
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        title = error.schema.get("title", "this mapping") if isinstance(error.schema, dict) else "this mapping"
+        return f"{title} is missing " + ", ".join(f'"{name}"' for name in missing)
+    if error.validator == "type":
+        expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
+        return f"{subject} must be of type {expected}"
+    if error.validator == "enum":
+        return f"{subject} must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+    return error.message if len(error.message) <= 200 else error.message[:197] + "..."
+
+
+def _at(document: SourceDocument, path: tuple[Any, ...], message: str, hint: str | None = None,
+        at_key: bool = False) -> Diagnostic:
+    line, column = document.key_position(path) if at_key else document.position(path)
+    return Diagnostic(document.file, line, column, None, message, hint, code="test-schema")

@@ -1,0 +1,46 @@
+"""Compact price series: `"70000 70500 69000 every 1m"`.
+
+Prices are separated by spaces or commas; `every DURATION` at the end sets the spacing
+(default: the input's `every:`, else one minute). Each price becomes one tick, the first at
+the input's `at`. Prices are read as exact decimals.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Sequence
+
+from rules_engine.durations import parse_duration
+
+DEFAULT_SPACING = 60.0
+_EVERY = re.compile(r"\bevery\s+(\S+)\s*$")
+
+
+def parse_series(series: str | Sequence[object], every: float | None = None) -> tuple[list[Decimal], float]:
+    """The prices and the spacing in seconds; raises ValueError with a readable message."""
+    spacing = every
+    if isinstance(series, str):
+        text = series.strip()
+        match = _EVERY.search(text)
+        if match:
+            spacing = parse_duration(match.group(1))
+            text = text[: match.start()]
+        words = [w for w in re.split(r"[\s,]+", text) if w]
+    else:
+        words = [str(v) for v in series]
+    if not words:
+        raise ValueError('the series holds no prices; write e.g. "70000 70500 69000 every 1m"')
+    prices = []
+    for word in words:
+        try:
+            price = Decimal(word)
+        except InvalidOperation:
+            raise ValueError(f"{word!r} in the series is not a price") from None
+        if not price.is_finite() or price <= 0:
+            raise ValueError(f"{word!r} in the series is not a positive price")
+        prices.append(price)
+    spacing = DEFAULT_SPACING if spacing is None else spacing
+    if spacing <= 0 and len(prices) > 1:
+        raise ValueError("the spacing between prices must be positive")
+    return prices, spacing

@@ -1,0 +1,389 @@
+"""Read a rule test file into runnable test cases (see docs/rule-tests-and-replay.md).
+
+Layers, each reporting every problem at `file:line:column`:
+1. YAML, read by the rule loader's safe reader (positions, no tags, duplicate keys refused);
+2. the schema `schemas/rule-tests.schema.json`;
+3. meaning: times, series, symbols, rule ids and timer triggers; the rule files under test
+   are loaded with `rules_engine.rules.load_rules` (their own errors point into them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from rules_engine.config import ConfigError, parse_config
+from rules_engine.core import RiskLimits
+from rules_engine.durations import parse_duration
+from rules_engine.events import Event, KillSwitch, Signal, Tick, TimerBeat
+from rules_engine.model import RuleSet, TimerTrigger
+from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.rules import Diagnostic, load_rules
+from rules_engine.rules.diagnostics import did_you_mean
+from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
+from rules_engine.sim.orders import OrderRequest
+from rules_engine.testing.schema import check_test_schema
+from rules_engine.testing.series import parse_series
+
+DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
+TEST_FILE_SUFFIXES = (".test.yaml", ".test.yml")
+# Keys written beside `tests:` that every test of the file inherits (a test may override them).
+INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
+_FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """`blocked:` of an expectation; None fields are not checked."""
+
+    by: str | None = None
+    reason: str | None = None
+    limit: str | None = None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One `expect:` entry. `at` is absolute (epoch seconds); `line` is where it was written."""
+
+    rule: str
+    line: int
+    at: float | None = None
+    tolerance: float = 0.0
+    fires: bool | None = None
+    blocked: BlockSpec | None = None
+    intents: tuple[Mapping[str, Any], ...] | None = None
+    fills: tuple[Mapping[str, Any], ...] | None = None
+    count: int | None = None
+
+    @property
+    def negative(self) -> bool:
+        """`fires: false` with no `blocked`: the rule must not fire."""
+        return self.fires is False and self.blocked is None
+
+
+@dataclass(frozen=True)
+class EndSpec:
+    balances: Mapping[str, Decimal]
+    open_orders: int | None
+    line: int
+
+
+@dataclass(frozen=True)
+class WalletChange:
+    """An input that sets paper balances (not an engine event: the runner applies it)."""
+
+    time: float
+    balances: Mapping[str, Decimal]
+
+
+@dataclass
+class TestCase:
+    """One test, ready to run."""
+
+    name: str
+    file: str
+    line: int
+    ruleset: RuleSet
+    start: float
+    wallet: Mapping[str, Decimal]
+    open_orders: list[OrderRequest]
+    limits: RiskLimits | None
+    strict: bool
+    timers: bool
+    until: float | None
+    inputs: list[Event | WalletChange]
+    expectations: list[Expectation]
+    end: EndSpec | None
+
+
+@dataclass
+class TestFile:
+    path: str
+    tests: list[TestCase] = field(default_factory=list)
+    errors: list[Diagnostic] = field(default_factory=list)
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith(TEST_FILE_SUFFIXES)
+
+
+def find_test_files(paths: list[str]) -> list[Path]:
+    """Test files named by `paths`: files as given, folders searched for `*.test.yaml`.
+    Raises FileNotFoundError for a path that does not exist."""
+    found: dict[str, Path] = {}
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            for candidate in sorted(entry.rglob("*")):
+                if candidate.is_file() and is_test_file(candidate):
+                    found.setdefault(candidate.as_posix(), candidate)
+        elif entry.is_file():
+            found.setdefault(entry.as_posix(), entry)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {entry}")
+    return [found[key] for key in sorted(found)]
+
+
+def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> TestFile:
+    """Read and check one test file; `errors` lists every problem (then `tests` is empty)."""
+    path = Path(path)
+    name = path.as_posix()
+    result = TestFile(name)
+    try:
+        if os.stat(path).st_size > MAX_FILE_BYTES:
+            result.errors.append(Diagnostic(name, 1, 1, None, f"test files are limited to {MAX_FILE_BYTES} bytes"))
+            return result
+        raw = path.read_bytes()
+    except OSError as exc:
+        result.errors.append(Diagnostic(name, 1, 1, None, f"cannot read the file: {exc.strerror or exc}"))
+        return result
+    document, problems = read_source(raw, name)
+    if document is None or problems:
+        result.errors.extend(problems)
+        return result
+    if not isinstance(document.data, dict):
+        result.errors.append(Diagnostic(name, 1, 1, None, "a test file is a mapping with `rules:` and `inputs:`/`expect:` or `tests:`"))
+        return result
+    result.errors.extend(check_test_schema(document))
+    if result.errors:
+        return result
+    builder = _Builder(document, path.parent, registry or default_registry())
+    result.tests = builder.build()
+    result.errors.extend(builder.errors)
+    if result.errors:
+        result.tests = []
+    return result
+
+
+class _Builder:
+    def __init__(self, document: SourceDocument, folder: Path, registry: PairRegistry):
+        self.doc = document
+        self.folder = folder
+        self.registry = registry
+        self.errors: list[Diagnostic] = []
+
+    def error(self, path: JsonPath, message: str, hint: str | None = None) -> None:
+        line, column = self.doc.position(path)
+        self.errors.append(Diagnostic(self.doc.file, line, column, None, message, hint, code="test-invalid"))
+
+    def build(self) -> list[TestCase]:
+        data = self.doc.data
+        ruleset = self._ruleset(data["rules"])
+        if ruleset is None:
+            return []
+        if "tests" not in data:
+            stem = Path(self.doc.file).name
+            for suffix in TEST_FILE_SUFFIXES:
+                stem = stem.removesuffix(suffix)
+            return [self._test(data, (), data.get("name", stem), ruleset)]
+        tests = []
+        for index, spec in enumerate(data["tests"]):
+            merged = {key: data[key] for key in INHERITED if key in data}
+            merged.update(spec)
+            tests.append(self._test(merged, ("tests", index), spec["name"], ruleset, inherited=set(INHERITED) - set(spec)))
+        return tests
+
+    def _ruleset(self, names: list[str]) -> RuleSet | None:
+        paths = []
+        for index, name in enumerate(names):
+            target = self.folder / name
+            if not target.exists():
+                self.error(("rules", index), f"rule file {name} not found (paths are relative to the test file)")
+            paths.append(target)
+        if self.errors:
+            return None
+        loaded = load_rules(paths, self.registry)
+        self.errors.extend(loaded.errors)
+        return loaded.ruleset
+
+    def _test(self, spec: dict[str, Any], prefix: JsonPath, name: str, ruleset: RuleSet,
+              inherited: set[str] = frozenset()) -> TestCase:  # type: ignore[assignment]
+        def at(key: str) -> JsonPath:
+            return (key,) if key in inherited else prefix + (key,)
+
+        start = self._start(spec.get("start"), at("start"))
+        tolerance = parse_duration(spec["tolerance"]) if "tolerance" in spec else 0.0
+        case = TestCase(
+            name=name,
+            file=self.doc.file,
+            line=self.doc.position(prefix)[0] if prefix else 1,
+            ruleset=ruleset,
+            start=start,
+            wallet=self._wallet(spec.get("wallet") or {}),
+            open_orders=[self._order(o, at("open_orders") + (i,)) for i, o in enumerate(spec.get("open_orders") or [])],
+            limits=self._limits(spec.get("limits"), at("limits")),
+            strict=spec.get("strict", True),
+            timers=spec.get("timers", True),
+            until=self._moment(spec["until"], start, at("until")) if "until" in spec else None,
+            inputs=[],
+            expectations=[],
+            end=None,
+        )
+        for index, item in enumerate(spec.get("inputs") or []):
+            case.inputs.extend(self._input(item, prefix + ("inputs", index), start, ruleset))
+        case.inputs.sort(key=lambda event: event.time)  # stable: ties keep the written order
+        rules = ruleset.by_id()
+        for index, item in enumerate(spec.get("expect") or []):
+            case.expectations.append(self._expectation(item, prefix + ("expect", index), start, tolerance, rules))
+        if "end" in spec:
+            end = spec["end"]
+            case.end = EndSpec({k: Decimal(str(v)) for k, v in (end.get("balances") or {}).items()},
+                               end.get("open_orders"), self.doc.position(prefix + ("end",))[0])
+        return case
+
+    # ------------------------------------------------------------------ values
+
+    def _start(self, value: Any, path: JsonPath) -> float:
+        if value is None:
+            return DEFAULT_START
+        if isinstance(value, (int, Decimal)):
+            return float(value)
+        moment = _rfc3339(value)
+        if moment is None:
+            self.error(path, f"start {value!r} is not an RFC 3339 time with a zone, e.g. 2026-01-01T00:00:00Z")
+            return DEFAULT_START
+        return moment
+
+    def _moment(self, value: Any, start: float, path: JsonPath) -> float:
+        if isinstance(value, (int, Decimal)):
+            return start + float(value)
+        if re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h|d))+", value):
+            return start + parse_duration(value)
+        moment = _rfc3339(value)
+        if moment is None:
+            self.error(path, f"{value!r} is not an RFC 3339 time with a zone, e.g. 2026-01-01T00:05:00Z")
+            return start
+        if moment < start:
+            self.error(path, f"{value} is before the test's start")
+        return moment
+
+    def _wallet(self, wallet: Mapping[str, Any]) -> dict[str, Decimal]:
+        return {asset: Decimal(str(amount)) for asset, amount in wallet.items()}
+
+    def _limits(self, limits: Mapping[str, Any] | None, path: JsonPath) -> RiskLimits | None:
+        if limits is None:
+            return None
+        try:
+            risk = parse_config({"risk": dict(limits)}).risk
+        except ConfigError as exc:
+            self.error(path, str(exc))
+            return None
+        return RiskLimits(**dataclasses.asdict(risk))
+
+    def _symbol(self, name: str, market: str | None, path: JsonPath) -> tuple[str, str]:
+        if market == "futures" or (market is None and _FUTURES_ID.match(name.upper())):
+            return name.upper(), "futures"
+        pair = self.registry.get(name)
+        if pair is None:
+            self.error(path, f"unknown Kraken pair {name!r}", did_you_mean(name, [p.altname for p in self.registry]))
+            return name, "spot"
+        return pair.altname, "spot"
+
+    def _order(self, spec: Mapping[str, Any], path: JsonPath) -> OrderRequest:
+        symbol, _ = self._symbol(spec["pair"], "spot", path + ("pair",))
+        price = spec.get("price")
+        ordertype = spec.get("ordertype", "limit")
+        if price is None:
+            self.error(path, f"an open {ordertype} order needs a price")
+        return OrderRequest(
+            pair=symbol, side=spec["side"], ordertype=ordertype, volume=Decimal(str(spec["volume"])),
+            price=None if price is None else Decimal(str(price)),
+            price2=Decimal(str(spec["price2"])) if "price2" in spec else None,
+            cl_ord_id=spec.get("cl_ord_id"), userref=spec.get("userref"),
+        )
+
+    def _input(self, item: Mapping[str, Any], path: JsonPath, start: float, ruleset: RuleSet) -> list[Event | WalletChange]:
+        time = self._moment(item["at"], start, path + ("at",)) if "at" in item else start
+        if "prices" in item:
+            spec = item["prices"]
+            symbol, market = self._symbol(spec["symbol"], spec.get("market"), path + ("prices", "symbol"))
+            try:
+                every = parse_duration(spec["every"]) if "every" in spec else None
+                prices, spacing = parse_series(spec["series"], every)
+            except ValueError as exc:
+                self.error(path + ("prices", "series"), str(exc))
+                return []
+            half = Decimal(str(spec.get("spread", 0))) / 2
+            return [Tick(symbol, market, time + n * spacing, last=p, bid=p - half, ask=p + half)
+                    for n, p in enumerate(prices)]
+        if "tick" in item:
+            spec = item["tick"]
+            symbol, market = self._symbol(spec["symbol"], spec.get("market"), path + ("tick", "symbol"))
+            values = {k: Decimal(str(spec[k])) for k in ("last", "bid", "ask") if k in spec}
+            return [Tick(symbol, market, time, **values)]
+        if "signal" in item:
+            spec = item["signal"]
+            signal_id = spec.get("id") or f"{Path(self.doc.file).name}:{self.doc.position(path)[0]}"
+            return [Signal(spec["source"], dict(spec["payload"]), time, signal_id)]
+        if "timer" in item:
+            return self._timer(item["timer"], path + ("timer",), time, ruleset)
+        if "kill_switch" in item:
+            spec = item["kill_switch"]
+            if isinstance(spec, bool):
+                return [KillSwitch(spec, time)]
+            return [KillSwitch(spec["engaged"], time, spec.get("cancel_all", False), spec.get("reason", ""))]
+        return [WalletChange(time, self._wallet(item["wallet"]))]
+
+    def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float, ruleset: RuleSet) -> list[Event | WalletChange]:
+        rules = ruleset.by_id()
+        rule = rules.get(spec["rule"])
+        if rule is None:
+            self.error(path + ("rule",), f"no rule {spec['rule']!r} in the rule files under test",
+                       did_you_mean(spec["rule"], rules))
+            return []
+        timers = [i for i, t in enumerate(rule.triggers) if isinstance(t, TimerTrigger)]
+        if not timers:
+            self.error(path + ("rule",), f"rule {rule.id!r} has no timer trigger")
+            return []
+        index = spec.get("trigger", timers[0])
+        if index not in timers:
+            self.error(path + ("trigger",), f"trigger {index} of rule {rule.id!r} is not a timer "
+                                            f"(its timers: {', '.join(map(str, timers))})")
+            return []
+        return [TimerBeat(rule.id, index, time, scheduled_time=time)]
+
+    def _expectation(self, item: Mapping[str, Any], path: JsonPath, start: float, tolerance: float,
+                     rules: Mapping[str, Any]) -> Expectation:
+        if item["rule"] not in rules:
+            self.error(path + ("rule",), f"no rule {item['rule']!r} in the rule files under test",
+                       did_you_mean(item["rule"], rules))
+        blocked = item.get("blocked")
+        if isinstance(blocked, str):
+            blocked = BlockSpec(by=blocked)
+        elif blocked is not None:
+            blocked = BlockSpec(blocked.get("by"), blocked.get("reason"), blocked.get("limit"))
+        fires = item.get("fires")
+        if fires is False and ("intents" in item or "fills" in item):
+            self.error(path + ("fires",), "fires: false cannot list intents or fills")
+        if fires is False and "count" in item and blocked is None:
+            self.error(path + ("count",), "count needs something to count: a fire or a block")
+        fills = None
+        if "fills" in item:
+            fills = tuple(
+                {**fill, "at": self._moment(fill["at"], start, path + ("fills", n, "at"))} if "at" in fill else fill
+                for n, fill in enumerate(item["fills"])
+            )
+        return Expectation(
+            rule=item["rule"],
+            line=self.doc.position(path)[0],
+            at=self._moment(item["at"], start, path + ("at",)) if "at" in item else None,
+            tolerance=parse_duration(item["tolerance"]) if "tolerance" in item else tolerance,
+            fires=fires,
+            blocked=blocked,
+            intents=tuple(item["intents"]) if "intents" in item else None,
+            fills=fills,
+            count=item.get("count"),
+        )
+
+
+def _rfc3339(value: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
