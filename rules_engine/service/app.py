@@ -335,8 +335,13 @@ class EngineService:
             self._audit("error", data={"where": "dead_man_switch", "failures": failures,
                                        "error": f"{type(exc).__name__}: {exc}"})
 
-        self._keeper = DeadMansSwitchKeeper(lambda timeout: asyncio.to_thread(refresh, int(timeout)),
-                                            config.dead_man_interval, config.dead_man_timeout, on_failure=on_failure)
+        try:
+            self._keeper = DeadMansSwitchKeeper(lambda timeout: asyncio.to_thread(refresh, int(timeout)),
+                                                config.dead_man_interval, config.dead_man_timeout,
+                                                retry_interval=min(5.0, config.dead_man_interval),
+                                                on_failure=on_failure)
+        except ValueError as exc:
+            raise StartupError(f"dead_man_switch: {exc}") from None
         self._spawn(self._keeper.run())
 
     def _install_signal_handlers(self) -> None:
