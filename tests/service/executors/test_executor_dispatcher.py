@@ -5,7 +5,8 @@ import json
 from decimal import Decimal as D
 
 import pytest
-from conftest import CREDS, KEY, SECRET, RecordingTransport, audit_records, spot_client
+from executor_fixtures import CREDS, KEY, SECRET, RecordingTransport, audit_records, spot_client
+from executor_fixtures import audit, clock, sim, store  # noqa: F401  (pytest fixtures)
 
 from rules_engine.audit.head import read_head
 from rules_engine.audit.log import AuditLog

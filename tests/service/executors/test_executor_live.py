@@ -3,7 +3,8 @@
 from decimal import Decimal as D
 from types import SimpleNamespace
 
-from conftest import KEY, RecordingTransport, spot_client
+from executor_fixtures import KEY, RecordingTransport, spot_client
+from executor_fixtures import clock, live, sim  # noqa: F401  (pytest fixtures)
 
 from rules_engine.core import intents as it
 from rules_engine.service.executors import LiveExecutor

@@ -3,7 +3,8 @@
 from decimal import Decimal as D
 
 import pytest
-from conftest import KEY, SECRET
+from executor_fixtures import KEY, SECRET
+from executor_fixtures import audit, clock, sim, store  # noqa: F401  (pytest fixtures)
 
 from rules_engine.config import parse_config
 from rules_engine.core import intents as it

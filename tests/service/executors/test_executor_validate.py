@@ -5,7 +5,8 @@ from decimal import Decimal as D
 from types import SimpleNamespace
 from urllib.parse import parse_qs
 
-from conftest import CREDS, KEY, RecordingTransport, spot_client
+from executor_fixtures import CREDS, KEY, RecordingTransport, spot_client
+from executor_fixtures import clock, sim  # noqa: F401  (pytest fixtures)
 
 from rules_engine.core import intents as it
 from rules_engine.kraken.credentials import Credentials

@@ -1,5 +1,6 @@
-"""Fixtures: a simulator on 127.0.0.1 (free port) with a manual clock, Kraken clients and
-executors pointed at it, a state store and an audit log in tmp_path."""
+"""Shared helpers and fixtures for the executor tests: a simulator on 127.0.0.1 (free port)
+with a manual clock, Kraken clients and executors pointed at it, a state store and an audit
+log in tmp_path."""
 
 import base64
 import json
