@@ -14,6 +14,7 @@ wallet; orders still go to the paper wallet only. Nothing but Balance is ever se
 
 from __future__ import annotations
 
+import logging
 import threading
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -27,6 +28,8 @@ from rules_engine.service.executors.paper import PaperExecutor
 from rules_engine.service.executors.report import ExecutionReport, failure, ok
 from rules_engine.sim.matching import PaperExchange
 from rules_engine.state.store import StateStore
+
+log = logging.getLogger(__name__)
 
 KEEP_CLOSED_ORDERS = 1000
 """Closed paper orders kept in the wallet (older ones are dropped with their trades)."""
@@ -104,8 +107,12 @@ class DryRunExecutor:
             self._save()
 
     def _save(self) -> None:
+        """Persist the wallet; a failure is logged (the next change saves it again)."""
         self.paper.prune(self.keep_closed)
-        self.store.save_paper_wallet(self.paper.snapshot())
+        try:
+            self.store.save_paper_wallet(self.paper.snapshot())
+        except Exception as exc:
+            log.error("cannot save the paper wallet: %s", exc)
 
     def _real_balance(self, intent: it.ReadBalance, now: float) -> ExecutionReport:
         """A read-only Balance call on the real account (really sent: not "would send")."""

@@ -22,7 +22,6 @@ full `BalanceUpdate` after any fill, for the core.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Mapping
 
 from rules_engine.core import intents as it
@@ -36,8 +35,6 @@ from rules_engine.sim.fees import FeeSchedule
 from rules_engine.sim.matching import PaperExchange
 from rules_engine.sim.orders import Order, describe
 from rules_engine.sim.spot_api import iso_seconds, parse_add_order
-
-_ZERO = Decimal(0)
 
 
 class PaperExecutor:

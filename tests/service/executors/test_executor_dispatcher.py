@@ -292,3 +292,16 @@ def test_paper_recover_finds_an_order_placed_before_the_crash(store, audit, cloc
     (report,) = Dispatcher(paper, store, audit, mode="dry-run").recover()
     assert report.result.ok and store.get_decision("dsp-7").status == "accepted"
     assert len(exchange.open_orders("paper")) == 1
+
+
+def test_dry_run_can_read_real_balances_while_orders_stay_on_paper(store, clock):
+    executor = DryRunExecutor.open(store, {"ZUSD": "10"}, balance_reader=lambda: {"ZUSD": "123.4500"})
+    report = executor.execute(it.ReadBalance(intent_id="b", rule_id="r", decision_id="r#1"), clock())
+    assert report.result.data == {"balances": {"ZUSD": "123.4500"}} and report.response["real"] is True
+
+    def broken():
+        raise ConnectionError("no route")
+
+    failing = DryRunExecutor(executor.paper, store, balance_reader=broken)
+    result = failing.execute(it.ReadBalance(intent_id="b", rule_id="r", decision_id="r#1"), clock()).result
+    assert not result.ok and result.data["error_class"] == "ConnectionError"

@@ -181,3 +181,16 @@ def test_reconcile_finds_the_order_by_cl_ord_id_or_reports_not_placed():
     assert found.events[0].status == "open"
     missing = paper.reconcile(SimpleNamespace(**{**row.__dict__, "cl_ord_id": "cl-7"}), T0 + 5)
     assert not missing.result.ok and missing.result.data["error_class"] == "OrderNotPlaced"
+
+
+def test_prune_keeps_open_orders_and_only_the_latest_closed_ones():
+    paper = make({"ZUSD": "100000"})
+    paper.observe(tick("50000", T0))
+    for n in range(1, 4):
+        paper.execute(order(n, ordertype="market", price=None, volume=D("0.01")), T0 + n)
+    resting = paper.execute(order(9, price=D("40000")), T0 + 5).result.data["txid"][0]
+    assert paper.prune(1) == 2
+    kept = [o.cl_ord_id for o in paper.exchange.orders.values()]
+    assert kept == ["cl-3", "cl-9"] and paper.exchange.orders[resting].is_open
+    assert len(paper.exchange.trades) == 1
+    assert paper.prune(1) == 0
