@@ -1,0 +1,142 @@
+"""`rules-engine replay RULES... --data FILE`: what would these rules have done over this
+market history? Runs them in dry-run through the offline loop with a paper wallet, prints a
+table of every fire and a summary per rule, and writes report.md, report.json and chart.png
+to `--out` (default `replay-report/`). `--format json` prints the JSON report instead.
+
+Exit codes: 0 the replay ran; 1 the rules are invalid or the data cannot be played;
+2 usage error (a path that does not exist, a bad --wallet or --interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+from rules_engine.config import ConfigError, load_config
+from rules_engine.core import RiskLimits
+from rules_engine.durations import parse_duration
+from rules_engine.events import Tick
+from rules_engine.replay.data import FORMATS, DataError, DataFile, open_data
+from rules_engine.replay.replay import ReplayResult, run_replay
+from rules_engine.replay.report import render_markdown, render_text, report_json
+from rules_engine.rules import find_rule_files, load_rules
+
+DEFAULT_WALLET = {"ZUSD": Decimal(10000)}
+PROGRESS_MIN_TICKS = 100_000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="run rules in dry-run over recorded market data and report what they would have done",
+        description="Replay recorded market data (Kraken OHLCVT/OHLC CSV, REST OHLC JSON, WebSocket frames as JSONL) "
+                    "through rules in dry-run with a paper wallet. No network is used.",
+    )
+    parser.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
+    parser.add_argument("--data", action="append", required=True, metavar="FILE", type=Path,
+                        help="market data file (repeat for several; merged by time)")
+    parser.add_argument("--data-format", choices=FORMATS, help="the data format (default: from the file)")
+    parser.add_argument("--pair", help="the pair of candle files (default: from the file name, e.g. XBTUSD_60.csv)")
+    parser.add_argument("--interval", help="candle interval, e.g. 1m, 1h (default: from the file name or the data)")
+    parser.add_argument("--wallet", action="append", default=[], metavar="ASSET=AMOUNT",
+                        help="paper balance (repeat; default ZUSD=10000, or the config's paper balances)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="engine config: its risk limits, paper balances and balance cache are used")
+    parser.add_argument("--no-timers", action="store_true", help="do not beat timer triggers during the replay")
+    parser.add_argument("--out", type=Path, default=Path("replay-report"), metavar="DIR",
+                        help="folder for report.md, report.json and chart.png (default: replay-report)")
+    parser.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"show a progress bar (default: on a terminal, for more than {PROGRESS_MIN_TICKS:,} ticks)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rule_files = find_rule_files(args.rules)
+        interval = parse_duration(args.interval) if args.interval else None
+        wallet = _wallet(args.wallet)
+        config = load_config(args.config) if args.config else None
+    except (FileNotFoundError, ValueError, ConfigError) as exc:
+        return _fail(str(exc), 2)
+    if not rule_files:
+        return _fail(f"no rule files (*.yaml, *.yml) under {' '.join(args.rules)}", 2)
+    missing = [str(p) for p in args.data if not p.is_file()]
+    if missing:
+        return _fail(f"no such data file: {', '.join(missing)}", 2)
+    loaded = load_rules(rule_files)
+    if loaded.ruleset is None:
+        for diagnostic in loaded.errors:
+            print(diagnostic, file=sys.stderr)
+        return _fail(f"the rules are invalid ({len(loaded.errors)} errors); see `rules-engine validate`", 1)
+    limits = RiskLimits(**dataclasses.asdict(config.risk)) if config else None
+    if not wallet:
+        wallet = dict(config.paper_balances) if config and config.paper_balances else dict(DEFAULT_WALLET)
+    try:
+        data = [open_data(p, data_format=args.data_format, pair=args.pair, interval=interval) for p in args.data]
+        result = run_replay(loaded.ruleset, data, wallet=wallet, limits=limits, timers=not args.no_timers,
+                            balance_max_age=config.balance_cache if config else 10.0,
+                            progress=lambda ticks, total: _progress(ticks, total, args.progress))
+    except DataError as exc:
+        return _fail(str(exc), 1)
+    rule_ids = [rule.id for rule in loaded.ruleset.rules]
+    try:
+        written = _write(args.out, result, rule_ids, chart=not args.no_chart)
+    except OSError as exc:
+        return _fail(f"cannot write the report to {args.out}: {exc.strerror or exc}", 2)
+    if args.format == "json":
+        print(json.dumps(report_json(result, rule_ids, "chart.png" if not args.no_chart else None), indent=2))
+    else:
+        print(render_text(result, rule_ids, [p.as_posix() for p in written]))
+    return 0
+
+
+def _write(folder: Path, result: ReplayResult, rule_ids: list[str], chart: bool) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    chart_name = None
+    if chart:
+        from rules_engine.replay.chart import write_chart  # matplotlib loads only when a chart is drawn
+
+        written.append(write_chart(result, folder / "chart.png"))
+        chart_name = "chart.png"
+    markdown = folder / "report.md"
+    markdown.write_text(render_markdown(result, rule_ids, chart_name), encoding="utf-8")
+    document = folder / "report.json"
+    document.write_text(json.dumps(report_json(result, rule_ids, chart_name), indent=2) + "\n", encoding="utf-8")
+    return [markdown, document] + written
+
+
+def _wallet(entries: list[str]) -> dict[str, Decimal]:
+    wallet = {}
+    for entry in entries:
+        asset, _, amount = entry.partition("=")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not asset or not value.is_finite() or value < 0:
+            raise ValueError(f"--wallet {entry!r}: write ASSET=AMOUNT, e.g. ZUSD=10000")
+        wallet[asset.strip()] = value
+    return wallet
+
+
+def _progress(ticks: Iterator[Tick], total: int, wanted: bool | None) -> Iterable[Tick]:
+    show = wanted if wanted is not None else (sys.stderr.isatty() and total >= PROGRESS_MIN_TICKS)
+    if not show:
+        return ticks
+    return tqdm(ticks, total=total, unit="tick", unit_scale=True, file=sys.stderr, mininterval=0.5,
+                desc="replay", leave=False)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"rules-engine replay: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,339 @@
+"""Recorded market data as ticks, in time order, for replays.
+
+Formats (chosen by `--data-format`, else by the file):
+- `ohlcvt`: Kraken's downloadable OHLCVT CSV, `timestamp,open,high,low,close,volume,trades`,
+  no header, one pair per file named `PAIR_INTERVAL.csv` (`XBTUSD_60.csv`: 60-minute candles).
+- `ohlc`: the same without volume and trades (`timestamp,open,high,low,close`); a header
+  line is skipped. Any `.csv` with 5 or more columns is read by its first five.
+- `rest-json`: a saved answer of Kraken's REST `GET /0/public/OHLC` (`{"error": [], "result":
+  {"XXBTZUSD": [[time, open, high, low, close, vwap, volume, count], ...], "last": ...}}`).
+  The last row, "the current, not-yet-committed timeframe" (newer than `last`), is dropped.
+- `ws-jsonl`: recorded WebSocket frames, one per line: spot v2 (`{"channel": "ticker", ...}`),
+  spot v1 (`[channelID, {...}, "ticker", "XBT/USD"]`) and futures ticker frames, bare or
+  wrapped as `{"time": <epoch seconds or RFC 3339>, "frame": <the frame, or its text>}`.
+  Frames are parsed by `rules_engine.kraken.ws_frames`, exactly as the live feed parses
+  them; heartbeats, acks and status frames are skipped; a malformed frame is an error.
+  A tick's time is the wrapper's `time`, else the frame's own timestamp (v2 `timestamp`,
+  futures `time`), else one second after the previous frame.
+
+Candles become ticks deterministically. A candle starting at `t` with interval `i` plays four
+ticks at `t`, `t + i/4`, `t + i/2` and `t + 3i/4`: the open, then both extremes along the
+shorter path through the candle, then the close. A rising candle (close >= open) goes
+open, low, high, close; a falling one open, high, low, close. Candles carry no spread, so
+each tick sets `last`, `bid` and `ask` to the same price. The interval is `--interval`, else
+the file name's (`_60` = 60 minutes), else the smallest gap between two candles of the file.
+The simulator's replay (`rules_engine.sim.prices`) plays candles in the same order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from rules_engine.events import Tick
+from rules_engine.kraken.ws_frames import Dialect, Malformed, dialect_for
+from rules_engine.pairs import PairRegistry, default_registry
+
+FORMATS = ("ohlcvt", "ohlc", "rest-json", "ws-jsonl")
+CANDLE_FRACTIONS = (0.0, 0.25, 0.5, 0.75)
+FRAME_SPACING = 1.0  # seconds between frames that carry no time
+
+
+class DataError(ValueError):
+    """Unusable market data; the message starts with `file:line:` where there is one."""
+
+
+Candle = tuple[float, Decimal, Decimal, Decimal, Decimal]  # start, open, high, low, close
+
+
+def candle_path(open_: Decimal, high: Decimal, low: Decimal, close: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """The four prices a candle plays, in order (see the module docstring)."""
+    return (open_, low, high, close) if close >= open_ else (open_, high, low, close)
+
+
+def candle_ticks(symbol: str, candle: Candle, interval: float, market: str = "spot") -> list[Tick]:
+    """The ticks of one candle: `candle_path` spread over the interval at fixed fractions."""
+    start, open_, high, low, close = candle
+    return [
+        Tick(symbol, market, start + interval * fraction, last=price, bid=price, ask=price)
+        for fraction, price in zip(CANDLE_FRACTIONS, candle_path(open_, high, low, close))
+    ]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One market data file, ready to play. `symbol` and `interval` apply to candle formats."""
+
+    path: Path
+    format: str
+    symbol: str | None = None
+    interval: float | None = None
+    registry: PairRegistry | None = None
+    rows: tuple[Candle, ...] | None = field(default=None, compare=False, repr=False)  # rest-json, read once
+
+    def ticks(self) -> Iterator[Tick]:
+        """The file's ticks, in time order."""
+        if self.format == "ws-jsonl":
+            return _frame_ticks(self.path, self.registry or default_registry())
+        assert self.symbol is not None and self.interval is not None
+        return (tick for candle in self.candles() for tick in candle_ticks(self.symbol, candle, self.interval))
+
+    def candles(self) -> Iterator[Candle]:
+        if self.rows is not None:
+            return iter(self.rows)
+        return _csv_candles(self.path)
+
+    def estimate(self) -> int:
+        """About how many ticks the file holds (for a progress bar)."""
+        if self.rows is not None:
+            return 4 * len(self.rows)
+        lines = _count_lines(self.path)
+        return lines if self.format == "ws-jsonl" else 4 * lines
+
+
+def open_data(
+    path: Path | str,
+    *,
+    data_format: str | None = None,
+    pair: str | None = None,
+    interval: float | None = None,
+    registry: PairRegistry | None = None,
+) -> DataFile:
+    """Describe a data file: its format, and for candles the pair and interval.
+    Raises `DataError` with a readable message when it cannot be played."""
+    path = Path(path)
+    registry = registry or default_registry()
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    fmt = data_format or _guess_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"{path}: unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "ws-jsonl":
+        return DataFile(path, fmt, registry=registry)
+    rows: tuple[Candle, ...] | None = None
+    if fmt == "rest-json":
+        symbol, candles = _rest_candles(path, registry)
+        symbol = _resolve_pair(registry, pair, path) if pair else symbol
+        rows = tuple(candles)
+    else:
+        symbol = _resolve_pair(registry, pair or path.stem.split("_", 1)[0], path)
+        interval = interval if interval is not None else _interval_from_name(path)
+    if interval is None:
+        interval = _smallest_gap(rows if rows is not None else _csv_candles(path))
+    if interval <= 0:
+        raise DataError(f"{path}: the candle interval must be positive")
+    return DataFile(path, fmt, symbol, interval, registry, rows)
+
+
+def merged_ticks(files: Iterable[DataFile]) -> Iterator[Tick]:
+    """The ticks of several files merged by time (ties keep the files' order)."""
+    streams = [f.ticks() for f in files]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda tick: tick.time)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _guess_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "ws-jsonl"
+    if suffix == ".json":
+        return "rest-json"
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            cells = line.strip().split(",")
+            if line.strip() and _is_number(cells[0]):
+                return "ohlcvt" if len(cells) >= 7 else "ohlc"
+    raise DataError(f"{path}: no candle rows found (expected timestamp,open,high,low,close[,volume,trades])")
+
+
+def _is_number(text: str) -> bool:
+    return text.strip().replace(".", "", 1).isdigit()
+
+
+def _resolve_pair(registry: PairRegistry, name: str, path: Path) -> str:
+    info = registry.get(name)
+    if info is None:
+        raise DataError(f"{path}: unknown Kraken pair {name!r}; name the file PAIR_INTERVAL.csv "
+                        "(Kraken's naming, e.g. XBTUSD_60.csv) or pass --pair")
+    return info.altname
+
+
+def _interval_from_name(path: Path) -> float | None:
+    _, _, minutes = path.stem.partition("_")
+    return float(minutes) * 60 if minutes.isdigit() and int(minutes) > 0 else None
+
+
+def _smallest_gap(candles: Iterable[Candle]) -> float:
+    previous, gap = None, None
+    for candle in candles:
+        if previous is not None:
+            step = candle[0] - previous
+            gap = step if gap is None else min(gap, step)
+        previous = candle[0]
+    return gap if gap is not None else 60.0
+
+
+def _decimal(text: Any, where: str, name: str) -> Decimal:
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise DataError(f"{where}: {name} {str(text).strip()[:40]!r} is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise DataError(f"{where}: {name} must be a positive number, not {text}")
+    return value
+
+
+def _candle(cells: list[Any], where: str) -> Candle:
+    try:
+        start = float(str(cells[0]).strip())
+    except ValueError:
+        raise DataError(f"{where}: timestamp {str(cells[0])[:40]!r} is not a number of seconds") from None
+    open_, high, low, close = (_decimal(v, where, n) for v, n in zip(cells[1:5], ("open", "high", "low", "close")))
+    if not (low <= min(open_, close) and high >= max(open_, close)):
+        raise DataError(f"{where}: high {high} and low {low} do not contain open {open_} and close {close}")
+    return start, open_, high, low, close
+
+
+def _csv_candles(path: Path) -> Iterator[Candle]:
+    previous = None
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            cells = text.split(",")
+            if number == 1 and not _is_number(cells[0]):
+                continue  # a header line
+            where = f"{path}:{number}"
+            if len(cells) < 5:
+                raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], got {len(cells)} columns")
+            candle = _candle(cells, where)
+            if previous is not None and candle[0] <= previous:
+                raise DataError(f"{where}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
+                                "candles must be in time order")
+            previous = candle[0]
+            yield candle
+
+
+def _rest_candles(path: Path, registry: PairRegistry) -> tuple[str, list[Candle]]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not JSON ({exc})") from None
+    if isinstance(document, dict) and document.get("error"):
+        raise DataError(f"{path}: the saved OHLC answer is an error: {document['error']}")
+    result = document.get("result", document) if isinstance(document, dict) else None
+    if not isinstance(result, dict):
+        raise DataError(f"{path}: expected Kraken's OHLC answer, {{\"error\": [], \"result\": {{PAIR: [...], \"last\": ...}}}}")
+    series = [(k, v) for k, v in result.items() if k != "last"]
+    if len(series) != 1 or not isinstance(series[0][1], list):
+        raise DataError(f"{path}: expected exactly one pair's rows in the OHLC result, found {len(series)}")
+    name, rows = series[0]
+    symbol = _resolve_pair(registry, name, path)
+    last = result.get("last")
+    candles = []
+    for index, row in enumerate(rows):
+        where = f"{path}: row {index + 1}"
+        if not isinstance(row, list) or len(row) < 5:
+            raise DataError(f"{where}: expected [time, open, high, low, close, vwap, volume, count]")
+        candle = _candle(row, where)
+        if isinstance(last, (int, Decimal)) and candle[0] > last:
+            continue  # the current, not-yet-committed candle
+        if candles and candle[0] <= candles[-1][0]:
+            raise DataError(f"{where}: time {candle[0]:g} is not after the previous row's")
+        candles.append(candle)
+    return symbol, candles
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def _wrapper_time(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    raise DataError(f"{where}: \"time\" must be epoch seconds or an RFC 3339 time with a zone, not {value!r}")
+
+
+def _frame_dialect(text: str, dialects: dict[str, Dialect], registry: PairRegistry) -> Dialect | None:
+    """The dialect a frame's text is written in, told by its shape (no decoding)."""
+    if text.startswith("["):
+        name = "v1"
+    elif not text.startswith("{"):
+        return None
+    elif '"channel"' in text or '"method"' in text:
+        name = "v2"
+    elif '"feed"' in text or '"product_id"' in text:
+        name = "futures"
+    elif '"event"' in text:
+        name = "v1"
+    else:
+        return None
+    if name not in dialects:
+        dialects[name] = dialect_for(name, registry) if name != "futures" else dialect_for(name)
+    return dialects[name]
+
+
+def _frame_ticks(path: Path, registry: PairRegistry) -> Iterator[Tick]:
+    dialects: dict[str, Dialect] = {}
+    clock: float | None = None
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            where = f"{path}:{number}"
+            stamp, frame_text = None, text
+            if '"frame"' in text:
+                try:
+                    record = json.loads(text, parse_float=str)  # keep number text: no float rounding
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{where}: not JSON ({exc.msg})") from None
+                if isinstance(record, dict) and "frame" in record:
+                    stamp = _wrapper_time(record.get("time"), where)
+                    inner = record["frame"]
+                    frame_text = inner.strip() if isinstance(inner, str) else json.dumps(inner)
+            dialect = _frame_dialect(frame_text, dialects, registry)
+            if dialect is None:
+                raise DataError(f"{where}: not a Kraken WebSocket frame (v2, v1 or futures)")
+            result = dialect.parse(frame_text, 0.0)
+            for event in result.events:
+                if isinstance(event, Malformed):
+                    raise DataError(f"{where}: malformed {dialect.name} frame: {event.reason}")
+            fallback = None
+            for tick in result.ticks:
+                time = stamp if stamp is not None else tick.exchange_time
+                if time is None:
+                    if fallback is None:
+                        if clock is None:
+                            raise DataError(f"{where}: the first frame carries no time; record frames as "
+                                            '{"time": <epoch seconds>, "frame": ...}')
+                        fallback = clock + FRAME_SPACING
+                    time = fallback
+                yield replace(tick, time=time)
+            if result.ticks:
+                clock = time

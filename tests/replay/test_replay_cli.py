@@ -1,0 +1,116 @@
+"""`rules-engine replay` end to end: the fires table, the per-rule summary, the JSON report,
+the PNG chart, progress and exit codes."""
+
+import json
+import random
+
+import matplotlib.image as mpimg
+import pytest
+
+from rules_engine.cli import main
+
+RULES = """\
+version: 1
+rules:
+  - id: buy-dip
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69000, rearm: 200}]
+    cooldown: 10m
+    actions:
+      - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}
+  - id: sell-rip
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 71000, rearm: 200}]
+    when: "balance('XXBT') >= 0.01"
+    actions:
+      - {type: place_order, pair: XBTUSD, side: sell, ordertype: limit, volume: 0.01, price: "=price + 10"}
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    (tmp_path / "rules.yaml").write_text(RULES)
+    rng = random.Random(3)
+    rows, price = [], 70000.0
+    for n in range(600):  # ten hours of 1-minute candles swinging around 70,000
+        target = 70000 + 2500 * ((n // 60) % 2 * 2 - 1)
+        close = price + (target - price) * 0.05 + rng.gauss(0, 40)
+        high, low = max(price, close) + abs(rng.gauss(0, 20)), min(price, close) - abs(rng.gauss(0, 20))
+        rows.append(f"{1767225600 + 60 * n},{price:.1f},{high:.1f},{low:.1f},{close:.1f},1.0,3")
+        price = close
+    (tmp_path / "XBTUSD_1.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def replay(workspace, capsys, *extra):
+    code = main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_1.csv"),
+                 "--out", str(workspace / "out"), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_text_report_lists_every_fire_and_a_summary_per_rule(workspace, capsys):
+    code, out, _ = replay(workspace, capsys)
+    assert code == 0, out
+    assert "period: 2026-01-01T00:00:00Z to 2026-01-01T09:59:45Z, 2,400 ticks" in out
+    assert "open, then the shorter path through the extremes" in out
+    header = next(line for line in out.splitlines() if line.strip().startswith("time"))
+    assert header.split() == ["time", "rule", "price", "intents", "simulated", "fills", "balances", "after"]
+    fires = [line for line in out.splitlines() if "place_order" in line]
+    assert any("buy-dip" in l and "buy 0.01 XBTUSD market" in l and "XXBT 0.01" in l for l in fires)
+    assert any("sell-rip" in l and "sell 0.01 XBTUSD" in l for l in fires)
+    assert "Summary per rule" in out and "Report written:" in out
+    assert sorted(p.name for p in (workspace / "out").iterdir()) == ["chart.png", "report.json", "report.md"]
+    markdown = (workspace / "out" / "report.md").read_text()
+    assert "| time | rule | price | intents | simulated fills | balances after |" in markdown
+    assert "![price with fires and fills](chart.png)" in markdown
+
+
+def test_json_report_for_machines(workspace, capsys):
+    code, out, _ = replay(workspace, capsys, "--format", "json", "--wallet", "ZUSD=2000")
+    assert code == 0
+    report = json.loads(out)
+    assert report["ticks"] == 2400 and report["wallet"]["start"] == {"ZUSD": "2000"}
+    assert report["data"] == [{"path": (workspace / "XBTUSD_1.csv").as_posix(), "format": "ohlcvt",
+                               "symbol": "XBTUSD", "interval": 60.0}]
+    fires = report["fires"]
+    assert fires and {f["rule"] for f in fires} == {"buy-dip", "sell-rip"}
+    first = fires[0]
+    assert first["rule"] == "buy-dip" and first["intent_details"][0]["kind"] == "place_order"
+    assert first["fills"][0]["side"] == "buy" and first["fills"][0]["volume"] == "0.01"
+    assert first["balances_after"]["XXBT"] == "0.01"
+    summary = {s["rule"]: s for s in report["summary"]}
+    assert summary["buy-dip"]["fires"] == sum(1 for f in fires if f["rule"] == "buy-dip")
+    assert summary["buy-dip"]["bought"] == {"XBTUSD": format(sum(0.01 for f in fires if f["rule"] == "buy-dip" and f["fills"]), ".2f")}
+    assert json.loads((workspace / "out" / "report.json").read_text()) == report
+
+
+def test_the_chart_is_a_real_png(workspace, capsys):
+    code, _, _ = replay(workspace, capsys)
+    assert code == 0
+    chart = workspace / "out" / "chart.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 20_000
+    image = mpimg.imread(chart)
+    height, width = image.shape[:2]
+    assert (width, height) == (1200, 580)
+    assert image.std() > 0.05  # not a blank canvas
+    code, _, _ = replay(workspace, capsys, "--no-chart", "--out", str(workspace / "plain"))
+    assert not (workspace / "plain" / "chart.png").exists()
+
+
+def test_progress_bar_on_request(workspace, capsys):
+    code, _, err = replay(workspace, capsys, "--progress")
+    assert code == 0 and "replay" in err and "tick" in err
+
+
+def test_exit_codes(workspace, capsys):
+    (workspace / "bad.yaml").write_text("version: 1\nrules:\n  - id: x\n    triggers: []\n")
+    code = main(["replay", str(workspace / "bad.yaml"), "--data", str(workspace / "XBTUSD_1.csv")])
+    assert code == 1 and "the rules are invalid" in capsys.readouterr().err
+    code, _, err = replay(workspace, capsys, "--data", str(workspace / "nope.csv"))
+    assert code == 2 and "no such data file" in err
+    code, _, err = replay(workspace, capsys, "--wallet", "ZUSD")
+    assert code == 2 and "ASSET=AMOUNT" in err
+    (workspace / "XBTUSD_5.csv").write_text("100,1,2,0.5,1.5,1,1\n50,1,2,0.5,1.5,1,1\n")
+    code = main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_5.csv"),
+                 "--out", str(workspace / "out")])
+    assert code == 1 and "XBTUSD_5.csv:2: timestamp 50 is not after" in capsys.readouterr().err

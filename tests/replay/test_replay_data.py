@@ -1,0 +1,120 @@
+"""Market data readers: every format, candle ordering, intervals, errors at file:line."""
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from rules_engine.replay.data import DataError, candle_path, candle_ticks, merged_ticks, open_data
+
+D = Decimal
+
+
+def prices(ticks):
+    return [(t.time, str(t.last)) for t in ticks]
+
+
+def test_a_rising_candle_plays_open_low_high_close_at_quarter_intervals():
+    ticks = candle_ticks("XBTUSD", (1000.0, D(100), D(110), D(95), D(105)), 60.0)
+    assert prices(ticks) == [(1000.0, "100"), (1015.0, "95"), (1030.0, "110"), (1045.0, "105")]
+    assert all(t.bid == t.ask == t.last and t.market == "spot" for t in ticks)
+
+
+def test_a_falling_candle_plays_open_high_low_close_and_a_flat_one_counts_as_rising():
+    assert candle_path(D(100), D(110), D(95), D(97)) == (D(100), D(110), D(95), D(97))
+    assert candle_path(D(100), D(110), D(95), D(100)) == (D(100), D(95), D(110), D(100))
+
+
+def test_ohlcvt_csv_takes_pair_and_interval_from_kraken_file_name(tmp_path):
+    path = tmp_path / "XBTUSD_60.csv"
+    path.write_text("1700000000,70000,70500,69500,70400,1.5,10\n1700003600,70400,70450,69000,69100,2,12\n")
+    data = open_data(path)
+    assert (data.format, data.symbol, data.interval) == ("ohlcvt", "XBTUSD", 3600.0)
+    assert prices(data.ticks()) == [
+        (1700000000.0, "70000"), (1700000900.0, "69500"), (1700001800.0, "70500"), (1700002700.0, "70400"),
+        (1700003600.0, "70400"), (1700004500.0, "70450"), (1700005400.0, "69000"), (1700006300.0, "69100"),
+    ]
+    assert data.estimate() == 8
+
+
+def test_ohlc_csv_with_a_header_uses_the_smallest_gap_or_the_given_interval_and_pair(tmp_path):
+    path = tmp_path / "eth.csv"
+    path.write_text("timestamp,open,high,low,close\n100,2500,2510,2490,2505\n400,2505,2506,2400,2401\n"
+                    "700,2401,2402,2300,2390\n1300,2390,2395,2380,2381\n")
+    data = open_data(path, pair="ETH/USD")
+    assert (data.format, data.symbol, data.interval) == ("ohlc", "ETHUSD", 300.0)
+    assert [t.time for t in data.ticks()][:5] == [100.0, 175.0, 250.0, 325.0, 400.0]
+    assert open_data(path, pair="ETHUSD", interval=120.0).interval == 120.0
+
+
+def test_rest_ohlc_json_drops_the_uncommitted_last_row(tmp_path):
+    path = tmp_path / "ohlc.json"
+    rows = [[1700000000, "70000.0", "70100.0", "69900.0", "70050.0", "70010.0", "1.2", 5],
+            [1700000060, "70050.0", "70200.0", "70000.0", "70150.0", "70100.0", "0.9", 3],
+            [1700000120, "70150.0", "70160.0", "70140.0", "70155.0", "70150.0", "0.1", 1]]
+    path.write_text(json.dumps({"error": [], "result": {"XXBTZUSD": rows, "last": 1700000060}}))
+    data = open_data(path)
+    assert (data.format, data.symbol, data.interval) == ("rest-json", "XBTUSD", 60.0)
+    ticks = list(data.ticks())
+    assert len(ticks) == 8 and ticks[-1].time == 1700000105.0 and ticks[-1].last == D("70150.0")
+
+
+def test_ws_jsonl_reads_v2_v1_and_futures_frames_bare_or_wrapped(tmp_path):
+    v2 = {"channel": "ticker", "type": "update", "data": [{
+        "symbol": "BTC/USD", "bid": 69999.9, "bid_qty": 1, "ask": 70000.1, "ask_qty": 1, "last": 70000.0,
+        "volume": 1, "vwap": 1, "low": 1, "high": 1, "change": 0, "change_pct": 0,
+        "timestamp": "2023-11-14T22:13:20.000000Z"}]}
+    v1 = [340, {"a": ["70001.0", 1, "1.0"], "b": ["70000.5", 1, "1.0"], "c": ["70000.8", "0.1"]}, "ticker", "XBT/USD"]
+    futures = {"feed": "ticker", "product_id": "PF_XBTUSD", "bid": 69990, "ask": 69991, "last": 69990.5,
+               "time": 1700000010000}
+    lines = [json.dumps(v2), '{"channel":"heartbeat"}',
+             json.dumps({"time": 1700000005, "frame": v1}),
+             json.dumps({"time": "2023-11-14T22:13:26Z", "frame": json.dumps(v1)}),
+             json.dumps(v1),
+             json.dumps(futures)]
+    path = tmp_path / "frames.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    data = open_data(path)
+    assert data.format == "ws-jsonl"
+    ticks = list(data.ticks())
+    assert [(t.symbol, t.market, t.time, str(t.last), str(t.bid)) for t in ticks] == [
+        ("XBTUSD", "spot", 1700000000.0, "70000.0", "69999.9"),
+        ("XBTUSD", "spot", 1700000005.0, "70000.8", "70000.5"),
+        ("XBTUSD", "spot", 1700000006.0, "70000.8", "70000.5"),
+        ("XBTUSD", "spot", 1700000007.0, "70000.8", "70000.5"),   # no time: 1 s after the previous frame
+        ("PF_XBTUSD", "futures", 1700000010.0, "69990.5", "69990"),
+    ]
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("XBTUSD_1.csv", "100,1,2,0.5,1.5,1,1\n160,1.5,x,1,1.2,1,1\n", "XBTUSD_1.csv:2: high 'x' is not a number"),
+    ("XBTUSD_1.csv", "100,1,2,0.5,1.5,1,1\n100,1.5,2,1,1.2,1,1\n", "XBTUSD_1.csv:2: timestamp 100 is not after"),
+    ("XBTUSD_1.csv", "100,1,2,0.5,1.5,1,1\n160,1.5,1.4,1,1.2,1,1\n", "XBTUSD_1.csv:2: high 1.4 and low 1 do not contain"),
+    ("XBTUSD_1.csv", "100,1,2\n", "expected timestamp,open,high,low,close"),
+    ("f.jsonl", '[340, {"c": ["abc", "1"]}, "ticker", "XBT/USD"]\n', "f.jsonl:1: malformed v1 frame: c[0] is not a decimal"),
+    ("f.jsonl", '{"channel":"heartbeat"}\n{"nope": 1}\n', "f.jsonl:2: not a Kraken WebSocket frame"),
+    ("f.jsonl", '[340, {"c": ["1.5", "1"]}, "ticker", "XBT/USD"]\n', "f.jsonl:1: the first frame carries no time"),
+])
+def test_bad_data_is_an_error_naming_file_and_line(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as raised:
+        list(open_data(path).ticks())
+    assert message in str(raised.value)
+
+
+def test_unknown_pair_and_format_are_refused(tmp_path):
+    path = tmp_path / "NOPE_5.csv"
+    path.write_text("100,1,2,0.5,1.5,1,1\n")
+    with pytest.raises(DataError, match="unknown Kraken pair 'NOPE'"):
+        open_data(path)
+    with pytest.raises(DataError, match="unknown data format"):
+        open_data(path, data_format="parquet", pair="XBTUSD")
+
+
+def test_files_merge_by_time(tmp_path):
+    (tmp_path / "XBTUSD_1.csv").write_text("0,10,10,10,10,1,1\n60,11,11,11,11,1,1\n")
+    (tmp_path / "ETHUSD_1.csv").write_text("30,5,5,5,5,1,1\n")
+    merged = merged_ticks([open_data(tmp_path / "XBTUSD_1.csv"), open_data(tmp_path / "ETHUSD_1.csv")])
+    assert [(t.time, t.symbol) for t in merged][:6] == [
+        (0.0, "XBTUSD"), (15.0, "XBTUSD"), (30.0, "XBTUSD"), (30.0, "ETHUSD"), (45.0, "XBTUSD"), (45.0, "ETHUSD")]
