@@ -28,6 +28,7 @@ from rules_engine.rules.semantic import WrittenId, duplicate_ids, rule_warnings,
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
+RULE_TEST_SUFFIXES = (".test.yaml", ".test.yml")  # rule unit tests kept beside the rules (`rules-engine test`)
 
 
 @dataclass
@@ -47,14 +48,16 @@ class LoadResult:
 
 def find_rule_files(paths: Sequence[Path | str]) -> list[Path]:
     """The rule files named by `paths`: files as given, folders searched recursively for
-    `*.yaml` / `*.yml` (hidden entries skipped). Sorted by path, without duplicates.
+    `*.yaml` / `*.yml` (hidden entries and rule tests, `*.test.yaml`, skipped). Sorted by path,
+    without duplicates.
     Raises FileNotFoundError for a path that does not exist."""
     found: dict[str, Path] = {}
     for entry in map(Path, paths):
         if entry.is_dir():
             for candidate in entry.rglob("*"):
                 relative = candidate.relative_to(entry).parts
-                if candidate.suffix in RULE_FILE_SUFFIXES and candidate.is_file() and not any(p.startswith(".") for p in relative):
+                if (candidate.suffix in RULE_FILE_SUFFIXES and not candidate.name.endswith(RULE_TEST_SUFFIXES)
+                        and candidate.is_file() and not any(p.startswith(".") for p in relative)):
                     found.setdefault(candidate.as_posix(), candidate)
         elif entry.exists():
             found.setdefault(entry.as_posix(), entry)

@@ -12,7 +12,7 @@ from rules_engine.rules.actions import ACTION_BUILDERS
 from rules_engine.rules.triggers import TRIGGER_BUILDERS
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "rules").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (REPO / "rules").glob("*.yaml") if not p.name.endswith(".test.yaml"))
 MODELINE = "# yaml-language-server: $schema=../schemas/rules.schema.json\n"
 
 

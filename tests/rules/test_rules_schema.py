@@ -213,6 +213,8 @@ def test_fast_dispatch_finds_exactly_what_the_schema_file_says(name):
 
 def test_fast_dispatch_matches_on_every_example_and_a_mangled_copy():
     for path in sorted(Path(__file__).resolve().parents[2].joinpath("rules").glob("*.yaml")):
+        if path.name.endswith(".test.yaml"):
+            continue  # rule unit tests, not rules
         document, _ = read_source(path.read_bytes(), path.name)
         assert _fast_errors(document.data) == _plain_errors(document.data) == []
         mangled = re.sub(r"(ordertype|order_type|every|symbol|side|own|asset): [\w/-]+$", r"\1: 5", path.read_text(), flags=re.M)
