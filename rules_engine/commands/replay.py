@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "through rules in dry-run with a paper wallet. No network is used.",
     )
     parser.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders")
-    parser.add_argument("--data", action="append", required=True, metavar="FILE", type=Path,
-                        help="market data file (repeat for several; merged by time)")
+    parser.add_argument("--data", action="extend", nargs="+", required=True, metavar="FILE", type=Path,
+                        help="market data files (several are merged by time)")
     parser.add_argument("--data-format", choices=FORMATS, help="the data format (default: from the file)")
     parser.add_argument("--pair", help="the pair of candle files (default: from the file name, e.g. XBTUSD_60.csv)")
     parser.add_argument("--interval", help="candle interval, e.g. 1m, 1h (default: from the file name or the data)")

@@ -26,13 +26,14 @@ from rules_engine.model import RuleSet, TimerTrigger
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
+from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.sim.orders import OrderRequest
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
 
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
-TEST_FILE_SUFFIXES = (".test.yaml", ".test.yml")
+TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES
 # Keys written beside `tests:` that every test of the file inherits (a test may override them).
 INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
 _FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
