@@ -96,8 +96,8 @@ def render_text(results: Sequence[FileResult], verbose: bool = False) -> str:
                 lines.extend("    " + line for line in case_details(case))
     counts = summary_counts(results)
     lines.append("")
-    lines.append(f"{counts['tests']} tests: {counts['passed']} passed, {counts['failed']} failed, "
-                 f"{counts['errors']} invalid files ({len(results)} files)")
+    lines.append(f"{_count(counts['tests'], 'test')}: {counts['passed']} passed, {counts['failed']} failed, "
+                 f"{_count(counts['errors'], 'invalid file')} (of {_count(len(results), 'file')})")
     return "\n".join(lines)
 
 
@@ -134,3 +134,7 @@ def summary_counts(results: Sequence[FileResult]) -> dict[str, int]:
         "failed": sum(1 for c in cases if not c.passed),
         "errors": sum(1 for f in results if f.errors),
     }
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

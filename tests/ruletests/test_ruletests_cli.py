@@ -27,7 +27,7 @@ def test_passing_file_exits_0_and_says_pass(ws, capsys):
     code, out, _ = ws.run(str(path), capsys=capsys)
     assert code == 0, out
     assert "PASS  dip" in out
-    assert "1 tests: 1 passed, 0 failed" in out
+    assert "1 test: 1 passed, 0 failed, 0 invalid files (of 1 file)" in out
 
 
 def test_failure_prints_expected_versus_got_with_times_and_exits_1(ws, capsys):
@@ -99,7 +99,7 @@ def test_schema_errors_point_at_file_line_column(ws, capsys):
     assert f"ERROR {name}:6:11: a tick has a symbol and at least one of last, bid or ask" in out
     assert f'ERROR {name}:9:19: unknown block kind "gaurd" (did you mean "guard"?)' in out
     assert f'ERROR {name}:10:12: "fires" must be of type boolean' in out
-    assert "0 tests: 0 passed, 0 failed, 1 invalid files" in out
+    assert "0 tests: 0 passed, 0 failed, 1 invalid file (of 1 file)" in out
     assert f'ERROR {name}:11:1: unknown key "expcet" in rule test file (did you mean "expect"?)' in out
 
 
