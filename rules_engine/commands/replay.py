@@ -23,10 +23,12 @@ from rules_engine.config import ConfigError, load_config
 from rules_engine.core import RiskLimits
 from rules_engine.durations import parse_duration
 from rules_engine.events import Tick
-from rules_engine.replay.data import FORMATS, DataError, DataFile, open_data
+from rules_engine.pairs import default_registry
+from rules_engine.replay.data import FORMATS, DataError, open_data
 from rules_engine.replay.replay import ReplayResult, run_replay
 from rules_engine.replay.report import render_markdown, render_text, report_json
 from rules_engine.rules import find_rule_files, load_rules
+from rules_engine.sim.assets import Assets
 
 DEFAULT_WALLET = {"ZUSD": Decimal(10000)}
 PROGRESS_MIN_TICKS = 100_000
@@ -125,6 +127,8 @@ def _wallet(entries: list[str]) -> dict[str, Decimal]:
             value = Decimal(-1)
         if not asset or not value.is_finite() or value < 0:
             raise ValueError(f"--wallet {entry!r}: write ASSET=AMOUNT, e.g. ZUSD=10000")
+        if Assets(default_registry()).get(asset.strip()) is None:
+            raise ValueError(f"--wallet {entry!r}: unknown asset {asset.strip()!r}")
         wallet[asset.strip()] = value
     return wallet
 

@@ -66,7 +66,6 @@ class OfflineRunner:
         self.recorder = OutcomeRecorder()
         self.fills: list[FillRecord] = []
         self.now = start
-        self.start = start
         self._on_outcome = on_outcome
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it
         self._filled: set[str] = set()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.replay.describe import fill_text, intent_text, iso, number, offset, outcome_text
@@ -42,7 +42,7 @@ class Problem:
 
 
 def check(case: TestCase, outcomes: Sequence[Outcome], balances: Mapping[str, Decimal], open_orders: int,
-          resolve_asset: Any = None) -> list[Problem]:
+          resolve_asset: Callable[[str], str] | None = None) -> list[Problem]:
     """Every way `outcomes` (and the final wallet) differ from the test's expectations."""
     registry = default_registry()
     matcher = _Matcher(case, list(outcomes), registry)
@@ -233,7 +233,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _check_end(end: EndSpec, balances: Mapping[str, Decimal], open_orders: int, resolve_asset: Any) -> list[Problem]:
+def _check_end(end: EndSpec, balances: Mapping[str, Decimal], open_orders: int,
+               resolve_asset: Callable[[str], str] | None) -> list[Problem]:
     problems = []
     for asset, want in end.balances.items():
         code = resolve_asset(asset) if resolve_asset else asset

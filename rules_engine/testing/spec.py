@@ -28,6 +28,7 @@ from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
+from rules_engine.sim.assets import Assets
 from rules_engine.sim.orders import OrderRequest
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
@@ -87,6 +88,7 @@ class WalletChange:
 class TestCase:
     """One test, ready to run."""
 
+    __test__ = False  # not a pytest test class
     name: str
     file: str
     line: int
@@ -105,6 +107,7 @@ class TestCase:
 
 @dataclass
 class TestFile:
+    __test__ = False  # not a pytest test class
     path: str
     tests: list[TestCase] = field(default_factory=list)
     errors: list[Diagnostic] = field(default_factory=list)
@@ -166,6 +169,7 @@ class _Builder:
         self.doc = document
         self.folder = folder
         self.registry = registry
+        self.assets = Assets(registry)
         self.errors: list[Diagnostic] = []
 
     def error(self, path: JsonPath, message: str, hint: str | None = None) -> None:
@@ -215,7 +219,7 @@ class _Builder:
             line=self.doc.position(prefix)[0] if prefix else 1,
             ruleset=ruleset,
             start=start,
-            wallet=self._wallet(spec.get("wallet") or {}),
+            wallet=self._wallet(spec.get("wallet") or {}, at("wallet")),
             open_orders=[self._order(o, at("open_orders") + (i,)) for i, o in enumerate(spec.get("open_orders") or [])],
             limits=self._limits(spec.get("limits"), at("limits")),
             strict=spec.get("strict", True),
@@ -233,7 +237,7 @@ class _Builder:
             case.expectations.append(self._expectation(item, prefix + ("expect", index), start, tolerance, rules))
         if "end" in spec:
             end = spec["end"]
-            case.end = EndSpec({k: Decimal(str(v)) for k, v in (end.get("balances") or {}).items()},
+            case.end = EndSpec(self._wallet(end.get("balances") or {}, prefix + ("end", "balances")),
                                end.get("open_orders"), self.doc.position(prefix + ("end",))[0])
         return case
 
@@ -263,7 +267,11 @@ class _Builder:
             self.error(path, f"{value} is before the test's start")
         return moment
 
-    def _wallet(self, wallet: Mapping[str, Any]) -> dict[str, Decimal]:
+    def _wallet(self, wallet: Mapping[str, Any], path: JsonPath) -> dict[str, Decimal]:
+        for asset in wallet:
+            if self.assets.get(asset) is None:
+                self.error(path + (asset,), f"unknown asset {asset!r}",
+                           did_you_mean(asset, sorted(self.assets.codes)))
         return {asset: Decimal(str(amount)) for asset, amount in wallet.items()}
 
     def _limits(self, limits: Mapping[str, Any] | None, path: JsonPath) -> RiskLimits | None:
@@ -328,7 +336,7 @@ class _Builder:
             if isinstance(spec, bool):
                 return [KillSwitch(spec, time)]
             return [KillSwitch(spec["engaged"], time, spec.get("cancel_all", False), spec.get("reason", ""))]
-        return [WalletChange(time, self._wallet(item["wallet"]))]
+        return [WalletChange(time, self._wallet(item["wallet"], path + ("wallet",)))]
 
     def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float, ruleset: RuleSet) -> list[Event | WalletChange]:
         rules = ruleset.by_id()

@@ -110,6 +110,8 @@ def test_exit_codes(workspace, capsys):
     assert code == 2 and "no such data file" in err
     code, _, err = replay(workspace, capsys, "--wallet", "ZUSD")
     assert code == 2 and "ASSET=AMOUNT" in err
+    code, _, err = replay(workspace, capsys, "--wallet", "FOO=1")
+    assert code == 2 and "unknown asset 'FOO'" in err
     (workspace / "XBTUSD_5.csv").write_text("100,1,2,0.5,1.5,1,1\n50,1,2,0.5,1.5,1,1\n")
     code = main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_5.csv"),
                  "--out", str(workspace / "out")])

@@ -106,6 +106,7 @@ def test_schema_errors_point_at_file_line_column(ws, capsys):
 def test_meaning_errors_point_at_file_line(ws, capsys):
     path = ws.write("meaning.test.yaml", """\
         rules: [dip.yaml]
+        wallet: {ZUSDD: 1}
         inputs:
           - prices: {symbol: NOPEUSD, series: "70000 abc"}
           - timer: {rule: btc-dip-buy}
@@ -115,10 +116,11 @@ def test_meaning_errors_point_at_file_line(ws, capsys):
     code, out, _ = ws.run(str(path), capsys=capsys)
     assert code == 1
     name = path.as_posix()
-    assert f"{name}:3:22: unknown Kraken pair 'NOPEUSD'" in out
-    assert f"{name}:3:39: 'abc' in the series is not a price" in out
-    assert f"{name}:4:19: rule 'btc-dip-buy' has no timer trigger" in out
-    assert f"""{name}:6:11: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""" in out
+    assert f"""{name}:2:17: unknown asset 'ZUSDD' (did you mean "ZUSD"?)""" in out
+    assert f"{name}:4:22: unknown Kraken pair 'NOPEUSD'" in out
+    assert f"{name}:4:39: 'abc' in the series is not a price" in out
+    assert f"{name}:5:19: rule 'btc-dip-buy' has no timer trigger" in out
+    assert f"""{name}:7:11: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""" in out
 
 
 def test_rule_file_errors_are_reported_from_the_rule_file(ws, capsys):
