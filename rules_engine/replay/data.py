@@ -203,25 +203,33 @@ def _candle(cells: list[Any], where: str) -> Candle:
     return start, open_, high, low, close
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1; bytes that are not UTF-8 are a `DataError`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            yield from enumerate(handle, start=1)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} in a block read near byte {exc.start})") from None
+
+
 def _csv_candles(path: Path) -> Iterator[Candle]:
     previous = None
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            cells = text.split(",")
-            if number == 1 and not _is_number(cells[0]):
-                continue  # a header line
-            where = f"{path}:{number}"
-            if len(cells) < 5:
-                raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], got {len(cells)} columns")
-            candle = _candle(cells, where)
-            if previous is not None and candle[0] <= previous:
-                raise DataError(f"{where}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
-                                "candles must be in time order")
-            previous = candle[0]
-            yield candle
+    for number, line in _lines(path):
+        text = line.strip()
+        if not text:
+            continue
+        cells = text.split(",")
+        if number == 1 and not _is_number(cells[0]):
+            continue  # a header line
+        where = f"{path}:{number}"
+        if len(cells) < 5:
+            raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], got {len(cells)} columns")
+        candle = _candle(cells, where)
+        if previous is not None and candle[0] <= previous:
+            raise DataError(f"{where}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
+                            "candles must be in time order")
+        previous = candle[0]
+        yield candle
 
 
 def _rest_candles(path: Path, registry: PairRegistry) -> tuple[str, list[Candle]]:
@@ -301,39 +309,38 @@ def _frame_dialect(text: str, dialects: dict[str, Dialect], registry: PairRegist
 def _frame_ticks(path: Path, registry: PairRegistry) -> Iterator[Tick]:
     dialects: dict[str, Dialect] = {}
     clock: float | None = None
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            where = f"{path}:{number}"
-            stamp, frame_text = None, text
-            if '"frame"' in text:
-                try:
-                    record = json.loads(text, parse_float=str)  # keep number text: no float rounding
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{where}: not JSON ({exc.msg})") from None
-                if isinstance(record, dict) and "frame" in record:
-                    stamp = _wrapper_time(record.get("time"), where)
-                    inner = record["frame"]
-                    frame_text = inner.strip() if isinstance(inner, str) else json.dumps(inner)
-            dialect = _frame_dialect(frame_text, dialects, registry)
-            if dialect is None:
-                raise DataError(f"{where}: not a Kraken WebSocket frame (v2, v1 or futures)")
-            result = dialect.parse(frame_text, 0.0)
-            for event in result.events:
-                if isinstance(event, Malformed):
-                    raise DataError(f"{where}: malformed {dialect.name} frame: {event.reason}")
-            fallback = None
-            for tick in result.ticks:
-                time = stamp if stamp is not None else tick.exchange_time
-                if time is None:
-                    if fallback is None:
-                        if clock is None:
-                            raise DataError(f"{where}: the first frame carries no time; record frames as "
-                                            '{"time": <epoch seconds>, "frame": ...}')
-                        fallback = clock + FRAME_SPACING
-                    time = fallback
-                yield replace(tick, time=time)
-            if result.ticks:
-                clock = time
+    for number, line in _lines(path):
+        text = line.strip()
+        if not text:
+            continue
+        where = f"{path}:{number}"
+        stamp, frame_text = None, text
+        if '"frame"' in text:
+            try:
+                record = json.loads(text, parse_float=str)  # keep number text: no float rounding
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not JSON ({exc.msg})") from None
+            if isinstance(record, dict) and "frame" in record:
+                stamp = _wrapper_time(record.get("time"), where)
+                inner = record["frame"]
+                frame_text = inner.strip() if isinstance(inner, str) else json.dumps(inner)
+        dialect = _frame_dialect(frame_text, dialects, registry)
+        if dialect is None:
+            raise DataError(f"{where}: not a Kraken WebSocket frame (v2, v1 or futures)")
+        result = dialect.parse(frame_text, 0.0)
+        for event in result.events:
+            if isinstance(event, Malformed):
+                raise DataError(f"{where}: malformed {dialect.name} frame: {event.reason}")
+        fallback = None
+        for tick in result.ticks:
+            time = stamp if stamp is not None else tick.exchange_time
+            if time is None:
+                if fallback is None:
+                    if clock is None:
+                        raise DataError(f"{where}: the first frame carries no time; record frames as "
+                                        '{"time": <epoch seconds>, "frame": ...}')
+                    fallback = clock + FRAME_SPACING
+                time = fallback
+            yield replace(tick, time=time)
+        if result.ticks:
+            clock = time

@@ -103,6 +103,13 @@ def test_bad_data_is_an_error_naming_file_and_line(tmp_path, name, text, message
     assert message in str(raised.value)
 
 
+def test_bytes_that_are_not_utf8_are_a_data_error(tmp_path):
+    path = tmp_path / "XBTUSD_5.csv"
+    path.write_bytes(b"100,1,2,0.5,1.5,1,1\n\xff\xfe,1\n")
+    with pytest.raises(DataError, match="XBTUSD_5.csv: not UTF-8 text"):
+        list(open_data(path).ticks())
+
+
 def test_unknown_pair_and_format_are_refused(tmp_path):
     path = tmp_path / "NOPE_5.csv"
     path.write_text("100,1,2,0.5,1.5,1,1\n")
