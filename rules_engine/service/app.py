@@ -126,6 +126,9 @@ class EngineService:
         self.executor_options = dict(executor_options or {})
         self.mode = config.mode
         self.metrics = ServiceMetrics()
+        self._latency = self.metrics.decision_latency
+        self._event_counters: dict[type, Any] = {}
+        self._tick_counters: dict[str, Any] = {}
         self.signal_sources: dict[str, SignalSourceConfig] = {}
         self.kill_token: str | None = None
         self.kill_switch: KillSwitchFile | None = None
@@ -148,6 +151,8 @@ class EngineService:
         self._idle = asyncio.Event()
         self._intake_open = False
         self._dirty = False
+        self._latest_snapshot: Mapping[str, Any] | None = None
+        self._saved_snapshot: Mapping[str, Any] | None = None
         self._deadline_at: float | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._reload_lock = asyncio.Lock()
@@ -378,7 +383,8 @@ class EngineService:
     # ------------------------------------------------------------------ intake
 
     def _put(self, item: Any) -> None:
-        self._idle.clear()
+        if self._idle.is_set():
+            self._idle.clear()
         self._queue.put_nowait((item, time.perf_counter()))
 
     def inject(self, event: Event) -> None:
@@ -470,12 +476,23 @@ class EngineService:
             log.exception("engine failed on %s", type(item).__name__)
             self._audit("error", data={"where": "engine", "event": type(item).__name__, "error": repr(exc)})
             return
-        self.metrics.decision_latency.observe(time.perf_counter() - received)
-        events = self.metrics.events
-        events.labels(type(item).__name__).inc()
-        if type(item) is Tick:
-            self.metrics.ticks.labels(item.market).inc()
-        self._process(decision, received)
+        self._latency.observe(time.perf_counter() - received)
+        kind = type(item)
+        counter = self._event_counters.get(kind)
+        if counter is None:
+            counter = self._event_counters[kind] = self.metrics.events.labels(kind.__name__)
+        counter.inc()
+        if kind is Tick:
+            ticks = self._tick_counters.get(item.market)
+            if ticks is None:
+                ticks = self._tick_counters[item.market] = self.metrics.ticks.labels(item.market)
+            ticks.inc()
+        if decision.trace or decision.intents:
+            self._process(decision, received)
+        else:
+            self._dirty = True
+            if self._deadline_at is not None or self.engine.next_deadline() is not None:  # type: ignore[union-attr]
+                self._arm_deadline()
 
     def _process(self, decision: Any, received: float | None) -> None:
         """Audit the trace; persist and dispatch the intents; re-arm the deadline timer."""
@@ -522,21 +539,29 @@ class EngineService:
         self._jobs += 1
         self._idle.clear()
         self._dirty = False
-        future = self._lane.submit(self._run_job, tuple(intents), snapshot, received)
+        if snapshot is not None:
+            self._latest_snapshot = snapshot
+        future = self._lane.submit(self._run_job, tuple(intents), snapshot is not None, received)
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._job_done, f))  # type: ignore
 
-    def _run_job(self, intents: tuple[Any, ...], snapshot: Mapping[str, Any] | None, received: float | None) -> None:
-        """On the lane thread: commit the snapshot with the decision rows, then dispatch."""
+    def _run_job(self, intents: tuple[Any, ...], persist: bool, received: float | None) -> None:
+        """On the lane thread: commit the snapshot with the decision rows, then dispatch.
+
+        The snapshot committed is the newest one taken (it holds this decision's fire and any
+        later ones), so a burst of fires costs one snapshot write, not one per fire."""
         store, dispatcher, loop = self.store, self.dispatcher, self._loop
         assert store is not None and dispatcher is not None and loop is not None
-        if snapshot is not None:
+        if persist:
+            snapshot = self._latest_snapshot
             try:
                 with store.transaction():
                     for intent in intents:
                         if isinstance(intent, ORDER_INTENTS):  # the same row the Dispatcher records
                             store.record_decision(client_id(intent), intent.rule_id or "engine",
                                                   intent.decision_id or intent.intent_id, intent.to_dict())
-                    store.save_engine_snapshot(decode_tags(snapshot))
+                    if snapshot is not self._saved_snapshot:
+                        store.save_engine_snapshot(decode_tags(snapshot))
+                self._saved_snapshot = snapshot
             except Exception as exc:
                 log.exception("could not persist a decision; its intents are not sent")
                 for intent in intents:
