@@ -1,0 +1,103 @@
+"""The service's small parts: what rules need from the adapters, structured logs with
+secrets masked, per-service metrics registries, the rule-file watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+
+from rules_engine.redact import register_secret
+from rules_engine.rules import load_rules_text
+from rules_engine.service.logs import setup_logging
+from rules_engine.service.metrics import ServiceMetrics
+from rules_engine.service.rule_needs import rule_needs
+from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
+
+RULES = """
+version: 1
+rules:
+  - id: spot
+    triggers: [{type: price, symbol: BTC/USD, crosses_above: 70000}]
+    actions: [{type: place_order, pair: ETH/USD, side: buy, ordertype: market, volume: 1}]
+  - id: fut
+    triggers: [{type: price, symbol: pf_ethusd, market: futures, crosses_below: 2000}]
+    actions: [{type: futures_send_order, symbol: PF_SOLUSD, side: sell, order_type: mkt, size: 1}]
+  - id: beat
+    triggers: [{type: timer, every: 5m}, {type: signal, source: bot}]
+    actions: [{type: log, message: x}]
+  - id: dormant
+    enabled: false
+    triggers: [{type: price, symbol: XRPUSD, crosses_above: 1}, {type: signal, source: other}]
+    actions: [{type: log, message: x}]
+"""
+
+
+def test_rule_needs_lists_watched_and_traded_symbols_timers_sources_and_hashes() -> None:
+    ruleset = load_rules_text(RULES, "r.yaml").ruleset
+    needs = rule_needs(ruleset)
+    assert needs.spot_symbols == {"XBTUSD", "ETHUSD"}
+    assert needs.futures_symbols == {"PF_ETHUSD", "PF_SOLUSD"}
+    assert [(rule, index) for rule, index, _ in needs.timers] == [("beat", 0)]
+    assert needs.signal_sources == {"bot"}
+    assert set(needs.rule_hashes) == {"spot", "fut", "beat", "dormant"}
+    assert len(set(needs.rule_hashes.values())) == 1 and len(needs.rule_hashes["spot"]) == 64
+
+
+def test_json_logs_are_one_object_per_line_with_secrets_masked() -> None:
+    register_secret("hunter2-secret-value")
+    stream = io.StringIO()
+    handler = setup_logging("json", logging.INFO, stream)
+    try:
+        logging.getLogger("rules_engine.test").warning("key is %s", "hunter2-secret-value")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    entry = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert entry["level"] == "warning" and entry["logger"] == "rules_engine.test"
+    assert entry["msg"] == "key is ***"
+
+
+def test_text_logs_are_key_value() -> None:
+    stream = io.StringIO()
+    handler = setup_logging("text", logging.INFO, stream)
+    try:
+        logging.getLogger("rules_engine.test").info('said "hi"')
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert 'level=info logger=rules_engine.test msg="said \\"hi\\""' in stream.getvalue()
+
+
+def test_each_service_has_its_own_metrics_registry() -> None:
+    first, second = ServiceMetrics(), ServiceMetrics()
+    first.ticks.labels("spot").inc(3)
+    assert b'rules_engine_ticks_total{market="spot"} 3.0' in first.render()
+    assert b'rules_engine_ticks_total{market="spot"}' not in second.render()
+
+
+def test_watcher_reports_edits_new_files_and_missing_folders(tmp_path) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("x")
+    changes: list[int] = []
+
+    async def on_change() -> None:
+        changes.append(1)
+
+    async def scenario() -> None:
+        watcher = RuleWatcher([folder], on_change, interval=0.01)
+        task = asyncio.ensure_future(watcher.run())
+        try:
+            (folder / "b.yaml").write_text("y")
+            while not changes:
+                await asyncio.sleep(0.01)
+            os.utime(folder / "a.yaml", ns=(1, 1))
+            while len(changes) < 2:
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert len(changes) == 2
+    assert isinstance(rule_files_signature([tmp_path / "gone"]), str)
