@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from e2e_harness import E2E, rules_text
+from e2e_harness import E2E
 from rules_engine.audit import verify
 
 REPO = Path(__file__).resolve().parents[2]
