@@ -126,7 +126,7 @@ class Demo:
         heading("The BTC perpetual falls through 60,000, then recovers (rules/futures.yaml)")
         await self._move("XBTUSD", "61000", "above 60,000: arms the short")
         await self._move("XBTUSD", "59500", "below 60,000: pf-btc-short's entry leg sells the perpetual")
-        await self._move("XBTUSD", "63500", "above 63,000: pf-btc-flatten cancels and closes")
+        await self._move("XBTUSD", "63500", "above 63,000: its exit leg cancels and closes")
 
     async def _signal(self, port: int) -> None:
         self.narrator.heading("A signed TradingView alert arrives (rules/tradingview.yaml)")
