@@ -135,7 +135,8 @@ class Engine:
         return self._due_at
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state; restore with `EngineState.from_snapshot`."""
+        """The state as plain data with Decimals (JSON via `rules_engine.jsoncodec`, as the state
+        store writes it); restore with `EngineState.from_snapshot`."""
         self._state.watches = {f"{rid}#{i}": (fp, w.state) for (rid, i), (w, fp) in self._watches.items()}
         return self._state.to_snapshot()
 

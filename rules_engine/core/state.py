@@ -10,6 +10,10 @@ their result.
 A rule's state is carried across a reload or a restore by rule id; parts that depend on the
 rule's definition are kept only while it is unchanged, checked by a fingerprint of the
 definition (source positions and compiled forms excluded).
+
+The snapshot is plain data: dicts, lists, str, numbers, None, and `Decimal` inside trigger
+contexts. It shares nothing with the live state. Persist it with `rules_engine.jsoncodec`
+(the state store does), which brings Decimals back exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal, Mapping
 
@@ -55,24 +58,13 @@ def _canonical(obj: Any) -> str:
     return repr(obj)
 
 
-def encode(value: Any) -> Any:
-    """JSON form of a trigger context (Decimals tagged so they come back as Decimals)."""
-    if isinstance(value, Decimal):
-        return {"$decimal": format(value, "f")}
+def _plain(value: Any) -> Any:
+    """A deep copy of a trigger context as plain data: mappings as dicts with string keys,
+    sequences as lists, anything else (str, numbers, Decimal, None) as is."""
     if isinstance(value, Mapping):
-        return {str(k): encode(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    return value
-
-
-def decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$decimal"}:
-            return Decimal(value["$decimal"])
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [_plain(v) for v in value]
     return value
 
 
@@ -87,11 +79,12 @@ class PendingHold:
 
     def to_json(self) -> dict[str, Any]:
         return {"trigger_index": self.trigger_index, "since": self.since, "until": self.until,
-                "context": encode(self.context)}
+                "context": _plain(self.context)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "PendingHold":
-        return cls(int(data["trigger_index"]), float(data["since"]), float(data["until"]), decode(data["context"]))
+        return cls(int(data["trigger_index"]), float(data["since"]), float(data["until"]),
+                   _plain(data["context"]))
 
 
 @dataclass
@@ -107,13 +100,13 @@ class Run:
     waiting_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"fire_seq": self.fire_seq, "trigger_index": self.trigger_index, "context": encode(self.context),
+        return {"fire_seq": self.fire_seq, "trigger_index": self.trigger_index, "context": _plain(self.context),
                 "fired_at": self.fired_at, "next_action": self.next_action, "waiting": self.waiting,
                 "waiting_since": self.waiting_since}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Run":
-        return cls(int(data["fire_seq"]), int(data["trigger_index"]), decode(data["context"]),
+        return cls(int(data["fire_seq"]), int(data["trigger_index"]), _plain(data["context"]),
                    float(data["fired_at"]), int(data["next_action"]), data.get("waiting"),
                    data.get("waiting_since"))
 
@@ -206,6 +199,8 @@ class EngineState:
     quotes: Quotes = field(default_factory=Quotes)
 
     def to_snapshot(self) -> dict[str, Any]:
+        """Plain data (Decimals only inside trigger contexts), sharing nothing with this state;
+        write it with `rules_engine.jsoncodec` (as the state store does)."""
         return {
             "version": SNAPSHOT_VERSION,
             "now": self.now,

@@ -39,7 +39,6 @@ from rules_engine import __version__
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState, RiskLimits, TraceRecord
-from rules_engine.core.state import decode as decode_tags, encode as encode_tags
 from rules_engine.events import ActionResult, Clock, Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.model import RuleSet
@@ -215,7 +214,7 @@ class EngineService:
             raise StartupError(str(exc)) from None
         saved = self.store.load_engine_snapshot()
         try:
-            state = EngineState.from_snapshot(encode_tags(saved)) if saved is not None else None
+            state = EngineState.from_snapshot(saved) if saved is not None else None
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
         limits = RiskLimits(**_risk_fields(config))
@@ -560,7 +559,7 @@ class EngineService:
                             store.record_decision(client_id(intent), intent.rule_id or "engine",
                                                   intent.decision_id or intent.intent_id, intent.to_dict())
                     if snapshot is not self._saved_snapshot:
-                        store.save_engine_snapshot(decode_tags(snapshot))
+                        store.save_engine_snapshot(snapshot)
                 self._saved_snapshot = snapshot
             except Exception as exc:
                 log.exception("could not persist a decision; its intents are not sent")
@@ -782,7 +781,7 @@ class EngineService:
             self._lane = None
         if self.engine is not None and self.store is not None and self.dispatcher is not None:
             with contextlib.suppress(StateStoreError):
-                self.store.save_engine_snapshot(decode_tags(self.engine.snapshot()))
+                self.store.save_engine_snapshot(self.engine.snapshot())
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()
@@ -813,10 +812,6 @@ class EngineService:
         except AuditError:
             self.metrics.errors.labels("audit").inc()
             log.exception("audit log write failed")
-
-
-# The core tags Decimals in its snapshot as {"$decimal": "1.5"}; the state store keeps real
-# Decimals (and reserves that key), so snapshots cross with decode_tags / encode_tags.
 
 
 def _failed(intent: Any, now: float, error: str) -> ExecutionReport:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import jsonschema
 
 from rules_engine.events import Signal
+from rules_engine.jsoncodec import DECIMAL_TAG
 
 if TYPE_CHECKING:
     from rules_engine.config import SignalSourceSettings
@@ -279,10 +280,14 @@ def _reject_constant(name: str) -> Any:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with unique keys; the key the state codec reserves is refused, as a signal's
+    payload is saved with the engine's state (`rules_engine.jsoncodec`)."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
             raise ValueError(f"duplicate key {key[:64]!r}")
+        if key == DECIMAL_TAG:
+            raise ValueError(f"the key {DECIMAL_TAG!r} is reserved")
         result[key] = value
     return result
 

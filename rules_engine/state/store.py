@@ -4,7 +4,8 @@ What it holds, so that a restart (even after `kill -9` at any point) resumes wit
 re-firing a rule or sending a second order for one decision:
 
 - the engine core's snapshot (per-rule arming, pending `for:` timers, fire counts,
-  cooldowns, sequence numbers) and the paper wallet, as JSON;
+  cooldowns, sequence numbers) and the paper wallet, as JSON written by
+  `rules_engine.jsoncodec` (Decimals round-trip exactly);
 - every order decision by `cl_ord_id` with its status and outcome;
 - each API key's nonce high-water mark (the `NonceStore` protocol of
   `rules_engine.kraken.nonce`);
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rules_engine.state import codec
+from rules_engine import jsoncodec
 
 SCHEMA_VERSION = 1
 
@@ -248,7 +249,7 @@ class StateStore:
     def _save_snapshot(self, name: str, snapshot: Mapping[str, Any]) -> None:
         if not isinstance(snapshot, Mapping):
             raise TypeError(f"the {name} snapshot must be a mapping")
-        text = codec.dumps(snapshot, name)
+        text = jsoncodec.dumps(snapshot, name)
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
@@ -259,14 +260,16 @@ class StateStore:
     def _load_snapshot(self, name: str) -> dict[str, Any] | None:
         with self._reading() as conn:
             row = conn.execute("SELECT data FROM snapshots WHERE name = ?", (name,)).fetchone()
-        return None if row is None else codec.loads(row[0])
+        return None if row is None else jsoncodec.loads(row[0])
 
     def save_engine_snapshot(self, snapshot: Mapping[str, Any]) -> None:
-        """Replace the engine core's snapshot (JSON types and Decimal)."""
+        """Replace the engine core's snapshot: `Engine.snapshot()` as it is, plain data with
+        Decimals, written with `rules_engine.jsoncodec` (the key "$decimal" is reserved)."""
         self._save_snapshot("engine", snapshot)
 
     def load_engine_snapshot(self) -> dict[str, Any] | None:
-        """The last saved engine snapshot, None if none was saved."""
+        """The last saved engine snapshot, Decimals included, exactly as given to
+        `save_engine_snapshot` (tuples come back as lists); None if none was saved."""
         return self._load_snapshot("engine")
 
     def save_paper_wallet(self, snapshot: Mapping[str, Any]) -> None:
@@ -284,9 +287,9 @@ class StateStore:
             cl_ord_id=row[0],
             rule_id=row[1],
             decision_id=row[2],
-            intent=codec.loads(row[3]),
+            intent=jsoncodec.loads(row[3]),
             status=row[4],
-            outcome=None if row[5] is None else codec.loads(row[5]),
+            outcome=None if row[5] is None else jsoncodec.loads(row[5]),
             created_at=row[6],
             sent_at=row[7],
             updated_at=row[8],
@@ -313,7 +316,7 @@ class StateStore:
         _nonempty("decision_id", decision_id)
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        intent_text = codec.dumps(dict(intent), "intent")
+        intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
         with self._tx() as conn:
             existing = self._fetch(conn, cl_ord_id)
@@ -349,7 +352,7 @@ class StateStore:
         any change to a final one, is ignored; the stored decision is returned."""
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
-        outcome_text = codec.dumps(dict(outcome or {}), "outcome")
+        outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
         with self._tx() as conn:
             decision = self._require(conn, cl_ord_id)
             if decision.status in FINAL_STATUSES or _RANK[status] < _RANK[decision.status]:

@@ -1,17 +1,15 @@
 """State that outlives one event: snapshot/restore, hot reload and the kill switch."""
 
-import json
-
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick
 
-from rules_engine import model
+from rules_engine import jsoncodec, model
 from rules_engine.core import CancelAll, Engine, EngineState, client_order_id
 from rules_engine.events import ActionResult, Clock, KillSwitch, OrderUpdate
 
 
 def restored(engine, rules=None, **kw):
     """A new engine from a JSON round trip of `engine`'s snapshot, as after a restart."""
-    data = json.loads(json.dumps(engine.snapshot()))
+    data = jsoncodec.loads(jsoncodec.dumps(engine.snapshot()))
     return Engine(rules or engine.ruleset, state=EngineState.from_snapshot(data), **kw)
 
 
@@ -22,11 +20,24 @@ def test_snapshot_is_json_and_round_trips():
                                  actions=(order(), log()))))
     engine.handle(tick(1, "90"))
     engine.handle(tick(2, "101"))
-    data = json.loads(json.dumps(engine.snapshot()))
+    data = jsoncodec.loads(jsoncodec.dumps(engine.snapshot()))
     assert data["rules"]["r"]["status"] == "running" and data["rules"]["r"]["run"]["waiting"] == "r#1/0"
     assert data["rules"]["r"]["cooldown_until"] == 62 and data["rules"]["r"]["fire_times"] == [2]
     assert data["fire_seq"] == {"r": 1} and data["watches"] == {"r#0": [data["watches"]["r#0"][0], "disarmed"]}
     assert EngineState.from_snapshot(data).to_snapshot() == data
+
+
+def test_snapshot_keeps_context_decimals_exactly_and_shares_nothing_with_the_engine():
+    engine = Engine(ruleset(rule("r", price(100), actions=(order(),))))
+    engine.handle(tick(1, "90"))
+    engine.handle(tick(2, "101.50"))
+    snapshot = engine.snapshot()
+    context = snapshot["rules"]["r"]["run"]["context"]
+    assert context["price"] == D("101.50") and str(context["price"]) == "101.50"
+    context["price"] = "changed"
+    assert engine.snapshot()["rules"]["r"]["run"]["context"]["price"] == D("101.50")
+    restored_context = jsoncodec.loads(jsoncodec.dumps(engine.snapshot()))["rules"]["r"]["run"]["context"]
+    assert str(restored_context["price"]) == "101.50"
 
 
 def test_no_refire_after_restore_even_if_the_price_stays_beyond_the_level():
@@ -65,7 +76,7 @@ def test_the_same_decision_restored_before_it_was_persisted_gets_the_same_order_
     rules = ruleset(rule("r", price(100), actions=(order(),)))
     engine = Engine(rules)
     engine.handle(tick(1, "90"))
-    saved = json.loads(json.dumps(engine.snapshot()))  # persisted before the decision
+    saved = jsoncodec.loads(jsoncodec.dumps(engine.snapshot()))  # persisted before the decision
     original = engine.handle(tick(2, "101")).intents[0]
     crashed = Engine(rules, state=EngineState.from_snapshot(saved))
     crashed.handle(tick(3, "90"))

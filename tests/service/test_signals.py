@@ -153,6 +153,7 @@ def test_rejected_signals_are_not_recorded_as_seen():
         (b"[1, 2]", 400, "not_an_object"),
         (b'{"a": 1, "a": 2}', 400, "invalid_json"),
         (b'{"action": "buy", "price": NaN}', 400, "invalid_json"),
+        (b'{"action": "buy", "price": 1, "x": [{"$decimal": "1"}]}', 400, "invalid_json"),  # reserved for state
         (b"[" * 100_000 + b"]" * 100_000, 413, "body_too_large"),
         (b'{"action": "buy", "price": 1, "id": {"x": 1}}', 400, "invalid_id"),
         (b'{"action": "buy", "price": 1, "id": ""}', 400, "invalid_id"),

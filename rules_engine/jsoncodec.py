@@ -1,7 +1,13 @@
-"""JSON for stored snapshots, with `Decimal` round-tripping exactly.
+"""JSON with `Decimal` round-tripping exactly: the one codec for persisted state.
 
-A Decimal is stored as `{"$decimal": "0.1"}` and read back as `Decimal("0.1")`. Tuples
-come back as lists. Anything else that is not plain JSON is refused with the path to it.
+`dumps` takes plain data (dicts with string keys, lists, tuples, str, int, float, bool,
+None and `Decimal`) and writes a Decimal as `{"$decimal": "0.1"}`; `loads` reads that back
+as `Decimal("0.1")`, exponent included. Tuples come back as lists. Anything else, and the
+reserved key `"$decimal"` in a mapping, is refused with the path to it, so what `loads`
+returns is always what was given to `dumps`.
+
+Standard library only, so any part of the engine (the pure core's tests, the state store)
+can use it without pulling in I/O modules.
 """
 
 from __future__ import annotations
@@ -45,4 +51,5 @@ def dumps(value: Any, name: str = "value") -> str:
 
 
 def loads(text: str) -> Any:
+    """Parse what `dumps` wrote, with Decimals back as `Decimal`."""
     return json.loads(text, object_hook=_decode)
