@@ -1,4 +1,6 @@
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +42,15 @@ def test_every_problem_is_listed():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_readme_engine_config_example_is_valid():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The engine config file", 1)[1]
+    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)[:1]
+    import yaml
+
+    cfg = parse_config(yaml.safe_load(example), "README")
+    assert cfg.mode == "dry-run" and cfg.tier == "starter"
+    assert cfg.risk.max_order_notional["default"] == Decimal("1000")
+    assert cfg.dead_man_interval == 20.0 and cfg.dead_man_timeout == 60.0
