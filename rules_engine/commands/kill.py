@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from rules_engine.config import ConfigError, EngineConfig, load_config
+from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.killswitch import (
     KillState,
     KillSwitch,
@@ -32,7 +33,6 @@ from rules_engine.service.killswitch import (
     kill_file,
     read_kill_file,
 )
-from rules_engine.service.signals import SecretError, load_secret
 
 DEFAULT_TOKEN_ENV = "RULES_ENGINE_ADMIN_TOKEN"
 

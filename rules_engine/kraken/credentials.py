@@ -2,8 +2,8 @@
 
 `Credentials` holds an API key and its base64 secret. Its repr and str show only a key
 fingerprint (the first 12 hex digits of SHA-256 of the public key), so logging a client,
-an exception or a config object cannot leak either value. Load them with
-`spot_credentials()` / `futures_credentials()` from the environment:
+an exception or a config object cannot leak either value. Load them from the environment
+with `spot_credentials()` / `futures_credentials()` (other names: `load_credentials`):
 
     KRAKEN_API_KEY / KRAKEN_API_SECRET                 (Spot)
     KRAKEN_FUTURES_API_KEY / KRAKEN_FUTURES_API_SECRET (Futures)
@@ -17,14 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
-from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from rules_engine.kraken.signing import futures_signature, spot_signature
+from rules_engine.secret_reader import SecretError, secret_from_env
 
 
-class CredentialsError(ValueError):
+class CredentialsError(SecretError):
     """Missing or malformed credentials (the message never contains a secret)."""
 
 
@@ -81,31 +80,36 @@ def key_fingerprint(api_key: str) -> str:
     return "sha256:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
-def _read(name: str, environ: Mapping[str, str]) -> str | None:
-    value = environ.get(name)
-    path = environ.get(f"{name}_FILE")
-    if value and path:
-        raise CredentialsError(f"both {name} and {name}_FILE are set; set one")
-    if value:
-        return value
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise CredentialsError(f"cannot read {name}_FILE ({path}): {exc.strerror}") from None
-    return None
+def load_credentials(
+    key_env: str,
+    secret_env: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    register: Callable[[str], None] | None = None,
+) -> Credentials | None:
+    """Credentials from the variables `key_env` and `secret_env` (or their `<NAME>_FILE`
+    forms, see `rules_engine.secret_reader.secret_from_env`); None if neither is set.
+    `register` (e.g. `rules_engine.redact.register_secret`) is given each value read,
+    stripped, before anything can fail."""
+    try:
+        key, secret = secret_from_env(key_env, environ), secret_from_env(secret_env, environ)
+    except SecretError as exc:
+        raise CredentialsError(str(exc)) from None
+    if register is not None:
+        for value in (key, secret):
+            if value and value.strip():
+                register(value.strip())
+    if key is None and secret is None:
+        return None
+    if key is None or secret is None:
+        missing = key_env if key is None else secret_env
+        raise CredentialsError(f"{missing} (or {missing}_FILE) is not set")
+    return Credentials(key, secret)
 
 
 def credentials_from_env(prefix: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
     """`<prefix>_API_KEY` and `<prefix>_API_SECRET` (or their `_FILE` forms); None if neither is set."""
-    env = os.environ if environ is None else environ
-    key, secret = _read(f"{prefix}_API_KEY", env), _read(f"{prefix}_API_SECRET", env)
-    if key is None and secret is None:
-        return None
-    if key is None or secret is None:
-        missing = f"{prefix}_API_KEY" if key is None else f"{prefix}_API_SECRET"
-        raise CredentialsError(f"{missing} (or {missing}_FILE) is not set")
-    return Credentials(key, secret)
+    return load_credentials(f"{prefix}_API_KEY", f"{prefix}_API_SECRET", environ)
 
 
 def spot_credentials(environ: Mapping[str, str] | None = None) -> Credentials | None:

@@ -44,6 +44,7 @@ from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.model import RuleSet
 from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_rules, load_signal_schema
+from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.executors import ExecutionReport, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.service.executors.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.service.http import HttpServer, build_app
@@ -58,7 +59,7 @@ from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.rule_needs import RuleNeeds, rule_needs
 from rules_engine.service.rule_watch import RuleWatcher
-from rules_engine.service.signals import Rejected, SecretError, SignalSourceConfig, load_secret
+from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.timers import TimerScheduler, validate_timer
 from rules_engine.service.trace_audit import audit_trace
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir

@@ -29,17 +29,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import jsonschema
 
 from rules_engine.events import Signal
 from rules_engine.jsoncodec import DECIMAL_TAG
+from rules_engine.secret_reader import load_secret
 
 if TYPE_CHECKING:
     from rules_engine.config import SignalSourceSettings
@@ -58,38 +57,6 @@ SeenFn = Callable[[str, str, float, float], bool]
 """`seen(source, signal_id, now, ttl) -> bool`: True if the id was already recorded for this
 source within its ttl; otherwise record it (for `ttl` seconds) and return False.
 `StateStore.seen_signal` has exactly this shape."""
-
-
-class SecretError(ValueError):
-    """A secret could not be loaded; the message names where it was looked for, never its value."""
-
-
-def load_secret(
-    env: str | None = None,
-    file: str | Path | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> str:
-    """Read a secret from the environment variable `env` or from `file` (surrounding whitespace
-    stripped). Exactly one of the two must be given; an empty secret is an error."""
-    if (env is None) == (file is None):
-        raise SecretError("give exactly one of an environment variable or a file for a secret")
-    if env is not None:
-        value = (os.environ if environ is None else environ).get(env)
-        if value is None:
-            raise SecretError(f"environment variable {env} is not set")
-        where = f"environment variable {env}"
-    else:
-        try:
-            value = Path(file).read_text(encoding="utf-8")  # type: ignore[arg-type]
-        except OSError as exc:
-            raise SecretError(f"cannot read secret file {file}: {exc.strerror or type(exc).__name__}") from None
-        except UnicodeDecodeError:
-            raise SecretError(f"secret file {file} is not UTF-8 text") from None
-        where = f"secret file {file}"
-    value = value.strip()
-    if not value:
-        raise SecretError(f"{where} is empty")
-    return value
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,11 @@ def test_errors_name_the_variable_never_the_value(tmp_path):
     with pytest.raises(CredentialsError) as caught:
         Credentials(API_KEY, bad_secret)
     assert bad_secret not in str(caught.value)
+
+
+def test_a_secret_file_that_is_not_utf8_is_an_error_naming_the_variable(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(b"\xff\xfe" + SECRET.encode())
+    with pytest.raises(CredentialsError, match="KRAKEN_API_SECRET_FILE .* is not UTF-8 text") as caught:
+        spot_credentials({"KRAKEN_API_KEY": API_KEY, "KRAKEN_API_SECRET_FILE": str(secret_file)})
+    assert SECRET not in str(caught.value)

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.signals import (
     Accepted,
     Rejected,
-    SecretError,
     SignalSourceConfig,
-    load_secret,
     signature_hex,
     verify_signal,
 )

@@ -12,12 +12,11 @@ raises `LiveModeRefused` before anything connects. Nonces of the real clients pe
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 from rules_engine.config import EngineConfig
+from rules_engine.kraken import credentials
 from rules_engine.kraken.credentials import Credentials, CredentialsError
 from rules_engine.kraken.futures_rest import FUTURES_NONCE_UNIT_NS, FuturesClient
 from rules_engine.kraken.nonce import NonceSource
@@ -32,34 +31,11 @@ from rules_engine.service.executors.modes import LiveModeRefused, check_live_all
 from rules_engine.service.executors.validate import ValidateExecutor
 from rules_engine.state.store import StateStore
 
-def _read(name: str, environ: Mapping[str, str]) -> str | None:
-    value, path = environ.get(name), environ.get(f"{name}_FILE")
-    if value and path:
-        raise CredentialsError(f"both {name} and {name}_FILE are set; set one")
-    if value:
-        return value
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise CredentialsError(f"cannot read {name}_FILE ({path}): {exc.strerror}") from None
-    return None
-
 
 def load_credentials(key_env: str, secret_env: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
     """Credentials from the variables the config names (or `<NAME>_FILE`); None if neither
     is set. Both values are registered with the redactor before anything else happens."""
-    env = os.environ if environ is None else environ
-    key, secret = _read(key_env, env), _read(secret_env, env)
-    for value in (key, secret):
-        if value and value.strip():
-            register_secret(value.strip())
-    if key is None and secret is None:
-        return None
-    if key is None or secret is None:
-        missing = key_env if key is None else secret_env
-        raise CredentialsError(f"{missing} (or {missing}_FILE) is not set")
-    return Credentials(key, secret)
+    return credentials.load_credentials(key_env, secret_env, environ, register=register_secret)
 
 
 def build_executor(
