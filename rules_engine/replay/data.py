@@ -22,7 +22,8 @@ shorter path through the candle, then the close. A rising candle (close >= open)
 open, low, high, close; a falling one open, high, low, close. Candles carry no spread, so
 each tick sets `last`, `bid` and `ask` to the same price. The interval is `--interval`, else
 the file name's (`_60` = 60 minutes), else the smallest gap between two candles of the file.
-The simulator's replay (`rules_engine.sim.prices`) plays candles in the same order.
+The simulator's replay (`rules_engine.sim.prices`) reads files with this module, so it plays
+the same ticks; it also uses each candle's volume (`Candle.volume`, OHLCVT and REST rows).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from rules_engine.events import Tick
 from rules_engine.kraken.ws_frames import Dialect, Malformed, dialect_for
@@ -48,7 +49,15 @@ class DataError(ValueError):
     """Unusable market data; the message starts with `file:line:` where there is one."""
 
 
-Candle = tuple[float, Decimal, Decimal, Decimal, Decimal]  # start, open, high, low, close
+class Candle(NamedTuple):
+    """One candle. `volume` is read from OHLCVT CSV and REST OHLC rows (0 for plain OHLC)."""
+
+    start: float
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = Decimal(0)
 
 
 def candle_path(open_: Decimal, high: Decimal, low: Decimal, close: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
@@ -56,9 +65,10 @@ def candle_path(open_: Decimal, high: Decimal, low: Decimal, close: Decimal) -> 
     return (open_, low, high, close) if close >= open_ else (open_, high, low, close)
 
 
-def candle_ticks(symbol: str, candle: Candle, interval: float, market: str = "spot") -> list[Tick]:
-    """The ticks of one candle: `candle_path` spread over the interval at fixed fractions."""
-    start, open_, high, low, close = candle
+def candle_ticks(symbol: str, candle: tuple[Any, ...], interval: float, market: str = "spot") -> list[Tick]:
+    """The ticks of one candle (a `Candle`, or a `(start, open, high, low, close)` tuple):
+    `candle_path` spread over the interval at fixed fractions."""
+    start, open_, high, low, close = candle[:5]
     return [
         Tick(symbol, market, start + interval * fraction, last=price, bid=price, ask=price)
         for fraction, price in zip(CANDLE_FRACTIONS, candle_path(open_, high, low, close))
@@ -76,17 +86,18 @@ class DataFile:
     registry: PairRegistry | None = None
     rows: tuple[Candle, ...] | None = field(default=None, compare=False, repr=False)  # rest-json, read once
 
-    def ticks(self) -> Iterator[Tick]:
-        """The file's ticks, in time order."""
+    def ticks(self, start: float | None = None) -> Iterator[Tick]:
+        """The file's ticks, in time order. `start` is the time of recorded frames that come
+        before any frame with a time; without it such a frame is an error."""
         if self.format == "ws-jsonl":
-            return _frame_ticks(self.path, self.registry or default_registry())
+            return _frame_ticks(self.path, self.registry or default_registry(), start)
         assert self.symbol is not None and self.interval is not None
         return (tick for candle in self.candles() for tick in candle_ticks(self.symbol, candle, self.interval))
 
     def candles(self) -> Iterator[Candle]:
         if self.rows is not None:
             return iter(self.rows)
-        return _csv_candles(self.path)
+        return _csv_candles(self.path, with_volume=self.format == "ohlcvt")
 
     def estimate(self) -> int:
         """About how many ticks the file holds (for a progress bar)."""
@@ -103,9 +114,11 @@ def open_data(
     pair: str | None = None,
     interval: float | None = None,
     registry: PairRegistry | None = None,
+    pair_option: str = "--pair",
 ) -> DataFile:
     """Describe a data file: its format, and for candles the pair and interval.
-    Raises `DataError` with a readable message when it cannot be played."""
+    Raises `DataError` with a readable message when it cannot be played; an unknown pair's
+    message suggests `pair_option`, the caller's way to name the pair."""
     path = Path(path)
     registry = registry or default_registry()
     if not path.is_file():
@@ -117,11 +130,11 @@ def open_data(
         return DataFile(path, fmt, registry=registry)
     rows: tuple[Candle, ...] | None = None
     if fmt == "rest-json":
-        symbol, candles = _rest_candles(path, registry)
-        symbol = _resolve_pair(registry, pair, path) if pair else symbol
+        symbol, candles = _rest_candles(path, registry, pair_option)
+        symbol = _resolve_pair(registry, pair, path, pair_option) if pair else symbol
         rows = tuple(candles)
     else:
-        symbol = _resolve_pair(registry, pair or path.stem.split("_", 1)[0], path)
+        symbol = _resolve_pair(registry, pair or path.stem.split("_", 1)[0], path, pair_option)
         interval = interval if interval is not None else _interval_from_name(path)
     if interval is None:
         interval = _smallest_gap(rows if rows is not None else _csv_candles(path))
@@ -159,11 +172,11 @@ def _is_number(text: str) -> bool:
     return text.strip().replace(".", "", 1).isdigit()
 
 
-def _resolve_pair(registry: PairRegistry, name: str, path: Path) -> str:
+def _resolve_pair(registry: PairRegistry, name: str, path: Path, pair_option: str) -> str:
     info = registry.get(name)
     if info is None:
         raise DataError(f"{path}: unknown Kraken pair {name!r}; name the file PAIR_INTERVAL.csv "
-                        "(Kraken's naming, e.g. XBTUSD_60.csv) or pass --pair")
+                        f"(Kraken's naming, e.g. XBTUSD_60.csv) or pass {pair_option}")
     return info.altname
 
 
@@ -192,7 +205,17 @@ def _decimal(text: Any, where: str, name: str) -> Decimal:
     return value
 
 
-def _candle(cells: list[Any], where: str) -> Candle:
+def _volume(text: Any, where: str) -> Decimal:
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise DataError(f"{where}: volume {str(text).strip()[:40]!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise DataError(f"{where}: volume must be a number of at least 0, not {text}")
+    return value
+
+
+def _candle(cells: list[Any], where: str, volume: Any = None) -> Candle:
     try:
         start = float(str(cells[0]).strip())
     except ValueError:
@@ -200,7 +223,7 @@ def _candle(cells: list[Any], where: str) -> Candle:
     open_, high, low, close = (_decimal(v, where, n) for v, n in zip(cells[1:5], ("open", "high", "low", "close")))
     if not (low <= min(open_, close) and high >= max(open_, close)):
         raise DataError(f"{where}: high {high} and low {low} do not contain open {open_} and close {close}")
-    return start, open_, high, low, close
+    return Candle(start, open_, high, low, close, Decimal(0) if volume is None else _volume(volume, where))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -212,7 +235,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} in a block read near byte {exc.start})") from None
 
 
-def _csv_candles(path: Path) -> Iterator[Candle]:
+def _csv_candles(path: Path, with_volume: bool = False) -> Iterator[Candle]:
     previous = None
     for number, line in _lines(path):
         text = line.strip()
@@ -224,7 +247,7 @@ def _csv_candles(path: Path) -> Iterator[Candle]:
         where = f"{path}:{number}"
         if len(cells) < 5:
             raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], got {len(cells)} columns")
-        candle = _candle(cells, where)
+        candle = _candle(cells, where, cells[5] if with_volume and len(cells) > 5 else None)
         if previous is not None and candle[0] <= previous:
             raise DataError(f"{where}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
                             "candles must be in time order")
@@ -232,7 +255,7 @@ def _csv_candles(path: Path) -> Iterator[Candle]:
         yield candle
 
 
-def _rest_candles(path: Path, registry: PairRegistry) -> tuple[str, list[Candle]]:
+def _rest_candles(path: Path, registry: PairRegistry, pair_option: str) -> tuple[str, list[Candle]]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -246,14 +269,14 @@ def _rest_candles(path: Path, registry: PairRegistry) -> tuple[str, list[Candle]
     if len(series) != 1 or not isinstance(series[0][1], list):
         raise DataError(f"{path}: expected exactly one pair's rows in the OHLC result, found {len(series)}")
     name, rows = series[0]
-    symbol = _resolve_pair(registry, name, path)
+    symbol = _resolve_pair(registry, name, path, pair_option)
     last = result.get("last")
     candles = []
     for index, row in enumerate(rows):
         where = f"{path}: row {index + 1}"
         if not isinstance(row, list) or len(row) < 5:
             raise DataError(f"{where}: expected [time, open, high, low, close, vwap, volume, count]")
-        candle = _candle(row, where)
+        candle = _candle(row, where, row[6] if len(row) > 6 else None)
         if isinstance(last, (int, Decimal)) and candle[0] > last:
             continue  # the current, not-yet-committed candle
         if candles and candle[0] <= candles[-1][0]:
@@ -306,7 +329,7 @@ def _frame_dialect(text: str, dialects: dict[str, Dialect], registry: PairRegist
     return dialects[name]
 
 
-def _frame_ticks(path: Path, registry: PairRegistry) -> Iterator[Tick]:
+def _frame_ticks(path: Path, registry: PairRegistry, start: float | None = None) -> Iterator[Tick]:
     dialects: dict[str, Dialect] = {}
     clock: float | None = None
     for number, line in _lines(path):
@@ -336,10 +359,13 @@ def _frame_ticks(path: Path, registry: PairRegistry) -> Iterator[Tick]:
             time = stamp if stamp is not None else tick.exchange_time
             if time is None:
                 if fallback is None:
-                    if clock is None:
+                    if clock is not None:
+                        fallback = clock + FRAME_SPACING
+                    elif start is not None:
+                        fallback = start
+                    else:
                         raise DataError(f"{where}: the first frame carries no time; record frames as "
                                         '{"time": <epoch seconds>, "frame": ...}')
-                    fallback = clock + FRAME_SPACING
                 time = fallback
             yield replace(tick, time=time)
         if result.ticks:

@@ -4,30 +4,26 @@ A source hands out `PriceStep`s: a delay (seconds of market time since the previ
 and the new prices. The simulator sleeps `delay / speed` between steps; tests can apply
 steps directly (`Simulator.step()`), so nothing here reads a clock.
 
-Replay files:
-- Kraken OHLCVT CSV (`timestamp,open,high,low,close,volume,trades`, no header) or OHLC CSV
-  (`timestamp,open,high,low,close`); one pair per file, named by `pair` or by the file name
-  (`XBTUSD_60.csv`). Each candle is played as open, then the nearer extreme, the other
-  extreme, and close, spread over the candle's interval, so resting orders see its range.
-- JSONL of recorded WebSocket frames, one per line: v2 ticker objects, v1 ticker arrays or
-  Futures ticker objects, bare or wrapped as `{"time": <epoch seconds>, "frame": ...}`.
-  Other frames (heartbeats, acks) are skipped.
+Replay files are read by `rules_engine.replay.data`, the reader `rules-engine replay` uses, in
+any of its formats: Kraken OHLCVT/OHLC CSV, a saved REST OHLC answer, or recorded WebSocket
+frames (JSONL, parsed by `rules_engine.kraken.ws_frames`). Each candle plays open, the nearer
+extreme, the other extreme and close, at quarters of the candle's interval, so resting orders
+see its range; the steps keep the recorded spacing.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol
 
 from rules_engine.pairs import PairRegistry
 
-DEFAULT_SPACING = 1.0  # seconds between frames that carry no time
+if TYPE_CHECKING:
+    from rules_engine.replay.data import DataFile
 
 
 @dataclass(frozen=True)
@@ -94,112 +90,51 @@ class Replay:
         return PriceStep(delay, tuple(points))
 
 
-def _decimal(text: str, where: str) -> Decimal:
-    try:
-        return Decimal(text.strip())
-    except InvalidOperation:
-        raise ValueError(f"{where}: {text.strip()!r} is not a number") from None
+# rules_engine.replay.data is imported where it is used: importing the replay package loads
+# the paper exchange from this package, so a module-level import would be circular.
 
 
-def read_ohlc_csv(path: Path, pair: str) -> list[tuple[float, PricePoint]]:
-    """Events from a Kraken OHLC or OHLCVT CSV file for one pair (altname)."""
-    rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        cells = [c.strip() for c in line.split(",")]
-        if not line.strip() or (number == 1 and not cells[0].replace(".", "", 1).isdigit()):
-            continue
-        where = f"{path}:{number}"
-        if len(cells) < 5:
-            raise ValueError(f"{where}: expected timestamp,open,high,low,close[,volume,trades]")
-        values = [_decimal(c, where) for c in cells[:6]]
-        rows.append((float(values[0]), values[1:5], values[5] if len(values) > 5 else Decimal(0)))
-    events = []
-    for index, (start, (open_, high, low, close), volume) in enumerate(rows):
-        following = rows[index + 1][0] if index + 1 < len(rows) else None
-        previous = rows[index - 1][0] if index else None
-        span = (following - start) if following is not None else (start - previous if previous is not None else 60.0)
-        path_ = (open_, low, high, close) if close >= open_ else (open_, high, low, close)
-        share = volume / 4
-        for part, price in enumerate(path_):
-            events.append((start + span * part / 4, PricePoint(pair, price, share)))
-    return events
+def replay_events(data: DataFile, pairs: PairRegistry) -> list[tuple[float, PricePoint]]:
+    """The timed price points of one file opened by `rules_engine.replay.data.open_data`.
 
+    A candle gives the four ticks `candle_ticks` plays, each with a quarter of its volume.
+    A recorded frame gives its tickers' `last` price (else the bid/ask mid, else the one
+    side there is); a futures product is priced as its underlying spot pair (`PF_XBTUSD`
+    moves `XBTUSD`). Frames before the first one with a time start at 0."""
+    from rules_engine.replay.data import DataError, candle_ticks
 
-def _frame_time(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
-
-
-def _points_from_frame(frame: Any, pairs: PairRegistry) -> tuple[float | None, list[PricePoint]]:
-    if isinstance(frame, list) and len(frame) >= 4 and frame[-2] == "ticker" and isinstance(frame[1], dict):
-        pair = pairs.resolve(frame[-1])
-        return None, [PricePoint(pair.altname, Decimal(str(frame[1]["c"][0])))]
-    if isinstance(frame, dict) and frame.get("channel") == "ticker":
-        points, time = [], None
-        for entry in frame.get("data", ()):
-            pair = pairs.resolve(entry["symbol"])
-            points.append(PricePoint(pair.altname, Decimal(str(entry["last"]))))
-            time = _frame_time(entry.get("timestamp")) or time
-        return time, points
-    if isinstance(frame, dict) and frame.get("feed") == "ticker" and "product_id" in frame:
-        underlying = frame["product_id"].upper().split("_", 1)[-1]
-        pair = pairs.resolve(underlying)
-        price = frame.get("last") or frame.get("markPrice")
-        time = frame["time"] / 1000 if isinstance(frame.get("time"), (int, float)) else None
-        return time, [PricePoint(pair.altname, Decimal(str(price)))]
-    return None, []
-
-
-def read_frames_jsonl(path: Path, pairs: PairRegistry) -> list[tuple[float, PricePoint]]:
-    """Events from recorded WebSocket ticker frames (JSON Lines)."""
     events: list[tuple[float, PricePoint]] = []
-    clock = 0.0
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-        wrapped = isinstance(record, dict) and "frame" in record
-        frame = record["frame"] if wrapped else record
-        if isinstance(frame, str):
-            frame = json.loads(frame)
-        try:
-            frame_time, points = _points_from_frame(frame, pairs)
-        except (KeyError, IndexError, TypeError, ValueError, InvalidOperation) as exc:
-            raise ValueError(f"{where}: unreadable ticker frame ({exc})") from None
-        if not points:
-            continue
-        time = _frame_time(record.get("time")) if wrapped else None
-        time = time if time is not None else frame_time
-        clock = time if time is not None else (clock + DEFAULT_SPACING if events else clock)
-        events.extend((clock, p) for p in points)
+    if data.format == "ws-jsonl":
+        for tick in data.ticks(start=0.0):
+            symbol = tick.symbol if tick.market == "spot" else _underlying(tick.symbol, pairs)
+            if symbol is None:
+                raise DataError(f"{data.path}: futures product {tick.symbol} has no spot pair to price")
+            price = tick.last if tick.last is not None else tick.mid
+            events.append((tick.time, PricePoint(symbol, price if price is not None else (tick.bid or tick.ask))))
+        return events
+    assert data.symbol is not None and data.interval is not None
+    for candle in data.candles():
+        share = candle.volume / 4
+        events += [(tick.time, PricePoint(tick.symbol, tick.last, share))  # type: ignore[arg-type]
+                   for tick in candle_ticks(data.symbol, candle, data.interval)]
     return events
 
 
-def pair_from_filename(path: Path) -> str:
-    """`XBTUSD_60.csv` -> `XBTUSD` (Kraken's OHLCVT download naming)."""
-    return Path(path).stem.split("_", 1)[0]
+def _underlying(product: str, pairs: PairRegistry) -> str | None:
+    """`PF_XBTUSD` -> `XBTUSD`, or None when no spot pair has that name."""
+    pair = pairs.get(product.split("_", 1)[-1])
+    return pair.altname if pair is not None else None
 
 
 def open_replay(paths: Iterable[Path | str], pairs: PairRegistry, pair: str | None = None) -> Replay:
-    """A replay of one or more files (CSV or JSONL, by extension), merged by time."""
+    """A replay of one or more market data files, merged by time. Files are read by
+    `rules_engine.replay.data.open_data` (format by extension, else by content); `pair` names
+    the pair of candle files not named `PAIR_INTERVAL.csv`. Raises `DataError` (a ValueError)."""
+    from rules_engine.replay.data import DataError, open_data
+
     events: list[tuple[float, PricePoint]] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            events += read_frames_jsonl(path, pairs)
-        else:
-            name = pair or pair_from_filename(path)
-            info = pairs.get(name)
-            if info is None:
-                raise ValueError(f"{path}: unknown pair {name!r}; name the file PAIR_INTERVAL.csv or pass the pair")
-            events += read_ohlc_csv(path, info.altname)
+    for path in paths:
+        events += replay_events(open_data(path, pair=pair, registry=pairs, pair_option="--replay-pair"), pairs)
     if not events:
-        raise ValueError("the replay files hold no ticker data")
+        raise DataError("the replay files hold no ticker data")
     return Replay(events)

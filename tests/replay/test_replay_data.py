@@ -59,6 +59,22 @@ def test_rest_ohlc_json_drops_the_uncommitted_last_row(tmp_path):
     assert len(ticks) == 8 and ticks[-1].time == 1700000105.0 and ticks[-1].last == D("70150.0")
 
 
+def test_candles_carry_the_volume_of_ohlcvt_and_rest_rows_and_none_for_ohlc(tmp_path):
+    ohlcvt = tmp_path / "XBTUSD_60.csv"
+    ohlcvt.write_text("1700000000,70000,70500,69500,70400,1.5,10\n")
+    rest = tmp_path / "ohlc.json"
+    rest.write_text(json.dumps({"error": [], "result": {"XXBTZUSD": [
+        [1700000000, "70000.0", "70100.0", "69900.0", "70050.0", "70010.0", "1.2", 5]], "last": 1700000000}}))
+    ohlc = tmp_path / "ETHUSD_5.csv"
+    ohlc.write_text("100,2500,2510,2490,2505\n")
+    assert [c.volume for c in open_data(ohlcvt).candles()] == [D("1.5")]
+    assert [c.volume for c in open_data(rest).candles()] == [D("1.2")]
+    assert [c.volume for c in open_data(ohlc).candles()] == [D(0)]
+    ohlcvt.write_text("1700000000,70000,70500,69500,70400,lots,10\n")
+    with pytest.raises(DataError, match="XBTUSD_60.csv:1: volume 'lots' is not a number"):
+        list(open_data(ohlcvt).candles())
+
+
 def test_ws_jsonl_reads_v2_v1_and_futures_frames_bare_or_wrapped(tmp_path):
     v2 = {"channel": "ticker", "type": "update", "data": [{
         "symbol": "BTC/USD", "bid": 69999.9, "bid_qty": 1, "ask": 70000.1, "ask_qty": 1, "last": 70000.0,
