@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 import websockets
-from conftest import SECRET, SpotClient, make_sim
+from sim_support import SECRET, SpotClient, make_sim
 
 from rules_engine.sim import Account, SimConfig, load_config
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import requests
-from conftest import KEY, next_nonce
+from sim_support import KEY, next_nonce
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 

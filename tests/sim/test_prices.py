@@ -4,7 +4,7 @@ import json
 from decimal import Decimal as D
 
 import pytest
-from conftest import KEY, make_sim
+from sim_support import KEY, make_sim
 from websockets.sync.client import connect
 
 from rules_engine.pairs import default_registry

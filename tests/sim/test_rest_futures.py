@@ -1,6 +1,6 @@
 """Futures REST over HTTP: tickers, auth, nonces, sendorder statuses, cancels, positions."""
 
-from conftest import FuturesClient, OTHER_SECRET, futures_sign
+from sim_support import FuturesClient, OTHER_SECRET, futures_sign
 
 
 def test_tickers_follow_the_spot_price(futures, sim):

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 import requests
-from conftest import KEY, OTHER_KEY, OTHER_SECRET, SECRET, SpotClient, spot_sign
+from sim_support import KEY, OTHER_KEY, OTHER_SECRET, SECRET, SpotClient, spot_sign
 
 LIMIT = {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.1", "price": "59000"}
 
