@@ -26,7 +26,17 @@ from rules_engine.core.ids import decision_id
 from rules_engine.core.intents import CancelAll
 from rules_engine.core.risk import RiskLimits
 from rules_engine.core.runs import Runner
-from rules_engine.core.state import EngineState, InFlight, PendingHold, RuleState, RuleStatus, Run, fingerprint
+from rules_engine.core.state import (
+    EngineState,
+    InFlight,
+    PendingHold,
+    RulePart,
+    RuleState,
+    RuleStatus,
+    Run,
+    SnapshotChanges,
+    fingerprint,
+)
 from rules_engine.core.trace import Decision, Step, TraceRecord, intent_detail
 from rules_engine.core.views import CLOSED_STATUSES, OrderView, to_decimal
 from rules_engine.events import (
@@ -56,7 +66,8 @@ _TICK_FIELDS = ("last", "bid", "ask")
 
 
 class Engine:
-    """The rule engine core. Feed it events with `handle`; persist `snapshot()`; restore with
+    """The rule engine core. Feed it events with `handle`; persist `snapshot()` (or, cheaper,
+    what `snapshot_changes()` reports); restore with
     `Engine(ruleset, limits, EngineState.from_snapshot(data))`; hot-reload with `replace_rules`.
 
     - `balance_max_age`: how long a seen balance is fresh enough for `check_balance`.
@@ -96,6 +107,9 @@ class Engine:
         self._by_id: dict[str, Rule] = {}
         self._rank: dict[str, tuple[int, int]] = {}
         self._watches: dict[tuple[str, int], tuple[PriceWatch, str]] = {}
+        self._watches_of: dict[str, list[tuple[int, PriceWatch, str]]] = {}
+        self._changed: set[str] = set()  # rules whose part of the snapshot may have changed
+        self._all_changed = True  # every rule's part: after construction and reloads
         self._books: dict[tuple[str, str], list[tuple[str, LevelBook]]] = {}
         self._signals: dict[str, list[tuple[Rule, int, SignalTrigger]]] = {}
         self._active: set[str] = set()
@@ -128,6 +142,11 @@ class Engine:
             candidates.sort(key=lambda c: self._rank[c[0].id])
             for rule, index, context in candidates:
                 self._on_trigger(rule, index, context, step)
+        if step.records:
+            changed = self._changed
+            for record in step.records:  # every change to a rule's state is traced under its id
+                if record.rule_id is not None:
+                    changed.add(record.rule_id)
         return step.decision()
 
     def next_deadline(self) -> float | None:
@@ -140,11 +159,39 @@ class Engine:
         self._state.watches = {f"{rid}#{i}": (fp, w.state) for (rid, i), (w, fp) in self._watches.items()}
         return self._state.to_snapshot()
 
+    def snapshot_changes(self) -> SnapshotChanges:
+        """What changed since the previous call (everything on the first call and after a
+        reload): the engine-wide part and the parts of the rules that may have changed. A
+        store that applies each in turn holds `snapshot()` (see `SnapshotChanges`)."""
+        state = self._state
+        complete = self._all_changed
+        if complete:
+            ids = list(dict.fromkeys([*state.rules, *state.fire_seq, *self._watches_of]))
+        else:
+            ids = sorted(self._changed)
+        self._changed = set()
+        self._all_changed = False
+        return SnapshotChanges(state.base_snapshot(), {rule_id: self._rule_part(rule_id) for rule_id in ids}, complete)
+
+    def _rule_part(self, rule_id: str) -> RulePart | None:
+        part: RulePart = {}
+        rs = self._state.rules.get(rule_id)
+        if rs is not None:
+            part["rules"] = {rule_id: rs.to_json()}
+        watches = self._watches_of.get(rule_id)
+        if watches:
+            part["watches"] = {f"{rule_id}#{i}": [fp, w.state] for i, w, fp in watches}
+        seq = self._state.fire_seq.get(rule_id)
+        if seq is not None:
+            part["fire_seq"] = {rule_id: seq}
+        return part or None
+
     def replace_rules(self, ruleset: RuleSet) -> Decision:
         """Hot reload: state carries over by rule id (and unchanged definition); new rules and
         changed price triggers start unobserved, removed rules are dropped."""
         step = Step(self._state.now)
         self._load(ruleset, step)
+        self._all_changed = True
         return step.decision()
 
     def rule_status(self, rule_id: str) -> RuleStatus | None:
@@ -196,6 +243,7 @@ class Engine:
 
     def _index(self, ruleset: RuleSet, previous: dict[str, tuple[str, str]], step: Step) -> None:
         self._watches = {}
+        self._watches_of = {}
         grouped: dict[tuple[str, str, str], list[PriceWatch]] = {}
         self._signals = {}
         for rule in ruleset.rules:
@@ -207,6 +255,7 @@ class Engine:
                     kept = previous.get(f"{rule.id}#{index}")
                     watch = PriceWatch(rule.id, index, trigger, kept[1] if kept and kept[0] == fp else "unobserved")  # type: ignore[arg-type]
                     self._watches[(rule.id, index)] = (watch, fp)
+                    self._watches_of.setdefault(rule.id, []).append((index, watch, fp))
                     grouped.setdefault((trigger.market.value, trigger.symbol, trigger.field), []).append(watch)
                 elif isinstance(trigger, SignalTrigger):
                     self._signals.setdefault(trigger.source, []).append((rule, index, trigger))
@@ -535,6 +584,7 @@ class Engine:
     def _trace_first(self, step: Step, market: str, symbol: str, field: str, value: Decimal,
                      changes: list[tuple[PriceWatch, str]]) -> None:
         armed = sum(1 for _, change in changes if change == "armed")
+        self._changed.update(watch.rule_id for watch, _ in changes)  # traced without the rule's id
         step.record("trigger", None, first_observation=f"{market}:{symbol}:{field}", value=value,
                     armed=armed, disarmed=len(changes) - armed)
 

@@ -174,6 +174,46 @@ class InFlight:
                    tuple(data.get("txids", [])), tuple(data.get("cl_ord_ids", [])))
 
 
+RULE_SECTIONS = ("rules", "watches", "fire_seq")
+"""The snapshot sections keyed by rule: `rules[id]`, `watches["id#index"]`, `fire_seq[id]`."""
+
+RulePart = dict[str, dict[str, Any]]
+"""One rule's entries in the per-rule sections: `{section: {key: value}}`."""
+
+
+def merge_parts(base: Mapping[str, Any], parts: Mapping[str, RulePart | None]) -> dict[str, Any]:
+    """The whole snapshot: a copy of `base` with every part's entries added to its sections."""
+    snapshot = dict(base)
+    for section in RULE_SECTIONS:
+        snapshot[section] = dict(base.get(section) or {})
+    for part in parts.values():
+        for section, entries in (part or {}).items():
+            snapshot[section].update(entries)
+    return snapshot
+
+
+@dataclass(frozen=True)
+class SnapshotChanges:
+    """What changed since the previous `Engine.snapshot_changes()`, to persist incrementally.
+
+    - `base`: the engine-wide part of the snapshot (`EngineState.base_snapshot()`), always whole;
+    - `parts`: by rule id, that rule's part (`RulePart`), or None when nothing of it is left;
+    - `complete`: `parts` holds every rule, so stored parts not in it are stale.
+
+    `merge_parts(base, stored parts updated with parts)` is `Engine.snapshot()` at the time
+    of the call. Plain data sharing nothing with the engine, like the snapshot."""
+
+    base: dict[str, Any]
+    parts: dict[str, RulePart | None]
+    complete: bool = False
+
+    def then(self, newer: "SnapshotChanges") -> "SnapshotChanges":
+        """These changes followed by `newer` ones, as one set of changes."""
+        if newer.complete:
+            return newer
+        return SnapshotChanges(newer.base, {**self.parts, **newer.parts}, self.complete)
+
+
 @dataclass
 class KillState:
     engaged: bool = False
@@ -201,12 +241,20 @@ class EngineState:
     def to_snapshot(self) -> dict[str, Any]:
         """Plain data (Decimals only inside trigger contexts), sharing nothing with this state;
         write it with `rules_engine.jsoncodec` (as the state store does)."""
+        snapshot = self.base_snapshot()
+        snapshot["rules"] = {rule_id: st.to_json() for rule_id, st in self.rules.items()}
+        snapshot["watches"] = {key: list(value) for key, value in self.watches.items()}
+        snapshot["fire_seq"] = dict(self.fire_seq)
+        return snapshot
+
+    def base_snapshot(self) -> dict[str, Any]:
+        """The engine-wide part of the snapshot, with the per-rule sections (`RULE_SECTIONS`) empty."""
         return {
             "version": SNAPSHOT_VERSION,
             "now": self.now,
-            "rules": {rule_id: st.to_json() for rule_id, st in self.rules.items()},
-            "watches": {key: list(value) for key, value in self.watches.items()},
-            "fire_seq": dict(self.fire_seq),
+            "rules": {},
+            "watches": {},
+            "fire_seq": {},
             "kill_switch": dataclasses.asdict(self.kill),
             "balances": self.balances.to_json(),
             "orders": [o.to_json() for o in self.orders],

@@ -16,7 +16,8 @@ Flow (one event queue, one consumer):
 
 The dispatch lane is one worker thread, so intents leave in the order they were decided.
 For a decision that fires a rule it first commits, in one SQLite transaction, the core's
-snapshot and a `pending` row for each order (by client order id); then the Dispatcher
+state changes (`Engine.snapshot_changes()`: the engine-wide part and the rows of the rules
+that changed) and a `pending` row for each order (by client order id); then the Dispatcher
 audits the decision (fsynced), marks it sent, sends it and records the outcome. A restart,
 even after `kill -9`, loads that snapshot (no rule fires twice) and lets the Dispatcher
 settle every unfinished order by its client order id before any feed starts.
@@ -29,6 +30,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from rules_engine import __version__
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState, RiskLimits, TraceRecord
+from rules_engine.core.state import SnapshotChanges
 from rules_engine.events import ActionResult, Clock, Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.model import RuleSet
@@ -151,8 +154,8 @@ class EngineService:
         self._idle = asyncio.Event()
         self._intake_open = False
         self._dirty = False
-        self._latest_snapshot: Mapping[str, Any] | None = None
-        self._saved_snapshot: Mapping[str, Any] | None = None
+        self._unsaved: SnapshotChanges | None = None  # state changes taken, not yet committed
+        self._unsaved_lock = threading.Lock()
         self._deadline_at: float | None = None
         self._deadline_handle: asyncio.TimerHandle | None = None
         self._reload_lock = asyncio.Lock()
@@ -500,7 +503,7 @@ class EngineService:
         if decision.trace:
             fired = self._record_trace(decision.trace)
         if decision.intents or fired:
-            self._submit(decision.intents, self.engine.snapshot(), received)  # type: ignore[union-attr]
+            self._submit(decision.intents, True, received)
         else:
             self._dirty = True
         self._arm_deadline()
@@ -534,34 +537,53 @@ class EngineService:
 
     # ------------------------------------------------------------------ dispatch lane
 
-    def _submit(self, intents: Sequence[Any], snapshot: Mapping[str, Any] | None, received: float | None) -> None:
+    def _submit(self, intents: Sequence[Any], persist: bool, received: float | None) -> None:
         assert self._lane is not None and self._loop is not None
         self._jobs += 1
         self._idle.clear()
-        self._dirty = False
-        if snapshot is not None:
-            self._latest_snapshot = snapshot
-        future = self._lane.submit(self._run_job, tuple(intents), snapshot is not None, received)
+        if persist:
+            self._dirty = False
+            self._take_changes()
+        future = self._lane.submit(self._run_job, tuple(intents), persist, received)
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._job_done, f))  # type: ignore
 
-    def _run_job(self, intents: tuple[Any, ...], persist: bool, received: float | None) -> None:
-        """On the lane thread: commit the snapshot with the decision rows, then dispatch.
+    def _take_changes(self) -> None:
+        """On the loop: add the core's state changes since the last call to those not yet saved."""
+        changes = self.engine.snapshot_changes()  # type: ignore[union-attr]
+        with self._unsaved_lock:
+            self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
 
-        The snapshot committed is the newest one taken (it holds this decision's fire and any
-        later ones), so a burst of fires costs one snapshot write, not one per fire."""
+    def _commit(self, store: StateStore, intents: Sequence[Any] = ()) -> None:
+        """One transaction: a `pending` row for each order intent and every state change
+        taken so far. If it fails, the changes stay unsaved (under any taken since) for the
+        next commit."""
+        with self._unsaved_lock:
+            changes, self._unsaved = self._unsaved, None
+        try:
+            with store.transaction():
+                for intent in intents:
+                    if isinstance(intent, ORDER_INTENTS):  # the same row the Dispatcher records
+                        store.record_decision(client_id(intent), intent.rule_id or "engine",
+                                              intent.decision_id or intent.intent_id, intent.to_dict())
+                if changes is not None:
+                    store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
+        except BaseException:
+            if changes is not None:
+                with self._unsaved_lock:
+                    self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
+            raise
+
+    def _run_job(self, intents: tuple[Any, ...], persist: bool, received: float | None) -> None:
+        """On the lane thread: commit the state changes with the decision rows, then dispatch.
+
+        The changes committed are all those taken so far (this decision's fire and any later
+        ones), so a burst of fires costs one write, and each write holds only the rows of the
+        rules that changed."""
         store, dispatcher, loop = self.store, self.dispatcher, self._loop
         assert store is not None and dispatcher is not None and loop is not None
         if persist:
-            snapshot = self._latest_snapshot
             try:
-                with store.transaction():
-                    for intent in intents:
-                        if isinstance(intent, ORDER_INTENTS):  # the same row the Dispatcher records
-                            store.record_decision(client_id(intent), intent.rule_id or "engine",
-                                                  intent.decision_id or intent.intent_id, intent.to_dict())
-                    if snapshot is not self._saved_snapshot:
-                        store.save_engine_snapshot(snapshot)
-                self._saved_snapshot = snapshot
+                self._commit(store, intents)
             except Exception as exc:
                 log.exception("could not persist a decision; its intents are not sent")
                 for intent in intents:
@@ -639,7 +661,7 @@ class EngineService:
             await asyncio.sleep(self.snapshot_interval)
             self.metrics.queue_depth.set(self._queue.qsize())
             if self._dirty and self.engine is not None:
-                self._submit((), self.engine.snapshot(), None)
+                self._submit((), True, None)
             if self.audit is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit.sync)
@@ -781,8 +803,9 @@ class EngineService:
             await asyncio.to_thread(self._lane.shutdown, wait=True, cancel_futures=False)
             self._lane = None
         if self.engine is not None and self.store is not None and self.dispatcher is not None:
+            self._take_changes()
             with contextlib.suppress(StateStoreError):
-                self.store.save_engine_snapshot(self.engine.snapshot())
+                self._commit(self.store)
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()

@@ -5,7 +5,9 @@ re-firing a rule or sending a second order for one decision:
 
 - the engine core's snapshot (per-rule arming, pending `for:` timers, fire counts,
   cooldowns, sequence numbers) and the paper wallet, as JSON written by
-  `rules_engine.jsoncodec` (Decimals round-trip exactly);
+  `rules_engine.jsoncodec` (Decimals round-trip exactly). The engine's snapshot may be kept
+  in parts (`save_engine_changes`): an engine-wide base row plus one row per rule, so a
+  decision rewrites only the rows of the rules it changed;
 - every order decision by `cl_ord_id` with its status and outcome;
 - each API key's nonce high-water mark (the `NonceStore` protocol of
   `rules_engine.kraken.nonce`);
@@ -40,7 +42,7 @@ from typing import Any
 
 from rules_engine import jsoncodec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("pending", "sent", "unknown", "accepted", "rejected", "filled", "cancelled", "abandoned")
 OUTCOME_STATUSES = ("accepted", "rejected", "unknown", "filled", "cancelled", "abandoned")
@@ -73,6 +75,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (source, signal_id))""",
         "CREATE INDEX seen_signals_by_expiry ON seen_signals (expires_at)",
     ),
+    2: ("CREATE TABLE engine_parts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",),
 }
 
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -264,13 +267,49 @@ class StateStore:
 
     def save_engine_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         """Replace the engine core's snapshot: `Engine.snapshot()` as it is, plain data with
-        Decimals, written with `rules_engine.jsoncodec` (the key "$decimal" is reserved)."""
-        self._save_snapshot("engine", snapshot)
+        Decimals, written with `rules_engine.jsoncodec` (the key "$decimal" is reserved).
+        Any parts saved by `save_engine_changes` are dropped."""
+        with self._tx() as conn:
+            self._save_snapshot("engine", snapshot)
+            conn.execute("DELETE FROM engine_parts")
+
+    def save_engine_changes(
+        self, base: Mapping[str, Any], parts: Mapping[str, Mapping[str, Mapping[str, Any]] | None],
+        *, complete: bool = False,
+    ) -> None:
+        """Save the engine snapshot incrementally (`Engine.snapshot_changes()`): `base`
+        replaces the stored snapshot; each part (`{section: {key: value}}`, one rule's entries)
+        replaces the stored part of that name, None deletes it; `complete` first deletes
+        every stored part. `load_engine_snapshot` merges every stored part into the base."""
+        texts = [(name, None if part is None else jsoncodec.dumps(part, f"part {name!r}"))
+                 for name, part in parts.items()]
+        with self._tx() as conn:
+            self._save_snapshot("engine", base)
+            if complete:
+                conn.execute("DELETE FROM engine_parts")
+            dropped = [(name,) for name, text in texts if text is None]
+            if dropped:
+                conn.executemany("DELETE FROM engine_parts WHERE name = ?", dropped)
+            conn.executemany(
+                "INSERT INTO engine_parts (name, data) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+                [(name, text) for name, text in texts if text is not None],
+            )
 
     def load_engine_snapshot(self) -> dict[str, Any] | None:
         """The last saved engine snapshot, Decimals included, exactly as given to
-        `save_engine_snapshot` (tuples come back as lists); None if none was saved."""
-        return self._load_snapshot("engine")
+        `save_engine_snapshot` (tuples come back as lists), or as the base and parts given
+        to `save_engine_changes` joined: each part's `{section: {key: value}}` entries added
+        to the base's sections, in the order the parts were first saved. None if none was saved."""
+        base = self._load_snapshot("engine")
+        with self._reading() as conn:
+            rows = conn.execute("SELECT data FROM engine_parts ORDER BY rowid").fetchall()
+        if base is None or not rows:
+            return base
+        for (text,) in rows:
+            for section, entries in jsoncodec.loads(text).items():
+                base.setdefault(section, {}).update(entries)
+        return base
 
     def save_paper_wallet(self, snapshot: Mapping[str, Any]) -> None:
         """Replace the paper wallet's snapshot (JSON types and Decimal)."""
