@@ -54,6 +54,9 @@ _TEXT_FIELD = re.compile(
 )
 
 
+_KEY_CACHE_SIZE = 4096
+
+
 def _normalise_key(key: str) -> str:
     return "".join(ch for ch in key.lower() if ch.isalnum())
 
@@ -72,6 +75,9 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        # (pattern, {key: (redacted key, sensitive)}), replaced as one whenever a secret is
+        # registered, so a key is never served as redacted by an older pattern.
+        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]]] = (None, {})
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -88,38 +94,64 @@ class Redactor:
             self._secrets |= forms
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            self._keys = (self._pattern, {})
 
     def redact_text(self, text: str) -> str:
         """`text` with registered secrets and `name: value` credential fields masked."""
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(MASK, text)
-        return _TEXT_FIELD.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+        return _redact_text(self._pattern, text)
+
+    def _key(self, key: str) -> tuple[str, bool]:
+        """A mapping key redacted, and whether it names a credential (cached: keys repeat)."""
+        pattern, cache = self._keys
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _KEY_CACHE_SIZE:
+                cache.clear()
+            found = cache[key] = (_redact_text(pattern, key), is_sensitive_key(key))
+        return found
 
     def redact(self, value: Any) -> Any:
         """A redacted copy of `value`: mappings, lists and tuples are walked; strings,
         bytes and integers are checked for registered secrets; other objects are returned
         unchanged (convert them to text first if they may hold a secret)."""
-        if isinstance(value, str):
-            return self.redact_text(value)
-        if isinstance(value, (bytes, bytearray)):
-            return self.redact_text(bytes(value).decode("utf-8", errors="replace"))
-        if isinstance(value, bool) or value is None:
+        kind = type(value)
+        if kind is str:
+            return _redact_text(self._pattern, value)
+        if kind is float or value is None or kind is bool:
             return value
-        if isinstance(value, int):
-            return MASK if self.redact_text(str(value)) != str(value) else value
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             out = {}
             for key, item in value.items():
-                new_key = self.redact_text(key) if isinstance(key, str) else key
-                if is_sensitive_key(key) and item is not None and not isinstance(item, bool):
+                if type(key) is str:
+                    new_key, sensitive = self._key(key)
+                else:
+                    new_key, sensitive = key, False
+                if sensitive and item is not None and item is not True and item is not False:
                     out[new_key] = MASK
                 else:
                     out[new_key] = self.redact(item)
             return out
+        if isinstance(value, str):
+            return _redact_text(self._pattern, value)
+        if isinstance(value, (bytes, bytearray)):
+            return self.redact_text(bytes(value).decode("utf-8", errors="replace"))
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return MASK if self.redact_text(str(value)) != str(value) else value
         if isinstance(value, (list, tuple)):
             return type(value)(self.redact(item) for item in value)
         return value
+
+
+def _redact_text(pattern: re.Pattern[str] | None, text: str) -> str:
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    return _TEXT_FIELD.sub(_mask_field, text)
+
+
+def _mask_field(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2) + MASK
 
 
 default_redactor = Redactor()

@@ -36,7 +36,6 @@ from rules_engine.audit.records import (
     RecordError,
     canonical_json,
     parse_record,
-    record_hash,
     to_jsonable,
 )
 from rules_engine.redact import Redactor, default_redactor
@@ -219,8 +218,13 @@ class AuditLog:
             "data": self._redactor.redact(to_jsonable(data)),
             "prev": self._prev,
         }
-        record["hash"] = record_hash(record)
-        line = (canonical_json(record) + "\n").encode("ascii")
+        # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
+        # is the hashed body with the hash spliced in after the data: one encoding, not two.
+        data_json = canonical_json(record["data"])
+        rest_json = canonical_json({k: v for k, v in record.items() if k != "data"})
+        body = '{"data":' + data_json + "," + rest_json[1:]
+        record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
+        line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
         self._write_line(line)
         self._seq, self._prev = record["seq"], record["hash"]
         self._unsynced += 1
