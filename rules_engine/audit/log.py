@@ -2,11 +2,17 @@
 
 Durability: every record is handed to the kernel with a single `write` on an `O_APPEND`
 descriptor before `append` returns, so a killed process (`kill -9`) loses nothing that
-`append` returned. `sync=True` also fsyncs the file and then the head file before
-returning: use it for decisions, before their order is sent. Other records are fsynced in
-batches (`fsync_every` records or `fsync_interval` seconds, checked on append) and on
-`sync()` / `close()`; a power cut may lose those not yet fsynced, and the head file then
-still matches the log.
+`append` returned. `sync=True` also fsyncs the log before returning, then points the head
+file at the record: use it for decisions, before their order is sent. Other records are
+fsynced in batches (`fsync_every` records or `fsync_interval` seconds, checked on append)
+and on `sync()` / `close()`; a power cut may lose those not yet fsynced.
+
+The head file is only ever written after the log is fsynced up to the record it names, so
+it never claims more than the log durably holds. After a `sync=True` append it is updated
+in place without an fsync; it is replaced durably with the batches and on `sync()` /
+`close()` (see `rules_engine.audit.head`). So a decision costs one fsync on its way to its
+order, and after a power cut the head may name an earlier record, which is allowed (a head
+is a lower bound); truncation past it is still detected.
 
 Opening an existing log continues its chain from the last record:
 - A torn final line (bytes after the last newline: a write cut short by a power cut or a
@@ -29,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.audit.errors import AuditCorruptError, AuditError, AuditLockedError
-from rules_engine.audit.head import Head, HeadError, read_head, remove_stale_temporaries, write_head
+from rules_engine.audit.head import (
+    Head,
+    HeadError,
+    head_path,
+    overwrite_head,
+    read_head,
+    remove_stale_temporaries,
+    write_head,
+)
 from rules_engine.audit.records import (
     GENESIS,
     KIND_PATTERN,
@@ -95,6 +109,8 @@ class AuditLog:
         self._lock = threading.Lock()
         self._failed: str | None = None
         self._unsynced = 0
+        self._head_behind = False  # the head file was updated in place, not fsynced since
+        self._head_fd: int | None = None  # the head file as last durably written, for in-place updates
         self._last_sync = clock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -228,8 +244,10 @@ class AuditLog:
         self._write_line(line)
         self._seq, self._prev = record["seq"], record["hash"]
         self._unsynced += 1
-        if sync or self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
+        if self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
             self._sync_locked()
+        elif sync:
+            self._sync_locked(durable_head=False)
         return record
 
     def _write_line(self, line: bytes) -> None:
@@ -247,23 +265,38 @@ class AuditLog:
             raise AuditError(f"could not write to audit log {self.path}: {exc.strerror}") from None
         self._size += len(line)
 
-    def _sync_locked(self) -> None:
+    def _sync_locked(self, durable_head: bool = True) -> None:
+        """Fsync the log, then point the head file at its last record: replaced durably if
+        `durable_head`, else updated in place (the next durable sync replaces it)."""
         if self._fd is None:
             return
         try:
             os.fsync(self._fd)
-            write_head(self.path, Head(self._seq, self._prev, float(self._clock())))
+            head = Head(self._seq, self._prev, float(self._clock()))
+            if durable_head or self._head_fd is None or not overwrite_head(self._head_fd, head):
+                durable_head = True
+                write_head(self.path, head)
+                self._reopen_head()
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the data: never trust this log again.
             self._failed = f"fsync failed ({exc.strerror})"
             raise AuditError(f"could not sync audit log {self.path}: {exc.strerror}") from None
         self._unsynced = 0
-        self._last_sync = self._clock()
+        self._head_behind = not durable_head
+        if durable_head:
+            self._last_sync = self._clock()
+
+    def _reopen_head(self) -> None:
+        """Open the head file just written (a new file: the rename replaced the old one)."""
+        if self._head_fd is not None:
+            os.close(self._head_fd)
+            self._head_fd = None
+        self._head_fd = os.open(head_path(self.path), os.O_WRONLY | os.O_CLOEXEC)
 
     def sync(self) -> None:
-        """Fsync every record written so far and update the head file."""
+        """Fsync every record written so far and the head file naming the last one."""
         with self._lock:
-            if self._unsynced:
+            if self._unsynced or self._head_behind:
                 self._sync_locked()
 
     def close(self) -> None:
@@ -272,9 +305,12 @@ class AuditLog:
             if self._fd is None:
                 return
             try:
-                if self._unsynced and not self._failed:
+                if (self._unsynced or self._head_behind) and not self._failed:
                     self._sync_locked()
             finally:
+                if self._head_fd is not None:
+                    os.close(self._head_fd)
+                    self._head_fd = None
                 os.close(self._fd)  # closing releases the flock
                 self._fd = None
 

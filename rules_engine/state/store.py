@@ -18,6 +18,13 @@ to disk. Writes are short `BEGIN IMMEDIATE` transactions; `transaction()` groups
 calls into one atomic commit (nested blocks become savepoints). One connection serves all
 threads under an internal lock, so calls are serialised; open one store per process.
 
+`transaction(durable=False)` commits without waiting for the disk: the commit survives a
+crash of the process (`kill -9`: it is in the operating system's cache) and reaches the
+disk with the next durable commit, whose fsync of the write-ahead log (one file, appended
+in commit order) carries every earlier commit with it. Use it only when a durable commit
+follows before anything outside the process depends on it (the service: a decision's rows
+are committed so, then `mark_sent`, durable, comes before the order is sent).
+
 The order of a decision's life, and what a restart does with each status:
 
     record_decision(pending) -> audit "decision" (sync) -> mark_sent -> send -> record_outcome
@@ -176,22 +183,32 @@ class StateStore:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic, durable commit for everything inside the block (re-entrant: an inner
-        block is a savepoint). Other threads wait until it ends.
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """One atomic commit for everything inside the block (re-entrant: an inner block is a
+        savepoint). Other threads wait until it ends. Durable (on disk when the block ends)
+        unless `durable=False` (see the module docstring); an inner block takes the outer
+        block's durability.
 
             with store.transaction():
                 store.record_decision(...)
                 store.save_engine_snapshot(core.snapshot())
         """
-        with self._tx():
+        with self._tx(durable):
             yield
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._open_conn()
             depth = self._depth
+            if depth == 0 and not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    with self._tx() as same:
+                        yield same
+                finally:
+                    conn.execute("PRAGMA synchronous=FULL")
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
             except sqlite3.Error as exc:

@@ -18,6 +18,7 @@ from rules_engine.audit import (
     verify,
 )
 from rules_engine.audit import log as log_module
+from rules_engine.audit.head import HEAD_BYTES
 from rules_engine.redact import Redactor
 
 
@@ -88,6 +89,35 @@ def test_sync_updates_the_head_file_and_batches_fsync_other_records(tmp_path, mo
     log.append("request")
     log.close()
     assert read_head(path).seq == 7
+
+
+def test_a_synced_record_costs_one_fsync_and_the_head_is_fsynced_with_the_next_batch(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    clock = FakeClock()
+    log = AuditLog(path, mode="live", clock=clock, fsync_every=100, fsync_interval=60)
+    log.append("startup", sync=True)  # no head file yet: it is created durably
+    assert len(fsyncs) == 2 and fsyncs[0] == log._fd and read_head(path).seq == 1
+    log.append("trigger")
+    decision = log.append("decision", sync=True)
+    assert fsyncs[2:] == [log._fd]  # the log only: the head file is updated in place, not fsynced
+    assert (read_head(path).seq, read_head(path).hash) == (3, decision["hash"])
+    log.append("decision", sync=True)
+    assert fsyncs[2:] == [log._fd, log._fd] and read_head(path).seq == 4
+    assert len(head_path(path).read_bytes()) == HEAD_BYTES
+    log.sync()  # nothing new to write, but the head is behind: replace it durably now
+    assert len(fsyncs) == 6 and fsyncs[4] == log._fd and fsyncs[5] != log._fd
+    log.sync()
+    assert len(fsyncs) == 6
+    log.append("request", sync=True)
+    assert read_head(path).seq == 5
+    clock.now += 61
+    log.append("response")  # the interval elapsed: a batch sync, with the head
+    assert len(fsyncs) == 9 and read_head(path).seq == 6
+    log.close()
+    assert len(fsyncs) == 9 and verify(path).ok
 
 
 def test_a_second_writer_is_refused(tmp_path):
@@ -237,3 +267,13 @@ def test_no_registered_secret_ever_reaches_the_files(tmp_path):
         for value in (secret, passphrase, quote_plus(secret), "per-request-signature", "public-key"):
             assert value.encode() not in content
     assert verify(path).ok
+
+
+def test_a_head_read_while_it_is_updated_in_place_is_read_again(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, mode="live") as log:
+        record = log.append("decision", sync=True)
+    whole = head_path(path).read_bytes()
+    reads = iter([whole[:40] + b"\0" * (len(whole) - 40), whole])  # the first read sees it half written
+    monkeypatch.setattr(type(head_path(path)), "read_bytes", lambda self: next(reads))
+    assert read_head(path).hash == record["hash"]

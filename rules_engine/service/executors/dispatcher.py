@@ -108,12 +108,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
 
-    def dispatch(self, intent: it.Intent) -> ExecutionReport:
+    def dispatch(self, intent: it.Intent, recorded: Decision | None = None) -> ExecutionReport:
         """Carry out one intent safely; returns the report whose `result` (then `events`)
-        go back to the core. Never raises for an execution failure."""
+        go back to the core. Never raises for an execution failure. `recorded` is what
+        `store.record_decision` returned for this order just before, if the caller recorded
+        it (step 1 then needs no second look-up)."""
         with self._lock:
             if isinstance(intent, ORDER_INTENTS):
-                return self._dispatch_order(intent)
+                return self._dispatch_order(intent, recorded)
             return self._dispatch_other(intent)
 
     def observe(self, tick: Tick) -> list[Event]:
@@ -135,17 +137,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ orders
 
-    def _dispatch_order(self, intent: it.Intent) -> ExecutionReport:
+    def _dispatch_order(self, intent: it.Intent, recorded: Decision | None) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"
         decision_id = intent.decision_id or intent.intent_id
-        try:
-            with self.store.transaction():
-                decision = self.store.record_decision(cl_ord_id, rule_id, decision_id, intent.to_dict())
-        except Exception as exc:
-            log.error("order %s not sent: cannot record the decision: %s", cl_ord_id, exc)
-            return ExecutionReport(failure(intent, now, exc))
+        decision = recorded
+        if decision is None or decision.cl_ord_id != cl_ord_id:
+            try:
+                with self.store.transaction():
+                    decision = self.store.record_decision(cl_ord_id, rule_id, decision_id, intent.to_dict())
+            except Exception as exc:
+                log.error("order %s not sent: cannot record the decision: %s", cl_ord_id, exc)
+                return ExecutionReport(failure(intent, now, exc))
         if not decision.created and decision.status != "pending":
             return self._duplicate(intent, decision, now)
         try:

@@ -1,0 +1,67 @@
+"""What reaches the disk before an order leaves, in order: the decision's rows and state
+(committed without waiting for the disk), its audit record (fsynced), then `sent` (a durable
+commit, which carries the first one to disk) and only then the request. A decision with no
+order is committed durably at once."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from e2e_harness import E2E, move, wait_for
+
+RULES = """
+- id: up
+  triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+  actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+- id: note
+  triggers: [{type: price, symbol: ETHUSD, crosses_above: 3000}]
+  actions: [{type: log, message: "eth {price}"}]
+"""
+
+
+def _spy(service: Any) -> list[Any]:
+    steps: list[Any] = []
+    store, audit, executor = service.store, service.audit, service.dispatcher.executor
+    transaction, mark_sent, append, execute = store.transaction, store.mark_sent, audit.append, executor.execute
+
+    @contextlib.contextmanager
+    def spied_transaction(*, durable: bool = True) -> Any:
+        with transaction(durable=durable):
+            yield
+        steps.append(("commit", durable))
+
+    def spied_mark_sent(cl_ord_id: str) -> Any:
+        result = mark_sent(cl_ord_id)
+        steps.append("sent (durable)")
+        return result
+
+    def spied_append(kind: str, **kw: Any) -> Any:
+        record = append(kind, **kw)
+        if kw.get("sync"):
+            steps.append(f"audit {kind} (fsynced)")
+        return record
+
+    def spied_execute(intent: Any, now: float) -> Any:
+        steps.append(f"execute {intent.kind}")
+        return execute(intent, now)
+
+    store.transaction, store.mark_sent = spied_transaction, spied_mark_sent
+    audit.append, executor.execute = spied_append, spied_execute
+    return steps
+
+
+async def test_an_order_is_sent_after_one_durable_commit_and_the_audit_fsync(e2e: E2E) -> None:
+    e2e.write_rules(RULES)
+    async with e2e.running(cli_live=True, mode="live", dead_man_switch={"enabled": False}) as (service, seen, url):
+        steps = _spy(service)
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: seen.intents("place_order"))
+        await service.settle()
+        sent = steps.index("execute place_order")  # (periodic state commits may come before: other jobs)
+        assert steps[sent - 3:sent] == [("commit", False), "audit decision (fsynced)", "sent (durable)"]
+        await move(e2e, service, "ETHUSD", "2900", "3100")
+        await wait_for(lambda: seen.intents("log"))
+        await service.settle()
+        logged = steps.index("execute log")
+        assert steps[logged - 1] == ("commit", True)

@@ -1,0 +1,38 @@
+"""`transaction(durable=False)`: committed at once (another connection sees it, a killed
+process keeps it) without waiting for the disk; the next durable commit's fsync of the
+write-ahead log carries it to disk."""
+
+import sqlite3
+
+import pytest
+
+from rules_engine.state import StateStore
+
+
+def _synchronous(store: StateStore) -> int:
+    return store._conn.execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_a_non_durable_commit_is_visible_at_once_and_full_sync_comes_back(tmp_path):
+    path = tmp_path / "engine.sqlite"
+    with StateStore(path) as store:
+        with store.transaction(durable=False):
+            assert _synchronous(store) == 1  # NORMAL: the commit does not fsync
+            store.record_decision("cl-1", "r", "r#1", {"pair": "XBTUSD"})
+            with store.transaction():  # an inner block is a savepoint of the outer one
+                store.save_engine_snapshot({"n": 1})
+        assert _synchronous(store) == 2  # FULL again for every other write
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT status FROM decisions").fetchall() == [("pending",)]
+        other.close()
+        store.mark_sent("cl-1")
+        assert store.get_decision("cl-1").status == "sent" and store.load_engine_snapshot() == {"n": 1}
+
+
+def test_a_failed_non_durable_transaction_rolls_back_and_restores_full_sync(tmp_path):
+    with StateStore(tmp_path / "engine.sqlite") as store:
+        with pytest.raises(RuntimeError):
+            with store.transaction(durable=False):
+                store.record_decision("cl-1", "r", "r#1", {})
+                raise RuntimeError("boom")
+        assert store.get_decision("cl-1") is None and _synchronous(store) == 2
