@@ -20,6 +20,29 @@ from typing import Any
 DECIMAL_TAG = "$decimal"
 
 
+class _Unusual(Exception):
+    """Internal: `_plain` met something it does not take; `_encode` decides."""
+
+
+def _plain(value: Any) -> Any:
+    """`_encode` for the common exact types, without building paths (raises `_Unusual`)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is Decimal:
+        return {DECIMAL_TAG: str(value)}
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str or key == DECIMAL_TAG:
+                raise _Unusual
+            out[key] = _plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    raise _Unusual
+
+
 def _encode(value: Any, where: str) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -47,7 +70,11 @@ def _decode(obj: dict[str, Any]) -> Any:
 
 def dumps(value: Any, name: str = "value") -> str:
     """Serialise `value`; raises TypeError naming the offending path (`snapshot.rules.x`)."""
-    return json.dumps(_encode(value, name), sort_keys=True, separators=(",", ":"))
+    try:
+        encoded = _plain(value)
+    except _Unusual:  # subclasses, other mappings, or an error to report with its path
+        encoded = _encode(value, name)
+    return json.dumps(encoded, sort_keys=True, separators=(",", ":"))
 
 
 def loads(text: str) -> Any:

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -387,17 +387,15 @@ class StateStore:
                 f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
                 (cl_ord_id, rule_id, decision_id, intent_text, status, now, now),
             )
-            return replace(self._fetch(conn, cl_ord_id), created=True)  # type: ignore[arg-type]
+            return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
 
     def mark_sent(self, cl_ord_id: str) -> Decision:
         """pending -> sent; call right before the request leaves. Later statuses are kept."""
+        now = self._clock()
         with self._tx() as conn:
-            decision = self._require(conn, cl_ord_id)
-            if decision.status != "pending":
-                return decision
-            now = self._clock()
             conn.execute(
-                "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? WHERE cl_ord_id = ?",
+                "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
+                "WHERE cl_ord_id = ? AND status = 'pending'",
                 (now, now, cl_ord_id),
             )
             return self._require(conn, cl_ord_id)
