@@ -71,4 +71,9 @@ class Step:
         self.intents.append(intent)
 
     def decision(self) -> Decision:
+        if not self.intents and not self.records:
+            return _NOTHING
         return Decision(tuple(self.intents), tuple(self.records))
+
+
+_NOTHING = Decision()

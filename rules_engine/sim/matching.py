@@ -162,10 +162,18 @@ class PaperExchange:
         pair = self.pairs.get(symbol)
         return None if pair is None else self._last.get(pair.altname)
 
+    @property
+    def idle(self) -> bool:
+        """No order is open and no dead man's switch is armed: time passing and price moves
+        change nothing but the last prices."""
+        return not self._open and not self._dead_man
+
     def on_price(self, symbol: str, price: Decimal, now: float) -> list[Fill]:
         """The market for `symbol` now trades at `price`: trigger and fill what it reaches."""
         pair = self.pair(symbol)
         self._last[pair.altname] = Decimal(price)
+        if self.idle:
+            return []
         fills: list[Fill] = []
         self._advance(now, fills, [])
         for order in [o for o in self._open.values() if o.pair == pair.altname]:

@@ -64,11 +64,17 @@ class PaperExecutor:
     def observe(self, tick: Tick) -> list[Event]:
         """Apply a tick: time passes (expiries, dead man's switch), then a spot tick's price
         (last, else mid) moves the market. Returns the resulting order and balance events."""
-        before = self._mark()
-        self.exchange.advance(tick.time)
+        exchange = self.exchange
         price = tick.last if tick.last is not None else tick.mid
-        if tick.market == "spot" and price is not None and price > 0 and self.exchange.pairs.get(tick.symbol):
-            self.exchange.on_price(tick.symbol, price, tick.time)
+        moves = tick.market == "spot" and price is not None and price > 0 and exchange.pairs.get(tick.symbol)
+        if exchange.idle:  # nothing open, no dead man's switch: the tick only sets the price
+            if moves:
+                exchange.on_price(tick.symbol, price, tick.time)  # type: ignore[arg-type]
+            return []
+        before = self._mark()
+        exchange.advance(tick.time)
+        if moves:
+            exchange.on_price(tick.symbol, price, tick.time)  # type: ignore[arg-type]
         return self._events(before, tick.time)
 
     def advance(self, now: float) -> list[Event]:
