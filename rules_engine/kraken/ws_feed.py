@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 from websockets.uri import parse_uri
 
 from rules_engine.events import Tick
@@ -295,7 +295,12 @@ class TickerFeed:
         stats = self.stats
         wanted = self._symbols
         on_tick = self._on_tick
-        async for message in ws:
+        recv = ws.recv  # as `async for message in ws`, without its async generator per message
+        while True:
+            try:
+                message = await recv()
+            except ConnectionClosedOK:
+                return
             now = clock()
             stats.frames += 1
             stats.last_frame_at = now

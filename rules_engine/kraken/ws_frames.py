@@ -114,6 +114,31 @@ _HEARTBEAT_RESULT = FrameResult((), (HEARTBEAT,))
 _new_result = tuple.__new__
 
 
+def _tick_maker() -> Any:
+    """`Tick(symbol, market, time, last, bid, ask, exchange_time)` for the hot path: the
+    same object, built by filling its `__dict__` in one call instead of the frozen
+    dataclass's seven `object.__setattr__` calls. Falls back to the constructor should
+    `Tick` ever gain slots or a `__post_init__` check."""
+    names = tuple(Tick.__dataclass_fields__)
+    if hasattr(Tick, "__slots__") or hasattr(Tick, "__post_init__") or names != (
+        "symbol", "market", "time", "last", "bid", "ask", "exchange_time"
+    ):
+        return Tick
+    new = object.__new__
+
+    def make(symbol: str, market: str, time: float, last: Decimal | None, bid: Decimal | None,
+             ask: Decimal | None, exchange_time: float | None) -> Tick:
+        tick = new(Tick)
+        tick.__dict__.update(symbol=symbol, market=market, time=time, last=last, bid=bid, ask=ask,
+                             exchange_time=exchange_time)
+        return tick
+
+    return make
+
+
+_make_tick = _tick_maker()
+
+
 class _Bad(Exception):
     """Internal: validation failed with this reason."""
 
@@ -148,6 +173,10 @@ def _price(value: Any, name: str) -> Decimal:
         if price:
             return price
         raise _Bad(f"{name} must be positive, got {value}")
+    return _other_price(value, name)
+
+
+def _other_price(value: Any, name: str) -> Decimal:
     kind = type(value)
     if kind is int:
         if value > 0:
@@ -383,11 +412,20 @@ class V2Dialect(_SpotDialect):
         symbol = self._altname_of.get(wire) or self._symbol(wire)
         if symbol is None:
             raise _Bad(f"ticker for unknown pair {wire[:40]!r}")
-        last, bid, ask = _last_bid_ask(entry, symbol)
-        stamp = entry.get("timestamp")
+        get = entry.get  # `_last_bid_ask`, inline: this runs for every tick
+        last, bid, ask = get("last"), get("bid"), get("ask")
+        if last is not None:
+            last = _price(last, "last")
+        if bid is not None:
+            bid = _price(bid, "bid")
+        if ask is not None:
+            ask = _price(ask, "ask")
+        if last is None and bid is None and ask is None:
+            raise _Bad(f"ticker for {symbol} has no last, bid or ask")
+        stamp = get("timestamp")
         if stamp is not None:
             stamp = _rfc3339(stamp, "timestamp")
-        return Tick(symbol, "spot", received_at, last, bid, ask, stamp)
+        return _make_tick(symbol, "spot", received_at, last, bid, ask, stamp)
 
     def _ack(self, frame: dict[str, Any], method: str) -> SubscribeAck:
         success = frame.get("success")

@@ -405,3 +405,15 @@ def test_canonical_names_and_urls():
         "wss://ws.kraken.com",
         "wss://futures.kraken.com/ws/v1",
     )
+
+
+def test_a_parsed_tick_is_the_same_object_the_tick_constructor_builds():
+    frame = ('{"channel":"ticker","type":"update","data":[{"symbol":"BTC/USD","bid":60000.0,"ask":60000.1,'
+             '"last":60000.1,"timestamp":"2026-01-02T03:04:05.123456Z"}]}')
+    tick = only_tick(parse_v2(frame, T))
+    built = Tick("XBTUSD", "spot", T, Decimal("60000.1"), Decimal("60000.0"), Decimal("60000.1"),
+                 datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc).timestamp())
+    assert tick == built and hash(tick) == hash(built) and vars(tick) == vars(built) and type(tick) is Tick
+    assert tick.mid == Decimal("60000.05")
+    with pytest.raises(AttributeError):
+        tick.last = Decimal(1)  # still frozen
