@@ -130,8 +130,7 @@ class EngineService:
         self.mode = config.mode
         self.metrics = ServiceMetrics()
         self._latency = self.metrics.decision_latency
-        self._event_counters: dict[type, Any] = {}
-        self._tick_counters: dict[str, Any] = {}
+        self._handled: dict[tuple[type, str | None], int] = {}  # (event type, tick market): not yet counted
         self.signal_sources: dict[str, SignalSourceConfig] = {}
         self.kill_token: str | None = None
         self.kill_switch: KillSwitchFile | None = None
@@ -463,8 +462,19 @@ class EngineService:
                         break
                     item, received = queue.get_nowait()
             finally:
+                self._count_handled()
                 self._busy = False
                 self._check_idle()
+
+    def _count_handled(self) -> None:
+        """Add the events handled since the last call to the `events` and `ticks` counters
+        (once per burst the consumer drains, not once per event)."""
+        metrics = self.metrics
+        for (kind, market), count in self._handled.items():
+            metrics.events.labels(kind.__name__).inc(count)
+            if market is not None:
+                metrics.ticks.labels(market).inc(count)
+        self._handled.clear()
 
     def _handle_item(self, item: Any, received: float) -> None:
         engine = self.engine
@@ -481,15 +491,9 @@ class EngineService:
             return
         self._latency.observe(time.perf_counter() - received)
         kind = type(item)
-        counter = self._event_counters.get(kind)
-        if counter is None:
-            counter = self._event_counters[kind] = self.metrics.events.labels(kind.__name__)
-        counter.inc()
-        if kind is Tick:
-            ticks = self._tick_counters.get(item.market)
-            if ticks is None:
-                ticks = self._tick_counters[item.market] = self.metrics.ticks.labels(item.market)
-            ticks.inc()
+        key = (kind, item.market if kind is Tick else None)
+        handled = self._handled
+        handled[key] = handled.get(key, 0) + 1
         if decision.trace or decision.intents:
             self._process(decision, received)
         else:
