@@ -100,6 +100,10 @@ class Redactor:
         """`text` with registered secrets and `name: value` credential fields masked."""
         return _redact_text(self._pattern, text)
 
+    def redact_name(self, name: str) -> str:
+        """`redact_text` for a short string that recurs (a rule id, a key), cached."""
+        return self._key(name)[0]
+
     def _key(self, key: str) -> tuple[str, bool]:
         """A mapping key redacted, and whether it names a credential (cached: keys repeat)."""
         pattern, cache = self._keys
@@ -120,14 +124,21 @@ class Redactor:
         if kind is float or value is None or kind is bool:
             return value
         if kind is dict or isinstance(value, Mapping):
+            cache = self._keys[1]
             out = {}
             for key, item in value.items():
                 if type(key) is str:
-                    new_key, sensitive = self._key(key)
+                    new_key, sensitive = cache.get(key) or self._key(key)
                 else:
                     new_key, sensitive = key, False
                 if sensitive and item is not None and item is not True and item is not False:
                     out[new_key] = MASK
+                    continue
+                item_kind = type(item)  # the plain values inline: one audit record per trace record
+                if item_kind is str:
+                    out[new_key] = _redact_text(self._pattern, item)
+                elif item_kind is float or item is None or item_kind is bool:
+                    out[new_key] = item
                 else:
                     out[new_key] = self.redact(item)
             return out

@@ -30,7 +30,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,17 @@ def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     if end < 0:
         return None, 0
     return buf[: end - pos], end + 1
+
+
+def _check_entry(kind: Any, rule_id: Any, rule_file_hash: Any, data: Any) -> None:
+    if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+        raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
+    if rule_id is not None and not isinstance(rule_id, str):
+        raise TypeError("rule_id must be a string or None")
+    if rule_file_hash is not None and not isinstance(rule_file_hash, str):
+        raise TypeError("rule_file_hash must be a string or None")
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError("data must be a mapping")
 
 
 class AuditLog:
@@ -169,19 +180,14 @@ class AuditLog:
         excerpt = os.pread(self._fd, min(TORN_EXCERPT_BYTES, size - start), start)
         os.ftruncate(self._fd, start)
         os.fsync(self._fd)
-        self._write_record(
-            "torn_tail",
-            None,
-            None,
-            {
-                "offset": start,
-                "length": size - start,
-                "sha256": digest.hexdigest(),
-                "excerpt": excerpt.decode("utf-8", errors="replace"),
-                "note": "an incomplete final line (an interrupted write) was removed when the log was reopened",
-            },
-            sync=True,
-        )
+        data = {
+            "offset": start,
+            "length": size - start,
+            "sha256": digest.hexdigest(),
+            "excerpt": excerpt.decode("utf-8", errors="replace"),
+            "note": "an incomplete final line (an interrupted write) was removed when the log was reopened",
+        }
+        self._write_records([("torn_tail", None, None, data)], sync=True)
 
     # ------------------------------------------------------------------ writing
 
@@ -206,49 +212,71 @@ class AuditLog:
         the record is on disk (fsynced, head file updated) when this returns. Raises
         AuditError if the record could not be written; the log is then left as it was.
         """
-        if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
-            raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
-        if rule_id is not None and not isinstance(rule_id, str):
-            raise TypeError("rule_id must be a string or None")
-        if rule_file_hash is not None and not isinstance(rule_file_hash, str):
-            raise TypeError("rule_file_hash must be a string or None")
-        if data is not None and not isinstance(data, Mapping):
-            raise TypeError("data must be a mapping")
+        _check_entry(kind, rule_id, rule_file_hash, data)
         with self._lock:
-            return self._write_record(kind, rule_id, rule_file_hash, data or {}, sync=sync)
+            return self._write_records([(kind, rule_id, rule_file_hash, data or {})], sync=sync)[0]
 
-    def _write_record(
-        self, kind: str, rule_id: str | None, rule_hash: str | None, data: Mapping[str, Any], *, sync: bool
-    ) -> dict[str, Any]:
+    def append_many(
+        self, entries: Iterable[tuple[str, str | None, str | None, Mapping[str, Any] | None]]
+    ) -> list[dict[str, Any]]:
+        """Write several records, each `(kind, rule_id, rule_file_hash, data)` as for
+        `append` (not synced), with one `write`: the records of one engine decision. If the
+        write fails none of them is kept. Returns them as written."""
+        batch = []
+        for kind, rule_id, rule_file_hash, data in entries:
+            _check_entry(kind, rule_id, rule_file_hash, data)
+            batch.append((kind, rule_id, rule_file_hash, data or {}))
+        with self._lock:
+            return self._write_records(batch, sync=False)
+
+    def _write_records(
+        self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]], *, sync: bool
+    ) -> list[dict[str, Any]]:
         if self._fd is None:
             raise AuditError(f"audit log {self.path} is closed")
         if self._failed:
             raise AuditError(f"audit log {self.path} is unusable after an earlier failure: {self._failed}")
-        record: dict[str, Any] = {
-            "seq": self._seq + 1,
-            "time": float(self._clock()),
-            "kind": kind,
-            "rule_id": None if rule_id is None else self._redactor.redact_text(rule_id),
-            "rule_hash": rule_hash,
-            "mode": self.mode,
-            "data": self._redactor.redact(to_jsonable(data)),
-            "prev": self._prev,
-        }
-        # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
-        # is the hashed body with the hash spliced in after the data: one encoding, not two.
-        data_json = canonical_json(record["data"])
-        rest_json = canonical_json({k: v for k, v in record.items() if k != "data"})
-        body = '{"data":' + data_json + "," + rest_json[1:]
-        record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
-        line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
-        self._write_line(line)
-        self._seq, self._prev = record["seq"], record["hash"]
-        self._unsynced += 1
+        seq, prev = self._seq, self._prev
+        records, lines = [], []
+        for kind, rule_id, rule_hash, data in entries:
+            seq += 1
+            record, line = self._encode(seq, prev, kind, rule_id, rule_hash, data)
+            prev = record["hash"]
+            records.append(record)
+            lines.append(line)
+        if not records:
+            return records
+        self._write_line(lines[0] if len(lines) == 1 else b"".join(lines))
+        self._seq, self._prev = seq, prev
+        self._unsynced += len(records)
         if self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
             self._sync_locked()
         elif sync:
             self._sync_locked(durable_head=False)
-        return record
+        return records
+
+    def _encode(
+        self, seq: int, prev: str, kind: str, rule_id: str | None, rule_hash: str | None, data: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        """The record (redacted, hashed) and its line."""
+        rest: dict[str, Any] = {
+            "seq": seq,
+            "time": float(self._clock()),
+            "kind": kind,
+            "rule_id": None if rule_id is None else self._redactor.redact_name(rule_id),
+            "rule_hash": rule_hash,
+            "mode": self.mode,
+            "prev": prev,
+        }
+        record = {**rest, "data": self._redactor.redact(to_jsonable(data))}
+        # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
+        # is the hashed body with the hash spliced in after the data: one encoding, not two.
+        data_json = canonical_json(record["data"])
+        rest_json = canonical_json(rest)
+        body = '{"data":' + data_json + "," + rest_json[1:]
+        record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
+        line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
+        return record, line
 
     def _write_line(self, line: bytes) -> None:
         assert self._fd is not None

@@ -37,6 +37,13 @@ def to_jsonable(value: Any) -> Any:
     """Convert `value` to plain JSON types: Decimal -> str, Enum -> its value, dataclass ->
     dict, tuple/set -> list, bytes -> UTF-8 text, datetime -> ISO text, non-finite float ->
     str, exception -> "Type: message", mapping keys -> str; anything else -> str(value)."""
+    kind = type(value)  # the exact common types first: one audit record is built per trace record
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if kind is dict:
+        return {k if type(k) is str else str(k): to_jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):

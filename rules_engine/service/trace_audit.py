@@ -11,13 +11,11 @@ from rules_engine.core import TraceRecord
 
 
 def audit_trace(audit: AuditLog, records: Iterable[TraceRecord], rule_hashes: Mapping[str, str]) -> int:
-    """Append one audit record per trace record; returns how many were written."""
-    written = 0
+    """Append one audit record per trace record, all with one write; returns how many were written."""
+    entries = []
     for record in records:
         data = dict(record.detail)
         data["event_time"] = record.time
         rule_id = record.rule_id
-        audit.append(record.kind, rule_id=rule_id,
-                     rule_file_hash=rule_hashes.get(rule_id) if rule_id is not None else None, data=data)
-        written += 1
-    return written
+        entries.append((record.kind, rule_id, rule_hashes.get(rule_id) if rule_id is not None else None, data))
+    return len(audit.append_many(entries))

@@ -277,3 +277,33 @@ def test_a_head_read_while_it_is_updated_in_place_is_read_again(tmp_path, monkey
     reads = iter([whole[:40] + b"\0" * (len(whole) - 40), whole])  # the first read sees it half written
     monkeypatch.setattr(type(head_path(path)), "read_bytes", lambda self: next(reads))
     assert read_head(path).hash == record["hash"]
+
+
+def test_append_many_chains_the_records_in_one_write_or_keeps_none(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="dry-run")
+    first = log.append("startup")
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(log_module.os, "write", lambda fd, data: (writes.append(len(data)), real_write(fd, data))[1])
+    records = log.append_many([("trigger", "r1", "a" * 64, {"value": Decimal("1.5")}),
+                               ("decision", "r1", "a" * 64, {"fire_seq": 1}), ("state", None, None, None)])
+    assert len(writes) == 1 and [r["seq"] for r in records] == [2, 3, 4]
+    assert records[0]["prev"] == first["hash"] and records[2]["prev"] == records[1]["hash"]
+    assert records[0]["data"] == {"value": "1.5"} and log.head == (4, records[2]["hash"])
+    before = path.read_bytes()
+
+    def half_then_fail(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log_module.os, "write", half_then_fail)
+    with pytest.raises(AuditError, match="No space left"):
+        log.append_many([("trigger", "r1", None, {"n": n}) for n in range(3)])
+    assert path.read_bytes() == before and log.head == (4, records[2]["hash"])
+    with pytest.raises(ValueError):
+        log.append_many([("trigger", None, None, {}), ("Bad Kind", None, None, {})])
+    monkeypatch.setattr(log_module.os, "write", real_write)
+    assert path.read_bytes() == before
+    log.close()
+    assert verify(path).ok and verify(path).records == 4
