@@ -62,7 +62,6 @@ from rules_engine.model import (
 )
 
 Candidate = tuple[Rule, int, dict[str, Any]]
-_TICK_FIELDS = ("last", "bid", "ask")
 
 
 class Engine:
@@ -279,7 +278,14 @@ class Engine:
     # ------------------------------------------------------------------ event handlers
 
     def _on_tick(self, tick: Tick, step: Step) -> list[Candidate]:
-        values = {f: v for f in _TICK_FIELDS if (v := getattr(tick, f)) is not None}
+        last, bid, ask = tick.last, tick.bid, tick.ask
+        values: dict[str, Decimal] = {}
+        if last is not None:
+            values["last"] = last
+        if bid is not None:
+            values["bid"] = bid
+        if ask is not None:
+            values["ask"] = ask
         merged = self._state.quotes.update(tick.market, tick.symbol, values)
         books = self._books.get((tick.market, tick.symbol))
         if not books:

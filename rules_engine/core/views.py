@@ -45,7 +45,9 @@ class Quotes:
 
     def update(self, market: str, symbol: str, values: Mapping[str, Decimal]) -> dict[str, Decimal]:
         """Merge the fields present; return the merged fields including `mid` when bid and ask are known."""
-        current = self._fields.setdefault((market, symbol), {})
+        current = self._fields.get((market, symbol))
+        if current is None:
+            current = self._fields[(market, symbol)] = {}
         current.update(values)
         if "bid" in values or "ask" in values:
             bid, ask = current.get("bid"), current.get("ask")

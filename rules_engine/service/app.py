@@ -49,6 +49,7 @@ from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_rules, load_signal_schema
 from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.executors import ExecutionReport, LiveModeRefused, build_executor, check_live_allowed
+from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.executors.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.service.http import HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -145,7 +146,7 @@ class EngineService:
         self.started_at: float | None = None
         self.reload_count = 0
         self._listeners: list[Listener] = []
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._queue = EventQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lane: ThreadPoolExecutor | None = None
         self._jobs = 0

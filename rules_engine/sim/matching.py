@@ -168,6 +168,15 @@ class PaperExchange:
         change nothing but the last prices."""
         return not self._open and not self._dead_man
 
+    def note_price(self, symbol: str, price: Decimal) -> bool:
+        """Record the last price of `symbol` without matching anything (for an idle
+        exchange, where `on_price` would do no more); False for an unknown pair."""
+        pair = self.pairs.get(symbol)
+        if pair is None:
+            return False
+        self._last[pair.altname] = price if type(price) is Decimal else Decimal(price)
+        return True
+
     def on_price(self, symbol: str, price: Decimal, now: float) -> list[Fill]:
         """The market for `symbol` now trades at `price`: trigger and fill what it reaches."""
         pair = self.pair(symbol)

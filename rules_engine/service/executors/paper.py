@@ -66,14 +66,14 @@ class PaperExecutor:
         (last, else mid) moves the market. Returns the resulting order and balance events."""
         exchange = self.exchange
         price = tick.last if tick.last is not None else tick.mid
-        moves = tick.market == "spot" and price is not None and price > 0 and exchange.pairs.get(tick.symbol)
+        moves = tick.market == "spot" and price is not None and price > 0
         if exchange.idle:  # nothing open, no dead man's switch: the tick only sets the price
             if moves:
-                exchange.on_price(tick.symbol, price, tick.time)  # type: ignore[arg-type]
+                exchange.note_price(tick.symbol, price)  # type: ignore[arg-type]
             return []
         before = self._mark()
         exchange.advance(tick.time)
-        if moves:
+        if moves and exchange.pairs.get(tick.symbol):
             exchange.on_price(tick.symbol, price, tick.time)  # type: ignore[arg-type]
         return self._events(before, tick.time)
 
