@@ -68,13 +68,16 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one for every call
+
+
 def dumps(value: Any, name: str = "value") -> str:
     """Serialise `value`; raises TypeError naming the offending path (`snapshot.rules.x`)."""
     try:
         encoded = _plain(value)
     except _Unusual:  # subclasses, other mappings, or an error to report with its path
         encoded = _encode(value, name)
-    return json.dumps(encoded, sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(encoded)
 
 
 def loads(text: str) -> Any:

@@ -71,22 +71,20 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, compact separators, ASCII only; Decimal as a string."""
-    return json.dumps(
-        value,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-        allow_nan=False,
-        default=_default,
-    )
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# One encoder for every call (json.dumps with options builds a new one each time).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
+                              default=_default)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, compact separators, ASCII only; Decimal as a string."""
+    return _CANONICAL.encode(value)
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
