@@ -440,8 +440,10 @@ class EngineService:
         self._audit("kill_switch", data=state.to_json())
         log.warning("kill switch %s", state.describe())
         self._tell("kill_switch", state)
-        self._put(KillSwitch(state.engaged, self.clock(), state.engaged and state.cancel_all,
-                             state.reason or state.source))
+        # `kill_switch.cancel_open_orders` in the config applies however the switch was engaged
+        # (file, HTTP, SIGUSR1, `rules-engine kill`); a request may also ask for it on its own.
+        cancel_all = state.engaged and (state.cancel_all or self.config.kill_cancel_open_orders)
+        self._put(KillSwitch(state.engaged, self.clock(), cancel_all, state.reason or state.source))
 
     def _on_timer_missed(self, rule_id: str, index: int, slot: float, now: float) -> None:
         self._audit("dropped", rule_id=rule_id, data={"reason": "timer slot missed (engine stalled or clock jumped)",

@@ -186,3 +186,18 @@ async def test_paper_fill_from_the_feed_reaches_the_core(e2e: E2E) -> None:
         cl_ord_id = seen.intents("place_order")[0].cl_ord_id
         assert service.store.get_decision(cl_ord_id).status == "filled"
         assert Decimal(service.executor.paper.balances()["XXBT"]) == Decimal("1.5")
+
+
+async def test_config_cancel_open_orders_applies_to_a_kill_file_without_cancel_all(e2e: E2E) -> None:
+    e2e.write_rules("""
+        - id: rest
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+    """)
+    async with e2e.running(cli_live=True, mode="live", dead_man_switch={"enabled": False}) as (service, seen, url):
+        await move(e2e, service, "XBTUSD", "69500", "70100")
+        await wait_for(lambda: any(o.is_open for o in e2e.spot_orders()))
+        (e2e.state_dir / "KILL").write_text("plain kill file, no cancel_all")
+        await wait_for(lambda: seen.intents("cancel_all"))
+        await service.settle()
+        assert not any(o.is_open for o in e2e.spot_orders())
