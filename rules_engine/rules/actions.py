@@ -2,8 +2,10 @@
 
 Adding an action type means one function here (decorated with `@action_type("name")`), its
 definition in `schemas/rules.schema.json`, and its class in `rules_engine.model`. Each builder gets
-the schema-valid mapping and the names its expressions may use (those the rule's triggers
-provide), and returns the model object (or None after reporting what is wrong).
+the fields of the action that passed the schema (`BuildContext.fields`) and the names its
+expressions may use (those the rule's triggers provide), checks every field it is given, and
+returns the model object, or None after reporting what is wrong or when the schema rejected
+anything in the action (then some fields are missing).
 """
 
 from __future__ import annotations
@@ -47,11 +49,16 @@ def action_type(name: str) -> Callable[[ActionBuilder], ActionBuilder]:
     return register
 
 
-def build_action(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> Action | None:
-    """Build one action; None when anything in it was reported as an error."""
+def build_action(ctx: BuildContext, path: JsonPath, raw: Any, names: Names) -> Action | None:
+    """Build one action; None when anything in it was reported as an error. Of an action the schema
+    rejected, check the fields it accepted (an action whose type it rejected has nothing to check)."""
     before = ctx.error_count()
-    condition = ctx.expression(path + ("if",), raw["if"], names) if "if" in raw else None
-    action = ACTION_BUILDERS[raw["type"]](ctx, path, raw, names)
+    fields = ctx.fields(path, raw, nested=("close",))  # a place_order's close order: checked field by field
+    builder = ACTION_BUILDERS.get(fields.get("type"))
+    if builder is None:
+        return None
+    condition = ctx.expression(path + ("if",), fields["if"], names) if "if" in fields else None
+    action = builder(ctx, path, fields, names)
     if action is None or ctx.error_count() > before:
         return None
     return replace(action, condition=condition, where=ctx.source(path))
@@ -61,20 +68,25 @@ def _values(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Na
     return {key: ctx.value(path + (key,), raw[key], names, numeric=numeric) for key in keys if key in raw}
 
 
+def _given(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], key: str, check: Callable[[BuildContext, JsonPath, Any], Any]) -> Any:
+    """`check` applied to the value of `key`; None when the field is not given."""
+    return check(ctx, path + (key,), raw[key]) if key in raw else None
+
+
 @action_type("check_balance")
 def check_balance(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> CheckBalance | None:
-    kraken_asset = asset(ctx, path + ("asset",), raw["asset"])
-    minimum = ctx.value(path + ("minimum",), raw["minimum"], names)
-    return None if kraken_asset is None else CheckBalance(asset=kraken_asset, minimum=minimum)
+    kraken_asset = _given(ctx, path, raw, "asset", asset)
+    values = _values(ctx, path, raw, names, ("minimum",))
+    if kraken_asset is None or not ctx.accepts(path):
+        return None
+    return CheckBalance(asset=kraken_asset, minimum=values["minimum"])
 
 
 @action_type("place_order")
 def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> PlaceOrder | None:
-    pair = spot_pair(ctx, path + ("pair",), raw["pair"])
+    pair = _given(ctx, path, raw, "pair", spot_pair)
     values = _values(ctx, path, raw, names, ("volume", "price", "price2", "displayvol"))
-    expire_after = ctx.duration(path + ("expire_after",), raw["expire_after"]) if "expire_after" in raw else None
-    if expire_after is not None and expire_after <= 0:
-        ctx.report(path + ("expire_after",), "expire_after must be longer than 0s", code="invalid-value")
+    expire_after = _given(ctx, path, raw, "expire_after", _expire_after)
     volume, displayvol = values.get("volume"), values.get("displayvol")
     if isinstance(volume, Decimal) and isinstance(displayvol, Decimal) and displayvol * ICEBERG_MIN_SHARE < volume:
         ctx.report(path + ("displayvol",), f"displayvol must be at least 1/{ICEBERG_MIN_SHARE} of volume (Kraken's iceberg rule)", code="invalid-value")
@@ -86,11 +98,8 @@ def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names
             hint="remove userref; to cancel the orders this rule placed, use cancel_order with own: true",
             code="userref-not-allowed",
         )
-    close = None
-    if "close" in raw:
-        close_path = path + ("close",)
-        close = CloseOrder(ordertype=raw["close"]["ordertype"], **_values(ctx, close_path, raw["close"], names, ("price", "price2")))
-    if pair is None:
+    close = _close(ctx, path + ("close",), raw["close"], names) if "close" in raw else None
+    if pair is None or not ctx.accepts(path):
         return None
     return PlaceOrder(
         pair=pair,
@@ -109,20 +118,35 @@ def place_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names
     )
 
 
+def _expire_after(ctx: BuildContext, path: JsonPath, raw: str) -> float | None:
+    expire_after = ctx.duration(path, raw)
+    if expire_after is not None and expire_after <= 0:
+        ctx.report(path, "expire_after must be longer than 0s", code="invalid-value")
+    return expire_after
+
+
+def _close(ctx: BuildContext, path: JsonPath, raw: Any, names: Names) -> CloseOrder | None:
+    fields = ctx.fields(path, raw)
+    values = _values(ctx, path, fields, names, ("price", "price2"))
+    return CloseOrder(ordertype=fields["ordertype"], **values) if ctx.accepts(path) else None
+
+
 @action_type("cancel_order")
-def cancel_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> CancelOrder:
+def cancel_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> CancelOrder | None:
     values = _values(ctx, path, raw, names, ("txid", "cl_ord_id"), numeric=False)
+    if not ctx.accepts(path):
+        return None
     return CancelOrder(userref=raw.get("userref"), own=raw.get("own", False), **values)
 
 
 @action_type("cancel_all")
-def cancel_all(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> CancelAll:
-    return CancelAll()
+def cancel_all(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> CancelAll | None:
+    return CancelAll() if ctx.accepts(path) else None
 
 
 @action_type("dead_man_switch")
 def dead_man_switch(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> DeadManSwitch | None:
-    timeout = ctx.duration(path + ("timeout",), raw["timeout"])
+    timeout = ctx.duration(path + ("timeout",), raw["timeout"]) if "timeout" in raw else None
     if timeout is None:
         return None
     if timeout != int(timeout) or not 0 <= timeout < MAX_DEAD_MAN_TIMEOUT:
@@ -132,14 +156,14 @@ def dead_man_switch(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], n
             code="invalid-value",
         )
         return None
-    return DeadManSwitch(timeout=timeout)
+    return DeadManSwitch(timeout=timeout) if ctx.accepts(path) else None
 
 
 @action_type("futures_send_order")
 def futures_send_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> FuturesSendOrder | None:
-    symbol = futures_symbol(ctx, path + ("symbol",), raw["symbol"])
+    symbol = _given(ctx, path, raw, "symbol", futures_symbol)
     values = _values(ctx, path, raw, names, ("size", "limit_price", "stop_price"))
-    if symbol is None:
+    if symbol is None or not ctx.accepts(path):
         return None
     return FuturesSendOrder(
         symbol=symbol,
@@ -152,18 +176,24 @@ def futures_send_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any]
 
 
 @action_type("futures_cancel_order")
-def futures_cancel_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> FuturesCancelOrder:
+def futures_cancel_order(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> FuturesCancelOrder | None:
     values = _values(ctx, path, raw, names, ("order_id", "cli_ord_id"), numeric=False)
+    if not ctx.accepts(path):
+        return None
     return FuturesCancelOrder(own=raw.get("own", False), **values)
 
 
 @action_type("log")
 def log(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> Log | None:
-    message = ctx.template(path + ("message",), raw["message"], names)
-    return None if message is None else Log(message=message, level=raw.get("level", "info"))
+    message = ctx.template(path + ("message",), raw["message"], names) if "message" in raw else None
+    if message is None or not ctx.accepts(path):
+        return None
+    return Log(message=message, level=raw.get("level", "info"))
 
 
 @action_type("notify")
 def notify(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Names) -> Notify | None:
-    message = ctx.template(path + ("message",), raw["message"], names)
-    return None if message is None else Notify(message=message, channel=raw.get("channel", "default"))
+    message = ctx.template(path + ("message",), raw["message"], names) if "message" in raw else None
+    if message is None or not ctx.accepts(path):
+        return None
+    return Notify(message=message, channel=raw.get("channel", "default"))

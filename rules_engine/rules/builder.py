@@ -4,6 +4,12 @@
 into cron timers, and `cooldown`, `max_fires`, `mode`, `priority` into the rule itself. A rule's
 guard and action expressions may use the names all of its trigger types provide
 (`rules_engine.expr.names_for_triggers`).
+
+A rule the schema rejected is still checked, part by part: every value the schema accepted gets
+the checks it would get in a valid rule (expressions and their names, templates, pairs, assets,
+symbols, durations, cron schedules, time zones), so one run reports every independent problem.
+What the schema rejected is left out, so nothing is reported twice or as a consequence of an
+error already reported. Only rules the schema accepted whole are built.
 """
 
 from __future__ import annotations
@@ -11,27 +17,31 @@ from __future__ import annotations
 from typing import Any, Collection, Mapping
 
 from rules_engine.expr import names_for_triggers
+from rules_engine.expr.names import ALL_CONTEXT_NAMES
 from rules_engine.model import Guard, MaxFires, Rule
 from rules_engine.rules.actions import build_action
 from rules_engine.rules.context import BuildContext
-from rules_engine.rules.triggers import TRIGGER_BUILDERS, build_trigger, check_timezone
+from rules_engine.rules.triggers import build_trigger, check_timezone
 from rules_engine.rules.yaml_source import JsonPath
 
+# The names a rule's expressions may use when the schema rejected all of its triggers: any
+# trigger's, so that no name is reported that the fixed triggers may provide.
+ANY_TRIGGER_NAMES = names_for_triggers(()) | ALL_CONTEXT_NAMES
 
-def build_rules(ctx: BuildContext, skip: Collection[int] = ()) -> list[Rule]:
-    """Build every rule of the document except those at the indexes in `skip` (already invalid)."""
-    data = ctx.document.data
-    defaults: Mapping[str, Any] = data.get("defaults") or {}
-    if not _check_defaults(ctx, defaults):
-        return []
+
+def build_rules(ctx: BuildContext) -> list[Rule]:
+    """Every rule of the document the schema accepted, built, after checking every rule. None is
+    built when the file's defaults are wrong (a rule may depend on any of them)."""
+    data = ctx.fields((), ctx.document.data, nested=("defaults", "rules"))
+    defaults = ctx.fields(("defaults",), data.get("defaults"), nested=("max_fires",))
+    defaults_valid = _check_defaults(ctx, defaults) and ctx.accepts(("defaults",))
+    written = data.get("rules")
     rules = []
-    for index, raw in enumerate(data.get("rules") or []):
-        if index in skip:
-            continue
+    for index, raw in enumerate(written if isinstance(written, list) else []):
         rule = build_rule(ctx, ("rules", index), raw, defaults)
         if rule is not None:
             rules.append(rule)
-    return rules
+    return rules if defaults_valid else []
 
 
 def _check_defaults(ctx: BuildContext, defaults: Mapping[str, Any]) -> bool:
@@ -44,17 +54,19 @@ def _check_defaults(ctx: BuildContext, defaults: Mapping[str, Any]) -> bool:
     return ctx.error_count() == before
 
 
-def build_rule(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Rule | None:
-    """One rule, or None after reporting every problem in it."""
+def build_rule(ctx: BuildContext, path: JsonPath, raw: Any, defaults: Mapping[str, Any]) -> Rule | None:
+    """One rule, or None after reporting every problem in it (or when the schema rejected it)."""
     before = ctx.error_count()
-    triggers = [build_trigger(ctx, path + ("triggers", i), t, defaults) for i, t in enumerate(raw["triggers"])]
-    names = names_for_triggers(sorted({t["type"] for t in raw["triggers"] if t["type"] in TRIGGER_BUILDERS}))
+    raw = ctx.fields(path, raw, nested=("triggers", "when", "actions", "max_fires"))
+    written_triggers = _items(raw, "triggers")
+    triggers = [build_trigger(ctx, path + ("triggers", i), t, defaults) for i, t in enumerate(written_triggers)]
+    names = _expression_names(ctx, path + ("triggers",), written_triggers)
     when = build_guard(ctx, path + ("when",), raw["when"], names) if "when" in raw else None
-    actions = [build_action(ctx, path + ("actions", i), a, names) for i, a in enumerate(raw["actions"])]
+    actions = [build_action(ctx, path + ("actions", i), a, names) for i, a in enumerate(_items(raw, "actions"))]
     cooldown = _duration(ctx, path, raw, defaults, "cooldown")
     hold = _duration(ctx, path, raw, {}, "for")
     max_fires = _max_fires(ctx, path, raw, defaults)
-    if ctx.error_count() > before:
+    if ctx.error_count() > before or not ctx.accepts(path):
         return None
     return Rule(
         id=raw["id"],
@@ -72,18 +84,33 @@ def build_rule(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaul
     )
 
 
+def _items(raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _expression_names(ctx: BuildContext, path: JsonPath, triggers: list[Any]) -> frozenset[str]:
+    """The names all of the rule's triggers provide. A trigger the schema rejected limits nothing
+    (fixing it may change its type); with no trigger it accepted, any trigger's names are allowed."""
+    types = {t["type"] for i, t in enumerate(triggers) if ctx.accepts(path + (i,))}
+    return names_for_triggers(sorted(types)) if types else ANY_TRIGGER_NAMES
+
+
 def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[str]) -> Guard | None:
-    """A `when` condition: an expression string, or `all:` / `any:` / `not:` of nested conditions."""
+    """A `when` condition: an expression string, or `all:` / `any:` / `not:` of nested conditions.
+    Of a condition the schema rejected, the expressions it accepted are still checked."""
     if isinstance(raw, str):
-        expr = ctx.expression(path, raw, names)
+        expr = ctx.expression(path, raw, names) if ctx.accepts(path) else None
         return None if expr is None else Guard("expr", expr=expr, where=ctx.source(path))
-    (kind, body), = raw.items()
-    if kind == "not":
-        child = build_guard(ctx, path + ("not",), body, names)
-        return None if child is None else Guard("not", children=(child,), where=ctx.source(path))
-    children = [build_guard(ctx, path + (kind, i), item, names) for i, item in enumerate(body)]
-    if any(child is None for child in children):
+    children = []
+    for kind, body in raw.items() if isinstance(raw, dict) else ():
+        if kind == "not":
+            children.append(build_guard(ctx, path + ("not",), body, names))
+        elif kind in ("all", "any") and isinstance(body, list):
+            children.extend(build_guard(ctx, path + (kind, i), item, names) for i, item in enumerate(body))
+    if not ctx.accepts(path) or any(child is None for child in children):
         return None
+    (kind, _), = raw.items()
     return Guard(kind, children=tuple(children), where=ctx.source(path))
 
 
@@ -96,11 +123,14 @@ def _duration(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], default
 
 
 def _max_fires(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> MaxFires | None:
-    spec, spec_path = (raw.get("max_fires"), path + ("max_fires",)) if "max_fires" in raw else (defaults.get("max_fires"), ("defaults", "max_fires"))
-    if spec is None:
+    spec_path = path + ("max_fires",) if "max_fires" in raw else ("defaults", "max_fires")
+    spec = ctx.fields(spec_path, raw["max_fires"] if "max_fires" in raw else defaults.get("max_fires"))
+    if "window" not in spec:
         return None
     window = ctx.duration(spec_path + ("window",), spec["window"])
     if window is not None and window <= 0:
         ctx.report(spec_path + ("window",), "the max_fires window must be longer than 0s", code="invalid-value")
         return None
-    return None if window is None else MaxFires(count=spec["count"], window=window)
+    if window is None or not ctx.accepts(spec_path):
+        return None
+    return MaxFires(count=spec["count"], window=window)

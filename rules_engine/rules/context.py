@@ -8,19 +8,25 @@ Value conventions (see `rules_engine.model`):
 - `when`, `if` and `where` are always expressions (no `=`).
 - Expression errors point at the exact character: the sandbox's column is added to the position
   of the YAML scalar (after its quote and the `=`).
+
+Parts the schema rejected: builders read a mapping through `fields`, which leaves out every value
+with a schema error in it, so they check what the schema accepted even in a rejected rule
+(an unknown pair beside a missing price) and never re-report, or trip over, what it rejected.
+They build a model object only from a part the schema accepted whole (`accepts`).
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 from rules_engine.durations import parse_duration
 from rules_engine.expr import ExpressionError, compile_expression, compile_template
 from rules_engine.model import Expr, SourceRef, Template, Value
 from rules_engine.pairs import PairRegistry
 from rules_engine.rules.diagnostics import Diagnostic, Severity
+from rules_engine.rules.schema_check import SchemaReport
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 _NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -29,10 +35,31 @@ _NUMERIC = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 class BuildContext:
     """Shared state while building the rules of one file."""
 
-    def __init__(self, document: SourceDocument, registry: PairRegistry):
+    def __init__(self, document: SourceDocument, registry: PairRegistry, schema: SchemaReport | None = None):
         self.document = document
         self.registry = registry
         self.diagnostics: list[Diagnostic] = []
+        self._rejected = schema.rejected if schema is not None else frozenset()
+        self._unknown_keys = schema.unknown_keys if schema is not None else frozenset()
+
+    # ------------------------------------------------------------------ what the schema accepted
+
+    def accepts(self, path: JsonPath) -> bool:
+        """Whether the value at `path`, and everything inside it, passed the schema."""
+        return path not in self._rejected
+
+    def has_unknown_keys(self, path: JsonPath) -> bool:
+        """Whether the mapping at `path` has unknown keys: a key it lacks may be there, misspelled."""
+        return path in self._unknown_keys
+
+    def fields(self, path: JsonPath, raw: Any, nested: Collection[str] = ()) -> Mapping[str, Any]:
+        """The entries of the mapping `raw` (written at `path`) that passed the schema; `nested`
+        keys are kept regardless, for builders that check the parts inside them. Not a mapping: {}."""
+        if not isinstance(raw, dict):
+            return {}
+        if path not in self._rejected:
+            return raw
+        return {key: value for key, value in raw.items() if key in nested or path + (key,) not in self._rejected}
 
     # ------------------------------------------------------------------ reporting
 

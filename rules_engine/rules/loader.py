@@ -7,8 +7,10 @@ Layers, each in its own module:
    pairs and assets checked against Kraken's asset-pair list.
 4. `semantic`: rule ids unique across files; warnings.
 
-A file that fails an early layer still has its other rules checked by the later ones where
-possible (a schema error in one rule does not hide an expression error in the next).
+A file the schema rejects still has every part it accepted checked by the later layers: a
+schema error in one rule does not hide an expression error in the next, nor an unknown pair
+beside a missing price in the same action. Only parts the schema accepted whole are built, and
+`LoadResult.ruleset` is None when anything at all is wrong.
 """
 
 from __future__ import annotations
@@ -119,12 +121,9 @@ def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegis
         result.rule_count += len(written) if isinstance(written, list) else 0
         report = check_schema(document)
         diagnostics.extend(report.diagnostics)
-        if not report.file_valid:
-            continue
-        context = BuildContext(document, registry)
-        built = build_rules(context, skip=report.invalid_rules)
+        context = BuildContext(document, registry, report)
+        rules.extend(build_rules(context))
         diagnostics.extend(context.diagnostics)
-        rules.extend(built)
     diagnostics.extend(duplicate_ids(ids))
     for rule in rules:
         diagnostics.extend(rule_warnings(rule, registry))

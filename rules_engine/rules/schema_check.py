@@ -106,27 +106,28 @@ def _type_dispatch_table(branches: Any) -> dict[str, Any] | None:
 class SchemaReport:
     """The schema's verdict on one file.
 
-    `invalid_rules` holds the indexes of rules with errors; `file_valid` is False when an error
-    lies outside any single rule (version, defaults, the rules list itself), so nothing in the
-    file can be built.
+    `rejected` holds the path of every value with a schema error in it: each error's own path
+    and every path above it (the rule, the rules list, the document). The builder checks the
+    parts the schema accepted even in a rule it rejected (see `BuildContext.fields`).
+    `unknown_keys` holds the paths of mappings with unknown keys: a key missing there may have been
+    meant (written `markt: futures`).
     """
 
     diagnostics: list[Diagnostic]
-    invalid_rules: set[int]
-    file_valid: bool
+    rejected: frozenset[JsonPath]
+    unknown_keys: frozenset[JsonPath]
 
 
 def check_schema(document: SourceDocument) -> SchemaReport:
     """Every schema violation in the document, in file order, without duplicates."""
     errors = sorted(rules_validator().iter_errors(document.data), key=_unknown_keys_first)
-    invalid_rules: set[int] = set()
-    file_valid = True
+    rejected: set[JsonPath] = set()
+    unknown_keys: set[JsonPath] = set()
     for error in errors:
         path = tuple(error.absolute_path)
-        if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
-            invalid_rules.add(path[1])
-        else:
-            file_valid = False
+        rejected.update(path[:end] for end in range(len(path) + 1))
+        if error.validator == "additionalProperties":
+            unknown_keys.add(path)
     suggested: dict[JsonPath, set[str]] = {}
     seen: set[tuple[int, int, str]] = set()
     result: list[Diagnostic] = []
@@ -136,7 +137,7 @@ def check_schema(document: SourceDocument) -> SchemaReport:
             if key not in seen:
                 seen.add(key)
                 result.append(diagnostic)
-    return SchemaReport(sorted(result, key=Diagnostic.sort_key), invalid_rules, file_valid)
+    return SchemaReport(sorted(result, key=Diagnostic.sort_key), frozenset(rejected), frozenset(unknown_keys))
 
 
 def _unknown_keys_first(error: ValidationError) -> int:

@@ -2,8 +2,9 @@
 
 Adding a trigger type means one function here (decorated with `@trigger_type("name")`), its
 definition in `schemas/rules.schema.json`, and its class in `rules_engine.model`. Each builder gets
-the schema-valid mapping and the file's `defaults`, and returns the model object (or None after
-reporting what is wrong).
+the fields of the trigger that passed the schema (`BuildContext.fields`) and those of the file's
+`defaults`, checks every field it is given, and returns the model object, or None after reporting
+what is wrong or when the schema rejected anything in the trigger (then some fields are missing).
 """
 
 from __future__ import annotations
@@ -34,31 +35,50 @@ def trigger_type(name: str) -> Callable[[TriggerBuilder], TriggerBuilder]:
     return register
 
 
-def build_trigger(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Trigger | None:
-    return TRIGGER_BUILDERS[raw["type"]](ctx, path, raw, defaults)
+def build_trigger(ctx: BuildContext, path: JsonPath, raw: Any, defaults: Mapping[str, Any]) -> Trigger | None:
+    """Build one trigger; of a trigger the schema rejected, check the fields it accepted (a trigger
+    whose type it rejected has nothing to check: its fields mean nothing without the type)."""
+    fields = ctx.fields(path, raw)
+    builder = TRIGGER_BUILDERS.get(fields.get("type"))
+    return None if builder is None else builder(ctx, path, fields, defaults)
 
 
 @trigger_type("price")
 def price_trigger(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> PriceTrigger | None:
-    market = Market(raw.get("market", defaults.get("market", "spot")))
-    if market is Market.SPOT:
-        symbol = spot_pair(ctx, path + ("symbol",), raw["symbol"])
-    else:
-        symbol = futures_symbol(ctx, path + ("symbol",), raw["symbol"])
-    key = "crosses_above" if "crosses_above" in raw else "crosses_below"
-    level = Decimal(raw[key])
+    market = _market(ctx, path, raw, defaults)
+    symbol = None
+    if "symbol" in raw and market is not None:
+        check_symbol = spot_pair if market is Market.SPOT else futures_symbol
+        symbol = check_symbol(ctx, path + ("symbol",), raw["symbol"])
     rearm = _rearm(ctx, path + ("rearm",), raw.get("rearm"))
-    if symbol is None or (rearm is None and "rearm" in raw):
+    if symbol is None or (rearm is None and "rearm" in raw) or not ctx.accepts(path):
         return None
+    key = "crosses_above" if "crosses_above" in raw else "crosses_below"
     return PriceTrigger(
         symbol=symbol,
         market=market,
         field=raw.get("field", defaults.get("field", "last")),
         direction="above" if key == "crosses_above" else "below",
-        level=level,
+        level=Decimal(raw[key]),
         rearm=rearm,
         where=ctx.source(path),
     )
+
+
+def _market(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Market | None:
+    """The trigger's market, or None when it is unknown: the schema rejected the `market` that
+    applies, or it may be there misspelled (the symbol cannot be checked without its market)."""
+    if "market" in raw:
+        return Market(raw["market"])
+    if not ctx.accepts(path + ("market",)) or ctx.has_unknown_keys(path):
+        return None
+    if "market" in defaults:
+        return Market(defaults["market"])
+    data = ctx.document.data
+    written_defaults = data.get("defaults", {}) if isinstance(data, dict) else {}
+    if not isinstance(written_defaults, dict) or not ctx.accepts(("defaults", "market")) or ctx.has_unknown_keys(("defaults",)):
+        return None
+    return Market.SPOT
 
 
 def _rearm(ctx: BuildContext, path: JsonPath, raw: Any) -> Rearm | None:
@@ -80,32 +100,45 @@ def signal_trigger(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], de
         where_expr = ctx.expression(path + ("where",), raw["where"], names_for_triggers(["signal"]))
         if where_expr is None:
             return None
+    if not ctx.accepts(path):
+        return None
     return SignalTrigger(source=raw["source"], where_expr=where_expr, where=ctx.source(path))
 
 
 @trigger_type("timer")
 def timer_trigger(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> TimerTrigger | None:
+    every = _every(ctx, path + ("every",), raw["every"]) if "every" in raw else None
+    cron = _cron(ctx, path + ("cron",), raw["cron"]) if "cron" in raw else None
+    timezone = raw.get("timezone", defaults.get("timezone", "UTC"))
+    zone_known = True
+    if "cron" in raw or "timezone" in raw:
+        timezone_path = path + ("timezone",) if "timezone" in raw else ("defaults", "timezone")
+        zone_known = check_timezone(ctx, timezone_path, timezone)
+    if not ctx.accepts(path) or not zone_known:
+        return None
     if "every" in raw:
-        every = ctx.duration(path + ("every",), raw["every"])
-        if every is None:
-            return None
-        if every <= 0:
-            ctx.report(path + ("every",), "every: must be longer than 0s", code="invalid-value")
-            return None
-        return TimerTrigger(every=every, where=ctx.source(path))
-    cron = raw["cron"].strip()
+        return None if every is None else TimerTrigger(every=every, where=ctx.source(path))
+    return None if cron is None else TimerTrigger(cron=cron, timezone=timezone, where=ctx.source(path))
+
+
+def _every(ctx: BuildContext, path: JsonPath, raw: str) -> float | None:
+    every = ctx.duration(path, raw)
+    if every is not None and every <= 0:
+        ctx.report(path, "every: must be longer than 0s", code="invalid-value")
+        return None
+    return every
+
+
+def _cron(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
+    cron = raw.strip()
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
         ctx.report(
-            path + ("cron",),
+            path,
             f'"{cron}" is not a cron schedule; write five fields: minute hour day-of-month month day-of-week, e.g. "*/5 * * * *"',
             code="invalid-cron",
         )
         return None
-    timezone_path = path + ("timezone",) if "timezone" in raw else ("defaults", "timezone")
-    timezone = raw.get("timezone", defaults.get("timezone", "UTC"))
-    if not check_timezone(ctx, timezone_path, timezone):
-        return None
-    return TimerTrigger(cron=cron, timezone=timezone, where=ctx.source(path))
+    return cron
 
 
 def check_timezone(ctx: BuildContext, path: JsonPath, name: str) -> bool:
