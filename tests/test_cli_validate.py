@@ -144,3 +144,24 @@ def test_pairs_snapshot_option(tmp_path, capsys):
     assert 'unknown Kraken pair "ETH/USD"' in capsys.readouterr().out
     assert cli.main(["validate", "--pairs", str(tmp_path / "missing.json"), str(rules)]) == 2
     assert "cannot read the pair snapshot" in capsys.readouterr().err
+
+
+def test_schema_errors_do_not_hide_other_problems_of_the_same_rule(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent("""\
+        version: 1
+        rules:
+          - id: y
+            triggers: [{type: timer, every: 5 minutes}]
+            when: "balance('ZUSD') > 10 and prise > 3"
+            actions: [{type: place_order, pair: BTCUSDX, side: buy, ordertype: limit, volume: 1}]
+        """))
+    assert cli.main(["validate", str(path)]) == 1
+    name = path.as_posix()
+    assert capsys.readouterr().out.splitlines() == [
+        f'{name}:4:37: rule "y": expected a duration such as 500ms, 30s, 5m, 1h or 1d',
+        f"{name}:5:37: rule \"y\": invalid expression: unknown name 'prise' (did you mean 'price'?)",
+        f'{name}:6:15: rule "y": limit, iceberg, stop, take-profit and trailing orders need price:',
+        f'{name}:6:41: rule "y": unknown Kraken pair "BTCUSDX" (did you mean "BTC/USD"?)',
+        "invalid: 1 file, 1 rule: 4 errors, 0 warnings",
+    ]
