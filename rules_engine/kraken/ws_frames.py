@@ -288,9 +288,13 @@ class Dialect:
         return []
 
     def subscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        raise NotImplementedError
+        return self._request("subscribe", symbols, req_id)
 
     def unsubscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
+        return self._request("unsubscribe", symbols, req_id)
+
+    def _request(self, action: str, symbols: Iterable[str], req_id: int) -> str:
+        """The dialect's ticker (un)subscribe request; `action` is subscribe or unsubscribe."""
         raise NotImplementedError
 
     def ping_request(self, req_id: int) -> str | None:
@@ -358,12 +362,6 @@ class V2Dialect(_SpotDialect):
         if method == "subscribe" and self.event_trigger:
             params["event_trigger"] = self.event_trigger
         return _json_request({"method": method, "params": params, "req_id": req_id})
-
-    def subscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return self._request("subscribe", symbols, req_id)
-
-    def unsubscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return self._request("unsubscribe", symbols, req_id)
 
     def ping_request(self, req_id: int) -> str:
         return _json_request({"method": "ping", "req_id": req_id})
@@ -467,12 +465,6 @@ class V1Dialect(_SpotDialect):
             }
         )
 
-    def subscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return self._request("subscribe", symbols, req_id)
-
-    def unsubscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return self._request("unsubscribe", symbols, req_id)
-
     def ping_request(self, req_id: int) -> str:
         return _json_request({"event": "ping", "reqid": req_id})
 
@@ -560,11 +552,8 @@ class FuturesDialect(Dialect):
         # The futures server sends heartbeats only to clients subscribed to the heartbeat feed.
         return [_json_request({"event": "subscribe", "feed": "heartbeat"})]
 
-    def subscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return _json_request({"event": "subscribe", "feed": "ticker", "product_ids": list(symbols)})
-
-    def unsubscribe_request(self, symbols: Iterable[str], req_id: int) -> str:
-        return _json_request({"event": "unsubscribe", "feed": "ticker", "product_ids": list(symbols)})
+    def _request(self, action: str, symbols: Iterable[str], req_id: int) -> str:
+        return _json_request({"event": action, "feed": "ticker", "product_ids": list(symbols)})
 
     def _parse(self, frame: Any, received_at: float) -> FrameResult:
         if type(frame) is not dict:
