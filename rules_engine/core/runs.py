@@ -319,35 +319,40 @@ class Runner:
         return intent.intent_id
 
     def _do_cancel_order(self, ctx: "_ActionContext", action: model.CancelOrder) -> str | None:
-        if action.own:
-            txids, cl_ord_ids = self._own_orders(ctx, "spot")
-            if not txids and not cl_ord_ids:
-                return None
-        else:
-            txid = _text(action.txid, ctx.env, f"{ctx.where}.txid")
-            cl_ord_id = _text(action.cl_ord_id, ctx.env, f"{ctx.where}.cl_ord_id")
-            txids, cl_ord_ids = tuple(filter(None, [txid])), tuple(filter(None, [cl_ord_id]))
+        targets = self._cancel_targets(ctx, "spot", action.own, action.txid, action.cl_ord_id, ("txid", "cl_ord_id"))
+        if targets is None:
+            return None
+        txids, cl_ord_ids = targets
         intent = intents.CancelOrder(intent_id=ctx.intent_id(), rule_id=ctx.rule.id, decision_id=ctx.decision_id,
                                      txids=txids, cl_ord_ids=cl_ord_ids,
                                      userref=None if action.own else action.userref)
-        self.state.inflight[intent.intent_id] = InFlight("cancel_order", ctx.rule.id, "spot", ctx.step.now,
-                                                         txids=txids, cl_ord_ids=cl_ord_ids)
-        self._emit(ctx, intent)
-        return intent.intent_id
+        return self._send_cancel(ctx, intent, "spot", txids, cl_ord_ids)
 
     def _do_futures_cancel_order(self, ctx: "_ActionContext", action: model.FuturesCancelOrder) -> str | None:
-        if action.own:
-            order_ids, cli_ord_ids = self._own_orders(ctx, "futures")
-            if not order_ids and not cli_ord_ids:
-                return None
-        else:
-            order_id = _text(action.order_id, ctx.env, f"{ctx.where}.order_id")
-            cli_ord_id = _text(action.cli_ord_id, ctx.env, f"{ctx.where}.cli_ord_id")
-            order_ids, cli_ord_ids = tuple(filter(None, [order_id])), tuple(filter(None, [cli_ord_id]))
+        targets = self._cancel_targets(ctx, "futures", action.own, action.order_id, action.cli_ord_id,
+                                       ("order_id", "cli_ord_id"))
+        if targets is None:
+            return None
+        order_ids, cli_ord_ids = targets
         intent = intents.FuturesCancelOrder(intent_id=ctx.intent_id(), rule_id=ctx.rule.id,
                                             decision_id=ctx.decision_id, order_ids=order_ids, cli_ord_ids=cli_ord_ids)
-        self.state.inflight[intent.intent_id] = InFlight("futures_cancel_order", ctx.rule.id, "futures", ctx.step.now,
-                                                         txids=order_ids, cl_ord_ids=cli_ord_ids)
+        return self._send_cancel(ctx, intent, "futures", order_ids, cli_ord_ids)
+
+    def _cancel_targets(self, ctx: "_ActionContext", market: str, own: bool, exchange_id: Any, client_id: Any,
+                        fields: tuple[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The exchange ids and client ids a cancel names: the rule's own open orders on `market`,
+        or the action's (possibly computed) ids. None when `own` finds nothing to cancel."""
+        if own:
+            ids, client_ids = self._own_orders(ctx, market)
+            return (ids, client_ids) if ids or client_ids else None
+        exchange = _text(exchange_id, ctx.env, f"{ctx.where}.{fields[0]}")
+        client = _text(client_id, ctx.env, f"{ctx.where}.{fields[1]}")
+        return tuple(filter(None, [exchange])), tuple(filter(None, [client]))
+
+    def _send_cancel(self, ctx: "_ActionContext", intent: intents.Intent, market: str,
+                     ids: tuple[str, ...], client_ids: tuple[str, ...]) -> str:
+        self.state.inflight[intent.intent_id] = InFlight(intent.kind, ctx.rule.id, market, ctx.step.now,
+                                                         txids=ids, cl_ord_ids=client_ids)
         self._emit(ctx, intent)
         return intent.intent_id
 
