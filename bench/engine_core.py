@@ -16,10 +16,9 @@ import random
 import time
 from decimal import Decimal
 
-from rules_engine import model
-from rules_engine.core import Engine
+from rules_engine.core import Engine, model
 from rules_engine.core.env import ENV_NAMES
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.expr import compile_template
 
 TICKS = 20_000

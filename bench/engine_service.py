@@ -102,7 +102,7 @@ class FrameServer:
         self.sent.set()
         await ws.wait_closed()
 
-    async def __aenter__(self) -> "FrameServer":
+    async def __aenter__(self) -> FrameServer:
         self._server = await serve(self.handler, "127.0.0.1", 0, max_queue=None, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from asteval import Interpreter
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import statistics
 import timeit
-from typing import Callable
+from collections.abc import Callable
 
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.nonce import NonceSource

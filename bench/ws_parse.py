@@ -23,8 +23,8 @@ import multiprocessing
 import random
 import statistics
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve

@@ -14,7 +14,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from rules_engine import __version__, commands
 

@@ -13,11 +13,12 @@ works offline; `rules-engine pairs refresh` replaces it from the exchange when o
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rules_engine.resources import data_path
 
@@ -102,13 +103,13 @@ class PairRegistry:
                 self._index.setdefault(name.upper(), pair)
 
     @classmethod
-    def from_asset_pairs(cls, response: Mapping[str, Any]) -> "PairRegistry":
+    def from_asset_pairs(cls, response: Mapping[str, Any]) -> PairRegistry:
         """Build from an AssetPairs response body or its `result` mapping."""
         result = response.get("result", response)
         return cls(_pair_from_json(pid, raw) for pid, raw in sorted(result.items()))
 
     @classmethod
-    def from_file(cls, path: Path) -> "PairRegistry":
+    def from_file(cls, path: Path) -> PairRegistry:
         return cls.from_asset_pairs(json.loads(Path(path).read_text()))
 
     def __iter__(self):

@@ -16,8 +16,8 @@ where the secret was looked for, never its value. Register what you read with
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 class SecretError(ValueError):

@@ -35,7 +35,7 @@ def parse_time(text: str, now: float | None = None) -> float:
             f"{text!r} is not a time; write epoch seconds, ISO 8601 (2024-05-01T10:00:00Z) or a duration ago (1h)"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
 
 
@@ -81,7 +81,7 @@ def show(
 
 def format_time(epoch: float) -> str:
     """`2024-05-01T10:00:00.123Z`."""
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -25,10 +25,10 @@ import requests
 from rules_engine.config import ConfigError, EngineConfig, load_config
 from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.killswitch import (
+    STATE_DIR_ENV,
     KillState,
     KillSwitch,
     KillSwitchError,
-    STATE_DIR_ENV,
     default_state_dir,
     kill_file,
     read_kill_file,

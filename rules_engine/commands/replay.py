@@ -13,22 +13,22 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
 from rules_engine.config import ConfigError, load_config
 from rules_engine.core import RiskLimits
+from rules_engine.core.events import Tick
 from rules_engine.durations import parse_duration
-from rules_engine.events import Tick
 from rules_engine.pairs import default_registry
+from rules_engine.paper.assets import Assets
 from rules_engine.replay.data import FORMATS, DataError, open_data
 from rules_engine.replay.replay import ReplayResult, run_replay
 from rules_engine.replay.report import render_markdown, render_text, report_json
 from rules_engine.rules import find_rule_files, load_rules
-from rules_engine.sim.assets import Assets
 
 DEFAULT_WALLET = {"ZUSD": Decimal(10000)}
 PROGRESS_MIN_TICKS = 100_000

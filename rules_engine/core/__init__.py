@@ -1,6 +1,6 @@
 """The pure engine core: events in, intents plus a trace of why out.
 
-No I/O, no clock reads, no asyncio: adapters feed `rules_engine.events` objects to
+No I/O, no clock reads, no asyncio: adapters feed `rules_engine.core.events` objects to
 `Engine.handle` and execute the intents it returns. See docs/engine-core.md.
 """
 

@@ -24,7 +24,7 @@ from bisect import bisect_left, bisect_right
 from decimal import Decimal
 from typing import Literal
 
-from rules_engine.model import PriceTrigger
+from rules_engine.core.model import PriceTrigger
 
 WatchState = Literal["unobserved", "armed", "disarmed"]
 Transition = Literal["armed", "disarmed", "fired"]

@@ -17,13 +17,35 @@ later, on each order, by the runner.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from rules_engine.core.crossing import LevelBook, PriceWatch
 from rules_engine.core.env import EvalFailure, build_env, evaluate_bool, evaluate_guard
+from rules_engine.core.events import (
+    ActionResult,
+    BalanceUpdate,
+    Clock,
+    Event,
+    FeedReset,
+    KillSwitch,
+    OrderUpdate,
+    Signal,
+    Tick,
+    TimerBeat,
+)
 from rules_engine.core.ids import decision_id
 from rules_engine.core.intents import CancelAll
+from rules_engine.core.model import (
+    FuturesCancelOrder,
+    FuturesSendOrder,
+    PriceTrigger,
+    Rule,
+    RuleSet,
+    SignalTrigger,
+    TimerTrigger,
+)
 from rules_engine.core.risk import RiskLimits
 from rules_engine.core.runs import Runner
 from rules_engine.core.state import (
@@ -39,27 +61,6 @@ from rules_engine.core.state import (
 )
 from rules_engine.core.trace import Decision, Step, TraceRecord, intent_detail
 from rules_engine.core.views import CLOSED_STATUSES, OrderView, to_decimal
-from rules_engine.events import (
-    ActionResult,
-    BalanceUpdate,
-    Clock,
-    Event,
-    FeedReset,
-    KillSwitch,
-    OrderUpdate,
-    Signal,
-    Tick,
-    TimerBeat,
-)
-from rules_engine.model import (
-    FuturesCancelOrder,
-    FuturesSendOrder,
-    PriceTrigger,
-    Rule,
-    RuleSet,
-    SignalTrigger,
-    TimerTrigger,
-)
 
 Candidate = tuple[Rule, int, dict[str, Any]]
 

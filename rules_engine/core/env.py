@@ -14,10 +14,11 @@ are None (a price rule fired by its timer trigger has `price` None):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from rules_engine.model import Expr, Guard, Template
+from rules_engine.core.model import Expr, Guard, Template
 
 CONTEXT_NAMES: tuple[str, ...] = (
     "price", "bid", "ask", "mid", "last", "symbol", "market", "level",

@@ -11,9 +11,10 @@ engine's open and in-flight orders plus the new one.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 MINUTE = 60.0
 DAY = 86400.0

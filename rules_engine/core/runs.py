@@ -12,18 +12,18 @@ fails, a risk limit is breached, a result reports failure or never arrives withi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from rules_engine import model
-from rules_engine.core import intents
+from rules_engine.core import intents, model
 from rules_engine.core.env import EvalFailure, build_env, decimal_value, evaluate, evaluate_bool, render
+from rules_engine.core.events import ActionResult
 from rules_engine.core.ids import client_order_id, decision_id, intent_id
 from rules_engine.core.risk import OrderProposal, RiskLimits, check_order
 from rules_engine.core.state import EngineState, InFlight, RuleState, Run
 from rules_engine.core.trace import Step, intent_detail
 from rules_engine.core.views import OrderView, to_decimal
-from rules_engine.events import ActionResult
 
 _RELATIVE_PRICE = ("+", "-", "#")
 # Futures contracts whose size is already a USD amount (inverse perpetuals and futures).
@@ -226,21 +226,21 @@ class Runner:
         handler = getattr(self, f"_do_{action.type}")
         return handler(ctx, action)
 
-    def _emit(self, ctx: "_ActionContext", intent: intents.AnyIntent) -> None:
+    def _emit(self, ctx: _ActionContext, intent: intents.AnyIntent) -> None:
         ctx.step.emit(intent)
         ctx.step.record("action", ctx.rule.id, action=ctx.index, **intent_detail(intent))
 
-    def _do_log(self, ctx: "_ActionContext", action: model.Log) -> None:
+    def _do_log(self, ctx: _ActionContext, action: model.Log) -> None:
         message = render(action.message, ctx.env, f"{ctx.where}.message")
         self._emit(ctx, intents.Log(intent_id=ctx.intent_id(), rule_id=ctx.rule.id, decision_id=ctx.decision_id,
                                     level=action.level, message=message))
 
-    def _do_notify(self, ctx: "_ActionContext", action: model.Notify) -> None:
+    def _do_notify(self, ctx: _ActionContext, action: model.Notify) -> None:
         message = render(action.message, ctx.env, f"{ctx.where}.message")
         self._emit(ctx, intents.Notify(intent_id=ctx.intent_id(), rule_id=ctx.rule.id, decision_id=ctx.decision_id,
                                        channel=action.channel, message=message))
 
-    def _do_check_balance(self, ctx: "_ActionContext", action: model.CheckBalance) -> str | None:
+    def _do_check_balance(self, ctx: _ActionContext, action: model.CheckBalance) -> str | None:
         have = self.state.balances.fresh(action.asset, ctx.step.now, self.balance_max_age)
         if have is not None:
             self._compare_balance(ctx.rule, ctx.run, ctx.index, action, have, ctx.step)
@@ -261,7 +261,7 @@ class Runner:
             raise _Halt("blocked", f"check_balance failed: {action.asset} balance {have} is below {minimum}",
                         asset=action.asset, balance=have, minimum=minimum)
 
-    def _do_place_order(self, ctx: "_ActionContext", action: model.PlaceOrder) -> str:
+    def _do_place_order(self, ctx: _ActionContext, action: model.PlaceOrder) -> str:
         volume = _decimal(action.volume, ctx.env, f"{ctx.where}.volume")
         if volume < 0 or (volume == 0 and action.leverage is None):
             raise _Halt("error", f"volume must be positive, got {volume}", volume=volume)
@@ -295,7 +295,7 @@ class Runner:
         self._emit(ctx, intent)
         return intent.intent_id
 
-    def _do_futures_send_order(self, ctx: "_ActionContext", action: model.FuturesSendOrder) -> str:
+    def _do_futures_send_order(self, ctx: _ActionContext, action: model.FuturesSendOrder) -> str:
         size = _decimal(action.size, ctx.env, f"{ctx.where}.size")
         if size <= 0:
             raise _Halt("error", f"size must be positive, got {size}", size=size)
@@ -318,7 +318,7 @@ class Runner:
         self._emit(ctx, intent)
         return intent.intent_id
 
-    def _do_cancel_order(self, ctx: "_ActionContext", action: model.CancelOrder) -> str | None:
+    def _do_cancel_order(self, ctx: _ActionContext, action: model.CancelOrder) -> str | None:
         targets = self._cancel_targets(ctx, "spot", action.own, action.txid, action.cl_ord_id, ("txid", "cl_ord_id"))
         if targets is None:
             return None
@@ -328,7 +328,7 @@ class Runner:
                                      userref=None if action.own else action.userref)
         return self._send_cancel(ctx, intent, "spot", txids, cl_ord_ids)
 
-    def _do_futures_cancel_order(self, ctx: "_ActionContext", action: model.FuturesCancelOrder) -> str | None:
+    def _do_futures_cancel_order(self, ctx: _ActionContext, action: model.FuturesCancelOrder) -> str | None:
         targets = self._cancel_targets(ctx, "futures", action.own, action.order_id, action.cli_ord_id,
                                        ("order_id", "cli_ord_id"))
         if targets is None:
@@ -338,7 +338,7 @@ class Runner:
                                             decision_id=ctx.decision_id, order_ids=order_ids, cli_ord_ids=cli_ord_ids)
         return self._send_cancel(ctx, intent, "futures", order_ids, cli_ord_ids)
 
-    def _cancel_targets(self, ctx: "_ActionContext", market: str, own: bool, exchange_id: Any, client_id: Any,
+    def _cancel_targets(self, ctx: _ActionContext, market: str, own: bool, exchange_id: Any, client_id: Any,
                         fields: tuple[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """The exchange ids and client ids a cancel names: the rule's own open orders on `market`,
         or the action's (possibly computed) ids. None when `own` finds nothing to cancel."""
@@ -349,20 +349,20 @@ class Runner:
         client = _text(client_id, ctx.env, f"{ctx.where}.{fields[1]}")
         return tuple(filter(None, [exchange])), tuple(filter(None, [client]))
 
-    def _send_cancel(self, ctx: "_ActionContext", intent: intents.Intent, market: str,
+    def _send_cancel(self, ctx: _ActionContext, intent: intents.Intent, market: str,
                      ids: tuple[str, ...], client_ids: tuple[str, ...]) -> str:
         self.state.inflight[intent.intent_id] = InFlight(intent.kind, ctx.rule.id, market, ctx.step.now,
                                                          txids=ids, cl_ord_ids=client_ids)
         self._emit(ctx, intent)
         return intent.intent_id
 
-    def _do_cancel_all(self, ctx: "_ActionContext", action: model.CancelAll) -> str:
+    def _do_cancel_all(self, ctx: _ActionContext, action: model.CancelAll) -> str:
         intent = intents.CancelAll(intent_id=ctx.intent_id(), rule_id=ctx.rule.id, decision_id=ctx.decision_id)
         self.state.inflight[intent.intent_id] = InFlight("cancel_all", ctx.rule.id, "spot", ctx.step.now)
         self._emit(ctx, intent)
         return intent.intent_id
 
-    def _do_dead_man_switch(self, ctx: "_ActionContext", action: model.DeadManSwitch) -> str:
+    def _do_dead_man_switch(self, ctx: _ActionContext, action: model.DeadManSwitch) -> str:
         intent = intents.DeadManSwitch(intent_id=ctx.intent_id(), rule_id=ctx.rule.id, decision_id=ctx.decision_id,
                                        timeout=int(action.timeout))
         self.state.inflight[intent.intent_id] = InFlight("dead_man_switch", ctx.rule.id, "spot", ctx.step.now)
@@ -374,7 +374,7 @@ class Runner:
     def _market_price(self, symbol: str) -> Decimal | None:
         return self.state.quotes.price(symbol)
 
-    def _check_risk(self, ctx: "_ActionContext", pair: str, notional: Decimal | None) -> None:
+    def _check_risk(self, ctx: _ActionContext, pair: str, notional: Decimal | None) -> None:
         orders = self.state.orders
         breaches = check_order(self.limits, OrderProposal(pair, notional), now=ctx.step.now,
                                open_orders=len(orders), open_notional=orders.total_notional(),
@@ -385,7 +385,7 @@ class Runner:
             raise _Halt("blocked", "risk limit: " + ", ".join(b.limit for b in breaches),
                         limits=[b.limit for b in breaches])
 
-    def _track_order(self, ctx: "_ActionContext", kind: str, market: str, pair: str, client_id: str,
+    def _track_order(self, ctx: _ActionContext, kind: str, market: str, pair: str, client_id: str,
                      volume: Decimal, unit_price: Decimal | None) -> None:
         state = self.state
         state.orders.add(OrderView(key=client_id, market=market, pair=pair, status="sending", rule_id=ctx.rule.id,
@@ -393,7 +393,7 @@ class Runner:
         state.order_times.record(ctx.step.now)
         state.inflight[ctx.intent_id()] = InFlight(kind, ctx.rule.id, market, ctx.step.now, order_key=client_id)
 
-    def _own_orders(self, ctx: "_ActionContext", market: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _own_orders(self, ctx: _ActionContext, market: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The exchange ids of this rule's open orders, or client ids for those still in flight."""
         own = self.state.orders.of_rule(ctx.rule.id, market)
         txids = tuple(t for o in own for t in o.txids)

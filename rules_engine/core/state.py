@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from rules_engine.core.risk import OrderTimes
 from rules_engine.core.views import Balances, Orders, OrderView, Quotes
@@ -82,7 +83,7 @@ class PendingHold:
                 "context": _plain(self.context)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "PendingHold":
+    def from_json(cls, data: Mapping[str, Any]) -> PendingHold:
         return cls(int(data["trigger_index"]), float(data["since"]), float(data["until"]),
                    _plain(data["context"]))
 
@@ -105,7 +106,7 @@ class Run:
                 "waiting_since": self.waiting_since}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Run":
+    def from_json(cls, data: Mapping[str, Any]) -> Run:
         return cls(int(data["fire_seq"]), int(data["trigger_index"]), _plain(data["context"]),
                    float(data["fired_at"]), int(data["next_action"]), data.get("waiting"),
                    data.get("waiting_since"))
@@ -138,7 +139,7 @@ class RuleState:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RuleState":
+    def from_json(cls, data: Mapping[str, Any]) -> RuleState:
         return cls(
             status=data.get("status", "idle"),
             fire_times=[float(t) for t in data.get("fire_times", [])],
@@ -169,7 +170,7 @@ class InFlight:
                 "order_key": self.order_key, "txids": list(self.txids), "cl_ord_ids": list(self.cl_ord_ids)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "InFlight":
+    def from_json(cls, data: Mapping[str, Any]) -> InFlight:
         return cls(data["kind"], data.get("rule_id"), data["market"], float(data["since"]), data.get("order_key"),
                    tuple(data.get("txids", [])), tuple(data.get("cl_ord_ids", [])))
 
@@ -207,7 +208,7 @@ class SnapshotChanges:
     parts: dict[str, RulePart | None]
     complete: bool = False
 
-    def then(self, newer: "SnapshotChanges") -> "SnapshotChanges":
+    def then(self, newer: SnapshotChanges) -> SnapshotChanges:
         """These changes followed by `newer` ones, as one set of changes."""
         if newer.complete:
             return newer
@@ -263,7 +264,7 @@ class EngineState:
         }
 
     @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> "EngineState":
+    def from_snapshot(cls, data: Mapping[str, Any]) -> EngineState:
         """Rebuild from `Engine.snapshot()`; raise ValueError for another snapshot version."""
         if data.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"engine snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")

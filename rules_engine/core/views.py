@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 _LEGACY_FIAT = {"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"}
 _MODERN = {"XBT": "BTC", "XDG": "DOGE"}
@@ -117,7 +118,7 @@ class Balances:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Balances":
+    def from_json(cls, data: Mapping[str, Any]) -> Balances:
         balances = cls()
         balances.values = {a: (Decimal(v), float(t), int(e)) for a, (v, t, e) in data.get("values", {}).items()}
         snap = data.get("snapshot")
@@ -165,7 +166,7 @@ class OrderView:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "OrderView":
+    def from_json(cls, data: Mapping[str, Any]) -> OrderView:
         return cls(
             key=data["key"],
             market=data["market"],

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from rules_engine.core import TraceRecord
 

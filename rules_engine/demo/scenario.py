@@ -17,9 +17,10 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 import aiohttp
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from .errors import EvaluationFault
 from .limits import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT_LENGTH

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from rules_engine.kraken.signing import futures_signature, spot_signature
 from rules_engine.secret_reader import SecretError, secret_from_env

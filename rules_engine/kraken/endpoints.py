@@ -19,7 +19,7 @@ class KrakenEndpoints:
     futures_ws: str = "wss://futures.kraken.com/ws/v1"
 
     @classmethod
-    def local(cls, host: str, port: int) -> "KrakenEndpoints":
+    def local(cls, host: str, port: int) -> KrakenEndpoints:
         """The URLs of a simulator listening on host:port (all APIs on one port)."""
         http, ws = f"http://{host}:{port}", f"ws://{host}:{port}"
         return cls(

@@ -49,7 +49,8 @@ request bodies or headers (so never a key, a signature or a secret).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ order up by `cliOrdId` in the open orders before ever sending it again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from rules_engine.kraken.credentials import Credentials
@@ -230,7 +231,7 @@ class FuturesClient:
         if close is not None:
             close()
 
-    def __enter__(self) -> "FuturesClient":
+    def __enter__(self) -> FuturesClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -15,7 +15,8 @@ Tests swap in any object with the same `request` method (see `Transport`).
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from rules_engine.kraken.ratelimit import TIERS, DecayingCounter, Tier, cancel_penalty, rest_cost
 

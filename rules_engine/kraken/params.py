@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
@@ -46,7 +47,7 @@ def rfc3339(moment: datetime) -> str:
     """`2024-03-01T12:00:05.123Z` (a naive datetime is refused: its zone is unknown)."""
     if moment.tzinfo is None:
         raise ValueError("deadline must be timezone-aware")
-    text = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 

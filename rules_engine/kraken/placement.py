@@ -17,7 +17,8 @@ retried with backoff; deterministic rejections are raised at once.
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from rules_engine.kraken.errors import KrakenError, OrderNotPlaced, OrderStateUnknown
 from rules_engine.kraken.retry import RetryPolicy

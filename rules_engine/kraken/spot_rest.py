@@ -20,9 +20,10 @@ Guarantees:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
@@ -375,7 +376,7 @@ class SpotClient:
         if close is not None:
             close()
 
-    def __enter__(self) -> "SpotClient":
+    def __enter__(self) -> SpotClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,14 +25,15 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 from websockets.uri import parse_uri
 
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
 from rules_engine.kraken.ws_frames import (
     Dialect,
@@ -194,7 +195,7 @@ class TickerFeed:
             self._report("reconnecting", f"in {delay:.3f} s")
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.stats.connected = False
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, NamedTuple, Union
+from typing import Any, NamedTuple, Union
 
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.pairs import PairRegistry, default_registry
 
 EXCERPT_CHARS = 200

@@ -7,7 +7,7 @@ time bucket, so spikes stay visible.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
@@ -68,7 +68,7 @@ def _symbols(result: ReplayResult) -> list[str]:
 
 
 def _date(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, timezone.utc)
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def _downsample(series: PriceSeries) -> tuple[list[float], list[float]]:

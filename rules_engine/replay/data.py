@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.kraken.ws_frames import Dialect, Malformed, dialect_for
 from rules_engine.pairs import PairRegistry, default_registry
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.durations import format_duration
@@ -23,7 +24,7 @@ def number(value: Decimal | int | str | None) -> str:
 
 def iso(time: float) -> str:
     """`2026-01-01T00:02:00Z` (with milliseconds only when there are any)."""
-    moment = datetime.fromtimestamp(time, timezone.utc)
+    moment = datetime.fromtimestamp(time, UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += f".{moment.microsecond // 1000:03d}"

@@ -30,9 +30,10 @@ A signal trigger whose `where` is false did not match: that is no outcome at all
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from rules_engine.core.intents import AnyIntent, ReadBalance
 from rules_engine.core.trace import TraceRecord

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import itertools
 from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
-from rules_engine.events import Tick
-from rules_engine.model import RuleSet
-from rules_engine.replay.data import DataFile, DataError, merged_ticks
+from rules_engine.core.events import Tick
+from rules_engine.core.model import RuleSet
+from rules_engine.replay.data import DataError, DataFile, merged_ticks
 from rules_engine.replay.outcomes import FillRecord, Outcome
 from rules_engine.replay.runner import OfflineRunner
 

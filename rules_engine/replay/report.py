@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rules_engine.core.trace import jsonable
 from rules_engine.durations import format_duration

@@ -5,7 +5,7 @@ so a rule behaves the same in a unit test, in a replay and (with the same execut
 dry run. For each input event, in time order:
 
 1. everything due strictly before the event's time is delivered first, in time order: timer
-   beats (each timer's next slot from `service.timers.next_fire`, the first one strictly
+   beats (each timer's next slot from `rules_engine.schedule.next_fire`, the first one strictly
    after the start) and `Clock` events at `engine.next_deadline()` (holds maturing,
    cooldowns ending); the paper exchange is advanced to that time too (expiries, the dead
    man's switch). Something due at the event's own time comes after the event (the engine
@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
-from typing import Callable, Iterable, Mapping
 
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, TimerBeat
-from rules_engine.model import RuleSet, TimerTrigger
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, TimerBeat
+from rules_engine.core.model import RuleSet, TimerTrigger
+from rules_engine.execution.paper import PaperExecutor
+from rules_engine.paper.exchange import PaperExchange
+from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
-from rules_engine.service.executors.paper import PaperExecutor
-from rules_engine.service.timers import next_fire
-from rules_engine.sim.matching import PaperExchange
-from rules_engine.sim.orders import Order, OrderRequest
+from rules_engine.schedule import next_fire
 
 ACCOUNT = "paper"
 

@@ -1,4 +1,4 @@
-"""The rule language: load YAML rule files into the typed model of `rules_engine.model`.
+"""The rule language: load YAML rule files into the typed model of `rules_engine.core.model`.
 
     from rules_engine.rules import load_rules
     result = load_rules(["rules/"])

@@ -1,7 +1,7 @@
 """Action builders: one small function per action type, registered by name.
 
 Adding an action type means one function here (decorated with `@action_type("name")`), its
-definition in `schemas/rules.schema.json`, and its class in `rules_engine.model`. Each builder gets
+definition in `schemas/rules.schema.json`, and its class in `rules_engine.core.model`. Each builder gets
 the fields of the action that passed the schema (`BuildContext.fields`) and the names its
 expressions may use (those the rule's triggers provide), checks every field it is given, and
 returns the model object, or None after reporting what is wrong or when the schema rejected
@@ -10,11 +10,12 @@ anything in the action (then some fields are missing).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
-from rules_engine.model import (
+from rules_engine.core.model import (
     Action,
     CancelAll,
     CancelOrder,

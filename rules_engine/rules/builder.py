@@ -1,4 +1,4 @@
-"""The model builder: turn one schema-checked rule file into `rules_engine.model.Rule` objects.
+"""The model builder: turn one schema-checked rule file into `rules_engine.core.model.Rule` objects.
 
 `defaults` are merged into each rule here: `market` and `field` into price triggers, `timezone`
 into cron timers, and `cooldown`, `max_fires`, `mode`, `priority` into the rule itself. A rule's
@@ -14,11 +14,12 @@ error already reported. Only rules the schema accepted whole are built.
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
+from rules_engine.core.model import Guard, MaxFires, Rule
 from rules_engine.expr import names_for_triggers
 from rules_engine.expr.names import ALL_CONTEXT_NAMES
-from rules_engine.model import Guard, MaxFires, Rule
 from rules_engine.rules.actions import build_action
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.triggers import build_trigger, check_timezone

@@ -1,7 +1,7 @@
 """What every trigger and action builder needs: the document, the pair registry, a place to
 report problems, and the conversions from written values to model values.
 
-Value conventions (see `rules_engine.model`):
+Value conventions (see `rules_engine.core.model`):
 - In value positions (volume, price, minimum, txid, ...) a string that starts with `=` is an
   expression; anything else is a literal. Numbers and numeric strings become `Decimal` from the
   written text.
@@ -18,12 +18,13 @@ They build a model object only from a part the schema accepted whole (`accepts`)
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from decimal import Decimal
-from typing import Any, Collection, Mapping
+from typing import Any
 
+from rules_engine.core.model import Expr, SourceRef, Template, Value
 from rules_engine.durations import parse_duration
 from rules_engine.expr import ExpressionError, compile_expression, compile_template
-from rules_engine.model import Expr, SourceRef, Template, Value
 from rules_engine.pairs import PairRegistry
 from rules_engine.rules.diagnostics import Diagnostic, Severity
 from rules_engine.rules.schema_check import SchemaReport

@@ -9,8 +9,9 @@ Every layer of the loader (YAML, schema, model builder, semantic checks) reports
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 Severity = Literal["error", "warning"]
 

@@ -16,11 +16,11 @@ beside a missing price in the same action. Only parts the schema accepted whole 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from rules_engine.model import Rule, RuleSet
+from rules_engine.core.model import Rule, RuleSet
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules.builder import build_rules
 from rules_engine.rules.context import BuildContext

@@ -14,11 +14,11 @@ Warnings (fail validation only under `--strict`):
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, Iterator
 
-from rules_engine.model import FuturesSendOrder, SourceRef, Guard, PlaceOrder, PriceTrigger, Rule
+from rules_engine.core.model import FuturesSendOrder, Guard, PlaceOrder, PriceTrigger, Rule, SourceRef
 from rules_engine.pairs import PairRegistry
 from rules_engine.rules.diagnostics import Diagnostic
 from rules_engine.rules.yaml_source import SourceDocument

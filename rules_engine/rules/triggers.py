@@ -1,7 +1,7 @@
 """Trigger builders: one small function per trigger type, registered by name.
 
 Adding a trigger type means one function here (decorated with `@trigger_type("name")`), its
-definition in `schemas/rules.schema.json`, and its class in `rules_engine.model`. Each builder gets
+definition in `schemas/rules.schema.json`, and its class in `rules_engine.core.model`. Each builder gets
 the fields of the trigger that passed the schema (`BuildContext.fields`) and those of the file's
 `defaults`, checks every field it is given, and returns the model object, or None after reporting
 what is wrong or when the schema rejected anything in the trigger (then some fields are missing).
@@ -9,15 +9,16 @@ what is wrong or when the schema rejected anything in the trigger (then some fie
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 
+from rules_engine.core.model import Market, PriceTrigger, Rearm, SignalTrigger, TimerTrigger, Trigger
 from rules_engine.expr import names_for_triggers
-from rules_engine.model import Market, PriceTrigger, Rearm, SignalTrigger, TimerTrigger, Trigger
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.symbols import futures_symbol, spot_pair

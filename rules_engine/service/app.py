@@ -32,39 +32,43 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from rules_engine import __version__
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState, RiskLimits, TraceRecord
+from rules_engine.core.events import ActionResult, Clock, Event, FeedReset, KillSwitch, Signal, Tick
+from rules_engine.core.model import RuleSet
 from rules_engine.core.state import SnapshotChanges
-from rules_engine.events import ActionResult, Clock, Event, FeedReset, KillSwitch, Signal, Tick
+from rules_engine.execution import ExecutionReport, LiveModeRefused, build_executor, check_live_allowed
+from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.kraken.ws_feed import FeedStatus
-from rules_engine.model import RuleSet
 from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_rules, load_signal_schema
+from rules_engine.schedule import validate_timer
 from rules_engine.secret_reader import SecretError, load_secret
-from rules_engine.service.executors import ExecutionReport, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.service.event_queue import EventQueue
-from rules_engine.service.executors.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.service.http import HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
     KillState,
-    KillSwitch as KillSwitchFile,
     install_signal_handler,
     kill_file,
+)
+from rules_engine.service.killswitch import (
+    KillSwitch as KillSwitchFile,
 )
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.rule_needs import RuleNeeds, rule_needs
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
-from rules_engine.service.timers import TimerScheduler, validate_timer
+from rules_engine.service.timers import TimerScheduler
 from rules_engine.service.trace_audit import audit_trace
 from rules_engine.state import Decision, StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
@@ -793,7 +797,7 @@ class EngineService:
             if self._consumer is not None and not self._consumer.done():
                 try:
                     await self.settle(self.drain_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.error("in-flight actions did not finish within %.0f s; stopping anyway", self.drain_timeout)
                 self._queue.put_nowait((_STOP, time.perf_counter()))
                 await self._consumer

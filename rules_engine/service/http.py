@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_app(service: "EngineService") -> web.Application:
+def build_app(service: EngineService) -> web.Application:
     """The aiohttp application of one engine service."""
     app = web.Application(client_max_size=1024 * 1024)
 

@@ -30,10 +30,11 @@ import os
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -73,7 +74,7 @@ class KillState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         if self.time is not None:
-            data["time_utc"] = datetime.fromtimestamp(self.time, timezone.utc).isoformat(timespec="seconds")
+            data["time_utc"] = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="seconds")
         return data
 
     def describe(self) -> str:

@@ -8,9 +8,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.kraken.endpoints import KrakenEndpoints
 from rules_engine.kraken.ws_feed import FeedStatus, TickerFeed
 from rules_engine.service.rule_needs import RuleNeeds

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules_engine.model import (
+from rules_engine.core.model import (
     FuturesSendOrder,
     Market,
     PlaceOrder,

@@ -30,13 +30,14 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from rules_engine.events import Signal
+from rules_engine.core.events import Signal
 from rules_engine.jsoncodec import DECIMAL_TAG
 from rules_engine.secret_reader import load_secret
 
@@ -98,10 +99,10 @@ class SignalSourceConfig:
     @classmethod
     def from_settings(
         cls,
-        settings: "SignalSourceSettings",
+        settings: SignalSourceSettings,
         schema: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-    ) -> "SignalSourceConfig":
+    ) -> SignalSourceConfig:
         """Build from the engine config's `SignalSourceSettings`, loading its secrets."""
         secret = passphrase = None
         if settings.secret_env or settings.secret_file:

@@ -29,17 +29,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Awaitable, Callable, Iterable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
-from rules_engine.events import TimerBeat
-from rules_engine.model import TimerTrigger
+from rules_engine.core.events import TimerBeat
+from rules_engine.core.model import TimerTrigger
+from rules_engine.schedule import next_fire, validate_timer
 
 log = logging.getLogger(__name__)
 
@@ -47,45 +43,6 @@ TimerEntry = tuple[str, int, TimerTrigger]
 Emit = Callable[[TimerBeat], "Awaitable[None] | None"]
 OnMissed = Callable[[str, int, float, float], None]
 """`on_missed(rule_id, trigger_index, first_missed_slot, now)`."""
-
-
-def validate_timer(trigger: TimerTrigger) -> None:
-    """Raise ValueError (with a readable message) unless the trigger can be scheduled."""
-    if (trigger.every is None) == (trigger.cron is None):
-        raise ValueError("a timer needs exactly one of `every` and `cron`")
-    if trigger.every is not None:
-        if not trigger.every > 0 or math.isinf(trigger.every):
-            raise ValueError(f"timer interval must be a positive duration, not {trigger.every!r}")
-        return
-    if not croniter.is_valid(trigger.cron):
-        raise ValueError(f"{trigger.cron!r} is not a valid cron expression")
-    _zone(trigger.timezone)
-
-
-def next_fire(trigger: TimerTrigger, after: float) -> float:
-    """The first slot of `trigger` strictly after `after` (epoch seconds)."""
-    if trigger.every is not None:
-        every = trigger.every
-        slot = (math.floor(after / every) + 1) * every
-        return slot if slot > after else slot + every
-    if trigger.cron is None:
-        raise ValueError("a timer needs exactly one of `every` and `cron`")
-    zone = _zone(trigger.timezone)
-    fixed_hours = croniter(trigger.cron).expanded[1] != ["*"]
-    schedule = croniter(trigger.cron, datetime.fromtimestamp(after, zone))
-    while True:
-        slot = schedule.get_next(float)
-        # The second pass through a repeated (fall-back) hour: a fixed-hour schedule has
-        # already fired at this wall time.
-        if not (fixed_hours and datetime.fromtimestamp(slot, zone).fold == 1):
-            return slot
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/London)") from None
 
 
 @dataclass(eq=False)

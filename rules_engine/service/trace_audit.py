@@ -4,7 +4,7 @@ and the SHA-256 of the rule file it came from, and the event time the core saw."
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from rules_engine.audit import AuditLog
 from rules_engine.core import TraceRecord

@@ -17,11 +17,12 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
-from rules_engine.events import Signal
+from rules_engine.core.events import Signal
 from rules_engine.service.signals import (
     Accepted,
     Rejected,

@@ -5,15 +5,15 @@
     with sim.running() as endpoints:
         ...
 
-`PaperExchange` (in `matching`) is the pure spot matcher and wallet underneath, reusable
-on its own (the engine's dry-run paper wallet).
+`PaperExchange` (`rules_engine.paper`) is the pure spot matcher and wallet underneath; the
+engine's dry-run paper wallet uses the same package. Nothing in the engine imports `sim`.
 """
 
+from rules_engine.paper.errors import ExchangeError, FuturesError
+from rules_engine.paper.exchange import Fill, PaperExchange
+from rules_engine.paper.fees import FeeRate, FeeSchedule
+from rules_engine.paper.orders import CloseSpec, Offset, Order, OrderRequest
 from rules_engine.sim.config import Account, SimConfig, load_config
-from rules_engine.sim.errors import FuturesError, KrakenError
-from rules_engine.sim.fees import FeeRate, FeeSchedule
-from rules_engine.sim.matching import Fill, PaperExchange
-from rules_engine.sim.orders import CloseSpec, Offset, Order, OrderRequest
 from rules_engine.sim.server import Simulator
 from rules_engine.sim.spot_api import SpotApi
 
@@ -24,7 +24,7 @@ __all__ = [
     "FeeSchedule",
     "Fill",
     "FuturesError",
-    "KrakenError",
+    "ExchangeError",
     "Offset",
     "Order",
     "OrderRequest",

@@ -21,10 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 from rules_engine.kraken.signing import futures_signature, signatures_match, spot_signature
-from rules_engine.sim.errors import FuturesError, KrakenError
+from rules_engine.paper.errors import ExchangeError, FuturesError
 
 MAX_NONCE = 2**64 - 1
 
@@ -64,24 +64,24 @@ class SpotAuth:
         client: str,
         now: float,
     ) -> str:
-        """Return the API key the request is signed with, or raise KrakenError."""
+        """Return the API key the request is signed with, or raise ExchangeError."""
         if self._locked_until.get(client, 0.0) > now:
-            raise KrakenError("EGeneral:Temporary lockout")
+            raise ExchangeError("EGeneral:Temporary lockout")
         secret = self._secrets.get(api_key or "")
         if secret is None:
             self._misses[client] = self._misses.get(client, 0) + 1
             if self._misses[client] >= self.lockout_after:
                 self._misses[client] = 0
                 self._locked_until[client] = now + self.lockout_seconds
-            raise KrakenError("EAPI:Invalid key")
+            raise ExchangeError("EAPI:Invalid key")
         self._misses.pop(client, None)
         assert api_key is not None
         if nonce is None or not nonce.isdigit() or int(nonce) > MAX_NONCE:
-            raise KrakenError("EAPI:Invalid nonce")
+            raise ExchangeError("EAPI:Invalid nonce")
         if not api_sign or not signatures_match(spot_signature(secret, uri_path, nonce, raw_body), api_sign):
-            raise KrakenError("EAPI:Invalid signature")
+            raise ExchangeError("EAPI:Invalid signature")
         if int(nonce) <= self._last_nonce.get(api_key, 0):
-            raise KrakenError("EAPI:Invalid nonce")
+            raise ExchangeError("EAPI:Invalid nonce")
         self._last_nonce[api_key] = int(nonce)
         return api_key
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import base64
 import difflib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -81,7 +82,7 @@ class Account:
         balances: Mapping[str, Any] | None = None,
         tier: str = "starter",
         futures_balances: Mapping[str, Any] | None = None,
-    ) -> "Account":
+    ) -> Account:
         """A fresh random key pair (56-character key, 64-byte secret, as Kraken issues)."""
         api_key = base64.b64encode(secrets.token_bytes(42)).decode()
         secret = base64.b64encode(secrets.token_bytes(64)).decode()

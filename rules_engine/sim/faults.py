@@ -10,8 +10,8 @@ WebSocket faults act on the connections open now (they need a running simulator)
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 MALFORMED_KINDS = ("truncated", "garbage", "binary", "wrong_shape")
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -66,7 +67,7 @@ class Connection:
 
 
 class FeedHub:
-    def __init__(self, sim: "Simulator"):
+    def __init__(self, sim: Simulator):
         self.sim = sim
         self.connections: set[Connection] = set()
         self._connection_ids = itertools.count(8628615390848610000)
@@ -89,7 +90,7 @@ class FeedHub:
                     )
         return Rendered(spot, futures)
 
-    def publish(self, rendered: "Rendered") -> None:
+    def publish(self, rendered: Rendered) -> None:
         """Queue rendered updates to the connections subscribed to them."""
         if self.sim.faults.feeds_paused:
             return

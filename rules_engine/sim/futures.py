@@ -13,12 +13,12 @@ multi-collateral ("flex") margin account per API key. No I/O; time is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable
 
 from rules_engine.pairs import PairRegistry
-from rules_engine.sim.ids import IdSource
+from rules_engine.paper.ids import IdSource
 
 PERPETUAL_BASES = ("XBT", "ETH", "SOL", "XRP", "LTC", "ADA", "DOT", "LINK", "XDG")
 ORDER_TYPES = ("lmt", "post", "ioc", "fok", "mkt", "stp", "take_profit")

@@ -9,11 +9,12 @@ Unsupported order types (`trailing_stop`) get `invalidArgument`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from rules_engine.sim.errors import FuturesError
+from rules_engine.paper.errors import FuturesError
 from rules_engine.sim.futures import ORDER_TYPES, FuturesExchange, FuturesOrder, Product, SendResult
 from rules_engine.sim.market import MarketData
 
@@ -44,7 +45,7 @@ _REJECT_REASONS = {
 
 def iso_ms(now: float) -> str:
     """`2019-09-05T16:33:50.734Z`, the futures API's timestamps."""
-    moment = datetime.fromtimestamp(now, timezone.utc)
+    moment = datetime.fromtimestamp(now, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from aiohttp import web
 
-from rules_engine.sim.errors import FuturesError
+from rules_engine.paper.errors import FuturesError
 from rules_engine.sim.futures_api import COSTS, iso_ms
 from rules_engine.sim.spot_rest import injected_faults, withhold_answer
 
@@ -30,7 +30,7 @@ def signed_renderings(query: str, body: str) -> list[str]:
 
 
 class FuturesRest:
-    def __init__(self, sim: "Simulator"):
+    def __init__(self, sim: Simulator):
         self.sim = sim
 
     def routes(self) -> list[web.RouteDef]:

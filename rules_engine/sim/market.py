@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from rules_engine.pairs import PairInfo, PairRegistry
-from rules_engine.sim.assets import fmt
+from rules_engine.paper.assets import fmt
 
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 MAX_CANDLES = 720
@@ -143,7 +143,7 @@ class MarketData:
 
 def rfc3339(now: float) -> str:
     """`2023-09-25T09:04:31.742648Z` (WebSocket v2 timestamps)."""
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rest_ticker(stats: PairStats) -> dict[str, Any]:

@@ -21,24 +21,24 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Callable, Iterable, Iterator
 
 from aiohttp import web
 
 from rules_engine.kraken.endpoints import KrakenEndpoints
 from rules_engine.kraken.ratelimit import DecayingCounter
 from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.paper.exchange import Fill, PaperExchange
+from rules_engine.paper.fees import FeeSchedule
 from rules_engine.sim.auth import FuturesAuth, SpotAuth
 from rules_engine.sim.config import Account, SimConfig
 from rules_engine.sim.faults import Faults
 from rules_engine.sim.feeds import FeedHub
-from rules_engine.sim.fees import FeeSchedule
 from rules_engine.sim.futures import FuturesExchange, default_products
 from rules_engine.sim.futures_api import FuturesApi
 from rules_engine.sim.futures_rest import FuturesRest
 from rules_engine.sim.market import MarketData
-from rules_engine.sim.matching import Fill, PaperExchange
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
 from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
 from rules_engine.sim.spot_rest import SpotRest

@@ -1,5 +1,5 @@
 """Kraken Spot REST semantics, without the transport: methods take parsed parameters
-and the current time and return the `result` object, or raise `KrakenError`.
+and the current time and return the `result` object, or raise `ExchangeError`.
 
 The aiohttp layer (`spot_rest`) adds signatures, nonces, the REST call counter and the
 envelope; the engine's dry-run wallet can call `SpotApi.private` directly with the same
@@ -12,238 +12,34 @@ trading call whatever the API: AddOrder +1 on receipt, cancels by the order's ag
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 from rules_engine.kraken.ratelimit import TIERS, DecayingCounter, Tier, cancel_penalty
 from rules_engine.pairs import PairInfo, asset_code
-from rules_engine.sim.assets import Assets, asset_decimals, asset_pairs_snapshot, fmt, quantize
-from rules_engine.sim.errors import KrakenError
-from rules_engine.sim.ids import IdSource
+from rules_engine.paper.add_order import (
+    _invalid,
+    _split,
+    check_deadline,
+    flag,
+    integer,
+    iso_seconds,
+    number,
+    parse_add_order,
+    text,
+)
+from rules_engine.paper.assets import Assets, asset_decimals, asset_pairs_snapshot, fmt
+from rules_engine.paper.errors import ExchangeError
+from rules_engine.paper.exchange import Fill, PaperExchange
+from rules_engine.paper.ids import IdSource
+from rules_engine.paper.orders import Order, describe, describe_close
 from rules_engine.sim.market import INTERVALS, MarketData, rest_ticker
-from rules_engine.sim.matching import Fill, PaperExchange
-from rules_engine.sim.orders import TRAILING, CloseSpec, Offset, Order, OrderRequest, describe, describe_close
 
 SYSTEM_STATUSES = ("online", "maintenance", "cancel_only", "post_only")
 PAGE = 50
-MAX_DEADLINE = 60.0
 _ZERO = Decimal(0)
-
-
-def _invalid(field: str) -> KrakenError:
-    return KrakenError(f"EGeneral:Invalid arguments:{field}")
-
-
-# ---------------------------------------------------------------------- parameter reading
-
-
-def text(params: Mapping[str, Any], key: str) -> str | None:
-    """A parameter as the text the client meant (`true` for JSON true, `1.25` for 1.25)."""
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def flag(params: Mapping[str, Any], key: str, default: bool = False) -> bool:
-    raw = text(params, key)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise _invalid(key)
-
-
-def number(params: Mapping[str, Any], key: str) -> Decimal | None:
-    raw = text(params, key)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise _invalid(key) from None
-    if not value.is_finite():
-        raise _invalid(key)
-    return value
-
-
-def integer(params: Mapping[str, Any], key: str) -> int | None:
-    value = number(params, key)
-    if value is None:
-        return None
-    if value != value.to_integral_value():
-        raise _invalid(key)
-    return int(value)
-
-
-def _close_param(params: Mapping[str, Any], name: str) -> Any:
-    nested = params.get("close")
-    if isinstance(nested, Mapping) and name in nested:
-        return nested[name]
-    return params.get(f"close[{name}]")
-
-
-def _split(raw: str | None) -> list[str]:
-    return [p.strip() for p in (raw or "").split(",") if p.strip()]
-
-
-def iso_seconds(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---------------------------------------------------------------------- AddOrder parsing
-
-
-def _relative(raw: str) -> tuple[str, Offset] | None:
-    """`+5`, `-1.5%`, `#10` -> (sign, offset); None for an absolute price."""
-    if not raw or (raw[0] not in "+-#" and not raw.endswith("%")):
-        return None
-    sign = raw[0] if raw[0] in "+-#" else "+"
-    body = raw[1:] if raw[0] in "+-#" else raw
-    percent = body.endswith("%")
-    try:
-        amount = Decimal(body.rstrip("%"))
-    except InvalidOperation:
-        return None
-    return sign, Offset(amount, percent)
-
-
-def _resolve_price(raw: str, field: str, reference: Decimal | None, toward: int, pair: PairInfo) -> Decimal:
-    """An absolute price from AddOrder's `price`/`price2` text. Relative prices move from
-    `reference` (the last price; for price2 the trigger price); `#` moves in `toward`."""
-    relative = _relative(raw)
-    if relative is None:
-        try:
-            return Decimal(raw)
-        except InvalidOperation:
-            raise _invalid(field) from None
-    if reference is None:
-        raise KrakenError("EService:Unavailable")
-    sign, offset = relative
-    direction = {"+": 1, "-": -1, "#": toward}[sign]
-    return quantize(reference + direction * offset.of(reference), pair.pair_decimals)
-
-
-def _toward(ordertype: str, side: str) -> int:
-    """The direction `#` means: away from the market for limits and take-profits, toward
-    it for stop-losses."""
-    below = (side == "buy") != ordertype.startswith("stop-loss")
-    return -1 if below else 1
-
-
-def _time_param(params: Mapping[str, Any], key: str, now: float) -> float:
-    raw = text(params, key)
-    if raw is None or raw in ("", "0"):
-        return 0.0
-    try:
-        return now + float(raw[1:]) if raw.startswith("+") else float(raw)
-    except ValueError:
-        raise _invalid(key) from None
-
-
-def parse_add_order(params: Mapping[str, Any], exchange: PaperExchange, now: float) -> OrderRequest:
-    """Read AddOrder's parameters into an `OrderRequest` (prices made absolute)."""
-    pair_name = text(params, "pair")
-    if not pair_name:
-        raise _invalid("pair")
-    pair = exchange.pair(pair_name)
-    side = text(params, "type")
-    if side not in ("buy", "sell"):
-        raise _invalid("type")
-    ordertype = text(params, "ordertype") or ""
-    volume = number(params, "volume")
-    if volume is None:
-        raise _invalid("volume")
-    leverage = text(params, "leverage")
-    if leverage not in (None, "", "none"):
-        raise KrakenError("EOrder:Cannot open position")
-    if text(params, "trigger") == "index":
-        raise KrakenError("EGeneral:Invalid arguments:Index unavailable")
-    if text(params, "trigger") not in (None, "", "last", "index"):
-        raise _invalid("trigger")
-    if text(params, "stptype") not in (None, "", "cancel-newest", "cancel-oldest", "cancel-both"):
-        raise _invalid("stptype")
-    last = exchange.last_price(pair.altname)
-    raw_price, raw_price2 = text(params, "price"), text(params, "price2")
-    price = price2 = None
-    trail = trail_limit = None
-    if ordertype in TRAILING:
-        relative = _relative(raw_price or "")
-        if relative is None or relative[0] != "+":
-            raise _invalid("price")
-        trail = relative[1]
-        if ordertype == "trailing-stop-limit":
-            relative2 = _relative(raw_price2 or "")
-            if relative2 is None or relative2[0] == "#":
-                raise _invalid("price2")
-            sign, offset = relative2
-            trail_limit = Offset(offset.amount if sign == "+" else -offset.amount, offset.percent)
-    else:
-        if raw_price:
-            price = _resolve_price(raw_price, "price", last, _toward(ordertype, side), pair)
-        if raw_price2:
-            price2 = _resolve_price(raw_price2, "price2", price, _toward("limit", side), pair)
-    oflags = params.get("oflags")
-    flags = frozenset(oflags if isinstance(oflags, (list, tuple)) else _split(text(params, "oflags")))
-    userref = integer(params, "userref")
-    close = None
-    close_type = _close_param(params, "ordertype")
-    if close_type:
-        close = CloseSpec(
-            str(close_type),
-            _close_price(params, "price"),
-            _close_price(params, "price2"),
-        )
-    return OrderRequest(
-        pair=pair.altname,
-        side=side,  # type: ignore[arg-type]
-        ordertype=ordertype,
-        volume=volume,
-        price=price,
-        price2=price2,
-        trail=trail,
-        trail_limit=trail_limit,
-        oflags=flags,
-        timeinforce=(text(params, "timeinforce") or "GTC").upper(),
-        starttm=_time_param(params, "starttm", now),
-        expiretm=_time_param(params, "expiretm", now),
-        userref=userref,
-        cl_ord_id=text(params, "cl_ord_id") or None,
-        close=close,
-        displayvol=number(params, "displayvol"),
-        reduce_only=flag(params, "reduce_only"),
-    )
-
-
-def _close_price(params: Mapping[str, Any], name: str) -> Decimal | None:
-    raw = _close_param(params, name)
-    if raw is None or str(raw) == "":
-        return None
-    try:
-        return Decimal(str(raw))
-    except InvalidOperation:
-        raise _invalid(f"close[{name}]") from None
-
-
-def check_deadline(params: Mapping[str, Any], now: float) -> None:
-    raw = text(params, "deadline")
-    if not raw:
-        return
-    try:
-        deadline = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise _invalid("deadline") from None
-    if deadline <= now:
-        raise KrakenError("EService:Deadline elapsed")
-    if deadline > now + MAX_DEADLINE:
-        raise _invalid("deadline")
 
 
 # ---------------------------------------------------------------------- the API
@@ -303,21 +99,21 @@ class SpotApi:
     def public(self, method: str, params: Mapping[str, Any], now: float) -> Any:
         handler = self.public_methods.get(method)
         if handler is None:
-            raise KrakenError("EGeneral:Unknown method")
+            raise ExchangeError("EGeneral:Unknown method")
         return handler(params, now)
 
     def private(self, method: str, account: str, params: Mapping[str, Any], now: float) -> Any:
         handler = self.private_methods.get(method)
         if handler is None:
-            raise KrakenError("EGeneral:Unknown method")
+            raise ExchangeError("EGeneral:Unknown method")
         if self.status == "maintenance":
-            raise KrakenError("EService:Unavailable")
+            raise ExchangeError("EService:Unavailable")
         return handler(account, params, now)
 
     # ------------------------------------------------------------------ public
 
     def time(self, params: Mapping[str, Any], now: float) -> dict[str, Any]:
-        moment = datetime.fromtimestamp(now, timezone.utc)
+        moment = datetime.fromtimestamp(now, UTC)
         return {"unixtime": int(now), "rfc1123": moment.strftime("%a, %d %b %y %H:%M:%S +0000")}
 
     def system_status(self, params: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -330,7 +126,7 @@ class SpotApi:
         for name in wanted or book.codes:
             code = book.get(name)
             if code is None:
-                raise KrakenError("EQuery:Unknown asset")
+                raise ExchangeError("EQuery:Unknown asset")
             codes.append(code)
         return {
             code: {
@@ -371,7 +167,7 @@ class SpotApi:
             stats = self.market.stats(pair.altname)
             if stats is None:
                 if requested:
-                    raise KrakenError("EQuery:Unknown asset pair")
+                    raise ExchangeError("EQuery:Unknown asset pair")
                 continue
             result[pair.pair_id] = rest_ticker(stats)
         return result
@@ -403,7 +199,7 @@ class SpotApi:
     def trade_balance(self, account: str, params: Mapping[str, Any], now: float) -> dict[str, str]:
         target = self.exchange.assets.get(text(params, "asset") or "ZUSD")
         if target is None:
-            raise KrakenError("EQuery:Unknown asset")
+            raise ExchangeError("EQuery:Unknown asset")
         total = sum((self._convert(a, v, target) for a, v in self.exchange.balances(account).items()), _ZERO)
         value = fmt(total, 4)
         zero = fmt(_ZERO, 4)
@@ -500,7 +296,7 @@ class SpotApi:
         for txid in txids:
             order = self.exchange.orders.get(txid)
             if order is None or order.account != account:
-                raise KrakenError("EOrder:Invalid order")
+                raise ExchangeError("EOrder:Invalid order")
             if keep(order):
                 result[txid] = self.order_json(order, trades)
         return result
@@ -548,13 +344,13 @@ class SpotApi:
         for order in orders:
             by_pair[order.pair] = by_pair.get(order.pair, 0) + cancel_penalty(now - order.opentm)
         if strict and any(self._counter(account, p).would_exceed(c, now) for p, c in by_pair.items()):
-            raise KrakenError("EOrder:Rate limit exceeded")
+            raise ExchangeError("EOrder:Rate limit exceeded")
         for pair, cost in by_pair.items():
             self._counter(account, pair).force_add(cost, now)
 
     def add_order(self, account: str, params: Mapping[str, Any], now: float) -> dict[str, Any]:
         if self.status == "cancel_only":
-            raise KrakenError("EService:Market in cancel_only mode")
+            raise ExchangeError("EService:Market in cancel_only mode")
         check_deadline(params, now)
         name = text(params, "pair")
         if not name:
@@ -562,10 +358,10 @@ class SpotApi:
         pair = self.exchange.pair(name)
         # Kraken charges the trading counter on receipt, even if validation then fails.
         if not self._counter(account, pair.altname).add(1, now):
-            raise KrakenError("EOrder:Rate limit exceeded")
+            raise ExchangeError("EOrder:Rate limit exceeded")
         request = parse_add_order(params, self.exchange, now)
         if self.status == "post_only" and "post" not in request.oflags:
-            raise KrakenError("EService:Market in post_only mode")
+            raise ExchangeError("EService:Market in post_only mode")
         descr = {"order": describe(request, pair)}
         if request.close is not None:
             descr["close"] = describe_close(request.close, pair)
@@ -574,7 +370,7 @@ class SpotApi:
             return {"descr": descr}
         open_here = sum(1 for o in self.exchange.open_orders(account) if o.pair == pair.altname)
         if open_here >= self.tier(account).max_open_orders:
-            raise KrakenError("EOrder:Orders limit exceeded")
+            raise ExchangeError("EOrder:Orders limit exceeded")
         order, _ = self.exchange.place(account, request, now)
         return {"descr": descr, "txid": [order.txid]}
 
@@ -584,7 +380,7 @@ class SpotApi:
             raise _invalid("txid")
         chosen = self.exchange.select(account, txid=txid or None, cl_ord_id=cl_ord_id or None)
         if not chosen:
-            raise KrakenError("EOrder:Unknown order")
+            raise ExchangeError("EOrder:Unknown order")
         self._charge_cancels(account, chosen, now, strict=True)
         self.exchange.cancel(account, now, txid=txid or None, cl_ord_id=cl_ord_id or None)
         return {"count": len(chosen)}

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from rules_engine.kraken.ratelimit import rest_cost
-from rules_engine.sim.errors import KrakenError
+from rules_engine.paper.errors import ExchangeError
 
 if TYPE_CHECKING:
     from rules_engine.sim.server import Simulator
@@ -57,7 +57,7 @@ def html_status(status: int) -> web.Response:
     return web.Response(status=status, text=f"<html><body><h1>{status} {reason}</h1></body></html>", content_type="text/html")
 
 
-async def injected_faults(sim: "Simulator", method: str) -> web.Response | None:
+async def injected_faults(sim: Simulator, method: str) -> web.Response | None:
     """Apply a delay fault; return the response of an HTTP status fault, if any."""
     delay = sim.faults.take_delay(method)
     if delay:
@@ -66,7 +66,7 @@ async def injected_faults(sim: "Simulator", method: str) -> web.Response | None:
     return html_status(status) if status else None
 
 
-async def withhold_answer(sim: "Simulator", request: web.Request, method: str) -> bool:
+async def withhold_answer(sim: Simulator, request: web.Request, method: str) -> bool:
     """If a timeout-after-accept fault is set, hold the answer, then drop the connection."""
     fault = sim.faults.take_timeout(method)
     if fault is None:
@@ -78,7 +78,7 @@ async def withhold_answer(sim: "Simulator", request: web.Request, method: str) -
 
 
 class SpotRest:
-    def __init__(self, sim: "Simulator"):
+    def __init__(self, sim: Simulator):
         self.sim = sim
 
     def routes(self) -> list[web.RouteDef]:
@@ -98,10 +98,10 @@ class SpotRest:
         try:
             failure = sim.faults.take_failure(method)
             if failure:
-                raise KrakenError(failure)
+                raise ExchangeError(failure)
             with sim.lock:
                 result = sim.spot_api.public(method, params, sim.clock())
-        except KrakenError as exc:
+        except ExchangeError as exc:
             return envelope(error=exc.error)
         return envelope(result)
 
@@ -114,7 +114,7 @@ class SpotRest:
         params = parse_body(raw, request.content_type)
         try:
             if method not in sim.spot_api.private_methods:
-                raise KrakenError("EGeneral:Unknown method")
+                raise ExchangeError("EGeneral:Unknown method")
             with sim.lock:
                 now = sim.clock()
                 key = sim.spot_auth.authenticate(
@@ -128,18 +128,18 @@ class SpotRest:
                 )
                 cost = rest_cost(method)
                 if sim.faults.take_rate_limit(key, trading_call=cost == 0):
-                    raise KrakenError("EOrder:Rate limit exceeded" if cost == 0 else "EAPI:Rate limit exceeded")
+                    raise ExchangeError("EOrder:Rate limit exceeded" if cost == 0 else "EAPI:Rate limit exceeded")
                 counter = sim.rest_counter(key)
                 if cost and not counter.add(cost, now):
                     counter.force_add(cost, now)  # Kraken counts refused calls too
-                    raise KrakenError("EAPI:Rate limit exceeded")
+                    raise ExchangeError("EAPI:Rate limit exceeded")
                 failure = sim.faults.take_failure(method)
                 if failure:
-                    raise KrakenError(failure)
+                    raise ExchangeError(failure)
                 if params is None:
-                    raise KrakenError("EGeneral:Invalid arguments")
+                    raise ExchangeError("EGeneral:Invalid arguments")
                 result = sim.spot_api.private(method, key, params, now)
-        except KrakenError as exc:
+        except ExchangeError as exc:
             return envelope(error=exc.error)
         if await withhold_answer(sim, request, method):
             return web.Response(status=504)

@@ -5,8 +5,8 @@ invalid test file one `testcase` with an `error` listing its problems."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rules_engine.testing.suite import FileResult, case_details, summary_counts
 

@@ -18,9 +18,10 @@ Rules of matching (docs/rule-tests-and-replay.md has the user's version):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.replay.describe import fill_text, intent_text, iso, number, offset, outcome_text

@@ -8,8 +8,8 @@ the input's `at`. Prices are read as exact decimals.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Sequence
 
 from rules_engine.durations import parse_duration
 

@@ -12,24 +12,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rules_engine.config import ConfigError, parse_config
 from rules_engine.core import RiskLimits
+from rules_engine.core.events import Event, KillSwitch, Signal, Tick, TimerBeat
+from rules_engine.core.model import RuleSet, TimerTrigger
 from rules_engine.durations import parse_duration
-from rules_engine.events import Event, KillSwitch, Signal, Tick, TimerBeat
-from rules_engine.model import RuleSet, TimerTrigger
 from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.paper.assets import Assets
+from rules_engine.paper.orders import OrderRequest
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
-from rules_engine.sim.assets import Assets
-from rules_engine.sim.orders import OrderRequest
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from rules_engine.pairs import PairRegistry
+from rules_engine.paper.errors import ExchangeError
 from rules_engine.replay.describe import fill_text, iso, offset, outcome_text
 from rules_engine.replay.outcomes import Outcome
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import Diagnostic
-from rules_engine.sim.errors import KrakenError
 from rules_engine.testing.matching import Problem, check
 from rules_engine.testing.spec import TestCase, WalletChange, load_test_file
 
@@ -50,7 +50,7 @@ def run_case(case: TestCase) -> CaseResult:
     for number, request in enumerate(case.open_orders, start=1):
         try:
             runner.place_order(request)
-        except KrakenError as exc:
+        except ExchangeError as exc:
             result.error = f"open order {number} ({request.side} {request.volume} {request.pair}) was refused: {exc.error}"
             result.seconds = time.perf_counter() - started
             return result

@@ -6,9 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from rules_engine import model
+from rules_engine.core import model
 from rules_engine.core import ENV_NAMES
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.expr import compile_expression, compile_template
 
 

@@ -7,10 +7,10 @@ from core_builders import (
     D, check_balance, expr, fired, kinds, log, order, price, rule, ruleset, signal, template, tick,
 )
 
-from rules_engine import model
+from rules_engine.core import model
 from rules_engine.core import Engine, PlaceOrder, ReadBalance, client_order_id
 from rules_engine.core.ids import ORDER_ID_NAMESPACE
-from rules_engine.events import ActionResult, BalanceUpdate, Clock, OrderUpdate, Signal
+from rules_engine.core.events import ActionResult, BalanceUpdate, Clock, OrderUpdate, Signal
 
 
 def fire(engine, t=2.0):

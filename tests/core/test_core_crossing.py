@@ -7,7 +7,7 @@ from core_builders import D, fired, kinds, price, rule, ruleset, tick
 
 from rules_engine.core import Engine
 from rules_engine.core.crossing import LevelBook, PriceWatch
-from rules_engine.events import FeedReset
+from rules_engine.core.events import FeedReset
 
 
 def feed(engine, prices, symbol="XBTUSD", start=1.0, **kw):

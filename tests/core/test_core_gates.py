@@ -7,9 +7,9 @@ from core_builders import (
     all_of, any_of, expr, fired, kinds, log, not_, order, price, rule, ruleset, signal, tick, timer, when,
 )
 
-from rules_engine import model
+from rules_engine.core import model
 from rules_engine.core import Engine
-from rules_engine.events import ActionResult, Clock, Signal, TimerBeat
+from rules_engine.core.events import ActionResult, Clock, Signal, TimerBeat
 
 
 def armed(engine, symbol="XBTUSD", at=1.0, below="90"):

@@ -4,9 +4,9 @@
 import pytest
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick, when
 
-from rules_engine import model
+from rules_engine.core import model
 from rules_engine.core import Engine, RiskLimits
-from rules_engine.events import ActionResult
+from rules_engine.core.events import ActionResult
 
 
 def run_order(limits, act=None, t=2.0, engine=None):

@@ -5,10 +5,11 @@ import random
 
 from core_builders import D, check_balance, log, order, price, rule, ruleset, signal, tick, when
 
-from rules_engine import jsoncodec, model
+from rules_engine import jsoncodec
+from rules_engine.core import model
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.state import merge_parts
-from rules_engine.events import ActionResult, BalanceUpdate, Clock, FeedReset, KillSwitch, OrderUpdate, Signal
+from rules_engine.core.events import ActionResult, BalanceUpdate, Clock, FeedReset, KillSwitch, OrderUpdate, Signal
 
 
 class Mirror:

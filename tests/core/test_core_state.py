@@ -2,9 +2,10 @@
 
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick
 
-from rules_engine import jsoncodec, model
+from rules_engine import jsoncodec
+from rules_engine.core import model
 from rules_engine.core import CancelAll, Engine, EngineState, client_order_id
-from rules_engine.events import ActionResult, Clock, KillSwitch, OrderUpdate
+from rules_engine.core.events import ActionResult, Clock, KillSwitch, OrderUpdate
 
 
 def restored(engine, rules=None, **kw):

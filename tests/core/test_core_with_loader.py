@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from rules_engine.core import Engine
-from rules_engine.events import ActionResult, BalanceUpdate, Tick
+from rules_engine.core.events import ActionResult, BalanceUpdate, Tick
 from rules_engine.rules.loader import load_rules_text
 
 RULES = """

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from rules_engine.events import Tick
+from rules_engine.core.events import Tick
 from rules_engine.kraken.endpoints import KrakenEndpoints
 from rules_engine.kraken.ws_frames import (
     HEARTBEAT,

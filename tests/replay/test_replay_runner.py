@@ -3,7 +3,7 @@ simulated fills fed back, outcomes classified from the trace, determinism."""
 
 from decimal import Decimal
 
-from rules_engine.events import Signal, Tick
+from rules_engine.core.events import Signal, Tick
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import load_rules_text
 

@@ -1,4 +1,4 @@
-"""The model builder: YAML rules to rules_engine.model objects."""
+"""The model builder: YAML rules to rules_engine.core.model objects."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from rules_engine.model import (
+from rules_engine.core.model import (
     CancelOrder,
     CheckBalance,
     Expr,

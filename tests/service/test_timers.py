@@ -4,8 +4,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules_engine.model import TimerTrigger
-from rules_engine.service.timers import TimerScheduler, next_fire, validate_timer
+from rules_engine.core.model import TimerTrigger
+from rules_engine.schedule import next_fire, validate_timer
+from rules_engine.service.timers import TimerScheduler
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

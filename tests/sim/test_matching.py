@@ -5,10 +5,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from rules_engine.sim.errors import KrakenError
-from rules_engine.sim.fees import FeeSchedule
-from rules_engine.sim.matching import DEAD_MAN_REASON, PaperExchange, valid_cl_ord_id
-from rules_engine.sim.orders import CloseSpec, Offset, OrderRequest, describe
+from rules_engine.paper.errors import ExchangeError
+from rules_engine.paper.fees import FeeSchedule
+from rules_engine.paper.exchange import DEAD_MAN_REASON, PaperExchange, valid_cl_ord_id
+from rules_engine.paper.orders import CloseSpec, Offset, OrderRequest, describe
 
 T0 = 1_700_000_000.0
 
@@ -57,9 +57,9 @@ def test_marketable_limit_takes_at_the_better_last_price_and_post_only_is_cancel
 
 def test_insufficient_funds_counts_what_open_orders_hold(ex):
     ex.place("a", req(volume="0.16", price="59000"), T0)  # holds 9477.76 of 10000
-    with pytest.raises(KrakenError, match="EOrder:Insufficient funds"):
+    with pytest.raises(ExchangeError, match="EOrder:Insufficient funds"):
         ex.place("a", req(volume="0.01", price="59000"), T0)
-    with pytest.raises(KrakenError, match="EOrder:Insufficient funds"):
+    with pytest.raises(ExchangeError, match="EOrder:Insufficient funds"):
         ex.place("a", req("sell", "limit", "1.5", price="70000"), T0)
 
 
@@ -82,7 +82,7 @@ def test_insufficient_funds_counts_what_open_orders_hold(ex):
     ],
 )
 def test_refusals_use_krakens_error_strings(ex, request_, error):
-    with pytest.raises(KrakenError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         ex.place("a", request_, T0)
     assert caught.value.error == error
     assert ex.open_orders("a") == []
@@ -92,13 +92,13 @@ def test_cost_minimum():
     exchange = PaperExchange()
     exchange.set_balances("a", {"ZUSD": "100"})
     exchange.on_price("XDGUSD", D("0.01"), T0)
-    with pytest.raises(KrakenError, match="EOrder:Cost minimum not met"):
+    with pytest.raises(ExchangeError, match="EOrder:Cost minimum not met"):
         exchange.place("a", OrderRequest("XDGUSD", "buy", "limit", D("20"), price=D("0.01")), T0)
 
 
 def test_duplicate_open_cl_ord_id_is_refused_until_the_first_closes(ex):
     first, _ = ex.place("a", req(price="50000", cl_ord_id="my-order-1"), T0)
-    with pytest.raises(KrakenError, match="EOrder:Duplicate order"):
+    with pytest.raises(ExchangeError, match="EOrder:Duplicate order"):
         ex.place("a", req(price="50000", cl_ord_id="my-order-1"), T0)
     ex.cancel("a", T0, cl_ord_id="my-order-1")
     second, _ = ex.place("a", req(price="50000", cl_ord_id="my-order-1"), T0)
@@ -108,7 +108,7 @@ def test_duplicate_open_cl_ord_id_is_refused_until_the_first_closes(ex):
 def test_validate_checks_but_places_nothing(ex):
     order = ex.validate("a", req(volume="100", price="59000"), T0)  # funds are not checked
     assert order.txid == "" and ex.orders == {}
-    with pytest.raises(KrakenError, match="Order minimum"):
+    with pytest.raises(ExchangeError, match="Order minimum"):
         ex.validate("a", req(volume="0.000001", price="59000"), T0)
 
 
@@ -183,7 +183,7 @@ def test_cancel_by_userref_cancels_every_order_carrying_it(ex):
     ex.place("a", req(volume="0.01", price="50000.2", userref=8), T0)
     assert len(ex.cancel("a", T0, txid="7")) == 2
     assert [o.userref for o in ex.open_orders("a")] == [8]
-    with pytest.raises(KrakenError, match="EOrder:Unknown order"):
+    with pytest.raises(ExchangeError, match="EOrder:Unknown order"):
         ex.cancel("a", T0, txid="OAAAAA-BBBBB-CCCCCC")
 
 

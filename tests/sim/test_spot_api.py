@@ -6,9 +6,9 @@ from decimal import Decimal as D
 import pytest
 
 from rules_engine.sim.auth import MAX_NONCE, SpotAuth
-from rules_engine.sim.errors import KrakenError
+from rules_engine.paper.errors import ExchangeError
 from rules_engine.sim.market import MarketData
-from rules_engine.sim.matching import PaperExchange
+from rules_engine.paper.exchange import PaperExchange
 from rules_engine.sim.spot_api import SpotApi, parse_add_order
 
 T0 = 1_790_000_000.0
@@ -36,7 +36,7 @@ def test_relative_prices(api):
     assert parse(api, ordertype="stop-loss-limit", price="+500", price2="+50").price2 == D("60550.0")
     trailing = parse(api, ordertype="trailing-stop", type="sell", price="+2%")
     assert (trailing.trail.amount, trailing.trail.percent, trailing.price) == (D("2"), True, None)
-    with pytest.raises(KrakenError, match="EGeneral:Invalid arguments:price"):
+    with pytest.raises(ExchangeError, match="EGeneral:Invalid arguments:price"):
         parse(api, ordertype="trailing-stop", price="-100")
 
 
@@ -54,11 +54,11 @@ def test_deadline_window(api):
         return datetime.fromtimestamp(T0 + seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     assert api.private("AddOrder", "a", {**order, "deadline": rfc3339(10)}, T0)["txid"]
-    with pytest.raises(KrakenError, match="EService:Deadline elapsed"):
+    with pytest.raises(ExchangeError, match="EService:Deadline elapsed"):
         api.private("AddOrder", "a", {**order, "deadline": rfc3339(-1)}, T0)
-    with pytest.raises(KrakenError, match="EGeneral:Invalid arguments:deadline"):
+    with pytest.raises(ExchangeError, match="EGeneral:Invalid arguments:deadline"):
         api.private("AddOrder", "a", {**order, "deadline": rfc3339(61)}, T0)
-    with pytest.raises(KrakenError, match="EGeneral:Invalid arguments:deadline"):
+    with pytest.raises(ExchangeError, match="EGeneral:Invalid arguments:deadline"):
         api.private("AddOrder", "a", {**order, "deadline": "tomorrow"}, T0)
 
 
@@ -67,7 +67,7 @@ def test_open_orders_limit_per_pair_and_tier(api):
     api.set_tier("a", "pro")  # 225 per pair, and a trading counter large enough for the adds
     for index in range(225):
         api.private("AddOrder", "a", order, T0 + index)
-    with pytest.raises(KrakenError, match="EOrder:Orders limit exceeded"):
+    with pytest.raises(ExchangeError, match="EOrder:Orders limit exceeded"):
         api.private("AddOrder", "a", order, T0 + 300)
     assert api.private("AddOrder", "a", {**order, "pair": "ETHUSD", "price": "2000"}, T0 + 300)["txid"]
 
@@ -91,7 +91,7 @@ def test_trade_balance_in_another_asset_and_assets(api):
     assert api.private("TradeBalance", "b", {"asset": "XBT"}, T0)["eb"] == "0.2000"
     assets = api.public("Assets", {"asset": "XBT,ZUSD"}, T0)
     assert assets["XXBT"]["altname"] == "XBT" and assets["ZUSD"]["decimals"] == 4
-    with pytest.raises(KrakenError, match="EQuery:Unknown asset"):
+    with pytest.raises(ExchangeError, match="EQuery:Unknown asset"):
         api.public("Assets", {"asset": "NOPE"}, T0)
 
 
@@ -99,14 +99,14 @@ def test_spot_auth_rules():
     auth = SpotAuth(lockout_after=2, lockout_seconds=10)
     auth.add_key("k", "c2VjcmV0")
     common = dict(api_sign="x", uri_path="/0/private/Balance", raw_body="", client="1.2.3.4", now=T0)
-    with pytest.raises(KrakenError, match="EAPI:Invalid nonce"):  # checked before the signature
+    with pytest.raises(ExchangeError, match="EAPI:Invalid nonce"):  # checked before the signature
         auth.authenticate(api_key="k", nonce=str(MAX_NONCE + 1), **common)
     for name in (None, "other"):  # two invalid keys in a row
-        with pytest.raises(KrakenError, match="EAPI:Invalid key"):
+        with pytest.raises(ExchangeError, match="EAPI:Invalid key"):
             auth.authenticate(api_key=name, nonce="1", **common)
-    with pytest.raises(KrakenError, match="EGeneral:Temporary lockout"):
+    with pytest.raises(ExchangeError, match="EGeneral:Temporary lockout"):
         auth.authenticate(api_key="k", nonce="1", **common)
-    with pytest.raises(KrakenError, match="EAPI:Invalid signature"):  # lockout over, from this client
+    with pytest.raises(ExchangeError, match="EAPI:Invalid signature"):  # lockout over, from this client
         auth.authenticate(api_key="k", nonce="1", **{**common, "now": T0 + 10})
     with pytest.raises(ValueError, match="not valid base64") as caught:
         auth.add_key("bad", "sécret")

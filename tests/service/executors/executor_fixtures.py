@@ -15,7 +15,7 @@ from rules_engine.kraken.futures_rest import FuturesClient
 from rules_engine.kraken.http import RequestsTransport
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.spot_rest import SpotClient
-from rules_engine.service.executors import LiveExecutor
+from rules_engine.execution import LiveExecutor
 from rules_engine.sim import Account, SimConfig, Simulator
 from rules_engine.state.store import StateStore
 

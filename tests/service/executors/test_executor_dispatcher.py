@@ -11,9 +11,9 @@ from executor_fixtures import audit, clock, sim, store  # noqa: F401  (pytest fi
 from rules_engine.audit.head import read_head
 from rules_engine.audit.log import AuditLog
 from rules_engine.core import intents as it
-from rules_engine.events import ActionResult, Tick
-from rules_engine.service.executors import Dispatcher, DryRunExecutor, LiveExecutor, PaperExecutor
-from rules_engine.service.executors.report import ExecutionReport, ok
+from rules_engine.core.events import ActionResult, Tick
+from rules_engine.execution import Dispatcher, DryRunExecutor, LiveExecutor, PaperExecutor
+from rules_engine.execution.report import ExecutionReport, ok
 from rules_engine.sim import FeeSchedule, PaperExchange
 from rules_engine.state.store import StateStore
 

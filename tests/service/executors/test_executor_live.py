@@ -7,7 +7,7 @@ from executor_fixtures import KEY, RecordingTransport, spot_client
 from executor_fixtures import clock, live, sim  # noqa: F401  (pytest fixtures)
 
 from rules_engine.core import intents as it
-from rules_engine.service.executors import LiveExecutor
+from rules_engine.execution import LiveExecutor
 
 SYMBOL = "PF_XBTUSD"
 

@@ -10,7 +10,7 @@ from rules_engine.config import parse_config
 from rules_engine.core import intents as it
 from rules_engine.kraken.credentials import key_fingerprint
 from rules_engine.redact import redact
-from rules_engine.service.executors import (
+from rules_engine.execution import (
     BalanceCache,
     Dispatcher,
     DryRunExecutor,
@@ -21,7 +21,7 @@ from rules_engine.service.executors import (
     check_live_allowed,
     load_credentials,
 )
-from rules_engine.service.executors.report import ExecutionReport, ok
+from rules_engine.execution.report import ExecutionReport, ok
 
 ENV = {"KRAKEN_API_KEY": KEY, "KRAKEN_API_SECRET": SECRET}
 

@@ -10,7 +10,7 @@ from executor_fixtures import clock, sim  # noqa: F401  (pytest fixtures)
 
 from rules_engine.core import intents as it
 from rules_engine.kraken.credentials import Credentials
-from rules_engine.service.executors import ValidateExecutor
+from rules_engine.execution import ValidateExecutor
 
 
 def order(**kw) -> it.PlaceOrder:

@@ -5,8 +5,8 @@ from decimal import Decimal as D
 from types import SimpleNamespace
 
 from rules_engine.core import intents as it
-from rules_engine.events import BalanceUpdate, OrderUpdate, Tick
-from rules_engine.service.executors import PaperExecutor
+from rules_engine.core.events import BalanceUpdate, OrderUpdate, Tick
+from rules_engine.execution import PaperExecutor
 from rules_engine.sim import FeeSchedule, PaperExchange
 
 T0 = 1_790_000_000.0

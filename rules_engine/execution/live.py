@@ -24,21 +24,22 @@ Errors become results with Kraken's string, `error_class` and `retry_safe` (see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.events import Event, OrderUpdate, Tick
+from rules_engine.core.events import Event, OrderUpdate, Tick
+from rules_engine.execution import wire
+from rules_engine.execution.base import run_local
+from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.kraken import errors as kraken_errors
 from rules_engine.kraken.futures_rest import FuturesClient
 from rules_engine.kraken.params import rfc3339
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
-from rules_engine.service.executors import wire
-from rules_engine.service.executors.base import run_local
-from rules_engine.service.executors.report import ExecutionReport, describe_error, failure, ok, refused
 
 FUTURES_PLACED = frozenset({"placed", "partiallyFilled", "filled"})
 
@@ -119,7 +120,7 @@ class LiveExecutor:
         self._clock = clock
 
     def _deadline(self) -> str:
-        moment = datetime.fromtimestamp(self._clock() + self.order_deadline, timezone.utc)
+        moment = datetime.fromtimestamp(self._clock() + self.order_deadline, UTC)
         return rfc3339(moment)
 
     # ------------------------------------------------------------------ execute

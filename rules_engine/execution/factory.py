@@ -13,9 +13,16 @@ raises `LiveModeRefused` before anything connects. Nonces of the real clients pe
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rules_engine.config import EngineConfig
+from rules_engine.execution.balance_cache import BalanceCache
+from rules_engine.execution.base import Executor
+from rules_engine.execution.dry_run import DryRunExecutor
+from rules_engine.execution.live import LiveExecutor
+from rules_engine.execution.modes import LiveModeRefused, check_live_allowed
+from rules_engine.execution.validate import ValidateExecutor
 from rules_engine.kraken import credentials
 from rules_engine.kraken.credentials import Credentials, CredentialsError
 from rules_engine.kraken.futures_rest import FUTURES_NONCE_UNIT_NS, FuturesClient
@@ -23,12 +30,6 @@ from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.pairs import PairRegistry
 from rules_engine.redact import register_secret
-from rules_engine.service.executors.balance_cache import BalanceCache
-from rules_engine.service.executors.base import Executor
-from rules_engine.service.executors.dry_run import DryRunExecutor
-from rules_engine.service.executors.live import LiveExecutor
-from rules_engine.service.executors.modes import LiveModeRefused, check_live_allowed
-from rules_engine.service.executors.validate import ValidateExecutor
 from rules_engine.state.store import StateStore
 
 

@@ -7,9 +7,10 @@ accepts the friendlier spellings too (`XBT`, `BTC`, `USD`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from rules_engine.pairs import SNAPSHOT_FILE, PairInfo, asset_code, modern_asset
 from rules_engine.resources import data_path

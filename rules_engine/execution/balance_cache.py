@@ -14,9 +14,9 @@ import threading
 from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.events import ActionResult, Event, Tick
-from rules_engine.service.executors.base import Executor
-from rules_engine.service.executors.report import ExecutionReport
+from rules_engine.core.events import ActionResult, Event, Tick
+from rules_engine.execution.base import Executor
+from rules_engine.execution.report import ExecutionReport
 
 _CHANGES_ACCOUNT = (it.PlaceOrder, it.CancelOrder, it.CancelAll, it.FuturesSendOrder, it.FuturesCancelOrder,
                     it.DeadManSwitch)

@@ -7,9 +7,10 @@ executors -> ActionResult); replay and rule tests produce the same objects from 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

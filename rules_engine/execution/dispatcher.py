@@ -30,14 +30,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rules_engine.audit.log import AuditLog
 from rules_engine.core import intents as it
-from rules_engine.events import ActionResult, Event, OrderUpdate, Tick
-from rules_engine.service.executors.base import Executor
-from rules_engine.service.executors.report import ExecutionReport, failure, refused
+from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
+from rules_engine.execution.base import Executor
+from rules_engine.execution.report import ExecutionReport, failure, refused
 from rules_engine.state.store import FINAL_STATUSES, Decision, StateStore
 
 log = logging.getLogger(__name__)

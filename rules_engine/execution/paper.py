@@ -22,19 +22,20 @@ full `BalanceUpdate` after any fill, for the core.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.events import BalanceUpdate, Event, OrderUpdate, Tick
+from rules_engine.core.events import BalanceUpdate, Event, OrderUpdate, Tick
+from rules_engine.execution import wire
+from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.pairs import PairRegistry
-from rules_engine.service.executors import wire
-from rules_engine.service.executors.report import ExecutionReport, describe_error, failure, ok, refused
-from rules_engine.sim.assets import Assets
-from rules_engine.sim.errors import KrakenError
-from rules_engine.sim.fees import FeeSchedule
-from rules_engine.sim.matching import PaperExchange
-from rules_engine.sim.orders import Order, describe
-from rules_engine.sim.spot_api import iso_seconds, parse_add_order
+from rules_engine.paper.add_order import iso_seconds, parse_add_order
+from rules_engine.paper.assets import Assets
+from rules_engine.paper.errors import ExchangeError
+from rules_engine.paper.exchange import PaperExchange
+from rules_engine.paper.fees import FeeSchedule
+from rules_engine.paper.orders import Order, describe
 
 
 class PaperExecutor:
@@ -121,7 +122,7 @@ class PaperExecutor:
     @classmethod
     def from_snapshot(
         cls, data: Mapping[str, Any], pairs: PairRegistry | None = None, fees: FeeSchedule | None = None
-    ) -> "PaperExecutor":
+    ) -> PaperExecutor:
         return cls(PaperExchange.from_snapshot(data["exchange"], pairs, fees), data["account"])
 
     # ------------------------------------------------------------------ intents
@@ -166,7 +167,7 @@ class PaperExecutor:
                     count += len(self.exchange.cancel(self.account, now, txid=target["txid"]))
                 else:
                     count += len(self.exchange.cancel(self.account, now, cl_ord_id=target["cl_ord_id"]))
-            except KrakenError as exc:
+            except ExchangeError as exc:
                 if exc.error != "EOrder:Unknown order":
                     raise
                 unknown.append(next(iter(target.values())))

@@ -14,15 +14,15 @@ and, for writes whose outcome is unknown, `ambiguous`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from rules_engine.core.events import ActionResult, Event
 from rules_engine.core.intents import Intent
-from rules_engine.events import ActionResult, Event
 from rules_engine.kraken import errors as kraken_errors
+from rules_engine.paper.errors import ExchangeError, FuturesError
 from rules_engine.redact import redact
-from rules_engine.sim.errors import FuturesError
-from rules_engine.sim.errors import KrakenError as SimKrakenError
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def describe_error(exc: BaseException) -> tuple[str, type[BaseException] | None,
         if not exc.errors:
             extra["detail"] = str(exc)
         return text, type(exc), extra
-    if isinstance(exc, SimKrakenError):
+    if isinstance(exc, ExchangeError):
         return exc.error, kraken_errors.spot_error_class(exc.error), {}
     if isinstance(exc, FuturesError):
         return exc.error, kraken_errors.futures_error_class(exc.error), {}

@@ -8,16 +8,16 @@ results back into events. See docs/modes-and-execution.md.
     feed(report.result, *report.events)
 """
 
-from rules_engine.service.executors.balance_cache import BalanceCache
-from rules_engine.service.executors.base import Executor
-from rules_engine.service.executors.dispatcher import Dispatcher
-from rules_engine.service.executors.dry_run import DryRunExecutor
-from rules_engine.service.executors.factory import build_executor, load_credentials
-from rules_engine.service.executors.live import LiveExecutor
-from rules_engine.service.executors.modes import LiveModeRefused, check_live_allowed
-from rules_engine.service.executors.paper import PaperExecutor
-from rules_engine.service.executors.report import ExecutionReport
-from rules_engine.service.executors.validate import ValidateExecutor
+from rules_engine.execution.balance_cache import BalanceCache
+from rules_engine.execution.base import Executor
+from rules_engine.execution.dispatcher import Dispatcher
+from rules_engine.execution.dry_run import DryRunExecutor
+from rules_engine.execution.factory import build_executor, load_credentials
+from rules_engine.execution.live import LiveExecutor
+from rules_engine.execution.modes import LiveModeRefused, check_live_allowed
+from rules_engine.execution.paper import PaperExecutor
+from rules_engine.execution.report import ExecutionReport
+from rules_engine.execution.validate import ValidateExecutor
 
 __all__ = [
     "BalanceCache",

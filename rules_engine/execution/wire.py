@@ -9,7 +9,8 @@ part of it: they are added by the client at send time.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rules_engine.core import intents as it
 

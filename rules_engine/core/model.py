@@ -123,7 +123,7 @@ class Guard:
 
     kind: Literal["expr", "all", "any", "not"]
     expr: Expr | None = None
-    children: tuple["Guard", ...] = ()
+    children: tuple[Guard, ...] = ()
     where: SourceRef | None = field(default=None, compare=False)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
-from rules_engine.sim.assets import asset_pairs_snapshot
+from rules_engine.paper.assets import asset_pairs_snapshot
 
 _HUNDRED = Decimal(100)
 
@@ -30,7 +31,7 @@ class FeeSchedule:
         self.default = default
 
     @classmethod
-    def from_asset_pairs(cls, result: Mapping[str, Any]) -> "FeeSchedule":
+    def from_asset_pairs(cls, result: Mapping[str, Any]) -> FeeSchedule:
         """First tier of `fees` (taker) and `fees_maker` from an AssetPairs `result`."""
         rates = {}
         for raw in result.values():
@@ -43,12 +44,12 @@ class FeeSchedule:
         return cls(rates)
 
     @classmethod
-    def default_schedule(cls) -> "FeeSchedule":
+    def default_schedule(cls) -> FeeSchedule:
         """From the AssetPairs snapshot shipped with the package."""
         return cls.from_asset_pairs(asset_pairs_snapshot())
 
     @classmethod
-    def flat(cls, maker: Decimal | str, taker: Decimal | str) -> "FeeSchedule":
+    def flat(cls, maker: Decimal | str, taker: Decimal | str) -> FeeSchedule:
         """The same rates (fractions) for every pair."""
         return cls({}, FeeRate(Decimal(str(maker)), Decimal(str(taker))))
 

@@ -8,7 +8,7 @@ names (`authenticationError`, `apiLimitExceeded`) for its `{"result": "error"}` 
 from __future__ import annotations
 
 
-class KrakenError(Exception):
+class ExchangeError(Exception):
     """A request Kraken would refuse, carrying the exact error string it would send."""
 
     def __init__(self, error: str):

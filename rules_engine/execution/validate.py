@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.events import Event, Tick
-from rules_engine.redact import redact
-from rules_engine.service.executors import wire
-from rules_engine.service.executors.base import run_local
-from rules_engine.service.executors.live import place_spot
-from rules_engine.service.executors.report import ExecutionReport, describe_error, failure, ok, refused
+from rules_engine.core.events import Event, Tick
+from rules_engine.execution import wire
+from rules_engine.execution.base import run_local
+from rules_engine.execution.live import place_spot
+from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.kraken.spot_rest import SpotClient
+from rules_engine.redact import redact
 
 _NOT_SENT = (it.CancelOrder, it.CancelAll, it.DeadManSwitch, it.FuturesSendOrder, it.FuturesCancelOrder)
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.events import Event, Tick
+from rules_engine.core.events import Event, Tick
+from rules_engine.execution import wire
+from rules_engine.execution.base import run_local
+from rules_engine.execution.paper import PaperExecutor
+from rules_engine.execution.report import ExecutionReport, failure, ok
 from rules_engine.pairs import PairRegistry
-from rules_engine.service.executors import wire
-from rules_engine.service.executors.base import run_local
-from rules_engine.service.executors.paper import PaperExecutor
-from rules_engine.service.executors.report import ExecutionReport, failure, ok
-from rules_engine.sim.matching import PaperExchange
+from rules_engine.paper.exchange import PaperExchange
 from rules_engine.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class DryRunExecutor:
         *,
         pairs: PairRegistry | None = None,
         balance_reader: Callable[[], Mapping[str, Any]] | None = None,
-    ) -> "DryRunExecutor":
+    ) -> DryRunExecutor:
         """The wallet saved in `store`, or a new one holding `balances` (saved at once)."""
         saved = store.load_paper_wallet()
         if saved is not None:

@@ -6,9 +6,9 @@ import logging
 from typing import Any, Protocol, runtime_checkable
 
 from rules_engine.core import intents as it
-from rules_engine.events import Event, Tick
+from rules_engine.core.events import Event, Tick
+from rules_engine.execution.report import ExecutionReport, ok
 from rules_engine.redact import redact
-from rules_engine.service.executors.report import ExecutionReport, ok
 
 action_log = logging.getLogger("rules_engine.actions")
 notify_log = logging.getLogger("rules_engine.notify")

@@ -19,21 +19,22 @@ Balances are reserved (`hold_trade`) for open orders: a buy holds quote for
 `volume * price * (1 + taker fee)`, a sell holds the base volume. Fees are charged in the
 quote currency unless `oflags=fcib` asks for the base currency.
 
-Refusals raise `KrakenError` with Kraken's own error string.
+Refusals raise `ExchangeError` with Kraken's own error string.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from rules_engine.pairs import PairInfo, PairRegistry, default_registry
-from rules_engine.sim.assets import Assets, asset_decimals, quantize, round_down, round_up
-from rules_engine.sim.errors import KrakenError
-from rules_engine.sim.fees import FeeSchedule
-from rules_engine.sim.ids import IdSource
-from rules_engine.sim.orders import (
+from rules_engine.paper.assets import Assets, asset_decimals, quantize, round_down, round_up
+from rules_engine.paper.errors import ExchangeError
+from rules_engine.paper.fees import FeeSchedule
+from rules_engine.paper.ids import IdSource
+from rules_engine.paper.orders import (
     CLOSE_ORDER_TYPES,
     LIMIT_LIKE,
     OFLAGS,
@@ -73,15 +74,15 @@ class Fill:
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Fill":
+    def from_json(cls, data: Mapping[str, Any]) -> Fill:
         values = dict(data)
         for key in ("price", "volume", "cost", "fee"):
             values[key] = Decimal(values[key])
         return cls(**values)
 
 
-def _invalid(field: str) -> KrakenError:
-    return KrakenError(f"EGeneral:Invalid arguments:{field}")
+def _invalid(field: str) -> ExchangeError:
+    return ExchangeError(f"EGeneral:Invalid arguments:{field}")
 
 
 def valid_cl_ord_id(value: str) -> bool:
@@ -155,7 +156,7 @@ class PaperExchange:
     def pair(self, symbol: str) -> PairInfo:
         pair = self.pairs.get(symbol)
         if pair is None:
-            raise KrakenError("EQuery:Unknown asset pair")
+            raise ExchangeError("EQuery:Unknown asset pair")
         return pair
 
     def last_price(self, symbol: str) -> Decimal | None:
@@ -268,7 +269,7 @@ class PaperExchange:
         """Cancel by txid, userref (all orders carrying it) or cl_ord_id (see `select`)."""
         chosen = self.select(account, txid=txid, userref=userref, cl_ord_id=cl_ord_id)
         if not chosen:
-            raise KrakenError("EOrder:Unknown order")
+            raise ExchangeError("EOrder:Unknown order")
         for order in chosen:
             self._close(order, "canceled", "User requested", now)
         return chosen
@@ -313,9 +314,9 @@ class PaperExchange:
         reference = self._reference_price(req, pair)
         base_volume = req.volume / reference if viqc else req.volume
         if base_volume < pair.ordermin:
-            raise KrakenError("EOrder:Order minimum not met")
+            raise ExchangeError("EOrder:Order minimum not met")
         if base_volume * reference < pair.costmin:
-            raise KrakenError("EOrder:Cost minimum not met")
+            raise ExchangeError("EOrder:Cost minimum not met")
         return Order(
             txid=txid,
             account=account,
@@ -377,7 +378,7 @@ class PaperExchange:
         tick = pair.tick_size if pair.tick_size > 0 else Decimal(1).scaleb(-pair.pair_decimals)
         for price in prices:
             if price is not None and price % tick != 0:
-                raise KrakenError("EOrder:Tick size check failed")
+                raise ExchangeError("EOrder:Tick size check failed")
 
     @staticmethod
     def _check_times(req: OrderRequest, now: float) -> None:
@@ -396,7 +397,7 @@ class PaperExchange:
             if not valid_cl_ord_id(req.cl_ord_id):
                 raise _invalid("cl_ord_id")
             if any(o.cl_ord_id == req.cl_ord_id for o in self.open_orders(account)):
-                raise KrakenError("EOrder:Duplicate order")
+                raise ExchangeError("EOrder:Duplicate order")
 
     def _reference_price(self, req: OrderRequest, pair: PairInfo) -> Decimal:
         """The price the order's cost is judged at (for minimums and holds)."""
@@ -406,7 +407,7 @@ class PaperExchange:
             return req.price  # type: ignore[return-value]
         last = self._last.get(pair.altname)
         if last is None:
-            raise KrakenError("EService:Unavailable")
+            raise ExchangeError("EService:Unavailable")
         if req.trail is not None and req.side == "buy":
             return last + req.trail.of(last)
         return last
@@ -429,7 +430,7 @@ class PaperExchange:
 
     def _check_funds(self, order: Order) -> None:
         if self.available(order.account, order.hold_asset) < order.hold:
-            raise KrakenError("EOrder:Insufficient funds")
+            raise ExchangeError("EOrder:Insufficient funds")
 
     def _store(self, order: Order) -> None:
         self.orders[order.txid] = order
@@ -591,7 +592,7 @@ class PaperExchange:
         data: Mapping[str, Any],
         pairs: PairRegistry | None = None,
         fees: FeeSchedule | None = None,
-    ) -> "PaperExchange":
+    ) -> PaperExchange:
         exchange = cls(pairs, fees, seed=data["seed"])
         exchange._ids.counter = int(data["id_counter"])
         exchange._balances = {

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from rules_engine.pairs import PairInfo
-from rules_engine.sim.assets import fmt
+from rules_engine.paper.assets import fmt
 
 Side = Literal["buy", "sell"]
 
@@ -166,7 +166,7 @@ class Order:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Order":
+    def from_json(cls, data: dict[str, Any]) -> Order:
         values = dict(data)
         for key in ("volume", "stopprice", "limitprice", "vol_exec", "cost", "fee", "avg_price", "hold"):
             values[key] = Decimal(values[key])
