@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -108,6 +110,7 @@ class AuditLog:
         redactor: Redactor | None = None,
         fsync_every: int = 1000,
         fsync_interval: float = 1.0,
+        durable: bool = True,
     ):
         if not isinstance(mode, str) or not mode:
             raise ValueError("mode must be a non-empty string")
@@ -115,8 +118,10 @@ class AuditLog:
         self.mode = mode
         self._clock = clock
         self._redactor = redactor or default_redactor
-        self._fsync_every = max(1, fsync_every)
-        self._fsync_interval = fsync_interval
+        # durable=False (replay, rule tests): fsync only on sync() and close(), never per record.
+        self._durable = durable
+        self._fsync_every = max(1, fsync_every) if durable else sys.maxsize
+        self._fsync_interval = fsync_interval if durable else math.inf
         self._lock = threading.Lock()
         self._failed: str | None = None
         self._unsynced = 0
@@ -251,7 +256,7 @@ class AuditLog:
         self._unsynced += len(records)
         if self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
             self._sync_locked()
-        elif sync:
+        elif sync and self._durable:
             self._sync_locked(durable_head=False)
         return records
 

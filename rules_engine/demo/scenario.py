@@ -151,7 +151,7 @@ class Demo:
         service = self.service
         assert service is not None
         self.narrator.heading("A timer rule fires (rules/housekeeping.yaml: dead-man-switch, every 20 s)")
-        upcoming = [due for rule, _, due in service._timers.upcoming() if rule == TIMER_RULE]  # noqa: SLF001
+        upcoming = [due for rule, _, due in service.timers_upcoming() if rule == TIMER_RULE]
         if upcoming:
             self.narrator.say(f"waiting {max(0.0, upcoming[0] - time.time()):.0f} s for its next slot")
         fires = service.metrics.fires.labels(TIMER_RULE)

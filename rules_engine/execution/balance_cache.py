@@ -64,6 +64,12 @@ class BalanceCache:
             self.invalidate()
         return events
 
+    def advance(self, now: float) -> list[Event]:
+        events = self.inner.advance(now)
+        if events:
+            self.invalidate()
+        return events
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         self.invalidate()
         return self.inner.reconcile(decision, now)

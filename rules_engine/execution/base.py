@@ -32,6 +32,10 @@ class Executor(Protocol):
         """Learn a market price (the paper wallet fills on it); return resulting events."""
         ...
 
+    def advance(self, now: float) -> list[Event]:
+        """Let time pass (the paper wallet's expiries and dead man's switch); return resulting events."""
+        ...
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Settle an order decision (a state-store `Decision` left sent/unknown) by
         looking its order up by client order id; never sends the order."""

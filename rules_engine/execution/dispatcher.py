@@ -125,6 +125,12 @@ class Dispatcher:
         self._note(events)
         return events
 
+    def advance(self, now: float) -> list[Event]:
+        """Tell the executor the time (paper expiries); record what it changed."""
+        events = self.executor.advance(now)
+        self._note(events)
+        return events
+
     def recover(self) -> list[ExecutionReport]:
         """Settle every decision a previous run left unresolved (see module doc)."""
         reports = []

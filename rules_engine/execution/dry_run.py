@@ -95,6 +95,13 @@ class DryRunExecutor:
                 self._save()
         return events
 
+    def advance(self, now: float) -> list[Event]:
+        with self._lock:
+            events = self.paper.advance(now)
+            if events:
+                self._save()
+        return events
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         with self._lock:
             return self.paper.reconcile(decision, now)
@@ -105,10 +112,13 @@ class DryRunExecutor:
 
     def close(self) -> None:
         with self._lock:
-            self._save()
+            self._save(final=True)
 
-    def _save(self) -> None:
-        """Persist the wallet; a failure is logged (the next change saves it again)."""
+    def _save(self, final: bool = False) -> None:
+        """Persist the wallet; a failure is logged (the next change saves it again). With a
+        store that is not durable (replay, rule tests) only the final save is written."""
+        if not final and not self.store.durable:
+            return
         self.paper.prune(self.keep_closed)
         try:
             self.store.save_paper_wallet(self.paper.snapshot())

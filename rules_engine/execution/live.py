@@ -235,6 +235,10 @@ class LiveExecutor:
         """Nothing to simulate: fills come from Kraken (the executions feed)."""
         return []
 
+    def advance(self, now: float) -> list[Event]:
+        """Nothing to simulate: time passes on Kraken."""
+        return []
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         now = self._clock() if now is None else now
         intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)

@@ -58,6 +58,9 @@ class ValidateExecutor:
     def observe(self, tick: Tick) -> list[Event]:
         return []
 
+    def advance(self, now: float) -> list[Event]:
+        return []
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Validate mode places no order, so a decision's order never exists."""
         intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)

@@ -33,6 +33,16 @@ class Expression:
         functions. Raises only ExpressionError (KeyboardInterrupt passes through)."""
         return evaluator().evaluate(self._body, self._text, env)
 
+    def literal_arguments(self, function: str) -> list[str]:
+        """The text constants passed first to each call of `function`
+        (`price_of('ETHUSD') > 10` -> `["ETHUSD"]`); calls with a computed argument are skipped."""
+        found = []
+        for node in ast.walk(self._body):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                found.append(node.args[0].value)
+        return found
+
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 

@@ -15,6 +15,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
@@ -68,9 +69,11 @@ def run_replay(
     timers: bool = True,
     balance_max_age: float = 10.0,
     progress: ProgressWrapper | None = None,
+    state_dir: str | Path | None = None,
 ) -> ReplayResult:
     """Replay the data files' ticks, merged by time, through the rules. Raises `DataError`
-    for unusable data (nothing is half-reported)."""
+    for unusable data (nothing is half-reported). `state_dir` keeps the run's state store and
+    audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them."""
     ticks = merged_ticks(data)
     first = next(ticks, None)
     if first is None:
@@ -94,39 +97,42 @@ def run_replay(
         fire_symbols[id(outcome)] = (symbol, price)
 
     runner = OfflineRunner(ruleset, start=first.time, wallet=wallet, limits=limits, timers=timers,
-                           balance_max_age=balance_max_age, on_outcome=placed)
-    wallet_start = runner.balances()
-    series: dict[str, PriceSeries] = {}
-    count = 0
-    end = first.time
-    for tick in stream:
-        price = tick.last if tick.last is not None else tick.mid
-        if price is not None:
-            last_price[tick.symbol] = price
-            line = series.get(tick.symbol)
-            if line is None:
-                line = series[tick.symbol] = PriceSeries()
-            line.times.append(tick.time)
-            line.prices.append(float(price))
-        runner.feed(tick)
-        count += 1
-        if tick.time > end:
-            end = tick.time
-    runner.finish(end)
-    return ReplayResult(
-        rule_files=ruleset.files,
-        data=data,
-        start=first.time,
-        end=end,
-        ticks=count,
-        wallet_start=wallet_start,
-        wallet_end=runner.balances(),
-        open_orders=len(runner.open_orders()),
-        outcomes=runner.outcomes,
-        fills=runner.fills,
-        prices=series,
-        fire_symbols=fire_symbols,
-    )
+                           balance_max_age=balance_max_age, on_outcome=placed, state_dir=state_dir)
+    try:
+        wallet_start = runner.balances()
+        series: dict[str, PriceSeries] = {}
+        count = 0
+        end = first.time
+        for tick in stream:
+            price = tick.last if tick.last is not None else tick.mid
+            if price is not None:
+                last_price[tick.symbol] = price
+                line = series.get(tick.symbol)
+                if line is None:
+                    line = series[tick.symbol] = PriceSeries()
+                line.times.append(tick.time)
+                line.prices.append(float(price))
+            runner.feed(tick)
+            count += 1
+            if tick.time > end:
+                end = tick.time
+        runner.finish(end)
+        return ReplayResult(
+            rule_files=ruleset.files,
+            data=data,
+            start=first.time,
+            end=end,
+            ticks=count,
+            wallet_start=wallet_start,
+            wallet_end=runner.balances(),
+            open_orders=len(runner.open_orders()),
+            outcomes=runner.outcomes,
+            fills=runner.fills,
+            prices=series,
+            fire_symbols=fire_symbols,
+        )
+    finally:
+        runner.close()
 
 
 @dataclass

@@ -1,50 +1,62 @@
-"""The offline loop: the engine's pure core fed from a file, with simulated fills.
+"""The engine's one loop (`rules_engine.driver.Driver`) fed from a file, on a paper wallet.
 
-`rules-engine test` and `rules-engine replay` both run their inputs through `OfflineRunner`,
-so a rule behaves the same in a unit test, in a replay and (with the same executor) in a
-dry run. For each input event, in time order:
+`rules-engine test` and `rules-engine replay` run their inputs through `OfflineRunner`. It is
+the service's code path with other sources and a simulated clock: the same `Driver` (timer
+beats, deadlines, fills before ticks), the same commit-then-send lane (state changes and
+order rows committed to a state store, then the `Dispatcher` audits the decision, marks it
+sent and executes it) and the same dry-run executor (a `DryRunExecutor` on a `PaperExecutor`,
+behind the same balance cache). Only the state store and the audit log live in a temporary
+folder (or `state_dir`) and are not fsynced.
 
-1. everything due strictly before the event's time is delivered first, in time order: timer
-   beats (each timer's next slot from `rules_engine.schedule.next_fire`, the first one strictly
-   after the start) and `Clock` events at `engine.next_deadline()` (holds maturing,
-   cooldowns ending); the paper exchange is advanced to that time too (expiries, the dead
-   man's switch). Something due at the event's own time comes after the event (the engine
-   resolves a due hold or cooldown on any event, so the hold sees that moment's prices);
-2. a tick first moves the paper market (`PaperExecutor.observe`): resting orders it reaches
-   fill, and those fills reach the engine as `OrderUpdate` / `BalanceUpdate` events;
-3. the event goes to the engine; every intent of the decision is executed on the paper
-   exchange at that time; each `ActionResult` (for intents that await one) and the
-   executor's follow-up events go back into the engine, until nothing is left.
+For each input event, in time order (see `Driver.feed`): everything due strictly before the
+event's time is delivered first, at its own time (timer beats from `rules_engine.schedule`,
+`Clock` events at `engine.next_deadline()`), the paper exchange is told the time; a tick
+first moves the paper market (fills reach the engine as `OrderUpdate` / `BalanceUpdate`);
+then the event, and every result it causes, until nothing is left.
 
 Nothing reads a clock: a run is a pure function of its inputs, so it is deterministic.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import deque
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 
+from rules_engine.audit import AuditLog
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, TimerBeat
-from rules_engine.core.model import RuleSet, TimerTrigger
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate
+from rules_engine.core.intents import Intent
+from rules_engine.core.model import RuleSet
+from rules_engine.core.trace import Decision
+from rules_engine.driver import CommitLane, Driver, DriverObserver, Timetable
+from rules_engine.execution.balance_cache import BalanceCache
+from rules_engine.execution.dispatcher import Dispatcher
+from rules_engine.execution.dry_run import DryRunExecutor
 from rules_engine.execution.paper import PaperExecutor
+from rules_engine.execution.report import ExecutionReport
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
-from rules_engine.schedule import next_fire
+from rules_engine.service.rule_needs import rule_needs
+from rules_engine.state import StateStore, audit_log_path, database_path
 
 ACCOUNT = "paper"
+MODE = "dry-run"
 
 
 class OfflineRunner:
     """Run a rule set over timed input events against a paper wallet.
 
-    `wallet` seeds the paper exchange (any asset spelling: `USD`, `ZUSD`); the engine sees it
-    as a full balance snapshot at `start`. `timers=False` leaves timer beats to the inputs.
-    `on_outcome` is called once for every outcome when it is settled (after the input event
-    that produced it has been fully processed).
+    `wallet` seeds the paper exchange (any asset spelling: `USD`, `ZUSD`); the driver reads it
+    as the account at `start`, before any event. `timers=False` leaves timer beats to the
+    inputs. `on_outcome` is called once for every outcome when it is settled (after the input
+    event that produced it has been fully processed). `state_dir` keeps the state store and
+    the audit log there (default: a temporary folder removed by `close()`).
     """
 
     def __init__(
@@ -58,27 +70,42 @@ class OfflineRunner:
         timers: bool = True,
         balance_max_age: float = 10.0,
         on_outcome: Callable[[Outcome], None] | None = None,
+        state_dir: str | Path | None = None,
     ):
         self.exchange = exchange if exchange is not None else PaperExchange()
         self.exchange.set_balances(ACCOUNT, dict(wallet or {}))
-        self.executor = PaperExecutor(self.exchange, ACCOUNT)
+        self.now = start
+        if state_dir is None:
+            folder = Path(tempfile.mkdtemp(prefix="rules-engine-offline-", dir=_scratch()))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+        else:
+            folder = Path(state_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._cleanup = None
+        self.state_dir = folder
+        clock = self._clock
+        self.store = StateStore(database_path(folder), clock=clock, durable=False)
+        self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
+        self.executor = BalanceCache(DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store),
+                                     balance_max_age)
+        needs = rule_needs(ruleset)
+        dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=MODE, rule_hashes=needs.rule_hashes,
+                                clock=clock)
         self.engine = Engine(ruleset, limits, balance_max_age=balance_max_age)
         self.recorder = OutcomeRecorder()
         self.fills: list[FillRecord] = []
-        self.now = start
+        self._watcher = _Watcher(self)
         self._on_outcome = on_outcome
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it
         self._filled: set[str] = set()
-        self._timers: list[tuple[float, int, int, str, TimerTrigger]] = []
-        if timers:
-            for rank, rule in enumerate(ruleset.rules):
-                if not rule.enabled:
-                    continue
-                for index, trigger in enumerate(rule.triggers):
-                    if isinstance(trigger, TimerTrigger):
-                        self._timers.append((next_fire(trigger, start), rank, index, rule.id, trigger))
-            heapq.heapify(self._timers)
-        self._deliver([BalanceUpdate(self.exchange.balances(ACCOUNT), start, snapshot=True)])
+        timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
+        self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
+                             rule_hashes=dict(needs.rule_hashes), observers=[self._watcher])
+        self.driver.start(start)
+        self._settle()
+
+    def _clock(self) -> float:
+        return self.now
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -93,27 +120,26 @@ class OfflineRunner:
 
     def place_order(self, request: OrderRequest) -> Order:
         """Put an order on the paper exchange now, as if placed outside the rules (the engine
-        learns of it as an open order). Raises the exchange's `KrakenError` if refused."""
+        learns of it as an open order). Raises the exchange's `ExchangeError` if refused."""
         order, _ = self.exchange.place(ACCOUNT, request, self.now)
         update = OrderUpdate(self.now, order.status, txid=order.txid, cl_ord_id=order.cl_ord_id, pair=order.pair,
                              volume=order.volume, price=order.price)
-        self._deliver([update] + self.executor.advance(self.now))
+        self._feed_all([update, *self.driver.lane.dispatcher.advance(self.now)])
         return order
 
     def set_balances(self, balances: Mapping[str, Decimal | str], time: float) -> None:
         """Set paper balances at `time` (other assets keep theirs); the engine sees the wallet."""
         self.advance_to(time)
         self.exchange.set_balances(ACCOUNT, dict(balances))
-        wallet = BalanceUpdate(self.exchange.balances(ACCOUNT), max(time, self.now), snapshot=True)
-        self._deliver(self.executor.advance(time) + [wallet])
+        moment = max(time, self.now)
+        wallet = BalanceUpdate(self.exchange.balances(ACCOUNT), moment, snapshot=True)
+        self._feed_all([*self.driver.lane.dispatcher.advance(moment), wallet])
 
     def feed(self, event: Event) -> None:
         """Deliver one input event (after everything due before its time)."""
-        self.advance_to(event.time)
-        if isinstance(event, Tick):
-            self._deliver(self.executor.observe(event) + [event])
-        else:
-            self._deliver([event])
+        self.now = max(self.now, event.time)
+        self.driver.feed(event)
+        self._settle()
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -121,65 +147,47 @@ class OfflineRunner:
 
     def advance_to(self, until: float, inclusive: bool = False) -> None:
         """Deliver the timer beats and `Clock` events due before `until` (or at it, if inclusive)."""
-        timers = self._timers
-        while True:
-            deadline = self.engine.next_deadline()
-            if deadline is not None and deadline <= self.now:
-                deadline = None  # already due: the next event resolves it
-            slot = timers[0][0] if timers else None
-            if slot is not None and (deadline is None or slot <= deadline):
-                if slot > until or (slot == until and not inclusive):
-                    return
-                beats: list[Event] = []
-                while timers and timers[0][0] == slot:
-                    _, rank, index, rule_id, trigger = heapq.heappop(timers)
-                    beats.append(TimerBeat(rule_id, index, slot, scheduled_time=slot))
-                    heapq.heappush(timers, (next_fire(trigger, slot), rank, index, rule_id, trigger))
-                self._deliver(self.executor.advance(slot) + beats)
-            elif deadline is not None and (deadline < until or (deadline == until and inclusive)):
-                self._deliver(self.executor.advance(deadline) + [Clock(deadline)])
-            else:
-                return
+        self.driver.advance_to(until, inclusive)
+        self.now = max(self.now, self.driver.now)
+        self._settle()
 
     def finish(self, until: float | None = None) -> None:
-        """Let time run to `until` (default: the last event's time)."""
+        """Let time run to `until` (default: the last event's time), then save the state."""
         end = self.now if until is None else max(until, self.now)
         self.advance_to(end, inclusive=True)
-        self._deliver(self.executor.advance(end) + [Clock(end)])
+        self.now = end
+        self._feed_all([*self.driver.lane.dispatcher.advance(end)])
+        self.driver.feed(Clock(end))
+        self.driver.flush()
+        self._settle()
+
+    def close(self) -> None:
+        """Close the state store and the audit log; remove the temporary folder."""
+        self.executor.close()
+        self.audit.close()
+        self.store.close()
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self) -> OfflineRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ internals
 
-    def _deliver(self, events: list[Event]) -> None:
-        """Feed events to the engine; execute intents and feed their results back."""
-        queue = deque(events)
-        touched: list[Outcome] = []
-        engine, executor, recorder = self.engine, self.executor, self.recorder
-        while queue:
-            event = queue.popleft()
-            if event.time > self.now:
-                self.now = event.time
-            if type(event) is OrderUpdate:
-                self._note_fill(event)
-            decision = engine.handle(event)
-            if not decision.trace and not decision.intents:
-                continue
-            touched.extend(recorder.record(decision.trace, decision.intents))
-            for intent in decision.intents:
-                report = executor.execute(intent, self.now)
-                if isinstance(intent, PlaceOrder):
-                    self._remember_order(intent, report.result.data)
-                if intent.awaits_result:
-                    queue.append(report.result)
-                queue.extend(report.events)
-        if touched:
-            self._settle(touched)
+    def _feed_all(self, events: list[Event]) -> None:
+        for event in events:
+            self.driver.feed(event)
+        self._settle()
 
-    def _remember_order(self, intent: PlaceOrder, data: Mapping[str, object]) -> None:
+    def _remember_order(self, intent: PlaceOrder, report: ExecutionReport) -> None:
         outcome = self.recorder.decision(intent.decision_id or "")
         if outcome is None:
             return
         self._by_order[intent.cl_ord_id] = outcome
-        txids = data.get("txid")
+        txids = report.result.data.get("txid")
         if isinstance(txids, list):
             for txid in txids:
                 self._by_order[str(txid)] = outcome
@@ -203,7 +211,11 @@ class OfflineRunner:
         if outcome is not None:
             outcome.fills.append(fill)
 
-    def _settle(self, touched: list[Outcome]) -> None:
+    def _settle(self) -> None:
+        touched = self._watcher.touched
+        if not touched:
+            return
+        self._watcher.touched = []
         balances = None
         seen: set[int] = set()
         for outcome in touched:
@@ -217,3 +229,28 @@ class OfflineRunner:
             outcome.balances_after = balances
             if self._on_outcome is not None:
                 self._on_outcome(outcome)
+
+
+class _Watcher(DriverObserver):
+    """Builds the runner's outcomes and fills from what the driver does."""
+
+    def __init__(self, runner: OfflineRunner) -> None:
+        self.runner = runner
+        self.touched: list[Outcome] = []
+
+    def decision(self, decision: Decision, received: float | None) -> None:
+        self.touched.extend(self.runner.recorder.record(decision.trace, decision.intents))
+
+    def report(self, intent: Intent | None, report: ExecutionReport) -> None:
+        if isinstance(intent, PlaceOrder):
+            self.runner._remember_order(intent, report)
+
+    def order_update(self, update: OrderUpdate) -> None:
+        self.runner._note_fill(update)
+
+
+
+def _scratch() -> str | None:
+    """A memory-backed folder for the run's throwaway state where the system has one."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None

@@ -1,80 +1,80 @@
-"""The engine service: the pure core wired to its adapters on one asyncio loop.
+"""The engine service: the one engine loop (`rules_engine.driver.Driver`) wired to live sources.
 
     service = EngineService(config, ["rules/"], cli_live=False)
     port = await service.start()        # HTTP bound (port 0 picks one); feeds, timers running
     ...
     await service.stop()                # stop intake, finish in-flight actions, flush, close
 
-Flow (one event queue, one consumer):
+Flow (one event queue, one consumer, one dispatch thread):
 
-    TickerFeed (spot v2/v1, futures) -> Tick (+ the executor's paper fills) --+
-    POST /signals/{source}           -> Signal -----------------------------+
-    TimerScheduler                   -> TimerBeat --------------------------+--> queue --> consumer:
-    kill switch (file, HTTP, SIGUSR1) -> KillSwitch ------------------------+     engine.handle(event)   (pure)
-    deadline timer                   -> Clock at engine.next_deadline() ---+     trace -> audit log
-    dispatch lane                    -> ActionResult, OrderUpdate, ... ----+     intents -> dispatch lane
+    TickerFeed (spot v2/v1, futures)  -> Tick -------------+
+    POST /signals/{source}            -> Signal -----------+
+    kill switch (file, HTTP, SIGUSR1) -> KillSwitch -------+--> queue --> consumer: driver.feed(event)
+    wake-up at driver.next_wakeup()   -> advance ----------+             (timer beats, deadlines,
+    dispatch lane (ThreadLane)        -> ActionResult, ... +              account syncs, fills)
 
-The dispatch lane is one worker thread, so intents leave in the order they were decided.
-For a decision that fires a rule it first commits, in one SQLite transaction, the core's
-state changes (`Engine.snapshot_changes()`: the engine-wide part and the rows of the rules
-that changed) and a `pending` row for each order (by client order id); then the Dispatcher
-audits the decision (fsynced), marks it sent, sends it and records the outcome. A restart,
-even after `kill -9`, loads that snapshot (no rule fires twice) and lets the Dispatcher
-settle every unfinished order by its client order id before any feed starts.
+The driver is the same code replay and rule tests run; here it runs in real time: it is woken
+at `next_wakeup()` (timer slots, `for:` holds, cooldowns, overdue results, balance re-reads)
+and its commit-then-send lane runs on one worker thread (`service.lane.ThreadLane`), so
+intents leave in the order they were decided. Before any feed starts the driver settles
+orders a previous run left unresolved and reads the account, so rules that read balances
+can be evaluated from the first tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rules_engine import __version__
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
-from rules_engine.core import Engine, EngineState, RiskLimits, TraceRecord
-from rules_engine.core.events import ActionResult, Clock, Event, FeedReset, KillSwitch, Signal, Tick
+from rules_engine.core import Engine, EngineState, RiskLimits
+from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.core.model import RuleSet
-from rules_engine.core.state import SnapshotChanges
-from rules_engine.execution import ExecutionReport, LiveModeRefused, build_executor, check_live_allowed
-from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
+from rules_engine.driver import CommitLane, Driver, Job, Timetable
+from rules_engine.driver.reads import priced_symbols, reads_balances
+from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
+from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.kraken.ws_feed import FeedStatus
+from rules_engine.pairs import default_registry
 from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_rules, load_signal_schema
 from rules_engine.schedule import validate_timer
 from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.event_queue import EventQueue
-from rules_engine.service.http import HttpServer, build_app
+from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
     KillState,
     install_signal_handler,
     kill_file,
 )
-from rules_engine.service.killswitch import (
-    KillSwitch as KillSwitchFile,
-)
+from rules_engine.service.killswitch import KillSwitch as KillSwitchFile
+from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.rule_needs import RuleNeeds, rule_needs
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
-from rules_engine.service.timers import TimerScheduler
-from rules_engine.service.trace_audit import audit_trace
-from rules_engine.state import Decision, StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
+from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
+from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
 
 MAX_REPORTED_ERRORS = 50
+MAX_SLEEP = 30.0
+"""The longest the service sleeps without looking at the clock (a wall clock that jumps is noticed)."""
+_FUTURES_SYMBOL = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9]+$")
 
 
 class StartupError(Exception):
@@ -86,17 +86,15 @@ class _Reload:
     result: LoadResult
     needs: RuleNeeds
     reason: str
-    done: asyncio.Future = field(repr=False)
+    done: asyncio.Future[bool] = field(repr=False)
 
 
 _STOP = object()
-Listener = Callable[[str, Any], None]
-"""`listener(kind, payload)`: `trace` (TraceRecord), `report` ((intent, ExecutionReport)),
-`reload` (dict), `signal_rejected` ((source, Rejected)), `kill_switch` (KillState)."""
+_ADVANCE = object()  # the wake-up: deliver what is due now
 
 
 class EngineService:
-    """One running engine: config, rules, state dir, adapters and HTTP server."""
+    """One running engine: config, rules, state dir, sources, the driver and the HTTP server."""
 
     def __init__(
         self,
@@ -140,33 +138,29 @@ class EngineService:
         self.kill_token: str | None = None
         self.kill_switch: KillSwitchFile | None = None
         self.engine: Engine | None = None
+        self.driver: Driver | None = None
         self.audit: AuditLog | None = None
         self.store: StateStore | None = None
-        self.executor: Any = None
+        self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
         self.rule_hashes: dict[str, str] = {}
         self.port: int | None = None
         self.started_at: float | None = None
         self.reload_count = 0
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._queue = EventQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lane: ThreadPoolExecutor | None = None
-        self._jobs = 0
+        self._lane: ThreadLane | None = None
         self._busy = False
         self._idle = asyncio.Event()
         self._intake_open = False
-        self._dirty = False
-        self._unsaved: SnapshotChanges | None = None  # state changes taken, not yet committed
-        self._unsaved_lock = threading.Lock()
-        self._deadline_at: float | None = None
-        self._deadline_handle: asyncio.TimerHandle | None = None
+        self._wakeup_at: float | None = None
+        self._wakeup_handle: asyncio.TimerHandle | None = None
         self._reload_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task] = []
-        self._consumer: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._consumer: asyncio.Task[None] | None = None
         self._feeds: MarketFeeds | None = None
-        self._timers: TimerScheduler | None = None
         self._watcher: RuleWatcher | None = None
         self._keeper: DeadMansSwitchKeeper | None = None
         self._http: HttpServer | None = None
@@ -179,14 +173,14 @@ class EngineService:
     def add_listener(self, listener: Listener) -> None:
         """Be told of every trace record, execution report, reload, rejected signal and
         kill switch change (on the loop; must not block). Used by the demo and tests."""
-        self._listeners.append(listener)
+        self._listeners.listeners.append(listener)
 
     def _tell(self, kind: str, payload: Any) -> None:
-        for listener in self._listeners:
-            try:
-                listener(kind, payload)
-            except Exception:
-                log.exception("service listener failed on %s", kind)
+        self._listeners.tell(kind, payload)
+
+    def timers_upcoming(self) -> list[tuple[str, int, float]]:
+        """(rule id, trigger index, next slot) of every timer, soonest first."""
+        return self.driver.timetable.upcoming() if self.driver is not None else []
 
     # ------------------------------------------------------------------ start
 
@@ -199,7 +193,8 @@ class EngineService:
         except BaseException:
             await self._teardown()
             raise
-        return self.port  # type: ignore[return-value]
+        assert self.port is not None
+        return self.port
 
     async def _start(self) -> None:
         config = self.config
@@ -210,9 +205,10 @@ class EngineService:
         result = await asyncio.to_thread(load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:
             raise StartupError(_load_problems(result))
+        ruleset = result.ruleset
         for warning in result.warnings:
             log.warning("rules: %s", warning)
-        needs = self._checked_needs(result.ruleset)
+        needs = self._checked_needs(ruleset)
         self._load_secrets(needs)
         ensure_state_dir(self.state_dir)
         try:
@@ -226,13 +222,13 @@ class EngineService:
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
         limits = RiskLimits(**_risk_fields(config))
-        self.engine = Engine(result.ruleset, limits, state, balance_max_age=config.balance_cache)
+        self.engine = Engine(ruleset, limits, state, balance_max_age=config.balance_cache)
         self._set_needs(needs)
-        self.metrics.rules_loaded.set(len(result.ruleset.rules))
+        self.metrics.rules_loaded.set(len(ruleset.rules))
         self.audit.append("startup", data={
-            "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
-            "config": config.source, "state_dir": str(self.state_dir), "rule_files": _file_hashes(result.ruleset),
-            "rules": len(result.ruleset.rules), "restored_snapshot": saved is not None,
+            "version": _version(), "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
+            "config": config.source, "state_dir": str(self.state_dir), "rule_files": _file_hashes(ruleset),
+            "rules": len(ruleset.rules), "restored_snapshot": saved is not None,
             "warnings": [str(w) for w in result.warnings[:MAX_REPORTED_ERRORS]],
         }, sync=True)
         try:
@@ -244,20 +240,23 @@ class EngineService:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         self.dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock)
-        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules-engine-dispatch")
-        self._process(self.engine.handle(Clock(self.clock())), None)  # the load trace
-        for report in await asyncio.to_thread(self.dispatcher.recover):
-            self._tell("report", (None, report))
-            for event in (report.result, *report.events):
-                self._process(self.engine.handle(event), None)
+        lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch)
+        assert self._loop is not None
+        self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle)
+        now = self.clock()
+        self.driver = Driver(self.engine, lane, self.audit, Timetable(needs.timers, now), rule_hashes=self.rule_hashes,
+                             realtime=True, submit=self._lane.submit, post=self._put,
+                             observers=[ServiceObserver(self.metrics, self._listeners)],
+                             account_every=self._account_every(ruleset))
+        # The load trace, orders left unresolved by a previous run, and the account, before any event.
+        await asyncio.to_thread(self.driver.start, now)
         self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change, clock=self.clock)
         initial = self.kill_switch.state
         if initial.engaged:
             log.warning("kill switch is engaged: %s", initial.describe())
-        self._process(self.engine.handle(KillSwitch(initial.engaged, self.clock(), False,
-                                                    initial.reason or "state at start-up")), None)
+        self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
-        self._http = HttpServer(build_app(self), self.host, self.requested_port)
+        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port)
         try:
             self.port = await self._http.start()
         except OSError as exc:
@@ -267,8 +266,6 @@ class EngineService:
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
         await self._feeds.apply(needs)
-        self._timers = TimerScheduler(needs.timers, self._put, clock=self.clock, on_missed=self._on_timer_missed)
-        self._spawn(self._timers.run())
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))
         self._spawn(self._housekeeping())
         if self.reload_interval:
@@ -278,9 +275,30 @@ class EngineService:
         self._start_dead_mans_switch()
         if self.handle_signals:
             self._install_signal_handlers()
+        self._arm_wakeup()
         self.started_at = self.clock()
         log.info("engine started: mode=%s rules=%d http=%s:%d state_dir=%s", config.mode,
-                 len(result.ruleset.rules), self.host, self.port, self.state_dir)
+                 len(ruleset.rules), self.host, self.port, self.state_dir)
+
+    def _account_every(self, ruleset: RuleSet) -> float | None:
+        """How often to read the account again: only an executor that does not report fills
+        itself (validate, live), and only while rules read balances."""
+        if self.config.mode == "dry-run" or not reads_balances(ruleset):
+            return None
+        return max(self.config.balance_cache, 1.0)
+
+    def _http_handlers(self) -> HttpHandlers:
+        assert self.kill_switch is not None
+        return HttpHandlers(
+            health=self.health, metrics=self._render_metrics, metrics_content_type=self.metrics.content_type,
+            signal_sources=self.signal_sources, on_signal=self.on_signal,
+            on_signal_rejected=self.on_signal_rejected, seen_signal=self.seen_signal, clock=self.clock,
+            kill_switch=self.kill_switch, kill_token=self.kill_token,
+        )
+
+    def _render_metrics(self) -> bytes:
+        self.metrics.queue_depth.set(self._queue.qsize())
+        return self.metrics.render()
 
     def _checked_needs(self, ruleset: RuleSet) -> RuleNeeds:
         needs = rule_needs(ruleset)
@@ -292,7 +310,7 @@ class EngineService:
                 problems.append(f"rule {rule_id} trigger {index}: {exc}")
         if problems:
             raise StartupError("invalid timers:\n  " + "\n  ".join(problems))
-        return needs
+        return _with_priced_symbols(needs, ruleset)
 
     def _load_secrets(self, needs: RuleNeeds) -> None:
         sources = {}
@@ -328,7 +346,7 @@ class EngineService:
 
     def _set_needs(self, needs: RuleNeeds) -> None:
         self.needs = needs
-        self.rule_hashes.clear()  # in place: the Dispatcher holds this mapping
+        self.rule_hashes.clear()  # in place: the Dispatcher and the driver hold this mapping
         self.rule_hashes.update(needs.rule_hashes)
 
     def _start_dead_mans_switch(self) -> None:
@@ -375,13 +393,13 @@ class EngineService:
         log.info("SIGHUP received: reloading rules")
         self._spawn(self.reload("SIGHUP"))
 
-    def _spawn(self, coro: Any) -> asyncio.Task:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.append(task)
         task.add_done_callback(self._task_done)
         return task
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._tasks.remove(task)
         if not task.cancelled() and task.exception() is not None:
@@ -399,11 +417,8 @@ class EngineService:
         self._put(event)
 
     def _on_tick(self, tick: Tick) -> None:
-        if not self._intake_open:
-            return
-        self._put(tick)
-        for event in self.dispatcher.observe(tick):  # type: ignore[union-attr]
-            self._put(event)
+        if self._intake_open:
+            self._put(tick)
 
     def _on_feed_status(self, market: str, status: FeedStatus) -> None:
         kind = status.kind
@@ -449,10 +464,6 @@ class EngineService:
         cancel_all = state.engaged and (state.cancel_all or self.config.kill_cancel_open_orders)
         self._put(KillSwitch(state.engaged, self.clock(), cancel_all, state.reason or state.source))
 
-    def _on_timer_missed(self, rule_id: str, index: int, slot: float, now: float) -> None:
-        self._audit("dropped", rule_id=rule_id, data={"reason": "timer slot missed (engine stalled or clock jumped)",
-                                                      "trigger": index, "slot": slot, "now": now})
-
     # ------------------------------------------------------------------ the consumer
 
     async def _consume(self) -> None:
@@ -470,6 +481,7 @@ class EngineService:
                     item, received = queue.get_nowait()
             finally:
                 self._count_handled()
+                self._arm_wakeup()
                 self._busy = False
                 self._check_idle()
 
@@ -484,165 +496,35 @@ class EngineService:
         self._handled.clear()
 
     def _handle_item(self, item: Any, received: float) -> None:
-        engine = self.engine
-        assert engine is not None
+        driver = self.driver
+        assert driver is not None
+        if item is _ADVANCE:
+            driver.advance_to(self.clock(), inclusive=True)
+            return
         if isinstance(item, _Reload):
             self._apply_reload(item)
             return
-        try:
-            decision = engine.handle(item)
-        except Exception as exc:
-            self.metrics.errors.labels("engine").inc()
-            log.exception("engine failed on %s", type(item).__name__)
-            self._audit("error", data={"where": "engine", "event": type(item).__name__, "error": repr(exc)})
-            return
+        driver.feed(item, received)
         self._latency.observe(time.perf_counter() - received)
         kind = type(item)
         key = (kind, item.market if kind is Tick else None)
         handled = self._handled
         handled[key] = handled.get(key, 0) + 1
-        if decision.trace or decision.intents:
-            self._process(decision, received)
-        else:
-            self._dirty = True
-            if self._deadline_at is not None or self.engine.next_deadline() is not None:  # type: ignore[union-attr]
-                self._arm_deadline()
-
-    def _process(self, decision: Any, received: float | None) -> None:
-        """Audit the trace; persist and dispatch the intents; re-arm the deadline timer."""
-        fired = False
-        if decision.trace:
-            fired = self._record_trace(decision.trace)
-        if decision.intents or fired:
-            self._submit(decision.intents, True, received)
-        else:
-            self._dirty = True
-        self._arm_deadline()
-
-    def _record_trace(self, trace: Sequence[TraceRecord]) -> bool:
-        fired = False
-        metrics = self.metrics
-        for record in trace:
-            kind = record.kind
-            if kind == "decision" and "fire_seq" in record.detail:
-                fired = True
-                metrics.fires.labels(record.rule_id).inc()
-            elif kind == "guard":
-                metrics.evaluations.inc()
-            elif kind == "risk":
-                metrics.risk_blocks.labels(str(record.detail.get("limit"))).inc()
-            elif kind == "blocked":
-                metrics.blocked.inc()
-            elif kind == "error":
-                metrics.errors.labels("rule").inc()
-        if self.audit is not None:
-            try:
-                audit_trace(self.audit, trace, self.rule_hashes)
-            except AuditError:
-                log.exception("audit log write failed")
-                self.metrics.errors.labels("audit").inc()
-        if self._listeners:
-            for record in trace:
-                self._tell("trace", record)
-        return fired
 
     # ------------------------------------------------------------------ dispatch lane
 
-    def _submit(self, intents: Sequence[Any], persist: bool, received: float | None) -> None:
-        assert self._lane is not None and self._loop is not None
-        self._jobs += 1
-        self._idle.clear()
-        if persist:
-            self._dirty = False
-            self._take_changes()
-        future = self._lane.submit(self._run_job, tuple(intents), persist, received)
-        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._job_done, f))  # type: ignore
+    def _on_dispatch(self, job: Job) -> None:
+        """On the lane thread, as each intent of a job leaves."""
+        if job.received is not None:
+            self.metrics.dispatch_latency.observe(time.perf_counter() - job.received)
 
-    def _take_changes(self) -> None:
-        """On the loop: add the core's state changes since the last call to those not yet saved."""
-        changes = self.engine.snapshot_changes()  # type: ignore[union-attr]
-        with self._unsaved_lock:
-            self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
-
-    def _commit(self, store: StateStore, intents: Sequence[Any] = ()) -> dict[str, Decision]:
-        """One transaction: a `pending` row for each order intent (returned by client order
-        id) and every state change taken so far. If it fails, the changes stay unsaved
-        (under any taken since) for the next commit.
-
-        The commit is durable unless every intent is an order: each of those is then marked
-        sent, in a durable commit that carries this one to disk, before it leaves (see
-        `StateStore.transaction`), so a decision is never on disk later than its order
-        leaves, and the fsync on the way from tick to order is paid once, not twice."""
-        with self._unsaved_lock:
-            changes, self._unsaved = self._unsaved, None
-        rows: dict[str, Decision] = {}
-        durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
-        try:
-            with store.transaction(durable=durable):
-                for intent in intents:
-                    if isinstance(intent, ORDER_INTENTS):  # the same row the Dispatcher records
-                        cl_ord_id = client_id(intent)
-                        rows[cl_ord_id] = store.record_decision(
-                            cl_ord_id, intent.rule_id or "engine", intent.decision_id or intent.intent_id,
-                            intent.to_dict())
-                if changes is not None:
-                    store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
-        except BaseException:
-            if changes is not None:
-                with self._unsaved_lock:
-                    self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
-            raise
-        return rows
-
-    def _run_job(self, intents: tuple[Any, ...], persist: bool, received: float | None) -> None:
-        """On the lane thread: commit the state changes with the decision rows, then dispatch.
-
-        The changes committed are all those taken so far (this decision's fire and any later
-        ones), so a burst of fires costs one write, and each write holds only the rows of the
-        rules that changed."""
-        store, dispatcher, loop = self.store, self.dispatcher, self._loop
-        assert store is not None and dispatcher is not None and loop is not None
-        rows: dict[str, Decision] = {}
-        if persist:
-            try:
-                rows = self._commit(store, intents)
-            except Exception as exc:
-                log.exception("could not persist a decision; its intents are not sent")
-                for intent in intents:
-                    self._job_result(intent, _failed(intent, self.clock(), f"state could not be saved: {exc}"))
-                return
-        for intent in intents:
-            if received is not None:
-                self.metrics.dispatch_latency.observe(time.perf_counter() - received)
-            try:
-                recorded = rows.get(client_id(intent)) if isinstance(intent, ORDER_INTENTS) else None
-                report = dispatcher.dispatch(intent, recorded)
-            except Exception as exc:
-                log.exception("dispatch of %s failed", intent.intent_id)
-                report = _failed(intent, self.clock(), f"{type(exc).__name__}: {exc}")
-            self._job_result(intent, report)
-
-    def _job_result(self, intent: Any, report: ExecutionReport) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_report, intent, report)
-
-    def _on_report(self, intent: Any, report: ExecutionReport) -> None:
-        result = report.result
-        self.metrics.actions.labels(intent.kind, "ok" if result.ok else "error").inc()
-        self._tell("report", (intent, report))
-        if intent.awaits_result:
-            self._put(result)
-        for event in report.events:
-            self._put(event)
-
-    def _job_done(self, future: Any) -> None:
-        self._jobs -= 1
-        if future.exception() is not None:
-            log.error("dispatch job failed", exc_info=future.exception())
-        self._check_idle()
+    def _on_reported(self, intent: Any, report: Any) -> None:
+        assert self.driver is not None
+        self.driver.reported(intent, report)
 
     def _check_idle(self) -> None:
-        if self._jobs == 0 and not self._busy and self._queue.empty():
+        jobs = self._lane.jobs if self._lane is not None else 0
+        if jobs == 0 and not self._busy and self._queue.empty():
             self._idle.set()
 
     async def settle(self, timeout: float = 10.0) -> None:
@@ -651,7 +533,8 @@ class EngineService:
             while True:
                 await self._idle.wait()
                 await asyncio.sleep(0)
-                if self._jobs == 0 and not self._busy and self._queue.empty():
+                jobs = self._lane.jobs if self._lane is not None else 0
+                if jobs == 0 and not self._busy and self._queue.empty():
                     return
                 self._idle.clear()
         self._check_idle()
@@ -659,32 +542,40 @@ class EngineService:
 
     # ------------------------------------------------------------------ time
 
-    def _arm_deadline(self) -> None:
-        deadline = self.engine.next_deadline()  # type: ignore[union-attr]
-        if deadline == self._deadline_at:
+    def _arm_wakeup(self) -> None:
+        """Wake the consumer at the driver's next wake-up (at most MAX_SLEEP from now)."""
+        driver, loop = self.driver, self._loop
+        if driver is None or loop is None or self._stopping:
             return
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
-            self._deadline_handle = None
-        self._deadline_at = deadline
-        if deadline is not None and self._loop is not None:
-            delay = max(0.0, deadline - self.clock()) + 0.001
-            self._deadline_handle = self._loop.call_later(delay, self._deadline_due, deadline)
+        due = driver.next_wakeup()
+        if due == self._wakeup_at and self._wakeup_handle is not None:
+            return
+        if self._wakeup_handle is not None:
+            self._wakeup_handle.cancel()
+            self._wakeup_handle = None
+        self._wakeup_at = due
+        now = self.clock()
+        delay = MAX_SLEEP if due is None else min(MAX_SLEEP, max(0.0, due - now) + 0.001)
+        self._wakeup_handle = loop.call_later(delay, self._wake)
 
-    def _deadline_due(self, deadline: float) -> None:
-        self._deadline_handle = None
-        self._deadline_at = None
-        if not self._stopping:
-            self._put(Clock(max(self.clock(), deadline)))
+    def _wake(self) -> None:
+        self._wakeup_handle = None
+        self._wakeup_at = None
+        if self._stopping:
+            return
+        if self._intake_open:
+            self._put(_ADVANCE)
+        else:
+            self._arm_wakeup()
 
     async def _housekeeping(self) -> None:
-        """Save the snapshot when it changed (arming state moves with every crossing) and
-        flush the audit log while idle, once per `snapshot_interval`."""
+        """Save the state when it changed (arming state moves with every crossing) and flush
+        the audit log while idle, once per `snapshot_interval`."""
         while True:
             await asyncio.sleep(self.snapshot_interval)
             self.metrics.queue_depth.set(self._queue.qsize())
-            if self._dirty and self.engine is not None:
-                self._submit((), True, None)
+            if self.driver is not None and self.driver.dirty:
+                self.driver.flush()
             if self.audit is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit.sync)
@@ -702,6 +593,7 @@ class EngineService:
                 self._watcher.mark_current()
             result = await asyncio.to_thread(load_rules, self.rule_paths)
             problem = None
+            needs = None
             if result.errors or result.ruleset is None:
                 problem = _load_problems(result)
             else:
@@ -709,7 +601,7 @@ class EngineService:
                     needs = self._checked_needs(result.ruleset)
                 except StartupError as exc:
                     problem = str(exc)
-            if problem is not None:
+            if problem is not None or needs is None:
                 self.metrics.reloads.labels("invalid").inc()
                 log.error("reload (%s) refused; the previous rules keep running:\n%s", reason, problem)
                 errors = [str(e) for e in result.errors[:MAX_REPORTED_ERRORS]] or [problem]
@@ -717,32 +609,31 @@ class EngineService:
                                             "files": result.files}, sync=True)
                 self._tell("reload", {"ok": False, "reason": reason, "errors": errors})
                 return False
-            done = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._put(_Reload(result, needs, reason, done))
             await done
             if self._feeds is not None:
                 await self._feeds.apply(needs)
-            if self._timers is not None:
-                self._timers.replace(needs.timers)
             return True
 
     def _apply_reload(self, item: _Reload) -> None:
-        engine = self.engine
-        assert engine is not None and item.result.ruleset is not None
+        driver = self.driver
+        ruleset = item.result.ruleset
+        assert driver is not None and ruleset is not None
         previous = dict(self.rule_hashes)
         self._set_needs(item.needs)
         self.rule_hashes.update({k: v for k, v in previous.items() if k not in self.rule_hashes})
-        decision = engine.replace_rules(item.result.ruleset)
+        driver.account_every = self._account_every(ruleset)
+        decision = driver.reload(ruleset, item.needs.timers, self.clock())
         summary = next((dict(r.detail) for r in decision.trace if r.kind == "state" and "rules_loaded" in r.detail), {})
-        self._audit("reload", data={"ok": True, "reason": item.reason, "files": _file_hashes(item.result.ruleset),
+        self._audit("reload", data={"ok": True, "reason": item.reason, "files": _file_hashes(ruleset),
                                     **summary}, sync=True)
-        self._process(decision, None)
         self._set_needs(item.needs)
         self.reload_count += 1
         self.metrics.reloads.labels("ok").inc()
-        self.metrics.rules_loaded.set(len(item.result.ruleset.rules))
+        self.metrics.rules_loaded.set(len(ruleset.rules))
         log.info("rules reloaded (%s): %d rules; added %s, changed %s, removed %s", item.reason,
-                 len(item.result.ruleset.rules), summary.get("added", []), summary.get("changed", []),
+                 len(ruleset.rules), summary.get("added", []), summary.get("changed", []),
                  summary.get("removed", []))
         self._tell("reload", {"ok": True, "reason": item.reason, **summary})
         if not item.done.done():
@@ -752,31 +643,22 @@ class EngineService:
 
     def health(self) -> dict[str, Any]:
         now = self.clock()
-        feeds = self._feeds.health(now) if self._feeds is not None else {}
         switch = self.kill_switch.state if self.kill_switch is not None else KillState(False)
-        ok = not self._stopping and all(f["connected"] for f in feeds.values())
-        return {
-            "ok": ok,
-            "status": "stopping" if self._stopping else ("ok" if ok else "degraded"),
-            "mode": self.mode,
-            "version": __version__,
-            "uptime": None if self.started_at is None else round(now - self.started_at, 3),
-            "rules_loaded": len(self.engine.ruleset.rules) if self.engine is not None else 0,
-            "reloads": self.reload_count,
-            "kill_switch": {"engaged": switch.engaged, "describe": switch.describe(), **switch.to_json()},
-            "feeds": feeds,
-            "queue_depth": self._queue.qsize(),
-            "actions_in_flight": self._jobs,
-        }
-
-    def refresh_gauges(self) -> None:
-        self.metrics.queue_depth.set(self._queue.qsize())
+        return health_report(
+            now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
+            rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
+            reloads=self.reload_count,
+            kill_switch={"engaged": switch.engaged, "describe": switch.describe(), **switch.to_json()},
+            feeds=self._feeds.health(now) if self._feeds is not None else {},
+            queue_depth=self._queue.qsize(),
+            actions_in_flight=self._lane.jobs if self._lane is not None else 0,
+        )
 
     # ------------------------------------------------------------------ stop
 
     async def stop(self) -> None:
         """Stop taking events, handle what was already taken, let in-flight actions finish
-        (up to `drain_timeout`), save the snapshot, flush and close the audit log."""
+        (up to `drain_timeout`), save the state, flush and close the audit log."""
         if self._stopping:
             await self._stopped.wait()
             return
@@ -786,8 +668,6 @@ class EngineService:
             for remove in self._signal_removers:
                 with contextlib.suppress(Exception):
                     remove()
-            if self._timers is not None:
-                self._timers.stop()
             if self._watcher is not None:
                 self._watcher = None
             if self._feeds is not None:
@@ -797,7 +677,7 @@ class EngineService:
             if self._consumer is not None and not self._consumer.done():
                 try:
                     await self.settle(self.drain_timeout)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     log.error("in-flight actions did not finish within %.0f s; stopping anyway", self.drain_timeout)
                 self._queue.put_nowait((_STOP, time.perf_counter()))
                 await self._consumer
@@ -807,8 +687,8 @@ class EngineService:
 
     async def _teardown(self) -> None:
         self._intake_open = False
-        if self._deadline_handle is not None:
-            self._deadline_handle.cancel()
+        if self._wakeup_handle is not None:
+            self._wakeup_handle.cancel()
         if self._keeper is not None:
             await self._keeper.stop(disarm=True)
         current = asyncio.current_task()
@@ -823,12 +703,12 @@ class EngineService:
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
         if self._lane is not None:
-            await asyncio.to_thread(self._lane.shutdown, wait=True, cancel_futures=False)
+            await self._lane.shutdown()
             self._lane = None
-        if self.engine is not None and self.store is not None and self.dispatcher is not None:
-            self._take_changes()
+        if self.driver is not None:
+            self.driver.lane.take_changes(self.driver.engine.snapshot_changes())
             with contextlib.suppress(StateStoreError):
-                self._commit(self.store)
+                self.driver.lane.commit()
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()
@@ -861,8 +741,22 @@ class EngineService:
             log.exception("audit log write failed")
 
 
-def _failed(intent: Any, now: float, error: str) -> ExecutionReport:
-    return ExecutionReport(ActionResult(intent.intent_id, False, now, {"error_class": "ServiceError"}, error))
+def _version() -> str:
+    from rules_engine import __version__
+
+    return __version__
+
+
+def _with_priced_symbols(needs: RuleNeeds, ruleset: RuleSet) -> RuleNeeds:
+    """Subscribe the symbols rules read with `price_of('...')`, so their prices are known."""
+    spot, futures = set(needs.spot_symbols), set(needs.futures_symbols)
+    registry = default_registry()
+    for symbol in priced_symbols(ruleset):
+        if _FUTURES_SYMBOL.match(symbol.upper()):
+            futures.add(symbol.upper())
+        elif (pair := registry.get(symbol)) is not None:
+            spot.add(pair.altname)
+    return dataclasses.replace(needs, spot_symbols=frozenset(spot), futures_symbols=frozenset(futures))
 
 
 def _risk_fields(config: EngineConfig) -> dict[str, Any]:

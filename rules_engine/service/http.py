@@ -10,37 +10,53 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from rules_engine.service.killswitch import KillSwitch as KillSwitchFile
 from rules_engine.service.killswitch import add_kill_routes
-from rules_engine.service.webhook import add_signal_routes
-
-if TYPE_CHECKING:
-    from rules_engine.service.app import EngineService
+from rules_engine.service.signals import SeenFn, SignalSourceConfig
+from rules_engine.service.webhook import OnReject, OnSignal, add_signal_routes
 
 log = logging.getLogger(__name__)
 
 
-def build_app(service: EngineService) -> web.Application:
+@dataclass(frozen=True)
+class HttpHandlers:
+    """Everything the HTTP front needs from the service, and nothing more."""
+
+    health: Callable[[], dict[str, Any]]
+    metrics: Callable[[], bytes]
+    metrics_content_type: str
+    signal_sources: Mapping[str, SignalSourceConfig]
+    on_signal: OnSignal
+    on_signal_rejected: OnReject
+    seen_signal: SeenFn
+    clock: Callable[[], float]
+    kill_switch: KillSwitchFile
+    kill_token: str | None
+
+
+def build_app(handlers: HttpHandlers) -> web.Application:
     """The aiohttp application of one engine service."""
     app = web.Application(client_max_size=1024 * 1024)
 
     async def healthz(request: web.Request) -> web.Response:
-        report = service.health()
+        report = handlers.health()
         return web.json_response(report, status=200 if report["ok"] else 503)
 
     async def metrics(request: web.Request) -> web.Response:
-        service.refresh_gauges()
-        return web.Response(body=service.metrics.render(), headers={"Content-Type": service.metrics.content_type})
+        return web.Response(body=handlers.metrics(), headers={"Content-Type": handlers.metrics_content_type})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    add_signal_routes(app, service.signal_sources, service.on_signal, service.on_signal_rejected,
-                      service.seen_signal, clock=service.clock)
-    if service.kill_token is not None:
-        add_kill_routes(app, service.kill_switch, service.kill_token)
+    add_signal_routes(app, handlers.signal_sources, handlers.on_signal, handlers.on_signal_rejected,
+                      handlers.seen_signal, clock=handlers.clock)
+    if handlers.kill_token is not None:
+        add_kill_routes(app, handlers.kill_switch, handlers.kill_token)
     else:
         async def kill_disabled(request: web.Request) -> web.Response:
             return web.json_response(

@@ -15,7 +15,7 @@ from rules_engine.core.model import (
     SignalTrigger,
     TimerTrigger,
 )
-from rules_engine.service.timers import TimerEntry
+from rules_engine.driver.timetable import TimerEntry
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,10 @@ def _nonempty(name: str, value: object) -> str:
 class StateStore:
     """The state database at `path` (created with its schema if missing)."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time):
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, durable: bool = True):
+        """`durable=False` (replay, rule tests) never waits for the disk: `synchronous=OFF`."""
         self.path = Path(path)
+        self._durable = durable
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
@@ -147,7 +149,7 @@ class StateStore:
             journal = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(journal).lower() != "wal":
                 raise StateStoreError(f"state database {self.path}: WAL journal unavailable (got {journal})")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=OFF")
             self._migrate()
         except BaseException as exc:
             self._conn.close()
@@ -155,6 +157,11 @@ class StateStore:
             if isinstance(exc, sqlite3.Error):
                 raise StateStoreError(f"cannot open state database {self.path}: {exc}") from None
             raise
+
+    @property
+    def durable(self) -> bool:
+        """Whether a commit is on disk when it returns (False: replay and rule tests)."""
+        return self._durable
 
     def _migrate(self) -> None:
         with self._tx() as conn:
@@ -201,7 +208,7 @@ class StateStore:
         with self._lock:
             conn = self._open_conn()
             depth = self._depth
-            if depth == 0 and not durable:
+            if depth == 0 and not durable and self._durable:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 try:
                     with self._tx() as same:

@@ -46,23 +46,25 @@ def run_case(case: TestCase) -> CaseResult:
     """Run one test through the offline loop and compare the outcome with its expectations."""
     started = time.perf_counter()
     result = CaseResult(case)
-    runner = OfflineRunner(case.ruleset, start=case.start, wallet=case.wallet, limits=case.limits, timers=case.timers)
-    for number, request in enumerate(case.open_orders, start=1):
-        try:
-            runner.place_order(request)
-        except ExchangeError as exc:
-            result.error = f"open order {number} ({request.side} {request.volume} {request.pair}) was refused: {exc.error}"
-            result.seconds = time.perf_counter() - started
-            return result
-    for item in case.inputs:
-        if isinstance(item, WalletChange):
-            runner.set_balances(item.balances, item.time)
-        else:
-            runner.feed(item)
-    runner.finish(case.until)
-    result.outcomes = runner.outcomes
-    result.problems = check(case, runner.outcomes, runner.balances(), len(runner.open_orders()),
-                            runner.exchange.assets.resolve)
+    with OfflineRunner(case.ruleset, start=case.start, wallet=case.wallet, limits=case.limits,
+                       timers=case.timers) as runner:
+        for number, request in enumerate(case.open_orders, start=1):
+            try:
+                runner.place_order(request)
+            except ExchangeError as exc:
+                result.error = (f"open order {number} ({request.side} {request.volume} {request.pair}) "
+                                f"was refused: {exc.error}")
+                result.seconds = time.perf_counter() - started
+                return result
+        for item in case.inputs:
+            if isinstance(item, WalletChange):
+                runner.set_balances(item.balances, item.time)
+            else:
+                runner.feed(item)
+        runner.finish(case.until)
+        result.outcomes = runner.outcomes
+        result.problems = check(case, runner.outcomes, runner.balances(), len(runner.open_orders()),
+                                runner.exchange.assets.resolve)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -1,4 +1,3 @@
-import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -6,7 +5,7 @@ import pytest
 
 from rules_engine.core.model import TimerTrigger
 from rules_engine.schedule import next_fire, validate_timer
-from rules_engine.service.timers import TimerScheduler
+from rules_engine.driver import Timetable
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")
@@ -107,172 +106,84 @@ def test_invalid_timers_are_refused(trigger, message):
         validate_timer(trigger)
 
 
-# ------------------------------------------------------------------ scheduler
+# ------------------------------------------------------------------ timetable (the driver's timer slots)
 
 
-class FakeTime:
-    """A clock and a sleep that advances it; `oversleep` simulates a stalled loop."""
-
-    def __init__(self, start: float):
-        self.now = start
-        self.sleeps: list[float] = []
-        self.oversleep: dict[int, float] = {}
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds + self.oversleep.pop(len(self.sleeps), 0.0)
-        await asyncio.sleep(0)
+def beats_until(table, end, step):
+    """Ask the timetable what is due every `step` seconds up to `end`, as a loop waking that often would."""
+    beats, missed = [], []
+    now = 0.0
+    while now < end:
+        now += step
+        got, lost = table.due(now)
+        beats += got
+        missed += lost
+    return beats, missed
 
 
-def run_until(scheduler, beats, count, limit=5.0):
-    """Run the scheduler until `count` beats were emitted (or fail after `limit` real seconds)."""
-
-    async def main():
-        task = asyncio.ensure_future(scheduler.run())
-        while len(beats) < count:
-            await asyncio.sleep(0)
-            if task.done():
-                break
-        scheduler.stop()
-        await asyncio.wait_for(task, limit)
-
-    asyncio.run(asyncio.wait_for(main(), limit))
-
-
-def test_scheduler_emits_beats_on_schedule_without_firing_at_start():
-    ft = FakeTime(1000.0)
-    beats = []
-    entries = [("r1", 0, TimerTrigger(every=60)), ("r2", 1, TimerTrigger(every=90))]
-    sched = TimerScheduler(entries, beats.append, clock=ft.clock, sleep=ft.sleep)
-    run_until(sched, beats, 5)
-    assert [(b.rule_id, b.trigger_index, b.scheduled_time) for b in beats[:5]] == [
-        ("r1", 0, 1020.0),
-        ("r1", 0, 1080.0),  # a tie fires in entry order
-        ("r2", 1, 1080.0),
-        ("r1", 0, 1140.0),
-        ("r2", 1, 1170.0),
-    ]
-    assert all(b.time == b.scheduled_time for b in beats)
-    assert max(ft.sleeps) <= 30.0  # sleeps are chunked so a jumping clock is noticed
-
-
-def test_async_emit_and_emit_errors_do_not_stop_the_scheduler():
-    ft = FakeTime(0.0)
-    beats = []
-
-    async def emit(beat):
-        beats.append(beat)
-        if len(beats) == 1:
-            raise RuntimeError("engine queue closed")
-
-    sched = TimerScheduler([("r", 0, TimerTrigger(every=10))], emit, clock=ft.clock, sleep=ft.sleep)
-    run_until(sched, beats, 3)
-    assert [b.scheduled_time for b in beats[:3]] == [10.0, 20.0, 30.0]
+def test_timetable_gives_beats_on_schedule_without_firing_at_start():
+    table = Timetable([("r1", 0, TimerTrigger(every=60)), ("r2", 1, TimerTrigger(every=90))], 1000.0)
+    assert table.due(1000.0) == ([], [])
+    assert table.next_slot() == 1020.0
+    seen = []
+    for now in (1020.0, 1080.0, 1140.0, 1170.0):
+        beats, _ = table.due(now)
+        seen += [(b.rule_id, b.trigger_index, b.scheduled_time) for b in beats]
+    assert seen == [("r1", 0, 1020.0), ("r1", 0, 1080.0), ("r2", 1, 1080.0), ("r1", 0, 1140.0), ("r2", 1, 1170.0)]
+    assert table.upcoming() == [("r1", 0, 1200.0), ("r2", 1, 1260.0)]
 
 
 def test_short_stall_gives_one_catch_up_beat_and_no_burst():
-    ft = FakeTime(0.0)
-    ft.oversleep[2] = 35.0  # the second sleep wakes 35 s late
-    beats, missed = [], []
-    sched = TimerScheduler(
-        [("r", 0, TimerTrigger(every=10))], beats.append, clock=ft.clock, sleep=ft.sleep,
-        on_missed=lambda *a: missed.append(a),
-    )
-    run_until(sched, beats, 3)
-    assert [(b.scheduled_time, b.time) for b in beats[:3]] == [(10.0, 10.0), (20.0, 55.0), (60.0, 60.0)]
-    assert missed == []
+    table = Timetable([("r", 0, TimerTrigger(every=10))], 0.0)
+    beats, missed = table.due(10.0)
+    assert [(b.scheduled_time, b.time) for b in beats] == [(10.0, 10.0)]
+    beats, missed = table.due(55.0)  # woke 35 s late: slots 20, 30, 40, 50 coalesce into one beat
+    assert [(b.scheduled_time, b.time) for b in beats] == [(20.0, 55.0)] and missed == []
+    assert table.next_slot() == 60.0
 
 
 def test_long_stall_drops_old_slots_reports_them_and_resumes():
-    ft = FakeTime(0.0)
-    ft.oversleep[1] = 3600.0  # e.g. a suspended laptop
-    beats, missed = [], []
-    sched = TimerScheduler(
-        [("r", 0, TimerTrigger(every=600))], beats.append, clock=ft.clock, sleep=ft.sleep,
-        max_lateness=60.0, on_missed=lambda *a: missed.append(a),
-    )
-    run_until(sched, beats, 1)
-    # first sleep is 30 s, woke at 3630: slots 600..3000 are over 60 s late; 3600 is 30 s late -> fires
-    assert [(b.scheduled_time, b.time) for b in beats[:1]] == [(3600.0, 3630.0)]
-    assert missed == [("r", 0, 600.0, 3630.0)]
+    table = Timetable([("r", 0, TimerTrigger(every=600))], 0.0, max_lateness=60.0)
+    beats, missed = table.due(3630.0)  # e.g. a suspended laptop: 600..3000 are over 60 s late; 3600 fires
+    assert [(b.scheduled_time, b.time) for b in beats] == [(3600.0, 3630.0)]
+    assert [(m.rule_id, m.trigger_index, m.slot, m.now) for m in missed] == [("r", 0, 600.0, 3630.0)]
 
 
 def test_stall_with_no_slot_within_lateness_fires_nothing_late():
-    ft = FakeTime(0.0)
-    ft.oversleep[1] = 3470.0
-    beats, missed = [], []
-    sched = TimerScheduler(
-        [("r", 0, TimerTrigger(every=1000))], beats.append, clock=ft.clock, sleep=ft.sleep,
-        max_lateness=60.0, on_missed=lambda *a: missed.append(a),
-    )
-    run_until(sched, beats, 1)
-    # first sleep is 30 s, woke at 3500: slots 1000, 2000, 3000 all > 60 s late -> none fires
-    assert beats[0].scheduled_time == 4000.0 and beats[0].time == 4000.0
-    assert missed == [("r", 0, 1000.0, 3500.0)]
+    table = Timetable([("r", 0, TimerTrigger(every=1000))], 0.0, max_lateness=60.0)
+    beats, missed = table.due(3500.0)
+    assert beats == [] and [m.slot for m in missed] == [1000.0]
+    assert table.next_slot() == 4000.0
+
+
+def test_simulated_time_without_a_lateness_bound_sees_every_slot():
+    table = Timetable([("r", 0, TimerTrigger(every=10))], 0.0, max_lateness=float("inf"))
+    beats, missed = beats_until(table, 50.0, 10.0)
+    assert [b.scheduled_time for b in beats] == [10.0, 20.0, 30.0, 40.0, 50.0] and missed == []
 
 
 def test_clock_stepped_back_never_fires_a_slot_twice():
-    ft = FakeTime(0.0)
-    beats = []
-
-    def emit(beat):
-        beats.append(beat)
-        if len(beats) == 1:
-            ft.now -= 25.0  # NTP steps the clock back after the first beat
-
-    sched = TimerScheduler([("r", 0, TimerTrigger(every=10))], emit, clock=ft.clock, sleep=ft.sleep)
-    run_until(sched, beats, 3)
-    slots = [b.scheduled_time for b in beats[:3]]
-    assert slots == [10.0, 20.0, 30.0] and len(set(slots)) == 3
+    table = Timetable([("r", 0, TimerTrigger(every=10))], 0.0)
+    first, _ = table.due(10.0)
+    again, _ = table.due(-15.0)  # NTP steps the clock back after the first beat
+    later, _ = table.due(20.0)
+    slots = [b.scheduled_time for b in first + again + later]
+    assert slots == [10.0, 20.0]
 
 
 def test_replace_keeps_unchanged_timers_and_schedules_new_ones():
-    ft = FakeTime(0.0)
-    beats = []
     keep = ("keep", 0, TimerTrigger(every=100))
-
-    def emit(beat):
-        beats.append(beat)
-        if len(beats) == 1:  # hot reload from inside the engine at t=7
-            sched.replace([keep, ("new", 2, TimerTrigger(every=30))])
-
-    sched = TimerScheduler([keep, ("old", 0, TimerTrigger(every=7))], emit, clock=ft.clock, sleep=ft.sleep)
-    run_until(sched, beats, 5)
-    assert [(b.rule_id, b.scheduled_time) for b in beats[:5]] == [
-        ("old", 7.0),
-        ("new", 30.0),
-        ("new", 60.0),
-        ("new", 90.0),
-        ("keep", 100.0),
-    ]
+    table = Timetable([keep, ("old", 0, TimerTrigger(every=7))], 0.0)
+    beats, _ = table.due(7.0)
+    assert [(b.rule_id, b.scheduled_time) for b in beats] == [("old", 7.0)]
+    table.replace([keep, ("new", 2, TimerTrigger(every=30))], 7.0)  # hot reload at t=7
+    assert table.upcoming() == [("new", 2, 30.0), ("keep", 0, 100.0)]
 
 
 def test_replace_with_an_invalid_timer_changes_nothing():
-    sched = TimerScheduler([("a", 0, TimerTrigger(every=5))], lambda b: None)
+    table = Timetable([("a", 0, TimerTrigger(every=5))], 0.0)
     with pytest.raises(ValueError, match="rule b trigger 1: .*not a valid cron"):
-        sched.replace([("b", 1, TimerTrigger(cron="nope"))])
+        table.replace([("b", 1, TimerTrigger(cron="nope"))], 0.0)
+    assert table.upcoming() == [("a", 0, 5.0)]
     with pytest.raises(ValueError, match="rule c trigger 0"):
-        TimerScheduler([("c", 0, TimerTrigger())], lambda b: None)
-
-
-def test_stop_interrupts_a_long_real_sleep():
-    async def main():
-        sched = TimerScheduler([("r", 0, TimerTrigger(every=86400))], lambda b: None, max_sleep=3600)
-        task = asyncio.ensure_future(sched.run())
-        await asyncio.sleep(0.01)
-        assert sched.upcoming()[0][0] == "r"
-        sched.stop()
-        await asyncio.wait_for(task, 2.0)
-
-    asyncio.run(main())
-
-
-def test_stop_before_run_makes_run_return_at_once():
-    beats = []
-    sched = TimerScheduler([("r", 0, TimerTrigger(every=1))], beats.append)
-    sched.stop()
-    asyncio.run(asyncio.wait_for(sched.run(), 2.0))
-    assert beats == []
+        Timetable([("c", 0, TimerTrigger())], 0.0)

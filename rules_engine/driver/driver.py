@@ -1,0 +1,299 @@
+"""The one engine loop: events in, intents out through the commit-then-send lane, results back.
+
+Every mode runs this code: the service (`rules-engine run`), replay, rule tests and the demo.
+Only the sources of events (WebSocket feeds, webhook, recorded data, test series) and the
+executor behind the dispatcher (paper, validate, live) differ, plus the clock:
+
+- **simulated** (`realtime=False`): time is what the inputs say. `advance_to(t)` delivers
+  everything due before `t` at its own due time, in time order, so a replay is a pure
+  function of its inputs. The lane runs inline and results go straight back in (`feed`
+  returns once nothing is left to do).
+- **real time** (`realtime=True`): the service wakes up at `next_wakeup()` and calls
+  `advance_to(now, inclusive=True)`; what is due is delivered at `now` (a stall coalesces
+  timer beats, see `Timetable`). The lane runs on a worker thread (`submit`) and results
+  come back through the service's queue (`post`) to `feed`.
+
+For each event, in order:
+1. timer beats, `Clock` deadlines (holds maturing, cooldowns ending, results overdue) and
+   account syncs due before the event's time are delivered first; the executor is told the
+   time too (paper expiries, its dead man's switch);
+2. a tick first moves the paper market (fills come back as `OrderUpdate`/`BalanceUpdate`
+   events and are handled before the tick);
+3. the event goes to the core; the trace is audited; intents, or a fire, become a `Job`:
+   the core's state changes are committed with a row per order, then each intent is
+   dispatched (`CommitLane`); each result and follow-up event goes back to the core.
+
+**Account state before the first event.** `start` reads the account's balances through the
+dispatcher (a `ReadBalance` the audit log shows as `account#1`) and hands them to the core
+as a complete `BalanceUpdate` before any event, so a guard such as `balance('ZUSD') > 100`
+can be evaluated from the first tick. An executor that does not report fills as they
+happen (validate, live) is read again every `account_every` seconds while rules read
+balances; the paper wallet reports every fill itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from rules_engine.audit import AuditError, AuditLog
+from rules_engine.core import Engine
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
+from rules_engine.core.intents import Intent, ReadBalance
+from rules_engine.core.model import RuleSet
+from rules_engine.core.trace import Decision, TraceRecord
+from rules_engine.driver.lane import CommitLane, Job
+from rules_engine.driver.timetable import MissedSlot, Timetable, TimerEntry
+from rules_engine.driver.trace_audit import audit_trace
+from rules_engine.execution.report import ExecutionReport
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_SYNC = "account#"
+"""Intent ids of the driver's own balance reads (`account#1`, `account#2`, ...)."""
+
+
+class DriverObserver:
+    """Told what the driver did; override what you need (each call must not block)."""
+
+    def decision(self, decision: Decision, received: float | None) -> None:
+        """A decision with a trace or intents (quiet ones are not reported)."""
+
+    def report(self, intent: Intent | None, report: ExecutionReport) -> None:
+        """An intent was carried out (`intent` None: an order settled at start-up)."""
+
+    def order_update(self, update: OrderUpdate) -> None:
+        """An order's status is about to reach the core (a fill, a cancel, an expiry)."""
+
+    def missed(self, slot: MissedSlot) -> None:
+        """A timer slot was dropped as too late (real time only)."""
+
+
+class Driver:
+    """Drives one `Engine` (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        lane: CommitLane,
+        audit: AuditLog,
+        timetable: Timetable,
+        *,
+        rule_hashes: dict[str, str],
+        realtime: bool = False,
+        submit: Callable[[Job], None] | None = None,
+        post: Callable[[Event], None] | None = None,
+        observers: Iterable[DriverObserver] = (),
+        account_every: float | None = None,
+    ) -> None:
+        self.engine = engine
+        self.lane = lane
+        self.audit = audit
+        self.timetable = timetable
+        self.rule_hashes = rule_hashes
+        self.realtime = realtime
+        self.observers: list[DriverObserver] = list(observers)
+        self.account_every = account_every
+        self.now = float("-inf")
+        self.dirty = False  # state changed since the last commit
+        self._submit = submit or self._run_inline
+        self._inbox: deque[Event] = deque()
+        self._post = post or self._inbox.append
+        self._syncs = 0
+        self._sync_at: float | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, now: float) -> None:
+        """Trace the loaded rules, settle orders a previous run left unresolved, and read the
+        account before any event (see the module docstring)."""
+        self.now = now
+        self._handle(Clock(now), None)
+        for report in self.lane.dispatcher.recover():
+            self._tell_report(None, report)
+            for event in (report.result, *report.events):
+                self._handle(event, None)
+        self.sync_account(now, inline=True)
+        self._drain()
+
+    def reload(self, ruleset: RuleSet, timers: Sequence[TimerEntry], now: float) -> Decision:
+        """Swap in new rules (state carries over by rule id) and their timers."""
+        self.timetable.replace(timers, max(now, self.now))
+        decision = self.engine.replace_rules(ruleset)
+        self.process(decision, None)
+        self._drain()
+        return decision
+
+    def flush(self) -> None:
+        """Commit state changes that no decision has carried to disk yet."""
+        if self.dirty:
+            self.dirty = False
+            self.lane.take_changes(self.engine.snapshot_changes())
+            self._submit(Job((), True, None))
+
+    # ------------------------------------------------------------------ events
+
+    def feed(self, event: Event, received: float | None = None) -> None:
+        """Deliver one event after everything due before its time (simulated: and everything
+        it causes)."""
+        if event.time > self.now:
+            self.advance_to(event.time)
+        if type(event) is Tick:
+            for fill in self.lane.dispatcher.observe(event):
+                self._handle(fill, received)
+        self._handle(event, received)
+        self._drain()
+
+    def advance_to(self, until: float, inclusive: bool = False) -> None:
+        """Deliver the timer beats, deadlines and account syncs due before `until` (or at it)."""
+        while True:
+            due, kind = self._next_due()
+            if due is None or due > until or (due == until and not inclusive):
+                return
+            now = until if self.realtime else due
+            self.now = max(self.now, now)
+            events = list(self.lane.dispatcher.advance(now))
+            if kind == "timer":
+                beats, missed = self.timetable.due(now)
+                for slot in missed:
+                    self._missed(slot)
+                events.extend(beats)
+            elif kind == "account":
+                self.sync_account(now)
+            else:
+                events.append(Clock(now))
+            for event in events:
+                self._handle(event, None)
+            self._drain()
+
+    def next_wakeup(self) -> float | None:
+        """When something is next due without any event (None: nothing is)."""
+        return self._next_due()[0]
+
+    def reported(self, intent: Intent, report: ExecutionReport) -> None:
+        """An intent was carried out: its result and follow-up events go back in."""
+        self._tell_report(intent, report)
+        if intent.intent_id.startswith(ACCOUNT_SYNC):
+            update = self._synced(report)
+            if update is not None:
+                self._post(update)
+            return
+        if intent.awaits_result:
+            self._post(report.result)
+        for event in report.events:
+            self._post(event)
+
+    def sync_account(self, now: float, *, inline: bool = False) -> None:
+        """Read the account's balances through the dispatcher; the core gets them as a
+        complete `BalanceUpdate` (inline: before this call returns)."""
+        self._syncs += 1
+        if self.account_every is not None:
+            self._sync_at = now + self.account_every
+        intent = ReadBalance(intent_id=f"{ACCOUNT_SYNC}{self._syncs}", rule_id=None, decision_id=None)
+        if not inline:
+            self._submit(Job((intent,), False, None))
+            return
+        for done, report in self.lane.run(Job((intent,), False, None)):
+            self._tell_report(done, report)
+            update = self._synced(report)
+            if update is not None:
+                self._handle(update, None)
+
+    # ------------------------------------------------------------------ decisions
+
+    def process(self, decision: Decision, received: float | None) -> None:
+        """Audit the decision's trace and send its intents through the lane."""
+        fired = False
+        if decision.trace:
+            fired = self._record(decision.trace)
+        if decision.trace or decision.intents:
+            for observer in self.observers:
+                observer.decision(decision, received)
+        if decision.intents or fired:
+            self.dirty = False
+            self.lane.take_changes(self.engine.snapshot_changes())
+            self._submit(Job(tuple(decision.intents), True, received))
+        else:
+            self.dirty = True
+
+    def _handle(self, event: Event, received: float | None) -> None:
+        if event.time > self.now:
+            self.now = event.time
+        if type(event) is OrderUpdate:
+            for observer in self.observers:
+                observer.order_update(event)
+        try:
+            decision = self.engine.handle(event)
+        except Exception as exc:
+            log.exception("engine failed on %s", type(event).__name__)
+            self._audit("error", None, {"where": "engine", "event": type(event).__name__, "error": repr(exc)})
+            return
+        if decision.trace or decision.intents:
+            self.process(decision, received)
+        else:
+            self.dirty = True
+
+    def _record(self, trace: Sequence[TraceRecord]) -> bool:
+        """Audit the trace; whether it records a fire."""
+        try:
+            audit_trace(self.audit, trace, self.rule_hashes)
+        except AuditError:
+            log.exception("audit log write failed")
+        return any(r.kind == "decision" and "fire_seq" in r.detail for r in trace)
+
+    def _run_inline(self, job: Job) -> None:
+        for intent, report in self.lane.run(job):
+            self.reported(intent, report)
+
+    def _drain(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            self._handle(inbox.popleft(), None)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _next_due(self) -> tuple[float | None, str]:
+        due, kind = None, ""
+        deadline = self.engine.next_deadline()
+        if deadline is not None and deadline > self.now:  # one already due is resolved by the next event
+            due, kind = deadline, "clock"
+        slot = self.timetable.next_slot()
+        if slot is not None and (due is None or slot <= due):
+            due, kind = slot, "timer"
+        if self._sync_at is not None and (due is None or self._sync_at < due):
+            due, kind = self._sync_at, "account"
+        return due, kind
+
+    def _synced(self, report: ExecutionReport) -> BalanceUpdate | None:
+        result = report.result
+        balances = result.data.get("balances") if result.ok else None
+        if isinstance(balances, dict):
+            try:
+                amounts = {asset: Decimal(str(amount)) for asset, amount in balances.items()}
+                return BalanceUpdate(amounts, result.time, snapshot=True)
+            except ArithmeticError:
+                pass
+        self._audit("error", None, {"where": "account sync", "intent_id": result.intent_id,
+                                    "error": result.error or "the balance read returned no balances"})
+        return None
+
+    def _missed(self, slot: MissedSlot) -> None:
+        log.warning("timer of rule %s trigger %d missed its slot %.3f (now %.3f)", slot.rule_id,
+                    slot.trigger_index, slot.slot, slot.now)
+        self._audit("dropped", slot.rule_id, {"reason": "timer slot missed (engine stalled or clock jumped)",
+                                              "trigger": slot.trigger_index, "slot": slot.slot, "now": slot.now})
+        for observer in self.observers:
+            observer.missed(slot)
+
+    def _tell_report(self, intent: Intent | None, report: ExecutionReport) -> None:
+        for observer in self.observers:
+            observer.report(intent, report)
+
+    def _audit(self, kind: str, rule_id: str | None, data: dict[str, Any]) -> None:
+        try:
+            self.audit.append(kind, rule_id=rule_id, rule_file_hash=self.rule_hashes.get(rule_id or ""), data=data)
+        except AuditError:
+            log.exception("audit log write failed")

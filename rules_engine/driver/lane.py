@@ -1,0 +1,129 @@
+"""The commit-then-send lane: how a decision's intents leave the engine, in every mode.
+
+A `Job` is one decision's intents (or none: just save the state). `CommitLane.run(job)`:
+
+1. commits, in one SQLite transaction, every core state change taken so far
+   (`Engine.snapshot_changes()`, handed over with `take_changes`) and a `pending` row for
+   each order intent, keyed by its client order id;
+2. then hands each intent, in order, to the `Dispatcher` (audit the decision, fsynced; mark
+   it sent; execute; audit request and response; record the outcome);
+3. returns `(intent, report)` for each, to be fed back to the core.
+
+If the commit fails nothing is sent: each intent gets a failed result and the changes stay
+unsaved (under any taken since) for the next commit. The commit is durable unless every
+intent is an order: each of those is then marked sent, in a durable commit that carries this
+one to disk, before it leaves, so the fsync on the way from tick to order is paid once.
+
+The service runs `run` on one worker thread (intents leave in the order they were decided);
+replay, rule tests and the demo run it inline. Both are this code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rules_engine.core.events import ActionResult
+from rules_engine.core.intents import Intent
+from rules_engine.core.state import SnapshotChanges
+from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
+from rules_engine.execution.report import ExecutionReport
+from rules_engine.state.store import Decision as OrderRow
+from rules_engine.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The intents of one decision, in order. `persist` commits the state changes taken so
+    far first; `received` is when the event that caused it arrived (`time.perf_counter()`),
+    for the dispatch latency metric."""
+
+    intents: tuple[Intent, ...] = ()
+    persist: bool = True
+    received: float | None = None
+
+
+Reported = list[tuple[Intent, ExecutionReport]]
+
+
+class CommitLane:
+    """Commits state with the decision rows, then dispatches (see the module docstring).
+    `take_changes` may run on another thread than `run`."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        dispatcher: Dispatcher,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_dispatch: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self._clock = clock
+        self._on_dispatch = on_dispatch
+        self._unsaved: SnapshotChanges | None = None
+        self._lock = threading.Lock()
+
+    def take_changes(self, changes: SnapshotChanges) -> None:
+        """Add the core's state changes to those not yet saved (the next commit saves them)."""
+        with self._lock:
+            self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
+
+    def run(self, job: Job) -> Reported:
+        """Commit, then dispatch each intent; never raises for an execution failure."""
+        rows: dict[str, OrderRow] = {}
+        if job.persist:
+            try:
+                rows = self.commit(job.intents)
+            except Exception as exc:
+                log.exception("could not persist a decision; its intents are not sent")
+                return [(intent, failed(intent, self._clock(), f"state could not be saved: {exc}"))
+                        for intent in job.intents]
+        reported: Reported = []
+        for intent in job.intents:
+            if self._on_dispatch is not None:
+                self._on_dispatch(job)
+            try:
+                recorded = rows.get(client_id(intent)) if isinstance(intent, ORDER_INTENTS) else None
+                report = self.dispatcher.dispatch(intent, recorded)
+            except Exception as exc:
+                log.exception("dispatch of %s failed", intent.intent_id)
+                report = failed(intent, self._clock(), f"{type(exc).__name__}: {exc}")
+            reported.append((intent, report))
+        return reported
+
+    def commit(self, intents: Sequence[Intent] = ()) -> dict[str, OrderRow]:
+        """One transaction: a `pending` row per order intent (returned by client order id)
+        and every state change taken so far."""
+        with self._lock:
+            changes, self._unsaved = self._unsaved, None
+        store = self.store
+        rows: dict[str, OrderRow] = {}
+        durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
+        try:
+            with store.transaction(durable=durable):
+                for intent in intents:
+                    if isinstance(intent, ORDER_INTENTS):  # the same row the Dispatcher records
+                        cl_ord_id = client_id(intent)
+                        rows[cl_ord_id] = store.record_decision(
+                            cl_ord_id, intent.rule_id or "engine", intent.decision_id or intent.intent_id,
+                            intent.to_dict())
+                if changes is not None:
+                    store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
+        except BaseException:
+            if changes is not None:
+                with self._lock:
+                    self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
+            raise
+        return rows
+
+
+def failed(intent: Intent, now: float, error: str) -> ExecutionReport:
+    """A failed report for an intent the lane could not carry out."""
+    return ExecutionReport(ActionResult(intent.intent_id, False, now, {"error_class": "ServiceError"}, error))
