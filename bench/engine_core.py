@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from decimal import Decimal
+from typing import Literal
 
 from rules_engine.core import Engine, model
 from rules_engine.core.env import ENV_NAMES
@@ -23,15 +24,17 @@ from rules_engine.expr import compile_template
 
 TICKS = 20_000
 
+Level = tuple[str, Decimal, Literal["above", "below"]]
 
-def _rules(levels: list[tuple[str, Decimal, str]]) -> model.RuleSet:
+
+def _rules(levels: list[Level]) -> model.RuleSet:
     text = "crossed {price}"
     message = model.Template(text, compile_template(text, ENV_NAMES))
     action = (model.Log(message),)
     rules = []
     for n, (symbol, level, direction) in enumerate(levels):
         trigger = model.PriceTrigger(symbol=symbol, market=model.Market.SPOT, field="last",
-                                     direction=direction, level=level)  # type: ignore[arg-type]
+                                     direction=direction, level=level)
         rules.append(model.Rule(id=f"r{n}", triggers=(trigger,), actions=action))
     return model.RuleSet(tuple(rules))
 
@@ -58,8 +61,8 @@ def _per_tick(engine: Engine, ticks: list[Tick]) -> tuple[float, int]:
 
 
 def levels_figure() -> tuple[float, float]:
-    near = [("XBTUSD", Decimal(1000 + n), "above" if n % 2 else "below") for n in range(100)]
-    far = [("XBTUSD", Decimal(2000) + Decimal(n) / 10 if n % 2 else Decimal(500) - Decimal(n) / 1000,
+    near: list[Level] = [("XBTUSD", Decimal(1000 + n), "above" if n % 2 else "below") for n in range(100)]
+    far: list[Level] = [("XBTUSD", Decimal(2000) + Decimal(n) / 10 if n % 2 else Decimal(500) - Decimal(n) / 1000,
             "above" if n % 4 < 2 else "below") for n in range(99_900)]
     results = []
     for levels in (near, near + far):
@@ -81,7 +84,7 @@ def levels_figure() -> tuple[float, float]:
 def throughput_figure() -> float:
     symbols = [f"SYM{n:02d}USD" for n in range(50)]
     rng = random.Random(11)
-    levels = [(symbols[n % 50], Decimal(100) + Decimal(rng.randint(-500, 500)) / 100,
+    levels: list[Level] = [(symbols[n % 50], Decimal(100) + Decimal(rng.randint(-500, 500)) / 100,
                "above" if n % 2 else "below") for n in range(1000)]
     ticks = _walk(random.Random(13), symbols, dict.fromkeys(symbols, Decimal(100)), Decimal(90), Decimal(110),
                   TICKS * 5)

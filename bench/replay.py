@@ -62,7 +62,8 @@ def _rules(ranges: dict[str, tuple[float, float]]) -> str:
                 f"  - id: {pair.lower()}-{n}",
                 f"    triggers: [{{type: price, symbol: {pair}, {direction}: {level:.{digits}f}, rearm: \"0.2%\"}}]",
                 "    cooldown: 5m",
-                f"    actions: [{{type: place_order, pair: {pair}, side: {side}, ordertype: market, volume: {volume}}}]",
+                f"    actions: [{{type: place_order, pair: {pair}, side: {side}, ordertype: market,"
+                f" volume: {volume}}}]",
             ]
     return "\n".join(lines) + "\n"
 

@@ -59,7 +59,8 @@ def main() -> None:
         ("spot AddOrder, form body (nonce + encode + sign)", spot(form_body)),
         ("spot AddOrder, JSON body (nonce + encode + sign)", spot(json_body)),
         ("futures sendorder (nonce + sign)", futures),
-        ("bare spot HMAC-SHA512 (sign only)", lambda: spot_signature(SECRET, "/0/private/AddOrder", 1616492376594, body)),
+        ("bare spot HMAC-SHA512 (sign only)",
+         lambda: spot_signature(SECRET, "/0/private/AddOrder", 1616492376594, body)),
     ]
     print(f"{'case':52} {'median µs':>10} {'best µs':>9}")
     for name, fn in cases:

@@ -97,7 +97,7 @@ def generate(folder: Path) -> int:
     count = 0
     for f in range(FILES):
         body = [_HEADER]
-        for r in range(RULES_PER_FILE):
+        for _ in range(RULES_PER_FILE):
             body.append(_RULES[count % len(_RULES)].format(n=count, p=count % 7, level=60000 + count))
             count += 1
         (folder / f"rules-{f:03d}.yaml").write_text("".join(body))

@@ -132,7 +132,7 @@ def decode_costs(frames: list[str]) -> dict[str, float]:
         return Decimal(entry["bid"]), Decimal(entry["ask"]), Decimal(entry["last"])
 
     dialect = V2Dialect()
-    strategies = {
+    strategies: dict[str, Callable[[str], object]] = {
         "json.loads only": json.loads,
         "json.loads + Decimal(repr(float))": float_then_decimal,
         "json.loads(parse_float=Decimal) per call": lambda t: json.loads(t, parse_float=Decimal),
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         server.join()
     # Each round times the two loops back to back, so its ratio is the least disturbed by
     # other load on the machine; report the median round.
-    ratios = sorted(f / b for b, f in zip(bare, feed))
+    ratios = sorted(f / b for b, f in zip(bare, feed, strict=True))
     ratio = statistics.median(ratios)
     print(f"local v2 ticker feed, {args.frames} frames x {args.rounds} rounds (median):")
     print(f"  bare websockets loop (json.loads only): {statistics.median(bare):10,.0f} frames/s")

@@ -56,16 +56,16 @@ def load_secret(
 ) -> str:
     """Read a secret from the environment variable `env` or from `file` (surrounding whitespace
     stripped). Exactly one of the two must be given; an empty secret is an error."""
-    if (env is None) == (file is None):
-        raise SecretError("give exactly one of an environment variable or a file for a secret")
-    if env is not None:
+    if env is not None and file is None:
         value = (os.environ if environ is None else environ).get(env)
         if value is None:
             raise SecretError(f"environment variable {env} is not set")
         where = f"environment variable {env}"
-    else:
+    elif file is not None and env is None:
         where = f"secret file {file}"
-        value = read_secret_file(file, where)  # type: ignore[arg-type]
+        value = read_secret_file(file, where)
+    else:
+        raise SecretError("give exactly one of an environment variable or a file for a secret")
     value = value.strip()
     if not value:
         raise SecretError(f"{where} is empty")

@@ -168,7 +168,9 @@ class AuditLog:
                 f"records were removed from the end",
             )
         if head is not None and head.seq == self._seq and head.hash != self._prev:
-            raise AuditCorruptError(self.path, f"its last record (seq {self._seq}) differs from the one the head file names")
+            raise AuditCorruptError(
+                self.path, f"its last record (seq {self._seq}) differs from the one the head file names"
+            )
         if fragment_start < size:
             self._seal_torn_tail(fragment_start, size)
 

@@ -52,10 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--state-dir", metavar="DIR", type=Path, help="the engine's state dir (holds the KILL file)")
     where.add_argument("--url", metavar="URL", help="call a running engine instead, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--config", metavar="FILE", type=Path, help="engine config: its state_dir and kill_switch token settings")
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="engine config: its state_dir and kill_switch token settings")
     parser.add_argument("--token-file", metavar="FILE", type=Path,
                         help=f"admin token for --url (default: the config's token settings, else ${DEFAULT_TOKEN_ENV})")
-    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0, help="HTTP timeout for --url (default: 10)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
+                        help="HTTP timeout for --url (default: 10)")
     parser.add_argument("--json", action="store_true", help="print the resulting state as JSON")
     parser.set_defaults(func=run)
 
@@ -82,7 +84,8 @@ def _via_file(args: argparse.Namespace, state_dir: Path) -> int:
     if args.status:
         return _show(read_kill_file(path) or KillState(False), args.json)
     if not state_dir.is_dir():
-        return _fail(f"state dir {state_dir} does not exist: pass the engine's with --state-dir, --config or ${STATE_DIR_ENV}")
+        return _fail(f"state dir {state_dir} does not exist: "
+                     f"pass the engine's with --state-dir, --config or ${STATE_DIR_ENV}")
     switch = KillSwitch(path)
     if args.clear:
         try:
@@ -109,7 +112,8 @@ def _via_http(args: argparse.Namespace, config: EngineConfig | None) -> int:
         elif args.clear:
             response = requests.post(f"{base}/kill/clear", headers=headers, timeout=args.timeout)
         else:
-            body = {"reason": args.reason or "engaged from the command line", "cancel_all": args.cancel_all, "source": _who()}
+            body = {"reason": args.reason or "engaged from the command line", "cancel_all": args.cancel_all,
+                    "source": _who()}
             response = requests.post(f"{base}/kill", json=body, headers=headers, timeout=args.timeout)
     except requests.RequestException as exc:
         return _fail(f"cannot reach the engine at {base}: {type(exc).__name__}")

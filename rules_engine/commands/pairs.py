@@ -30,16 +30,20 @@ ASSET_PAIRS_PATH = "/0/public/AssetPairs"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pairs", help="list or refresh Kraken's asset-pair snapshot", description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser("pairs", help="list or refresh Kraken's asset-pair snapshot",
+                                   description=__doc__.split("\n\n")[0])
     actions = parser.add_subparsers(dest="pairs_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="print every pair and its names (altname, wsname, v2 symbol)")
-    listing.add_argument("--pairs", metavar="FILE", type=Path, help="an AssetPairs JSON snapshot (default: the one shipped)")
+    listing.add_argument("--pairs", metavar="FILE", type=Path,
+                         help="an AssetPairs JSON snapshot (default: the one shipped)")
     listing.set_defaults(func=run_list)
 
     refresh = actions.add_parser("refresh", help="download AssetPairs from Kraken and replace the snapshot")
-    refresh.add_argument("--url", default=DEFAULT_BASE_URL, metavar="BASE", help=f"REST base URL (default: {DEFAULT_BASE_URL})")
-    refresh.add_argument("--output", type=Path, metavar="FILE", help="where to write (default: the snapshot shipped with the package)")
+    refresh.add_argument("--url", default=DEFAULT_BASE_URL, metavar="BASE",
+                         help=f"REST base URL (default: {DEFAULT_BASE_URL})")
+    refresh.add_argument("--output", type=Path, metavar="FILE",
+                         help="where to write (default: the snapshot shipped with the package)")
     refresh.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="HTTP timeout (default: 30)")
     refresh.set_defaults(func=run_refresh)
 
@@ -54,7 +58,7 @@ def run_list(args: argparse.Namespace) -> int:
     rows += [(p.altname, p.wsname, p.v2_symbol, p.pair_id, str(p.ordermin), p.status) for p in registry]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -85,7 +89,8 @@ def fetch_asset_pairs(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
     try:
         PairRegistry.from_asset_pairs(body)
     except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
-        raise RefreshError(f"the pair list from {url} is not in Kraken's AssetPairs format ({exc.__class__.__name__}: {exc})") from None
+        raise RefreshError(f"the pair list from {url} is not in Kraken's AssetPairs format "
+                           f"({exc.__class__.__name__}: {exc})") from None
     return {"error": [], "result": result}
 
 

@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"show a progress bar (default: on a terminal, for more than {PROGRESS_MIN_TICKS:,} ticks)")
+                        help="show a progress bar "
+                             f"(default: on a terminal, for more than {PROGRESS_MIN_TICKS:,} ticks)")
     parser.set_defaults(func=run)
 
 

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Exit codes: 0 clean stop, 1 refused to start, 2 usage error.",
     )
     parser.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders (searched for *.yaml)")
-    parser.add_argument("--config", metavar="FILE", type=Path, help="engine config (default: dry-run, built-in settings)")
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="engine config (default: dry-run, built-in settings)")
     parser.add_argument("--live", action="store_true",
                         help="allow real orders; the engine config must also say `mode: live`")
     parser.add_argument("--state-dir", metavar="DIR", type=Path,

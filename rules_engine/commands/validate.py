@@ -20,12 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check rule files for errors and warnings",
-        description="Check rule files (or folders of them) against the rule language, Kraken's pair list and the expression sandbox. No network is used.",
+        description="Check rule files (or folders of them) against the rule language, Kraken's pair list "
+                    "and the expression sandbox. No network is used.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="rule files or folders (searched for *.yaml, *.yml)")
-    parser.add_argument("--format", choices=("text", "json", "github"), default="text", help="output format (default: text)")
+    parser.add_argument("--format", choices=("text", "json", "github"), default="text",
+                        help="output format (default: text)")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
-    parser.add_argument("--pairs", metavar="FILE", type=Path, help="an AssetPairs JSON snapshot to check pairs against (default: the one shipped)")
+    parser.add_argument("--pairs", metavar="FILE", type=Path,
+                        help="an AssetPairs JSON snapshot to check pairs against (default: the one shipped)")
     parser.set_defaults(func=run)
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from rules_engine.core.events import Tick
 from rules_engine.pairs import PairRegistry, default_registry
@@ -96,7 +96,7 @@ class Malformed:
     excerpt: str
 
 
-ControlEvent = Union[SubscribeAck, Heartbeat, Status, Pong, ErrorReply, Ignored, Malformed]
+ControlEvent = SubscribeAck | Heartbeat | Status | Pong | ErrorReply | Ignored | Malformed
 
 HEARTBEAT = Heartbeat()
 

@@ -16,7 +16,7 @@ from rules_engine.pairs import PairInfo
 from rules_engine.paper.assets import quantize
 from rules_engine.paper.errors import ExchangeError
 from rules_engine.paper.exchange import PaperExchange
-from rules_engine.paper.orders import TRAILING, CloseSpec, Offset, OrderRequest
+from rules_engine.paper.orders import TRAILING, CloseSpec, Offset, OrderRequest, Side
 
 MAX_DEADLINE = 60.0
 
@@ -138,15 +138,21 @@ def _time_param(params: Mapping[str, Any], key: str, now: float) -> float:
         raise _invalid(key) from None
 
 
+def _side(raw: str | None) -> Side:
+    if raw == "buy":
+        return "buy"
+    if raw == "sell":
+        return "sell"
+    raise _invalid("type")
+
+
 def parse_add_order(params: Mapping[str, Any], exchange: PaperExchange, now: float) -> OrderRequest:
     """Read AddOrder's parameters into an `OrderRequest` (prices made absolute)."""
     pair_name = text(params, "pair")
     if not pair_name:
         raise _invalid("pair")
     pair = exchange.pair(pair_name)
-    side = text(params, "type")
-    if side not in ("buy", "sell"):
-        raise _invalid("type")
+    side = _side(text(params, "type"))
     ordertype = text(params, "ordertype") or ""
     volume = number(params, "volume")
     if volume is None:
@@ -193,7 +199,7 @@ def parse_add_order(params: Mapping[str, Any], exchange: PaperExchange, now: flo
         )
     return OrderRequest(
         pair=pair.altname,
-        side=side,  # type: ignore[arg-type]
+        side=side,
         ordertype=ordertype,
         volume=volume,
         price=price,

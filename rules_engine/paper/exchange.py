@@ -248,7 +248,8 @@ class PaperExchange:
         """The account's open orders matching a txid, a userref or a cl_ord_id.
         A bare integer given as `txid` is read as a userref, as Kraken's CancelOrder does."""
         if txid is not None and userref is None and txid.lstrip("-").isdigit():
-            txid, userref = None, int(txid)
+            userref = int(txid)
+            txid = None
         return [
             o
             for o in self.open_orders(account)
@@ -402,9 +403,11 @@ class PaperExchange:
     def _reference_price(self, req: OrderRequest, pair: PairInfo) -> Decimal:
         """The price the order's cost is judged at (for minimums and holds)."""
         if req.ordertype in WITH_LIMIT_AFTER_TRIGGER - TRAILING:
-            return req.price2  # type: ignore[return-value]
+            assert req.price2 is not None  # _check_prices requires it
+            return req.price2
         if req.ordertype not in TRAILING and req.ordertype != "market":
-            return req.price  # type: ignore[return-value]
+            assert req.price is not None  # _check_prices requires it
+            return req.price
         last = self._last.get(pair.altname)
         if last is None:
             raise ExchangeError("EService:Unavailable")
@@ -496,7 +499,8 @@ class PaperExchange:
                 limit = order.stopprice + order.trail_limit.of(order.stopprice)
                 order.limitprice = quantize(limit, pair.pair_decimals)
             elif order.ordertype in WITH_LIMIT_AFTER_TRIGGER:
-                order.limitprice = order.price2  # type: ignore[assignment]
+                assert order.price2 is not None  # _check_prices required it
+                order.limitprice = order.price2
         return crossed
 
     def _execute(self, order: Order, price: Decimal, maker: bool, now: float, fills: list[Fill]) -> None:

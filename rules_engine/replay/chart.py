@@ -30,25 +30,27 @@ def write_chart(result: ReplayResult, path: Path | str, title: str | None = None
     figure, axes = plt.subplots(len(symbols), 1, figsize=(12, 3.2 + 2.6 * len(symbols)), sharex=True, squeeze=False)
     colors = plt.get_cmap("tab10")
     rule_color = {rule: colors(n % 10) for n, rule in enumerate(sorted({o.rule_id for o in result.fires}))}
-    for ax, symbol in zip(axes[:, 0], symbols):
+    for ax, symbol in zip(axes[:, 0], symbols, strict=True):
         series = result.prices.get(symbol)
         if series is not None:
             times, prices = _downsample(series)
             ax.plot([_date(t) for t in times], prices, color="#4a4a4a", linewidth=0.8, label=f"{symbol} price")
         for rule, color in rule_color.items():
             points = [(o, result.where(o)) for o in result.fires if o.rule_id == rule]
-            clean = [(_date(o.time), float(p)) for o, (s, p) in points if s == symbol and p is not None and o.block is None]
+            clean = [(_date(o.time), float(p)) for o, (s, p) in points
+                     if s == symbol and p is not None and o.block is None]
             stopped = [(_date(o.time), float(p)) for o, (s, p) in points if s == symbol and p is not None and o.block]
             if clean:
-                ax.scatter(*zip(*clean), marker="^", s=70, color=color, edgecolors="black", linewidths=0.5,
-                           zorder=3, label=f"{rule} fired")
+                ax.scatter(*zip(*clean, strict=True), marker="^", s=70, color=color, edgecolors="black",
+                           linewidths=0.5, zorder=3, label=f"{rule} fired")
             if stopped:
-                ax.scatter(*zip(*stopped), marker="X", s=60, color=color, zorder=3, label=f"{rule} fired, stopped")
-        for side, color, marker in (("buy", _BUY, "o"), ("sell", _SELL, "o")):
+                ax.scatter(*zip(*stopped, strict=True), marker="X", s=60, color=color, zorder=3,
+                           label=f"{rule} fired, stopped")
+        for side, edge, marker in (("buy", _BUY, "o"), ("sell", _SELL, "o")):
             fills = [(_date(f.time), float(f.price)) for f in result.fills if f.pair == symbol and f.side == side]
             if fills:
-                ax.scatter(*zip(*fills), marker=marker, s=36, facecolors="none", edgecolors=color, linewidths=1.5,
-                           zorder=4, label=f"{side} filled")
+                ax.scatter(*zip(*fills, strict=True), marker=marker, s=36, facecolors="none", edgecolors=edge,
+                           linewidths=1.5, zorder=4, label=f"{side} filled")
         ax.set_ylabel(symbol)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize=8, framealpha=0.85)

@@ -61,7 +61,8 @@ class Candle(NamedTuple):
     volume: Decimal = Decimal(0)
 
 
-def candle_path(open_: Decimal, high: Decimal, low: Decimal, close: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+def candle_path(open_: Decimal, high: Decimal, low: Decimal,
+                close: Decimal) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     """The four prices a candle plays, in order (see the module docstring)."""
     return (open_, low, high, close) if close >= open_ else (open_, high, low, close)
 
@@ -72,7 +73,7 @@ def candle_ticks(symbol: str, candle: tuple[Any, ...], interval: float, market: 
     start, open_, high, low, close = candle[:5]
     return [
         Tick(symbol, market, start + interval * fraction, last=price, bid=price, ask=price)
-        for fraction, price in zip(CANDLE_FRACTIONS, candle_path(open_, high, low, close))
+        for fraction, price in zip(CANDLE_FRACTIONS, candle_path(open_, high, low, close), strict=True)
     ]
 
 
@@ -221,7 +222,8 @@ def _candle(cells: list[Any], where: str, volume: Any = None) -> Candle:
         start = float(str(cells[0]).strip())
     except ValueError:
         raise DataError(f"{where}: timestamp {str(cells[0])[:40]!r} is not a number of seconds") from None
-    open_, high, low, close = (_decimal(v, where, n) for v, n in zip(cells[1:5], ("open", "high", "low", "close")))
+    open_, high, low, close = (_decimal(v, where, n)
+                               for v, n in zip(cells[1:5], ("open", "high", "low", "close"), strict=True))
     if not (low <= min(open_, close) and high >= max(open_, close)):
         raise DataError(f"{where}: high {high} and low {low} do not contain open {open_} and close {close}")
     return Candle(start, open_, high, low, close, Decimal(0) if volume is None else _volume(volume, where))
@@ -247,7 +249,8 @@ def _csv_candles(path: Path, with_volume: bool = False) -> Iterator[Candle]:
             continue  # a header line
         where = f"{path}:{number}"
         if len(cells) < 5:
-            raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], got {len(cells)} columns")
+            raise DataError(f"{where}: expected timestamp,open,high,low,close[,volume,trades], "
+                            f"got {len(cells)} columns")
         candle = _candle(cells, where, cells[5] if with_volume and len(cells) > 5 else None)
         if previous is not None and candle[0] <= previous:
             raise DataError(f"{where}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
@@ -265,14 +268,15 @@ def _rest_candles(path: Path, registry: PairRegistry, pair_option: str) -> tuple
         raise DataError(f"{path}: the saved OHLC answer is an error: {document['error']}")
     result = document.get("result", document) if isinstance(document, dict) else None
     if not isinstance(result, dict):
-        raise DataError(f"{path}: expected Kraken's OHLC answer, {{\"error\": [], \"result\": {{PAIR: [...], \"last\": ...}}}}")
+        raise DataError(f"{path}: expected Kraken's OHLC answer, "
+                        f"{{\"error\": [], \"result\": {{PAIR: [...], \"last\": ...}}}}")
     series = [(k, v) for k, v in result.items() if k != "last"]
     if len(series) != 1 or not isinstance(series[0][1], list):
         raise DataError(f"{path}: expected exactly one pair's rows in the OHLC result, found {len(series)}")
     name, rows = series[0]
     symbol = _resolve_pair(registry, name, path, pair_option)
     last = result.get("last")
-    candles = []
+    candles: list[Candle] = []
     for index, row in enumerate(rows):
         where = f"{path}: row {index + 1}"
         if not isinstance(row, list) or len(row) < 5:

@@ -128,7 +128,8 @@ class OutcomeRecorder:
                 if "fire_seq" in detail:
                     outcome = Outcome(record.time, rule_id, True, did, detail.get("trigger"),
                                       dict(detail.get("context") or {}))
-                    self._by_decision[did] = outcome
+                    if did is not None:
+                        self._by_decision[did] = outcome
                     self.outcomes.append(outcome)
                     touched.append(outcome)
                 elif did in self._by_decision:
@@ -157,9 +158,9 @@ class OutcomeRecorder:
                 self.outcomes.append(outcome)
                 touched.append(outcome)
         for intent in intents:
-            outcome = self._by_decision.get(intent.decision_id or "")
-            if outcome is not None and not isinstance(intent, ReadBalance):
-                outcome.intents.append(intent)
+            owner = self._by_decision.get(intent.decision_id or "")
+            if owner is not None and not isinstance(intent, ReadBalance):
+                owner.intents.append(intent)
         return touched
 
     def _block(self, kind: str, detail: Mapping[str, Any], did: str | None) -> Block | None:

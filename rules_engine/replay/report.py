@@ -43,7 +43,8 @@ def fire_row(result: ReplayResult, outcome: Outcome) -> dict[str, Any]:
     return row
 
 
-def report_json(result: ReplayResult, rule_ids: Sequence[str] | None = None, chart: str | None = None) -> dict[str, Any]:
+def report_json(result: ReplayResult, rule_ids: Sequence[str] | None = None,
+                chart: str | None = None) -> dict[str, Any]:
     """The machine-readable report (`--format json`, report.json): Decimals as strings."""
     document = {
         "rules": list(result.rule_files),
@@ -154,7 +155,7 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> list[st
     if not rows:
         return ["  (none)"]
     widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-    line = "  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line.rstrip()]
-    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return out

@@ -37,7 +37,8 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        line = f"time={stamp} level={record.levelname.lower()} logger={record.name} msg={json.dumps(record.getMessage())}"
+        line = (f"time={stamp} level={record.levelname.lower()} logger={record.name} "
+                f"msg={json.dumps(record.getMessage())}")
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -55,7 +56,7 @@ class MarketFeeds:
                 continue
             if feed is None:
                 feed = TickerFeed(self._endpoints, self._protocols[market], sorted(symbols), self._on_tick,
-                                  on_status=lambda status, m=market: self._on_status(m, status),
+                                  on_status=functools.partial(self._on_status, market),
                                   clock=self._clock, **self._options)
                 self.feeds[market] = feed
                 self._tasks[market] = asyncio.ensure_future(feed.run())

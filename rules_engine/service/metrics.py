@@ -35,7 +35,7 @@ class LoopHistogram(Collector):
 
     def collect(self) -> Iterator[Metric]:
         cumulative, buckets = 0, []
-        for bound, count in zip((*self._bounds, math.inf), self._counts):
+        for bound, count in zip((*self._bounds, math.inf), self._counts, strict=True):
             cumulative += count
             buckets.append((floatToGoString(bound), cumulative))
         yield HistogramMetricFamily(self._name, self._documentation, buckets=buckets, sum_value=self._sum)
@@ -55,7 +55,8 @@ class ServiceMetrics:
         self.fires = Counter(p + "fires", "Rule fires (decisions)", ["rule"], registry=registry)
         self.actions = Counter(p + "actions", "Intents executed, by type and result", ["type", "result"],
                                registry=registry)
-        self.blocked = Counter(p + "blocked", "Actions or fires blocked (kill switch, balance, risk)", registry=registry)
+        self.blocked = Counter(p + "blocked", "Actions or fires blocked (kill switch, balance, risk)",
+                               registry=registry)
         self.risk_blocks = Counter(p + "risk_blocks", "Orders blocked by a risk limit", ["limit"], registry=registry)
         self.decision_latency = LoopHistogram(p + "decision_latency_seconds",
                                               "Time from an event entering the queue to the engine's decision",

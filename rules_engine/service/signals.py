@@ -68,7 +68,8 @@ class SignalSourceConfig:
     name: str
     secret: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
-    schema: Mapping[str, Any] | None = field(default=None, repr=False)
+    # A JSON object: jsonschema refuses any other mapping as a schema.
+    schema: dict[str, Any] | None = field(default=None, repr=False)
     max_body_bytes: int = 65536
     timestamp_window: float = 300.0
     id_field: str = "id"
@@ -100,7 +101,7 @@ class SignalSourceConfig:
     def from_settings(
         cls,
         settings: SignalSourceSettings,
-        schema: Mapping[str, Any] | None = None,
+        schema: dict[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> SignalSourceConfig:
         """Build from the engine config's `SignalSourceSettings`, loading its secrets."""
@@ -187,7 +188,8 @@ def _verify_hmac(
         return Rejected(401, "invalid_signature", "signature does not match the body and timestamp")
     skew = now - float(timestamp)
     if skew > config.timestamp_window:
-        return Rejected(401, "stale_timestamp", f"timestamp is {skew:.0f}s old; the window is {config.timestamp_window:.0f}s")
+        return Rejected(401, "stale_timestamp",
+                        f"timestamp is {skew:.0f}s old; the window is {config.timestamp_window:.0f}s")
     if -skew > config.timestamp_window:
         return Rejected(
             401,

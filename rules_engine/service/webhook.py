@@ -94,7 +94,8 @@ async def _deliver(
             await outcome
     except Exception:
         log.exception("signal %s from %s could not be handed to the engine", accepted.signal.signal_id, name)
-        failure = Rejected(500, "internal_error", "the signal was authenticated but could not be queued; retry with a new id",
+        failure = Rejected(500, "internal_error",
+                           "the signal was authenticated but could not be queued; retry with a new id",
                            accepted.signal.signal_id)
         return _refuse(name, failure, meta, on_reject)
     return web.json_response({"ok": True, "signal_id": accepted.signal.signal_id}, status=202)

@@ -74,7 +74,8 @@ class Account:
             raise ValueError(f"account {self.api_key!r}: unknown tier {self.tier!r}; choose one of {', '.join(TIERS)}")
         self.balances = {str(k): _decimal(v, f"balance of {k}") for k, v in self.balances.items()}
         if self.futures_balances is not None:
-            self.futures_balances = {str(k).upper(): _decimal(v, f"futures balance of {k}") for k, v in self.futures_balances.items()}
+            self.futures_balances = {str(k).upper(): _decimal(v, f"futures balance of {k}")
+                                     for k, v in self.futures_balances.items()}
 
     @classmethod
     def generate(

@@ -12,13 +12,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 MALFORMED_KINDS = ("truncated", "garbage", "binary", "wrong_shape")
 
+T = TypeVar("T")
+
 
 @dataclass
-class _Rule:
-    value: object
+class _Rule(Generic[T]):
+    value: T
     count: int | None
 
 
@@ -32,11 +35,11 @@ class AcceptedTimeout:
 class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._failures: dict[str, list[_Rule]] = {}
-        self._timeouts: dict[str, list[_Rule]] = {}
-        self._delays: dict[str, list[_Rule]] = {}
-        self._statuses: dict[str, list[_Rule]] = {}
-        self._rate_limits: dict[str, list[_Rule]] = {}
+        self._failures: dict[str, list[_Rule[str]]] = {}
+        self._timeouts: dict[str, list[_Rule[AcceptedTimeout]]] = {}
+        self._delays: dict[str, list[_Rule[float]]] = {}
+        self._statuses: dict[str, list[_Rule[int]]] = {}
+        self._rate_limits: dict[str, list[_Rule[bool]]] = {}
         self.heartbeats_stopped = False
         self.feeds_paused = False
         self._ws_drop: Callable[[int | None], int] | None = None
@@ -117,13 +120,13 @@ class Faults:
 
     # ------------------------------------------------------------------ consumed by the server
 
-    def _add(self, table: dict[str, list[_Rule]], key: str, value: object, count: int | None) -> None:
+    def _add(self, table: dict[str, list[_Rule[T]]], key: str, value: T, count: int | None) -> None:
         if count is not None and count < 1:
             raise ValueError("count must be at least 1 (or None for every call)")
         with self._lock:
             table.setdefault(key, []).append(_Rule(value, count))
 
-    def _take(self, table: dict[str, list[_Rule]], key: str) -> object | None:
+    def _take(self, table: dict[str, list[_Rule[T]]], key: str) -> T | None:
         with self._lock:
             for name in (key, "*"):
                 rules = table.get(name)
@@ -138,16 +141,16 @@ class Faults:
         return None
 
     def take_failure(self, method: str) -> str | None:
-        return self._take(self._failures, method)  # type: ignore[return-value]
+        return self._take(self._failures, method)
 
     def take_timeout(self, method: str) -> AcceptedTimeout | None:
-        return self._take(self._timeouts, method)  # type: ignore[return-value]
+        return self._take(self._timeouts, method)
 
     def take_delay(self, method: str) -> float:
-        return self._take(self._delays, method) or 0.0  # type: ignore[return-value]
+        return self._take(self._delays, method) or 0.0
 
     def take_http_status(self, method: str) -> int | None:
-        return self._take(self._statuses, method)  # type: ignore[return-value]
+        return self._take(self._statuses, method)
 
     def take_rate_limit(self, api_key: str, trading_call: bool = False) -> bool:
         """Is this call forced to fail as rate limited? (Consumes the fault.)"""
@@ -156,4 +159,5 @@ class Faults:
             rules = self._rate_limits.get(key)
             if not rules:
                 return False
-        return bool(self._take(self._rate_limits, key))
+        forced = self._take(self._rate_limits, key)
+        return bool(forced)

@@ -39,10 +39,14 @@ V1_VERSION = "1.9.1"
 UNSERVED_V2 = frozenset({"book", "trade", "ohlc", "instrument", "level3", "executions", "balances"})
 UNSERVED_V1 = frozenset({"book", "trade", "ohlc", "spread", "ownTrades", "openOrders"})
 MALFORMED: dict[str, Callable[[str], str | bytes]] = {
-    "truncated": lambda kind: '{"channel":"ticker","type":"update","data":[{"symbol":' if kind == "v2" else '[42,{"a":["6',
+    "truncated": lambda kind: (
+        '{"channel":"ticker","type":"update","data":[{"symbol":' if kind == "v2" else '[42,{"a":["6'
+    ),
     "garbage": lambda kind: "\x00not json at all\x7f",
     "binary": lambda kind: b"\xff\xfe\x00\x01",
-    "wrong_shape": lambda kind: '{"channel":"ticker","type":"update","data":"oops"}' if kind == "v2" else '[42,"oops","ticker"]',
+    "wrong_shape": lambda kind: (
+        '{"channel":"ticker","type":"update","data":"oops"}' if kind == "v2" else '[42,"oops","ticker"]'
+    ),
 }
 
 
@@ -150,11 +154,13 @@ class FeedHub:
         return {
             "channel": "status",
             "type": "update",
-            "data": [{"version": V2_VERSION, "system": status, "api_version": "v2", "connection_id": next(self._connection_ids)}],
+            "data": [{"version": V2_VERSION, "system": status, "api_version": "v2",
+                      "connection_id": next(self._connection_ids)}],
         }
 
     def _v1_status(self, status: str) -> dict[str, Any]:
-        return {"connectionID": next(self._connection_ids), "event": "systemStatus", "status": status, "version": V1_VERSION}
+        return {"connectionID": next(self._connection_ids), "event": "systemStatus", "status": status,
+                "version": V1_VERSION}
 
     def _futures_ticker(self, product: Product) -> dict[str, Any]:
         now = self.sim.clock()
@@ -196,7 +202,8 @@ class FeedHub:
 
     def _futures_ticker_lite(self, product: Product) -> dict[str, Any]:
         full = self._futures_ticker(product)
-        keys = ("product_id", "bid", "ask", "change", "premium", "volume", "tag", "pair", "dtm", "maturityTime", "volumeQuote")
+        keys = ("product_id", "bid", "ask", "change", "premium", "volume", "tag", "pair", "dtm", "maturityTime",
+                "volumeQuote")
         return {"feed": "ticker_lite", **{k: full[k] for k in keys}}
 
     # ------------------------------------------------------------------ connections
@@ -207,9 +214,12 @@ class FeedHub:
         conn = Connection(kind, ws, request)
         self.connections.add(conn)
         status = self.sim.spot_api.status
-        conn.send(
-            self._v2_status(status) if kind == "v2" else self._v1_status(status) if kind == "v1" else {"event": "info", "version": 1}
-        )
+        if kind == "v2":
+            conn.send(self._v2_status(status))
+        elif kind == "v1":
+            conn.send(self._v1_status(status))
+        else:
+            conn.send({"event": "info", "version": 1})
         sender = asyncio.ensure_future(self._sender(conn))
         beats = asyncio.ensure_future(self._heartbeats(conn))
         handler = {"v2": self._on_v2, "v1": self._on_v1, "futures": self._on_futures}[kind]
@@ -294,7 +304,8 @@ class FeedHub:
     def _v2_symbol(self, conn: Connection, method: str, symbol: str, params: dict[str, Any], reply: Callable) -> None:
         pair = self.sim.pairs.get(symbol)
         if pair is None or pair.v2_symbol.upper() != symbol.upper() or self.sim.market.stats(pair.altname) is None:
-            reply({"error": f"Currency pair not supported {symbol}", "method": method, "success": False, "symbol": symbol})
+            reply({"error": f"Currency pair not supported {symbol}", "method": method, "success": False,
+                   "symbol": symbol})
             return
         subscribed = pair.altname in conn.tickers
         if method == "unsubscribe":
@@ -347,7 +358,8 @@ class FeedHub:
                 error = "Subscription not served by the simulator"
             else:
                 error = "Subscription name invalid"
-            conn.send({"errorMessage": error, "event": "subscriptionStatus", "status": "error", "subscription": subscription, **extra})
+            conn.send({"errorMessage": error, "event": "subscriptionStatus", "status": "error",
+                       "subscription": subscription, **extra})
             return
         for raw in pairs:
             self._v1_pair(conn, event, str(raw), subscription, extra)
@@ -368,14 +380,16 @@ class FeedHub:
                 conn.send({**base, "errorMessage": "Subscription Not Found", "status": "error"})
                 return
             conn.tickers.discard(pair.altname)
-            conn.send({"channelID": self._channel_id(pair.altname), "channelName": "ticker", **base, "status": "unsubscribed"})
+            conn.send({"channelID": self._channel_id(pair.altname), "channelName": "ticker", **base,
+                       "status": "unsubscribed"})
             return
         if subscribed:
             conn.send({**base, "errorMessage": "Already subscribed", "status": "error"})
             return
         conn.tickers.add(pair.altname)
         conn.heartbeat = True
-        conn.send({"channelID": self._channel_id(pair.altname), "channelName": "ticker", **base, "status": "subscribed"})
+        conn.send({"channelID": self._channel_id(pair.altname), "channelName": "ticker", **base,
+                   "status": "subscribed"})
         conn.send(self._spot_ticker("v1", pair.altname, "snapshot"))
 
     # ------------------------------------------------------------------ futures

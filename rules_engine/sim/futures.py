@@ -285,7 +285,8 @@ class FuturesExchange:
         if order.order_type == "mkt":
             self._fill(order, mark, False, now, fills)
         elif self._marketable(order, mark):
-            self._fill(order, mark if arriving else order.limit_price, not arriving, now, fills)  # type: ignore[arg-type]
+            assert order.limit_price is not None  # _marketable holds only for an order with a limit price
+            self._fill(order, mark if arriving else order.limit_price, not arriving, now, fills)
 
     def _fill(self, order: FuturesOrder, price: Decimal, maker: bool, now: float, fills: list[FuturesFill]) -> None:
         signed = order.size if order.side == "buy" else -order.size
@@ -306,11 +307,13 @@ class FuturesExchange:
         wallet = self._collateral.setdefault(order.account, {})
         wallet["USD"] = wallet.get("USD", _ZERO) + realized - fee
         order.status, order.filled, order.updated = "filled", order.size, now
-        fill = FuturesFill(self._ids.uuid(), order.order_id, order.account, order.symbol, order.side, price, order.size, fee, maker, now)
+        fill = FuturesFill(self._ids.uuid(), order.order_id, order.account, order.symbol, order.side, price, order.size,
+                           fee, maker, now)
         self.fills.append(fill)
         fills.append(fill)
 
-    def cancel(self, account: str, now: float, *, order_id: str | None = None, cli_ord_id: str | None = None) -> FuturesOrder | None:
+    def cancel(self, account: str, now: float, *, order_id: str | None = None,
+               cli_ord_id: str | None = None) -> FuturesOrder | None:
         for order in self.open_orders(account):
             if (order_id and order.order_id == order_id) or (cli_ord_id and order.cli_ord_id == cli_ord_id):
                 order.status, order.updated = "cancelled", now

@@ -111,13 +111,18 @@ def replay_events(data: DataFile, pairs: PairRegistry) -> list[tuple[float, Pric
             if symbol is None:
                 raise DataError(f"{data.path}: futures product {tick.symbol} has no spot pair to price")
             price = tick.last if tick.last is not None else tick.mid
-            events.append((tick.time, PricePoint(symbol, price if price is not None else (tick.bid or tick.ask))))
+            if price is None:
+                price = tick.bid or tick.ask
+            if price is None:  # the frame parsers refuse a ticker without last, bid and ask
+                raise DataError(f"{data.path}: ticker for {tick.symbol} has no last, bid or ask")
+            events.append((tick.time, PricePoint(symbol, price)))
         return events
     assert data.symbol is not None and data.interval is not None
     for candle in data.candles():
         share = candle.volume / 4
-        events += [(tick.time, PricePoint(tick.symbol, tick.last, share))  # type: ignore[arg-type]
-                   for tick in candle_ticks(data.symbol, candle, data.interval)]
+        for tick in candle_ticks(data.symbol, candle, data.interval):
+            assert tick.last is not None  # a candle's ticks carry its prices as `last`
+            events.append((tick.time, PricePoint(tick.symbol, tick.last, share)))
     return events
 
 

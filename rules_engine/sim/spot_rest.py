@@ -54,7 +54,8 @@ def envelope(result: Any = None, error: str | None = None) -> web.Response:
 def html_status(status: int) -> web.Response:
     """A bare proxy-style error page, as a CDN in front of Kraken would send."""
     reason = web.Response(status=status).reason
-    return web.Response(status=status, text=f"<html><body><h1>{status} {reason}</h1></body></html>", content_type="text/html")
+    return web.Response(status=status, text=f"<html><body><h1>{status} {reason}</h1></body></html>",
+                        content_type="text/html")
 
 
 async def injected_faults(sim: Simulator, method: str) -> web.Response | None:

@@ -187,7 +187,8 @@ def _list_differences(label: str, expected: Sequence[Mapping[str, Any]], actual:
         listing = "; ".join(shown) or "none"
         out.append(f"expected {len(expected)} {label}{'s' if len(expected) != 1 else ''}, "
                    f"got {len(actual)}: {listing}")
-    for n, (want, have) in enumerate(zip(expected, actual), start=1):
+    # Lists of different lengths are reported above; compare the entries both have.
+    for n, (want, have) in enumerate(zip(expected, actual, strict=False), start=1):
         for key, value in want.items():
             if key not in have:
                 known = ", ".join(sorted(k for k in have if k not in ("intent_id", "decision_id", "rule_id")))
@@ -205,7 +206,9 @@ def _same(expected: Any, actual: Any, key: str, registry: PairRegistry) -> bool:
     if isinstance(expected, (list, tuple)) or isinstance(actual, (list, tuple)):
         if not isinstance(expected, (list, tuple)) or not isinstance(actual, (list, tuple)):
             return False
-        return len(expected) == len(actual) and all(_same(a, b, key, registry) for a, b in zip(expected, actual))
+        return len(expected) == len(actual) and all(
+            _same(a, b, key, registry) for a, b in zip(expected, actual, strict=True)
+        )
     if key in _PAIR_KEYS:
         left, right = registry.get(str(expected)), registry.get(str(actual))
         if left is not None and right is not None:

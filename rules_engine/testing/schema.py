@@ -49,17 +49,21 @@ def check_test_schema(document: SourceDocument) -> list[Diagnostic]:
 def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diagnostic]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
+    # The failing part of the document and the keyword's value in the schema: untyped JSON
+    # (the stubs' `Unset` is only the constructor's default; iter_errors always sets both).
+    instance: Any = error.instance
+    value: Any = error.validator_value
     if error.validator == "additionalProperties":
         known = sorted(schema.get("properties", {}))
         where = schema.get("title", "this mapping")
-        for key in error.instance:
+        for key in instance:
             if key not in known:
                 hint = did_you_mean(str(key), known)
                 yield _at(document, path + (key,), f'unknown key "{key}" in {where}', hint, at_key=True)
         return
     if error.validator == "enum" and schema.get("title"):
-        options = [str(v) for v in error.validator_value]
-        yield _at(document, path, f'unknown {schema["title"]} "{error.instance}"', did_you_mean(str(error.instance), options))
+        options = [str(v) for v in value]
+        yield _at(document, path, f'unknown {schema["title"]} "{instance}"', did_you_mean(str(instance), options))
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
         # A branch whose shape fits failed deeper inside: that error says the most.
@@ -78,15 +82,17 @@ def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diag
 
 def _message(error: ValidationError, path: tuple[Any, ...]) -> str:
     subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else "this value"
+    instance: Any = error.instance  # untyped JSON, as in _describe
+    value: Any = error.validator_value
     if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in error.instance]
+        missing = [name for name in value if name not in instance]
         title = error.schema.get("title", "this mapping") if isinstance(error.schema, dict) else "this mapping"
         return f"{title} is missing " + ", ".join(f'"{name}"' for name in missing)
     if error.validator == "type":
-        expected = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
+        expected = value if isinstance(value, str) else " or ".join(value)
         return f"{subject} must be of type {expected}"
     if error.validator == "enum":
-        return f"{subject} must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"{subject} must be one of " + ", ".join(json.dumps(v) for v in value)
     return error.message if len(error.message) <= 200 else error.message[:197] + "..."
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -152,7 +152,8 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
         result.errors.extend(problems)
         return result
     if not isinstance(document.data, dict):
-        result.errors.append(Diagnostic(name, 1, 1, None, "a test file is a mapping with `rules:` and `inputs:`/`expect:` or `tests:`"))
+        result.errors.append(Diagnostic(name, 1, 1, None,
+                                        "a test file is a mapping with `rules:` and `inputs:`/`expect:` or `tests:`"))
         return result
     result.errors.extend(check_test_schema(document))
     if result.errors:
@@ -191,7 +192,8 @@ class _Builder:
         for index, spec in enumerate(data["tests"]):
             merged = {key: data[key] for key in INHERITED if key in data}
             merged.update(spec)
-            tests.append(self._test(merged, ("tests", index), spec["name"], ruleset, inherited=set(INHERITED) - set(spec)))
+            tests.append(self._test(merged, ("tests", index), spec["name"], ruleset,
+                                    inherited=set(INHERITED) - set(spec)))
         return tests
 
     def _ruleset(self, names: list[str]) -> RuleSet | None:
@@ -208,7 +210,7 @@ class _Builder:
         return loaded.ruleset
 
     def _test(self, spec: dict[str, Any], prefix: JsonPath, name: str, ruleset: RuleSet,
-              inherited: set[str] = frozenset()) -> TestCase:  # type: ignore[assignment]
+              inherited: Set[str] = frozenset()) -> TestCase:
         def at(key: str) -> JsonPath:
             return (key,) if key in inherited else prefix + (key,)
 
@@ -307,7 +309,8 @@ class _Builder:
             cl_ord_id=spec.get("cl_ord_id"), userref=spec.get("userref"),
         )
 
-    def _input(self, item: Mapping[str, Any], path: JsonPath, start: float, ruleset: RuleSet) -> list[Event | WalletChange]:
+    def _input(self, item: Mapping[str, Any], path: JsonPath, start: float,
+               ruleset: RuleSet) -> list[Event | WalletChange]:
         time = self._moment(item["at"], start, path + ("at",)) if "at" in item else start
         if "prices" in item:
             spec = item["prices"]
@@ -324,8 +327,8 @@ class _Builder:
         if "tick" in item:
             spec = item["tick"]
             symbol, market = self._symbol(spec["symbol"], spec.get("market"), path + ("tick", "symbol"))
-            values = {k: Decimal(str(spec[k])) for k in ("last", "bid", "ask") if k in spec}
-            return [Tick(symbol, market, time, **values)]
+            last, bid, ask = (Decimal(str(spec[k])) if k in spec else None for k in ("last", "bid", "ask"))
+            return [Tick(symbol, market, time, last=last, bid=bid, ask=ask)]
         if "signal" in item:
             spec = item["signal"]
             signal_id = spec.get("id") or f"{Path(self.doc.file).name}:{self.doc.position(path)[0]}"
@@ -339,7 +342,8 @@ class _Builder:
             return [KillSwitch(spec["engaged"], time, spec.get("cancel_all", False), spec.get("reason", ""))]
         return [WalletChange(time, self._wallet(item["wallet"], path + ("wallet",)))]
 
-    def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float, ruleset: RuleSet) -> list[Event | WalletChange]:
+    def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float,
+               ruleset: RuleSet) -> list[Event | WalletChange]:
         rules = ruleset.by_id()
         rule = rules.get(spec["rule"])
         if rule is None:
