@@ -23,11 +23,12 @@ For each event, in order:
    the core's state changes are committed with a row per order, then each intent is
    dispatched (`CommitLane`); each result and follow-up event goes back to the core.
 
-**Account state before the first event.** `start` reads the account's balances through the
-dispatcher (a `ReadBalance` the audit log shows as `account#1`) and hands them to the core
-as a complete `BalanceUpdate` before any event, so a guard such as `balance('ZUSD') > 100`
-can be evaluated from the first tick. An executor that does not report fills as they
-happen (validate, live) is read again every `account_every` seconds while rules read
+**Account state before the first event.** `start` reads the account through the dispatcher
+(`Dispatcher.read_account`: balances and open orders, audited as a request and a response)
+and hands it to the core, a complete `BalanceUpdate` and an `OrderUpdate` per open order,
+before any event, so a guard such as `balance('ZUSD') > 100` or `open_orders() == 0` is
+evaluated on the real account from the first tick. An executor that does not report fills as
+they happen (validate, live) is read again every `account_every` seconds while rules read
 balances; the paper wallet reports every fill itself.
 """
 
@@ -36,13 +37,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.core import Engine
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
-from rules_engine.core.intents import Intent, ReadBalance
+from rules_engine.core.events import Clock, Event, OrderUpdate, Tick
+from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision, TraceRecord
 from rules_engine.driver.lane import CommitLane, Job
@@ -52,10 +52,6 @@ from rules_engine.execution.report import ExecutionReport
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_SYNC = "account#"
-"""Intent ids of the driver's own balance reads (`account#1`, `account#2`, ...)."""
-
-
 class DriverObserver:
     """Told what the driver did; override what you need (each call must not block)."""
 
@@ -63,7 +59,8 @@ class DriverObserver:
         """A decision with a trace or intents (quiet ones are not reported)."""
 
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
-        """An intent was carried out (`intent` None: an order settled at start-up)."""
+        """An intent was carried out (`intent` None: an order settled at start-up, or an
+        account read)."""
 
     def order_update(self, update: OrderUpdate) -> None:
         """An order's status is about to reach the core (a fill, a cancel, an expiry)."""
@@ -102,7 +99,6 @@ class Driver:
         self._submit = submit or self._run_inline
         self._inbox: deque[Event] = deque()
         self._post = post or self._inbox.append
-        self._syncs = 0
         self._sync_at: float | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -116,7 +112,7 @@ class Driver:
             self._tell_report(None, report)
             for event in (report.result, *report.events):
                 self._handle(event, None)
-        self.sync_account(now, inline=True)
+        self.read_account(now, inline=True)
         self._drain()
 
     def reload(self, ruleset: RuleSet, timers: Sequence[TimerEntry], now: float) -> Decision:
@@ -162,7 +158,7 @@ class Driver:
                     self._missed(slot)
                 events.extend(beats)
             elif kind == "account":
-                self.sync_account(now)
+                self.read_account(now)
             else:
                 events.append(Clock(now))
             for event in events:
@@ -173,34 +169,32 @@ class Driver:
         """When something is next due without any event (None: nothing is)."""
         return self._next_due()[0]
 
-    def reported(self, intent: Intent, report: ExecutionReport) -> None:
-        """An intent was carried out: its result and follow-up events go back in."""
+    def reported(self, intent: Intent | None, report: ExecutionReport) -> None:
+        """An intent was carried out (None: the account was read): its result and follow-up
+        events go back in."""
         self._tell_report(intent, report)
-        if intent.intent_id.startswith(ACCOUNT_SYNC):
-            update = self._synced(report)
-            if update is not None:
-                self._post(update)
+        if intent is None:
+            for event in self._account_events(report):
+                self._post(event)
             return
         if intent.awaits_result:
             self._post(report.result)
         for event in report.events:
             self._post(event)
 
-    def sync_account(self, now: float, *, inline: bool = False) -> None:
-        """Read the account's balances through the dispatcher; the core gets them as a
-        complete `BalanceUpdate` (inline: before this call returns)."""
-        self._syncs += 1
+    def read_account(self, now: float, *, inline: bool = False) -> None:
+        """Read the account's balances and open orders through the dispatcher for the core
+        (inline: handled before this call returns)."""
         if self.account_every is not None:
             self._sync_at = now + self.account_every
-        intent = ReadBalance(intent_id=f"{ACCOUNT_SYNC}{self._syncs}", rule_id=None, decision_id=None)
+        job = Job((), False, None, account=True)
         if not inline:
-            self._submit(Job((intent,), False, None))
+            self._submit(job)
             return
-        for done, report in self.lane.run(Job((intent,), False, None)):
-            self._tell_report(done, report)
-            update = self._synced(report)
-            if update is not None:
-                self._handle(update, None)
+        for _, report in self.lane.run(job):
+            self._tell_report(None, report)
+            for event in self._account_events(report):
+                self._handle(event, None)
 
     # ------------------------------------------------------------------ decisions
 
@@ -267,18 +261,14 @@ class Driver:
             due, kind = self._sync_at, "account"
         return due, kind
 
-    def _synced(self, report: ExecutionReport) -> BalanceUpdate | None:
-        result = report.result
-        balances = result.data.get("balances") if result.ok else None
-        if isinstance(balances, dict):
-            try:
-                amounts = {asset: Decimal(str(amount)) for asset, amount in balances.items()}
-                return BalanceUpdate(amounts, result.time, snapshot=True)
-            except ArithmeticError:
-                pass
-        self._audit("error", None, {"where": "account sync", "intent_id": result.intent_id,
-                                    "error": result.error or "the balance read returned no balances"})
-        return None
+    def _account_events(self, report: ExecutionReport) -> tuple[Event, ...]:
+        """The account read's events for the core; a failed read is audited (rules that read
+        balances wait until a read succeeds)."""
+        if report.result.ok:
+            return report.events
+        self._audit("error", None, {"where": "account read", "error": report.result.error,
+                                    "data": dict(report.result.data)})
+        return ()
 
     def _missed(self, slot: MissedSlot) -> None:
         log.warning("timer of rule %s trigger %d missed its slot %.3f (now %.3f)", slot.rule_id,

@@ -46,9 +46,11 @@ class Job:
     intents: tuple[Intent, ...] = ()
     persist: bool = True
     received: float | None = None
+    account: bool = False  # read the account's balances and open orders (after the intents)
 
 
-Reported = list[tuple[Intent, ExecutionReport]]
+Reported = list[tuple[Intent | None, ExecutionReport]]
+"""Each intent with its report; `None` with the report of an account read."""
 
 
 class CommitLane:
@@ -78,6 +80,7 @@ class CommitLane:
     def run(self, job: Job) -> Reported:
         """Commit, then dispatch each intent; never raises for an execution failure."""
         rows: dict[str, OrderRow] = {}
+        reported: Reported = []
         if job.persist:
             try:
                 rows = self.commit(job.intents)
@@ -85,7 +88,6 @@ class CommitLane:
                 log.exception("could not persist a decision; its intents are not sent")
                 return [(intent, failed(intent, self._clock(), f"state could not be saved: {exc}"))
                         for intent in job.intents]
-        reported: Reported = []
         for intent in job.intents:
             if self._on_dispatch is not None:
                 self._on_dispatch(job)
@@ -96,6 +98,8 @@ class CommitLane:
                 log.exception("dispatch of %s failed", intent.intent_id)
                 report = failed(intent, self._clock(), f"{type(exc).__name__}: {exc}")
             reported.append((intent, report))
+        if job.account:
+            reported.append((None, self.dispatcher.read_account()))
         return reported
 
     def commit(self, intents: Sequence[Intent] = ()) -> dict[str, OrderRow]:

@@ -70,6 +70,10 @@ class BalanceCache:
             self.invalidate()
         return events
 
+    def read_account(self, now: float) -> ExecutionReport:
+        self.invalidate()
+        return self.inner.read_account(now)
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         self.invalidate()
         return self.inner.reconcile(decision, now)

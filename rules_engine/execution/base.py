@@ -36,6 +36,10 @@ class Executor(Protocol):
         """Let time pass (the paper wallet's expiries and dead man's switch); return resulting events."""
         ...
 
+    def read_account(self, now: float) -> ExecutionReport:
+        """The account's balances and open spot orders (see `execution.account`); never raises."""
+        ...
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Settle an order decision (a state-store `Decision` left sent/unknown) by
         looking its order up by client order id; never sends the order."""

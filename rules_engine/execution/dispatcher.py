@@ -37,6 +37,7 @@ from typing import Any
 from rules_engine.audit.log import AuditLog
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
+from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
 from rules_engine.state.store import FINAL_STATUSES, Decision, StateStore
@@ -130,6 +131,23 @@ class Dispatcher:
         events = self.executor.advance(now)
         self._note(events)
         return events
+
+    def read_account(self) -> ExecutionReport:
+        """The account's balances and open orders (`execution.account`), audited as a
+        request and a response; never raises."""
+        with self._lock:
+            now = self._clock()
+            try:
+                report = self.executor.read_account(now)
+            except Exception as exc:  # an executor should not raise; a broken one must not stop the engine
+                report = ExecutionReport(failure(SYNC_ID, now, exc))
+            base: dict[str, Any] = {"intent_id": SYNC_ID, "kind": "account"}
+            if self.mode == "dry-run":
+                base["would_send"] = True
+            self._audit_safe("request", None, {**base, "request": report.request})
+            self._audit_safe("response", None, {**base, "response": report.response,
+                                                "result": self._result_json(report)})
+            return report
 
     def recover(self) -> list[ExecutionReport]:
         """Settle every decision a previous run left unresolved (see module doc)."""

@@ -21,8 +21,9 @@ from decimal import Decimal
 from typing import Any
 
 from rules_engine.core import intents as it
-from rules_engine.core.events import Event, Tick
+from rules_engine.core.events import Event, OrderUpdate, Tick
 from rules_engine.execution import wire
+from rules_engine.execution.account import SYNC_ID, account_report
 from rules_engine.execution.base import run_local
 from rules_engine.execution.paper import PaperExecutor
 from rules_engine.execution.report import ExecutionReport, failure, ok
@@ -102,6 +103,14 @@ class DryRunExecutor:
                 self._save()
         return events
 
+    def read_account(self, now: float) -> ExecutionReport:
+        """The paper wallet (balances from the real account with `balance_reader`)."""
+        with self._lock:
+            report = self.paper.read_account(now)
+        if self.balance_reader is None or not report.result.ok:
+            return report
+        return _with_real_balances(report, self.balance_reader, now)
+
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         with self._lock:
             return self.paper.reconcile(decision, now)
@@ -134,3 +143,14 @@ class DryRunExecutor:
             result = failure(intent, now, exc)
             return ExecutionReport(result, request, {"error": [result.error]})
         return ExecutionReport(ok(intent, now, {"balances": balances}), request, {"result": balances, "real": True})
+
+
+def _with_real_balances(report: ExecutionReport, reader: Callable[[], Mapping[str, Any]], now: float) -> ExecutionReport:
+    """The paper wallet's open orders with the real account's balances."""
+    orders = [e for e in report.events if isinstance(e, OrderUpdate)]
+    try:
+        balances = dict(reader())
+    except Exception as exc:  # never raise: the error is the result
+        return ExecutionReport(failure(SYNC_ID, now, exc), report.request, {"error": [str(exc)]})
+    return account_report(now, balances, orders, {"api": "spot", "method": "Balance", "params": {}},
+                          {"result": {"balances": balances, "paper_open": [o.txid for o in orders]}, "real": True})

@@ -33,6 +33,7 @@ from typing import Any
 from rules_engine.core import intents as it
 from rules_engine.core.events import Event, OrderUpdate, Tick
 from rules_engine.execution import wire
+from rules_engine.execution.account import read_kraken_account
 from rules_engine.execution.base import run_local
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.kraken import errors as kraken_errors
@@ -238,6 +239,10 @@ class LiveExecutor:
     def advance(self, now: float) -> list[Event]:
         """Nothing to simulate: time passes on Kraken."""
         return []
+
+    def read_account(self, now: float) -> ExecutionReport:
+        """The account's spot balances and open orders."""
+        return read_kraken_account(now, self.spot.balance, self.spot.open_orders)
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         now = self._clock() if now is None else now

@@ -28,6 +28,7 @@ from typing import Any
 from rules_engine.core import intents as it
 from rules_engine.core.events import BalanceUpdate, Event, OrderUpdate, Tick
 from rules_engine.execution import wire
+from rules_engine.execution.account import account_report
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.pairs import PairRegistry
 from rules_engine.paper.add_order import iso_seconds, parse_add_order
@@ -83,6 +84,14 @@ class PaperExecutor:
         before = self._mark()
         self.exchange.advance(now)
         return self._events(before, now)
+
+    def read_account(self, now: float) -> ExecutionReport:
+        """The paper wallet's balances and open orders."""
+        orders = [_order_update(o, now) for o in self.exchange.open_orders(self.account)]
+        balances = self.balances()
+        request = {"api": "paper", "method": "Balance+OpenOrders", "params": {}}
+        response = {"would_send": True, "result": {"balances": balances, "open": [o.txid for o in orders]}}
+        return account_report(now, balances, orders, request, response)
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Settle a decision left `sent`/`unknown` by a crash: find its order by client id.

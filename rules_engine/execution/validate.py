@@ -20,6 +20,7 @@ from typing import Any
 from rules_engine.core import intents as it
 from rules_engine.core.events import Event, Tick
 from rules_engine.execution import wire
+from rules_engine.execution.account import read_kraken_account
 from rules_engine.execution.base import run_local
 from rules_engine.execution.live import place_spot
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
@@ -60,6 +61,10 @@ class ValidateExecutor:
 
     def advance(self, now: float) -> list[Event]:
         return []
+
+    def read_account(self, now: float) -> ExecutionReport:
+        """The real account's balances and open orders (read-only calls)."""
+        return read_kraken_account(now, self.spot.balance, self.spot.open_orders)
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Validate mode places no order, so a decision's order never exists."""
