@@ -416,6 +416,11 @@ class EngineService:
         """Queue an event as if an adapter had produced it (tests, tools)."""
         self._put(event)
 
+    def poke(self) -> None:
+        """Deliver what is due now (timer beats, deadlines) without waiting for the wake-up:
+        after the clock was changed (an injected clock in tests and tools)."""
+        self._put(_ADVANCE)
+
     def _on_tick(self, tick: Tick) -> None:
         if self._intake_open:
             self._put(tick)

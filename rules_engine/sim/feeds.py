@@ -167,6 +167,8 @@ class FeedHub:
         mark = self.sim.futures.mark(product.symbol) or Decimal(0)
         stats = self.sim.market.stats(product.underlying)
         open_ = stats.open if stats else mark
+        bid, ask = stats.quoted if stats is not None and stats.quoted is not None else (
+            mark - product.tick_size, mark + product.tick_size)
         return {
             "time": int(now * 1000),
             "product_id": product.symbol,
@@ -178,8 +180,8 @@ class FeedHub:
             "leverage": "50x",
             "premium": 0.0,
             "feed": "ticker",
-            "bid": float(mark - product.tick_size),
-            "ask": float(mark + product.tick_size),
+            "bid": float(bid),
+            "ask": float(ask),
             "bid_size": 1.0,
             "ask_size": 1.0,
             "volume": float(stats.volume) if stats else 0.0,

@@ -1,7 +1,8 @@
 """Simulated market data: one price per pair, its running statistics and OHLC candles,
 and the ticker shapes Kraken publishes (REST, WebSocket v1 and v2). Pure: time is passed in.
 
-The published bid and ask sit one tick either side of the last price. "Today" and
+The published bid and ask sit one tick either side of the last price, unless the price was
+set with its own bid and ask (`Simulator.set_price(..., bid=, ask=)`). "Today" and
 "last 24 hours" both cover the time since the simulator started.
 """
 
@@ -61,6 +62,7 @@ class PairStats:
     cost: Decimal = _ZERO
     trades: int = 0
     last_volume: Decimal = _ZERO
+    quoted: tuple[Decimal, Decimal] | None = None  # bid and ask set with the price, else one tick either side
     candles: dict[int, deque[Candle]] = field(default_factory=dict)
 
     @property
@@ -69,18 +71,19 @@ class PairStats:
 
     @property
     def bid(self) -> Decimal:
-        return self.price - self.tick
+        return self.quoted[0] if self.quoted is not None else self.price - self.tick
 
     @property
     def ask(self) -> Decimal:
-        return self.price + self.tick
+        return self.quoted[1] if self.quoted is not None else self.price + self.tick
 
     @property
     def vwap(self) -> Decimal:
         return self.cost / self.volume if self.volume else self.price
 
-    def record(self, price: Decimal, volume: Decimal, now: float) -> None:
-        self.price, self.updated = price, now
+    def record(self, price: Decimal, volume: Decimal, now: float,
+               quoted: tuple[Decimal, Decimal] | None = None) -> None:
+        self.price, self.updated, self.quoted = price, now, quoted
         self.high, self.low = max(self.high, price), min(self.low, price)
         if volume > 0:
             self.volume += volume
@@ -107,15 +110,17 @@ class MarketData:
         self.pairs = pairs
         self._stats: dict[str, PairStats] = {}
 
-    def update(self, symbol: str, price: Decimal, now: float, volume: Decimal = _ZERO) -> PairInfo:
-        """Record a trade (or a bare price move, volume 0); returns the pair."""
+    def update(self, symbol: str, price: Decimal, now: float, volume: Decimal = _ZERO,
+               quoted: tuple[Decimal, Decimal] | None = None) -> PairInfo:
+        """Record a trade (or a bare price move, volume 0), with the bid and ask if `quoted`;
+        returns the pair."""
         pair = self.pairs.resolve(symbol)
         price = Decimal(price)
         stats = self._stats.get(pair.altname)
         if stats is None:
             stats = PairStats(pair, price, price, price, price, now)
             self._stats[pair.altname] = stats
-        stats.record(price, Decimal(volume), now)
+        stats.record(price, Decimal(volume), now, quoted)
         return pair
 
     def stats(self, symbol: str) -> PairStats | None:

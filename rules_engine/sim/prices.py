@@ -32,6 +32,7 @@ class PricePoint:
     symbol: str  # spot altname
     price: Decimal
     volume: Decimal = Decimal(0)
+    quoted: tuple[Decimal, Decimal] | None = None  # the bid and ask, when they are not one tick away
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class Simulator:
         names = []
         with self.lock:
             for point in points:
-                pair = self.market.update(point.symbol, point.price, now, point.volume)
+                pair = self.market.update(point.symbol, point.price, now, point.volume, point.quoted)
                 fills += self.exchange.on_price(pair.altname, point.price, now)
                 self.futures.on_spot_price(pair.altname, point.price, now)
                 names.append(pair.altname)
@@ -135,12 +135,18 @@ class Simulator:
             self._in_loop(lambda hub: hub.publish(rendered))
         return fills
 
-    def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0") -> list[Fill]:
+    def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0", *,
+                  bid: Decimal | str | None = None, ask: Decimal | str | None = None) -> list[Fill]:
         """Move the market now (spot pair, or a futures product's underlying): resting
-        orders that the price reaches fill before this returns; ticks go out."""
+        orders that the price reaches fill before this returns; ticks go out. The published
+        bid and ask are one tick either side of the price unless both are given."""
         product = self.futures.product(symbol)
         name = product.underlying if product is not None else self.pairs.resolve(symbol).altname
-        return self._apply([PricePoint(name, Decimal(str(price)), Decimal(str(volume)))], self.clock())
+        quoted = None
+        if bid is not None and ask is not None:
+            quoted = (Decimal(str(bid)), Decimal(str(ask)))
+        point = PricePoint(name, Decimal(str(price)), Decimal(str(volume)), quoted)
+        return self._apply([point], self.clock())
 
     def step(self, count: int = 1) -> int:
         """Apply the price source's next `count` steps now (ignoring their delays).

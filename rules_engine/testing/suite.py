@@ -42,12 +42,13 @@ class FileResult:
         return not self.errors and all(c.passed for c in self.cases)
 
 
-def run_case(case: TestCase) -> CaseResult:
-    """Run one test through the offline loop and compare the outcome with its expectations."""
+def run_case(case: TestCase, state_dir: Path | str | None = None) -> CaseResult:
+    """Run one test through the engine's loop (`OfflineRunner`) and compare the outcome with
+    its expectations. `state_dir` keeps the run's state store and audit log."""
     started = time.perf_counter()
     result = CaseResult(case)
     with OfflineRunner(case.ruleset, start=case.start, wallet=case.wallet, limits=case.limits,
-                       timers=case.timers) as runner:
+                       timers=case.timers, state_dir=state_dir) as runner:
         for number, request in enumerate(case.open_orders, start=1):
             try:
                 runner.place_order(request)
