@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
+from rules_engine.sleeping import interruptible_sleep
+
 log = logging.getLogger(__name__)
 
 KILL_FILE_NAME = "KILL"
@@ -244,7 +246,11 @@ def install_signal_handler(
         switch.engage(f"{name} received", cancel_all=cancel_all, source="signal")
 
     loop.add_signal_handler(signum, handle)
-    return lambda: loop.remove_signal_handler(signum)
+
+    def remove() -> None:
+        loop.remove_signal_handler(signum)
+
+    return remove
 
 
 # ----------------------------------------------------------------------------- HTTP
@@ -384,7 +390,7 @@ class DeadMansSwitchKeeper:
                     self._report(exc)
                 if self._stopping:
                     break
-                await self._wait(max(delay, 0.0))
+                await interruptible_sleep(delay, self._wake, sleep=self._sleep)
         finally:
             self._done.set()
 
@@ -414,12 +420,3 @@ class DeadMansSwitchKeeper:
                 self._on_failure(exc, self.failures)
             except Exception:
                 log.exception("dead man's switch on_failure callback failed")
-
-    async def _wait(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()

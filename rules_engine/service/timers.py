@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from rules_engine.core.events import TimerBeat
 from rules_engine.core.model import TimerTrigger
 from rules_engine.schedule import next_fire, validate_timer
+from rules_engine.sleeping import interruptible_sleep
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +167,9 @@ class TimerScheduler:
 
     async def _wait(self, seconds: float) -> None:
         assert self._wake is not None
-        sleeper = asyncio.ensure_future(self._sleep(max(seconds, 0.0)))
-        waker = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await interruptible_sleep(seconds, self._wake, sleep=self._sleep)
         finally:
-            sleeper.cancel()
-            waker.cancel()
             self._wake.clear()
 
     def _poke(self) -> None:
