@@ -88,7 +88,7 @@ class PaperExecutor:
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Settle a decision left `sent`/`unknown` by a crash: find its order by client id.
-        `decision` is a state-store `Decision` row; `now` defaults to its last update."""
+        `decision` is a state-store `OrderRecord`; `now` defaults to its last update."""
         return reconcile_paper(self, decision, decision.updated_at if now is None else now)
 
     def close(self) -> None:

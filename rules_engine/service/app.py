@@ -10,7 +10,7 @@ Flow (one event queue, one consumer):
     TickerFeed (spot v2/v1, futures) -> Tick (+ the executor's paper fills) --+
     POST /signals/{source}           -> Signal -----------------------------+
     TimerScheduler                   -> TimerBeat --------------------------+--> queue --> consumer:
-    kill switch (file, HTTP, SIGUSR1) -> KillSwitch ------------------------+     engine.handle(event)   (pure)
+    kill switch (file, HTTP, SIGUSR1) -> KillSwitchFile --------------------+     engine.handle(event)   (pure)
     deadline timer                   -> Clock at engine.next_deadline() ---+     trace -> audit log
     dispatch lane                    -> ActionResult, OrderUpdate, ... ----+     intents -> dispatch lane
 
@@ -56,12 +56,10 @@ from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
-    KillState,
+    KillFileState,
+    KillSwitchFile,
     install_signal_handler,
     kill_file,
-)
-from rules_engine.service.killswitch import (
-    KillSwitch as KillSwitchFile,
 )
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
@@ -70,7 +68,7 @@ from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.timers import TimerScheduler
 from rules_engine.service.trace_audit import audit_trace
-from rules_engine.state import Decision, StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
+from rules_engine.state import OrderRecord, StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
 
@@ -92,7 +90,7 @@ class _Reload:
 _STOP = object()
 Listener = Callable[[str, Any], None]
 """`listener(kind, payload)`: `trace` (TraceRecord), `report` ((intent, ExecutionReport)),
-`reload` (dict), `signal_rejected` ((source, Rejected)), `kill_switch` (KillState)."""
+`reload` (dict), `signal_rejected` ((source, Rejected)), `kill_switch` (KillFileState)."""
 
 
 class EngineService:
@@ -439,7 +437,7 @@ class EngineService:
         assert self.store is not None
         return self.store.seen_signal(source, signal_id, now, ttl)
 
-    def _on_kill_change(self, state: KillState) -> None:
+    def _on_kill_change(self, state: KillFileState) -> None:
         self.metrics.kill_switch.set(1 if state.engaged else 0)
         self._audit("kill_switch", data=state.to_json())
         log.warning("kill switch %s", state.describe())
@@ -564,7 +562,7 @@ class EngineService:
         with self._unsaved_lock:
             self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
 
-    def _commit(self, store: StateStore, intents: Sequence[Any] = ()) -> dict[str, Decision]:
+    def _commit(self, store: StateStore, intents: Sequence[Any] = ()) -> dict[str, OrderRecord]:
         """One transaction: a `pending` row for each order intent (returned by client order
         id) and every state change taken so far. If it fails, the changes stay unsaved
         (under any taken since) for the next commit.
@@ -575,7 +573,7 @@ class EngineService:
         leaves, and the fsync on the way from tick to order is paid once, not twice."""
         with self._unsaved_lock:
             changes, self._unsaved = self._unsaved, None
-        rows: dict[str, Decision] = {}
+        rows: dict[str, OrderRecord] = {}
         durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
         try:
             with store.transaction(durable=durable):
@@ -602,7 +600,7 @@ class EngineService:
         rules that changed."""
         store, dispatcher, loop = self.store, self.dispatcher, self._loop
         assert store is not None and dispatcher is not None and loop is not None
-        rows: dict[str, Decision] = {}
+        rows: dict[str, OrderRecord] = {}
         if persist:
             try:
                 rows = self._commit(store, intents)
@@ -753,7 +751,7 @@ class EngineService:
     def health(self) -> dict[str, Any]:
         now = self.clock()
         feeds = self._feeds.health(now) if self._feeds is not None else {}
-        switch = self.kill_switch.state if self.kill_switch is not None else KillState(False)
+        switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
         ok = not self._stopping and all(f["connected"] for f in feeds.values())
         return {
             "ok": ok,
