@@ -29,7 +29,15 @@ from rules_engine.kraken.errors import raise_for_futures, raise_for_order_status
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, Transport
 from rules_engine.kraken.nonce import NonceSource, shared_nonce_source
 from rules_engine.kraken.order_codec import KrakenRequest, SendOrder, encode_send_order, futures_request
-from rules_engine.kraken.params import FORM_CONTENT_TYPE, encode_fields, epoch_of, form_fields, new_cl_ord_id, rfc3339
+from rules_engine.kraken.params import (
+    FORM_CONTENT_TYPE,
+    encode_fields,
+    epoch_of,
+    form_fields,
+    new_cl_ord_id,
+    rfc3339,
+    to_decimal,
+)
 from rules_engine.kraken.rest_client import RestClient, Signed
 from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -48,12 +56,6 @@ class SendOrderResult:
     cli_ord_id: str | None = None
     recovered: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-def _decimal(value: Number | None) -> Decimal | None:
-    if value is None or isinstance(value, Decimal):
-        return value
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
 
 
 class FuturesClient(RestClient):
@@ -169,15 +171,15 @@ class FuturesClient(RestClient):
             order_type=order_type,
             symbol=symbol,
             side=side,
-            size=_decimal(size),  # type: ignore[arg-type]
-            limit_price=_decimal(limit_price),
-            stop_price=_decimal(stop_price),
+            size=to_decimal(size),  # type: ignore[arg-type]
+            limit_price=to_decimal(limit_price),
+            stop_price=to_decimal(stop_price),
             cli_ord_id=cli_ord_id or new_cl_ord_id(),
             trigger_signal=trigger_signal,
             reduce_only=reduce_only,
-            trailing_stop_max_deviation=_decimal(trailing_stop_max_deviation),
+            trailing_stop_max_deviation=to_decimal(trailing_stop_max_deviation),
             trailing_stop_deviation_unit=trailing_stop_deviation_unit,
-            limit_price_offset_value=_decimal(limit_price_offset_value),
+            limit_price_offset_value=to_decimal(limit_price_offset_value),
             limit_price_offset_unit=limit_price_offset_unit,
             process_before=rfc3339(process_before) if isinstance(process_before, datetime) else process_before,
             broker=broker,

@@ -46,12 +46,20 @@ def wire_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return plain(value)
     if isinstance(value, float):
-        return plain(Decimal(repr(value)))
+        return plain(Decimal(repr(value)))  # the float's shortest repr, as to_decimal reads it
     if isinstance(value, datetime):
         return rfc3339(value)
     if isinstance(value, (list, tuple)):
         return ",".join(wire_text(v) for v in value)
     return str(value)
+
+
+def to_decimal(value: str | int | float | Decimal | None) -> Decimal | None:
+    """A caller's number as the Decimal it stands for (a float by its shortest repr, so
+    `0.1` is `Decimal("0.1")`); None stays None."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
 
 
 def wire_value(value: Any) -> WireValue:

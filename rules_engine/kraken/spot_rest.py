@@ -47,6 +47,7 @@ from rules_engine.kraken.params import (
     json_body,
     new_cl_ord_id,
     rfc3339,
+    to_decimal,
 )
 from rules_engine.kraken.rest_client import RestClient, Signed
 from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy
@@ -67,18 +68,11 @@ class AddOrderResult:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _decimal(value: Number | None) -> Decimal | None:
-    """A caller's number as the Decimal it stands for (a float by its shortest repr)."""
-    if value is None or isinstance(value, Decimal):
-        return value
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-
-
 def _price(value: Number | None) -> Decimal | str | None:
     """A price: a relative one (`+100`, `#5%`) stays text, an absolute one is a Decimal."""
     if isinstance(value, str) and is_relative(value):
         return value
-    return _decimal(value)
+    return to_decimal(value)
 
 
 class SpotClient(RestClient):
@@ -286,7 +280,7 @@ class SpotClient(RestClient):
             pair=pair,
             side=type,
             ordertype=ordertype,
-            volume=_decimal(volume),  # type: ignore[arg-type]
+            volume=to_decimal(volume),  # type: ignore[arg-type]
             price=_price(price),
             price2=_price(price2),
             trigger=trigger,
@@ -297,7 +291,7 @@ class SpotClient(RestClient):
             timeinforce=timeinforce,
             starttm=None if starttm is None else str(starttm),
             expiretm=None if expiretm is None else str(expiretm),
-            displayvol=_decimal(displayvol),
+            displayvol=to_decimal(displayvol),
             asset_class=asset_class,
             close_ordertype=close_ordertype,
             close_price=_price(close_price),
