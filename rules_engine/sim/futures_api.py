@@ -273,9 +273,10 @@ class FuturesApi:
         status: dict[str, Any] = {"order_id": order.order_id, "status": result.status, "receivedTime": iso_ms(now)}
         if order.cli_ord_id is not None:
             status["cliOrdId"] = order.cli_ord_id
+        events: list[dict[str, Any]]
         if result.status in _REJECT_REASONS:
             reason = _REJECT_REASONS[result.status]
-            events: list[dict[str, Any]] = [{"type": "REJECT", "uid": order.order_id, "reason": reason, "order": self.order_json(order)}]
+            events = [{"type": "REJECT", "uid": order.order_id, "reason": reason, "order": self.order_json(order)}]
         elif result.fills:
             events = [
                 {
