@@ -24,6 +24,8 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
+from rules_engine.core.decimals import plain
+
 GENESIS = "0" * 64
 """`prev` of the first record of a log."""
 
@@ -34,14 +36,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert `value` to plain JSON types: Decimal -> str, Enum -> its value, dataclass ->
+    """Convert `value` to plain JSON types: Decimal -> plain text (`1E+1` -> "10"), Enum -> its value, dataclass ->
     dict, tuple/set -> list, bytes -> UTF-8 text, datetime -> ISO text, non-finite float ->
     str, exception -> "Type: message", mapping keys -> str; anything else -> str(value)."""
     kind = type(value)  # the exact common types first: one audit record is built per trace record
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is Decimal:
-        return str(value)
+        return plain(value)
     if kind is dict:
         return {k if type(k) is str else str(k): to_jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, str)):
@@ -49,7 +51,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Decimal):
-        return str(value)
+        return plain(value)
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value)
     if isinstance(value, Mapping):
@@ -73,7 +75,7 @@ def to_jsonable(value: Any) -> Any:
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return plain(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -26,9 +26,9 @@ from rules_engine.config import ConfigError, EngineConfig, load_config
 from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.killswitch import (
     STATE_DIR_ENV,
-    KillState,
-    KillSwitch,
+    KillFileState,
     KillSwitchError,
+    KillSwitchFile,
     default_state_dir,
     kill_file,
     read_kill_file,
@@ -82,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
 def _via_file(args: argparse.Namespace, state_dir: Path) -> int:
     path = kill_file(state_dir)
     if args.status:
-        return _show(read_kill_file(path) or KillState(False), args.json)
+        return _show(read_kill_file(path) or KillFileState(False), args.json)
     if not state_dir.is_dir():
         return _fail(f"state dir {state_dir} does not exist: "
                      f"pass the engine's with --state-dir, --config or ${STATE_DIR_ENV}")
-    switch = KillSwitch(path)
+    switch = KillSwitchFile(path)
     if args.clear:
         try:
             state = switch.clear(source=_who())
@@ -129,7 +129,7 @@ def _via_http(args: argparse.Namespace, config: EngineConfig | None) -> int:
     if answer.get("warning"):
         print(f"rules-engine kill: warning: {answer['warning']}", file=sys.stderr)
     data = answer["kill_switch"]
-    state = KillState(bool(data.get("engaged")), data.get("reason", ""), bool(data.get("cancel_all")),
+    state = KillFileState(bool(data.get("engaged")), data.get("reason", ""), bool(data.get("cancel_all")),
                       data.get("source", ""), data.get("time"))
     return _show(state, args.json)
 
@@ -150,7 +150,7 @@ def _who() -> str:
     return f"cli {user}@{socket.gethostname()}"
 
 
-def _show(state: KillState, as_json: bool) -> int:
+def _show(state: KillFileState, as_json: bool) -> int:
     print(json.dumps(state.to_json()) if as_json else f"kill switch: {state.describe()}")
     return 0
 

@@ -1,9 +1,10 @@
 """Intents: what the core decided to do, fully resolved.
 
-Every value is concrete (Decimals and strings, no expressions), so an executor only maps
-an intent onto Kraken's wire format and sends it. An intent that needs its outcome back
-(orders, cancels, the dead man's switch, balance reads) is answered by an `ActionResult`
-carrying the same `intent_id`; `Log` and `Notify` are fire-and-forget.
+Every value is concrete (Decimals and strings, no expressions). The core knows no wire
+format: `rules_engine.kraken.order_codec` encodes an intent into Kraken's exact request.
+An intent that needs its outcome back (orders, cancels, the dead man's switch, balance
+reads) is answered by an `ActionResult` carrying the same `intent_id`; `Log` and `Notify`
+are fire-and-forget.
 
 Expected `ActionResult.data` on success (executors fill these in):
 - PlaceOrder: `{"txid": ["OU22CG-KLAF2-FWUDD7"]}` (Kraken's AddOrder result; none with validate=true)
@@ -19,10 +20,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any, ClassVar
 
-
-def _text(value: Decimal | str) -> str:
-    """A Decimal in plain notation (`1E+1` -> `10`), a string unchanged."""
-    return format(value, "f") if isinstance(value, Decimal) else value
+from rules_engine.core.decimals import plain
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +39,7 @@ class Intent:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Decimal):
-                value = _text(value)
+                value = plain(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -50,7 +48,8 @@ class Intent:
 
 @dataclass(frozen=True, kw_only=True)
 class PlaceOrder(Intent):
-    """Kraken Spot AddOrder. `notional` is the estimate the risk check used."""
+    """Kraken Spot AddOrder. A `str` price is a relative price (`+5%`, `#10`) as written.
+    `notional` is the estimate the risk check used."""
 
     cl_ord_id: str
     pair: str
@@ -72,35 +71,6 @@ class PlaceOrder(Intent):
     close_price2: Decimal | str | None = None
     notional: Decimal | None = None
     kind: ClassVar[str] = "place_order"
-
-    def kraken_params(self) -> dict[str, str]:
-        """AddOrder's parameters as Kraken names them (without nonce)."""
-        params = {
-            "pair": self.pair,
-            "type": self.side,
-            "ordertype": self.ordertype,
-            "volume": _text(self.volume),
-            "cl_ord_id": self.cl_ord_id,
-        }
-        optional: dict[str, Decimal | str | None] = {
-            "price": self.price,
-            "price2": self.price2,
-            "trigger": self.trigger,
-            "leverage": self.leverage,
-            "timeinforce": self.timeinforce,
-            "starttm": self.starttm,
-            "expiretm": self.expiretm,
-            "displayvol": self.displayvol,
-            "close[ordertype]": self.close_ordertype,
-            "close[price]": self.close_price,
-            "close[price2]": self.close_price2,
-        }
-        params.update({k: _text(v) for k, v in optional.items() if v is not None})
-        if self.oflags:
-            params["oflags"] = ",".join(self.oflags)
-        if self.reduce_only:
-            params["reduce_only"] = "true"
-        return params
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,25 +114,6 @@ class FuturesSendOrder(Intent):
     reduce_only: bool = False
     notional: Decimal | None = None
     kind: ClassVar[str] = "futures_send_order"
-
-    def kraken_params(self) -> dict[str, str]:
-        """sendorder's parameters as Kraken Futures names them."""
-        params = {
-            "orderType": self.order_type,
-            "symbol": self.symbol,
-            "side": self.side,
-            "size": _text(self.size),
-            "cliOrdId": self.cli_ord_id,
-        }
-        if self.limit_price is not None:
-            params["limitPrice"] = _text(self.limit_price)
-        if self.stop_price is not None:
-            params["stopPrice"] = _text(self.stop_price)
-        if self.trigger_signal is not None:
-            params["triggerSignal"] = self.trigger_signal
-        if self.reduce_only:
-            params["reduceOnly"] = "true"
-        return params
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from rules_engine.core.decimals import plain
 from rules_engine.core.intents import AnyIntent
 
 TraceKind = Literal["trigger", "guard", "state", "decision", "risk", "blocked", "action", "error", "dropped"]
@@ -15,7 +16,7 @@ TraceKind = Literal["trigger", "guard", "state", "decision", "risk", "blocked", 
 def jsonable(value: Any) -> Any:
     """Decimals as plain strings, tuples as lists, mappings with string keys, recursively."""
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return plain(value)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, frozenset, set)):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from rules_engine.core.decimals import plain
+
 _LEGACY_FIAT = {"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"}
 _MODERN = {"XBT": "BTC", "XDG": "DOGE"}
 CLOSED_STATUSES = frozenset({"closed", "canceled", "cancelled", "expired", "filled", "rejected"})
@@ -112,7 +114,7 @@ class Balances:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "values": {a: [format(v, "f"), t, e] for a, (v, t, e) in self.values.items()},
+            "values": {a: [plain(v), t, e] for a, (v, t, e) in self.values.items()},
             "snapshot": list(self.snapshot) if self.snapshot else None,
             "epoch": self.epoch,
         }
@@ -159,9 +161,9 @@ class OrderView:
             "rule_id": self.rule_id,
             "cl_ord_id": self.cl_ord_id,
             "txids": list(self.txids),
-            "volume": None if self.volume is None else format(self.volume, "f"),
-            "price": None if self.price is None else format(self.price, "f"),
-            "filled": format(self.filled, "f"),
+            "volume": None if self.volume is None else plain(self.volume),
+            "price": None if self.price is None else plain(self.price),
+            "filled": plain(self.filled),
             "placed_at": self.placed_at,
         }
 

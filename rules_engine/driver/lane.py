@@ -31,7 +31,7 @@ from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.execution.report import ExecutionReport
-from rules_engine.state.store import Decision as OrderRow
+from rules_engine.state.store import OrderRecord
 from rules_engine.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class CommitLane:
 
     def run(self, job: Job) -> Reported:
         """Commit, then dispatch each intent; never raises for an execution failure."""
-        rows: dict[str, OrderRow] = {}
+        rows: dict[str, OrderRecord] = {}
         reported: Reported = []
         if job.persist:
             try:
@@ -102,13 +102,13 @@ class CommitLane:
             reported.append((None, self.dispatcher.read_account()))
         return reported
 
-    def commit(self, intents: Sequence[Intent] = ()) -> dict[str, OrderRow]:
+    def commit(self, intents: Sequence[Intent] = ()) -> dict[str, OrderRecord]:
         """One transaction: a `pending` row per order intent (returned by client order id)
         and every state change taken so far."""
         with self._lock:
             changes, self._unsaved = self._unsaved, None
         store = self.store
-        rows: dict[str, OrderRow] = {}
+        rows: dict[str, OrderRecord] = {}
         durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
         try:
             with store.transaction(durable=durable):

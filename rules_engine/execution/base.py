@@ -41,7 +41,7 @@ class Executor(Protocol):
         ...
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
-        """Settle an order decision (a state-store `Decision` left sent/unknown) by
+        """Settle an order decision (a state-store `OrderRecord` left sent/unknown) by
         looking its order up by client order id; never sends the order."""
         ...
 

@@ -40,7 +40,7 @@ from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
-from rules_engine.state.store import FINAL_STATUSES, Decision, StateStore
+from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
 
-    def dispatch(self, intent: it.Intent, recorded: Decision | None = None) -> ExecutionReport:
+    def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None) -> ExecutionReport:
         """Carry out one intent safely; returns the report whose `result` (then `events`)
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
@@ -162,7 +162,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ orders
 
-    def _dispatch_order(self, intent: it.Intent, recorded: Decision | None) -> ExecutionReport:
+    def _dispatch_order(self, intent: it.Intent, recorded: OrderRecord | None) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"
@@ -197,7 +197,7 @@ class Dispatcher:
         self._note(report.events)
         return report
 
-    def _duplicate(self, intent: it.Intent, decision: Decision, now: float) -> ExecutionReport:
+    def _duplicate(self, intent: it.Intent, decision: OrderRecord, now: float) -> ExecutionReport:
         """A decision seen before: answer from the store if final, else look it up."""
         self._audit_safe("duplicate", intent.rule_id, {
             "intent_id": intent.intent_id, "cl_ord_id": decision.cl_ord_id, "status": decision.status,
@@ -210,7 +210,7 @@ class Dispatcher:
             return ExecutionReport(result)
         return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
 
-    def _reconcile(self, decision: Decision, kind: str, intent_id: str | None = None) -> ExecutionReport:
+    def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None) -> ExecutionReport:
         now = self._clock()
         report = self.executor.reconcile(decision, now)
         if intent_id is not None and report.result.intent_id != intent_id:
@@ -227,7 +227,7 @@ class Dispatcher:
         self._note(report.events)
         return report
 
-    def _abandon(self, decision: Decision) -> ExecutionReport:
+    def _abandon(self, decision: OrderRecord) -> ExecutionReport:
         now = self._clock()
         intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
         result = refused(intent_id, now, "never sent: the engine stopped before sending it", "OrderNotPlaced")

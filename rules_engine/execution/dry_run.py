@@ -22,11 +22,11 @@ from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.core.events import Event, OrderUpdate, Tick
-from rules_engine.execution import wire
 from rules_engine.execution.account import SYNC_ID, account_report
 from rules_engine.execution.base import run_local
 from rules_engine.execution.paper import PaperExecutor
 from rules_engine.execution.report import ExecutionReport, failure, ok
+from rules_engine.kraken.order_codec import intent_request
 from rules_engine.pairs import PairRegistry
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.state.store import StateStore
@@ -136,7 +136,8 @@ class DryRunExecutor:
 
     def _real_balance(self, intent: it.ReadBalance, now: float) -> ExecutionReport:
         """A read-only Balance call on the real account (really sent: not "would send")."""
-        request = wire.intent_request(intent)
+        encoded = intent_request(intent)
+        request = encoded.record() if encoded is not None else None
         try:
             balances = dict(self.balance_reader())  # type: ignore[misc]
         except Exception as exc:  # never raise: the error is the result

@@ -1,7 +1,9 @@
 """Live: real signed orders on Kraken Spot (and Futures, when its key is configured).
 
 Every intent type is sent through the REST clients, which sign under the key's nonce
-lock, respect the rate limits and retry only what is safe to repeat:
+lock, respect the rate limits and retry only what is safe to repeat. An order's request is
+encoded once (`kraken.order_codec.intent_request`, with its deadline): the report's
+`request` (the audit record) is that request, and the client sends exactly its parameters.
 
 - `PlaceOrder` -> AddOrder with the decision's deterministic `cl_ord_id` and a `deadline`
   (`order_deadline` seconds ahead, 15 by default; Kraken allows 2 to 60), through the
@@ -32,53 +34,17 @@ from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.core.events import Event, OrderUpdate, Tick
-from rules_engine.execution import wire
 from rules_engine.execution.account import read_kraken_account
 from rules_engine.execution.base import run_local
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.kraken import errors as kraken_errors
 from rules_engine.kraken.futures_rest import FuturesClient
+from rules_engine.kraken.order_codec import KrakenRequest, cancel_targets, futures_cancel_targets, intent_request
 from rules_engine.kraken.params import rfc3339
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
 
 FUTURES_PLACED = frozenset({"placed", "partiallyFilled", "filled"})
-
-
-def text(value: Decimal | str | None) -> str | None:
-    """A Decimal in plain notation for the wire (`1E+1` -> `10`)."""
-    if value is None:
-        return None
-    return format(value, "f") if isinstance(value, Decimal) else str(value)
-
-
-def add_order_kwargs(intent: it.PlaceOrder) -> dict[str, Any]:
-    """`SpotClient.add_order` keyword arguments for an intent (pair, type, ordertype and
-    volume are positional)."""
-    return {
-        "price": text(intent.price),
-        "price2": text(intent.price2),
-        "trigger": intent.trigger,
-        "leverage": intent.leverage,
-        "reduce_only": True if intent.reduce_only else None,
-        "oflags": ",".join(intent.oflags) or None,
-        "timeinforce": intent.timeinforce,
-        "starttm": intent.starttm,
-        "expiretm": intent.expiretm,
-        "close_ordertype": intent.close_ordertype,
-        "close_price": text(intent.close_price),
-        "close_price2": text(intent.close_price2),
-        "displayvol": text(intent.displayvol),
-        "cl_ord_id": intent.cl_ord_id,
-    }
-
-
-def place_spot(spot: SpotClient, intent: it.PlaceOrder, *, validate: bool = False,
-               deadline: str | None = None) -> Any:
-    return spot.add_order(
-        intent.pair, intent.side, intent.ordertype, text(intent.volume),  # type: ignore[arg-type]
-        validate=validate, deadline=deadline, **add_order_kwargs(intent),
-    )
 
 
 def spot_order_update(txid: str, order: Mapping[str, Any], now: float) -> OrderUpdate:
@@ -129,24 +95,25 @@ class LiveExecutor:
     def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
         if isinstance(intent, (it.Log, it.Notify)):
             return run_local(intent, now)
-        request = wire.intent_request(intent)
+        encoded = intent_request(intent, deadline=self._deadline())
+        request = encoded.record() if encoded is not None else None
         try:
-            report = self._run(intent, now, request)
+            report = self._run(intent, now, encoded, request)
         except Exception as exc:  # never raise: the error is the result
-            text_, _, _ = describe_error(exc)
-            return ExecutionReport(failure(intent, now, exc), request, {"error": [redact(text_)]})
+            text, _, _ = describe_error(exc)
+            return ExecutionReport(failure(intent, now, exc), request, {"error": [redact(text)]})
         return report
 
-    def _run(self, intent: it.Intent, now: float, request: dict[str, Any] | None) -> ExecutionReport:
-        if isinstance(intent, it.PlaceOrder):
-            deadline = self._deadline()
-            request["params"]["deadline"] = deadline  # type: ignore[index]
-            placed = place_spot(self.spot, intent, deadline=deadline)
+    def _run(self, intent: it.Intent, now: float, encoded: KrakenRequest | None,
+             request: dict[str, Any] | None) -> ExecutionReport:
+        """Carry out `intent`; an order is sent as `encoded`, the request the audit records."""
+        if isinstance(intent, it.PlaceOrder) and encoded is not None:
+            placed = self.spot.place(encoded)
             data = {"txid": list(placed.txid), "recovered": placed.recovered}
             response = {"result": redact(dict(placed.raw)), "recovered": placed.recovered}
             return ExecutionReport(ok(intent, now, data), request, response)
         if isinstance(intent, it.CancelOrder):
-            return self._cancel(intent, now, request, wire.cancel_targets(intent), self._cancel_spot)
+            return self._cancel(intent, now, request, cancel_targets(intent), self._cancel_spot)
         if isinstance(intent, it.CancelAll):
             result = self._futures().cancel_all_orders() if intent.market == "futures" else self.spot.cancel_all()
             count = result.get("count", len(result.get("cancelledOrders") or ()))
@@ -154,11 +121,11 @@ class LiveExecutor:
         if isinstance(intent, it.DeadManSwitch):
             result = self.spot.cancel_all_orders_after(intent.timeout)
             return ExecutionReport(ok(intent, now, dict(result)), request, {"result": redact(result)})
-        if isinstance(intent, it.FuturesSendOrder):
-            return self._send_futures(intent, now, request)
+        if isinstance(intent, it.FuturesSendOrder) and encoded is not None:
+            return self._send_futures(intent, now, encoded, request)
         if isinstance(intent, it.FuturesCancelOrder):
             self._futures()
-            return self._cancel(intent, now, request, wire.futures_cancel_targets(intent), self._cancel_futures)
+            return self._cancel(intent, now, request, futures_cancel_targets(intent), self._cancel_futures)
         if isinstance(intent, it.ReadBalance):
             if intent.market == "futures":
                 balances = futures_balances(self._futures().accounts())
@@ -189,7 +156,8 @@ class LiveExecutor:
                 cancel_one: Callable[[Mapping[str, str]], Any]) -> ExecutionReport:
         """Cancel each target in turn; an order already gone is listed under `unknown`.
         The first other error stops there and is the result (with the count so far)."""
-        count, unknown, answers = 0, [], []
+        count, unknown = 0, []
+        answers: list[dict[str, Any]] = []
         for target in targets:
             try:
                 answer = cancel_one(target)
@@ -209,16 +177,9 @@ class LiveExecutor:
             data["unknown"] = unknown
         return ExecutionReport(ok(intent, now, data), request, {"results": redact(answers)})
 
-    def _send_futures(self, intent: it.FuturesSendOrder, now: float, request: Any) -> ExecutionReport:
-        futures = self._futures()
-        deadline = self._deadline()
-        request["params"]["processBefore"] = deadline
-        sent = futures.send_order(
-            intent.order_type, intent.symbol, intent.side, text(intent.size),  # type: ignore[arg-type]
-            limit_price=text(intent.limit_price), stop_price=text(intent.stop_price), cli_ord_id=intent.cli_ord_id,
-            trigger_signal=intent.trigger_signal, reduce_only=True if intent.reduce_only else None,  # type: ignore[arg-type]
-            process_before=deadline,
-        )
+    def _send_futures(self, intent: it.FuturesSendOrder, now: float, encoded: KrakenRequest,
+                      request: Any) -> ExecutionReport:
+        sent = self._futures().place(encoded)
         response = {"sendStatus": redact(dict(sent.raw)), "recovered": sent.recovered}
         if sent.status not in FUTURES_PLACED:
             result = refused(intent, now, sent.status, "OrderRejected", order_id=sent.order_id)

@@ -3,10 +3,11 @@
 Pure and synchronous: no I/O, no clock (time comes in as `now` / `tick.time`). Dry-run,
 replay and rule unit tests share it.
 
-- `PlaceOrder` is parsed from the AddOrder parameters it would send (the simulator's own
-  parser) and placed: a market order fills at once at the current paper price, a limit
-  order that is not marketable rests until `observe` moves the price through it (maker fill
-  at its limit price), stops trigger when the price crosses them. No price seen yet for
+- `PlaceOrder` is encoded into the AddOrder it would send (`kraken.order_codec`, the
+  report's `request`), read back with the simulator's own parser and placed: a market
+  order fills at once at the current paper price, a limit order that is not marketable
+  rests until `observe` moves the price through it (maker fill at its limit price), stops
+  trigger when the price crosses them. No price seen yet for
   the pair: a market order is refused with `EService:Unavailable`, as the simulator does.
 - `CancelOrder` / `CancelAll` / `DeadManSwitch` act on the paper orders.
 - `ReadBalance` answers from the paper wallet in Kraken's Balance format.
@@ -27,9 +28,9 @@ from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.core.events import BalanceUpdate, Event, OrderUpdate, Tick
-from rules_engine.execution import wire
 from rules_engine.execution.account import account_report
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
+from rules_engine.kraken.order_codec import KrakenRequest, cancel_targets, intent_request
 from rules_engine.pairs import PairRegistry
 from rules_engine.paper.add_order import iso_seconds, parse_add_order
 from rules_engine.paper.assets import Assets
@@ -52,10 +53,11 @@ class PaperExecutor:
 
     def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
         """Run one intent on the paper exchange; never raises."""
-        request = wire.intent_request(intent)
+        encoded = intent_request(intent)
+        request = encoded.record() if encoded is not None else None
         try:
             before = self._mark()
-            result, response = self._run(intent, now)
+            result, response = self._run(intent, now, encoded)
             placed = result.data.get("txid", [None])[0] if isinstance(intent, it.PlaceOrder) else None
             events = self._events(before, now, skip=placed)
         except Exception as exc:  # an executor never raises: the error becomes the result
@@ -95,7 +97,7 @@ class PaperExecutor:
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         """Settle a decision left `sent`/`unknown` by a crash: find its order by client id.
-        `decision` is a state-store `Decision` row; `now` defaults to its last update."""
+        `decision` is a state-store `OrderRecord`; `now` defaults to its last update."""
         return reconcile_paper(self, decision, decision.updated_at if now is None else now)
 
     def close(self) -> None:
@@ -136,9 +138,9 @@ class PaperExecutor:
 
     # ------------------------------------------------------------------ intents
 
-    def _run(self, intent: it.Intent, now: float) -> tuple[Any, dict[str, Any]]:
-        if isinstance(intent, it.PlaceOrder):
-            return self._place(intent, now)
+    def _run(self, intent: it.Intent, now: float, encoded: KrakenRequest | None) -> tuple[Any, dict[str, Any]]:
+        if isinstance(intent, it.PlaceOrder) and encoded is not None:
+            return self._place(intent, now, encoded)
         if isinstance(intent, it.CancelOrder):
             return self._cancel(intent, now)
         if isinstance(intent, it.CancelAll) and intent.market != "futures":
@@ -154,14 +156,14 @@ class PaperExecutor:
             balances = self.balances()
             return ok(intent, now, {"balances": balances}), {"result": balances}
         if isinstance(intent, (it.FuturesSendOrder, it.FuturesCancelOrder, it.CancelAll)):
-            data = {"would_send": True, "simulated": False}
-            return ok(intent, now, data), {"simulated": False}
+            return ok(intent, now, {"would_send": True, "simulated": False}), {"simulated": False}
         if isinstance(intent, (it.Log, it.Notify)):
             return ok(intent, now), {}
         return refused(intent, now, f"unsupported intent {intent.kind!r}", "UnsupportedIntent"), {}
 
-    def _place(self, intent: it.PlaceOrder, now: float) -> tuple[Any, dict[str, Any]]:
-        request = parse_add_order(wire.add_order_params(intent), self.exchange, now)
+    def _place(self, intent: it.PlaceOrder, now: float, encoded: KrakenRequest) -> tuple[Any, dict[str, Any]]:
+        """Place the order the encoded AddOrder describes, read as the simulator reads it."""
+        request = parse_add_order(encoded.params, self.exchange, now)
         order, fills = self.exchange.place(self.account, request, now)
         result = {"descr": {"order": describe(request, self.exchange.pair(request.pair))}, "txid": [order.txid]}
         paper = {"status": order.status, "fills": [f.to_json() for f in fills]}
@@ -170,7 +172,7 @@ class PaperExecutor:
     def _cancel(self, intent: it.CancelOrder, now: float) -> tuple[Any, dict[str, Any]]:
         """Cancel every target; an order already gone (unknown) is listed, not an error."""
         count, unknown = 0, []
-        for target in wire.cancel_targets(intent):
+        for target in cancel_targets(intent):
             try:
                 if "txid" in target:
                     count += len(self.exchange.cancel(self.account, now, txid=target["txid"]))

@@ -2,7 +2,8 @@
 (pair, minimums, tick size, funds rules it applies at validation, the signature and the
 nonce) and places none.
 
-- `PlaceOrder` -> AddOrder `validate=true`. Success is `ok` with `validated: true` and
+- `PlaceOrder` -> AddOrder `validate=true`, the request encoded once
+  (`kraken.order_codec`) and sent exactly as audited. Success is `ok` with `validated: true` and
   Kraken's `descr`, without a txid (nothing rests, and the core drops the order).
   Kraken's refusal is the result, as in live mode.
 - `ReadBalance` (spot) -> a real Balance read (the key needs "Query Funds").
@@ -19,11 +20,10 @@ from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.core.events import Event, Tick
-from rules_engine.execution import wire
 from rules_engine.execution.account import read_kraken_account
 from rules_engine.execution.base import run_local
-from rules_engine.execution.live import place_spot
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
+from rules_engine.kraken.order_codec import intent_request
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
 
@@ -39,15 +39,16 @@ class ValidateExecutor:
     def execute(self, intent: it.Intent, now: float) -> ExecutionReport:
         if isinstance(intent, (it.Log, it.Notify)):
             return run_local(intent, now)
-        request = wire.intent_request(intent, validate=True)
+        encoded = intent_request(intent, validate=True)
+        request = encoded.record() if encoded is not None else None
         if isinstance(intent, _NOT_SENT):
             data = {"would_send": True, "sent": False}
             return ExecutionReport(ok(intent, now, data), request, {"would_send": True, "reason": "validate mode"})
         try:
-            if isinstance(intent, it.PlaceOrder):
-                checked = place_spot(self.spot, intent, validate=True)
-                data = {"validated": True, "descr": dict(checked.descr)}
-                return ExecutionReport(ok(intent, now, data), request, {"result": redact(dict(checked.raw))})
+            if isinstance(intent, it.PlaceOrder) and encoded is not None:
+                checked = self.spot.place(encoded)
+                validated = {"validated": True, "descr": dict(checked.descr)}
+                return ExecutionReport(ok(intent, now, validated), request, {"result": redact(dict(checked.raw))})
             if isinstance(intent, it.ReadBalance) and intent.market == "spot":
                 balances = dict(self.spot.balance())
                 return ExecutionReport(ok(intent, now, {"balances": balances}), request, {"result": balances})

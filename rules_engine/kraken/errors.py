@@ -11,7 +11,7 @@ Every exception says what a caller may do next:
 
 ```
 KrakenError                              transient ambiguous retry_safe
-├── ExchangeError    Kraken answered with an error
+├── AnswerError      Kraken answered with an error
 │   ├── AuthError                        no        no        no
 │   │   ├── InvalidKey                   EAPI:Invalid key
 │   │   └── InvalidSignature             EAPI:Invalid signature
@@ -73,11 +73,12 @@ class KrakenError(Exception):
         return self.transient and not self.ambiguous
 
 
-class ExchangeError(KrakenError):
-    """Kraken received the request and answered with an error."""
+class AnswerError(KrakenError):
+    """Kraken received the request and answered with an error. (The paper exchange's own
+    error, carrying the string Kraken would send, is `rules_engine.paper.errors.ExchangeError`.)"""
 
 
-class AuthError(ExchangeError):
+class AuthError(AnswerError):
     pass
 
 
@@ -89,19 +90,19 @@ class InvalidSignature(AuthError):
     pass
 
 
-class NonceError(ExchangeError):
+class NonceError(AnswerError):
     """The nonce was not above the key's last one: another user of the key, or a bug."""
 
 
-class PermissionDenied(ExchangeError):
+class PermissionDenied(AnswerError):
     pass
 
 
-class Lockout(ExchangeError):
+class Lockout(AnswerError):
     """Kraken locked the key out (about 15 minutes); do not retry."""
 
 
-class RateLimited(ExchangeError):
+class RateLimited(AnswerError):
     """A Kraken rate counter is full; wait, then retry (`retry_at`: unix time, if Kraken said)."""
 
     transient = True
@@ -111,7 +112,7 @@ class RateLimited(ExchangeError):
         self.retry_at = retry_at
 
 
-class InvalidArguments(ExchangeError):
+class InvalidArguments(AnswerError):
     pass
 
 
@@ -119,11 +120,11 @@ class UnknownPair(InvalidArguments):
     pass
 
 
-class UnknownOrder(ExchangeError):
+class UnknownOrder(AnswerError):
     """No such order (never existed, or already closed)."""
 
 
-class OrderRejected(ExchangeError):
+class OrderRejected(AnswerError):
     """Kraken refused the order; it does not exist."""
 
 
@@ -147,7 +148,7 @@ class OrderNotPlaced(OrderRejected):
     """An ambiguous placement was looked up after its deadline and does not exist."""
 
 
-class ServiceUnavailable(ExchangeError):
+class ServiceUnavailable(AnswerError):
     """Kraken is down, busy or timed out internally; a write's outcome is unknown."""
 
     transient = True
@@ -266,7 +267,7 @@ def spot_error_class(error: str, method: str | None = None) -> type[KrakenError]
     for prefix, cls in _SPOT_PREFIXES:
         if text.startswith(prefix):
             return cls
-    return ExchangeError
+    return AnswerError
 
 
 def _throttled_until(text: str) -> float | None:
@@ -353,7 +354,7 @@ _FUTURES_ORDER_STATUS: dict[str, type[KrakenError]] = {
 
 
 def futures_error_class(error: str) -> type[KrakenError]:
-    return _FUTURES_ERRORS.get(error, ExchangeError)
+    return _FUTURES_ERRORS.get(error, AnswerError)
 
 
 def raise_for_futures(body: Any, method: str | None = None) -> dict[str, Any]:
@@ -370,7 +371,7 @@ def raise_for_futures(body: Any, method: str | None = None) -> dict[str, Any]:
     if not errors:
         errors.append(str(body.get("status") or body["result"]))
     cls = futures_error_class(errors[0])
-    if cls is ExchangeError and body.get("status") == "BAD_REQUEST":
+    if cls is AnswerError and body.get("status") == "BAD_REQUEST":
         cls = InvalidArguments
     raise cls(errors=errors, method=method)
 

@@ -7,8 +7,10 @@ the url-encoded query string (GET) or form body (POST) exactly as sent.
 Every answer goes through `raise_for_futures` (`"result": "error"` -> typed exception), and
 order calls also through `raise_for_order_status`: a refused order comes back as
 `"result": "success"` with `sendStatus.status` such as `insufficientAvailableFunds`.
-`send_order` follows the same at-most-once rule as Spot AddOrder, looking an ambiguous
-order up by `cliOrdId` in the open orders before ever sending it again.
+`send_order` (keywords) and `place` (a request encoded by `kraken.order_codec`) follow the
+same at-most-once rule as Spot AddOrder, looking an ambiguous order up by `cliOrdId` in the
+open orders before ever sending it again. Signing, sending, retries and placement are the
+plumbing shared with the Spot client (`kraken.rest_client`).
 """
 
 from __future__ import annotations
@@ -17,19 +19,29 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
-from rules_engine.kraken.errors import AuthError, raise_for_futures, raise_for_order_status
-from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
+from rules_engine.kraken.errors import raise_for_futures, raise_for_order_status
+from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, Transport
 from rules_engine.kraken.nonce import NonceSource, shared_nonce_source
-from rules_engine.kraken.params import FORM_CONTENT_TYPE, compact, epoch_of, new_cl_ord_id, query_params, rfc3339
-from rules_engine.kraken.placement import place_at_most_once
-from rules_engine.kraken.retry import RetryPolicy, call_with_retries
+from rules_engine.kraken.order_codec import KrakenRequest, SendOrder, encode_send_order, futures_request
+from rules_engine.kraken.params import (
+    FORM_CONTENT_TYPE,
+    encode_fields,
+    epoch_of,
+    form_fields,
+    new_cl_ord_id,
+    rfc3339,
+    to_decimal,
+)
+from rules_engine.kraken.rest_client import RestClient, Signed
+from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy
 
-Number = str | int | float
+Number = str | int | float | Decimal
 
 # Kraken suggests millisecond nonces for Futures.
 FUTURES_NONCE_UNIT_NS = 1_000_000
@@ -46,7 +58,7 @@ class SendOrderResult:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-class FuturesClient:
+class FuturesClient(RestClient):
     """Kraken Futures REST. Thread-safe; create one per API key and share it."""
 
     def __init__(
@@ -59,55 +71,59 @@ class FuturesClient:
         user_agent: str = DEFAULT_USER_AGENT,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
     ):
-        self.credentials = credentials
-        self.base_url = endpoints.futures_rest.rstrip("/")
+        super().__init__(
+            credentials,
+            endpoints.futures_rest,
+            nonce_source=nonce_source or shared_nonce_source(FUTURES_NONCE_UNIT_NS),
+            timeout=timeout,
+            user_agent=user_agent,
+            clock=clock,
+            sleep=sleep,
+            retry=retry,
+            transport=transport,
+            settle_seconds=settle_seconds,
+        )
         self._base_path = urlsplit(self.base_url).path
-        self.nonces = nonce_source or shared_nonce_source(FUTURES_NONCE_UNIT_NS)
-        self.transport = transport or RequestsTransport(timeout=timeout, user_agent=user_agent)
-        self.retry = retry
-        self.settle_seconds = settle_seconds
-        self._clock = clock
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"FuturesClient({self.base_url}, {self.credentials!r})"
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _retrying(self, fn: Callable[[], Any]) -> Any:
-        return call_with_retries(fn, policy=self.retry, sleep=self._sleep, clock=self._clock)
+    def _check(self, answer: Any, method: str) -> Any:
+        return raise_for_futures(answer, method)
+
+    def _path(self, endpoint: str) -> str:
+        """The signed path: `/derivatives/api/v3/<endpoint>` (Authent drops `/derivatives`)."""
+        return f"{self._base_path}/api/v3/{endpoint}"
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path[len(self._base_path):]
+
+    def _sign(self, credentials: Credentials, nonce: int, http_method: str, path: str,
+              params: Mapping[str, Any]) -> Signed:
+        """postData is the query (GET) or form body (POST) exactly as sent."""
+        fields = form_fields(params)
+        encoded = encode_fields(fields)
+        headers = {"APIKey": credentials.api_key, "Nonce": str(nonce),
+                   "Authent": credentials.futures_sign(path, str(nonce), encoded)}
+        if http_method == "GET":
+            return Signed(headers, query=fields)
+        headers["Content-Type"] = FORM_CONTENT_TYPE
+        return Signed(headers, body=encoded)
 
     def _call_once(self, http_method: str, endpoint: str, params: Mapping[str, Any], *, private: bool) -> dict:
         """One request to `/api/v3/<endpoint>`; private calls are signed under the key's lock."""
-        path = f"{self._base_path}/api/v3/{endpoint}"
-        url = self.base_url + f"/api/v3/{endpoint}"
-        fields = query_params(params)
-        encoded = urlencode(fields)
-        query = fields if http_method == "GET" else None
-        body = encoded if http_method == "POST" else None
-        if not private:
-            answer = self.transport.request(http_method, url, api_method=endpoint, params=query, body=body)
-            return raise_for_futures(answer, endpoint)
-        creds = self.credentials
-        if creds is None:
-            raise AuthError("no API credentials configured", method=endpoint)
-        with self.nonces.issue(creds.fingerprint) as nonce_value:
-            nonce = str(nonce_value)
-            headers = {"APIKey": creds.api_key, "Nonce": nonce, "Authent": creds.futures_sign(path, nonce, encoded)}
-            if body is not None:
-                headers["Content-Type"] = FORM_CONTENT_TYPE
-            answer = self.transport.request(
-                http_method, url, api_method=endpoint, params=query, body=body, headers=headers
-            )
-        return raise_for_futures(answer, endpoint)
+        if private:
+            return self._signed(http_method, self._path(endpoint), endpoint, params)
+        fields = form_fields(params)
+        query, body = (fields, None) if http_method == "GET" else (None, encode_fields(fields))
+        return self._unsigned(http_method, self._url(self._path(endpoint)), endpoint, query=query, body=body)
 
     def _call(self, http_method: str, endpoint: str, params: Mapping[str, Any] | None = None, *, private: bool) -> dict:
         """A call that is safe to repeat, retried on transient errors."""
-        clean = compact(params or {})
+        clean = futures_request(endpoint, params).params
         return self._retrying(lambda: self._call_once(http_method, endpoint, clean, private=private))
 
     # --- market data and account --------------------------------------------------------
@@ -151,30 +167,36 @@ class FuturesClient:
         Without `cli_ord_id` the client assigns a random one, so that an ambiguous failure
         can be settled by lookup; `process_before` plays the role of Spot's `deadline`.
         """
-        cli_ord_id = cli_ord_id or new_cl_ord_id()
-        before_text = rfc3339(process_before) if isinstance(process_before, datetime) else process_before
-        params = compact(
-            {
-                "orderType": order_type,
-                "symbol": symbol,
-                "side": side,
-                "size": size,
-                "limitPrice": limit_price,
-                "stopPrice": stop_price,
-                "cliOrdId": cli_ord_id,
-                "triggerSignal": trigger_signal,
-                "reduceOnly": reduce_only,
-                "trailingStopMaxDeviation": trailing_stop_max_deviation,
-                "trailingStopDeviationUnit": trailing_stop_deviation_unit,
-                "limitPriceOffsetValue": limit_price_offset_value,
-                "limitPriceOffsetUnit": limit_price_offset_unit,
-                "processBefore": before_text,
-                "broker": broker,
-            }
+        order = SendOrder(
+            order_type=order_type,
+            symbol=symbol,
+            side=side,
+            size=to_decimal(size),  # type: ignore[arg-type]
+            limit_price=to_decimal(limit_price),
+            stop_price=to_decimal(stop_price),
+            cli_ord_id=cli_ord_id or new_cl_ord_id(),
+            trigger_signal=trigger_signal,
+            reduce_only=reduce_only,
+            trailing_stop_max_deviation=to_decimal(trailing_stop_max_deviation),
+            trailing_stop_deviation_unit=trailing_stop_deviation_unit,
+            limit_price_offset_value=to_decimal(limit_price_offset_value),
+            limit_price_offset_unit=limit_price_offset_unit,
+            process_before=rfc3339(process_before) if isinstance(process_before, datetime) else process_before,
+            broker=broker,
         )
+        return self.place(encode_send_order(order))
+
+    def place(self, request: KrakenRequest) -> SendOrderResult:
+        """Send an encoded sendorder (`order_codec`) exactly as it is, at most once: after
+        an ambiguous failure it is looked up by `cliOrdId`, bounded by `processBefore`."""
+        if request.method != "sendorder":
+            raise ValueError(f"place() sends sendorder requests, not {request.method}")
+        cli_ord_id = request.params.get("cliOrdId")
+        cli_ord_id = None if cli_ord_id is None else str(cli_ord_id)
+        before = request.params.get("processBefore")
 
         def send() -> SendOrderResult:
-            status = self._call_once("POST", "sendorder", params, private=True).get("sendStatus") or {}
+            status = self._call_once("POST", "sendorder", request.params, private=True).get("sendStatus") or {}
             raise_for_order_status(status, "sendorder")
             return SendOrderResult(status.get("order_id"), str(status.get("status")), cli_ord_id, raw=status)
 
@@ -184,19 +206,8 @@ class FuturesClient:
                     return SendOrderResult(order.get("order_id"), "placed", cli_ord_id, recovered=True, raw=order)
             return None
 
-        deadline = epoch_of(before_text) if before_text is not None else None
-        result = place_at_most_once(
-            send,
-            find,
-            method="sendorder",
-            client_id=cli_ord_id,
-            deadline=deadline,
-            policy=self.retry,
-            clock=self._clock,
-            sleep=self._sleep,
-            settle_seconds=self.settle_seconds,
-        )
-        return result
+        deadline = epoch_of(str(before)) if before is not None else None
+        return self._place(send, find, method="sendorder", client_id=cli_ord_id, deadline=deadline)
 
     def cancel_order(
         self, order_id: str | None = None, *, cli_ord_id: str | None = None, process_before: str | None = None
@@ -212,7 +223,7 @@ class FuturesClient:
         return self._cancel("cancelallorders", {"symbol": symbol})
 
     def _cancel(self, endpoint: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        clean = compact(params)
+        clean = futures_request(endpoint, params).params
 
         def once() -> dict[str, Any]:
             status = self._call_once("POST", endpoint, clean, private=True).get("cancelStatus") or {}
@@ -225,14 +236,3 @@ class FuturesClient:
         if int(timeout) < 0:
             raise ValueError("timeout must be >= 0 seconds")
         return self._call("POST", "cancelallordersafter", {"timeout": int(timeout)}, private=True)["status"]
-
-    def close(self) -> None:
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> FuturesClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

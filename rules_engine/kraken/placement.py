@@ -57,7 +57,8 @@ def place_at_most_once(
                         errors=exc.errors,
                         method=method,
                     ) from exc
-                found = _look_up(find, method, client_id, max(sent_at + settle_seconds, deadline or 0.0), clock, sleep, exc)
+                not_before = max(sent_at + settle_seconds, deadline or 0.0)
+                found = _look_up(find, method, client_id, not_before, clock, sleep, exc)
                 if found is not None:
                     log.info("%s %s recovered by lookup after %s", method, client_id, exc)
                     return found

@@ -36,6 +36,9 @@ class RetryPolicy:
         return min(self.maximum, self.initial * 2 ** (attempt - 1)) + random.uniform(0, self.jitter)
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 def transient(exc: BaseException) -> bool:
     return isinstance(exc, KrakenError) and exc.transient
 

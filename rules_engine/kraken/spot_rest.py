@@ -7,7 +7,11 @@
 Guarantees:
 - One keep-alive HTTP session, explicit (connect, read) timeouts, a User-Agent.
 - Private calls of one key are nonce-stamped, signed and sent under the key's lock
-  (`NonceSource.issue`), so Kraken receives them in nonce order from any number of threads.
+  (`NonceSource.issue`), so Kraken receives them in nonce order from any number of threads
+  (the plumbing shared with the Futures client is `kraken.rest_client`).
+- Every parameter is encoded once (`kraken.order_codec`, `kraken.params`): `add_order`
+  builds an `AddOrder` and `place(request)` sends an encoded request exactly as given,
+  which is how the engine's executors send the request they audited.
 - Reads, cancels and validate-only orders retry transient errors with exponential backoff
   and jitter. A real AddOrder is never resent blind: after an ambiguous failure (read
   timeout, lost connection, 5xx, `EService:*`) the client looks the order up by its
@@ -23,30 +27,32 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
-from rules_engine.kraken.errors import AuthError, RateLimited, raise_for_spot
-from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
+from rules_engine.kraken.errors import RateLimited, raise_for_spot
+from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, Transport
 from rules_engine.kraken.limiter import RateLimiter
 from rules_engine.kraken.nonce import NonceSource, shared_nonce_source
+from rules_engine.kraken.order_codec import AddOrder, KrakenRequest, encode_add_order, is_relative, spot_request
 from rules_engine.kraken.params import (
     FORM_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
-    compact,
     epoch_of,
     form_body,
+    form_fields,
     ids_text,
     json_body,
     new_cl_ord_id,
-    query_params,
     rfc3339,
+    to_decimal,
 )
-from rules_engine.kraken.placement import place_at_most_once
-from rules_engine.kraken.retry import RetryPolicy, call_with_retries
+from rules_engine.kraken.rest_client import RestClient, Signed
+from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy
 
-Number = str | int | float  # Decimal is accepted too; prefer str or Decimal for prices
+Number = str | int | float | Decimal  # prefer str or Decimal for prices
 BodyFormat = Literal["form", "json"]
 
 
@@ -62,7 +68,14 @@ class AddOrderResult:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-class SpotClient:
+def _price(value: Number | None) -> Decimal | str | None:
+    """A price: a relative one (`+100`, `#5%`) stays text, an absolute one is a Decimal."""
+    if isinstance(value, str) and is_relative(value):
+        return value
+    return to_decimal(value)
+
+
+class SpotClient(RestClient):
     """Kraken Spot REST. Thread-safe; create one per API key and share it."""
 
     def __init__(
@@ -77,68 +90,64 @@ class SpotClient:
         body_format: BodyFormat = "form",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         limiter: RateLimiter | None = None,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
     ):
         if body_format not in ("form", "json"):
             raise ValueError("body_format must be 'form' or 'json'")
-        self.credentials = credentials
-        self.base_url = endpoints.spot_rest.rstrip("/")
+        super().__init__(
+            credentials,
+            endpoints.spot_rest,
+            nonce_source=nonce_source or shared_nonce_source(),
+            timeout=timeout,
+            user_agent=user_agent,
+            clock=clock,
+            sleep=sleep,
+            retry=retry,
+            transport=transport,
+            settle_seconds=settle_seconds,
+        )
         self.body_format = body_format
-        self.nonces = nonce_source or shared_nonce_source()
         self.limiter = limiter or RateLimiter(tier, clock=clock, sleep=sleep)
-        self.transport = transport or RequestsTransport(timeout=timeout, user_agent=user_agent)
-        self.retry = retry
-        self.settle_seconds = settle_seconds
-        self._clock = clock
-        self._sleep = sleep
-
-    def __repr__(self) -> str:
-        return f"SpotClient({self.base_url}, {self.credentials!r})"
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _retrying(self, fn: Callable[[], Any]) -> Any:
-        return call_with_retries(fn, policy=self.retry, sleep=self._sleep, clock=self._clock)
+    def _check(self, answer: Any, method: str) -> Any:
+        return raise_for_spot(answer, method)
+
+    def _sign(self, credentials: Credentials, nonce: int, http_method: str, path: str,
+              params: Mapping[str, Any]) -> Signed:
+        """The body (`nonce` and the parameters, canonical order) signed over its exact text."""
+        if self.body_format == "json":
+            body, content_type = json_body({"nonce": nonce, **params}), JSON_CONTENT_TYPE
+        else:
+            body, content_type = form_body({"nonce": nonce, **params}), FORM_CONTENT_TYPE
+        headers = {
+            "API-Key": credentials.api_key,
+            "API-Sign": credentials.spot_sign(path, nonce, body),
+            "Content-Type": content_type,
+        }
+        return Signed(headers, body=body)
 
     def _public(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         url = f"{self.base_url}/0/public/{method}"
-        query = query_params(params or {})
+        query = form_fields(params or {})
+        return self._retrying(lambda: self._unsigned("GET", url, method, query=query))
 
-        def once() -> Any:
-            body = self.transport.request("GET", url, api_method=method, params=query)
-            return raise_for_spot(body, method)
-
-        return self._retrying(once)
-
-    def _encode(self, params: Mapping[str, Any]) -> tuple[str, str]:
-        if self.body_format == "json":
-            return json_body(params), JSON_CONTENT_TYPE
-        return form_body(params), FORM_CONTENT_TYPE
-
-    def _private_once(
-        self, method: str, params: Mapping[str, Any], *, pair: str | None = None, order_id: str | None = None
-    ) -> Any:
-        """One signed call. Waits for the rate counters outside the key's lock, then counts,
-        nonces, signs and sends under it, so Kraken sees the calls in counting and nonce order."""
-        creds = self.credentials
-        if creds is None:
-            raise AuthError("no API credentials configured", method=method)
+    def _send(self, request: KrakenRequest, *, pair: str | None = None, order_id: str | None = None) -> Any:
+        """One signed call of `request`, exactly its parameters plus the nonce. Waits for
+        the rate counters outside the key's lock, then counts the call under it, so Kraken
+        sees the calls in counting and nonce order."""
+        method = request.method
         self.limiter.wait_for_room(method, pair=pair, order_id=order_id)
-        path = f"/0/private/{method}"
-        with self.nonces.issue(creds.fingerprint) as nonce:
+
+        def count() -> None:
             self.limiter.acquire(method, pair=pair, order_id=order_id)
-            body, content_type = self._encode({"nonce": nonce, **params})
-            headers = {
-                "API-Key": creds.api_key,
-                "API-Sign": creds.spot_sign(path, nonce, body),
-                "Content-Type": content_type,
-            }
-            envelope = self.transport.request("POST", self.base_url + path, api_method=method, body=body, headers=headers)
+
         try:
-            return raise_for_spot(envelope, method)
+            return self._signed("POST", request.path, method, request.params, before_send=count)
         except RateLimited as exc:
             trading = any(e.startswith("EOrder") for e in exc.errors)
             self.limiter.note_rate_limited(pair if trading and pair else None)
@@ -146,8 +155,8 @@ class SpotClient:
 
     def _private(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """A private call that is safe to repeat (read, cancel): retried on transient errors."""
-        clean = compact(params or {})
-        return self._retrying(lambda: self._private_once(method, clean))
+        request = spot_request(method, params)
+        return self._retrying(lambda: self._send(request))
 
     # --- public market data -------------------------------------------------------------
 
@@ -267,52 +276,59 @@ class SpotClient:
             raise ValueError("userref and cl_ord_id are mutually exclusive (Kraken rule)")
         if cl_ord_id is None and userref is None:
             cl_ord_id = new_cl_ord_id()
-        deadline_text = rfc3339(deadline) if isinstance(deadline, datetime) else deadline
-        close = {"ordertype": close_ordertype, "price": close_price, "price2": close_price2}
-        params = compact(
-            {
-                "pair": pair,
-                "type": type,
-                "ordertype": ordertype,
-                "volume": volume,
-                "displayvol": displayvol,
-                "asset_class": asset_class,
-                "price": price,
-                "price2": price2,
-                "trigger": trigger,
-                "leverage": leverage,
-                "reduce_only": reduce_only,
-                "stptype": stptype,
-                "oflags": oflags,
-                "timeinforce": timeinforce,
-                "starttm": starttm,
-                "expiretm": expiretm,
-                "close": compact(close) or None,
-                "deadline": deadline_text,
-                "validate": True if validate else None,
-                "userref": userref,
-                "cl_ord_id": cl_ord_id,
-            }
-        )
-        if validate:
-            return self._validate_order(pair, params, cl_ord_id)
-        return self._place_order(pair, params, cl_ord_id, epoch_of(deadline) if deadline is not None else None)
-
-    def _validate_order(self, pair: str, params: Mapping[str, Any], cl_ord_id: str | None) -> AddOrderResult:
-        result = self._retrying(lambda: self._private_once("AddOrder", params, pair=pair))
-        return AddOrderResult(
-            txid=tuple(result.get("txid") or ()),
-            descr=result.get("descr", {}),
+        order = AddOrder(
+            pair=pair,
+            side=type,
+            ordertype=ordertype,
+            volume=to_decimal(volume),  # type: ignore[arg-type]
+            price=_price(price),
+            price2=_price(price2),
+            trigger=trigger,
+            leverage=leverage,
+            reduce_only=reduce_only,
+            stptype=stptype,
+            oflags=tuple(oflags.split(",") if isinstance(oflags, str) else oflags or ()),
+            timeinforce=timeinforce,
+            starttm=None if starttm is None else str(starttm),
+            expiretm=None if expiretm is None else str(expiretm),
+            displayvol=to_decimal(displayvol),
+            asset_class=asset_class,
+            close_ordertype=close_ordertype,
+            close_price=_price(close_price),
+            close_price2=_price(close_price2),
+            deadline=rfc3339(deadline) if isinstance(deadline, datetime) else deadline,
+            validate=validate,
+            userref=userref,
             cl_ord_id=cl_ord_id,
-            validated_only=True,
-            raw=result,
         )
+        return self.place(encode_add_order(order))
 
-    def _place_order(
-        self, pair: str, params: Mapping[str, Any], cl_ord_id: str | None, deadline: float | None
-    ) -> AddOrderResult:
+    def place(self, request: KrakenRequest) -> AddOrderResult:
+        """Send an encoded AddOrder (`order_codec`) exactly as it is, plus the nonce.
+
+        Validate-only requests are retried like reads. A real order is placed at most
+        once: after an ambiguous failure it is looked up by its `cl_ord_id` (and bounded
+        by its `deadline`), never resent blind.
+        """
+        if request.method != "AddOrder":
+            raise ValueError(f"place() sends AddOrder requests, not {request.method}")
+        params = request.params
+        pair = str(params["pair"])
+        cl_ord_id = params.get("cl_ord_id")
+        cl_ord_id = None if cl_ord_id is None else str(cl_ord_id)
+        if params.get("validate") is True:
+            result = self._retrying(lambda: self._send(request, pair=pair))
+            return AddOrderResult(
+                txid=tuple(result.get("txid") or ()),
+                descr=result.get("descr", {}),
+                cl_ord_id=cl_ord_id,
+                validated_only=True,
+                raw=result,
+            )
+        deadline = params.get("deadline")
+
         def send() -> AddOrderResult:
-            result = self._private_once("AddOrder", params, pair=pair)
+            result = self._send(request, pair=pair)
             return AddOrderResult(tuple(result.get("txid") or ()), result.get("descr", {}), cl_ord_id, raw=result)
 
         def find() -> AddOrderResult | None:
@@ -323,17 +339,8 @@ class SpotClient:
             descr = {"order": (order.get("descr") or {}).get("order", "")}
             return AddOrderResult((txid,), descr, cl_ord_id, recovered=True, raw=order)
 
-        placed = place_at_most_once(
-            send,
-            find,
-            method="AddOrder",
-            client_id=cl_ord_id,
-            deadline=deadline,
-            policy=self.retry,
-            clock=self._clock,
-            sleep=self._sleep,
-            settle_seconds=self.settle_seconds,
-        )
+        placed = self._place(send, find, method="AddOrder", client_id=cl_ord_id,
+                             deadline=epoch_of(str(deadline)) if deadline is not None else None)
         self.limiter.record_order([*placed.txid, *([cl_ord_id] if cl_ord_id else [])], pair)
         return placed
 
@@ -357,7 +364,8 @@ class SpotClient:
         params = {"txid": txid} if txid is not None else {"cl_ord_id": cl_ord_id}
         order_id = str(txid if txid is not None else cl_ord_id)
 
-        return self._retrying(lambda: self._private_once("CancelOrder", params, order_id=order_id))
+        request = spot_request("CancelOrder", params)
+        return self._retrying(lambda: self._send(request, order_id=order_id))
 
     def cancel_all(self) -> dict[str, Any]:
         """Cancel every open order of the account: `{"count": n}`."""
@@ -370,15 +378,3 @@ class SpotClient:
         if not 0 <= int(timeout) < 86400:
             raise ValueError("timeout must be 0 (disable) or 1..86399 seconds")
         return self._private("CancelAllOrdersAfter", {"timeout": int(timeout)})
-
-    def close(self) -> None:
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> SpotClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-

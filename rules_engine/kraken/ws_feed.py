@@ -47,6 +47,7 @@ from rules_engine.kraken.ws_frames import (
     dialect_for,
 )
 from rules_engine.pairs import PairRegistry
+from rules_engine.sleeping import interruptible_sleep
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,7 @@ class TickerFeed:
             attempt += 1
             self.stats.next_backoff = delay
             self._report("reconnecting", f"in {delay:.3f} s")
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
+            await interruptible_sleep(delay, self._stop)
         self.stats.connected = False
 
     def stop(self) -> None:

@@ -1,7 +1,8 @@
 """Kraken AddOrder parameters read into a paper `OrderRequest`, as Kraken reads them.
 
-The simulator's AddOrder/EditOrder and the paper executor both read parameters here, so an
-order the engine would send is understood the same way in a dry run and in `rules-engine sim`.
+The simulator's AddOrder and the paper executor both read parameters here, decoded by
+`kraken.order_codec` (the one encoding of an order), so an order the engine would send is
+understood the same way in a dry run and in `rules-engine sim`.
 Every refusal is the `ExchangeError` Kraken would answer (`EGeneral:Invalid arguments:price`).
 """
 
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rules_engine.kraken import order_codec as codec
+from rules_engine.kraken.order_codec import AddOrder, BadParameter, decode_add_order
 from rules_engine.pairs import PairInfo
 from rules_engine.paper.assets import quantize
 from rules_engine.paper.errors import ExchangeError
@@ -26,58 +29,33 @@ def _invalid(field: str) -> ExchangeError:
 
 
 # ---------------------------------------------------------------------- parameter reading
+# The codec's readers, with a malformed value refused as Kraken refuses it.
 
 
 def text(params: Mapping[str, Any], key: str) -> str | None:
     """A parameter as the text the client meant (`true` for JSON true, `1.25` for 1.25)."""
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    return codec.param_text(params, key)
 
 
 def flag(params: Mapping[str, Any], key: str, default: bool = False) -> bool:
-    raw = text(params, key)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise _invalid(key)
+    try:
+        return codec.param_flag(params, key, default)
+    except BadParameter as exc:
+        raise _invalid(exc.name) from None
 
 
 def number(params: Mapping[str, Any], key: str) -> Decimal | None:
-    raw = text(params, key)
-    if raw is None or raw == "":
-        return None
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise _invalid(key) from None
-    if not value.is_finite():
-        raise _invalid(key)
-    return value
+        return codec.param_decimal(params, key)
+    except BadParameter as exc:
+        raise _invalid(exc.name) from None
 
 
 def integer(params: Mapping[str, Any], key: str) -> int | None:
-    value = number(params, key)
-    if value is None:
-        return None
-    if value != value.to_integral_value():
-        raise _invalid(key)
-    return int(value)
-
-
-def _close_param(params: Mapping[str, Any], name: str) -> Any:
-    nested = params.get("close")
-    if isinstance(nested, Mapping) and name in nested:
-        return nested[name]
-    return params.get(f"close[{name}]")
+    try:
+        return codec.param_int(params, key)
+    except BadParameter as exc:
+        raise _invalid(exc.name) from None
 
 
 def _split(raw: str | None) -> list[str]:
@@ -93,7 +71,7 @@ def iso_seconds(now: float) -> str:
 
 def _relative(raw: str) -> tuple[str, Offset] | None:
     """`+5`, `-1.5%`, `#10` -> (sign, offset); None for an absolute price."""
-    if not raw or (raw[0] not in "+-#" and not raw.endswith("%")):
+    if not codec.is_relative(raw):
         return None
     sign = raw[0] if raw[0] in "+-#" else "+"
     body = raw[1:] if raw[0] in "+-#" else raw
@@ -105,15 +83,15 @@ def _relative(raw: str) -> tuple[str, Offset] | None:
     return sign, Offset(amount, percent)
 
 
-def _resolve_price(raw: str, field: str, reference: Decimal | None, toward: int, pair: PairInfo) -> Decimal:
-    """An absolute price from AddOrder's `price`/`price2` text. Relative prices move from
+def _resolve_price(raw: Decimal | str, field: str, reference: Decimal | None, toward: int,
+                   pair: PairInfo) -> Decimal:
+    """An absolute price from AddOrder's `price`/`price2`. Relative prices move from
     `reference` (the last price; for price2 the trigger price); `#` moves in `toward`."""
+    if isinstance(raw, Decimal):
+        return raw
     relative = _relative(raw)
     if relative is None:
-        try:
-            return Decimal(raw)
-        except InvalidOperation:
-            raise _invalid(field) from None
+        raise _invalid(field)
     if reference is None:
         raise ExchangeError("EService:Unavailable")
     sign, offset = relative
@@ -128,8 +106,7 @@ def _toward(ordertype: str, side: str) -> int:
     return -1 if below else 1
 
 
-def _time_param(params: Mapping[str, Any], key: str, now: float) -> float:
-    raw = text(params, key)
+def _time_param(raw: str | None, key: str, now: float) -> float:
     if raw is None or raw in ("", "0"):
         return 0.0
     try:
@@ -147,85 +124,79 @@ def _side(raw: str | None) -> Side:
 
 
 def parse_add_order(params: Mapping[str, Any], exchange: PaperExchange, now: float) -> OrderRequest:
-    """Read AddOrder's parameters into an `OrderRequest` (prices made absolute)."""
-    pair_name = text(params, "pair")
-    if not pair_name:
-        raise _invalid("pair")
-    pair = exchange.pair(pair_name)
-    side = _side(text(params, "type"))
-    ordertype = text(params, "ordertype") or ""
-    volume = number(params, "volume")
-    if volume is None:
-        raise _invalid("volume")
-    leverage = text(params, "leverage")
-    if leverage not in (None, "", "none"):
+    """Read AddOrder's parameters (decoded by `kraken.order_codec`, the one encoding of an
+    order) into an `OrderRequest`, prices made absolute."""
+    try:
+        order = decode_add_order(params)
+    except BadParameter as exc:
+        raise _invalid(exc.name) from None
+    return order_request(order, exchange, now)
+
+
+def order_request(order: AddOrder, exchange: PaperExchange, now: float) -> OrderRequest:
+    """An `OrderRequest` for a decoded AddOrder, checked as Kraken checks it."""
+    pair = exchange.pair(order.pair)
+    side, ordertype = order.side, order.ordertype
+    if order.leverage not in (None, "", "none"):
         raise ExchangeError("EOrder:Cannot open position")
-    if text(params, "trigger") == "index":
+    if order.trigger == "index":
         raise ExchangeError("EGeneral:Invalid arguments:Index unavailable")
-    if text(params, "trigger") not in (None, "", "last", "index"):
+    if order.trigger not in (None, "", "last"):
         raise _invalid("trigger")
-    if text(params, "stptype") not in (None, "", "cancel-newest", "cancel-oldest", "cancel-both"):
+    if order.stptype not in (None, "", "cancel-newest", "cancel-oldest", "cancel-both"):
         raise _invalid("stptype")
-    last = exchange.last_price(pair.altname)
-    raw_price, raw_price2 = text(params, "price"), text(params, "price2")
     price = price2 = None
     trail = trail_limit = None
     if ordertype in TRAILING:
-        relative = _relative(raw_price or "")
+        relative = _relative(order.price) if isinstance(order.price, str) else None
         if relative is None or relative[0] != "+":
             raise _invalid("price")
         trail = relative[1]
         if ordertype == "trailing-stop-limit":
-            relative2 = _relative(raw_price2 or "")
+            relative2 = _relative(order.price2) if isinstance(order.price2, str) else None
             if relative2 is None or relative2[0] == "#":
                 raise _invalid("price2")
             sign, offset = relative2
             trail_limit = Offset(offset.amount if sign == "+" else -offset.amount, offset.percent)
     else:
-        if raw_price:
-            price = _resolve_price(raw_price, "price", last, _toward(ordertype, side), pair)
-        if raw_price2:
-            price2 = _resolve_price(raw_price2, "price2", price, _toward("limit", side), pair)
-    oflags = params.get("oflags")
-    flags = frozenset(oflags if isinstance(oflags, (list, tuple)) else _split(text(params, "oflags")))
-    userref = integer(params, "userref")
+        if order.price is not None:
+            last = exchange.last_price(pair.altname)
+            price = _resolve_price(order.price, "price", last, _toward(ordertype, side), pair)
+        if order.price2 is not None:
+            price2 = _resolve_price(order.price2, "price2", price, _toward("limit", side), pair)
     close = None
-    close_type = _close_param(params, "ordertype")
-    if close_type:
+    if order.close_ordertype:
         close = CloseSpec(
-            str(close_type),
-            _close_price(params, "price"),
-            _close_price(params, "price2"),
+            order.close_ordertype,
+            _close_price(order.close_price, "price"),
+            _close_price(order.close_price2, "price2"),
         )
     return OrderRequest(
         pair=pair.altname,
         side=side,
         ordertype=ordertype,
-        volume=volume,
+        volume=order.volume,
         price=price,
         price2=price2,
         trail=trail,
         trail_limit=trail_limit,
-        oflags=flags,
-        timeinforce=(text(params, "timeinforce") or "GTC").upper(),
-        starttm=_time_param(params, "starttm", now),
-        expiretm=_time_param(params, "expiretm", now),
-        userref=userref,
-        cl_ord_id=text(params, "cl_ord_id") or None,
+        oflags=frozenset(order.oflags),
+        timeinforce=(order.timeinforce or "GTC").upper(),
+        starttm=_time_param(order.starttm, "starttm", now),
+        expiretm=_time_param(order.expiretm, "expiretm", now),
+        userref=order.userref,
+        cl_ord_id=order.cl_ord_id,
         close=close,
-        displayvol=number(params, "displayvol"),
-        reduce_only=flag(params, "reduce_only"),
+        displayvol=order.displayvol,
+        reduce_only=bool(order.reduce_only),
     )
 
 
-def _close_price(params: Mapping[str, Any], name: str) -> Decimal | None:
-    raw = _close_param(params, name)
-    if raw is None or str(raw) == "":
-        return None
-    try:
-        return Decimal(str(raw))
-    except InvalidOperation:
-        raise _invalid(f"close[{name}]") from None
+def _close_price(value: Decimal | str | None, name: str) -> Decimal | None:
+    """A conditional close's price: absolute only (the paper exchange has no relative ones)."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    raise _invalid(f"close[{name}]")
 
 
 def check_deadline(params: Mapping[str, Any], now: float) -> None:
@@ -240,5 +211,3 @@ def check_deadline(params: Mapping[str, Any], now: float) -> None:
         raise ExchangeError("EService:Deadline elapsed")
     if deadline > now + MAX_DEADLINE:
         raise _invalid("deadline")
-
-

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from rules_engine.core.decimals import plain
 from rules_engine.pairs import PairInfo
 from rules_engine.paper.assets import fmt
 
@@ -54,7 +55,7 @@ class Offset:
     def text(self, places: int) -> str:
         sign = "+" if self.amount >= 0 else "-"
         if self.percent:
-            return f"{sign}{abs(self.amount):f}%"
+            return f"{sign}{plain(abs(self.amount))}%"
         return f"{sign}{fmt(abs(self.amount), places)}"
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from rules_engine.core import intents as it
+from rules_engine.core.decimals import plain
 from rules_engine.durations import format_duration
 from rules_engine.replay.outcomes import FillRecord, Outcome
 
@@ -17,7 +18,7 @@ def number(value: Decimal | int | str | None) -> str:
     if value is None:
         return "-"
     if isinstance(value, Decimal):
-        text = format(value, "f")
+        text = plain(value)
         return text.rstrip("0").rstrip(".") if "." in text else text
     return str(value)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from rules_engine.core.decimals import plain
 from rules_engine.core.intents import AnyIntent, ReadBalance
 from rules_engine.core.trace import TraceRecord
 
@@ -190,4 +191,4 @@ class OutcomeRecorder:
 
 
 def _plain(value: Any) -> str:
-    return format(value, "f") if isinstance(value, Decimal) else str(value)
+    return plain(value) if isinstance(value, Decimal) else str(value)

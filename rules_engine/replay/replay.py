@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
+from rules_engine.core.decimals import plain
 from rules_engine.core.events import Tick
 from rules_engine.core.model import RuleSet
 from rules_engine.replay.data import DataError, DataFile, merged_ticks
@@ -150,7 +151,7 @@ class RuleSummary:
 
     def to_dict(self) -> dict[str, Any]:
         def amounts(values: dict[str, Decimal]) -> dict[str, str]:
-            return {pair: format(amount, "f") for pair, amount in sorted(values.items())}
+            return {pair: plain(amount) for pair, amount in sorted(values.items())}
 
         return {
             "rule": self.rule_id, "fires": self.fires, "completed": self.completed, "stopped": self.stopped,

@@ -55,11 +55,11 @@ from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
-    KillState,
+    KillFileState,
+    KillSwitchFile,
     install_signal_handler,
     kill_file,
 )
-from rules_engine.service.killswitch import KillSwitch as KillSwitchFile
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
@@ -459,7 +459,7 @@ class EngineService:
         assert self.store is not None
         return self.store.seen_signal(source, signal_id, now, ttl)
 
-    def _on_kill_change(self, state: KillState) -> None:
+    def _on_kill_change(self, state: KillFileState) -> None:
         self.metrics.kill_switch.set(1 if state.engaged else 0)
         self._audit("kill_switch", data=state.to_json())
         log.warning("kill switch %s", state.describe())
@@ -648,7 +648,7 @@ class EngineService:
 
     def health(self) -> dict[str, Any]:
         now = self.clock()
-        switch = self.kill_switch.state if self.kill_switch is not None else KillState(False)
+        switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
         return health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
             rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,

@@ -5,8 +5,8 @@ Kill switch
     `<state_dir>/KILL` present means engaged, whatever it holds (a bare `touch` works; the
     engine writes JSON with the reason, who and when). Four ways to engage it, one state:
     the file itself (`rules-engine kill` writes it), `POST /kill` with a bearer token,
-    SIGUSR1, and `KillSwitch.engage` in process. Every change, however it came, reaches
-    the one `on_change(KillState)` callback, where the engine stops actions, cancels all
+    SIGUSR1, and `KillSwitchFile.engage` in process. Every change, however it came, reaches
+    the one `on_change(KillFileState)` callback, where the engine stops actions, cancels all
     open orders if asked, and audits. The engine calls `poll()` (or runs `watch()`) to
     notice changes made by other processes; it fails closed: a kill file it cannot read,
     or one it could not write, still counts as engaged.
@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
+from rules_engine.sleeping import interruptible_sleep
+
 log = logging.getLogger(__name__)
 
 KILL_FILE_NAME = "KILL"
@@ -61,7 +63,7 @@ class KillSwitchError(Exception):
 
 
 @dataclass(frozen=True)
-class KillState:
+class KillFileState:
     """Engaged (with why, by whom, when, and whether to cancel every open order) or clear
     (with who cleared it and when)."""
 
@@ -86,7 +88,7 @@ class KillState:
         return f"ENGAGED{when} by {self.source or 'unknown'}: {self.reason or 'no reason given'}{extra}"
 
 
-def read_kill_file(path: Path) -> KillState | None:
+def read_kill_file(path: Path) -> KillFileState | None:
     """The state a kill file describes, or None if there is no file. Any file counts as
     engaged: unreadable or non-JSON content becomes the reason."""
     try:
@@ -94,21 +96,22 @@ def read_kill_file(path: Path) -> KillState | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        return KillState(True, f"kill file cannot be checked ({exc.strerror}); failing closed", source="file")
+        return KillFileState(True, f"kill file cannot be checked ({exc.strerror}); failing closed", source="file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(_MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        return KillState(True, f"kill file present but unreadable ({exc.strerror})", source="file", time=stat.st_mtime)
+        reason = f"kill file present but unreadable ({exc.strerror})"
+        return KillFileState(True, reason, source="file", time=stat.st_mtime)
     try:
         data = json.loads(raw)
     except ValueError:
         data = None
     if isinstance(data, dict):
         stamp = data.get("time")
-        return KillState(
+        return KillFileState(
             engaged=True,
             reason=str(data.get("reason") or "kill file present")[:MAX_REASON_LENGTH],
             cancel_all=data.get("cancel_all") is True,
@@ -116,10 +119,10 @@ def read_kill_file(path: Path) -> KillState | None:
             time=float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else stat.st_mtime,
         )
     text = raw.decode("utf-8", "replace").strip()
-    return KillState(True, (text or "kill file present")[:MAX_REASON_LENGTH], source="file", time=stat.st_mtime)
+    return KillFileState(True, (text or "kill file present")[:MAX_REASON_LENGTH], source="file", time=stat.st_mtime)
 
 
-def write_kill_file(path: Path, state: KillState) -> None:
+def write_kill_file(path: Path, state: KillFileState) -> None:
     """Write the engaged state atomically (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".KILL.", dir=path.parent)
@@ -142,41 +145,42 @@ def write_kill_file(path: Path, state: KillState) -> None:
             os.close(dir_fd)
 
 
-class KillSwitch:
+class KillSwitchFile:
     """The engaged/clear state behind `state_file`. `on_change(state)` is called on every
     engage, on a clear that changes something, and when `poll()` finds the file changed."""
 
     def __init__(
         self,
         state_file: str | Path,
-        on_change: Callable[[KillState], None] | None = None,
+        on_change: Callable[[KillFileState], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(state_file)
         self.on_change = on_change
         self._clock = clock
-        self._state = read_kill_file(self.path) or KillState(False)
+        self._state = read_kill_file(self.path) or KillFileState(False)
         self.persist_error: str | None = None
 
     @property
-    def state(self) -> KillState:
+    def state(self) -> KillFileState:
         return self._state
 
     @property
     def engaged(self) -> bool:
         return self._state.engaged
 
-    def engage(self, reason: str, cancel_all: bool = False, source: str = "api") -> KillState:
+    def engage(self, reason: str, cancel_all: bool = False, source: str = "api") -> KillFileState:
         """Engage now (or again, e.g. to add `cancel_all`). Never raises for I/O: if the
         file cannot be written the switch stays engaged in memory, `persist_error` says
         why, and `poll()` keeps retrying the write."""
-        state = KillState(True, (reason or "no reason given")[:MAX_REASON_LENGTH], cancel_all, source, self._clock())
+        text = (reason or "no reason given")[:MAX_REASON_LENGTH]
+        state = KillFileState(True, text, cancel_all, source, self._clock())
         self._state = state
         self._persist()
         self._notify(state)
         return state
 
-    def clear(self, source: str = "api") -> KillState:
+    def clear(self, source: str = "api") -> KillFileState:
         """Clear the switch (remove the file). Raises KillSwitchError, staying engaged, if
         the file cannot be removed."""
         if not self._state.engaged and not self.path.exists():
@@ -186,12 +190,12 @@ class KillSwitch:
         except OSError as exc:
             raise KillSwitchError(f"cannot remove kill file {self.path}: {exc.strerror}") from None
         self.persist_error = None
-        state = KillState(False, source=source, time=self._clock())
+        state = KillFileState(False, source=source, time=self._clock())
         self._state = state
         self._notify(state)
         return state
 
-    def poll(self) -> KillState | None:
+    def poll(self) -> KillFileState | None:
         """Re-read the file; return (and report) the new state if it changed, else None."""
         observed = read_kill_file(self.path)
         if observed is None:
@@ -200,7 +204,7 @@ class KillSwitch:
             if self.persist_error is not None:
                 self._persist()  # engaged in memory, never written: stay engaged, retry
                 return None
-            observed = KillState(False, source="file removed", time=self._clock())
+            observed = KillFileState(False, source="file removed", time=self._clock())
         elif observed == self._state:
             return None
         self._state = observed
@@ -221,7 +225,7 @@ class KillSwitch:
             self.persist_error = f"cannot write kill file {self.path}: {exc.strerror or exc}"
             log.error("kill switch engaged in memory only: %s", self.persist_error)
 
-    def _notify(self, state: KillState) -> None:
+    def _notify(self, state: KillFileState) -> None:
         if self.on_change is None:
             return
         try:
@@ -232,7 +236,7 @@ class KillSwitch:
 
 def install_signal_handler(
     loop: asyncio.AbstractEventLoop,
-    switch: KillSwitch,
+    switch: KillSwitchFile,
     cancel_all: bool = False,
     signum: int = signal.SIGUSR1,
 ) -> Callable[[], None]:
@@ -244,13 +248,17 @@ def install_signal_handler(
         switch.engage(f"{name} received", cancel_all=cancel_all, source="signal")
 
     loop.add_signal_handler(signum, handle)
-    return lambda: loop.remove_signal_handler(signum)
+
+    def remove() -> None:
+        loop.remove_signal_handler(signum)
+
+    return remove
 
 
 # ----------------------------------------------------------------------------- HTTP
 
 
-def add_kill_routes(app: web.Application, switch: KillSwitch, token: str, prefix: str = "/kill") -> None:
+def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, prefix: str = "/kill") -> None:
     """`GET {prefix}` (state), `POST {prefix}` (engage; optional JSON body
     `{"reason": str, "cancel_all": bool, "source": str}`) and `POST {prefix}/clear`, each
     requiring `Authorization: Bearer <token>`."""
@@ -384,7 +392,7 @@ class DeadMansSwitchKeeper:
                     self._report(exc)
                 if self._stopping:
                     break
-                await self._wait(max(delay, 0.0))
+                await interruptible_sleep(delay, self._wake, sleep=self._sleep)
         finally:
             self._done.set()
 
@@ -414,12 +422,3 @@ class DeadMansSwitchKeeper:
                 self._on_failure(exc, self.failures)
             except Exception:
                 log.exception("dead man's switch on_failure callback failed")
-
-    async def _wait(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()

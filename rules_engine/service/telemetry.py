@@ -18,7 +18,7 @@ log = logging.getLogger("rules_engine.service")
 
 Listener = Callable[[str, Any], None]
 """`listener(kind, payload)`: `trace` (TraceRecord), `report` ((intent, ExecutionReport)),
-`reload` (dict), `signal_rejected` ((source, Rejected)), `kill_switch` (kill file state)."""
+`reload` (dict), `signal_rejected` ((source, Rejected)), `kill_switch` (KillFileState)."""
 
 
 class Listeners:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rules_engine.kraken.order_codec import BadParameter, decode_send_order
 from rules_engine.paper.errors import FuturesError
 from rules_engine.sim.futures import ORDER_TYPES, FuturesExchange, FuturesOrder, Product, SendResult
 from rules_engine.sim.market import MarketData
@@ -233,35 +234,37 @@ class FuturesApi:
         return data
 
     def send_order(self, account: str, params: Mapping[str, str], now: float) -> dict[str, Any]:
-        for key in ("orderType", "symbol", "side", "size"):
-            if not params.get(key):
-                raise FuturesError("requiredArgumentMissing")
-        order_type, side = params["orderType"], params["side"]
-        if order_type not in ORDER_TYPES or side not in ("buy", "sell"):
+        """sendorder, its parameters decoded by `kraken.order_codec` (as the engine encodes them)."""
+        try:
+            order = decode_send_order(params)
+        except BadParameter as exc:
+            raise FuturesError("requiredArgumentMissing" if exc.missing else "invalidArgument") from None
+        if order.order_type not in ORDER_TYPES or order.side not in ("buy", "sell"):
             raise FuturesError("invalidArgument")
-        if self.exchange.product(params["symbol"]) is None:
+        if self.exchange.product(order.symbol) is None:
             raise FuturesError("invalidArgument")
-        limit_price = _number(params, "limitPrice", required=order_type in ("lmt", "post", "ioc", "fok"))
-        stop_price = _number(params, "stopPrice", required=order_type in ("stp", "take_profit"))
-        process_before = params.get("processBefore")
-        if process_before:
+        if order.limit_price is None and order.order_type in ("lmt", "post", "ioc", "fok"):
+            raise FuturesError("requiredArgumentMissing")
+        if order.stop_price is None and order.order_type in ("stp", "take_profit"):
+            raise FuturesError("requiredArgumentMissing")
+        if order.process_before:
             try:
-                deadline = datetime.fromisoformat(process_before.replace("Z", "+00:00")).timestamp()
+                deadline = datetime.fromisoformat(order.process_before.replace("Z", "+00:00")).timestamp()
             except ValueError:
                 raise FuturesError("invalidArgument") from None
             if deadline < now:
                 return {"sendStatus": {"status": "wouldProcessAfterSpecifiedTime", "receivedTime": iso_ms(now)}}
         result = self.exchange.send_order(
             account,
-            symbol=params["symbol"],
-            side=side,
-            order_type=order_type,
-            size=_number(params, "size", required=True),  # type: ignore[arg-type]
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            size=order.size,
             now=now,
-            limit_price=limit_price,
-            stop_price=stop_price,
-            cli_ord_id=params.get("cliOrdId") or None,
-            reduce_only=params.get("reduceOnly", "").lower() == "true",
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            cli_ord_id=order.cli_ord_id,
+            reduce_only=bool(order.reduce_only),
         )
         return {"sendStatus": self._send_status(result, now)}
 
@@ -270,8 +273,10 @@ class FuturesApi:
         status: dict[str, Any] = {"order_id": order.order_id, "status": result.status, "receivedTime": iso_ms(now)}
         if order.cli_ord_id is not None:
             status["cliOrdId"] = order.cli_ord_id
+        events: list[dict[str, Any]]
         if result.status in _REJECT_REASONS:
-            events = [{"type": "REJECT", "uid": order.order_id, "reason": _REJECT_REASONS[result.status], "order": self.order_json(order)}]
+            reason = _REJECT_REASONS[result.status]
+            events = [{"type": "REJECT", "uid": order.order_id, "reason": reason, "order": self.order_json(order)}]
         elif result.fills:
             events = [
                 {

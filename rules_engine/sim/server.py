@@ -42,6 +42,7 @@ from rules_engine.sim.market import MarketData
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
 from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
 from rules_engine.sim.spot_rest import SpotRest
+from rules_engine.sleeping import interruptible_sleep
 
 FUTURES_BUDGET = (500, 50)  # cost units per key: maximum, and decay per second (500 per 10 s)
 START_TIMEOUT = 10.0
@@ -203,8 +204,7 @@ class Simulator:
         """Sleep up to `seconds`, waking early when the server stops."""
         if self._stopping is None or seconds <= 0:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await interruptible_sleep(seconds, self._stopping)
 
     # ------------------------------------------------------------------ serving
 

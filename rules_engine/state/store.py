@@ -101,7 +101,7 @@ class UnknownDecisionError(StateStoreError):
 
 
 @dataclass(frozen=True)
-class Decision:
+class OrderRecord:
     """One order decision. `created` is True only on the `record_decision` call that
     inserted it (False when it returned an existing row)."""
 
@@ -345,8 +345,8 @@ class StateStore:
 
     # ------------------------------------------------------------------ decisions
 
-    def _decision(self, row: tuple[Any, ...], created: bool = False) -> Decision:
-        return Decision(
+    def _decision(self, row: tuple[Any, ...], created: bool = False) -> OrderRecord:
+        return OrderRecord(
             cl_ord_id=row[0],
             rule_id=row[1],
             decision_id=row[2],
@@ -359,7 +359,7 @@ class StateStore:
             created=created,
         )
 
-    def _fetch(self, conn: sqlite3.Connection, cl_ord_id: str) -> Decision | None:
+    def _fetch(self, conn: sqlite3.Connection, cl_ord_id: str) -> OrderRecord | None:
         row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?", (cl_ord_id,)).fetchone()
         return None if row is None else self._decision(row)
 
@@ -370,7 +370,7 @@ class StateStore:
         decision_id: str,
         intent: Mapping[str, Any],
         status: str = "pending",
-    ) -> Decision:
+    ) -> OrderRecord:
         """Record a decision before anything is sent. Idempotent by `cl_ord_id`: if it is
         already recorded, return that row unchanged (`created=False`). Raises
         DecisionConflictError if that row belongs to another rule or decision."""
@@ -396,7 +396,7 @@ class StateStore:
             )
             return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
 
-    def mark_sent(self, cl_ord_id: str) -> Decision:
+    def mark_sent(self, cl_ord_id: str) -> OrderRecord:
         """pending -> sent; call right before the request leaves. Later statuses are kept."""
         now = self._clock()
         with self._tx() as conn:
@@ -407,7 +407,7 @@ class StateStore:
             )
             return self._require(conn, cl_ord_id)
 
-    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None) -> Decision:
+    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None) -> OrderRecord:
         """Record what became of the order: accepted, rejected, unknown, filled, cancelled
         or abandoned (never sent). A status that would move the decision backwards, or
         any change to a final one, is ignored; the stored decision is returned."""
@@ -424,17 +424,17 @@ class StateStore:
             )
             return self._require(conn, cl_ord_id)
 
-    def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> Decision:
+    def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> OrderRecord:
         decision = self._fetch(conn, cl_ord_id)
         if decision is None:
             raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
         return decision
 
-    def get_decision(self, cl_ord_id: str) -> Decision | None:
+    def get_decision(self, cl_ord_id: str) -> OrderRecord | None:
         with self._reading() as conn:
             return self._fetch(conn, cl_ord_id)
 
-    def decisions_for(self, decision_id: str) -> list[Decision]:
+    def decisions_for(self, decision_id: str) -> list[OrderRecord]:
         """Every order of one decision, oldest first."""
         with self._reading() as conn:
             rows = conn.execute(
@@ -443,7 +443,7 @@ class StateStore:
             ).fetchall()
         return [self._decision(row) for row in rows]
 
-    def unresolved_decisions(self) -> list[Decision]:
+    def unresolved_decisions(self) -> list[OrderRecord]:
         """Decisions a restart must reconcile before doing anything else (pending, sent,
         unknown), oldest first."""
         marks = ",".join("?" * len(UNRESOLVED_STATUSES))

@@ -44,11 +44,9 @@ def test_expression_volume_and_price_resolve_to_decimals_and_every_kraken_parame
     assert isinstance(intent, PlaceOrder)
     assert intent.volume == D(1000) * D("0.1") / D(101)
     assert intent.price == D(100)
-    assert intent.kraken_params() == {
-        "pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": format(intent.volume, "f"),
-        "cl_ord_id": intent.cl_ord_id, "price": "100", "timeinforce": "GTC", "oflags": "post",
-        "close[ordertype]": "stop-loss", "close[price]": "90",
-    }
+    assert (intent.pair, intent.side, intent.ordertype, intent.timeinforce, intent.oflags) == (
+        "XBTUSD", "buy", "limit", "GTC", ("post",))
+    assert (intent.close_ordertype, intent.close_price, intent.close_price2) == ("stop-loss", D(90), None)
     assert intent.notional == intent.volume * D(100)
 
 
@@ -197,8 +195,8 @@ def test_futures_orders_get_a_deterministic_cli_ord_id_and_kraken_parameters():
     engine.handle(tick(1, "90", symbol="PF_XBTUSD", market="futures"))
     (intent,) = engine.handle(tick(2, "101", symbol="PF_XBTUSD", market="futures")).intents
     assert intent.cli_ord_id == client_order_id("f", 1, 0)
-    assert intent.kraken_params() == {"orderType": "lmt", "symbol": "PF_XBTUSD", "side": "sell", "size": "0.5",
-                                      "cliOrdId": intent.cli_ord_id, "limitPrice": "111", "reduceOnly": "true"}
+    assert (intent.order_type, intent.symbol, intent.side, intent.size, intent.limit_price, intent.reduce_only) == (
+        "lmt", "PF_XBTUSD", "sell", D("0.5"), D(111), True)
     assert intent.notional == D("55.5")
 
 

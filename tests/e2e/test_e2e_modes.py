@@ -69,7 +69,7 @@ async def test_validate_mode_checks_orders_without_placing_them(e2e: E2E) -> Non
         await service.settle()
         assert e2e.spot_orders() == []
     request = next(r for r in e2e.audit_records("request") if r["data"]["kind"] == "place_order")
-    assert request["data"]["request"]["params"]["validate"] == "true"
+    assert request["data"]["request"]["params"]["validate"] is True
 
 
 @pytest.mark.parametrize(("mode", "cli_live", "needle"), [

@@ -35,10 +35,10 @@ def test_post_is_signed_over_the_body_and_the_api_path(endpoints):
     result = client.send_order("lmt", "PI_XBTUSD", "buy", 1, limit_price="9400", cli_ord_id="c1", reduce_only=False)
     sent = transport.sent[0]
     assert sent.url == endpoints.futures_rest + "/api/v3/sendorder"
-    assert sent.body == urlencode(
+    assert sent.body == urlencode(sorted(  # every body lists its parameters in one canonical (sorted) order
         {"orderType": "lmt", "symbol": "PI_XBTUSD", "side": "buy", "size": "1", "limitPrice": "9400",
-         "cliOrdId": "c1", "reduceOnly": "false"}
-    )
+         "cliOrdId": "c1", "reduceOnly": "false"}.items()
+    ))
     nonce = sent.headers["Nonce"]
     assert len(nonce) == 13  # milliseconds, as Kraken suggests
     assert sent.headers["APIKey"] == API_KEY

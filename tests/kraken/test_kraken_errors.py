@@ -24,7 +24,7 @@ SPOT_CASES = [
     ("EService:Busy", E.Busy),
     ("EService:Deadline elapsed", E.DeadlineElapsed),
     ("EGeneral:Internal error:42", E.InternalError),
-    ("EFunding:Max fee exceeded", E.ExchangeError),
+    ("EFunding:Max fee exceeded", E.AnswerError),
 ]
 
 
@@ -86,7 +86,7 @@ def test_malformed_spot_envelopes_are_bad_responses():
         ("notFound", E.UnknownOrder),
         ("Unavailable", E.Unavailable),
         ("Server Error", E.InternalError),
-        ("somethingNew", E.ExchangeError),
+        ("somethingNew", E.AnswerError),
     ],
 )
 def test_futures_error_envelope(error, cls):

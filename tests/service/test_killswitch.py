@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from rules_engine.service import killswitch
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
-    KillState,
-    KillSwitch,
+    KillFileState,
+    KillSwitchFile,
     KillSwitchError,
     add_kill_routes,
     default_state_dir,
@@ -31,7 +31,7 @@ class Clock:
 
 
 def make(tmp_path, changes=None, clock=None):
-    return KillSwitch(kill_file(tmp_path), on_change=(changes.append if changes is not None else None),
+    return KillSwitchFile(kill_file(tmp_path), on_change=(changes.append if changes is not None else None),
                       clock=clock or Clock())
 
 
@@ -104,7 +104,7 @@ def test_fails_closed_when_the_file_cannot_be_written(tmp_path, monkeypatch):
 def test_an_unusable_state_dir_counts_as_engaged(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    switch = KillSwitch(blocker / "KILL")
+    switch = KillSwitchFile(blocker / "KILL")
     assert switch.engaged and "failing closed" in switch.state.reason
     switch.engage("still works in memory")
     assert switch.engaged and switch.persist_error
@@ -139,9 +139,9 @@ def test_watch_polls_until_cancelled(tmp_path):
 def test_state_dir_default_and_description():
     assert str(default_state_dir({})) == "state"
     assert str(default_state_dir({"RULES_ENGINE_STATE_DIR": "/var/lib/x"})) == "/var/lib/x"
-    text = KillState(True, "why", True, "cli:ops", 0.0).describe()
+    text = KillFileState(True, "why", True, "cli:ops", 0.0).describe()
     assert text == "ENGAGED since 1970-01-01T00:00:00+00:00 by cli:ops: why, cancel all open orders"
-    assert KillState(False).describe() == "clear"
+    assert KillFileState(False).describe() == "clear"
 
 
 # ------------------------------------------------------------------ SIGUSR1
@@ -414,7 +414,7 @@ def test_cli_over_http(tmp_path, capsys):
     bad_token.write_text("not-the-admin-token-at-all")
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    switch = KillSwitch(kill_file(state_dir))
+    switch = KillSwitchFile(kill_file(state_dir))
     codes = []
 
     async def main_async():

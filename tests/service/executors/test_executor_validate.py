@@ -34,7 +34,7 @@ def test_add_order_is_sent_signed_with_validate_true_and_nothing_rests(sim, cloc
     form = parse_qs(body)
     assert method == "AddOrder" and form["validate"] == ["true"] and form["cl_ord_id"] == ["val-1"]
     assert headers["API-Key"] == KEY and headers["API-Sign"]  # signed; the simulator checked it
-    assert report.request["params"]["validate"] == "true"
+    assert report.request["params"]["validate"] is True
     assert sim.exchange.open_orders(KEY) == []
 
 

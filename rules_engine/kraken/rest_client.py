@@ -1,0 +1,136 @@
+"""What the Spot and Futures REST clients share: one way to send, sign, retry and place.
+
+`RestClient` holds the HTTP transport (`kraken.http`), the nonce source, the retry policy
+and the injected clock and sleep. A subclass says how its API signs a call
+(`_sign`) and reads an answer (`_check`, the one place its error strings are mapped);
+everything else is here:
+
+- `_unsigned(...)` sends a public call; `_signed(...)` issues a nonce, signs and sends a
+  private call under the key's lock (`NonceSource.issue`), so Kraken receives one key's
+  calls in nonce order from any number of threads. `before_send` runs under that lock
+  right before the request leaves (Spot counts the call on its rate limiter there).
+- `_retrying(fn)` repeats a call that is safe to repeat (a read, a cancel, a
+  validate-only order) on transient errors, with backoff and jitter (`kraken.retry`).
+- `_place(send, find, ...)` places an order at most once (`kraken.placement`): after an
+  ambiguous failure it looks the order up by its client order id and never resends blind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rules_engine.kraken.credentials import Credentials
+from rules_engine.kraken.errors import AuthError
+from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
+from rules_engine.kraken.nonce import NonceSource
+from rules_engine.kraken.placement import place_at_most_once
+from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A private call ready to send: its body or query (as signed) and its headers."""
+
+    headers: Mapping[str, str]
+    body: str | None = None
+    query: Any = None
+
+
+class RestClient:
+    """Base of `SpotClient` and `FuturesClient` (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        base_url: str,
+        *,
+        nonce_source: NonceSource,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        user_agent: str = DEFAULT_USER_AGENT,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: Transport | None = None,
+        settle_seconds: float = 1.0,
+    ):
+        self.credentials = credentials
+        self.base_url = base_url.rstrip("/")
+        self.nonces = nonce_source
+        self.transport = transport or RequestsTransport(timeout=timeout, user_agent=user_agent)
+        self.retry = retry
+        self.settle_seconds = settle_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url}, {self.credentials!r})"
+
+    # --- what a subclass provides -----------------------------------------------------
+
+    def _sign(self, credentials: Credentials, nonce: int, http_method: str, path: str,
+              params: Mapping[str, Any]) -> Signed:
+        """The body/query and headers of one private call, signed with `nonce`."""
+        raise NotImplementedError
+
+    def _check(self, answer: Any, method: str) -> Any:
+        """The payload of Kraken's answer, or the typed error it carries."""
+        raise NotImplementedError
+
+    # --- sending ----------------------------------------------------------------------
+
+    def _unsigned(self, http_method: str, url: str, method: str, *, query: Any = None, body: str | None = None,
+                  headers: Mapping[str, str] | None = None) -> Any:
+        answer = self.transport.request(http_method, url, api_method=method, params=query, body=body, headers=headers)
+        return self._check(answer, method)
+
+    def _signed(self, http_method: str, path: str, method: str, params: Mapping[str, Any], *,
+                before_send: Callable[[], None] | None = None) -> Any:
+        """One private call: nonce, sign and send under the key's lock; then check."""
+        creds = self.credentials
+        if creds is None:
+            raise AuthError("no API credentials configured", method=method)
+        with self.nonces.issue(creds.fingerprint) as nonce:
+            if before_send is not None:
+                before_send()
+            signed = self._sign(creds, nonce, http_method, path, params)
+            answer = self.transport.request(http_method, self._url(path), api_method=method, params=signed.query,
+                                            body=signed.body, headers=signed.headers)
+        return self._check(answer, method)
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        return call_with_retries(fn, policy=self.retry, sleep=self._sleep, clock=self._clock)
+
+    def _place(self, send: Callable[[], T], find: Callable[[], T | None], *, method: str, client_id: str | None,
+               deadline: float | None) -> T:
+        return place_at_most_once(
+            send,
+            find,
+            method=method,
+            client_id=client_id,
+            deadline=deadline,
+            policy=self.retry,
+            clock=self._clock,
+            sleep=self._sleep,
+            settle_seconds=self.settle_seconds,
+        )
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
