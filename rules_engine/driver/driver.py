@@ -136,7 +136,9 @@ class Driver:
         """Deliver one event after everything due before its time (simulated: and everything
         it causes)."""
         if event.time > self.now:
-            self.advance_to(event.time)
+            due = self._next_due()[0]
+            if due is not None and due < event.time:
+                self.advance_to(event.time)
         if type(event) is Tick:
             for fill in self.lane.dispatcher.observe(event):
                 self._handle(fill, received)

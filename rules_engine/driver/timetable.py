@@ -56,6 +56,7 @@ class Timetable:
                  max_lateness: float = DEFAULT_MAX_LATENESS) -> None:
         self.max_lateness = max_lateness
         self._slots: list[_Slot] = []
+        self._next: float | None = None
         self.replace(entries, start)
 
     def replace(self, entries: Iterable[TimerEntry], now: float) -> None:
@@ -76,10 +77,11 @@ class Timetable:
             else:
                 slots.append(_Slot(rule_id, index, trigger, next_fire(trigger, now)))
         self._slots = slots
+        self._next = min((s.due for s in slots), default=None)
 
     def next_slot(self) -> float | None:
         """The earliest slot still to come, or None without timers."""
-        return min((s.due for s in self._slots), default=None)
+        return self._next
 
     def upcoming(self) -> list[tuple[str, int, float]]:
         """(rule id, trigger index, next slot) of every timer, soonest first."""
@@ -106,4 +108,5 @@ class Timetable:
                              scheduled_time=scheduled)
             beats.append((scheduled, rank, beat))
         beats.sort(key=lambda b: (b[0], b[1]))
+        self._next = min((s.due for s in self._slots), default=None)
         return [b for _, _, b in beats], missed

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from rules_engine.audit.log import AuditLog
@@ -83,7 +83,7 @@ def outcome_of(report: ExecutionReport, cl_ord_id: str) -> tuple[str, dict[str, 
 
 
 def _event_json(event: Event) -> dict[str, Any]:
-    return {"type": type(event).__name__, **asdict(event)}
+    return {"type": type(event).__name__, **{f.name: getattr(event, f.name) for f in fields(event)}}
 
 
 class Dispatcher:
@@ -123,7 +123,8 @@ class Dispatcher:
     def observe(self, tick: Tick) -> list[Event]:
         """Feed a tick to the executor (paper fills); record fills of known decisions."""
         events = self.executor.observe(tick)
-        self._note(events)
+        if events:
+            self._note(events)
         return events
 
     def advance(self, now: float) -> list[Event]:

@@ -7,7 +7,7 @@ and fills.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -148,10 +148,11 @@ class Order:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in list(data.items()):
-            if isinstance(value, Decimal):
-                data[key] = str(value)
+        data: dict[str, Any] = {}
+        for name in _ORDER_FIELDS:  # field by field: nested values are written below, lists copied
+            value = getattr(self, name)
+            data[name] = str(value) if isinstance(value, Decimal) else value
+        data["trades"] = list(self.trades)
         data["trail"] = _offset_json(self.trail)
         data["trail_limit"] = _offset_json(self.trail_limit)
         data["close"] = None if self.close is None else {
@@ -182,6 +183,9 @@ class Order:
         values["oflags"] = tuple(values.get("oflags", ()))
         values["trades"] = list(values.get("trades", ()))
         return cls(**values)
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(Order))
 
 
 def _opt_str(value: Decimal | None) -> str | None:
