@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test demo bench clean
+.PHONY: all install test demo bench schema clean
 
 all: test
 
@@ -25,6 +25,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+schema: $(STAMP)
+	$(BIN)/python -c 'from rules_engine.rules.rule_schema import main; main()' schemas/rules.schema.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -28,12 +28,13 @@ from decimal import Decimal
 
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
 from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, TimerBeat
-from rules_engine.core.model import RuleSet, TimerTrigger
+from rules_engine.core.model import RuleSet
 from rules_engine.execution.paper import PaperExecutor
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
 from rules_engine.schedule import next_fire
+from rules_engine.triggers.timer import TimerTrigger
 
 ACCOUNT = "paper"
 

@@ -34,12 +34,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from rules_engine.core.events import TimerBeat
-from rules_engine.core.model import TimerTrigger
-from rules_engine.schedule import next_fire, validate_timer
+from rules_engine.needs import TimerEntry
+from rules_engine.schedule import Schedule, next_fire, validate_timer
 
 log = logging.getLogger(__name__)
 
-TimerEntry = tuple[str, int, TimerTrigger]
 Emit = Callable[[TimerBeat], "Awaitable[None] | None"]
 OnMissed = Callable[[str, int, float, float], None]
 """`on_missed(rule_id, trigger_index, first_missed_slot, now)`."""
@@ -49,7 +48,7 @@ OnMissed = Callable[[str, int, float, float], None]
 class _Slot:
     rule_id: str
     trigger_index: int
-    trigger: TimerTrigger
+    trigger: Schedule
     due: float
 
 

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules_engine.core.model import TimerTrigger
+from rules_engine.triggers.timer import TimerTrigger
 from rules_engine.schedule import next_fire, validate_timer
 from rules_engine.service.timers import TimerScheduler
 
