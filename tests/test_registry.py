@@ -39,11 +39,12 @@ def test_the_names_table_is_the_one_the_specs_give_the_engine():
 def test_names_for_triggers_is_what_every_trigger_of_the_rule_provides():
     assert names_for_triggers(["price"]) == CORE_NAMES | context_names()["price"]
     assert names_for_triggers(["price", "signal"]) == CORE_NAMES
+    assert names_for_triggers(["price", "spread"]) == CORE_NAMES | {"bid", "ask", "mid", "symbol", "market", "level"}
     assert names_for_triggers(["signal", "signal"]) == CORE_NAMES | {"signal", "source"}
     assert names_for_triggers([]) == CORE_NAMES == {"trigger", "rule_id", "now", "balance", "price_of", "open_orders"}
     with pytest.raises(ValueError, match="unknown trigger type 'webhook'"):
         names_for_triggers(["webhook"])
-    assert unavailable_names()["bid"].startswith("price triggers provide it")
+    assert unavailable_names()["bid"].startswith("price and spread triggers provide it")
 
 
 def test_the_committed_schema_is_the_generated_one():

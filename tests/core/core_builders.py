@@ -15,6 +15,7 @@ from rules_engine.expr import compile_expression, compile_template
 from rules_engine.registry import env_names
 from rules_engine.triggers.price import PriceTrigger
 from rules_engine.triggers.signal import SignalTrigger
+from rules_engine.triggers.spread import SpreadTrigger
 from rules_engine.triggers.timer import TimerTrigger
 
 ENV_NAMES = env_names()
@@ -65,6 +66,14 @@ def price(level: str | int, direction: str = "above", symbol: str = "XBTUSD", fi
     return PriceTrigger(
         symbol=symbol, market=model.Market(market), field=field, direction=direction, level=D(level),  # type: ignore[arg-type]
         rearm=None if rearm is None else model.Rearm(D(rearm), percent),
+    )
+
+
+def spread(level: str | int, direction: str = "above", symbol: str = "XBTUSD", percent: bool = False,
+           rearm: str | int | None = None, market: str = "spot") -> SpreadTrigger:
+    return SpreadTrigger(
+        symbol=symbol, market=model.Market(market), direction=direction, level=D(level), percent=percent,  # type: ignore[arg-type]
+        rearm=None if rearm is None else model.Rearm(D(rearm)),
     )
 
 
