@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install lint test demo bench clean
+.PHONY: all install lint test demo bench schema clean
 
 all: test
 
@@ -29,6 +29,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+schema: $(STAMP)
+	$(BIN)/python -c 'from rules_engine.rules.rule_schema import main; main()' schemas/rules.schema.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -17,10 +17,12 @@ import time
 from decimal import Decimal
 from typing import Literal
 
+from rules_engine.actions.log import LogAction
 from rules_engine.core import Engine, model
-from rules_engine.core.env import ENV_NAMES
 from rules_engine.core.events import Tick
 from rules_engine.expr import compile_template
+from rules_engine.registry import names_for_triggers
+from rules_engine.triggers.price import PriceTrigger
 
 TICKS = 20_000
 
@@ -29,12 +31,12 @@ Level = tuple[str, Decimal, Literal["above", "below"]]
 
 def _rules(levels: list[Level]) -> model.RuleSet:
     text = "crossed {price}"
-    message = model.Template(text, compile_template(text, ENV_NAMES))
-    action = (model.Log(message),)
+    message = model.Template(text, compile_template(text, names_for_triggers(["price"])))
+    action = (LogAction(message),)
     rules = []
     for n, (symbol, level, direction) in enumerate(levels):
-        trigger = model.PriceTrigger(symbol=symbol, market=model.Market.SPOT, field="last",
-                                     direction=direction, level=level)
+        trigger = PriceTrigger(symbol=symbol, market=model.Market.SPOT, field="last",
+                               direction=direction, level=level)
         rules.append(model.Rule(id=f"r{n}", triggers=(trigger,), actions=action))
     return model.RuleSet(tuple(rules))
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from asteval import Interpreter
 
-from rules_engine.expr import compile_expression, names_for_triggers
+from rules_engine.expr import compile_expression
+from rules_engine.registry import names_for_triggers
 
 TARGET_RATIO = 4.0
 

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from rules_engine.core.model import TimerTrigger
+
+class Schedule(Protocol):
+    """A timer's schedule (a timer trigger's spec): every `every` seconds, or on `cron` in `timezone`."""
+
+    @property
+    def every(self) -> float | None: ...
+
+    @property
+    def cron(self) -> str | None: ...
+
+    @property
+    def timezone(self) -> str: ...
 
 
-def validate_timer(trigger: TimerTrigger) -> None:
+def validate_timer(trigger: Schedule) -> None:
     """Raise ValueError (with a readable message) unless the trigger can be scheduled."""
     if (trigger.every is None) == (trigger.cron is None):
         raise ValueError("a timer needs exactly one of `every` and `cron`")
@@ -28,7 +40,7 @@ def validate_timer(trigger: TimerTrigger) -> None:
     _zone(trigger.timezone)
 
 
-def next_fire(trigger: TimerTrigger, after: float) -> float:
+def next_fire(trigger: Schedule, after: float) -> float:
     """The first slot of `trigger` strictly after `after` (epoch seconds)."""
     if trigger.every is not None:
         every = trigger.every

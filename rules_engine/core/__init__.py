@@ -5,7 +5,7 @@ No I/O, no clock reads, no asyncio: adapters feed `rules_engine.core.events` obj
 """
 
 from rules_engine.core.engine import Engine
-from rules_engine.core.env import ENV_NAMES
+from rules_engine.core.env import CORE_NAMES, StateNotReady
 from rules_engine.core.ids import client_order_id
 from rules_engine.core.intents import (
     AnyIntent,
@@ -26,11 +26,11 @@ from rules_engine.core.trace import Decision, TraceRecord
 
 __all__ = [
     "AnyIntent",
+    "CORE_NAMES",
     "CancelAll",
     "CancelOrder",
     "DeadManSwitch",
     "Decision",
-    "ENV_NAMES",
     "Engine",
     "EngineState",
     "FuturesCancelOrder",
@@ -42,6 +42,7 @@ __all__ = [
     "ReadBalance",
     "RiskLimits",
     "RuleStatus",
+    "StateNotReady",
     "TraceRecord",
     "client_order_id",
 ]

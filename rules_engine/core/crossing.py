@@ -1,6 +1,7 @@
-"""Armed price crossings and the sorted index that finds them.
+"""Armed crossings, the sorted index that finds them, and the watcher base of the trigger types
+that cross a level with a value read from each tick (the price, the spread).
 
-A `PriceWatch` is one price trigger's arming state:
+A `Crossing` is one such trigger's arming state:
 
 - `unobserved`: the price has not been seen since the trigger was loaded.
 - `armed`: the price was seen on the near side of the level; crossing it fires.
@@ -12,36 +13,49 @@ For `above` a fire is `value >= level` and re-arming `value < level and value <=
 one seen beyond the level stays disarmed. The same first-observation rule applies after a
 restart, a feed reset or a rule reload, so none of them can fire a rule by itself.
 
-A `LevelBook` holds every watch on one (market, symbol, field) as a sorted array of its
+A `LevelBook` holds every crossing on one (market, symbol, key) as a sorted array of its
 thresholds (the level, and the re-arm point when there is hysteresis). A move from p0 to p1
-can only change the state of a watch with a threshold in [min(p0,p1), max(p0,p1)], so the
-update visits exactly that slice (two bisections) instead of every watch.
+can only change the state of a crossing with a threshold in [min(p0,p1), max(p0,p1)], so the
+update visits exactly that slice (two bisections) instead of every crossing.
+
+A `CrossingWatcher` keeps one LevelBook per (market, symbol, key) of its triggers; the trigger
+type's module says which value a key reads from a quote (`value`) and from a tick (`read`: None
+when the tick does not move it), and what a firing provides (`context`).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from rules_engine.core.model import PriceTrigger
+from rules_engine.core.env import StateNotReady
+from rules_engine.core.events import Tick
+from rules_engine.core.model import Rearm, Rule, TriggerSpec
+from rules_engine.core.trace import Step
+from rules_engine.core.watch import NO_FIRES, Fire, Lapsed, Watcher
 
 WatchState = Literal["unobserved", "armed", "disarmed"]
 Transition = Literal["armed", "disarmed", "fired"]
 
 
-class PriceWatch:
-    """The arming state of trigger `index` of rule `rule_id`."""
+class Crossing:
+    """The arming state of trigger `index` of rule `rule_id`: `direction` across `level`, re-armed
+    past `rearm`; `watched` is the (market, symbol, key) whose value it watches."""
 
-    __slots__ = ("rule_id", "index", "trigger", "level", "above", "arm_limit", "state")
+    __slots__ = ("rule_id", "index", "trigger", "watched", "level", "direction", "above", "arm_limit", "state")
 
-    def __init__(self, rule_id: str, index: int, trigger: PriceTrigger, state: WatchState = "unobserved"):
+    def __init__(self, rule_id: str, index: int, trigger: TriggerSpec, watched: tuple[str, str, str],
+                 level: Decimal, direction: str, rearm: Rearm | None, state: WatchState = "unobserved"):
         self.rule_id = rule_id
         self.index = index
         self.trigger = trigger
-        self.level = trigger.level
-        self.above = trigger.direction == "above"
-        distance = trigger.rearm.distance(trigger.level) if trigger.rearm else Decimal(0)
+        self.watched = watched
+        self.level = level
+        self.direction = direction
+        self.above = direction == "above"
+        distance = rearm.distance(level) if rearm else Decimal(0)
         self.arm_limit = self.level - distance if self.above else self.level + distance
         self.state: WatchState = state
 
@@ -86,11 +100,11 @@ class PriceWatch:
 
 
 class LevelBook:
-    """Every watch on one (market, symbol, field), indexed by threshold."""
+    """Every crossing on one (market, symbol, key), indexed by threshold."""
 
     __slots__ = ("_all", "_points", "_watches", "last")
 
-    def __init__(self, watches: list[PriceWatch]):
+    def __init__(self, watches: list[Crossing]):
         self._all = list(watches)
         pairs = sorted(
             ((point, n, watch) for n, watch in enumerate(watches) for point in watch.thresholds()),
@@ -100,8 +114,8 @@ class LevelBook:
         self._watches = [watch for _, _, watch in pairs]
         self.last: Decimal | None = None
 
-    def update(self, value: Decimal) -> list[tuple[PriceWatch, Transition]]:
-        """Move to `value`; return the watches whose state changed and how.
+    def update(self, value: Decimal) -> list[tuple[Crossing, Transition]]:
+        """Move to `value`; return the crossings whose state changed and how.
         The first value after construction or `reset()` is a first observation."""
         previous = self.last
         self.last = value
@@ -127,3 +141,108 @@ class LevelBook:
     def reset(self) -> None:
         """Forget the last value: the next update is a first observation."""
         self.last = None
+
+
+class CrossingWatcher(Watcher):
+    """The watcher of a trigger type that crosses a level with a value read from each tick.
+    Subclasses (in the type's module) say how: `crossing` builds a trigger's `Crossing`,
+    `value` reads a key's value from a quote, `read` from a tick and the quote it updated (None
+    when the tick does not move it: the hot path), and `context` gives the names a firing
+    provides. `what` names the value in trace reasons."""
+
+    events: ClassVar[tuple[type, ...]] = (Tick,)
+    keeps_state: ClassVar[bool] = True
+    what: ClassVar[str] = "value"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._crossings: dict[tuple[str, int], Crossing] = {}
+        self._books: dict[tuple[str, str], list[tuple[str, LevelBook]]] = {}
+        self._quotes = self.host.state.quotes
+
+    # ------------------------------------------------------------------ what the type says
+
+    def crossing(self, rule: Rule, index: int, trigger: Any, state: WatchState) -> Crossing:
+        raise NotImplementedError
+
+    def value(self, key: str, quote: Mapping[str, Decimal]) -> Decimal | None:
+        raise NotImplementedError
+
+    def read(self, key: str, tick: Tick, quote: Mapping[str, Decimal]) -> Decimal | None:
+        raise NotImplementedError
+
+    def context(self, crossing: Crossing, value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the watcher
+
+    def add(self, rule: Rule, index: int, trigger: TriggerSpec, saved: str | None) -> Crossing:
+        state: WatchState = saved if saved in ("armed", "disarmed") else "unobserved"  # type: ignore[assignment]
+        crossing = self.crossing(rule, index, trigger, state)
+        self._crossings[(rule.id, index)] = crossing
+        return crossing
+
+    def start(self, step: Step) -> None:
+        grouped: dict[tuple[str, str, str], list[Crossing]] = {}
+        for crossing in self._crossings.values():
+            grouped.setdefault(crossing.watched, []).append(crossing)
+        for (market, symbol, key), crossings in grouped.items():
+            book = LevelBook(crossings)
+            last = self.value(key, self._quotes.get(market, symbol))
+            if last is not None:
+                self._trace_first(step, market, symbol, key, last, book.update(last))
+            self._books.setdefault((market, symbol), []).append((key, book))
+
+    def on_event(self, tick: Tick, step: Step) -> list[Fire]:
+        books = self._books.get((tick.market, tick.symbol))
+        if not books:
+            return NO_FIRES
+        quote = self._quotes.get(tick.market, tick.symbol)
+        fired: dict[str, Fire] | None = None
+        for key, book in books:
+            value = self.read(key, tick, quote)
+            if value is None:
+                continue
+            first = book.last is None
+            changes = book.update(value)
+            if first:
+                self._trace_first(step, tick.market, tick.symbol, key, value, changes)
+                continue
+            for crossing, change in changes:
+                step.record("trigger", crossing.rule_id, trigger=crossing.index, state=change, field=key,
+                            value=value, level=crossing.level, direction=crossing.direction)
+                if change == "fired":
+                    if fired is None:
+                        fired = {}
+                    current = fired.get(crossing.rule_id)
+                    if current is None or crossing.index < current.trigger_index:
+                        rule = self.host.rules[crossing.rule_id]
+                        fired[crossing.rule_id] = Fire(rule, crossing.index, self.context(crossing, value, quote))
+        return list(fired.values()) if fired else NO_FIRES
+
+    def recheck(self, rule: Rule, index: int, context: dict[str, Any], step: Step,
+                ready: bool) -> dict[str, Any] | Lapsed | StateNotReady:
+        crossing = self._crossings.get((rule.id, index))
+        if crossing is None:
+            return Lapsed(f"{self.what} no longer beyond the level", {"value": None, "level": None})
+        market, symbol, key = crossing.watched
+        quote = self._quotes.get(market, symbol)
+        value = self.value(key, quote)
+        if value is None or not crossing.beyond(value):
+            return Lapsed(f"{self.what} no longer beyond the level", {"value": value, "level": crossing.level})
+        return {**context, **self.context(crossing, value, quote)}
+
+    def symbols(self, market: str) -> Iterable[str]:
+        return [symbol for (m, symbol) in self._books if m == market]
+
+    def reset(self, market: str, symbols: Sequence[str]) -> None:
+        for symbol in symbols:
+            for _, book in self._books.get((market, symbol), ()):
+                book.reset()
+
+    def _trace_first(self, step: Step, market: str, symbol: str, key: str, value: Decimal,
+                     changes: list[tuple[Crossing, Transition]]) -> None:
+        armed = sum(1 for _, change in changes if change == "armed")
+        self.host.changed.update(crossing.rule_id for crossing, _ in changes)  # traced without the rule's id
+        step.record("trigger", None, first_observation=f"{market}:{symbol}:{key}", value=value,
+                    armed=armed, disarmed=len(changes) - armed)

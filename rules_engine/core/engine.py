@@ -5,14 +5,18 @@ adapter when to send a `Clock` event so that `for:` holds, cooldowns and overdue
 resolve without a market event. One `handle(event)` call, in order:
 
 1. update the view from the event (quotes, balances, orders, action results -> resumed runs);
-2. re-check `for:` holds (guard, and the price still beyond the level) and fire those that matured;
-3. expire overdue results and finished cooldowns;
-4. fire the rules the event triggered, in descending priority, ties in load order.
+2. pass it to the watchers of the loaded trigger types (`rules_engine.core.watch`), which say
+   which rules it fired; the engine names no trigger type;
+3. re-check pending rules (`for:` holds, and guards waiting for a value not known yet: the
+   trigger still holds, the guard can be evaluated and holds) and fire those that are due;
+4. expire overdue results and finished cooldowns;
+5. fire the rules the event triggered, in descending priority, ties in load order.
 
 A rule passes these gates before its actions run: kill switch, not already pending, not
 cooling down, `max_fires` not reached, `mode` (single drops a fire while a run is in progress,
-queued queues it), then its guard (`when`), then its hold (`for:`). Risk limits are checked
-later, on each order, by the runner.
+queued queues it), then its guard (`when`), then its hold (`for:`). A guard that reads a value
+not known yet (`StateNotReady`) makes the rule wait for it, at most `result_timeout`. Risk
+limits are checked later, on each order, by the runner.
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from rules_engine.core.crossing import LevelBook, PriceWatch
-from rules_engine.core.env import EvalFailure, build_env, evaluate_bool, evaluate_guard
+from rules_engine.core.env import RUNTIME_NAMES, EvalFailure, StateNotReady, build_env, evaluate_guard
 from rules_engine.core.events import (
     ActionResult,
     BalanceUpdate,
@@ -37,15 +40,7 @@ from rules_engine.core.events import (
 )
 from rules_engine.core.ids import decision_id
 from rules_engine.core.intents import CancelAll
-from rules_engine.core.model import (
-    FuturesCancelOrder,
-    FuturesSendOrder,
-    PriceTrigger,
-    Rule,
-    RuleSet,
-    SignalTrigger,
-    TimerTrigger,
-)
+from rules_engine.core.model import Rule, RuleSet
 from rules_engine.core.risk import RiskLimits
 from rules_engine.core.runs import Runner
 from rules_engine.core.state import (
@@ -61,8 +56,7 @@ from rules_engine.core.state import (
 )
 from rules_engine.core.trace import Decision, Step, TraceRecord, intent_detail
 from rules_engine.core.views import CLOSED_STATUSES, OrderView, to_decimal
-
-Candidate = tuple[Rule, int, dict[str, Any]]
+from rules_engine.core.watch import Armed, Fire, Lapsed, Watcher, WatchHost
 
 
 class Engine:
@@ -71,7 +65,8 @@ class Engine:
     `Engine(ruleset, limits, EngineState.from_snapshot(data))`; hot-reload with `replace_rules`.
 
     - `balance_max_age`: how long a seen balance is fresh enough for `check_balance`.
-    - `result_timeout`: a run awaiting an action result longer than this is stopped.
+    - `result_timeout`: a run awaiting an action result longer than this is stopped; a guard
+      waiting for a value not known yet longer than this is dropped.
     - `max_queued`: queued-mode firings waiting behind a run (more are dropped).
     """
 
@@ -88,16 +83,19 @@ class Engine:
         self.limits = limits or RiskLimits()
         self._state = state or EngineState()
         self._max_queued = max_queued
-        functions = {"balance": self._balance, "price_of": self._price_of, "open_orders": self._open_orders}
-        self._functions: dict[str, Callable[..., Any]] = functions
+        self._result_timeout = result_timeout
+        functions: dict[str, Callable[..., Any]] = {
+            "balance": self._balance, "price_of": self._price_of, "open_orders": self._open_orders,
+        }
+        self._functions = functions
         self._runner = Runner(self._state, self.limits, functions, self._refresh,
                               balance_max_age=balance_max_age, result_timeout=result_timeout)
-        self._handlers: dict[type, Callable[[Any, Step], list[Candidate]]] = {
+        self._handlers: dict[type, Callable[[Any, Step], None]] = {
             Tick: self._on_tick,
-            Signal: self._on_signal,
-            TimerBeat: self._on_timer,
+            Signal: _nothing,
+            TimerBeat: _nothing,
             ActionResult: self._on_result,
-            Clock: lambda event, step: [],
+            Clock: _nothing,
             BalanceUpdate: self._on_balance,
             OrderUpdate: self._on_order,
             KillSwitch: self._on_kill,
@@ -106,12 +104,13 @@ class Engine:
         self._ruleset = RuleSet(())
         self._by_id: dict[str, Rule] = {}
         self._rank: dict[str, tuple[int, int]] = {}
-        self._watches: dict[tuple[str, int], tuple[PriceWatch, str]] = {}
-        self._watches_of: dict[str, list[tuple[int, PriceWatch, str]]] = {}
         self._changed: set[str] = set()  # rules whose part of the snapshot may have changed
         self._all_changed = True  # every rule's part: after construction and reloads
-        self._books: dict[tuple[str, str], list[tuple[str, LevelBook]]] = {}
-        self._signals: dict[str, list[tuple[Rule, int, SignalTrigger]]] = {}
+        self._host = WatchHost(self._state, functions, self._changed)
+        self._watchers: dict[type[Watcher], Watcher] = {}
+        self._routes: dict[type, list[Callable[[Any, Step], list[Fire]]]] = {}
+        self._armed: dict[tuple[str, int], tuple[Armed, str]] = {}
+        self._armed_of: dict[str, list[tuple[int, Armed, str]]] = {}
         self._active: set[str] = set()
         self._pending: set[str] = set()
         self._due_at: float | None = None
@@ -133,15 +132,20 @@ class Engine:
         handler = self._handlers.get(type(event))
         if handler is None:
             raise TypeError(f"not an engine event: {type(event).__name__}")
-        candidates = handler(event, step)
+        handler(event, step)
+        candidates: list[Fire] = []
+        for watch in self._routes.get(type(event), ()):
+            fires = watch(event, step)
+            if fires:
+                candidates = _lowest_per_rule(candidates + fires) if candidates else list(fires)
         if self._pending:
             self._check_pending(step)
         if self._due_at is not None and now >= self._due_at:
             self._resolve_due(step)
         if candidates:
-            candidates.sort(key=lambda c: self._rank[c[0].id])
-            for rule, index, context in candidates:
-                self._on_trigger(rule, index, context, step)
+            candidates.sort(key=lambda c: self._rank[c.rule.id])
+            for fire in candidates:
+                self._on_trigger(fire, step)
         if step.records:
             changed = self._changed
             for record in step.records:  # every change to a rule's state is traced under its id
@@ -150,13 +154,13 @@ class Engine:
         return step.decision()
 
     def next_deadline(self) -> float | None:
-        """The earliest time a hold matures, a cooldown ends or an awaited result is overdue."""
+        """The earliest time a hold matures, a wait or a cooldown ends or an awaited result is overdue."""
         return self._due_at
 
     def snapshot(self) -> dict[str, Any]:
         """The state as plain data with Decimals (JSON via `rules_engine.jsoncodec`, as the state
         store writes it); restore with `EngineState.from_snapshot`."""
-        self._state.watches = {f"{rid}#{i}": (fp, w.state) for (rid, i), (w, fp) in self._watches.items()}
+        self._state.watches = {f"{rid}#{i}": (fp, a.state) for (rid, i), (a, fp) in self._armed.items()}
         return self._state.to_snapshot()
 
     def snapshot_changes(self) -> SnapshotChanges:
@@ -166,10 +170,10 @@ class Engine:
         state = self._state
         complete = self._all_changed
         if complete:
-            ids = list(dict.fromkeys([*state.rules, *state.fire_seq, *self._watches_of]))
+            ids = list(dict.fromkeys([*state.rules, *state.fire_seq, *self._armed_of]))
         else:
             ids = sorted(self._changed)
-        self._changed = set()
+        self._changed.clear()
         self._all_changed = False
         return SnapshotChanges(state.base_snapshot(), {rule_id: self._rule_part(rule_id) for rule_id in ids}, complete)
 
@@ -178,9 +182,9 @@ class Engine:
         rs = self._state.rules.get(rule_id)
         if rs is not None:
             part["rules"] = {rule_id: rs.to_json()}
-        watches = self._watches_of.get(rule_id)
-        if watches:
-            part["watches"] = {f"{rule_id}#{i}": [fp, w.state] for i, w, fp in watches}
+        armed = self._armed_of.get(rule_id)
+        if armed:
+            part["watches"] = {f"{rule_id}#{i}": [fp, a.state] for i, a, fp in armed}
         seq = self._state.fire_seq.get(rule_id)
         if seq is not None:
             part["fire_seq"] = {rule_id: seq}
@@ -188,7 +192,7 @@ class Engine:
 
     def replace_rules(self, ruleset: RuleSet) -> Decision:
         """Hot reload: state carries over by rule id (and unchanged definition); new rules and
-        changed price triggers start unobserved, removed rules are dropped."""
+        changed triggers start unobserved, removed rules are dropped."""
         step = Step(self._state.now)
         self._load(ruleset, step)
         self._all_changed = True
@@ -199,16 +203,17 @@ class Engine:
         return rs.status if rs else None
 
     def trigger_states(self, rule_id: str) -> dict[int, str]:
-        """Arming state of each price trigger of the rule (unobserved / armed / disarmed)."""
-        return {i: w.state for (rid, i), (w, _) in self._watches.items() if rid == rule_id}
+        """Arming state of each of the rule's triggers that keeps one (price and spread crossings:
+        unobserved / armed / disarmed)."""
+        return {i: a.state for i, a, _ in self._armed_of.get(rule_id, ())}
 
     # ------------------------------------------------------------------ loading
 
     def _load(self, ruleset: RuleSet, step: Step) -> None:
         state = self._state
         self._active, self._pending = set(), set()
-        if self._watches:
-            previous = {f"{rid}#{i}": (fp, w.state) for (rid, i), (w, fp) in self._watches.items()}
+        if self._armed:
+            previous = {f"{rid}#{i}": (fp, a.state) for (rid, i), (a, fp) in self._armed.items()}
         else:
             previous = dict(state.watches)
         by_id = {rule.id: rule for rule in ruleset.rules}
@@ -234,38 +239,40 @@ class Engine:
             rs.actions_fp, rs.gate_fp = actions_fp, gate_fp
         self._ruleset, self._by_id = ruleset, by_id
         self._rank = {rule.id: (-rule.priority, n) for n, rule in enumerate(ruleset.rules)}
-        self._runner.rules = by_id
-        self._index(ruleset, previous, step)
+        self._runner.rules = self._host.rules = by_id
+        provided = {name for rule in ruleset.rules for trigger in rule.triggers for name in trigger.provides}
+        self._runner.blank = self._host.blank = dict.fromkeys(sorted(provided | {RUNTIME_NAMES[0]}))
+        self._watch(ruleset, previous, step)
         state.watches = {}
         step.record("state", None, rules_loaded=len(ruleset.rules), added=added, changed=changed, removed=removed)
         for rule in ruleset.rules:
             self._refresh(rule.id, step)
 
-    def _index(self, ruleset: RuleSet, previous: dict[str, tuple[str, str]], step: Step) -> None:
-        self._watches = {}
-        self._watches_of = {}
-        grouped: dict[tuple[str, str, str], list[PriceWatch]] = {}
-        self._signals = {}
+    def _watch(self, ruleset: RuleSet, previous: dict[str, tuple[str, str]], step: Step) -> None:
+        """One watcher per trigger type in the enabled rules, each given its triggers."""
+        self._watchers, self._routes = {}, {}
+        self._armed, self._armed_of = {}, {}
         for rule in ruleset.rules:
             if not rule.enabled:
                 continue
             for index, trigger in enumerate(rule.triggers):
-                if isinstance(trigger, PriceTrigger):
-                    fp = fingerprint(trigger)
-                    kept = previous.get(f"{rule.id}#{index}")
-                    watch = PriceWatch(rule.id, index, trigger, kept[1] if kept and kept[0] == fp else "unobserved")  # type: ignore[arg-type]
-                    self._watches[(rule.id, index)] = (watch, fp)
-                    self._watches_of.setdefault(rule.id, []).append((index, watch, fp))
-                    grouped.setdefault((trigger.market.value, trigger.symbol, trigger.field), []).append(watch)
-                elif isinstance(trigger, SignalTrigger):
-                    self._signals.setdefault(trigger.source, []).append((rule, index, trigger))
-        self._books = {}
-        for (market, symbol, field), watches in grouped.items():
-            book = LevelBook(watches)
-            last = self._state.quotes.get(market, symbol).get(field)
-            if last is not None:
-                self._trace_first(step, market, symbol, field, last, book.update(last))
-            self._books.setdefault((market, symbol), []).append((field, book))
+                cls = trigger.watcher
+                watcher = self._watchers.get(cls)
+                if watcher is None:
+                    watcher = self._watchers[cls] = cls(self._host)
+                    for event_type in cls.events:
+                        self._routes.setdefault(event_type, []).append(watcher.on_event)
+                if not cls.keeps_state:
+                    watcher.add(rule, index, trigger, None)
+                    continue
+                fp = fingerprint(trigger)
+                kept = previous.get(f"{rule.id}#{index}")
+                armed = watcher.add(rule, index, trigger, kept[1] if kept and kept[0] == fp else None)
+                if armed is not None:
+                    self._armed[(rule.id, index)] = (armed, fp)
+                    self._armed_of.setdefault(rule.id, []).append((index, armed, fp))
+        for watcher in self._watchers.values():
+            watcher.start(step)
 
     def _abandon(self, rule_id: str, rs: RuleState, step: Step, reason: str, keep_pending: bool = False) -> None:
         """Drop a rule's run and queue (their in-flight intents stay tracked) and, unless kept, its hold."""
@@ -276,94 +283,30 @@ class Engine:
         if rs.pending and not keep_pending:
             self._cancel_pending(rule_id, rs, step, reason)
 
-    # ------------------------------------------------------------------ event handlers
+    # ------------------------------------------------------------------ the view
 
-    def _on_tick(self, tick: Tick, step: Step) -> list[Candidate]:
-        last, bid, ask = tick.last, tick.bid, tick.ask
+    def _on_tick(self, tick: Tick, step: Step) -> None:
         values: dict[str, Decimal] = {}
-        if last is not None:
-            values["last"] = last
-        if bid is not None:
-            values["bid"] = bid
-        if ask is not None:
-            values["ask"] = ask
-        merged = self._state.quotes.update(tick.market, tick.symbol, values)
-        books = self._books.get((tick.market, tick.symbol))
-        if not books:
-            return []
-        quote_moved = "bid" in values or "ask" in values
-        fired: dict[str, Candidate] = {}
-        for field, book in books:
-            if field not in values and not (field == "mid" and quote_moved):
-                continue
-            value = merged.get(field)
-            if value is None:
-                continue
-            first = book.last is None
-            changes = book.update(value)
-            if first:
-                self._trace_first(step, tick.market, tick.symbol, field, value, changes)
-                continue
-            for watch, change in changes:
-                step.record("trigger", watch.rule_id, trigger=watch.index, state=change, field=field,
-                            value=value, level=watch.level, direction=watch.trigger.direction)
-                if change == "fired":
-                    current = fired.get(watch.rule_id)
-                    if current is None or watch.index < current[1]:
-                        rule = self._by_id[watch.rule_id]
-                        fired[watch.rule_id] = (rule, watch.index, _price_context(watch.trigger, value, merged))
-        return list(fired.values())
+        if tick.last is not None:
+            values["last"] = tick.last
+        if tick.bid is not None:
+            values["bid"] = tick.bid
+        if tick.ask is not None:
+            values["ask"] = tick.ask
+        self._state.quotes.update(tick.market, tick.symbol, values)
 
-    def _on_signal(self, signal: Signal, step: Step) -> list[Candidate]:
-        found: dict[str, Candidate] = {}
-        for rule, index, trigger in self._signals.get(signal.source, ()):
-            if rule.id in found:
-                continue
-            context = {"trigger": "signal", "signal": dict(signal.payload), "source": signal.source}
-            if trigger.where_expr is not None:
-                env = build_env(context, rule.id, step.now, self._functions)
-                try:
-                    passed = evaluate_bool(trigger.where_expr, env, f"triggers[{index}].where")
-                except EvalFailure as failure:
-                    step.record("error", rule.id, reason=failure.reason, signal_id=signal.signal_id, **failure.detail())
-                    continue
-                step.record("guard", rule.id, trigger=index, where=trigger.where_expr.source, result=passed,
-                            signal_id=signal.signal_id)
-                if not passed:
-                    continue
-            step.record("trigger", rule.id, trigger=index, state="fired", source=signal.source,
-                        signal_id=signal.signal_id)
-            found[rule.id] = (rule, index, context)
-        return list(found.values())
-
-    def _on_timer(self, beat: TimerBeat, step: Step) -> list[Candidate]:
-        rule = self._by_id.get(beat.rule_id)
-        if rule is None or not rule.enabled:
-            step.record("dropped", beat.rule_id, reason="timer beat for an unknown or disabled rule")
-            return []
-        if not (0 <= beat.trigger_index < len(rule.triggers)) or not isinstance(
-            rule.triggers[beat.trigger_index], TimerTrigger
-        ):
-            step.record("error", rule.id, reason=f"trigger {beat.trigger_index} is not a timer trigger")
-            return []
-        scheduled = beat.scheduled_time if beat.scheduled_time is not None else beat.time
-        step.record("trigger", rule.id, trigger=beat.trigger_index, state="fired", scheduled_time=scheduled)
-        return [(rule, beat.trigger_index, {"trigger": "timer", "scheduled_time": scheduled})]
-
-    def _on_result(self, result: ActionResult, step: Step) -> list[Candidate]:
+    def _on_result(self, result: ActionResult, step: Step) -> None:
         self._runner.on_result(result, step)
-        return []
 
-    def _on_balance(self, update: BalanceUpdate, step: Step) -> list[Candidate]:
+    def _on_balance(self, update: BalanceUpdate, step: Step) -> None:
         try:
             balances = {asset: to_decimal(amount) for asset, amount in update.balances.items()}
         except (ArithmeticError, ValueError) as exc:
             step.record("error", None, reason=f"balance update ignored: {exc}")
-            return []
+            return
         self._state.balances.apply(balances, update.time, update.snapshot)
-        return []
 
-    def _on_order(self, update: OrderUpdate, step: Step) -> list[Candidate]:
+    def _on_order(self, update: OrderUpdate, step: Step) -> None:
         orders = self._state.orders
         order = orders.find(txid=update.txid, cl_ord_id=update.cl_ord_id)
         closed = update.status.lower() in CLOSED_STATUSES
@@ -376,7 +319,7 @@ class Engine:
                                      cl_ord_id=update.cl_ord_id, txids=[update.txid] if update.txid else [],
                                      volume=update.volume, price=update.price,
                                      filled=update.filled or Decimal(0), placed_at=step.now))
-            return []
+            return
         if closed:
             orders.remove(order)
         else:
@@ -388,15 +331,14 @@ class Engine:
         if order.rule_id is not None:
             step.record("action", order.rule_id, order=order.key, txid=update.txid, status=update.status,
                         filled=update.filled)
-        return []
 
-    def _on_kill(self, event: KillSwitch, step: Step) -> list[Candidate]:
+    def _on_kill(self, event: KillSwitch, step: Step) -> None:
         kill = self._state.kill
         if not event.engaged:
             if kill.engaged:
                 kill.engaged, kill.since, kill.reason = False, None, ""
                 step.record("state", None, kill_switch="cleared", reason=event.reason)
-            return []
+            return
         kill.count += 1
         if not kill.engaged:
             kill.engaged, kill.since, kill.reason = True, step.now, event.reason
@@ -414,30 +356,30 @@ class Engine:
                 self._state.inflight[intent.intent_id] = InFlight("cancel_all", None, market, step.now)
                 step.emit(intent)
                 step.record("action", None, **intent_detail(intent))
-        return []
 
-    def _on_feed_reset(self, event: FeedReset, step: Step) -> list[Candidate]:
+    def _on_feed_reset(self, event: FeedReset, step: Step) -> None:
         quotes = self._state.quotes
-        symbols = event.symbols or tuple(
-            sorted(set(quotes.symbols(event.market)) | {s for (m, s) in self._books if m == event.market})
-        )
-        quotes.forget(event.market, symbols)
-        for symbol in symbols:
-            for _, book in self._books.get((event.market, symbol), ()):
-                book.reset()
-        step.record("trigger", None, feed_reset=event.market, symbols=list(symbols))
-        return []
+        market = event.market
+        symbols = event.symbols or tuple(sorted(
+            set(quotes.symbols(market)).union(*(w.symbols(market) for w in self._watchers.values()))
+        ))
+        quotes.forget(market, symbols)
+        for watcher in self._watchers.values():
+            watcher.reset(market, symbols)
+        step.record("trigger", None, feed_reset=market, symbols=list(symbols))
 
     # ------------------------------------------------------------------ gates, holds, fires
 
-    def _on_trigger(self, rule: Rule, index: int, context: dict[str, Any], step: Step) -> None:
+    def _on_trigger(self, fire: Fire, step: Step) -> None:
+        rule, index, context = fire.rule, fire.trigger_index, fire.context
         rs = self._state.rules[rule.id]
         now = step.now
         if self._state.kill.engaged:
             step.record("blocked", rule.id, trigger=index, reason="kill switch engaged")
             return
         if rs.pending is not None:
-            step.record("dropped", rule.id, trigger=index, reason="already pending (for: hold in progress)")
+            what = f"waiting for {rs.pending.waiting}" if rs.pending.waiting else "for: hold in progress"
+            step.record("dropped", rule.id, trigger=index, reason=f"already pending ({what})")
             return
         if rs.cooldown_until is not None and now < rs.cooldown_until:
             step.record("dropped", rule.id, trigger=index, reason="cooling down", until=rs.cooldown_until)
@@ -452,28 +394,55 @@ class Engine:
             step.record("dropped", rule.id, trigger=index, reason="previous run still in progress",
                         decision_id=decision_id(rule.id, rs.run.fire_seq))
             return
-        if not self._guard(rule, context, step, index):
+        if fire.waiting is not None:  # the trigger's own condition could not be evaluated yet
+            self._wait(rule, rs, PendingHold(index, now, now + self._result_timeout, context, "wait",
+                                             trigger_ready=False), fire.waiting, step)
             return
+        verdict = self._guard(rule, context, step, index)
+        if isinstance(verdict, StateNotReady):
+            self._wait(rule, rs, PendingHold(index, now, now + self._result_timeout, context, "wait"), verdict, step)
+        elif verdict:
+            self._proceed(rule, rs, index, context, step)
+
+    def _proceed(self, rule: Rule, rs: RuleState, index: int, context: dict[str, Any], step: Step) -> None:
+        """The guard holds: start the `for:` hold, or fire."""
         if rule.hold:
+            now = step.now
             rs.pending = PendingHold(index, now, now + rule.hold, context)
             step.record("state", rule.id, trigger=index, pending_until=now + rule.hold)
             self._refresh(rule.id, step)
             return
         self._fire(rule, rs, index, context, step)
 
-    def _guard(self, rule: Rule, context: dict[str, Any], step: Step, index: int, phase: str = "trigger") -> bool:
-        """Evaluate `when`; trace the result and the values seen. An error counts as false."""
+    def _guard(self, rule: Rule, context: dict[str, Any], step: Step, index: int,
+               phase: str = "trigger") -> bool | StateNotReady:
+        """Evaluate `when`; trace the result and the values seen. An error counts as false; a
+        value not known yet is returned (the caller waits for it)."""
         if rule.when is None:
             return True
         seen: list[dict[str, Any]] = []
-        env = build_env(context, rule.id, step.now, self._functions)
+        env = build_env(context, rule.id, step.now, self._functions, self._host.blank)
         try:
             result = evaluate_guard(rule.when, env, "when", seen)
         except EvalFailure as failure:
+            if failure.not_ready is not None:
+                return failure.not_ready
             step.record("error", rule.id, trigger=index, phase=phase, reason=failure.reason, **failure.detail())
             return False
         step.record("guard", rule.id, trigger=index, phase=phase, result=result, values=seen)
         return result
+
+    def _wait(self, rule: Rule, rs: RuleState, pending: PendingHold, missing: StateNotReady, step: Step) -> None:
+        """Hold on to the fired trigger until `missing` is known (traced once per thing missing)."""
+        rs.pending = pending
+        self._note_waiting(rule.id, pending, missing, step)
+        self._refresh(rule.id, step)
+
+    def _note_waiting(self, rule_id: str, pending: PendingHold, missing: StateNotReady, step: Step) -> None:
+        if pending.waiting != missing.what:
+            pending.waiting = missing.what
+            step.record("blocked", rule_id, trigger=pending.trigger_index, reason=f"waiting for {missing.what}",
+                        waiting=missing.what, until=self._pending_deadline(pending))
 
     def _fire(self, rule: Rule, rs: RuleState, index: int, context: dict[str, Any], step: Step) -> None:
         if rs.run is not None and len(rs.queue) >= self._max_queued:
@@ -500,47 +469,95 @@ class Engine:
     def _check_pending(self, step: Step) -> None:
         for rule_id in sorted(self._pending, key=self._rank.__getitem__):
             rule, rs = self._by_id[rule_id], self._state.rules[rule_id]
-            hold = rs.pending
-            if hold is None:
+            pending = rs.pending
+            if pending is None:
                 continue
-            context = dict(hold.context)
-            trigger = rule.triggers[hold.trigger_index]
-            if isinstance(trigger, PriceTrigger):
-                quote = self._state.quotes.get(trigger.market.value, trigger.symbol)
-                value = quote.get(trigger.field)
-                watched = self._watches.get((rule_id, hold.trigger_index))
-                if value is None or watched is None or not watched[0].beyond(value):
-                    self._cancel_pending(rule_id, rs, step, "price no longer beyond the level",
-                                         value=value, level=trigger.level)
-                    continue
-                context.update(_price_context(trigger, value, quote))
-            matured = step.now >= hold.until
-            if rule.when is not None:
-                seen: list[dict[str, Any]] = []
-                env = build_env(context, rule_id, step.now, self._functions)
-                try:
-                    holds = evaluate_guard(rule.when, env, "when", seen)
-                except EvalFailure as failure:
-                    step.record("error", rule_id, phase="hold", reason=failure.reason, **failure.detail())
-                    self._cancel_pending(rule_id, rs, step, "guard failed to evaluate")
-                    continue
-                if not holds:
-                    self._cancel_pending(rule_id, rs, step, "guard no longer holds", values=seen)
-                    continue
-                if matured:
-                    step.record("guard", rule_id, trigger=hold.trigger_index, phase="hold matured", result=True,
-                                values=seen)
-            if matured:
-                rs.pending = None
+            index = pending.trigger_index
+            trigger = rule.triggers[index]
+            watcher = self._watchers.get(trigger.watcher)
+            checked: dict[str, Any] | Lapsed | StateNotReady
+            if watcher is None:
+                checked = Lapsed("trigger no longer watched", {})
+            else:
+                checked = watcher.recheck(rule, index, dict(pending.context), step, pending.trigger_ready)
+            if isinstance(checked, Lapsed):
+                self._cancel_pending(rule_id, rs, step, checked.reason, **checked.detail)
+                continue
+            if isinstance(checked, StateNotReady):
+                self._still_waiting(rule_id, rs, pending, checked, step)
+                continue
+            context = checked
+            pending.trigger_ready = True
+            if pending.kind == "wait":
+                self._check_wait(rule, rs, pending, context, step)
+            else:
+                self._check_hold(rule, rs, pending, context, step)
+
+    def _check_wait(self, rule: Rule, rs: RuleState, pending: PendingHold, context: dict[str, Any],
+                    step: Step) -> None:
+        verdict = self._guard(rule, context, step, pending.trigger_index, phase="wait")
+        if isinstance(verdict, StateNotReady):
+            self._still_waiting(rule.id, rs, pending, verdict, step)
+            return
+        rs.pending = None
+        self._refresh(rule.id, step)
+        if verdict:
+            self._proceed(rule, rs, pending.trigger_index, context, step)
+
+    def _check_hold(self, rule: Rule, rs: RuleState, pending: PendingHold, context: dict[str, Any],
+                    step: Step) -> None:
+        rule_id = rule.id
+        matured = step.now >= pending.until
+        if rule.when is not None:
+            seen: list[dict[str, Any]] = []
+            env = build_env(context, rule_id, step.now, self._functions, self._host.blank)
+            try:
+                holds = evaluate_guard(rule.when, env, "when", seen)
+            except EvalFailure as failure:
+                if failure.not_ready is not None:
+                    self._still_waiting(rule_id, rs, pending, failure.not_ready, step)
+                    return
+                step.record("error", rule_id, phase="hold", reason=failure.reason, **failure.detail())
+                self._cancel_pending(rule_id, rs, step, "guard failed to evaluate")
+                return
+            if not holds:
+                self._cancel_pending(rule_id, rs, step, "guard no longer holds", values=seen)
+                return
+            if pending.waiting is not None:
+                pending.waiting = None
                 self._refresh(rule_id, step)
-                self._fire(rule, rs, hold.trigger_index, context, step)
+            if matured:
+                step.record("guard", rule_id, trigger=pending.trigger_index, phase="hold matured", result=True,
+                            values=seen)
+        if matured:
+            rs.pending = None
+            self._refresh(rule_id, step)
+            self._fire(rule, rs, pending.trigger_index, context, step)
+
+    def _still_waiting(self, rule_id: str, rs: RuleState, pending: PendingHold, missing: StateNotReady,
+                       step: Step) -> None:
+        """The guard still cannot be evaluated: trace a new reason, drop the wait when overdue."""
+        self._note_waiting(rule_id, pending, missing, step)
+        if step.now >= self._pending_deadline(pending):
+            self._cancel_pending(rule_id, rs, step, f"guard never became ready within {self._result_timeout:g}s",
+                                 waiting=missing.what)
+        else:
+            self._refresh(rule_id, step)
+
+    def _pending_deadline(self, pending: PendingHold) -> float:
+        """When a pending rule must be looked at: a hold matures (or, waiting past maturity,
+        is dropped `result_timeout` later); a wait is dropped."""
+        if pending.kind == "hold" and pending.waiting is not None and self._state.now >= pending.until:
+            return pending.until + self._result_timeout
+        return pending.until
 
     def _cancel_pending(self, rule_id: str, rs: RuleState, step: Step, reason: str, **detail: Any) -> None:
-        hold = rs.pending
+        pending = rs.pending
         rs.pending = None
-        if hold is not None:
-            step.record("dropped", rule_id, trigger=hold.trigger_index, reason=f"pending cancelled: {reason}",
-                        pending_since=hold.since, **detail)
+        if pending is not None:
+            what = "wait" if pending.kind == "wait" else "pending"
+            step.record("dropped", rule_id, trigger=pending.trigger_index, reason=f"{what} cancelled: {reason}",
+                        pending_since=pending.since, **detail)
         self._refresh(rule_id, step)
 
     def _resolve_due(self, step: Step) -> None:
@@ -559,7 +576,7 @@ class Engine:
         if rs.run is not None:
             status = "running"
         elif rs.pending is not None:
-            status = "pending"
+            status = "waiting" if rs.pending.waiting is not None else "pending"
         elif rs.cooldown_until is not None and step.now < rs.cooldown_until:
             status = "cooling_down"
         else:
@@ -578,7 +595,7 @@ class Engine:
             if rs is None:
                 continue
             if rs.pending is not None:
-                times.append(rs.pending.until)
+                times.append(self._pending_deadline(rs.pending))
             if rs.cooldown_until is not None and rs.cooldown_until > self._state.now:
                 times.append(rs.cooldown_until)
             overdue = self._runner.deadline(rs)
@@ -588,44 +605,38 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _trace_first(self, step: Step, market: str, symbol: str, field: str, value: Decimal,
-                     changes: list[tuple[PriceWatch, str]]) -> None:
-        armed = sum(1 for _, change in changes if change == "armed")
-        self._changed.update(watch.rule_id for watch, _ in changes)  # traced without the rule's id
-        step.record("trigger", None, first_observation=f"{market}:{symbol}:{field}", value=value,
-                    armed=armed, disarmed=len(changes) - armed)
-
     def _markets(self) -> list[str]:
-        futures = any(isinstance(a, (FuturesSendOrder, FuturesCancelOrder))
-                      for rule in self._ruleset.rules for a in rule.actions)
-        futures = futures or any(o.market == "futures" for o in self._state.orders)
-        return ["spot", "futures"] if futures else ["spot"]
+        """The markets whose orders the kill switch cancels: spot, and futures when the rules'
+        actions or the known orders involve futures."""
+        markets = {a.order_market for rule in self._ruleset.rules for a in rule.actions if a.order_market}
+        markets.update(o.market for o in self._state.orders)
+        return ["spot", *sorted(markets - {"spot"})]
 
     def _balance(self, asset: str) -> Decimal:
         found = self._state.balances.lookup(asset)
         if found is None:
-            raise LookupError(f"balance of {asset} is not known yet")
+            raise StateNotReady("balance", asset, f"balance of {asset} is not known yet")
         return found[0]
 
     def _price_of(self, symbol: str) -> Decimal:
         price = self._state.quotes.price(symbol)
         if price is None:
-            raise LookupError(f"no price seen for {symbol}")
+            raise StateNotReady("price", symbol, f"no price seen for {symbol}")
         return price
 
     def _open_orders(self, pair: str | None = None) -> int:
         return self._state.orders.count(pair)
 
 
-def _price_context(trigger: PriceTrigger, value: Decimal, quote: Any) -> dict[str, Any]:
-    return {
-        "trigger": "price",
-        "symbol": trigger.symbol,
-        "market": trigger.market.value,
-        "price": value,
-        "bid": quote.get("bid"),
-        "ask": quote.get("ask"),
-        "mid": quote.get("mid"),
-        "last": quote.get("last"),
-        "level": trigger.level,
-    }
+def _nothing(event: Any, step: Step) -> None:
+    """Events the engine's view does not take (the watchers do, or time passing)."""
+
+
+def _lowest_per_rule(fires: list[Fire]) -> list[Fire]:
+    """One fire per rule, from its lowest-numbered trigger (several watchers fired it)."""
+    best: dict[str, Fire] = {}
+    for fire in fires:
+        current = best.get(fire.rule.id)
+        if current is None or fire.trigger_index < current.trigger_index:
+            best[fire.rule.id] = fire
+    return list(best.values())

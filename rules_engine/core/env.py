@@ -1,53 +1,72 @@
 """The names an expression can use, and evaluation that never raises out of the core.
 
-Every expression sees every name below; those that do not apply to the trigger that fired
-are None (a price rule fired by its timer trigger has `price` None):
+The core sets these names in every expression's environment:
 
-- price triggers: `price` (the watched field's value), `bid`, `ask`, `mid`, `last`,
-  `symbol`, `market`, `level` (the level crossed)
-- signal triggers: `signal` (the payload mapping), `source`
-- timer triggers: `scheduled_time`
-- always: `trigger` (the trigger type), `rule_id`, `now` (the event's time)
+- `trigger` (the type of the trigger that fired), `rule_id`, `now` (the event's time);
 - functions backed by the core's view (no I/O): `balance(asset) -> Decimal`,
-  `price_of(symbol) -> Decimal`, `open_orders(pair=None) -> int`
+  `price_of(symbol) -> Decimal`, `open_orders(pair=None) -> int`.
+
+Each trigger type adds the names it provides (`TriggerSpec.provides`); the names of the other
+trigger types in the loaded rules are None (a rule fired by its timer trigger has `price` None).
+The table of which type provides which name is the registry's (`rules_engine.registry`).
+
+A function that reads a value the core has not seen yet (a balance never reported, a symbol
+with no price) raises `StateNotReady`, which the sandbox passes through unchanged; evaluation
+turns it into an `EvalFailure` whose `not_ready` says what was missing, so a guard can wait for
+the value instead of failing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from rules_engine.core.model import Expr, Guard, Template
 
-CONTEXT_NAMES: tuple[str, ...] = (
-    "price", "bid", "ask", "mid", "last", "symbol", "market", "level",
-    "signal", "source", "scheduled_time", "trigger",
-)
-RUNTIME_NAMES: tuple[str, ...] = ("rule_id", "now")
+RUNTIME_NAMES: tuple[str, ...] = ("trigger", "rule_id", "now")
 FUNCTION_NAMES: tuple[str, ...] = ("balance", "price_of", "open_orders")
-ENV_NAMES: frozenset[str] = frozenset(CONTEXT_NAMES + RUNTIME_NAMES + FUNCTION_NAMES)
-"""Pass these as `allowed_names` when compiling rule expressions for the core."""
+CORE_NAMES: frozenset[str] = frozenset(RUNTIME_NAMES + FUNCTION_NAMES)
+"""The names every expression may use, whatever its rule's triggers."""
 
-_BLANK: dict[str, Any] = dict.fromkeys(CONTEXT_NAMES)
+
+class StateNotReady(LookupError):
+    """A runtime function needs a value the core has not seen yet: `kind` (`balance`, `price`)
+    of `key` (an asset, a symbol). `passes_through` tells the sandbox to let it out as is."""
+
+    passes_through: ClassVar[bool] = True
+
+    def __init__(self, kind: str, key: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.key = key
+
+    @property
+    def what(self) -> str:
+        """What is missing, in words: `balance of ZUSD`."""
+        return f"{self.kind} of {self.key}"
 
 
 class EvalFailure(Exception):
     """An expression or template failed; `where` names the place in the rule."""
 
-    def __init__(self, where: str, source: str, reason: str):
+    def __init__(self, where: str, source: str, reason: str, not_ready: StateNotReady | None = None):
         super().__init__(f"{where}: {source!r}: {reason}")
         self.where = where
         self.source = source
         self.reason = reason
+        self.not_ready = not_ready
 
     def detail(self) -> dict[str, str]:
         """Where and what, for a trace record that carries `reason` separately."""
         return {"where": self.where, "expression": self.source}
 
 
-def build_env(context: Mapping[str, Any], rule_id: str, now: float, functions: Mapping[str, Callable]) -> dict[str, Any]:
-    env = dict(_BLANK)
+def build_env(context: Mapping[str, Any], rule_id: str, now: float, functions: Mapping[str, Callable],
+              blank: Mapping[str, None]) -> dict[str, Any]:
+    """An expression's environment: `blank` (every context name of the loaded trigger types, as
+    None), then the firing's context, the rule id, the time and the runtime functions."""
+    env: dict[str, Any] = dict(blank)
     env.update(context)
     env["rule_id"] = rule_id
     env["now"] = now
@@ -57,9 +76,11 @@ def build_env(context: Mapping[str, Any], rule_id: str, now: float, functions: M
 
 def evaluate(expr: Expr, env: Mapping[str, Any], where: str) -> Any:
     """The expression's value; any failure (the sandbox raises ExpressionError; a runtime
-    function may raise LookupError) becomes EvalFailure."""
+    function StateNotReady) becomes EvalFailure."""
     try:
         return expr.compiled.evaluate(env)
+    except StateNotReady as exc:
+        raise EvalFailure(where, expr.source, str(exc), not_ready=exc) from None
     except Exception as exc:  # noqa: BLE001 - a rule's error must never escape the core
         raise EvalFailure(where, expr.source, str(exc) or type(exc).__name__) from None
 

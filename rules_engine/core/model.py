@@ -1,7 +1,9 @@
 """The typed, immutable rule model every other part consumes.
 
 The loader (`rules_engine.rules`) turns YAML into these objects after schema validation;
-the engine core, replay and rule tests read only these, never raw dicts.
+the engine core, replay and rule tests read only these, never raw dicts. Each trigger and
+action type's spec lives in its own module (`rules_engine/triggers/`, `rules_engine/actions/`)
+and derives from `TriggerSpec` or `ActionSpec` here.
 
 Conventions
 - Times are float seconds since the Unix epoch; durations are float seconds.
@@ -17,7 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+
+if TYPE_CHECKING:
+    from rules_engine.core.runs import ActionRun
+    from rules_engine.core.watch import Watcher
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class Market(str, Enum):
     FUTURES = "futures"
 
 
-# ----------------------------------------------------------------------------- triggers
+# ----------------------------------------------------------------------------- crossings
 
 
 @dataclass(frozen=True)
@@ -76,43 +82,6 @@ class Rearm:
     def distance(self, level: Decimal) -> Decimal:
         return level * self.amount / Decimal(100) if self.percent else self.amount
 
-
-@dataclass(frozen=True)
-class PriceTrigger:
-    """Fires when `field` of `symbol` crosses `level` in `direction` (an armed crossing)."""
-
-    symbol: str
-    market: Market
-    field: Literal["last", "bid", "ask", "mid"]
-    direction: Literal["above", "below"]
-    level: Decimal
-    rearm: Rearm | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["price"] = "price"
-
-
-@dataclass(frozen=True)
-class SignalTrigger:
-    """Fires on a signal POSTed to `/signals/{source}` whose payload passes `where`."""
-
-    source: str
-    where_expr: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["signal"] = "signal"
-
-
-@dataclass(frozen=True)
-class TimerTrigger:
-    """Fires every `every` seconds, or on a `cron` schedule in `timezone`."""
-
-    every: float | None = None
-    cron: str | None = None
-    timezone: str = "UTC"
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["timer"] = "timer"
-
-
-Trigger = Union[PriceTrigger, SignalTrigger, TimerTrigger]
 
 # ----------------------------------------------------------------------------- guards
 
@@ -127,142 +96,49 @@ class Guard:
     where: SourceRef | None = field(default=None, compare=False)
 
 
-# ----------------------------------------------------------------------------- actions
+# ----------------------------------------------------------------------------- trigger and action types
 
 
-@dataclass(frozen=True)
-class CheckBalance:
-    """Stop the remaining actions unless `asset` balance >= `minimum`."""
-
-    asset: str
-    minimum: Value
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["check_balance"] = "check_balance"
+WatcherClass = type["Watcher"]
+"""A trigger type's watcher class (the alias keeps `type` free for the spec's field)."""
 
 
-@dataclass(frozen=True)
-class CloseOrder:
-    """AddOrder's conditional close (`close[ordertype]`, `close[price]`, `close[price2]`)."""
+class TriggerSpec:
+    """The base of every trigger type's spec: a frozen dataclass in `rules_engine/triggers/<type>.py`
+    with a `type` field defaulting to the type's name and a `where` field (compare=False).
 
-    ordertype: str
-    price: Value = None
-    price2: Value = None
+    `watcher` is the class that matches triggers of this type in the engine (see
+    `rules_engine.core.watch`); `provides` the expression names a firing sets. The engine
+    finds a type's behaviour only through these, never by naming the type."""
 
-
-@dataclass(frozen=True)
-class PlaceOrder:
-    """Kraken Spot AddOrder. Field names follow Kraken's parameters."""
-
-    pair: str
-    side: Literal["buy", "sell"]
-    ordertype: str
-    volume: Value
-    price: Value = None
-    price2: Value = None
-    trigger: Literal["last", "index"] | None = None
-    leverage: str | None = None
-    reduce_only: bool = False
-    oflags: tuple[str, ...] = ()
-    timeinforce: Literal["GTC", "IOC", "GTD"] | None = None
-    starttm: str | None = None
-    expiretm: str | None = None
-    displayvol: Value = None
-    close: CloseOrder | None = None
-    expire_after: float | None = None
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["place_order"] = "place_order"
+    type: str
+    where: SourceRef | None
+    watcher: ClassVar[WatcherClass]
+    provides: ClassVar[frozenset[str]] = frozenset()
 
 
-@dataclass(frozen=True)
-class CancelOrder:
-    """CancelOrder by one selector; `own=True` means the orders this rule placed."""
+class ActionSpec:
+    """The base of every action type's spec: a frozen dataclass in `rules_engine/actions/<type>.py`
+    with a `type` field defaulting to the type's name, and `condition` (its `if:`) and `where`
+    fields defaulting to None.
 
-    txid: Value = None
-    cl_ord_id: Value = None
-    userref: int | None = None
-    own: bool = False
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["cancel_order"] = "cancel_order"
+    `run` is called when the action's turn comes in a run (see `rules_engine.core.runs.ActionRun`);
+    it returns the intent id to wait for, or None to go on. `resume` is called when that awaited
+    result arrived and was ok. `order_market` names the market whose orders the action places or
+    cancels (None for none); `places_orders` marks actions that place orders."""
 
+    type: str
+    condition: Expr | None
+    where: SourceRef | None
+    order_market: ClassVar[str | None] = None
+    places_orders: ClassVar[bool] = False
 
-@dataclass(frozen=True)
-class CancelAll:
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["cancel_all"] = "cancel_all"
+    def run(self, run: ActionRun) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} has no run function")
 
+    def resume(self, run: ActionRun) -> None:
+        """The awaited result arrived and was ok (nothing more to do by default)."""
 
-@dataclass(frozen=True)
-class DeadManSwitch:
-    """CancelAllOrdersAfter(timeout); 0 disables the switch."""
-
-    timeout: float
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["dead_man_switch"] = "dead_man_switch"
-
-
-@dataclass(frozen=True)
-class FuturesSendOrder:
-    """Kraken Futures sendorder."""
-
-    symbol: str
-    side: Literal["buy", "sell"]
-    order_type: Literal["lmt", "post", "ioc", "mkt", "stp", "take_profit", "trailing_stop", "fok"]
-    size: Value
-    limit_price: Value = None
-    stop_price: Value = None
-    trigger_signal: Literal["mark", "index", "last"] | None = None
-    reduce_only: bool = False
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["futures_send_order"] = "futures_send_order"
-
-
-@dataclass(frozen=True)
-class FuturesCancelOrder:
-    """Futures cancelorder by order_id / cliOrdId, or the orders this rule placed."""
-
-    order_id: Value = None
-    cli_ord_id: Value = None
-    own: bool = False
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["futures_cancel_order"] = "futures_cancel_order"
-
-
-@dataclass(frozen=True)
-class Log:
-    message: Template
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["log"] = "log"
-
-
-@dataclass(frozen=True)
-class Notify:
-    message: Template
-    channel: str = "default"
-    condition: Expr | None = None
-    where: SourceRef | None = field(default=None, compare=False)
-    type: Literal["notify"] = "notify"
-
-
-Action = Union[
-    CheckBalance,
-    PlaceOrder,
-    CancelOrder,
-    CancelAll,
-    DeadManSwitch,
-    FuturesSendOrder,
-    FuturesCancelOrder,
-    Log,
-    Notify,
-]
 
 # ----------------------------------------------------------------------------- rules
 
@@ -281,8 +157,8 @@ class Rule:
     load order (file path order, then position in the file)."""
 
     id: str
-    triggers: tuple[Trigger, ...]
-    actions: tuple[Action, ...]
+    triggers: tuple[TriggerSpec, ...]
+    actions: tuple[ActionSpec, ...]
     description: str = ""
     enabled: bool = True
     priority: int = 0

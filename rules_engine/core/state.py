@@ -1,8 +1,9 @@
 """Everything the core remembers between events, and its JSON snapshot.
 
 Per rule (`RuleState`): fire times inside the `max_fires` window, cooldown end, a pending
-`for:` hold, the running action run and queued runs, and the reported status. Per price
-trigger: its arming state (`PriceWatch.state`, saved under `watches`). Engine-wide: fire
+`for:` hold or wait, the running action run and queued runs, and the reported status. Per
+trigger whose watcher keeps state (price and spread crossings): its arming state (`Crossing.state`,
+saved under `watches`). Engine-wide: fire
 sequence numbers (kept for removed rules too, so ids are never reused), the kill switch,
 balances, known open orders, recent order times for the rate limits, and intents awaiting
 their result.
@@ -25,19 +26,35 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
+from rules_engine.core.model import ActionSpec, TriggerSpec
 from rules_engine.core.risk import OrderTimes
 from rules_engine.core.views import Balances, Orders, OrderView, Quotes
 
 SNAPSHOT_VERSION = 1
-RuleStatus = Literal["idle", "pending", "running", "cooling_down"]
+RuleStatus = Literal["idle", "pending", "waiting", "running", "cooling_down"]
 
 
 def fingerprint(obj: Any) -> str:
-    """A stable hash of a model object's meaning (ignores `where`, `source`, `compiled`)."""
+    """A stable hash of a model object's meaning (ignores `where`, `source`, `compiled`).
+    Trigger and action specs are named by their type (`PriceTrigger`, `PlaceOrder`), not by
+    their class, so that renaming a spec class never changes a fingerprint."""
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:16]
 
 
 _COMPARED: dict[type, tuple[str, ...]] = {}
+_LABELS: dict[type, str] = {}
+
+
+def _label(cls: type) -> str:
+    label = _LABELS.get(cls)
+    if label is None:
+        if issubclass(cls, (TriggerSpec, ActionSpec)):
+            label = "".join(part.capitalize() for part in str(cls.type).split("_"))
+            label += "Trigger" if issubclass(cls, TriggerSpec) else ""
+        else:
+            label = cls.__name__
+        _LABELS[cls] = label
+    return label
 
 
 def _compared_fields(cls: type) -> tuple[str, ...]:
@@ -51,7 +68,7 @@ def _canonical(obj: Any) -> str:
     cls = type(obj)
     if hasattr(cls, "__dataclass_fields__"):
         parts = [f"{name}={_canonical(getattr(obj, name))}" for name in _compared_fields(cls)]
-        return f"{cls.__name__}({','.join(parts)})"
+        return f"{_label(cls)}({','.join(parts)})"
     if isinstance(obj, (tuple, list)):
         return "[" + ",".join(_canonical(v) for v in obj) + "]"
     if isinstance(obj, Enum):
@@ -71,21 +88,35 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class PendingHold:
-    """A `for:` hold: the rule fires at `until` if its guard (and price) still hold."""
+    """A fired trigger the rule holds on to, re-checked on every event:
+
+    - `kind="hold"`: a `for:` hold; the rule fires at `until` if the trigger (a price still
+      beyond its level) and the guard still hold.
+    - `kind="wait"`: the guard (or the trigger's own condition, while `trigger_ready` is False)
+      read a value not known yet; the rule goes on as soon as it can be evaluated, or the wait
+      is dropped at `until` (the engine's `result_timeout` after it began).
+
+    `waiting` names the value waited for (`balance of ZUSD`); a hold whose guard cannot be
+    evaluated waits too, at most `result_timeout` past `until`."""
 
     trigger_index: int
     since: float
     until: float
     context: dict[str, Any]
+    kind: Literal["hold", "wait"] = "hold"
+    waiting: str | None = None
+    trigger_ready: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"trigger_index": self.trigger_index, "since": self.since, "until": self.until,
-                "context": _plain(self.context)}
+                "context": _plain(self.context), "kind": self.kind, "waiting": self.waiting,
+                "trigger_ready": self.trigger_ready}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PendingHold:
         return cls(int(data["trigger_index"]), float(data["since"]), float(data["until"]),
-                   _plain(data["context"]))
+                   _plain(data["context"]), data.get("kind", "hold"), data.get("waiting"),
+                   bool(data.get("trigger_ready", True)))
 
 
 @dataclass

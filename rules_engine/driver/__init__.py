@@ -3,6 +3,6 @@
 
 from rules_engine.driver.driver import Driver, DriverObserver
 from rules_engine.driver.lane import CommitLane, Job
-from rules_engine.driver.timetable import MissedSlot, Timetable, TimerEntry
+from rules_engine.driver.timetable import MissedSlot, Timetable
 
-__all__ = ["CommitLane", "Driver", "DriverObserver", "Job", "MissedSlot", "Timetable", "TimerEntry"]
+__all__ = ["CommitLane", "Driver", "DriverObserver", "Job", "MissedSlot", "Timetable"]

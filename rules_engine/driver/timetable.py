@@ -22,11 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rules_engine.core.events import TimerBeat
-from rules_engine.core.model import TimerTrigger
-from rules_engine.schedule import next_fire, validate_timer
-
-TimerEntry = tuple[str, int, TimerTrigger]
-"""(rule id, trigger index, timer trigger)."""
+from rules_engine.needs import TimerEntry
+from rules_engine.schedule import Schedule, next_fire, validate_timer
 
 DEFAULT_MAX_LATENESS = 60.0
 
@@ -45,7 +42,7 @@ class MissedSlot:
 class _Slot:
     rule_id: str
     trigger_index: int
-    trigger: TimerTrigger
+    trigger: Schedule
     due: float
 
 

@@ -9,14 +9,15 @@ import difflib
 import io
 import math
 import tokenize
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
+
+from rules_engine.core.env import FUNCTION_NAMES
 
 from . import operators
 from .errors import ExpressionError
 from .functions import BUILTINS, CONSTANTS, FUNCTIONS
 from .limits import MAX_DEPTH, MAX_INT_BITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_LENGTH
-from .names import ALL_CONTEXT_NAMES, triggers_providing
 from .source import SourceText
 
 _FORBIDDEN: dict[type[ast.AST], str] = {
@@ -77,7 +78,6 @@ _STATEMENTS: dict[type[ast.AST], str] = {
     ast.Pass: "pass",
 }
 
-_NOT_FUNCTIONS = frozenset(CONSTANTS) | ALL_CONTEXT_NAMES
 
 
 def parse(source: SourceText) -> ast.Expression:
@@ -167,8 +167,10 @@ class _ResolveBuiltins(ast.NodeTransformer):
         return ast.copy_location(resolved, node)
 
 
-def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> frozenset[str]:
-    """Check every node against the whitelist and every name against `allowed`; turn
+def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str],
+          unavailable: Mapping[str, str] | None = None) -> frozenset[str]:
+    """Check every node against the whitelist and every name against `allowed` (a name in
+    `unavailable` is explained with its reason there: where it is provided); turn
     float literals into Decimals and sandbox names into BuiltinNames. Returns the names
     the expression uses. Of several problems the leftmost is reported (the outer one at
     equal columns)."""
@@ -178,7 +180,7 @@ def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> 
     for order, node in enumerate(ast.walk(tree.body)):
         if isinstance(node, ast.Name):
             names.add(node.id)
-        for message in _problems(source, node, allowed, callees):
+        for message in _problems(source, node, allowed, unavailable or {}, callees):
             problems.append((source.column(node) or 0, order, message))
     if problems:
         column, _, message = min(problems)
@@ -187,11 +189,12 @@ def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str]) -> 
     return frozenset(names)
 
 
-def _problems(source: SourceText, node: ast.AST, allowed: frozenset[str], callees: set[int]) -> Iterator[str]:
+def _problems(source: SourceText, node: ast.AST, allowed: frozenset[str], unavailable: Mapping[str, str],
+              callees: set[int]) -> Iterator[str]:
     if isinstance(node, ast.expr) and not isinstance(node, _ALLOWED):
         yield _FORBIDDEN.get(type(node), f"{type(node).__name__} is not allowed")
     elif isinstance(node, ast.Name):
-        yield from _name_problems(node.id, allowed, is_callee=id(node) in callees)
+        yield from _name_problems(node.id, allowed, unavailable, is_callee=id(node) in callees)
     elif isinstance(node, ast.Attribute):
         if node.attr.startswith("_"):
             yield f"names starting with '_' are not allowed: '.{node.attr}'"
@@ -205,27 +208,25 @@ def _problems(source: SourceText, node: ast.AST, allowed: frozenset[str], callee
         yield "operator @ is not supported"
 
 
-def _name_problems(name: str, allowed: frozenset[str], is_callee: bool) -> Iterator[str]:
+def _name_problems(name: str, allowed: frozenset[str], unavailable: Mapping[str, str],
+                   is_callee: bool) -> Iterator[str]:
     if name.startswith("_"):
         yield f"names starting with '_' are not allowed: '{name}'"
     elif name in FUNCTIONS:
         if not is_callee:
             yield f"'{name}' is a function: call it, as in {name}(...)"
     elif name in CONSTANTS or name in allowed:
-        if is_callee and name in _NOT_FUNCTIONS:
+        if is_callee and name not in FUNCTION_NAMES:
             yield f"'{name}' is not a function"
     else:
-        yield unavailable_name(name, allowed)
+        yield unavailable_name(name, allowed, unavailable)
 
 
-def unavailable_name(name: str, allowed: frozenset[str]) -> str:
-    """Why `name`, which is not in `allowed`, cannot be used."""
-    if name in ALL_CONTEXT_NAMES:
-        kinds = " and ".join(triggers_providing(name))
-        return (
-            f"'{name}' is not available here: {kinds} triggers provide it, and a rule may use it "
-            "only if all of its triggers do"
-        )
+def unavailable_name(name: str, allowed: frozenset[str], unavailable: Mapping[str, str]) -> str:
+    """Why `name`, which is not in `allowed`, cannot be used (`unavailable` maps names that
+    exist elsewhere to the reason)."""
+    if name in unavailable:
+        return f"'{name}' is not available here: {unavailable[name]}"
     if hasattr(builtins, name):
         return f"'{name}' is not available in rule expressions"
     message = f"unknown name '{name}'"

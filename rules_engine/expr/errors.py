@@ -4,6 +4,10 @@
      ├── ExpressionError   public: a load-time or evaluation error, with its column
      └── EvaluationFault   internal: raised by operators and sandbox functions; the
                            evaluator turns it into an ExpressionError at the failing node
+
+An exception a runtime function raises whose class sets `passes_through = True` leaves the
+evaluation unchanged instead (the engine core's StateNotReady: "that balance is not known
+yet", which its caller handles differently from a failing expression).
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class EvaluationFault(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+def passes_through(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a runtime function, leaves the evaluation as it is."""
+    return getattr(type(exc), "passes_through", False) is True
 
 
 def shorten(text: str, limit: int = 60) -> str:

@@ -22,7 +22,7 @@ from asteval import Interpreter
 
 from . import operators
 from .checker import BuiltinName
-from .errors import EvaluationFault, ExpressionError, describe, shorten
+from .errors import EvaluationFault, ExpressionError, describe, passes_through, shorten
 
 if TYPE_CHECKING:
     from .source import SourceText
@@ -70,7 +70,9 @@ class Evaluator(Interpreter):
             return self.run(node)
         except (ExpressionError, KeyboardInterrupt):
             raise
-        except BaseException as exc:  # run() raises only ExpressionError; this is a last guard
+        except BaseException as exc:  # run() raises only ExpressionError (or a passing one); a last guard
+            if passes_through(exc):
+                raise
             raise ExpressionError(f"evaluation failed: {describe(exc)}") from None
         finally:
             self.symtable, self._source, context = saved
@@ -93,6 +95,8 @@ class Evaluator(Interpreter):
         except EvaluationFault as fault:
             raise self._located(node, fault.detail) from None
         except BaseException as exc:
+            if passes_through(exc):
+                raise
             raise self._located(node, describe(exc)) from None
 
     def _refuse(self, node: ast.AST) -> None:
@@ -161,6 +165,8 @@ class Evaluator(Interpreter):
         except (EvaluationFault, KeyboardInterrupt):
             raise
         except BaseException as exc:  # SystemExit from a runtime function must not stop the engine
+            if passes_through(exc):
+                raise
             raise EvaluationFault(f"{name}() failed: {describe(exc)}") from None
 
 

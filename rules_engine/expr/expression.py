@@ -47,15 +47,17 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
-def compile_expression(source: str, allowed_names: Collection[str]) -> Expression:
+def compile_expression(source: str, allowed_names: Collection[str],
+                       unavailable: Mapping[str, str] | None = None) -> Expression:
     """Parse and check `source` once. Every free name must be in `allowed_names` or
-    BUILTIN_NAMES. Parts that use no context name are evaluated here, so that
-    `10**10**10` or `1/0` is a load error rather than a rule that never fires."""
+    BUILTIN_NAMES; a name in `unavailable` is reported with the reason given there. Parts
+    that use no context name are evaluated here, so that `10**10**10` or `1/0` is a load
+    error rather than a rule that never fires."""
     if not isinstance(source, str):
         raise ExpressionError(f"an expression must be text, not {type(source).__name__}")
     text = SourceText(source)
     tree = parse(text)
-    names = check(text, tree, frozenset(allowed_names) | BUILTIN_NAMES)
+    names = check(text, tree, frozenset(allowed_names) | BUILTIN_NAMES, unavailable)
     for part in constant_parts(tree):
         evaluator().evaluate(part, text, {})
     return Expression(source, names, text, tree.body)

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
+from rules_engine.core.env import FUNCTION_NAMES
+
 from .checker import unavailable_name
 from .errors import ExpressionError, describe, shorten
 from .evaluator import DECIMAL_CONTEXT
 from .limits import MAX_PLACES, MAX_RENDERED_VALUE, MAX_TEMPLATE_LENGTH
-from .names import RUNTIME_FUNCTIONS
 from .operators import to_decimal
 
 _PLACEHOLDER = re.compile(
@@ -86,8 +87,10 @@ class MessageTemplate:
         return f"MessageTemplate({self.text!r})"
 
 
-def compile_template(text: str, allowed_names: Collection[str]) -> MessageTemplate:
-    """Parse `text` once and check every placeholder's name against `allowed_names`."""
+def compile_template(text: str, allowed_names: Collection[str],
+                     unavailable: Mapping[str, str] | None = None) -> MessageTemplate:
+    """Parse `text` once and check every placeholder's name against `allowed_names` (a name in
+    `unavailable` is reported with the reason given there)."""
     if not isinstance(text, str):
         raise ExpressionError(f"a message must be text, not {type(text).__name__}")
     if len(text) > MAX_TEMPLATE_LENGTH:
@@ -110,7 +113,7 @@ def compile_template(text: str, allowed_names: Collection[str]) -> MessageTempla
             if literal:
                 parts.append("".join(literal))
                 literal = []
-            parts.append(_placeholder(text[index : end + 1], index + 1, allowed))
+            parts.append(_placeholder(text[index : end + 1], index + 1, allowed, unavailable or {}))
             index = end + 1
         else:
             literal.append(char)
@@ -120,7 +123,7 @@ def compile_template(text: str, allowed_names: Collection[str]) -> MessageTempla
     return MessageTemplate(text, tuple(parts))
 
 
-def _placeholder(text: str, column: int, allowed: frozenset[str]) -> _Placeholder:
+def _placeholder(text: str, column: int, allowed: frozenset[str], unavailable: Mapping[str, str]) -> _Placeholder:
     inner = text[1:-1].strip()
     if not inner:
         raise ExpressionError("empty placeholder {}: write {name}", column)
@@ -133,10 +136,10 @@ def _placeholder(text: str, column: int, allowed: frozenset[str]) -> _Placeholde
     path = tuple(_path(match["path"], text, column))
     if name.startswith("_"):
         raise ExpressionError(f"names starting with '_' are not allowed: '{name}'", column)
-    if name in RUNTIME_FUNCTIONS:
+    if name in FUNCTION_NAMES:
         raise ExpressionError(f"'{name}' is a function; a placeholder shows a value", column)
     if name not in allowed:
-        raise ExpressionError(unavailable_name(name, allowed), column)
+        raise ExpressionError(unavailable_name(name, allowed, unavailable), column)
     places = None
     if match["spec"] is not None:
         spec = _SPEC.fullmatch(match["spec"])

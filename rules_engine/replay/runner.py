@@ -42,7 +42,7 @@ from rules_engine.execution.report import ExecutionReport
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
-from rules_engine.service.rule_needs import rule_needs
+from rules_engine.needs import rule_needs
 from rules_engine.state import StateStore, audit_log_path, database_path
 
 ACCOUNT = "paper"

@@ -1,9 +1,11 @@
 """The model builder: turn one schema-checked rule file into `rules_engine.core.model.Rule` objects.
 
-`defaults` are merged into each rule here: `market` and `field` into price triggers, `timezone`
-into cron timers, and `cooldown`, `max_fires`, `mode`, `priority` into the rule itself. A rule's
-guard and action expressions may use the names all of its trigger types provide
-(`rules_engine.expr.names_for_triggers`).
+Each trigger and action is built by its type's builder (`rules_engine.registry`; the types
+live in `rules_engine/triggers/` and `rules_engine/actions/`), which gets the file's `defaults`
+(`market` and `field` for price triggers, `timezone` for cron timers); `cooldown`, `max_fires`,
+`mode` and `priority` are merged into the rule itself here. A rule's guard and action
+expressions may use the names all of its trigger types provide
+(`rules_engine.registry.names_for_triggers`).
 
 A rule the schema rejected is still checked, part by part: every value the schema accepted gets
 the checks it would get in a valid rule (expressions and their names, templates, pairs, assets,
@@ -15,19 +17,13 @@ error already reported. Only rules the schema accepted whole are built.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
-from rules_engine.core.model import Guard, MaxFires, Rule
-from rules_engine.expr import names_for_triggers
-from rules_engine.expr.names import ALL_CONTEXT_NAMES
-from rules_engine.rules.actions import build_action
+from rules_engine.core.model import ActionSpec, Guard, MaxFires, Rule, TriggerSpec
+from rules_engine.registry import action_types, env_names, names_for_triggers, trigger_types
 from rules_engine.rules.context import BuildContext
-from rules_engine.rules.triggers import build_trigger, check_timezone
 from rules_engine.rules.yaml_source import JsonPath
-
-# The names a rule's expressions may use when the schema rejected all of its triggers: any
-# trigger's, so that no name is reported that the fixed triggers may provide.
-ANY_TRIGGER_NAMES = names_for_triggers(()) | ALL_CONTEXT_NAMES
 
 
 def build_rules(ctx: BuildContext) -> list[Rule]:
@@ -51,7 +47,7 @@ def _check_defaults(ctx: BuildContext, defaults: Mapping[str, Any]) -> bool:
         if key in defaults:
             ctx.duration(("defaults", key), defaults[key])
     if "timezone" in defaults:
-        check_timezone(ctx, ("defaults", "timezone"), defaults["timezone"])
+        ctx.timezone(("defaults", "timezone"), defaults["timezone"])
     return ctx.error_count() == before
 
 
@@ -94,7 +90,34 @@ def _expression_names(ctx: BuildContext, path: JsonPath, triggers: list[Any]) ->
     """The names all of the rule's triggers provide. A trigger the schema rejected limits nothing
     (fixing it may change its type); with no trigger it accepted, any trigger's names are allowed."""
     types = {t["type"] for i, t in enumerate(triggers) if ctx.accepts(path + (i,))}
-    return names_for_triggers(sorted(types)) if types else ANY_TRIGGER_NAMES
+    # with none accepted: any trigger's names, so that no name is reported that the fixed triggers may provide
+    return names_for_triggers(sorted(types)) if types else env_names()
+
+
+def build_trigger(ctx: BuildContext, path: JsonPath, raw: Any, defaults: Mapping[str, Any]) -> TriggerSpec | None:
+    """Build one trigger with its type's builder; of a trigger the schema rejected, check the fields
+    it accepted (a trigger whose type it rejected has nothing to check: its fields mean nothing
+    without the type). Each builder checks every field it is given and returns the spec, or None
+    after reporting what is wrong or when the schema rejected anything in the trigger."""
+    fields = ctx.fields(path, raw)
+    kind = trigger_types().get(fields.get("type"))  # type: ignore[arg-type]
+    return None if kind is None else kind.build(ctx, path, fields, defaults)
+
+
+def build_action(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[str]) -> ActionSpec | None:
+    """Build one action with its type's builder; None when anything in it was reported as an error.
+    Of an action the schema rejected, check the fields it accepted (an action whose type it
+    rejected has nothing to check). `names` are what its expressions may use."""
+    before = ctx.error_count()
+    fields = ctx.fields(path, raw, nested=("close",))  # a place_order's close order: checked field by field
+    kind = action_types().get(fields.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    condition = ctx.expression(path + ("if",), fields["if"], names) if "if" in fields else None
+    action = kind.build(ctx, path, fields, names)
+    if action is None or ctx.error_count() > before:
+        return None
+    return replace(action, condition=condition, where=ctx.source(path))  # type: ignore[type-var]
 
 
 def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[str]) -> Guard | None:
@@ -115,7 +138,8 @@ def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[s
     return Guard(kind, children=tuple(children), where=ctx.source(path))
 
 
-def _duration(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any], key: str) -> float | None:
+def _duration(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any],
+              key: str) -> float | None:
     if key in raw:
         return ctx.duration(path + (key,), raw[key])
     if key in defaults:
@@ -123,7 +147,8 @@ def _duration(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], default
     return None
 
 
-def _max_fires(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> MaxFires | None:
+def _max_fires(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str,
+               Any]) -> MaxFires | None:
     spec_path = path + ("max_fires",) if "max_fires" in raw else ("defaults", "max_fires")
     spec = ctx.fields(spec_path, raw["max_fires"] if "max_fires" in raw else defaults.get("max_fires"))
     if "window" not in spec:

@@ -20,13 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from rules_engine.core.model import Expr, SourceRef, Template, Value
 from rules_engine.durations import parse_duration
 from rules_engine.expr import ExpressionError, compile_expression, compile_template
 from rules_engine.pairs import PairRegistry
-from rules_engine.rules.diagnostics import Diagnostic, Severity
+from rules_engine.registry import unavailable_names
+from rules_engine.rules.diagnostics import Diagnostic, Severity, did_you_mean
 from rules_engine.rules.schema_check import SchemaReport
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
@@ -90,7 +93,7 @@ class BuildContext:
     def expression(self, path: JsonPath, text: str, names: Collection[str], prefix: int = 0) -> Expr | None:
         """Compile `text` (written at `path`, starting `prefix` characters into the scalar)."""
         try:
-            compiled = compile_expression(text, frozenset(names))
+            compiled = compile_expression(text, frozenset(names), unavailable_names())
         except ExpressionError as exc:
             offset = prefix + max(exc.column or 1, 1) - 1
             self.report(path, f"invalid expression: {exc.message}", code="expression", offset=offset)
@@ -100,7 +103,7 @@ class BuildContext:
 
     def template(self, path: JsonPath, text: str, names: Collection[str]) -> Template | None:
         try:
-            compiled = compile_template(text, frozenset(names))
+            compiled = compile_template(text, frozenset(names), unavailable_names())
         except ExpressionError as exc:
             self.report(path, f"invalid message template: {exc.message}", code="expression", offset=max(exc.column or 1, 1) - 1)
             return None
@@ -131,3 +134,18 @@ class BuildContext:
         except ValueError as exc:
             self.report(path, str(exc), code="duration")
             return None
+
+    def timezone(self, path: JsonPath, name: str) -> bool:
+        """Whether `name` is an IANA time zone; reports it (with the nearest names) when not."""
+        try:
+            ZoneInfo(name)
+            return True
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.report(path, f'unknown time zone "{name}"', hint=did_you_mean(name, _zone_names()),
+                        code="unknown-timezone")
+            return False
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> list[str]:
+    return sorted(available_timezones())

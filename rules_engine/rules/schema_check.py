@@ -1,6 +1,8 @@
-"""The schema layer: check a parsed rule file against `schemas/rules.schema.json`.
+"""The schema layer: check a parsed rule file against the rule-file JSON Schema.
 
-The JSON Schema (2020-12) is the single source of truth for the format. Every error jsonschema
+The JSON Schema (2020-12) is the single source of truth for the format. It is built from the
+rule level and each trigger and action type's part (`rules_engine.rules.rule_schema`); the
+committed `schemas/rules.schema.json` is the same document written out. Every error jsonschema
 finds (`iter_errors`, not only the first) is turned into a plain-words `Diagnostic` at the
 `file:line:column` of the offending key or value. The schema may carry `errorMessage` (and
 `patternErrorMessage` for patterns), the keywords editors such as VS Code's YAML extension also
@@ -19,25 +21,24 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.rule_schema import build_rules_schema
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
-RULES_SCHEMA = "rules.schema.json"
 _ANY_OF = ("anyOf", "oneOf")
 
 
 @lru_cache(maxsize=1)
 def rules_schema() -> dict[str, Any]:
-    """The rule file schema as a dict."""
-    return json.loads(schema_path(RULES_SCHEMA).read_text(encoding="utf-8"))
+    """The rule file schema as a dict, built from the registered types."""
+    return build_rules_schema()
 
 
 @lru_cache(maxsize=1)
 def rules_validator() -> Draft202012Validator:
     """The compiled validator, built once per process.
 
-    It checks exactly what `schemas/rules.schema.json` says, faster (see `_derive`): each `allOf`
+    It checks exactly what the schema says, faster (see `_derive`): each `allOf`
     that only dispatches on `type` (`if: {type: X}, then: S` for every trigger or action type) runs
     as one lookup of the instance's type instead of evaluating every branch's `if`, and local
     references are inlined. The tests compare its findings with a plain validator's.

@@ -5,10 +5,9 @@ Errors:
 
 Warnings (fail validation only under `--strict`):
 - `no-cooldown`: a rule that places orders with neither `cooldown` nor `max_fires`.
-- `contradicted-level`: a price crossing its own guard rules out, detected from literal
-  comparisons on `price` (or the trigger's field: `last`, `bid`, `ask`, `mid`) in the guard's top-level conjunction (`crosses_above: 70000` with
-  `when: price < 65000` can never fire).
-- `below-ordermin`: a literal order volume below Kraken's minimum for the pair.
+- each trigger and action type's own (`TriggerType.warnings`, `ActionType.warnings`), such as
+  the price trigger's `contradicted-level` and place_order's `below-ordermin`; `guard_bounds`
+  helps a type read the literal comparisons a guard requires.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rules_engine.core.model import FuturesSendOrder, Guard, PlaceOrder, PriceTrigger, Rule, SourceRef
+from rules_engine.core.model import Guard, Rule, SourceRef
 from rules_engine.pairs import PairRegistry
+from rules_engine.registry import action_types, trigger_types
 from rules_engine.rules.diagnostics import Diagnostic
 from rules_engine.rules.yaml_source import SourceDocument
 
@@ -68,59 +68,37 @@ def duplicate_ids(ids: Iterable[WrittenId]) -> list[Diagnostic]:
 def rule_warnings(rule: Rule, registry: PairRegistry) -> list[Diagnostic]:
     """Warnings about one built rule."""
     warnings = []
-    places_orders = any(isinstance(a, (PlaceOrder, FuturesSendOrder)) for a in rule.actions)
+    places_orders = any(a.places_orders for a in rule.actions)
     if places_orders and not rule.cooldown and rule.max_fires is None:
         warnings.append(
-            _warning(rule, rule.source, "places orders but has no cooldown or max_fires, so it may fire on every event",
-                     "add e.g. `cooldown: 5m`", "no-cooldown")
+            warning(rule, rule.source, "places orders but has no cooldown or max_fires, so it may fire on every event",
+                    "add e.g. `cooldown: 5m`", "no-cooldown")
         )
-    if rule.when is not None:
-        warnings.extend(_contradicted_levels(rule))
-    for action in rule.actions:
-        if isinstance(action, PlaceOrder) and isinstance(action.volume, Decimal) and action.volume > 0:
-            pair = registry.get(action.pair)
-            if pair is not None and action.volume < pair.ordermin:
-                warnings.append(
-                    _warning(rule, action.where, f"volume {action.volume} is below Kraken's minimum order of {pair.ordermin} for {pair.altname}",
-                             None, "below-ordermin")
-                )
+    triggers, actions = trigger_types(), action_types()
+    for index, trigger in enumerate(rule.triggers):
+        check = triggers[trigger.type].warnings
+        if check is not None:
+            warnings.extend(check(rule, index, trigger, registry))
+    for index, action in enumerate(rule.actions):
+        check = actions[action.type].warnings
+        if check is not None:
+            warnings.extend(check(rule, index, action, registry))
     return warnings
 
 
-def _warning(rule: Rule, where: SourceRef | None, message: str, hint: str | None, code: str) -> Diagnostic:
+def warning(rule: Rule, where: SourceRef | None, message: str, hint: str | None, code: str) -> Diagnostic:
+    """A warning about `rule`, at `where` (the rule's file start when unknown)."""
     line, column = (where.line, where.column) if where else (1, 1)
     file = where.file if where else "<unknown>"
     return Diagnostic(file, line, column, rule.id, message, hint, "warning", code)
 
 
-def _contradicted_levels(rule: Rule) -> Iterator[Diagnostic]:
-    bounds = list(_price_bounds(rule.when))
-    for number, trigger in enumerate(rule.triggers, start=1):
-        if not isinstance(trigger, PriceTrigger):
-            continue
-        for (where, text), (name, op, limit) in bounds:
-            if name in (PRICE_NAME, trigger.field) and _excludes(trigger, op, limit):
-                verb = "crosses above" if trigger.direction == "above" else "crosses below"
-                yield _warning(
-                    rule, where,
-                    f'the guard "{text}" can never hold when trigger {number} fires (it {verb} {trigger.level})',
-                    None, "contradicted-level",
-                )
-
-
-def _excludes(trigger: PriceTrigger, op: str, limit: Decimal) -> bool:
-    """Whether `price <op> limit` is impossible at the moment `trigger` fires."""
-    level = trigger.level
-    if trigger.direction == "above":  # price >= level when it fires
-        return (op == "<" and limit <= level) or (op in ("<=", "==") and limit < level)
-    return (op == ">" and limit >= level) or (op in (">=", "==") and limit > level)  # price <= level
-
-
-def _price_bounds(guard: Guard) -> Iterator[tuple[tuple[SourceRef | None, str], tuple[str, str, Decimal]]]:
-    """(`(where, source)`, `(name, op, limit)`) for every literal comparison of a price name that must hold."""
+def guard_bounds(guard: Guard) -> Iterator[tuple[tuple[SourceRef | None, str], tuple[str, str, Decimal]]]:
+    """(`(where, source)`, `(name, op, limit)`) for every literal comparison of a price name that
+    must hold for the guard to hold (in its top-level `all:` and `and`)."""
     if guard.kind == "all":
         for child in guard.children:
-            yield from _price_bounds(child)
+            yield from guard_bounds(child)
         return
     if guard.kind != "expr" or guard.expr is None:
         return

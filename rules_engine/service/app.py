@@ -63,7 +63,7 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
-from rules_engine.service.rule_needs import RuleNeeds, rule_needs
+from rules_engine.needs import RuleNeeds, rule_needs
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report

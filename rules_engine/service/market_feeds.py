@@ -15,7 +15,7 @@ from typing import Any
 from rules_engine.core.events import Tick
 from rules_engine.kraken.endpoints import KrakenEndpoints
 from rules_engine.kraken.ws_feed import FeedStatus, TickerFeed
-from rules_engine.service.rule_needs import RuleNeeds
+from rules_engine.needs import RuleNeeds
 
 log = logging.getLogger(__name__)
 

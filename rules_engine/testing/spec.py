@@ -22,7 +22,7 @@ from typing import Any
 from rules_engine.config import ConfigError, parse_config
 from rules_engine.core import RiskLimits
 from rules_engine.core.events import Event, KillSwitch, Signal, Tick, TimerBeat
-from rules_engine.core.model import RuleSet, TimerTrigger
+from rules_engine.core.model import RuleSet
 from rules_engine.durations import parse_duration
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.paper.assets import Assets
@@ -33,6 +33,7 @@ from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
+from rules_engine.triggers.timer import TimerTrigger
 
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
 TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES

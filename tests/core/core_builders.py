@@ -1,15 +1,24 @@
 """Build model objects for core tests without the YAML loader: rules, triggers, actions,
-with expressions compiled by the real sandbox against the core's environment names."""
+with expressions compiled by the real sandbox against every name an expression may use."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from rules_engine.actions.check_balance import CheckBalanceAction
+from rules_engine.actions.log import LogAction
+from rules_engine.actions.place_order import PlaceOrderAction
 from rules_engine.core import model
-from rules_engine.core import ENV_NAMES
 from rules_engine.core.events import Tick
 from rules_engine.expr import compile_expression, compile_template
+from rules_engine.registry import env_names
+from rules_engine.triggers.price import PriceTrigger
+from rules_engine.triggers.signal import SignalTrigger
+from rules_engine.triggers.spread import SpreadTrigger
+from rules_engine.triggers.timer import TimerTrigger
+
+ENV_NAMES = env_names()
 
 
 def D(value: str | int) -> Decimal:
@@ -53,37 +62,45 @@ def not_(child: model.Guard) -> model.Guard:
 
 
 def price(level: str | int, direction: str = "above", symbol: str = "XBTUSD", field: str = "last",
-          rearm: str | int | None = None, percent: bool = False, market: str = "spot") -> model.PriceTrigger:
-    return model.PriceTrigger(
+          rearm: str | int | None = None, percent: bool = False, market: str = "spot") -> PriceTrigger:
+    return PriceTrigger(
         symbol=symbol, market=model.Market(market), field=field, direction=direction, level=D(level),  # type: ignore[arg-type]
         rearm=None if rearm is None else model.Rearm(D(rearm), percent),
     )
 
 
-def signal(source: str, where: str | None = None) -> model.SignalTrigger:
-    return model.SignalTrigger(source, expr(where) if where else None)
+def spread(level: str | int, direction: str = "above", symbol: str = "XBTUSD", percent: bool = False,
+           rearm: str | int | None = None, market: str = "spot") -> SpreadTrigger:
+    return SpreadTrigger(
+        symbol=symbol, market=model.Market(market), direction=direction, level=D(level), percent=percent,  # type: ignore[arg-type]
+        rearm=None if rearm is None else model.Rearm(D(rearm)),
+    )
 
 
-def timer(every: float = 60.0) -> model.TimerTrigger:
-    return model.TimerTrigger(every=every)
+def signal(source: str, where: str | None = None) -> SignalTrigger:
+    return SignalTrigger(source, expr(where) if where else None)
 
 
-def log(message: str = "fired {rule_id}", condition: str | None = None) -> model.Log:
-    return model.Log(template(message), condition=expr(condition) if condition else None)
+def timer(every: float = 60.0) -> TimerTrigger:
+    return TimerTrigger(every=every)
+
+
+def log(message: str = "fired {rule_id}", condition: str | None = None) -> LogAction:
+    return LogAction(template(message), condition=expr(condition) if condition else None)
 
 
 def order(volume: Any = "0.1", pair: str = "XBTUSD", side: str = "buy", ordertype: str = "limit",
-          price: Any = "100", condition: str | None = None, **kw: Any) -> model.PlaceOrder:
-    return model.PlaceOrder(pair=pair, side=side, ordertype=ordertype, volume=value(volume),  # type: ignore[arg-type]
+          price: Any = "100", condition: str | None = None, **kw: Any) -> PlaceOrderAction:
+    return PlaceOrderAction(pair=pair, side=side, ordertype=ordertype, volume=value(volume),  # type: ignore[arg-type]
                             price=None if price is None else value(price),
                             condition=expr(condition) if condition else None, **kw)
 
 
-def check_balance(asset: str = "ZUSD", minimum: Any = "50") -> model.CheckBalance:
-    return model.CheckBalance(asset, value(minimum))
+def check_balance(asset: str = "ZUSD", minimum: Any = "50") -> CheckBalanceAction:
+    return CheckBalanceAction(asset, value(minimum))
 
 
-def rule(rule_id: str, *triggers: model.Trigger, actions: tuple = (), **kw: Any) -> model.Rule:
+def rule(rule_id: str, *triggers: model.TriggerSpec, actions: tuple = (), **kw: Any) -> model.Rule:
     return model.Rule(id=rule_id, triggers=tuple(triggers), actions=tuple(actions) or (log(),), **kw)
 
 

@@ -7,6 +7,10 @@ from core_builders import (
     D, check_balance, expr, fired, kinds, log, order, price, rule, ruleset, signal, template, tick,
 )
 
+from rules_engine.actions.cancel_order import CancelOrderAction
+from rules_engine.actions.futures_send_order import FuturesSendOrderAction
+from rules_engine.actions.notify import NotifyAction
+from rules_engine.actions.place_order import CloseOrder
 from rules_engine.core import model
 from rules_engine.core import Engine, PlaceOrder, ReadBalance, client_order_id
 from rules_engine.core.ids import ORDER_ID_NAMESPACE
@@ -19,7 +23,7 @@ def fire(engine, t=2.0):
 
 
 def test_log_and_notify_do_not_wait_and_render_the_context():
-    notify = model.Notify(message=template("{symbol} crossed {level}"), channel="ops")
+    notify = NotifyAction(message=template("{symbol} crossed {level}"), channel="ops")
     engine = Engine(ruleset(rule("n", price(100), actions=(log("at {price}"), notify))))
     decision = fire(engine)
     assert [(i.kind, i.message) for i in decision.intents] == [("log", "at 101"), ("notify", "XBTUSD crossed 100")]
@@ -37,7 +41,7 @@ def test_action_if_is_evaluated_at_its_turn():
 
 def test_expression_volume_and_price_resolve_to_decimals_and_every_kraken_parameter_is_set():
     act = order(volume="=balance('ZUSD') * 0.1 / price", price="=price - 1", ordertype="limit",
-                oflags=("post",), timeinforce="GTC", close=model.CloseOrder("stop-loss", price=D(90)))
+                oflags=("post",), timeinforce="GTC", close=CloseOrder("stop-loss", price=D(90)))
     engine = Engine(ruleset(rule("v", price(100), actions=(act,))))
     engine.handle(BalanceUpdate({"ZUSD": D(1000)}, 0.5))
     (intent,) = fire(engine).intents
@@ -159,8 +163,8 @@ def test_a_refused_order_stops_the_run_and_is_forgotten():
 
 def test_cancel_own_orders_cancels_what_this_rule_placed_and_nothing_else():
     place = rule("p", price(100), actions=(order(),))
-    cancel = rule("c", price(200), actions=(model.CancelOrder(own=True),))
-    cancel_mine = rule("p2", price(200), actions=(model.CancelOrder(own=True),))
+    cancel = rule("c", price(200), actions=(CancelOrderAction(own=True),))
+    cancel_mine = rule("p2", price(200), actions=(CancelOrderAction(own=True),))
     engine = Engine(ruleset(place, cancel, cancel_mine))
     fire(engine)
     engine.handle(ActionResult("p#1/0", True, 3.0, {"txid": ["OAAA"]}))
@@ -168,7 +172,7 @@ def test_cancel_own_orders_cancels_what_this_rule_placed_and_nothing_else():
     decision = engine.handle(tick(4, "201"))
     assert [i.rule_id for i in decision.intents] == []  # c and p2 own nothing
     assert len([r for r in kinds(decision, "action") if r.detail.get("skipped")]) == 2
-    engine2 = Engine(ruleset(rule("p", price(100), actions=(order(), model.CancelOrder(own=True)))))
+    engine2 = Engine(ruleset(rule("p", price(100), actions=(order(), CancelOrderAction(own=True)))))
     fire(engine2)
     (cancel_intent,) = engine2.handle(ActionResult("p#1/0", True, 3.0, {"txid": ["OBBB"]})).intents
     assert cancel_intent.txids == ("OBBB",) and cancel_intent.cl_ord_ids == ()
@@ -189,7 +193,7 @@ def test_order_updates_close_orders_and_open_orders_counts_the_view():
 
 
 def test_futures_orders_get_a_deterministic_cli_ord_id_and_kraken_parameters():
-    act = model.FuturesSendOrder(symbol="PF_XBTUSD", side="sell", order_type="lmt", size=D("0.5"),
+    act = FuturesSendOrderAction(symbol="PF_XBTUSD", side="sell", order_type="lmt", size=D("0.5"),
                                  limit_price=expr("price + 10"), reduce_only=True)
     engine = Engine(ruleset(rule("f", price(100, symbol="PF_XBTUSD", market="futures"), actions=(act,))))
     engine.handle(tick(1, "90", symbol="PF_XBTUSD", market="futures"))

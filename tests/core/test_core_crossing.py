@@ -6,7 +6,7 @@ import pytest
 from core_builders import D, fired, kinds, price, rule, ruleset, tick
 
 from rules_engine.core import Engine
-from rules_engine.core.crossing import LevelBook, PriceWatch
+from rules_engine.core.crossing import Crossing, LevelBook
 from rules_engine.core.events import FeedReset
 
 
@@ -91,8 +91,8 @@ def test_each_symbol_is_independent_and_a_tick_visits_only_its_own_books(monkeyp
     for n in range(5):
         engine.handle(tick(1, "50", symbol=f"S{n}"))
     visited = []
-    original = PriceWatch.observe
-    monkeypatch.setattr(PriceWatch, "observe", lambda self, v: visited.append(self.rule_id) or original(self, v))
+    original = Crossing.observe
+    monkeypatch.setattr(Crossing, "observe", lambda self, v: visited.append(self.rule_id) or original(self, v))
     decision = engine.handle(tick(2, "200", symbol="S3"))
     assert sorted(fired(decision)) == sorted(f"r{n}#1" for n in range(50) if n % 5 == 3)
     assert set(visited) == {f"r{n}" for n in range(50) if n % 5 == 3}
@@ -100,12 +100,13 @@ def test_each_symbol_is_independent_and_a_tick_visits_only_its_own_books(monkeyp
 
 def test_a_small_move_visits_only_the_thresholds_between_the_two_prices(monkeypatch):
     levels = [D(1000 + n) for n in range(10_000)]
-    watches = [PriceWatch("r", n, price(level)) for n, level in enumerate(levels)]
+    watches = [Crossing("r", n, price(level), ("spot", "XBTUSD", "last"), level, "above", None)
+               for n, level in enumerate(levels)]
     book = LevelBook(watches)
     book.update(D("5000.5"))  # first observation: arms 4000 levels above, disarms the rest
     calls = []
-    original = PriceWatch.observe
-    monkeypatch.setattr(PriceWatch, "observe", lambda self, v: calls.append(self.level) or original(self, v))
+    original = Crossing.observe
+    monkeypatch.setattr(Crossing, "observe", lambda self, v: calls.append(self.level) or original(self, v))
     changes = book.update(D("5003.2"))
     assert sorted(calls) == [D(5001), D(5002), D(5003)]
     assert [(w.level, c) for w, c in changes] == [(D(5001), "fired"), (D(5002), "fired"), (D(5003), "fired")]

@@ -167,15 +167,15 @@ def test_timer_beats_fire_their_rule_with_the_scheduled_time():
 # ------------------------------------------------------------------ error isolation
 
 def test_an_evaluation_error_stops_only_its_rule_and_is_traced_with_the_rule_id():
-    bad = rule("bad", price(100), when=when("balance('ZUSD') > 10"), priority=1)  # balance never seen
+    bad = rule("bad", price(100), when=when("price / (price - price) > 10"), priority=1)  # division by zero
     good = rule("good", price(100))
     engine = Engine(ruleset(bad, good))
     armed(engine)
     decision = engine.handle(tick(2, "101"))
     assert fired(decision) == ["good#1"]
     (error,) = kinds(decision, "error")
-    assert error.rule_id == "bad" and "not known yet" in error.detail["reason"]
-    assert error.detail["expression"] == "balance('ZUSD') > 10"
+    assert error.rule_id == "bad" and "division by zero" in error.detail["reason"]
+    assert error.detail["expression"] == "price / (price - price) > 10"
 
 
 def test_a_non_boolean_guard_is_an_error_not_truthiness():

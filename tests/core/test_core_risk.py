@@ -4,6 +4,7 @@
 import pytest
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick, when
 
+from rules_engine.actions.futures_send_order import FuturesSendOrderAction
 from rules_engine.core import model
 from rules_engine.core import Engine, RiskLimits
 from rules_engine.core.events import ActionResult
@@ -119,7 +120,7 @@ def test_limits_built_from_the_engine_config():
 
 
 def test_futures_inverse_contract_size_is_the_usd_notional():
-    act = model.FuturesSendOrder(symbol="PI_XBTUSD", side="buy", order_type="mkt", size=D(500))
+    act = FuturesSendOrderAction(symbol="PI_XBTUSD", side="buy", order_type="mkt", size=D(500))
     engine = Engine(ruleset(rule("f", price(100), actions=(act,))), RiskLimits(max_order_notional={"PI_XBTUSD": D(400)}))
     _, decision = run_order(None, engine=engine)
     assert breach(decision) == {"limit": "max_order_notional", "value": D(500), "allowed": D(400), "pair": "PI_XBTUSD"}

@@ -3,6 +3,7 @@
 from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tick
 
 from rules_engine import jsoncodec
+from rules_engine.actions.futures_send_order import FuturesSendOrderAction
 from rules_engine.core import model
 from rules_engine.core import CancelAll, Engine, EngineState, client_order_id
 from rules_engine.core.events import ActionResult, Clock, KillSwitch, OrderUpdate
@@ -180,7 +181,7 @@ def test_kill_switch_blocks_fires_and_runs_until_cleared():
 
 
 def test_kill_switch_with_cancel_all_cancels_every_open_order_and_survives_restore():
-    rules = ruleset(rule("r", price(100), actions=(model.FuturesSendOrder("PF_XBTUSD", "buy", "mkt", D(1)),)))
+    rules = ruleset(rule("r", price(100), actions=(FuturesSendOrderAction("PF_XBTUSD", "buy", "mkt", D(1)),)))
     engine = Engine(rules)
     decision = engine.handle(KillSwitch(True, 1, cancel_all=True))
     assert [(type(i), i.market, i.intent_id) for i in decision.intents] == [
@@ -206,3 +207,26 @@ def test_kill_switch_cancels_pending_holds_and_queued_runs():
     assert reasons == ["kill switch engaged", "pending cancelled: kill switch engaged"]
     assert (engine.rule_status("h"), engine.rule_status("q")) == ("idle", "idle")
     assert fired(engine.handle(Clock(20))) == []
+
+
+def test_a_snapshot_saved_before_the_plugin_types_still_loads_with_its_state():
+    """fixtures/snapshot_before_plugins.json was written by the version whose specs lived in
+    core/model.py (PlaceOrder, not PlaceOrderAction): fingerprints name specs by type, so the
+    arming, the pending hold and the awaited order all carry over."""
+    from pathlib import Path
+
+    from rules_engine.core.events import ActionResult
+    from rules_engine.rules import load_rules_text
+
+    fixtures = Path(__file__).parent / "fixtures"
+    rules = load_rules_text((fixtures / "snapshot_before_plugins.rules.yaml").read_text(), "rules.yaml").ruleset
+    saved = jsoncodec.loads((fixtures / "snapshot_before_plugins.json").read_text())
+    engine = Engine(rules, state=EngineState.from_snapshot(saved))
+    assert engine.trigger_states("armed-above") == {0: "armed"}
+    assert engine.trigger_states("held") == {0: "disarmed"}
+    assert (engine.rule_status("held"), engine.rule_status("ordering")) == ("pending", "running")
+    engine.handle(tick(103, "59000"))  # first observation after the restore: still beyond
+    decision = engine.handle(ActionResult("ordering#1/0", True, 104, {"txid": ["OABC"]}))
+    assert [i.message for i in decision.intents] == ["placed"]
+    decision = engine.handle(Clock(162))
+    assert fired(decision) == ["held#1"] and decision.intents[0].message == "held 59000"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from rules_engine.expr import names_for_triggers
+from rules_engine.registry import names_for_triggers
 
 PRICE_NAMES = names_for_triggers(["price"])
 SIGNAL_NAMES = names_for_triggers(["signal"])

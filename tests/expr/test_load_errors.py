@@ -5,18 +5,13 @@ from __future__ import annotations
 import pytest
 from expr_fixtures import ALL_NAMES, PRICE_NAMES, SIGNAL_NAMES
 
-from rules_engine.expr import (
-    CONTEXT_NAMES,
-    RUNTIME_NAMES,
-    ExpressionError,
-    compile_expression,
-    names_for_triggers,
-)
+from rules_engine.expr import ExpressionError, compile_expression
+from rules_engine.registry import unavailable_names
 
 
 def load_error(source: str, allowed: frozenset[str] = ALL_NAMES) -> ExpressionError:
     with pytest.raises(ExpressionError) as caught:
-        compile_expression(source, allowed)
+        compile_expression(source, allowed, unavailable_names())
     return caught.value
 
 
@@ -45,14 +40,9 @@ def test_name_of_another_trigger_type_explains_why() -> None:
     assert "'price' is not available here: price triggers provide it" in error.message
 
 
-def test_names_for_triggers() -> None:
-    assert names_for_triggers(["price"]) == RUNTIME_NAMES | {"trigger", "rule_id"} | CONTEXT_NAMES["price"]
-    assert names_for_triggers(["price", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id"}
-    assert names_for_triggers(["signal", "signal"]) == RUNTIME_NAMES | {"trigger", "rule_id", "signal", "source"}
-    assert names_for_triggers([]) == RUNTIME_NAMES | {"trigger", "rule_id"}
-    assert RUNTIME_NAMES == {"balance", "price_of", "open_orders", "now"}
-    with pytest.raises(ValueError, match="unknown trigger type 'webhook'"):
-        names_for_triggers(["webhook"])
+def test_without_reasons_a_name_of_another_trigger_type_is_just_unknown() -> None:
+    with pytest.raises(ExpressionError, match="unknown name 'price'"):
+        compile_expression("price > 1", SIGNAL_NAMES)
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from rules_engine.rules import load_rules, load_rules_text
-from rules_engine.rules.actions import ACTION_BUILDERS
-from rules_engine.rules.triggers import TRIGGER_BUILDERS
+from rules_engine.registry import action_types, trigger_types
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (REPO / "rules").glob("*.yaml") if not p.name.endswith(".test.yaml"))
@@ -24,8 +23,8 @@ def test_examples_are_valid_without_warnings():
 
 def test_examples_cover_every_trigger_and_action_type():
     rules = load_rules([REPO / "rules"]).ruleset.rules
-    assert {t.type for r in rules for t in r.triggers} == set(TRIGGER_BUILDERS)
-    assert {a.type for r in rules for a in r.actions} == set(ACTION_BUILDERS)
+    assert {t.type for r in rules for t in r.triggers} == set(trigger_types())
+    assert {a.type for r in rules for a in r.actions} == set(action_types())
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

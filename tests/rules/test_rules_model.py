@@ -1,4 +1,4 @@
-"""The model builder: YAML rules to rules_engine.core.model objects."""
+"""The model builder: YAML rules to the specs of the trigger and action types."""
 
 from __future__ import annotations
 
@@ -6,21 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from rules_engine.core.model import (
-    CancelOrder,
-    CheckBalance,
-    Expr,
-    FuturesSendOrder,
-    Market,
-    MaxFires,
-    PlaceOrder,
-    PriceTrigger,
-    Rearm,
-    SignalTrigger,
-    TimerTrigger,
-)
+from rules_engine.actions.cancel_order import CancelOrderAction
+from rules_engine.actions.check_balance import CheckBalanceAction
+from rules_engine.actions.futures_send_order import FuturesSendOrderAction
+from rules_engine.actions.place_order import PlaceOrderAction
+from rules_engine.core.model import Expr, Market, MaxFires, Rearm
 from rules_engine.pairs import PairRegistry
 from rules_engine.rules import load_rules, load_rules_text
+from rules_engine.triggers.price import PriceTrigger
+from rules_engine.triggers.signal import SignalTrigger
+from rules_engine.triggers.timer import TimerTrigger
 
 
 def test_full_rule_builds_the_model(load):
@@ -75,8 +70,8 @@ def test_full_rule_builds_the_model(load):
     assert str(trigger.level) == "70000.50"
     assert rule.when.kind == "expr" and rule.when.expr.source == "ask - bid < 10"
     check, order = rule.actions
-    assert check == CheckBalance(asset="ZUSD", minimum=Decimal("100.10"))
-    assert isinstance(order, PlaceOrder)
+    assert check == CheckBalanceAction(asset="ZUSD", minimum=Decimal("100.10"))
+    assert isinstance(order, PlaceOrderAction)
     assert order.volume == Expr("round(balance('ZUSD') * 0.05 / price, 6)", None)
     assert order.volume.compiled.names >= {"balance", "price"}
     assert (order.price, order.price2, order.leverage, order.reduce_only) == (Decimal("70100"), "+0.5%", "2", True)
@@ -190,7 +185,7 @@ def test_futures_symbols_and_orders(load):
     rule = result.ruleset.rules[0]
     assert rule.triggers[0].market is Market.FUTURES and rule.triggers[0].symbol == "PF_XBTUSD"
     order, cancel = rule.actions
-    assert isinstance(order, FuturesSendOrder) and order.symbol == "PF_ETHUSD" and order.trigger_signal == "mark"
+    assert isinstance(order, FuturesSendOrderAction) and order.symbol == "PF_ETHUSD" and order.trigger_signal == "mark"
     assert cancel.cli_ord_id.source == "rule_id"
 
 
@@ -389,7 +384,7 @@ def test_dead_man_switch_zero_disables(load):
         """
     )
     switch, by_ref, by_txid = result.ruleset.rules[0].actions
-    assert switch.timeout == 0.0 and by_ref == CancelOrder(userref=7) and by_txid.txid == "OABC-1"
+    assert switch.timeout == 0.0 and by_ref == CancelOrderAction(userref=7) and by_txid.txid == "OABC-1"
 
 
 def test_rules_are_ordered_by_priority_then_file_path_then_position(write):

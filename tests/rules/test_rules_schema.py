@@ -12,8 +12,7 @@ from jsonschema import Draft202012Validator
 from rules_engine.durations import DURATION_PATTERN
 from rules_engine.resources import schema_path
 from rules_engine.rules import load_rules, rules_schema, rules_validator
-from rules_engine.rules.actions import ACTION_BUILDERS
-from rules_engine.rules.triggers import TRIGGER_BUILDERS
+from rules_engine.registry import action_types, trigger_types
 from rules_engine.rules.yaml_source import read_source
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,8 +37,8 @@ def test_schema_is_valid_2020_12_and_lists_every_built_type():
     schema = json.loads(schema_path("rules.schema.json").read_text())
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema["$defs"]["trigger"]["properties"]["type"]["enum"] == list(TRIGGER_BUILDERS)
-    assert set(schema["$defs"]["action"]["properties"]["type"]["enum"]) == set(ACTION_BUILDERS)
+    assert schema["$defs"]["trigger"]["properties"]["type"]["enum"] == list(trigger_types())
+    assert set(schema["$defs"]["action"]["properties"]["type"]["enum"]) == set(action_types())
     assert schema["$defs"]["duration"]["pattern"] == DURATION_PATTERN
 
 

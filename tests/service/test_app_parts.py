@@ -13,7 +13,7 @@ from rules_engine.redact import register_secret
 from rules_engine.rules import load_rules_text
 from rules_engine.service.logs import setup_logging
 from rules_engine.service.metrics import ServiceMetrics
-from rules_engine.service.rule_needs import rule_needs
+from rules_engine.needs import rule_needs
 from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 
 RULES = """

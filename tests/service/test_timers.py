@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules_engine.core.model import TimerTrigger
+from rules_engine.triggers.timer import TimerTrigger
 from rules_engine.schedule import next_fire, validate_timer
 from rules_engine.driver import Timetable
 
