@@ -47,9 +47,9 @@ from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision, TraceRecord
 from rules_engine.driver.lane import CommitLane, Job
 from rules_engine.driver.timetable import MissedSlot, Timetable
-from rules_engine.needs import TimerEntry
 from rules_engine.driver.trace_audit import audit_trace
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.needs import TimerEntry
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,7 @@ from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.execution.report import ExecutionReport
-from rules_engine.state.store import OrderRecord
-from rules_engine.state.store import StateStore
+from rules_engine.state.store import OrderRecord, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -258,7 +258,7 @@ class Dispatcher:
                 "decision_id": intent.decision_id, "action": action}
 
     def _audit_exchange(self, intent: it.Intent, report: ExecutionReport, cl_ord_id: str | None) -> None:
-        base = {"intent_id": intent.intent_id, "kind": intent.kind}
+        base: dict[str, Any] = {"intent_id": intent.intent_id, "kind": intent.kind}
         if cl_ord_id is not None:
             base["cl_ord_id"] = cl_ord_id
         if self.mode == "dry-run":

@@ -146,7 +146,8 @@ class DryRunExecutor:
         return ExecutionReport(ok(intent, now, {"balances": balances}), request, {"result": balances, "real": True})
 
 
-def _with_real_balances(report: ExecutionReport, reader: Callable[[], Mapping[str, Any]], now: float) -> ExecutionReport:
+def _with_real_balances(report: ExecutionReport, reader: Callable[[], Mapping[str, Any]],
+                        now: float) -> ExecutionReport:
     """The paper wallet's open orders with the real account's balances."""
     orders = [e for e in report.events if isinstance(e, OrderUpdate)]
     try:

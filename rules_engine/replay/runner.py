@@ -39,10 +39,10 @@ from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.dry_run import DryRunExecutor
 from rules_engine.execution.paper import PaperExecutor
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
-from rules_engine.needs import rule_needs
 from rules_engine.state import StateStore, audit_log_path, database_path
 
 ACCOUNT = "paper"
@@ -77,7 +77,7 @@ class OfflineRunner:
         self.now = start
         if state_dir is None:
             folder = Path(tempfile.mkdtemp(prefix="rules-engine-offline-", dir=_scratch()))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+            self._cleanup: Callable[[], object] | None = weakref.finalize(self, shutil.rmtree, folder, True)
         else:
             folder = Path(state_dir)
             folder.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,9 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,15 @@ from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState, RiskLimits
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
+from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.driver.reads import priced_symbols, reads_balances
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
+from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.ws_feed import FeedStatus
+from rules_engine.needs import RuleNeeds, rule_needs
 from rules_engine.pairs import default_registry
 from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_rules, load_signal_schema
@@ -63,7 +67,6 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
-from rules_engine.needs import RuleNeeds, rule_needs
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
@@ -89,8 +92,14 @@ class _Reload:
     done: asyncio.Future[bool] = field(repr=False)
 
 
-_STOP = object()
-_ADVANCE = object()  # the wake-up: deliver what is due now
+class _Control(Enum):
+    STOP = "stop"
+    ADVANCE = "advance"  # the wake-up: deliver what is due now
+
+
+_STOP, _ADVANCE = _Control.STOP, _Control.ADVANCE
+QueueItem = Event | _Reload | _Control
+"""What the consumer takes from the queue: an event for the driver, a reload, or a control."""
 
 
 class EngineService:
@@ -377,11 +386,16 @@ class EngineService:
     def _install_signal_handlers(self) -> None:
         loop = self._loop
         assert loop is not None and self.kill_switch is not None
+        def remover(signum: int) -> Callable[[], None]:
+            def remove() -> None:
+                loop.remove_signal_handler(signum)
+            return remove
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
-            self._signal_removers.append(lambda s=signum: loop.remove_signal_handler(s))
+            self._signal_removers.append(remover(signum))
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        self._signal_removers.append(lambda: loop.remove_signal_handler(signal.SIGHUP))
+        self._signal_removers.append(remover(signal.SIGHUP))
         self._signal_removers.append(
             install_signal_handler(loop, self.kill_switch, cancel_all=self.config.kill_cancel_open_orders))
 
@@ -393,7 +407,7 @@ class EngineService:
         log.info("SIGHUP received: reloading rules")
         self._spawn(self.reload("SIGHUP"))
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.append(task)
         task.add_done_callback(self._task_done)
@@ -407,7 +421,7 @@ class EngineService:
 
     # ------------------------------------------------------------------ intake
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: QueueItem) -> None:
         if self._idle.is_set():
             self._idle.clear()
         self._queue.put_nowait((item, time.perf_counter()))
@@ -500,11 +514,12 @@ class EngineService:
                 metrics.ticks.labels(market).inc(count)
         self._handled.clear()
 
-    def _handle_item(self, item: Any, received: float) -> None:
+    def _handle_item(self, item: QueueItem, received: float) -> None:
         driver = self.driver
         assert driver is not None
-        if item is _ADVANCE:
-            driver.advance_to(self.clock(), inclusive=True)
+        if isinstance(item, _Control):
+            if item is _ADVANCE:
+                driver.advance_to(self.clock(), inclusive=True)
             return
         if isinstance(item, _Reload):
             self._apply_reload(item)
@@ -512,7 +527,7 @@ class EngineService:
         driver.feed(item, received)
         self._latency.observe(time.perf_counter() - received)
         kind = type(item)
-        key = (kind, item.market if kind is Tick else None)
+        key = (kind, item.market if isinstance(item, Tick) else None)
         handled = self._handled
         handled[key] = handled.get(key, 0) + 1
 
@@ -523,7 +538,7 @@ class EngineService:
         if job.received is not None:
             self.metrics.dispatch_latency.observe(time.perf_counter() - job.received)
 
-    def _on_reported(self, intent: Any, report: Any) -> None:
+    def _on_reported(self, intent: Intent | None, report: ExecutionReport) -> None:
         assert self.driver is not None
         self.driver.reported(intent, report)
 
@@ -609,7 +624,7 @@ class EngineService:
             if problem is not None or needs is None:
                 self.metrics.reloads.labels("invalid").inc()
                 log.error("reload (%s) refused; the previous rules keep running:\n%s", reason, problem)
-                errors = [str(e) for e in result.errors[:MAX_REPORTED_ERRORS]] or [problem]
+                errors = [str(e) for e in result.errors[:MAX_REPORTED_ERRORS]] or [problem or "no rules"]
                 self._audit("reload", data={"ok": False, "reason": reason, "errors": errors,
                                             "files": result.files}, sync=True)
                 self._tell("reload", {"ok": False, "reason": reason, "errors": errors})
@@ -682,7 +697,7 @@ class EngineService:
             if self._consumer is not None and not self._consumer.done():
                 try:
                     await self.settle(self.drain_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.error("in-flight actions did not finish within %.0f s; stopping anyway", self.drain_timeout)
                 self._queue.put_nowait((_STOP, time.perf_counter()))
                 await self._consumer

@@ -16,8 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rules_engine.service.killswitch import KillSwitchFile
-from rules_engine.service.killswitch import add_kill_routes
+from rules_engine.service.killswitch import KillSwitchFile, add_kill_routes
 from rules_engine.service.signals import SeenFn, SignalSourceConfig
 from rules_engine.service.webhook import OnReject, OnSignal, add_signal_routes
 

@@ -26,7 +26,7 @@ class ThreadLane:
         self,
         lane: CommitLane,
         loop: asyncio.AbstractEventLoop,
-        on_reported: Callable[[Intent, ExecutionReport], None],
+        on_reported: Callable[[Intent | None, ExecutionReport], None],
         on_idle: Callable[[], None],
     ) -> None:
         self.lane = lane
