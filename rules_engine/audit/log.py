@@ -83,7 +83,7 @@ def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     return buf[: end - pos], end + 1
 
 
-def _check_entry(kind: Any, rule_id: Any, rule_file_hash: Any, data: Any) -> None:
+def check_entry(kind: Any, rule_id: Any, rule_file_hash: Any, data: Any) -> None:
     if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
         raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
     if rule_id is not None and not isinstance(rule_id, str):
@@ -219,7 +219,7 @@ class AuditLog:
         the record is on disk (fsynced, head file updated) when this returns. Raises
         AuditError if the record could not be written; the log is then left as it was.
         """
-        _check_entry(kind, rule_id, rule_file_hash, data)
+        check_entry(kind, rule_id, rule_file_hash, data)
         with self._lock:
             return self._write_records([(kind, rule_id, rule_file_hash, data or {})], sync=sync)[0]
 
@@ -231,7 +231,7 @@ class AuditLog:
         write fails none of them is kept. Returns them as written."""
         batch = []
         for kind, rule_id, rule_file_hash, data in entries:
-            _check_entry(kind, rule_id, rule_file_hash, data)
+            check_entry(kind, rule_id, rule_file_hash, data)
             batch.append((kind, rule_id, rule_file_hash, data or {}))
         with self._lock:
             return self._write_records(batch, sync=False)

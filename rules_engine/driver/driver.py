@@ -39,7 +39,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from rules_engine.audit import AuditError, AuditLog
+from rules_engine.audit import AuditError
+from rules_engine.audit.sink import AuditSink
 from rules_engine.core import Engine
 from rules_engine.core.events import Clock, Event, OrderUpdate, Tick
 from rules_engine.core.intents import Intent
@@ -77,7 +78,7 @@ class Driver:
         self,
         engine: Engine,
         lane: CommitLane,
-        audit: AuditLog,
+        audit: AuditSink,
         timetable: Timetable,
         *,
         rule_hashes: dict[str, str],

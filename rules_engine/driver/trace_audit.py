@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from rules_engine.audit import AuditLog
+from rules_engine.audit.sink import AuditSink, Entry
 from rules_engine.core import TraceRecord
 
 
-def audit_trace(audit: AuditLog, records: Iterable[TraceRecord], rule_hashes: Mapping[str, str]) -> int:
+def audit_trace(audit: AuditSink, records: Iterable[TraceRecord], rule_hashes: Mapping[str, str]) -> int:
     """Append one audit record per trace record, all with one write; returns how many were written."""
-    entries = []
+    entries: list[Entry] = []
     for record in records:
         data = dict(record.detail)
         data["event_time"] = record.time

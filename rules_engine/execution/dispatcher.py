@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from rules_engine.audit.log import AuditLog
+from rules_engine.audit.sink import AuditSink
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
 from rules_engine.execution.account import SYNC_ID
@@ -94,7 +94,7 @@ class Dispatcher:
         self,
         executor: Executor,
         store: StateStore,
-        audit: AuditLog,
+        audit: AuditSink,
         *,
         mode: str,
         rule_hashes: RuleHashes | None = None,

@@ -5,8 +5,9 @@ the service's code path with other sources and a simulated clock: the same `Driv
 beats, deadlines, fills before ticks), the same commit-then-send lane (state changes and
 order rows committed to a state store, then the `Dispatcher` audits the decision, marks it
 sent and executes it) and the same dry-run executor (a `DryRunExecutor` on a `PaperExecutor`,
-behind the same balance cache). Only the state store and the audit log live in a temporary
-folder (or `state_dir`) and are not fsynced.
+behind the same balance cache). Only the sinks differ: the state store lives in a temporary
+folder (or `state_dir`) and is not fsynced, and the audit records are kept in memory
+(`MemoryAudit`), or written to `state_dir/audit.jsonl` as a dry run writes them.
 
 For each input event, in time order (see `Driver.feed`): everything due strictly before the
 event's time is delivered first, at its own time (timer beats from `rules_engine.schedule`,
@@ -28,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from rules_engine.audit import AuditLog
+from rules_engine.audit.sink import AuditSink, MemoryAudit
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
 from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate
 from rules_engine.core.intents import Intent
@@ -56,7 +58,8 @@ class OfflineRunner:
     as the account at `start`, before any event. `timers=False` leaves timer beats to the
     inputs. `on_outcome` is called once for every outcome when it is settled (after the input
     event that produced it has been fully processed). `state_dir` keeps the state store and
-    the audit log there (default: a temporary folder removed by `close()`).
+    the audit log (`audit.jsonl`) there; by default the store is in a temporary folder removed
+    by `close()` and the audit records are in `audit.records`.
     """
 
     def __init__(
@@ -85,7 +88,10 @@ class OfflineRunner:
         self.state_dir = folder
         clock = self._clock
         self.store = StateStore(database_path(folder), clock=clock, durable=False)
-        self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
+        # With a state folder the audit log is the real one (`audit.jsonl`, what a dry run writes);
+        # a throwaway run keeps the same records in memory.
+        self.audit: AuditSink = (AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
+                                 if state_dir is not None else MemoryAudit())
         self.executor = BalanceCache(DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store),
                                      balance_max_age)
         needs = rule_needs(ruleset)

@@ -1,6 +1,7 @@
 """The offline loop shared by tests and replays: ordering of timers, deadlines and inputs,
 simulated fills fed back, outcomes classified from the trace, determinism."""
 
+import json
 from decimal import Decimal
 
 from rules_engine.core.events import Signal, Tick
@@ -92,3 +93,34 @@ def test_runs_are_deterministic():
         return [(o.time, o.rule_id, [i.to_dict() for i in o.intents], o.fills) for o in runner.outcomes]
 
     assert run() == run()
+
+
+def test_a_run_goes_through_the_commit_then_send_path_and_audits_it(tmp_path):
+    """Rule tests and replays commit each order's decision row before it is sent and audit
+    it as the service does; kept in memory, or in `state_dir/audit.jsonl`, the same records."""
+    def run(state_dir=None):
+        runner = OfflineRunner(rules(DIP), start=T0, wallet={"ZUSD": 1000}, state_dir=state_dir)
+        for n, price in enumerate([110, 99, 98, 97]):
+            runner.feed(tick(n * 45, price))
+        runner.finish(T0 + 200)
+        cl_ord_id = runner.outcomes[0].intents[0].cl_ord_id
+        row = runner.store.get_decision(cl_ord_id)
+        records = runner.audit.records if state_dir is None else None
+        runner.close()
+        return row, records
+
+    row, in_memory = run()
+    assert row.status == "accepted" and row.rule_id == "dip"  # recorded, marked sent, resting on the paper book
+    assert in_memory[0]["kind"] == "state"  # the rules loaded, then the account read before any event
+    assert [r["kind"] for r in in_memory[1:3]] == ["request", "response"]
+    assert in_memory[1]["data"]["kind"] == "account"
+    placed = [(r["kind"], r["data"].get("cl_ord_id")) for r in in_memory if r["data"].get("kind") == "place_order"
+              or (r["kind"] == "decision" and "intent" in r["data"])]
+    assert placed == [("decision", row.cl_ord_id), ("request", row.cl_ord_id), ("response", row.cl_ord_id)]
+    order = next(r for r in in_memory if r["kind"] == "decision" and "intent" in r["data"])
+    assert order["data"]["action"] == "would_send"
+
+    row_kept, _ = run(tmp_path / "state")
+    on_disk = [json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    assert row_kept.cl_ord_id == row.cl_ord_id
+    assert [(r["kind"], r["rule_id"]) for r in on_disk] == [(r["kind"], r["rule_id"]) for r in in_memory]
