@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("replay-report"), metavar="DIR",
                         help="folder for report.md, report.json and chart.png (default: replay-report)")
     parser.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="keep the replay's state database and audit log (audit.jsonl, the records a dry run "
+                             "writes; read it with `rules-engine audit show --state-dir DIR`); the folder must be "
+                             "new or empty")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="what to print (default: text)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar "
@@ -72,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     if not rule_files:
         return _fail(f"no rule files (*.yaml, *.yml) under {' '.join(args.rules)}", 2)
+    if args.state_dir is not None and args.state_dir.exists() and any(args.state_dir.iterdir()):
+        return _fail(f"--state-dir {args.state_dir} is not empty: a replay writes a new audit log", 2)
     missing = [str(p) for p in args.data if not p.is_file()]
     if missing:
         return _fail(f"no such data file: {', '.join(missing)}", 2)
@@ -87,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         data = [open_data(p, data_format=args.data_format, pair=args.pair, interval=interval) for p in args.data]
         result = run_replay(loaded.ruleset, data, wallet=wallet, limits=limits, timers=not args.no_timers,
                             balance_max_age=config.balance_cache if config else 10.0,
-                            progress=lambda ticks, total: _progress(ticks, total, args.progress))
+                            progress=lambda ticks, total: _progress(ticks, total, args.progress),
+                            state_dir=args.state_dir)
     except DataError as exc:
         return _fail(str(exc), 1)
     rule_ids = [rule.id for rule in loaded.ruleset.rules]

@@ -116,3 +116,22 @@ def test_exit_codes(workspace, capsys):
     code = main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_5.csv"),
                  "--out", str(workspace / "out")])
     assert code == 1 and "XBTUSD_5.csv:2: timestamp 50 is not after" in capsys.readouterr().err
+
+
+def test_state_dir_keeps_the_audit_log_of_the_replay(workspace, capsys):
+    state = workspace / "replay-state"
+    code = main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_1.csv"),
+                 "--out", str(workspace / "out"), "--no-chart", "--format", "json", "--state-dir", str(state)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    fires = len(report["fires"])
+    assert fires > 0
+    assert main(["audit", "verify", "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    orders = [r for r in records if r["kind"] == "decision" and "intent" in r["data"]]
+    assert len(orders) == fires and all(r["mode"] == "dry-run" for r in orders)
+    assert all(r["data"]["action"] == "would_send" for r in orders)
+    assert main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_1.csv"),
+                 "--out", str(workspace / "out"), "--no-chart", "--state-dir", str(state)]) == 2
+    assert "not empty" in capsys.readouterr().err
