@@ -16,10 +16,10 @@ Conventions
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from rules_engine.core.runs import ActionRun
@@ -60,11 +60,12 @@ class Template:
     compiled: Any = field(compare=False, repr=False)
 
 
-Literal_ = Union[Decimal, int, str, bool, None]
-Value = Union[Literal_, Expr]
+Literal_ = Decimal | int | str | bool | None
+Value = Literal_ | Expr
 
 
-class Market(str, Enum):
+# Not StrEnum: that would turn str()/format() from "Market.SPOT" into "spot".
+class Market(str, Enum):  # noqa: UP042
     SPOT = "spot"
     FUTURES = "futures"
 
@@ -130,6 +131,7 @@ class ActionSpec:
     type: str
     condition: Expr | None
     where: SourceRef | None
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # declared only: each subclass is a dataclass
     order_market: ClassVar[str | None] = None
     places_orders: ClassVar[bool] = False
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -70,7 +70,8 @@ class Narrator:
             self.say(f"run {d['outcome']}{extra}", 1)
         elif kind == "action" and "skipped" in d:
             why = f" ({d['expression']})" if d.get("expression") else ""
-            self.say(f"skips action {d.get('action')}{' ' + d['type'] if d.get('type') else ''}: {d['skipped']}{why}", 1)
+            action = f"{d.get('action')}{' ' + d['type'] if d.get('type') else ''}"
+            self.say(f"skips action {action}: {d['skipped']}{why}", 1)
         elif kind == "action" and d.get("type") == "check_balance":
             verdict = "ok" if d.get("passed") else "TOO LOW"
             self.say(f"check_balance {d['asset']}: {_num(d['balance'])} >= {_num(d['minimum'])}? {verdict}", 1)
@@ -90,15 +91,15 @@ class Narrator:
             self.say(f"error in {rule or 'engine'}: {d.get('reason')}", 1)
 
     @staticmethod
-    def _intent_text(d: dict[str, Any]) -> str:
+    def _intent_text(d: Mapping[str, Any]) -> str:
         kind = d["type"]
         if kind == "place_order":
             price = f" @ {_num(d['price'])}" if d.get("price") is not None else ""
             flags = f" [{','.join(d['oflags'])}]" if d.get("oflags") else ""
             return f"place_order {d['side']} {_num(d['volume'])} {d['pair']} {d['ordertype']}{price}{flags}"
         if kind == "futures_send_order":
-            price = d.get("limit_price") or d.get("stop_price")
-            at = f" @ {_num(price)}" if price is not None else ""
+            level = d.get("limit_price") or d.get("stop_price")
+            at = f" @ {_num(level)}" if level is not None else ""
             return f"futures_send_order {d['side']} {_num(d['size'])} {d['symbol']} {d['order_type']}{at}"
         if kind == "read_balance":
             return "read the balance (the check needs a fresh one)"

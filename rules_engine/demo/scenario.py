@@ -85,7 +85,9 @@ class Demo:
             heading("Starting")
             port = await service.start()
             say(f"Kraken simulator on {endpoints.spot_rest}; engine HTTP on http://127.0.0.1:{port} (dry-run)")
-            say(f"{len(service.engine.ruleset.rules)} rules from: {', '.join(p.name for p in rule_files)}")
+            engine = service.engine
+            assert engine is not None  # set by start()
+            say(f"{len(engine.ruleset.rules)} rules from: {', '.join(p.name for p in rule_files)}")
             await self._until(lambda: service.health()["ok"], 10)
             feeds = service.health()["feeds"]
             say("feeds: " + "; ".join(f"{m} {f['protocol']} subscribed to {f['subscribed']} symbols"
@@ -109,7 +111,9 @@ class Demo:
         self.narrator.say(f"price {symbol} -> {price}   ({why})")
         self.sim.set_price(symbol, Decimal(price))
         await self._until(lambda: counter._value.get() > seen, 5)
-        if market == "spot" and symbol == "XBTUSD" and "PF_XBTUSD" in service.needs.futures_symbols:
+        needs = service.needs
+        assert needs is not None  # set by start()
+        if market == "spot" and symbol == "XBTUSD" and "PF_XBTUSD" in needs.futures_symbols:
             futures = service.metrics.ticks.labels("futures")
             await self._until(lambda: futures._value.get() > 0, 5)
         await service.settle(10)

@@ -254,20 +254,23 @@ def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:
         if value.bit_length() > MAX_INT_BITS:
             yield f"integer literal too large (limit {MAX_INT_BITS} bits)"
     elif isinstance(value, float):
-        literal = _literal_decimal(source, node)
+        literal = _literal_decimal(source, node, value)
         if literal is None:
             yield "number literal out of range"
         else:
-            node.value = literal
+            # The evaluator reads Constant.value itself (the tree is never compiled), so a Decimal
+            # may stand there, though typeshed types the field as what compile() accepts.
+            setattr(node, "value", literal)  # noqa: B010
     else:
         yield f"{type(value).__name__} literals are not allowed"
 
 
-def _literal_decimal(source: SourceText, node: ast.Constant) -> Decimal | None:
-    """The Decimal a float literal denotes, from its exact source text (`0.1` is 0.1)."""
-    if not math.isfinite(node.value):
+def _literal_decimal(source: SourceText, node: ast.Constant, value: float) -> Decimal | None:
+    """The Decimal the float literal `node` (whose value is `value`) denotes, from its exact
+    source text (`0.1` is 0.1)."""
+    if not math.isfinite(value):
         return None
-    return Decimal(source.segment(node) or repr(node.value))
+    return Decimal(source.segment(node) or repr(value))
 
 
 def constant_parts(tree: ast.Expression) -> list[ast.expr]:
@@ -283,7 +286,7 @@ def constant_parts(tree: ast.Expression) -> list[ast.expr]:
         if not pure:
             found.extend(
                 child
-                for child, child_pure in zip(ast.iter_child_nodes(node), children)
+                for child, child_pure in zip(ast.iter_child_nodes(node), children, strict=True)
                 if child_pure and isinstance(child, ast.expr) and not isinstance(child, (ast.Constant, ast.Name))
             )
         return pure

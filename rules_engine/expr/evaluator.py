@@ -41,6 +41,8 @@ DECIMAL_CONTEXT = decimal.Context(
 class Evaluator(Interpreter):
     """One per thread; each evaluation brings its own environment as the symbol table."""
 
+    symtable: Mapping[str, Any]  # asteval's attribute (the package is untyped); here the evaluation's env
+
     def __init__(self) -> None:
         super().__init__(symtable={}, minimal=True, use_numpy=False)
         self._source: SourceText | None = None
@@ -115,7 +117,7 @@ class Evaluator(Interpreter):
         left = self.run(node.left)
         if len(node.ops) == 1:
             return operators.COMPARE[node.ops[0].__class__](left, self.run(node.comparators[0]))
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.run(comparator)
             if not operators.COMPARE[op.__class__](left, right):
                 return False
@@ -154,12 +156,19 @@ class Evaluator(Interpreter):
             raise EvaluationFault(f"no field '{node.attr}'") from None
 
     def on_call(self, node: ast.Call) -> Any:
-        name = node.func.id  # the checker admits only named callees
-        function = self.run(node.func)
+        callee = node.func
+        if not isinstance(callee, ast.Name):  # the checker admits only named callees
+            raise EvaluationFault("only named functions can be called")
+        name = callee.id
+        function = self.run(callee)
         if not callable(function):
             raise EvaluationFault(f"'{name}' is not a function")
         args = [self.run(arg) for arg in node.args]
-        kwargs = {keyword.arg: self.run(keyword.value) for keyword in node.keywords} if node.keywords else {}
+        kwargs: dict[str, Any] = {}
+        for keyword in node.keywords:
+            if keyword.arg is None:  # the checker refuses ** unpacking
+                raise EvaluationFault("unpacking with ** is not allowed")
+            kwargs[keyword.arg] = self.run(keyword.value)
         try:
             return function(*args, **kwargs)
         except (EvaluationFault, KeyboardInterrupt):

@@ -33,12 +33,13 @@ class SourceText:
 
     def column(self, node: ast.AST) -> int | None:
         """1-based column in the original source where `node` starts."""
-        lineno = getattr(node, "lineno", None)
-        if lineno is None:
+        lineno = getattr(node, "lineno", None)  # only some node classes carry positions
+        col_offset = getattr(node, "col_offset", None)
+        if lineno is None or col_offset is None:
             return None
         line_index = min(max(lineno, 1), len(self._lines)) - 1
         encoded = self._lines[line_index].encode("utf-8")
-        chars = len(encoded[: node.col_offset].decode("utf-8", "ignore"))  # col_offset counts bytes
+        chars = len(encoded[:col_offset].decode("utf-8", "ignore"))  # col_offset counts bytes
         return self.column_of_chars(lineno, chars)
 
     def segment(self, node: ast.AST) -> str | None:

@@ -136,7 +136,7 @@ def parse_add_order(params: Mapping[str, Any], exchange: PaperExchange, now: flo
 def order_request(order: AddOrder, exchange: PaperExchange, now: float) -> OrderRequest:
     """An `OrderRequest` for a decoded AddOrder, checked as Kraken checks it."""
     pair = exchange.pair(order.pair)
-    side, ordertype = order.side, order.ordertype
+    side, ordertype = _side(order.side), order.ordertype  # decode_add_order has checked the side already
     if order.leverage not in (None, "", "none"):
         raise ExchangeError("EOrder:Cannot open position")
     if order.trigger == "index":

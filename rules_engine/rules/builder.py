@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from rules_engine.core.model import ActionSpec, Guard, MaxFires, Rule, TriggerSpec
 from rules_engine.registry import action_types, env_names, names_for_triggers, trigger_types
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.yaml_source import JsonPath
+
+_Type = TypeVar("_Type")
 
 
 def build_rules(ctx: BuildContext) -> list[Rule]:
@@ -63,12 +65,17 @@ def build_rule(ctx: BuildContext, path: JsonPath, raw: Any, defaults: Mapping[st
     cooldown = _duration(ctx, path, raw, defaults, "cooldown")
     hold = _duration(ctx, path, raw, {}, "for")
     max_fires = _max_fires(ctx, path, raw, defaults)
-    if ctx.error_count() > before or not ctx.accepts(path):
+    # A part builds to None only after an error was reported in it or when the schema rejected it
+    # (and so the rule): the length checks add no case, they let the types say so.
+    built_triggers = tuple(t for t in triggers if t is not None)
+    built_actions = tuple(a for a in actions if a is not None)
+    if (ctx.error_count() > before or not ctx.accepts(path)
+            or len(built_triggers) < len(triggers) or len(built_actions) < len(actions)):
         return None
     return Rule(
         id=raw["id"],
-        triggers=tuple(triggers),
-        actions=tuple(actions),
+        triggers=built_triggers,
+        actions=built_actions,
         description=raw.get("description", ""),
         enabled=raw.get("enabled", True),
         priority=raw.get("priority", defaults.get("priority", 0)),
@@ -100,7 +107,7 @@ def build_trigger(ctx: BuildContext, path: JsonPath, raw: Any, defaults: Mapping
     without the type). Each builder checks every field it is given and returns the spec, or None
     after reporting what is wrong or when the schema rejected anything in the trigger."""
     fields = ctx.fields(path, raw)
-    kind = trigger_types().get(fields.get("type"))  # type: ignore[arg-type]
+    kind = _registered(trigger_types(), fields)
     return None if kind is None else kind.build(ctx, path, fields, defaults)
 
 
@@ -110,14 +117,20 @@ def build_action(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[
     rejected has nothing to check). `names` are what its expressions may use."""
     before = ctx.error_count()
     fields = ctx.fields(path, raw, nested=("close",))  # a place_order's close order: checked field by field
-    kind = action_types().get(fields.get("type"))  # type: ignore[arg-type]
+    kind = _registered(action_types(), fields)
     if kind is None:
         return None
     condition = ctx.expression(path + ("if",), fields["if"], names) if "if" in fields else None
     action = kind.build(ctx, path, fields, names)
     if action is None or ctx.error_count() > before:
         return None
-    return replace(action, condition=condition, where=ctx.source(path))  # type: ignore[type-var]
+    return replace(action, condition=condition, where=ctx.source(path))
+
+
+def _registered(types: Mapping[str, _Type], fields: Mapping[str, Any]) -> _Type | None:
+    """The registered type the part's `type` names (None when missing: the schema rejected it)."""
+    name = fields.get("type")
+    return types.get(name) if isinstance(name, str) else None
 
 
 def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[str]) -> Guard | None:
@@ -126,16 +139,17 @@ def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[s
     if isinstance(raw, str):
         expr = ctx.expression(path, raw, names) if ctx.accepts(path) else None
         return None if expr is None else Guard("expr", expr=expr, where=ctx.source(path))
-    children = []
+    children: list[Guard | None] = []
     for kind, body in raw.items() if isinstance(raw, dict) else ():
         if kind == "not":
             children.append(build_guard(ctx, path + ("not",), body, names))
         elif kind in ("all", "any") and isinstance(body, list):
             children.extend(build_guard(ctx, path + (kind, i), item, names) for i, item in enumerate(body))
-    if not ctx.accepts(path) or any(child is None for child in children):
+    built = [child for child in children if child is not None]
+    if not ctx.accepts(path) or len(built) < len(children):
         return None
     (kind, _), = raw.items()
-    return Guard(kind, children=tuple(children), where=ctx.source(path))
+    return Guard(kind, children=tuple(built), where=ctx.source(path))
 
 
 def _duration(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any],

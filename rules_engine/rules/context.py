@@ -105,7 +105,8 @@ class BuildContext:
         try:
             compiled = compile_template(text, frozenset(names), unavailable_names())
         except ExpressionError as exc:
-            self.report(path, f"invalid message template: {exc.message}", code="expression", offset=max(exc.column or 1, 1) - 1)
+            self.report(path, f"invalid message template: {exc.message}", code="expression",
+                        offset=max(exc.column or 1, 1) - 1)
             return None
         return Template(text, compiled)
 

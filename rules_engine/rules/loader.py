@@ -97,7 +97,8 @@ def _read(path: Path) -> bytes | Diagnostic:
         with open(path, "rb") as handle:
             return handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return Diagnostic(path.as_posix(), 1, 1, None, f"cannot read the file: {exc.strerror or exc}", code="unreadable")
+        message = f"cannot read the file: {exc.strerror or exc}"
+        return Diagnostic(path.as_posix(), 1, 1, None, message, code="unreadable")
 
 
 def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:

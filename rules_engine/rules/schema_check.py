@@ -48,7 +48,9 @@ def rules_validator() -> Draft202012Validator:
     return _DispatchingValidator(_derive(schema, schema.get("$defs", {})))
 
 
-def _dispatch(validator: Draft202012Validator, table: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+def _dispatch(
+    validator: Draft202012Validator, table: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
     if isinstance(instance, dict) and isinstance(instance.get("type"), str):
         branch = table.get(instance["type"])
         if branch is not None:
@@ -95,7 +97,8 @@ def _type_dispatch_table(branches: Any) -> dict[str, Any] | None:
     table = {}
     for branch in branches:
         condition = branch.get("if") if isinstance(branch, dict) and set(branch) == {"if", "then"} else None
-        if not isinstance(condition, dict) or condition.get("required") != ["type"] or set(condition) != {"properties", "required"}:
+        if (not isinstance(condition, dict) or condition.get("required") != ["type"]
+                or set(condition) != {"properties", "required"}):
             return None
         type_schema = condition["properties"]
         if set(type_schema) != {"type"} or set(type_schema["type"]) != {"const"}:
@@ -146,7 +149,9 @@ def _unknown_keys_first(error: ValidationError) -> int:
     return 0 if error.validator == "additionalProperties" else 1
 
 
-def _describe(error: ValidationError, document: SourceDocument, suggested: dict[JsonPath, set[str]]) -> list[Diagnostic]:
+def _describe(
+    error: ValidationError, document: SourceDocument, suggested: dict[JsonPath, set[str]]
+) -> list[Diagnostic]:
     path: JsonPath = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
     validator, instance = error.validator, error.instance
@@ -159,9 +164,10 @@ def _describe(error: ValidationError, document: SourceDocument, suggested: dict[
         if names and names & suggested.get(path, set()):
             return []  # already explained by an unknown key that was a misspelling of it
     if validator == "enum" and title:
-        candidates = [str(v) for v in error.validator_value]
+        candidates = [str(v) for v in _keyword_value(error)]
         code = "unknown-type" if title.endswith(" type") else "invalid-value"
-        return [document.diagnostic(path, f'unknown {title} "{instance}"', hint=did_you_mean(str(instance), candidates), code=code)]
+        hint = did_you_mean(str(instance), candidates)
+        return [document.diagnostic(path, f'unknown {title} "{instance}"', hint=hint, code=code)]
     custom = schema.get("patternErrorMessage") if validator == "pattern" else None
     custom = custom or schema.get("errorMessage")
     if custom:
@@ -182,13 +188,14 @@ def _unknown_keys(
         hint = did_you_mean(str(key), sorted(known - set(instance)))
         if hint:
             suggested.setdefault(path, set()).add(hint.split('"')[1])
-        yield document.diagnostic(path + (key,), f'unknown key "{key}" in {where}', hint=hint, code="unknown-key", at_key=True)
+        yield document.diagnostic(path + (key,), f'unknown key "{key}" in {where}', hint=hint, code="unknown-key",
+                                  at_key=True)
 
 
 def _required_names(error: ValidationError) -> set[str]:
     """For an anyOf/oneOf whose branches only require keys, the keys they name."""
     names: set[str] = set()
-    for branch in error.validator_value:
+    for branch in _keyword_value(error):
         if not isinstance(branch, dict) or set(branch) != {"required"}:
             return set()
         names.update(branch["required"])
@@ -198,12 +205,12 @@ def _required_names(error: ValidationError) -> set[str]:
 def _missing_names(error: ValidationError) -> set[str]:
     if error.validator == "required":
         present = error.instance if isinstance(error.instance, dict) else {}
-        return {name for name in error.validator_value if name not in present}
+        return {name for name in _keyword_value(error) if name not in present}
     return _required_names(error)
 
 
 def _plain_message(error: ValidationError, path: JsonPath, title: str | None) -> str:
-    validator, value, instance = error.validator, error.validator_value, error.instance
+    validator, value, instance = error.validator, _keyword_value(error), _instance(error)
     subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else (title or "this value")
     if validator == "required":
         missing = [name for name in value if name not in instance]
@@ -221,7 +228,8 @@ def _plain_message(error: ValidationError, path: JsonPath, title: str | None) ->
     if validator == "uniqueItems":
         return f"{subject} lists the same entry twice"
     if validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        relation = {"minimum": "at least", "exclusiveMinimum": "more than", "maximum": "at most", "exclusiveMaximum": "less than"}
+        relation = {"minimum": "at least", "exclusiveMinimum": "more than",
+                    "maximum": "at most", "exclusiveMaximum": "less than"}
         return f"{subject} must be {relation[validator]} {value}, not {instance}"
     if validator == "minLength":
         return f"{subject} must not be empty"
@@ -232,8 +240,22 @@ def _plain_message(error: ValidationError, path: JsonPath, title: str | None) ->
 
 def _hint(error: ValidationError) -> str | None:
     if error.validator == "enum" and isinstance(error.instance, str):
-        return did_you_mean(error.instance, [str(v) for v in error.validator_value])
+        return did_you_mean(error.instance, [str(v) for v in _keyword_value(error)])
     return None
+
+
+# jsonschema types these two fields as possibly holding its "unset" marker; an error from
+# iter_errors always has both.
+
+
+def _keyword_value(error: ValidationError) -> Any:
+    """The failed keyword's value in the schema (the list of an `enum`, the names of a `required`)."""
+    return error.validator_value
+
+
+def _instance(error: ValidationError) -> Any:
+    """The value the failed keyword was checked against."""
+    return error.instance
 
 
 _TYPE_WORDS = {

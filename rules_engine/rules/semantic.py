@@ -16,6 +16,7 @@ import ast
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 
 from rules_engine.core.model import Guard, Rule, SourceRef
 from rules_engine.pairs import PairRegistry
@@ -120,18 +121,20 @@ def _compare_bounds(node: ast.AST) -> Iterator[tuple[str, str, Decimal]]:
     if not isinstance(node, ast.Compare):
         return
     operands = [node.left, *node.comparators]
-    for left, op, right in zip(operands, node.ops, operands[1:]):
+    for (left, right), op in zip(pairwise(operands), node.ops, strict=True):  # `a < b < c`: a < b, b < c
         symbol = _OPS.get(type(op))
         if symbol is None:
             continue
-        if _is_price(left) and _number(right) is not None:
-            yield left.id, symbol, _number(right)
-        elif _is_price(right) and _number(left) is not None:
-            yield right.id, _FLIP[symbol], _number(left)
+        left_price, right_price = _price_name(left), _price_name(right)
+        left_number, right_number = _number(left), _number(right)
+        if left_price is not None and right_number is not None:
+            yield left_price, symbol, right_number
+        elif right_price is not None and left_number is not None:
+            yield right_price, _FLIP[symbol], left_number
 
 
-def _is_price(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id in PRICE_NAMES
+def _price_name(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) and node.id in PRICE_NAMES else None
 
 
 def _number(node: ast.AST) -> Decimal | None:

@@ -64,7 +64,8 @@ def asset(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
     names = asset_names(ctx.registry)
     found = names.get(name.upper())
     if found is None:
-        ctx.report(path, f'unknown Kraken asset "{name}"', hint=did_you_mean(name.upper(), sorted(names)), code="unknown-asset")
+        hint = did_you_mean(name.upper(), sorted(names))
+        ctx.report(path, f'unknown Kraken asset "{name}"', hint=hint, code="unknown-asset")
     return found
 
 

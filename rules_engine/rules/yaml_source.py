@@ -20,7 +20,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -38,12 +38,15 @@ _STR, _NULL, _BOOL, _INT, _FLOAT = (_YAML + t for t in ("str", "null", "bool", "
 _TIMESTAMP, _VALUE, _MERGE, _SEQ, _MAP = (_YAML + t for t in ("timestamp", "value", "merge", "seq", "map"))
 _TRUE_WORDS = {"true", "yes", "on"}
 
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:  # the C loader has the Python one's interface; type-check against that
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALAR_TAGS: dict[tuple[str, tuple[bool, bool]], str] = {}
 _SCALAR_TAGS_LIMIT = 50_000
 
 
-class _Loader(_SafeLoader):  # type: ignore[misc, valid-type]
+class _Loader(_SafeLoader):
     """The safe loader, with implicit scalar tags memoised (they depend only on the text)."""
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
@@ -161,7 +164,8 @@ def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diag
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        diagnostic = Diagnostic(file, line, column, _rule_id_before(text, line), f"invalid YAML: {message}", code="yaml-syntax")
+        diagnostic = Diagnostic(file, line, column, _rule_id_before(text, line), f"invalid YAML: {message}",
+                                code="yaml-syntax")
         return None, [diagnostic]
     except yaml.YAMLError as exc:
         return fail(f"invalid YAML: {exc}", "yaml-syntax")
@@ -191,7 +195,8 @@ def _measure(root: Node) -> None:
         known = memo.get(key)
         if known is None:
             if key in active:
-                raise _Rejected(node, "this alias refers to itself (a recursive alias); rule files must be trees", "yaml-recursive-alias")
+                raise _Rejected(node, "this alias refers to itself (a recursive alias); rule files must be trees",
+                                "yaml-recursive-alias")
             if depth > MAX_DEPTH:
                 raise _Rejected(node, f"values are nested more than {MAX_DEPTH} levels deep", "yaml-too-deep")
             active.add(key)
@@ -232,7 +237,8 @@ class _Builder:
 
     def error(self, node: Node, message: str, code: str) -> None:
         mark = node.start_mark
-        self.errors.append(Diagnostic(self.document.file, mark.line + 1, mark.column + 1, self.rule_id, message, code=code))
+        self.errors.append(Diagnostic(self.document.file, mark.line + 1, mark.column + 1, self.rule_id, message,
+                                      code=code))
 
     def convert(self, node: Node, path: JsonPath, depth: int) -> Any:
         if len(path) == 2 and path[0] == "rules" and isinstance(node, MappingNode):
@@ -253,6 +259,8 @@ class _Builder:
             if node.tag != _SEQ:
                 self.reject_tag(node)
             return [self.convert(child, path + (i,), depth + 1) for i, child in enumerate(node.value)]
+        if not isinstance(node, MappingNode):  # yaml.compose makes only scalar, sequence and mapping nodes
+            raise TypeError(f"unexpected YAML node {type(node).__name__}")
         if node.tag != _MAP:
             self.reject_tag(node)
         result: dict[str, Any] = {}

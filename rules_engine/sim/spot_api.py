@@ -203,7 +203,8 @@ class SpotApi:
         total = sum((self._convert(a, v, target) for a, v in self.exchange.balances(account).items()), _ZERO)
         value = fmt(total, 4)
         zero = fmt(_ZERO, 4)
-        return {"eb": value, "tb": value, "m": zero, "n": zero, "c": zero, "v": zero, "e": value, "mf": value, "uv": zero}
+        return {"eb": value, "tb": value, "m": zero, "n": zero, "c": zero, "v": zero, "e": value, "mf": value,
+                "uv": zero}
 
     def _convert(self, asset: str, amount: Decimal, target: str) -> Decimal:
         if asset == target or not amount:
