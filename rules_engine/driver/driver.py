@@ -120,6 +120,10 @@ class Driver:
     def reload(self, ruleset: RuleSet, timers: Sequence[TimerEntry], now: float) -> Decision:
         """Swap in new rules (state carries over by rule id) and their timers."""
         self.timetable.replace(timers, max(now, self.now))
+        if self.account_every is None:
+            self._sync_at = None
+        elif self._sync_at is None:
+            self._sync_at = max(now, self.now) + self.account_every
         decision = self.engine.replace_rules(ruleset)
         self.process(decision, None)
         self._drain()
