@@ -24,7 +24,7 @@ _BOOK_QTY = Decimal(1)
 
 
 @dataclass
-class Candle:
+class PriceCandle:
     time: int
     open: Decimal
     high: Decimal
@@ -63,7 +63,7 @@ class PairStats:
     trades: int = 0
     last_volume: Decimal = _ZERO
     quoted: tuple[Decimal, Decimal] | None = None  # bid and ask set with the price, else one tick either side
-    candles: dict[int, deque[Candle]] = field(default_factory=dict)
+    candles: dict[int, deque[PriceCandle]] = field(default_factory=dict)
 
     @property
     def tick(self) -> Decimal:
@@ -94,7 +94,7 @@ class PairStats:
             start = int(now) // (interval * 60) * interval * 60
             series = self.candles.setdefault(interval, deque(maxlen=MAX_CANDLES))
             if not series or series[-1].time != start:
-                series.append(Candle(start, price, price, price, price))
+                series.append(PriceCandle(start, price, price, price, price))
             candle = series[-1]
             candle.high, candle.low, candle.close = max(candle.high, price), min(candle.low, price), price
             if volume > 0:

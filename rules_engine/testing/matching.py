@@ -32,7 +32,7 @@ _PAIR_KEYS = ("pair", "symbol")
 
 
 @dataclass(frozen=True)
-class Problem:
+class Mismatch:
     """One unmet expectation (or unexpected fire): what was expected and what happened."""
 
     line: int | None
@@ -43,7 +43,7 @@ class Problem:
 
 
 def check(case: TestCase, outcomes: Sequence[Outcome], balances: Mapping[str, Decimal], open_orders: int,
-          resolve_asset: Callable[[str], str] | None = None) -> list[Problem]:
+          resolve_asset: Callable[[str], str] | None = None) -> list[Mismatch]:
     """Every way `outcomes` (and the final wallet) differ from the test's expectations."""
     registry = default_registry()
     matcher = _Matcher(case, list(outcomes), registry)
@@ -53,7 +53,7 @@ def check(case: TestCase, outcomes: Sequence[Outcome], balances: Mapping[str, De
     if case.strict:
         for outcome in outcomes:
             if outcome.fired and id(outcome) not in matcher.used:
-                matcher.problems.append(Problem(None, outcome.time, outcome.rule_id,
+                matcher.problems.append(Mismatch(None, outcome.time, outcome.rule_id,
                                                 "nothing else fires (the test is strict)",
                                                 (matcher.got(outcome),)))
     if case.end is not None:
@@ -67,7 +67,7 @@ class _Matcher:
         self.outcomes = outcomes
         self.registry = registry
         self.used: set[int] = set()
-        self.problems: list[Problem] = []
+        self.problems: list[Mismatch] = []
 
     def when(self, time: float) -> str:
         return f"{offset(time, self.case.start)} ({iso(time)})"
@@ -80,7 +80,7 @@ class _Matcher:
             for outcome in self._of_rule(e, include_used=True):
                 if outcome.fired:
                     self.used.add(id(outcome))
-                    self.problems.append(Problem(e.line, outcome.time, e.rule, "does not fire" + self._at(e),
+                    self.problems.append(Mismatch(e.line, outcome.time, e.rule, "does not fire" + self._at(e),
                                                  (self.got(outcome),)))
             return
         for _ in range(e.count or 1):
@@ -93,11 +93,11 @@ class _Matcher:
                 outcome = candidates[0]
                 self.used.add(id(outcome))
                 got = (self.got(outcome),) + tuple(self._differences(e, outcome))
-                self.problems.append(Problem(e.line, outcome.time, e.rule, self._describe(e), got))
+                self.problems.append(Mismatch(e.line, outcome.time, e.rule, self._describe(e), got))
                 continue
             others = [o for o in self.outcomes if o.rule_id == e.rule and id(o) not in self.used]
             got = tuple(self.got(o) for o in others[:5])
-            self.problems.append(Problem(e.line, e.at, e.rule, self._describe(e),
+            self.problems.append(Mismatch(e.line, e.at, e.rule, self._describe(e),
                                          got or (f"nothing from {e.rule}" + self._at(e),)))
             break
 
@@ -238,15 +238,15 @@ def _show(value: Any) -> str:
 
 
 def _check_end(end: EndSpec, balances: Mapping[str, Decimal], open_orders: int,
-               resolve_asset: Callable[[str], str] | None) -> list[Problem]:
+               resolve_asset: Callable[[str], str] | None) -> list[Mismatch]:
     problems = []
     for asset, want in end.balances.items():
         code = resolve_asset(asset) if resolve_asset else asset
         have = balances.get(code, Decimal(0))
         if have != want:
-            problems.append(Problem(end.line, None, None, f"at the end {asset} balance is {number(want)}",
+            problems.append(Mismatch(end.line, None, None, f"at the end {asset} balance is {number(want)}",
                                     (f"{asset} balance {number(have)}",)))
     if end.open_orders is not None and end.open_orders != open_orders:
-        problems.append(Problem(end.line, None, None, f"at the end {end.open_orders} open orders",
+        problems.append(Mismatch(end.line, None, None, f"at the end {end.open_orders} open orders",
                                 (f"{open_orders} open orders",)))
     return problems

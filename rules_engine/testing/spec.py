@@ -159,7 +159,7 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     result.errors.extend(check_test_schema(document))
     if result.errors:
         return result
-    builder = _Builder(document, path.parent, registry or default_registry())
+    builder = _TestBuilder(document, path.parent, registry or default_registry())
     result.tests = builder.build()
     result.errors.extend(builder.errors)
     if result.errors:
@@ -167,7 +167,7 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     return result
 
 
-class _Builder:
+class _TestBuilder:
     def __init__(self, document: SourceDocument, folder: Path, registry: PairRegistry):
         self.doc = document
         self.folder = folder

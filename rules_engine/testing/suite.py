@@ -13,14 +13,14 @@ from rules_engine.replay.describe import fill_text, iso, offset, outcome_text
 from rules_engine.replay.outcomes import Outcome
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import Diagnostic
-from rules_engine.testing.matching import Problem, check
+from rules_engine.testing.matching import Mismatch, check
 from rules_engine.testing.spec import TestCase, WalletChange, load_test_file
 
 
 @dataclass
 class CaseResult:
     case: TestCase
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Mismatch] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     error: str | None = None  # the test could not run as written (an open order was refused)
     seconds: float = 0.0
