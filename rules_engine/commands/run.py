@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from rules_engine.config import ConfigError, load_config
-from rules_engine.service.app import EngineService, StartupError
+from rules_engine.service.app import EngineService
 from rules_engine.service.logs import LOG_FORMATS, setup_logging
+from rules_engine.service.startup import StartupError
 
 log = logging.getLogger("rules_engine.run")
 

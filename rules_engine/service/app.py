@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -37,24 +35,21 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from rules_engine import __version__
 from rules_engine.audit import AuditError, AuditLog
 from rules_engine.config import EngineConfig
-from rules_engine.core import Engine, EngineState, RiskLimits
+from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
-from rules_engine.driver.reads import priced_symbols, reads_balances
+from rules_engine.driver.reads import reads_balances
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.ws_feed import FeedStatus
-from rules_engine.needs import RuleNeeds, rule_needs
-from rules_engine.pairs import default_registry
-from rules_engine.redact import register_secret
-from rules_engine.rules import LoadResult, load_rules, load_signal_schema
-from rules_engine.schedule import validate_timer
-from rules_engine.secret_reader import SecretError, load_secret
+from rules_engine.needs import RuleNeeds
+from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -69,19 +64,23 @@ from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
+from rules_engine.service.startup import (
+    MAX_REPORTED_ERRORS,
+    StartupError,
+    checked_needs,
+    file_hashes,
+    kill_token,
+    load_problems,
+    risk_limits,
+    signal_sources,
+)
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
 
-MAX_REPORTED_ERRORS = 50
 MAX_SLEEP = 30.0
 """The longest the service sleeps without looking at the clock (a wall clock that jumps is noticed)."""
-_FUTURES_SYMBOL = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9]+$")
-
-
-class StartupError(Exception):
-    """The service refused to start; the message says why (exit code 1)."""
 
 
 @dataclass
@@ -213,12 +212,14 @@ class EngineService:
             raise StartupError(str(exc)) from None
         result = await asyncio.to_thread(load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:
-            raise StartupError(_load_problems(result))
+            raise StartupError(load_problems(result))
         ruleset = result.ruleset
         for warning in result.warnings:
             log.warning("rules: %s", warning)
-        needs = self._checked_needs(ruleset)
-        self._load_secrets(needs)
+        needs = checked_needs(ruleset)
+        self.signal_sources.clear()
+        self.signal_sources.update(signal_sources(config, needs, self.environ))
+        self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
         try:
             self.audit = AuditLog(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock)
@@ -230,13 +231,12 @@ class EngineService:
             state = EngineState.from_snapshot(saved) if saved is not None else None
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
-        limits = RiskLimits(**_risk_fields(config))
-        self.engine = Engine(ruleset, limits, state, balance_max_age=config.balance_cache)
+        self.engine = Engine(ruleset, risk_limits(config), state, balance_max_age=config.balance_cache)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
         self.audit.append("startup", data={
-            "version": _version(), "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
-            "config": config.source, "state_dir": str(self.state_dir), "rule_files": _file_hashes(ruleset),
+            "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
+            "config": config.source, "state_dir": str(self.state_dir), "rule_files": file_hashes(ruleset),
             "rules": len(ruleset.rules), "restored_snapshot": saved is not None,
             "warnings": [str(w) for w in result.warnings[:MAX_REPORTED_ERRORS]],
         }, sync=True)
@@ -308,50 +308,6 @@ class EngineService:
     def _render_metrics(self) -> bytes:
         self.metrics.queue_depth.set(self._queue.qsize())
         return self.metrics.render()
-
-    def _checked_needs(self, ruleset: RuleSet) -> RuleNeeds:
-        needs = rule_needs(ruleset)
-        problems = []
-        for rule_id, index, trigger in needs.timers:
-            try:
-                validate_timer(trigger)
-            except ValueError as exc:
-                problems.append(f"rule {rule_id} trigger {index}: {exc}")
-        if problems:
-            raise StartupError("invalid timers:\n  " + "\n  ".join(problems))
-        return _with_priced_symbols(needs, ruleset)
-
-    def _load_secrets(self, needs: RuleNeeds) -> None:
-        sources = {}
-        for name, settings in self.config.signals.items():
-            try:
-                schema = load_signal_schema(settings.schema) if settings.schema else None
-                source = SignalSourceConfig.from_settings(settings, schema, self.environ)
-            except (SecretError, LookupError, ValueError) as exc:
-                raise StartupError(f"signal source {name!r}: {exc}") from None
-            for secret in (source.secret, source.passphrase):
-                if secret:
-                    register_secret(secret)
-            sources[name] = source
-        self.signal_sources.clear()
-        self.signal_sources.update(sources)
-        for missing in sorted(needs.signal_sources - sources.keys()):
-            log.warning("rules listen to signal source %r, which the engine config does not declare: "
-                        "POST /signals/%s will be refused", missing, missing)
-        config = self.config
-        if config.kill_token_file or config.kill_token_env:
-            try:
-                token = load_secret(None if config.kill_token_file else config.kill_token_env,
-                                    config.kill_token_file, self.environ)
-            except SecretError as exc:
-                if config.kill_token_file:
-                    raise StartupError(f"kill switch token: {exc}") from None
-                log.info("no admin token (%s); the /kill endpoint is disabled", exc)
-                return
-            register_secret(token)
-            if len(token) < 16:
-                raise StartupError("the kill switch admin token must be at least 16 characters")
-            self.kill_token = token
 
     def _set_needs(self, needs: RuleNeeds) -> None:
         self.needs = needs
@@ -615,10 +571,10 @@ class EngineService:
             problem = None
             needs = None
             if result.errors or result.ruleset is None:
-                problem = _load_problems(result)
+                problem = load_problems(result)
             else:
                 try:
-                    needs = self._checked_needs(result.ruleset)
+                    needs = checked_needs(result.ruleset)
                 except StartupError as exc:
                     problem = str(exc)
             if problem is not None or needs is None:
@@ -646,7 +602,7 @@ class EngineService:
         driver.account_every = self._account_every(ruleset)
         decision = driver.reload(ruleset, item.needs.timers, self.clock())
         summary = next((dict(r.detail) for r in decision.trace if r.kind == "state" and "rules_loaded" in r.detail), {})
-        self._audit("reload", data={"ok": True, "reason": item.reason, "files": _file_hashes(ruleset),
+        self._audit("reload", data={"ok": True, "reason": item.reason, "files": file_hashes(ruleset),
                                     **summary}, sync=True)
         self._set_needs(item.needs)
         self.reload_count += 1
@@ -759,45 +715,3 @@ class EngineService:
         except AuditError:
             self.metrics.errors.labels("audit").inc()
             log.exception("audit log write failed")
-
-
-def _version() -> str:
-    from rules_engine import __version__
-
-    return __version__
-
-
-def _with_priced_symbols(needs: RuleNeeds, ruleset: RuleSet) -> RuleNeeds:
-    """Subscribe the symbols rules read with `price_of('...')`, so their prices are known."""
-    spot, futures = set(needs.spot_symbols), set(needs.futures_symbols)
-    registry = default_registry()
-    for symbol in priced_symbols(ruleset):
-        if _FUTURES_SYMBOL.match(symbol.upper()):
-            futures.add(symbol.upper())
-        elif (pair := registry.get(symbol)) is not None:
-            spot.add(pair.altname)
-    return dataclasses.replace(needs, spot_symbols=frozenset(spot), futures_symbols=frozenset(futures))
-
-
-def _risk_fields(config: EngineConfig) -> dict[str, Any]:
-    risk = config.risk
-    return {name: getattr(risk, name) for name in ("allowed_pairs", "max_order_notional", "max_total_notional",
-                                                    "max_orders_per_minute", "max_orders_per_day",
-                                                    "max_open_orders")}
-
-
-def _file_hashes(ruleset: RuleSet) -> dict[str, str]:
-    hashes: dict[str, str] = {}
-    for rule in ruleset.rules:
-        if rule.source is not None:
-            hashes.setdefault(rule.source.file, rule.source.file_hash)
-    return dict(sorted(hashes.items()))
-
-
-def _load_problems(result: LoadResult) -> str:
-    lines = [str(d) for d in result.errors[:MAX_REPORTED_ERRORS]]
-    if len(result.errors) > MAX_REPORTED_ERRORS:
-        lines.append(f"... and {len(result.errors) - MAX_REPORTED_ERRORS} more")
-    if not lines:
-        lines = ["no rules could be loaded"]
-    return f"{len(result.errors)} problem(s) in the rules:\n  " + "\n  ".join(lines)

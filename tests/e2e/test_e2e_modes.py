@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from e2e_harness import ADMIN_TOKEN, E2E, get, move, post, wait_for
-from rules_engine.service.app import StartupError
+from rules_engine.service.startup import StartupError
 
 ORDERS = """
 - id: btc

@@ -1,0 +1,122 @@
+"""What the service checks and reads before it starts (and again on a reload): the rules'
+needs, the signal sources and their secrets, the kill switch token, the risk limits. Every
+problem is a `StartupError` whose message says what to fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+
+from rules_engine.config import EngineConfig
+from rules_engine.core.model import RuleSet
+from rules_engine.core.risk import RiskLimits
+from rules_engine.driver.reads import priced_symbols
+from rules_engine.needs import RuleNeeds, rule_needs
+from rules_engine.pairs import default_registry
+from rules_engine.redact import register_secret
+from rules_engine.rules import LoadResult, load_signal_schema
+from rules_engine.schedule import validate_timer
+from rules_engine.secret_reader import SecretError, load_secret
+from rules_engine.service.signals import SignalSourceConfig
+
+log = logging.getLogger("rules_engine.service")
+
+MAX_REPORTED_ERRORS = 50
+MIN_KILL_TOKEN = 16
+_FUTURES_SYMBOL = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9]+$")
+
+
+class StartupError(Exception):
+    """The service refused to start; the message says why (exit code 1)."""
+
+
+def checked_needs(ruleset: RuleSet) -> RuleNeeds:
+    """What the rules need from the service; raises StartupError for a timer that cannot run."""
+    needs = rule_needs(ruleset)
+    problems = []
+    for rule_id, index, trigger in needs.timers:
+        try:
+            validate_timer(trigger)
+        except ValueError as exc:
+            problems.append(f"rule {rule_id} trigger {index}: {exc}")
+    if problems:
+        raise StartupError("invalid timers:\n  " + "\n  ".join(problems))
+    return _with_priced_symbols(needs, ruleset)
+
+
+def signal_sources(config: EngineConfig, needs: RuleNeeds,
+                   environ: Mapping[str, str]) -> dict[str, SignalSourceConfig]:
+    """The configured signal sources with their secrets (registered for redaction)."""
+    sources = {}
+    for name, settings in config.signals.items():
+        try:
+            schema = load_signal_schema(settings.schema) if settings.schema else None
+            source = SignalSourceConfig.from_settings(settings, schema, environ)
+        except (SecretError, LookupError, ValueError) as exc:
+            raise StartupError(f"signal source {name!r}: {exc}") from None
+        for secret in (source.secret, source.passphrase):
+            if secret:
+                register_secret(secret)
+        sources[name] = source
+    for missing in sorted(needs.signal_sources - sources.keys()):
+        log.warning("rules listen to signal source %r, which the engine config does not declare: "
+                    "POST /signals/%s will be refused", missing, missing)
+    return sources
+
+
+def kill_token(config: EngineConfig, environ: Mapping[str, str]) -> str | None:
+    """The admin token for `/kill` (registered for redaction), or None: the endpoint is off."""
+    if not (config.kill_token_file or config.kill_token_env):
+        return None
+    try:
+        token = load_secret(None if config.kill_token_file else config.kill_token_env,
+                            config.kill_token_file, environ)
+    except SecretError as exc:
+        if config.kill_token_file:
+            raise StartupError(f"kill switch token: {exc}") from None
+        log.info("no admin token (%s); the /kill endpoint is disabled", exc)
+        return None
+    register_secret(token)
+    if len(token) < MIN_KILL_TOKEN:
+        raise StartupError(f"the kill switch admin token must be at least {MIN_KILL_TOKEN} characters")
+    return token
+
+
+def risk_limits(config: EngineConfig) -> RiskLimits:
+    risk = config.risk
+    return RiskLimits(**{name: getattr(risk, name) for name in (
+        "allowed_pairs", "max_order_notional", "max_total_notional", "max_orders_per_minute",
+        "max_orders_per_day", "max_open_orders")})
+
+
+def file_hashes(ruleset: RuleSet) -> dict[str, str]:
+    """The SHA-256 of each rule file, by path."""
+    hashes: dict[str, str] = {}
+    for rule in ruleset.rules:
+        if rule.source is not None:
+            hashes.setdefault(rule.source.file, rule.source.file_hash)
+    return dict(sorted(hashes.items()))
+
+
+def load_problems(result: LoadResult) -> str:
+    """Why the rules cannot run, one problem a line (the first MAX_REPORTED_ERRORS)."""
+    lines = [str(d) for d in result.errors[:MAX_REPORTED_ERRORS]]
+    if len(result.errors) > MAX_REPORTED_ERRORS:
+        lines.append(f"... and {len(result.errors) - MAX_REPORTED_ERRORS} more")
+    if not lines:
+        lines = ["no rules could be loaded"]
+    return f"{len(result.errors)} problem(s) in the rules:\n  " + "\n  ".join(lines)
+
+
+def _with_priced_symbols(needs: RuleNeeds, ruleset: RuleSet) -> RuleNeeds:
+    """Subscribe the symbols rules read with `price_of('...')`, so their prices are known."""
+    spot, futures = set(needs.spot_symbols), set(needs.futures_symbols)
+    registry = default_registry()
+    for symbol in priced_symbols(ruleset):
+        if _FUTURES_SYMBOL.match(symbol.upper()):
+            futures.add(symbol.upper())
+        elif (pair := registry.get(symbol)) is not None:
+            spot.add(pair.altname)
+    return dataclasses.replace(needs, spot_symbols=frozenset(spot), futures_symbols=frozenset(futures))
