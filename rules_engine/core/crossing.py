@@ -28,25 +28,34 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal
 
 from rules_engine.core.env import StateNotReady
 from rules_engine.core.events import Tick
-from rules_engine.core.model import Rearm, Rule, TriggerSpec
+from rules_engine.core.model import Rearm, Rule
 from rules_engine.core.trace import Step
-from rules_engine.core.watch import NO_FIRES, Fire, Lapsed, Watcher
+from rules_engine.core.watch import NO_FIRES, Fire, Lapsed, TriggerT, Watcher
 
 WatchState = Literal["unobserved", "armed", "disarmed"]
 Transition = Literal["armed", "disarmed", "fired"]
 
 
-class Crossing:
+def restored_state(saved: str | None) -> WatchState:
+    """A crossing's state saved before (`armed` / `disarmed`); anything else is `unobserved`."""
+    if saved == "armed":
+        return "armed"
+    if saved == "disarmed":
+        return "disarmed"
+    return "unobserved"
+
+
+class Crossing(Generic[TriggerT]):
     """The arming state of trigger `index` of rule `rule_id`: `direction` across `level`, re-armed
     past `rearm`; `watched` is the (market, symbol, key) whose value it watches."""
 
     __slots__ = ("rule_id", "index", "trigger", "watched", "level", "direction", "above", "arm_limit", "state")
 
-    def __init__(self, rule_id: str, index: int, trigger: TriggerSpec, watched: tuple[str, str, str],
+    def __init__(self, rule_id: str, index: int, trigger: TriggerT, watched: tuple[str, str, str],
                  level: Decimal, direction: str, rearm: Rearm | None, state: WatchState = "unobserved"):
         self.rule_id = rule_id
         self.index = index
@@ -99,12 +108,12 @@ class Crossing:
         return "armed" if self.state == "armed" else "disarmed"
 
 
-class LevelBook:
+class LevelBook(Generic[TriggerT]):
     """Every crossing on one (market, symbol, key), indexed by threshold."""
 
     __slots__ = ("_all", "_points", "_watches", "last")
 
-    def __init__(self, watches: list[Crossing]):
+    def __init__(self, watches: list[Crossing[TriggerT]]):
         self._all = list(watches)
         pairs = sorted(
             ((point, n, watch) for n, watch in enumerate(watches) for point in watch.thresholds()),
@@ -114,7 +123,7 @@ class LevelBook:
         self._watches = [watch for _, _, watch in pairs]
         self.last: Decimal | None = None
 
-    def update(self, value: Decimal) -> list[tuple[Crossing, Transition]]:
+    def update(self, value: Decimal) -> list[tuple[Crossing[TriggerT], Transition]]:
         """Move to `value`; return the crossings whose state changed and how.
         The first value after construction or `reset()` is a first observation."""
         previous = self.last
@@ -143,7 +152,7 @@ class LevelBook:
         self.last = None
 
 
-class CrossingWatcher(Watcher):
+class CrossingWatcher(Watcher[TriggerT]):
     """The watcher of a trigger type that crosses a level with a value read from each tick.
     Subclasses (in the type's module) say how: `crossing` builds a trigger's `Crossing`,
     `value` reads a key's value from a quote, `read` from a tick and the quote it updated (None
@@ -156,13 +165,13 @@ class CrossingWatcher(Watcher):
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        self._crossings: dict[tuple[str, int], Crossing] = {}
-        self._books: dict[tuple[str, str], list[tuple[str, LevelBook]]] = {}
+        self._crossings: dict[tuple[str, int], Crossing[TriggerT]] = {}
+        self._books: dict[tuple[str, str], list[tuple[str, LevelBook[TriggerT]]]] = {}
         self._quotes = self.host.state.quotes
 
     # ------------------------------------------------------------------ what the type says
 
-    def crossing(self, rule: Rule, index: int, trigger: Any, state: WatchState) -> Crossing:
+    def crossing(self, rule: Rule, index: int, trigger: TriggerT, state: WatchState) -> Crossing[TriggerT]:
         raise NotImplementedError
 
     def value(self, key: str, quote: Mapping[str, Decimal]) -> Decimal | None:
@@ -171,19 +180,18 @@ class CrossingWatcher(Watcher):
     def read(self, key: str, tick: Tick, quote: Mapping[str, Decimal]) -> Decimal | None:
         raise NotImplementedError
 
-    def context(self, crossing: Crossing, value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
+    def context(self, crossing: Crossing[TriggerT], value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ the watcher
 
-    def add(self, rule: Rule, index: int, trigger: TriggerSpec, saved: str | None) -> Crossing:
-        state: WatchState = saved if saved in ("armed", "disarmed") else "unobserved"  # type: ignore[assignment]
-        crossing = self.crossing(rule, index, trigger, state)
+    def add(self, rule: Rule, index: int, trigger: TriggerT, saved: str | None) -> Crossing[TriggerT]:
+        crossing = self.crossing(rule, index, trigger, restored_state(saved))
         self._crossings[(rule.id, index)] = crossing
         return crossing
 
     def start(self, step: Step) -> None:
-        grouped: dict[tuple[str, str, str], list[Crossing]] = {}
+        grouped: dict[tuple[str, str, str], list[Crossing[TriggerT]]] = {}
         for crossing in self._crossings.values():
             grouped.setdefault(crossing.watched, []).append(crossing)
         for (market, symbol, key), crossings in grouped.items():
@@ -241,7 +249,7 @@ class CrossingWatcher(Watcher):
                 book.reset()
 
     def _trace_first(self, step: Step, market: str, symbol: str, key: str, value: Decimal,
-                     changes: list[tuple[Crossing, Transition]]) -> None:
+                     changes: list[tuple[Crossing[TriggerT], Transition]]) -> None:
         armed = sum(1 for _, change in changes if change == "armed")
         self.host.changed.update(crossing.rule_id for crossing, _ in changes)  # traced without the rule's id
         step.record("trigger", None, first_observation=f"{market}:{symbol}:{key}", value=value,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from rules_engine.core import intents, model
 from rules_engine.core.env import EvalFailure, build_env, decimal_value, evaluate, evaluate_bool, render
@@ -25,7 +25,7 @@ from rules_engine.core.events import ActionResult
 from rules_engine.core.ids import client_order_id, decision_id, intent_id
 from rules_engine.core.risk import OrderProposal, RiskLimits, check_order
 from rules_engine.core.state import EngineState, InFlight, RuleState, Run
-from rules_engine.core.trace import Step, intent_detail
+from rules_engine.core.trace import Step, TraceKind, intent_detail
 from rules_engine.core.views import OrderView, to_decimal
 
 _RELATIVE_PRICE = ("+", "-", "#")
@@ -34,7 +34,7 @@ _RELATIVE_PRICE = ("+", "-", "#")
 class Halt(Exception):
     """Stop the run: `kind` is the trace kind (blocked / error), `detail` what was seen."""
 
-    def __init__(self, kind: str, reason: str, **detail: Any):
+    def __init__(self, kind: Literal["blocked", "error"], reason: str, **detail: Any):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
@@ -157,11 +157,11 @@ class Runner:
         if rs.run is not None:
             self._stop(rule, rs, step, "blocked", reason, action=rs.run.next_action)
 
-    def _stop(self, rule: model.Rule, rs: RuleState, step: Step, kind: str, reason: str, **detail: Any) -> None:
+    def _stop(self, rule: model.Rule, rs: RuleState, step: Step, kind: TraceKind, reason: str, **detail: Any) -> None:
         run = rs.run
         assert run is not None
         did = decision_id(rule.id, run.fire_seq)
-        step.record(kind, rule.id, decision_id=did, reason=reason, **detail)  # type: ignore[arg-type]
+        step.record(kind, rule.id, decision_id=did, reason=reason, **detail)
         step.record("decision", rule.id, decision_id=did, outcome="stopped", reason=reason)
         self._end(rule, rs, step)
 
@@ -269,9 +269,9 @@ class ActionRun:
         """The deterministic client order id of this action's order."""
         return client_order_id(self.rule.id, self.run.fire_seq, self.index)
 
-    def record(self, kind: str, **detail: Any) -> None:
+    def record(self, kind: TraceKind, **detail: Any) -> None:
         """A trace record of this action (`decision_id` and `action` added)."""
-        self.step.record(kind, self.rule.id, decision_id=self.decision_id, action=self.index, **detail)  # type: ignore[arg-type]
+        self.step.record(kind, self.rule.id, decision_id=self.decision_id, action=self.index, **detail)
 
     # ------------------------------------------------------------------ values
 

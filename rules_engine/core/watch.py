@@ -20,7 +20,7 @@ seen yet), the engine asks the watcher on every event whether the trigger still 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from rules_engine.core.env import StateNotReady, build_env
 from rules_engine.core.model import Rule, TriggerSpec
@@ -73,10 +73,13 @@ class WatchHost:
 
 NO_FIRES: list[Fire] = []
 
+TriggerT = TypeVar("TriggerT", bound=TriggerSpec)
+"""The trigger spec type a watcher matches."""
 
-class Watcher:
-    """Matches the triggers of one type (see the module docstring). Subclasses live with their
-    trigger type, in `rules_engine/triggers/<type>.py`."""
+
+class Watcher(Generic[TriggerT]):
+    """Matches the triggers of one type, `TriggerT` (see the module docstring). Subclasses live
+    with their trigger type, in `rules_engine/triggers/<type>.py`."""
 
     events: ClassVar[tuple[type, ...]] = ()
     keeps_state: ClassVar[bool] = False
@@ -84,7 +87,7 @@ class Watcher:
     def __init__(self, host: WatchHost):
         self.host = host
 
-    def add(self, rule: Rule, index: int, trigger: TriggerSpec, saved: str | None) -> Armed | None:
+    def add(self, rule: Rule, index: int, trigger: TriggerT, saved: str | None) -> Armed | None:
         """Watch trigger `index` of `rule`; `saved` is its state from before (same definition)."""
         raise NotImplementedError
 

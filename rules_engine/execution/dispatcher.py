@@ -45,14 +45,15 @@ from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
 log = logging.getLogger(__name__)
 
 ORDER_INTENTS = (it.PlaceOrder, it.FuturesSendOrder)
+OrderIntent = it.PlaceOrder | it.FuturesSendOrder
 RuleHashes = Mapping[str, str] | Callable[[str], "str | None"]
 
 _FILLED = frozenset({"closed", "filled"})
 _ENDED = frozenset({"canceled", "cancelled", "expired", "rejected"})
 
 
-def client_id(intent: it.Intent) -> str:
-    return intent.cl_ord_id if isinstance(intent, it.PlaceOrder) else intent.cli_ord_id  # type: ignore[attr-defined]
+def client_id(intent: OrderIntent) -> str:
+    return intent.cl_ord_id if isinstance(intent, it.PlaceOrder) else intent.cli_ord_id
 
 
 def order_status(kraken_status: str | None) -> str:
@@ -163,7 +164,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ orders
 
-    def _dispatch_order(self, intent: it.Intent, recorded: OrderRecord | None) -> ExecutionReport:
+    def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"

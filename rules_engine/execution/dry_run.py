@@ -82,7 +82,7 @@ class DryRunExecutor:
         if isinstance(intent, (it.Log, it.Notify)):
             return run_local(intent, now)
         if isinstance(intent, it.ReadBalance) and intent.market == "spot" and self.balance_reader is not None:
-            return self._real_balance(intent, now)
+            return self._real_balance(intent, now, self.balance_reader)
         with self._lock:
             report = self.paper.execute(intent, now)
             if not isinstance(intent, it.ReadBalance):
@@ -134,12 +134,13 @@ class DryRunExecutor:
         except Exception as exc:
             log.error("cannot save the paper wallet: %s", exc)
 
-    def _real_balance(self, intent: it.ReadBalance, now: float) -> ExecutionReport:
+    def _real_balance(self, intent: it.ReadBalance, now: float,
+                      reader: Callable[[], Mapping[str, Any]]) -> ExecutionReport:
         """A read-only Balance call on the real account (really sent: not "would send")."""
         encoded = intent_request(intent)
         request = encoded.record() if encoded is not None else None
         try:
-            balances = dict(self.balance_reader())  # type: ignore[misc]
+            balances = dict(reader())
         except Exception as exc:  # never raise: the error is the result
             result = failure(intent, now, exc)
             return ExecutionReport(result, request, {"error": [result.error]})

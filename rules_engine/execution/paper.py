@@ -70,15 +70,15 @@ class PaperExecutor:
         (last, else mid) moves the market. Returns the resulting order and balance events."""
         exchange = self.exchange
         price = tick.last if tick.last is not None else tick.mid
-        moves = tick.market == "spot" and price is not None and price > 0
+        spot_price = price if tick.market == "spot" and price is not None and price > 0 else None
         if exchange.idle:  # nothing open, no dead man's switch: the tick only sets the price
-            if moves:
-                exchange.note_price(tick.symbol, price)  # type: ignore[arg-type]
+            if spot_price is not None:
+                exchange.note_price(tick.symbol, spot_price)
             return []
         before = self._mark()
         exchange.advance(tick.time)
-        if moves and exchange.pairs.get(tick.symbol):
-            exchange.on_price(tick.symbol, price, tick.time)  # type: ignore[arg-type]
+        if spot_price is not None and exchange.pairs.get(tick.symbol):
+            exchange.on_price(tick.symbol, spot_price, tick.time)
         return self._events(before, tick.time)
 
     def advance(self, now: float) -> list[Event]:

@@ -171,7 +171,7 @@ class FuturesClient(RestClient):
             order_type=order_type,
             symbol=symbol,
             side=side,
-            size=to_decimal(size),  # type: ignore[arg-type]
+            size=to_decimal(size),
             limit_price=to_decimal(limit_price),
             stop_price=to_decimal(stop_price),
             cli_ord_id=cli_ord_id or new_cl_ord_id(),

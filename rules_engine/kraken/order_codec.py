@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from rules_engine.core import intents as it
 from rules_engine.core.decimals import plain, plain_or_text
@@ -141,6 +141,10 @@ def _optional_flag(params: Mapping[str, Any], name: str) -> bool | None:
     return None if param_text(params, name) in (None, "") else param_flag(params, name)
 
 
+@overload
+def param_decimal(params: Mapping[str, Any], name: str, *, required: Literal[True]) -> Decimal: ...
+@overload
+def param_decimal(params: Mapping[str, Any], name: str, *, required: bool = False) -> Decimal | None: ...
 def param_decimal(params: Mapping[str, Any], name: str, *, required: bool = False) -> Decimal | None:
     raw = param_text(params, name)
     if raw is None or raw == "":
@@ -277,7 +281,7 @@ def decode_add_order(params: Mapping[str, Any]) -> AddOrder:
         pair=pair,
         side=side,
         ordertype=param_text(params, "ordertype") or "",
-        volume=param_decimal(params, "volume", required=True),  # type: ignore[arg-type]
+        volume=param_decimal(params, "volume", required=True),
         price=_price(params, "price"),
         price2=_price(params, "price2"),
         trigger=param_text(params, "trigger"),
@@ -383,7 +387,7 @@ def decode_send_order(params: Mapping[str, Any]) -> SendOrder:
         order_type=required["orderType"],
         symbol=required["symbol"],
         side=required["side"],
-        size=param_decimal(params, "size", required=True),  # type: ignore[arg-type]
+        size=param_decimal(params, "size", required=True),
         limit_price=param_decimal(params, "limitPrice"),
         stop_price=param_decimal(params, "stopPrice"),
         cli_ord_id=param_text(params, "cliOrdId") or None,

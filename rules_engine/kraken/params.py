@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote_plus
 
 from rules_engine.core.decimals import plain
@@ -54,6 +54,10 @@ def wire_text(value: Any) -> str:
     return str(value)
 
 
+@overload
+def to_decimal(value: str | int | float | Decimal) -> Decimal: ...
+@overload
+def to_decimal(value: str | int | float | Decimal | None) -> Decimal | None: ...
 def to_decimal(value: str | int | float | Decimal | None) -> Decimal | None:
     """A caller's number as the Decimal it stands for (a float by its shortest repr, so
     `0.1` is `Decimal("0.1")`); None stays None."""

@@ -280,7 +280,7 @@ class SpotClient(RestClient):
             pair=pair,
             side=type,
             ordertype=ordertype,
-            volume=to_decimal(volume),  # type: ignore[arg-type]
+            volume=to_decimal(volume),
             price=_price(price),
             price2=_price(price2),
             trigger=trigger,

@@ -67,12 +67,12 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class PriceWatcher(CrossingWatcher):
+class PriceWatcher(CrossingWatcher["PriceTrigger"]):
     """Price crossings: one level book per (market, symbol, field)."""
 
     what = "price"
 
-    def crossing(self, rule: Rule, index: int, trigger: PriceTrigger, state: WatchState) -> Crossing:
+    def crossing(self, rule: Rule, index: int, trigger: PriceTrigger, state: WatchState) -> Crossing[PriceTrigger]:
         watched = (trigger.market.value, trigger.symbol, trigger.field)
         return Crossing(rule.id, index, trigger, watched, trigger.level, trigger.direction, trigger.rearm, state)
 
@@ -86,8 +86,8 @@ class PriceWatcher(CrossingWatcher):
             return quote.get("mid") if tick.bid is not None or tick.ask is not None else None
         return tick.bid if key == "bid" else tick.ask
 
-    def context(self, crossing: Crossing, value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
-        trigger: PriceTrigger = crossing.trigger  # type: ignore[assignment]
+    def context(self, crossing: Crossing[PriceTrigger], value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
+        trigger = crossing.trigger
         return {
             "trigger": "price",
             "symbol": trigger.symbol,

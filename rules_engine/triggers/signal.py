@@ -46,7 +46,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class SignalWatcher(Watcher):
+class SignalWatcher(Watcher["SignalTrigger"]):
     """Signal triggers by source; each trigger's `where` is evaluated on the payload."""
 
     events = (Signal,)
@@ -55,7 +55,7 @@ class SignalWatcher(Watcher):
         super().__init__(*args)
         self._by_source: dict[str, list[tuple[Rule, int, SignalTrigger]]] = {}
 
-    def add(self, rule: Rule, index: int, trigger: SignalTrigger, saved: str | None) -> None:  # type: ignore[override]
+    def add(self, rule: Rule, index: int, trigger: SignalTrigger, saved: str | None) -> None:
         self._by_source.setdefault(trigger.source, []).append((rule, index, trigger))
 
     def on_event(self, signal: Signal, step: Step) -> list[Fire]:
@@ -79,7 +79,9 @@ class SignalWatcher(Watcher):
                 ready: bool) -> dict[str, Any] | Lapsed | StateNotReady:
         if ready:
             return context
-        trigger: SignalTrigger = rule.triggers[index]  # type: ignore[assignment]
+        trigger = rule.triggers[index]
+        if not isinstance(trigger, SignalTrigger):  # the engine rechecks a trigger with its own watcher
+            raise TypeError(f"trigger {index} of {rule.id} is not a signal trigger")
         passed = self._where(rule, index, trigger, context, step, None)
         if isinstance(passed, StateNotReady):
             return passed

@@ -73,12 +73,12 @@ _ABSOLUTE, _PERCENT = "spread", "spread%"
 _HUNDRED = Decimal(100)
 
 
-class SpreadWatcher(CrossingWatcher):
+class SpreadWatcher(CrossingWatcher["SpreadTrigger"]):
     """Spread crossings: one level book per (market, symbol) and unit (absolute or percent of mid)."""
 
     what = "spread"
 
-    def crossing(self, rule: Rule, index: int, trigger: SpreadTrigger, state: WatchState) -> Crossing:
+    def crossing(self, rule: Rule, index: int, trigger: SpreadTrigger, state: WatchState) -> Crossing[SpreadTrigger]:
         watched = (trigger.market.value, trigger.symbol, _PERCENT if trigger.percent else _ABSOLUTE)
         return Crossing(rule.id, index, trigger, watched, trigger.level, trigger.direction, trigger.rearm, state)
 
@@ -94,8 +94,9 @@ class SpreadWatcher(CrossingWatcher):
     def read(self, key: str, tick: Tick, quote: Mapping[str, Decimal]) -> Decimal | None:
         return self.value(key, quote) if tick.bid is not None or tick.ask is not None else None
 
-    def context(self, crossing: Crossing, value: Decimal, quote: Mapping[str, Decimal]) -> dict[str, Any]:
-        trigger: SpreadTrigger = crossing.trigger  # type: ignore[assignment]
+    def context(self, crossing: Crossing[SpreadTrigger], value: Decimal,
+                quote: Mapping[str, Decimal]) -> dict[str, Any]:
+        trigger = crossing.trigger
         bid, ask = quote.get("bid"), quote.get("ask")
         return {
             "trigger": "spread",

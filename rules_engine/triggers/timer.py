@@ -52,7 +52,7 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-class TimerWatcher(Watcher):
+class TimerWatcher(Watcher["TimerTrigger"]):
     """Timer triggers fire on the beat the scheduler sends for their rule and index."""
 
     events = (TimerBeat,)
@@ -61,7 +61,7 @@ class TimerWatcher(Watcher):
         super().__init__(*args)
         self._timers: set[tuple[str, int]] = set()
 
-    def add(self, rule: Rule, index: int, trigger: TimerTrigger, saved: str | None) -> None:  # type: ignore[override]
+    def add(self, rule: Rule, index: int, trigger: TimerTrigger, saved: str | None) -> None:
         self._timers.add((rule.id, index))
 
     def on_event(self, beat: TimerBeat, step: Step) -> list[Fire]:
