@@ -99,6 +99,7 @@ class Driver:
         self.now = float("-inf")
         self.dirty = False  # state changed since the last commit
         self._submit = submit or self._run_inline
+        self._observe = lane.dispatcher.observe
         self._inbox: deque[Event] = deque()
         self._post = post or self._inbox.append
         self._sync_at: float | None = None
@@ -141,15 +142,19 @@ class Driver:
     def feed(self, event: Event, received: float | None = None) -> None:
         """Deliver one event after everything due before its time (simulated: and everything
         it causes)."""
-        if event.time > self.now:
+        time = event.time
+        if time > self.now:
             due = self._next_due()[0]
-            if due is not None and due < event.time:
-                self.advance_to(event.time)
+            if due is not None and due < time:
+                self.advance_to(time)
         if type(event) is Tick:
-            for fill in self.lane.dispatcher.observe(event):
-                self._handle(fill, received)
+            fills = self._observe(event)
+            if fills:
+                for fill in fills:
+                    self._handle(fill, received)
         self._handle(event, received)
-        self._drain()
+        if self._inbox:
+            self._drain()
 
     def advance_to(self, until: float, inclusive: bool = False) -> None:
         """Deliver the timer beats, deadlines and account syncs due before `until` (or at it)."""
