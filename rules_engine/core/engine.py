@@ -33,6 +33,7 @@ from rules_engine.core.events import (
     Event,
     FeedReset,
     KillSwitch,
+    OpenOrders,
     OrderUpdate,
     Signal,
     Tick,
@@ -98,6 +99,7 @@ class Engine:
             Clock: _nothing,
             BalanceUpdate: self._on_balance,
             OrderUpdate: self._on_order,
+            OpenOrders: self._on_open_orders,
             KillSwitch: self._on_kill,
             FeedReset: self._on_feed_reset,
         }
@@ -331,6 +333,19 @@ class Engine:
         if order.rule_id is not None:
             step.record("action", order.rule_id, order=order.key, txid=update.txid, status=update.status,
                         filled=update.filled)
+
+    def _on_open_orders(self, event: OpenOrders, step: Step) -> None:
+        listed = set(event.txids)
+        orders = self._state.orders
+        for order in orders:
+            if (order.market != event.market or not order.txids or listed.intersection(order.txids)
+                    or order.placed_at > event.time):
+                continue
+            orders.remove(order)
+            self._state.balances.invalidate()
+            if order.rule_id is not None:
+                step.record("action", order.rule_id, order=order.key, txid=order.txids[0], status="closed",
+                            reason="no longer open on the exchange")
 
     def _on_kill(self, event: KillSwitch, step: Step) -> None:
         kill = self._state.kill

@@ -120,6 +120,18 @@ class FeedReset:
     symbols: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class OpenOrders:
+    """Every order open on `market` at `time`, by exchange id (an account read). An order the
+    core tracks, placed before `time` and known by an exchange id not listed, has closed (filled,
+    cancelled or expired) since: it leaves the view. Orders still being sent are kept."""
+
+    time: float
+    market: str = "spot"
+    txids: tuple[str, ...] = ()
+
+
 Event = (
-    Tick | Signal | TimerBeat | ActionResult | Clock | BalanceUpdate | OrderUpdate | KillSwitch | FeedReset
+    Tick | Signal | TimerBeat | ActionResult | Clock | BalanceUpdate | OrderUpdate | OpenOrders | KillSwitch
+    | FeedReset
 )

@@ -1,7 +1,8 @@
 """An account snapshot: the balances and open orders the core needs before it decides.
 
 Every executor answers `read_account(now)` with an `ExecutionReport` whose events are a complete
-`BalanceUpdate` and one `OrderUpdate` per open spot order, and whose `result.data` lists
+`BalanceUpdate`, one `OrderUpdate` per open spot order and an `OpenOrders` listing them all (so
+the core drops orders that closed since it last heard of them), and whose `result.data` lists
 them (`{"balances": {...}, "open_orders": [txid, ...]}`). The driver asks for it at start,
 before any event, and again while rules read balances on an executor that does not report
 fills itself. The request goes to Kraken (Balance, OpenOrders) in validate and live mode
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from rules_engine.core.events import BalanceUpdate, Event, OrderUpdate
+from rules_engine.core.events import BalanceUpdate, Event, OpenOrders, OrderUpdate
 from rules_engine.execution.report import ExecutionReport, failure, ok
 from rules_engine.redact import redact
 
@@ -26,8 +27,9 @@ def account_report(now: float, balances: Mapping[str, Any], orders: list[OrderUp
                    request: Mapping[str, Any], response: Mapping[str, Any]) -> ExecutionReport:
     """The snapshot report for Kraken-format balances and the open orders as updates."""
     update = BalanceUpdate({asset: Decimal(str(amount)) for asset, amount in balances.items()}, now, snapshot=True)
-    data = {"balances": dict(balances), "open_orders": [o.txid for o in orders]}
-    events: tuple[Event, ...] = (update, *orders)
+    txids = tuple(o.txid for o in orders if o.txid)
+    data = {"balances": dict(balances), "open_orders": list(txids)}
+    events: tuple[Event, ...] = (update, *orders, OpenOrders(now, "spot", txids))
     return ExecutionReport(ok(SYNC_ID, now, data), dict(request), dict(response), events)
 
 

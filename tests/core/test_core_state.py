@@ -230,3 +230,22 @@ def test_a_snapshot_saved_before_the_plugin_types_still_loads_with_its_state():
     assert [i.message for i in decision.intents] == ["placed"]
     decision = engine.handle(Clock(162))
     assert fired(decision) == ["held#1"] and decision.intents[0].message == "held 59000"
+
+
+def test_an_account_read_drops_orders_that_closed_on_the_exchange_and_keeps_those_in_flight():
+    from rules_engine.core.events import OpenOrders, OrderUpdate
+    from rules_engine.core.views import OrderView
+
+    engine = Engine(model.RuleSet(()))
+    orders = engine._state.orders  # the view the guards' open_orders() and the risk limits count
+    engine.handle(OrderUpdate(100.0, "open", txid="OAAAAA-AAAAA-AAAAAA", pair="XBTUSD"))
+    engine.handle(OrderUpdate(100.0, "open", txid="OBBBBB-BBBBB-BBBBBB", pair="XBTUSD"))
+    orders.add(OrderView(key="sending-1", market="spot", pair="XBTUSD", status="sending", cl_ord_id="sending-1",
+                         placed_at=100.0))
+    engine.handle(OrderUpdate(100.0, "open", txid="PF-1", pair="PF_XBTUSD", market="futures"))
+    assert engine._open_orders() == 4
+    engine.handle(OpenOrders(110.0, "spot", ("OBBBBB-BBBBB-BBBBBB",)))
+    assert sorted(o.key for o in orders) == ["OBBBBB-BBBBB-BBBBBB", "PF-1", "sending-1"]
+    engine.handle(OrderUpdate(120.0, "open", txid="OCCCCC-CCCCC-CCCCCC", pair="XBTUSD"))
+    engine.handle(OpenOrders(115.0, "spot", ()))  # a read older than the order does not drop it
+    assert "OCCCCC-CCCCC-CCCCCC" in {o.key for o in orders}
