@@ -7,7 +7,7 @@ executors -> ActionResult); replay and rule tests produce the same objects from 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,6 +31,31 @@ class Tick:
         if self.bid is None or self.ask is None:
             return None
         return (self.bid + self.ask) / 2
+
+
+def _tick_maker() -> Callable[[str, str, float, Decimal | None, Decimal | None, Decimal | None, float | None], Tick]:
+    """`Tick(symbol, market, time, last, bid, ask, exchange_time)` for the hot paths (feeds,
+    replay): the same object, built by filling its `__dict__` in one call instead of the frozen
+    dataclass's seven `object.__setattr__` calls. Falls back to the constructor should `Tick`
+    ever gain slots or a `__post_init__` check."""
+    names = tuple(Tick.__dataclass_fields__)
+    if hasattr(Tick, "__slots__") or hasattr(Tick, "__post_init__") or names != (
+        "symbol", "market", "time", "last", "bid", "ask", "exchange_time"
+    ):
+        return Tick
+    new = object.__new__
+
+    def make(symbol: str, market: str, time: float, last: Decimal | None, bid: Decimal | None,
+             ask: Decimal | None, exchange_time: float | None) -> Tick:
+        tick: Tick = new(Tick)
+        tick.__dict__.update(symbol=symbol, market=market, time=time, last=last, bid=bid, ask=ask,
+                             exchange_time=exchange_time)
+        return tick
+
+    return make
+
+
+make_tick = _tick_maker()
 
 
 @dataclass(frozen=True)

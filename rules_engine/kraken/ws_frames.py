@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from rules_engine.core.events import Tick
+from rules_engine.core.events import Tick, make_tick
 from rules_engine.pairs import PairRegistry, default_registry
 
 EXCERPT_CHARS = 200
@@ -115,29 +115,7 @@ _HEARTBEAT_RESULT = FrameResult((), (HEARTBEAT,))
 _new_result = tuple.__new__
 
 
-def _tick_maker() -> Any:
-    """`Tick(symbol, market, time, last, bid, ask, exchange_time)` for the hot path: the
-    same object, built by filling its `__dict__` in one call instead of the frozen
-    dataclass's seven `object.__setattr__` calls. Falls back to the constructor should
-    `Tick` ever gain slots or a `__post_init__` check."""
-    names = tuple(Tick.__dataclass_fields__)
-    if hasattr(Tick, "__slots__") or hasattr(Tick, "__post_init__") or names != (
-        "symbol", "market", "time", "last", "bid", "ask", "exchange_time"
-    ):
-        return Tick
-    new = object.__new__
-
-    def make(symbol: str, market: str, time: float, last: Decimal | None, bid: Decimal | None,
-             ask: Decimal | None, exchange_time: float | None) -> Tick:
-        tick = new(Tick)
-        tick.__dict__.update(symbol=symbol, market=market, time=time, last=last, bid=bid, ask=ask,
-                             exchange_time=exchange_time)
-        return tick
-
-    return make
-
-
-_make_tick = _tick_maker()
+_make_tick = make_tick
 
 
 class _Bad(Exception):
