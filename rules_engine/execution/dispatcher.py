@@ -296,6 +296,9 @@ class Dispatcher:
             if status == "accepted":
                 continue
             try:
+                known = self.store.decision_status(event.cl_ord_id)
+                if known is None or known in FINAL_STATUSES:
+                    continue  # not this engine's order, or already settled (as a filled market order is)
                 decision = self.store.get_decision(event.cl_ord_id)
                 if decision is not None and decision.status not in FINAL_STATUSES:
                     outcome = {**(decision.outcome or {}), "order": _event_json(event)}

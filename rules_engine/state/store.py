@@ -415,20 +415,31 @@ class StateStore:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
         with self._tx() as conn:
-            decision = self._require(conn, cl_ord_id)
-            if decision.status in FINAL_STATUSES or _RANK[status] < _RANK[decision.status]:
-                return decision
+            row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?",
+                               (cl_ord_id,)).fetchone()
+            if row is None:
+                raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
+            current = row[4]
+            if current in FINAL_STATUSES or _RANK[status] < _RANK[current]:
+                return self._decision(row)
+            now = self._clock()
             conn.execute(
                 "UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ?",
-                (status, outcome_text, self._clock(), cl_ord_id),
+                (status, outcome_text, now, cl_ord_id),
             )
-            return self._require(conn, cl_ord_id)
+            return self._decision((*row[:4], status, outcome_text, row[6], row[7], now))
 
     def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> OrderRecord:
         decision = self._fetch(conn, cl_ord_id)
         if decision is None:
             raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
         return decision
+
+    def decision_status(self, cl_ord_id: str) -> str | None:
+        """The decision's status alone (None if not recorded): cheaper than `get_decision`."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT status FROM decisions WHERE cl_ord_id = ?", (cl_ord_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def get_decision(self, cl_ord_id: str) -> OrderRecord | None:
         with self._reading() as conn:
