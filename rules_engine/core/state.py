@@ -280,7 +280,11 @@ class EngineState:
         return snapshot
 
     def base_snapshot(self) -> dict[str, Any]:
-        """The engine-wide part of the snapshot, with the per-rule sections (`RULE_SECTIONS`) empty."""
+        """The engine-wide part of the snapshot, with the per-rule sections (`RULE_SECTIONS`) empty.
+
+        The times of the orders decided (for the per-minute and per-day risk limits) are not in
+        it: every order decision is already a row of the state store, which gives them back on
+        a restore (`StateStore.decision_times`, put in as the snapshot's `order_times`)."""
         return {
             "version": SNAPSHOT_VERSION,
             "now": self.now,
@@ -290,7 +294,6 @@ class EngineState:
             "kill_switch": dataclasses.asdict(self.kill),
             "balances": self.balances.to_json(),
             "orders": [o.to_json() for o in self.orders],
-            "order_times": self.order_times.to_json(self.now),
             "inflight": {key: f.to_json() for key, f in self.inflight.items()},
         }
 

@@ -42,6 +42,7 @@ from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
+from rules_engine.core.risk import DAY
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.driver.reads import reads_balances
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
@@ -227,6 +228,8 @@ class EngineService:
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
         saved = self.store.load_engine_snapshot()
+        if saved is not None:  # the orders decided in the last day count toward the risk limits again
+            saved["order_times"] = self.store.decision_times(self.clock() - DAY)
         try:
             state = EngineState.from_snapshot(saved) if saved is not None else None
         except (ValueError, KeyError, TypeError) as exc:

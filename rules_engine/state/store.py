@@ -435,6 +435,14 @@ class StateStore:
             raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
         return decision
 
+    def decision_times(self, since: float) -> list[float]:
+        """When each order decision recorded after `since` was made, oldest first: the order
+        times the per-minute and per-day risk limits count, restored after a restart."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT created_at FROM decisions WHERE created_at > ? ORDER BY created_at",
+                                (since,)).fetchall()
+        return [float(row[0]) for row in rows]
+
     def decision_status(self, cl_ord_id: str) -> str | None:
         """The decision's status alone (None if not recorded): cheaper than `get_decision`."""
         with self._reading() as conn:

@@ -106,3 +106,19 @@ async def test_restart_settles_a_decision_left_pending_without_sending_it(e2e: E
         assert decision.status == "abandoned"
     assert e2e.spot_orders() == []
     assert e2e.audit_records("abandoned")
+
+
+async def test_the_per_day_order_limit_counts_orders_decided_before_a_restart(e2e: E2E) -> None:
+    """The order times the risk limits count are not in every snapshot write: a restart takes
+    them from the decisions the state store recorded, so a limit holds across it."""
+    e2e.write_rules(UP.replace("  cooldown: 1h\n", ""))
+    async with e2e.running(risk={"max_orders_per_day": 1}) as (service, seen, url):
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: seen.intents("place_order"))
+        assert service.store.decision_times(0.0)
+    async with e2e.running(risk={"max_orders_per_day": 1}) as (service, seen, url):
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: seen.fires("up"))
+        assert seen.intents("place_order") == []
+    (risk,) = e2e.audit_records("risk")
+    assert risk["data"]["limit"] == "max_orders_per_day"
