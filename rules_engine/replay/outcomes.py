@@ -20,6 +20,7 @@ An `Outcome` is one attempt of one rule at one moment:
 | busy         | `dropped`: a run is still in progress (mode single) or the queue is full |
 | pending      | `dropped`: a `for:` hold is already in progress |
 | hold         | `dropped`: a `for:` hold was cancelled (guard or price no longer holds) |
+| waiting      | `blocked`: the guard reads a value not known yet; `dropped`: it never became known |
 | error        | `error`: an expression, template or action failed |
 | exchange     | the run stopped on a failed result (the paper exchange refused the order) |
 | stopped      | the run stopped for another reason (a result that never came) |
@@ -40,8 +41,8 @@ from rules_engine.core.intents import AnyIntent, ReadBalance
 from rules_engine.core.trace import TraceRecord
 
 BLOCK_KINDS = (
-    "guard", "balance", "risk", "kill_switch", "cooldown", "max_fires", "busy", "pending", "hold", "error", "exchange",
-    "stopped",
+    "guard", "balance", "risk", "kill_switch", "cooldown", "max_fires", "busy", "pending", "hold", "waiting", "error",
+    "exchange", "stopped",
 )
 
 _DROPPED = (
@@ -51,6 +52,7 @@ _DROPPED = (
     ("previous run still in progress", "busy"),
     ("queue full", "busy"),
     ("pending cancelled", "hold"),
+    ("wait cancelled", "waiting"),
     ("kill switch", "kill_switch"),
 )
 
@@ -182,6 +184,8 @@ class OutcomeRecorder:
                 return Block("risk", reason, extra)
             if "kill switch" in reason:
                 return Block("kill_switch", reason, extra)
+            if "waiting" in detail:
+                return Block("waiting", reason, extra)
             return Block("stopped", reason, extra)
         if kind == "dropped":
             for needle, by in _DROPPED:

@@ -152,3 +152,42 @@ def test_folders_are_searched_for_test_files_and_json_output(ws, capsys):
     assert document["passed"] is True
     assert document["counts"] == {"tests": 1, "passed": 1, "failed": 0, "errors": 0}
     assert [f["path"].rsplit("/", 1)[-1] for f in document["files"]] == ["dip.test.yaml"]
+
+
+WAITING_RULES = """\
+version: 1
+rules:
+  - id: eth-strong
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    when: "price_of('ETHUSD') > 2000"
+    actions: [{type: log, message: "ok"}]
+"""
+
+WAITING_TESTS = """\
+rules: [waiting.yaml]
+tests:
+  - name: the guard waits for the ETH price, then fires when it comes
+    inputs:
+      - prices: {symbol: XBTUSD, series: "69000 70500 every 1m"}
+      - {at: 1m30s, prices: {symbol: ETHUSD, series: "2500"}}
+    expect:
+      - {at: 1m, rule: eth-strong, blocked: {by: waiting, reason: "waiting for price of ETHUSD"}}
+      - {at: 1m30s, rule: eth-strong, intents: [{type: log, message: ok}]}
+  - name: a guard that never can be evaluated does not fire
+    until: 5m
+    inputs:
+      - prices: {symbol: XBTUSD, series: "69000 70500 every 1m"}
+    expect:
+      - {at: 1m, rule: eth-strong, blocked: waiting}
+"""
+
+
+def test_a_guard_waiting_for_a_value_is_blocked_by_waiting_and_fires_once_it_is_known(ws, capsys):
+    ws.write("waiting.yaml", WAITING_RULES)
+    path = ws.write("waiting.test.yaml", WAITING_TESTS)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 0, out
+    assert "2 tests: 2 passed" in out
+    wrong = ws.write("wrong.test.yaml", WAITING_TESTS.replace("blocked: {by: waiting,", "blocked: {by: guard,"))
+    code, out, _ = ws.run(str(wrong), capsys=capsys)
+    assert code == 1 and "waiting for price of ETHUSD" in out
