@@ -11,7 +11,7 @@ and to the paper wallet in a dry run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -24,13 +24,19 @@ SYNC_ID = "account"
 
 
 def account_report(now: float, balances: Mapping[str, Any], orders: list[OrderUpdate],
-                   request: Mapping[str, Any], response: Mapping[str, Any]) -> ExecutionReport:
-    """The snapshot report for Kraken-format balances and the open orders as updates."""
+                   request: Mapping[str, Any], response: Mapping[str, Any],
+                   futures_orders: list[OrderUpdate] | None = None) -> ExecutionReport:
+    """The snapshot report for Kraken-format balances and the open orders as updates; with
+    `futures_orders` (a Futures account was read too) those are listed the same way."""
     update = BalanceUpdate({asset: Decimal(str(amount)) for asset, amount in balances.items()}, now, snapshot=True)
     txids = tuple(o.txid for o in orders if o.txid)
-    data = {"balances": dict(balances), "open_orders": list(txids)}
-    events: tuple[Event, ...] = (update, *orders, OpenOrders(now, "spot", txids))
-    return ExecutionReport(ok(SYNC_ID, now, data), dict(request), dict(response), events)
+    data: dict[str, Any] = {"balances": dict(balances), "open_orders": list(txids)}
+    events: list[Event] = [update, *orders, OpenOrders(now, "spot", txids)]
+    if futures_orders is not None:
+        ids = tuple(o.txid for o in futures_orders if o.txid)
+        data["futures_open_orders"] = list(ids)
+        events += [*futures_orders, OpenOrders(now, "futures", ids)]
+    return ExecutionReport(ok(SYNC_ID, now, data), dict(request), dict(response), tuple(events))
 
 
 def kraken_open_orders(result: Mapping[str, Any], now: float) -> list[OrderUpdate]:
@@ -47,17 +53,38 @@ def kraken_open_orders(result: Mapping[str, Any], now: float) -> list[OrderUpdat
     return updates
 
 
+def futures_open_orders(orders: Sequence[Mapping[str, Any]], now: float) -> list[OrderUpdate]:
+    """OrderUpdates for Kraken Futures' openorders list (`order_id`, `cliOrdId`, sizes)."""
+    updates = []
+    for order in orders:
+        filled, unfilled = _decimal(order.get("filledSize")), _decimal(order.get("unfilledSize"))
+        volume = None if filled is None or unfilled is None else filled + unfilled
+        updates.append(OrderUpdate(
+            time=now, status="open", txid=str(order.get("order_id")), cl_ord_id=order.get("cliOrdId"),
+            pair=order.get("symbol"), market="futures", volume=volume, filled=filled,
+            price=_decimal(order.get("limitPrice")),
+        ))
+    return updates
+
+
 def read_kraken_account(now: float, balance: Callable[[], Mapping[str, Any]],
-                        open_orders: Callable[[], Mapping[str, Any]]) -> ExecutionReport:
-    """Balance and OpenOrders from a Spot client; a failure is the report's result."""
-    request = {"api": "spot", "method": "Balance+OpenOrders", "params": {}}
+                        open_orders: Callable[[], Mapping[str, Any]],
+                        futures_orders: Callable[[], list[dict[str, Any]]] | None = None) -> ExecutionReport:
+    """Balance and OpenOrders from a Spot client (and openorders from a Futures client, when
+    one is given); a failure is the report's result."""
+    method = "Balance+OpenOrders" + ("+futures openorders" if futures_orders is not None else "")
+    request = {"api": "spot", "method": method, "params": {}}
     try:
         balances = dict(balance())
         opened = open_orders()
+        futures = futures_open_orders(futures_orders(), now) if futures_orders is not None else None
     except Exception as exc:  # never raise: the error is the result
         return ExecutionReport(failure(SYNC_ID, now, exc), request, {"error": [redact(str(exc))]})
-    return account_report(now, balances, kraken_open_orders(opened, now), request,
-                          {"result": {"balances": balances, "open": sorted((opened.get("open") or {}).keys())}})
+    response: dict[str, Any] = {"balances": balances, "open": sorted((opened.get("open") or {}).keys())}
+    if futures is not None:
+        response["futures_open"] = [o.txid for o in futures]
+    return account_report(now, balances, kraken_open_orders(opened, now), request, {"result": response},
+                          futures)
 
 
 def _decimal(value: Any) -> Decimal | None:

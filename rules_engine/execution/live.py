@@ -203,7 +203,8 @@ class LiveExecutor:
 
     def read_account(self, now: float) -> ExecutionReport:
         """The account's spot balances and open orders."""
-        return read_kraken_account(now, self.spot.balance, self.spot.open_orders)
+        futures = self.futures.open_orders if self.futures is not None else None
+        return read_kraken_account(now, self.spot.balance, self.spot.open_orders, futures)
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
         now = self._clock() if now is None else now

@@ -196,3 +196,19 @@ def test_reconcile_futures_order_among_open_orders(live, clock):
     assert report.result.ok and report.result.data["recovered"] is True
     missing = live.reconcile(decision_row(futures_order(5)), clock())
     assert not missing.result.ok and missing.result.data["ambiguous"] is True
+
+
+def test_the_account_read_lists_spot_and_futures_open_orders_for_the_core(live, sim, clock):
+    from rules_engine.core.events import BalanceUpdate, OpenOrders, OrderUpdate
+
+    spot = live.execute(order(), clock())
+    futures = live.execute(futures_order(), clock())
+    assert spot.result.ok and futures.result.ok
+    report = live.read_account(clock())
+    assert report.result.ok, report.result
+    updates = [e for e in report.events if isinstance(e, OrderUpdate)]
+    assert {(u.market, u.cl_ord_id) for u in updates} == {("spot", "live-1"), ("futures", "fut-1")}
+    listed = {e.market: e.txids for e in report.events if isinstance(e, OpenOrders)}
+    assert listed == {"spot": tuple(spot.result.data["txid"]), "futures": (futures.result.data["order_id"],)}
+    assert isinstance(report.events[0], BalanceUpdate) and report.events[0].snapshot
+    assert report.request["method"] == "Balance+OpenOrders+futures openorders"
