@@ -1,5 +1,8 @@
 """Replay throughput: `python -m bench.replay` (`BENCH_REPLAY_TICKS=200000` for a shorter run).
 
+It also replays the same ticks against rules whose levels are never reached, so the cost of a
+fire (committed and dispatched as the service does it) can be told apart from the cost of a tick.
+
 Replays 1,000,000 ticks against 100 rules through the full `rules-engine replay` path:
 Kraken OHLCVT CSV files read and turned into ticks (four per candle), merged by time, fed
 through the offline loop (engine core, paper executor with simulated fills, timers and
@@ -86,6 +89,12 @@ def main() -> None:
         started = time.perf_counter()
         result = run_replay(loaded.ruleset, data, wallet=wallet)
         elapsed = time.perf_counter() - started
+        # The same run with every level out of reach: the cost of the ticks alone, no fire.
+        quiet = load_rules_text(_rules({pair: (low * 100, high * 100) for pair, (low, high) in ranges.items()}))
+        assert quiet.ruleset is not None
+        quiet_started = time.perf_counter()
+        quiet_result = run_replay(quiet.ruleset, [open_data(path) for path in files], wallet=wallet)
+        quiet_elapsed = time.perf_counter() - quiet_started
 
         from rules_engine.replay.chart import write_chart
         from rules_engine.replay.report import render_markdown, report_json
@@ -103,6 +112,9 @@ def main() -> None:
           f"{sum(1 for o in result.outcomes if not o.fired):,} held back")
     print(f"  replay (read CSV, candles to ticks, engine, paper fills, record): {elapsed:.1f} s, "
           f"{result.ticks / elapsed:,.0f} ticks/s ({elapsed / result.ticks * 1e6:.1f} us per tick)")
+    print(f"  the same ticks with no level reached (no fire): {quiet_elapsed:.1f} s, "
+          f"{quiet_result.ticks / quiet_elapsed:,.0f} ticks/s; a fire costs about "
+          f"{(elapsed - quiet_elapsed) / max(1, len(result.fires)) * 1e3:.2f} ms")
     print(f"  report (Markdown and JSON tables, PNG chart): {report_elapsed:.1f} s")
     if result.ticks < 1_000_000:
         print(f"  extrapolated to 1,000,000 ticks: {1_000_000 / (result.ticks / elapsed):.0f} s "
