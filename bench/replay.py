@@ -5,9 +5,9 @@ fire (committed and dispatched as the service does it) can be told apart from th
 
 Replays 1,000,000 ticks against 100 rules through the full `rules-engine replay` path:
 Kraken OHLCVT CSV files read and turned into ticks (four per candle), merged by time, fed
-through the offline loop (engine core, paper executor with simulated fills, timers and
-deadlines) and recorded for the report; the report itself (tables, JSON, chart) is timed
-separately.
+through the engine's one loop as the service runs it (driver, commit-then-send lane,
+dispatcher, dry-run executor with simulated fills, timers and deadlines) and recorded for
+the report; the report itself (tables, JSON, chart) is timed separately.
 
 Data: four pairs (XBTUSD, ETHUSD, SOLUSD, XRPUSD), each a seeded log-normal walk of
 1-minute candles, a quarter of the ticks each. Rules: 25 per pair, price crossings at levels
