@@ -80,6 +80,9 @@ def dumps(value: Any, name: str = "value") -> str:
     return _ENCODER.encode(encoded)
 
 
+_DECODER = json.JSONDecoder(object_hook=_decode)  # one for every call, as the encoder
+
+
 def loads(text: str) -> Any:
     """Parse what `dumps` wrote, with Decimals back as `Decimal`."""
-    return json.loads(text, object_hook=_decode)
+    return _DECODER.decode(text)

@@ -83,14 +83,22 @@ def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     return buf[: end - pos], end + 1
 
 
+_CHECKED_KINDS: set[str] = set()  # kinds already matched against KIND_PATTERN (a few dozen words)
+
+
 def check_entry(kind: Any, rule_id: Any, rule_file_hash: Any, data: Any) -> None:
-    if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
-        raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
+    """Raise for a record the log does not take (a kind that is no lower-case word, ids that
+    are not text, data that is no mapping)."""
+    if kind not in _CHECKED_KINDS:
+        if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+            raise ValueError(f"audit kind {kind!r} must be a lower-case word such as 'decision'")
+        if len(_CHECKED_KINDS) < 256:
+            _CHECKED_KINDS.add(kind)
     if rule_id is not None and not isinstance(rule_id, str):
         raise TypeError("rule_id must be a string or None")
     if rule_file_hash is not None and not isinstance(rule_file_hash, str):
         raise TypeError("rule_file_hash must be a string or None")
-    if data is not None and not isinstance(data, Mapping):
+    if data is not None and type(data) is not dict and not isinstance(data, Mapping):
         raise TypeError("data must be a mapping")
 
 

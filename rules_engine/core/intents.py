@@ -34,16 +34,20 @@ class Intent:
     awaits_result: ClassVar[bool] = True
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for the audit log (Decimals as strings)."""
-        out: dict[str, Any] = {"kind": self.kind}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Decimal):
-                value = plain(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
+        """JSON-ready form for the audit log (Decimals as strings). Built once per intent (it
+        is frozen); each call returns a fresh copy."""
+        built: dict[str, Any] | None = self.__dict__.get("_as_dict")
+        if built is None:
+            built = {"kind": self.kind}
+            for f in fields(self):
+                value = getattr(self, f.name)
+                if isinstance(value, Decimal):
+                    value = plain(value)
+                elif isinstance(value, tuple):
+                    value = list(value)
+                built[f.name] = value
+            object.__setattr__(self, "_as_dict", built)
+        return {k: list(v) if type(v) is list else v for k, v in built.items()}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -143,10 +143,8 @@ class Driver:
         """Deliver one event after everything due before its time (simulated: and everything
         it causes)."""
         time = event.time
-        if time > self.now:
-            due = self._next_due()[0]
-            if due is not None and due < time:
-                self.advance_to(time)
+        if time > self.now and self._due_before(time):
+            self.advance_to(time)
         if type(event) is Tick:
             fills = self._observe(event)
             if fills:
@@ -261,6 +259,17 @@ class Driver:
             self._handle(inbox.popleft(), None)
 
     # ------------------------------------------------------------------ helpers
+
+    def _due_before(self, time: float) -> bool:
+        """Whether a deadline, a timer slot or an account read is due before `time` (the
+        per-event check; `_next_due` says which)."""
+        deadline = self.engine.next_deadline()
+        if deadline is not None and self.now < deadline < time:
+            return True
+        slot = self.timetable.next_slot()
+        if slot is not None and slot < time:
+            return True
+        return self._sync_at is not None and self._sync_at < time
 
     def _next_due(self) -> tuple[float | None, str]:
         due, kind = None, ""

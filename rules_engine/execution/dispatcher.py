@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import Any
 
 from rules_engine.audit.sink import AuditSink
@@ -84,7 +83,7 @@ def outcome_of(report: ExecutionReport, cl_ord_id: str) -> tuple[str, dict[str, 
 
 
 def _event_json(event: Event) -> dict[str, Any]:
-    return {"type": type(event).__name__, **{f.name: getattr(event, f.name) for f in fields(event)}}
+    return {"type": type(event).__name__, **vars(event)}  # events are plain dataclasses: vars() is their fields
 
 
 class Dispatcher:

@@ -25,7 +25,7 @@ Refusals raise `ExchangeError` with Kraken's own error string.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -71,7 +71,7 @@ class Fill:
     time: float
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Decimal) else v) for f in fields(self)}
+        return {name: (str(v) if isinstance(v, Decimal) else v) for name, v in vars(self).items()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fill:

@@ -143,9 +143,11 @@ class OfflineRunner:
 
     def feed(self, event: Event) -> None:
         """Deliver one input event (after everything due before its time)."""
-        self.now = max(self.now, event.time)
+        if event.time > self.now:
+            self.now = event.time
         self.driver.feed(event)
-        self._settle()
+        if self._watcher.touched:
+            self._settle()
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -85,6 +85,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("CREATE TABLE engine_parts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",),
 }
 
+_BATCH = 500
+"""Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
 
 
@@ -135,6 +137,8 @@ class StateStore:
         """`durable=False` (replay, rule tests) never waits for the disk: `synchronous=OFF`."""
         self.path = Path(path)
         self._durable = durable
+        self._held_engine: tuple[Mapping[str, Any], dict[str, Any], bool] | None = None
+        self._batched = 0
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
@@ -216,8 +220,13 @@ class StateStore:
                 finally:
                     conn.execute("PRAGMA synchronous=FULL")
                 return
+            # A store that is not durable runs its transactions as savepoints of one long
+            # transaction, committed every BATCH of them and on flush/close (nothing else reads it).
+            outer = depth == 0 and self._durable
             try:
-                conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+                if depth == 0 and not self._durable and not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT sp{depth}")
             except sqlite3.Error as exc:
                 raise StateStoreError(f"state database {self.path}: cannot start a transaction: {exc}") from None
             self._depth += 1
@@ -226,7 +235,7 @@ class StateStore:
             except BaseException:
                 self._depth = depth
                 try:
-                    if depth == 0:
+                    if outer:
                         conn.execute("ROLLBACK")
                     else:
                         conn.execute(f"ROLLBACK TO sp{depth}")
@@ -236,9 +245,14 @@ class StateStore:
                 raise
             self._depth = depth
             try:
-                conn.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+                conn.execute("COMMIT" if outer else f"RELEASE sp{depth}")
+                if depth == 0 and not self._durable:
+                    self._batched += 1
+                    if self._batched >= _BATCH:
+                        self._batched = 0
+                        conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                if depth == 0 and conn.in_transaction:
+                if outer and conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StateStoreError(f"state database {self.path}: commit failed: {exc}") from None
 
@@ -256,7 +270,9 @@ class StateStore:
         return self._conn
 
     def close(self) -> None:
-        """Close the database. Idempotent."""
+        """Close the database (after writing what it holds in memory). Idempotent."""
+        if self._conn is not None:
+            self.flush()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -304,7 +320,35 @@ class StateStore:
         """Save the engine snapshot incrementally (`Engine.snapshot_changes()`): `base`
         replaces the stored snapshot; each part (`{section: {key: value}}`, one rule's entries)
         replaces the stored part of that name, None deletes it; `complete` first deletes
-        every stored part. `load_engine_snapshot` merges every stored part into the base."""
+        every stored part. `load_engine_snapshot` merges every stored part into the base.
+
+        A store that is not durable (replay, rule tests: nothing reads it back while it runs)
+        keeps the latest changes in memory and writes them when read, flushed or closed."""
+        if not self._durable:
+            with self._lock:
+                held = self._held_engine
+                if held is None or complete:
+                    self._held_engine = (base, dict(parts), complete)
+                else:
+                    held[1].update(parts)
+                    self._held_engine = (base, held[1], held[2])
+            return
+        self._write_engine_changes(base, parts, complete)
+
+    def flush(self) -> None:
+        """Write and commit what a store that is not durable holds (see `save_engine_changes`
+        and `_tx`)."""
+        with self._lock:
+            held, self._held_engine = self._held_engine, None
+            if held is not None:
+                self._write_engine_changes(*held)
+            conn = self._conn
+            if conn is not None and not self._durable and self._depth == 0 and conn.in_transaction:
+                self._batched = 0
+                conn.execute("COMMIT")
+
+    def _write_engine_changes(self, base: Mapping[str, Any],
+                              parts: Mapping[str, Mapping[str, Mapping[str, Any]] | None], complete: bool) -> None:
         texts = [(name, None if part is None else jsoncodec.dumps(part, f"part {name!r}"))
                  for name, part in parts.items()]
         with self._tx() as conn:
@@ -325,6 +369,7 @@ class StateStore:
         `save_engine_snapshot` (tuples come back as lists), or as the base and parts given
         to `save_engine_changes` joined: each part's `{section: {key: value}}` entries added
         to the base's sections, in the order the parts were first saved. None if none was saved."""
+        self.flush()
         base = self._load_snapshot("engine")
         with self._reading() as conn:
             rows = conn.execute("SELECT data FROM engine_parts ORDER BY rowid").fetchall()
