@@ -89,3 +89,26 @@ def test_a_version_1_database_is_migrated_and_keeps_its_whole_snapshot(tmp_path)
         assert store.load_engine_snapshot()["rules"] == {"x": {}}
         store.save_engine_changes(BASE, {"x": {"rules": {"x": {"status": "idle"}}}}, complete=True)
         assert store.load_engine_snapshot()["rules"] == {"x": {"status": "idle"}}
+
+
+def test_a_store_that_is_not_durable_holds_changes_until_read_flushed_or_closed(tmp_path):
+    """Replay and rule tests: the same calls, batched; what the store says is unchanged, and
+    everything is on disk once it is closed."""
+    path = tmp_path / "engine.sqlite"
+    fast = StateStore(path, durable=False)
+    fast.save_engine_changes({"version": 1, "rules": {}}, {"a": {"rules": {"a": {"n": 1}}}}, complete=True)
+    fast.save_engine_changes({"version": 1, "rules": {}, "now": 5.0},
+                             {"a": {"rules": {"a": {"n": 2}}}, "b": {"rules": {"b": {"n": Decimal("0.1")}}}})
+    fast.save_engine_changes({"version": 1, "rules": {}, "now": 6.0}, {"b": None})
+    for n in range(1200):  # more than one batch of transactions
+        with fast.transaction():
+            fast.record_decision(f"cl-{n}", "r", f"r#{n}", {"kind": "place_order"})
+        fast.mark_sent(f"cl-{n}")
+    assert fast.load_engine_snapshot() == {"version": 1, "now": 6.0, "rules": {"a": {"n": 2}}}
+    assert fast.get_decision("cl-1199").status == "sent"
+    fast.save_engine_changes({"version": 1, "rules": {}, "now": 7.0}, {"c": {"rules": {"c": {"n": 3}}}})
+    fast.close()
+    reopened = StateStore(path)
+    assert reopened.load_engine_snapshot() == {"version": 1, "now": 7.0, "rules": {"a": {"n": 2}, "c": {"n": 3}}}
+    assert len(reopened.unresolved_decisions()) == 1200
+    reopened.close()
