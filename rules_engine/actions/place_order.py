@@ -27,6 +27,7 @@ from rules_engine.core.intents import PlaceOrder
 from rules_engine.core.model import ActionSpec, Expr, Rule, SourceRef, Value
 from rules_engine.core.runs import ActionRun, Halt
 from rules_engine.pairs import PairRegistry
+from rules_engine.paper.orders import ORDER_TYPES
 from rules_engine.registry import ActionType, Needs
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
@@ -52,20 +53,7 @@ SCHEMA: dict[str, Any] = {
             "minLength": 1,
         },
         "side": {"$ref": "#/$defs/side"},
-        "ordertype": {
-            "enum": [
-                "market",
-                "limit",
-                "iceberg",
-                "stop-loss",
-                "take-profit",
-                "stop-loss-limit",
-                "take-profit-limit",
-                "trailing-stop",
-                "trailing-stop-limit",
-                "settle-position",
-            ],
-        },
+        "ordertype": {"enum": list(ORDER_TYPES)},
         "volume": {"description": "Order quantity in the base asset.", "$ref": "#/$defs/amount"},
         "price": {
             "description": "Limit price, or trigger price for stop, take-profit and trailing orders.",

@@ -12,11 +12,11 @@ and to the paper wallet in a dry run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from rules_engine.core.events import BalanceUpdate, Event, OpenOrders, OrderUpdate
 from rules_engine.execution.report import ExecutionReport, failure, ok
+from rules_engine.kraken.params import to_decimal
 from rules_engine.redact import redact
 
 SYNC_ID = "account"
@@ -28,7 +28,7 @@ def account_report(now: float, balances: Mapping[str, Any], orders: list[OrderUp
                    futures_orders: list[OrderUpdate] | None = None) -> ExecutionReport:
     """The snapshot report for Kraken-format balances and the open orders as updates; with
     `futures_orders` (a Futures account was read too) those are listed the same way."""
-    update = BalanceUpdate({asset: Decimal(str(amount)) for asset, amount in balances.items()}, now, snapshot=True)
+    update = BalanceUpdate({asset: to_decimal(amount) for asset, amount in balances.items()}, now, snapshot=True)
     txids = tuple(o.txid for o in orders if o.txid)
     data: dict[str, Any] = {"balances": dict(balances), "open_orders": list(txids)}
     events: list[Event] = [update, *orders, OpenOrders(now, "spot", txids)]
@@ -47,8 +47,8 @@ def kraken_open_orders(result: Mapping[str, Any], now: float) -> list[OrderUpdat
         price = descr.get("price")
         updates.append(OrderUpdate(
             time=now, status=str(order.get("status") or "open"), txid=str(txid), cl_ord_id=order.get("cl_ord_id"),
-            pair=descr.get("pair"), market="spot", volume=_decimal(order.get("vol")),
-            filled=_decimal(order.get("vol_exec")), price=_decimal(price) if price not in (None, "0") else None,
+            pair=descr.get("pair"), market="spot", volume=to_decimal(order.get("vol")),
+            filled=to_decimal(order.get("vol_exec")), price=to_decimal(price) if price not in (None, "0") else None,
         ))
     return updates
 
@@ -57,12 +57,12 @@ def futures_open_orders(orders: Sequence[Mapping[str, Any]], now: float) -> list
     """OrderUpdates for Kraken Futures' openorders list (`order_id`, `cliOrdId`, sizes)."""
     updates = []
     for order in orders:
-        filled, unfilled = _decimal(order.get("filledSize")), _decimal(order.get("unfilledSize"))
+        filled, unfilled = to_decimal(order.get("filledSize")), to_decimal(order.get("unfilledSize"))
         volume = None if filled is None or unfilled is None else filled + unfilled
         updates.append(OrderUpdate(
             time=now, status="open", txid=str(order.get("order_id")), cl_ord_id=order.get("cliOrdId"),
             pair=order.get("symbol"), market="futures", volume=volume, filled=filled,
-            price=_decimal(order.get("limitPrice")),
+            price=to_decimal(order.get("limitPrice")),
         ))
     return updates
 
@@ -85,7 +85,3 @@ def read_kraken_account(now: float, balance: Callable[[], Mapping[str, Any]],
         response["futures_open"] = [o.txid for o in futures]
     return account_report(now, balances, kraken_open_orders(opened, now), request, {"result": response},
                           futures)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))

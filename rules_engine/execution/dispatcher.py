@@ -142,9 +142,7 @@ class Dispatcher:
                 report = self.executor.read_account(now)
             except Exception as exc:  # an executor should not raise; a broken one must not stop the engine
                 report = ExecutionReport(failure(SYNC_ID, now, exc))
-            base: dict[str, Any] = {"intent_id": SYNC_ID, "kind": "account"}
-            if self.mode == "dry-run":
-                base["would_send"] = True
+            base = self._exchange_base(SYNC_ID, "account")
             self._audit_safe("request", None, {**base, "request": report.request})
             self._audit_safe("response", None, {**base, "response": report.response,
                                                 "result": self._result_json(report)})
@@ -257,12 +255,17 @@ class Dispatcher:
         return {"intent": intent.to_dict(), "cl_ord_id": cl_ord_id, "intent_id": intent.intent_id,
                 "decision_id": intent.decision_id, "action": action}
 
-    def _audit_exchange(self, intent: it.Intent, report: ExecutionReport, cl_ord_id: str | None) -> None:
-        base: dict[str, Any] = {"intent_id": intent.intent_id, "kind": intent.kind}
+    def _exchange_base(self, intent_id: str, kind: str, cl_ord_id: str | None = None) -> dict[str, Any]:
+        """The fields every request and response record of one exchange call carries."""
+        base: dict[str, Any] = {"intent_id": intent_id, "kind": kind}
         if cl_ord_id is not None:
             base["cl_ord_id"] = cl_ord_id
         if self.mode == "dry-run":
             base["would_send"] = True
+        return base
+
+    def _audit_exchange(self, intent: it.Intent, report: ExecutionReport, cl_ord_id: str | None) -> None:
+        base = self._exchange_base(intent.intent_id, intent.kind, cl_ord_id)
         self._audit_safe("request", intent.rule_id, {**base, "request": report.request})
         self._audit_safe("response", intent.rule_id, {
             **base, "response": report.response, "result": self._result_json(report),

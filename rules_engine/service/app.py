@@ -44,12 +44,11 @@ from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.risk import DAY
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
-from rules_engine.driver.reads import reads_balances
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.ws_feed import FeedStatus
-from rules_engine.needs import RuleNeeds
+from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
@@ -72,7 +71,6 @@ from rules_engine.service.startup import (
     file_hashes,
     kill_token,
     load_problems,
-    risk_limits,
     signal_sources,
 )
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
@@ -234,7 +232,7 @@ class EngineService:
             state = EngineState.from_snapshot(saved) if saved is not None else None
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
-        self.engine = Engine(ruleset, risk_limits(config), state, balance_max_age=config.balance_cache)
+        self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
         self.audit.append("startup", data={

@@ -1,20 +1,15 @@
 """What the service checks and reads before it starts (and again on a reload): the rules'
-needs, the signal sources and their secrets, the kill switch token, the risk limits. Every
+needs, the signal sources and their secrets, the kill switch token. Every
 problem is a `StartupError` whose message says what to fix."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import re
 from collections.abc import Mapping
 
 from rules_engine.config import EngineConfig
 from rules_engine.core.model import RuleSet
-from rules_engine.core.risk import RiskLimits
-from rules_engine.driver.reads import priced_symbols
 from rules_engine.needs import RuleNeeds, rule_needs
-from rules_engine.pairs import default_registry
 from rules_engine.redact import register_secret
 from rules_engine.rules import LoadResult, load_signal_schema
 from rules_engine.schedule import validate_timer
@@ -25,7 +20,6 @@ log = logging.getLogger("rules_engine.service")
 
 MAX_REPORTED_ERRORS = 50
 MIN_KILL_TOKEN = 16
-_FUTURES_SYMBOL = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9]+$")
 
 
 class StartupError(Exception):
@@ -43,7 +37,7 @@ def checked_needs(ruleset: RuleSet) -> RuleNeeds:
             problems.append(f"rule {rule_id} trigger {index}: {exc}")
     if problems:
         raise StartupError("invalid timers:\n  " + "\n  ".join(problems))
-    return _with_priced_symbols(needs, ruleset)
+    return needs
 
 
 def signal_sources(config: EngineConfig, needs: RuleNeeds,
@@ -84,13 +78,6 @@ def kill_token(config: EngineConfig, environ: Mapping[str, str]) -> str | None:
     return token
 
 
-def risk_limits(config: EngineConfig) -> RiskLimits:
-    risk = config.risk
-    return RiskLimits(**{name: getattr(risk, name) for name in (
-        "allowed_pairs", "max_order_notional", "max_total_notional", "max_orders_per_minute",
-        "max_orders_per_day", "max_open_orders")})
-
-
 def file_hashes(ruleset: RuleSet) -> dict[str, str]:
     """The SHA-256 of each rule file, by path."""
     hashes: dict[str, str] = {}
@@ -108,15 +95,3 @@ def load_problems(result: LoadResult) -> str:
     if not lines:
         lines = ["no rules could be loaded"]
     return f"{len(result.errors)} problem(s) in the rules:\n  " + "\n  ".join(lines)
-
-
-def _with_priced_symbols(needs: RuleNeeds, ruleset: RuleSet) -> RuleNeeds:
-    """Subscribe the symbols rules read with `price_of('...')`, so their prices are known."""
-    spot, futures = set(needs.spot_symbols), set(needs.futures_symbols)
-    registry = default_registry()
-    for symbol in priced_symbols(ruleset):
-        if _FUTURES_SYMBOL.match(symbol.upper()):
-            futures.add(symbol.upper())
-        elif (pair := registry.get(symbol)) is not None:
-            spot.add(pair.altname)
-    return dataclasses.replace(needs, spot_symbols=frozenset(spot), futures_symbols=frozenset(futures))
