@@ -44,6 +44,28 @@ class SignalSourceSettings:
 
 
 @dataclass(frozen=True)
+class ChannelSettings:
+    """A notification channel: its Apprise URL(s) are read from `url_env` or `url_file`
+    (they hold tokens), never written in the config."""
+
+    name: str
+    url_env: str | None = None
+    url_file: str | None = None
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """`notifications:`: channels by name, engine events routed to a channel, delivery."""
+
+    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+    events: Mapping[str, str] = field(default_factory=dict)  # engine event -> channel name
+    dry_run: bool = True  # deliver in dry-run too (people rehearse alerts)
+    retries: int = 3
+    backoff: float = 1.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     mode: str = "dry-run"
     state_dir: Path = Path("state")
@@ -66,6 +88,9 @@ class EngineConfig:
     port: int = 8080
     signals: Mapping[str, SignalSourceSettings] = field(default_factory=dict)
     paper_balances: Mapping[str, Decimal] = field(default_factory=dict)
+    feed_max_age: float = 30.0  # readiness: a feed silent this long (no tick, no heartbeat) is stale
+    tick_max_age: float | None = None  # readiness: a symbol without a tick this long is stale (off by default)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     source: str | None = None
 
 
@@ -108,6 +133,21 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         )
         for name, spec in data.get("signals", {}).items()
     }
+    health = data.get("health", {})
+    notify = data.get("notifications", {})
+    notifications = NotificationSettings(
+        channels={name: ChannelSettings(name, spec.get("url_env"), spec.get("url_file"))
+                  for name, spec in notify.get("channels", {}).items()},
+        events=dict(notify.get("events", {})),
+        dry_run=notify.get("dry_run", True),
+        retries=notify.get("retries", 3),
+        backoff=parse_duration(notify.get("backoff", "1s")),
+        timeout=parse_duration(notify.get("timeout", "10s")),
+    )
+    unknown = sorted(f"notifications/events/{event}: no channel named {name!r}"
+                     for event, name in notifications.events.items() if name not in notifications.channels)
+    if unknown:
+        raise ConfigError("invalid engine config:\n  " + "\n  ".join(f"{source}: {u}" for u in unknown))
     return EngineConfig(
         mode=data.get("mode", "dry-run"),
         state_dir=Path(data.get("state_dir", os.environ.get("RULES_ENGINE_STATE_DIR", "state"))),
@@ -137,6 +177,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         port=server.get("port", 8080),
         signals=signals,
         paper_balances={k: Decimal(str(v)) for k, v in data.get("paper_wallet", {}).get("balances", {}).items()},
+        feed_max_age=parse_duration(health.get("feed_max_age", "30s")),
+        tick_max_age=parse_duration(health["tick_max_age"]) if "tick_max_age" in health else None,
+        notifications=notifications,
         source=source,
     )
 

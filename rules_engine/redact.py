@@ -191,6 +191,9 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redactor.redact_text(record.getMessage())
         record.args = None
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):  # structured fields of a line (`extra={"fields": ...}`)
+            record.fields = self.redactor.redact(fields)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

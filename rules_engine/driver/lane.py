@@ -63,11 +63,13 @@ class CommitLane:
         *,
         clock: Callable[[], float] = time.time,
         on_dispatch: Callable[[Job], None] | None = None,
+        on_commit: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self._clock = clock
         self._on_dispatch = on_dispatch
+        self._on_commit = on_commit  # told of each commit's failure (or success): the service's readiness
         self._unsaved: SnapshotChanges | None = None
         self._lock = threading.Lock()
 
@@ -85,8 +87,12 @@ class CommitLane:
                 rows = self.commit(job.intents)
             except Exception as exc:
                 log.exception("could not persist a decision; its intents are not sent")
+                if self._on_commit is not None:
+                    self._on_commit(exc)
                 return [(intent, failed(intent, self._clock(), f"state could not be saved: {exc}"))
                         for intent in job.intents]
+            if self._on_commit is not None:
+                self._on_commit(None)
         for intent in job.intents:
             if self._on_dispatch is not None:
                 self._on_dispatch(job)

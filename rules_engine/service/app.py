@@ -50,6 +50,7 @@ from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
+from rules_engine.service.audit_tap import AuditTap
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -62,6 +63,7 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
+from rules_engine.service.notifications import NotificationConfigError
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -73,7 +75,9 @@ from rules_engine.service.startup import (
     load_problems,
     signal_sources,
 )
+from rules_engine.service.status_routes import add_status_routes
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
+from rules_engine.service.visibility import Visibility
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
@@ -174,6 +178,8 @@ class EngineService:
         self._signal_removers: list[Callable[[], None]] = []
         self._stopping = False
         self._stopped = asyncio.Event()
+        self.visibility = Visibility(self)  # decision log, traces, readiness, status, notifications
+        self.audit_tap: AuditTap | None = None  # the audit log as everything writes to it (watched)
 
     # ------------------------------------------------------------------ listeners
 
@@ -225,6 +231,11 @@ class EngineService:
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
+        self.audit_tap = audit = self.visibility.tap(self.audit)
+        try:
+            self.visibility.start_notifier()
+        except NotificationConfigError as exc:
+            raise StartupError(str(exc)) from None
         saved = self.store.load_engine_snapshot()
         if saved is not None:  # the orders decided in the last day count toward the risk limits again
             saved["order_times"] = self.store.decision_times(self.clock() - DAY)
@@ -235,7 +246,7 @@ class EngineService:
         self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
-        self.audit.append("startup", data={
+        audit.append("startup", data={
             "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
             "config": config.source, "state_dir": str(self.state_dir), "rule_files": file_hashes(ruleset),
             "rules": len(ruleset.rules), "restored_snapshot": saved is not None,
@@ -248,15 +259,16 @@ class EngineService:
             raise StartupError(str(exc)) from None
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
-        self.dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=config.mode,
+        self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock)
-        lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch)
+        lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
+                          on_commit=self.visibility.state_commit)
         assert self._loop is not None
         self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle)
         now = self.clock()
-        self.driver = Driver(self.engine, lane, self.audit, Timetable(needs.timers, now), rule_hashes=self.rule_hashes,
+        self.driver = Driver(self.engine, lane, audit, Timetable(needs.timers, now), rule_hashes=self.rule_hashes,
                              realtime=True, submit=self._lane.submit, post=self._put,
-                             observers=[ServiceObserver(self.metrics, self._listeners)],
+                             observers=[ServiceObserver(self.metrics, self._listeners), self.visibility.observer()],
                              account_every=self._account_every(ruleset))
         # The load trace, orders left unresolved by a previous run, and the account, before any event.
         await asyncio.to_thread(self.driver.start, now)
@@ -304,6 +316,9 @@ class EngineService:
             signal_sources=self.signal_sources, on_signal=self.on_signal,
             on_signal_rejected=self.on_signal_rejected, seen_signal=self.seen_signal, clock=self.clock,
             kill_switch=self.kill_switch, kill_token=self.kill_token,
+            extra_routes=lambda app: add_status_routes(app, self.visibility.status, self.visibility.readyz,
+                                                       self.visibility.book.trace,
+                                                       kill_enabled=self.kill_token is not None),
         )
 
     def _render_metrics(self) -> bytes:
@@ -394,11 +409,14 @@ class EngineService:
 
     def _on_tick(self, tick: Tick) -> None:
         if self._intake_open:
+            self.visibility.on_tick(tick)
             self._put(tick)
 
     def _on_feed_status(self, market: str, status: FeedStatus) -> None:
         kind = status.kind
         feed = self._feeds.feeds.get(market) if self._feeds is not None else None
+        self.visibility.feed_status(market, kind, status.detail, status.symbol,
+                                    reconnect=feed is not None and feed.stats.connects > 1)
         if kind == "connected":
             self.metrics.feed_connected.labels(market).set(1)
             if feed is not None and feed.stats.connects > 1:
@@ -432,8 +450,7 @@ class EngineService:
 
     def _on_kill_change(self, state: KillFileState) -> None:
         self.metrics.kill_switch.set(1 if state.engaged else 0)
-        self._audit("kill_switch", data=state.to_json())
-        log.warning("kill switch %s", state.describe())
+        self._audit("kill_switch", data=state.to_json())  # the decision log writes the line
         self._tell("kill_switch", state)
         # `kill_switch.cancel_open_orders` in the config applies however the switch was engaged
         # (file, HTTP, SIGUSR1, `rules-engine kill`); a request may also ask for it on its own.
@@ -553,9 +570,9 @@ class EngineService:
             self.metrics.queue_depth.set(self._queue.qsize())
             if self.driver is not None and self.driver.dirty:
                 self.driver.flush()
-            if self.audit is not None:
+            if self.audit_tap is not None:
                 with contextlib.suppress(AuditError):
-                    await asyncio.to_thread(self.audit.sync)
+                    await asyncio.to_thread(self.audit_tap.sync)
 
     # ------------------------------------------------------------------ reload
 
@@ -579,8 +596,7 @@ class EngineService:
                 except StartupError as exc:
                     problem = str(exc)
             if problem is not None or needs is None:
-                self.metrics.reloads.labels("invalid").inc()
-                log.error("reload (%s) refused; the previous rules keep running:\n%s", reason, problem)
+                self.metrics.reloads.labels("invalid").inc()  # the decision log writes the line
                 errors = [str(e) for e in result.errors[:MAX_REPORTED_ERRORS]] or [problem or "no rules"]
                 self._audit("reload", data={"ok": False, "reason": reason, "errors": errors,
                                             "files": result.files}, sync=True)
@@ -608,10 +624,7 @@ class EngineService:
         self._set_needs(item.needs)
         self.reload_count += 1
         self.metrics.reloads.labels("ok").inc()
-        self.metrics.rules_loaded.set(len(ruleset.rules))
-        log.info("rules reloaded (%s): %d rules; added %s, changed %s, removed %s", item.reason,
-                 len(ruleset.rules), summary.get("added", []), summary.get("changed", []),
-                 summary.get("removed", []))
+        self.metrics.rules_loaded.set(len(ruleset.rules))  # the decision log writes the line
         self._tell("reload", {"ok": True, "reason": item.reason, **summary})
         if not item.done.done():
             item.done.set_result(True)
@@ -629,6 +642,7 @@ class EngineService:
             feeds=self._feeds.health(now) if self._feeds is not None else {},
             queue_depth=self._queue.qsize(),
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
+            readiness=self.visibility.readyz(),
         )
 
     # ------------------------------------------------------------------ stop
@@ -668,6 +682,7 @@ class EngineService:
             self._wakeup_handle.cancel()
         if self._keeper is not None:
             await self._keeper.stop(disarm=True)
+        await self.visibility.stop()
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
@@ -708,11 +723,11 @@ class EngineService:
     # ------------------------------------------------------------------ helpers
 
     def _audit(self, kind: str, *, rule_id: str | None = None, data: Mapping[str, Any], sync: bool = False) -> None:
-        if self.audit is None:
+        if self.audit_tap is None:
             return
         try:
-            self.audit.append(kind, rule_id=rule_id,
+            self.audit_tap.append(kind, rule_id=rule_id,
                               rule_file_hash=self.rule_hashes.get(rule_id) if rule_id else None, data=data, sync=sync)
         except AuditError:
-            self.metrics.errors.labels("audit").inc()
+            self.metrics.errors.labels("audit", rule_id or "").inc()
             log.exception("audit log write failed")

@@ -1,8 +1,9 @@
-"""The service's HTTP front: `/healthz`, `/metrics`, `/signals/{source}` and `/kill`.
+"""The service's HTTP front: `/healthz`, `/metrics`, `/signals/{source}` and `/kill`, plus
+the routes `extra_routes` adds (the status page, `/readyz`, `/api/status`: `status_routes`).
 
-    GET /healthz   200 (or 503 while a needed price feed is down) with JSON: mode, rules
-                   loaded, kill switch, each feed's connection and age of its last tick,
-                   the event queue's depth
+    GET /healthz   liveness: 200 while the engine runs (503 while it stops) with JSON: mode,
+                   rules loaded, readiness, kill switch, each feed's connection and age of
+                   its last tick, the event queue's depth
     GET /metrics   Prometheus text (the service's own registry)
 """
 
@@ -37,6 +38,7 @@ class HttpHandlers:
     clock: Callable[[], float]
     kill_switch: KillSwitchFile
     kill_token: str | None
+    extra_routes: Callable[[web.Application], None] | None = None
 
 
 def build_app(handlers: HttpHandlers) -> web.Application:
@@ -45,7 +47,7 @@ def build_app(handlers: HttpHandlers) -> web.Application:
 
     async def healthz(request: web.Request) -> web.Response:
         report = handlers.health()
-        return web.json_response(report, status=200 if report["ok"] else 503)
+        return web.json_response(report, status=200 if report["ok"] else 503, headers={"Cache-Control": "no-store"})
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=handlers.metrics(), headers={"Content-Type": handlers.metrics_content_type})
@@ -66,6 +68,8 @@ def build_app(handlers: HttpHandlers) -> web.Application:
 
         app.router.add_route("*", "/kill", kill_disabled)
         app.router.add_route("*", "/kill/clear", kill_disabled)
+    if handlers.extra_routes is not None:
+        handlers.extra_routes(app)
     return app
 
 

@@ -1,5 +1,9 @@
 """Structured logging for the service: JSON lines or `key=value` text on stderr, with
-secrets masked by `RedactingFilter` before anything is formatted."""
+secrets masked by `RedactingFilter` before anything is formatted.
+
+A record may carry structured fields (`log.info("rule fired", extra={"fields": {...}})`, as the
+decision log's lines do): JSON puts them at the top level of the object, text appends them as
+`key=value` pairs after the message (strings quoted when they hold spaces or quotes)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 from rules_engine.redact import RedactingFilter
 
@@ -29,7 +33,9 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             entry["exc"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False)
+        for key, value in _fields(record).items():
+            entry.setdefault(key, value)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -39,11 +45,27 @@ class KeyValueFormatter(logging.Formatter):
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         line = (f"time={stamp} level={record.levelname.lower()} logger={record.name} "
                 f"msg={json.dumps(record.getMessage())}")
+        for key, value in _fields(record).items():
+            line += f" {key}={_text_value(value)}"
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line += f" exc={json.dumps(record.exc_text)}"
         return line
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else {}
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str):
+        plain = value and not any(ch.isspace() or ch in "\"=" for ch in value)
+        return value if plain else json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def setup_logging(fmt: str = "text", level: int = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:

@@ -1,5 +1,6 @@
 """Prometheus metrics of one engine service, on a registry of its own (never the global
-one), so several services can run in one process (tests) without clashing."""
+one), so several services can run in one process (tests) without clashing. Counters end in
+`_total`, times are `_seconds`; no `_created` series (they only add noise to every counter)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+disable_created_metrics()
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -75,8 +78,19 @@ class ServiceMetrics:
         self.rules_loaded = Gauge(p + "rules_loaded", "Rules currently loaded", registry=registry)
         self.kill_switch = Gauge(p + "kill_switch_engaged", "1 while the kill switch is engaged", registry=registry)
         self.queue_depth = Gauge(p + "queue_depth", "Events waiting for the engine", registry=registry)
-        self.errors = Counter(p + "errors", "Errors traced by the engine or the service", ["where"],
-                              registry=registry)
+        self.errors = Counter(p + "errors", "Errors traced by the engine or the service, by where and rule "
+                              "(empty for errors of no rule)", ["where", "rule"], registry=registry)
+        self.audit_write_failures = Counter(p + "audit_write_failures", "Audit log writes that failed",
+                                            registry=registry)
+        self.state_write_failures = Counter(p + "state_write_failures", "State store commits that failed",
+                                            registry=registry)
+        self.last_reload_success = Gauge(p + "last_reload_success", "1 if the last rule reload was applied, "
+                                         "0 if it was refused", registry=registry)
+        self.last_reload_timestamp = Gauge(p + "last_reload_timestamp_seconds", "When the rules were last "
+                                           "(re)loaded or a reload refused, Unix time", registry=registry)
+        self.notifications = Counter(p + "notifications", "Notifications by channel and result "
+                                     "(delivered, failed, not_configured, skipped)", ["channel", "result"],
+                                     registry=registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -56,7 +56,7 @@ class ServiceObserver(DriverObserver):
             elif kind == "blocked":
                 metrics.blocked.inc()
             elif kind == "error":
-                metrics.errors.labels("rule").inc()
+                metrics.errors.labels("rule", record.rule_id or "").inc()
         if self.listeners.listeners:
             for record in decision.trace:
                 self.listeners.tell("trace", record)
@@ -79,12 +79,16 @@ def health_report(
     feeds: Mapping[str, Mapping[str, Any]],
     queue_depth: int,
     actions_in_flight: int,
+    readiness: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `/healthz` body: ok unless stopping or a needed feed is down."""
-    ok = not stopping and all(f["connected"] for f in feeds.values())
+    """The `/healthz` body (liveness): ok unless stopping; whether the engine is ready to trade
+    is `ready` (the `/readyz` answer, with its reasons there)."""
+    ok = not stopping
     return {
         "ok": ok,
-        "status": "stopping" if stopping else ("ok" if ok else "degraded"),
+        "status": "ok" if ok else "stopping",
+        "ready": bool(readiness and readiness.get("ready")),
+        "readiness": None if readiness is None else readiness.get("status"),
         "mode": mode,
         "version": __version__,
         "uptime": None if started_at is None else round(now - started_at, 3),
