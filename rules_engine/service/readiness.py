@@ -51,13 +51,14 @@ class Readiness:
         self._lock = threading.Lock()
         self.on_change: list[Callable[[Problem, bool], None]] = []  # (problem, raised) for each change
 
-    def set(self, name: str, reason: str, severity: Severity = "not_ready") -> None:
-        """Name a problem (again: the reason is updated, `since` kept)."""
+    def set(self, name: str, reason: str, severity: Severity = "not_ready", announce: bool = True) -> None:
+        """Name a problem (again: the reason is updated, `since` kept); `announce=False` for
+        a problem that is expected (before start-up), neither logged nor told to listeners."""
         with self._lock:
             old = self._problems.get(name)
             problem = Problem(name, reason, severity, old.since if old else self._clock())
             self._problems[name] = problem
-        if old is None:
+        if old is None and announce:
             self._changed(problem, True)
 
     def clear(self, name: str) -> None:

@@ -59,7 +59,7 @@ class Visibility:
         self.balances_known = False
         self.notifier: Notifier | None = None
         self.readiness.on_change.append(self._readiness_changed)
-        self.readiness.set(BALANCES_UNKNOWN, "the account's balances have not been read yet")
+        self.readiness.set(BALANCES_UNKNOWN, "the account's balances have not been read yet", announce=False)
         self.readiness.add_check(FEED_STALE, self._stale_feeds)
         self.readiness.add_check(RULES_IN_ERROR, self._rules_in_error, severity="degraded")
         self.metrics.registry.register(_LiveGauges(self))
