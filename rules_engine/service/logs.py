@@ -81,6 +81,6 @@ def setup_logging(fmt: str = "text", level: int = logging.INFO, stream: IO[str] 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "websockets"):
+    for noisy in ("aiohttp.access", "websockets", "apprise"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler

@@ -143,15 +143,15 @@ class Notifier:
         loop, queue = self._loop, self._queue
         if loop is None or queue is None or loop.is_closed():
             return
-        if self.mode == "dry-run" and not self.settings.dry_run:
-            self._outcome(message, "skipped", 0, "notifications are off in dry-run (notifications.dry_run: false)")
-            return
         if message.channel not in self._apprise:
             if message.channel not in self._warned:
                 self._warned.add(message.channel)
                 log.warning("notify: channel %r is not configured (notifications.channels in the engine config)",
                             message.channel)
             self._outcome(message, "not_configured", 0, f"channel {message.channel!r} is not configured")
+            return
+        if self.mode == "dry-run" and not self.settings.dry_run:
+            self._outcome(message, "skipped", 0, "notifications are off in dry-run (notifications.dry_run: false)")
             return
         with self._lock:
             if self.pending >= QUEUE_LIMIT:
