@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install lint test demo bench schema clean
+.PHONY: all install lint test demo bench schema clean system-packages
 
 all: test
 
@@ -15,13 +15,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-packages
+
+# Debian packages the tests need, installed (as root, apt-get update first) only when missing:
+# chromium + chromium-driver for the status page's browser test, promtool (package prometheus)
+# to check deploy/prometheus-alerts.yaml.
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing (as root: apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check rules_engine bench
 	$(BIN)/mypy
 
-test: lint
+test: lint system-packages
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -154,7 +154,8 @@ def _rules(doc: Mapping[str, Any]) -> str:
         recent = " ".join(trace_link(t["id"], t["outcome"]) for t in rule.get("recent", [])[:6]) or "—"
         rows.append(
             f'<tr data-state="{escape(rule["state"])}" data-rule="{escape(rule["id"])}">'
-            f'<td><b>{escape(rule["id"])}</b><div class="muted">{escape(rule.get("source") or "")}</div></td>'
+            f'<td><b>{escape(rule["id"])}</b><div class="muted" title="{escape(rule.get("source") or "")}">'
+            f'{escape((rule.get("source") or "").rsplit("/", 1)[-1])}</div></td>'
             f'<td>{_badge(rule["state"])}<div class="muted">{escape(rule.get("state_detail") or "")}</div></td>'
             f'<td>{last_html}</td><td>{_time(rule.get("next_beat")) if rule.get("next_beat") else "—"}</td>'
             f'<td>{fires.get("count", 0)}{limit}</td>'
@@ -229,12 +230,15 @@ def _engine(doc: Mapping[str, Any]) -> str:
 
 def render_trace(trace: Mapping[str, Any]) -> str:
     steps = []
+    started = float(trace.get("started") or 0)
     for step in trace.get("steps", []):
         data = dict(step.get("data") or {})
+        offset = (float(step.get("time") or started) - started) * 1000
         steps.append(f'<div class="step {escape(str(step.get("kind")))}"><b>{escape(str(step.get("kind")))}</b> '
-                     f'<span class="muted">{_time(step.get("time"))} · audit seq {escape(str(step.get("seq")))}'
+                     f'<span class="muted">+{offset:.1f} ms · audit seq {escape(str(step.get("seq")))}'
                      f'</span>{_step_summary(str(step.get("kind")), data)}'
-                     f'<pre>{escape(json.dumps(data, indent=1, sort_keys=True, default=str))}</pre></div>')
+                     f'<details><summary class="muted">record</summary>'
+                     f'<pre>{escape(json.dumps(data, indent=1, sort_keys=True, default=str))}</pre></details></div>')
     duration = float(trace.get("ended") or 0) - float(trace.get("started") or 0)
     seqs = [s for s in trace.get("seqs", []) if s is not None]
     show = (f"rules-engine audit show --rule {trace.get('rule_id')}" if not seqs else

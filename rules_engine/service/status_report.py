@@ -23,6 +23,14 @@ from rules_engine.core.views import OrderView
 RULE_STATES = ("armed", "holding", "cooling_down", "running", "waiting", "disabled", "error")
 
 
+def _until(when: Any, now: float) -> str:
+    try:
+        left = float(when) - now
+    except (TypeError, ValueError):
+        return "until an unknown time"
+    return f"{left:.0f} s left" if left >= 0 else f"{-left:.0f} s overdue"
+
+
 def rule_state(rule: Rule, saved: Mapping[str, Any] | None, in_error: bool, now: float) -> tuple[str, str]:
     """(state, detail) of one rule from its saved `RuleState` JSON."""
     if not rule.enabled:
@@ -38,10 +46,10 @@ def rule_state(rule: Rule, saved: Mapping[str, Any] | None, in_error: bool, now:
     if pending:
         if pending.get("kind") == "wait" or pending.get("waiting"):
             return "waiting", f"waiting for {pending.get('waiting') or 'a value'}"
-        return "holding", f"for: holds until {pending.get('until')}"
+        return "holding", f"for: hold, {_until(pending.get('until'), now)}"
     cooldown = saved.get("cooldown_until")
     if cooldown is not None and now < float(cooldown):
-        return "cooling_down", f"until {cooldown}"
+        return "cooling_down", _until(cooldown, now)
     return "armed", ""
 
 

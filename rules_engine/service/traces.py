@@ -73,6 +73,8 @@ class Trace:
                 self.outcome = f"risk limit: {data.get('limit')}"
             elif kind == "response" and not (data.get("result") or {}).get("ok", True) and self.outcome == "running":
                 self.outcome = "request refused"
+        elif kind == "state" and "pending_until" in data:
+            self.outcome = "holding (for:)"
         elif kind == "guard" and not data.get("result"):
             self.outcome = "guard false"
         elif kind in ("dropped", "blocked") and not self.outcome:
@@ -180,7 +182,11 @@ class TraceBook:
         if kind == "kill_switch":
             self.kill_events.append({"time": when, **{k: data.get(k) for k in ("engaged", "reason", "source")}})
             return
-        if not isinstance(rule_id, str) or kind not in STEP_KINDS:
+        if kind == "state" and "pending_until" in data:
+            kind = "state"  # a `for:` hold begins: part of the evaluation's trace
+        elif not isinstance(rule_id, str) or kind not in STEP_KINDS:
+            return
+        if not isinstance(rule_id, str):
             return
         decision_id = decision_of(data)
         trace = self._traces.get(decision_id) if decision_id else None

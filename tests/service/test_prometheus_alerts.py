@@ -6,8 +6,11 @@ of the right types, durations in Prometheus' syntax, balanced expressions), and 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from rules_engine.service.metrics import ServiceMetrics
@@ -76,3 +79,12 @@ def test_metrics_follow_prometheus_naming_and_have_no_created_series() -> None:
             assert not family.name.endswith("_total")  # the client adds `_total` to the samples
         if "latency" in family.name or "timestamp" in family.name:
             assert family.name.endswith("_seconds")
+
+
+def test_promtool_accepts_the_alert_file() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is needed: `make install` installs it (as root: apt-get install prometheus)")
+    result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"SUCCESS: [1-9][0-9]* rules found", result.stdout), result.stdout
