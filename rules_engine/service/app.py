@@ -290,6 +290,7 @@ class EngineService:
         await self._feeds.apply(needs)
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))
         self._spawn(self._housekeeping())
+        self._spawn(self.visibility.watch(self.snapshot_interval))
         if self.reload_interval:
             self._watcher = RuleWatcher(self.rule_paths, lambda: self.reload("rule files changed"),
                                         self.reload_interval)

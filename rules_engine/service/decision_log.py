@@ -51,8 +51,8 @@ def describe(record: Mapping[str, Any]) -> tuple[int, str, dict[str, Any]] | Non
                 return INFO, "feed reset: crossings watch again", {**base, **_pick(data, "feed_reset", "symbols")}
             return DEBUG, "first price observed", {**base, **_pick(data, "first_observation", "value")}
         fields = {**base, **_pick(data, "trigger", "type", "value", "level", "field", "direction", "state",
-                                  "symbol", "source", "signal_id", "slot", "schedule")}
-        message = "timer beat fired" if "slot" in data else "trigger fired"
+                                  "symbol", "source", "signal_id", "scheduled_time")}
+        message = "timer beat fired" if "scheduled_time" in data else "trigger fired"
         return INFO, message, fields
     if kind == "guard":
         values = [{"expression": v.get("expression"), "value": v.get("value")} for v in data.get("values", [])

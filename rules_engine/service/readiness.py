@@ -80,17 +80,19 @@ class Readiness:
                 reason = check()
             except Exception as exc:  # a broken check is itself a reason not to trust the engine
                 reason = f"readiness check failed: {type(exc).__name__}: {exc}"
+            began = False
             with self._lock:
                 since = self._check_since.get(name)
                 if reason is None:
                     self._check_since.pop(name, None)
                 elif since is None:
                     since = self._check_since[name] = now
+                    began = True
             if reason is not None:
                 assert since is not None
                 problem = Problem(name, reason, severity, since)
                 found.append(problem)
-                if since == now:
+                if began:
                     self._changed(problem, True)
             elif since is not None:
                 self._changed(Problem(name, "", severity, since), False)

@@ -10,6 +10,7 @@ ticks and feed changes are passed on, the lane reports its commits (`state_commi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,13 @@ class Visibility:
         self.notifier.start()
         if urls:
             log.info("notification channels: %s", ", ".join(sorted(urls)))
+
+    async def watch(self, interval: float) -> None:
+        """Ask the readiness checks every `interval` seconds, so a problem that follows time (a
+        feed going silent) is logged and notified when it begins and ends, not only when asked."""
+        while True:
+            await asyncio.sleep(interval)
+            self.readiness.problems()
 
     async def stop(self) -> None:
         if self.notifier is not None:

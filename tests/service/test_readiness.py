@@ -37,13 +37,17 @@ def test_problems_set_and_cleared_decide_the_report() -> None:
 def test_checks_are_asked_on_each_report_and_a_failing_check_counts_as_a_problem() -> None:
     now = [0.0]
     readiness = Readiness(clock=lambda: now[0])
+    changes: list[tuple[str, bool]] = []
+    readiness.on_change.append(lambda problem, raised: changes.append((problem.name, raised)))
     stale: list[str | None] = ["spot feed silent"]
     readiness.add_check("feed_stale", lambda: stale[0])
     assert readiness.report()["problems"][0]["reason"] == "spot feed silent"
+    assert readiness.report()["problems"][0]["since"] == 0.0  # asked again at the same time: one change
     now[0] = 3.0
     assert readiness.report()["problems"][0]["since"] == 0.0
     stale[0] = None
     assert readiness.report()["ready"] is True
+    assert changes == [("feed_stale", True), ("feed_stale", False)]
 
     def broken() -> str | None:
         raise RuntimeError("boom")
