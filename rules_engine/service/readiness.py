@@ -48,6 +48,7 @@ class Readiness:
         self._problems: dict[str, Problem] = {}
         self._checks: dict[str, tuple[Check, Severity]] = {}
         self._check_since: dict[str, float] = {}
+        self._quiet: set[str] = set()  # set with announce=False: their clearing is not announced either
         self._lock = threading.Lock()
         self.on_change: list[Callable[[Problem, bool], None]] = []  # (problem, raised) for each change
 
@@ -58,13 +59,17 @@ class Readiness:
             old = self._problems.get(name)
             problem = Problem(name, reason, severity, old.since if old else self._clock())
             self._problems[name] = problem
+            if old is None and not announce:
+                self._quiet.add(name)
         if old is None and announce:
             self._changed(problem, True)
 
     def clear(self, name: str) -> None:
         with self._lock:
             problem = self._problems.pop(name, None)
-        if problem is not None:
+            quiet = name in self._quiet
+            self._quiet.discard(name)
+        if problem is not None and not quiet:
             self._changed(problem, False)
 
     def add_check(self, name: str, check: Check, severity: Severity = "not_ready") -> None:

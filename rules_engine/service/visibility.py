@@ -57,6 +57,7 @@ class Visibility:
         self.book = TraceBook()
         self.decision_log = DecisionLog()
         self.last_tick: dict[tuple[str, str], float] = {}
+        self._feed_started: dict[str, float] = {}  # when each market's feed was first seen (before any message)
         self.balances_known = False
         self.notifier: Notifier | None = None
         self.readiness.on_change.append(self._readiness_changed)
@@ -174,7 +175,8 @@ class Visibility:
             stats = feed.stats
             heard = stats.last_frame_at
             age = None if heard is None else round(max(0.0, now - heard), 3)
-            stale = not stats.connected or age is None or age > config.feed_max_age
+            silent_since = heard if heard is not None else self._feed_started.setdefault(market, now)
+            stale = now - silent_since > config.feed_max_age  # disconnected counts only once that long
             symbols = {}
             for symbol in sorted(feed.symbols):
                 ticked = self.last_tick.get((market, symbol))

@@ -182,7 +182,7 @@ async def test_readyz_reports_a_silent_feed_and_recovers_when_it_speaks_again(e2
     port = await service.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_for(lambda: service.visibility.readyz()["ready"])
+        await wait_for(lambda: service.visibility.readyz()["ready"] and service.health()["feeds"]["spot"]["subscribed"])
         offset[0] = 3.0  # three seconds without a message, as the engine's clock sees it
         status, report = await _ready(url)
         assert status == 503
@@ -251,3 +251,31 @@ async def test_api_status_and_trace_show_the_fire_with_audit_record_ids(e2e: E2E
     for kind in ("trigger", "guard", "decision", "request", "response"):
         assert kind in kinds, kind
     assert all(by_seq[s]["rule_id"] == "btc-up" for s in recent["seqs"])
+
+
+async def test_a_really_silent_feed_a_reconnect_and_a_timer_beat_in_the_log_and_readyz(e2e: E2E) -> None:
+    e2e.write_rules(FIRE_AND_ORDER + """
+    - id: beat
+      triggers: [{type: timer, every: 1s}]
+      actions: [{type: log, message: "beat"}]
+    """)
+    lines = Lines()
+    try:
+        async with e2e.running(health={"feed_max_age": "700ms"}) as (service, seen, url):
+            await wait_for(lambda: lines.find("timer beat fired"), timeout=4)
+            assert (await _ready(url))[0] == 200
+            e2e.sim.faults.pause_feeds()  # the connection stays open; nothing arrives
+            await wait_for(lambda: (lambda r: not r["ready"] and r["problems"][0]["name"] == "feed_stale")(
+                service.visibility.readyz()), timeout=4)
+            e2e.sim.faults.resume_feeds()
+            await wait_for(lambda: service.visibility.readyz()["ready"], timeout=4)
+            e2e.sim.faults.drop_ws_connections()
+            await wait_for(lambda: lines.find("feed reconnected"), timeout=5)
+    finally:
+        lines.close()
+    beat = lines.find("timer beat fired")[0]
+    assert beat["rule"] == "beat" and "scheduled_time" in beat
+    assert lines.find("feed reconnected")[0]["level"] == "warning"
+    readiness = [line for line in lines.json() if line["logger"] == "rules_engine.readiness"]
+    assert [line["level"] for line in readiness][:2] == ["warning", "info"]
+    assert "feed_stale" in readiness[0]["msg"] and "cleared" in readiness[1]["msg"]
