@@ -167,7 +167,7 @@ class DecisionLog:
 
     def __call__(self, records: Iterable[Mapping[str, Any]]) -> None:
         logger = self.logger
-        if not logger.isEnabledFor(DEBUG):
+        if not logger.isEnabledFor(ERROR):  # nothing at all would be written
             return
         for record in records:
             line = describe(record)

@@ -154,3 +154,23 @@ async def test_a_channel_without_its_url_refuses_to_start(e2e: E2E) -> None:
     else:
         await service.stop()
         raise AssertionError("started without the channel's URL")
+
+
+async def test_readiness_lost_and_restored_are_notified(e2e: E2E) -> None:
+    e2e.write_rules("""
+        - id: watch
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 80000}]
+          actions: [{type: log, message: "x"}]
+    """)
+    async with Receiver() as receiver:
+        e2e.environ["OPS_URL"] = receiver.url
+        config = _config(events={"readiness_lost": "ops", "readiness_restored": "ops"})
+        async with e2e.running(notifications=config, health={"feed_max_age": "600ms"}) as (service, seen, url):
+            await wait_for(lambda: service.visibility.readyz()["ready"])
+            e2e.sim.faults.pause_feeds()
+            await wait_for(lambda: receiver.received, timeout=5)
+            e2e.sim.faults.resume_feeds()
+            await wait_for(lambda: len(receiver.received) == 2, timeout=5)
+    lost, restored = receiver.received
+    assert lost["title"] == "rules-engine: not ready to trade" and lost["message"].startswith("feed_stale: spot feed")
+    assert restored["title"] == "rules-engine: problem cleared" and restored["message"] == "feed_stale"

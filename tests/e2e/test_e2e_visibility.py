@@ -32,9 +32,9 @@ FIRE_AND_ORDER = """
 class Lines:
     """The decision log as the service writes it, in JSON."""
 
-    def __init__(self, fmt: str = "json") -> None:
+    def __init__(self, fmt: str = "json", level: int = logging.DEBUG) -> None:
         self.stream = io.StringIO()
-        self.handler = setup_logging(fmt, logging.DEBUG, self.stream)
+        self.handler = setup_logging(fmt, level, self.stream)
 
     def close(self) -> None:
         logging.getLogger().removeHandler(self.handler)
@@ -94,17 +94,19 @@ async def test_decision_log_has_a_structured_line_for_each_step(e2e: E2E) -> Non
     assert ADMIN_TOKEN not in text and "wrong-secret" not in text
 
 
-async def test_text_format_writes_fields_as_key_value_pairs(e2e: E2E) -> None:
+async def test_text_format_at_the_default_level_writes_fields_as_key_value_pairs(e2e: E2E) -> None:
     e2e.write_rules(FIRE_AND_ORDER)
-    lines = Lines("text")
+    lines = Lines("text", logging.INFO)
     try:
         async with e2e.running() as (service, seen, url):
             await move(e2e, service, "XBTUSD", "69900", "70100")
             await wait_for(lambda: seen.intents("place_order"))
     finally:
         lines.close()
-    fired = [line for line in lines.stream.getvalue().splitlines() if 'msg="rule fired"' in line]
-    assert fired and " rule=btc-up " in fired[0] and " decision_id=btc-up#1" in fired[0]
+    text = lines.stream.getvalue()
+    fired = [line for line in text.splitlines() if 'msg="rule fired"' in line]
+    assert fired and " level=info " in fired[0] and " rule=btc-up " in fired[0] and " decision_id=btc-up#1" in fired[0]
+    assert 'msg="order intent"' in text and 'msg="rule state"' not in text  # debug lines stay out at info
 
 
 def _service(e2e: E2E, clock: Any = time.time, **config: Any) -> EngineService:
