@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_service", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a) and of (b) per location (default 3)")
     args = parser.parse_args(argv or [])
-    logging.disable(logging.WARNING)
+    logging.disable(logging.ERROR)  # the decision log writes refused orders at ERROR: not part of the figures
     rng = random.Random(7)
     pairs = _pairs()
     frames, _ = _frames(pairs, rng)

@@ -174,3 +174,42 @@ async def test_readiness_lost_and_restored_are_notified(e2e: E2E) -> None:
     lost, restored = receiver.received
     assert lost["title"] == "rules-engine: not ready to trade" and lost["message"].startswith("feed_stale: spot feed")
     assert restored["title"] == "rules-engine: problem cleared" and restored["message"] == "feed_stale"
+
+
+async def test_an_order_whose_state_is_unknown_is_notified_and_logged_as_an_error(e2e: E2E) -> None:
+    e2e.write_rules("""
+        - id: buyer
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+    """)
+    from e2e_harness import FAST_FEED, move
+
+    from rules_engine.config import parse_config
+    from rules_engine.service.app import EngineService
+
+    stream = io.StringIO()
+    handler = setup_logging("json", logging.INFO, stream)
+    try:
+        async with Receiver() as receiver:
+            e2e.environ["OPS_URL"] = receiver.url
+            config = e2e.config_data(mode="live", dead_man_switch={"enabled": False},
+                                     notifications=_config(events={"order_ambiguous": "ops"}))
+            service = EngineService(parse_config(config), [e2e.rules_dir], cli_live=True, state_dir=e2e.state_dir,
+                                    environ=e2e.environ, reload_interval=None, feed_options=FAST_FEED,
+                                    executor_options={"client_options": {"sleep": lambda seconds: None}})
+            await service.start()
+            try:
+                await wait_for(lambda: service.health()["feeds"].get("spot", {}).get("subscribed"))
+                e2e.sim.faults.timeout_after_accept("AddOrder", delay=0)  # placed, then the connection drops
+                e2e.sim.faults.http_status("OpenOrders", 503, count=None)  # and the lookup cannot settle it
+                await move(e2e, service, "XBTUSD", "69900", "70100")
+                await wait_for(lambda: receiver.received, timeout=10)
+                e2e.sim.faults.clear()
+            finally:
+                await service.stop()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
+    (message,) = receiver.received
+    assert message["title"] == "rules-engine: order state unknown" and "rule buyer" in message["message"]
+    assert '"msg": "request ambiguous: order state unknown"' in stream.getvalue()
