@@ -88,7 +88,8 @@ class Demo:
             engine = service.engine
             assert engine is not None  # set by start()
             say(f"{len(engine.ruleset.rules)} rules from: {', '.join(p.name for p in rule_files)}")
-            await self._until(lambda: service.health()["ok"], 10)
+            await self._until(lambda: all(f["connected"] and f["subscribed"] == f["symbols"]
+                                          for f in service.health()["feeds"].values()), 10)
             feeds = service.health()["feeds"]
             say("feeds: " + "; ".join(f"{m} {f['protocol']} subscribed to {f['subscribed']} symbols"
                                       for m, f in feeds.items()))

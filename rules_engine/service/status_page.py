@@ -263,6 +263,14 @@ def _step_summary(kind: str, data: Mapping[str, Any]) -> str:
     elif kind in ("request", "response"):
         request = data.get("request") if kind == "request" else data.get("result")
         parts = [json.dumps(request, default=str)[:200]] if request else []
+    elif kind == "decision":
+        parts = [f"{k} {data[k]}" for k in ("decision_id", "fire_seq", "action", "cl_ord_id", "outcome", "reason")
+                 if data.get(k) is not None]
+    elif kind == "intent":
+        intent = data.get("intent") or {}
+        parts = [f"{k} {intent[k]}" for k in ("kind", "intent_id") if k in intent]
     else:
-        parts = [f"{k} {data[k]}" for k in ("decision_id", "type", "outcome", "reason", "result") if k in data]
+        parts = [f"{k} {data[k]}" for k in ("type", "outcome", "reason", "pair", "side", "volume", "price", "asset",
+                                            "balance", "minimum", "passed", "channel", "result", "attempts",
+                                            "error", "status", "filled") if data.get(k) is not None]
     return f' <span>{escape(" · ".join(str(p) for p in parts))}</span>' if parts else ""
