@@ -223,6 +223,7 @@ class Visibility:
             if kind == "reload":
                 self.metrics.last_reload_timestamp.set(float(record.get("time") or self.service.clock()))
                 if data.get("ok"):
+                    self._check_channels()
                     self.metrics.last_reload_success.set(1)
                     self.readiness.clear(RELOAD_FAILED)
                     self.book.forget_rules(r.id for r in self.service.engine.ruleset.rules) \
@@ -234,6 +235,7 @@ class Visibility:
                                        f"running): {'; '.join(map(str, errors[:3]))}", severity="degraded")
                     self._event("reload_refused", "rules-engine: reload refused", "\n".join(map(str, errors[:5])))
             elif kind == "startup":
+                self._check_channels()
                 self.metrics.last_reload_success.set(1)
                 self.metrics.last_reload_timestamp.set(float(record.get("time") or self.service.clock()))
             elif kind == "kill_switch":
@@ -250,6 +252,19 @@ class Visibility:
             elif kind == "error" and record.get("rule_id"):
                 self._event("rule_error", f"rules-engine: rule {record.get('rule_id')} error",
                             str(data.get("reason") or data.get("error") or ""))
+
+    def _check_channels(self) -> None:
+        """Warn of each `notify` channel the loaded rules name that is not configured."""
+        engine, notifier = self.service.engine, self.notifier
+        if engine is None or notifier is None:
+            return
+        configured = set(notifier.channels)
+        for rule in engine.ruleset.rules:
+            for action in rule.actions:
+                channel = getattr(action, "channel", None) if action.type == "notify" else None
+                if isinstance(channel, str) and channel not in configured:
+                    log.warning("rule %s notifies channel %r, which is not configured (notifications.channels in "
+                                "the engine config): its messages are audited as not delivered", rule.id, channel)
 
     def _readiness_changed(self, problem: Problem, raised: bool) -> None:
         if problem.severity != "not_ready" or self.service.started_at is None:

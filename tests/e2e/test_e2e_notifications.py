@@ -127,7 +127,8 @@ async def test_engine_events_are_routed_to_a_channel(e2e: E2E) -> None:
     assert events == ["kill_switch", "reload_refused"]
 
 
-async def test_dry_run_delivery_can_be_turned_off_and_unknown_channels_are_reported(e2e: E2E) -> None:
+async def test_dry_run_delivery_can_be_turned_off_and_unknown_channels_are_reported(e2e: E2E, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, "rules_engine.service")
     e2e.write_rules(RULES + """
     - id: elsewhere
       triggers: [{type: signal, source: mybot}]
@@ -142,6 +143,8 @@ async def test_dry_run_delivery_can_be_turned_off_and_unknown_channels_are_repor
     assert receiver.received == []
     results = {r["rule_id"]: r["data"]["result"] for r in e2e.audit_records("notification")}
     assert results == {"bot": "skipped", "elsewhere": "not_configured"}
+    assert "rule elsewhere notifies channel 'nowhere', which is not configured" in caplog.text
+    assert "rule bot notifies" not in caplog.text
 
 
 async def test_a_channel_without_its_url_refuses_to_start(e2e: E2E) -> None:
