@@ -1,0 +1,29 @@
+"""A rule's state as `rules-engine status` and the status page name it, from its saved state."""
+
+from __future__ import annotations
+
+from rules_engine.core.model import MaxFires, Rule
+from rules_engine.service.status_report import fires_window, rule_state
+
+RULE = Rule(id="r", triggers=(), actions=())
+
+
+def test_rule_states() -> None:
+    assert rule_state(RULE, None, False, 100.0) == ("armed", "")
+    assert rule_state(Rule(id="off", triggers=(), actions=(), enabled=False), None, True, 0)[0] == "disabled"
+    assert rule_state(RULE, {}, True, 0)[0] == "error"
+    assert rule_state(RULE, {"run": {"next_action": 0}}, False, 0)[0] == "running"
+    assert rule_state(RULE, {"run": {"waiting": "r#1/0"}}, False, 0) == ("waiting", "waiting for r#1/0")
+    assert rule_state(RULE, {"pending": {"kind": "hold", "until": 130.0}}, False, 100.0) == (
+        "holding", "for: hold, 30 s left")
+    assert rule_state(RULE, {"pending": {"kind": "wait", "waiting": "balance of ZUSD"}}, False, 0) == (
+        "waiting", "waiting for balance of ZUSD")
+    assert rule_state(RULE, {"cooldown_until": 160.0}, False, 100.0) == ("cooling_down", "60 s left")
+    assert rule_state(RULE, {"cooldown_until": 60.0}, False, 100.0) == ("armed", "")
+
+
+def test_fires_against_max_fires_or_in_all() -> None:
+    limited = Rule(id="r", triggers=(), actions=(), max_fires=MaxFires(3, 3600.0))
+    saved = {"fire_times": [10.0, 3000.0, 3500.0]}
+    assert fires_window(limited, saved, 7, 4000.0) == {"count": 2, "max": 3, "window": 3600.0}
+    assert fires_window(RULE, saved, 7, 4000.0) == {"count": 7, "max": None, "window": None}
