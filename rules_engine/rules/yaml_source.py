@@ -145,8 +145,12 @@ class _Rejected(Exception):
         self.node, self.message, self.code = node, message, code
 
 
-def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diagnostic]]:
-    """Parse one rule file. Returns the document (None when unusable) and every problem found."""
+EMPTY_RULE_FILE = "the file is empty; a rule file holds `version:` and `rules:`"
+
+
+def read_source(raw: bytes, file: str, empty: str = EMPTY_RULE_FILE) -> tuple[SourceDocument | None, list[Diagnostic]]:
+    """Parse one rule file (or another file in the same YAML subset, whose kind `empty` explains
+    when it holds nothing). Returns the document (None when unusable) and every problem found."""
 
     def fail(message: str, code: str, line: int = 1, column: int = 1) -> tuple[None, list[Diagnostic]]:
         return None, [Diagnostic(file, line, column, None, message, code=code)]
@@ -172,7 +176,7 @@ def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diag
     except RecursionError:
         return fail("invalid YAML: nested too deeply", "yaml-too-deep")
     if root is None:
-        return fail("the file is empty; a rule file holds `version:` and `rules:`", "empty-file")
+        return fail(empty, "empty-file")
     try:
         if "&" in text:  # only anchors make aliases: without one, the tree is exactly as written
             _measure(root)

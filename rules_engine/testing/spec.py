@@ -39,6 +39,8 @@ DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
 TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES
 # Keys written beside `tests:` that every test of the file inherits (a test may override them).
 INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
+EMPTY_TEST_FILE = ("the file is empty; a test file holds `rules:` (the rule files under test) and `inputs:` "
+                   "with `expect:`, or `tests:`")
 _FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
 
 
@@ -148,7 +150,7 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     except OSError as exc:
         result.errors.append(Diagnostic(name, 1, 1, None, f"cannot read the file: {exc.strerror or exc}"))
         return result
-    document, problems = read_source(raw, name)
+    document, problems = read_source(raw, name, empty=EMPTY_TEST_FILE)
     if document is None or problems:
         result.errors.extend(problems)
         return result
