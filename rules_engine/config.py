@@ -110,7 +110,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
     }
     return EngineConfig(
         mode=data.get("mode", "dry-run"),
-        state_dir=Path(data.get("state_dir", os.environ.get("RULES_ENGINE_STATE_DIR", "state"))),
+        # flag (the caller's) > $RULES_ENGINE_STATE_DIR > the config's state_dir > ./state: a container's
+        # variable (the Dockerfile sets /state, its volume) wins over a sample config's path
+        state_dir=Path(os.environ.get("RULES_ENGINE_STATE_DIR", "").strip() or data.get("state_dir", "state")),
         endpoints=_endpoints(kraken),
         feed=kraken.get("feed", "v2"),
         tier=kraken.get("tier", "starter"),
