@@ -26,6 +26,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rules_engine.rules.diagnostics import Diagnostic, Severity
+from rules_engine.rules.yaml_errors import explain
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
@@ -165,9 +166,7 @@ def read_source(raw: bytes, file: str, empty: str = EMPTY_RULE_FILE) -> tuple[So
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message, line, column = explain(exc, text)
         diagnostic = Diagnostic(file, line, column, _rule_id_before(text, line), f"invalid YAML: {message}",
                                 code="yaml-syntax")
         return None, [diagnostic]
