@@ -83,7 +83,7 @@ def cron_problem(text: str) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"write five fields (minute hour day-of-month month day-of-week), not {len(fields)}"
-    for written, (name, low, high, words) in zip(fields, _CRON_FIELDS):
+    for written, (name, low, high, words) in zip(fields, _CRON_FIELDS, strict=True):
         if any(mark in written for mark in _CRON_SPECIAL):
             continue
         for item in written.split(","):
