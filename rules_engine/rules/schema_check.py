@@ -133,7 +133,8 @@ def check_schema(document: SourceDocument) -> SchemaReport:
         rejected.update(path[:end] for end in range(len(path) + 1))
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
-            unknown_keys[path] = unknown_keys.get(path, frozenset()) | {str(k) for k in error.instance if k not in known}
+            unknown = {str(key) for key in error.instance if key not in known}
+            unknown_keys[path] = unknown_keys.get(path, frozenset()) | unknown
     suggested: dict[JsonPath, set[str]] = {}
     seen: set[tuple[int, int, str]] = set()
     result: list[Diagnostic] = []

@@ -59,3 +59,60 @@ def test_a_folder_without_tests_is_a_note_unless_tests_are_required(ws, capsys):
              .replace("EXPECT", "[]"))
     code, out, _ = ws.run(str(folder), "--require-tests", capsys=capsys)
     assert code == 0, out
+
+
+def test_every_problem_of_a_test_file_in_one_run(ws, capsys):
+    """Schema errors (a misspelled key, a wrong type) do not hide meaning errors (an unknown
+    asset, pair or rule id, a comma in a series) elsewhere in the file, nor in the same test;
+    a misspelled key is not also reported as a missing one; each problem once, in file order."""
+    path = ws.write("typos.test.yaml", """\
+        rules: [dip.yaml]
+        wallet: {ZUSDD: 10000}
+        tests:
+          - name: one
+            inputs:
+              - prices: {symbol: XBTUSDD, series: "70000 69000"}
+              - {at: 5m, signal: {source: tradingview, paylod: {action: buy}}}
+              - {at: 6m, timer: {rule: btc-dip-bye}}
+            expect:
+              - {at: 1m, rule: btc-dip-bye}
+              - {at: 2m, rule: tv-buyy, fires: maybe}
+          - name: two
+            inputs:
+              - prices: {symbol: XBTUSD, series: "70,000 69,000"}
+            expcet: []
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    name = path.as_posix()
+    errors = [line.strip().removeprefix(f"ERROR {name}:") for line in out.splitlines() if "ERROR" in line]
+    assert errors == [
+        """2:17: unknown asset 'ZUSDD' (did you mean "ZUSD"?)""",
+        """6:26: unknown Kraken pair 'XBTUSDD' (did you mean "XBTUSD"?)""",
+        '7:48: unknown key "paylod" in signal (did you mean "payload"?)',
+        """8:32: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""",
+        """10:24: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""",
+        """11:24: no rule 'tv-buyy' in the rule files under test (did you mean "tv-buy"?)""",
+        '11:40: "fires" must be of type boolean',
+        '14:42: a comma in the series "70,000 69,000": prices are separated by spaces only, and thousands are '
+        'written 30500 or 30_500 (e.g. "70_000 69_000")',
+        '15:5: unknown key "expcet" in test (did you mean "expect"?)',
+    ]
+
+
+def test_a_broken_rule_file_does_not_hide_the_test_files_own_problems(ws, capsys):
+    ws.write("broken.yaml", "version: 1\nrules:\n  - id: x\n    triggers: []\n    actions: []\n")
+    path = ws.write("b.test.yaml", """\
+        rules: [broken.yaml]
+        wallet: {ZUSDD: 1}
+        inputs:
+          - prices: {symbol: XBTUSD, series: "1,5"}
+        expect:
+          - {at: 1m, rule: anything}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert f"{(ws.root / 'broken.yaml').as_posix()}:4:15:" in out  # the rule file's own error
+    assert f"{path.as_posix()}:2:17: unknown asset 'ZUSDD'" in out
+    assert f'{path.as_posix()}:4:38: a comma in the series "1,5"' in out
+    assert "no rule 'anything'" not in out  # which rules there are is unknown until the rule file loads
