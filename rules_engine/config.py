@@ -41,6 +41,7 @@ class SignalSourceSettings:
     schema: str | None = None
     timestamp_window: float = 300.0
     max_body_bytes: int = 65536
+    dedup_window: float | None = None  # `dedup: body`: how long a payload without an id is remembered
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
             schema=spec.get("schema"),
             timestamp_window=parse_duration(spec.get("timestamp_window", "5m")),
             max_body_bytes=spec.get("max_body_bytes", 65536),
+            dedup_window=(parse_duration(spec.get("dedup_window", spec.get("timestamp_window", "5m")))
+                          if spec.get("dedup") == "body" else None),
         )
         for name, spec in data.get("signals", {}).items()
     }
