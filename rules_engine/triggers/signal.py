@@ -10,7 +10,7 @@ the rule wait for it, as a guard does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -19,8 +19,11 @@ from rules_engine.core.events import Signal
 from rules_engine.core.model import Expr, Rule, SourceRef, TriggerSpec, WatcherClass
 from rules_engine.core.trace import Step
 from rules_engine.core.watch import Fire, Lapsed, Watcher
+from rules_engine.pairs import PairRegistry
 from rules_engine.registry import Needs, TriggerType, names_for_triggers
 from rules_engine.rules.context import BuildContext
+from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.signal_fields import signal_field_diagnostics
 from rules_engine.rules.yaml_source import JsonPath
 
 NAMES = {
@@ -137,6 +140,16 @@ def needs(trigger: SignalTrigger) -> Needs:
     return Needs(signal_sources=(trigger.source,))
 
 
+def warnings(rule: Rule, index: int, trigger: SignalTrigger, pairs: PairRegistry) -> Iterator[Diagnostic]:
+    """`unknown-signal-field` and `impossible-signal-value`: the `signal.<field>` names (and the
+    values compared with them) the rule reads that its sources' payload schemas rule out
+    (`rules_engine.rules.signal_fields`). Checked once per rule, at its first signal trigger."""
+    signal_triggers = [(i, t) for i, t in enumerate(rule.triggers) if isinstance(t, SignalTrigger)]
+    if signal_triggers[0][0] != index:
+        return
+    yield from signal_field_diagnostics(rule, [t.source for _, t in signal_triggers])
+
+
 TYPE = TriggerType(
     name="signal",
     spec=SignalTrigger,
@@ -145,4 +158,5 @@ TYPE = TriggerType(
     build=build,
     names=NAMES,
     needs=needs,
+    warnings=warnings,
 )
