@@ -47,7 +47,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_the_readme_engine_config_example_is_valid():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## The engine config file", 1)[1]
-    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)[:1]
+    [example] = re.findall(r"```yaml[^\n]*\n(.*?)```", section, flags=re.S)[:1]
     import yaml
 
     cfg = parse_config(yaml.safe_load(example), "README")
