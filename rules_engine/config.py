@@ -23,6 +23,7 @@ from rules_engine.core.risk import RiskLimits
 from rules_engine.durations import parse_duration
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
 from rules_engine.resources import schema_path
+from rules_engine.rules.yaml_errors import explain
 
 MODES = ("dry-run", "validate", "live")
 
@@ -155,6 +156,9 @@ def load_config(path: str | Path | None) -> EngineConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: engine config file not found") from None
+    except yaml.MarkedYAMLError as exc:
+        message, line, column = explain(exc, path.read_text())
+        raise ConfigError(f"{path}:{line}:{column}: not valid YAML: {message}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
