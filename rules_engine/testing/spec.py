@@ -41,6 +41,10 @@ TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES
 INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
 EMPTY_TEST_FILE = ("the file is empty; a test file holds `rules:` (the rule files under test) and `inputs:` "
                    "with `expect:`, or `tests:`")
+RULE_FILE_NAMED_AS_TEST = (
+    "this is a rule file (`version:` and rules with ids), not a test file: name rule files *.yaml "
+    "(without .test) and give them a test file that lists them in `rules:` and holds `inputs:` with "
+    "`expect:`, or `tests:`")
 _ITEM_LISTS = ("inputs", "expect", "tests")
 _FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
 
@@ -159,6 +163,9 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
         result.errors.append(Diagnostic(name, 1, 1, None,
                                         "a test file is a mapping with `rules:` and `inputs:`/`expect:` or `tests:`"))
         return result
+    if _is_rule_file(document.data):
+        result.errors.append(Diagnostic(name, 1, 1, None, RULE_FILE_NAMED_AS_TEST, code="test-schema"))
+        return result
     schema_errors, rejected = check_test_schema(document)
     result.errors.extend(schema_errors)
     builder = _TestBuilder(document, path.parent, registry or default_registry(), rejected)
@@ -167,6 +174,12 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     if result.errors:
         result.tests = []
     return result
+
+
+def _is_rule_file(data: Mapping[str, Any]) -> bool:
+    """A rule file saved under a test file's name: `version:` and rules written as mappings."""
+    rules = data.get("rules")
+    return "version" in data and isinstance(rules, list) and any(isinstance(rule, dict) for rule in rules)
 
 
 def _in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:

@@ -116,3 +116,11 @@ def test_a_broken_rule_file_does_not_hide_the_test_files_own_problems(ws, capsys
     assert f"{path.as_posix()}:2:17: unknown asset 'ZUSDD'" in out
     assert f'{path.as_posix()}:4:38: a comma in the series "1,5"' in out
     assert "no rule 'anything'" not in out  # which rules there are is unknown until the rule file loads
+
+
+def test_a_rule_file_named_as_a_test_file_is_told_so(ws, capsys):
+    path = ws.write("dip2.test.yaml", (ws.root / "dip.yaml").read_text())
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    [error] = [line for line in out.splitlines() if "ERROR" in line]
+    assert f"{path.as_posix()}:1:1: this is a rule file (`version:` and rules with ids), not a test file" in error
