@@ -185,8 +185,9 @@ def _is_rule_file(data: Mapping[str, Any]) -> bool:
 def _in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:
     """The errors without repeats (an inherited key is checked once per test), each file's in
     line order, the files in the order they were first reported."""
-    files = {d.file: index for index, d in enumerate(reversed(errors))}
-    first = {name: len(errors) - index for name, index in files.items()}
+    first: dict[str, int] = {}
+    for index, diagnostic in enumerate(errors):
+        first.setdefault(diagnostic.file, index)
     return sorted(dict.fromkeys(errors), key=lambda d: (first[d.file], d.line, d.column, d.message))
 
 
