@@ -5,9 +5,11 @@ the schema the webhook checks every payload against) can only ever see fields th
 describe. So a field they do not list is a typo: an error when the schemas forbid other fields
 (`additionalProperties: false`: the value can never be there), else a warning (`--strict` fails
 on it). A comparison with a value the field's `enum` (or `const`) rules out can never hold: a
-warning. Both come with a "did you mean". Read in every expression of the rule (the triggers'
-`where`, `when`, the actions' values, `if` and message templates) as `signal.f`, `signal['f']`
-and `'f' in signal`.
+warning. Both come with a "did you mean". Read in every expression of the rule as `signal.f`,
+`signal['f']` and `'f' in signal`: a signal trigger's `where` against its own source's schema,
+when it is built (so a typo there is reported in the same run as the rule's other errors), and
+the rule's `when` and its actions' values, `if` and message templates, which may see a signal
+from any of the rule's sources, against all of them once the rule is built.
 """
 
 from __future__ import annotations
@@ -36,7 +38,19 @@ class _Read:
 
 
 def signal_field_diagnostics(rule: Rule, sources: list[str]) -> list[Diagnostic]:
-    """Problems with the payload fields `rule` reads, for a rule whose signal triggers name `sources`."""
+    """Problems with the payload fields the guard and actions of `rule` read, for a rule whose
+    signal triggers name `sources`."""
+    reads = list(_reads(rule))
+    return _check(rule.id, rule.source, reads, sources) if reads else []
+
+
+def where_diagnostics(rule_id: str | None, where: Expr, source: str) -> list[Diagnostic]:
+    """Problems with the payload fields a signal trigger's `where` reads, for its `source`."""
+    return _check(rule_id, where.where, list(_expression_reads(where)), [source])
+
+
+def _check(rule_id: str | None, fallback: SourceRef | None, reads: list[_Read],
+           sources: list[str]) -> list[Diagnostic]:
     schemas = _schemas(sources)
     if schemas is None:
         return []
@@ -45,22 +59,25 @@ def signal_field_diagnostics(rule: Rule, sources: list[str]) -> list[Diagnostic]
         for name, body in (schema.get("properties") or {}).items():
             properties.setdefault(name, []).append(body if isinstance(body, dict) else {})
     closed = all(schema.get("additionalProperties") is False for schema in schemas)
-    described = " and ".join(f'"{source}"' for source in sorted(set(sources)))
+    named = sorted(set(sources))
+    described = " and ".join(f'"{source}"' for source in named)
+    described += " payload schemas have" if len(named) > 1 else " payload schema has"
     found: list[Diagnostic] = []
-    for read in _reads(rule):
+    for read in reads:
+        where = read.where or fallback
         if read.name not in properties:
             severity: Severity = "error" if closed else "warning"
             hint = did_you_mean(read.name, sorted(properties))
-            found.append(_diagnostic(rule, read.where, f'the {described} payload schema has no field "{read.name}"'
-                                     + (" (it allows no other fields)" if closed else ""), hint, severity,
-                                     "unknown-signal-field"))
+            message = f'the {described} no field "{read.name}"'
+            message += " (it allows no other fields)" if closed else ""
+            found.append(_diagnostic(rule_id, where, message, hint, severity, "unknown-signal-field"))
             continue
         allowed = _allowed_values(properties[read.name])
         for value in read.compared:
             if allowed is not None and value not in allowed:
                 words = ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in allowed)
                 hint = did_you_mean(str(value), [str(v) for v in allowed])
-                found.append(_diagnostic(rule, read.where, f"signal.{read.name} is never {value!r} "
+                found.append(_diagnostic(rule_id, where, f"signal.{read.name} is never {value!r} "
                                          f"(the payload schema allows {words})", hint, "warning",
                                          "impossible-signal-value"))
     return found
@@ -90,16 +107,15 @@ def _allowed_values(bodies: list[dict[str, Any]]) -> list[object] | None:
     return list(dict.fromkeys(allowed))
 
 
-def _diagnostic(rule: Rule, where: SourceRef | None, message: str, hint: str | None, severity: Severity,
+def _diagnostic(rule_id: str | None, where: SourceRef | None, message: str, hint: str | None, severity: Severity,
                 code: str) -> Diagnostic:
-    where = where or rule.source
     line, column = (where.line, where.column) if where else (1, 1)
-    return Diagnostic(where.file if where else "<unknown>", line, column, rule.id, message, hint, severity, code)
+    return Diagnostic(where.file if where else "<unknown>", line, column, rule_id, message, hint, severity, code)
 
 
 def _reads(rule: Rule) -> Iterator[_Read]:
-    """Every payload field the rule's expressions and templates read."""
-    for value, where in _expressions(rule, rule.source, 0):
+    """Every payload field the rule's guard and actions (expressions and templates) read."""
+    for value, where in _expressions((rule.when, rule.actions), rule.source, 0):
         if isinstance(value, Expr):
             yield from _expression_reads(value)
         else:

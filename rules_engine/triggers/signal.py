@@ -23,7 +23,7 @@ from rules_engine.pairs import PairRegistry
 from rules_engine.registry import Needs, TriggerType, names_for_triggers
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.signal_fields import signal_field_diagnostics
+from rules_engine.rules.signal_fields import signal_field_diagnostics, where_diagnostics
 from rules_engine.rules.yaml_source import JsonPath
 
 NAMES = {
@@ -131,6 +131,8 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: M
         where_expr = ctx.expression(path + ("where",), raw["where"], names_for_triggers(["signal"]))
         if where_expr is None:
             return None
+        if "source" in raw:
+            ctx.diagnostics.extend(where_diagnostics(ctx.document.rule_id_at(path), where_expr, raw["source"]))
     if not ctx.accepts(path):
         return None
     return SignalTrigger(source=raw["source"], where_expr=where_expr, where=ctx.source(path))
@@ -142,8 +144,9 @@ def needs(trigger: SignalTrigger) -> Needs:
 
 def warnings(rule: Rule, index: int, trigger: SignalTrigger, pairs: PairRegistry) -> Iterator[Diagnostic]:
     """`unknown-signal-field` and `impossible-signal-value`: the `signal.<field>` names (and the
-    values compared with them) the rule reads that its sources' payload schemas rule out
-    (`rules_engine.rules.signal_fields`). Checked once per rule, at its first signal trigger."""
+    values compared with them) the rule's guard and actions read that its sources' payload schemas
+    rule out (`rules_engine.rules.signal_fields`; each trigger's `where` is checked when it is
+    built). Checked once per rule, at its first signal trigger."""
     signal_triggers = [(i, t) for i, t in enumerate(rule.triggers) if isinstance(t, SignalTrigger)]
     if signal_triggers[0][0] != index:
         return

@@ -115,3 +115,37 @@ def test_the_example_rules_read_only_fields_their_schema_lists(example):
 
     result = load_rules([Path(__file__).resolve().parents[2] / "rules" / example])
     assert result.ok and not [w for w in result.warnings if "signal" in w.code]
+
+
+def test_a_where_typo_is_reported_in_the_same_run_as_the_rules_other_errors(load):
+    result = load("""
+        version: 1
+        rules:
+          - id: tv
+            triggers:
+              - {type: signal, source: tradingview, where: "signal.acton == 'buy'"}
+            actions: [{type: place_order, pair: XBTUSDD, side: buy, ordertype: market, volume: 1}]
+        """)
+    assert [d.code for d in result.errors] == ["unknown-pair"]
+    assert [(d.line, d.code, d.hint) for d in result.warnings] == [(5, "unknown-signal-field", 'did you mean "action"?')]
+
+
+def test_each_where_is_checked_against_its_own_source(load, monkeypatch):
+    """A rule fired by two sources: each trigger's `where` sees only its own source's signals."""
+    schemas = {"tradingview": {"type": "object", "properties": {"action": {"enum": ["buy", "sell"]}}},
+               "ops": {"type": "object", "properties": {"command": {"type": "string"}}}}
+    monkeypatch.setattr(signal_fields, "signal_schema_names", lambda: sorted(schemas))
+    monkeypatch.setattr(signal_fields, "load_signal_schema", lambda name: schemas[name])
+    result = load("""
+        version: 1
+        rules:
+          - id: two
+            triggers:
+              - {type: signal, source: tradingview, where: "signal.command == 'x'"}
+              - {type: signal, source: ops, where: "signal.command == 'stop'"}
+            actions: [{type: log, message: "{signal.action} {signal.command} {signal.other}"}]
+        """)
+    assert [d.message for d in result.warnings] == [
+        'the "tradingview" payload schema has no field "command"',
+        'the "ops" and "tradingview" payload schemas have no field "other"',
+    ]
