@@ -23,6 +23,7 @@ from rules_engine.core.risk import RiskLimits
 from rules_engine.durations import parse_duration
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
 from rules_engine.resources import schema_path
+from rules_engine.rules.yaml_errors import explain
 
 MODES = ("dry-run", "validate", "live")
 
@@ -41,6 +42,7 @@ class SignalSourceSettings:
     schema: str | None = None
     timestamp_window: float = 300.0
     max_body_bytes: int = 65536
+    dedup_window: float | None = None  # `dedup: body`: how long a payload without an id is remembered
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
             schema=spec.get("schema"),
             timestamp_window=parse_duration(spec.get("timestamp_window", "5m")),
             max_body_bytes=spec.get("max_body_bytes", 65536),
+            dedup_window=(parse_duration(spec.get("dedup_window", spec.get("timestamp_window", "5m")))
+                          if spec.get("dedup") == "body" else None),
         )
         for name, spec in data.get("signals", {}).items()
     }
@@ -150,7 +154,9 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         raise ConfigError("invalid engine config:\n  " + "\n  ".join(f"{source}: {u}" for u in unknown))
     return EngineConfig(
         mode=data.get("mode", "dry-run"),
-        state_dir=Path(data.get("state_dir", os.environ.get("RULES_ENGINE_STATE_DIR", "state"))),
+        # flag (the caller's) > $RULES_ENGINE_STATE_DIR > the config's state_dir > ./state: a container's
+        # variable (the Dockerfile sets /state, its volume) wins over a sample config's path
+        state_dir=Path(os.environ.get("RULES_ENGINE_STATE_DIR", "").strip() or data.get("state_dir", "state")),
         endpoints=_endpoints(kraken),
         feed=kraken.get("feed", "v2"),
         tier=kraken.get("tier", "starter"),
@@ -193,6 +199,9 @@ def load_config(path: str | Path | None) -> EngineConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: engine config file not found") from None
+    except yaml.MarkedYAMLError as exc:
+        message, line, column = explain(exc, path.read_text())
+        raise ConfigError(f"{path}:{line}:{column}: not valid YAML: {message}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -64,3 +64,50 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/London)") from None
+
+
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day-of-week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_CRON_SPECIAL = ("L", "?", "#", "W")  # croniter's extensions: left to croniter to judge
+
+
+def cron_problem(text: str) -> str | None:
+    """What is wrong with a five-field cron schedule, naming the field and the value
+    (`hour 25 is out of range 0-23`); None when no field can be blamed (the caller then
+    explains the format as a whole)."""
+    fields = text.split()
+    if len(fields) != 5:
+        return f"write five fields (minute hour day-of-month month day-of-week), not {len(fields)}"
+    for written, (name, low, high, words) in zip(fields, _CRON_FIELDS, strict=True):
+        if any(mark in written for mark in _CRON_SPECIAL):
+            continue
+        for item in written.split(","):
+            problem = _cron_item(item, name, low, high, words)
+            if problem:
+                return problem
+    return None
+
+
+def _cron_item(item: str, name: str, low: int, high: int, words: tuple[str, ...]) -> str | None:
+    span, _, step = item.partition("/")
+    if "/" in item and not (step.isdigit() and int(step) >= 1):
+        return f'{name} step "/{step}" must be a whole number of at least 1'
+    if span == "*":
+        return None
+    ends = span.split("-")
+    if len(ends) > 2 or not all(ends):
+        return f'{name} "{item}" is not a value, a range (a-b) or a step (*/n)'
+    for end in ends:
+        if end.lower() in words:
+            continue
+        if not end.isdigit():
+            names = f" or {words[0]}-{words[-1]}" if words else ""
+            return f'{name} "{end}" is not a number ({low}-{high}{names})'
+        if not low <= int(end) <= high:
+            return f"{name} {int(end)} is out of range {low}-{high}"
+    return None

@@ -47,10 +47,19 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_the_readme_engine_config_example_is_valid():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## The engine config file", 1)[1]
-    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)[:1]
+    [example] = re.findall(r"```yaml[^\n]*\n(.*?)```", section, flags=re.S)[:1]
     import yaml
 
     cfg = parse_config(yaml.safe_load(example), "README")
     assert cfg.mode == "dry-run" and cfg.tier == "starter"
     assert cfg.risk.max_order_notional["default"] == Decimal("1000")
     assert cfg.dead_man_interval == 20.0 and cfg.dead_man_timeout == 60.0
+
+
+def test_a_tab_in_the_config_gets_a_plain_message_with_line_and_column(tmp_path):
+    path = tmp_path / "engine.yaml"
+    path.write_text("mode: dry-run\nrisk:\n\tmax_open_orders: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"{path}:3:1: not valid YAML: a tab is used for indentation; YAML indents with "
+                                 "spaces only (replace the tab with spaces)")

@@ -2,8 +2,8 @@
 
 By default it writes the kill file `<state dir>/KILL`, which a running engine notices within
 about a second and an engine that starts later obeys from its first moment. The state dir is
-`--state-dir`, else the `state_dir` of `--config`, else `$RULES_ENGINE_STATE_DIR`, else
-`./state`; it must exist (a mistyped path would otherwise stop nothing). With `--url` it
+`--state-dir`, else `$RULES_ENGINE_STATE_DIR`, else the `state_dir` of `--config`, else
+`./state` (the engine's order); it must exist (a mistyped path would otherwise stop nothing). With `--url` it
 calls the engine's authenticated `/kill` endpoint instead.
 
 Exit codes: 0 done, 1 it could not be done (file not writable, engine unreachable or

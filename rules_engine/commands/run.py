@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--live", action="store_true",
                         help="allow real orders; the engine config must also say `mode: live`")
     parser.add_argument("--state-dir", metavar="DIR", type=Path,
-                        help="state dir (default: the config's state_dir, else $RULES_ENGINE_STATE_DIR, else ./state)")
+                        help="state dir (default: $RULES_ENGINE_STATE_DIR, else the config's state_dir, else ./state)")
     parser.add_argument("--host", metavar="HOST", help="HTTP listen address (default: the config's server.host)")
     parser.add_argument("--port", metavar="PORT", type=int, help="HTTP port; 0 picks a free one (default: server.port)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log lines as key=value text or JSON")

@@ -1,8 +1,9 @@
 """`rules-engine test TESTFILE...`: run rule unit tests (YAML test files).
 
-Exit codes: 0 every test passed; 1 a test failed or a test file (or a rule file it names)
-is invalid; 2 usage error (a path that does not exist, no test files found, --junit
-unwritable). Folders are searched for `*.test.yaml`.
+Exit codes: 0 every test passed, or there are no test files (a note says so); 1 a test failed
+or a test file (or a rule file it names) is invalid, or no test files were found with
+`--require-tests`; 2 usage error (a path that does not exist, --junit unwritable). Folders are
+searched for `*.test.yaml`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="+", metavar="TESTFILE", help="test files, or folders searched for *.test.yaml")
     parser.add_argument("--junit", metavar="FILE", type=Path, help="also write the results as JUnit XML")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument("--require-tests", action="store_true",
+                        help="fail (exit 1) when the paths hold no test files; without it that is a note and exit 0")
     parser.add_argument("-v", "--verbose", action="store_true", help="show what happened in passing tests too")
     parser.set_defaults(func=run)
 
@@ -37,8 +40,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rules-engine test: {exc}", file=sys.stderr)
         return 2
     if not files:
-        print(f"rules-engine test: no test files (*.test.yaml) under {' '.join(args.paths)}", file=sys.stderr)
-        return 2
+        where = " ".join(args.paths)
+        if args.require_tests:
+            print(f"rules-engine test: no test files (*.test.yaml) under {where}, and --require-tests asks for some",
+                  file=sys.stderr)
+            return 1
+        print(f"rules-engine test: note: no test files (*.test.yaml) under {where}; nothing to run "
+              "(--require-tests makes this an error)", file=sys.stderr)
     results = run_files(files)
     if args.format == "json":
         print(json.dumps(_as_json(results), indent=2))

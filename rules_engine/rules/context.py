@@ -44,7 +44,7 @@ class BuildContext:
         self.registry = registry
         self.diagnostics: list[Diagnostic] = []
         self._rejected = schema.rejected if schema is not None else frozenset()
-        self._unknown_keys = schema.unknown_keys if schema is not None else frozenset()
+        self._unknown_keys = schema.unknown_keys if schema is not None else {}
 
     # ------------------------------------------------------------------ what the schema accepted
 
@@ -52,9 +52,20 @@ class BuildContext:
         """Whether the value at `path`, and everything inside it, passed the schema."""
         return path not in self._rejected
 
-    def has_unknown_keys(self, path: JsonPath) -> bool:
-        """Whether the mapping at `path` has unknown keys: a key it lacks may be there, misspelled."""
-        return path in self._unknown_keys
+    def may_hold(self, path: JsonPath, key: str, values: Collection[object] = ()) -> bool:
+        """Whether the mapping at `path` may hold `key` misspelled: one of its unknown keys is close
+        to `key`, or holds one of the `values` that `key` takes (`markt: futures`, `mkt: spot`)."""
+        unknown_keys = self._unknown_keys.get(path, ())
+        raw = self.document.data
+        for step in path if unknown_keys else ():
+            if isinstance(raw, dict):
+                raw = raw.get(step)
+            else:
+                raw = raw[step] if isinstance(raw, list) and isinstance(step, int) and step < len(raw) else None
+        for unknown in unknown_keys:
+            if did_you_mean(unknown, [key]) or (isinstance(raw, dict) and raw.get(unknown) in values):
+                return True
+        return False
 
     def fields(self, path: JsonPath, raw: Any, nested: Collection[str] = ()) -> Mapping[str, Any]:
         """The entries of the mapping `raw` (written at `path`) that passed the schema; `nested`

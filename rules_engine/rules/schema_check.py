@@ -114,25 +114,27 @@ class SchemaReport:
     `rejected` holds the path of every value with a schema error in it: each error's own path
     and every path above it (the rule, the rules list, the document). The builder checks the
     parts the schema accepted even in a rule it rejected (see `BuildContext.fields`).
-    `unknown_keys` holds the paths of mappings with unknown keys: a key missing there may have been
-    meant (written `markt: futures`).
+    `unknown_keys` maps the path of each mapping with unknown keys to those keys: a key missing
+    there may have been meant (written `markt: futures`).
     """
 
     diagnostics: list[Diagnostic]
     rejected: frozenset[JsonPath]
-    unknown_keys: frozenset[JsonPath]
+    unknown_keys: dict[JsonPath, frozenset[str]]
 
 
 def check_schema(document: SourceDocument) -> SchemaReport:
     """Every schema violation in the document, in file order, without duplicates."""
     errors = sorted(rules_validator().iter_errors(document.data), key=_unknown_keys_first)
     rejected: set[JsonPath] = set()
-    unknown_keys: set[JsonPath] = set()
+    unknown_keys: dict[JsonPath, frozenset[str]] = {}
     for error in errors:
         path = tuple(error.absolute_path)
         rejected.update(path[:end] for end in range(len(path) + 1))
-        if error.validator == "additionalProperties":
-            unknown_keys.add(path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            unknown = {str(key) for key in error.instance if key not in known}
+            unknown_keys[path] = unknown_keys.get(path, frozenset()) | unknown
     suggested: dict[JsonPath, set[str]] = {}
     seen: set[tuple[int, int, str]] = set()
     result: list[Diagnostic] = []
@@ -142,7 +144,7 @@ def check_schema(document: SourceDocument) -> SchemaReport:
             if key not in seen:
                 seen.add(key)
                 result.append(diagnostic)
-    return SchemaReport(sorted(result, key=Diagnostic.sort_key), frozenset(rejected), frozenset(unknown_keys))
+    return SchemaReport(sorted(result, key=Diagnostic.sort_key), frozenset(rejected), unknown_keys)
 
 
 def _unknown_keys_first(error: ValidationError) -> int:

@@ -26,6 +26,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from rules_engine.rules.diagnostics import Diagnostic, Severity
+from rules_engine.rules.yaml_errors import explain
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
@@ -145,8 +146,12 @@ class _Rejected(Exception):
         self.node, self.message, self.code = node, message, code
 
 
-def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diagnostic]]:
-    """Parse one rule file. Returns the document (None when unusable) and every problem found."""
+EMPTY_RULE_FILE = "the file is empty; a rule file holds `version:` and `rules:`"
+
+
+def read_source(raw: bytes, file: str, empty: str = EMPTY_RULE_FILE) -> tuple[SourceDocument | None, list[Diagnostic]]:
+    """Parse one rule file (or another file in the same YAML subset, whose kind `empty` explains
+    when it holds nothing). Returns the document (None when unusable) and every problem found."""
 
     def fail(message: str, code: str, line: int = 1, column: int = 1) -> tuple[None, list[Diagnostic]]:
         return None, [Diagnostic(file, line, column, None, message, code=code)]
@@ -161,9 +166,7 @@ def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diag
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message, line, column = explain(exc, text)
         diagnostic = Diagnostic(file, line, column, _rule_id_before(text, line), f"invalid YAML: {message}",
                                 code="yaml-syntax")
         return None, [diagnostic]
@@ -172,7 +175,7 @@ def read_source(raw: bytes, file: str) -> tuple[SourceDocument | None, list[Diag
     except RecursionError:
         return fail("invalid YAML: nested too deeply", "yaml-too-deep")
     if root is None:
-        return fail("the file is empty; a rule file holds `version:` and `rules:`", "empty-file")
+        return fail(empty, "empty-file")
     try:
         if "&" in text:  # only anchors make aliases: without one, the tree is exactly as written
             _measure(root)

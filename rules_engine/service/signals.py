@@ -15,8 +15,12 @@ HMAC (preferred)
 Passphrase (senders that cannot set headers, e.g. TradingView alerts)
   The JSON body carries `"passphrase": "..."`; it is compared in constant time and
   removed from the payload before anything else sees it. With no timestamp to bound a
-  replay, the payload's id (or a hash of the payload without the passphrase) is
-  de-duplicated for one window.
+  replay, the payload's id is de-duplicated for one window.
+
+A signal without an id is acted on every time by default: a static TradingView alert that
+fires twice in a few minutes sends the same body twice, and both are meant. A source with
+`dedup: body` refuses a payload (without its passphrase) that repeats an accepted one within
+`dedup_window` instead.
 
 Checks run in this order, each failure a `Rejected` with its own code:
 size (413), authentication (401), timestamp window (401), JSON object (400), id (400),
@@ -73,6 +77,7 @@ class SignalSourceConfig:
     max_body_bytes: int = 65536
     timestamp_window: float = 300.0
     id_field: str = "id"
+    dedup_window: float | None = None  # `dedup: body`: refuse a repeated payload without an id this long
     _validator: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +87,8 @@ class SignalSourceConfig:
             raise ValueError(f"signal source {self.name!r}: max_body_bytes must be positive")
         if self.timestamp_window <= 0:
             raise ValueError(f"signal source {self.name!r}: timestamp_window must be positive")
+        if self.dedup_window is not None and self.dedup_window <= 0:
+            raise ValueError(f"signal source {self.name!r}: dedup_window must be positive")
         if self.schema is not None:
             cls = jsonschema.validators.validator_for(self.schema)
             try:
@@ -117,6 +124,7 @@ class SignalSourceConfig:
             schema=schema,
             max_body_bytes=settings.max_body_bytes,
             timestamp_window=settings.timestamp_window,
+            dedup_window=settings.dedup_window,
         )
 
 
@@ -216,6 +224,8 @@ def _verify_hmac(
     for key in (mac_id, declared_id):
         if key and seen(config.name, key, now, config.replay_ttl):
             return Rejected(409, "replayed", f"signal {signal_id!r} was already received", signal_id)
+    if not declared_id and _repeated_body(config, payload, now, seen):
+        return Rejected(409, "replayed", "the same payload was already received (dedup: body)", signal_id)
     return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "hmac")
 
 
@@ -236,13 +246,28 @@ def _verify_passphrase(config: SignalSourceConfig, raw_body: bytes, now: float, 
     declared_id = _declared_id(config, None, payload)
     if isinstance(declared_id, Rejected):
         return declared_id
-    signal_id = declared_id or "body:" + hashlib.sha256(_canonical(payload)).hexdigest()[:32]
+    signal_id = declared_id or _body_id(payload)
     problem = _schema_problem(config, payload)
     if problem is not None:
         return Rejected(422, "schema_violation", problem, signal_id)
-    if seen(config.name, signal_id, now, config.timestamp_window):
+    if declared_id and seen(config.name, signal_id, now, config.timestamp_window):
         return Rejected(409, "replayed", f"signal {signal_id!r} was already received", signal_id)
+    if not declared_id and _repeated_body(config, payload, now, seen):
+        return Rejected(409, "replayed", "the same payload was already received (dedup: body)", signal_id)
     return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "passphrase")
+
+
+def _body_id(payload: Mapping[str, Any]) -> str:
+    """The id of a signal without one: a hash of its payload (without the passphrase)."""
+    return "body:" + hashlib.sha256(_canonical(payload)).hexdigest()[:32]
+
+
+def _repeated_body(config: SignalSourceConfig, payload: Mapping[str, Any], now: float, seen: SeenFn) -> bool:
+    """With `dedup: body`, whether an accepted signal had this payload within `dedup_window`
+    (recording it otherwise); without, never."""
+    if config.dedup_window is None:
+        return False
+    return seen(config.name, _body_id(payload), now, config.dedup_window)
 
 
 def _reject_constant(name: str) -> Any:

@@ -19,7 +19,7 @@ from referencing import Registry, Resource
 
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
-from rules_engine.rules.yaml_source import SourceDocument
+from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 TESTS_SCHEMA = "rule-tests.schema.json"
 _REFERENCED = ("engine.schema.json",)
@@ -37,13 +37,41 @@ def tests_validator() -> Draft202012Validator:
     return Draft202012Validator(schema, registry=Registry().with_resources(resources))
 
 
-def check_test_schema(document: SourceDocument) -> list[Diagnostic]:
-    """Every schema violation in a parsed test file, in file order, without duplicates."""
+def check_test_schema(document: SourceDocument) -> tuple[list[Diagnostic], frozenset[JsonPath]]:
+    """Every schema violation in a parsed test file, in file order, without duplicates; and the
+    paths of the values with an error in them (each error's path and every path above it), so the
+    later checks can skip exactly those and check the rest in the same run."""
     found: dict[tuple[int, int, str], Diagnostic] = {}
-    for error in tests_validator().iter_errors(document.data):
+    rejected: set[JsonPath] = set()
+    errors = list(tests_validator().iter_errors(document.data))
+    misspelled = _misspelled_keys(errors)
+    for error in errors:
+        path = tuple(error.absolute_path)
+        rejected.update(path[:end] for end in range(len(path) + 1))
+        if error.validator == "required" and _missing(error) <= misspelled.get(path, set()):
+            continue  # `paylod:` is reported as an unknown key meant to be "payload"; not also as missing
         for diagnostic in _describe(error, document):
             found.setdefault((diagnostic.line, diagnostic.column, diagnostic.message), diagnostic)
-    return sorted(found.values(), key=Diagnostic.sort_key)
+    return sorted(found.values(), key=Diagnostic.sort_key), frozenset(rejected)
+
+
+def _misspelled_keys(errors: list[ValidationError]) -> dict[JsonPath, set[str]]:
+    """For each mapping with unknown keys, the known keys they are close to."""
+    meant: dict[JsonPath, set[str]] = {}
+    for error in errors:
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+            for key in error.instance:
+                hint = did_you_mean(str(key), known) if key not in known else None
+                if hint:
+                    meant.setdefault(tuple(error.absolute_path), set()).add(hint.split('"')[1])
+    return meant
+
+
+def _missing(error: ValidationError) -> set[str]:
+    names: Any = error.validator_value
+    present = error.instance if isinstance(error.instance, dict) else {}
+    return {name for name in names if name not in present}
 
 
 def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diagnostic]:

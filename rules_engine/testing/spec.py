@@ -39,6 +39,13 @@ DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
 TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES
 # Keys written beside `tests:` that every test of the file inherits (a test may override them).
 INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
+EMPTY_TEST_FILE = ("the file is empty; a test file holds `rules:` (the rule files under test) and `inputs:` "
+                   "with `expect:`, or `tests:`")
+RULE_FILE_NAMED_AS_TEST = (
+    "this is a rule file (`version:` and rules with ids), not a test file: name rule files *.yaml "
+    "(without .test) and give them a test file that lists them in `rules:` and holds `inputs:` with "
+    "`expect:`, or `tests:`")
+_ITEM_LISTS = ("inputs", "expect", "tests")
 _FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
 
 
@@ -148,7 +155,7 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     except OSError as exc:
         result.errors.append(Diagnostic(name, 1, 1, None, f"cannot read the file: {exc.strerror or exc}"))
         return result
-    document, problems = read_source(raw, name)
+    document, problems = read_source(raw, name, empty=EMPTY_TEST_FILE)
     if document is None or problems:
         result.errors.extend(problems)
         return result
@@ -156,24 +163,57 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
         result.errors.append(Diagnostic(name, 1, 1, None,
                                         "a test file is a mapping with `rules:` and `inputs:`/`expect:` or `tests:`"))
         return result
-    result.errors.extend(check_test_schema(document))
-    if result.errors:
+    if _is_rule_file(document.data):
+        result.errors.append(Diagnostic(name, 1, 1, None, RULE_FILE_NAMED_AS_TEST, code="test-schema"))
         return result
-    builder = _TestBuilder(document, path.parent, registry or default_registry())
+    schema_errors, rejected = check_test_schema(document)
+    result.errors.extend(schema_errors)
+    builder = _TestBuilder(document, path.parent, registry or default_registry(), rejected)
     result.tests = builder.build()
-    result.errors.extend(builder.errors)
+    result.errors = _in_file_order(result.errors + builder.errors)
     if result.errors:
         result.tests = []
     return result
 
 
+def _is_rule_file(data: Mapping[str, Any]) -> bool:
+    """A rule file saved under a test file's name: `version:` and rules written as mappings."""
+    rules = data.get("rules")
+    return "version" in data and isinstance(rules, list) and any(isinstance(rule, dict) for rule in rules)
+
+
+def _in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:
+    """The errors without repeats (an inherited key is checked once per test), each file's in
+    line order, the files in the order they were first reported."""
+    first: dict[str, int] = {}
+    for index, diagnostic in enumerate(errors):
+        first.setdefault(diagnostic.file, index)
+    return sorted(dict.fromkeys(errors), key=lambda d: (first[d.file], d.line, d.column, d.message))
+
+
 class _TestBuilder:
-    def __init__(self, document: SourceDocument, folder: Path, registry: PairRegistry):
+    """Checks the meaning of what the schema accepted, also in a file it rejected in part (a bad
+    key in one input does not hide an unknown pair in the next, nor a misspelled rule id), so one
+    run reports every problem; the tests it builds are only run when there is no error at all."""
+
+    def __init__(self, document: SourceDocument, folder: Path, registry: PairRegistry,
+                 rejected: frozenset[JsonPath] = frozenset()):
         self.doc = document
         self.folder = folder
         self.registry = registry
         self.assets = Assets(registry)
         self.errors: list[Diagnostic] = []
+        self.rejected = rejected
+
+    def accepts(self, path: JsonPath) -> bool:
+        """Whether the value at `path`, and everything inside it, passed the schema."""
+        return path not in self.rejected
+
+    def fields(self, path: JsonPath, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of the mapping at `path` the schema accepted, and its lists of inputs,
+        expectations and tests (checked item by item) when they are lists."""
+        return {key: value for key, value in raw.items()
+                if self.accepts(path + (key,)) or (key in _ITEM_LISTS and isinstance(value, list))}
 
     def error(self, path: JsonPath, message: str, hint: str | None = None) -> None:
         line, column = self.doc.position(path)
@@ -181,19 +221,22 @@ class _TestBuilder:
 
     def build(self) -> list[TestCase]:
         data = self.doc.data
-        ruleset = self._ruleset(data["rules"])
-        if ruleset is None:
-            return []
-        if "tests" not in data:
+        accepted = self.fields((), data)
+        # Without rules to test (none written, or a rule file with errors) the rest is still checked;
+        # only what needs the rules (rule ids, timer triggers) waits for them.
+        ruleset = self._ruleset(accepted["rules"]) if "rules" in accepted else None
+        if "tests" not in accepted:
             stem = Path(self.doc.file).name
             for suffix in TEST_FILE_SUFFIXES:
                 stem = stem.removesuffix(suffix)
-            return [self._test(data, (), data.get("name", stem), ruleset)]
+            return [self._test(accepted, (), str(accepted.get("name", stem)), ruleset)]
         tests = []
-        for index, spec in enumerate(data["tests"]):
-            merged = {key: data[key] for key in INHERITED if key in data}
-            merged.update(spec)
-            tests.append(self._test(merged, ("tests", index), spec["name"], ruleset,
+        for index, spec in enumerate(accepted["tests"]):
+            if not isinstance(spec, dict):
+                continue
+            merged = {key: accepted[key] for key in INHERITED if key in accepted}
+            merged.update(self.fields(("tests", index), spec))
+            tests.append(self._test(merged, ("tests", index), str(spec.get("name", "")), ruleset,
                                     inherited=set(INHERITED) - set(spec)))
         return tests
 
@@ -210,8 +253,10 @@ class _TestBuilder:
         self.errors.extend(loaded.errors)
         return loaded.ruleset
 
-    def _test(self, spec: dict[str, Any], prefix: JsonPath, name: str, ruleset: RuleSet,
+    def _test(self, spec: dict[str, Any], prefix: JsonPath, name: str, ruleset: RuleSet | None,
               inherited: Set[str] = frozenset()) -> TestCase:
+        """One test from the keys of `spec` the schema accepted; with `ruleset` None (the rules
+        could not be loaded) everything but the rule ids is checked, and the test is never run."""
         def at(key: str) -> JsonPath:
             return (key,) if key in inherited else prefix + (key,)
 
@@ -221,7 +266,7 @@ class _TestBuilder:
             name=name,
             file=self.doc.file,
             line=self.doc.position(prefix)[0] if prefix else 1,
-            ruleset=ruleset,
+            ruleset=ruleset or RuleSet(rules=()),
             start=start,
             wallet=self._wallet(spec.get("wallet") or {}, at("wallet")),
             open_orders=[self._order(o, at("open_orders") + (i,)) for i, o in enumerate(spec.get("open_orders") or [])],
@@ -234,11 +279,16 @@ class _TestBuilder:
             end=None,
         )
         for index, item in enumerate(spec.get("inputs") or []):
-            case.inputs.extend(self._input(item, prefix + ("inputs", index), start, ruleset))
+            if self.accepts(prefix + ("inputs", index)):
+                case.inputs.extend(self._input(item, prefix + ("inputs", index), start, ruleset))
         case.inputs.sort(key=lambda event: event.time)  # stable: ties keep the written order
-        rules = ruleset.by_id()
+        rules = ruleset.by_id() if ruleset is not None else None
         for index, item in enumerate(spec.get("expect") or []):
-            case.expectations.append(self._expectation(item, prefix + ("expect", index), start, tolerance, rules))
+            path = prefix + ("expect", index)
+            if self.accepts(path):
+                case.expectations.append(self._expectation(item, path, start, tolerance, rules))
+            elif isinstance(item, dict) and self.accepts(path + ("rule",)):
+                self._rule_id(item.get("rule"), path + ("rule",), rules)
         if "end" in spec:
             end = spec["end"]
             case.end = EndSpec(self._wallet(end.get("balances") or {}, prefix + ("end", "balances")),
@@ -311,7 +361,7 @@ class _TestBuilder:
         )
 
     def _input(self, item: Mapping[str, Any], path: JsonPath, start: float,
-               ruleset: RuleSet) -> list[Event | WalletChange]:
+               ruleset: RuleSet | None) -> list[Event | WalletChange]:
         time = self._moment(item["at"], start, path + ("at",)) if "at" in item else start
         if "prices" in item:
             spec = item["prices"]
@@ -344,13 +394,13 @@ class _TestBuilder:
         return [WalletChange(time, self._wallet(item["wallet"], path + ("wallet",)))]
 
     def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float,
-               ruleset: RuleSet) -> list[Event | WalletChange]:
-        rules = ruleset.by_id()
-        rule = rules.get(spec["rule"])
-        if rule is None:
-            self.error(path + ("rule",), f"no rule {spec['rule']!r} in the rule files under test",
-                       did_you_mean(spec["rule"], rules))
+               ruleset: RuleSet | None) -> list[Event | WalletChange]:
+        if ruleset is None:
             return []
+        rules = ruleset.by_id()
+        if not self._rule_id(spec["rule"], path + ("rule",), rules):
+            return []
+        rule = rules[spec["rule"]]
         timers = [i for i, t in enumerate(rule.triggers) if isinstance(t, TimerTrigger)]
         if not timers:
             self.error(path + ("rule",), f"rule {rule.id!r} has no timer trigger")
@@ -362,11 +412,16 @@ class _TestBuilder:
             return []
         return [TimerBeat(rule.id, index, time, scheduled_time=time)]
 
+    def _rule_id(self, rule_id: Any, path: JsonPath, rules: Mapping[str, Any] | None) -> bool:
+        """Whether `rule_id` names a rule under test (reported when not; unknown rules: True)."""
+        if rules is None or not isinstance(rule_id, str) or rule_id in rules:
+            return True
+        self.error(path, f"no rule {rule_id!r} in the rule files under test", did_you_mean(rule_id, rules))
+        return False
+
     def _expectation(self, item: Mapping[str, Any], path: JsonPath, start: float, tolerance: float,
-                     rules: Mapping[str, Any]) -> Expectation:
-        if item["rule"] not in rules:
-            self.error(path + ("rule",), f"no rule {item['rule']!r} in the rule files under test",
-                       did_you_mean(item["rule"], rules))
+                     rules: Mapping[str, Any] | None) -> Expectation:
+        self._rule_id(item["rule"], path + ("rule",), rules)
         blocked = item.get("blocked")
         if isinstance(blocked, str):
             blocked = BlockSpec(by=blocked)

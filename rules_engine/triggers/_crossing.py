@@ -51,10 +51,12 @@ def market_and_symbol(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any],
 
 def _market(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Market | None:
     """The trigger's market, or None when it is unknown: the schema rejected the `market` that
-    applies, or it may be there misspelled (the symbol cannot be checked without its market)."""
+    applies, or it may be there misspelled (the symbol cannot be checked without its market). An
+    unknown key that is not `market` misspelled (`crosess_above`) hides nothing: the symbol is checked."""
     if "market" in raw:
         return Market(raw["market"])
-    if not ctx.accepts(path + ("market",)) or ctx.has_unknown_keys(path):
+    markets = [market.value for market in Market]
+    if not ctx.accepts(path + ("market",)) or ctx.may_hold(path, "market", markets):
         return None
     if "market" in defaults:
         return Market(defaults["market"])
@@ -62,7 +64,7 @@ def _market(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults:
     written_defaults = data.get("defaults", {}) if isinstance(data, dict) else {}
     if not isinstance(written_defaults, dict) or not ctx.accepts(("defaults", "market")):
         return None
-    if ctx.has_unknown_keys(("defaults",)):
+    if ctx.may_hold(("defaults",), "market", markets):
         return None
     return Market.SPOT
 

@@ -10,7 +10,7 @@ the rule wait for it, as a guard does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -19,8 +19,11 @@ from rules_engine.core.events import Signal
 from rules_engine.core.model import Expr, Rule, SourceRef, TriggerSpec, WatcherClass
 from rules_engine.core.trace import Step
 from rules_engine.core.watch import Fire, Lapsed, Watcher
+from rules_engine.pairs import PairRegistry
 from rules_engine.registry import Needs, TriggerType, names_for_triggers
 from rules_engine.rules.context import BuildContext
+from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.signal_fields import signal_field_diagnostics, where_diagnostics
 from rules_engine.rules.yaml_source import JsonPath
 
 NAMES = {
@@ -128,6 +131,8 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: M
         where_expr = ctx.expression(path + ("where",), raw["where"], names_for_triggers(["signal"]))
         if where_expr is None:
             return None
+        if "source" in raw:
+            ctx.diagnostics.extend(where_diagnostics(ctx.document.rule_id_at(path), where_expr, raw["source"]))
     if not ctx.accepts(path):
         return None
     return SignalTrigger(source=raw["source"], where_expr=where_expr, where=ctx.source(path))
@@ -135,6 +140,17 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: M
 
 def needs(trigger: SignalTrigger) -> Needs:
     return Needs(signal_sources=(trigger.source,))
+
+
+def warnings(rule: Rule, index: int, trigger: SignalTrigger, pairs: PairRegistry) -> Iterator[Diagnostic]:
+    """`unknown-signal-field` and `impossible-signal-value`: the `signal.<field>` names (and the
+    values compared with them) the rule's guard and actions read that its sources' payload schemas
+    rule out (`rules_engine.rules.signal_fields`; each trigger's `where` is checked when it is
+    built). Checked once per rule, at its first signal trigger."""
+    signal_triggers = [(i, t) for i, t in enumerate(rule.triggers) if isinstance(t, SignalTrigger)]
+    if signal_triggers[0][0] != index:
+        return
+    yield from signal_field_diagnostics(rule, [t.source for _, t in signal_triggers])
 
 
 TYPE = TriggerType(
@@ -145,4 +161,5 @@ TYPE = TriggerType(
     build=build,
     names=NAMES,
     needs=needs,
+    warnings=warnings,
 )

@@ -23,6 +23,7 @@ from rules_engine.core.watch import NO_FIRES, Fire, Watcher
 from rules_engine.registry import Needs, TriggerType
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.yaml_source import JsonPath
+from rules_engine.schedule import cron_problem
 
 NAMES = {"scheduled_time": ""}
 
@@ -118,12 +119,16 @@ def _every(ctx: BuildContext, path: JsonPath, raw: str) -> float | None:
 def _cron(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
     cron = raw.strip()
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
-        ctx.report(
-            path,
-            f'"{cron}" is not a cron schedule; write five fields: minute hour day-of-month month day-of-week, '
-            'e.g. "*/5 * * * *"',
-            code="invalid-cron",
-        )
+        problem = cron_problem(cron)
+        if problem is not None:
+            ctx.report(path, f'"{cron}" is not a cron schedule: {problem}', code="invalid-cron")
+        else:
+            ctx.report(
+                path,
+                f'"{cron}" is not a cron schedule; write five fields: minute hour day-of-month month day-of-week, '
+                'e.g. "*/5 * * * *"',
+                code="invalid-cron",
+            )
         return None
     return cron
 

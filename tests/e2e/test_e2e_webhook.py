@@ -85,3 +85,30 @@ async def test_a_replayed_signal_is_refused_and_fires_once(e2e: E2E) -> None:
         await service.settle()
         assert len(seen.fires("bot")) == 1
     assert [r["data"]["code"] for r in e2e.audit_records("signal_rejected")] == ["replayed", "replayed"]
+
+
+TV_ALERT = json.dumps({"passphrase": "tv-passphrase-123", "ticker": "XBTUSD", "action": "buy"}).encode()
+
+
+async def test_a_static_tradingview_alert_that_fires_twice_is_acted_on_twice(e2e: E2E) -> None:
+    """A passphrase source does not de-duplicate alerts without an id unless it says `dedup: body`."""
+    e2e.write_rules(RULES)
+    async with e2e.running(wait_feeds=False) as (service, seen, url):
+        for _ in range(2):
+            assert (await post(url + "/signals/tradingview", TV_ALERT, {}))[0] == 202
+        await wait_for(lambda: len(seen.fires("tv")) == 2)
+    assert e2e.audit_records("signal_rejected") == []
+
+
+async def test_dedup_body_refuses_the_repeat(e2e: E2E) -> None:
+    e2e.write_rules(RULES)
+    sources = {"tradingview": {"passphrase_env": "TV_PASS", "schema": "tradingview", "dedup": "body",
+                               "dedup_window": "10m"}}
+    async with e2e.running(wait_feeds=False, signals=sources) as (service, seen, url):
+        assert (await post(url + "/signals/tradingview", TV_ALERT, {}))[0] == 202
+        status, answer = await post(url + "/signals/tradingview", TV_ALERT, {})
+        assert (status, answer["error"]) == (409, "replayed")
+        await wait_for(lambda: seen.fires("tv"))
+        await service.settle()
+        assert len(seen.fires("tv")) == 1
+    assert [r["data"]["code"] for r in e2e.audit_records("signal_rejected")] == ["replayed"]

@@ -92,7 +92,7 @@ tests:
 
 def readme_rule(rule_id: str) -> str:
     """The README's YAML example that defines `rule_id`, as written there."""
-    for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S):
+    for block in re.findall(r"```yaml[^\n]*\n(.*?)```", README.read_text(), re.S):
         data = yaml.safe_load(block)
         if isinstance(data, dict) and any(r.get("id") == rule_id for r in data.get("rules", [])):
             return block

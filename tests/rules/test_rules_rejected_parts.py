@@ -132,8 +132,7 @@ def test_accepted_parts_of_a_rejected_rule_get_every_check(write):
     assert located(load_rules([path])) == [
         '4:14: schema: "enabled" must be true or false, not the string "maybe"',
         "5:10: schema: expected a duration such as 500ms, 30s, 5m, 1h or 1d",
-        '7:29: invalid-cron: "61 * * * *" is not a cron schedule; write five fields: '
-        'minute hour day-of-month month day-of-week, e.g. "*/5 * * * *"',
+        '7:29: invalid-cron: "61 * * * *" is not a cron schedule: minute 61 is out of range 0-59',
         '7:53: unknown-timezone: unknown time zone "Mars/Olympus"',
         "8:50: expression: invalid expression: syntax error: '[' was never closed",
         "9:64: invalid-value: rearm must be more than 0 (and a percent less than 100%)",

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from rules_engine.config import ConfigError, parse_config
 from rules_engine.secret_reader import SecretError, load_secret
 from rules_engine.service.signals import (
     Accepted,
@@ -189,8 +190,8 @@ def test_passphrase_mode_accepts_and_strips_the_passphrase():
     assert verify_signal(cfg, {}, body, NOW + 10, seen).code == "replayed"
 
 
-def test_passphrase_mode_without_id_dedups_on_the_payload_hash():
-    cfg = SignalSourceConfig(name="tv", passphrase=PASS, schema=SCHEMA)
+def test_passphrase_mode_without_id_dedups_on_the_payload_hash_with_dedup_body():
+    cfg = SignalSourceConfig(name="tv", passphrase=PASS, schema=SCHEMA, dedup_window=300.0)
     body = json.dumps({"passphrase": PASS, "action": "buy", "price": 2}).encode()
     seen = Seen()
     first = verify_signal(cfg, {}, body, NOW, seen)
@@ -264,6 +265,71 @@ def test_from_settings_loads_both_secrets(tmp_path):
         passphrase_file=str(tmp_path / "pass"),
         timestamp_window=120.0,
         max_body_bytes=1024,
+        dedup_window=None,
     )
     cfg = SignalSourceConfig.from_settings(settings, SCHEMA, environ={"TV_SECRET": SECRET})
     assert (cfg.secret, cfg.passphrase, cfg.timestamp_window, cfg.max_body_bytes) == (SECRET, PASS, 120.0, 1024)
+
+
+# De-duplication of signals without an id is opt-in per source (`dedup: body` with its
+# `dedup_window`): a static TradingView alert that fires twice in a few minutes sends the same
+# body twice, and both are meant. Signals with an id are de-duplicated by it, always; a signed
+# request replayed as captured is refused, always.
+
+ALERT = json.dumps({"passphrase": PASS, "action": "buy", "price": 2}).encode()
+
+
+def test_a_passphrase_source_acts_on_every_repeat_of_an_alert_without_id_by_default():
+    cfg = SignalSourceConfig(name="tv", passphrase=PASS)
+    seen = Seen()
+    results = [verify_signal(cfg, {}, ALERT, NOW + delay, seen) for delay in (0, 1, 60, 299)]
+    assert all(isinstance(r, Accepted) for r in results)
+    assert {r.signal.signal_id for r in results} == {results[0].signal.signal_id}  # the payload's hash
+    assert seen.calls == []  # nothing remembered: nothing to refuse
+
+
+def test_an_id_is_still_de_duplicated_without_dedup_body():
+    cfg = SignalSourceConfig(name="tv", passphrase=PASS)
+    body = json.dumps({"passphrase": PASS, "action": "buy", "id": "tv-1"}).encode()
+    seen = Seen()
+    assert isinstance(verify_signal(cfg, {}, body, NOW, seen), Accepted)
+    assert verify_signal(cfg, {}, body, NOW + 10, seen).code == "replayed"
+
+
+def test_dedup_body_refuses_a_repeat_within_its_window():
+    cfg = SignalSourceConfig(name="tv", passphrase=PASS, dedup_window=600.0)
+    seen = Seen()
+    assert isinstance(verify_signal(cfg, {}, ALERT, NOW, seen), Accepted)
+    refused = verify_signal(cfg, {}, ALERT, NOW + 599, seen)
+    assert (refused.status, refused.code) == (409, "replayed") and "dedup: body" in refused.reason
+    assert isinstance(verify_signal(cfg, {}, ALERT, NOW + 601, seen), Accepted)
+    other = json.dumps({"passphrase": PASS, "action": "sell", "price": 2}).encode()
+    assert isinstance(verify_signal(cfg, {}, other, NOW + 602, seen), Accepted)
+
+
+def test_signed_requests_keep_replay_protection_and_may_opt_in_to_body_dedup():
+    body = b'{"action": "buy", "price": 2}'
+    plain = SignalSourceConfig(name="bot", secret=SECRET)
+    seen = Seen()
+    assert isinstance(verify_signal(plain, signed(body, NOW), body, NOW, seen), Accepted)
+    assert verify_signal(plain, signed(body, NOW), body, NOW + 1, seen).code == "replayed"  # the captured request
+    assert isinstance(verify_signal(plain, signed(body, NOW + 60), body, NOW + 60, seen), Accepted)  # sent again
+    deduped = SignalSourceConfig(name="bot2", secret=SECRET, dedup_window=300.0)
+    seen = Seen()
+    assert isinstance(verify_signal(deduped, signed(body, NOW), body, NOW, seen), Accepted)
+    assert verify_signal(deduped, signed(body, NOW + 60), body, NOW + 60, seen).code == "replayed"
+
+
+def test_the_engine_config_reads_dedup_and_its_window():
+    config = parse_config({"signals": {
+        "tv": {"passphrase_env": "TV", "dedup": "body", "dedup_window": "10m"},
+        "tv5": {"passphrase_env": "TV", "dedup": "body", "timestamp_window": "2m"},
+        "bot": {"secret_env": "BOT"},
+        "off": {"passphrase_env": "TV", "dedup": "none", "dedup_window": "10m"},
+    }})
+    windows = {name: source.dedup_window for name, source in config.signals.items()}
+    assert windows == {"tv": 600.0, "tv5": 120.0, "bot": None, "off": None}
+    with pytest.raises(ConfigError, match="dedup"):
+        parse_config({"signals": {"tv": {"passphrase_env": "TV", "dedup": "payload"}}})
+    built = SignalSourceConfig.from_settings(config.signals["tv"], environ={"TV": PASS})
+    assert built.dedup_window == 600.0

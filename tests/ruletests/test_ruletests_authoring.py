@@ -1,0 +1,126 @@
+"""What a rule author trips over in test files: commas in a series, an empty file, a folder
+without tests, and problems that must all be reported in one run."""
+
+from __future__ import annotations
+
+PRICES = """\
+rules: [dip.yaml]
+wallet: {ZUSD: 10000}
+inputs:
+  - prices: {symbol: XBTUSD, series: "SERIES"}
+expect: EXPECT
+"""
+
+
+def test_a_comma_in_a_series_is_an_error_with_a_hint(ws, capsys):
+    path = ws.write("commas.test.yaml", PRICES.replace("SERIES", "70,000 69,400").replace("EXPECT", "[]"))
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert (f'{path.as_posix()}:4:38: a comma in the series "70,000 69,400": prices are separated by spaces '
+            'only, and thousands are written 30500 or 30_500 (e.g. "70_000 69_400")') in out
+    # a comma list of prices gets the same error, with the commas as spaces
+    path.write_text(PRICES.replace("SERIES", "70000, 69400").replace("EXPECT", "[]"))
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1 and '(e.g. "70000 69400")' in out
+
+
+def test_thousands_written_with_underscores_are_prices(ws, capsys):
+    expect = "[{at: 1m, rule: btc-dip-buy}]"
+    path = ws.write("under.test.yaml", PRICES.replace("SERIES", "70_000 69_400").replace("EXPECT", expect))
+    code, out, _ = ws.run(str(path), "-v", capsys=capsys)
+    assert code == 0, out
+    assert "+1m  btc-dip-buy  fired: place_order buy 0.01 XBTUSD market" in out
+    path.write_text(PRICES.replace("SERIES", "70__000 69_400").replace("EXPECT", "[]"))
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1 and "'70__000' in the series is not a price" in out
+
+
+def test_an_empty_test_file_is_told_about_test_file_keys(ws, capsys):
+    path = ws.write("empty.test.yaml", "# nothing yet\n")
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert f"{path.as_posix()}:1:1: the file is empty; a test file holds `rules:`" in out
+    assert "`inputs:`" in out and "`tests:`" in out
+    assert "version:" not in out
+
+
+def test_a_folder_without_tests_is_a_note_unless_tests_are_required(ws, capsys):
+    folder = ws.root / "rules"
+    folder.mkdir()
+    (folder / "dip.yaml").write_text((ws.root / "dip.yaml").read_text())
+    code, out, err = ws.run(str(folder), capsys=capsys)
+    assert code == 0
+    assert f"note: no test files (*.test.yaml) under {folder}" in err
+    assert "0 tests" in out
+    code, _, err = ws.run(str(folder), "--require-tests", capsys=capsys)
+    assert code == 1 and "--require-tests" in err
+    # with tests there, --require-tests changes nothing
+    ws.write("rules/q.test.yaml", PRICES.replace("dip.yaml", "./dip.yaml").replace("SERIES", "70000 70500")
+             .replace("EXPECT", "[]"))
+    code, out, _ = ws.run(str(folder), "--require-tests", capsys=capsys)
+    assert code == 0, out
+
+
+def test_every_problem_of_a_test_file_in_one_run(ws, capsys):
+    """Schema errors (a misspelled key, a wrong type) do not hide meaning errors (an unknown
+    asset, pair or rule id, a comma in a series) elsewhere in the file, nor in the same test;
+    a misspelled key is not also reported as a missing one; each problem once, in file order."""
+    path = ws.write("typos.test.yaml", """\
+        rules: [dip.yaml]
+        wallet: {ZUSDD: 10000}
+        tests:
+          - name: one
+            inputs:
+              - prices: {symbol: XBTUSDD, series: "70000 69000"}
+              - {at: 5m, signal: {source: tradingview, paylod: {action: buy}}}
+              - {at: 6m, timer: {rule: btc-dip-bye}}
+            expect:
+              - {at: 1m, rule: btc-dip-bye}
+              - {at: 2m, rule: tv-buyy, fires: maybe}
+          - name: two
+            inputs:
+              - prices: {symbol: XBTUSD, series: "70,000 69,000"}
+            expcet: []
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    name = path.as_posix()
+    errors = [line.strip().removeprefix(f"ERROR {name}:") for line in out.splitlines() if "ERROR" in line]
+    assert errors == [
+        """2:17: unknown asset 'ZUSDD' (did you mean "ZUSD"?)""",
+        """6:26: unknown Kraken pair 'XBTUSDD' (did you mean "XBTUSD"?)""",
+        '7:48: unknown key "paylod" in signal (did you mean "payload"?)',
+        """8:32: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""",
+        """10:24: no rule 'btc-dip-bye' in the rule files under test (did you mean "btc-dip-buy"?)""",
+        """11:24: no rule 'tv-buyy' in the rule files under test (did you mean "tv-buy"?)""",
+        '11:40: "fires" must be of type boolean',
+        '14:42: a comma in the series "70,000 69,000": prices are separated by spaces only, and thousands are '
+        'written 30500 or 30_500 (e.g. "70_000 69_000")',
+        '15:5: unknown key "expcet" in test (did you mean "expect"?)',
+    ]
+
+
+def test_a_broken_rule_file_does_not_hide_the_test_files_own_problems(ws, capsys):
+    ws.write("broken.yaml", "version: 1\nrules:\n  - id: x\n    triggers: []\n    actions: []\n")
+    path = ws.write("b.test.yaml", """\
+        rules: [broken.yaml]
+        wallet: {ZUSDD: 1}
+        inputs:
+          - prices: {symbol: XBTUSD, series: "1,5"}
+        expect:
+          - {at: 1m, rule: anything}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert f"{(ws.root / 'broken.yaml').as_posix()}:4:15:" in out  # the rule file's own error
+    assert f"{path.as_posix()}:2:17: unknown asset 'ZUSDD'" in out
+    assert f'{path.as_posix()}:4:38: a comma in the series "1,5"' in out
+    assert "no rule 'anything'" not in out  # which rules there are is unknown until the rule file loads
+
+
+def test_a_rule_file_named_as_a_test_file_is_told_so(ws, capsys):
+    path = ws.write("dip2.test.yaml", (ws.root / "dip.yaml").read_text())
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    [error] = [line for line in out.splitlines() if "ERROR" in line]
+    assert f"{path.as_posix()}:1:1: this is a rule file (`version:` and rules with ids), not a test file" in error
