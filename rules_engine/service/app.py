@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine import __version__
-from rules_engine.audit import AuditError, AuditLog
+from rules_engine.audit import AuditError, AuditLog, open_checked
+from rules_engine.audit.segment import ACCEPT_FLAG
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
@@ -121,6 +122,7 @@ class EngineService:
         handle_signals: bool = False,
         feed_options: Mapping[str, Any] | None = None,
         executor_options: Mapping[str, Any] | None = None,
+        accept_damaged_audit: bool = False,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -137,6 +139,7 @@ class EngineService:
         self.handle_signals = handle_signals
         self.feed_options = dict(feed_options or {})
         self.executor_options = dict(executor_options or {})
+        self.accept_damaged_audit = accept_damaged_audit  # start a new audit chain segment if it is damaged
         self.mode = config.mode
         self.metrics = ServiceMetrics()
         self._latency = self.metrics.decision_latency
@@ -221,7 +224,8 @@ class EngineService:
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
         try:
-            self.audit = AuditLog(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock)
+            self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
+                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
