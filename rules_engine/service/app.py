@@ -74,6 +74,7 @@ from rules_engine.service.startup import (
     load_problems,
     signal_sources,
 )
+from rules_engine.service.storage import StorageHealth
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
@@ -151,6 +152,7 @@ class EngineService:
         self.driver: Driver | None = None
         self.audit: AuditLog | None = None
         self.store: StateStore | None = None
+        self.storage: StorageHealth | None = None  # whether the audit log and the state store can be written
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -229,6 +231,7 @@ class EngineService:
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
+        self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         saved = self.store.load_engine_snapshot()
         if saved is not None:  # the orders decided in the last day count toward the risk limits again
             saved["order_times"] = self.store.decision_times(self.clock() - DAY)
@@ -312,6 +315,8 @@ class EngineService:
 
     def _render_metrics(self) -> bytes:
         self.metrics.queue_depth.set(self._queue.qsize())
+        if self.storage is not None:
+            self.storage.refresh()
         return self.metrics.render()
 
     def _set_needs(self, needs: RuleNeeds) -> None:
@@ -560,6 +565,8 @@ class EngineService:
             if self.audit is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit.sync)
+            if self.storage is not None:
+                await asyncio.to_thread(self.storage.check)
 
     # ------------------------------------------------------------------ reload
 
@@ -625,7 +632,7 @@ class EngineService:
     def health(self) -> dict[str, Any]:
         now = self.clock()
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
-        return health_report(
+        report = health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
             rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
             reloads=self.reload_count,
@@ -634,6 +641,7 @@ class EngineService:
             queue_depth=self._queue.qsize(),
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
         )
+        return self.storage.annotate(report) if self.storage is not None else report
 
     # ------------------------------------------------------------------ stop
 

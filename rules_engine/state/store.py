@@ -85,6 +85,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("CREATE TABLE engine_parts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",),
 }
 
+_DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
+"""SQLite's primary result codes for a disk that refuses writes."""
+
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -142,6 +145,7 @@ class StateStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -228,11 +232,13 @@ class StateStore:
                     conn.execute("BEGIN IMMEDIATE")
                 conn.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT sp{depth}")
             except sqlite3.Error as exc:
+                self._note_error(exc)
                 raise StateStoreError(f"state database {self.path}: cannot start a transaction: {exc}") from None
             self._depth += 1
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
+                self._note_error(exc)
                 self._depth = depth
                 try:
                     if outer:
@@ -252,9 +258,35 @@ class StateStore:
                         self._batched = 0
                         conn.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._note_error(exc)
                 if outer and conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StateStoreError(f"state database {self.path}: commit failed: {exc}") from None
+            if depth == 0:
+                self._failure = None
+
+    def _note_error(self, exc: BaseException) -> None:
+        """Remember a write the disk refused (full, I/O error, read-only, cannot open)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _DISK_ERRORS:
+            since = self._failure[1] if self._failure is not None else self._clock()
+            self._failure = (f"{exc} ({getattr(exc, 'sqlite_errorname', code)})", since)
+
+    @property
+    def failure(self) -> tuple[str, float] | None:
+        """Why the last write failed on the disk, and since when (epoch seconds); None once a
+        write succeeded again (see `probe`)."""
+        return self._failure
+
+    def probe(self) -> bool:
+        """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""
+        try:
+            with self._tx() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('probe', ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(self._clock()),))
+        except (StateStoreError, sqlite3.Error):
+            return False
+        return True
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
