@@ -51,6 +51,7 @@ from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
+from rules_engine.service.decision_restore import raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -232,11 +233,16 @@ class EngineService:
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
+        try:
+            restored = restore_sent_decisions(self.store, self.audit)  # after a power cut (see the module)
+        except (AuditError, StateStoreError) as exc:
+            raise StartupError(f"cannot restore decisions from the audit log: {exc}") from None
         saved = self.store.load_engine_snapshot()
         if saved is not None:  # the orders decided in the last day count toward the risk limits again
             saved["order_times"] = self.store.decision_times(self.clock() - DAY)
         try:
-            state = EngineState.from_snapshot(saved) if saved is not None else None
+            state = raise_fire_seq(EngineState.from_snapshot(saved) if saved is not None else None,
+                                   restored.fire_seq)
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
         self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
@@ -256,7 +262,7 @@ class EngineService:
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         self.dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=config.mode,
-                                     rule_hashes=self.rule_hashes, clock=self.clock)
+                                     rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch)
         assert self._loop is not None
         self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle)
@@ -567,6 +573,9 @@ class EngineService:
                     await asyncio.to_thread(self.audit.sync)
             if self.storage is not None:
                 await asyncio.to_thread(self.storage.check)
+            if self.dispatcher is not None:
+                with contextlib.suppress(StateStoreError):
+                    await asyncio.to_thread(self.dispatcher.audit_checkpoint)
 
     # ------------------------------------------------------------------ reload
 
@@ -698,6 +707,9 @@ class EngineService:
             self.driver.lane.take_changes(self.driver.engine.snapshot_changes())
             with contextlib.suppress(StateStoreError):
                 self.driver.lane.commit()
+        if self.dispatcher is not None:
+            with contextlib.suppress(StateStoreError):
+                self.dispatcher.audit_checkpoint()
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()

@@ -473,10 +473,12 @@ class StateStore:
             )
             return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
 
-    def mark_sent(self, cl_ord_id: str) -> OrderRecord:
-        """pending -> sent; call right before the request leaves. Later statuses are kept."""
+    def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
+        """pending -> sent; call right before the request leaves. Later statuses are kept.
+        `durable=False` when the decision's fsynced audit record stands for it after a power
+        cut (see `rules_engine.service.decision_restore`)."""
         now = self._clock()
-        with self._tx() as conn:
+        with self._tx(durable) as conn:
             conn.execute(
                 "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
                 "WHERE cl_ord_id = ? AND status = 'pending'",
@@ -484,14 +486,17 @@ class StateStore:
             )
             return self._require(conn, cl_ord_id)
 
-    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None) -> OrderRecord:
+    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
+                       durable: bool = True) -> OrderRecord:
         """Record what became of the order: accepted, rejected, unknown, filled, cancelled
         or abandoned (never sent). A status that would move the decision backwards, or
-        any change to a final one, is ignored; the stored decision is returned."""
+        any change to a final one, is ignored; the stored decision is returned.
+        `durable=False`: an outcome lost in a power cut leaves the decision `sent`, and the
+        next start looks the order up again."""
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
-        with self._tx() as conn:
+        with self._tx(durable) as conn:
             row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?",
                                (cl_ord_id,)).fetchone()
             if row is None:
@@ -549,6 +554,21 @@ class StateStore:
                 UNRESOLVED_STATUSES,
             ).fetchall()
         return [self._decision(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit checkpoint
+
+    def audit_checkpoint(self) -> int | None:
+        """The audit seq up to which every decision's rows are on disk (None: never saved)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
+        return None if row is None else int(row[0])
+
+    def save_audit_checkpoint(self, seq: int) -> None:
+        """Durably record that the rows of every decision audited up to `seq` are on disk (this
+        durable commit carries every earlier commit to disk with it)."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('audit_checkpoint', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(int(seq)),))
 
     # ------------------------------------------------------------------ nonces (NonceStore)
 
