@@ -376,7 +376,7 @@ class AuditLog:
         """Try to make the log usable again after a failed write or fsync: cut it back to its
         last successful fsync, write the records since then again (the kernel may have
         dropped them), fsync it and write the head durably. Then record the outage in a
-        synced `recovered` record. False (still failed) if the disk still refuses."""
+        synced `storage_recovered` record. False (still failed) if the disk still refuses."""
         if self._failed is None:
             return True
         if self._fd is None or (not force and self._clock() < self._retry_at):
@@ -406,7 +406,7 @@ class AuditLog:
                 "rewritten_bytes": len(blob),
                 "note": "the audit log could not be written; records refused meanwhile are not in the log"}
         try:
-            self._write_records([("recovered", None, None, data)], sync=True)
+            self._write_records([("storage_recovered", None, None, data)], sync=True)
         except AuditError:
             return False
         return True

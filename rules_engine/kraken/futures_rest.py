@@ -153,6 +153,15 @@ class FuturesClient(RestClient):
     def open_orders(self) -> list[dict[str, Any]]:
         return self._call("GET", "openorders", private=True)["openOrders"]
 
+    def orders_status(self, *, cli_ord_ids: list[str] | None = None,
+                      order_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Kraken's "Get Specific Orders' Status" (`orders/status`): for each named order that
+        is open, or was filled or cancelled in the last 5 seconds, `{"order": {...}, "status":
+        "ENTERED_BOOK" | "FULLY_EXECUTED" | "CANCELLED" | "REJECTED" | "TRIGGER_PLACED" | ...}`."""
+        params = {"cliOrdIds": ",".join(cli_ord_ids) if cli_ord_ids else None,
+                  "orderIds": ",".join(order_ids) if order_ids else None}
+        return list(self._call("POST", "orders/status", params, private=True).get("orders") or [])
+
     # --- trading ------------------------------------------------------------------------
 
     def send_order(

@@ -5,7 +5,7 @@ While either cannot be written the engine refuses to act: an order whose decisio
 committed (state) or whose `decision` record cannot be fsynced (audit) is never sent. Both
 recover by themselves once the disk does, without a restart: `check()` (the service calls it
 every `snapshot_interval`) asks the audit log to recover (`AuditLog.sync`: it writes again
-what it had not fsynced and records the outage in a `recovered` record) and the store to take
+what it had not fsynced and records the outage in a `storage_recovered` record) and the store to take
 a small durable write (`StateStore.probe`).
 
 What it says, for `/healthz` (`annotate`), `/readyz` and `/metrics`:

@@ -206,7 +206,7 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
     log.close()
     assert verify(path).ok and verify(path).records == 3
     kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
-    assert kinds == ["startup", "recovered", "decision"], "the refused record is accounted for"
+    assert kinds == ["startup", "storage_recovered", "decision"], "the refused record is accounted for"
 
 
 def test_a_failed_fsync_makes_the_log_refuse_further_records(tmp_path, monkeypatch):
@@ -247,7 +247,7 @@ def test_the_log_recovers_when_the_disk_does(tmp_path, monkeypatch):
     assert log.failure is None
     log.close()
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["kind"] for r in records] == ["startup", "trigger", "decision", "recovered", "request"]
+    assert [r["kind"] for r in records] == ["startup", "trigger", "decision", "storage_recovered", "request"]
     assert records[3]["data"]["refused_records"] == 2 and records[3]["data"]["failed_at"] == 1_700_000_000.0
     assert records[3]["data"]["rewritten_bytes"] > 0, "the lines since the last good fsync are written again"
     assert verify(path).ok
@@ -267,7 +267,7 @@ def test_a_failed_log_recovers_on_sync(tmp_path, monkeypatch):
     assert log.failure is None
     log.close()
     assert verify(path).ok and [json.loads(x)["kind"] for x in path.read_text().splitlines()] == [
-        "decision", "recovered"]
+        "decision", "storage_recovered"]
 
 
 def test_closed_log_refuses_records(tmp_path):
@@ -356,5 +356,5 @@ def test_append_many_chains_the_records_in_one_write_or_keeps_none(tmp_path, mon
     log.close()
     assert verify(path).ok and verify(path).records == 5
     recovered = json.loads(path.read_text().splitlines()[-1])
-    assert recovered["kind"] == "recovered" and recovered["data"]["refused_records"] == 3
+    assert recovered["kind"] == "storage_recovered" and recovered["data"]["refused_records"] == 3
     assert "No space left" in recovered["data"]["error"]

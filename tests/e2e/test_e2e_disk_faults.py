@@ -51,7 +51,7 @@ async def _refuse_then_recover(e2e: E2E, break_disk, mend_disk, caplog) -> None:
         await wait_for(lambda: len(_orders(seen)) == 3)
         assert _orders(seen)[2].ok, _orders(seen)[2].error
     records = e2e.audit_records()
-    recovered = [r for r in records if r["kind"] == "recovered"]
+    recovered = [r for r in records if r["kind"] == "storage_recovered"]
     assert recovered and recovered[0]["data"]["part"] == "audit" and recovered[0]["data"]["refused_records"] > 0
     assert e2e.audit_ok()
 

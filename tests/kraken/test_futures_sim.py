@@ -167,3 +167,15 @@ def test_without_pacing_the_simulator_refuses(sim, clock):
             except E.KrakenError:
                 pass
         assert refused and refused[0] == "sendorder", "Kraken's budget holds 50 sendorders, not 60"
+
+
+def test_orders_status_names_open_and_recently_finished_orders(client, sim, clock):
+    client.send_order("lmt", SYMBOL, "buy", "0.01", limit_price="50000", cli_ord_id="st-1")
+    [entry] = client.orders_status(cli_ord_ids=["st-1"])
+    assert entry["status"] == "ENTERED_BOOK" and entry["order"]["cliOrdId"] == "st-1"
+    client.cancel_order(cli_ord_id="st-1")
+    [entry] = client.orders_status(cli_ord_ids=["st-1"])
+    assert entry["status"] == "CANCELLED"
+    clock.sleep(5.5)
+    assert client.orders_status(cli_ord_ids=["st-1"]) == [], "Kraken answers for 5 seconds after the end"
+    assert client.orders_status(cli_ord_ids=["nobody"]) == []
