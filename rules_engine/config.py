@@ -66,6 +66,7 @@ class EngineConfig:
     port: int = 8080
     signals: Mapping[str, SignalSourceSettings] = field(default_factory=dict)
     paper_balances: Mapping[str, Decimal] = field(default_factory=dict)
+    paper_futures_balances: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures collateral
     source: str | None = None
 
 
@@ -137,6 +138,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         port=server.get("port", 8080),
         signals=signals,
         paper_balances={k: Decimal(str(v)) for k, v in data.get("paper_wallet", {}).get("balances", {}).items()},
+        paper_futures_balances={k: Decimal(str(v))
+                                for k, v in data.get("paper_wallet", {}).get("futures_balances", {}).items()},
         source=source,
     )
 
