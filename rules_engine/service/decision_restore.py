@@ -8,12 +8,15 @@ SQLite commits, but never the decision record of an order that was sent.
 
 So the store keeps an **audit checkpoint**: the audit seq up to which every decision's rows
 are on disk (`Dispatcher.audit_checkpoint`, a durable commit about once a second while
-records come, and at a clean stop). At start, before anything else, `restore_sent_decisions`
-reads the audit records after it; each `decision` record whose order the store does not know,
-or knows only as `pending`, is recorded as `sent`, and is then looked up on the exchange by
-its client order id like any other unresolved order (`Dispatcher.recover`). The rule's fire
-number is raised past it (`raise_fire_seq`), so a rule never reuses that client order id for
-a new decision.
+records come, and at a clean stop), and the **boot id** of the machine that last ran it. Only
+a restart of the operating system (a power cut, a kernel crash) can lose a commit the engine
+made; so when the boot id is unchanged (the engine itself stopped or was killed) nothing is
+restored, and a decision left `pending` never left the engine, as before. After a reboot,
+`restore_sent_decisions` reads the audit records after the checkpoint; each `decision` record
+whose order the store does not know, or knows only as `pending`, is recorded as `sent`, and
+is then looked up on the exchange by its client order id like any other unresolved order
+(`Dispatcher.recover`). The rule's fire number is raised past it (`raise_fire_seq`), so a rule
+never reuses that client order id for a new decision.
 """
 
 from __future__ import annotations
@@ -67,13 +70,27 @@ def records_after(path: Path, seq: int) -> Iterator[dict[str, Any]]:
         os.close(fd)
 
 
-def restore_sent_decisions(store: StateStore, log: AuditLog) -> Restored:
-    """Record as `sent` each order decision audited after the store's checkpoint that the
-    store lost or holds as `pending`. A store without a checkpoint (a new one) starts from
-    the log's head. Saves a new checkpoint."""
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This boot of the operating system (Linux), None where it cannot be read."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def restore_sent_decisions(store: StateStore, log: AuditLog, current_boot: str | None = None) -> Restored:
+    """After a reboot (`current_boot`, default `boot_id()`, differs from the one saved; an
+    unknown one counts as a reboot), record as `sent` each order decision audited after the
+    store's checkpoint that the store lost or holds as `pending`. A store without a
+    checkpoint (a new one) starts from the log's head. Saves the checkpoint and the boot id."""
     restored = Restored()
+    current_boot = boot_id() if current_boot is None else current_boot
+    rebooted = current_boot is None or store.meta("boot_id") != current_boot
     checkpoint = store.audit_checkpoint()
-    if checkpoint is not None and log.head[0] > checkpoint:
+    if rebooted and checkpoint is not None and log.head[0] > checkpoint:
         for record in records_after(log.path, checkpoint):
             data = record.get("data") or {}
             cl_ord_id, intent = data.get("cl_ord_id"), data.get("intent")
@@ -99,6 +116,8 @@ def restore_sent_decisions(store: StateStore, log: AuditLog) -> Restored:
             "note": "audited before its order was sent, but not saved as sent in the state store (a power cut): "
                     "recorded as sent now, to be looked up by its client order id, never sent again"})
     store.save_audit_checkpoint(log.head[0])
+    if current_boot is not None:
+        store.set_meta("boot_id", current_boot)
     return restored
 
 

@@ -559,9 +559,20 @@ class StateStore:
 
     def audit_checkpoint(self) -> int | None:
         """The audit seq up to which every decision's rows are on disk (None: never saved)."""
+        value = self.meta("audit_checkpoint")
+        return None if value is None else int(value)
+
+    def meta(self, key: str) -> str | None:
+        """A value of the `meta` table (None if unset)."""
         with self._reading() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
-        return None if row is None else int(row[0])
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Durably set a value of the `meta` table."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     def save_audit_checkpoint(self, seq: int) -> None:
         """Durably record that the rows of every decision audited up to `seq` are on disk (this
