@@ -277,10 +277,10 @@ class AuditLog:
             self._pending.append(blob)
         self._seq, self._prev = seq, prev
         self._unsynced += len(records)
-        if self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
-            self._sync_locked()
-        elif sync and self._durable:
+        if sync and self._durable:  # a decision on its way to its order: one fsync, the head in place
             self._sync_locked(durable_head=False)
+        elif self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
+            self._sync_locked()
         return records
 
     def _encode(

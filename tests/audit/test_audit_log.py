@@ -358,3 +358,25 @@ def test_append_many_chains_the_records_in_one_write_or_keeps_none(tmp_path, mon
     recovered = json.loads(path.read_text().splitlines()[-1])
     assert recovered["kind"] == "storage_recovered" and recovered["data"]["refused_records"] == 3
     assert "No space left" in recovered["data"]["error"]
+
+
+def test_a_synced_decision_costs_one_fsync_even_when_a_batch_is_due(tmp_path, monkeypatch):
+    """The decision's record is fsynced and the head updated in place; replacing the head file
+    durably (more fsyncs) is left to the next batch or `sync()`, off the way to the order."""
+    from rules_engine.audit import head as head_module
+
+    now = [1_700_000_000.0]
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live", clock=lambda: now[0])
+    log.append("startup", sync=True)
+    log.append("trigger")
+    now[0] += 5  # the 1 s batch interval has passed
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    monkeypatch.setattr(head_module.os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    log.append("decision", data={"n": 1}, sync=True)
+    assert len(calls) == 1
+    log.sync()
+    assert len(calls) > 1, "the head file is replaced durably by the next sync"
+    log.close()
+    assert verify(tmp_path / "audit.jsonl").ok
