@@ -34,9 +34,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from rules_engine.audit.sink import AuditSink
+from rules_engine.audit.tail import audited_answer
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
 from rules_engine.execution.account import SYNC_ID
@@ -236,7 +238,7 @@ class Dispatcher:
 
     def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None) -> ExecutionReport:
         now = self._clock()
-        report = self.executor.reconcile(decision, now)
+        report = self.executor.reconcile(self._with_audited_answer(decision), now)
         if intent_id is not None and report.result.intent_id != intent_id:
             report = ExecutionReport(ActionResult(intent_id, report.result.ok, report.result.time,
                                                   report.result.data, report.result.error),
@@ -250,6 +252,22 @@ class Dispatcher:
         self._record(decision.cl_ord_id, status, outcome)
         self._note(report.events)
         return report
+
+    def _with_audited_answer(self, decision: OrderRecord) -> OrderRecord:
+        """A Futures decision whose answer was audited but not recorded (a crash in between),
+        with that answer under `outcome["audited"]`: its order id lets the lookup search the
+        fills, which carry no client order id."""
+        path = getattr(self.audit, "path", None)
+        if decision.intent.get("kind") != "futures_send_order" or path is None:
+            return decision
+        try:
+            answer = audited_answer(path, decision.cl_ord_id, decision.created_at)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the audit log for order %s: %s", decision.cl_ord_id, exc)
+            return decision
+        if not answer or not answer.get("ok"):
+            return decision
+        return replace(decision, outcome={**(decision.outcome or {}), "audited": answer})
 
     def _abandon(self, decision: OrderRecord) -> ExecutionReport:
         now = self._clock()

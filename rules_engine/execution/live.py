@@ -235,7 +235,9 @@ class LiveExecutor:
 
     def _reconcile_futures(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
         """Look a Futures order up by `cliOrdId`: among the open orders, then with
-        `orders/status` (open, or filled or cancelled in the last 5 seconds)."""
+        `orders/status` (open, or filled or cancelled in the last 5 seconds), then, if its
+        answer was audited before the crash (`outcome["audited"]`, from the dispatcher), among
+        the fills by its order id."""
         client, cl_ord_id = self._futures(), decision.cl_ord_id
         for order in client.open_orders():
             if order.get("cliOrdId") == cl_ord_id:
@@ -245,6 +247,17 @@ class LiveExecutor:
             order = entry.get("order") or {}
             if order.get("cliOrdId") == cl_ord_id:
                 return self._futures_status(decision, intent_id, now, request, entry)
+        audited = ((decision.outcome or {}).get("audited") or {}).get("data") or {}
+        order_id = audited.get("order_id")
+        if order_id:  # the answer was audited before the crash: its fills name its order id
+            fills = [f for f in client.fills() if f.get("order_id") == order_id]
+            if fills:
+                size = sum((_decimal(f.get("size")) or Decimal(0) for f in fills), Decimal(0))
+                data = {"order_id": order_id, "recovered": True, "status": "filled"}
+                event = OrderUpdate(time=now, status="filled", txid=order_id, cl_ord_id=cl_ord_id,
+                                    pair=fills[0].get("symbol"), market="futures", volume=size, filled=size)
+                return ExecutionReport(ok(intent_id, now, data), request, {"found": True, "fills": redact(fills)},
+                                       (event,))
         result = refused(intent_id, now, "not among the open Futures orders, nor filled or cancelled in the last "
                          "5 seconds (orders/status): never placed, or finished earlier; check the account's fills",
                          "OrderStateUnknown", ambiguous=True)

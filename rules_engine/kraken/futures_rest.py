@@ -153,6 +153,11 @@ class FuturesClient(RestClient):
     def open_orders(self) -> list[dict[str, Any]]:
         return self._call("GET", "openorders", private=True)["openOrders"]
 
+    def fills(self, last_fill_time: str | None = None) -> list[dict[str, Any]]:
+        """The account's recent fills, newest first (`fill_id`, `order_id`, `symbol`, `side`,
+        `size`, `price`, `fillTime`, `fillType`); Kraken's fills carry no `cliOrdId`."""
+        return list(self._call("GET", "fills", {"lastFillTime": last_fill_time}, private=True).get("fills") or [])
+
     def orders_status(self, *, cli_ord_ids: list[str] | None = None,
                       order_ids: list[str] | None = None) -> list[dict[str, Any]]:
         """Kraken's "Get Specific Orders' Status" (`orders/status`): for each named order that

@@ -21,18 +21,14 @@ never reuses that client order id for a new decision.
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rules_engine.audit import AuditLog
+from rules_engine.audit.tail import records_after
 from rules_engine.core import EngineState
 from rules_engine.state import StateStore
-
-_BLOCK = 65536
 
 
 @dataclass
@@ -41,33 +37,6 @@ class Restored:
 
     orders: list[dict[str, Any]] = field(default_factory=list)  # per order: cl_ord_id, rule_id, decision_id, ...
     fire_seq: dict[str, int] = field(default_factory=dict)  # rule id -> highest fire number in the log
-
-
-def records_after(path: Path, seq: int) -> Iterator[dict[str, Any]]:
-    """The log's records with a seq above `seq`, last first (read from the end back)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        end = os.fstat(fd).st_size
-        rest = b""
-        while end > 0:
-            start = max(0, end - _BLOCK)
-            lines = (os.pread(fd, end - start, start) + rest).split(b"\n")
-            end = start
-            rest = lines.pop(0) if start > 0 else b""
-            for line in reversed(lines):
-                if not line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a torn final line: sealed by the log when it opened
-                if not isinstance(record, dict) or not isinstance(record.get("seq"), int):
-                    continue
-                if record["seq"] <= seq:
-                    return
-                yield record
-    finally:
-        os.close(fd)
 
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

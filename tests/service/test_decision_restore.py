@@ -2,7 +2,8 @@
 
 from rules_engine.audit import AuditLog
 from rules_engine.core import EngineState
-from rules_engine.service.decision_restore import raise_fire_seq, records_after, restore_sent_decisions
+from rules_engine.audit.tail import records_after
+from rules_engine.service.decision_restore import raise_fire_seq, restore_sent_decisions
 from rules_engine.state import StateStore
 
 
