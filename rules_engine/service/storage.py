@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,7 @@ class StorageHealth:
         self._failures = Counter("rules_engine_storage_failures",
                                  "Times a part of the state dir stopped being writable", ["part"], registry=registry)
         self._known: dict[str, tuple[str, float] | None] = dict.fromkeys(PARTS)
+        self._lock = threading.Lock()  # refresh runs on the loop (health, metrics) and on a worker (check)
         for part in PARTS:
             self._writable.labels(part).set(1)
             self._failures.labels(part)
@@ -69,6 +71,10 @@ class StorageHealth:
 
     def refresh(self) -> None:
         """Update the gauges and log each change (no I/O)."""
+        with self._lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
         for part in PARTS:
             failure, known = self._failure(part), self._known[part]
             if (failure is None) == (known is None):
