@@ -9,9 +9,11 @@
 (b) Latency from a tick arriving to its signed AddOrder request leaving, live mode against
     the simulator on loopback: the tick's receive time (`Tick.time`) to the moment the
     signed request is handed to the HTTP transport. Before the send every decision's rows
-    and state are committed to SQLite, its audit record is fsynced and it is marked sent (a
-    durable commit): two fsyncs, so the state dir is measured on disk and on tmpfs
-    (/dev/shm). Medians of the rounds' p50 and p99 are reported.
+    and state are committed to SQLite and it is marked sent (both without waiting for the
+    disk), and its audit record is fsynced: one fsync, so the state dir is measured on disk
+    and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
+    measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
+    Medians of the rounds' p50 and p99 are reported.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import shutil
 import statistics
@@ -43,6 +46,7 @@ from rules_engine.sim import Account, SimConfig, Simulator
 FRAMES = 60_000
 SYMBOLS = 50
 RULES = 1_000
+TARGET_P99_MS = 1.0  # tick -> signed AddOrder, state dir on disk (one fsync on the way)
 LATENCY_SAMPLES = 100  # Kraken's pro tier allows ~180 orders before it throttles
 
 
@@ -223,6 +227,23 @@ async def latency(state_root: Path) -> list[float]:
     return [(transport.sent[c] - t) * 1000 for c, t in tick_times.items() if c in transport.sent][1:]
 
 
+def fsync_cost(directory: Path, samples: int = 200) -> list[float]:
+    """Milliseconds per fsync of a file a few hundred bytes are appended to each time (as the
+    audit log is), in `directory`."""
+    fd, name = tempfile.mkstemp(prefix="bench-fsync-", dir=directory)
+    try:
+        times = []
+        for _ in range(samples):
+            os.write(fd, b"x" * 400)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -263,10 +284,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"{fires[label]} fires, each persisted and audited)")
         for label, base in (("disk (/tmp)", root), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
             p50s, p99s, worst, count = [], [], 0.0, 0
+            fsyncs: list[float] = []
             for _ in range(args.rounds):
                 where = Path(tempfile.mkdtemp(prefix="bench-latency-", dir=base))
                 try:
+                    fsyncs += fsync_cost(where)
                     samples = asyncio.run(latency(where))
+                    fsyncs += fsync_cost(where)
                 finally:
                     shutil.rmtree(where, ignore_errors=True)
                 p50s.append(statistics.median(samples))
@@ -275,7 +299,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"(b) tick -> signed AddOrder leaving, live mode against the simulator, state dir on {label}: "
                   f"{args.rounds} rounds, n={count}: p50 {statistics.median(p50s):.2f} ms, "
                   f"p99 {statistics.median(p99s):.2f} ms (medians of the rounds; p99 per round "
-                  f"{', '.join(f'{v:.2f}' for v in p99s)}), max {worst:.2f} ms")
+                  f"{', '.join(f'{v:.2f}' for v in p99s)}), max {worst:.2f} ms; one fsync there, same run: "
+                  f"p50 {statistics.median(fsyncs):.3f} ms, p99 {_percentile(fsyncs, 0.99):.3f} ms")
+            if base == root:
+                verdict = "met" if statistics.median(p99s) < TARGET_P99_MS else "NOT met"
+                print(f"    target on disk: p99 < {TARGET_P99_MS:g} ms: {verdict}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

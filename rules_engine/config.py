@@ -93,6 +93,7 @@ class EngineConfig:
     feed_max_age: float = 30.0  # readiness: a feed silent this long (no tick, no heartbeat) is stale
     tick_max_age: float | None = None  # readiness: a symbol without a tick this long is stale (off by default)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    paper_futures_balances: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures collateral
     source: str | None = None
 
 
@@ -186,6 +187,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         feed_max_age=parse_duration(health.get("feed_max_age", "30s")),
         tick_max_age=parse_duration(health["tick_max_age"]) if "tick_max_age" in health else None,
         notifications=notifications,
+        paper_futures_balances={k: Decimal(str(v))
+                                for k, v in data.get("paper_wallet", {}).get("futures_balances", {}).items()},
         source=source,
     )
 

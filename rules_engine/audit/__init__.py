@@ -9,7 +9,8 @@
 Record kinds written by the engine (free lower-case words; these are the documented set):
 `startup`, `shutdown`, `reload`, `trigger`, `guard`, `decision`, `risk`, `request`,
 `response`, `action`, `error`, `signal_rejected`, `kill_switch`, `reconcile`, and
-`torn_tail` (written by the log itself when it seals an interrupted final line).
+`torn_tail` (written by the log itself when it seals an interrupted final line), and
+`chain_break` (the first record of a new segment after a damaged log, `audit.segment`).
 """
 
 from rules_engine.audit.errors import AuditCorruptError, AuditError, AuditLockedError
@@ -17,6 +18,7 @@ from rules_engine.audit.head import Head, HeadError, head_path, read_head
 from rules_engine.audit.log import AuditLog
 from rules_engine.audit.query import format_record, parse_time, show
 from rules_engine.audit.records import GENESIS, canonical_json, record_hash, to_jsonable
+from rules_engine.audit.segment import AuditDamagedError, damage, open_checked, start_new_segment
 from rules_engine.audit.verify import Problem, VerifyReport, parse_anchor, verify
 
 KINDS = (
@@ -35,6 +37,7 @@ KINDS = (
     "kill_switch",
     "reconcile",
     "torn_tail",
+    "chain_break",
 )
 
 __all__ = [
@@ -44,6 +47,10 @@ __all__ = [
     "AuditError",
     "AuditCorruptError",
     "AuditLockedError",
+    "AuditDamagedError",
+    "damage",
+    "open_checked",
+    "start_new_segment",
     "Head",
     "HeadError",
     "head_path",

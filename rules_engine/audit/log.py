@@ -132,6 +132,11 @@ class AuditLog:
         self._fsync_interval = fsync_interval if durable else math.inf
         self._lock = threading.Lock()
         self._failed: str | None = None
+        self._failed_at: float | None = None
+        self._refused = 0  # records refused since the failure
+        self._retry_at = 0.0
+        self._synced_size = 0  # the log's size at its last successful fsync
+        self._pending: list[bytes] = []  # the lines written since then, to write again on recovery
         self._unsynced = 0
         self._head_behind = False  # the head file was updated in place, not fsynced since
         self._head_fd: int | None = None  # the head file as last durably written, for in-place updates
@@ -156,7 +161,7 @@ class AuditLog:
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
         line, fragment_start = read_tail(self._fd, size)
-        self._size = fragment_start
+        self._size = self._synced_size = fragment_start
         if line is None:
             self._seq, self._prev = 0, GENESIS
         else:
@@ -249,8 +254,9 @@ class AuditLog:
     ) -> list[dict[str, Any]]:
         if self._fd is None:
             raise AuditError(f"audit log {self.path} is closed")
-        if self._failed:
-            raise AuditError(f"audit log {self.path} is unusable after an earlier failure: {self._failed}")
+        if self._failed and not self._recover_locked():
+            self._refused += len(entries)
+            raise AuditError(f"audit log {self.path} is unusable since an earlier failure: {self._failed}")
         seq, prev = self._seq, self._prev
         records, lines = [], []
         for kind, rule_id, rule_hash, data in entries:
@@ -261,13 +267,20 @@ class AuditLog:
             lines.append(line)
         if not records:
             return records
-        self._write_line(lines[0] if len(lines) == 1 else b"".join(lines))
+        blob = lines[0] if len(lines) == 1 else b"".join(lines)
+        try:
+            self._write_line(blob)
+        except AuditError:
+            self._refused += len(records)
+            raise
+        if self._durable:
+            self._pending.append(blob)
         self._seq, self._prev = seq, prev
         self._unsynced += len(records)
-        if self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
-            self._sync_locked()
-        elif sync and self._durable:
+        if sync and self._durable:  # a decision on its way to its order: one fsync, the head in place
             self._sync_locked(durable_head=False)
+        elif self._unsynced >= self._fsync_every or self._clock() - self._last_sync >= self._fsync_interval:
+            self._sync_locked()
         return records
 
     def _encode(
@@ -303,8 +316,9 @@ class AuditLog:
         except OSError as exc:
             try:
                 os.ftruncate(self._fd, self._size)
+                self._fail(f"write failed ({exc.strerror})", retry_after=0.0)  # the log is as it was
             except OSError:
-                self._failed = f"a partial record could not be removed ({exc.strerror})"
+                self._fail(f"write failed ({exc.strerror}) and the partial record could not be removed")
             raise AuditError(f"could not write to audit log {self.path}: {exc.strerror}") from None
         self._size += len(line)
 
@@ -321,9 +335,12 @@ class AuditLog:
                 write_head(self.path, head)
                 self._reopen_head()
         except OSError as exc:
-            # After a failed fsync the kernel may have dropped the data: never trust this log again.
-            self._failed = f"fsync failed ({exc.strerror})"
+            # After a failed fsync the kernel may have dropped the data: the records since the
+            # last good fsync are written again by `_recover_locked` before anything new.
+            self._fail(f"fsync failed ({exc.strerror})")
             raise AuditError(f"could not sync audit log {self.path}: {exc.strerror}") from None
+        self._synced_size = self._size
+        self._pending.clear()
         self._unsynced = 0
         self._head_behind = not durable_head
         if durable_head:
@@ -336,9 +353,75 @@ class AuditLog:
             self._head_fd = None
         self._head_fd = os.open(head_path(self.path), os.O_WRONLY | os.O_CLOEXEC)
 
-    def sync(self) -> None:
-        """Fsync every record written so far and the head file naming the last one."""
+    # ------------------------------------------------------------------ failure and recovery
+
+    RETRY_INTERVAL = 0.5
+    """While failed, an append tries to recover at most this often (seconds); `sync()` always tries."""
+
+    @property
+    def failure(self) -> tuple[str, float] | None:
+        """Why the log cannot take records, and since when (epoch seconds); None while it can."""
         with self._lock:
+            return None if self._failed is None or self._failed_at is None else (self._failed, self._failed_at)
+
+    def _fail(self, reason: str, retry_after: float = RETRY_INTERVAL) -> None:
+        """Refuse records until `_recover_locked` succeeds (tried again after RETRY_INTERVAL)."""
+        if self._failed is None:
+            self._failed_at = float(self._clock())
+            self._refused = 0
+        self._failed = reason
+        self._retry_at = float(self._clock()) + retry_after
+
+    def _recover_locked(self, force: bool = False) -> bool:
+        """Try to make the log usable again after a failed write or fsync: cut it back to its
+        last successful fsync, write the records since then again (the kernel may have
+        dropped them), fsync it and write the head durably. Then record the outage in a
+        synced `storage_recovered` record. False (still failed) if the disk still refuses."""
+        if self._failed is None:
+            return True
+        if self._fd is None or (not force and self._clock() < self._retry_at):
+            return False
+        if not self._durable:  # nothing was fsynced but on sync()/close(): no lines kept to write again
+            self._synced_size, self._pending = self._size, []
+        blob = b"".join(self._pending)
+        try:
+            os.ftruncate(self._fd, self._synced_size)
+            view, written = memoryview(blob), 0
+            while written < len(blob):
+                written += os.write(self._fd, view[written:])
+            os.fsync(self._fd)
+            write_head(self.path, Head(self._seq, self._prev, float(self._clock())))
+            self._reopen_head()
+        except OSError as exc:
+            self._fail(f"{self._failed.split(';')[0]}; still failing: {exc.strerror}")
+            return False
+        self._size = self._synced_size = self._synced_size + len(blob)
+        self._pending.clear()
+        self._unsynced, self._head_behind = 0, False
+        self._last_sync = self._clock()
+        failed, since, refused = self._failed, self._failed_at, self._refused
+        self._failed = self._failed_at = None
+        self._refused = 0
+        data = {"part": "audit", "error": failed, "failed_at": since, "refused_records": refused,
+                "rewritten_bytes": len(blob),
+                "note": "the audit log could not be written; records refused meanwhile are not in the log"}
+        try:
+            self._write_records([("storage_recovered", None, None, data)], sync=True)
+        except AuditError:
+            return False
+        return True
+
+    def recover(self) -> bool:
+        """Try to recover now (see `_recover_locked`); whether the log can take records."""
+        with self._lock:
+            return self._recover_locked(force=True)
+
+    def sync(self) -> None:
+        """Fsync every record written so far and the head file naming the last one. A failed
+        log tries to recover first (AuditError if it cannot)."""
+        with self._lock:
+            if self._failed and not self._recover_locked(force=True):
+                raise AuditError(f"audit log {self.path} is unusable since an earlier failure: {self._failed}")
             if self._unsynced or self._head_behind:
                 self._sync_locked()
 
@@ -348,6 +431,8 @@ class AuditLog:
             if self._fd is None:
                 return
             try:
+                if self._failed:
+                    self._recover_locked(force=True)
                 if (self._unsynced or self._head_behind) and not self._failed:
                     self._sync_locked()
             finally:

@@ -3,15 +3,61 @@ optional external anchor. Stops at the first problem and names its line."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rules_engine.audit.head import HeadError, head_path, read_head
 from rules_engine.audit.records import GENESIS, RecordError, parse_record
 
 _ANCHOR = re.compile(r"^(?:(\d+):)?([0-9a-f]{64})$")
+
+LOOKAROUND = 10_000
+"""How many lines `verify` looks ahead for the record a seq jump skipped (moved, not missing),
+and how many records back it remembers to tell a duplicate from a record moved back."""
+
+_KIND_WORDS = {"edited": "record edited", "damaged": "damaged line (not an audit record)"}
+
+
+def _sequence_problem(path: Path, line_no: int, start: int, record: dict[str, Any], expected: int,
+                      recent: dict[int, str]) -> Problem:
+    """Why the record on `line_no` (at byte `start`) has seq `record["seq"]` where `expected`
+    was due: records missing, out of order (the expected one comes later, or this one came
+    already), or a duplicate of an earlier record."""
+    seq = record["seq"]
+    if seq < expected:
+        if recent.get(seq) == record["hash"]:
+            return Problem(line_no, "duplicated", f"seq {seq} where {expected} was expected: "
+                                                  f"a duplicate of an earlier record")
+        return Problem(line_no, "reordered", f"seq {seq} where {expected} was expected: records out of order "
+                                             f"(seq {seq} belongs earlier)")
+    found = _find_seq(path, start, expected)
+    if found is not None:
+        return Problem(line_no, "reordered", f"seq {seq} where {expected} was expected: records out of order "
+                                             f"(seq {expected} is on line {line_no + found})")
+    gap = f"seq {expected}" if seq == expected + 1 else f"seqs {expected} to {seq - 1}"
+    return Problem(line_no, "missing", f"seq {seq} where {expected} was expected: records missing ({gap})")
+
+
+def _find_seq(path: Path, start: int, seq: int) -> int | None:
+    """How many lines after the one at byte `start` the record with `seq` is (within
+    LOOKAROUND lines), or None."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        handle.readline()
+        for distance, raw in enumerate(handle, 1):
+            if distance > LOOKAROUND:
+                return None
+            try:
+                found = json.loads(raw).get("seq")
+            except (ValueError, AttributeError):
+                continue
+            if found == seq:
+                return distance
+    return None
 
 
 @dataclass(frozen=True)
@@ -19,7 +65,8 @@ class Problem:
     """What is wrong and where: `line` is 1-based in the log file."""
 
     line: int
-    kind: str  # "damaged" | "chain" | "truncated" | "torn_tail" | "head" | "anchor"
+    kind: str  # "edited" | "damaged" | "missing" | "reordered" | "duplicated" | "truncated" | "torn_tail"
+    #            | "head" | "anchor"
     reason: str
 
     def __str__(self) -> str:
@@ -82,10 +129,13 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> V
         head, head_error = None, str(exc)
     anchor_found = False
     head_hash_at_seq: str | None = None
+    recent: dict[int, str] = {}  # seq -> hash of the last LOOKAROUND good records (to tell a duplicate)
     with open(path, "rb") as handle:
         line_no = 0
+        offset = 0
         for raw in handle:
             line_no += 1
+            start, offset = offset, offset + len(raw)
             if not raw.endswith(b"\n"):
                 report.torn_tail = Problem(
                     line_no, "torn_tail", f"torn final line ({len(raw)} bytes, no newline): an interrupted write"
@@ -94,22 +144,25 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> V
             try:
                 record = parse_record(raw[:-1])
             except RecordError as exc:
-                report.problem = Problem(line_no, "damaged", str(exc))
+                kind = "edited" if str(exc).startswith("hash mismatch") else "damaged"
+                report.problem = Problem(line_no, kind, f"{_KIND_WORDS[kind]}: {exc}")
                 break
             expected_seq = report.head_seq + 1
             if record["seq"] != expected_seq:
-                what = "missing" if record["seq"] > expected_seq else "out of order or duplicated"
-                report.problem = Problem(
-                    line_no, "chain", f"seq {record['seq']} where {expected_seq} was expected: records {what}"
-                )
+                report.problem = _sequence_problem(path, line_no, start, record, expected_seq, recent)
                 break
             if record["prev"] != report.head_hash:
                 report.problem = Problem(
-                    line_no, "chain", "prev does not match the hash of the record before: the chain is broken"
+                    line_no, "edited",
+                    f"record edited: prev does not match the hash of the record before (line {line_no - 1}): "
+                    f"that record was edited and its hash recomputed, or this one was replaced",
                 )
                 break
             report.records += 1
             report.head_seq, report.head_hash = record["seq"], record["hash"]
+            recent[record["seq"]] = record["hash"]
+            if len(recent) > LOOKAROUND:
+                del recent[next(iter(recent))]
             if head is not None and record["seq"] == head.seq:
                 head_hash_at_seq = record["hash"]
             if anchor_hash is not None and record["hash"] == anchor_hash:

@@ -1,4 +1,5 @@
-"""`rules-engine audit verify|show`: check and read the audit log.
+"""`rules-engine audit verify|show|new-segment`: check and read the audit log; after damage,
+start a new chain segment that records the break.
 
 PATH is the log file or a state directory; by default the state directory's
 `audit.jsonl` (`--state-dir`, else $RULES_ENGINE_STATE_DIR, else ./state).
@@ -21,6 +22,7 @@ from rules_engine.audit import (
     parse_anchor,
     parse_time,
     show,
+    start_new_segment,
     verify,
 )
 from rules_engine.state.paths import AUDIT_FILE, add_state_dir_argument, audit_log_path, resolve_state_dir
@@ -70,6 +72,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--strict", action="store_true", help="treat a torn final line as a failure (exit 1)")
     check.set_defaults(func=_verify)
+
+    segment = actions.add_parser(
+        "new-segment",
+        help="after damage: keep the damaged log aside and start a new chain that records the break",
+        description="For a damaged audit log only (verify exits 1): move it and its head file aside "
+        "unchanged (audit.jsonl.damaged-<UTC time>) and begin a new log whose first record, chain_break, "
+        "names that file, its SHA-256, the first problem and the last good record. The engine then starts. "
+        "The same as `rules-engine run --accept-damaged-audit`. Exit 0 done, 1 the log is intact or in use, 2 usage.",
+    )
+    segment.add_argument("path", nargs="?", metavar="PATH", help="audit log file or state directory")
+    add_state_dir_argument(segment)
+    segment.set_defaults(func=_new_segment)
 
     read = actions.add_parser(
         "show",
@@ -123,6 +137,26 @@ def _verify(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
     if not report.ok or (args.strict and report.torn_tail is not None):
         return 1
+    return 0
+
+
+def _new_segment(args: argparse.Namespace) -> int:
+    path = _log_path(args)
+    if path is None:
+        return 2
+    report = verify(path)
+    if report.ok:
+        print(f"rules-engine audit: {path} is intact: nothing to break ({report.summary()})", file=sys.stderr)
+        return 1
+    print(report.summary(), file=sys.stderr)
+    try:
+        with start_new_segment(path, report, mode="audit", accepted_by="rules-engine audit new-segment") as log:
+            record = log.head
+    except AuditError as exc:
+        print(f"rules-engine audit: cannot start a new segment: {exc}", file=sys.stderr)
+        return 1
+    print(f"new chain segment: {path} (seq {record[0]} is the chain_break record); the damaged log is kept "
+          f"unchanged beside it as {path.name}.damaged-*")
     return 0
 
 

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="state dir (default: $RULES_ENGINE_STATE_DIR, else the config's state_dir, else ./state)")
     parser.add_argument("--host", metavar="HOST", help="HTTP listen address (default: the config's server.host)")
     parser.add_argument("--port", metavar="PORT", type=int, help="HTTP port; 0 picks a free one (default: server.port)")
+    parser.add_argument("--accept-damaged-audit", action="store_true",
+                        help="if the audit log's chain is damaged, keep it aside as evidence and start a new "
+                             "chain segment that records the break (default: refuse to start)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log lines as key=value text or JSON")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(func=run)
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _refuse(str(exc))
     service = EngineService(config, args.rules, cli_live=args.live, state_dir=args.state_dir, host=args.host,
-                            port=args.port, handle_signals=True)
+                            port=args.port, handle_signals=True, accept_damaged_audit=args.accept_damaged_audit)
     return asyncio.run(_serve(service))
 
 

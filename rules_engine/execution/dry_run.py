@@ -2,7 +2,9 @@
 that survives restarts.
 
 The wallet is a `PaperExecutor` (the simulator's matcher): limit orders rest until the
-price reaches them. Its snapshot is saved to the state store (`save_paper_wallet`) after
+price reaches them. Futures orders go to its paper Futures account (`PaperFutures`, the
+simulator's Futures matcher), whose collateral starts from `paper_wallet.futures_balances`.
+Its snapshot is saved to the state store (`save_paper_wallet`) after
 every intent and after every tick that changed an order, in the same SQLite file as the
 decisions; a restart continues with the same balances and resting orders. The first
 start creates it from the engine config's `paper_wallet.balances`.
@@ -25,6 +27,7 @@ from rules_engine.core.events import Event, OrderUpdate, Tick
 from rules_engine.execution.account import SYNC_ID, account_report
 from rules_engine.execution.base import run_local
 from rules_engine.execution.paper import PaperExecutor
+from rules_engine.execution.paper_futures import PaperFutures
 from rules_engine.execution.report import ExecutionReport, failure, ok
 from rules_engine.kraken.order_codec import intent_request
 from rules_engine.pairs import PairRegistry
@@ -64,8 +67,10 @@ class DryRunExecutor:
         *,
         pairs: PairRegistry | None = None,
         balance_reader: Callable[[], Mapping[str, Any]] | None = None,
+        futures_balances: Mapping[str, Decimal | str] | None = None,
     ) -> DryRunExecutor:
-        """The wallet saved in `store`, or a new one holding `balances` (saved at once)."""
+        """The wallet saved in `store`, or a new one holding `balances` and, on its paper
+        Futures account, the collateral `futures_balances` (saved at once)."""
         saved = store.load_paper_wallet()
         if saved is not None:
             paper = PaperExecutor.from_snapshot(saved, pairs)
@@ -73,8 +78,10 @@ class DryRunExecutor:
             exchange = PaperExchange(pairs)
             exchange.set_balances("paper", balances)
             paper = PaperExecutor(exchange)
+        if paper.futures is None:  # a new wallet, or one saved before Futures were simulated
+            paper.futures = PaperFutures.create(futures_balances or {}, pairs)
         executor = cls(paper, store, balance_reader=balance_reader)
-        if saved is None:
+        if saved is None or "futures" not in saved:
             executor._save()
         return executor
 
@@ -130,7 +137,7 @@ class DryRunExecutor:
             return
         self.paper.prune(self.keep_closed)
         try:
-            self.store.save_paper_wallet(self.paper.snapshot())
+            self.store.save_paper_wallet(self.paper.snapshot(self.keep_closed))
         except Exception as exc:
             log.error("cannot save the paper wallet: %s", exc)
 

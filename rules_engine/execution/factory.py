@@ -70,7 +70,8 @@ def build_executor(
 
     if config.mode == "dry-run":
         reader = spot_client().balance if real_balances and spot_creds is not None else None
-        inner: Executor = DryRunExecutor.open(store, config.paper_balances, pairs=pairs, balance_reader=reader)
+        inner: Executor = DryRunExecutor.open(store, config.paper_balances, pairs=pairs, balance_reader=reader,
+                                              futures_balances=config.paper_futures_balances)
     elif config.mode == "validate":
         inner = ValidateExecutor(spot_client())
     else:

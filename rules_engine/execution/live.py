@@ -14,7 +14,9 @@ encoded once (`kraken.order_codec.intent_request`, with its deadline): the repor
   fires again). Lookup failed: `error_class: OrderStateUnknown`, `ambiguous: true`; the
   dispatcher records the decision as `unknown` and the next start looks it up again.
 - `FuturesSendOrder` -> sendorder with `cliOrdId` and `processBefore`, the same way; only a
-  `sendStatus` of `placed`, `partiallyFilled` or `filled` is a success.
+  `sendStatus` of `placed`, `partiallyFilled` or `filled` is a success. A restart looks an
+  unsettled one up among the open orders, then with `orders/status`, which also names orders
+  filled or cancelled in the last 5 seconds (settled as filled / cancelled).
 - `CancelOrder` / `FuturesCancelOrder` cancel each listed order; an order that is already
   gone is listed under `unknown`, not an error. `CancelAll`, `DeadManSwitch`
   (CancelAllOrdersAfter), `ReadBalance` (Balance, or Futures accounts) as named.
@@ -45,6 +47,9 @@ from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
 
 FUTURES_PLACED = frozenset({"placed", "partiallyFilled", "filled"})
+FUTURES_STATUSES = {"ENTERED_BOOK": "placed", "TRIGGER_PLACED": "placed", "FULLY_EXECUTED": "filled",
+                    "CANCELLED": "cancelled", "TRIGGER_ACTIVATION_FAILURE": "cancelled"}
+"""`orders/status` statuses -> the order statuses the dispatcher reads (`order_status`)."""
 
 
 def spot_order_update(txid: str, order: Mapping[str, Any], now: float) -> OrderUpdate:
@@ -229,13 +234,54 @@ class LiveExecutor:
         return ExecutionReport(result, request, response, (spot_order_update(txid, order, now),))
 
     def _reconcile_futures(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
-        for order in self._futures().open_orders():
-            if order.get("cliOrdId") == decision.cl_ord_id:
+        """Look a Futures order up by `cliOrdId`: among the open orders, then with
+        `orders/status` (open, or filled or cancelled in the last 5 seconds), then, if its
+        answer was audited before the crash (`outcome["audited"]`, from the dispatcher), among
+        the fills by its order id."""
+        client, cl_ord_id = self._futures(), decision.cl_ord_id
+        for order in client.open_orders():
+            if order.get("cliOrdId") == cl_ord_id:
                 data = {"order_id": order.get("order_id"), "recovered": True, "status": "placed"}
                 return ExecutionReport(ok(intent_id, now, data), request, {"found": True, "order": redact(order)})
-        result = refused(intent_id, now, "not among the open Futures orders: filled, cancelled or never placed; "
-                         "check the account", "OrderStateUnknown", ambiguous=True)
+        for entry in client.orders_status(cli_ord_ids=[cl_ord_id]):
+            order = entry.get("order") or {}
+            if order.get("cliOrdId") == cl_ord_id:
+                return self._futures_status(decision, intent_id, now, request, entry)
+        audited = ((decision.outcome or {}).get("audited") or {}).get("data") or {}
+        order_id = audited.get("order_id")
+        if order_id:  # the answer was audited before the crash: its fills name its order id
+            fills = [f for f in client.fills() if f.get("order_id") == order_id]
+            if fills:
+                size = sum((_decimal(f.get("size")) or Decimal(0) for f in fills), Decimal(0))
+                data = {"order_id": order_id, "recovered": True, "status": "filled"}
+                event = OrderUpdate(time=now, status="filled", txid=order_id, cl_ord_id=cl_ord_id,
+                                    pair=fills[0].get("symbol"), market="futures", volume=size, filled=size)
+                return ExecutionReport(ok(intent_id, now, data), request, {"found": True, "fills": redact(fills)},
+                                       (event,))
+        result = refused(intent_id, now, "not among the open Futures orders, nor filled or cancelled in the last "
+                         "5 seconds (orders/status): never placed, or finished earlier; check the account's fills",
+                         "OrderStateUnknown", ambiguous=True)
         return ExecutionReport(result, request, {"found": False})
+
+    @staticmethod
+    def _futures_status(decision: Any, intent_id: str, now: float, request: Any,
+                        entry: Mapping[str, Any]) -> ExecutionReport:
+        """The lookup's report for one `orders/status` entry."""
+        order, kraken_status = entry.get("order") or {}, str(entry.get("status"))
+        order_id = order.get("orderId") or order.get("order_id")
+        response = {"found": True, "orders_status": redact(dict(entry))}
+        if kraken_status == "REJECTED":
+            result = refused(intent_id, now, f"rejected: {entry.get('error') or entry.get('updateReason')}",
+                             "OrderRejected", order_id=order_id)
+            return ExecutionReport(result, request, response)
+        status = FUTURES_STATUSES.get(kraken_status, "placed")
+        data = {"order_id": order_id, "recovered": True, "status": status}
+        events: tuple[Event, ...] = ()
+        if status in ("filled", "cancelled"):
+            size, filled = _decimal(order.get("quantity")), _decimal(order.get("filled"))
+            events = (OrderUpdate(time=now, status=status, txid=order_id, cl_ord_id=decision.cl_ord_id,
+                                  pair=order.get("symbol"), market="futures", volume=size, filled=filled),)
+        return ExecutionReport(ok(intent_id, now, data), request, response, events)
 
     def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
         sent_at = decision.sent_at if decision.sent_at is not None else decision.created_at

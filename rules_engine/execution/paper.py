@@ -11,8 +11,9 @@ replay and rule unit tests share it.
   the pair: a market order is refused with `EService:Unavailable`, as the simulator does.
 - `CancelOrder` / `CancelAll` / `DeadManSwitch` act on the paper orders.
 - `ReadBalance` answers from the paper wallet in Kraken's Balance format.
-- Futures intents are not simulated: they are reported as would-send with `simulated: false`
-  and no order id (nothing rests), and a Futures balance read is refused.
+- Futures intents run on the paper Futures account when there is one (`futures`, a
+  `PaperFutures`: dry-run has one); without it (replay, rule tests) they are reported as
+  would-send with `simulated: false` and no order id, and a Futures balance read is refused.
 - `Log` / `Notify` are answered ok (the caller logs or notifies).
 
 Every report's `request` is what would be sent to Kraken and its `response` is marked
@@ -29,6 +30,7 @@ from typing import Any
 from rules_engine.core import intents as it
 from rules_engine.core.events import BalanceUpdate, Event, OrderUpdate, Tick
 from rules_engine.execution.account import account_report
+from rules_engine.execution.paper_futures import PaperFutures
 from rules_engine.execution.report import ExecutionReport, describe_error, failure, ok, refused
 from rules_engine.kraken.order_codec import KrakenRequest, cancel_targets, intent_request
 from rules_engine.pairs import PairRegistry
@@ -45,9 +47,10 @@ class PaperExecutor:
 
     mode = "paper"
 
-    def __init__(self, exchange: PaperExchange, account: str = "paper"):
+    def __init__(self, exchange: PaperExchange, account: str = "paper", futures: PaperFutures | None = None):
         self.exchange = exchange
         self.account = account
+        self.futures = futures
 
     # ------------------------------------------------------------------ Executor API
 
@@ -57,9 +60,12 @@ class PaperExecutor:
         request = encoded.record() if encoded is not None else None
         try:
             before = self._mark()
+            futures_before = self.futures.mark() if self.futures is not None else {}
             result, response = self._run(intent, now, encoded)
             placed = result.data.get("txid", [None])[0] if isinstance(intent, it.PlaceOrder) else None
             events = self._events(before, now, skip=placed)
+            if self.futures is not None:
+                events += self.futures.events(futures_before, now, placed=result.data.get("order_id"))
         except Exception as exc:  # an executor never raises: the error becomes the result
             text, _, _ = describe_error(exc)
             return ExecutionReport(failure(intent, now, exc), request, {"would_send": True, "error": [text]})
@@ -68,28 +74,32 @@ class PaperExecutor:
     def observe(self, tick: Tick) -> list[Event]:
         """Apply a tick: time passes (expiries, dead man's switch), then a spot tick's price
         (last, else mid) moves the market. Returns the resulting order and balance events."""
+        futures = self.futures.observe(tick) if self.futures is not None else []
         exchange = self.exchange
         price = tick.last if tick.last is not None else tick.mid
         spot_price = price if tick.market == "spot" and price is not None and price > 0 else None
         if exchange.idle:  # nothing open, no dead man's switch: the tick only sets the price
             if spot_price is not None:
                 exchange.note_price(tick.symbol, spot_price)
-            return []
+            return futures
         before = self._mark()
         exchange.advance(tick.time)
         if spot_price is not None and exchange.pairs.get(tick.symbol):
             exchange.on_price(tick.symbol, spot_price, tick.time)
-        return self._events(before, tick.time)
+        return self._events(before, tick.time) + futures
 
     def advance(self, now: float) -> list[Event]:
         """Let time pass with no price change (expiries, scheduled starts, dead man's switch)."""
         before = self._mark()
         self.exchange.advance(now)
-        return self._events(before, now)
+        futures = self.futures.advance(now) if self.futures is not None else []
+        return self._events(before, now) + futures
 
     def read_account(self, now: float) -> ExecutionReport:
         """The paper wallet's balances and open orders."""
         orders = [_order_update(o, now) for o in self.exchange.open_orders(self.account)]
+        if self.futures is not None:
+            orders += self.futures.open_orders(now)
         balances = self.balances()
         request = {"api": "paper", "method": "Balance+OpenOrders", "params": {}}
         response = {"would_send": True, "result": {"balances": balances, "open": [o.txid for o in orders]}}
@@ -127,18 +137,24 @@ class PaperExecutor:
                 self.exchange.trades.pop(trade_id, None)
         return max(0, extra)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"account": self.account, "exchange": self.exchange.snapshot()}
+    def snapshot(self, keep_closed: int = 1000) -> dict[str, Any]:
+        data = {"account": self.account, "exchange": self.exchange.snapshot()}
+        if self.futures is not None:
+            data["futures"] = self.futures.snapshot(keep_closed)
+        return data
 
     @classmethod
     def from_snapshot(
         cls, data: Mapping[str, Any], pairs: PairRegistry | None = None, fees: FeeSchedule | None = None
     ) -> PaperExecutor:
-        return cls(PaperExchange.from_snapshot(data["exchange"], pairs, fees), data["account"])
+        futures = PaperFutures.from_snapshot(data["futures"], pairs) if data.get("futures") else None
+        return cls(PaperExchange.from_snapshot(data["exchange"], pairs, fees), data["account"], futures)
 
     # ------------------------------------------------------------------ intents
 
     def _run(self, intent: it.Intent, now: float, encoded: KrakenRequest | None) -> tuple[Any, dict[str, Any]]:
+        if self.futures is not None and self.futures.handles(intent):
+            return self.futures.run(intent, now, encoded)
         if isinstance(intent, it.PlaceOrder) and encoded is not None:
             return self._place(intent, now, encoded)
         if isinstance(intent, it.CancelOrder):
@@ -239,6 +255,8 @@ def reconcile_paper(executor: PaperExecutor, decision: Any, now: float) -> Execu
     """
     intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
     request = {"api": "paper", "method": "lookup", "params": {"cl_ord_id": decision.cl_ord_id}}
+    if decision.intent.get("kind") == "futures_send_order" and executor.futures is not None:
+        return executor.futures.reconcile(decision, now)
     if decision.intent.get("kind") != "place_order":
         result = refused(intent_id, now, "futures orders are not simulated on the paper wallet", "OrderNotPlaced")
         return ExecutionReport(result, request, {"would_send": True, "found": False})

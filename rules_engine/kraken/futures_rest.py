@@ -9,8 +9,10 @@ order calls also through `raise_for_order_status`: a refused order comes back as
 `"result": "success"` with `sendStatus.status` such as `insufficientAvailableFunds`.
 `send_order` (keywords) and `place` (a request encoded by `kraken.order_codec`) follow the
 same at-most-once rule as Spot AddOrder, looking an ambiguous order up by `cliOrdId` in the
-open orders before ever sending it again. Signing, sending, retries and placement are the
-plumbing shared with the Spot client (`kraken.rest_client`).
+open orders before ever sending it again. Private calls wait for room in the key's Futures
+budget (`kraken.futures_limiter`: 500 per 10 s, sendorder 10, ...) instead of being refused.
+Signing, sending, retries and placement are the plumbing shared with the Spot client
+(`kraken.rest_client`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from urllib.parse import urlsplit
 
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.endpoints import KRAKEN, KrakenEndpoints
-from rules_engine.kraken.errors import raise_for_futures, raise_for_order_status
+from rules_engine.kraken.errors import RateLimited, raise_for_futures, raise_for_order_status
+from rules_engine.kraken.futures_limiter import FuturesRateLimiter
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, Transport
 from rules_engine.kraken.nonce import NonceSource, shared_nonce_source
 from rules_engine.kraken.order_codec import KrakenRequest, SendOrder, encode_send_order, futures_request
@@ -74,6 +77,7 @@ class FuturesClient(RestClient):
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
+        limiter: FuturesRateLimiter | None = None,
     ):
         super().__init__(
             credentials,
@@ -88,6 +92,7 @@ class FuturesClient(RestClient):
             settle_seconds=settle_seconds,
         )
         self._base_path = urlsplit(self.base_url).path
+        self.limiter = limiter or FuturesRateLimiter(clock=clock, sleep=sleep)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -114,9 +119,16 @@ class FuturesClient(RestClient):
         return Signed(headers, body=encoded)
 
     def _call_once(self, http_method: str, endpoint: str, params: Mapping[str, Any], *, private: bool) -> dict:
-        """One request to `/api/v3/<endpoint>`; private calls are signed under the key's lock."""
+        """One request to `/api/v3/<endpoint>`; private calls are signed under the key's lock,
+        after waiting for room in the Futures budget (counted right before the call leaves)."""
         if private:
-            return self._signed(http_method, self._path(endpoint), endpoint, params)
+            self.limiter.wait_for_room(endpoint, params)
+            try:
+                return self._signed(http_method, self._path(endpoint), endpoint, params,
+                                    before_send=lambda: self.limiter.acquire(endpoint, params))
+            except RateLimited:
+                self.limiter.note_rate_limited()
+                raise
         fields = form_fields(params)
         query, body = (fields, None) if http_method == "GET" else (None, encode_fields(fields))
         return self._unsigned(http_method, self._url(self._path(endpoint)), endpoint, query=query, body=body)
@@ -140,6 +152,20 @@ class FuturesClient(RestClient):
 
     def open_orders(self) -> list[dict[str, Any]]:
         return self._call("GET", "openorders", private=True)["openOrders"]
+
+    def fills(self, last_fill_time: str | None = None) -> list[dict[str, Any]]:
+        """The account's recent fills, newest first (`fill_id`, `order_id`, `symbol`, `side`,
+        `size`, `price`, `fillTime`, `fillType`); Kraken's fills carry no `cliOrdId`."""
+        return list(self._call("GET", "fills", {"lastFillTime": last_fill_time}, private=True).get("fills") or [])
+
+    def orders_status(self, *, cli_ord_ids: list[str] | None = None,
+                      order_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Kraken's "Get Specific Orders' Status" (`orders/status`): for each named order that
+        is open, or was filled or cancelled in the last 5 seconds, `{"order": {...}, "status":
+        "ENTERED_BOOK" | "FULLY_EXECUTED" | "CANCELLED" | "REJECTED" | "TRIGGER_PLACED" | ...}`."""
+        params = {"cliOrdIds": ",".join(cli_ord_ids) if cli_ord_ids else None,
+                  "orderIds": ",".join(order_ids) if order_ids else None}
+        return list(self._call("POST", "orders/status", params, private=True).get("orders") or [])
 
     # --- trading ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from rules_engine.execution.balance_cache import BalanceCache
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.dry_run import DryRunExecutor
 from rules_engine.execution.paper import PaperExecutor
+from rules_engine.execution.paper_futures import PaperFutures
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
@@ -74,6 +75,7 @@ class OfflineRunner:
         balance_max_age: float = 10.0,
         on_outcome: Callable[[Outcome], None] | None = None,
         state_dir: str | Path | None = None,
+        futures_wallet: Mapping[str, Decimal | str] | None = None,
     ):
         self.exchange = exchange if exchange is not None else PaperExchange()
         self.exchange.set_balances(ACCOUNT, dict(wallet or {}))
@@ -92,8 +94,8 @@ class OfflineRunner:
         # a throwaway run keeps the same records in memory.
         self.audit: AuditSink = (AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
                                  if state_dir is not None else MemoryAudit())
-        self.executor = BalanceCache(DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store),
-                                     balance_max_age)
+        paper = PaperExecutor(self.exchange, ACCOUNT, PaperFutures.create(futures_wallet or {}, self.exchange.pairs))
+        self.executor = BalanceCache(DryRunExecutor(paper, self.store), balance_max_age)
         needs = rule_needs(ruleset)
         dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=MODE, rule_hashes=needs.rule_hashes,
                                 clock=clock)

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine import __version__
-from rules_engine.audit import AuditError, AuditLog
+from rules_engine.audit import AuditError, AuditLog, open_checked
+from rules_engine.audit.segment import ACCEPT_FLAG
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
@@ -51,6 +52,7 @@ from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.audit_tap import AuditTap
+from rules_engine.service.decision_restore import raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -75,6 +77,7 @@ from rules_engine.service.startup import (
     load_problems,
     signal_sources,
 )
+from rules_engine.service.storage import StorageHealth
 from rules_engine.service.status_routes import add_status_routes
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
@@ -125,6 +128,7 @@ class EngineService:
         handle_signals: bool = False,
         feed_options: Mapping[str, Any] | None = None,
         executor_options: Mapping[str, Any] | None = None,
+        accept_damaged_audit: bool = False,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -141,6 +145,7 @@ class EngineService:
         self.handle_signals = handle_signals
         self.feed_options = dict(feed_options or {})
         self.executor_options = dict(executor_options or {})
+        self.accept_damaged_audit = accept_damaged_audit  # start a new audit chain segment if it is damaged
         self.mode = config.mode
         self.metrics = ServiceMetrics()
         self._latency = self.metrics.decision_latency
@@ -152,6 +157,7 @@ class EngineService:
         self.driver: Driver | None = None
         self.audit: AuditLog | None = None
         self.store: StateStore | None = None
+        self.storage: StorageHealth | None = None  # whether the audit log and the state store can be written
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -227,10 +233,17 @@ class EngineService:
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
         try:
-            self.audit = AuditLog(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock)
+            self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
+                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
+        self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
+        self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
+        try:
+            restored = restore_sent_decisions(self.store, self.audit)  # after a power cut (see the module)
+        except (AuditError, StateStoreError) as exc:
+            raise StartupError(f"cannot restore decisions from the audit log: {exc}") from None
         self.audit_tap = audit = self.visibility.tap(self.audit)
         try:
             self.visibility.start_notifier()
@@ -240,7 +253,8 @@ class EngineService:
         if saved is not None:  # the orders decided in the last day count toward the risk limits again
             saved["order_times"] = self.store.decision_times(self.clock() - DAY)
         try:
-            state = EngineState.from_snapshot(saved) if saved is not None else None
+            state = raise_fire_seq(EngineState.from_snapshot(saved) if saved is not None else None,
+                                   restored.fire_seq)
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
         self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
@@ -260,7 +274,7 @@ class EngineService:
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
-                                     rule_hashes=self.rule_hashes, clock=self.clock)
+                                     rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
                           on_commit=self.visibility.state_commit)
         assert self._loop is not None
@@ -324,6 +338,8 @@ class EngineService:
 
     def _render_metrics(self) -> bytes:
         self.metrics.queue_depth.set(self._queue.qsize())
+        if self.storage is not None:
+            self.storage.refresh()
         return self.metrics.render()
 
     def _set_needs(self, needs: RuleNeeds) -> None:
@@ -574,6 +590,11 @@ class EngineService:
             if self.audit_tap is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit_tap.sync)
+            if self.storage is not None:
+                await asyncio.to_thread(self.storage.check)
+            if self.dispatcher is not None:
+                with contextlib.suppress(StateStoreError):
+                    await asyncio.to_thread(self.dispatcher.audit_checkpoint)
 
     # ------------------------------------------------------------------ reload
 
@@ -635,7 +656,7 @@ class EngineService:
     def health(self) -> dict[str, Any]:
         now = self.clock()
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
-        return health_report(
+        report = health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
             rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
             reloads=self.reload_count,
@@ -645,6 +666,7 @@ class EngineService:
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
             readiness=self.visibility.readyz(),
         )
+        return self.storage.annotate(report) if self.storage is not None else report
 
     # ------------------------------------------------------------------ stop
 
@@ -702,6 +724,9 @@ class EngineService:
             self.driver.lane.take_changes(self.driver.engine.snapshot_changes())
             with contextlib.suppress(StateStoreError):
                 self.driver.lane.commit()
+        if self.dispatcher is not None:
+            with contextlib.suppress(StateStoreError):
+                self.dispatcher.audit_checkpoint()
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()

@@ -30,7 +30,10 @@ COSTS = {
     "openpositions": 2,
     "openorders": 2,
     "fills": 2,
+    "orders/status": 1,
 }
+STATUS_WINDOW = 5.0
+"""`orders/status` answers for open orders and for orders filled or cancelled this recently (s)."""
 _REJECT_REASONS = {
     "insufficientAvailableFunds": "INSUFFICIENT_AVAILABLE_FUNDS",
     "clientOrderIdAlreadyExist": "CLIENT_ORDER_ID_ALREADY_EXIST",
@@ -82,6 +85,7 @@ class FuturesApi:
             "cancelorder": self.cancel_order,
             "cancelallorders": self.cancel_all_orders,
             "cancelallordersafter": self.cancel_all_orders_after,
+            "orders/status": self.orders_status,
         }
 
     # ------------------------------------------------------------------ public
@@ -213,6 +217,21 @@ class FuturesApi:
                 for f in reversed(mine)
             ]
         }
+
+    def orders_status(self, account: str, params: Mapping[str, str], now: float) -> dict[str, Any]:
+        """Kraken's "Get Specific Orders' Status": the named orders (`orderIds`, `cliOrdIds`,
+        comma-separated) that are open or were filled or cancelled in the last 5 seconds."""
+        wanted_ids = {v for v in (params.get("orderIds") or "").split(",") if v}
+        wanted_cli = {v for v in (params.get("cliOrdIds") or "").split(",") if v}
+        entries = []
+        for order in self.exchange.orders.values():
+            if order.account != account or not (order.order_id in wanted_ids or order.cli_ord_id in wanted_cli):
+                continue
+            if not order.is_open and now - order.updated > STATUS_WINDOW:
+                continue
+            status = {"untouched": "ENTERED_BOOK", "filled": "FULLY_EXECUTED"}.get(order.status, "CANCELLED")
+            entries.append({"order": self.order_json(order), "status": status, "updateReason": None, "error": None})
+        return {"orders": entries}
 
     @staticmethod
     def order_json(order: FuturesOrder) -> dict[str, Any]:

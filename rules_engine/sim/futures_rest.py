@@ -34,7 +34,7 @@ class FuturesRest:
         self.sim = sim
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.route("*", "/derivatives/api/v3/{method}", self.handle)]
+        return [web.route("*", "/derivatives/api/v3/{method:[a-z]+(?:/[a-z]+)?}", self.handle)]
 
     def _answer(self, payload: dict[str, Any] | None = None, error: str | None = None) -> web.Response:
         now = iso_ms(self.sim.clock())

@@ -85,6 +85,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("CREATE TABLE engine_parts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",),
 }
 
+_DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
+"""SQLite's primary result codes for a disk that refuses writes."""
+
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -142,6 +145,7 @@ class StateStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -228,11 +232,13 @@ class StateStore:
                     conn.execute("BEGIN IMMEDIATE")
                 conn.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT sp{depth}")
             except sqlite3.Error as exc:
+                self._note_error(exc)
                 raise StateStoreError(f"state database {self.path}: cannot start a transaction: {exc}") from None
             self._depth += 1
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
+                self._note_error(exc)
                 self._depth = depth
                 try:
                     if outer:
@@ -252,9 +258,35 @@ class StateStore:
                         self._batched = 0
                         conn.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._note_error(exc)
                 if outer and conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StateStoreError(f"state database {self.path}: commit failed: {exc}") from None
+            if depth == 0:
+                self._failure = None
+
+    def _note_error(self, exc: BaseException) -> None:
+        """Remember a write the disk refused (full, I/O error, read-only, cannot open)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _DISK_ERRORS:
+            since = self._failure[1] if self._failure is not None else self._clock()
+            self._failure = (f"{exc} ({getattr(exc, 'sqlite_errorname', code)})", since)
+
+    @property
+    def failure(self) -> tuple[str, float] | None:
+        """Why the last write failed on the disk, and since when (epoch seconds); None once a
+        write succeeded again (see `probe`)."""
+        return self._failure
+
+    def probe(self) -> bool:
+        """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""
+        try:
+            with self._tx() as conn:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('probe', ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (repr(self._clock()),))
+        except (StateStoreError, sqlite3.Error):
+            return False
+        return True
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -441,10 +473,12 @@ class StateStore:
             )
             return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
 
-    def mark_sent(self, cl_ord_id: str) -> OrderRecord:
-        """pending -> sent; call right before the request leaves. Later statuses are kept."""
+    def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
+        """pending -> sent; call right before the request leaves. Later statuses are kept.
+        `durable=False` when the decision's fsynced audit record stands for it after a power
+        cut (see `rules_engine.service.decision_restore`)."""
         now = self._clock()
-        with self._tx() as conn:
+        with self._tx(durable) as conn:
             conn.execute(
                 "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
                 "WHERE cl_ord_id = ? AND status = 'pending'",
@@ -452,14 +486,17 @@ class StateStore:
             )
             return self._require(conn, cl_ord_id)
 
-    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None) -> OrderRecord:
+    def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
+                       durable: bool = True) -> OrderRecord:
         """Record what became of the order: accepted, rejected, unknown, filled, cancelled
         or abandoned (never sent). A status that would move the decision backwards, or
-        any change to a final one, is ignored; the stored decision is returned."""
+        any change to a final one, is ignored; the stored decision is returned.
+        `durable=False`: an outcome lost in a power cut leaves the decision `sent`, and the
+        next start looks the order up again."""
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
-        with self._tx() as conn:
+        with self._tx(durable) as conn:
             row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?",
                                (cl_ord_id,)).fetchone()
             if row is None:
@@ -517,6 +554,32 @@ class StateStore:
                 UNRESOLVED_STATUSES,
             ).fetchall()
         return [self._decision(row) for row in rows]
+
+    # ------------------------------------------------------------------ audit checkpoint
+
+    def audit_checkpoint(self) -> int | None:
+        """The audit seq up to which every decision's rows are on disk (None: never saved)."""
+        value = self.meta("audit_checkpoint")
+        return None if value is None else int(value)
+
+    def meta(self, key: str) -> str | None:
+        """A value of the `meta` table (None if unset)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Durably set a value of the `meta` table."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def save_audit_checkpoint(self, seq: int) -> None:
+        """Durably record that the rows of every decision audited up to `seq` are on disk (this
+        durable commit carries every earlier commit to disk with it)."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('audit_checkpoint', ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(int(seq)),))
 
     # ------------------------------------------------------------------ nonces (NonceStore)
 

@@ -38,7 +38,7 @@ from rules_engine.triggers.timer import TimerTrigger
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
 TEST_FILE_SUFFIXES = RULE_TEST_SUFFIXES
 # Keys written beside `tests:` that every test of the file inherits (a test may override them).
-INHERITED = ("start", "wallet", "open_orders", "limits", "strict", "tolerance", "timers")
+INHERITED = ("start", "wallet", "futures_wallet", "open_orders", "limits", "strict", "tolerance", "timers")
 EMPTY_TEST_FILE = ("the file is empty; a test file holds `rules:` (the rule files under test) and `inputs:` "
                    "with `expect:`, or `tests:`")
 RULE_FILE_NAMED_AS_TEST = (
@@ -112,6 +112,7 @@ class TestCase:
     inputs: list[Event | WalletChange]
     expectations: list[Expectation]
     end: EndSpec | None
+    futures_wallet: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures account's collateral
 
 
 @dataclass
@@ -269,6 +270,7 @@ class _TestBuilder:
             ruleset=ruleset or RuleSet(rules=()),
             start=start,
             wallet=self._wallet(spec.get("wallet") or {}, at("wallet")),
+            futures_wallet={c.upper(): Decimal(str(a)) for c, a in (spec.get("futures_wallet") or {}).items()},
             open_orders=[self._order(o, at("open_orders") + (i,)) for i, o in enumerate(spec.get("open_orders") or [])],
             limits=self._limits(spec.get("limits"), at("limits")),
             strict=spec.get("strict", True),

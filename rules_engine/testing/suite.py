@@ -48,7 +48,7 @@ def run_case(case: TestCase, state_dir: Path | str | None = None) -> CaseResult:
     started = time.perf_counter()
     result = CaseResult(case)
     with OfflineRunner(case.ruleset, start=case.start, wallet=case.wallet, limits=case.limits,
-                       timers=case.timers, state_dir=state_dir) as runner:
+                       timers=case.timers, state_dir=state_dir, futures_wallet=case.futures_wallet) as runner:
         for number, request in enumerate(case.open_orders, start=1):
             try:
                 runner.place_order(request)

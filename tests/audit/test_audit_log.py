@@ -204,7 +204,9 @@ def test_a_failed_write_leaves_the_log_as_it_was(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     log.append("decision", data={"x": 1}, sync=True)
     log.close()
-    assert verify(path).ok and verify(path).records == 2
+    assert verify(path).ok and verify(path).records == 3
+    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
+    assert kinds == ["startup", "storage_recovered", "decision"], "the refused record is accounted for"
 
 
 def test_a_failed_fsync_makes_the_log_refuse_further_records(tmp_path, monkeypatch):
@@ -220,6 +222,52 @@ def test_a_failed_fsync_makes_the_log_refuse_further_records(tmp_path, monkeypat
     with pytest.raises(AuditError, match="unusable"):
         log.append("request")
     log.close()
+
+
+def test_the_log_recovers_when_the_disk_does(tmp_path, monkeypatch):
+    """After a failed fsync the log refuses records; once fsync works again it writes the
+    records since its last good fsync again, records the outage, and takes records."""
+    now = [1_700_000_000.0]
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live", clock=lambda: now[0])
+    log.append("startup", sync=True)
+    log.append("trigger", data={"n": 1})
+    real_fsync = log_module.os.fsync
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(AuditError, match="could not sync"):
+        log.append("decision", data={"n": 2}, sync=True)
+    assert log.failure is not None and "fsync failed (No space left)" in log.failure[0]
+    with pytest.raises(AuditError, match="unusable"):
+        log.append("request")
+    monkeypatch.setattr(log_module.os, "fsync", real_fsync)
+    with pytest.raises(AuditError, match="unusable"):
+        log.append("request")  # tried again only after RETRY_INTERVAL
+    now[0] += AuditLog.RETRY_INTERVAL
+    log.append("request", data={"n": 3}, sync=True)
+    assert log.failure is None
+    log.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["startup", "trigger", "decision", "storage_recovered", "request"]
+    assert records[3]["data"]["refused_records"] == 2 and records[3]["data"]["failed_at"] == 1_700_000_000.0
+    assert records[3]["data"]["rewritten_bytes"] > 0, "the lines since the last good fsync are written again"
+    assert verify(path).ok
+
+
+def test_a_failed_log_recovers_on_sync(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live")
+    real_fsync = log_module.os.fsync
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    with pytest.raises(AuditError):
+        log.append("decision", sync=True)
+    with pytest.raises(AuditError, match="still failing"):
+        log.sync()
+    monkeypatch.setattr(log_module.os, "fsync", real_fsync)
+    log.sync()
+    assert log.failure is None
+    log.close()
+    assert verify(path).ok and [json.loads(x)["kind"] for x in path.read_text().splitlines()] == [
+        "decision", "storage_recovered"]
 
 
 def test_closed_log_refuses_records(tmp_path):
@@ -306,4 +354,29 @@ def test_append_many_chains_the_records_in_one_write_or_keeps_none(tmp_path, mon
     monkeypatch.setattr(log_module.os, "write", real_write)
     assert path.read_bytes() == before
     log.close()
-    assert verify(path).ok and verify(path).records == 4
+    assert verify(path).ok and verify(path).records == 5
+    recovered = json.loads(path.read_text().splitlines()[-1])
+    assert recovered["kind"] == "storage_recovered" and recovered["data"]["refused_records"] == 3
+    assert "No space left" in recovered["data"]["error"]
+
+
+def test_a_synced_decision_costs_one_fsync_even_when_a_batch_is_due(tmp_path, monkeypatch):
+    """The decision's record is fsynced and the head updated in place; replacing the head file
+    durably (more fsyncs) is left to the next batch or `sync()`, off the way to the order."""
+    from rules_engine.audit import head as head_module
+
+    now = [1_700_000_000.0]
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live", clock=lambda: now[0])
+    log.append("startup", sync=True)
+    log.append("trigger")
+    now[0] += 5  # the 1 s batch interval has passed
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    monkeypatch.setattr(head_module.os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    log.append("decision", data={"n": 1}, sync=True)
+    assert len(calls) == 1
+    log.sync()
+    assert len(calls) > 1, "the head file is replaced durably by the next sync"
+    log.close()
+    assert verify(tmp_path / "audit.jsonl").ok

@@ -35,8 +35,8 @@ def test_an_empty_log_verifies(tmp_path):
 def test_an_edited_field_is_found(log_path):
     rewrite(log_path, lambda ls: ls[:2] + [ls[2].replace('"n":3', '"n":30')] + ls[3:])
     report = verify(log_path)
-    assert not report.ok and report.problem.line == 3 and report.problem.kind == "damaged"
-    assert "hash mismatch" in report.problem.reason and "TAMPERED" in report.summary()
+    assert not report.ok and report.problem.line == 3 and report.problem.kind == "edited"
+    assert "record edited" in report.problem.reason and "hash mismatch" in report.problem.reason and "TAMPERED" in report.summary()
 
 
 def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(log_path):
@@ -49,30 +49,57 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(log_path):
     rewrite(log_path, forge)
     report = verify(log_path)
     assert report.problem.line == 4 and "prev does not match" in report.problem.reason
+    assert report.problem.kind == "edited" and "hash recomputed" in report.problem.reason
 
 
 def test_a_deleted_line_is_found(log_path):
     rewrite(log_path, lambda ls: ls[:3] + ls[4:])
     report = verify(log_path)
     assert report.problem.line == 4 and "seq 5 where 4 was expected" in report.problem.reason
+    assert report.problem.kind == "missing" and "records missing (seq 4)" in report.problem.reason
+
+
+def test_several_deleted_lines_are_named(log_path):
+    rewrite(log_path, lambda ls: ls[:1] + ls[4:])
+    report = verify(log_path)
+    assert report.problem.kind == "missing" and "seqs 2 to 4" in report.problem.reason
 
 
 def test_swapped_lines_are_found(log_path):
     rewrite(log_path, lambda ls: ls[:1] + [ls[2], ls[1]] + ls[3:])
     report = verify(log_path)
-    assert report.problem.line == 2 and report.problem.kind == "chain"
+    assert report.problem.line == 2 and report.problem.kind == "reordered"
+    assert "records out of order (seq 2 is on line 3)" in report.problem.reason
+    assert "missing" not in report.problem.reason
+
+
+def test_a_line_moved_back_is_reordered_not_missing(log_path):
+    rewrite(log_path, lambda ls: ls[:1] + ls[2:5] + [ls[1]] + ls[5:])
+    report = verify(log_path)
+    assert report.problem.line == 2 and report.problem.kind == "reordered"
+    assert "seq 2 is on line 5" in report.problem.reason
 
 
 def test_a_duplicated_line_is_found(log_path):
     rewrite(log_path, lambda ls: ls[:3] + [ls[2]] + ls[3:])
     report = verify(log_path)
-    assert report.problem.line == 4 and "out of order or duplicated" in report.problem.reason
+    assert report.problem.line == 4 and report.problem.kind == "duplicated"
+    assert "a duplicate of an earlier record" in report.problem.reason
 
 
 def test_a_garbage_line_is_found(log_path):
     rewrite(log_path, lambda ls: ls[:2] + ["not json\n"] + ls[2:])
     report = verify(log_path)
     assert report.problem.line == 3 and "not valid JSON" in report.problem.reason
+    assert report.problem.kind == "damaged"
+
+
+def test_a_torn_final_line_is_told_apart(log_path):
+    with open(log_path, "ab") as handle:
+        handle.write(b'{"data":{"n":7')
+    report = verify(log_path)
+    assert report.ok and report.torn_tail is not None and report.torn_tail.kind == "torn_tail"
+    assert report.torn_tail.line == 7 and "torn final line" in report.torn_tail.reason
 
 
 def test_removing_trailing_records_is_caught_by_the_head_file(log_path):

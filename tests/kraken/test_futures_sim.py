@@ -8,6 +8,7 @@ from kraken_rest_fakes import SECRET, FakeClock
 
 from rules_engine.kraken import errors as E
 from rules_engine.kraken.credentials import Credentials
+from rules_engine.kraken.futures_limiter import FuturesRateLimiter
 from rules_engine.kraken.futures_rest import FuturesClient
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.sim.config import Account, SimConfig
@@ -129,3 +130,52 @@ def test_threads_on_one_key_get_no_nonce_errors(client):
     for thread in threads:
         thread.join()
     assert failures == [] and len(client.open_orders()) == 24
+
+
+def _refusals(client):
+    """Count the simulator's apiLimitExceeded answers the client receives."""
+    seen = []
+    request = client.transport.request
+
+    def counting(*args, **kwargs):
+        answer = request(*args, **kwargs)
+        if isinstance(answer, dict) and answer.get("error") == "apiLimitExceeded":
+            seen.append(kwargs.get("api_method"))
+        return answer
+
+    client.transport.request = counting
+    return seen
+
+
+def test_a_burst_of_orders_is_paced_not_refused(sim, clock):
+    with make_client(sim, clock) as client:
+        refused = _refusals(client)
+        for n in range(60):
+            placed = client.send_order("lmt", SYMBOL, "buy", "0.001", limit_price="30000", cli_ord_id=f"burst-{n}")
+            assert placed.status == "placed"
+        assert refused == []
+        assert client.limiter.waited >= 1.9, "600 units: 100 over the budget, 2 s of draining"
+
+
+def test_without_pacing_the_simulator_refuses(sim, clock):
+    never_waits = FuturesRateLimiter(clock=clock, sleep=clock.sleep, headroom=-10_000)
+    with make_client(sim, clock, limiter=never_waits) as client:
+        refused = _refusals(client)
+        for n in range(60):
+            try:
+                client.send_order("lmt", SYMBOL, "buy", "0.001", limit_price="30000", cli_ord_id=f"raw-{n}")
+            except E.KrakenError:
+                pass
+        assert refused and refused[0] == "sendorder", "Kraken's budget holds 50 sendorders, not 60"
+
+
+def test_orders_status_names_open_and_recently_finished_orders(client, sim, clock):
+    client.send_order("lmt", SYMBOL, "buy", "0.01", limit_price="50000", cli_ord_id="st-1")
+    [entry] = client.orders_status(cli_ord_ids=["st-1"])
+    assert entry["status"] == "ENTERED_BOOK" and entry["order"]["cliOrdId"] == "st-1"
+    client.cancel_order(cli_ord_id="st-1")
+    [entry] = client.orders_status(cli_ord_ids=["st-1"])
+    assert entry["status"] == "CANCELLED"
+    clock.sleep(5.5)
+    assert client.orders_status(cli_ord_ids=["st-1"]) == [], "Kraken answers for 5 seconds after the end"
+    assert client.orders_status(cli_ord_ids=["nobody"]) == []

@@ -90,7 +90,27 @@ def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         kept.append({"kind": kind, "rule_id": record["rule_id"], "rule_hash": record["rule_hash"],
                      "data": _numbers(data)})
-    return kept
+    return _fills_after_their_decision(kept)
+
+
+def _fills_after_their_decision(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An order filled at once (a marketable Futures limit) reaches the core as an event after
+    its result: a rule test handles it once the decision's next intent is dispatched, the
+    service may handle it while that intent is on its way (another thread). So each fill's
+    record is compared at the end of its decision (the next `decision` record that closes
+    a run), not at the exact place it was written."""
+    out: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for record in records:
+        data = record["data"]
+        if record["kind"] == "action" and "order" in data and "intent_id" not in data:
+            held.append(record)
+            continue
+        if record["kind"] == "decision" and "outcome" in data and held:
+            out.extend(sorted(held, key=lambda r: json.dumps(r, sort_keys=True)))
+            held = []
+        out.append(record)
+    return out + held
 
 
 def _numbers(value: Any) -> Any:
@@ -189,7 +209,8 @@ def _service(case: TestCase, sim: Simulator, state_dir: Path, clock: Clock) -> E
         "kraken": {"simulator": sim.endpoints.spot_rest},
         "server": {"host": "127.0.0.1", "port": 0},
         "signals": {source: {"secret_env": "PARITY_SECRET", "timestamp_window": "5m"} for source in sources},
-        "paper_wallet": {"balances": {k: str(v) for k, v in case.wallet.items()}},
+        "paper_wallet": {"balances": {k: str(v) for k, v in case.wallet.items()},
+                         "futures_balances": {k: str(v) for k, v in case.futures_wallet.items()}},
     }
     if case.limits is not None:
         data["risk"] = _risk(case)

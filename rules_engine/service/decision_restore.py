@@ -1,0 +1,100 @@
+"""After a power cut: decisions the audit log holds but the state store lost.
+
+On its way from tick to order a decision costs one fsync, the audit log's: its rows and its
+`sent` mark are committed to SQLite without waiting for the disk (a crash of the process,
+even `kill -9`, loses neither: they are in the operating system's cache), then its `decision`
+audit record is fsynced, then the order is sent. A power cut can therefore lose the last
+SQLite commits, but never the decision record of an order that was sent.
+
+So the store keeps an **audit checkpoint**: the audit seq up to which every decision's rows
+are on disk (`Dispatcher.audit_checkpoint`, a durable commit about once a second while
+records come, and at a clean stop), and the **boot id** of the machine that last ran it. Only
+a restart of the operating system (a power cut, a kernel crash) can lose a commit the engine
+made; so when the boot id is unchanged (the engine itself stopped or was killed) nothing is
+restored, and a decision left `pending` never left the engine, as before. After a reboot,
+`restore_sent_decisions` reads the audit records after the checkpoint; each `decision` record
+whose order the store does not know, or knows only as `pending`, is recorded as `sent`, and
+is then looked up on the exchange by its client order id like any other unresolved order
+(`Dispatcher.recover`). The rule's fire number is raised past it (`raise_fire_seq`), so a rule
+never reuses that client order id for a new decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rules_engine.audit import AuditLog
+from rules_engine.audit.tail import records_after
+from rules_engine.core import EngineState
+from rules_engine.state import StateStore
+
+
+@dataclass
+class Restored:
+    """What `restore_sent_decisions` did."""
+
+    orders: list[dict[str, Any]] = field(default_factory=list)  # per order: cl_ord_id, rule_id, decision_id, ...
+    fire_seq: dict[str, int] = field(default_factory=dict)  # rule id -> highest fire number in the log
+
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This boot of the operating system (Linux), None where it cannot be read."""
+    try:
+        return BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def restore_sent_decisions(store: StateStore, log: AuditLog, current_boot: str | None = None) -> Restored:
+    """After a reboot (`current_boot`, default `boot_id()`, differs from the one saved; an
+    unknown one counts as a reboot), record as `sent` each order decision audited after the
+    store's checkpoint that the store lost or holds as `pending`. A store without a
+    checkpoint (a new one) starts from the log's head. Saves the checkpoint and the boot id."""
+    restored = Restored()
+    current_boot = boot_id() if current_boot is None else current_boot
+    rebooted = current_boot is None or store.meta("boot_id") != current_boot
+    checkpoint = store.audit_checkpoint()
+    if rebooted and checkpoint is not None and log.head[0] > checkpoint:
+        for record in records_after(log.path, checkpoint):
+            data = record.get("data") or {}
+            cl_ord_id, intent = data.get("cl_ord_id"), data.get("intent")
+            if record.get("kind") != "decision" or not isinstance(cl_ord_id, str) or not isinstance(intent, dict):
+                continue
+            rule_id = record.get("rule_id") or "engine"
+            decision_id = str(data.get("decision_id") or data.get("intent_id") or cl_ord_id)
+            previous = store.decision_status(cl_ord_id)
+            if previous is None:
+                store.record_decision(cl_ord_id, rule_id, decision_id, intent, status="sent")
+            elif previous == "pending":
+                store.mark_sent(cl_ord_id)
+            else:
+                continue
+            restored.orders.append({"cl_ord_id": cl_ord_id, "rule_id": rule_id, "decision_id": decision_id,
+                                    "audit_seq": record["seq"], "previous": previous})
+            name, _, number = decision_id.rpartition("#")
+            if name and number.isdigit():
+                restored.fire_seq[name] = max(restored.fire_seq.get(name, 0), int(number))
+    for order in reversed(restored.orders):
+        log.append("restored", rule_id=order["rule_id"], data={
+            **order, "status": "sent",
+            "note": "audited before its order was sent, but not saved as sent in the state store (a power cut): "
+                    "recorded as sent now, to be looked up by its client order id, never sent again"})
+    store.save_audit_checkpoint(log.head[0])
+    if current_boot is not None:
+        store.set_meta("boot_id", current_boot)
+    return restored
+
+
+def raise_fire_seq(state: EngineState | None, fire_seq: dict[str, int]) -> EngineState | None:
+    """The engine state with each rule's fire number at least the restored one."""
+    if not fire_seq:
+        return state
+    state = state if state is not None else EngineState()
+    for rule_id, number in fire_seq.items():
+        state.fire_seq[rule_id] = max(state.fire_seq.get(rule_id, 0), number)
+    return state
