@@ -77,8 +77,8 @@ from rules_engine.service.startup import (
     load_problems,
     signal_sources,
 )
-from rules_engine.service.storage import StorageHealth
 from rules_engine.service.status_routes import add_status_routes
+from rules_engine.service.storage import StorageHealth
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir

@@ -36,6 +36,16 @@ class AuditTap:
         self._lock = threading.Lock()
 
     @property
+    def path(self) -> Any:
+        """The log file of the sink behind the tap (None for an in-memory sink)."""
+        return getattr(self.inner, "path", None)
+
+    @property
+    def head(self) -> Any:
+        """The (seq, hash) of the last record of the sink behind the tap (None if it has none)."""
+        return getattr(self.inner, "head", None)
+
+    @property
     def failing(self) -> str | None:
         """The last write error, while no write has succeeded since."""
         return self._failing

@@ -81,3 +81,16 @@ def test_audit_tap_reports_failed_writes_and_the_first_good_one_after() -> None:
     inner.broken = False
     tap.append("signal", data={})
     assert tap.failing is None and health[-1] is None and len(seen) == 2
+
+
+def test_audit_tap_shows_the_log_file_and_head_it_stands_in_front_of(tmp_path) -> None:
+    """The dispatcher finds audited answers (`path`) and saves power-cut checkpoints (`head`)
+    through the tap; without them both would silently be skipped."""
+    from rules_engine.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl", mode="dry-run")
+    tap = AuditTap(log)
+    tap.append("startup", data={}, sync=True)
+    assert tap.path == log.path and tap.head == log.head and tap.head[0] >= 1
+    assert AuditTap(MemoryAudit()).path is None
+    log.close()
