@@ -155,6 +155,12 @@ class Engine:
                     changed.add(record.rule_id)
         return step.decision()
 
+    def awaited(self) -> dict[str, tuple[str, str | None]]:
+        """The intents whose result the core still awaits: `{intent_id: (kind, order key)}`
+        (the order key is the order's client order id). After a restart the driver hands
+        each its result (`Dispatcher.settle_awaited`), so no run stays waiting."""
+        return {intent_id: (flight.kind, flight.order_key) for intent_id, flight in self._state.inflight.items()}
+
     def next_deadline(self) -> float | None:
         """The earliest time a hold matures, a wait or a cooldown ends or an awaited result is overdue."""
         return self._due_at

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from rules_engine.core.events import ActionResult
 from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
+from rules_engine.crashpoints import crash_point
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.state.store import OrderRecord, StateStore
@@ -87,6 +88,8 @@ class CommitLane:
                 log.exception("could not persist a decision; its intents are not sent")
                 return [(intent, failed(intent, self._clock(), f"state could not be saved: {exc}"))
                         for intent in job.intents]
+            if rows:
+                crash_point("order.after_commit")
         for intent in job.intents:
             if self._on_dispatch is not None:
                 self._on_dispatch(job)

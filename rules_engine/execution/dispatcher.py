@@ -36,6 +36,7 @@ from typing import Any
 from rules_engine.audit.sink import AuditSink
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
+from rules_engine.crashpoints import crash_point
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
@@ -44,6 +45,7 @@ from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
 log = logging.getLogger(__name__)
 
 ORDER_INTENTS = (it.PlaceOrder, it.FuturesSendOrder)
+ORDER_KINDS = frozenset({"place_order", "futures_send_order"})
 OrderIntent = it.PlaceOrder | it.FuturesSendOrder
 RuleHashes = Mapping[str, str] | Callable[[str], "str | None"]
 
@@ -159,6 +161,51 @@ class Dispatcher:
                     reports.append(self._reconcile(decision, "recovered"))
         return reports
 
+    def settle_awaited(self, awaited: Mapping[str, tuple[str, str | None]]) -> list[ExecutionReport]:
+        """At start-up, after `recover`: a result for every intent the core still awaits
+        (`Engine.awaited()`: intent id -> (kind, client order id)), so no run stays waiting
+        on a result that a crash kept from it. An order's result is its decision's stored
+        outcome (a decision still unsettled is looked up again); an order never recorded
+        was never sent. Any other intent (a cancel, a balance read, the dead man's switch)
+        gets a failed result: its answer died with the previous run; nothing is resent."""
+        reports = []
+        with self._lock:
+            for intent_id, (kind, order_key) in awaited.items():
+                if kind in ORDER_KINDS and order_key:
+                    reports.append(self._settle_order(intent_id, order_key))
+                else:
+                    reports.append(self._settle_other(intent_id, kind))
+        return reports
+
+    def _settle_order(self, intent_id: str, cl_ord_id: str) -> ExecutionReport:
+        now = self._clock()
+        decision = self.store.get_decision(cl_ord_id)
+        if decision is not None and not decision.resolved:
+            return self._reconcile(decision, "recovered", intent_id=intent_id)
+        if decision is None:
+            result = refused(intent_id, now, "never sent: the engine stopped before recording it", "OrderNotPlaced")
+            status = None
+        else:
+            stored = (decision.outcome or {}).get("result") or {}
+            data = {**(stored.get("data") or {}), "status": decision.status, "settled_at_start": True}
+            result = ActionResult(intent_id, bool(stored.get("ok")), now, data, stored.get("error"))
+            status = decision.status
+        self._audit_safe("settled", decision.rule_id if decision else None, {
+            "intent_id": intent_id, "cl_ord_id": cl_ord_id, "status": status,
+            "result": {"ok": result.ok, "error": result.error, "data": dict(result.data)},
+            "note": "the previous run stopped before this result reached its rule; handed back now",
+        })
+        return ExecutionReport(result)
+
+    def _settle_other(self, intent_id: str, kind: str) -> ExecutionReport:
+        result = refused(intent_id, self._clock(), f"{kind}: the engine restarted before its result arrived; "
+                         "not sent again (check the account)", "Interrupted")
+        self._audit_safe("settled", None, {
+            "intent_id": intent_id, "kind": kind, "status": "interrupted",
+            "result": {"ok": False, "error": result.error, "data": dict(result.data)},
+        })
+        return ExecutionReport(result)
+
     # ------------------------------------------------------------------ orders
 
     def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None) -> ExecutionReport:
@@ -184,15 +231,19 @@ class Dispatcher:
             result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
             self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
             return ExecutionReport(result)
+        crash_point("order.after_decision")
         try:
             self.store.mark_sent(cl_ord_id)
         except Exception as exc:
             log.error("order %s not sent: cannot mark it sent: %s", cl_ord_id, exc)
             return ExecutionReport(failure(intent, now, exc))
+        crash_point("order.after_mark_sent")
         report = self.executor.execute(intent, now)
+        crash_point("order.after_send")
         self._audit_exchange(intent, report, cl_ord_id)
         status, outcome = outcome_of(report, cl_ord_id)
         self._record(cl_ord_id, status, outcome)
+        crash_point("order.after_outcome")
         self._note(report.events)
         return report
 
