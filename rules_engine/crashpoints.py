@@ -25,7 +25,7 @@ POINTS = (
     "order.after_outcome",    # the outcome recorded, the result not yet back in the core
     "result.after_handled",   # the result handled by the core, its state not yet committed
     "signal.after_durable",   # a signal recorded durably, the 202 not yet sent
-    "signal.after_queued",    # a signal answered 202 and queued, not yet decided
+    "signal.after_decided",   # a signal decided by the core, its state not yet committed
 )
 """Every crash point, in the order an order or a signal passes them."""
 

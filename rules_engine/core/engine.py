@@ -69,6 +69,8 @@ class Engine:
     - `result_timeout`: a run awaiting an action result longer than this is stopped; a guard
       waiting for a value not known yet longer than this is dropped.
     - `max_queued`: queued-mode firings waiting behind a run (more are dropped).
+    - `installation`: the state dir's installation id, part of every client order id
+      (`core.ids.client_order_id`); empty in replay and rule tests.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Engine:
         balance_max_age: float = 10.0,
         result_timeout: float = 60.0,
         max_queued: int = 10,
+        installation: str = "",
     ):
         self.limits = limits or RiskLimits()
         self._state = state or EngineState()
@@ -90,7 +93,8 @@ class Engine:
         }
         self._functions = functions
         self._runner = Runner(self._state, self.limits, functions, self._refresh,
-                              balance_max_age=balance_max_age, result_timeout=result_timeout)
+                              balance_max_age=balance_max_age, result_timeout=result_timeout,
+                              installation=installation)
         self._handlers: dict[type, Callable[[Any, Step], None]] = {
             Tick: self._on_tick,
             Signal: _nothing,

@@ -42,7 +42,7 @@ from typing import Any
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import AuditSink
 from rules_engine.core import Engine
-from rules_engine.core.events import ActionResult, Clock, Event, OrderUpdate, Tick
+from rules_engine.core.events import ActionResult, Clock, Event, OrderUpdate, Signal, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision, TraceRecord
@@ -147,12 +147,15 @@ class Driver:
 
     # ------------------------------------------------------------------ events
 
-    def feed(self, event: Event, received: float | None = None) -> None:
+    def feed(self, event: Event, received: float | None = None, *, inbox: int | None = None) -> None:
         """Deliver one event after everything due before its time (simulated: and everything
-        it causes)."""
+        it causes). `inbox`: the signal's number in the state store's inbox, dropped by the
+        commit that saves its decision (`CommitLane.stage_signal`)."""
         time = event.time
         if time > self.now and self._due_before(time):
             self.advance_to(time)
+        if inbox is not None:
+            self.lane.stage_signal(inbox)
         if type(event) is Tick:
             fills = self._observe(event)
             if fills:
@@ -246,6 +249,8 @@ class Driver:
             return
         if type(event) is ActionResult:
             crash_point("result.after_handled")
+        elif type(event) is Signal:
+            crash_point("signal.after_decided")
         if decision.trace or decision.intents:
             self.process(decision, received)
         else:

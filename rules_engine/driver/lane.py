@@ -70,12 +70,25 @@ class CommitLane:
         self._clock = clock
         self._on_dispatch = on_dispatch
         self._unsaved: SnapshotChanges | None = None
+        self._staged: list[int] = []  # signals being decided: dropped from the inbox with the changes taken next
+        self._consumed: list[int] = []  # ... taken with `_unsaved`, dropped by the next commit
         self._lock = threading.Lock()
 
     def take_changes(self, changes: SnapshotChanges) -> None:
         """Add the core's state changes to those not yet saved (the next commit saves them)."""
         with self._lock:
             self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
+            if self._staged:
+                self._consumed.extend(self._staged)
+                self._staged.clear()
+
+    def stage_signal(self, number: int) -> None:
+        """A signal from the state store's inbox is about to be decided: the commit that
+        saves the state changes taken next (which hold its decision) drops it from the inbox,
+        in the same transaction, so a crash leaves it either undecided and in the inbox, or
+        decided and gone: decided exactly once."""
+        with self._lock:
+            self._staged.append(number)
 
     def run(self, job: Job) -> Reported:
         """Commit, then dispatch each intent; never raises for an execution failure."""
@@ -109,6 +122,7 @@ class CommitLane:
         and every state change taken so far."""
         with self._lock:
             changes, self._unsaved = self._unsaved, None
+            consumed, self._consumed = self._consumed, []
         store = self.store
         rows: dict[str, OrderRecord] = {}
         durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
@@ -122,10 +136,13 @@ class CommitLane:
                             intent.to_dict())
                 if changes is not None:
                     store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
+                if consumed:
+                    store.consume_signals(consumed)
         except BaseException:
-            if changes is not None:
-                with self._lock:
+            with self._lock:
+                if changes is not None:
                     self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
+                self._consumed[:0] = consumed
             raise
         return rows
 

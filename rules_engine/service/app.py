@@ -63,6 +63,7 @@ from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.rule_watch import RuleWatcher
+from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
     MAX_REPORTED_ERRORS,
@@ -96,7 +97,7 @@ class _Control(Enum):
 
 
 _STOP, _ADVANCE = _Control.STOP, _Control.ADVANCE
-QueueItem = Event | _Reload | _Control
+QueueItem = Event | InboxSignal | _Reload | _Control
 """What the consumer takes from the queue: an event for the driver, a reload, or a control."""
 
 
@@ -148,6 +149,8 @@ class EngineService:
         self.driver: Driver | None = None
         self.audit: AuditLog | None = None
         self.store: StateStore | None = None
+        self.inbox: SignalInbox | None = None
+        self.installation_id: str | None = None  # the state dir's, in every client order id
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -223,6 +226,7 @@ class EngineService:
         try:
             self.audit = AuditLog(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock)
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
+            self.inbox = SignalInbox(self.store)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
         saved = self.store.load_engine_snapshot()
@@ -232,7 +236,9 @@ class EngineService:
             state = EngineState.from_snapshot(saved) if saved is not None else None
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
-        self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
+        self.installation_id = self.store.installation_id
+        self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache,
+                             installation=self.installation_id)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
         self.audit.append("startup", data={
@@ -272,6 +278,10 @@ class EngineService:
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from None
         self._intake_open = True
+        for pending in self.inbox.pending():  # accepted (202) by the previous run, not decided: first in line
+            self._audit("signal", data={"source": pending.signal.source, "signal_id": pending.signal.signal_id,
+                                        "payload": dict(pending.signal.payload), "restored": True})
+            self._put(pending)
         self._consumer = asyncio.ensure_future(self._consume())
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
@@ -412,13 +422,18 @@ class EngineService:
                                        "error": f"Kraken refused the subscription: {status.detail}"})
 
     def on_signal(self, signal_: Signal) -> None:
-        """The webhook's hand-off: queue the signal (cannot fail) and audit its arrival."""
+        """The webhook's hand-off: record the signal durably (the 202 follows only then),
+        audit its arrival and queue it."""
+        assert self.inbox is not None
+        inboxed = self.inbox.accept(signal_)
         self.metrics.signals.labels(signal_.source).inc()
         self._audit("signal", data={"source": signal_.source, "signal_id": signal_.signal_id,
                                     "payload": dict(signal_.payload)})
-        self._put(signal_)
+        self._put(inboxed)
 
     def on_signal_rejected(self, source: str, rejected: Rejected, meta: Mapping[str, Any]) -> None:
+        if self.inbox is not None:
+            self.inbox.discard()
         known = source if source in self.signal_sources else "(unknown)"
         self.metrics.signals_rejected.labels(known, rejected.code).inc()
         self._audit("signal_rejected", data={"source": source[:64], "status": rejected.status,
@@ -427,8 +442,8 @@ class EngineService:
         self._tell("signal_rejected", (source, rejected))
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
-        assert self.store is not None
-        return self.store.seen_signal(source, signal_id, now, ttl)
+        assert self.inbox is not None
+        return self.inbox.seen(source, signal_id, now, ttl)
 
     def _on_kill_change(self, state: KillFileState) -> None:
         self.metrics.kill_switch.set(1 if state.engaged else 0)
@@ -481,7 +496,11 @@ class EngineService:
         if isinstance(item, _Reload):
             self._apply_reload(item)
             return
-        driver.feed(item, received)
+        if isinstance(item, InboxSignal):
+            driver.feed(item.signal, received, inbox=item.number)
+            item = item.signal
+        else:
+            driver.feed(item, received)
         self._latency.observe(time.perf_counter() - received)
         kind = type(item)
         key = (kind, item.market if isinstance(item, Tick) else None)
@@ -621,7 +640,7 @@ class EngineService:
     def health(self) -> dict[str, Any]:
         now = self.clock()
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
-        return health_report(
+        report = health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
             rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
             reloads=self.reload_count,
@@ -630,6 +649,8 @@ class EngineService:
             queue_depth=self._queue.qsize(),
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
         )
+        report["installation_id"] = self.installation_id
+        return report
 
     # ------------------------------------------------------------------ stop
 

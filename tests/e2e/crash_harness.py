@@ -53,6 +53,7 @@ class CrashEngine:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=e2e.tmp)
         self.url = ""
+        self.state_dir = e2e.state_dir
 
     def text(self) -> str:
         return self.log.read_text()
@@ -84,9 +85,15 @@ class CrashEngine:
         e2e.sim.set_price(symbol, Decimal(price))
         wait(lambda: self.ticks() > seen, what=f"tick {symbol} {price} taken")
 
-    def killed(self, timeout: float = 20.0) -> None:
+    def killed(self, timeout: float = 30.0) -> None:
         """Wait for the crash point's SIGKILL."""
-        code = self.process.wait(timeout)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            kinds = [(r["kind"], r["rule_id"]) for r in audit_of(self.state_dir)][-30:]
+            raise AssertionError(f"the crash point was not reached in {timeout} s:\n{self.text()}\n{kinds}") from None
         assert code == -signal.SIGKILL, f"expected SIGKILL, got {code}:\n{self.text()}"
 
     def stop(self) -> int:
@@ -96,14 +103,18 @@ class CrashEngine:
 
 
 def audit(e2e: E2E, kind: str | None = None) -> list[dict[str, Any]]:
-    path = e2e.state_dir / "audit.jsonl"
+    return [r for r in audit_of(e2e.state_dir) if kind is None or r["kind"] == kind]
+
+
+def audit_of(state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / "audit.jsonl"
     records = []
     for line in path.read_text().splitlines():
         try:
             records.append(json.loads(line))
         except ValueError:
             pass  # a torn last line of a killed process
-    return [r for r in records if kind is None or r["kind"] == kind]
+    return records
 
 
 def orders_per_decision(e2e: E2E) -> Counter[str]:

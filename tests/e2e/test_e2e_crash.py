@@ -6,9 +6,10 @@ the restart is dropped as "previous run still in progress"), and `audit verify` 
 from __future__ import annotations
 
 import pytest
+import requests
 
 from crash_harness import CrashEngine, audit, audit_ok, dropped_in_progress, orders_per_decision, wait
-from e2e_harness import E2E
+from e2e_harness import E2E, signed
 
 pytestmark = pytest.mark.crash
 
@@ -51,4 +52,43 @@ def test_kill_9_around_the_send_settles_the_rule_and_sends_each_decision_once(e2
         assert counts["up#1"] == 1  # it was sent before the crash
     assert dropped_in_progress(e2e) == []
     assert not [r for r in audit(e2e, "error") if "no result within" in str(r["data"])]
+    assert audit_ok(e2e)
+
+
+BOT = """
+- id: bot
+  triggers: [{type: signal, source: mybot}]
+  actions:
+    - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}
+"""
+
+
+def post_signal(url: str, signal_id: str) -> int | None:
+    """POST a signed signal; its HTTP status, or None if the engine died before answering."""
+    body, headers = signed({"action": "buy"}, signal_id=signal_id)
+    try:
+        return requests.post(f"{url}/signals/mybot", data=body, headers=headers, timeout=10).status_code
+    except requests.ConnectionError:
+        return None
+
+
+@pytest.mark.parametrize("point", ["signal.after_durable", "signal.after_decided"])
+def test_a_signal_accepted_before_kill_9_is_decided_exactly_once_after_restart(e2e: E2E, point: str) -> None:
+    e2e.write_rules(BOT)
+    config = live_config(e2e)
+    engine = CrashEngine(e2e, config, crash_at=point).start(symbols=0)
+    assert post_signal(engine.url, "sig-1") in (202, None)  # the 202 follows the durable write, if it gets out
+    engine.killed()
+
+    engine = CrashEngine(e2e, config).start(symbols=0)
+    try:
+        wait(lambda: orders_per_decision(e2e).get("bot#1") == 1, what="the accepted signal decided")
+        assert post_signal(engine.url, "sig-1") == 409  # a replay: not decided twice
+        assert post_signal(engine.url, "sig-2") == 202
+        wait(lambda: orders_per_decision(e2e).get("bot#2") == 1, what="a new signal decided")
+    finally:
+        assert engine.stop() == 0
+    assert orders_per_decision(e2e) == {"bot#1": 1, "bot#2": 1}
+    fires = [r for r in audit(e2e, "decision") if r["rule_id"] == "bot" and "fire_seq" in r["data"]]
+    assert [r["data"]["fire_seq"] for r in fires] == [1, 2]
     assert audit_ok(e2e)

@@ -79,6 +79,7 @@ def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records parity is judged on, without what legitimately differs (sequence numbers,
     write times, hash chain), numbers compared by value."""
     kept = []
+    client_ids: dict[str, str] = {}
     for record in records:
         kind = record["kind"]
         data = record["data"]
@@ -89,8 +90,23 @@ def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "dropped" and data.get("reason") == "result for an intent not awaited":
             continue
         kept.append({"kind": kind, "rule_id": record["rule_id"], "rule_hash": record["rule_hash"],
-                     "data": _numbers(data)})
+                     "data": _numbers(_client_ids(data, client_ids))})
     return kept
+
+
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def _client_ids(value: Any, seen: dict[str, str]) -> Any:
+    """Client order ids (UUIDs) as `#n` in order of appearance: the service's are made in its
+    state dir's installation (`core.ids.client_order_id`), a rule test's in none."""
+    if isinstance(value, dict):
+        return {k: _client_ids(v, seen) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_client_ids(v, seen) for v in value]
+    if isinstance(value, str):
+        return _UUID.sub(lambda m: seen.setdefault(m.group(0), f"#{len(seen) + 1}"), value)
+    return value
 
 
 def _numbers(value: Any) -> Any:
