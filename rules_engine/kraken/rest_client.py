@@ -13,6 +13,8 @@ everything else is here:
   validate-only order) on transient errors, with backoff and jitter (`kraken.retry`).
 - `_place(send, find, ...)` places an order at most once (`kraken.placement`): after an
   ambiguous failure it looks the order up by its client order id and never resends blind.
+- `EAPI:Invalid nonce` is counted per key (`kraken.key_use`); once the key counts as shared
+  a call raises `KeyInUse` instead. `_private_read` repeats a read once with a fresh nonce.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rules_engine.kraken.credentials import Credentials
-from rules_engine.kraken.errors import AuthError
+from rules_engine.kraken.errors import AuthError, KeyInUse, NonceError
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
+from rules_engine.kraken.key_use import KeyLease, nonce_conflicts
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.placement import place_at_most_once
 from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
@@ -66,6 +69,11 @@ class RestClient:
         self.settle_seconds = settle_seconds
         self._clock = clock
         self._sleep = sleep
+        self._leases: list[KeyLease] = []
+
+    def hold_lease(self, lease: KeyLease) -> None:
+        """Keep `lease` (on this client's key) until `close()`."""
+        self._leases.append(lease)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url}, {self.credentials!r})"
@@ -100,7 +108,22 @@ class RestClient:
             signed = self._sign(creds, nonce, http_method, path, params)
             answer = self.transport.request(http_method, self._url(path), api_method=method, params=signed.query,
                                             body=signed.body, headers=signed.headers)
-        return self._check(answer, method)
+        try:
+            return self._check(answer, method)
+        except NonceError as exc:
+            conflicts = nonce_conflicts(creds.fingerprint, self._clock)
+            if conflicts.note():
+                raise KeyInUse(conflicts.problem() or "", errors=exc.errors, method=method) from exc
+            raise
+
+    def _nonce_retried(self, fn: Callable[[], T]) -> T:
+        """`fn` (a read), repeated once with a fresh nonce if Kraken refused its nonce."""
+        try:
+            return fn()
+        except KeyInUse:
+            raise
+        except NonceError:
+            return fn()
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -128,6 +151,9 @@ class RestClient:
         close = getattr(self.transport, "close", None)
         if close is not None:
             close()
+        for lease in self._leases:
+            lease.release()
+        self._leases.clear()
 
     def __enter__(self: T) -> T:
         return self

@@ -156,7 +156,7 @@ class SpotClient(RestClient):
     def _private(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """A private call that is safe to repeat (read, cancel): retried on transient errors."""
         request = spot_request(method, params)
-        return self._retrying(lambda: self._send(request))
+        return self._nonce_retried(lambda: self._retrying(lambda: self._send(request)))
 
     # --- public market data -------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.kraken.key_use import key_problems
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
@@ -650,6 +651,7 @@ class EngineService:
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
         )
         report["installation_id"] = self.installation_id
+        report["problems"] = key_problems()  # e.g. another client is using the API key (EAPI:Invalid nonce)
         return report
 
     # ------------------------------------------------------------------ stop
