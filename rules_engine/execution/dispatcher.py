@@ -27,10 +27,12 @@ The core does not decide an abandoned order again: its snapshot already records 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from rules_engine.audit.sink import AuditSink
@@ -90,7 +92,9 @@ def _event_json(event: Event) -> dict[str, Any]:
 
 class Dispatcher:
     """Runs intents through the executor with the state store and the audit log.
-    Thread-safe: dispatches are serialised; `observe` may run on another thread."""
+    Thread-safe: dispatches are serialised, unless the executor is `concurrent` (live,
+    validate: thread-safe clients), whose dispatches may run side by side (the service's
+    lanes, one per pair); `observe` may run on another thread."""
 
     def __init__(
         self,
@@ -109,6 +113,8 @@ class Dispatcher:
         self._rule_hashes = rule_hashes
         self._clock = clock
         self._lock = threading.RLock()
+        concurrent = bool(getattr(executor, "concurrent", False))
+        self._dispatching: AbstractContextManager[Any] = contextlib.nullcontext() if concurrent else self._lock
 
     # ------------------------------------------------------------------ public
 
@@ -117,7 +123,7 @@ class Dispatcher:
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
         it (step 1 then needs no second look-up)."""
-        with self._lock:
+        with self._dispatching:
             if isinstance(intent, ORDER_INTENTS):
                 return self._dispatch_order(intent, recorded)
             return self._dispatch_other(intent)

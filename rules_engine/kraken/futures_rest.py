@@ -74,6 +74,7 @@ class FuturesClient(RestClient):
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
+        send_grace: float = 0.5,
     ):
         super().__init__(
             credentials,
@@ -86,6 +87,7 @@ class FuturesClient(RestClient):
             retry=retry,
             transport=transport,
             settle_seconds=settle_seconds,
+            send_grace=send_grace,
         )
         self._base_path = urlsplit(self.base_url).path
 

@@ -94,6 +94,7 @@ class SpotClient(RestClient):
         limiter: RateLimiter | None = None,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
+        send_grace: float = 0.5,
     ):
         if body_format not in ("form", "json"):
             raise ValueError("body_format must be 'form' or 'json'")
@@ -108,6 +109,7 @@ class SpotClient(RestClient):
             retry=retry,
             transport=transport,
             settle_seconds=settle_seconds,
+            send_grace=send_grace,
         )
         self.body_format = body_format
         self.limiter = limiter or RateLimiter(tier, clock=clock, sleep=sleep)

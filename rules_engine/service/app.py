@@ -259,7 +259,8 @@ class EngineService:
                                      rule_hashes=self.rule_hashes, clock=self.clock)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch)
         assert self._loop is not None
-        self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle)
+        self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle,
+                                concurrent=bool(getattr(self.executor, "concurrent", False)))
         now = self.clock()
         self.driver = Driver(self.engine, lane, self.audit, Timetable(needs.timers, now), rule_hashes=self.rule_hashes,
                              realtime=True, submit=self._lane.submit, post=self._put,
