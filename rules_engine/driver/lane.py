@@ -14,7 +14,8 @@ unsaved (under any taken since) for the next commit. The commit is durable unles
 intent is an order: each of those is then marked sent, in a durable commit that carries this
 one to disk, before it leaves, so the fsync on the way from tick to order is paid once.
 
-The service runs `run` on one worker thread (intents leave in the order they were decided);
+The service runs `run` on worker threads, one per pair in live and validate (a pair's intents
+leave in the order they were decided; `service.lane`);
 replay, rule tests and the demo run it inline. Both are this code.
 """
 

@@ -5,7 +5,7 @@
     ...
     await service.stop()                # stop intake, finish in-flight actions, flush, close
 
-Flow (one event queue, one consumer, one dispatch thread):
+Flow (one event queue, one consumer, dispatch lanes: one thread per pair in live and validate):
 
     TickerFeed (spot v2/v1, futures)  -> Tick -------------+
     POST /signals/{source}            -> Signal -----------+
@@ -15,10 +15,12 @@ Flow (one event queue, one consumer, one dispatch thread):
 
 The driver is the same code replay and rule tests run; here it runs in real time: it is woken
 at `next_wakeup()` (timer slots, `for:` holds, cooldowns, overdue results, balance re-reads)
-and its commit-then-send lane runs on one worker thread (`service.lane.ThreadLane`), so
-intents leave in the order they were decided. Before any feed starts the driver settles
-orders a previous run left unresolved and reads the account, so rules that read balances
-can be evaluated from the first tick.
+and its commit-then-send lane runs on worker threads (`service.lane.ThreadLane`: one per pair
+in live and validate, one in dry-run), so a pair's intents leave in the order they were
+decided. Before any feed starts the driver settles orders a previous run left unresolved,
+hands every rule left waiting its result, and reads the account, so rules that read balances
+can be evaluated from the first tick; signals the previous run accepted (202) but did not
+decide are first in the queue (`service.signal_inbox`).
 """
 
 from __future__ import annotations
