@@ -7,7 +7,9 @@ time, in the order they were submitted, so a pair's intents leave in the order t
 decided. With `concurrent=True` (the live and validate executors, which are thread-safe)
 the lanes run side by side, so one slow or ambiguous order (held up to its deadline) never
 delays an order on another pair; with `concurrent=False` (the paper wallet) every job runs
-on one lane. The guarantees per order are the dispatcher's, whatever the lane. When a job is
+on one lane. A cancel (cancel-all, a cancel by id, the dead man's switch) still leaves only
+after every job submitted before it, on every lane, has finished: it never overtakes an
+order it may be meant to cancel. The guarantees per order are the dispatcher's, whatever the lane. When a job is
 done its `(intent, report)` pairs are handed back on the event loop (`on_reported`), where
 the driver turns them into events for the core.
 """
@@ -18,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 
 from rules_engine.core.intents import Intent
 from rules_engine.driver.lane import CommitLane, Job, Reported
@@ -44,6 +47,7 @@ class ThreadLane:
         self._on_idle = on_idle
         self.concurrent = concurrent
         self._pools: dict[str, ThreadPoolExecutor] | None = {}
+        self._tails: dict[str, Future[Reported]] = {}  # each lane's last job
         self.jobs = 0
 
     def submit(self, job: Job) -> None:
@@ -56,7 +60,12 @@ class ThreadLane:
             pool = self._pools[name] = ThreadPoolExecutor(max_workers=1,
                                                           thread_name_prefix=f"rules-engine-dispatch-{name}")
         self.jobs += 1
-        future = pool.submit(self.lane.run, job)
+        earlier = [f for lane, f in self._tails.items() if lane != name and not f.done()] if cancels(job) else []
+        if earlier:
+            future = pool.submit(_after, earlier, self.lane.run, job)
+        else:
+            future = pool.submit(self.lane.run, job)
+        self._tails[name] = future
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._done, f))
 
     def _done(self, future: Future[Reported]) -> None:
@@ -77,6 +86,17 @@ class ThreadLane:
 
 
 ENGINE_LANE = "engine"
+CANCEL_KINDS = frozenset({"cancel_order", "cancel_all", "dead_man_switch", "futures_cancel_order"})
+
+
+def cancels(job: Job) -> bool:
+    """Whether the job cancels orders (it then waits for every job submitted before it)."""
+    return any(intent.kind in CANCEL_KINDS for intent in job.intents)
+
+
+def _after(earlier: list[Future[Reported]], run: Callable[[Job], Reported], job: Job) -> Reported:
+    wait_all(earlier)
+    return run(job)
 
 
 def lane_of(job: Job) -> str:

@@ -5,10 +5,11 @@ each lane keeps its own orders in decision order."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from e2e_harness import E2E, post, signed, wait_for
-from rules_engine.service.lane import ENGINE_LANE, lane_of
+from rules_engine.service.lane import ENGINE_LANE, ThreadLane, lane_of
 from rules_engine.driver import Job
 from rules_engine.core import intents as it
 
@@ -55,3 +56,36 @@ def test_jobs_go_to_the_lane_of_their_pair() -> None:
     assert lane_of(Job((order,))) == "spot:XBTUSD"
     assert lane_of(Job(())) == ENGINE_LANE
     assert lane_of(Job((it.CancelAll(intent_id="k", rule_id=None, decision_id=None),))) == ENGINE_LANE
+
+
+class _SlowLane:
+    """A stand-in CommitLane: the XBTUSD job blocks until released; records the run order."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.order: list[str] = []
+
+    def run(self, job: Job) -> list:
+        name = lane_of(job)
+        if name == "spot:XBTUSD":
+            self.release.wait(5)
+        self.order.append(name if job.intents[0].kind != "cancel_all" else "cancel_all")
+        return []
+
+
+async def test_a_cancel_waits_for_the_orders_decided_before_it_but_other_pairs_do_not() -> None:
+    slow = _SlowLane()
+    lanes = ThreadLane(slow, asyncio.get_running_loop(), lambda i, r: None, lambda: None, concurrent=True)
+
+    def place(pair: str, n: int) -> Job:
+        return Job((it.PlaceOrder(intent_id=f"r#{n}/0", rule_id="r", decision_id=f"r#{n}", pair=pair, side="buy",
+                                  ordertype="limit", volume=1, cl_ord_id=f"c{n}"),))
+
+    lanes.submit(place("XBTUSD", 1))
+    lanes.submit(Job((it.CancelAll(intent_id="k", rule_id=None, decision_id=None),)))
+    lanes.submit(place("ETHUSD", 2))
+    await wait_for(lambda: slow.order == ["spot:ETHUSD"])  # the other pair went ahead; the cancel waits
+    slow.release.set()
+    await wait_for(lambda: len(slow.order) == 3)
+    assert slow.order == ["spot:ETHUSD", "spot:XBTUSD", "cancel_all"]
+    await lanes.shutdown()
