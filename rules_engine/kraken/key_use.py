@@ -73,6 +73,12 @@ def nonce_conflicts(fingerprint: str, clock: Callable[[], float] = time.time) ->
         return tracker
 
 
+def forget_conflicts(fingerprint: str) -> None:
+    """Drop what was counted for a key (the operator gave the other client its own key)."""
+    with _GUARD:
+        _CONFLICTS.pop(fingerprint, None)
+
+
 def key_problems() -> list[str]:
     """What is wrong with the keys this process uses (for `/healthz`)."""
     with _GUARD:

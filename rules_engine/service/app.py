@@ -154,6 +154,7 @@ class EngineService:
         self.store: StateStore | None = None
         self.inbox: SignalInbox | None = None
         self.installation_id: str | None = None  # the state dir's, in every client order id
+        self._key_problems: set[str] = set()
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -574,11 +575,20 @@ class EngineService:
         while True:
             await asyncio.sleep(self.snapshot_interval)
             self.metrics.queue_depth.set(self._queue.qsize())
+            self._report_key_problems()
             if self.driver is not None and self.driver.dirty:
                 self.driver.flush()
             if self.audit is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit.sync)
+
+    def _report_key_problems(self) -> None:
+        """Log and audit each new API key problem (another client using the key) once."""
+        problems = set(key_problems())
+        for problem in sorted(problems - self._key_problems):
+            log.error("%s", problem)
+            self._audit("error", data={"where": "api key", "error": problem})
+        self._key_problems = problems
 
     # ------------------------------------------------------------------ reload
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2e_harness import E2E, get
+from e2e_harness import E2E, get, wait_for
+from rules_engine.kraken.key_use import forget_conflicts
 from rules_engine.service.startup import StartupError
 
 RULE = """
@@ -40,3 +41,7 @@ async def test_nonce_refusals_name_the_other_client_in_healthz(e2e: E2E) -> None
         status, body = await get(url + "/healthz")
         assert status == 200
         assert any("another client is using API key" in p for p in body["problems"])
+        await wait_for(lambda: [r for r in e2e.audit_records("error") if r["data"].get("where") == "api key"])
+        (record,) = [r for r in e2e.audit_records("error") if r["data"].get("where") == "api key"]
+        assert "another client is using API key" in record["data"]["error"]
+        forget_conflicts(spot.credentials.fingerprint)  # not a problem of later tests' engines

@@ -10,7 +10,7 @@ from kraken_rest_fakes import SECRET, FakeClock
 
 from rules_engine.kraken import errors as E
 from rules_engine.kraken.credentials import Credentials
-from rules_engine.kraken.key_use import KeyInUseHere, KeyLease, key_problems
+from rules_engine.kraken.key_use import KeyInUseHere, KeyLease, forget_conflicts, key_problems
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.sim.config import Account, SimConfig
@@ -19,7 +19,9 @@ from rules_engine.sim.server import Simulator
 
 @pytest.fixture
 def key():
-    return "nonce-" + secrets.token_hex(4)  # each test its own key: refusals are counted per key
+    name = "nonce-" + secrets.token_hex(4)  # each test its own key: refusals are counted per key
+    yield name
+    forget_conflicts(Credentials(name, SECRET).fingerprint)  # not a problem of later tests' engines
 
 
 @pytest.fixture
