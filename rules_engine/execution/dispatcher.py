@@ -167,6 +167,15 @@ class Dispatcher:
                     reports.append(self._reconcile(decision, "recovered"))
         return reports
 
+    def recheck_unknown(self) -> list[ExecutionReport]:
+        """Look up again every decision left `unknown` (an ambiguous failure whose lookup could
+        not tell, e.g. made before its deadline had passed): the service calls it now and then,
+        so such a decision is settled while the engine runs, not only at the next start. The
+        reports' events (the order's status) go back to the core; their results are nobody's."""
+        with self._lock:
+            return [self._reconcile(decision, "recovered")
+                    for decision in self.store.unresolved_decisions() if decision.status == "unknown"]
+
     def settle_awaited(self, awaited: Mapping[str, tuple[str, str | None]]) -> list[ExecutionReport]:
         """At start-up, after `recover`: a result for every intent the core still awaits
         (`Engine.awaited()`: intent id -> (kind, client order id)), so no run stays waiting

@@ -82,6 +82,8 @@ from rules_engine.state import StateStore, StateStoreError, audit_log_path, data
 
 log = logging.getLogger("rules_engine.service")
 
+RECHECK_EVERY = 5.0
+"""Seconds between lookups of orders left `unknown` (`Dispatcher.recheck_unknown`)."""
 MAX_SLEEP = 30.0
 """The longest the service sleeps without looking at the clock (a wall clock that jumps is noticed)."""
 
@@ -155,6 +157,7 @@ class EngineService:
         self.inbox: SignalInbox | None = None
         self.installation_id: str | None = None  # the state dir's, in every client order id
         self._key_problems: set[str] = set()
+        self._recheck_at = 0.0
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -576,11 +579,23 @@ class EngineService:
             await asyncio.sleep(self.snapshot_interval)
             self.metrics.queue_depth.set(self._queue.qsize())
             self._report_key_problems()
+            await self._recheck_unknown()
             if self.driver is not None and self.driver.dirty:
                 self.driver.flush()
             if self.audit is not None:
                 with contextlib.suppress(AuditError):
                     await asyncio.to_thread(self.audit.sync)
+
+    async def _recheck_unknown(self) -> None:
+        """Every RECHECK_EVERY seconds, look up orders left `unknown` again (see
+        `Dispatcher.recheck_unknown`); what is found goes to the core."""
+        now = self.clock()
+        if self.dispatcher is None or now < self._recheck_at:
+            return
+        self._recheck_at = now + RECHECK_EVERY
+        for report in await asyncio.to_thread(self.dispatcher.recheck_unknown):
+            for event in report.events:
+                self._put(event)
 
     def _report_key_problems(self) -> None:
         """Log and audit each new API key problem (another client using the key) once."""
