@@ -173,7 +173,7 @@ class Dispatcher:
         so such a decision is settled while the engine runs, not only at the next start. The
         reports' events (the order's status) go back to the core; their results are nobody's."""
         with self._lock:
-            return [self._reconcile(decision, "recovered")
+            return [self._reconcile(decision, "recovered", quiet_if_unknown=True)
                     for decision in self.store.unresolved_decisions() if decision.status == "unknown"]
 
     def settle_awaited(self, awaited: Mapping[str, tuple[str, str | None]]) -> list[ExecutionReport]:
@@ -275,7 +275,10 @@ class Dispatcher:
             return ExecutionReport(result)
         return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
 
-    def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None) -> ExecutionReport:
+    def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None,
+                   quiet_if_unknown: bool = False) -> ExecutionReport:
+        """Look the decision up and record what was found (`quiet_if_unknown`: record and
+        audit nothing if the lookup still cannot tell)."""
         now = self._clock()
         report = self.executor.reconcile(decision, now)
         if intent_id is not None and report.result.intent_id != intent_id:
@@ -283,6 +286,8 @@ class Dispatcher:
                                                   report.result.data, report.result.error),
                                      report.request, report.response, report.events)
         status, outcome = outcome_of(report, decision.cl_ord_id)
+        if quiet_if_unknown and status == "unknown":
+            return report
         self._audit_safe(kind, decision.rule_id, {
             "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
             "status": status, "request": report.request, "response": report.response,

@@ -42,9 +42,11 @@ def test_an_unknown_decision_is_settled_after_its_deadline_without_a_restart(tmp
         store.record_outcome("gone-1", "unknown", {})
         dispatcher.recheck_unknown()
         assert store.get_decision("gone-1").status == "unknown"  # not found, but it might still arrive
+        assert "recovered" not in (tmp_path / "audit.jsonl").read_text()  # nothing settled: nothing audited
         clock.now += 20  # its deadline has passed: absence is proof
         dispatcher.recheck_unknown()
         assert store.get_decision("gone-1").status == "rejected"
+        assert (tmp_path / "audit.jsonl").read_text().count('"recovered"') == 1
         assert dispatcher.recheck_unknown() == []
         spot.close()
         audit.close()
