@@ -593,7 +593,12 @@ class EngineService:
         if self.dispatcher is None or now < self._recheck_at:
             return
         self._recheck_at = now + RECHECK_EVERY
-        for report in await asyncio.to_thread(self.dispatcher.recheck_unknown):
+        try:
+            reports = await asyncio.to_thread(self.dispatcher.recheck_unknown)
+        except Exception:  # the housekeeping loop must go on (state saves, audit flushes)
+            log.exception("looking up orders left unknown failed; trying again in %.0f s", RECHECK_EVERY)
+            return
+        for report in reports:
             for event in report.events:
                 self._put(event)
 
