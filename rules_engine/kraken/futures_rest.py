@@ -126,7 +126,8 @@ class FuturesClient(RestClient):
     def _call(self, http_method: str, endpoint: str, params: Mapping[str, Any] | None = None, *, private: bool) -> dict:
         """A call that is safe to repeat, retried on transient errors."""
         clean = futures_request(endpoint, params).params
-        return self._retrying(lambda: self._call_once(http_method, endpoint, clean, private=private))
+        return self._nonce_retried(
+            lambda: self._retrying(lambda: self._call_once(http_method, endpoint, clean, private=private)))
 
     # --- market data and account --------------------------------------------------------
 

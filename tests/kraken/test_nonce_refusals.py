@@ -12,6 +12,7 @@ from rules_engine.kraken import errors as E
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.key_use import KeyInUseHere, KeyLease, forget_conflicts, key_problems
 from rules_engine.kraken.nonce import NonceSource
+from rules_engine.kraken.futures_rest import FuturesClient
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.sim.config import Account, SimConfig
 from rules_engine.sim.server import Simulator
@@ -99,3 +100,10 @@ def test_a_key_lease_keeps_a_second_engine_on_this_machine_off_the_key(tmp_path)
     KeyLease("def456", "pid 2", env).release()  # another key is free
     lease.release()
     KeyLease("abc123", "pid 2, state dir /b", env).release()
+
+
+def test_a_futures_read_refused_for_its_nonce_is_repeated_once(sim, key, clock):
+    sim.faults.fail_next("accounts", "nonceBelowThreshold")
+    with FuturesClient(Credentials(key, SECRET), sim.test_endpoints, clock=clock, sleep=clock.sleep,
+                       nonce_source=NonceSource(unit_ns=1_000_000), timeout=(2.0, 2.0)) as futures:
+        assert "flex" in futures.accounts()  # refused once, repeated with a fresh nonce
