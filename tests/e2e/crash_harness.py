@@ -36,6 +36,18 @@ def wait(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condi
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
+STARTED: list[subprocess.Popen] = []
+"""Every child started, so a failed test leaves none running (`kill_leftovers`)."""
+
+
+def kill_leftovers() -> None:
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 class CrashEngine:
     """One `rules-engine run --live` child; `crash_at` names the crash point that kills it."""
 
@@ -52,6 +64,7 @@ class CrashEngine:
                    "--state-dir", str(e2e.state_dir), "--port", "0", "--live"]
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=e2e.tmp)
+        STARTED.append(self.process)
         self.url = ""
         self.state_dir = e2e.state_dir
 

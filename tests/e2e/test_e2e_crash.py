@@ -8,10 +8,16 @@ from __future__ import annotations
 import pytest
 import requests
 
-from crash_harness import CrashEngine, audit, audit_ok, dropped_in_progress, orders_per_decision, wait
+from crash_harness import CrashEngine, audit, audit_ok, dropped_in_progress, kill_leftovers, orders_per_decision, wait
 from e2e_harness import E2E, signed
 
 pytestmark = pytest.mark.crash
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_left_running():
+    yield
+    kill_leftovers()
 
 UP = """
 - id: up
