@@ -203,7 +203,8 @@ async def latency(state_root: Path) -> list[float]:
 
     def listen(kind: str, payload: Any) -> None:
         if kind == "trace" and payload.kind == "decision" and "fire_seq" in payload.detail:
-            tick_times[client_order_id(payload.rule_id, payload.detail["fire_seq"], 0)] = payload.time
+            cl_ord_id = client_order_id(payload.rule_id, payload.detail["fire_seq"], 0, service.installation_id or "")
+            tick_times[cl_ord_id] = payload.time
 
     config = parse_config({"mode": "live", "kraken": {"simulator": endpoints.spot_rest, "tier": "pro"},
                            "server": {"port": 0}, "dead_man_switch": {"enabled": False}})

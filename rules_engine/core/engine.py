@@ -69,6 +69,8 @@ class Engine:
     - `result_timeout`: a run awaiting an action result longer than this is stopped; a guard
       waiting for a value not known yet longer than this is dropped.
     - `max_queued`: queued-mode firings waiting behind a run (more are dropped).
+    - `installation`: the state dir's installation id, part of every client order id
+      (`core.ids.client_order_id`); empty in replay and rule tests.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Engine:
         balance_max_age: float = 10.0,
         result_timeout: float = 60.0,
         max_queued: int = 10,
+        installation: str = "",
     ):
         self.limits = limits or RiskLimits()
         self._state = state or EngineState()
@@ -90,7 +93,8 @@ class Engine:
         }
         self._functions = functions
         self._runner = Runner(self._state, self.limits, functions, self._refresh,
-                              balance_max_age=balance_max_age, result_timeout=result_timeout)
+                              balance_max_age=balance_max_age, result_timeout=result_timeout,
+                              installation=installation)
         self._handlers: dict[type, Callable[[Any, Step], None]] = {
             Tick: self._on_tick,
             Signal: _nothing,
@@ -154,6 +158,12 @@ class Engine:
                 if record.rule_id is not None:
                     changed.add(record.rule_id)
         return step.decision()
+
+    def awaited(self) -> dict[str, tuple[str, str | None]]:
+        """The intents whose result the core still awaits: `{intent_id: (kind, order key)}`
+        (the order key is the order's client order id). After a restart the driver hands
+        each its result (`Dispatcher.settle_awaited`), so no run stays waiting."""
+        return {intent_id: (flight.kind, flight.order_key) for intent_id, flight in self._state.inflight.items()}
 
     def next_deadline(self) -> float | None:
         """The earliest time a hold matures, a wait or a cooldown ends or an awaited result is overdue."""

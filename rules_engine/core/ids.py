@@ -5,7 +5,14 @@ sequence number is persistent (kept in the snapshot, and kept after the rule is 
 a new decision never reuses a number. The client order id of the order placed by action
 `action_index` of that decision is a UUID5 of the three, so a retry, a reconnect or a restart
 derives the same id for the same decision, and Kraken refuses a second order with it.
-Kraken Spot accepts a long UUID as `cl_ord_id`; Futures accepts up to 100 characters as `cliOrdId`.
+
+The service passes its **installation id** (32 random hex digits, made with the state
+directory: `StateStore.installation_id`): the UUID5 is then taken in a namespace of that id
+and its first 8 hex digits are the installation id's first 8, so a fresh state dir (whose
+fire numbers start again at 1) never reproduces an id an earlier one sent, and an order is
+recognisably this installation's. Replay and rule tests pass none (their ids only need to be
+reproducible). Kraken Spot accepts a long UUID as `cl_ord_id`; Futures accepts up to 100
+characters as `cliOrdId`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,16 @@ def intent_id(rule_id: str, fire_seq: int, action_index: int, suffix: str = "") 
     return f"{base}/{suffix}" if suffix else base
 
 
-def client_order_id(rule_id: str, fire_seq: int, action_index: int) -> str:
-    """The UUID5 (36-character form) for this decision's order at `action_index`."""
-    return str(uuid.uuid5(ORDER_ID_NAMESPACE, f"{rule_id}\x1f{fire_seq}\x1f{action_index}"))
+def client_order_id(rule_id: str, fire_seq: int, action_index: int, installation: str = "") -> str:
+    """The UUID5 (36-character form) for this decision's order at `action_index`, in the
+    namespace of `installation` (32 hex digits) if given, which then leads the id."""
+    name = f"{rule_id}\x1f{fire_seq}\x1f{action_index}"
+    if not installation:
+        return str(uuid.uuid5(ORDER_ID_NAMESPACE, name))
+    namespace = uuid.UUID(hex=installation)
+    return installation[:8].lower() + str(uuid.uuid5(namespace, name))[8:]
+
+
+def installation_tag(cl_ord_id: str) -> str:
+    """The installation tag an id made with an installation id starts with (8 hex digits)."""
+    return cl_ord_id[:8].lower()

@@ -54,6 +54,7 @@ class Runner:
         *,
         balance_max_age: float,
         result_timeout: float,
+        installation: str = "",
     ):
         self.state = state
         self.limits = limits
@@ -61,6 +62,7 @@ class Runner:
         self.on_status = on_status
         self.balance_max_age = balance_max_age
         self.result_timeout = result_timeout
+        self.installation = installation
         self.rules: Mapping[str, model.Rule] = {}
         self.blank: Mapping[str, None] = {}
 
@@ -266,8 +268,8 @@ class ActionRun:
         return intent_id(self.rule.id, self.run.fire_seq, self.index, suffix)
 
     def client_order_id(self) -> str:
-        """The deterministic client order id of this action's order."""
-        return client_order_id(self.rule.id, self.run.fire_seq, self.index)
+        """The deterministic client order id of this action's order (in this installation)."""
+        return client_order_id(self.rule.id, self.run.fire_seq, self.index, self._runner.installation)
 
     def record(self, kind: TraceKind, **detail: Any) -> None:
         """A trace record of this action (`decision_id` and `action` added)."""

@@ -42,10 +42,11 @@ from typing import Any
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import AuditSink
 from rules_engine.core import Engine
-from rules_engine.core.events import Clock, Event, OrderUpdate, Tick
+from rules_engine.core.events import ActionResult, Clock, Event, OrderUpdate, Signal, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision, TraceRecord
+from rules_engine.crashpoints import crash_point
 from rules_engine.driver.lane import CommitLane, Job
 from rules_engine.driver.timetable import MissedSlot, Timetable
 from rules_engine.driver.trace_audit import audit_trace
@@ -107,16 +108,23 @@ class Driver:
     # ------------------------------------------------------------------ life cycle
 
     def start(self, now: float) -> None:
-        """Trace the loaded rules, settle orders a previous run left unresolved, and read the
-        account before any event (see the module docstring)."""
+        """Trace the loaded rules, settle orders a previous run left unresolved, hand every
+        run the previous run left waiting its result, and read the account, before any event
+        (see the module docstring)."""
         self.now = now
         self._handle(Clock(now), None)
-        for report in self.lane.dispatcher.recover():
-            self._tell_report(None, report)
-            for event in (report.result, *report.events):
-                self._handle(event, None)
+        dispatcher = self.lane.dispatcher
+        for report in dispatcher.recover():
+            self._settled(report)
+        for report in dispatcher.settle_awaited(self.engine.awaited()):
+            self._settled(report)
         self.read_account(now, inline=True)
         self._drain()
+
+    def _settled(self, report: ExecutionReport) -> None:
+        self._tell_report(None, report)
+        for event in (report.result, *report.events):
+            self._handle(event, None)
 
     def reload(self, ruleset: RuleSet, timers: Sequence[TimerEntry], now: float) -> Decision:
         """Swap in new rules (state carries over by rule id) and their timers."""
@@ -139,12 +147,15 @@ class Driver:
 
     # ------------------------------------------------------------------ events
 
-    def feed(self, event: Event, received: float | None = None) -> None:
+    def feed(self, event: Event, received: float | None = None, *, inbox: int | None = None) -> None:
         """Deliver one event after everything due before its time (simulated: and everything
-        it causes)."""
+        it causes). `inbox`: the signal's number in the state store's inbox, dropped by the
+        commit that saves its decision (`CommitLane.stage_signal`)."""
         time = event.time
         if time > self.now and self._due_before(time):
             self.advance_to(time)
+        if inbox is not None:
+            self.lane.stage_signal(inbox)
         if type(event) is Tick:
             fills = self._observe(event)
             if fills:
@@ -236,6 +247,10 @@ class Driver:
             log.exception("engine failed on %s", type(event).__name__)
             self._audit("error", None, {"where": "engine", "event": type(event).__name__, "error": repr(exc)})
             return
+        if type(event) is ActionResult:
+            crash_point("result.after_handled")
+        elif type(event) is Signal:
+            crash_point("signal.after_decided")
         if decision.trace or decision.intents:
             self.process(decision, received)
         else:

@@ -14,7 +14,8 @@ unsaved (under any taken since) for the next commit. The commit is durable unles
 intent is an order: each of those is then marked sent, in a durable commit that carries this
 one to disk, before it leaves, so the fsync on the way from tick to order is paid once.
 
-The service runs `run` on one worker thread (intents leave in the order they were decided);
+The service runs `run` on worker threads, one per pair in live and validate (a pair's intents
+leave in the order they were decided; `service.lane`);
 replay, rule tests and the demo run it inline. Both are this code.
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from rules_engine.core.events import ActionResult
 from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
+from rules_engine.crashpoints import crash_point
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.state.store import OrderRecord, StateStore
@@ -71,12 +73,25 @@ class CommitLane:
         self._on_dispatch = on_dispatch
         self._on_commit = on_commit  # told of each commit's failure (or success): the service's readiness
         self._unsaved: SnapshotChanges | None = None
+        self._staged: list[int] = []  # signals being decided: dropped from the inbox with the changes taken next
+        self._consumed: list[int] = []  # ... taken with `_unsaved`, dropped by the next commit
         self._lock = threading.Lock()
 
     def take_changes(self, changes: SnapshotChanges) -> None:
         """Add the core's state changes to those not yet saved (the next commit saves them)."""
         with self._lock:
             self._unsaved = changes if self._unsaved is None else self._unsaved.then(changes)
+            if self._staged:
+                self._consumed.extend(self._staged)
+                self._staged.clear()
+
+    def stage_signal(self, number: int) -> None:
+        """A signal from the state store's inbox is about to be decided: the commit that
+        saves the state changes taken next (which hold its decision) drops it from the inbox,
+        in the same transaction, so a crash leaves it either undecided and in the inbox, or
+        decided and gone: decided exactly once."""
+        with self._lock:
+            self._staged.append(number)
 
     def run(self, job: Job) -> Reported:
         """Commit, then dispatch each intent; never raises for an execution failure."""
@@ -93,6 +108,8 @@ class CommitLane:
                         for intent in job.intents]
             if self._on_commit is not None:
                 self._on_commit(None)
+            if rows:
+                crash_point("order.after_commit")
         for intent in job.intents:
             if self._on_dispatch is not None:
                 self._on_dispatch(job)
@@ -112,6 +129,7 @@ class CommitLane:
         and every state change taken so far."""
         with self._lock:
             changes, self._unsaved = self._unsaved, None
+            consumed, self._consumed = self._consumed, []
         store = self.store
         rows: dict[str, OrderRecord] = {}
         durable = not intents or not all(isinstance(intent, ORDER_INTENTS) for intent in intents)
@@ -125,10 +143,13 @@ class CommitLane:
                             intent.to_dict())
                 if changes is not None:
                     store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
+                if consumed:
+                    store.consume_signals(consumed)
         except BaseException:
-            if changes is not None:
-                with self._lock:
+            with self._lock:
+                if changes is not None:
                     self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
+                self._consumed[:0] = consumed
             raise
         return rows
 

@@ -30,10 +30,12 @@ The core does not decide an abandoned order again: its snapshot already records 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +43,7 @@ from rules_engine.audit.sink import AuditSink
 from rules_engine.audit.tail import audited_answer
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
+from rules_engine.crashpoints import crash_point
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
@@ -49,6 +52,7 @@ from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
 log = logging.getLogger(__name__)
 
 ORDER_INTENTS = (it.PlaceOrder, it.FuturesSendOrder)
+ORDER_KINDS = frozenset({"place_order", "futures_send_order"})
 OrderIntent = it.PlaceOrder | it.FuturesSendOrder
 RuleHashes = Mapping[str, str] | Callable[[str], "str | None"]
 
@@ -93,7 +97,9 @@ def _event_json(event: Event) -> dict[str, Any]:
 
 class Dispatcher:
     """Runs intents through the executor with the state store and the audit log.
-    Thread-safe: dispatches are serialised; `observe` may run on another thread."""
+    Thread-safe: dispatches are serialised, unless the executor is `concurrent` (live,
+    validate: thread-safe clients), whose dispatches may run side by side (the service's
+    lanes, one per pair); `observe` may run on another thread."""
 
     def __init__(
         self,
@@ -117,6 +123,11 @@ class Dispatcher:
         self._rule_hashes = rule_hashes
         self._clock = clock
         self._lock = threading.RLock()
+        concurrent = bool(getattr(executor, "concurrent", False))
+        self._dispatching: AbstractContextManager[Any] = contextlib.nullcontext() if concurrent else self._lock
+        # Held from an order's `decision` audit record to its `sent` mark, on every lane, and by
+        # `audit_checkpoint`: a checkpoint never falls between the two (short: no network inside).
+        self._decision_to_sent = threading.Lock()
 
     # ------------------------------------------------------------------ public
 
@@ -125,7 +136,7 @@ class Dispatcher:
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
         it (step 1 then needs no second look-up)."""
-        with self._lock:
+        with self._dispatching:
             if isinstance(intent, ORDER_INTENTS):
                 return self._dispatch_order(intent, recorded)
             return self._dispatch_other(intent)
@@ -160,9 +171,9 @@ class Dispatcher:
 
     def audit_checkpoint(self) -> int | None:
         """Durably record the audit seq up to which every decision's rows are on disk (read
-        between dispatches, so a decision record and its `sent` mark are never split); the
-        seq, or None if the audit sink has no seq."""
-        with self._lock:
+        outside any order's decision-record-to-sent-mark step, so the two are never split);
+        the seq, or None if the audit sink has no seq."""
+        with self._decision_to_sent:
             head = getattr(self.audit, "head", None)
         if head is None:
             return None
@@ -186,6 +197,60 @@ class Dispatcher:
                     reports.append(self._reconcile(decision, "recovered"))
         return reports
 
+    def recheck_unknown(self) -> list[ExecutionReport]:
+        """Look up again every decision left `unknown` (an ambiguous failure whose lookup could
+        not tell, e.g. made before its deadline had passed): the service calls it now and then,
+        so such a decision is settled while the engine runs, not only at the next start. The
+        reports' events (the order's status) go back to the core; their results are nobody's."""
+        with self._lock:
+            return [self._reconcile(decision, "recovered", quiet_if_unknown=True)
+                    for decision in self.store.unresolved_decisions() if decision.status == "unknown"]
+
+    def settle_awaited(self, awaited: Mapping[str, tuple[str, str | None]]) -> list[ExecutionReport]:
+        """At start-up, after `recover`: a result for every intent the core still awaits
+        (`Engine.awaited()`: intent id -> (kind, client order id)), so no run stays waiting
+        on a result that a crash kept from it. An order's result is its decision's stored
+        outcome (a decision still unsettled is looked up again); an order never recorded
+        was never sent. Any other intent (a cancel, a balance read, the dead man's switch)
+        gets a failed result: its answer died with the previous run; nothing is resent."""
+        reports = []
+        with self._lock:
+            for intent_id, (kind, order_key) in awaited.items():
+                if kind in ORDER_KINDS and order_key:
+                    reports.append(self._settle_order(intent_id, order_key))
+                else:
+                    reports.append(self._settle_other(intent_id, kind))
+        return reports
+
+    def _settle_order(self, intent_id: str, cl_ord_id: str) -> ExecutionReport:
+        now = self._clock()
+        decision = self.store.get_decision(cl_ord_id)
+        if decision is not None and not decision.resolved:
+            return self._reconcile(decision, "recovered", intent_id=intent_id)
+        if decision is None:
+            result = refused(intent_id, now, "never sent: the engine stopped before recording it", "OrderNotPlaced")
+            status = None
+        else:
+            stored = (decision.outcome or {}).get("result") or {}
+            data = {**(stored.get("data") or {}), "status": decision.status, "settled_at_start": True}
+            result = ActionResult(intent_id, bool(stored.get("ok")), now, data, stored.get("error"))
+            status = decision.status
+        self._audit_safe("settled", decision.rule_id if decision else None, {
+            "intent_id": intent_id, "cl_ord_id": cl_ord_id, "status": status,
+            "result": {"ok": result.ok, "error": result.error, "data": dict(result.data)},
+            "note": "the previous run stopped before this result reached its rule; handed back now",
+        })
+        return ExecutionReport(result)
+
+    def _settle_other(self, intent_id: str, kind: str) -> ExecutionReport:
+        result = refused(intent_id, self._clock(), f"{kind}: the engine restarted before its result arrived; "
+                         "not sent again (check the account)", "Interrupted")
+        self._audit_safe("settled", None, {
+            "intent_id": intent_id, "kind": kind, "status": "interrupted",
+            "result": {"ok": False, "error": result.error, "data": dict(result.data)},
+        })
+        return ExecutionReport(result)
+
     # ------------------------------------------------------------------ orders
 
     def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None) -> ExecutionReport:
@@ -203,23 +268,28 @@ class Dispatcher:
                 return ExecutionReport(failure(intent, now, exc))
         if not decision.created and decision.status != "pending":
             return self._duplicate(intent, decision, now)
-        try:
-            self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
-                              data=self._decision_data(intent, cl_ord_id), sync=True)
-        except Exception as exc:
-            log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
-            result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
-            self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
-            return ExecutionReport(result)
-        try:
-            self.store.mark_sent(cl_ord_id, durable=not self.sent_in_audit)
-        except Exception as exc:
-            log.error("order %s not sent: cannot mark it sent: %s", cl_ord_id, exc)
-            return ExecutionReport(failure(intent, now, exc))
+        with self._decision_to_sent:  # never split by an audit checkpoint (see `audit_checkpoint`)
+            try:
+                self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
+                                  data=self._decision_data(intent, cl_ord_id), sync=True)
+            except Exception as exc:
+                log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
+                result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
+                self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
+                return ExecutionReport(result)
+            crash_point("order.after_decision")
+            try:
+                self.store.mark_sent(cl_ord_id, durable=not self.sent_in_audit)
+            except Exception as exc:
+                log.error("order %s not sent: cannot mark it sent: %s", cl_ord_id, exc)
+                return ExecutionReport(failure(intent, now, exc))
+        crash_point("order.after_mark_sent")
         report = self.executor.execute(intent, now)
+        crash_point("order.after_send")
         self._audit_exchange(intent, report, cl_ord_id)
         status, outcome = outcome_of(report, cl_ord_id)
         self._record(cl_ord_id, status, outcome)
+        crash_point("order.after_outcome")
         self._note(report.events)
         return report
 
@@ -236,7 +306,10 @@ class Dispatcher:
             return ExecutionReport(result)
         return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
 
-    def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None) -> ExecutionReport:
+    def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None,
+                   quiet_if_unknown: bool = False) -> ExecutionReport:
+        """Look the decision up and record what was found (`quiet_if_unknown`: record and
+        audit nothing if the lookup still cannot tell)."""
         now = self._clock()
         report = self.executor.reconcile(self._with_audited_answer(decision), now)
         if intent_id is not None and report.result.intent_id != intent_id:
@@ -244,6 +317,8 @@ class Dispatcher:
                                                   report.result.data, report.result.error),
                                      report.request, report.response, report.events)
         status, outcome = outcome_of(report, decision.cl_ord_id)
+        if quiet_if_unknown and status == "unknown":
+            return report
         self._audit_safe(kind, decision.rule_id, {
             "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
             "status": status, "request": report.request, "response": report.response,

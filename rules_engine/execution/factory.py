@@ -7,11 +7,14 @@ dry-run -> `DryRunExecutor` (paper wallet persisted in `store`); validate ->
 one is wrapped in a `BalanceCache` of `config.balance_cache` seconds. The mode gate runs
 first: a wrong combination of `mode:` and `--live`, or validate/live without credentials,
 raises `LiveModeRefused` before anything connects. Nonces of the real clients persist in
-`store` (its NonceStore side), so a restart never reuses one.
+`store` (its NonceStore side), so a restart never reuses one. Validate and live hold a lease
+on each API key (`kraken.key_use.KeyLease`) while the executor is open: a second engine on
+this machine with the same key refuses to start (`KeyInUseHere`), whatever its state dir.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +29,9 @@ from rules_engine.execution.validate import ValidateExecutor
 from rules_engine.kraken import credentials
 from rules_engine.kraken.credentials import Credentials, CredentialsError
 from rules_engine.kraken.futures_rest import FUTURES_NONCE_UNIT_NS, FuturesClient
+from rules_engine.kraken.key_use import KeyLease
 from rules_engine.kraken.nonce import NonceSource
+from rules_engine.kraken.rest_client import RestClient
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.pairs import PairRegistry
 from rules_engine.redact import register_secret
@@ -68,16 +73,36 @@ def build_executor(
     def spot_client() -> SpotClient:
         return SpotClient(spot_creds, config.endpoints, tier=config.tier, nonce_source=NonceSource(store), **options)
 
+    leases: dict[str, KeyLease] = {}
+
+    def leased(client: RestClient) -> None:
+        """Hold the client's key for this engine (one lease per key, released on close)."""
+        creds = client.credentials
+        if creds is not None and creds.fingerprint not in leases:
+            holder = f"pid {os.getpid()}, state dir {store.path.parent}"
+            try:
+                leases[creds.fingerprint] = lease = KeyLease(creds.fingerprint, holder, environ)
+            except BaseException:
+                for held in leases.values():
+                    held.release()
+                raise
+            client.hold_lease(lease)
+
     if config.mode == "dry-run":
         reader = spot_client().balance if real_balances and spot_creds is not None else None
         inner: Executor = DryRunExecutor.open(store, config.paper_balances, pairs=pairs, balance_reader=reader,
                                               futures_balances=config.paper_futures_balances)
     elif config.mode == "validate":
-        inner = ValidateExecutor(spot_client())
+        spot = spot_client()
+        leased(spot)
+        inner = ValidateExecutor(spot)
     else:
         futures = None
+        spot = spot_client()
+        leased(spot)
         if futures_creds is not None:
             nonces = NonceSource(store, unit_ns=FUTURES_NONCE_UNIT_NS)
             futures = FuturesClient(futures_creds, config.endpoints, nonce_source=nonces, **options)
-        inner = LiveExecutor(spot_client(), futures, clock=options.get("clock", time.time))
+            leased(futures)
+        inner = LiveExecutor(spot, futures, clock=options.get("clock", time.time))
     return BalanceCache(inner, config.balance_cache)

@@ -75,6 +75,7 @@ class LiveExecutor:
     """Real orders. `futures` may be None (no Futures key): Futures intents are refused."""
 
     mode = "live"
+    concurrent = True  # thread-safe clients: dispatches may run side by side (one lane per pair)
 
     def __init__(
         self,

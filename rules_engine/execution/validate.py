@@ -32,6 +32,7 @@ _NOT_SENT = (it.CancelOrder, it.CancelAll, it.DeadManSwitch, it.FuturesSendOrder
 
 class ValidateExecutor:
     mode = "validate"
+    concurrent = True  # thread-safe clients: dispatches may run side by side (one lane per pair)
 
     def __init__(self, spot: SpotClient):
         self.spot = spot

@@ -16,6 +16,7 @@ KrakenError                              transient ambiguous retry_safe
 │   │   ├── InvalidKey                   EAPI:Invalid key
 │   │   └── InvalidSignature             EAPI:Invalid signature
 │   ├── NonceError                       no        no        no   EAPI:Invalid nonce
+│   │   └── KeyInUse                     repeated nonce refusals: another client uses the key
 │   ├── PermissionDenied                 no        no        no   EGeneral:Permission denied
 │   ├── Lockout                          no        no        no   EGeneral:Temporary lockout (~15 min)
 │   ├── RateLimited                      yes       no        yes  EAPI/EOrder:Rate limit exceeded, EService:Throttled
@@ -92,6 +93,10 @@ class InvalidSignature(AuthError):
 
 class NonceError(AnswerError):
     """The nonce was not above the key's last one: another user of the key, or a bug."""
+
+
+class KeyInUse(NonceError):
+    """Kraken keeps refusing this key's nonces: another client is using the API key."""
 
 
 class PermissionDenied(AnswerError):

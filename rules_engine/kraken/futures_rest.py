@@ -78,6 +78,7 @@ class FuturesClient(RestClient):
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
         limiter: FuturesRateLimiter | None = None,
+        send_grace: float = 0.5,
     ):
         super().__init__(
             credentials,
@@ -90,6 +91,7 @@ class FuturesClient(RestClient):
             retry=retry,
             transport=transport,
             settle_seconds=settle_seconds,
+            send_grace=send_grace,
         )
         self._base_path = urlsplit(self.base_url).path
         self.limiter = limiter or FuturesRateLimiter(clock=clock, sleep=sleep)
@@ -136,7 +138,8 @@ class FuturesClient(RestClient):
     def _call(self, http_method: str, endpoint: str, params: Mapping[str, Any] | None = None, *, private: bool) -> dict:
         """A call that is safe to repeat, retried on transient errors."""
         clean = futures_request(endpoint, params).params
-        return self._retrying(lambda: self._call_once(http_method, endpoint, clean, private=private))
+        return self._nonce_retried(
+            lambda: self._retrying(lambda: self._call_once(http_method, endpoint, clean, private=private)))
 
     # --- market data and account --------------------------------------------------------
 

@@ -11,7 +11,11 @@ in flight (a settle delay, or its deadline), then looks it up by its client orde
   order late), so raise `OrderStateUnknown` and never resend: give orders a `deadline`.
 
 Errors that prove the order was not accepted (a connect failure, a rate limit) are
-retried with backoff; deterministic rejections are raised at once.
+retried with backoff; deterministic rejections are raised at once. `EAPI:Invalid nonce`
+(Kraken refused the request unprocessed: another client used the key in between) is
+settled the same careful way: the order is looked up by its client order id first, and
+sent again with a fresh nonce (once) only if it is proven absent; `KeyInUse` (the key's
+nonces keep being refused) is raised as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from rules_engine.kraken.errors import KrakenError, OrderNotPlaced, OrderStateUnknown
+from rules_engine.kraken.errors import KeyInUse, KrakenError, NonceError, OrderNotPlaced, OrderStateUnknown
 from rules_engine.kraken.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,25 @@ def place_at_most_once(
 ) -> T:
     """Return what `send` returned, or what `find` found (the order if it exists, else None)."""
     attempt = 0
+    nonce_retried = False
     while True:
         attempt += 1
         sent_at = clock()
         try:
             return send()
+        except KeyInUse:
+            raise
+        except NonceError as exc:
+            if nonce_retried or client_id is None:
+                raise
+            nonce_retried = True
+            found = _look_up(find, method, client_id, sent_at, clock, sleep, exc)
+            if found is not None:
+                log.info("%s %s found after a nonce refusal; not sent again", method, client_id)
+                return found
+            log.warning("%s %s: nonce refused and the order is absent; sending it again with a fresh nonce",
+                        method, client_id)
+            continue
         except KrakenError as exc:
             if not exc.transient:
                 raise

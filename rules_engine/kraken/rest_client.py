@@ -7,24 +7,33 @@ everything else is here:
 
 - `_unsigned(...)` sends a public call; `_signed(...)` issues a nonce, signs and sends a
   private call under the key's lock (`NonceSource.issue`), so Kraken receives one key's
-  calls in nonce order from any number of threads. `before_send` runs under that lock
+  calls in nonce order from any number of threads. The lock is held until the answer
+  arrives or `send_grace` seconds (0.5) have passed, whichever is first: by then the
+  request has left, and a slow or unanswered call does not hold up the key's other calls
+  (an order on another pair) for its whole timeout. `before_send` runs under that lock
   right before the request leaves (Spot counts the call on its rate limiter there).
 - `_retrying(fn)` repeats a call that is safe to repeat (a read, a cancel, a
   validate-only order) on transient errors, with backoff and jitter (`kraken.retry`).
 - `_place(send, find, ...)` places an order at most once (`kraken.placement`): after an
   ambiguous failure it looks the order up by its client order id and never resends blind.
+- `EAPI:Invalid nonce` is counted per key (`kraken.key_use`); once the key counts as shared
+  a call raises `KeyInUse` instead. `_private_read` repeats a read once with a fresh nonce.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_answer
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rules_engine.kraken.credentials import Credentials
-from rules_engine.kraken.errors import AuthError
+from rules_engine.kraken.errors import AuthError, KeyInUse, NonceError
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
+from rules_engine.kraken.key_use import KeyLease, nonce_conflicts
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.placement import place_at_most_once
 from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
@@ -57,8 +66,12 @@ class RestClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
+        send_grace: float = 0.5,
     ):
         self.credentials = credentials
+        self.send_grace = send_grace
+        self._senders: ThreadPoolExecutor | None = None
+        self._senders_lock = threading.Lock()
         self.base_url = base_url.rstrip("/")
         self.nonces = nonce_source
         self.transport = transport or RequestsTransport(timeout=timeout, user_agent=user_agent)
@@ -66,6 +79,11 @@ class RestClient:
         self.settle_seconds = settle_seconds
         self._clock = clock
         self._sleep = sleep
+        self._leases: list[KeyLease] = []
+
+    def hold_lease(self, lease: KeyLease) -> None:
+        """Keep `lease` (on this client's key) until `close()`."""
+        self._leases.append(lease)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url}, {self.credentials!r})"
@@ -98,9 +116,32 @@ class RestClient:
             if before_send is not None:
                 before_send()
             signed = self._sign(creds, nonce, http_method, path, params)
-            answer = self.transport.request(http_method, self._url(path), api_method=method, params=signed.query,
-                                            body=signed.body, headers=signed.headers)
-        return self._check(answer, method)
+            pending = self._sender().submit(self.transport.request, http_method, self._url(path), api_method=method,
+                                            params=signed.query, body=signed.body, headers=signed.headers)
+            wait_for_answer([pending], timeout=self.send_grace)
+        answer = pending.result()
+        try:
+            return self._check(answer, method)
+        except NonceError as exc:
+            conflicts = nonce_conflicts(creds.fingerprint, self._clock)
+            if conflicts.note():
+                raise KeyInUse(conflicts.problem() or "", errors=exc.errors, method=method) from exc
+            raise
+
+    def _nonce_retried(self, fn: Callable[[], T]) -> T:
+        """`fn` (a read), repeated once with a fresh nonce if Kraken refused its nonce."""
+        try:
+            return fn()
+        except KeyInUse:
+            raise
+        except NonceError:
+            return fn()
+
+    def _sender(self) -> ThreadPoolExecutor:
+        with self._senders_lock:
+            if self._senders is None:
+                self._senders = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kraken-send")
+            return self._senders
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -128,6 +169,13 @@ class RestClient:
         close = getattr(self.transport, "close", None)
         if close is not None:
             close()
+        for lease in self._leases:
+            lease.release()
+        self._leases.clear()
+        with self._senders_lock:
+            senders, self._senders = self._senders, None
+        if senders is not None:
+            senders.shutdown(wait=False)
 
     def __enter__(self: T) -> T:
         return self

@@ -94,6 +94,7 @@ class SpotClient(RestClient):
         limiter: RateLimiter | None = None,
         transport: Transport | None = None,
         settle_seconds: float = 1.0,
+        send_grace: float = 0.5,
     ):
         if body_format not in ("form", "json"):
             raise ValueError("body_format must be 'form' or 'json'")
@@ -108,6 +109,7 @@ class SpotClient(RestClient):
             retry=retry,
             transport=transport,
             settle_seconds=settle_seconds,
+            send_grace=send_grace,
         )
         self.body_format = body_format
         self.limiter = limiter or RateLimiter(tier, clock=clock, sleep=sleep)
@@ -156,7 +158,7 @@ class SpotClient(RestClient):
     def _private(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """A private call that is safe to repeat (read, cancel): retried on transient errors."""
         request = spot_request(method, params)
-        return self._retrying(lambda: self._send(request))
+        return self._nonce_retried(lambda: self._retrying(lambda: self._send(request)))
 
     # --- public market data -------------------------------------------------------------
 

@@ -5,7 +5,7 @@
     ...
     await service.stop()                # stop intake, finish in-flight actions, flush, close
 
-Flow (one event queue, one consumer, one dispatch thread):
+Flow (one event queue, one consumer, dispatch lanes: one thread per pair in live and validate):
 
     TickerFeed (spot v2/v1, futures)  -> Tick -------------+
     POST /signals/{source}            -> Signal -----------+
@@ -15,10 +15,12 @@ Flow (one event queue, one consumer, one dispatch thread):
 
 The driver is the same code replay and rule tests run; here it runs in real time: it is woken
 at `next_wakeup()` (timer slots, `for:` holds, cooldowns, overdue results, balance re-reads)
-and its commit-then-send lane runs on one worker thread (`service.lane.ThreadLane`), so
-intents leave in the order they were decided. Before any feed starts the driver settles
-orders a previous run left unresolved and reads the account, so rules that read balances
-can be evaluated from the first tick.
+and its commit-then-send lane runs on worker threads (`service.lane.ThreadLane`: one per pair
+in live and validate, one in dry-run), so a pair's intents leave in the order they were
+decided. Before any feed starts the driver settles orders a previous run left unresolved,
+hands every rule left waiting its result, and reads the account, so rules that read balances
+can be evaluated from the first tick; signals the previous run accepted (202) but did not
+decide are first in the queue (`service.signal_inbox`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.kraken.key_use import key_problems
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
@@ -67,6 +70,7 @@ from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.notifications import NotificationConfigError
 from rules_engine.service.rule_watch import RuleWatcher
+from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
     MAX_REPORTED_ERRORS,
@@ -85,6 +89,8 @@ from rules_engine.state import StateStore, StateStoreError, audit_log_path, data
 
 log = logging.getLogger("rules_engine.service")
 
+RECHECK_EVERY = 5.0
+"""Seconds between lookups of orders left `unknown` (`Dispatcher.recheck_unknown`)."""
 MAX_SLEEP = 30.0
 """The longest the service sleeps without looking at the clock (a wall clock that jumps is noticed)."""
 
@@ -103,7 +109,7 @@ class _Control(Enum):
 
 
 _STOP, _ADVANCE = _Control.STOP, _Control.ADVANCE
-QueueItem = Event | _Reload | _Control
+QueueItem = Event | InboxSignal | _Reload | _Control
 """What the consumer takes from the queue: an event for the driver, a reload, or a control."""
 
 
@@ -158,6 +164,10 @@ class EngineService:
         self.audit: AuditLog | None = None
         self.store: StateStore | None = None
         self.storage: StorageHealth | None = None  # whether the audit log and the state store can be written
+        self.inbox: SignalInbox | None = None
+        self.installation_id: str | None = None  # the state dir's, in every client order id
+        self._key_problems: set[str] = set()
+        self._recheck_at = 0.0
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.needs: RuleNeeds | None = None
@@ -236,10 +246,12 @@ class EngineService:
             self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
                                       accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
+            self.inbox = SignalInbox(self.store)
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
+        self.visibility.readiness.add_check("api_key_in_use", lambda: "; ".join(key_problems()) or None)
         try:
             restored = restore_sent_decisions(self.store, self.audit)  # after a power cut (see the module)
         except (AuditError, StateStoreError) as exc:
@@ -257,7 +269,9 @@ class EngineService:
                                    restored.fire_seq)
         except (ValueError, KeyError, TypeError) as exc:
             raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
-        self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache)
+        self.installation_id = self.store.installation_id
+        self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache,
+                             installation=self.installation_id)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
         audit.append("startup", data={
@@ -278,7 +292,8 @@ class EngineService:
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
                           on_commit=self.visibility.state_commit)
         assert self._loop is not None
-        self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle)
+        self._lane = ThreadLane(lane, self._loop, self._on_reported, self._check_idle,
+                                concurrent=bool(getattr(self.executor, "concurrent", False)))
         now = self.clock()
         self.driver = Driver(self.engine, lane, audit, Timetable(needs.timers, now), rule_hashes=self.rule_hashes,
                              realtime=True, submit=self._lane.submit, post=self._put,
@@ -298,6 +313,10 @@ class EngineService:
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from None
         self._intake_open = True
+        for pending in self.inbox.pending():  # accepted (202) by the previous run, not decided: first in line
+            self._audit("signal", data={"source": pending.signal.source, "signal_id": pending.signal.signal_id,
+                                        "payload": dict(pending.signal.payload), "restored": True})
+            self._put(pending)
         self._consumer = asyncio.ensure_future(self._consume())
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
@@ -447,13 +466,18 @@ class EngineService:
                                        "error": f"Kraken refused the subscription: {status.detail}"})
 
     def on_signal(self, signal_: Signal) -> None:
-        """The webhook's hand-off: queue the signal (cannot fail) and audit its arrival."""
+        """The webhook's hand-off: record the signal durably (the 202 follows only then),
+        audit its arrival and queue it."""
+        assert self.inbox is not None
+        inboxed = self.inbox.accept(signal_)
         self.metrics.signals.labels(signal_.source).inc()
         self._audit("signal", data={"source": signal_.source, "signal_id": signal_.signal_id,
                                     "payload": dict(signal_.payload)})
-        self._put(signal_)
+        self._put(inboxed)
 
     def on_signal_rejected(self, source: str, rejected: Rejected, meta: Mapping[str, Any]) -> None:
+        if self.inbox is not None:
+            self.inbox.discard()
         known = source if source in self.signal_sources else "(unknown)"
         self.metrics.signals_rejected.labels(known, rejected.code).inc()
         self._audit("signal_rejected", data={"source": source[:64], "status": rejected.status,
@@ -462,8 +486,8 @@ class EngineService:
         self._tell("signal_rejected", (source, rejected))
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
-        assert self.store is not None
-        return self.store.seen_signal(source, signal_id, now, ttl)
+        assert self.inbox is not None
+        return self.inbox.seen(source, signal_id, now, ttl)
 
     def _on_kill_change(self, state: KillFileState) -> None:
         self.metrics.kill_switch.set(1 if state.engaged else 0)
@@ -515,7 +539,11 @@ class EngineService:
         if isinstance(item, _Reload):
             self._apply_reload(item)
             return
-        driver.feed(item, received)
+        if isinstance(item, InboxSignal):
+            driver.feed(item.signal, received, inbox=item.number)
+            item = item.signal
+        else:
+            driver.feed(item, received)
         self._latency.observe(time.perf_counter() - received)
         kind = type(item)
         key = (kind, item.market if isinstance(item, Tick) else None)
@@ -585,6 +613,8 @@ class EngineService:
         while True:
             await asyncio.sleep(self.snapshot_interval)
             self.metrics.queue_depth.set(self._queue.qsize())
+            self._report_key_problems()
+            await self._recheck_unknown()
             if self.driver is not None and self.driver.dirty:
                 self.driver.flush()
             if self.audit_tap is not None:
@@ -595,6 +625,30 @@ class EngineService:
             if self.dispatcher is not None:
                 with contextlib.suppress(StateStoreError):
                     await asyncio.to_thread(self.dispatcher.audit_checkpoint)
+
+    async def _recheck_unknown(self) -> None:
+        """Every RECHECK_EVERY seconds, look up orders left `unknown` again (see
+        `Dispatcher.recheck_unknown`); what is found goes to the core."""
+        now = self.clock()
+        if self.dispatcher is None or now < self._recheck_at:
+            return
+        self._recheck_at = now + RECHECK_EVERY
+        try:
+            reports = await asyncio.to_thread(self.dispatcher.recheck_unknown)
+        except Exception:  # the housekeeping loop must go on (state saves, audit flushes)
+            log.exception("looking up orders left unknown failed; trying again in %.0f s", RECHECK_EVERY)
+            return
+        for report in reports:
+            for event in report.events:
+                self._put(event)
+
+    def _report_key_problems(self) -> None:
+        """Log and audit each new API key problem (another client using the key) once."""
+        problems = set(key_problems())
+        for problem in sorted(problems - self._key_problems):
+            log.error("%s", problem)
+            self._audit("error", data={"where": "api key", "error": problem})
+        self._key_problems = problems
 
     # ------------------------------------------------------------------ reload
 
@@ -666,6 +720,8 @@ class EngineService:
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
             readiness=self.visibility.readyz(),
         )
+        report["installation_id"] = self.installation_id
+        report["problems"] = key_problems()  # e.g. another client is using the API key (EAPI:Invalid nonce)
         return self.storage.annotate(report) if self.storage is not None else report
 
     # ------------------------------------------------------------------ stop

@@ -1,8 +1,17 @@
-"""The service's dispatch lane: the driver's `CommitLane` on one worker thread.
+"""The service's dispatch lanes: the driver's `CommitLane` on worker threads.
 
-Jobs run one at a time, in the order they were submitted, so intents leave in the order they
-were decided. When a job is done its `(intent, report)` pairs are handed back on the event
-loop (`on_reported`), where the driver turns them into events for the core.
+A job goes to the lane of the market and pair of its first intent that names one (an order,
+a cancel of a pair's orders), or else to the engine lane (state saves, account reads,
+cancel-all, the dead man's switch). Each lane is one worker thread: its jobs run one at a
+time, in the order they were submitted, so a pair's intents leave in the order they were
+decided. With `concurrent=True` (the live and validate executors, which are thread-safe)
+the lanes run side by side, so one slow or ambiguous order (held up to its deadline) never
+delays an order on another pair; with `concurrent=False` (the paper wallet) every job runs
+on one lane. A cancel (cancel-all, a cancel by id, the dead man's switch) still leaves only
+after every job submitted before it, on every lane, has finished: it never overtakes an
+order it may be meant to cancel. The guarantees per order are the dispatcher's, whatever the lane. When a job is
+done its `(intent, report)` pairs are handed back on the event loop (`on_reported`), where
+the driver turns them into events for the core.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 
 from rules_engine.core.intents import Intent
 from rules_engine.driver.lane import CommitLane, Job, Reported
@@ -28,21 +38,34 @@ class ThreadLane:
         loop: asyncio.AbstractEventLoop,
         on_reported: Callable[[Intent | None, ExecutionReport], None],
         on_idle: Callable[[], None],
+        *,
+        concurrent: bool = False,
     ) -> None:
         self.lane = lane
         self._loop = loop
         self._on_reported = on_reported
         self._on_idle = on_idle
-        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1,
-                                                                   thread_name_prefix="rules-engine-dispatch")
+        self.concurrent = concurrent
+        self._pools: dict[str, ThreadPoolExecutor] | None = {}
+        self._tails: dict[str, Future[Reported]] = {}  # each lane's last job
         self.jobs = 0
 
     def submit(self, job: Job) -> None:
-        """Queue a job (on the loop thread)."""
-        if self._pool is None:
+        """Queue a job on its lane (on the loop thread)."""
+        if self._pools is None:
             raise RuntimeError("the dispatch lane is shut down")
+        name = lane_of(job) if self.concurrent else ENGINE_LANE
+        pool = self._pools.get(name)
+        if pool is None:
+            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1,
+                                                          thread_name_prefix=f"rules-engine-dispatch-{name}")
         self.jobs += 1
-        future = self._pool.submit(self.lane.run, job)
+        earlier = [f for lane, f in self._tails.items() if lane != name and not f.done()] if cancels(job) else []
+        if earlier:
+            future = pool.submit(_after, earlier, self.lane.run, job)
+        else:
+            future = pool.submit(self.lane.run, job)
+        self._tails[name] = future
         future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._done, f))
 
     def _done(self, future: Future[Reported]) -> None:
@@ -56,7 +79,30 @@ class ThreadLane:
         self._on_idle()
 
     async def shutdown(self) -> None:
-        """Let queued jobs finish, then stop the thread."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        """Let queued jobs finish, then stop the threads."""
+        pools, self._pools = self._pools, None
+        for pool in (pools or {}).values():
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=False)
+
+
+ENGINE_LANE = "engine"
+CANCEL_KINDS = frozenset({"cancel_order", "cancel_all", "dead_man_switch", "futures_cancel_order"})
+
+
+def cancels(job: Job) -> bool:
+    """Whether the job cancels orders (it then waits for every job submitted before it)."""
+    return any(intent.kind in CANCEL_KINDS for intent in job.intents)
+
+
+def _after(earlier: list[Future[Reported]], run: Callable[[Job], Reported], job: Job) -> Reported:
+    wait_all(earlier)
+    return run(job)
+
+
+def lane_of(job: Job) -> str:
+    """The lane of a job: `market:pair` of its first intent naming a pair, else the engine lane."""
+    for intent in job.intents:
+        pair = getattr(intent, "pair", None) or getattr(intent, "symbol", None)
+        if isinstance(pair, str) and pair:
+            return f"{getattr(intent, 'market', 'spot')}:{pair}"
+    return ENGINE_LANE

@@ -32,6 +32,21 @@ class AcceptedTimeout:
     delay: float
 
 
+@dataclass(frozen=True)
+class LateAnswer:
+    """Run the call at once; send its answer only `delay` seconds later."""
+
+    delay: float
+
+
+@dataclass(frozen=True)
+class LateAccept:
+    """Take the call (signature, nonce, rate counter) at once, run it `delay` seconds later
+    whatever the client does meanwhile (an AddOrder's `deadline` is checked then), answer then."""
+
+    delay: float
+
+
 class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -40,6 +55,8 @@ class Faults:
         self._delays: dict[str, list[_Rule[float]]] = {}
         self._statuses: dict[str, list[_Rule[int]]] = {}
         self._rate_limits: dict[str, list[_Rule[bool]]] = {}
+        self._late_answers: dict[str, list[_Rule[LateAnswer]]] = {}
+        self._late_accepts: dict[str, list[_Rule[LateAccept]]] = {}
         self.heartbeats_stopped = False
         self.feeds_paused = False
         self._ws_drop: Callable[[int | None], int] | None = None
@@ -58,6 +75,18 @@ class Faults:
         response `delay` seconds (past the client's read timeout), then drop the
         connection. `delay=0` drops it at once."""
         self._add(self._timeouts, method, AcceptedTimeout(delay), count)
+
+    def answer_late(self, method: str = "AddOrder", delay: float = 30.0, count: int | None = 1) -> None:
+        """Run the next calls at once (the order IS placed) but send the answer `delay`
+        seconds later: after the client's read timeout, to a client that has given up."""
+        self._add(self._late_answers, method, LateAnswer(delay), count)
+
+    def accept_late(self, method: str = "AddOrder", delay: float = 30.0, count: int | None = 1) -> None:
+        """Take the next calls at once (signature, nonce and rate counter checked on arrival,
+        as Kraken does) but run them `delay` seconds later, even if the client timed out and
+        left: the order is placed then, unless its `deadline` has passed by then
+        (`EService:Deadline elapsed`, nothing placed)."""
+        self._add(self._late_accepts, method, LateAccept(delay), count)
 
     def delay(self, method: str, seconds: float, count: int | None = None) -> None:
         """Wait `seconds` before handling the calls (all of them until `clear()` by default)."""
@@ -114,7 +143,8 @@ class Faults:
     def clear(self) -> None:
         """Remove every fault."""
         with self._lock:
-            for rules in (self._failures, self._timeouts, self._delays, self._statuses, self._rate_limits):
+            for rules in (self._failures, self._timeouts, self._delays, self._statuses, self._rate_limits,
+                          self._late_answers, self._late_accepts):
                 rules.clear()
         self.heartbeats_stopped = self.feeds_paused = False
 
@@ -145,6 +175,12 @@ class Faults:
 
     def take_timeout(self, method: str) -> AcceptedTimeout | None:
         return self._take(self._timeouts, method)
+
+    def take_late_answer(self, method: str) -> LateAnswer | None:
+        return self._take(self._late_answers, method)
+
+    def take_late_accept(self, method: str) -> LateAccept | None:
+        return self._take(self._late_accepts, method)
 
     def take_delay(self, method: str) -> float:
         return self._take(self._delays, method) or 0.0

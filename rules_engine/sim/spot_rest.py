@@ -5,7 +5,8 @@ charged to the key's REST call counter (AddOrder/CancelOrder use the trading cou
 instead) and handed to `SpotApi`. Every answer is HTTP 200 with Kraken's envelope:
 `{"error": [], "result": ...}`, or `{"error": ["<Kraken error>"]}` alone on failure.
 Injected faults can delay a call, answer with another HTTP status, fail it with an error
-string, or run it and then never answer.
+string, run it and then never answer (or answer after the client gave up), or take it and
+run it only later, whatever the client does meanwhile.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ async def withhold_answer(sim: Simulator, request: web.Request, method: str) -> 
     return True
 
 
+async def _run_later(sim: Simulator, method: str, key: str, params: dict[str, Any], delay: float) -> Any:
+    await sim.wait_stopping(delay)
+    with sim.lock:
+        return sim.spot_api.private(method, key, params, sim.clock())
+
+
 class SpotRest:
     def __init__(self, sim: Simulator):
         self.sim = sim
@@ -139,9 +146,16 @@ class SpotRest:
                     raise ExchangeError(failure)
                 if params is None:
                     raise ExchangeError("EGeneral:Invalid arguments")
-                result = sim.spot_api.private(method, key, params, now)
+                late = sim.faults.take_late_accept(method)
+                if late is None:
+                    result = sim.spot_api.private(method, key, params, now)
+            if late is not None:  # taken now, run later: shielded, so a client leaving changes nothing
+                result = await asyncio.shield(asyncio.ensure_future(_run_later(sim, method, key, params, late.delay)))
         except ExchangeError as exc:
             return envelope(error=exc.error)
         if await withhold_answer(sim, request, method):
             return web.Response(status=504)
+        answer_late = sim.faults.take_late_answer(method)
+        if answer_late is not None:
+            await sim.wait_stopping(answer_late.delay)
         return envelope(result)

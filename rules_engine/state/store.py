@@ -11,7 +11,10 @@ re-firing a rule or sending a second order for one decision:
 - every order decision by `cl_ord_id` with its status and outcome;
 - each API key's nonce high-water mark (the `NonceStore` protocol of
   `rules_engine.kraken.nonce`);
-- recently seen signal ids (webhook replay protection).
+- recently seen signal ids (webhook replay protection), and the signals accepted (answered
+  202) but not yet decided (`accept_signal`, `pending_signals`, `consume_signals`);
+- the installation id (`installation_id`): random, made with the database, part of every
+  client order id, so a fresh state dir never reproduces an old id.
 
 Durability: WAL journal with `synchronous=FULL`, so a method that returned has committed
 to disk. Writes are short `BEGIN IMMEDIATE` transactions; `transaction()` groups several
@@ -38,10 +41,11 @@ out-of-order outcome never moves a decision back.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +53,7 @@ from typing import Any
 
 from rules_engine import jsoncodec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATUSES = ("pending", "sent", "unknown", "accepted", "rejected", "filled", "cancelled", "abandoned")
 OUTCOME_STATUSES = ("accepted", "rejected", "unknown", "filled", "cancelled", "abandoned")
@@ -83,6 +87,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX seen_signals_by_expiry ON seen_signals (expires_at)",
     ),
     2: ("CREATE TABLE engine_parts (name TEXT PRIMARY KEY, data TEXT NOT NULL)",),
+    3: ("""CREATE TABLE signal_inbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, signal_id TEXT NOT NULL,
+            payload TEXT NOT NULL, time REAL NOT NULL)""",),
 }
 
 _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
@@ -91,6 +98,10 @@ _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
+
+
+class _Replayed(Exception):
+    """Internal: `accept_signal` found an id already recorded (rolls its transaction back)."""
 
 
 class StateStoreError(Exception):
@@ -189,8 +200,17 @@ class StateStore:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('installation_id', ?)",
+                         (secrets.token_hex(16),))
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def installation_id(self) -> str:
+        """This state dir's installation id: 32 random hex digits made with the database
+        and never changed, part of every client order id the service makes."""
+        with self._reading() as conn:
+            return str(conn.execute("SELECT value FROM meta WHERE key = 'installation_id'").fetchone()[0])
 
     @property
     def schema_version(self) -> int:
@@ -601,7 +621,50 @@ class StateStore:
                 (key_fingerprint, str(value).zfill(_NONCE_DIGITS)),
             )
 
-    # ------------------------------------------------------------------ signal replay protection
+    # ------------------------------------------------------------------ signal replay protection and inbox
+
+    def signal_seen(self, source: str, signal_id: str, now: float) -> bool:
+        """Whether `signal_id` is recorded for `source` and not expired (records nothing:
+        `accept_signal` records it together with the signal)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT 1 FROM seen_signals WHERE source = ? AND signal_id = ? AND expires_at > ?",
+                               (source, signal_id, now)).fetchone()
+        return row is not None
+
+    def accept_signal(self, source: str, signal_id: str, payload: Mapping[str, Any], time: float,
+                      seen: Mapping[str, float] | None = None) -> int | None:
+        """Durably record an accepted signal until it is decided, and its ids as seen
+        (`seen`: id -> expiry), in one transaction: returns the signal's inbox number, or
+        None (nothing recorded) if one of the ids was recorded meanwhile (a replay)."""
+        _nonempty("source", source)
+        text = jsoncodec.dumps(dict(payload), "signal payload")
+        try:
+            with self._tx() as conn:
+                conn.execute("DELETE FROM seen_signals WHERE expires_at <= ?", (time,))
+                for key, expires in (seen or {}).items():
+                    cursor = conn.execute(
+                        "INSERT OR IGNORE INTO seen_signals (source, signal_id, expires_at) VALUES (?, ?, ?)",
+                        (source, key, expires))
+                    if cursor.rowcount == 0:
+                        raise _Replayed
+                cursor = conn.execute(
+                    "INSERT INTO signal_inbox (source, signal_id, payload, time) VALUES (?, ?, ?, ?)",
+                    (source, signal_id, text, time))
+                return int(cursor.lastrowid or 0)
+        except _Replayed:
+            return None
+
+    def pending_signals(self) -> list[tuple[int, str, str, dict[str, Any], float]]:
+        """Signals accepted but not yet decided, in arrival order: (number, source, id, payload, time)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, source, signal_id, payload, time FROM signal_inbox ORDER BY seq").fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), jsoncodec.loads(r[3]), float(r[4])) for r in rows]
+
+    def consume_signals(self, numbers: Iterable[int]) -> None:
+        """Drop decided signals from the inbox (in the transaction that saves their decision)."""
+        with self._tx() as conn:
+            conn.executemany("DELETE FROM signal_inbox WHERE seq = ?", [(n,) for n in numbers])
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
         """True if `signal_id` was already recorded for `source` and has not expired;

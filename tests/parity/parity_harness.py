@@ -90,7 +90,8 @@ def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         kept.append({"kind": kind, "rule_id": record["rule_id"], "rule_hash": record["rule_hash"],
                      "data": _numbers(data)})
-    return _fills_after_their_decision(kept)
+    client_ids: dict[str, str] = {}
+    return [{**r, "data": _client_ids(r["data"], client_ids)} for r in _fills_after_their_decision(kept)]
 
 
 def _fills_after_their_decision(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,10 +108,25 @@ def _fills_after_their_decision(records: list[dict[str, Any]]) -> list[dict[str,
             held.append(record)
             continue
         if record["kind"] == "decision" and "outcome" in data and held:
-            out.extend(sorted(held, key=lambda r: json.dumps(r, sort_keys=True)))
+            out.extend(sorted(held, key=lambda r: _UUID.sub("#", json.dumps(r, sort_keys=True))))
             held = []
         out.append(record)
     return out + held
+
+
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def _client_ids(value: Any, seen: dict[str, str]) -> Any:
+    """Client order ids (UUIDs) as `#n` in order of appearance: the service's are made in its
+    state dir's installation (`core.ids.client_order_id`), a rule test's in none."""
+    if isinstance(value, dict):
+        return {k: _client_ids(v, seen) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_client_ids(v, seen) for v in value]
+    if isinstance(value, str):
+        return _UUID.sub(lambda m: seen.setdefault(m.group(0), f"#{len(seen) + 1}"), value)
+    return value
 
 
 def _numbers(value: Any) -> Any:

@@ -85,7 +85,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_whole_snapshot(tmp_path)
     conn.commit()
     conn.close()
     with StateStore(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store.load_engine_snapshot()["rules"] == {"x": {}}
         store.save_engine_changes(BASE, {"x": {"rules": {"x": {"status": "idle"}}}}, complete=True)
         assert store.load_engine_snapshot()["rules"] == {"x": {"status": "idle"}}
