@@ -62,6 +62,7 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
+from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -74,6 +75,7 @@ from rules_engine.service.startup import (
     signal_sources,
 )
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
+from rules_engine.service.webhook_limits import WebhookLimits
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
@@ -121,6 +123,7 @@ class EngineService:
         handle_signals: bool = False,
         feed_options: Mapping[str, Any] | None = None,
         executor_options: Mapping[str, Any] | None = None,
+        webhook_limits: WebhookLimits | None = None,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -137,6 +140,8 @@ class EngineService:
         self.handle_signals = handle_signals
         self.feed_options = dict(feed_options or {})
         self.executor_options = dict(executor_options or {})
+        self.webhook_limits = webhook_limits or WebhookLimits()
+        self._stranger_rejections = RejectionSampler(self.webhook_limits.reject_audit_interval, time.monotonic)
         self.mode = config.mode
         self.metrics = ServiceMetrics()
         self._latency = self.metrics.decision_latency
@@ -266,7 +271,8 @@ class EngineService:
             log.warning("kill switch is engaged: %s", initial.describe())
         self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
-        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port)
+        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
+                                self.webhook_limits, self.metrics.connections_refused_by)
         try:
             self.port = await self._http.start()
         except OSError as exc:
@@ -303,7 +309,7 @@ class EngineService:
             health=self.health, metrics=self._render_metrics, metrics_content_type=self.metrics.content_type,
             signal_sources=self.signal_sources, on_signal=self.on_signal,
             on_signal_rejected=self.on_signal_rejected, seen_signal=self.seen_signal, clock=self.clock,
-            kill_switch=self.kill_switch, kill_token=self.kill_token,
+            kill_switch=self.kill_switch, kill_token=self.kill_token, webhook_limits=self.webhook_limits,
         )
 
     def _render_metrics(self) -> bytes:
@@ -419,11 +425,20 @@ class EngineService:
         self._put(signal_)
 
     def on_signal_rejected(self, source: str, rejected: Rejected, meta: Mapping[str, Any]) -> None:
+        """Count every refusal; audit each of an authenticated sender, and those of strangers
+        in aggregate (`RejectionSampler`: one record per client per interval)."""
         known = source if source in self.signal_sources else "(unknown)"
         self.metrics.signals_rejected.labels(known, rejected.code).inc()
+        extra: dict[str, Any] = {}
+        if not rejected.authenticated:
+            unrecorded = self._stranger_rejections.admit(str(meta.get("remote")))
+            if unrecorded is None:
+                return
+            extra = {"unauthenticated": True, "unrecorded_before": unrecorded,
+                     "recorded_every": self.webhook_limits.reject_audit_interval}
         self._audit("signal_rejected", data={"source": source[:64], "status": rejected.status,
                                              "code": rejected.code, "reason": rejected.reason,
-                                             "signal_id": rejected.signal_id, **dict(meta)})
+                                             "signal_id": rejected.signal_id, **dict(meta), **extra})
         self._tell("signal_rejected", (source, rejected))
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
