@@ -25,7 +25,7 @@ from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules.builder import build_rules
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.file_guard import read_rule_file
+from rules_engine.rules.file_guard import leaves_tree, read_rule_file
 from rules_engine.rules.schema_check import check_schema
 from rules_engine.rules.semantic import WrittenId, duplicate_ids, rule_warnings, written_ids
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
@@ -51,14 +51,18 @@ class LoadResult:
 
 def find_rule_files(paths: Sequence[Path | str]) -> list[Path]:
     """The rule files named by `paths`: files as given, folders searched recursively for
-    `*.yaml` / `*.yml` (hidden entries and rule tests, `*.test.yaml`, skipped). Sorted by path,
-    without duplicates.
+    `*.yaml` / `*.yml` (hidden entries and rule tests, `*.test.yaml`, skipped), and symbolic links
+    to folders outside them (which `load_rules` reports without reading). Sorted by path, without
+    duplicates.
     Raises FileNotFoundError for a path that does not exist."""
     found: dict[str, Path] = {}
     for entry in map(Path, paths):
         if entry.is_dir():
             for candidate in entry.rglob("*"):
                 relative = candidate.relative_to(entry).parts
+                if candidate.is_symlink() and candidate.is_dir() and leaves_tree(entry, candidate):
+                    found.setdefault(candidate.as_posix(), candidate)  # never searched; reported when read
+                    continue
                 # not only regular files: a pipe or socket named *.yaml is refused by name when read
                 if (candidate.suffix in RULE_FILE_SUFFIXES and not candidate.name.endswith(RULE_TEST_SUFFIXES)
                         and not candidate.is_dir() and not any(p.startswith(".") for p in relative)):
