@@ -96,7 +96,8 @@ class HttpServer:
             sock.close()
             raise
         self.app.middlewares.append(self.guard.middleware)
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        # lingering_time: after refusing a body, read what the client still sends for at most 1 s
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, lingering_time=1.0)
         await runner.setup()
         assert runner.server is not None  # made by setup()
         self.guard.install(runner.server)
