@@ -23,6 +23,7 @@ from rules_engine.core.model import Rule, RuleSet
 from rules_engine.expr.budget import LoadBudgetExceeded, check_file_load_budget, file_load_budget
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules.builder import build_rules
+from rules_engine.rules.collector import collector_paused
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
 from rules_engine.rules.file_guard import leaves_tree, read_rule_file
@@ -124,6 +125,11 @@ def _load_file(name: str, raw: bytes, registry: PairRegistry) -> _LoadedFile:
 
 
 def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:
+    with collector_paused():  # full collections over the loading's objects would stall other threads
+        return _load_all(sources, registry)
+
+
+def _load_all(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:
     unique_sources = dict(reversed(sources))  # first occurrence of each file name wins
     names = list(dict.fromkeys(name for name, _ in sources))
     result = LoadResult(ruleset=None, files=names)

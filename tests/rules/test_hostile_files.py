@@ -226,3 +226,25 @@ def test_huge_numbers_in_rule_files_are_refused_not_a_crash(tmp_path: Path) -> N
     [error] = load_rules([path]).errors
     assert (error.line, error.column, error.message) == (4, 15, "this number is too large: the number has 5000 "
                                                                 "digits (limit 100)")
+
+
+def test_the_collector_is_paused_while_loading_and_restored_after(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full collections over a large file's objects held the interpreter lock for up to half a
+    second, stalling the service's event loop while a reload ran on its worker thread."""
+    import gc
+
+    from rules_engine.rules import loader
+
+    seen: list[bool] = []
+    real = loader._load_file
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "_load_file", spy)
+    (tmp_path / "a.yaml").write_text(RULE)
+    assert gc.isenabled()
+    assert load_rules([tmp_path]).ok
+    assert seen == [False] and gc.isenabled()
