@@ -65,6 +65,7 @@ class EngineConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     signals: Mapping[str, SignalSourceSettings] = field(default_factory=dict)
+    server_limits: Mapping[str, Any] = field(default_factory=dict)  # `server.limits`: WebhookLimits' fields
     paper_balances: Mapping[str, Decimal] = field(default_factory=dict)
     source: str | None = None
 
@@ -108,6 +109,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         )
         for name, spec in data.get("signals", {}).items()
     }
+    server_limits = {k: parse_duration(v) if k.endswith(("timeout", "interval")) else v
+                     for k, v in server.get("limits", {}).items()}
+    for key, value in server_limits.items():
+        if value <= 0:
+            raise ConfigError(f"invalid engine config:\n  {source}: server/limits/{key}: must be more than 0")
     return EngineConfig(
         mode=data.get("mode", "dry-run"),
         state_dir=Path(data.get("state_dir", os.environ.get("RULES_ENGINE_STATE_DIR", "state"))),
@@ -136,6 +142,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         host=server.get("host", "127.0.0.1"),
         port=server.get("port", 8080),
         signals=signals,
+        server_limits=server_limits,
         paper_balances={k: Decimal(str(v)) for k, v in data.get("paper_wallet", {}).get("balances", {}).items()},
         source=source,
     )

@@ -140,7 +140,7 @@ class EngineService:
         self.handle_signals = handle_signals
         self.feed_options = dict(feed_options or {})
         self.executor_options = dict(executor_options or {})
-        self.webhook_limits = webhook_limits or WebhookLimits()
+        self.webhook_limits = webhook_limits or WebhookLimits(**config.server_limits)
         self._stranger_rejections = RejectionSampler(self.webhook_limits.reject_audit_interval, time.monotonic)
         self.mode = config.mode
         self.metrics = ServiceMetrics()

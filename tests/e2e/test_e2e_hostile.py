@@ -224,3 +224,13 @@ async def test_kill_and_healthz_answer_within_100_ms_under_the_worst_payloads(e2
         assert processed[0] >= 12 and seen.reloads and not any(r["ok"] for r in seen.reloads)
         worst = {path: max(values) for path, values in latencies.items()}
         assert all(value < 0.1 for value in worst.values()), worst
+
+
+async def test_the_limits_come_from_the_engine_config(e2e: E2E) -> None:
+    e2e.write_rules(RULES)
+    limits = {"client_rate": 0.01, "client_burst": 2, "header_timeout": "2s", "reject_audit_interval": "1h"}
+    async with e2e.running(wait_feeds=False, server={"host": "127.0.0.1", "port": 0, "limits": limits}) as (
+            service, seen, url):
+        assert (service.webhook_limits.client_burst, service.webhook_limits.header_timeout) == (2, 2.0)
+        statuses = [(await post(url + "/signals/mybot", b"{}"))[0] for _ in range(3)]
+        assert statuses == [401, 401, 429]
