@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from rules_engine.core.events import Signal
-from rules_engine.redact import default_redactor
 from rules_engine.secret_reader import load_secret
 from rules_engine.service.signal_body import BodyProblem, parse_body
 
@@ -297,8 +296,7 @@ def _schema_problem(config: SignalSourceConfig, payload: Mapping[str, Any]) -> s
     if error is None:
         return None
     path = "/".join(str(p) for p in error.absolute_path)
-    text = f"{path or '(payload)'}: {_violation(error)}"
-    return _clip(str(default_redactor.redact(text)))
+    return _clip(f"{path or '(payload)'}: {_violation(error)}")
 
 
 _RULES_QUOTING_VALUES = frozenset({"enum", "const", "not", "anyOf", "oneOf", "allOf", "if", "then", "else",

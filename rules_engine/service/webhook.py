@@ -29,6 +29,7 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from rules_engine.core.events import Signal
+from rules_engine.redact import default_redactor
 from rules_engine.service.signals import (
     Accepted,
     Rejected,
@@ -146,5 +147,6 @@ def _refuse(name: str, rejected: Rejected, meta: Mapping[str, Any], on_reject: O
     except Exception:
         log.exception("on_reject failed for a %s rejection from source %r", rejected.code, name[:64])
     headers = {"Retry-After": retry_after(wait)} if wait is not None else None
-    return web.json_response({"ok": False, "error": rejected.code, "reason": rejected.reason},
+    reason = default_redactor.redact_text(rejected.reason)  # as the audit log's copy is redacted
+    return web.json_response({"ok": False, "error": rejected.code, "reason": reason},
                              status=rejected.status, headers=headers)

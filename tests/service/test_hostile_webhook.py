@@ -225,3 +225,27 @@ def test_token_buckets_refill_and_forget_full_buckets() -> None:
     for key in "bcdefg":
         buckets.take(key)
     assert len(buckets._buckets) <= 4  # bounded however many addresses come by
+
+
+def test_a_refusal_is_redacted_in_the_answer_as_in_the_audit_copy() -> None:
+    """Finding 8: a reason quoting a key of the body must not carry a registered secret."""
+    from rules_engine.redact import register_secret
+
+    secret = "webhook-redaction-probe-7f3a9c"
+    register_secret(secret)
+
+    async def scenario() -> None:
+        async with serving(WebhookLimits()) as (world, port):
+            body = f'{{"{secret}": 1, "{secret}": 2}}'.encode()  # refused: "duplicate key '<the key>'"
+            _, headers = signed({"id": "x"})
+            stamp = headers["X-Timestamp"]
+            mac = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"http://127.0.0.1:{port}/signals/bot", data=body,
+                                        headers={"X-Timestamp": stamp, "X-Signature": f"sha256={mac}"}) as response:
+                    answer = await response.json()
+            assert (response.status, answer["error"]) == (400, "invalid_json")
+            assert secret not in answer["reason"] and "***" in answer["reason"]
+            assert secret in world.rejects[0][1].reason  # handed to the audit log, which redacts it the same way
+
+    asyncio.run(scenario())
