@@ -128,7 +128,7 @@ def find_test_files(paths: list[str]) -> list[Path]:
             for candidate in sorted(entry.rglob("*")):
                 if candidate.is_file() and is_test_file(candidate):
                     found.setdefault(candidate.as_posix(), candidate)
-        elif entry.is_file():
+        elif entry.exists():  # a pipe or device is refused by name when read
             found.setdefault(entry.as_posix(), entry)
         else:
             raise FileNotFoundError(f"no such file or folder: {entry}")

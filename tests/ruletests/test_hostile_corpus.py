@@ -124,3 +124,16 @@ def test_a_10000_digit_number_in_a_rule_test_is_refused_at_once(ws: Workspace,
     assert time.perf_counter() - started < NOT_STALLED
     assert code == 1
     assert f"{path.as_posix()}:5:47: this number is too large: the number has 10001 digits (limit 100)" in out
+
+
+def test_a_named_pipe_as_a_test_file_is_refused_by_name(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    fifo = ws.root / "pipe.test.yaml"
+    os.mkfifo(fifo)
+    started = time.perf_counter()
+    code, out, _ = ws.run(str(fifo), capsys=capsys)
+    assert time.perf_counter() - started < NOT_STALLED
+    assert code == 1
+    assert f"{fifo.as_posix()}:1:1: this is a named pipe (FIFO), not a regular file; rule files must be regular " \
+           "files" in out
