@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 from rules_engine.core.env import FUNCTION_NAMES
-from rules_engine.number_limits import number_problem
+from rules_engine.core.number_limits import number_problem
 
 from . import operators
 from .errors import ExpressionError

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rules_engine.number_limits import number_problem
+from rules_engine.core.number_limits import number_problem
 
 from . import operators
 from .errors import EvaluationFault

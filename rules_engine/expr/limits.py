@@ -1,9 +1,9 @@
 """Size limits of the sandbox. Each one bounds the work or memory a single expression
 can cause, so that evaluation time is bounded by the expression's length."""
 
-# numbers written in an expression, made by decimal() or read from a signal (rules_engine.number_limits)
-from rules_engine.number_limits import MAX_NUMBER_DIGITS as MAX_NUMBER_DIGITS
-from rules_engine.number_limits import MAX_NUMBER_EXPONENT as MAX_NUMBER_EXPONENT
+# numbers written in an expression, made by decimal() or read from a signal (rules_engine.core.number_limits)
+from rules_engine.core.number_limits import MAX_NUMBER_DIGITS as MAX_NUMBER_DIGITS
+from rules_engine.core.number_limits import MAX_NUMBER_EXPONENT as MAX_NUMBER_EXPONENT
 
 MAX_SOURCE_LENGTH = 2000  # characters in one expression
 MAX_NODES = 500  # expression nodes after parsing

@@ -6,7 +6,7 @@ Loading never surprises:
 - Duplicate keys in one mapping are errors, `<<` included (keys merged in by `<<:` may be overridden,
   as YAML intends). Control characters (NUL, ...) are reported at their line and column.
 - The file size, the nesting depth, the size after alias expansion and every number's digits and
-  exponent (`rules_engine.number_limits`) are bounded. The expanded
+  exponent (`rules_engine.core.number_limits`) are bounded. The expanded
   size is computed on the composed node graph with memoisation, so a "billion laughs" file is
   rejected without ever being expanded; recursive aliases are rejected too.
 - Numbers: floats become `Decimal` from the written text (never via float); integers follow YAML 1.2
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rules_engine.number_limits import integer_text_problem, number_problem
+from rules_engine.core.number_limits import integer_text_problem, number_problem
 from rules_engine.rules.diagnostics import Diagnostic, Severity
 
 MAX_FILE_BYTES = 1024 * 1024

@@ -4,7 +4,7 @@
   before the JSON parser runs, so a body nested 900 deep never reaches a recursive parser
   (nor, later, the audit log's serializer).
 - Every number is checked as the parser meets it: at most `MAX_NUMBER_DIGITS` significant
-  digits and an exponent within ±`MAX_NUMBER_EXPONENT` (`rules_engine.number_limits`), so a
+  digits and an exponent within ±`MAX_NUMBER_EXPONENT` (`rules_engine.core.number_limits`), so a
   20 000-digit number never becomes a value a rule computes with.
 - Numbers with a fraction or exponent are Decimals; duplicate keys, NaN, Infinity and the
   state codec's reserved key are refused.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from rules_engine.core.number_limits import integer_text_problem, number_problem
 from rules_engine.jsoncodec import DECIMAL_TAG
-from rules_engine.number_limits import integer_text_problem, number_problem
 
 MAX_DEPTH = 32
 """Nesting of objects and lists in one signal body."""

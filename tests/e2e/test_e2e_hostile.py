@@ -234,3 +234,24 @@ async def test_the_limits_come_from_the_engine_config(e2e: E2E) -> None:
         assert (service.webhook_limits.client_burst, service.webhook_limits.header_timeout) == (2, 2.0)
         statuses = [(await post(url + "/signals/mybot", b"{}"))[0] for _ in range(3)]
         assert statuses == [401, 401, 429]
+
+
+async def test_a_huge_number_sent_as_text_is_an_error_at_its_file_line(e2e: E2E) -> None:
+    """Text is not a JSON number, so the signal is accepted; the rule that reads it as a number
+    errors with the limit, the expression and where it is written, and sends nothing."""
+    path = e2e.write_rules("""
+        - id: texty
+          triggers: [{type: signal, source: mybot}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "=signal.qty"}
+    """)
+    async with running(e2e) as (service, seen, url):
+        body, headers = signed({"qty": "1." + "1" * 60_000, "id": "t1"})
+        assert (await post(url + "/signals/mybot", body, headers))[0] == 202
+        await wait_for(lambda: [r for r in seen.trace if r.kind == "error"])
+        await service.settle()
+    [error] = [r for r in seen.trace if r.kind == "error"]
+    assert error.rule_id == "texty"
+    assert error.detail["reason"] == "expected a number within the limits: the number has 60001 digits (limit 100)"
+    assert error.detail["at"] == f"{path.as_posix()}:6:83"  # where `signal.qty` starts
+    assert seen.intents("place_order") == []
