@@ -255,3 +255,37 @@ async def test_a_huge_number_sent_as_text_is_an_error_at_its_file_line(e2e: E2E)
     assert error.detail["reason"] == "expected a number within the limits: the number has 60001 digits (limit 100)"
     assert error.detail["at"] == f"{path.as_posix()}:6:83"  # where `signal.qty` starts
     assert seen.intents("place_order") == []
+
+
+ESCAPES = [  # the corpus of tests/ruletests/test_hostile_corpus.py (messages asserted there)
+    "f\"{dict.mro()[1]:'{__fstring__.__class__.__base__.__subclasses__()}'}\"",
+    "'{0.__class__.__base__.__subclasses__}'.format(signal)",
+    "print.__self__.node_handlers",
+    "signal.__class__.__init__.__globals__['sys'].modules['os'].system('id')",
+    "min.__self__.__import__('os')",
+    "print.__reduce__()[0](print, '__globals__')",
+    "(x for x in [1]).gi_frame.f_back.f_back.f_globals",
+    "getattr(signal, '__class__')",
+    "ｐｒｉｎｔ('x')",
+    "_＿import＿_('os')",
+]
+
+
+async def test_a_rule_file_of_escapes_is_refused_on_reload_one_error_per_rule(e2e: E2E) -> None:
+    e2e.write_rules(RULES)
+    async with running(e2e) as (service, seen, url):
+        rules = "".join(f"  - id: esc{n}\n    triggers: [{{type: signal, source: mybot}}]\n"
+                        f"    when: {json.dumps(expression, ensure_ascii=False)}\n"
+                        f"    actions: [{{type: log, message: x}}]\n" for n, expression in enumerate(ESCAPES))
+        (e2e.rules_dir / "escapes.yaml").write_text("version: 1\nrules:\n" + rules, encoding="utf-8")
+        await wait_for(lambda: seen.reloads)
+        [reload] = seen.reloads
+        assert reload["ok"] is False
+        assert sorted(e.split(": ", 2)[1] for e in reload["errors"]) == sorted(
+            f'rule "esc{n}"' for n in range(len(ESCAPES)))
+        assert all(": invalid expression: " in e for e in reload["errors"])
+        body, headers = signed({"note": "still running", "risk": 0, "id": "after"})
+        assert (await post(url + "/signals/mybot", body, headers))[0] == 202
+        await wait_for(lambda: seen.intents("log"))
+    [record] = [r for r in e2e.audit_records("reload") if not r["data"]["ok"]]
+    assert len(record["data"]["errors"]) == len(ESCAPES)
