@@ -1,7 +1,7 @@
 """Parse a signal's JSON body within fixed limits, before and while parsing.
 
-- Nesting depth and the number of values are counted by a linear scan of the raw bytes
-  before the JSON parser runs, so a body nested 900 deep never reaches a recursive parser
+- The body must be UTF-8. Nesting depth and the number of values are counted by a linear scan
+  of the text before the JSON parser runs, so a body nested 900 deep never reaches a recursive parser
   (nor, later, the audit log's serializer).
 - Every number is checked as the parser meets it: at most `MAX_NUMBER_DIGITS` significant
   digits and an exponent within ±`MAX_NUMBER_EXPONENT` (`rules_engine.core.number_limits`), so a
@@ -33,7 +33,7 @@ MAX_VALUES = 10_000
 MAX_REASON_LENGTH = 300
 
 # a string (possibly unterminated: it then runs to the end), a bracket, or a comma
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|$)|[\[\]{},]', re.DOTALL)
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|$)|[\[\]{},]', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,16 @@ class _Oversize:
 
 def parse_body(raw_body: bytes) -> dict[str, Any] | BodyProblem:
     """The body as a JSON object, or the problem with it."""
-    problem = _structure_problem(raw_body)
+    try:
+        text = raw_body.decode("utf-8-sig")  # JSON between systems is UTF-8 (RFC 8259)
+    except UnicodeDecodeError as exc:
+        return BodyProblem(400, "invalid_json", f"body is not UTF-8 text (bad byte at offset {exc.start})")
+    problem = _structure_problem(text)
     if problem is not None:
         return problem
     try:
         value = json.loads(
-            raw_body,
+            text,
             parse_float=_parse_decimal,
             parse_int=_parse_int,
             parse_constant=_reject_constant,
@@ -73,27 +77,22 @@ def parse_body(raw_body: bytes) -> dict[str, Any] | BodyProblem:
         return BodyProblem(400, "invalid_json", clip(f"body is not valid JSON: {exc}"))
     if not isinstance(value, dict):
         return BodyProblem(400, "not_an_object", f"body must be a JSON object, not {type(value).__name__}")
-    found = _first_oversize(value, ())
-    if found is not None:
-        path, oversize = found
-        field = "/".join(map(str, path)) or "(payload)"
-        return BodyProblem(422, "number_too_large", clip(f"{field}: {oversize.problem}"))
-    return value
+    return _checked(value)
 
 
-def _structure_problem(raw_body: bytes) -> BodyProblem | None:
+def _structure_problem(text: str) -> BodyProblem | None:
     depth = values = 0
-    for match in _TOKEN.finditer(raw_body):
+    for match in _TOKEN.finditer(text):
         token = match.group()
-        if token in (b"[", b"{"):
+        if token in ("[", "{"):
             depth += 1
             values += 1
             if depth > MAX_DEPTH:
                 return BodyProblem(422, "too_deep", f"the body is nested more than {MAX_DEPTH} levels deep "
                                    f"(limit {MAX_DEPTH})")
-        elif token in (b"]", b"}"):
+        elif token in ("]", "}"):
             depth -= 1
-        elif token == b",":
+        elif token == ",":
             values += 1
         if values > MAX_VALUES:
             return BodyProblem(422, "too_many_values", f"the body holds more than {MAX_VALUES} values "
@@ -129,16 +128,22 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _first_oversize(value: Any, path: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], _Oversize] | None:
-    """The path of the first number beyond the limits (recursion is bounded by MAX_DEPTH)."""
-    if isinstance(value, _Oversize):
-        return path, value
-    children: Any = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, child in children:
-        found = _first_oversize(child, (*path, key))
-        if found is not None:
-            return found
-    return None
+def _checked(payload: dict[str, Any]) -> dict[str, Any] | BodyProblem:
+    """The payload, or the first number beyond the limits (with its path). Walks without
+    recursion and checks the depth again: the byte scan is the first line, this the last."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Oversize):
+            field = "/".join(map(str, path)) or "(payload)"
+            return BodyProblem(422, "number_too_large", clip(f"{field}: {value.problem}"))
+        if isinstance(value, (dict, list)):
+            if len(path) >= MAX_DEPTH:
+                return BodyProblem(422, "too_deep", f"the body is nested more than {MAX_DEPTH} levels deep "
+                                   f"(limit {MAX_DEPTH})")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend(reversed([(child, (*path, key)) for key, child in items]))
+    return payload
 
 
 def clip(text: str) -> str:

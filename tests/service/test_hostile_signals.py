@@ -144,3 +144,14 @@ def test_refusals_before_authentication_are_marked_as_strangers() -> None:
     stale = verify_signal(config, signed(body), body, NOW + 3600, never_seen)
     assert isinstance(bad, Rejected) and (bad.code, bad.authenticated) == ("invalid_signature", False)
     assert isinstance(stale, Rejected) and (stale.code, stale.authenticated) == ("stale_timestamp", True)
+
+
+def test_a_body_that_is_not_utf8_is_refused_before_scanning() -> None:
+    """UTF-16 puts quote and bracket bytes inside characters, which could hide nesting from the
+    scan; JSON between systems is UTF-8 (RFC 8259), so nothing else is read."""
+    body = ('{"x": ' + "[" * 900 + "]" * 900 + "}").encode("utf-16")
+    assert refusal(verify(body)) == (400, "invalid_json", "body is not UTF-8 text (bad byte at offset 0)")
+
+
+def test_a_utf8_bom_is_allowed() -> None:
+    assert isinstance(verify(b'\xef\xbb\xbf{"a": 1}'), Accepted)
