@@ -22,9 +22,9 @@ from aiohttp import web
 
 from rules_engine.service.webhook_limits import WebhookLimits
 
+_BUSY_BODY = b'{"ok": false, "error": "busy", "reason": "too many connections"}'
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-         b"Content-Length: 63\r\n\r\n"
-         b'{"ok": false, "error": "busy", "reason": "too many connections"}')
+         b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class _Connection:
