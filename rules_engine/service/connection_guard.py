@@ -1,11 +1,13 @@
 """Bound the connections of the HTTP server: how many, and how long one may take to send
-its request headers.
+its request headers, and how many one client address may hold.
 
 aiohttp's server has no timeout for a request's headers: a client that trickles one header
 byte at a time (slowloris) holds its connection for as long as it likes. The guard gives
 every connection `header_timeout` seconds, from connecting or from the end of its previous
 request, to have a request under way, and closes it otherwise. The body of a signal has its
-own timeout in the webhook. A connection beyond `max_connections` is answered 503 and closed.
+own timeout in the webhook. A connection beyond `max_connections`, or beyond
+`max_client_connections` from one address, is answered 503 and closed, so one address cannot
+hold every slot (the kill switch's HTTP endpoint among them).
 
     guard = ConnectionGuard(limits, on_refused=lambda reason: ...)
     app.middlewares.append(guard.middleware)   # before the app is frozen
@@ -28,10 +30,11 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\
 
 
 class _Connection:
-    __slots__ = ("transport", "timer", "requests")
+    __slots__ = ("transport", "client", "timer", "requests")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, client: str) -> None:
         self.transport = transport
+        self.client = client
         self.timer: asyncio.TimerHandle | None = None
         self.requests = 0  # in progress
 
@@ -42,6 +45,7 @@ class ConnectionGuard:
         self._on_refused = on_refused
         self._by_handler: dict[Any, _Connection] = {}
         self._by_transport: dict[asyncio.BaseTransport, _Connection] = {}
+        self._per_client: dict[str, int] = {}
 
     @property
     def open_connections(self) -> int:
@@ -53,20 +57,27 @@ class ConnectionGuard:
 
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
             made(handler, transport)
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if isinstance(peer, tuple) and peer else "(unknown)"
             if len(self._by_handler) >= self.limits.max_connections:
-                self._refused("max_connections")
-                transport.write(_BUSY)
-                transport.close()
+                self._busy(transport, "max_connections")
                 return
-            connection = _Connection(transport)
+            if self._per_client.get(client, 0) >= self.limits.max_client_connections:
+                self._busy(transport, "max_client_connections")
+                return
+            connection = _Connection(transport, client)
             self._by_handler[handler] = connection
             self._by_transport[transport] = connection
+            self._per_client[client] = self._per_client.get(client, 0) + 1
             self._arm(connection)
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
             connection = self._by_handler.pop(handler, None)
             if connection is not None:
                 self._by_transport.pop(connection.transport, None)
+                left = self._per_client.pop(connection.client, 1) - 1
+                if left > 0:
+                    self._per_client[connection.client] = left
                 if connection.timer is not None:
                     connection.timer.cancel()
             lost(handler, exc)
@@ -91,6 +102,15 @@ class ConnectionGuard:
             connection.requests -= 1
             if connection.requests == 0:
                 self._arm(connection)
+
+    def _busy(self, transport: asyncio.Transport, reason: str) -> None:
+        self._refused(reason)
+        transport.pause_reading()  # nothing it sends is read, let alone handled
+        transport.write(_BUSY)
+        # closed once aiohttp has started the connection's task (closing it here, before, makes
+        # that task fail with an error logged for every refused connection)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, transport.close)
 
     def _arm(self, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()

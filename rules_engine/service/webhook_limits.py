@@ -19,6 +19,7 @@ class WebhookLimits:
     header_timeout: float = 10.0  # s from connecting (or the end of the previous request) to complete headers
     body_timeout: float = 10.0  # s to receive the whole body of a signal
     max_connections: int = 256  # open connections; more are answered 503 and closed
+    max_client_connections: int = 32  # open connections from one client address (so one cannot take them all)
     client_rate: float = 5.0  # requests a second from one client address, to /signals/*
     client_burst: int = 20
     source_rate: float = 10.0  # accepted signals a second for one source
@@ -29,7 +30,7 @@ class WebhookLimits:
         for name in ("header_timeout", "body_timeout", "client_rate", "source_rate", "reject_audit_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"webhook limit {name} must be positive")
-        for name in ("max_connections", "client_burst", "source_burst"):
+        for name in ("max_connections", "max_client_connections", "client_burst", "source_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"webhook limit {name} must be at least 1")
 

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from rules_engine.service.connection_guard import _BUSY
 from rules_engine.service.http import HttpServer
 from rules_engine.service.signals import SignalSourceConfig
 from rules_engine.service.webhook import add_signal_routes
@@ -85,7 +86,7 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bytes
 def test_slowloris_connections_are_cut_after_the_header_timeout() -> None:
     """Finding 6: 200 connections trickling headers were held for 30 s."""
     async def scenario() -> None:
-        async with serving(WebhookLimits(header_timeout=0.3)) as (world, port):
+        async with serving(WebhookLimits(header_timeout=0.3, max_client_connections=100)) as (world, port):
             started = time.monotonic()
             connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
             for _, writer in connections:
@@ -141,7 +142,7 @@ def test_a_slow_body_is_cut_at_the_body_timeout_with_a_408() -> None:
     asyncio.run(scenario())
 
 
-def test_connections_beyond_the_limit_are_answered_503_and_closed() -> None:
+def test_connections_beyond_the_limit_are_answered_503_and_closed(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         async with serving(WebhookLimits(max_connections=5)) as (world, port):
             held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
@@ -152,10 +153,19 @@ def test_connections_beyond_the_limit_are_answered_503_and_closed() -> None:
             assert f"Content-Length: {len(body)}".encode() in head
             assert json.loads(body) == {"ok": False, "error": "busy", "reason": "too many connections"}
             assert world.refused == ["max_connections"]
+            for _ in range(5):  # refused connections that send a request: never handled, nothing logged
+                reader, extra = await asyncio.open_connection("127.0.0.1", port)
+                extra.write(b"POST /signals/bot HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+                assert (await closed_by_server(reader, 5.0)) in (b"", _BUSY)
+                extra.close()
+            await asyncio.sleep(0.1)
+            assert world.refused == ["max_connections"] * 6 and world.rejects == []
             for _, w in [*held, (reader, writer)]:
                 w.close()
 
-    asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_client_is_limited_to_its_burst_then_429_with_retry_after() -> None:
@@ -252,5 +262,23 @@ def test_a_refusal_is_redacted_in_the_answer_as_in_the_audit_copy() -> None:
             assert (response.status, answer["error"]) == (400, "invalid_json")
             assert secret not in answer["reason"] and "***" in answer["reason"]
             assert secret in world.rejects[0][1].reason  # handed to the audit log, which redacts it the same way
+
+    asyncio.run(scenario())
+
+
+def test_one_client_address_cannot_hold_every_connection() -> None:
+    async def scenario() -> None:
+        async with serving(WebhookLimits(max_connections=10, max_client_connections=3)) as (world, port):
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert (await closed_by_server(reader, 5.0)).startswith(b"HTTP/1.1 503")
+            assert world.refused == ["max_client_connections"]
+            held[0][1].close()
+            await asyncio.sleep(0.1)  # the server sees the close
+            reader, writer2 = await asyncio.open_connection("127.0.0.1", port)
+            writer2.write(b"POST /signals/nobody HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 404")
+            for _, w in [*held[1:], (None, writer), (None, writer2)]:
+                w.close()
 
     asyncio.run(scenario())
