@@ -284,3 +284,19 @@ def test_one_client_address_cannot_hold_every_connection() -> None:
                 w.close()
 
     asyncio.run(scenario())
+
+
+def test_refusals_of_a_stranger_get_one_record_per_interval_carrying_the_count_in_between() -> None:
+    from rules_engine.service.reject_audit import RejectionSampler
+
+    now = [0.0]
+    sampler = RejectionSampler(interval=60.0, clock=lambda: now[0], max_clients=2)
+    assert [sampler.admit("1.2.3.4") for _ in range(4)] == [0, None, None, None]
+    assert sampler.admit("5.6.7.8") == 0
+    now[0] = 61.0
+    assert sampler.admit("1.2.3.4") == 3  # the three only counted since its record at 0 s
+    assert sampler.admit("1.2.3.4") is None
+    now[0] = 62.0
+    assert sampler.admit("5.6.7.8") == 0
+    assert sampler.admit("9.9.9.9") == 0  # a third address: the least recently recorded is forgotten
+    assert sampler.admit("1.2.3.4") == 0  # (remembered, this would have been only counted)
