@@ -314,6 +314,8 @@ def _violation(error: jsonschema.ValidationError) -> str:
         return error.message  # names keys (from the schema, or the sender's own keys), not values
     if rule in _RULES_QUOTING_VALUES:
         return f"does not satisfy the schema's {rule!r} rule"
+    if isinstance(expected, (int, float, Decimal)) and not isinstance(expected, bool):
+        return f"must satisfy {rule}: {expected}"
     return f"must satisfy {rule}: {_clip(json.dumps(expected, default=str))}"
 
 

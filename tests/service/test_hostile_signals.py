@@ -155,3 +155,9 @@ def test_a_body_that_is_not_utf8_is_refused_before_scanning() -> None:
 
 def test_a_utf8_bom_is_allowed() -> None:
     assert isinstance(verify(b'\xef\xbb\xbf{"a": 1}'), Accepted)
+
+
+def test_a_decimal_constraint_is_shown_as_the_schema_writes_it() -> None:
+    schema = {"type": "object", "properties": {"price": {"type": "number", "multipleOf": 0.01}}}
+    assert refusal(verify(b'{"price": 1.005}', schema)) == (422, "schema_violation", "price: must satisfy "
+                                                                                    "multipleOf: 0.01")
