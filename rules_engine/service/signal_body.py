@@ -1,15 +1,15 @@
 """Parse a signal's JSON body within fixed limits, before and while parsing.
 
 - The body must be UTF-8. Nesting depth and the number of values are counted by a linear scan
-  of the text before the JSON parser runs, so a body nested 900 deep never reaches a recursive parser
-  (nor, later, the audit log's serializer).
+  of the text before the JSON parser runs, so a body nested 900 deep never reaches a recursive
+  parser (nor, later, the audit log's serializer); the parsed payload's depth is checked again.
 - Every number is checked as the parser meets it: at most `MAX_NUMBER_DIGITS` significant
   digits and an exponent within ±`MAX_NUMBER_EXPONENT` (`rules_engine.core.number_limits`), so a
   20 000-digit number never becomes a value a rule computes with.
 - Numbers with a fraction or exponent are Decimals; duplicate keys, NaN, Infinity and the
   state codec's reserved key are refused.
 
-Each refusal is a `Rejected` whose reason names the limit (and, for a number, the field),
+Each refusal is a `BodyProblem` whose reason names the limit (and, for a number, the field),
 never a value of the body.
 """
 
@@ -46,7 +46,7 @@ class BodyProblem:
 
 
 class _Oversize:
-    """What the parser returns for a number beyond the limits, found by `_first_oversize`."""
+    """What the parser returns for a number beyond the limits, found by `_checked`."""
 
     __slots__ = ("problem",)
 
@@ -73,7 +73,7 @@ def parse_body(raw_body: bytes) -> dict[str, Any] | BodyProblem:
         )
     except RecursionError:  # not reached after the depth scan; a last guard
         return BodyProblem(422, "too_deep", f"the body is nested too deeply (limit {MAX_DEPTH} levels)")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         return BodyProblem(400, "invalid_json", clip(f"body is not valid JSON: {exc}"))
     if not isinstance(value, dict):
         return BodyProblem(400, "not_an_object", f"body must be a JSON object, not {type(value).__name__}")
