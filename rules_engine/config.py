@@ -89,6 +89,7 @@ class EngineConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     signals: Mapping[str, SignalSourceSettings] = field(default_factory=dict)
+    server_limits: Mapping[str, Any] = field(default_factory=dict)  # `server.limits`: WebhookLimits' fields
     paper_balances: Mapping[str, Decimal] = field(default_factory=dict)
     feed_max_age: float = 30.0  # readiness: a feed silent this long (no tick, no heartbeat) is stale
     tick_max_age: float | None = None  # readiness: a symbol without a tick this long is stale (off by default)
@@ -153,6 +154,11 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
                      for event, name in notifications.events.items() if name not in notifications.channels)
     if unknown:
         raise ConfigError("invalid engine config:\n  " + "\n  ".join(f"{source}: {u}" for u in unknown))
+    server_limits = {k: parse_duration(v) if k.endswith(("timeout", "interval")) else v
+                     for k, v in server.get("limits", {}).items()}
+    for key, value in server_limits.items():
+        if value <= 0:
+            raise ConfigError(f"invalid engine config:\n  {source}: server/limits/{key}: must be more than 0")
     return EngineConfig(
         mode=data.get("mode", "dry-run"),
         # flag (the caller's) > $RULES_ENGINE_STATE_DIR > the config's state_dir > ./state: a container's
@@ -183,6 +189,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         host=server.get("host", "127.0.0.1"),
         port=server.get("port", 8080),
         signals=signals,
+        server_limits=server_limits,
         paper_balances={k: Decimal(str(v)) for k, v in data.get("paper_wallet", {}).get("balances", {}).items()},
         feed_max_age=parse_duration(health.get("feed_max_age", "30s")),
         tick_max_age=parse_duration(health["tick_max_age"]) if "tick_max_age" in health else None,

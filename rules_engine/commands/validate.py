@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"rules-engine validate: cannot read the pair snapshot {args.pairs}: {exc}", file=sys.stderr)
         return 2
-    result = load_rules(files, registry)
+    result = load_rules(args.paths, registry)  # the folders as given: links leaving them are refused
     failed = bool(result.errors) or (args.strict and bool(result.warnings))
     {"text": _print_text, "json": _print_json, "github": _print_github}[args.format](result, failed)
     return 1 if failed else 0

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from rules_engine.core.model import Expr, Guard, Template
+from rules_engine.core.number_limits import number_problem
 
 RUNTIME_NAMES: tuple[str, ...] = ("trigger", "rule_id", "now")
 FUNCTION_NAMES: tuple[str, ...] = ("balance", "price_of", "open_orders")
@@ -50,16 +51,21 @@ class StateNotReady(LookupError):
 class EvalFailure(Exception):
     """An expression or template failed; `where` names the place in the rule."""
 
-    def __init__(self, where: str, source: str, reason: str, not_ready: StateNotReady | None = None):
+    def __init__(self, where: str, source: str, reason: str, not_ready: StateNotReady | None = None,
+                 at: str | None = None):
         super().__init__(f"{where}: {source!r}: {reason}")
         self.where = where
         self.source = source
         self.reason = reason
         self.not_ready = not_ready
+        self.at = at  # file:line:column of the expression, when known
 
     def detail(self) -> dict[str, str]:
         """Where and what, for a trace record that carries `reason` separately."""
-        return {"where": self.where, "expression": self.source}
+        detail = {"where": self.where, "expression": self.source}
+        if self.at is not None:
+            detail["at"] = self.at
+        return detail
 
 
 def build_env(context: Mapping[str, Any], rule_id: str, now: float, functions: Mapping[str, Callable],
@@ -82,13 +88,14 @@ def evaluate(expr: Expr, env: Mapping[str, Any], where: str) -> Any:
     except StateNotReady as exc:
         raise EvalFailure(where, expr.source, str(exc), not_ready=exc) from None
     except Exception as exc:  # noqa: BLE001 - a rule's error must never escape the core
-        raise EvalFailure(where, expr.source, str(exc) or type(exc).__name__) from None
+        at = str(expr.where) if expr.where is not None else None
+        raise EvalFailure(where, expr.source, str(exc) or type(exc).__name__, at=at) from None
 
 
 def evaluate_bool(expr: Expr, env: Mapping[str, Any], where: str) -> bool:
     value = evaluate(expr, env, where)
     if not isinstance(value, bool):
-        raise EvalFailure(where, expr.source, f"expected true or false, got {type(value).__name__} {value!r}")
+        raise EvalFailure(where, expr.source, f"expected true or false, got {type(value).__name__} {_shown(value)}")
     return value
 
 
@@ -114,10 +121,19 @@ def evaluate_guard(guard: Guard, env: Mapping[str, Any], where: str, seen: list[
     return not decisive
 
 
-def decimal_value(value: Any, where: str, source: str) -> Decimal:
-    """A finite Decimal from an expression's or literal's value (floats via their repr)."""
+def decimal_value(value: Any, where: str, source: str, at: str | None = None) -> Decimal:
+    """A finite Decimal from an expression's or literal's value (floats via their repr), of
+    bounded size; `at` is where the expression is written."""
+    try:
+        return _decimal_value(value, where, source)
+    except EvalFailure as failure:
+        failure.at = at
+        raise
+
+
+def _decimal_value(value: Any, where: str, source: str) -> Decimal:
     if isinstance(value, bool) or value is None:
-        raise EvalFailure(where, source, f"expected a number, got {value!r}")
+        raise EvalFailure(where, source, f"expected a number, got {_shown(value)}")
     try:
         if isinstance(value, float):
             result = Decimal(repr(value))
@@ -126,7 +142,19 @@ def decimal_value(value: Any, where: str, source: str) -> Decimal:
         else:
             result = Decimal(str(value).strip())
     except (ArithmeticError, ValueError):
-        raise EvalFailure(where, source, f"expected a number, got {value!r}") from None
+        raise EvalFailure(where, source, f"expected a number, got {_shown(value)}") from None
     if not result.is_finite():
-        raise EvalFailure(where, source, f"expected a finite number, got {value!r}")
+        raise EvalFailure(where, source, f"expected a finite number, got {_shown(value)}")
+    problem = number_problem(result)  # text from a signal ("qty": "1.111...") is bounded here
+    if problem is not None:
+        raise EvalFailure(where, source, f"expected a number within the limits: {problem}")
     return result
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut to 80 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python prints
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:79] + "…"

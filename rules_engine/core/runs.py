@@ -280,7 +280,7 @@ class ActionRun:
     def decimal(self, value: model.Value, name: str) -> Decimal:
         """Field `name` as a finite Decimal."""
         raw, source = self._resolve(value, name)
-        return decimal_value(raw, f"{self.where}.{name}", source)
+        return decimal_value(raw, f"{self.where}.{name}", source, _written_at(value))
 
     def positive(self, value: model.Value, name: str) -> Decimal | None:
         """Field `name` as a positive Decimal, None when not given."""
@@ -299,7 +299,7 @@ class ActionRun:
         if isinstance(raw, str) and raw.strip().startswith(_RELATIVE_PRICE):
             return raw.strip()
         where = f"{self.where}.{name}"
-        result = decimal_value(raw, where, source)
+        result = decimal_value(raw, where, source, _written_at(value))
         if result <= 0:
             raise EvalFailure(where, source, f"expected a positive price, got {result}")
         return result
@@ -394,3 +394,8 @@ def _order_ids(data: Mapping[str, Any], kind: str) -> list[str]:
     if isinstance(raw, str):
         return [raw]
     return [str(t) for t in raw]
+
+
+def _written_at(value: model.Value) -> str | None:
+    """`file:line:column` of an expression value, for its errors."""
+    return str(value.where) if isinstance(value, model.Expr) and value.where is not None else None

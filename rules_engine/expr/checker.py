@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 from rules_engine.core.env import FUNCTION_NAMES
+from rules_engine.core.number_limits import number_problem
 
 from . import operators
 from .errors import ExpressionError
@@ -255,8 +256,11 @@ def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:
             yield f"integer literal too large (limit {MAX_INT_BITS} bits)"
     elif isinstance(value, float):
         literal = _literal_decimal(source, node, value)
+        problem = None if literal is None else number_problem(literal)
         if literal is None:
             yield "number literal out of range"
+        elif problem is not None:
+            yield f"number literal too large: {problem}"
         else:
             # The evaluator reads Constant.value itself (the tree is never compiled), so a Decimal
             # may stand there, though typeshed types the field as what compile() accepts.

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from asteval import Interpreter
 
-from . import operators
+from . import budget, operators
 from .checker import BuiltinName
 from .errors import EvaluationFault, ExpressionError, describe, passes_through, shorten
+from .limits import MAX_NUMBER_EXPONENT
 
 if TYPE_CHECKING:
     from .source import SourceText
@@ -30,10 +31,14 @@ if TYPE_CHECKING:
 _MISSING = object()
 
 # Decimal arithmetic runs in this context whatever the calling thread's context is, so
-# results never depend on the caller and invalid operations always raise.
+# results never depend on the caller and invalid operations always raise. A result beyond
+# the exponent limit of numbers from outside is an overflow too, so no computed number can
+# turn into a huge text where it is written out in plain notation.
 DECIMAL_CONTEXT = decimal.Context(
     prec=28,
     rounding=decimal.ROUND_HALF_EVEN,
+    Emax=MAX_NUMBER_EXPONENT,
+    Emin=-MAX_NUMBER_EXPONENT,
     traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
 
@@ -46,6 +51,7 @@ class Evaluator(Interpreter):
     def __init__(self) -> None:
         super().__init__(symtable={}, minimal=True, use_numpy=False)
         self._source: SourceText | None = None
+        self._deadline = 0.0
         self._decimal_context = DECIMAL_CONTEXT.copy()
         self._dispatch = {
             ast.BoolOp: self.on_boolop,
@@ -64,9 +70,11 @@ class Evaluator(Interpreter):
         }
 
     def evaluate(self, node: ast.expr, source: SourceText, env: Mapping[str, Any]) -> Any:
-        """Evaluate `node` with `env` as its names; re-entrant (the previous state is restored)."""
-        saved = self.symtable, self._source, decimal.getcontext()
+        """Evaluate `node` with `env` as its names; re-entrant (the previous state is restored).
+        The evaluation fails once it has run longer than `budget.EVALUATION_BUDGET`."""
+        saved = self.symtable, self._source, decimal.getcontext(), self._deadline
         self.symtable, self._source = env, source
+        self._deadline = budget.clock() + budget.EVALUATION_BUDGET
         decimal.setcontext(self._decimal_context)
         try:
             return self.run(node)
@@ -77,7 +85,7 @@ class Evaluator(Interpreter):
                 raise
             raise ExpressionError(f"evaluation failed: {describe(exc)}") from None
         finally:
-            self.symtable, self._source, context = saved
+            self.symtable, self._source, context, self._deadline = saved
             decimal.setcontext(context)
 
     def run(self, node: Any, expr: Any = None, lineno: Any = None, with_raise: bool = True) -> Any:
@@ -110,8 +118,14 @@ class Evaluator(Interpreter):
             return ExpressionError(detail)
         return ExpressionError(f"{detail} in `{source.snippet(node)}`", source.column(node))
 
+    def _check_budget(self) -> None:
+        if budget.clock() > self._deadline:
+            raise EvaluationFault(f"evaluation took longer than its budget of {budget.EVALUATION_BUDGET:g} s")
+
     def on_binop(self, node: ast.BinOp) -> Any:
-        return operators.BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
+        result = operators.BINARY[node.op.__class__](self.run(node.left), self.run(node.right))
+        self._check_budget()
+        return result
 
     def on_compare(self, node: ast.Compare) -> Any:
         left = self.run(node.left)
@@ -170,13 +184,15 @@ class Evaluator(Interpreter):
                 raise EvaluationFault("unpacking with ** is not allowed")
             kwargs[keyword.arg] = self.run(keyword.value)
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except (EvaluationFault, KeyboardInterrupt):
             raise
         except BaseException as exc:  # SystemExit from a runtime function must not stop the engine
             if passes_through(exc):
                 raise
             raise EvaluationFault(f"{name}() failed: {describe(exc)}") from None
+        self._check_budget()
+        return result
 
 
 _local = threading.local()

@@ -6,6 +6,7 @@ import ast
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .budget import check_file_load_budget
 from .checker import check, constant_parts, parse
 from .errors import ExpressionError
 from .evaluator import evaluator
@@ -55,6 +56,7 @@ def compile_expression(source: str, allowed_names: Collection[str],
     error rather than a rule that never fires."""
     if not isinstance(source, str):
         raise ExpressionError(f"an expression must be text, not {type(source).__name__}")
+    check_file_load_budget()
     text = SourceText(source)
     tree = parse(text)
     names = check(text, tree, frozenset(allowed_names) | BUILTIN_NAMES, unavailable)

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from rules_engine.core.number_limits import number_problem
+
 from . import operators
 from .errors import EvaluationFault
 from .limits import MAX_INT_BITS, MAX_INT_DIGITS, MAX_ROUND_DIGITS, MAX_TEXT_LENGTH
@@ -74,9 +76,13 @@ def sandbox_decimal(value: Any) -> Decimal:
     if isinstance(value, float):
         return operators.to_decimal(value)
     try:
-        return Decimal(value.strip() if isinstance(value, str) else value)
+        result = Decimal(value.strip() if isinstance(value, str) else value)
     except InvalidOperation:
         raise EvaluationFault("decimal() got text that is not a number") from None
+    problem = number_problem(result)
+    if problem is not None:
+        raise EvaluationFault(f"decimal() of a number too large: {problem}")
+    return result
 
 
 def sandbox_str(value: Any) -> str:

@@ -9,13 +9,16 @@ decimal instead of failing with a TypeError.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from .errors import EvaluationFault
-from .limits import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT_LENGTH
+from .limits import MAX_DECIMAL_POWER_BASE_DIGITS, MAX_INT_BITS, MAX_ITEMS, MAX_TEXT_LENGTH
+
+_BIG_DECIMAL_BASE = 10**MAX_DECIMAL_POWER_BASE_DIGITS
 
 _SEQUENCES = (str, list, tuple)
 
@@ -94,11 +97,26 @@ def mod(a: Any, b: Any) -> Any:
     return a % b
 
 
+def _power_bits(base: int, exponent: int) -> int:
+    """The length in bits of base ** exponent (|base| > 1, exponent > 0), within one bit:
+    the result has floor(exponent * log2|base|) + 1 bits (in integers: the exponent may be huge)."""
+    return ((exponent * int(math.log2(abs(base)) * 2**32)) >> 32) + 1
+
+
 def power(a: Any, b: Any) -> Any:
     if _is_int(a) and _is_int(b) and b > 0 and abs(a) > 1:
-        bits = b * abs(a).bit_length()  # an upper bound of the result's length
-        if bits > MAX_INT_BITS:
+        bits = _power_bits(a, b)
+        if bits > MAX_INT_BITS + 1:  # a float estimate; the exact length is checked below
             raise _too_big(bits)
+        result = a**b
+        if result.bit_length() > MAX_INT_BITS:
+            raise _too_big(result.bit_length())
+        return result
+    if _is_int(a) and isinstance(b, Decimal) and abs(a) >= _BIG_DECIMAL_BASE:
+        # Decimal's power takes time that grows with the digits of its operands
+        raise EvaluationFault(
+            f"an integer of more than {MAX_DECIMAL_POWER_BASE_DIGITS} digits cannot be raised to a decimal power"
+        )
     a, b = coerce(a, b)
     result = a**b
     if isinstance(result, complex):

@@ -53,7 +53,7 @@ class _Placeholder:
         try:
             for key in self.path:
                 value = _lookup(value, key)
-            return _show(value, self.places)
+            return shorten(_show(value, self.places), MAX_RENDERED_VALUE)
         except _RenderError as exc:
             raise ExpressionError(f"{exc} in {self.text}", self.column) from None
         except KeyboardInterrupt:
@@ -190,6 +190,7 @@ def _lookup(value: Any, key: str) -> Any:
 
 
 def _show(value: Any, places: int | None) -> str:
+    """The value as text (cut to MAX_RENDERED_VALUE by the caller, whatever its type)."""
     if callable(value):
         raise _RenderError("a function cannot be shown")
     if places is not None:
@@ -201,11 +202,19 @@ def _show(value: Any, places: int | None) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, int):
-        return shorten(str(value), MAX_RENDERED_VALUE)
+        return _int_text(value)
     if isinstance(value, (Mapping, list, tuple)):
         text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(", ", ": "))
-        return shorten(text.translate(_ESCAPES), MAX_RENDERED_VALUE)
-    return shorten(str(value).translate(_ESCAPES), MAX_RENDERED_VALUE)
+        return text.translate(_ESCAPES)
+    return str(value).translate(_ESCAPES)
+
+
+def _int_text(value: int) -> str:
+    """An integer's digits, or its size when it has more than Python will print (4300 digits)."""
+    try:
+        return str(value)
+    except ValueError:
+        return f"<an integer of {value.bit_length()} bits>"
 
 
 def _fixed(value: Any, places: int) -> str:

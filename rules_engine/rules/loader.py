@@ -15,16 +15,18 @@ beside a missing price in the same action. Only parts the schema accepted whole 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rules_engine.core.model import Rule, RuleSet
+from rules_engine.expr.budget import LoadBudgetExceeded, check_file_load_budget, file_load_budget
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules.builder import build_rules
+from rules_engine.rules.collector import collector_paused
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.file_guard import leaves_tree, read_rule_file
 from rules_engine.rules.schema_check import check_schema
 from rules_engine.rules.semantic import WrittenId, duplicate_ids, rule_warnings, written_ids
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
@@ -50,16 +52,21 @@ class LoadResult:
 
 def find_rule_files(paths: Sequence[Path | str]) -> list[Path]:
     """The rule files named by `paths`: files as given, folders searched recursively for
-    `*.yaml` / `*.yml` (hidden entries and rule tests, `*.test.yaml`, skipped). Sorted by path,
-    without duplicates.
+    `*.yaml` / `*.yml` (hidden entries and rule tests, `*.test.yaml`, skipped), and symbolic links
+    to folders outside them (which `load_rules` reports without reading). Sorted by path, without
+    duplicates.
     Raises FileNotFoundError for a path that does not exist."""
     found: dict[str, Path] = {}
     for entry in map(Path, paths):
         if entry.is_dir():
             for candidate in entry.rglob("*"):
                 relative = candidate.relative_to(entry).parts
+                if candidate.is_symlink() and candidate.is_dir() and leaves_tree(entry, candidate):
+                    found.setdefault(candidate.as_posix(), candidate)  # never searched; reported when read
+                    continue
+                # not only regular files: a pipe or socket named *.yaml is refused by name when read
                 if (candidate.suffix in RULE_FILE_SUFFIXES and not candidate.name.endswith(RULE_TEST_SUFFIXES)
-                        and candidate.is_file() and not any(p.startswith(".") for p in relative)):
+                        and not candidate.is_dir() and not any(p.startswith(".") for p in relative)):
                     found.setdefault(candidate.as_posix(), candidate)
         elif entry.exists():
             found.setdefault(entry.as_posix(), entry)
@@ -78,7 +85,8 @@ def load_rules(paths: Sequence[Path | str], registry: PairRegistry | None = None
         except FileNotFoundError as exc:
             sources.append((str(entry), Diagnostic(str(entry), 1, 1, None, str(exc), code="not-found")))
             continue
-        sources.extend((path.as_posix(), _read(path)) for path in files)
+        root = entry if entry.is_dir() else None
+        sources.extend((path.as_posix(), read_rule_file(path, MAX_FILE_BYTES, root)) for path in files)
     sources.sort(key=lambda item: item[0])
     return _load(sources, registry or default_registry())
 
@@ -88,20 +96,40 @@ def load_rules_text(text: str, filename: str = "<string>", registry: PairRegistr
     return _load([(filename, text.encode("utf-8"))], registry or default_registry())
 
 
-def _read(path: Path) -> bytes | Diagnostic:
-    try:
-        size = os.stat(path).st_size
-        if size > MAX_FILE_BYTES:
-            message = f"the file is {size} bytes; rule files are limited to {MAX_FILE_BYTES} bytes"
-            return Diagnostic(path.as_posix(), 1, 1, None, message, code="file-too-large")
-        with open(path, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        message = f"cannot read the file: {exc.strerror or exc}"
-        return Diagnostic(path.as_posix(), 1, 1, None, message, code="unreadable")
+@dataclass
+class _LoadedFile:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    ids: list[WrittenId] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    rule_count: int = 0
+
+
+def _load_file(name: str, raw: bytes, registry: PairRegistry) -> _LoadedFile:
+    """One file through the layers; raises LoadBudgetExceeded when it takes too long."""
+    loaded = _LoadedFile()
+    document, problems = read_source(raw, name)
+    loaded.diagnostics.extend(problems)
+    if document is None:
+        return loaded
+    check_file_load_budget()
+    loaded.ids.extend(written_ids(document))
+    written = document.data.get("rules") if isinstance(document.data, dict) else None
+    loaded.rule_count = len(written) if isinstance(written, list) else 0
+    report = check_schema(document)
+    loaded.diagnostics.extend(report.diagnostics)
+    check_file_load_budget()
+    context = BuildContext(document, registry, report)
+    loaded.rules.extend(build_rules(context))
+    loaded.diagnostics.extend(context.diagnostics)
+    return loaded
 
 
 def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:
+    with collector_paused():  # full collections over the loading's objects would stall other threads
+        return _load_all(sources, registry)
+
+
+def _load_all(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:
     unique_sources = dict(reversed(sources))  # first occurrence of each file name wins
     names = list(dict.fromkeys(name for name, _ in sources))
     result = LoadResult(ruleset=None, files=names)
@@ -113,18 +141,17 @@ def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegis
         if isinstance(raw, Diagnostic):
             diagnostics.append(raw)
             continue
-        document, problems = read_source(raw, name)
-        diagnostics.extend(problems)
-        if document is None:
+        try:
+            with file_load_budget():
+                loaded = _load_file(name, raw, registry)
+        except LoadBudgetExceeded as exc:
+            diagnostics.append(Diagnostic(name, 1, 1, None, f"{exc}, its budget; none of its rules are loaded "
+                                          "(split it, or simplify what its expressions compute)", code="load-budget"))
             continue
-        ids.extend(written_ids(document))
-        written = document.data.get("rules") if isinstance(document.data, dict) else None
-        result.rule_count += len(written) if isinstance(written, list) else 0
-        report = check_schema(document)
-        diagnostics.extend(report.diagnostics)
-        context = BuildContext(document, registry, report)
-        rules.extend(build_rules(context))
-        diagnostics.extend(context.diagnostics)
+        diagnostics.extend(loaded.diagnostics)
+        ids.extend(loaded.ids)
+        result.rule_count += loaded.rule_count
+        rules.extend(loaded.rules)
     diagnostics.extend(duplicate_ids(ids))
     for rule in rules:
         diagnostics.extend(rule_warnings(rule, registry))

@@ -3,8 +3,10 @@
 Loading never surprises:
 - Only data: mappings, sequences, strings, numbers, booleans and null. Any other tag
   (`!!python/object`, `!!binary`, `!custom`) is an error; nothing is ever constructed from a tag.
-- Duplicate keys in one mapping are errors (YAML merge keys `<<:` may be overridden, as YAML intends).
-- The file size, the nesting depth and the size after alias expansion are bounded. The expanded
+- Duplicate keys in one mapping are errors, `<<` included (keys merged in by `<<:` may be overridden,
+  as YAML intends). Control characters (NUL, ...) are reported at their line and column.
+- The file size, the nesting depth, the size after alias expansion and every number's digits and
+  exponent (`rules_engine.core.number_limits`) are bounded. The expanded
   size is computed on the composed node graph with memoisation, so a "billion laughs" file is
   rejected without ever being expanded; recursive aliases are rejected too.
 - Numbers: floats become `Decimal` from the written text (never via float); integers follow YAML 1.2
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from rules_engine.core.number_limits import integer_text_problem, number_problem
 from rules_engine.rules.diagnostics import Diagnostic, Severity
 from rules_engine.rules.yaml_errors import explain
 
@@ -43,6 +46,8 @@ if TYPE_CHECKING:  # the C loader has the Python one's interface; type-check aga
     _SafeLoader = yaml.SafeLoader
 else:
     _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# the characters YAML's reader refuses (PyYAML's Reader.NON_PRINTABLE)
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]")
 _SCALAR_TAGS: dict[tuple[str, tuple[bool, bool]], str] = {}
 _SCALAR_TAGS_LIMIT = 50_000
 
@@ -163,6 +168,12 @@ def read_source(raw: bytes, file: str, empty: str = EMPTY_RULE_FILE) -> tuple[So
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return fail(f"the file is not UTF-8 text (bad byte at offset {exc.start})", "not-utf8", line)
+    control = _NON_PRINTABLE.search(text)
+    if control is not None:  # YAML refuses it too, but reports only an offset
+        index = control.start()
+        line, column = text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
+        return fail(f"the file holds the control character U+{ord(control.group()):04X}, which YAML does not allow "
+                    "(rule files are text; was a binary file saved as .yaml?)", "control-character", line, column)
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -276,8 +287,15 @@ class _Builder:
         """The mapping's entries with merge keys applied; explicit keys win over merged ones."""
         explicit: dict[str, tuple[Node, Node]] = {}
         merged: dict[str, tuple[Node, Node]] = {}
+        merge_key: Node | None = None
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
+                if merge_key is not None:  # the second would silently replace the first in other YAML readers
+                    first = merge_key.start_mark.line + 1
+                    self.error(key_node, f'duplicate key "<<" (first written on line {first}); merge several '
+                               "mappings with one key: <<: [*a, *b]", "yaml-duplicate-key")
+                    continue
+                merge_key = key_node
                 sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
                     if isinstance(source, MappingNode):
@@ -319,11 +337,19 @@ class _Builder:
         if tag == _BOOL:
             return text.lower() in _TRUE_WORDS
         if tag == _INT:
+            problem = integer_text_problem(text.replace("_", ""))
+            if problem is not None:
+                self.error(node, f"this number is too large: {problem}", "yaml-number")
+                return None
             return _integer(text)
         if tag == _FLOAT:
             number = _decimal(text)
             if isinstance(number, Decimal) and not number.is_finite():
                 self.error(node, f'"{text}" is not a finite number', "yaml-number")
+                return None
+            problem = number_problem(number) if isinstance(number, Decimal) else None
+            if problem is not None:
+                self.error(node, f"this number is too large: {problem}", "yaml-number")
                 return None
             return number
         self.reject_tag(node)

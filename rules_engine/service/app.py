@@ -69,6 +69,7 @@ from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.notifications import NotificationConfigError
+from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
@@ -85,6 +86,7 @@ from rules_engine.service.status_routes import add_status_routes
 from rules_engine.service.storage import StorageHealth
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
+from rules_engine.service.webhook_limits import WebhookLimits
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
 
 log = logging.getLogger("rules_engine.service")
@@ -135,6 +137,7 @@ class EngineService:
         feed_options: Mapping[str, Any] | None = None,
         executor_options: Mapping[str, Any] | None = None,
         accept_damaged_audit: bool = False,
+        webhook_limits: WebhookLimits | None = None,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -152,6 +155,8 @@ class EngineService:
         self.feed_options = dict(feed_options or {})
         self.executor_options = dict(executor_options or {})
         self.accept_damaged_audit = accept_damaged_audit  # start a new audit chain segment if it is damaged
+        self.webhook_limits = webhook_limits or WebhookLimits(**config.server_limits)
+        self._stranger_rejections = RejectionSampler(self.webhook_limits.reject_audit_interval, time.monotonic)
         self.mode = config.mode
         self.metrics = ServiceMetrics()
         self._latency = self.metrics.decision_latency
@@ -307,7 +312,8 @@ class EngineService:
             log.warning("kill switch is engaged: %s", initial.describe())
         self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
-        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port)
+        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
+                                self.webhook_limits, self.metrics.connections_refused_by)
         try:
             self.port = await self._http.start()
         except OSError as exc:
@@ -349,7 +355,7 @@ class EngineService:
             health=self.health, metrics=self._render_metrics, metrics_content_type=self.metrics.content_type,
             signal_sources=self.signal_sources, on_signal=self.on_signal,
             on_signal_rejected=self.on_signal_rejected, seen_signal=self.seen_signal, clock=self.clock,
-            kill_switch=self.kill_switch, kill_token=self.kill_token,
+            kill_switch=self.kill_switch, kill_token=self.kill_token, webhook_limits=self.webhook_limits,
             extra_routes=lambda app: add_status_routes(app, self.visibility.status, self.visibility.readyz,
                                                        self.visibility.book.trace,
                                                        kill_enabled=self.kill_token is not None),
@@ -476,13 +482,22 @@ class EngineService:
         self._put(inboxed)
 
     def on_signal_rejected(self, source: str, rejected: Rejected, meta: Mapping[str, Any]) -> None:
+        """Count every refusal; audit each of an authenticated sender, and those of strangers
+        in aggregate (`RejectionSampler`: one record per client per interval)."""
         if self.inbox is not None:
             self.inbox.discard()
         known = source if source in self.signal_sources else "(unknown)"
         self.metrics.signals_rejected.labels(known, rejected.code).inc()
+        extra: dict[str, Any] = {}
+        if not rejected.authenticated:
+            unrecorded = self._stranger_rejections.admit(str(meta.get("remote")))
+            if unrecorded is None:
+                return
+            extra = {"unauthenticated": True, "unrecorded_before": unrecorded,
+                     "recorded_every": self.webhook_limits.reject_audit_interval}
         self._audit("signal_rejected", data={"source": source[:64], "status": rejected.status,
                                              "code": rejected.code, "reason": rejected.reason,
-                                             "signal_id": rejected.signal_id, **dict(meta)})
+                                             "signal_id": rejected.signal_id, **dict(meta), **extra})
         self._tell("signal_rejected", (source, rejected))
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:

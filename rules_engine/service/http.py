@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from rules_engine.service.connection_guard import ConnectionGuard
 from rules_engine.service.killswitch import KillSwitchFile, add_kill_routes
 from rules_engine.service.signals import SeenFn, SignalSourceConfig
 from rules_engine.service.webhook import OnReject, OnSignal, add_signal_routes
+from rules_engine.service.webhook_limits import WebhookLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class HttpHandlers:
     kill_switch: KillSwitchFile
     kill_token: str | None
     extra_routes: Callable[[web.Application], None] | None = None
+    webhook_limits: WebhookLimits = field(default_factory=WebhookLimits)
 
 
 def build_app(handlers: HttpHandlers) -> web.Application:
@@ -55,7 +58,7 @@ def build_app(handlers: HttpHandlers) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     add_signal_routes(app, handlers.signal_sources, handlers.on_signal, handlers.on_signal_rejected,
-                      handlers.seen_signal, clock=handlers.clock)
+                      handlers.seen_signal, clock=handlers.clock, limits=handlers.webhook_limits)
     if handlers.kill_token is not None:
         add_kill_routes(app, handlers.kill_switch, handlers.kill_token)
     else:
@@ -74,14 +77,18 @@ def build_app(handlers: HttpHandlers) -> web.Application:
 
 
 class HttpServer:
-    """Serves `app` on host:port (port 0 picks a free one); `port` is the bound port."""
+    """Serves `app` on host:port (port 0 picks a free one); `port` is the bound port.
+    Connections are bounded by `limits` (count, time to send headers: `ConnectionGuard`);
+    `on_refused(reason)` is told of each connection refused or cut."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, limits: WebhookLimits | None = None,
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self.guard = ConnectionGuard(limits or WebhookLimits(), on_refused)
 
     async def start(self) -> int:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -92,8 +99,12 @@ class HttpServer:
         except OSError:
             sock.close()
             raise
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        self.app.middlewares.append(self.guard.middleware)
+        # lingering_time: after refusing a body, read what the client still sends for at most 1 s
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0, lingering_time=1.0)
         await runner.setup()
+        assert runner.server is not None  # made by setup()
+        self.guard.install(runner.server)
         try:
             await web.SockSite(runner, sock).start()
         except BaseException:

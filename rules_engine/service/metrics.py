@@ -74,6 +74,9 @@ class ServiceMetrics:
                                registry=registry)
         self.signals_rejected = Counter(p + "signals_rejected", "Signals refused by the webhook",
                                         ["source", "code"], registry=registry)
+        self.connections_refused = Counter(p + "http_connections_refused",
+                                           "HTTP connections refused or cut (max_connections, header_timeout)",
+                                           ["reason"], registry=registry)
         self.reloads = Counter(p + "reloads", "Rule reloads, by result", ["result"], registry=registry)
         self.rules_loaded = Gauge(p + "rules_loaded", "Rules currently loaded", registry=registry)
         self.kill_switch = Gauge(p + "kill_switch_engaged", "1 while the kill switch is engaged", registry=registry)
@@ -95,3 +98,7 @@ class ServiceMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+    def connections_refused_by(self, reason: str) -> None:
+        """Count one HTTP connection refused or cut (`ConnectionGuard`'s on_refused)."""
+        self.connections_refused.labels(reason).inc()

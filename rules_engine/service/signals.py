@@ -30,6 +30,7 @@ Secrets never appear in a repr, a reason or an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -42,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from rules_engine.core.events import Signal
-from rules_engine.jsoncodec import DECIMAL_TAG
 from rules_engine.secret_reader import load_secret
+from rules_engine.service.signal_body import BodyProblem, parse_body
 
 if TYPE_CHECKING:
     from rules_engine.config import SignalSourceSettings
@@ -142,6 +143,7 @@ class Rejected:
     code: str
     reason: str
     signal_id: str = ""
+    authenticated: bool = False  # refused after the sender proved who it is (else: a stranger)
 
 
 def unknown_source(source: str) -> Rejected:
@@ -174,6 +176,10 @@ def verify_signal(
     return _verify_passphrase(config, raw_body, now, seen)
 
 
+def _authenticated(result: Accepted | Rejected) -> Accepted | Rejected:
+    return dataclasses.replace(result, authenticated=True) if isinstance(result, Rejected) else result
+
+
 def _verify_hmac(
     config: SignalSourceConfig, headers: Mapping[str, str], raw_body: bytes, now: float, seen: SeenFn
 ) -> Accepted | Rejected:
@@ -194,6 +200,14 @@ def _verify_hmac(
     expected = signature_hex(config.secret, timestamp, raw_body)
     if not hmac.compare_digest(expected, match.group(1).lower()):
         return Rejected(401, "invalid_signature", "signature does not match the body and timestamp")
+    return _authenticated(_check_signed(config, headers, raw_body, now, seen, timestamp, expected))
+
+
+def _check_signed(
+    config: SignalSourceConfig, headers: Mapping[str, str], raw_body: bytes, now: float, seen: SeenFn,
+    timestamp: str, expected: str,
+) -> Accepted | Rejected:
+    """The checks after the signature matched."""
     skew = now - float(timestamp)
     if skew > config.timestamp_window:
         return Rejected(401, "stale_timestamp",
@@ -243,6 +257,12 @@ def _verify_passphrase(config: SignalSourceConfig, raw_body: bytes, now: float, 
     assert config.passphrase is not None
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), config.passphrase.encode()):
         return Rejected(401, "wrong_passphrase", "the passphrase does not match")
+    return _authenticated(_check_with_passphrase(config, payload, now, seen))
+
+
+def _check_with_passphrase(config: SignalSourceConfig, payload: dict[str, Any], now: float,
+                           seen: SeenFn) -> Accepted | Rejected:
+    """The checks after the passphrase matched."""
     declared_id = _declared_id(config, None, payload)
     if isinstance(declared_id, Rejected):
         return declared_id
@@ -270,40 +290,12 @@ def _repeated_body(config: SignalSourceConfig, payload: Mapping[str, Any], now: 
     return seen(config.name, _body_id(payload), now, config.dedup_window)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object with unique keys; the key the state codec reserves is refused, as a signal's
-    payload is saved with the engine's state (`rules_engine.jsoncodec`)."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key[:64]!r}")
-        if key == DECIMAL_TAG:
-            raise ValueError(f"the key {DECIMAL_TAG!r} is reserved")
-        result[key] = value
-    return result
-
-
 def _parse_object(raw_body: bytes) -> dict[str, Any] | Rejected:
-    """JSON with numbers as Decimal (money never goes through float); duplicate keys,
-    NaN and Infinity refused."""
-    try:
-        value = json.loads(
-            raw_body,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_no_duplicate_keys,
-        )
-    except RecursionError:
-        return Rejected(400, "invalid_json", "body is nested too deeply")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Rejected(400, "invalid_json", _clip(f"body is not valid JSON: {exc}"))
-    if not isinstance(value, dict):
-        return Rejected(400, "not_an_object", f"body must be a JSON object, not {type(value).__name__}")
-    return value
+    """The body as a JSON object within `signal_body`'s limits (depth, values, number size)."""
+    parsed = parse_body(raw_body)
+    if isinstance(parsed, BodyProblem):
+        return Rejected(parsed.status, parsed.code, parsed.reason)
+    return parsed
 
 
 def _declared_id(config: SignalSourceConfig, header: str | None, payload: Mapping[str, Any]) -> str | Rejected:
@@ -329,7 +321,27 @@ def _schema_problem(config: SignalSourceConfig, payload: Mapping[str, Any]) -> s
     if error is None:
         return None
     path = "/".join(str(p) for p in error.absolute_path)
-    return _clip(f"{path or '(payload)'}: {error.message}")
+    return _clip(f"{path or '(payload)'}: {_violation(error)}")
+
+
+_RULES_QUOTING_VALUES = frozenset({"enum", "const", "not", "anyOf", "oneOf", "allOf", "if", "then", "else",
+                                   "contains", "propertyNames", "dependentSchemas", "unevaluatedProperties"})
+
+
+def _violation(error: jsonschema.ValidationError) -> str:
+    """What the payload breaks, in the schema's words: never a value from the payload (the
+    reason goes back to the sender and into the audit log)."""
+    rule, expected = str(error.validator), error.validator_value
+    if rule == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        return f"must be of type {' or '.join(map(str, kinds))}"
+    if rule in ("required", "additionalProperties", "dependentRequired"):
+        return error.message  # names keys (from the schema, or the sender's own keys), not values
+    if rule in _RULES_QUOTING_VALUES:
+        return f"does not satisfy the schema's {rule!r} rule"
+    if isinstance(expected, (int, float, Decimal)) and not isinstance(expected, bool):
+        return f"must satisfy {rule}: {expected}"
+    return f"must satisfy {rule}: {_clip(json.dumps(expected, default=str))}"
 
 
 def _floats_to_decimal(value: Any) -> Any:

@@ -10,7 +10,6 @@ Layers, each reporting every problem at `file:line:column`:
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from rules_engine.paper.assets import Assets
 from rules_engine.paper.orders import OrderRequest
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
+from rules_engine.rules.file_guard import read_rule_file
 from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.testing.schema import check_test_schema
@@ -136,7 +136,7 @@ def find_test_files(paths: list[str]) -> list[Path]:
             for candidate in sorted(entry.rglob("*")):
                 if candidate.is_file() and is_test_file(candidate):
                     found.setdefault(candidate.as_posix(), candidate)
-        elif entry.is_file():
+        elif entry.exists():  # a pipe or device is refused by name when read
             found.setdefault(entry.as_posix(), entry)
         else:
             raise FileNotFoundError(f"no such file or folder: {entry}")
@@ -148,13 +148,9 @@ def load_test_file(path: Path | str, registry: PairRegistry | None = None) -> Te
     path = Path(path)
     name = path.as_posix()
     result = TestFile(name)
-    try:
-        if os.stat(path).st_size > MAX_FILE_BYTES:
-            result.errors.append(Diagnostic(name, 1, 1, None, f"test files are limited to {MAX_FILE_BYTES} bytes"))
-            return result
-        raw = path.read_bytes()
-    except OSError as exc:
-        result.errors.append(Diagnostic(name, 1, 1, None, f"cannot read the file: {exc.strerror or exc}"))
+    raw = read_rule_file(path, MAX_FILE_BYTES)  # a regular file only, its size bounded
+    if isinstance(raw, Diagnostic):
+        result.errors.append(raw)
         return result
     document, problems = read_source(raw, name, empty=EMPTY_TEST_FILE)
     if document is None or problems:

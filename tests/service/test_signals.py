@@ -166,11 +166,12 @@ def test_body_problems_have_distinct_codes(body, status, code):
     assert isinstance(result, Rejected) and (result.status, result.code) == (status, code)
 
 
-def test_deep_nesting_within_the_size_limit_is_a_400_not_a_crash():
+def test_deep_nesting_within_the_size_limit_is_a_422_naming_the_limit_not_a_crash():
     body = b"[" * 60_000 + b"]" * 60_000
     cfg = hmac_config(max_body_bytes=200_000)
     result = verify_signal(cfg, signed(body), body, NOW, Seen())
-    assert (result.status, result.code) == (400, "invalid_json")
+    assert (result.status, result.code) == (422, "too_deep")
+    assert result.reason == "the body is nested more than 32 levels deep (limit 32)"
 
 
 def test_schema_reason_names_the_path():
