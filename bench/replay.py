@@ -97,24 +97,25 @@ def main() -> None:
         quiet_elapsed = time.perf_counter() - quiet_started
 
         from rules_engine.replay.chart import write_chart
-        from rules_engine.replay.report import render_markdown, report_json
+        from rules_engine.replay.report import write_json, write_markdown
 
         report_started = time.perf_counter()
-        rule_ids = [rule.id for rule in loaded.ruleset.rules]
-        render_markdown(result, rule_ids, "chart.png")
-        report_json(result, rule_ids, "chart.png")
+        with open(Path(folder) / "report.md", "w") as handle:
+            write_markdown(result, handle, "chart.png")
+        with open(Path(folder) / "report.json", "w") as handle:
+            write_json(result, handle, "chart.png")
         write_chart(result, Path(folder) / "chart.png")
         report_elapsed = time.perf_counter() - report_started
 
     print(f"replay: {result.ticks:,} ticks ({len(PAIRS)} pairs, {candles:,} 1-minute candles each) "
           f"against {len(loaded.ruleset.rules)} rules")
-    print(f"  {len(result.fires):,} fires, {len(result.fills):,} simulated fills, "
-          f"{sum(1 for o in result.outcomes if not o.fired):,} held back")
+    print(f"  {result.fire_count:,} fires, {result.ledger.fills_count:,} simulated fills, "
+          f"{result.held_back:,} held back")
     print(f"  replay (read CSV, candles to ticks, engine, paper fills, record): {elapsed:.1f} s, "
           f"{result.ticks / elapsed:,.0f} ticks/s ({elapsed / result.ticks * 1e6:.1f} us per tick)")
     print(f"  the same ticks with no level reached (no fire): {quiet_elapsed:.1f} s, "
           f"{quiet_result.ticks / quiet_elapsed:,.0f} ticks/s; a fire costs about "
-          f"{(elapsed - quiet_elapsed) / max(1, len(result.fires)) * 1e3:.2f} ms")
+          f"{(elapsed - quiet_elapsed) / max(1, result.fire_count) * 1e3:.2f} ms")
     print(f"  report (Markdown and JSON tables, PNG chart): {report_elapsed:.1f} s")
     if result.ticks < 1_000_000:
         print(f"  extrapolated to 1,000,000 ticks: {1_000_000 / (result.ticks / elapsed):.0f} s "

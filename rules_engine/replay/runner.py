@@ -27,9 +27,10 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rules_engine.audit import AuditLog
-from rules_engine.audit.sink import AuditSink, MemoryAudit
+from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
 from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate
 from rules_engine.core.intents import Intent
@@ -44,11 +45,48 @@ from rules_engine.execution.report import ExecutionReport
 from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
-from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
+from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
 from rules_engine.state import StateStore, audit_log_path, database_path
 
 ACCOUNT = "paper"
 MODE = "dry-run"
+_ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
+_RECENT_ENDS = 4096  # txids remembered to ignore a repeated final status
+
+
+class OrderListener:
+    """Told about the paper orders of a run as they happen (override what you need)."""
+
+    def placed(self, order: Order, rule_id: str | None) -> None:
+        """A rule's order was accepted by the paper exchange."""
+
+    def filled(self, fill: FillRecord) -> None:
+        """An order filled (`fill.balances_after` is the wallet after it)."""
+
+    def ended(self, end: OrderEnd) -> None:
+        """An order is final: filled, or expired / cancelled (partially filled or not)."""
+
+
+class _DiscardAudit:
+    """An audit sink that keeps nothing: a replay without a state folder streams its report
+    instead of holding every audit record (the records are still built and checked)."""
+
+    def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
+               data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
+        return self.append_many([(kind, rule_id, rule_file_hash, data)])[0]
+
+    def append_many(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+        added = []
+        for kind, rule_id, rule_hash, data in entries:
+            check_entry(kind, rule_id, rule_hash, data)
+            added.append({"seq": 0, "kind": kind, "rule_id": rule_id, "rule_hash": rule_hash, "data": data or {}})
+        return added
+
+    def sync(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class OfflineRunner:
@@ -60,6 +98,10 @@ class OfflineRunner:
     event that produced it has been fully processed). `state_dir` keeps the state store and
     the audit log (`audit.jsonl`) there; by default the store is in a temporary folder removed
     by `close()` and the audit records are in `audit.records`.
+
+    `keep=False` is for long replays: outcomes and fills are not collected (use `on_outcome`
+    and `listener`), settled fires are forgotten and, without `state_dir`, audit records are
+    checked and dropped, so memory does not grow with the number of fires.
     """
 
     def __init__(
@@ -74,6 +116,8 @@ class OfflineRunner:
         balance_max_age: float = 10.0,
         on_outcome: Callable[[Outcome], None] | None = None,
         state_dir: str | Path | None = None,
+        keep: bool = True,
+        listener: OrderListener | None = None,
     ):
         self.exchange = exchange if exchange is not None else PaperExchange()
         self.exchange.set_balances(ACCOUNT, dict(wallet or {}))
@@ -90,20 +134,25 @@ class OfflineRunner:
         self.store = StateStore(database_path(folder), clock=clock, durable=False)
         # With a state folder the audit log is the real one (`audit.jsonl`, what a dry run writes);
         # a throwaway run keeps the same records in memory.
-        self.audit: AuditSink = (AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
-                                 if state_dir is not None else MemoryAudit())
+        self.audit: AuditSink
+        if state_dir is not None:
+            self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
+        else:
+            self.audit = MemoryAudit() if keep else _DiscardAudit()
         self.executor = BalanceCache(DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store),
                                      balance_max_age)
         needs = rule_needs(ruleset)
         dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=MODE, rule_hashes=needs.rule_hashes,
                                 clock=clock)
         self.engine = Engine(ruleset, limits, balance_max_age=balance_max_age)
-        self.recorder = OutcomeRecorder()
+        self.recorder = OutcomeRecorder(keep)
+        self.keep = keep
         self.fills: list[FillRecord] = []
         self._watcher = _Watcher(self)
         self._on_outcome = on_outcome
-        self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it
-        self._filled: set[str] = set()
+        self._listener = listener if listener is not None else OrderListener()
+        self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
+        self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
                              rule_hashes=dict(needs.rule_hashes), observers=[self._watcher])
@@ -199,25 +248,60 @@ class OfflineRunner:
         if isinstance(txids, list):
             for txid in txids:
                 self._by_order[str(txid)] = outcome
+                order = self.exchange.orders.get(str(txid))
+                if order is not None:
+                    self._listener.placed(order, outcome.rule_id)
 
-    def _note_fill(self, update: OrderUpdate) -> None:
-        if update.status != "closed" or not update.filled or update.txid is None or update.txid in self._filled:
+    def _note_order(self, update: OrderUpdate) -> None:
+        """A fill and the order's end, once, when its status becomes final."""
+        status = _ENDED.get(update.status)
+        if status is None or update.txid is None or update.txid in self._ended:
             return
-        self._filled.add(update.txid)
+        self._ended[update.txid] = None
+        if len(self._ended) > _RECENT_ENDS:
+            del self._ended[next(iter(self._ended))]
         order = self.exchange.orders.get(update.txid)
         if order is None:
             return
-        outcome = self._by_order.get(order.cl_ord_id or "") or self._by_order.get(order.txid)
+        outcome = self._by_order.pop(order.txid, None)
+        if order.cl_ord_id:
+            outcome = self._by_order.pop(order.cl_ord_id, None) or outcome
         if outcome is None and order.parent is not None:  # a conditional close placed by the fill of a rule's order
-            outcome = self._by_order.get(order.parent)
+            outcome = self._by_order.pop(order.parent, None)
             if outcome is not None:
-                self._by_order[order.txid] = outcome
-        fill = FillRecord(update.time, order.txid, order.cl_ord_id, order.pair, order.side, order.ordertype,
-                          order.vol_exec, order.avg_price, order.fee,
-                          outcome.rule_id if outcome else None, outcome.decision_id if outcome else None)
-        self.fills.append(fill)
-        if outcome is not None:
-            outcome.fills.append(fill)
+                self._listener.placed(order, outcome.rule_id)
+        if outcome is not None and order.close is not None and order.vol_exec > 0:
+            self._by_order[order.txid] = outcome  # its conditional close is the same fire's
+        rule_id = outcome.rule_id if outcome else None
+        decision_id = outcome.decision_id if outcome else None
+        if order.vol_exec > 0:
+            fill = FillRecord(update.time, order.txid, order.cl_ord_id, order.pair, order.side, order.ordertype,
+                              order.vol_exec, order.avg_price, order.fee, rule_id, decision_id,
+                              self.exchange.balances(ACCOUNT), self._fee_asset(order))
+            if self.keep:
+                self.fills.append(fill)
+            if outcome is not None:
+                outcome.fills.append(fill)
+            self._listener.filled(fill)
+        if status != "filled" and order.vol_exec > 0:
+            status = "partially filled"
+        end = OrderEnd(update.time, order.txid, order.pair, order.side, order.ordertype, order.volume,
+                       order.vol_exec, order.price if order.ordertype != "market" else None, order.opentm, status,
+                       order.reason, rule_id, decision_id)
+        if outcome is not None and status != "filled":
+            outcome.ended.append(end)
+        self._listener.ended(end)
+
+    def _fee_asset(self, order: Order) -> str | None:
+        pair = self.exchange.pairs.get(order.pair)
+        if pair is None:
+            return None
+        return pair.base if "fcib" in order.oflags else pair.quote
+
+    def open_orders_of(self, outcome: Outcome) -> int:
+        """How many of the fire's orders are still open."""
+        return sum(1 for i in outcome.intents
+                   if isinstance(i, PlaceOrder) and self._by_order.get(i.cl_ord_id) is outcome)
 
     def _settle(self) -> None:
         touched = self._watcher.touched
@@ -237,6 +321,8 @@ class OfflineRunner:
             outcome.balances_after = balances
             if self._on_outcome is not None:
                 self._on_outcome(outcome)
+            if not self.keep:
+                self.recorder.forget(outcome)
 
 
 class _Watcher(DriverObserver):
@@ -254,7 +340,7 @@ class _Watcher(DriverObserver):
             self.runner._remember_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
-        self.runner._note_fill(update)
+        self.runner._note_order(update)
 
 
 

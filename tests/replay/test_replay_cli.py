@@ -61,13 +61,14 @@ def test_text_report_lists_every_fire_and_a_summary_per_rule(workspace, capsys):
     assert sorted(p.name for p in (workspace / "out").iterdir()) == ["chart.png", "report.json", "report.md"]
     markdown = (workspace / "out" / "report.md").read_text()
     assert "| time | rule | price | intents | simulated fills | balances after |" in markdown
-    assert "![price with fires and fills](chart.png)" in markdown
+    assert "![price, levels, fires, resting orders and equity](chart.png)" in markdown
 
 
 def test_json_report_for_machines(workspace, capsys):
     code, out, _ = replay(workspace, capsys, "--format", "json", "--wallet", "ZUSD=2000")
     assert code == 0
     report = json.loads(out)
+    assert report["schema"] == "replay-report/1"
     assert report["ticks"] == 2400 and report["wallet"]["start"] == {"ZUSD": "2000"}
     assert report["data"] == [{"path": (workspace / "XBTUSD_1.csv").as_posix(), "format": "ohlcvt",
                                "symbol": "XBTUSD", "interval": 60.0}]
@@ -77,9 +78,10 @@ def test_json_report_for_machines(workspace, capsys):
     assert first["rule"] == "buy-dip" and first["intent_details"][0]["kind"] == "place_order"
     assert first["fills"][0]["side"] == "buy" and first["fills"][0]["volume"] == "0.01"
     assert first["balances_after"]["XXBT"] == "0.01"
-    summary = {s["rule"]: s for s in report["summary"]}
+    summary = {s["rule"]: s for s in report["rules_summary"]}
     assert summary["buy-dip"]["fires"] == sum(1 for f in fires if f["rule"] == "buy-dip")
-    assert summary["buy-dip"]["bought"] == {"XBTUSD": format(sum(0.01 for f in fires if f["rule"] == "buy-dip" and f["fills"]), ".2f")}
+    bought = sum(1 for f in fires if f["rule"] == "buy-dip" and f["fills"])
+    assert summary["buy-dip"]["orders"]["placed"] == summary["buy-dip"]["orders"]["filled"] == bought
     assert json.loads((workspace / "out" / "report.json").read_text()) == report
 
 
@@ -91,7 +93,7 @@ def test_the_chart_is_a_real_png(workspace, capsys):
     assert chart.stat().st_size > 20_000
     image = mpimg.imread(chart)
     height, width = image.shape[:2]
-    assert (width, height) == (1200, 580)
+    assert (width, height) == (1300, 660)
     assert image.std() > 0.05  # not a blank canvas
     code, _, _ = replay(workspace, capsys, "--no-chart", "--out", str(workspace / "plain"))
     assert not (workspace / "plain" / "chart.png").exists()
