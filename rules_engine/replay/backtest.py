@@ -196,6 +196,7 @@ class Ledger(OrderListener):
             self._warmup += 1
             if self._warmup > WARMUP_TICKS or all(a in self._mark or a == self.valuation for a in self._qty):
                 self.equity_start = self.peak = self.equity
+                self._sample(time)
             return
         if self.equity > self.peak:
             self.peak = self.equity
@@ -218,7 +219,9 @@ class Ledger(OrderListener):
         self._flush_fires()
 
     def outcome_counts(self, rule_id: str, fired: bool, status: str, block: tuple[str, str] | None,
-                       time: float) -> None:
+                       time: float, where: str | None = None) -> None:
+        """Count a settled outcome; an error is kept (up to a limit per rule) with `where` it
+        happened (file:line of the action, else of the rule)."""
         book = self._book(rule_id)
         if not fired:
             kind = block[0] if block else "unknown"
@@ -230,7 +233,7 @@ class Ledger(OrderListener):
             if block[0] in ("error", "exchange"):
                 book.errors += 1
                 if sum(1 for e in self.errors if e["rule"] == rule_id) < MAX_ERRORS_PER_RULE:
-                    self.errors.append({"time": time, "rule": rule_id, "where": book.where, "by": block[0],
+                    self.errors.append({"time": time, "rule": rule_id, "where": where or book.where, "by": block[0],
                                         "reason": block[1]})
         elif status == "completed":
             book.completed += 1

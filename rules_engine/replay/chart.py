@@ -157,6 +157,7 @@ def _draw_equity(ax: Any, result: ReplayResult) -> None:
     if totals["equity_start"] is not None:
         ax.axhline(totals["equity_start"], color="#9e9e9e", linestyle="--", linewidth=0.8, gid="equity-start")
     ax.set_ylabel(f"equity\n{totals['valuation'] or ''}")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.grid(True, alpha=0.3)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
 from rules_engine.core.events import Tick
-from rules_engine.core.model import RuleSet
+from rules_engine.core.model import Rule, RuleSet
 from rules_engine.pairs import default_registry
 from rules_engine.replay.backtest import Ledger
 from rules_engine.replay.data import DataError, DataFile, merged_ticks
@@ -110,6 +110,7 @@ def run_replay(
     if progress is not None:
         stream = progress(iter(stream), sum(f.estimate() for f in data))
     rule_ids = [rule.id for rule in ruleset.rules]
+    rules = ruleset.by_id()
     where = {rule.id: f"{rule.source.file}:{rule.source.line}" for rule in ruleset.rules if rule.source}
     if spool is None:
         holder = tempfile.TemporaryDirectory(prefix="rules-engine-replay-")
@@ -127,7 +128,8 @@ def run_replay(
     def settled(outcome: Outcome) -> None:
         nonlocal held_back
         block = (outcome.block.by, outcome.block.reason) if outcome.block else None
-        ledger.outcome_counts(outcome.rule_id, outcome.fired, outcome.status, block, outcome.time)
+        ledger.outcome_counts(outcome.rule_id, outcome.fired, outcome.status, block, outcome.time,
+                              _error_where(rules.get(outcome.rule_id), outcome))
         if not outcome.fired:
             held_back += 1
             return
@@ -194,6 +196,21 @@ def price_levels(ruleset: RuleSet) -> list[Level]:
             if trigger.type == "price" and isinstance(level, Decimal) and isinstance(symbol, str):
                 levels.append(Level(rule.id, symbol, level, str(getattr(trigger, "direction", ""))))
     return levels
+
+
+def _error_where(rule: Rule | None, outcome: Outcome) -> str | None:
+    """`file:line (actions[0].volume)` of the action a run failed in, else of the rule."""
+    if rule is None or outcome.block is None or outcome.block.by not in ("error", "exchange"):
+        return None
+    detail = outcome.block.detail
+    index = detail.get("action")
+    source = rule.source
+    if isinstance(index, int) and 0 <= index < len(rule.actions) and rule.actions[index].where is not None:
+        source = rule.actions[index].where
+    if source is None:
+        return None
+    field = detail.get("where")
+    return f"{source.file}:{source.line}" + (f" ({field})" if isinstance(field, str) else "")
 
 
 def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, Any]:
