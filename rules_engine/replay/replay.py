@@ -145,7 +145,7 @@ def run_replay(
         series: dict[str, PriceSeries] = {}
         count = 0
         end = first.time
-        feed = runner.feed
+        feed = runner.feed_tick
         on_price = ledger.price
         for tick in stream:
             price = tick.last if tick.last is not None else tick.mid

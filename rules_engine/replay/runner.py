@@ -20,6 +20,7 @@ Nothing reads a clock: a run is a pure function of its inputs, so it is determin
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -32,10 +33,11 @@ from typing import Any
 from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
+from rules_engine.core.watch import Band
 from rules_engine.driver import CommitLane, Driver, DriverObserver, Timetable
 from rules_engine.execution.balance_cache import BalanceCache
 from rules_engine.execution.dispatcher import Dispatcher
@@ -48,6 +50,7 @@ from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
 from rules_engine.state import StateStore, audit_log_path, database_path
 
+_UNKNOWN: Any = object()
 ACCOUNT = "paper"
 MODE = "dry-run"
 _ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
@@ -65,6 +68,13 @@ class OrderListener:
 
     def ended(self, end: OrderEnd) -> None:
         """An order is final: filled, or expired / cancelled (partially filled or not)."""
+
+
+def _within(a: Band, b: Band) -> Band:
+    """The intersection of two open intervals (None: unbounded)."""
+    low = max((x for x in (a[0], b[0]) if x is not None), default=None)
+    high = min((x for x in (a[1], b[1]) if x is not None), default=None)
+    return low, high
 
 
 class _DiscardAudit:
@@ -153,6 +163,9 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
+        self._held: dict[str, Tick] = {}  # the latest tick held back per symbol (`feed_tick`)
+        self._bands: dict[str, tuple[Band, Band] | None] = {}
+        self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
                              rule_hashes=dict(needs.rule_hashes), observers=[self._watcher])
@@ -176,6 +189,8 @@ class OfflineRunner:
     def place_order(self, request: OrderRequest) -> Order:
         """Put an order on the paper exchange now, as if placed outside the rules (the engine
         learns of it as an open order). Raises the exchange's `ExchangeError` if refused."""
+        if self._held:
+            self._release()
         order, _ = self.exchange.place(ACCOUNT, request, self.now)
         update = OrderUpdate(self.now, order.status, txid=order.txid, cl_ord_id=order.cl_ord_id, pair=order.pair,
                              volume=order.volume, price=order.price)
@@ -185,6 +200,7 @@ class OfflineRunner:
     def set_balances(self, balances: Mapping[str, Decimal | str], time: float) -> None:
         """Set paper balances at `time` (other assets keep theirs); the engine sees the wallet."""
         self.advance_to(time)
+        self._invalidate()
         self.exchange.set_balances(ACCOUNT, dict(balances))
         moment = max(time, self.now)
         wallet = BalanceUpdate(self.exchange.balances(ACCOUNT), moment, snapshot=True)
@@ -192,11 +208,82 @@ class OfflineRunner:
 
     def feed(self, event: Event) -> None:
         """Deliver one input event (after everything due before its time)."""
+        if self._held:
+            self._release()
         if event.time > self.now:
             self.now = event.time
         self.driver.feed(event)
+        self._invalidate()
         if self._watcher.touched:
             self._settle()
+
+    def feed_tick(self, tick: Tick) -> None:
+        """Deliver a recorded tick, or hold it back when it provably changes nothing but the
+        last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
+        its symbol (between the nearest crossing thresholds of the engine's sorted level
+        indexes and the prices of the paper exchange's open orders) before anything is due
+        (timer, deadline, expiry). The latest held tick of each symbol is delivered, through
+        the same driver, before the next event, so the engine and the exchange see the same
+        prices when it matters; a replay's cost then does not grow with the rules that did
+        not cross. `feed` delivers every tick."""
+        price = tick.last
+        if (price is not None and tick.time < self._due and tick.bid is price and tick.ask is price
+                and tick.market == "spot" and tick.time >= self.now and not self.engine.holding):
+            symbol = tick.symbol
+            bands = self._bands.get(symbol, _UNKNOWN)
+            if bands is _UNKNOWN:
+                bands = self._bands[symbol] = self._band(symbol)
+            if bands is not None:
+                quiet, calm = bands
+                if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
+                    self._held[symbol] = tick
+                    return
+                if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
+                    # fires nothing and fills nothing: it only re-arms crossings of this symbol,
+                    # so the other symbols' held ticks can wait
+                    self._held.pop(symbol, None)
+                    self.now = max(self.now, tick.time)
+                    activity = self._watcher.activity
+                    self.driver.feed(tick)
+                    del self._bands[symbol]
+                    if self._watcher.activity != activity:  # not expected; read everything again
+                        self._invalidate()
+                    if self._watcher.touched:
+                        self._settle()
+                    return
+        activity = self._watcher.activity
+        bands = dict(self._bands)
+        self.feed(tick)
+        if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved
+            bands.pop(tick.symbol, None)
+            self._bands = bands
+        self._due = self._next_due()
+
+    def _band(self, symbol: str) -> tuple[Band, Band] | None:
+        """The quiet band (nothing changes) and the calm band (nothing fires or fills)."""
+        paper = self.exchange.quiet_band(symbol)
+        quiet = self.engine.quiet_band("spot", symbol) if paper is not None else None
+        calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None
+        if paper is None or quiet is None or calm is None:
+            return None
+        return _within(quiet, paper), _within(calm, paper)
+
+    def _next_due(self) -> float:
+        times = [t for t in (self.driver.next_wakeup(), self.exchange.next_time(), self.engine.next_deadline())
+                 if t is not None]
+        return min(times) if times else math.inf
+
+    def _release(self) -> None:
+        held = sorted(self._held.values(), key=lambda t: t.time)
+        self._held.clear()
+        for tick in held:
+            self.now = max(self.now, tick.time)
+            self.driver.feed(tick)
+
+    def _invalidate(self) -> None:
+        """Something was delivered: the quiet bands and the next due time must be read again."""
+        self._bands.clear()
+        self._due = -math.inf
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -204,12 +291,17 @@ class OfflineRunner:
 
     def advance_to(self, until: float, inclusive: bool = False) -> None:
         """Deliver the timer beats and `Clock` events due before `until` (or at it, if inclusive)."""
+        if self._held:
+            self._release()
         self.driver.advance_to(until, inclusive)
         self.now = max(self.now, self.driver.now)
+        self._invalidate()
         self._settle()
 
     def finish(self, until: float | None = None) -> None:
         """Let time run to `until` (default: the last event's time), then save the state."""
+        if self._held:
+            self._release()
         end = self.now if until is None else max(until, self.now)
         self.advance_to(end, inclusive=True)
         self.now = end
@@ -235,8 +327,11 @@ class OfflineRunner:
     # ------------------------------------------------------------------ internals
 
     def _feed_all(self, events: list[Event]) -> None:
+        if self._held:
+            self._release()
         for event in events:
             self.driver.feed(event)
+        self._invalidate()
         self._settle()
 
     def _remember_order(self, intent: PlaceOrder, report: ExecutionReport) -> None:
@@ -331,15 +426,21 @@ class _Watcher(DriverObserver):
     def __init__(self, runner: OfflineRunner) -> None:
         self.runner = runner
         self.touched: list[Outcome] = []
+        self.activity = 0  # counts decisions with outcomes or intents, reports and order updates
 
     def decision(self, decision: Decision, received: float | None) -> None:
-        self.touched.extend(self.runner.recorder.record(decision.trace, decision.intents))
+        outcomes = self.runner.recorder.record(decision.trace, decision.intents)
+        if outcomes or decision.intents:
+            self.activity += 1
+        self.touched.extend(outcomes)
 
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
+        self.activity += 1
         if isinstance(intent, PlaceOrder):
             self.runner._remember_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
+        self.activity += 1
         self.runner._note_order(update)
 
 
