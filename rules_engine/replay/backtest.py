@@ -169,7 +169,6 @@ class Ledger(OrderListener):
         self._segments: dict[str, dict[str, Any]] = {}  # txid -> resting order being drawn
         self._positions: dict[str, dict[str, list[float]]] = {}  # rule -> pair -> [signed size, signed cost]
         self._now = 0.0
-        self.spool_holder: Any = None  # the temporary spool folder, removed with the ledger
 
     # ------------------------------------------------------------------ inputs
 
@@ -320,6 +319,10 @@ class Ledger(OrderListener):
         for row in self._pending:
             row["waiting"] = False
         self._flush_fires()
+        self.close()
+
+    def close(self) -> None:
+        """Close the spool files (they can still be read)."""
         for spool in (self.fires, self.trades, self.orders):
             spool.close()
 

@@ -14,7 +14,9 @@ text, Markdown and JSON, `chart` as a PNG.
 from __future__ import annotations
 
 import itertools
+import shutil
 import tempfile
+import weakref
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -112,15 +114,11 @@ def run_replay(
     rule_ids = [rule.id for rule in ruleset.rules]
     rules = ruleset.by_id()
     where = {rule.id: f"{rule.source.file}:{rule.source.line}" for rule in ruleset.rules if rule.source}
-    if spool is None:
-        holder = tempfile.TemporaryDirectory(prefix="rules-engine-replay-")
-        spool = holder.name
-    else:
-        holder = None
+    folder = Path(tempfile.mkdtemp(prefix="rules-engine-replay-")) if spool is None else Path(spool)
     registry = next((f.registry for f in data if f.registry is not None), None) or default_registry()
-    ledger = Ledger(rule_ids, registry, Path(spool), where)
-    if holder is not None:
-        ledger.spool_holder = holder  # removed with the ledger
+    ledger = Ledger(rule_ids, registry, folder, where)
+    if spool is None:
+        weakref.finalize(ledger, shutil.rmtree, folder, True)  # the rows go with the result
     last_price: dict[str, Decimal] = {}
     held_back = 0
     runner: OfflineRunner | None = None
@@ -182,6 +180,9 @@ def run_replay(
             skipped=dict(skipped),
             held_back=held_back,
         )
+    except BaseException:
+        ledger.close()
+        raise
     finally:
         runner.close()
 
