@@ -109,7 +109,7 @@ class Spool:
         self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._handle.write(json.dumps(jsonable(row), separators=(",", ":")) + "\n")
+        self._handle.write(_encode(row) + "\n")
         self.count += 1
 
     def close(self) -> None:
@@ -491,6 +491,10 @@ class Ledger(OrderListener):
             row.pop("waiting", None)
             self._waiting.pop(row.get("decision_id") or "", None)
             self.fires.write(row)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=lambda value: jsonable(value) if not isinstance(
+    value, Mapping) else dict(value)).encode  # Decimals as plain strings (the C encoder does the rest)
 
 
 def _inc(values: dict[str, Decimal], key: str, amount: Decimal) -> None:

@@ -149,8 +149,8 @@ class OfflineRunner:
             self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
         else:
             self.audit = MemoryAudit() if keep else _DiscardAudit()
-        self.executor = BalanceCache(DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store),
-                                     balance_max_age)
+        self._dry_run = DryRunExecutor(PaperExecutor(self.exchange, ACCOUNT), self.store)
+        self.executor = BalanceCache(self._dry_run, balance_max_age)
         needs = rule_needs(ruleset)
         dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=MODE, rule_hashes=needs.rule_hashes,
                                 clock=clock)
@@ -418,6 +418,9 @@ class OfflineRunner:
                 self._on_outcome(outcome)
             if not self.keep:
                 self.recorder.forget(outcome)
+        if not self.keep and len(self.exchange.orders) > 2 * self._dry_run.keep_closed:
+            # a dry run prunes when it saves the wallet; an offline store saves only at the end
+            self._dry_run.paper.prune(self._dry_run.keep_closed)
 
 
 class _Watcher(DriverObserver):
