@@ -137,3 +137,24 @@ def test_state_dir_keeps_the_audit_log_of_the_replay(workspace, capsys):
     assert main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_1.csv"),
                  "--out", str(workspace / "out"), "--no-chart", "--state-dir", str(state)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_rule_errors_are_printed_with_reason_and_place_in_text_markdown_and_json(workspace, capsys):
+    (workspace / "rules.yaml").write_text(RULES + """\
+  - id: broken
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions:
+      - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "=1 / (price - price)"}
+""")
+    where = f"{(workspace / 'rules.yaml').as_posix()}:20 (actions[0].volume)"
+    code, out, _ = replay(workspace, capsys)
+    assert code == 0
+    assert "Errors (" in out
+    error_lines = [line for line in out.splitlines() if "division by zero" in line and "broken" in line]
+    assert error_lines and all(where in line for line in error_lines)
+    markdown = (workspace / "out" / "report.md").read_text()
+    assert f"| broken | {where} | error: division by zero in `1 / (price - price)` (at column 1) |" in markdown
+    report = json.loads((workspace / "out" / "report.json").read_text())
+    assert report["errors"] and {(e["rule"], e["where"], e["by"]) for e in report["errors"]} == {
+        ("broken", where, "error")}
+    assert {s["rule"]: s["errors"] for s in report["rules_summary"]}["broken"] == len(report["errors"])
