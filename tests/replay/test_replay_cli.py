@@ -146,12 +146,11 @@ def test_rule_errors_are_printed_with_reason_and_place_in_text_markdown_and_json
     actions:
       - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "=1 / (price - price)"}
 """)
-    where = f"{(workspace / 'rules.yaml').as_posix()}:20 (actions[0].volume)"
+    where = f"{(workspace / 'rules.yaml').as_posix()}:16 (actions[0].volume)"
     code, out, _ = replay(workspace, capsys)
     assert code == 0
-    assert "Errors (" in out
-    error_lines = [line for line in out.splitlines() if "division by zero" in line and "broken" in line]
-    assert error_lines and all(where in line for line in error_lines)
+    section = out.split("\nErrors (", 1)[1].split("\n\n", 1)[0].splitlines()[2:]  # past the title and header
+    assert section and all("broken" in line and where in line and "division by zero" in line for line in section)
     markdown = (workspace / "out" / "report.md").read_text()
     assert f"| broken | {where} | error: division by zero in `1 / (price - price)` (at column 1) |" in markdown
     report = json.loads((workspace / "out" / "report.json").read_text())
