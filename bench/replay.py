@@ -15,9 +15,11 @@ candles, a quarter of the ticks each. Scenarios:
   (re-arming 0.2% back), half buying at market when the price falls through their level,
   half selling when it rises through, with a 5-minute cooldown;
 - `quiet`: the same rules with every level out of reach (the cost of the ticks alone);
-- `one-level` (few fires, many fires): 200 rules at one XBTUSD level (re-arming 0.05% back),
-  buying at market; a 1-day cooldown, then a 1-minute one: the fires differ many times over,
-  the peak memory should not.
+- `one-level` (few fires, many fires): 200 rules at one XBTUSD level (where the walk starts),
+  half buying and half
+  selling at market (so the trades close and the open position stays small); first
+  with a 1-day cooldown (re-arming 0.05% back), then with a 1-second one (re-arming 0.01%
+  back): the fires differ many times over, the peak memory should not.
 """
 
 from __future__ import annotations
@@ -85,17 +87,17 @@ def _band_rules(ranges: dict[str, tuple[float, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _one_level_rules(ranges: dict[str, tuple[float, float]], cooldown: str) -> str:
-    low, high = ranges["XBTUSD"]
-    level = (low + high) / 2
+def _one_level_rules(ranges: dict[str, tuple[float, float]], cooldown: str, rearm: str) -> str:
+    low, _ = ranges["XBTUSD"]
+    level = PAIRS["XBTUSD"]  # where the walk starts: the level it crosses most
     lines = ["version: 1", "rules:"]
     for n in range(200):
         lines += [
             f"  - id: level-{n}",
-            f"    triggers: [{{type: price, symbol: XBTUSD, crosses_above: {level:.1f}, rearm: \"0.05%\"}}]",
+            f"    triggers: [{{type: price, symbol: XBTUSD, crosses_above: {level:.1f}, rearm: \"{rearm}\"}}]",
             f"    cooldown: {cooldown}",
-            f"    actions: [{{type: place_order, pair: XBTUSD, side: buy, ordertype: market,"
-            f" volume: {_volume('XBTUSD', low)}}}]",
+            f"    actions: [{{type: place_order, pair: XBTUSD, side: {'buy' if n % 2 == 0 else 'sell'},"
+            f" ordertype: market, volume: {_volume('XBTUSD', low)}}}]",
         ]
     return "\n".join(lines) + "\n"
 
@@ -106,8 +108,8 @@ def _scenario_rules(name: str, ranges: dict[str, tuple[float, float]]) -> str:
     if name == "quiet":
         return _band_rules({pair: (low * 100, high * 100) for pair, (low, high) in ranges.items()})
     if name == "one-level-few":
-        return _one_level_rules(ranges, "1d")
-    return _one_level_rules(ranges, "1m")
+        return _one_level_rules(ranges, "1d", "0.05%")
+    return _one_level_rules(ranges, "1s", "0.002%")
 
 
 def child(name: str, folder: Path) -> None:
