@@ -168,8 +168,16 @@ def merged_ticks(files: Iterable[DataFile], skipped: Counter[str] | None = None)
 
 
 def _candle_stream(symbol: str, candles: Iterator[Candle], interval: float) -> Iterator[Tick]:
-    for candle in candles:
-        yield from candle_ticks(symbol, candle, interval)
+    """`candle_ticks` of each candle, unrolled (replay's hot path)."""
+    make = make_tick
+    quarter = interval * CANDLE_FRACTIONS[1]
+    half, three = 2 * quarter, 3 * quarter
+    for start, open_, high, low, close, _ in candles:
+        first, second = (low, high) if close >= open_ else (high, low)
+        yield make(symbol, "spot", start, open_, open_, open_, None)
+        yield make(symbol, "spot", start + quarter, first, first, first, None)
+        yield make(symbol, "spot", start + half, second, second, second, None)
+        yield make(symbol, "spot", start + three, close, close, close, None)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -262,11 +270,26 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _csv_candles(path: Path, with_volume: bool = False) -> Iterator[Candle]:
     previous = None
+    new = tuple.__new__
     for number, line in _lines(path):
         text = line.strip()
         if not text:
             continue
         cells = text.split(",")
+        if len(cells) >= 5 and number > 1:  # the usual row, read without a call per cell
+            try:
+                start = float(cells[0])
+                open_, high, low, close = Decimal(cells[1]), Decimal(cells[2]), Decimal(cells[3]), Decimal(cells[4])
+                volume = Decimal(cells[5]) if with_volume and len(cells) > 5 else _ZERO
+                good = (_ZERO < low <= open_ <= high and low <= close <= high and high.is_finite()
+                        and _ZERO <= volume and volume.is_finite()
+                        and (previous is None or start > previous))
+            except (ValueError, InvalidOperation):
+                good = False
+            if good:
+                previous = start
+                yield new(Candle, (start, open_, high, low, close, volume))
+                continue
         if number == 1 and not _is_number(cells[0]):
             continue  # a header line
         def where(number: int = number) -> str:
