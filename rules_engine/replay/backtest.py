@@ -168,12 +168,10 @@ class Ledger(OrderListener):
         self._waiting: dict[str, tuple[dict[str, Any], int]] = {}  # decision_id -> (row, open orders)
         self._segments: dict[str, dict[str, Any]] = {}  # txid -> resting order being drawn
         self._positions: dict[str, dict[str, list[float]]] = {}  # rule -> pair -> [signed size, signed cost]
-        self._now = 0.0
 
     # ------------------------------------------------------------------ inputs
 
-    def start(self, wallet: Mapping[str, Decimal], time: float) -> None:
-        self._now = time
+    def start(self, wallet: Mapping[str, Decimal]) -> None:
         self._set_wallet(wallet)
 
     def price(self, symbol: str, price: float, time: float) -> None:
@@ -181,7 +179,6 @@ class Ledger(OrderListener):
         asset = self._asset_of.get(symbol, "")
         if asset == "":
             asset = self._asset_of[symbol] = self._base_in_valuation(symbol)
-        self._now = time
         if asset is None:
             return
         old = self._mark.get(asset)
@@ -205,9 +202,6 @@ class Ledger(OrderListener):
         self._since_sample += 1
         if self._since_sample >= self._stride:
             self._sample(time)
-
-    def note_decimal_price(self, symbol: str, price: Decimal) -> None:
-        self.last[symbol] = price
 
     def fire(self, row: dict[str, Any], open_orders: int, decision_id: str | None) -> None:
         """A settled fire's report row; written once its `open_orders` have ended."""
@@ -296,7 +290,6 @@ class Ledger(OrderListener):
 
     def finish(self, time: float, open_orders: Sequence[Order]) -> None:
         """Mark open lots at the last prices, close exposure and the resting segments."""
-        self._now = time
         for pair, lots in self.lots.items():
             info = self.registry.get(pair)
             mark = self.last.get(pair)

@@ -143,7 +143,7 @@ def run_replay(
     gc.set_threshold(max(threshold[0], 200_000), *threshold[1:])
     try:
         wallet_start = runner.balances()
-        ledger.start(wallet_start, first.time)
+        ledger.start(wallet_start)
         series: dict[str, PriceSeries] = {}
         count = 0
         end = first.time

@@ -8,6 +8,7 @@ report of a long replay is never held in memory. The JSON document's schema is
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -70,8 +71,6 @@ def write_json(result: ReplayResult, out: TextIO, chart: str | None = None) -> N
 
 def report_json(result: ReplayResult, chart: str | None = None) -> dict[str, Any]:
     """The JSON report as a dict (small replays and tests)."""
-    import io
-
     buffer = io.StringIO()
     write_json(result, buffer, chart)
     document: dict[str, Any] = json.loads(buffer.getvalue())
