@@ -14,7 +14,8 @@ holdings. Fees paid in the base currency are valued at the fill price.
 - realised PnL: the trades' `(exit - entry) * size` (negated for short lots) minus both fees;
 - unrealised PnL: the open lots at the last price (mark to market) minus their entry fees;
 - equity: the wallet valued in the valuation currency (the quote currency of the data's
-  pairs; assets with no price in it are not valued) at every tick; the return is on the
+  first pair; assets with no price in it are not valued, and named) at every tick; an asset
+  held from the start counts in the starting equity at its first price; the return is on the
   starting equity; max drawdown is the largest fall from a running peak of equity, measured
   at every tick for the total and at every fill and equity sample for a rule (a rule's equity
   is its realised plus unrealised PnL);
@@ -43,7 +44,6 @@ _ZERO = Decimal(0)
 MAX_CURVE_POINTS = 2000
 MAX_ERRORS_PER_RULE = 20
 MAX_PENDING_FIRES = 10_000  # fire rows waiting for their orders to end before they are written
-WARMUP_TICKS = 1000  # the starting equity waits this long for a price of every held asset
 
 
 @dataclass
@@ -153,7 +153,6 @@ class Ledger(OrderListener):
         self._asset_of: dict[str, str | None] = {}  # pair -> its base asset when quoted in the valuation currency
         self.equity = 0.0
         self.equity_start: float | None = None
-        self._warmup = 0
         self.peak = 0.0
         self.max_drawdown = 0.0  # in the valuation currency
         self.max_drawdown_pct = 0.0
@@ -184,15 +183,16 @@ class Ledger(OrderListener):
         old = self._mark.get(asset)
         self._mark[asset] = price
         held = self._qty.get(asset, 0.0)
-        if old is None:
+        if old is None:  # its first price: valued from now on, and counted in the start as well
             self.equity += held * price
+            if self.equity_start is not None:
+                self.equity_start += held * price
+                self.peak += held * price
         elif held:
             self.equity += held * (price - old)
         if self.equity_start is None:
-            self._warmup += 1
-            if self._warmup > WARMUP_TICKS or all(a in self._mark or a == self.valuation for a in self._qty):
-                self.equity_start = self.peak = self.equity
-                self._sample(time)
+            self.equity_start = self.peak = self.equity
+            self._sample(time)
             return
         if self.equity > self.peak:
             self.peak = self.equity
@@ -328,6 +328,7 @@ class Ledger(OrderListener):
             "fees": _amounts(self.fees), "realised_pnl": _amounts(self.realised),
             "unrealised_pnl": _amounts(self.unrealised), "pnl": _amounts(_add(self.realised, self.unrealised)),
             "valuation": self.valuation,
+            "not_valued": sorted(a for a in self._qty if a != self.valuation and a not in self._mark),
             "equity_start": None if start is None else round(start, 8),
             "equity_end": round(self.equity, 8),
             "return": None if not start else round((self.equity - start) / start, 8),

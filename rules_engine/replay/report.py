@@ -173,6 +173,8 @@ def _totals(result: ReplayResult) -> list[str]:
     ccy = t["valuation"] or ""
     orders = t["orders"]
     equity = "-" if t["equity_start"] is None else f"{t['equity_start']:,.2f} -> {t['equity_end']:,.2f} {ccy}"
+    if t["not_valued"]:
+        equity += f" (not valued, no price in {ccy}: {', '.join(t['not_valued'])})"
     ret = "-" if t["return"] is None else f"{t['return'] * 100:+.2f}%"
     drawdown = f"{t['max_drawdown']:,.2f} {ccy} ({t['max_drawdown_pct'] * 100:.2f}%)"
     return [

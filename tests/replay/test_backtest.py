@@ -176,3 +176,19 @@ def test_a_replay_keeps_no_fire_in_memory(tmp_path):
     assert result.fire_count == 400 // 2 == result.ledger.fires.count
     assert result.ledger._pending == type(result.ledger._pending)() and not result.ledger._waiting
     assert sum(1 for _ in result.ledger.fires.rows()) == 200
+
+
+def test_assets_without_a_price_in_the_valuation_currency_are_named(tmp_path):
+    result = replay(tmp_path, ROUND_TRIP, [100, 90, 100, 110, 120, 118],
+                    wallet={"ZUSD": D(10000), "XETH": D(2)})
+    totals = result.ledger.totals(result.period)
+    assert totals["valuation"] == "ZUSD" and totals["not_valued"] == ["XETH"]
+    assert totals["equity_start"] == 10000  # ETH has no USD price in the data: left out, and said so
+
+
+def test_holdings_from_the_start_count_at_their_first_price_and_their_price_change_is_not_pnl(tmp_path):
+    result = replay(tmp_path, ROUND_TRIP, [100, 90, 100, 110, 120, 118], wallet={"ZUSD": D(10000), "XXBT": D(3)})
+    totals = result.ledger.totals(result.period)
+    assert totals["equity_start"] == pytest.approx(10000 + 3 * 100)
+    pnl = float(D(totals["pnl"]["ZUSD"]))
+    assert totals["equity_end"] == pytest.approx(totals["equity_start"] + pnl + 3 * (118 - 100))
