@@ -163,7 +163,7 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        self._held: dict[str, Tick] = {}  # the latest tick held back per symbol (`feed_tick`)
+        self._held: dict[str, Tick] = {}  # the latest deferred tick per symbol (`feed_tick`)
         self._bands: dict[str, tuple[Band, Band] | None] = {}
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
@@ -218,11 +218,11 @@ class OfflineRunner:
             self._settle()
 
     def feed_tick(self, tick: Tick) -> None:
-        """Deliver a recorded tick, or hold it back when it provably changes nothing but the
+        """Deliver a recorded tick, or defer it when it provably changes nothing but the
         last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
         its symbol (between the nearest crossing thresholds of the engine's sorted level
         indexes and the prices of the paper exchange's open orders) before anything is due
-        (timer, deadline, expiry). The latest held tick of each symbol is delivered, through
+        (timer, deadline, expiry). The latest deferred tick of each symbol is delivered, through
         the same driver, before the next event, so the engine and the exchange see the same
         prices when it matters; a replay's cost then does not grow with the rules that did
         not cross. `feed` delivers every tick."""
@@ -240,7 +240,7 @@ class OfflineRunner:
                     return
                 if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
-                    # so the other symbols' held ticks can wait
+                    # so the other symbols' deferred ticks can wait
                     self._held.pop(symbol, None)
                     self.now = max(self.now, tick.time)
                     activity = self._watcher.activity

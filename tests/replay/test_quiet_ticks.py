@@ -1,4 +1,4 @@
-"""Held-back ticks change nothing: a replay through `feed_tick` (which holds back candle ticks
+"""Deferred ticks change nothing: a replay through `feed_tick` (which defers candle ticks
 inside the quiet band of their symbol and delivers the latest before anything else) fires,
 fills and ends exactly as one that delivers every tick through the driver."""
 
@@ -94,7 +94,7 @@ def test_holding_back_quiet_ticks_changes_nothing(seed):
                                _Files(walk("ETHUSD", 2500, 4, 400, seed + 10))]))
     every, wallet, open_orders, delivered = run(True, ticks)
     held, held_wallet, held_open, held_delivered = run(False, ticks)
-    assert delivered == len(ticks) and held_delivered < len(ticks) / 2  # most ticks were held back
+    assert delivered == len(ticks) and held_delivered < len(ticks) / 2  # most ticks were deferred
     assert len(every) > 20 and len({o[1] for o in every}) >= 4 and any(o[3] for o in every)  # fires and fills
     assert held == every
     assert (held_wallet, held_open) == (wallet, open_orders)
