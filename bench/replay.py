@@ -1,26 +1,36 @@
-"""Replay throughput: `python -m bench.replay` (`BENCH_REPLAY_TICKS=200000` for a shorter run).
+"""Replay throughput and memory: `python -m bench.replay` (`BENCH_REPLAY_TICKS=200000` for a shorter run).
 
-It also replays the same ticks against rules whose levels are never reached, so the cost of a
-fire (committed and dispatched as the service does it) can be told apart from the cost of a tick.
+Target (issue 14): at least 300,000 ticks/s for 1,000,000 ticks x 100 rules, and a peak
+memory that does not grow with the number of fires.
 
-Replays 1,000,000 ticks against 100 rules through the full `rules-engine replay` path:
-Kraken OHLCVT CSV files read and turned into ticks (four per candle), merged by time, fed
-through the engine's one loop as the service runs it (driver, commit-then-send lane,
-dispatcher, dry-run executor with simulated fills, timers and deadlines) and recorded for
-the report; the report itself (tables, JSON, chart) is timed separately.
+Every scenario runs in its own process (so its peak RSS is its own) through the full
+`rules-engine replay` path: Kraken OHLCVT CSV files read and turned into ticks (four per
+candle), merged by time, fed through the engine's one loop as the service runs it (driver,
+commit-then-send lane, dispatcher, dry-run executor with simulated fills, timers and
+deadlines), the backtest accounts kept, then report.md, report.json and chart.png written.
 
-Data: four pairs (XBTUSD, ETHUSD, SOLUSD, XRPUSD), each a seeded log-normal walk of
-1-minute candles, a quarter of the ticks each. Rules: 25 per pair, price crossings at levels
-spread over the range the walk covers (re-arming 0.2% back), half buying at market when the
-price falls through their level, half selling when it rises through, with a 5-minute
-cooldown; the paper wallet holds enough of every asset for every order to fill.
+Data: four pairs (XBTUSD, ETHUSD, SOLUSD, XRPUSD), each a seeded log-normal walk of 1-minute
+candles, a quarter of the ticks each. Scenarios:
+- `band`: 25 rules per pair, price crossings at levels spread over the range the walk covers
+  (re-arming 0.2% back), half buying at market when the price falls through their level,
+  half selling when it rises through, with a 5-minute cooldown;
+- `quiet`: the same rules with every level out of reach (the cost of the ticks alone);
+- `one-level` (few fires, many fires): 200 rules at one XBTUSD level (where the walk starts),
+  half buying and half
+  selling at market (so the trades close and the open position stays small); first
+  with a 1-day cooldown (re-arming 0.05% back), then with a 1-second one (re-arming 0.01%
+  back): the fires differ many times over, the peak memory should not.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from decimal import ROUND_UP, Decimal
@@ -34,6 +44,8 @@ from rules_engine.rules import load_rules_text
 PAIRS = {"XBTUSD": 70000.0, "ETHUSD": 2500.0, "SOLUSD": 150.0, "XRPUSD": 0.6}
 RULES_PER_PAIR = 25
 START = 1767225600
+WALLET = {"ZUSD": Decimal(10) ** 9, "XXBT": Decimal(10) ** 4, "XETH": Decimal(10) ** 5, "SOL": Decimal(10) ** 6,
+          "XXRP": Decimal(10) ** 8}
 
 
 def _candles(path: Path, start_price: float, count: int, rng: random.Random) -> tuple[float, float]:
@@ -51,13 +63,17 @@ def _candles(path: Path, start_price: float, count: int, rng: random.Random) -> 
     return low_seen, high_seen
 
 
-def _rules(ranges: dict[str, tuple[float, float]]) -> str:
+def _volume(pair: str, low: float) -> str:
+    info = default_registry().resolve(pair)
+    minimum = max(info.ordermin, info.costmin / Decimal(str(low))) * 2
+    return format(minimum.quantize(Decimal(1).scaleb(-info.lot_decimals), rounding=ROUND_UP), "f")
+
+
+def _band_rules(ranges: dict[str, tuple[float, float]]) -> str:
     lines = ["version: 1", "rules:"]
     for pair, (low, high) in ranges.items():
         digits = 1 if low > 100 else 4
-        pair_info = default_registry().resolve(pair)
-        minimum = max(pair_info.ordermin, pair_info.costmin / Decimal(str(low))) * 2
-        volume = format(minimum.quantize(Decimal(1).scaleb(-pair_info.lot_decimals), rounding=ROUND_UP), "f")
+        volume = _volume(pair, low)
         for n in range(RULES_PER_PAIR):
             level = low + (high - low) * (n + 0.5) / RULES_PER_PAIR
             side, direction = ("buy", "crosses_below") if n % 2 == 0 else ("sell", "crosses_above")
@@ -71,55 +87,91 @@ def _rules(ranges: dict[str, tuple[float, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one_level_rules(ranges: dict[str, tuple[float, float]], cooldown: str, rearm: str) -> str:
+    low, _ = ranges["XBTUSD"]
+    level = PAIRS["XBTUSD"]  # where the walk starts: the level it crosses most
+    lines = ["version: 1", "rules:"]
+    for n in range(200):
+        lines += [
+            f"  - id: level-{n}",
+            f"    triggers: [{{type: price, symbol: XBTUSD, crosses_above: {level:.1f}, rearm: \"{rearm}\"}}]",
+            f"    cooldown: {cooldown}",
+            f"    actions: [{{type: place_order, pair: XBTUSD, side: {'buy' if n % 2 == 0 else 'sell'},"
+            f" ordertype: market, volume: {_volume('XBTUSD', low)}}}]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_rules(name: str, ranges: dict[str, tuple[float, float]]) -> str:
+    if name == "band":
+        return _band_rules(ranges)
+    if name == "quiet":
+        return _band_rules({pair: (low * 100, high * 100) for pair, (low, high) in ranges.items()})
+    if name == "one-level-few":
+        return _one_level_rules(ranges, "1d", "0.05%")
+    return _one_level_rules(ranges, "1s", "0.002%")
+
+
+def child(name: str, folder: Path) -> None:
+    """One scenario in this process: replay, write the reports, print the figures as JSON."""
+    ranges = json.loads((folder / "ranges.json").read_text())
+    loaded = load_rules_text(_scenario_rules(name, ranges))
+    assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+    files = [open_data(folder / f"{pair}_1.csv") for pair in PAIRS]
+    started = time.perf_counter()
+    result = run_replay(loaded.ruleset, files, wallet=WALLET)
+    elapsed = time.perf_counter() - started
+
+    from rules_engine.replay.chart import write_chart
+    from rules_engine.replay.report import write_json, write_markdown
+
+    out = folder / name
+    out.mkdir(exist_ok=True)
+    report_started = time.perf_counter()
+    with open(out / "report.md", "w") as handle:
+        write_markdown(result, handle, "chart.png")
+    with open(out / "report.json", "w") as handle:
+        write_json(result, handle, "chart.png")
+    write_chart(result, out / "chart.png")
+    report_elapsed = time.perf_counter() - report_started
+    print(json.dumps({
+        "scenario": name, "rules": len(loaded.ruleset.rules), "ticks": result.ticks, "seconds": elapsed,
+        "fires": result.fire_count, "fills": result.ledger.fills_count, "held_back": result.held_back,
+        "report_seconds": report_elapsed, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
 def main() -> None:
     ticks = int(os.environ.get("BENCH_REPLAY_TICKS", "1000000"))
     candles = ticks // (4 * len(PAIRS))
     rng = random.Random(42)
-    with tempfile.TemporaryDirectory() as folder:
-        ranges, files = {}, []
-        for pair, price in PAIRS.items():
-            path = Path(folder) / f"{pair}_1.csv"
-            ranges[pair] = _candles(path, price, candles, rng)
-            files.append(path)
-        loaded = load_rules_text(_rules(ranges))
-        assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
-        wallet = {"ZUSD": Decimal(10) ** 9, "XXBT": Decimal(10) ** 4, "XETH": Decimal(10) ** 5,
-                  "SOL": Decimal(10) ** 6, "XXRP": Decimal(10) ** 8}
-        data = [open_data(path) for path in files]
-        started = time.perf_counter()
-        result = run_replay(loaded.ruleset, data, wallet=wallet)
-        elapsed = time.perf_counter() - started
-        # The same run with every level out of reach: the cost of the ticks alone, no fire.
-        quiet = load_rules_text(_rules({pair: (low * 100, high * 100) for pair, (low, high) in ranges.items()}))
-        assert quiet.ruleset is not None
-        quiet_started = time.perf_counter()
-        quiet_result = run_replay(quiet.ruleset, [open_data(path) for path in files], wallet=wallet)
-        quiet_elapsed = time.perf_counter() - quiet_started
-
-        from rules_engine.replay.chart import write_chart
-        from rules_engine.replay.report import render_markdown, report_json
-
-        report_started = time.perf_counter()
-        rule_ids = [rule.id for rule in loaded.ruleset.rules]
-        render_markdown(result, rule_ids, "chart.png")
-        report_json(result, rule_ids, "chart.png")
-        write_chart(result, Path(folder) / "chart.png")
-        report_elapsed = time.perf_counter() - report_started
-
-    print(f"replay: {result.ticks:,} ticks ({len(PAIRS)} pairs, {candles:,} 1-minute candles each) "
-          f"against {len(loaded.ruleset.rules)} rules")
-    print(f"  {len(result.fires):,} fires, {len(result.fills):,} simulated fills, "
-          f"{sum(1 for o in result.outcomes if not o.fired):,} held back")
-    print(f"  replay (read CSV, candles to ticks, engine, paper fills, record): {elapsed:.1f} s, "
-          f"{result.ticks / elapsed:,.0f} ticks/s ({elapsed / result.ticks * 1e6:.1f} us per tick)")
-    print(f"  the same ticks with no level reached (no fire): {quiet_elapsed:.1f} s, "
-          f"{quiet_result.ticks / quiet_elapsed:,.0f} ticks/s; a fire costs about "
-          f"{(elapsed - quiet_elapsed) / max(1, len(result.fires)) * 1e3:.2f} ms")
-    print(f"  report (Markdown and JSON tables, PNG chart): {report_elapsed:.1f} s")
-    if result.ticks < 1_000_000:
-        print(f"  extrapolated to 1,000,000 ticks: {1_000_000 / (result.ticks / elapsed):.0f} s "
-              "(cost per tick is flat in the tick count)")
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        ranges = {pair: _candles(folder / f"{pair}_1.csv", price, candles, rng) for pair, price in PAIRS.items()}
+        (folder / "ranges.json").write_text(json.dumps(ranges))
+        runs = {}
+        for scenario in ("band", "quiet", "one-level-few", "one-level-many"):
+            done = subprocess.run([sys.executable, "-m", "bench.replay", "--child", scenario, str(folder)],
+                                  check=True, capture_output=True, text=True)
+            runs[scenario] = json.loads(done.stdout.strip().splitlines()[-1])
+    band, quiet = runs["band"], runs["quiet"]
+    print(f"replay: {band['ticks']:,} ticks ({len(PAIRS)} pairs, {candles:,} 1-minute candles each), "
+          f"each scenario in its own process")
+    print(f"  band, {band['rules']} rules: {band['fires']:,} fires, {band['fills']:,} simulated fills, "
+          f"{band['held_back']:,} held back; {band['seconds']:.2f} s, {band['ticks'] / band['seconds']:,.0f} ticks/s "
+          f"(target 300,000); reports {band['report_seconds']:.1f} s; peak RSS {band['peak_rss_mib']:.0f} MiB")
+    print(f"  quiet (no level reached, no fire): {quiet['seconds']:.2f} s, "
+          f"{quiet['ticks'] / quiet['seconds']:,.0f} ticks/s; a fire costs about "
+          f"{(band['seconds'] - quiet['seconds']) / max(1, band['fires']) * 1e3:.2f} ms")
+    for scenario in ("one-level-few", "one-level-many"):
+        run = runs[scenario]
+        print(f"  {scenario}, {run['rules']} rules at one level: {run['fires']:,} fires; {run['seconds']:.1f} s "
+              f"({run['ticks'] / run['seconds']:,.0f} ticks/s); reports {run['report_seconds']:.1f} s; "
+              f"peak RSS {run['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]))
+    else:
+        main()

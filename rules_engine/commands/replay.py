@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
@@ -27,7 +26,7 @@ from rules_engine.pairs import default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.replay.data import FORMATS, DataError, open_data
 from rules_engine.replay.replay import ReplayResult, run_replay
-from rules_engine.replay.report import render_markdown, render_text, report_json
+from rules_engine.replay.report import write_json, write_markdown, write_text
 from rules_engine.rules import find_rule_files, load_rules
 
 DEFAULT_WALLET = {"ZUSD": Decimal(10000)}
@@ -97,32 +96,41 @@ def run(args: argparse.Namespace) -> int:
                             state_dir=args.state_dir)
     except DataError as exc:
         return _fail(str(exc), 1)
-    rule_ids = [rule.id for rule in loaded.ruleset.rules]
     try:
-        written = _write(args.out, result, rule_ids, chart=not args.no_chart)
+        written, chart_note = _write(args.out, result, chart=not args.no_chart)
     except OSError as exc:
         return _fail(f"cannot write the report to {args.out}: {exc.strerror or exc}", 2)
+    chart_name = "chart.png" if any(p.name == "chart.png" for p in written) else None
     if args.format == "json":
-        print(json.dumps(report_json(result, rule_ids, "chart.png" if not args.no_chart else None), indent=2))
+        write_json(result, sys.stdout, chart_name)
     else:
-        print(render_text(result, rule_ids, [p.as_posix() for p in written]))
+        write_text(result, sys.stdout, [p.as_posix() for p in written])
+    if chart_note:
+        print(chart_note, file=sys.stderr)
     return 0
 
 
-def _write(folder: Path, result: ReplayResult, rule_ids: list[str], chart: bool) -> list[Path]:
+def _write(folder: Path, result: ReplayResult, chart: bool) -> tuple[list[Path], str | None]:
+    """report.md, report.json and chart.png; without the chart extra, a note saying how to get it."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    chart_name = None
+    note = None
     if chart:
-        from rules_engine.replay.chart import write_chart  # matplotlib loads only when a chart is drawn
-
-        written.append(write_chart(result, folder / "chart.png"))
-        chart_name = "chart.png"
+        try:
+            from rules_engine.replay.chart import write_chart  # matplotlib loads only when a chart is drawn
+        except ImportError:
+            note = ("rules-engine replay: no chart: matplotlib is not installed; "
+                    "install the chart extra (pip install 'rules-engine[chart]') to get chart.png")
+        else:
+            written.append(write_chart(result, folder / "chart.png"))
+    chart_name = "chart.png" if written else None
     markdown = folder / "report.md"
-    markdown.write_text(render_markdown(result, rule_ids, chart_name), encoding="utf-8")
+    with open(markdown, "w", encoding="utf-8") as handle:
+        write_markdown(result, handle, chart_name)
     document = folder / "report.json"
-    document.write_text(json.dumps(report_json(result, rule_ids, chart_name), indent=2) + "\n", encoding="utf-8")
-    return [markdown, document] + written
+    with open(document, "w", encoding="utf-8") as handle:
+        write_json(result, handle, chart_name)
+    return [markdown, document] + written, note
 
 
 def _wallet(entries: list[str]) -> dict[str, Decimal]:

@@ -34,7 +34,7 @@ from rules_engine.core.env import StateNotReady
 from rules_engine.core.events import Tick
 from rules_engine.core.model import Rearm, Rule
 from rules_engine.core.trace import Step
-from rules_engine.core.watch import NO_FIRES, Fire, Lapsed, TriggerT, Watcher
+from rules_engine.core.watch import NO_FIRES, Band, Fire, Lapsed, TriggerT, Watcher
 
 WatchState = Literal["unobserved", "armed", "disarmed"]
 Transition = Literal["armed", "disarmed", "fired"]
@@ -151,6 +151,35 @@ class LevelBook(Generic[TriggerT]):
         """Forget the last value: the next update is a first observation."""
         self.last = None
 
+    def band(self, firing: bool = False) -> Band | None:
+        """The open interval between the thresholds around the last value: a move inside it
+        changes no crossing (`update` visits none); with `firing`, between the levels of the
+        armed crossings: a move inside it fires none (it may re-arm some). None before a
+        first value or when the last value sits on a threshold."""
+        last = self.last
+        if last is None:
+            return None
+        if firing:
+            low: Decimal | None = None
+            high: Decimal | None = None
+            for watch in self._all:
+                if watch.state != "armed":
+                    continue
+                level = watch.level
+                if level == last:
+                    return None
+                if level < last and (low is None or level > low):
+                    low = level
+                elif level > last and (high is None or level < high):
+                    high = level
+            return low, high
+        points = self._points
+        start = bisect_left(points, last)
+        stop = bisect_right(points, last, start)
+        if start != stop:
+            return None
+        return (points[start - 1] if start else None, points[stop] if stop < len(points) else None)
+
 
 class CrossingWatcher(Watcher[TriggerT]):
     """The watcher of a trigger type that crosses a level with a value read from each tick.
@@ -162,6 +191,8 @@ class CrossingWatcher(Watcher[TriggerT]):
     events: ClassVar[tuple[type, ...]] = (Tick,)
     keeps_state: ClassVar[bool] = True
     what: ClassVar[str] = "value"
+    # What a tick with bid = ask = last = p reads: p (a price), or a constant 0 (a spread).
+    follows_price: ClassVar[bool] = True
 
     def __init__(self, *args: Any):
         super().__init__(*args)
@@ -242,6 +273,26 @@ class CrossingWatcher(Watcher[TriggerT]):
 
     def symbols(self, market: str) -> Iterable[str]:
         return [symbol for (m, symbol) in self._books if m == market]
+
+    def quiet_band(self, market: str, symbol: str, firing: bool = False) -> Band | None:
+        books = self._books.get((market, symbol))
+        if not books:
+            return (None, None)
+        low: Decimal | None = None
+        high: Decimal | None = None
+        for _, book in books:
+            if not self.follows_price:
+                if book.last != 0:  # such a tick reads 0: quiet only if that is no change
+                    return None
+                continue
+            band = book.band(firing)
+            if band is None:
+                return None
+            if band[0] is not None and (low is None or band[0] > low):
+                low = band[0]
+            if band[1] is not None and (high is None or band[1] < high):
+                high = band[1]
+        return low, high
 
     def reset(self, market: str, symbols: Sequence[str]) -> None:
         for symbol in symbols:

@@ -57,7 +57,7 @@ from rules_engine.core.state import (
 )
 from rules_engine.core.trace import Decision, Step, TraceRecord, intent_detail
 from rules_engine.core.views import CLOSED_STATUSES, OrderView, to_decimal
-from rules_engine.core.watch import Armed, Fire, Lapsed, Watcher, WatchHost
+from rules_engine.core.watch import Armed, Band, Fire, Lapsed, Watcher, WatchHost
 
 
 class Engine:
@@ -164,6 +164,31 @@ class Engine:
         (the order key is the order's client order id). After a restart the driver hands
         each its result (`Dispatcher.settle_awaited`), so no run stays waiting."""
         return {intent_id: (flight.kind, flight.order_key) for intent_id, flight in self._state.inflight.items()}
+    def quiet_band(self, market: str, symbol: str, firing: bool = False) -> Band | None:
+        """The open interval of prices a tick of `symbol` with bid = ask = last can move to and
+        change nothing but the quotes (no crossing changes state, no hold or deadline is
+        checked), from the watchers' sorted level indexes; None when no such promise holds.
+        It holds while `holding` is False and before `next_deadline()`. An offline source may
+        hold such ticks back and deliver the latest before anything else. With `firing`: the
+        prices at which no trigger fires (crossings may re-arm: state of this symbol only)."""
+        low: Decimal | None = None
+        high: Decimal | None = None
+        for watcher in self._watchers.values():
+            if Tick not in watcher.events:
+                continue
+            band = watcher.quiet_band(market, symbol, firing)
+            if band is None:
+                return None
+            if band[0] is not None and (low is None or band[0] > low):
+                low = band[0]
+            if band[1] is not None and (high is None or band[1] < high):
+                high = band[1]
+        return low, high
+
+    @property
+    def holding(self) -> bool:
+        """A `for:` hold or a wait is pending: every event re-checks it."""
+        return bool(self._pending)
 
     def next_deadline(self) -> float | None:
         """The earliest time a hold matures, a wait or a cooldown ends or an awaited result is overdue."""

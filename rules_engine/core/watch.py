@@ -20,6 +20,7 @@ seen yet), the engine asks the watcher on every event whether the trigger still 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from rules_engine.core.env import StateNotReady, build_env
@@ -27,6 +28,7 @@ from rules_engine.core.model import Rule, TriggerSpec
 from rules_engine.core.state import EngineState
 from rules_engine.core.trace import Step
 
+Band = tuple[Decimal | None, Decimal | None]  # an open interval of prices; None: unbounded
 
 class Fire(NamedTuple):
     """Trigger `trigger_index` of `rule` fired with `context` (the names it provides). `waiting` is set
@@ -108,6 +110,13 @@ class Watcher(Generic[TriggerT]):
     def symbols(self, market: str) -> Iterable[str]:
         """The symbols of `market` whose feed this watcher reads."""
         return ()
+
+    def quiet_band(self, market: str, symbol: str, firing: bool = False) -> Band | None:
+        """The open interval of prices a tick of `symbol` with bid = ask = last can move to
+        without changing this watcher's state or firing (with `firing`: without firing; it may
+        change state) (None for an open end); None when it cannot say (the default: every
+        tick may matter)."""
+        return None
 
     def reset(self, market: str, symbols: Sequence[str]) -> None:
         """The feed of these symbols reconnected: their next value is a first observation."""

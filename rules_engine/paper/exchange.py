@@ -169,6 +169,46 @@ class PaperExchange:
         change nothing but the last prices."""
         return not self._open and not self._dead_man
 
+    def quiet_band(self, symbol: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """The open interval of prices `symbol` can trade at without triggering or filling any
+        open order (None for an open end); None when no such promise holds (no price yet, a
+        market or trailing order open). Time-based changes are `next_time()`'s."""
+        pair = self.pairs.get(symbol)
+        if pair is None or pair.altname not in self._last:
+            return None
+        low: Decimal | None = None
+        high: Decimal | None = None
+        for order in self._open.values():
+            if order.pair != pair.altname or order.status != "open":
+                continue
+            if order.ordertype == "market" or order.ordertype in TRAILING:
+                return None
+            buy = order.side == "buy"
+            if order.ordertype in TRIGGERED and not order.triggered:
+                price = order.price
+                falls = buy != order.ordertype.startswith("stop-loss")  # triggers at or below the price
+            else:
+                price = order.limit_price()
+                falls = buy
+            if price is None:
+                return None
+            if falls and (low is None or price > low):
+                low = price
+            elif not falls and (high is None or price < high):
+                high = price
+        return low, high
+
+    def next_time(self) -> float | None:
+        """When time alone next changes something (an expiry, a scheduled start, a dead man's
+        switch); None: nothing is scheduled."""
+        times = list(self._dead_man.values())
+        for order in self._open.values():
+            if order.expiretm:
+                times.append(order.expiretm)
+            if order.status == "pending":
+                times.append(order.starttm)
+        return min(times) if times else None
+
     def note_price(self, symbol: str, price: Decimal) -> bool:
         """Record the last price of `symbol` without matching anything (for an idle
         exchange, where `on_price` would do no more); False for an unknown pair."""

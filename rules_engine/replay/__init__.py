@@ -5,12 +5,13 @@
 - `runner.OfflineRunner`: the loop (timers, deadlines, inputs, paper fills fed back);
 - `outcomes`: what each rule did, read from the core's trace (fires, blocks and why);
 - `data`: recorded market data (Kraken OHLCVT/OHLC CSV, REST OHLC JSON, WebSocket JSONL) as ticks;
-- `replay.run_replay` with `report` (text, Markdown, JSON) and `chart` (PNG).
+- `replay.run_replay` with `backtest` (the accounts), `report` (text, Markdown, JSON) and
+  `chart` (PNG, the `chart` extra).
 """
 
 from rules_engine.replay.data import DataError, DataFile, candle_path, candle_ticks, merged_ticks, open_data
-from rules_engine.replay.outcomes import Block, FillRecord, Outcome
-from rules_engine.replay.replay import ReplayResult, run_replay, summarize
+from rules_engine.replay.outcomes import Block, FillRecord, OrderEnd, Outcome
+from rules_engine.replay.replay import ReplayResult, run_replay
 from rules_engine.replay.runner import OfflineRunner
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "DataError",
     "DataFile",
     "FillRecord",
+    "OrderEnd",
     "OfflineRunner",
     "Outcome",
     "ReplayResult",
@@ -26,5 +28,4 @@ __all__ = [
     "merged_ticks",
     "open_data",
     "run_replay",
-    "summarize",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from rules_engine.core import intents as it
 from rules_engine.core.decimals import plain
 from rules_engine.durations import format_duration
-from rules_engine.replay.outcomes import FillRecord, Outcome
+from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome
 
 
 def number(value: Decimal | int | str | None) -> str:
@@ -71,6 +71,16 @@ def intent_text(intent: it.AnyIntent) -> str:
 
 def fill_text(fill: FillRecord) -> str:
     return f"{fill.side} {number(fill.volume)} {fill.pair} @ {number(fill.price)} (fee {number(fill.fee)})"
+
+
+def end_text(end: OrderEnd) -> str:
+    """`expired buy 0.01 XBTUSD limit @ 69000 (placed 2026-...Z)`; a partial fill says how much."""
+    text = f"{end.status} {end.side} {number(end.volume)} {end.pair} {end.ordertype}"
+    if end.price is not None:
+        text += f" @ {number(end.price)}"
+    if end.status == "partially filled":
+        text += f" ({number(end.filled)} filled)"
+    return text + f" (placed {iso(end.placed)})"
 
 
 def outcome_text(outcome: Outcome) -> str:

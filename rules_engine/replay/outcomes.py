@@ -83,6 +83,32 @@ class FillRecord:
     fee: Decimal
     rule_id: str | None = None
     decision_id: str | None = None
+    balances_after: Mapping[str, Decimal] | None = field(default=None, compare=False)  # the wallet after this fill
+    fee_asset: str | None = None
+
+
+ORDER_ENDS = ("filled", "partially filled", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class OrderEnd:
+    """How one order placed on the paper exchange ended: `filled`, or `expired` / `cancelled`
+    (`partially filled` when it had filled in part before). `price` is the limit price
+    (None for market orders); `placed` is when it was placed."""
+
+    time: float
+    txid: str
+    pair: str
+    side: str
+    ordertype: str
+    volume: Decimal
+    filled: Decimal
+    price: Decimal | None
+    placed: float
+    status: str
+    reason: str | None = None
+    rule_id: str | None = None
+    decision_id: str | None = None
 
 
 @dataclass
@@ -99,6 +125,7 @@ class Outcome:
     block: Block | None = None
     status: str = "running"  # fires: running -> completed | stopped; non-fires: blocked
     fills: list[FillRecord] = field(default_factory=list)
+    ended: list[OrderEnd] = field(default_factory=list)  # its orders that expired or were cancelled
     balances_after: dict[str, Decimal] | None = None
 
     @property
@@ -108,15 +135,23 @@ class Outcome:
 
 
 class OutcomeRecorder:
-    """Turns trace records into outcomes, in order. Feed every decision's trace and intents."""
+    """Turns trace records into outcomes, in order. Feed every decision's trace and intents.
+    With `keep=False` the outcomes are not collected (a replay streams them) and `forget`
+    drops a settled fire, so memory does not grow with the number of fires."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self.outcomes: list[Outcome] = []
         self._by_decision: dict[str, Outcome] = {}
         self._risk: dict[str, list[dict[str, Any]]] = {}
 
     def decision(self, decision_id: str) -> Outcome | None:
         return self._by_decision.get(decision_id)
+
+    def forget(self, outcome: Outcome) -> None:
+        """Drop a settled fire from the lookup (it will get no more trace records)."""
+        if outcome.decision_id is not None:
+            self._by_decision.pop(outcome.decision_id, None)
 
     def record(self, trace: tuple[TraceRecord, ...], intents: tuple[AnyIntent, ...]) -> list[Outcome]:
         """Apply one decision's trace; returns the outcomes it created or changed."""
@@ -133,7 +168,8 @@ class OutcomeRecorder:
                                       dict(detail.get("context") or {}))
                     if did is not None:
                         self._by_decision[did] = outcome
-                    self.outcomes.append(outcome)
+                    if self.keep:
+                        self.outcomes.append(outcome)
                     touched.append(outcome)
                 elif did in self._by_decision:
                     outcome = self._by_decision[did]
@@ -158,7 +194,8 @@ class OutcomeRecorder:
                 outcome = Outcome(record.time, rule_id, False, trigger=detail.get("trigger"), block=block,
                                   status="blocked")
                 held[rule_id] = outcome
-                self.outcomes.append(outcome)
+                if self.keep:
+                    self.outcomes.append(outcome)
                 touched.append(outcome)
         for intent in intents:
             owner = self._by_decision.get(intent.decision_id or "")

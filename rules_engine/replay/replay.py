@@ -2,16 +2,24 @@
 
     files = [open_data("XBTUSD_60.csv")]
     result = run_replay(load_rules(["rules/"]).ruleset, files, wallet={"ZUSD": Decimal(10000)})
-    print(render_text(result))
+    write_text(result, sys.stdout)
 
-`ReplayResult` keeps every outcome and fill, and each symbol's price series (as floats, for
-the chart only); the report modules render it as text, Markdown, JSON and a PNG.
+The replay streams: the runner forgets settled fires, and the `backtest.Ledger` keeps running
+figures (orders, fees, PnL, equity, drawdown, exposure per rule and in total) and writes the
+rows (fires, trades, resting orders) to spool files as they happen. `ReplayResult` holds the
+ledger and each symbol's price series (floats, for the chart only); `report` renders it as
+text, Markdown and JSON, `chart` as a PNG.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
+import shutil
+import tempfile
+import weakref
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
-from rules_engine.core.decimals import plain
 from rules_engine.core.events import Tick
-from rules_engine.core.model import RuleSet
+from rules_engine.core.model import Rule, RuleSet
+from rules_engine.pairs import default_registry
+from rules_engine.replay.backtest import Ledger
 from rules_engine.replay.data import DataError, DataFile, merged_ticks
-from rules_engine.replay.outcomes import FillRecord, Outcome
+from rules_engine.replay.describe import intent_text, iso
+from rules_engine.replay.outcomes import Outcome
 from rules_engine.replay.runner import OfflineRunner
 
 ProgressWrapper = Callable[[Iterator[Tick], int], Iterable[Tick]]
@@ -37,9 +47,23 @@ class PriceSeries:
     prices: array = field(default_factory=lambda: array("d"))
 
 
+@dataclass(frozen=True)
+class Level:
+    """A price trigger's level, drawn as a line on the chart."""
+
+    rule_id: str
+    symbol: str
+    level: Decimal
+    direction: str
+
+
 @dataclass
 class ReplayResult:
+    """What a replay did. The rows (fires, trades, resting orders) are in the ledger's spool
+    files (`ledger.fires.rows()`, ...), the running figures in `ledger`."""
+
     rule_files: tuple[str, ...]
+    rule_ids: list[str]
     data: list[DataFile]
     start: float
     end: float
@@ -47,18 +71,19 @@ class ReplayResult:
     wallet_start: dict[str, Decimal]
     wallet_end: dict[str, Decimal]
     open_orders: int
-    outcomes: list[Outcome]
-    fills: list[FillRecord]
+    ledger: Ledger
     prices: dict[str, PriceSeries]
-    fire_symbols: dict[int, tuple[str | None, Decimal | None]] = field(default_factory=dict)
+    levels: list[Level] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # data frames that made no tick, by kind
+    held_back: int = 0
 
     @property
-    def fires(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.fired]
+    def fire_count(self) -> int:
+        return sum(book.fires for book in self.ledger.books.values())
 
-    def where(self, outcome: Outcome) -> tuple[str | None, Decimal | None]:
-        """The symbol and price a fire is drawn at (the trigger's, else the order's market)."""
-        return self.fire_symbols.get(id(outcome), (None, None))
+    @property
+    def period(self) -> float:
+        return self.end - self.start
 
 
 def run_replay(
@@ -71,55 +96,81 @@ def run_replay(
     balance_max_age: float = 10.0,
     progress: ProgressWrapper | None = None,
     state_dir: str | Path | None = None,
+    spool: str | Path | None = None,
 ) -> ReplayResult:
     """Replay the data files' ticks, merged by time, through the rules. Raises `DataError`
     for unusable data (nothing is half-reported). `state_dir` keeps the run's state store and
-    audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them."""
-    ticks = merged_ticks(data)
+    audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them.
+    `spool` is the folder for the report's rows (default: a temporary folder that lives as
+    long as the result)."""
+    skipped: Counter[str] = Counter()
+    ticks = merged_ticks(data, skipped)
     first = next(ticks, None)
     if first is None:
-        raise DataError("the data files hold no ticks")
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(skipped.items()))
+        raise DataError("the data files hold no ticks" + (f" (skipped frames: {kinds})" if kinds else ""))
     stream: Iterable[Tick] = itertools.chain([first], ticks)
     if progress is not None:
         stream = progress(iter(stream), sum(f.estimate() for f in data))
+    rule_ids = [rule.id for rule in ruleset.rules]
+    rules = ruleset.by_id()
+    where = {rule.id: f"{rule.source.file}:{rule.source.line}" for rule in ruleset.rules if rule.source}
+    folder = Path(tempfile.mkdtemp(prefix="rules-engine-replay-")) if spool is None else Path(spool)
+    registry = next((f.registry for f in data if f.registry is not None), None) or default_registry()
+    ledger = Ledger(rule_ids, registry, folder, where)
+    if spool is None:
+        weakref.finalize(ledger, shutil.rmtree, folder, True)  # the rows go with the result
     last_price: dict[str, Decimal] = {}
-    fire_symbols: dict[int, tuple[str | None, Decimal | None]] = {}
+    held_back = 0
+    runner: OfflineRunner | None = None
 
-    def placed(outcome: Outcome) -> None:
+    def settled(outcome: Outcome) -> None:
+        nonlocal held_back
+        block = (outcome.block.by, outcome.block.reason) if outcome.block else None
+        ledger.outcome_counts(outcome.rule_id, outcome.fired, outcome.status, block, outcome.time,
+                              _error_where(rules.get(outcome.rule_id), outcome))
         if not outcome.fired:
+            held_back += 1
             return
-        symbol = outcome.context.get("symbol")
-        price = outcome.price
-        if symbol is None:
-            orders = [i.pair for i in outcome.intents if isinstance(i, PlaceOrder)]
-            symbol = orders[0] if orders else (next(iter(last_price)) if last_price else None)
-        if price is None and symbol is not None:
-            price = last_price.get(symbol)
-        fire_symbols[id(outcome)] = (symbol, price)
+        assert runner is not None
+        ledger.fire(_fire_row(outcome, last_price), runner.open_orders_of(outcome), outcome.decision_id)
 
     runner = OfflineRunner(ruleset, start=first.time, wallet=wallet, limits=limits, timers=timers,
-                           balance_max_age=balance_max_age, on_outcome=placed, state_dir=state_dir)
+                           balance_max_age=balance_max_age, on_outcome=settled, state_dir=state_dir, keep=False,
+                           listener=ledger)
+    threshold = gc.get_threshold()
+    # Ticks die young and hold no cycles: collecting after every 700 allocations only costs time.
+    gc.set_threshold(max(threshold[0], 200_000), *threshold[1:])
     try:
         wallet_start = runner.balances()
+        ledger.start(wallet_start)
         series: dict[str, PriceSeries] = {}
         count = 0
         end = first.time
+        feed = runner.feed_tick
+        on_price = ledger.price
         for tick in stream:
             price = tick.last if tick.last is not None else tick.mid
             if price is not None:
-                last_price[tick.symbol] = price
-                line = series.get(tick.symbol)
+                symbol = tick.symbol
+                last_price[symbol] = price
+                line = series.get(symbol)
                 if line is None:
-                    line = series[tick.symbol] = PriceSeries()
+                    line = series[symbol] = PriceSeries()
+                value = float(price)
                 line.times.append(tick.time)
-                line.prices.append(float(price))
-            runner.feed(tick)
+                line.prices.append(value)
+                on_price(symbol, value, tick.time)
+            feed(tick)
             count += 1
             if tick.time > end:
                 end = tick.time
         runner.finish(end)
+        ledger.last.update(last_price)
+        ledger.finish(end, runner.open_orders())
         return ReplayResult(
             rule_files=ruleset.files,
+            rule_ids=rule_ids,
             data=data,
             start=first.time,
             end=end,
@@ -127,57 +178,69 @@ def run_replay(
             wallet_start=wallet_start,
             wallet_end=runner.balances(),
             open_orders=len(runner.open_orders()),
-            outcomes=runner.outcomes,
-            fills=runner.fills,
+            ledger=ledger,
             prices=series,
-            fire_symbols=fire_symbols,
+            levels=price_levels(ruleset),
+            skipped=dict(skipped),
+            held_back=held_back,
         )
+    except BaseException:
+        ledger.close()
+        raise
     finally:
+        gc.set_threshold(*threshold)
         runner.close()
 
 
-@dataclass
-class RuleSummary:
-    rule_id: str
-    fires: int = 0
-    completed: int = 0
-    stopped: dict[str, int] = field(default_factory=dict)  # by block kind
-    not_fired: dict[str, int] = field(default_factory=dict)  # by block kind
-    orders: int = 0
-    fills: int = 0
-    bought: dict[str, Decimal] = field(default_factory=dict)  # base volume by pair
-    sold: dict[str, Decimal] = field(default_factory=dict)
-    fees: dict[str, Decimal] = field(default_factory=dict)  # by pair, in its fee currency
-
-    def to_dict(self) -> dict[str, Any]:
-        def amounts(values: dict[str, Decimal]) -> dict[str, str]:
-            return {pair: plain(amount) for pair, amount in sorted(values.items())}
-
-        return {
-            "rule": self.rule_id, "fires": self.fires, "completed": self.completed, "stopped": self.stopped,
-            "not_fired": self.not_fired, "orders": self.orders, "fills": self.fills,
-            "bought": amounts(self.bought), "sold": amounts(self.sold), "fees": amounts(self.fees),
-        }
+def price_levels(ruleset: RuleSet) -> list[Level]:
+    """The levels of the rules' price triggers (the chart draws them)."""
+    levels = []
+    for rule in ruleset.rules:
+        for trigger in rule.triggers:
+            level = getattr(trigger, "level", None)
+            symbol = getattr(trigger, "symbol", None)
+            if trigger.type == "price" and isinstance(level, Decimal) and isinstance(symbol, str):
+                levels.append(Level(rule.id, symbol, level, str(getattr(trigger, "direction", ""))))
+    return levels
 
 
-def summarize(result: ReplayResult, rule_ids: Iterable[str]) -> list[RuleSummary]:
-    """Per rule, in rule order: fires, how runs ended, what held the rule back, orders and fills."""
-    summaries = {rule_id: RuleSummary(rule_id) for rule_id in rule_ids}
-    for outcome in result.outcomes:
-        summary = summaries.setdefault(outcome.rule_id, RuleSummary(outcome.rule_id))
-        if not outcome.fired:
-            kind = outcome.block.by if outcome.block else "unknown"
-            summary.not_fired[kind] = summary.not_fired.get(kind, 0) + 1
-            continue
-        summary.fires += 1
-        if outcome.block is not None:
-            summary.stopped[outcome.block.by] = summary.stopped.get(outcome.block.by, 0) + 1
-        elif outcome.status == "completed":
-            summary.completed += 1
-        summary.orders += sum(1 for i in outcome.intents if i.kind in ("place_order", "futures_send_order"))
-        for fill in outcome.fills:
-            summary.fills += 1
-            summary.fees[fill.pair] = summary.fees.get(fill.pair, Decimal(0)) + fill.fee
-            side = summary.bought if fill.side == "buy" else summary.sold
-            side[fill.pair] = side.get(fill.pair, Decimal(0)) + fill.volume
-    return list(summaries.values())
+def _error_where(rule: Rule | None, outcome: Outcome) -> str | None:
+    """`file:line (actions[0].volume)` of the action a run failed in, else of the rule."""
+    if rule is None or outcome.block is None or outcome.block.by not in ("error", "exchange"):
+        return None
+    detail = outcome.block.detail
+    index = detail.get("action")
+    source = rule.source
+    if isinstance(index, int) and 0 <= index < len(rule.actions) and rule.actions[index].where is not None:
+        source = rule.actions[index].where
+    if source is None:
+        return None
+    field = detail.get("where")
+    return f"{source.file}:{source.line}" + (f" ({field})" if isinstance(field, str) else "")
+
+
+def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, Any]:
+    """A fire's row in the report: where it is drawn (the trigger's symbol and price, else
+    its order's market), what it did, its fills so far and how its run ended."""
+    symbol = outcome.context.get("symbol")
+    price = outcome.price
+    if symbol is None:
+        orders = [i.pair for i in outcome.intents if isinstance(i, PlaceOrder)]
+        symbol = orders[0] if orders else (next(iter(last_price)) if last_price else None)
+    if price is None and symbol is not None:
+        price = last_price.get(symbol)
+    return {
+        "time": outcome.time,
+        "iso": iso(outcome.time),
+        "rule": outcome.rule_id,
+        "decision_id": outcome.decision_id,
+        "symbol": symbol,
+        "price": price,
+        "intents": [intent_text(i) for i in outcome.intents],
+        "intent_details": [i.to_dict() for i in outcome.intents],
+        "fills": [{"time": f.time, "txid": f.txid, "pair": f.pair, "side": f.side, "ordertype": f.ordertype,
+                   "volume": f.volume, "price": f.price, "fee": f.fee} for f in outcome.fills],
+        "balances_after": outcome.fills[-1].balances_after if outcome.fills else outcome.balances_after,
+        "status": outcome.status,
+        "stopped": None if outcome.block is None else {"by": outcome.block.by, "reason": outcome.block.reason},
+    }

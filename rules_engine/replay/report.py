@@ -1,102 +1,143 @@
-"""A replay's report: a table of every fire, a summary per rule, as text, Markdown and JSON."""
+"""A replay's report as text, Markdown and JSON: the backtest figures in total and per rule,
+the errors rules hit, the trades, and every fire.
+
+The rows are read back from the ledger's spool files while they are written out, so a
+report of a long replay is never held in memory. The JSON document's schema is
+`schemas/replay-report.schema.json` (documented in docs/rule-tests-and-replay.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
+from typing import Any, TextIO
 
 from rules_engine.core.trace import jsonable
 from rules_engine.durations import format_duration
 from rules_engine.replay.data import CANDLE_FRACTIONS
-from rules_engine.replay.describe import balances_text, fill_text, intent_text, iso, number
-from rules_engine.replay.outcomes import Outcome
-from rules_engine.replay.replay import ReplayResult, RuleSummary, summarize
+from rules_engine.replay.describe import balances_text, iso, number
+from rules_engine.replay.replay import ReplayResult
 
+SCHEMA = "replay-report/1"
 CANDLE_NOTE = (
     "Each candle plays four ticks at {fractions} of its interval: open, then the shorter path through "
     "the extremes (rising candle: low then high; falling: high then low), then close; bid = ask = last."
 )
+FIRE_HEADERS = ["time", "rule", "price", "intents", "simulated fills", "balances after"]
+TRADE_HEADERS = ["entry", "exit", "pair", "direction", "entry rule", "exit rule", "entry price", "exit price", "size",
+                 "fee", "PnL"]
+RULE_HEADERS = ["rule", "fires", "placed", "filled", "partial", "expired", "cancelled", "fees", "realised PnL",
+                "unrealised PnL", "max drawdown", "exposure", "held back", "errors"]
 
 
-def _rule_ids(result: ReplayResult, rule_ids: Sequence[str] | None) -> list[str]:
-    return list(rule_ids) if rule_ids is not None else sorted({o.rule_id for o in result.outcomes})
+# ----------------------------------------------------------------------------- JSON
 
 
-def fire_row(result: ReplayResult, outcome: Outcome) -> dict[str, Any]:
-    symbol, price = result.where(outcome)
-    row: dict[str, Any] = {
-        "time": outcome.time,
-        "iso": iso(outcome.time),
-        "rule": outcome.rule_id,
-        "decision_id": outcome.decision_id,
-        "symbol": symbol,
-        "price": price,
-        "intents": [intent_text(i) for i in outcome.intents],
-        "intent_details": [i.to_dict() for i in outcome.intents],
-        "fills": [{"time": f.time, "iso": iso(f.time), "txid": f.txid, "pair": f.pair, "side": f.side,
-                   "ordertype": f.ordertype, "volume": f.volume, "price": f.price, "fee": f.fee}
-                  for f in outcome.fills],
-        "balances_after": outcome.balances_after or {},
-        "status": outcome.status,
-        "stopped": None if outcome.block is None else {"by": outcome.block.by, "reason": outcome.block.reason},
-    }
-    return row
-
-
-def report_json(result: ReplayResult, rule_ids: Sequence[str] | None = None,
-                chart: str | None = None) -> dict[str, Any]:
-    """The machine-readable report (`--format json`, report.json): Decimals as strings."""
-    document = {
+def write_json(result: ReplayResult, out: TextIO, chart: str | None = None) -> None:
+    """The machine-readable report (`--format json`, report.json), written as it is read:
+    Decimals as strings, times as epoch seconds with an `iso` twin where useful."""
+    head = {
+        "schema": SCHEMA,
         "rules": list(result.rule_files),
         "data": [{"path": d.path.as_posix(), "format": d.format, "symbol": d.symbol, "interval": d.interval}
                  for d in result.data],
         "candles": CANDLE_NOTE.format(fractions=_fractions()) if _has_candles(result) else None,
+        "skipped_frames": dict(sorted(result.skipped.items())),
         "period": {"start": iso(result.start), "end": iso(result.end), "start_time": result.start,
                    "end_time": result.end},
         "ticks": result.ticks,
         "wallet": {"start": result.wallet_start, "end": result.wallet_end, "open_orders": result.open_orders},
-        "fires": [fire_row(result, o) for o in result.fires],
-        "summary": [s.to_dict() for s in summarize(result, _rule_ids(result, rule_ids))],
-        "fills": len(result.fills),
+        "totals": {**result.ledger.totals(result.period), "fires": result.fire_count, "held_back": result.held_back},
+        "rules_summary": [book.to_dict(result.period) for book in _books(result)],
+        "errors": [{**e, "iso": iso(e["time"])} for e in result.ledger.errors],
+        "equity_curve": [{"time": t, "equity": round(v, 8)} for t, v in result.ledger.curve()],
         "chart": chart,
     }
-    return jsonable(document)
+    text = json.dumps(jsonable(head), indent=2)
+    out.write(text[: text.rindex("}")].rstrip() + ",\n")
+    for name, rows, last in (("trades", _trades(result), False), ("orders", result.ledger.orders.rows(), False),
+                             ("fires", _fires(result), True)):
+        out.write(f'  "{name}": [')
+        first = True
+        for row in rows:
+            out.write(("\n    " if first else ",\n    ") + json.dumps(jsonable(row), separators=(", ", ": ")))
+            first = False
+        out.write("\n  ]" if not first else "]")
+        out.write("\n" if last else ",\n")
+    out.write("}\n")
 
 
-def render_text(result: ReplayResult, rule_ids: Sequence[str] | None = None, files: Sequence[str] = ()) -> str:
-    """The terminal report: header, fires table, per-rule summary."""
-    lines = _header(result)
-    lines.append("")
-    lines.append(f"Fires ({len(result.fires)})")
-    lines.extend(_table(["time", "rule", "price", "intents", "simulated fills", "balances after"],
-                        [_fire_cells(result, o) for o in result.fires], markdown=False))
-    lines.append("")
-    lines.append("Summary per rule")
-    lines.extend(_table(_SUMMARY_HEADERS, [_summary_cells(s) for s in summarize(result, _rule_ids(result, rule_ids))],
-                        markdown=False))
+def report_json(result: ReplayResult, chart: str | None = None) -> dict[str, Any]:
+    """The JSON report as a dict (small replays and tests)."""
+    buffer = io.StringIO()
+    write_json(result, buffer, chart)
+    document: dict[str, Any] = json.loads(buffer.getvalue())
+    return document
+
+
+# ----------------------------------------------------------------------------- text and Markdown
+
+
+def write_text(result: ReplayResult, out: TextIO, files: Sequence[str] = ()) -> None:
+    """The terminal report: header, backtest totals, per-rule summary, errors, trades, fires."""
+    for line in _header(result) + [""] + _totals(result):
+        out.write(line + "\n")
+    sections: list[tuple[str, list[str], Callable[[], Iterable[list[str]]]]] = [
+        ("Summary per rule", RULE_HEADERS, lambda: (_rule_cells(result, b) for b in _books(result))),
+        (f"Errors ({len(result.ledger.errors)})", ["time", "rule", "where", "error"], lambda: _error_cells(result)),
+        (f"Trades ({result.ledger.trades.count})", TRADE_HEADERS, lambda: (_trade_cells(t) for t in _trades(result))),
+        (f"Fires ({result.fire_count})", FIRE_HEADERS, lambda: (_fire_cells(f) for f in _fires(result))),
+    ]
+    for title, headers, rows in sections:
+        if title.startswith("Errors") and not result.ledger.errors:
+            continue
+        out.write(f"\n{title}\n")
+        for line in _text_table(headers, rows):
+            out.write(line + "\n")
     if files:
-        lines.append("")
-        lines.append("Report written: " + ", ".join(files))
-    return "\n".join(lines)
+        out.write("\nReport written: " + ", ".join(files) + "\n")
 
 
-def render_markdown(result: ReplayResult, rule_ids: Sequence[str] | None = None, chart: str | None = None) -> str:
-    lines = ["# Replay report", ""]
-    lines.extend(f"- {line}" for line in _header(result))
+def write_markdown(result: ReplayResult, out: TextIO, chart: str | None = None) -> None:
+    out.write("# Replay report\n\n")
+    for line in _header(result):
+        out.write(f"- {line}\n")
     if chart:
-        lines += ["", f"![price with fires and fills]({chart})"]
-    lines += ["", f"## Fires ({len(result.fires)})", ""]
-    lines.extend(_table(["time", "rule", "price", "intents", "simulated fills", "balances after"],
-                        [_fire_cells(result, o) for o in result.fires], markdown=True))
-    lines += ["", "## Summary per rule", ""]
-    lines.extend(_table(_SUMMARY_HEADERS, [_summary_cells(s) for s in summarize(result, _rule_ids(result, rule_ids))],
-                        markdown=True))
-    return "\n".join(lines) + "\n"
+        out.write(f"\n![price, levels, fires, resting orders and equity]({chart})\n")
+    out.write("\n## Backtest\n\n")
+    for line in _totals(result):
+        out.write(f"- {line.strip()}\n")
+    sections: list[tuple[str, list[str], Iterable[list[str]]]] = [
+        ("Summary per rule", RULE_HEADERS, (_rule_cells(result, b) for b in _books(result))),
+        (f"Errors ({len(result.ledger.errors)})", ["time", "rule", "where", "error"], _error_cells(result)),
+        (f"Trades ({result.ledger.trades.count})", TRADE_HEADERS, (_trade_cells(t) for t in _trades(result))),
+        (f"Fires ({result.fire_count})", FIRE_HEADERS, (_fire_cells(f) for f in _fires(result))),
+    ]
+    for title, headers, rows in sections:
+        out.write(f"\n## {title}\n\n")
+        out.write("| " + " | ".join(headers) + " |\n|" + "|".join("---" for _ in headers) + "|\n")
+        for row in rows:
+            out.write("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n")
 
 
 # ----------------------------------------------------------------------------- helpers
 
-_SUMMARY_HEADERS = ["rule", "fires", "completed", "stopped", "held back (not fired)", "orders", "fills", "traded"]
+
+def _books(result: ReplayResult) -> list[Any]:
+    books = result.ledger.books
+    ordered = [books[r] for r in result.rule_ids if r in books]
+    return ordered + [b for r, b in books.items() if r not in set(result.rule_ids)]
+
+
+def _fires(result: ReplayResult) -> Iterator[dict[str, Any]]:
+    return result.ledger.fires.rows()
+
+
+def _trades(result: ReplayResult) -> Iterator[dict[str, Any]]:
+    for row in result.ledger.trades.rows():
+        yield {**row, "entry_iso": iso(row["entry_time"]), "exit_iso": iso(row["exit_time"])}
 
 
 def _fractions() -> str:
@@ -119,43 +160,89 @@ def _header(result: ReplayResult) -> list[str]:
         f"wallet: {balances_text(result.wallet_start)} -> {balances_text(result.wallet_end)}"
         f" ({result.open_orders} open orders at the end)",
     ]
+    if result.skipped:
+        lines.append("skipped frames (no tick): " + ", ".join(f"{kind} {n:,}" for kind, n in
+                                                             sorted(result.skipped.items())))
     if _has_candles(result):
         lines.append(CANDLE_NOTE.format(fractions=_fractions()))
     return lines
+
+
+def _totals(result: ReplayResult) -> list[str]:
+    t = result.ledger.totals(result.period)
+    ccy = t["valuation"] or ""
+    orders = t["orders"]
+    equity = "-" if t["equity_start"] is None else f"{t['equity_start']:,.2f} -> {t['equity_end']:,.2f} {ccy}"
+    if t["not_valued"]:
+        equity += f" (not valued, no price in {ccy}: {', '.join(t['not_valued'])})"
+    ret = "-" if t["return"] is None else f"{t['return'] * 100:+.2f}%"
+    drawdown = f"{t['max_drawdown']:,.2f} {ccy} ({t['max_drawdown_pct'] * 100:.2f}%)"
+    return [
+        f"equity (wallet at the last prices): {equity}, return {ret} on the starting balances",
+        f"max drawdown {drawdown}; exposure {t['exposure'] * 100:.1f}% of the time "
+        f"({format_duration(t['exposure_seconds']) if t['exposure_seconds'] else '0s'})",
+        f"fires {result.fire_count:,}, held back {result.held_back:,}; orders placed {orders['placed']:,}, "
+        f"filled {orders['filled']:,}, partially filled {orders['partially_filled']:,}, "
+        f"expired {orders['expired']:,}, cancelled {orders['cancelled']:,}",
+        f"fees {_money(t['fees'])}; PnL realised {_money(t['realised_pnl'])}, unrealised (marked at the last "
+        f"price) {_money(t['unrealised_pnl'])}, total {_money(t['pnl'])}; trades {t['trades']:,} "
+        f"({t['wins']:,} won)",
+    ]
+
+
+def _money(values: dict[str, str]) -> str:
+    return ", ".join(f"{number(Decimal(v))} {asset}" for asset, v in values.items()) or "0"
 
 
 def _interval(seconds: float | None) -> str:
     return format_duration(seconds) if seconds else "-"
 
 
-def _fire_cells(result: ReplayResult, outcome: Outcome) -> list[str]:
-    _, price = result.where(outcome)
-    intents = "; ".join(intent_text(i) for i in outcome.intents) or "-"
-    if outcome.block is not None:
-        intents += f" [stopped by {outcome.block.by}: {outcome.block.reason}]"
-    fills = "; ".join(f"{iso(f.time)} {fill_text(f)}" for f in outcome.fills) or "-"
-    return [iso(outcome.time), outcome.rule_id, number(price), intents, fills, balances_text(outcome.balances_after)]
+def _rule_cells(result: ReplayResult, book: Any) -> list[str]:
+    d = book.to_dict(result.period)
+    o = d["orders"]
+    return [book.rule_id, str(d["fires"]), str(o["placed"]), str(o["filled"]), str(o["partially_filled"]),
+            str(o["expired"]), str(o["cancelled"]), _money(d["fees"]), _money(d["realised_pnl"]),
+            _money(d["unrealised_pnl"]), f"{d['max_drawdown']:,.2f}", f"{d['exposure'] * 100:.1f}%",
+            ", ".join(f"{k} {n}" for k, n in sorted(d["not_fired"].items())) or "-", str(d["errors"])]
 
 
-def _summary_cells(summary: RuleSummary) -> list[str]:
-    def counts(values: dict[str, int]) -> str:
-        return ", ".join(f"{kind} {n}" for kind, n in sorted(values.items())) or "-"
-
-    traded = [f"bought {number(v)} {p}" for p, v in sorted(summary.bought.items())]
-    traded += [f"sold {number(v)} {p}" for p, v in sorted(summary.sold.items())]
-    return [summary.rule_id, str(summary.fires), str(summary.completed), counts(summary.stopped),
-            counts(summary.not_fired), str(summary.orders), str(summary.fills), ", ".join(traded) or "-"]
+def _error_cells(result: ReplayResult) -> Iterator[list[str]]:
+    for e in result.ledger.errors:
+        yield [iso(e["time"]), e["rule"], e["where"] or "-", f"{e['by']}: {e['reason']}"]
 
 
-def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-        return out
-    if not rows:
-        return ["  (none)"]
-    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
-    line = "  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line.rstrip()]
-    out += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return out
+def _trade_cells(t: dict[str, Any]) -> list[str]:
+    return [t["entry_iso"], t["exit_iso"], t["pair"], t["direction"], t["entry_rule"], t["exit_rule"],
+            number(t["entry_price"]), number(t["exit_price"]), number(t["size"]), number(_round(t["fee"])),
+            number(_round(t["pnl"]))]
+
+
+def _round(text: str) -> Decimal:
+    return Decimal(text).quantize(Decimal("0.00000001")).normalize()
+
+
+def _fire_cells(f: dict[str, Any]) -> list[str]:
+    intents = "; ".join(f["intents"]) or "-"
+    if f.get("stopped"):
+        intents += f" [stopped by {f['stopped']['by']}: {f['stopped']['reason']}]"
+    fills = [f"{iso(x['time'])} {x['side']} {number(x['volume'])} {x['pair']} @ {number(x['price'])} "
+             f"(fee {number(x['fee'])})" for x in f["fills"]]
+    fills += [f"{iso(x['time'])} {x['status']}" for x in f.get("ended", ())]
+    return [f["iso"], f["rule"], number(f["price"]), intents, "; ".join(fills) or "-",
+            balances_text(f["balances_after"])]
+
+
+def _text_table(headers: list[str], rows: Callable[[], Iterable[list[str]]]) -> Iterator[str]:
+    """Two passes over the rows (widths, then lines), so they are never all in memory."""
+    widths = [len(h) for h in headers]
+    count = 0
+    for row in rows():
+        count += 1
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    if not count:
+        yield "  (none)"
+        return
+    yield ("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))).rstrip()
+    for row in rows():
+        yield ("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))).rstrip()

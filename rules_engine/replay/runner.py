@@ -20,6 +20,7 @@ Nothing reads a clock: a run is a pure function of its inputs, so it is determin
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -27,14 +28,16 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rules_engine.audit import AuditLog
-from rules_engine.audit.sink import AuditSink, MemoryAudit
+from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
+from rules_engine.core.watch import Band
 from rules_engine.driver import CommitLane, Driver, DriverObserver, Timetable
 from rules_engine.execution.balance_cache import BalanceCache
 from rules_engine.execution.dispatcher import Dispatcher
@@ -45,11 +48,56 @@ from rules_engine.execution.report import ExecutionReport
 from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
-from rules_engine.replay.outcomes import FillRecord, Outcome, OutcomeRecorder
+from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
 from rules_engine.state import StateStore, audit_log_path, database_path
 
+_UNKNOWN: Any = object()
 ACCOUNT = "paper"
 MODE = "dry-run"
+_ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
+_RECENT_ENDS = 4096  # txids remembered to ignore a repeated final status
+
+
+class OrderListener:
+    """Told about the paper orders of a run as they happen (override what you need)."""
+
+    def placed(self, order: Order, rule_id: str | None) -> None:
+        """A rule's order was accepted by the paper exchange."""
+
+    def filled(self, fill: FillRecord) -> None:
+        """An order filled (`fill.balances_after` is the wallet after it)."""
+
+    def ended(self, end: OrderEnd) -> None:
+        """An order is final: filled, or expired / cancelled (partially filled or not)."""
+
+
+def _within(a: Band, b: Band) -> Band:
+    """The intersection of two open intervals (None: unbounded)."""
+    low = max((x for x in (a[0], b[0]) if x is not None), default=None)
+    high = min((x for x in (a[1], b[1]) if x is not None), default=None)
+    return low, high
+
+
+class _DiscardAudit:
+    """An audit sink that keeps nothing: a replay without a state folder streams its report
+    instead of holding every audit record (the records are still built and checked)."""
+
+    def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
+               data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
+        return self.append_many([(kind, rule_id, rule_file_hash, data)])[0]
+
+    def append_many(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+        added = []
+        for kind, rule_id, rule_hash, data in entries:
+            check_entry(kind, rule_id, rule_hash, data)
+            added.append({"seq": 0, "kind": kind, "rule_id": rule_id, "rule_hash": rule_hash, "data": data or {}})
+        return added
+
+    def sync(self) -> None:
+        """Nothing to flush."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class OfflineRunner:
@@ -61,6 +109,10 @@ class OfflineRunner:
     event that produced it has been fully processed). `state_dir` keeps the state store and
     the audit log (`audit.jsonl`) there; by default the store is in a temporary folder removed
     by `close()` and the audit records are in `audit.records`.
+
+    `keep=False` is for long replays: outcomes and fills are not collected (use `on_outcome`
+    and `listener`), settled fires are forgotten and, without `state_dir`, audit records are
+    checked and dropped, so memory does not grow with the number of fires.
     """
 
     def __init__(
@@ -76,6 +128,8 @@ class OfflineRunner:
         on_outcome: Callable[[Outcome], None] | None = None,
         state_dir: str | Path | None = None,
         futures_wallet: Mapping[str, Decimal | str] | None = None,
+        keep: bool = True,
+        listener: OrderListener | None = None,
     ):
         self.exchange = exchange if exchange is not None else PaperExchange()
         self.exchange.set_balances(ACCOUNT, dict(wallet or {}))
@@ -92,20 +146,29 @@ class OfflineRunner:
         self.store = StateStore(database_path(folder), clock=clock, durable=False)
         # With a state folder the audit log is the real one (`audit.jsonl`, what a dry run writes);
         # a throwaway run keeps the same records in memory.
-        self.audit: AuditSink = (AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
-                                 if state_dir is not None else MemoryAudit())
+        self.audit: AuditSink
+        if state_dir is not None:
+            self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
+        else:
+            self.audit = MemoryAudit() if keep else _DiscardAudit()
         paper = PaperExecutor(self.exchange, ACCOUNT, PaperFutures.create(futures_wallet or {}, self.exchange.pairs))
-        self.executor = BalanceCache(DryRunExecutor(paper, self.store), balance_max_age)
+        self._dry_run = DryRunExecutor(paper, self.store)
+        self.executor = BalanceCache(self._dry_run, balance_max_age)
         needs = rule_needs(ruleset)
         dispatcher = Dispatcher(self.executor, self.store, self.audit, mode=MODE, rule_hashes=needs.rule_hashes,
                                 clock=clock)
         self.engine = Engine(ruleset, limits, balance_max_age=balance_max_age)
-        self.recorder = OutcomeRecorder()
+        self.recorder = OutcomeRecorder(keep)
+        self.keep = keep
         self.fills: list[FillRecord] = []
         self._watcher = _Watcher(self)
         self._on_outcome = on_outcome
-        self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it
-        self._filled: set[str] = set()
+        self._listener = listener if listener is not None else OrderListener()
+        self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
+        self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
+        self._held: dict[str, Tick] = {}  # the latest deferred tick per symbol (`feed_tick`)
+        self._bands: dict[str, tuple[Band, Band] | None] = {}
+        self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
                              rule_hashes=dict(needs.rule_hashes), observers=[self._watcher])
@@ -129,6 +192,8 @@ class OfflineRunner:
     def place_order(self, request: OrderRequest) -> Order:
         """Put an order on the paper exchange now, as if placed outside the rules (the engine
         learns of it as an open order). Raises the exchange's `ExchangeError` if refused."""
+        if self._held:
+            self._release()
         order, _ = self.exchange.place(ACCOUNT, request, self.now)
         update = OrderUpdate(self.now, order.status, txid=order.txid, cl_ord_id=order.cl_ord_id, pair=order.pair,
                              volume=order.volume, price=order.price)
@@ -138,6 +203,7 @@ class OfflineRunner:
     def set_balances(self, balances: Mapping[str, Decimal | str], time: float) -> None:
         """Set paper balances at `time` (other assets keep theirs); the engine sees the wallet."""
         self.advance_to(time)
+        self._invalidate()
         self.exchange.set_balances(ACCOUNT, dict(balances))
         moment = max(time, self.now)
         wallet = BalanceUpdate(self.exchange.balances(ACCOUNT), moment, snapshot=True)
@@ -145,11 +211,82 @@ class OfflineRunner:
 
     def feed(self, event: Event) -> None:
         """Deliver one input event (after everything due before its time)."""
+        if self._held:
+            self._release()
         if event.time > self.now:
             self.now = event.time
         self.driver.feed(event)
+        self._invalidate()
         if self._watcher.touched:
             self._settle()
+
+    def feed_tick(self, tick: Tick) -> None:
+        """Deliver a recorded tick, or defer it when it provably changes nothing but the
+        last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
+        its symbol (between the nearest crossing thresholds of the engine's sorted level
+        indexes and the prices of the paper exchange's open orders) before anything is due
+        (timer, deadline, expiry). The latest deferred tick of each symbol is delivered, through
+        the same driver, before the next event, so the engine and the exchange see the same
+        prices when it matters; a replay's cost then does not grow with the rules that did
+        not cross. `feed` delivers every tick."""
+        price = tick.last
+        if (price is not None and tick.time < self._due and tick.bid is price and tick.ask is price
+                and tick.market == "spot" and tick.time >= self.now and not self.engine.holding):
+            symbol = tick.symbol
+            bands = self._bands.get(symbol, _UNKNOWN)
+            if bands is _UNKNOWN:
+                bands = self._bands[symbol] = self._band(symbol)
+            if bands is not None:
+                quiet, calm = bands
+                if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
+                    self._held[symbol] = tick
+                    return
+                if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
+                    # fires nothing and fills nothing: it only re-arms crossings of this symbol,
+                    # so the other symbols' deferred ticks can wait
+                    self._held.pop(symbol, None)
+                    self.now = max(self.now, tick.time)
+                    activity = self._watcher.activity
+                    self.driver.feed(tick)
+                    del self._bands[symbol]
+                    if self._watcher.activity != activity:  # not expected; read everything again
+                        self._invalidate()
+                    if self._watcher.touched:
+                        self._settle()
+                    return
+        activity = self._watcher.activity
+        bands = dict(self._bands)
+        self.feed(tick)
+        if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved
+            bands.pop(tick.symbol, None)
+            self._bands = bands
+        self._due = self._next_due()
+
+    def _band(self, symbol: str) -> tuple[Band, Band] | None:
+        """The quiet band (nothing changes) and the calm band (nothing fires or fills)."""
+        paper = self.exchange.quiet_band(symbol)
+        quiet = self.engine.quiet_band("spot", symbol) if paper is not None else None
+        calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None
+        if paper is None or quiet is None or calm is None:
+            return None
+        return _within(quiet, paper), _within(calm, paper)
+
+    def _next_due(self) -> float:
+        times = [t for t in (self.driver.next_wakeup(), self.exchange.next_time(), self.engine.next_deadline())
+                 if t is not None]
+        return min(times) if times else math.inf
+
+    def _release(self) -> None:
+        held = sorted(self._held.values(), key=lambda t: t.time)
+        self._held.clear()
+        for tick in held:
+            self.now = max(self.now, tick.time)
+            self.driver.feed(tick)
+
+    def _invalidate(self) -> None:
+        """Something was delivered: the quiet bands and the next due time must be read again."""
+        self._bands.clear()
+        self._due = -math.inf
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -157,12 +294,17 @@ class OfflineRunner:
 
     def advance_to(self, until: float, inclusive: bool = False) -> None:
         """Deliver the timer beats and `Clock` events due before `until` (or at it, if inclusive)."""
+        if self._held:
+            self._release()
         self.driver.advance_to(until, inclusive)
         self.now = max(self.now, self.driver.now)
+        self._invalidate()
         self._settle()
 
     def finish(self, until: float | None = None) -> None:
         """Let time run to `until` (default: the last event's time), then save the state."""
+        if self._held:
+            self._release()
         end = self.now if until is None else max(until, self.now)
         self.advance_to(end, inclusive=True)
         self.now = end
@@ -188,8 +330,11 @@ class OfflineRunner:
     # ------------------------------------------------------------------ internals
 
     def _feed_all(self, events: list[Event]) -> None:
+        if self._held:
+            self._release()
         for event in events:
             self.driver.feed(event)
+        self._invalidate()
         self._settle()
 
     def _remember_order(self, intent: PlaceOrder, report: ExecutionReport) -> None:
@@ -201,25 +346,60 @@ class OfflineRunner:
         if isinstance(txids, list):
             for txid in txids:
                 self._by_order[str(txid)] = outcome
+                order = self.exchange.orders.get(str(txid))
+                if order is not None:
+                    self._listener.placed(order, outcome.rule_id)
 
-    def _note_fill(self, update: OrderUpdate) -> None:
-        if update.status != "closed" or not update.filled or update.txid is None or update.txid in self._filled:
+    def _note_order(self, update: OrderUpdate) -> None:
+        """A fill and the order's end, once, when its status becomes final."""
+        status = _ENDED.get(update.status)
+        if status is None or update.txid is None or update.txid in self._ended:
             return
-        self._filled.add(update.txid)
+        self._ended[update.txid] = None
+        if len(self._ended) > _RECENT_ENDS:
+            del self._ended[next(iter(self._ended))]
         order = self.exchange.orders.get(update.txid)
         if order is None:
             return
-        outcome = self._by_order.get(order.cl_ord_id or "") or self._by_order.get(order.txid)
+        outcome = self._by_order.pop(order.txid, None)
+        if order.cl_ord_id:
+            outcome = self._by_order.pop(order.cl_ord_id, None) or outcome
         if outcome is None and order.parent is not None:  # a conditional close placed by the fill of a rule's order
-            outcome = self._by_order.get(order.parent)
+            outcome = self._by_order.pop(order.parent, None)
             if outcome is not None:
-                self._by_order[order.txid] = outcome
-        fill = FillRecord(update.time, order.txid, order.cl_ord_id, order.pair, order.side, order.ordertype,
-                          order.vol_exec, order.avg_price, order.fee,
-                          outcome.rule_id if outcome else None, outcome.decision_id if outcome else None)
-        self.fills.append(fill)
-        if outcome is not None:
-            outcome.fills.append(fill)
+                self._listener.placed(order, outcome.rule_id)
+        if outcome is not None and order.close is not None and order.vol_exec > 0:
+            self._by_order[order.txid] = outcome  # its conditional close is the same fire's
+        rule_id = outcome.rule_id if outcome else None
+        decision_id = outcome.decision_id if outcome else None
+        if order.vol_exec > 0:
+            fill = FillRecord(update.time, order.txid, order.cl_ord_id, order.pair, order.side, order.ordertype,
+                              order.vol_exec, order.avg_price, order.fee, rule_id, decision_id,
+                              self.exchange.balances(ACCOUNT), self._fee_asset(order))
+            if self.keep:
+                self.fills.append(fill)
+            if outcome is not None:
+                outcome.fills.append(fill)
+            self._listener.filled(fill)
+        if status != "filled" and order.vol_exec > 0:
+            status = "partially filled"
+        end = OrderEnd(update.time, order.txid, order.pair, order.side, order.ordertype, order.volume,
+                       order.vol_exec, order.price if order.ordertype != "market" else None, order.opentm, status,
+                       order.reason, rule_id, decision_id)
+        if outcome is not None and status != "filled":
+            outcome.ended.append(end)
+        self._listener.ended(end)
+
+    def _fee_asset(self, order: Order) -> str | None:
+        pair = self.exchange.pairs.get(order.pair)
+        if pair is None:
+            return None
+        return pair.base if "fcib" in order.oflags else pair.quote
+
+    def open_orders_of(self, outcome: Outcome) -> int:
+        """How many of the fire's orders are still open."""
+        return sum(1 for i in outcome.intents
+                   if isinstance(i, PlaceOrder) and self._by_order.get(i.cl_ord_id) is outcome)
 
     def _settle(self) -> None:
         touched = self._watcher.touched
@@ -239,6 +419,11 @@ class OfflineRunner:
             outcome.balances_after = balances
             if self._on_outcome is not None:
                 self._on_outcome(outcome)
+            if not self.keep:
+                self.recorder.forget(outcome)
+        if not self.keep and len(self.exchange.orders) > 2 * self._dry_run.keep_closed:
+            # a dry run prunes when it saves the wallet; an offline store saves only at the end
+            self._dry_run.paper.prune(self._dry_run.keep_closed)
 
 
 class _Watcher(DriverObserver):
@@ -247,16 +432,22 @@ class _Watcher(DriverObserver):
     def __init__(self, runner: OfflineRunner) -> None:
         self.runner = runner
         self.touched: list[Outcome] = []
+        self.activity = 0  # counts decisions with outcomes or intents, reports and order updates
 
     def decision(self, decision: Decision, received: float | None) -> None:
-        self.touched.extend(self.runner.recorder.record(decision.trace, decision.intents))
+        outcomes = self.runner.recorder.record(decision.trace, decision.intents)
+        if outcomes or decision.intents:
+            self.activity += 1
+        self.touched.extend(outcomes)
 
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
+        self.activity += 1
         if isinstance(intent, PlaceOrder):
             self.runner._remember_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
-        self.runner._note_fill(update)
+        self.activity += 1
+        self.runner._note_order(update)
 
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rules_engine.pairs import PairRegistry
 from rules_engine.paper.errors import ExchangeError
-from rules_engine.replay.describe import fill_text, iso, offset, outcome_text
+from rules_engine.replay.describe import end_text, fill_text, iso, offset, outcome_text
 from rules_engine.replay.outcomes import Outcome
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import Diagnostic
@@ -124,6 +124,7 @@ def case_details(case: CaseResult) -> list[str]:
         for outcome in case.outcomes:
             lines.append(f"  {offset(outcome.time, start):>8}  {outcome.rule_id}  {outcome_text(outcome)}")
             lines.extend(f"  {offset(fill.time, start):>8}    filled {fill_text(fill)}" for fill in outcome.fills)
+            lines.extend(f"  {offset(end.time, start):>8}    {end_text(end)}" for end in outcome.ended)
     elif not case.error:
         lines.append(f"what happened (start {iso(start)}): nothing fired and nothing was blocked")
     return lines

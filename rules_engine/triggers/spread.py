@@ -77,6 +77,7 @@ class SpreadWatcher(CrossingWatcher["SpreadTrigger"]):
     """Spread crossings: one level book per (market, symbol) and unit (absolute or percent of mid)."""
 
     what = "spread"
+    follows_price = False
 
     def crossing(self, rule: Rule, index: int, trigger: SpreadTrigger, state: WatchState) -> Crossing[SpreadTrigger]:
         watched = (trigger.market.value, trigger.symbol, _PERCENT if trigger.percent else _ABSOLUTE)

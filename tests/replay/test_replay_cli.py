@@ -61,13 +61,14 @@ def test_text_report_lists_every_fire_and_a_summary_per_rule(workspace, capsys):
     assert sorted(p.name for p in (workspace / "out").iterdir()) == ["chart.png", "report.json", "report.md"]
     markdown = (workspace / "out" / "report.md").read_text()
     assert "| time | rule | price | intents | simulated fills | balances after |" in markdown
-    assert "![price with fires and fills](chart.png)" in markdown
+    assert "![price, levels, fires, resting orders and equity](chart.png)" in markdown
 
 
 def test_json_report_for_machines(workspace, capsys):
     code, out, _ = replay(workspace, capsys, "--format", "json", "--wallet", "ZUSD=2000")
     assert code == 0
     report = json.loads(out)
+    assert report["schema"] == "replay-report/1"
     assert report["ticks"] == 2400 and report["wallet"]["start"] == {"ZUSD": "2000"}
     assert report["data"] == [{"path": (workspace / "XBTUSD_1.csv").as_posix(), "format": "ohlcvt",
                                "symbol": "XBTUSD", "interval": 60.0}]
@@ -77,9 +78,10 @@ def test_json_report_for_machines(workspace, capsys):
     assert first["rule"] == "buy-dip" and first["intent_details"][0]["kind"] == "place_order"
     assert first["fills"][0]["side"] == "buy" and first["fills"][0]["volume"] == "0.01"
     assert first["balances_after"]["XXBT"] == "0.01"
-    summary = {s["rule"]: s for s in report["summary"]}
+    summary = {s["rule"]: s for s in report["rules_summary"]}
     assert summary["buy-dip"]["fires"] == sum(1 for f in fires if f["rule"] == "buy-dip")
-    assert summary["buy-dip"]["bought"] == {"XBTUSD": format(sum(0.01 for f in fires if f["rule"] == "buy-dip" and f["fills"]), ".2f")}
+    bought = sum(1 for f in fires if f["rule"] == "buy-dip" and f["fills"])
+    assert summary["buy-dip"]["orders"]["placed"] == summary["buy-dip"]["orders"]["filled"] == bought
     assert json.loads((workspace / "out" / "report.json").read_text()) == report
 
 
@@ -91,7 +93,7 @@ def test_the_chart_is_a_real_png(workspace, capsys):
     assert chart.stat().st_size > 20_000
     image = mpimg.imread(chart)
     height, width = image.shape[:2]
-    assert (width, height) == (1200, 580)
+    assert (width, height) == (1300, 660)
     assert image.std() > 0.05  # not a blank canvas
     code, _, _ = replay(workspace, capsys, "--no-chart", "--out", str(workspace / "plain"))
     assert not (workspace / "plain" / "chart.png").exists()
@@ -135,3 +137,23 @@ def test_state_dir_keeps_the_audit_log_of_the_replay(workspace, capsys):
     assert main(["replay", str(workspace / "rules.yaml"), "--data", str(workspace / "XBTUSD_1.csv"),
                  "--out", str(workspace / "out"), "--no-chart", "--state-dir", str(state)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_rule_errors_are_printed_with_reason_and_place_in_text_markdown_and_json(workspace, capsys):
+    (workspace / "rules.yaml").write_text(RULES + """\
+  - id: broken
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions:
+      - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "=1 / (price - price)"}
+""")
+    where = f"{(workspace / 'rules.yaml').as_posix()}:16 (actions[0].volume)"
+    code, out, _ = replay(workspace, capsys)
+    assert code == 0
+    section = out.split("\nErrors (", 1)[1].split("\n\n", 1)[0].splitlines()[2:]  # past the title and header
+    assert section and all("broken" in line and where in line and "division by zero" in line for line in section)
+    markdown = (workspace / "out" / "report.md").read_text()
+    assert f"| broken | {where} | error: division by zero in `1 / (price - price)` (at column 1) |" in markdown
+    report = json.loads((workspace / "out" / "report.json").read_text())
+    assert report["errors"] and {(e["rule"], e["where"], e["by"]) for e in report["errors"]} == {
+        ("broken", where, "error")}
+    assert {s["rule"]: s["errors"] for s in report["rules_summary"]}["broken"] == len(report["errors"])

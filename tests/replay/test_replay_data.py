@@ -1,11 +1,17 @@
-"""Market data readers: every format, candle ordering, intervals, errors at file:line."""
+"""Market data readers: every format (v2 book frames as best bid/ask ticks), candle ordering, intervals,
+skipped frames counted, errors at file:line."""
 
+import io
 import json
+from collections import Counter
 from decimal import Decimal
 
 import pytest
 
 from rules_engine.replay.data import DataError, candle_path, candle_ticks, merged_ticks, open_data
+from rules_engine.replay.replay import run_replay
+from rules_engine.replay.report import write_text
+from rules_engine.rules import load_rules_text
 
 D = Decimal
 
@@ -141,3 +147,69 @@ def test_files_merge_by_time(tmp_path):
     merged = merged_ticks([open_data(tmp_path / "XBTUSD_1.csv"), open_data(tmp_path / "ETHUSD_1.csv")])
     assert [(t.time, t.symbol) for t in merged][:6] == [
         (0.0, "XBTUSD"), (15.0, "XBTUSD"), (30.0, "XBTUSD"), (30.0, "ETHUSD"), (45.0, "XBTUSD"), (45.0, "ETHUSD")]
+
+
+def book(kind, bids, asks, stamp=None, symbol="BTC/USD"):
+    entry = {"symbol": symbol, "bids": [{"price": p, "qty": q} for p, q in bids],
+             "asks": [{"price": p, "qty": q} for p, q in asks], "checksum": 0}
+    if stamp:
+        entry["timestamp"] = stamp
+    return {"channel": "book", "type": kind, "data": [entry]}
+
+
+BOOK_FRAMES = [
+    {"method": "subscribe", "success": True, "result": {"channel": "book", "symbol": "BTC/USD", "depth": 10}},
+    {"time": 1700000000, "frame": book("snapshot", [(70000.0, 1), (69990.0, 2)], [(70010.0, 1), (70020.0, 3)])},
+    book("update", [(69995.0, 1)], [], "2023-11-14T22:13:21Z"),            # a lower bid: best unchanged
+    book("update", [(70000.0, 0)], [], "2023-11-14T22:13:22Z"),            # the best bid leaves: 69995
+    book("update", [], [(70005.5, 0.5)], "2023-11-14T22:13:23Z"),          # a better ask
+    {"channel": "heartbeat"},
+    {"channel": "trade", "type": "update", "data": [{"symbol": "BTC/USD", "price": 70001, "qty": 1}]},
+    {"channel": "heartbeat"},
+]
+
+
+def test_v2_book_frames_play_best_bid_and_ask_ticks_and_skipped_frames_are_counted(tmp_path):
+    path = tmp_path / "book.jsonl"
+    path.write_text("\n".join(json.dumps(f) for f in BOOK_FRAMES) + "\n")
+    skipped = Counter()
+    ticks = list(open_data(path).ticks(skipped=skipped))
+    assert [(t.time, t.last, str(t.bid), str(t.ask)) for t in ticks] == [
+        (1700000000.0, None, "70000.0", "70010.0"),
+        (1700000002.0, None, "69995.0", "70010.0"),
+        (1700000003.0, None, "69995.0", "70005.5"),
+    ]
+    assert skipped == {"heartbeat": 2, "channel trade": 1, "subscription answer": 1,
+                       "book (best bid and ask unchanged)": 1}
+
+
+def test_a_spread_trigger_replays_from_book_frames_and_the_report_counts_skipped_frames(tmp_path):
+    frames = [
+        {"time": 1700000000, "frame": book("snapshot", [(70000.0, 1)], [(70010.0, 1)])},
+        book("update", [(70000.0, 0), (69980.0, 1)], [], "2023-11-14T22:13:30Z"),   # spread 10 -> 30
+        {"channel": "heartbeat"},
+    ]
+    path = tmp_path / "book.jsonl"
+    path.write_text("\n".join(json.dumps(f) for f in frames) + "\n")
+    loaded = load_rules_text("""version: 1
+rules:
+  - id: wide
+    triggers: [{type: spread, symbol: XBTUSD, crosses_above: 25}]
+    actions: [{type: log, message: "spread {spread}"}]
+""")
+    result = run_replay(loaded.ruleset, [open_data(path)])
+    (fire,) = list(result.ledger.fires.rows())
+    assert fire["rule"] == "wide" and fire["time"] == 1700000010.0
+    assert result.skipped == {"heartbeat": 1}
+    out = io.StringIO()
+    write_text(result, out)
+    assert "skipped frames (no tick): heartbeat 1" in out.getvalue()
+
+
+def test_a_file_of_frames_without_ticks_says_what_it_skipped(tmp_path):
+    path = tmp_path / "quiet.jsonl"
+    path.write_text('{"channel":"heartbeat"}\n{"channel":"heartbeat"}\n{"channel":"ohlc","type":"update","data":[]}\n')
+    loaded = load_rules_text("version: 1\nrules:\n  - id: x\n    triggers: [{type: timer, every: 1m}]\n"
+                             "    actions: [{type: log, message: hi}]\n")
+    with pytest.raises(DataError, match=r"the data files hold no ticks \(skipped frames: channel ohlc 1, heartbeat 2\)"):
+        run_replay(loaded.ruleset, [open_data(path)])

@@ -1,0 +1,100 @@
+"""Deferred ticks change nothing: a replay through `feed_tick` (which defers candle ticks
+inside the quiet band of their symbol and delivers the latest before anything else) fires,
+fills and ends exactly as one that delivers every tick through the driver."""
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from rules_engine.replay.data import candle_ticks, merged_ticks
+from rules_engine.replay.describe import end_text, fill_text, outcome_text
+from rules_engine.replay.runner import OfflineRunner
+from rules_engine.rules import load_rules_text
+
+T0 = 1767225600.0
+RULES = """\
+version: 1
+rules:
+  - id: dip-buy
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69800, rearm: "0.1%"}]
+    cooldown: 3m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+  - id: rip-limit-sell
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70200}]
+    when: "balance('XXBT') >= 0.01 and price_of('ETHUSD') > 0"
+    actions: [{type: place_order, pair: XBTUSD, side: sell, ordertype: limit, volume: 0.01, price: "=price + 30",
+               expire_after: 5m}]
+  - id: held-bid
+    triggers: [{type: price, symbol: ETHUSD, crosses_below: 2490}]
+    for: 2m
+    actions: [{type: place_order, pair: ETHUSD, side: buy, ordertype: limit, volume: 0.5, price: "=price - 3"}]
+  - id: eth-stop
+    triggers: [{type: price, symbol: ETHUSD, crosses_above: 2510}]
+    actions: [{type: place_order, pair: ETHUSD, side: sell, ordertype: stop-loss, volume: 0.2, price: "=price - 6"}]
+  - id: cross-read
+    triggers: [{type: price, symbol: ETHUSD, field: mid, crosses_above: 2505, rearm: 2}]
+    when: "price_of('XBTUSD') < 70100"
+    actions: [{type: log, message: "eth {price}"}]
+  - id: beat
+    triggers: [{type: timer, every: 7m}]
+    when: "price_of('XBTUSD') > 70000 and price_of('ETHUSD') > 2500"
+    actions: [{type: log, message: "both high"}]
+  - id: pull
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70350}]
+    actions: [{type: cancel_all}]
+"""
+
+
+def walk(symbol, start, step, count, seed):
+    rng = random.Random(seed)
+    price, ticks = start, []
+    for n in range(count):
+        close = price + rng.gauss(0, step)
+        high, low = max(price, close) + abs(rng.gauss(0, step / 3)), min(price, close) - abs(rng.gauss(0, step / 3))
+        q = Decimal(10) ** -1
+        candle = (T0 + 60 * n, Decimal(price).quantize(q), Decimal(high).quantize(q), Decimal(low).quantize(q),
+                  Decimal(close).quantize(q))
+        ticks.extend(candle_ticks(symbol, candle, 60.0))
+        price = close
+    return ticks
+
+
+class _Files:
+    def __init__(self, ticks):
+        self._ticks = ticks
+
+    def ticks(self, skipped=None):
+        return iter(self._ticks)
+
+
+def run(feed_all, ticks):
+    loaded = load_rules_text(RULES)
+    assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+    runner = OfflineRunner(loaded.ruleset, start=T0, wallet={"ZUSD": Decimal(100000), "XETH": Decimal(10)})
+    feed = runner.feed if feed_all else runner.feed_tick
+    delivered = []
+    driver_feed = runner.driver.feed
+    runner.driver.feed = lambda event, *rest: (delivered.append(event), driver_feed(event, *rest))[1]
+    for tick in ticks:
+        feed(tick)
+    runner.finish(ticks[-1].time)
+    story = []
+    for o in runner.outcomes:
+        story.append((o.time, o.rule_id, outcome_text(o), [(f.time, fill_text(f)) for f in o.fills],
+                      [(e.time, end_text(e)) for e in o.ended]))
+    tick_ids = {id(t) for t in ticks}
+    ticks_delivered = sum(1 for e in delivered if id(e) in tick_ids)
+    return story, runner.balances(), len(runner.open_orders()), ticks_delivered
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_holding_back_quiet_ticks_changes_nothing(seed):
+    ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 60, 400, seed)),
+                               _Files(walk("ETHUSD", 2500, 4, 400, seed + 10))]))
+    every, wallet, open_orders, delivered = run(True, ticks)
+    held, held_wallet, held_open, held_delivered = run(False, ticks)
+    assert delivered == len(ticks) and held_delivered < len(ticks) / 2  # most ticks were deferred
+    assert len(every) > 20 and len({o[1] for o in every}) >= 4 and any(o[3] for o in every)  # fires and fills
+    assert held == every
+    assert (held_wallet, held_open) == (wallet, open_orders)
