@@ -151,7 +151,8 @@ class OfflineRunner:
             self.audit = AuditLog(audit_log_path(folder), mode=MODE, clock=clock, durable=False)
         else:
             self.audit = MemoryAudit() if keep else _DiscardAudit()
-        paper = PaperExecutor(self.exchange, ACCOUNT, PaperFutures.create(futures_wallet or {}, self.exchange.pairs))
+        self._futures = PaperFutures.create(futures_wallet or {}, self.exchange.pairs)
+        paper = PaperExecutor(self.exchange, ACCOUNT, self._futures)
         self._dry_run = DryRunExecutor(paper, self.store)
         self.executor = BalanceCache(self._dry_run, balance_max_age)
         needs = rule_needs(ruleset)
@@ -263,7 +264,12 @@ class OfflineRunner:
         self._due = self._next_due()
 
     def _band(self, symbol: str) -> tuple[Band, Band] | None:
-        """The quiet band (nothing changes) and the calm band (nothing fires or fills)."""
+        """The quiet band (nothing changes) and the calm band (nothing fires or fills). None
+        while the paper Futures account has an open order or position: spot prices move its
+        marks, so every tick counts there."""
+        futures = self._futures.exchange
+        if futures.open_orders(self._futures.account) or futures.positions(self._futures.account):
+            return None
         paper = self.exchange.quiet_band(symbol)
         quiet = self.engine.quiet_band("spot", symbol) if paper is not None else None
         calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None

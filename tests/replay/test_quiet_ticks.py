@@ -98,3 +98,38 @@ def test_holding_back_quiet_ticks_changes_nothing(seed):
     assert len(every) > 20 and len({o[1] for o in every}) >= 4 and any(o[3] for o in every)  # fires and fills
     assert held == every
     assert (held_wallet, held_open) == (wallet, open_orders)
+
+
+FUTURES_RULES = """\
+version: 1
+rules:
+  - id: fut-bid
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69900}]
+    cooldown: 1h
+    actions:
+      - {type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: lmt, size: 0.01,
+         limit_price: "=price - 100"}
+"""
+
+
+def test_ticks_are_not_held_back_while_a_paper_futures_order_rests():
+    """Spot ticks move the paper Futures marks: a resting Futures limit order must see every
+    price, so it fills at the same tick whether or not quiet ticks are deferred."""
+    ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 60, 300, 7))]))
+    stories = []
+    for feed_all in (True, False):
+        loaded = load_rules_text(FUTURES_RULES)
+        assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+        runner = OfflineRunner(loaded.ruleset, start=T0, wallet={"ZUSD": Decimal(1000)},
+                               futures_wallet={"USD": Decimal(10000)})
+        feed = runner.feed if feed_all else runner.feed_tick
+        for tick in ticks:
+            feed(tick)
+        runner.finish(ticks[-1].time)
+        futures = runner._futures.exchange
+        orders = [(o.cli_ord_id, o.status, o.updated, str(o.filled)) for o in futures.orders.values()]
+        stories.append(([(o.time, o.rule_id, outcome_text(o)) for o in runner.outcomes], orders,
+                        [(p.symbol, str(p.size), str(p.price)) for p in futures.positions(runner._futures.account)]))
+    fired, orders, positions = stories[0]
+    assert any(status == "filled" for _, status, _, _ in orders) and positions, "the walk fills the resting bid"
+    assert stories[1] == stories[0]
