@@ -115,6 +115,7 @@ def _fills_after_their_decision(records: list[dict[str, Any]]) -> list[dict[str,
 
 
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_UUID_SPLIT = re.compile(r"(\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b)")
 
 
 def _client_ids(value: Any, seen: dict[str, str]) -> Any:
@@ -136,8 +137,9 @@ def _numbers(value: Any) -> Any:
         return [_numbers(v) for v in value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _canonical(Decimal(repr(value)))
-    if isinstance(value, str):
-        return _NUMBER.sub(lambda m: _canonical(Decimal(m.group(0))), value)
+    if isinstance(value, str):  # numbers in text by value; client order ids (UUIDs) left whole
+        return "".join(part if _UUID.fullmatch(part) else _NUMBER.sub(lambda m: _canonical(Decimal(m.group(0))), part)
+                       for part in _UUID_SPLIT.split(value))
     return value
 
 
