@@ -12,7 +12,8 @@ Formats (chosen by `--data-format`, else by the file):
   spot v1 (`[channelID, {...}, "ticker", "XBT/USD"]`) and futures ticker frames, bare or
   wrapped as `{"time": <epoch seconds or RFC 3339>, "frame": <the frame, or its text>}`.
   Frames are parsed by `rules_engine.kraken.ws_frames`, exactly as the live feed parses
-  them; heartbeats, acks and status frames are skipped; a malformed frame is an error.
+  them; heartbeats, acks and status frames are skipped; a malformed frame is an error. A
+  ticker for a pair AssetPairs does not list is skipped and counted (`DataFile.unknown_pairs`).
   A tick's time is the wrapper's `time`, else the frame's own timestamp (v2 `timestamp`,
   futures `time`), else one second after the previous frame.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rules_engine.core.events import Tick, make_tick
-from rules_engine.kraken.ws_frames import Dialect, Malformed, dialect_for
+from rules_engine.kraken.ws_frames import Dialect, Malformed, UnknownPair, dialect_for
 from rules_engine.pairs import PairRegistry, default_registry
 
 FORMATS = ("ohlcvt", "ohlc", "rest-json", "ws-jsonl")
@@ -92,12 +94,16 @@ class DataFile:
     interval: float | None = None
     registry: PairRegistry | None = None
     rows: tuple[Candle, ...] | None = field(default=None, compare=False, repr=False)  # rest-json, read once
+    # Recorded tickers of pairs the AssetPairs snapshot does not list, by wire name (counted
+    # while `ticks()` plays the file; such frames are skipped, not errors).
+    unknown_pairs: Counter[str] = field(default_factory=Counter, compare=False, repr=False)
 
     def ticks(self, start: float | None = None) -> Iterator[Tick]:
         """The file's ticks, in time order. `start` is the time of recorded frames that come
         before any frame with a time; without it such a frame is an error."""
         if self.format == "ws-jsonl":
-            return _frame_ticks(self.path, self.registry or default_registry(), start)
+            self.unknown_pairs.clear()
+            return _frame_ticks(self.path, self.registry or default_registry(), start, self.unknown_pairs)
         assert self.symbol is not None and self.interval is not None
         return _candle_stream(self.symbol, self.candles(), self.interval)
 
@@ -351,7 +357,8 @@ def _frame_dialect(text: str, dialects: dict[str, Dialect], registry: PairRegist
     return dialects[name]
 
 
-def _frame_ticks(path: Path, registry: PairRegistry, start: float | None = None) -> Iterator[Tick]:
+def _frame_ticks(path: Path, registry: PairRegistry, start: float | None = None,
+                 unknown: Counter[str] | None = None) -> Iterator[Tick]:
     dialects: dict[str, Dialect] = {}
     clock: float | None = None
     for number, line in _lines(path):
@@ -374,7 +381,9 @@ def _frame_ticks(path: Path, registry: PairRegistry, start: float | None = None)
             raise DataError(f"{where}: not a Kraken WebSocket frame (v2, v1 or futures)")
         result = dialect.parse(frame_text, 0.0)
         for event in result.events:
-            if isinstance(event, Malformed):
+            if isinstance(event, UnknownPair) and unknown is not None:
+                unknown[event.pair] += 1
+            elif isinstance(event, Malformed):
                 raise DataError(f"{where}: malformed {dialect.name} frame: {event.reason}")
         fallback = None
         for tick in result.ticks:

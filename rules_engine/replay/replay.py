@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,6 +23,7 @@ from rules_engine.core import PlaceOrder, RiskLimits
 from rules_engine.core.decimals import plain
 from rules_engine.core.events import Tick
 from rules_engine.core.model import RuleSet
+from rules_engine.needs import rule_needs
 from rules_engine.replay.data import DataError, DataFile, merged_ticks
 from rules_engine.replay.outcomes import FillRecord, Outcome
 from rules_engine.replay.runner import OfflineRunner
@@ -51,6 +53,9 @@ class ReplayResult:
     fills: list[FillRecord]
     prices: dict[str, PriceSeries]
     fire_symbols: dict[int, tuple[str | None, Decimal | None]] = field(default_factory=dict)
+    # Ticks not played because no rule watches their pair (by symbol; a recorded pair that
+    # AssetPairs does not list is counted by its wire name).
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def fires(self) -> list[Outcome]:
@@ -72,7 +77,8 @@ def run_replay(
     progress: ProgressWrapper | None = None,
     state_dir: str | Path | None = None,
 ) -> ReplayResult:
-    """Replay the data files' ticks, merged by time, through the rules. Raises `DataError`
+    """Replay the data files' ticks, merged by time, through the rules; ticks of pairs no rule
+    watches (triggers, orders, `price_of`) are skipped and counted. Raises `DataError`
     for unusable data (nothing is half-reported). `state_dir` keeps the run's state store and
     audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them."""
     ticks = merged_ticks(data)
@@ -82,6 +88,9 @@ def run_replay(
     stream: Iterable[Tick] = itertools.chain([first], ticks)
     if progress is not None:
         stream = progress(iter(stream), sum(f.estimate() for f in data))
+    needs = rule_needs(ruleset)
+    watched = needs.spot_symbols | needs.futures_symbols
+    skipped: Counter[str] = Counter()
     last_price: dict[str, Decimal] = {}
     fire_symbols: dict[int, tuple[str | None, Decimal | None]] = {}
 
@@ -105,6 +114,9 @@ def run_replay(
         count = 0
         end = first.time
         for tick in stream:
+            if tick.symbol not in watched:
+                skipped[tick.symbol] += 1
+                continue
             price = tick.last if tick.last is not None else tick.mid
             if price is not None:
                 last_price[tick.symbol] = price
@@ -118,6 +130,8 @@ def run_replay(
             if tick.time > end:
                 end = tick.time
         runner.finish(end)
+        for file in data:
+            skipped.update(file.unknown_pairs)
         return ReplayResult(
             rule_files=ruleset.files,
             data=data,
@@ -131,6 +145,7 @@ def run_replay(
             fills=runner.fills,
             prices=series,
             fire_symbols=fire_symbols,
+            skipped=dict(sorted(skipped.items())),
         )
     finally:
         runner.close()

@@ -54,6 +54,7 @@ def report_json(result: ReplayResult, rule_ids: Sequence[str] | None = None,
         "period": {"start": iso(result.start), "end": iso(result.end), "start_time": result.start,
                    "end_time": result.end},
         "ticks": result.ticks,
+        "skipped": {"ticks": sum(result.skipped.values()), "by_symbol": result.skipped},
         "wallet": {"start": result.wallet_start, "end": result.wallet_end, "open_orders": result.open_orders},
         "fires": [fire_row(result, o) for o in result.fires],
         "summary": [s.to_dict() for s in summarize(result, _rule_ids(result, rule_ids))],
@@ -119,6 +120,9 @@ def _header(result: ReplayResult) -> list[str]:
         f"wallet: {balances_text(result.wallet_start)} -> {balances_text(result.wallet_end)}"
         f" ({result.open_orders} open orders at the end)",
     ]
+    if result.skipped:
+        counts = ", ".join(f"{symbol} {count:,}" for symbol, count in result.skipped.items())
+        lines.append(f"skipped: {sum(result.skipped.values()):,} ticks of pairs no rule watches ({counts})")
     if _has_candles(result):
         lines.append(CANDLE_NOTE.format(fractions=_fractions()))
     return lines
