@@ -144,8 +144,8 @@ class FeedHub:
         stats = self.sim.market.stats(altname)
         assert stats is not None
         if kind == "v2":
-            return {"channel": "ticker", "type": type_, "data": [v2_ticker(stats)]}
-        return [self._channel_id(altname), v1_ticker(stats), "ticker", stats.pair.wsname]
+            return {"channel": "ticker", "type": type_, "data": [v2_ticker(stats, self.sim.market.seed)]}
+        return [self._channel_id(altname), v1_ticker(stats, self.sim.market.seed), "ticker", stats.pair.wsname]
 
     def _channel_id(self, altname: str) -> int:
         return self._channel_ids.setdefault(altname, 340 + len(self._channel_ids))

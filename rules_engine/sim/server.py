@@ -42,6 +42,7 @@ from rules_engine.sim.market import MarketData
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
 from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
 from rules_engine.sim.spot_rest import SpotRest
+from rules_engine.sim.spot_trading import install as install_spot_trading
 from rules_engine.sleeping import interruptible_sleep
 
 FUTURES_BUDGET = (500, 50)  # cost units per key: maximum, and decay per second (500 per 10 s)
@@ -62,10 +63,11 @@ class Simulator:
         self.pairs = pairs or default_registry()
         self.lock = threading.RLock()
         self.faults = Faults()
-        self.market = MarketData(self.pairs)
+        self.market = MarketData(self.pairs, self.config.seed)
         self.exchange = PaperExchange(self.pairs, fees, seed=self.config.seed)
         self.futures = FuturesExchange(default_products(self.pairs), seed=self.config.seed)
         self.spot_api = SpotApi(self.exchange, self.market)
+        self.spot_trading = install_spot_trading(self.spot_api)  # Depth, Trades, Amend/Edit, batches
         self.futures_api = FuturesApi(self.futures, self.market)
         self.spot_auth = SpotAuth(self.config.lockout_after, self.config.lockout_seconds)
         self.futures_auth = FuturesAuth(self.config.futures_nonce_window)

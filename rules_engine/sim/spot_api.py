@@ -169,7 +169,7 @@ class SpotApi:
                 if requested:
                     raise ExchangeError("EQuery:Unknown asset pair")
                 continue
-            result[pair.pair_id] = rest_ticker(stats)
+            result[pair.pair_id] = rest_ticker(stats, self.market.seed)
         return result
 
     def ohlc(self, params: Mapping[str, Any], now: float) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_cli_generates_a_key_serves_and_stops_cleanly():
         secret = re.search(r"API secret\s+(\S+)", banner).group(1)
         client = SpotClient(base, key, secret)
         assert client.ok("Balance") == {"ZUSD": "500.0000"}
-        assert requests.get(base + "/0/public/Ticker?pair=XBTUSD", timeout=5).json()["result"]["XXBTZUSD"]["c"][0] == "60000.0"
+        assert requests.get(base + "/0/public/Ticker?pair=XBTUSD", timeout=5).json()["result"]["XXBTZUSD"]["c"][0] == "60000.00000"
     finally:
         code, out, err = stop_cli(process)
     assert code == 0 and "stopped" in out, err
@@ -66,7 +66,7 @@ def test_cli_with_a_config_file_and_a_given_key(tmp_path):
         base = re.search(r"spot REST\s+(\S+)", banner).group(1)
         assert SpotClient(base, "file-key", SECRET).ok("Balance") == {"XXBT": "2.0000000000"}
         assert SpotClient(base, "cli-key", SECRET).ok("Balance") == {"ZUSD": "7.0000"}
-        assert SpotClient(base, "cli-key", SECRET).public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]["c"][0] == "42000.0"
+        assert SpotClient(base, "cli-key", SECRET).public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]["c"][0] == "42000.00000"
     finally:
         assert stop_cli(process)[0] == 0
 

@@ -222,13 +222,13 @@ def test_public_endpoints(spot, sim, clock):
     assert set(fees) == {"fees", "fees_maker", "fee_volume_currency"}
     sim.set_price("XBTUSD", "60500", volume="0.5")
     ticker = spot.public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]
-    assert ticker["c"] == ["60500.0", "0.50000000"] and ticker["o"] == "60000.0"
-    assert ticker["a"][0] == "60500.1" and ticker["b"][0] == "60499.9" and ticker["h"] == ["60500.0", "60500.0"]
+    assert ticker["c"] == ["60500.00000", "0.50000000"] and ticker["o"] == "60000.00000"
+    assert ticker["a"][0] == "60500.10000" and ticker["b"][0] == "60499.90000" and ticker["h"] == ["60500.00000", "60500.00000"]
     assert set(ticker) == set("abcvptlho")
     assert len(spot.public("Ticker")["result"]) == 18
     ohlc = spot.public("OHLC", pair="XBTUSD", interval=5)["result"]
     row = ohlc["XXBTZUSD"][-1]
-    assert row[1:5] == ["60000.0", "60500.0", "60000.0", "60500.0"] and row[7] == 1
+    assert row[1:5] == ["60000.00000", "60500.00000", "60000.00000", "60500.00000"] and row[7] == 1
     assert spot.public("OHLC", pair="XBTUSD", interval=7) == {"error": ["EGeneral:Invalid arguments:interval"]}
     token = spot.ok("GetWebSocketsToken")
     assert token["expires"] == 900 and len(token["token"]) == 43
