@@ -19,9 +19,11 @@ class KrakenEndpoints:
     futures_ws: str = "wss://futures.kraken.com/ws/v1"
 
     @classmethod
-    def local(cls, host: str, port: int) -> KrakenEndpoints:
-        """The URLs of a simulator listening on host:port (all APIs on one port)."""
-        http, ws = f"http://{host}:{port}", f"ws://{host}:{port}"
+    def local(cls, host: str, port: int, secure: bool = False) -> KrakenEndpoints:
+        """The URLs of a simulator listening on host:port (all APIs on one port; `https`
+        and `wss` when it serves TLS)."""
+        http, ws = (f"https://{host}:{port}", f"wss://{host}:{port}") if secure else (
+            f"http://{host}:{port}", f"ws://{host}:{port}")
         return cls(
             spot_rest=http,
             futures_rest=f"{http}/derivatives",

@@ -1,7 +1,8 @@
 """Public `Depth` and `Trades`: the simulated market's order book and its prints.
 
 The book is seeded around the price: its best bid and ask are the ticker's (one tick either
-side of the last price, or the quoted bid/ask), then one level per tick outward, each with a
+side of the last price, or the quoted bid/ask), then levels thinning outward (level `i` sits
+`i(i+1)/2` ticks beyond the top, so 500 levels of XBTUSD span about 12,500 USD), each with a
 size drawn deterministically from the simulator's seed, the pair, the side and the level
 (between 20 and 2,000 times the pair's `ordermin`). The accounts' resting limit orders are on
 the book too, added to the size of their level; so a limit buy below the bid rests where
@@ -51,8 +52,9 @@ def book(stats: PairStats, exchange: PaperExchange, count: int, seed: int | str 
     places, lots, stamp = price_decimals(pair), pair.lot_decimals, int(stats.updated)
     sides: dict[str, dict[Decimal, Decimal]] = {"asks": {}, "bids": {}}
     for index in range(count):
-        sides["asks"][stats.ask + tick * index] = level_volume(pair, "ask", index, seed)
-        sides["bids"][stats.bid - tick * index] = level_volume(pair, "bid", index, seed)
+        offset = tick * (index * (index + 1) // 2)
+        sides["asks"][stats.ask + offset] = level_volume(pair, "ask", index, seed)
+        sides["bids"][stats.bid - offset] = level_volume(pair, "bid", index, seed)
     for order in exchange.open_orders_of_pair(pair.altname):  # the accounts' resting limit orders
         if order.status != "open" or not order.resting:
             continue

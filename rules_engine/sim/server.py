@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -231,9 +232,11 @@ class Simulator:
         app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root)])
         return app
 
-    async def start(self, host: str | None = None, port: int | None = None) -> KrakenEndpoints:
+    async def start(self, host: str | None = None, port: int | None = None,
+                    ssl_context: ssl.SSLContext | None = None) -> KrakenEndpoints:
         """Serve on host:port (defaults from the config; port 0 picks a free one) in the
-        running loop; returns the endpoints."""
+        running loop, over TLS with `ssl_context` (see `rules_engine.sim.tls`); returns the
+        endpoints."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         host = host or self.config.host
@@ -251,9 +254,9 @@ class Simulator:
         sock.bind((host, port))
         runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         self._runner = runner
-        self.endpoints = KrakenEndpoints.local(host, sock.getsockname()[1])
+        self.endpoints = KrakenEndpoints.local(host, sock.getsockname()[1], secure=ssl_context is not None)
         self._tasks = [asyncio.ensure_future(self._housekeeping())]
         if self.config.tick_interval:
             self._tasks.append(asyncio.ensure_future(self._drive_prices()))
@@ -276,13 +279,15 @@ class Simulator:
         self.endpoints = None
 
     @contextlib.contextmanager
-    def running(self, host: str | None = None, port: int | None = None) -> Iterator[KrakenEndpoints]:
+    def running(self, host: str | None = None, port: int | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> Iterator[KrakenEndpoints]:
         """Serve from a background thread with its own event loop while the block runs."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="kraken-sim", daemon=True)
         thread.start()
         try:
-            endpoints = asyncio.run_coroutine_threadsafe(self.start(host, port), loop).result(START_TIMEOUT)
+            endpoints = asyncio.run_coroutine_threadsafe(self.start(host, port, ssl_context),
+                                                         loop).result(START_TIMEOUT)
             try:
                 yield endpoints
             finally:
