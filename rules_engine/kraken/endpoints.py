@@ -2,7 +2,7 @@
 
 Clients append Kraken's documented paths to these bases unchanged
 (`{spot_rest}/0/private/AddOrder`, `{futures_rest}/api/v3/sendorder`), so pointing a
-client at `rules-engine sim` changes nothing but these five strings.
+client at `rules-engine sim` changes nothing but these strings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ class KrakenEndpoints:
     ws_v2: str = "wss://ws.kraken.com/v2"
     ws_v1: str = "wss://ws.kraken.com"
     futures_ws: str = "wss://futures.kraken.com/ws/v1"
+    ws_auth_v2: str = "wss://ws-auth.kraken.com/v2"  # private WebSocket v2 (executions, balances)
 
     @classmethod
     def local(cls, host: str, port: int, secure: bool = False) -> KrakenEndpoints:
@@ -30,6 +31,7 @@ class KrakenEndpoints:
             ws_v2=f"{ws}/v2",
             ws_v1=ws,
             futures_ws=f"{ws}/ws/v1",
+            ws_auth_v2=f"{ws}/auth/v2",
         )
 
 

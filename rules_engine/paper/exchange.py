@@ -135,6 +135,10 @@ class PaperExchange:
         """Total balances by Kraken asset code (held amounts included)."""
         return dict(self._balances.get(account, {}))
 
+    def accounts(self) -> list[str]:
+        """Every account that has a wallet."""
+        return list(self._balances)
+
     def holds(self, account: str) -> dict[str, Decimal]:
         """Amounts reserved by open orders (`hold_trade`), by asset."""
         held: dict[str, Decimal] = {}

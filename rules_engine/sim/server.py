@@ -8,7 +8,8 @@
 or inside a running loop: `endpoints = await sim.start()` ... `await sim.stop()`.
 
 Routes (`KrakenEndpoints.local` gives the URLs): Spot REST `/0/public/*`, `/0/private/*`;
-Futures REST `/derivatives/api/v3/*`; WebSocket v2 `/v2`, v1 `/`, Futures `/ws/v1`.
+Futures REST `/derivatives/api/v3/*`; WebSocket v2 `/v2`, v1 `/`, Futures `/ws/v1`, private
+v2 `/auth/v2`.
 State lives in pure objects (`exchange`, `futures`, `market`, `spot_api`) guarded by one
 lock, so the thread-safe controls (`set_price`, `step`, `advance`, `faults`) may be called
 from any thread while the server runs.
@@ -41,6 +42,7 @@ from rules_engine.sim.futures_api import FuturesApi
 from rules_engine.sim.futures_rest import FuturesRest
 from rules_engine.sim.market import MarketData
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
+from rules_engine.sim.private_ws import PrivateFeed
 from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
 from rules_engine.sim.spot_rest import SpotRest
 from rules_engine.sim.spot_trading import install as install_spot_trading
@@ -82,6 +84,7 @@ class Simulator:
         self._futures_counters: dict[str, DecayingCounter] = {}
         self._tiers: dict[str, str] = {}
         self._hub: FeedHub | None = None
+        self._private: PrivateFeed | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -137,6 +140,7 @@ class Simulator:
             rendered = self._hub.render(names) if self._hub is not None else None
         if rendered is not None:
             self._in_loop(lambda hub: hub.publish(rendered))
+        self.notify_private()
         return fills
 
     def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0", *,
@@ -172,6 +176,22 @@ class Simulator:
             now = self.clock()
             self.exchange.advance(now)
             self.futures.advance(now)
+        self.notify_private()
+
+    def notify_private(self) -> None:
+        """Send the private WebSocket subscribers what changed (orders, fills, balances)."""
+        feed, loop = self._private, self._loop
+        if feed is None or loop is None or loop.is_closed():
+            return
+
+        def flush() -> None:
+            with self.lock:
+                feed.flush()
+
+        if threading.get_ident() == self._loop_thread:
+            flush()
+        else:
+            loop.call_soon_threadsafe(flush)
 
     def set_system_status(self, status: str) -> None:
         """`online`, `maintenance`, `cancel_only` or `post_only` (REST and WS status)."""
@@ -224,12 +244,16 @@ class Simulator:
         async def futures_ws(request: web.Request) -> web.StreamResponse:
             return await hub.handle(request, "futures")
 
+        private = self._private
+        assert private is not None
+
         async def root(request: web.Request) -> web.StreamResponse:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 return await hub.handle(request, "v1")
             return web.Response(text="rules-engine Kraken simulator: see docs/simulator.md\n")
 
-        app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root)])
+        app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root),
+                        web.get("/auth/v2", private.handle)])
         return app
 
     async def start(self, host: str | None = None, port: int | None = None,
@@ -245,6 +269,7 @@ class Simulator:
         self._loop_thread = threading.get_ident()
         self._stopping = asyncio.Event()
         self._hub = FeedHub(self)
+        self._private = PrivateFeed(self)
         self.faults.attach(
             lambda code: self._on_loop_and_wait(lambda hub: hub.drop_all(code)),
             lambda n, kind: self._on_loop_and_wait(lambda hub: hub.send_malformed(n, kind)),
@@ -273,8 +298,10 @@ class Simulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.faults.attach(None, None)
         await self._hub.close_all()
+        if self._private is not None:
+            await self._private.close_all()
         await self._runner.cleanup()
-        self._runner, self._hub, self._tasks = None, None, []
+        self._runner, self._hub, self._private, self._tasks = None, None, None, []
         self._loop = self._loop_thread = None
         self.endpoints = None
 

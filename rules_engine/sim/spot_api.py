@@ -39,6 +39,7 @@ from rules_engine.sim.market import INTERVALS, MarketData, rest_ticker
 
 SYSTEM_STATUSES = ("online", "maintenance", "cancel_only", "post_only")
 PAGE = 50
+WS_TOKEN_SECONDS = 900
 _ZERO = Decimal(0)
 
 
@@ -65,6 +66,7 @@ class SpotApi:
         self._asset_pairs = {p.pair_id: dict(raw.get(p.pair_id) or _minimal_pair(p)) for p in exchange.pairs}
         self._ids = ids or IdSource("ws-token")
         self._trade_counters: dict[tuple[str, str], DecayingCounter] = {}
+        self.ws_tokens: dict[str, tuple[str, float]] = {}  # token -> (account, expiry; 0 once in use)
         self.public_methods: dict[str, Callable[[Mapping[str, Any], float], Any]] = {
             "Time": self.time,
             "SystemStatus": self.system_status,
@@ -399,7 +401,23 @@ class SpotApi:
         return {"currentTime": iso_seconds(now), "triggerTime": "0" if trigger is None else iso_seconds(trigger)}
 
     def websockets_token(self, account: str, params: Mapping[str, Any], now: float) -> dict[str, Any]:
-        return {"token": self._ids.token(), "expires": 900}
+        token = self._ids.token()
+        self.ws_tokens[token] = (account, now + WS_TOKEN_SECONDS)
+        return {"token": token, "expires": WS_TOKEN_SECONDS}
+
+    def token_account(self, token: Any, now: float) -> str | None:
+        """The account of a WebSocket token not yet used and not expired, or of one in use
+        (Kraken: "it does not expire once a successful Websockets connection and private
+        subscription has been made and is maintained")."""
+        found = self.ws_tokens.get(token) if isinstance(token, str) else None
+        if found is None or (found[1] and now > found[1]):
+            return None
+        return found[0]
+
+    def keep_token(self, token: str) -> None:
+        """A private subscription was made with `token`: it no longer expires."""
+        if token in self.ws_tokens:
+            self.ws_tokens[token] = (self.ws_tokens[token][0], 0.0)
 
 
 def _minimal_pair(pair: PairInfo) -> dict[str, Any]:

@@ -142,6 +142,7 @@ class SpotRest:
                 result = sim.spot_api.private(method, key, params, now)
         except ExchangeError as exc:
             return envelope(error=exc.error)
+        sim.notify_private()  # executions and balances subscribers hear of it now
         if await withhold_answer(sim, request, method):
             return web.Response(status=504)
         return envelope(result)

@@ -73,3 +73,61 @@ def test_futures_ticker_over_wss(tls_endpoints):
 
     message = asyncio.run(first_message(start, lambda m: m.get("feed") == "ticker" and "product_id" in m))
     assert message["product_id"] == "PF_XBTUSD" and message["markPrice"] == 60010.0
+
+
+def test_private_executions_and_balances_over_websocket_v2(endpoints, sim):
+    """The SDK gets a token from GetWebSocketsToken, subscribes to executions and balances on
+    the private endpoint, places an order with add_order, and sees it fill."""
+    from conftest import KEY, SECRET
+
+    async def run():
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def callback(message):
+            await queue.put(message)
+
+        client = SpotWSClient(key=KEY, secret=SECRET, callback=callback, no_public=True,
+                              rest_url=endpoints.spot_rest, auth_ws_url=endpoints.ws_auth_v2.removesuffix("/v2"))
+        await client.start()
+        seen: list[dict] = []
+
+        async def until(matches):
+            async with asyncio.timeout(10):
+                while True:
+                    message = await queue.get()
+                    seen.append(message)
+                    if matches(message):
+                        return message
+
+        try:
+            await client.subscribe(params={"channel": "executions", "snap_orders": True})
+            snapshot = await until(lambda m: m.get("channel") == "executions" and m.get("type") == "snapshot")
+            await client.subscribe(params={"channel": "balances"})
+            balances = await until(lambda m: m.get("channel") == "balances" and m.get("type") == "snapshot")
+            await client.send_message({"method": "add_order", "req_id": 7, "params": {
+                "order_type": "market", "side": "buy", "order_qty": 0.01, "symbol": "BTC/USD"}})
+            ack = await until(lambda m: m.get("method") == "add_order")
+            filled = await until(lambda m: m.get("channel") == "executions"
+                                 and any(e.get("exec_type") == "filled" for e in m["data"]))
+            update = await until(lambda m: m.get("channel") == "balances" and m.get("type") == "update")
+            return snapshot, balances, ack, filled, update, seen
+        finally:
+            await client.close()
+
+    snapshot, balances, ack, filled, update, seen = asyncio.run(run())
+    assert snapshot["data"] == [] or all("order_id" in e for e in snapshot["data"])
+    assert {"asset": "BTC", "asset_class": "currency", "balance": 2.0,
+            "wallets": [{"type": "spot", "id": "main", "balance": 2.0}]} in balances["data"]
+    assert ack["success"] is True and ack["req_id"] == 7 and ack["result"]["order_id"].startswith("O")
+    order_id = ack["result"]["order_id"]
+    kinds = [e["exec_type"] for m in seen if m.get("channel") == "executions" and m.get("type") == "update"
+             for e in m["data"] if e["order_id"] == order_id]
+    assert kinds == ["pending_new", "new", "trade", "filled"]
+    trade = next(e for m in seen if m.get("channel") == "executions" for e in m["data"]
+                 if e.get("exec_type") == "trade")
+    assert (trade["last_qty"], trade["last_price"], trade["liquidity_ind"]) == (0.01, 60010.0, "t")
+    assert trade["fees"][0]["asset"] == "USD"
+    changed = {e["asset"]: e for e in update["data"]}
+    assert changed["BTC"]["amount"] == 0.01 and changed["USD"]["type"] == "trade"
+    with sim.lock:
+        assert sim.exchange.orders[order_id].status == "closed"
