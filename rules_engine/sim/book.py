@@ -17,7 +17,6 @@ accounts' fills, oldest first, as `[price, volume, time, "b"|"s", "m"|"l", "", t
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -27,7 +26,7 @@ from rules_engine.paper.add_order import _invalid, integer, text
 from rules_engine.paper.assets import fmt
 from rules_engine.paper.errors import ExchangeError
 from rules_engine.paper.exchange import PaperExchange
-from rules_engine.sim.market import MarketData, PairStats, price_decimals
+from rules_engine.sim.market import MarketData, PairStats, level_volume, price_decimals
 
 DEPTH_DEFAULT, DEPTH_MAX = 100, 500
 TRADES_DEFAULT, TRADES_MAX = 1000, 1000
@@ -36,14 +35,6 @@ _LIMIT_TYPES = frozenset({"limit", "iceberg"})
 
 def _tick(pair: PairInfo) -> Decimal:
     return pair.tick_size if pair.tick_size > 0 else Decimal(1).scaleb(-pair.pair_decimals)
-
-
-def level_volume(pair: PairInfo, side: str, index: int, seed: int | str = 0) -> Decimal:
-    """The seeded size of the book's `index`-th level on `side` (`bid` or `ask`)."""
-    digest = hashlib.sha256(f"{seed}:{pair.altname}:{side}:{index}".encode()).digest()
-    units = 20 + int.from_bytes(digest[:4], "big") % 1981
-    minimum = pair.ordermin if pair.ordermin > 0 else Decimal(1).scaleb(-pair.lot_decimals)
-    return (minimum * units).quantize(Decimal(1).scaleb(-pair.lot_decimals))
 
 
 def book(stats: PairStats, exchange: PaperExchange, count: int, seed: int | str = 0) -> dict[str, list[list[Any]]]:

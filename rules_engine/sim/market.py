@@ -13,6 +13,7 @@ top-of-book sizes (`rules_engine.sim.book`) are the ticker's bid and ask quantit
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -217,9 +218,15 @@ def v1_ticker(stats: PairStats, seed: int | str = 0) -> dict[str, Any]:
 
 def top_sizes(stats: PairStats, seed: int | str = 0) -> tuple[Decimal, Decimal]:
     """The seeded book's sizes at the ask and the bid (`rules_engine.sim.book`)."""
-    from rules_engine.sim.book import level_volume  # the book module builds on this one
-
     return level_volume(stats.pair, "ask", 0, seed), level_volume(stats.pair, "bid", 0, seed)
+
+
+def level_volume(pair: PairInfo, side: str, index: int, seed: int | str = 0) -> Decimal:
+    """The seeded size of the book's `index`-th level on `side` (`bid` or `ask`)."""
+    digest = hashlib.sha256(f"{seed}:{pair.altname}:{side}:{index}".encode()).digest()
+    units = 20 + int.from_bytes(digest[:4], "big") % 1981
+    minimum = pair.ordermin if pair.ordermin > 0 else Decimal(1).scaleb(-pair.lot_decimals)
+    return (minimum * units).quantize(Decimal(1).scaleb(-pair.lot_decimals))
 
 
 def v2_ticker(stats: PairStats, seed: int | str = 0) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def test_futures_ticker_over_wss(tls_endpoints):
         client = FuturesWSClient(url=f"{url.netloc}{url.path}", callback=callback)
         await client.start()
         await client.subscribe(feed="ticker", products=["PF_XBTUSD"])
+        await client.subscribe(feed="heartbeat")  # the client's receive loop wakes up to close
         return client
 
     message = asyncio.run(first_message(start, lambda m: m.get("feed") == "ticker" and "product_id" in m))
