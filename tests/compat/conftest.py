@@ -2,26 +2,12 @@
 python-kraken-sdk) pointed at the simulator, with only their base URLs changed (and, over
 TLS, told to trust the simulator's self-signed certificate the way each documents)."""
 
-import base64
 import os
-from decimal import Decimal
 
 import pytest
+from compat_support import make_sim
 
-from rules_engine.sim import Account, SimConfig, Simulator
 from rules_engine.sim.tls import self_signed
-
-KEY = "compat-key"
-SECRET = base64.b64encode(bytes(range(7, 71))).decode()
-BALANCES = {"ZUSD": "100000", "XXBT": "2", "XETH": "10"}
-
-
-def make_sim() -> Simulator:
-    sim = Simulator(SimConfig(accounts=[Account(KEY, SECRET, dict(BALANCES))], seed=11, tick_interval=0,
-                              heartbeat_interval=0.2))
-    sim.set_price("XBTUSD", Decimal("60000"), volume=Decimal("0.25"))
-    sim.set_price("XBTUSD", Decimal("60010"), volume=Decimal("0.1"))
-    return sim
 
 
 @pytest.fixture(scope="module")

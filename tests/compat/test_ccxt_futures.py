@@ -6,7 +6,7 @@ import asyncio
 import ccxt
 import ccxt.pro
 import pytest
-from conftest import KEY, SECRET
+from compat_support import KEY, SECRET
 
 
 def futures_client(base, module=ccxt, **extra):

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import ccxt
 import pytest
-from conftest import KEY, SECRET
+from compat_support import KEY, SECRET
 
 
 def client(base, **extra):

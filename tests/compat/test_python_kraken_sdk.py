@@ -79,7 +79,7 @@ def test_futures_ticker_over_wss(tls_endpoints):
 def test_private_executions_and_balances_over_websocket_v2(endpoints, sim):
     """The SDK gets a token from GetWebSocketsToken, subscribes to executions and balances on
     the private endpoint, places an order with add_order, and sees it fill."""
-    from conftest import KEY, SECRET
+    from compat_support import KEY, SECRET
 
     async def run():
         queue: asyncio.Queue = asyncio.Queue()
