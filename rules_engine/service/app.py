@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -47,6 +47,7 @@ from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
@@ -62,6 +63,7 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
+from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -168,6 +170,7 @@ class EngineService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._consumer: asyncio.Task[None] | None = None
         self._feeds: MarketFeeds | None = None
+        self.private_feed: PrivateFeed | None = None
         self._watcher: RuleWatcher | None = None
         self._keeper: DeadMansSwitchKeeper | None = None
         self._http: HttpServer | None = None
@@ -276,6 +279,9 @@ class EngineService:
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
         await self._feeds.apply(needs)
+        self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
+        if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
+            self._spawn(self.private_feed.run())
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))
         self._spawn(self._housekeeping())
         if self.reload_interval:
@@ -395,6 +401,11 @@ class EngineService:
     def _on_tick(self, tick: Tick) -> None:
         if self._intake_open:
             self._put(tick)
+
+    def _on_account_events(self, events: Iterable[Event]) -> None:
+        if self._intake_open:
+            for event in events:
+                self._put(event)
 
     def _on_feed_status(self, market: str, status: FeedStatus) -> None:
         kind = status.kind

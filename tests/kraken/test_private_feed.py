@@ -1,0 +1,39 @@
+"""Private WebSocket v2 messages as the core's events."""
+
+from decimal import Decimal
+
+from rules_engine.core.events import BalanceUpdate, OrderUpdate
+from rules_engine.kraken.private_feed import parse_private
+
+NOW = 1_790_000_000.0
+
+
+def test_execution_entries_become_order_updates():
+    message = {"channel": "executions", "type": "update", "sequence": 4, "data": [
+        {"order_id": "OABC12-DEF34-GHI567", "cl_ord_id": "rule-1", "symbol": "BTC/USD", "side": "buy",
+         "order_type": "limit", "order_qty": Decimal("0.01"), "limit_price": Decimal("69000"),
+         "order_status": "filled", "exec_type": "trade", "cum_qty": Decimal("0.01"),
+         "avg_price": Decimal("69000.0"), "timestamp": "2026-09-22T10:00:00.500000Z"},
+        {"order_id": "OXYZ", "symbol": "XMR/USD", "order_status": "new", "exec_type": "new",
+         "order_qty": Decimal("1"), "limit_price": Decimal("150"), "cum_qty": Decimal("0")},
+    ]}
+    first, second = parse_private(message, NOW)
+    assert first == OrderUpdate(time=1790071200.5, status="filled", txid="OABC12-DEF34-GHI567", cl_ord_id="rule-1",
+                                pair="XBTUSD", volume=Decimal("0.01"), filled=Decimal("0.01"), price=Decimal("69000.0"))
+    assert (second.pair, second.status, second.price, second.time) == ("XMRUSD", "new", Decimal("150"), NOW)
+
+
+def test_balances_snapshot_and_update():
+    snapshot = {"channel": "balances", "type": "snapshot", "data": [
+        {"asset": "BTC", "balance": Decimal("1.5")}, {"asset": "USD", "balance": Decimal("100")}]}
+    assert parse_private(snapshot, NOW) == [
+        BalanceUpdate({"BTC": Decimal("1.5"), "USD": Decimal("100")}, NOW, snapshot=True)]
+    update = {"channel": "balances", "type": "update", "data": [
+        {"asset": "BTC", "amount": Decimal("0.01"), "balance": Decimal("1.51"), "timestamp": "2026-09-22T10:00:01Z"}]}
+    assert parse_private(update, NOW) == [BalanceUpdate({"BTC": Decimal("1.51")}, 1790071201.0, snapshot=False)]
+
+
+def test_other_messages_give_nothing():
+    for message in ({"channel": "heartbeat"}, {"method": "subscribe", "success": True}, [1, 2], "x",
+                    {"channel": "executions", "data": "oops"}):
+        assert parse_private(message, NOW) == []
