@@ -131,3 +131,28 @@ def test_async_start_and_stop_inside_a_running_loop(clock):
 
     assert asyncio.run(scenario()) == 61000.0
     assert sim.endpoints is None
+
+
+def test_cli_tls_serves_https_and_wss_with_a_certificate_clients_can_trust(tmp_path):
+    import ssl
+
+    process, banner = start_cli("--tls", "--tls-dir", str(tmp_path / "tls"), "--tick-interval", "0")
+    try:
+        base = re.search(r"spot REST\s+(\S+)", banner).group(1)
+        ws_v2 = re.search(r"WS v2\s+(\S+)", banner).group(1)
+        cert = re.search(r"self-signed certificate (\S+)", banner).group(1)
+        assert base.startswith("https://127.0.0.1:") and ws_v2.startswith("wss://")
+        assert cert == str(tmp_path / "tls" / "cert.pem") and (tmp_path / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+        assert f"SSL_CERT_FILE={cert}" in banner
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(base + "/0/public/Time", timeout=5)
+        assert requests.get(base + "/0/public/Time", timeout=5, verify=cert).json()["error"] == []
+
+        async def first_frame():
+            async with websockets.connect(ws_v2, ssl=ssl.create_default_context(cafile=cert)) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+        assert asyncio.run(first_frame())["channel"] == "status"
+    finally:
+        code, out, err = stop_cli(process)
+    assert code == 0, err
