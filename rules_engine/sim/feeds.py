@@ -294,6 +294,8 @@ class FeedHub:
             return
         if channel != "ticker":
             error = "Channel not served by the simulator" if channel in UNSERVED_V2 else "Subscription name invalid"
+            if channel in ("executions", "balances"):  # served on the private endpoint, /auth/v2
+                error = f"Private channel {channel}: subscribe on the authenticated endpoint"
             reply({"error": error, "method": method, "success": False})
             return
         symbols = params.get("symbol")

@@ -223,8 +223,7 @@ class SpotApi:
 
     def order_json(self, order: Order, trades: bool = False) -> dict[str, Any]:
         pair = self.exchange.pair(order.pair)
-        places, lots = pair.pair_decimals, pair.lot_decimals
-        money = asset_decimals(pair.quote)
+        places, lots, costs = pair.pair_decimals, pair.lot_decimals, pair.cost_decimals
         descr_price = order.trail.text(places) if order.trail else fmt(order.price or _ZERO, places)
         descr_price2 = order.trail_limit.text(places) if order.trail_limit else fmt(order.price2 or _ZERO, places)
         data: dict[str, Any] = {
@@ -246,11 +245,11 @@ class SpotApi:
             },
             "vol": fmt(order.volume, lots),
             "vol_exec": fmt(order.vol_exec, lots),
-            "cost": fmt(order.cost, money),
-            "fee": fmt(order.fee, asset_decimals(pair.base) if "fcib" in order.oflags else money),
+            "cost": fmt(order.cost, costs),
+            "fee": fmt(order.fee, asset_decimals(pair.base) if "fcib" in order.oflags else costs),
             "price": fmt(order.avg_price, places),
-            "stopprice": fmt(order.stopprice, places),
-            "limitprice": fmt(order.limitprice, places),
+            "stopprice": fmt(order.stopprice, costs),
+            "limitprice": fmt(order.limitprice, costs),
             "misc": order.misc,
             "oflags": ",".join(order.oflags),
         }
@@ -305,8 +304,12 @@ class SpotApi:
         return result
 
     def trade_json(self, fill: Fill) -> dict[str, Any]:
+        """A TradesHistory entry: price, cost, fee and margin with the pair's `cost_decimals`
+        (Kraken's example: `"price": "72026.50000", "cost": "7.20265"` for XXBTZUSD), volume
+        with `lot_decimals`; a fee taken in the base currency (`fcib`) with that asset's decimals."""
         pair = self.exchange.pair(fill.pair)
-        money = asset_decimals(fill.fee_asset)
+        costs = pair.cost_decimals
+        fee_places = costs if fill.fee_asset == pair.quote else asset_decimals(fill.fee_asset)
         return {
             "ordertxid": fill.txid,
             "postxid": "",
@@ -314,11 +317,11 @@ class SpotApi:
             "time": round(fill.time, 4),
             "type": fill.side,
             "ordertype": fill.ordertype,
-            "price": fmt(fill.price, pair.pair_decimals),
-            "cost": fmt(fill.cost, asset_decimals(pair.quote)),
-            "fee": fmt(fill.fee, money),
+            "price": fmt(fill.price, max(pair.pair_decimals, costs)),
+            "cost": fmt(fill.cost, costs),
+            "fee": fmt(fill.fee, fee_places),
             "vol": fmt(fill.volume, pair.lot_decimals),
-            "margin": fmt(_ZERO, money),
+            "margin": fmt(_ZERO, costs),
             "misc": "",
             "maker": fill.maker,
         }
