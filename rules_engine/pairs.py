@@ -115,6 +115,9 @@ def _names(pair_id: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
     return (pair_id, altname, wsname, f"{modern_asset(base)}/{modern_asset(quote)}")
 
 
+_MAX_HITS = 10_000  # spellings remembered by `PairRegistry.get`
+
+
 def _compact(name: str) -> str:
     return name.replace("/", "").upper()
 
@@ -127,6 +130,7 @@ class PairRegistry:
         self._built: dict[str, PairInfo] = {}
         self._index: dict[str, str] = {}
         self._altnames: dict[str, str] | None = None
+        self._hits: dict[str, PairInfo] = {}
         for pair in pairs:
             self._add(pair.pair_id, pair.names())
             self._built[pair.pair_id] = pair
@@ -179,8 +183,16 @@ class PairRegistry:
 
     def get(self, name: str) -> PairInfo | None:
         """The pair for any of its names, or None."""
+        pair = self._hits.get(name)  # the hot path: names already looked up, exactly as given
+        if pair is not None:
+            return pair
         pair_id = self._index.get(name.strip().upper())
-        return None if pair_id is None else self._info(pair_id)
+        if pair_id is None:
+            return None
+        pair = self._info(pair_id)
+        if len(self._hits) < _MAX_HITS:
+            self._hits[name] = pair
+        return pair
 
     def resolve(self, name: str) -> PairInfo:
         """Like `get`, but raise KeyError with a readable message."""
