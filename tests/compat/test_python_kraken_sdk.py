@@ -3,6 +3,7 @@ futures instruments (over https), the spot WebSocket v2 ticker and the futures t
 wss:// (the SDK's futures WebSocket client only speaks wss://)."""
 
 import asyncio
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from kraken.futures import FuturesWSClient
@@ -132,3 +133,23 @@ def test_private_executions_and_balances_over_websocket_v2(endpoints, sim):
     assert changed["BTC"]["amount"] == 0.01 and changed["USD"]["type"] == "trade"
     with sim.lock:
         assert sim.exchange.orders[order_id].status == "closed"
+
+
+def test_order_batch_amend_and_cancel_batch(endpoints, sim):
+    from compat_support import KEY, SECRET
+    from kraken.spot import Trade
+
+    trade = Trade(key=KEY, secret=SECRET, url=endpoints.spot_rest)
+    placed = trade.create_order_batch(pair="BTC/USD", orders=[
+        {"type": "buy", "ordertype": "limit", "volume": "0.01", "price": "58000"},
+        {"type": "buy", "ordertype": "limit", "volume": "0.02", "price": "57000", "cl_ord_id": "sdk-2"},
+    ])["orders"]
+    txids = [entry["txid"] for entry in placed]
+    assert len(txids) == 2 and all(t.startswith("O") for t in txids)
+    assert placed[0]["descr"]["order"] == "buy 0.01000000 XBTUSD @ limit 58000.0"
+    assert trade.amend_order(cl_ord_id="sdk-2", order_qty="0.03")["amend_id"].startswith("T")
+    with sim.lock:
+        assert sim.exchange.orders[txids[1]].volume == Decimal("0.03")
+    assert trade.cancel_order_batch(orders=txids) == {"count": 2}
+    with sim.lock:
+        assert {sim.exchange.orders[t].status for t in txids} == {"canceled"}
