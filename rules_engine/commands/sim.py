@@ -111,6 +111,7 @@ def _banner(sim: Simulator, account: Account | None, generated: bool, certificat
         f"  WS v2         {ep.ws_v2}",
         f"  WS v1         {ep.ws_v1}",
         f"  futures WS    {ep.futures_ws}",
+        f"  private WS v2 {ep.ws_auth_v2}",
     ]
     if certificate is not None:
         lines.append(f"  TLS           self-signed certificate {certificate.cert_path}")
