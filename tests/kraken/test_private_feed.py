@@ -37,3 +37,52 @@ def test_other_messages_give_nothing():
     for message in ({"channel": "heartbeat"}, {"method": "subscribe", "success": True}, [1, 2], "x",
                     {"channel": "executions", "data": "oops"}):
         assert parse_private(message, NOW) == []
+
+
+def test_the_feed_against_the_simulator_reconnects_with_a_fresh_token():
+    import asyncio
+    import base64
+
+    from rules_engine.kraken.credentials import Credentials
+    from rules_engine.kraken.private_feed import PrivateFeed
+    from rules_engine.kraken.spot_rest import SpotClient
+    from rules_engine.sim import Account, SimConfig, Simulator
+
+    secret = base64.b64encode(bytes(range(64))).decode()
+    sim = Simulator(SimConfig(accounts=[Account("feed-key", secret, {"ZUSD": "10000"})], prices={"XBTUSD": "60000"},
+                              tick_interval=0, heartbeat_interval=0.1))
+
+    async def run():
+        endpoints = await sim.start("127.0.0.1", 0)
+        client = SpotClient(Credentials("feed-key", secret), endpoints)
+        tokens: list[str] = []
+
+        def token() -> str:
+            tokens.append(client.get_websockets_token()["token"])
+            return tokens[-1]
+
+        received: list = []
+        feed = PrivateFeed(endpoints.ws_auth_v2, token, received.extend, clock=sim.clock, backoff_base=0.01)
+        task = asyncio.ensure_future(feed.run())
+        try:
+            async with asyncio.timeout(10):
+                while not feed.up:
+                    await asyncio.sleep(0.01)
+                await sim._private.close_all()  # the exchange drops the connection
+                while not (feed.up and feed.connections == 2):
+                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(client.add_order, "XBTUSD", "buy", "limit", "0.01", price="59000")
+                while not any(isinstance(e, OrderUpdate) and e.status == "new" for e in received):
+                    await asyncio.sleep(0.01)
+        finally:
+            await feed.stop()
+            await asyncio.wait_for(task, 5)
+            await sim.stop()
+        return tokens, received, feed
+
+    tokens, received, feed = asyncio.run(run())
+    assert len(tokens) == 2 and tokens[0] != tokens[1] and not feed.up
+    snapshots = [e for e in received if isinstance(e, BalanceUpdate) and e.snapshot]
+    assert len(snapshots) == 2 and snapshots[0].balances == {"USD": Decimal("10000")}
+    new = next(e for e in received if isinstance(e, OrderUpdate) and e.status == "new")
+    assert (new.pair, new.volume, new.price) == ("XBTUSD", Decimal("0.01"), Decimal("59000"))
