@@ -632,7 +632,7 @@ class EngineService:
     def health(self) -> dict[str, Any]:
         now = self.clock()
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
-        return health_report(
+        report = health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
             rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
             reloads=self.reload_count,
@@ -641,6 +641,9 @@ class EngineService:
             queue_depth=self._queue.qsize(),
             actions_in_flight=self._lane.jobs if self._lane is not None else 0,
         )
+        if self.private_feed is not None:  # informational: the REST reads cover for it when down
+            report["private_feed"] = {"connected": self.private_feed.up, "connections": self.private_feed.connections}
+        return report
 
     # ------------------------------------------------------------------ stop
 

@@ -35,6 +35,7 @@ async def test_fills_and_balances_arrive_over_the_private_feed(e2e: E2E) -> None
         feed = service.private_feed
         assert feed is not None
         await wait_for(lambda: feed.up)
+        assert service.health()["private_feed"] == {"connected": True, "connections": 1}
         reads = account_reads(e2e)
         assert reads >= 1  # the start-up read
         await move(e2e, service, "XBTUSD", "69500", "70100")
@@ -73,5 +74,6 @@ async def test_without_the_private_feed_the_rest_reads_still_tell_the_engine(e2e
         await move(e2e, service, "XBTUSD", "67900")
         await wait_for(lambda: seen.fires("after"))
         assert feed is not None and not feed.up and feed.connections == 0
+        assert service.health()["ok"] and not service.health()["private_feed"]["connected"]
     assert account_reads(e2e) >= 2  # the start-up read and at least one periodic one
     e2e.sim.faults.clear()
