@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from rules_engine import __version__, commands
+from rules_engine.pairs import use_snapshot
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Declarative trading rules for the Kraken exchange.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--pairs", dest="pairs_snapshot", metavar="FILE",
+                        help="another Kraken AssetPairs response to use instead of the shipped snapshot")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
@@ -43,6 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.pairs_snapshot:
+        try:
+            use_snapshot(args.pairs_snapshot)
+        except (OSError, ValueError) as exc:
+            print(f"rules-engine: --pairs {args.pairs_snapshot}: {exc}", file=sys.stderr)
+            return 2
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:

@@ -108,8 +108,9 @@ def _endpoints(kraken: Mapping[str, Any]) -> KrakenEndpoints:
     if "simulator" in kraken:
         url = kraken["simulator"].rstrip("/")
         ws = "ws" + url[len("http"):]
-        base = KrakenEndpoints(url, f"{url}/derivatives", f"{ws}/v2", ws, f"{ws}/ws/v1")
-    overrides = {k: kraken[k] for k in ("spot_rest", "futures_rest", "ws_v2", "ws_v1", "futures_ws") if k in kraken}
+        base = KrakenEndpoints(url, f"{url}/derivatives", f"{ws}/v2", ws, f"{ws}/ws/v1", f"{ws}/auth/v2")
+    overrides = {k: kraken[k] for k in ("spot_rest", "futures_rest", "ws_v2", "ws_v1", "futures_ws", "ws_auth_v2")
+                 if k in kraken}
     return KrakenEndpoints(**{**base.__dict__, **overrides})
 
 

@@ -19,4 +19,5 @@ def test_wheel_contains_the_schemas_and_the_pair_snapshot(tmp_path):
     for schema in REPO.glob("schemas/**/*.json"):
         assert f"rules_engine/{schema.relative_to(REPO).as_posix()}" in names
     assert "rules_engine/data/asset_pairs.json" in names
+    assert "rules_engine/data/asset_pairs.index.json" in names
     assert not any(name.startswith(("tests/", "rules/")) for name in names)

@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from rules_engine import __version__
-from rules_engine.pairs import SNAPSHOT_FILE, PairRegistry, default_registry
+from rules_engine.pairs import SNAPSHOT_FILE, PairRegistry, default_registry, snapshot_path, use_snapshot, write_index
 from rules_engine.resources import data_path
 
 DEFAULT_BASE_URL = "https://api.kraken.com"
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     try:
-        registry = PairRegistry.from_file(args.pairs) if args.pairs else default_registry()
+        registry = PairRegistry.from_file(args.pairs).check() if args.pairs else default_registry()
     except (OSError, ValueError, KeyError) as exc:
         print(f"rules-engine pairs list: cannot read {args.pairs}: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +87,7 @@ def fetch_asset_pairs(base_url: str, timeout: float = 30.0) -> dict[str, Any]:
     if not isinstance(result, dict) or not result:
         raise RefreshError(f"{url} answered without any pairs")
     try:
-        PairRegistry.from_asset_pairs(body)
+        PairRegistry.from_asset_pairs(body).check()
     except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
         raise RefreshError(f"the pair list from {url} is not in Kraken's AssetPairs format "
                            f"({exc.__class__.__name__}: {exc})") from None
@@ -119,10 +119,12 @@ def run_refresh(args: argparse.Namespace) -> int:
         print(f"rules-engine pairs refresh: {exc}; the snapshot was not changed", file=sys.stderr)
         return 1
     try:
-        write_atomically(output, json.dumps(body, indent=1, sort_keys=True) + "\n")
+        write_atomically(output, json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n")
+        write_index(output)
     except OSError as exc:
         print(f"rules-engine pairs refresh: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    default_registry.cache_clear()
+    if output == snapshot_path():
+        use_snapshot(None if output == data_path(SNAPSHOT_FILE) else output)
     print(f"wrote {len(body['result'])} pairs to {output}")
     return 0

@@ -11,12 +11,14 @@ import argparse
 import asyncio
 import signal
 import sys
+import tempfile
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from rules_engine.kraken.ratelimit import TIERS
 from rules_engine.sim.config import Account, SimConfig, load_config
 from rules_engine.sim.server import Simulator
+from rules_engine.sim.tls import Certificate, self_signed
 
 DEFAULT_PORT = 8089
 
@@ -59,6 +61,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--speed", type=float, help="replay speed factor (default 1 = recorded pace)")
     parser.add_argument("--tick-interval", type=float, help="seconds between random-walk steps; 0 freezes prices")
     parser.add_argument("--heartbeat-interval", type=float, help="seconds between WebSocket heartbeats")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve https:// and wss:// with a self-signed certificate made at start")
+    parser.add_argument("--tls-dir", metavar="DIR",
+                        help="where --tls writes cert.pem and key.pem (default: a new temporary folder)")
     parser.set_defaults(func=run)
 
 
@@ -94,7 +100,7 @@ def build_config(args: argparse.Namespace) -> tuple[SimConfig, Account | None, b
     return SimConfig(**vars(config)), account, generated
 
 
-def _banner(sim: Simulator, account: Account | None, generated: bool) -> str:
+def _banner(sim: Simulator, account: Account | None, generated: bool, certificate: Certificate | None = None) -> str:
     ep = sim.endpoints
     assert ep is not None
     config = sim.config
@@ -105,7 +111,12 @@ def _banner(sim: Simulator, account: Account | None, generated: bool) -> str:
         f"  WS v2         {ep.ws_v2}",
         f"  WS v1         {ep.ws_v1}",
         f"  futures WS    {ep.futures_ws}",
+        f"  private WS v2 {ep.ws_auth_v2}",
     ]
+    if certificate is not None:
+        lines.append(f"  TLS           self-signed certificate {certificate.cert_path}")
+        lines.append(f"                (trust it: SSL_CERT_FILE={certificate.cert_path} "
+                     f"REQUESTS_CA_BUNDLE={certificate.cert_path})")
     if config.replay:
         lines.append(f"  prices        replay of {', '.join(config.replay)} at {config.speed:g}x")
     elif config.tick_interval:
@@ -121,14 +132,15 @@ def _banner(sim: Simulator, account: Account | None, generated: bool) -> str:
     return "\n".join(lines)
 
 
-async def _serve(sim: Simulator, account: Account | None, generated: bool) -> None:
+async def _serve(sim: Simulator, account: Account | None, generated: bool,
+                 certificate: Certificate | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await sim.start()
+    await sim.start(ssl_context=certificate.server_context() if certificate is not None else None)
     try:
-        print(_banner(sim, account, generated), flush=True)
+        print(_banner(sim, account, generated, certificate), flush=True)
         await stop.wait()
     finally:
         await sim.stop()
@@ -139,11 +151,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, account, generated = build_config(args)
         sim = Simulator(config)
+        certificate = None
+        if args.tls or args.tls_dir:
+            folder = args.tls_dir or tempfile.mkdtemp(prefix="rules-engine-sim-tls-")
+            certificate = self_signed(folder, config.host)
     except (OSError, ValueError) as exc:
         print(f"rules-engine sim: error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(sim, account, generated))
+        asyncio.run(_serve(sim, account, generated, certificate))
     except OSError as exc:
         print(f"rules-engine sim: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"rules-engine validate: no rule files (*.yaml, *.yml) under {' '.join(args.paths)}", file=sys.stderr)
         return 2
     try:
-        registry = PairRegistry.from_file(args.pairs) if args.pairs else default_registry()
-    except (OSError, ValueError, KeyError) as exc:
+        registry = PairRegistry.from_file(args.pairs).check() if args.pairs else default_registry()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
         print(f"rules-engine validate: cannot read the pair snapshot {args.pairs}: {exc}", file=sys.stderr)
         return 2
     result = load_rules(args.paths, registry)  # the folders as given: links leaving them are refused

@@ -670,6 +670,8 @@ class Engine:
 
     def _price_of(self, symbol: str) -> Decimal:
         price = self._state.quotes.price(symbol)
+        if price is None and isinstance(symbol, str):
+            price = self._state.quotes.price(self._ruleset.pair_names.get(symbol.strip().upper(), symbol))
         if price is None:
             raise StateNotReady("price", symbol, f"no price seen for {symbol}")
         return price

@@ -16,6 +16,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import Field, dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -178,6 +179,9 @@ class RuleSet:
 
     rules: tuple[Rule, ...]
     files: tuple[str, ...] = ()
+    # Every spelling of a spot pair (upper case: `BTC/USD`, `XXBTZUSD`) -> its altname, so
+    # `price_of()` reads a pair however it is written; filled by the loader from AssetPairs.
+    pair_names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def by_id(self) -> dict[str, Rule]:
         return {rule.id: rule for rule in self.rules}

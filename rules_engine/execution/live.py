@@ -207,6 +207,10 @@ class LiveExecutor:
         """Nothing to simulate: time passes on Kraken."""
         return []
 
+    def websockets_token(self) -> str:
+        """A token for Kraken's private WebSocket (REST GetWebSocketsToken)."""
+        return str(self.spot.get_websockets_token()["token"])
+
     def read_account(self, now: float) -> ExecutionReport:
         """The account's spot balances and open orders."""
         futures = self.futures.open_orders if self.futures is not None else None

@@ -96,6 +96,14 @@ class Malformed:
     excerpt: str
 
 
+@dataclass(frozen=True)
+class UnknownPair(Malformed):
+    """A well-formed ticker for a pair the AssetPairs snapshot does not list: malformed to a
+    live feed (it never subscribed to it), skipped by a replay unless a rule needs the pair."""
+
+    pair: str = ""
+
+
 ControlEvent = SubscribeAck | Heartbeat | Status | Pong | ErrorReply | Ignored | Malformed
 
 HEARTBEAT = Heartbeat()
@@ -120,6 +128,14 @@ _make_tick = make_tick
 
 class _Bad(Exception):
     """Internal: validation failed with this reason."""
+
+
+class _Unknown(_Bad):
+    """Internal: a ticker for a pair the registry does not know."""
+
+    def __init__(self, wire: str):
+        super().__init__(f"ticker for unknown pair {wire[:40]!r}")
+        self.wire = wire
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,6 +270,8 @@ class Dialect:
             return self._parse(frame, received_at)
         except (json.JSONDecodeError, RecursionError) as exc:
             return _malformed(f"invalid JSON: {exc}", text)
+        except _Unknown as exc:
+            return FrameResult((), (UnknownPair(str(exc), _excerpt(text), exc.wire),))
         except _Bad as exc:
             return _malformed(str(exc), text)
         except Exception as exc:  # a parser bug must not kill the feed: report it as malformed
@@ -388,7 +406,7 @@ class V2Dialect(_SpotDialect):
             raise _Bad("ticker entry has no symbol")
         symbol = self._altname_of.get(wire) or self._symbol(wire)
         if symbol is None:
-            raise _Bad(f"ticker for unknown pair {wire[:40]!r}")
+            raise _Unknown(wire)
         get = entry.get  # `_last_bid_ask`, inline: this runs for every tick
         last, bid, ask = get("last"), get("bid"), get("ask")
         if last is not None:
@@ -485,7 +503,7 @@ class V1Dialect(_SpotDialect):
             raise _Bad("v1 ticker has no pair")
         symbol = self._symbol(wire)
         if symbol is None:
-            raise _Bad(f"ticker for unknown pair {wire[:40]!r}")
+            raise _Unknown(wire)
         last, bid, ask = self._first(data, "c"), self._first(data, "b"), self._first(data, "a")
         if last is None and bid is None and ask is None:
             raise _Bad(f"ticker for {symbol} has no last, bid or ask")

@@ -6,24 +6,19 @@ accepts the friendlier spellings too (`XBT`, `BTC`, `USD`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
-from rules_engine.pairs import SNAPSHOT_FILE, PairInfo, asset_code, modern_asset
-from rules_engine.resources import data_path
+from rules_engine.pairs import PairInfo, asset_code, modern_asset, snapshot_result
 
 _FIAT = frozenset({"ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "ZCHF", "ZAUD"})
 _STABLE = frozenset({"USDT", "USDC"})
 
 
-@lru_cache(maxsize=1)
 def asset_pairs_snapshot() -> dict[str, Any]:
-    """The `result` mapping of the AssetPairs snapshot shipped with the package."""
-    raw = json.loads(data_path(SNAPSHOT_FILE).read_text())
-    return dict(raw.get("result", raw))
+    """The `result` mapping of the AssetPairs snapshot in use (parsed once, shared)."""
+    return snapshot_result()
 
 
 def asset_decimals(code: str) -> int:

@@ -135,6 +135,10 @@ class PaperExchange:
         """Total balances by Kraken asset code (held amounts included)."""
         return dict(self._balances.get(account, {}))
 
+    def accounts(self) -> list[str]:
+        """Every account that has a wallet."""
+        return list(self._balances)
+
     def holds(self, account: str) -> dict[str, Decimal]:
         """Amounts reserved by open orders (`hold_trade`), by asset."""
         held: dict[str, Decimal] = {}
@@ -256,6 +260,10 @@ class PaperExchange:
     def open_orders(self, account: str) -> list[Order]:
         return [o for o in self._open.values() if o.account == account]
 
+    def open_orders_of_pair(self, pair: str) -> list[Order]:
+        """Every account's open orders in one pair (altname)."""
+        return [o for o in self._open.values() if o.pair == pair]
+
     def closed_orders(self, account: str) -> list[Order]:
         return [o for o in self.orders.values() if o.account == account and not o.is_open]
 
@@ -276,6 +284,41 @@ class PaperExchange:
         if order.status == "open":
             self._evaluate(order, now, fills, arriving=True)
         return order, fills
+
+    def amend(self, order: Order, request: OrderRequest, now: float) -> list[Fill]:
+        """Change an open order in place (Kraken's AmendOrder): volume, prices and display
+        volume from `request` (checked by the caller with `validate`). Its hold follows; a
+        price that now crosses the market fills at once. When the new hold is not covered,
+        raises `EOrder:Insufficient funds` and changes nothing."""
+        saved = (order.volume, order.price, order.price2, order.displayvol, order.hold_asset, order.hold)
+        order.volume, order.price, order.price2 = request.volume, request.price, request.price2
+        order.displayvol = request.displayvol
+        self._reserve(order)
+        if self.available(order.account, order.hold_asset) < 0:
+            order.volume, order.price, order.price2, order.displayvol, order.hold_asset, order.hold = saved
+            raise ExchangeError("EOrder:Insufficient funds")
+        fills: list[Fill] = []
+        if order.status == "open":
+            self._evaluate(order, now, fills, arriving=True)
+        return fills
+
+    def replace(self, old: Order, request: OrderRequest, now: float) -> Order:
+        """Cancel `old` and place `request` in its stead (Kraken's EditOrder); if the new order
+        is refused, `old` stays open as it was and the refusal is raised."""
+        status = old.status
+        self._close(old, "canceled", "Order replaced", now)
+        try:
+            new, _ = self.place(old.account, request, now)
+        except ExchangeError:
+            old.status, old.reason, old.closetm = status, None, None
+            self._open[old.txid] = old
+            self._reserve(old)
+            raise
+        return new
+
+    def new_trade_id(self) -> str:
+        """A fresh `TXXXXX-XXXXX-XXXXXX` identifier (trades, amends)."""
+        return self._ids.trade_id()
 
     def select(
         self,

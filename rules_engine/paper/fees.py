@@ -28,20 +28,22 @@ class FeeSchedule:
 
     def __init__(self, rates: Mapping[str, FeeRate], default: FeeRate = DEFAULT_RATE):
         self._rates = {k.upper(): v for k, v in rates.items()}
+        self._raw: dict[str, Mapping[str, Any]] = {}
         self.default = default
 
     @classmethod
     def from_asset_pairs(cls, result: Mapping[str, Any]) -> FeeSchedule:
-        """First tier of `fees` (taker) and `fees_maker` from an AssetPairs `result`."""
-        rates = {}
-        for raw in result.values():
-            taker = raw.get("fees") or [[0, DEFAULT_RATE.taker * _HUNDRED]]
-            maker = raw.get("fees_maker") or taker
-            rates[raw["altname"]] = FeeRate(
-                maker=Decimal(str(maker[0][1])) / _HUNDRED,
-                taker=Decimal(str(taker[0][1])) / _HUNDRED,
-            )
-        return cls(rates)
+        """First tier of `fees` (taker) and `fees_maker` from an AssetPairs `result`
+        (read per pair when first asked)."""
+        schedule = cls({})
+        schedule._raw = {raw["altname"].upper(): raw for raw in result.values()}
+        return schedule
+
+    @staticmethod
+    def _rate(raw: Mapping[str, Any]) -> FeeRate:
+        taker = raw.get("fees") or [[0, DEFAULT_RATE.taker * _HUNDRED]]
+        maker = raw.get("fees_maker") or taker
+        return FeeRate(maker=Decimal(str(maker[0][1])) / _HUNDRED, taker=Decimal(str(taker[0][1])) / _HUNDRED)
 
     @classmethod
     def default_schedule(cls) -> FeeSchedule:
@@ -54,4 +56,11 @@ class FeeSchedule:
         return cls({}, FeeRate(Decimal(str(maker)), Decimal(str(taker))))
 
     def for_pair(self, altname: str) -> FeeRate:
-        return self._rates.get(altname.upper(), self.default)
+        key = altname.upper()
+        rate = self._rates.get(key)
+        if rate is None:
+            raw = self._raw.get(key)
+            if raw is None:
+                return self.default
+            rate = self._rates[key] = self._rate(raw)
+        return rate

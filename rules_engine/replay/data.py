@@ -15,7 +15,9 @@ Formats (chosen by `--data-format`, else by the file):
   them; a malformed frame is an error. Spot v2 `book` frames (snapshot and updates) keep a
   book per symbol and play a tick with the best bid and ask (no `last`) whenever either
   changes, so spread triggers and guards can be replayed (an update with `qty` 0 removes a
-  level; the book is truncated to the snapshot's depth, as Kraken's guide says). Frames
+  level; the book is truncated to the snapshot's depth, as Kraken's guide says). A ticker
+  (or book) for a pair AssetPairs does not list is skipped and counted by wire name
+  (`DataFile.unknown_pairs`). Frames
   that make no tick (heartbeats, acks, status, other channels) are skipped and counted by
   kind (`skipped`, reported by the replay).
   A tick's time is the wrapper's `time`, else the frame's own timestamp (v2 `timestamp`,
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rules_engine.core.events import Tick, make_tick
-from rules_engine.kraken.ws_frames import Dialect, Ignored, Malformed, dialect_for
+from rules_engine.kraken.ws_frames import Dialect, Ignored, Malformed, UnknownPair, dialect_for
 from rules_engine.pairs import PairRegistry, default_registry
 
 FORMATS = ("ohlcvt", "ohlc", "rest-json", "ws-jsonl")
@@ -98,14 +100,18 @@ class DataFile:
     interval: float | None = None
     registry: PairRegistry | None = None
     rows: tuple[Candle, ...] | None = field(default=None, compare=False, repr=False)  # rest-json, read once
+    # Recorded tickers of pairs the AssetPairs snapshot does not list, by wire name (counted
+    # while `ticks()` plays the file; such frames are skipped, not errors).
+    unknown_pairs: Counter[str] = field(default_factory=Counter, compare=False, repr=False)
 
     def ticks(self, start: float | None = None, skipped: Counter[str] | None = None) -> Iterator[Tick]:
         """The file's ticks, in time order. `start` is the time of recorded frames that come
         before any frame with a time; without it such a frame is an error. Frames that make
         no tick are counted by kind in `skipped`."""
         if self.format == "ws-jsonl":
+            self.unknown_pairs.clear()
             return _frame_ticks(self.path, self.registry or default_registry(), start,
-                                skipped if skipped is not None else Counter())
+                                skipped if skipped is not None else Counter(), self.unknown_pairs)
         assert self.symbol is not None and self.interval is not None
         return _candle_stream(self.symbol, self.candles(), self.interval)
 
@@ -391,9 +397,10 @@ class _Books:
         self.depth: dict[str, int] = {}
         self.best: dict[str, tuple[Decimal | None, Decimal | None]] = {}
 
-    def apply(self, frame: dict[str, Any], dialect: Dialect, where: str,
-              stamp: float | None) -> list[tuple[str, Decimal | None, Decimal | None, float | None]]:
-        """The (symbol, bid, ask, time) of each symbol whose best price changed."""
+    def apply(self, frame: dict[str, Any], dialect: Dialect, where: str, stamp: float | None,
+              unknown: Counter[str]) -> list[tuple[str, Decimal | None, Decimal | None, float | None]]:
+        """The (symbol, bid, ask, time) of each symbol whose best price changed (a book of a
+        pair AssetPairs does not list is counted in `unknown`)."""
         kind = frame.get("type")
         data = frame.get("data")
         if kind not in ("snapshot", "update") or type(data) is not list:
@@ -404,7 +411,8 @@ class _Books:
                 raise DataError(f"{where}: malformed book frame: a data entry has no symbol")
             symbol = dialect._symbol(entry["symbol"])  # type: ignore[attr-defined]
             if symbol is None:
-                raise DataError(f"{where}: book for unknown pair {entry['symbol'][:40]!r}")
+                unknown[entry["symbol"][:40]] += 1
+                continue
             if kind == "snapshot" or symbol not in self.sides:
                 self.sides[symbol] = ({}, {})
             bids, asks = self.sides[symbol]
@@ -446,7 +454,8 @@ def _skip_kind(event: Any) -> str:
             "ErrorReply": "error reply"}.get(type(event).__name__, type(event).__name__)
 
 
-def _frame_ticks(path: Path, registry: PairRegistry, start: float | None, skipped: Counter[str]) -> Iterator[Tick]:
+def _frame_ticks(path: Path, registry: PairRegistry, start: float | None, skipped: Counter[str],
+                 unknown: Counter[str]) -> Iterator[Tick]:
     dialects: dict[str, Dialect] = {}
     books = _Books()
     clock: float | None = None
@@ -476,13 +485,13 @@ def _frame_ticks(path: Path, registry: PairRegistry, start: float | None, skippe
                 raise DataError(f"{where}: not JSON ({exc.msg})") from None
             if type(frame) is dict and frame.get("channel") == "book":
                 ticks = [make_tick(symbol, "spot", 0.0, None, bid, ask, time)
-                         for symbol, bid, ask, time in books.apply(frame, dialect, where, stamp)]
+                         for symbol, bid, ask, time in books.apply(frame, dialect, where, stamp, unknown)]
                 if not ticks:
                     skipped["book (best bid and ask unchanged)"] += 1
             else:
-                ticks = _parsed(dialect, frame_text, where, skipped)
+                ticks = _parsed(dialect, frame_text, where, skipped, unknown)
         else:
-            ticks = _parsed(dialect, frame_text, where, skipped)
+            ticks = _parsed(dialect, frame_text, where, skipped, unknown)
         fallback = None
         for tick in ticks:
             time = stamp if stamp is not None else tick.exchange_time
@@ -500,12 +509,16 @@ def _frame_ticks(path: Path, registry: PairRegistry, start: float | None, skippe
             clock = time
 
 
-def _parsed(dialect: Dialect, text: str, where: str, skipped: Counter[str]) -> tuple[Tick, ...]:
+def _parsed(dialect: Dialect, text: str, where: str, skipped: Counter[str],
+            unknown: Counter[str]) -> tuple[Tick, ...]:
     result = dialect.parse(text, 0.0)
     for event in result.events:
-        if isinstance(event, Malformed):
+        if isinstance(event, UnknownPair):  # a Malformed too: checked first
+            unknown[event.pair] += 1
+        elif isinstance(event, Malformed):
             raise DataError(f"{where}: malformed {dialect.name} frame: {event.reason}")
     if not result.ticks:
         for event in result.events:
-            skipped[_skip_kind(event)] += 1
+            if not isinstance(event, UnknownPair):
+                skipped[_skip_kind(event)] += 1
     return result.ticks

@@ -29,6 +29,7 @@ from typing import Any
 from rules_engine.core import PlaceOrder, RiskLimits
 from rules_engine.core.events import Tick
 from rules_engine.core.model import Rule, RuleSet
+from rules_engine.needs import rule_needs
 from rules_engine.pairs import default_registry
 from rules_engine.replay.backtest import Ledger
 from rules_engine.replay.data import DataError, DataFile, merged_ticks
@@ -76,6 +77,9 @@ class ReplayResult:
     levels: list[Level] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # data frames that made no tick, by kind
     held_back: int = 0
+    # Ticks not played because no rule watches their pair (by symbol; a recorded pair that
+    # AssetPairs does not list is counted by its wire name).
+    unwatched: dict[str, int] = field(default_factory=dict)
 
     @property
     def fire_count(self) -> int:
@@ -98,7 +102,8 @@ def run_replay(
     state_dir: str | Path | None = None,
     spool: str | Path | None = None,
 ) -> ReplayResult:
-    """Replay the data files' ticks, merged by time, through the rules. Raises `DataError`
+    """Replay the data files' ticks, merged by time, through the rules; ticks of pairs no rule
+    watches (triggers, orders, `price_of`) are skipped and counted. Raises `DataError`
     for unusable data (nothing is half-reported). `state_dir` keeps the run's state store and
     audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them.
     `spool` is the folder for the report's rows (default: a temporary folder that lives as
@@ -120,6 +125,9 @@ def run_replay(
     ledger = Ledger(rule_ids, registry, folder, where)
     if spool is None:
         weakref.finalize(ledger, shutil.rmtree, folder, True)  # the rows go with the result
+    needs = rule_needs(ruleset)
+    watched = needs.spot_symbols | needs.futures_symbols
+    unwatched: Counter[str] = Counter()
     last_price: dict[str, Decimal] = {}
     held_back = 0
     runner: OfflineRunner | None = None
@@ -150,6 +158,9 @@ def run_replay(
         feed = runner.feed_tick
         on_price = ledger.price
         for tick in stream:
+            if tick.symbol not in watched:
+                unwatched[tick.symbol] += 1
+                continue
             price = tick.last if tick.last is not None else tick.mid
             if price is not None:
                 symbol = tick.symbol
@@ -168,6 +179,8 @@ def run_replay(
         runner.finish(end)
         ledger.last.update(last_price)
         ledger.finish(end, runner.open_orders())
+        for file in data:
+            unwatched.update(file.unknown_pairs)
         return ReplayResult(
             rule_files=ruleset.files,
             rule_ids=rule_ids,
@@ -183,6 +196,7 @@ def run_replay(
             levels=price_levels(ruleset),
             skipped=dict(skipped),
             held_back=held_back,
+            unwatched=dict(sorted(unwatched.items())),
         )
     except BaseException:
         ledger.close()

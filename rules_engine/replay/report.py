@@ -48,6 +48,7 @@ def write_json(result: ReplayResult, out: TextIO, chart: str | None = None) -> N
         "period": {"start": iso(result.start), "end": iso(result.end), "start_time": result.start,
                    "end_time": result.end},
         "ticks": result.ticks,
+        "skipped": {"ticks": sum(result.unwatched.values()), "by_symbol": result.unwatched},
         "wallet": {"start": result.wallet_start, "end": result.wallet_end, "open_orders": result.open_orders},
         "totals": {**result.ledger.totals(result.period), "fires": result.fire_count, "held_back": result.held_back},
         "rules_summary": [book.to_dict(result.period) for book in _books(result)],
@@ -163,6 +164,9 @@ def _header(result: ReplayResult) -> list[str]:
     if result.skipped:
         lines.append("skipped frames (no tick): " + ", ".join(f"{kind} {n:,}" for kind, n in
                                                              sorted(result.skipped.items())))
+    if result.unwatched:
+        counts = ", ".join(f"{symbol} {count:,}" for symbol, count in result.unwatched.items())
+        lines.append(f"skipped: {sum(result.unwatched.values()):,} ticks of pairs no rule watches ({counts})")
     if _has_candles(result):
         lines.append(CANDLE_NOTE.format(fractions=_fractions()))
     return lines

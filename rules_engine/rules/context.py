@@ -30,6 +30,7 @@ from rules_engine.expr import ExpressionError, compile_expression, compile_templ
 from rules_engine.pairs import PairRegistry
 from rules_engine.registry import unavailable_names
 from rules_engine.rules.diagnostics import Diagnostic, Severity, did_you_mean
+from rules_engine.rules.literal_names import literal_name_problems
 from rules_engine.rules.schema_check import SchemaReport
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
@@ -109,6 +110,9 @@ class BuildContext:
             offset = prefix + max(exc.column or 1, 1) - 1
             self.report(path, f"invalid expression: {exc.message}", code="expression", offset=offset)
             return None
+        for problem in literal_name_problems(compiled, self.registry):
+            self.report(path, problem.message, hint=problem.hint, code=problem.code, severity=problem.severity,
+                        offset=prefix)
         line, column = self.document.offset_position(path, prefix)
         return Expr(text, compiled, SourceRef(self.document.file, line, column, self.document.file_hash))
 

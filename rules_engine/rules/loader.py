@@ -162,5 +162,6 @@ def _load_all(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairR
     result.warnings = [d for d in unique if d.severity == "warning"]
     if not result.errors:
         ranked = sorted(enumerate(rules), key=lambda item: (-item[1].priority, item[0]))
-        result.ruleset = RuleSet(rules=tuple(rule for _, rule in ranked), files=tuple(names))
+        result.ruleset = RuleSet(rules=tuple(rule for _, rule in ranked), files=tuple(names),
+                                 pair_names=registry.altnames())
     return result

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
-from rules_engine.pairs import PairRegistry, asset_code, modern_asset
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import did_you_mean
+from rules_engine.rules.literal_names import asset_names, pair_hint
 from rules_engine.rules.yaml_source import JsonPath
 
 _FUTURES_SYMBOL = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
@@ -30,7 +29,7 @@ def spot_pair(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         ctx.report(
             path,
             f'unknown Kraken pair "{name}"',
-            hint=did_you_mean(name.upper(), ctx.registry.known_names()),
+            hint=pair_hint(ctx.registry, name),
             code="unknown-pair",
         )
         return None
@@ -67,15 +66,3 @@ def asset(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         hint = did_you_mean(name.upper(), sorted(names))
         ctx.report(path, f'unknown Kraken asset "{name}"', hint=hint, code="unknown-asset")
     return found
-
-
-@lru_cache(maxsize=8)
-def asset_names(registry: PairRegistry) -> dict[str, str]:
-    """Every accepted spelling of every asset in the registry -> Kraken's asset id."""
-    names: dict[str, str] = {}
-    for pair in registry:
-        for kraken_id in (pair.base, pair.quote):
-            code = asset_code(kraken_id)
-            for spelling in (kraken_id, code, modern_asset(code)):
-                names.setdefault(spelling.upper(), kraken_id)
-    return names

@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -51,6 +51,7 @@ from rules_engine.execution import Executor, LiveModeRefused, build_executor, ch
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.kraken.key_use import key_problems
+from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
@@ -69,6 +70,7 @@ from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.notifications import NotificationConfigError
+from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
@@ -193,6 +195,7 @@ class EngineService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._consumer: asyncio.Task[None] | None = None
         self._feeds: MarketFeeds | None = None
+        self.private_feed: PrivateFeed | None = None
         self._watcher: RuleWatcher | None = None
         self._keeper: DeadMansSwitchKeeper | None = None
         self._http: HttpServer | None = None
@@ -327,6 +330,9 @@ class EngineService:
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
         await self._feeds.apply(needs)
+        self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
+        if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
+            self._spawn(self.private_feed.run())
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))
         self._spawn(self._housekeeping())
         self._spawn(self.visibility.watch(self.snapshot_interval))
@@ -453,6 +459,11 @@ class EngineService:
         if self._intake_open:
             self.visibility.on_tick(tick)
             self._put(tick)
+
+    def _on_account_events(self, events: Iterable[Event]) -> None:
+        if self._intake_open:
+            for event in events:
+                self._put(event)
 
     def _on_feed_status(self, market: str, status: FeedStatus) -> None:
         kind = status.kind
@@ -737,6 +748,8 @@ class EngineService:
         )
         report["installation_id"] = self.installation_id
         report["problems"] = key_problems()  # e.g. another client is using the API key (EAPI:Invalid nonce)
+        if self.private_feed is not None:  # informational: the REST reads cover for it when down
+            report["private_feed"] = {"connected": self.private_feed.up, "connections": self.private_feed.connections}
         return self.storage.annotate(report) if self.storage is not None else report
 
     # ------------------------------------------------------------------ stop

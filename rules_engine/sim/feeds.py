@@ -144,8 +144,8 @@ class FeedHub:
         stats = self.sim.market.stats(altname)
         assert stats is not None
         if kind == "v2":
-            return {"channel": "ticker", "type": type_, "data": [v2_ticker(stats)]}
-        return [self._channel_id(altname), v1_ticker(stats), "ticker", stats.pair.wsname]
+            return {"channel": "ticker", "type": type_, "data": [v2_ticker(stats, self.sim.market.seed)]}
+        return [self._channel_id(altname), v1_ticker(stats, self.sim.market.seed), "ticker", stats.pair.wsname]
 
     def _channel_id(self, altname: str) -> int:
         return self._channel_ids.setdefault(altname, 340 + len(self._channel_ids))
@@ -294,6 +294,8 @@ class FeedHub:
             return
         if channel != "ticker":
             error = "Channel not served by the simulator" if channel in UNSERVED_V2 else "Subscription name invalid"
+            if channel in ("executions", "balances"):  # served on the private endpoint, /auth/v2
+                error = f"Private channel {channel}: subscribe on the authenticated endpoint"
             reply({"error": error, "method": method, "success": False})
             return
         symbols = params.get("symbol")

@@ -19,7 +19,7 @@ from rules_engine.paper.errors import FuturesError
 from rules_engine.sim.futures import ORDER_TYPES, FuturesExchange, FuturesOrder, Product, SendResult
 from rules_engine.sim.market import MarketData
 
-PUBLIC = frozenset({"tickers"})
+PUBLIC = frozenset({"tickers", "instruments"})
 # Cost of each call against the futures budget (500 per 10 s), as Kraken documents.
 COSTS = {
     "sendorder": 10,
@@ -96,19 +96,22 @@ class FuturesApi:
         stats = self.market.stats(product.underlying)
         if mark is None or stats is None:
             return None
+        bid, ask = stats.quoted if stats.quoted is not None else (mark - product.tick_size, mark + product.tick_size)
         return {
             "tag": "perpetual",
             "pair": product.pair,
             "symbol": product.symbol,
             "markPrice": float(mark),
-            "bid": float(mark - product.tick_size),
+            "bid": float(bid),
             "bidSize": 1.0,
-            "ask": float(mark + product.tick_size),
+            "ask": float(ask),
             "askSize": 1.0,
             "vol24h": float(stats.volume),
             "volumeQuote": float(stats.cost),
             "openInterest": 0.0,
             "open24h": float(stats.open),
+            "high24h": float(stats.high),
+            "low24h": float(stats.low),
             "indexPrice": float(mark),
             "last": float(mark),
             "lastTime": iso_ms(stats.updated),

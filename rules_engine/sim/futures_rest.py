@@ -15,6 +15,7 @@ from aiohttp import web
 
 from rules_engine.paper.errors import FuturesError
 from rules_engine.sim.futures_api import COSTS, iso_ms
+from rules_engine.sim.futures_instruments import instruments
 from rules_engine.sim.spot_rest import injected_faults, withhold_answer
 
 if TYPE_CHECKING:
@@ -51,12 +52,13 @@ class FuturesRest:
         params = dict(parse_qsl(request.query_string, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
         try:
-            if method == "tickers":
+            if method in ("tickers", "instruments"):  # public
                 failure = sim.faults.take_failure(method)
                 if failure:
                     raise FuturesError(failure)
                 with sim.lock:
-                    payload = sim.futures_api.tickers(sim.clock())
+                    payload = (sim.futures_api.tickers(sim.clock()) if method == "tickers"
+                               else instruments(sim.futures))
                 return self._answer(payload)
             if method not in sim.futures_api.methods:
                 raise FuturesError("notFound")

@@ -4,10 +4,16 @@ and the ticker shapes Kraken publishes (REST, WebSocket v1 and v2). Pure: time i
 The published bid and ask sit one tick either side of the last price, unless the price was
 set with its own bid and ask (`Simulator.set_price(..., bid=, ask=)`). "Today" and
 "last 24 hours" both cover the time since the simulator started.
+
+Numbers are strings with fixed decimals, per pair: market-data prices with the larger of the
+pair's `pair_decimals` and `cost_decimals` (Kraken's own examples: XBTUSD, `pair_decimals` 1 and
+`cost_decimals` 5, tickers at `"30300.10000"`), volumes with `lot_decimals`; the book's
+top-of-book sizes (`rules_engine.sim.book`) are the ticker's bid and ask quantities.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +26,6 @@ from rules_engine.paper.assets import fmt
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 MAX_CANDLES = 720
 _ZERO = Decimal(0)
-_BOOK_QTY = Decimal(1)
 
 
 @dataclass
@@ -48,6 +53,27 @@ class PriceCandle:
         ]
 
 
+@dataclass(frozen=True)
+class Print:
+    """One trade in the simulated market (a random-walk step with volume, a replayed trade,
+    or an account's fill): a row of the public `Trades` endpoint."""
+
+    price: Decimal
+    volume: Decimal
+    time: float
+    side: str  # "b" or "s"
+    kind: str  # "m" (market) or "l" (limit)
+    trade_id: int
+
+
+MAX_PRINTS = 1000
+
+
+def price_decimals(pair: PairInfo) -> int:
+    """Decimals of market-data prices: the larger of `pair_decimals` and `cost_decimals`."""
+    return max(pair.pair_decimals, pair.cost_decimals)
+
+
 @dataclass
 class PairStats:
     """Running statistics of one pair since the simulator started."""
@@ -64,6 +90,12 @@ class PairStats:
     last_volume: Decimal = _ZERO
     quoted: tuple[Decimal, Decimal] | None = None  # bid and ask set with the price, else one tick either side
     candles: dict[int, deque[PriceCandle]] = field(default_factory=dict)
+    prints: deque[Print] = field(default_factory=lambda: deque(maxlen=MAX_PRINTS))
+    print_count: int = 0
+
+    def add_print(self, price: Decimal, volume: Decimal, now: float, side: str, kind: str) -> None:
+        self.print_count += 1
+        self.prints.append(Print(price, volume, now, side, kind, self.print_count))
 
     @property
     def tick(self) -> Decimal:
@@ -83,9 +115,11 @@ class PairStats:
 
     def record(self, price: Decimal, volume: Decimal, now: float,
                quoted: tuple[Decimal, Decimal] | None = None) -> None:
+        previous = self.price
         self.price, self.updated, self.quoted = price, now, quoted
         self.high, self.low = max(self.high, price), min(self.low, price)
         if volume > 0:
+            self.add_print(price, volume, now, "b" if price >= previous else "s", "m")
             self.volume += volume
             self.cost += volume * price
             self.trades += 1
@@ -106,8 +140,9 @@ class PairStats:
 class MarketData:
     """Prices and statistics of every pair that has a price."""
 
-    def __init__(self, pairs: PairRegistry):
+    def __init__(self, pairs: PairRegistry, seed: int | str = 0):
         self.pairs = pairs
+        self.seed = seed  # of the seeded order book's sizes
         self._stats: dict[str, PairStats] = {}
 
     def update(self, symbol: str, price: Decimal, now: float, volume: Decimal = _ZERO,
@@ -141,7 +176,7 @@ class MarketData:
         if stats is None:
             return [], 0
         candles = list(stats.candles.get(interval, ()))
-        rows = [c.row(stats.pair.pair_decimals) for c in candles if since is None or c.time > since]
+        rows = [c.row(price_decimals(stats.pair)) for c in candles if since is None or c.time > since]
         last = candles[-2].time if len(candles) > 1 else (candles[0].time if candles else 0)
         return rows, last
 
@@ -151,14 +186,16 @@ def rfc3339(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def rest_ticker(stats: PairStats) -> dict[str, Any]:
+def rest_ticker(stats: PairStats, seed: int | str = 0) -> dict[str, Any]:
     """One pair of the REST Ticker result (`a b c v p t l h o`)."""
-    p = stats.pair.pair_decimals
+    pair = stats.pair
+    p, lots = price_decimals(pair), pair.lot_decimals
+    ask_qty, bid_qty = top_sizes(stats, seed)
     return {
-        "a": [fmt(stats.ask, p), "1", "1.000"],
-        "b": [fmt(stats.bid, p), "1", "1.000"],
-        "c": [fmt(stats.price, p), fmt(stats.last_volume, 8)],
-        "v": [fmt(stats.volume, 8)] * 2,
+        "a": [fmt(stats.ask, p), str(int(ask_qty)), fmt(ask_qty, 3)],
+        "b": [fmt(stats.bid, p), str(int(bid_qty)), fmt(bid_qty, 3)],
+        "c": [fmt(stats.price, p), fmt(stats.last_volume, lots)],
+        "v": [fmt(stats.volume, lots)] * 2,
         "p": [fmt(stats.vwap, p)] * 2,
         "t": [stats.trades] * 2,
         "l": [fmt(stats.low, p)] * 2,
@@ -167,24 +204,42 @@ def rest_ticker(stats: PairStats) -> dict[str, Any]:
     }
 
 
-def v1_ticker(stats: PairStats) -> dict[str, Any]:
-    """The payload of a WebSocket v1 ticker array (`o` has two values there)."""
-    payload = rest_ticker(stats)
-    payload["a"] = [payload["a"][0], 1, "1.00000000"]
-    payload["b"] = [payload["b"][0], 1, "1.00000000"]
+def v1_ticker(stats: PairStats, seed: int | str = 0) -> dict[str, Any]:
+    """The payload of a WebSocket v1 ticker array (`a`/`b` carry an integer whole-lot volume
+    and the lot volume with `lot_decimals`; `o` has two values there)."""
+    payload = rest_ticker(stats, seed)
+    ask_qty, bid_qty = top_sizes(stats, seed)
+    lots = stats.pair.lot_decimals
+    payload["a"] = [payload["a"][0], int(ask_qty), fmt(ask_qty, lots)]
+    payload["b"] = [payload["b"][0], int(bid_qty), fmt(bid_qty, lots)]
     payload["o"] = [payload["o"]] * 2
     return payload
 
 
-def v2_ticker(stats: PairStats) -> dict[str, Any]:
-    """One entry of a WebSocket v2 ticker message's `data` (JSON numbers)."""
+def top_sizes(stats: PairStats, seed: int | str = 0) -> tuple[Decimal, Decimal]:
+    """The seeded book's sizes at the ask and the bid (`rules_engine.sim.book`)."""
+    return level_volume(stats.pair, "ask", 0, seed), level_volume(stats.pair, "bid", 0, seed)
+
+
+def level_volume(pair: PairInfo, side: str, index: int, seed: int | str = 0) -> Decimal:
+    """The seeded size of the book's `index`-th level on `side` (`bid` or `ask`)."""
+    digest = hashlib.sha256(f"{seed}:{pair.altname}:{side}:{index}".encode()).digest()
+    units = 20 + int.from_bytes(digest[:4], "big") % 1981
+    minimum = pair.ordermin if pair.ordermin > 0 else Decimal(1).scaleb(-pair.lot_decimals)
+    return (minimum * units).quantize(Decimal(1).scaleb(-pair.lot_decimals))
+
+
+def v2_ticker(stats: PairStats, seed: int | str = 0) -> dict[str, Any]:
+    """One entry of a WebSocket v2 ticker message's `data` (JSON numbers), with every field
+    the docs list (and `trades`, which live frames carry)."""
     change = stats.price - stats.open
+    ask_qty, bid_qty = top_sizes(stats, seed)
     return {
         "symbol": stats.pair.v2_symbol,
         "bid": float(stats.bid),
-        "bid_qty": float(_BOOK_QTY),
+        "bid_qty": float(bid_qty),
         "ask": float(stats.ask),
-        "ask_qty": float(_BOOK_QTY),
+        "ask_qty": float(ask_qty),
         "last": float(stats.price),
         "volume": float(stats.volume),
         "vwap": float(stats.vwap),
@@ -192,5 +247,6 @@ def v2_ticker(stats: PairStats) -> dict[str, Any]:
         "high": float(stats.high),
         "change": float(change),
         "change_pct": float(round(change / stats.open * 100, 2)) if stats.open else 0.0,
+        "trades": stats.trades,
         "timestamp": rfc3339(stats.updated),
     }

@@ -8,7 +8,8 @@
 or inside a running loop: `endpoints = await sim.start()` ... `await sim.stop()`.
 
 Routes (`KrakenEndpoints.local` gives the URLs): Spot REST `/0/public/*`, `/0/private/*`;
-Futures REST `/derivatives/api/v3/*`; WebSocket v2 `/v2`, v1 `/`, Futures `/ws/v1`.
+Futures REST `/derivatives/api/v3/*`; WebSocket v2 `/v2`, v1 `/`, Futures `/ws/v1`, private
+v2 `/auth/v2`.
 State lives in pure objects (`exchange`, `futures`, `market`, `spot_api`) guarded by one
 lock, so the thread-safe controls (`set_price`, `step`, `advance`, `faults`) may be called
 from any thread while the server runs.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +42,10 @@ from rules_engine.sim.futures_api import FuturesApi
 from rules_engine.sim.futures_rest import FuturesRest
 from rules_engine.sim.market import MarketData
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
+from rules_engine.sim.private_ws import PrivateFeed
 from rules_engine.sim.spot_api import SYSTEM_STATUSES, SpotApi
 from rules_engine.sim.spot_rest import SpotRest
+from rules_engine.sim.spot_trading import install as install_spot_trading
 from rules_engine.sleeping import interruptible_sleep
 
 FUTURES_BUDGET = (500, 50)  # cost units per key: maximum, and decay per second (500 per 10 s)
@@ -62,10 +66,11 @@ class Simulator:
         self.pairs = pairs or default_registry()
         self.lock = threading.RLock()
         self.faults = Faults()
-        self.market = MarketData(self.pairs)
+        self.market = MarketData(self.pairs, self.config.seed)
         self.exchange = PaperExchange(self.pairs, fees, seed=self.config.seed)
         self.futures = FuturesExchange(default_products(self.pairs), seed=self.config.seed)
         self.spot_api = SpotApi(self.exchange, self.market)
+        self.spot_trading = install_spot_trading(self.spot_api)  # Depth, Trades, Amend/Edit, batches
         self.futures_api = FuturesApi(self.futures, self.market)
         self.spot_auth = SpotAuth(self.config.lockout_after, self.config.lockout_seconds)
         self.futures_auth = FuturesAuth(self.config.futures_nonce_window)
@@ -79,6 +84,7 @@ class Simulator:
         self._futures_counters: dict[str, DecayingCounter] = {}
         self._tiers: dict[str, str] = {}
         self._hub: FeedHub | None = None
+        self._private: PrivateFeed | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -134,6 +140,7 @@ class Simulator:
             rendered = self._hub.render(names) if self._hub is not None else None
         if rendered is not None:
             self._in_loop(lambda hub: hub.publish(rendered))
+        self.notify_private()
         return fills
 
     def set_price(self, symbol: str, price: Decimal | str, volume: Decimal | str = "0", *,
@@ -169,6 +176,22 @@ class Simulator:
             now = self.clock()
             self.exchange.advance(now)
             self.futures.advance(now)
+        self.notify_private()
+
+    def notify_private(self) -> None:
+        """Send the private WebSocket subscribers what changed (orders, fills, balances)."""
+        feed, loop = self._private, self._loop
+        if feed is None or loop is None or loop.is_closed():
+            return
+
+        def flush() -> None:
+            with self.lock:
+                feed.flush()
+
+        if threading.get_ident() == self._loop_thread:
+            flush()
+        else:
+            loop.call_soon_threadsafe(flush)
 
     def set_system_status(self, status: str) -> None:
         """`online`, `maintenance`, `cancel_only` or `post_only` (REST and WS status)."""
@@ -221,17 +244,23 @@ class Simulator:
         async def futures_ws(request: web.Request) -> web.StreamResponse:
             return await hub.handle(request, "futures")
 
+        private = self._private
+        assert private is not None
+
         async def root(request: web.Request) -> web.StreamResponse:
             if request.headers.get("Upgrade", "").lower() == "websocket":
                 return await hub.handle(request, "v1")
             return web.Response(text="rules-engine Kraken simulator: see docs/simulator.md\n")
 
-        app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root)])
+        app.add_routes([web.get("/v2", v2), web.get("/ws/v1", futures_ws), web.get("/", root),
+                        web.get("/auth/v2", private.handle)])
         return app
 
-    async def start(self, host: str | None = None, port: int | None = None) -> KrakenEndpoints:
+    async def start(self, host: str | None = None, port: int | None = None,
+                    ssl_context: ssl.SSLContext | None = None) -> KrakenEndpoints:
         """Serve on host:port (defaults from the config; port 0 picks a free one) in the
-        running loop; returns the endpoints."""
+        running loop, over TLS with `ssl_context` (see `rules_engine.sim.tls`); returns the
+        endpoints."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         host = host or self.config.host
@@ -240,6 +269,7 @@ class Simulator:
         self._loop_thread = threading.get_ident()
         self._stopping = asyncio.Event()
         self._hub = FeedHub(self)
+        self._private = PrivateFeed(self)
         self.faults.attach(
             lambda code: self._on_loop_and_wait(lambda hub: hub.drop_all(code)),
             lambda n, kind: self._on_loop_and_wait(lambda hub: hub.send_malformed(n, kind)),
@@ -249,9 +279,9 @@ class Simulator:
         sock.bind((host, port))
         runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         self._runner = runner
-        self.endpoints = KrakenEndpoints.local(host, sock.getsockname()[1])
+        self.endpoints = KrakenEndpoints.local(host, sock.getsockname()[1], secure=ssl_context is not None)
         self._tasks = [asyncio.ensure_future(self._housekeeping())]
         if self.config.tick_interval:
             self._tasks.append(asyncio.ensure_future(self._drive_prices()))
@@ -268,19 +298,23 @@ class Simulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.faults.attach(None, None)
         await self._hub.close_all()
+        if self._private is not None:
+            await self._private.close_all()
         await self._runner.cleanup()
-        self._runner, self._hub, self._tasks = None, None, []
+        self._runner, self._hub, self._private, self._tasks = None, None, None, []
         self._loop = self._loop_thread = None
         self.endpoints = None
 
     @contextlib.contextmanager
-    def running(self, host: str | None = None, port: int | None = None) -> Iterator[KrakenEndpoints]:
+    def running(self, host: str | None = None, port: int | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> Iterator[KrakenEndpoints]:
         """Serve from a background thread with its own event loop while the block runs."""
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="kraken-sim", daemon=True)
         thread.start()
         try:
-            endpoints = asyncio.run_coroutine_threadsafe(self.start(host, port), loop).result(START_TIMEOUT)
+            endpoints = asyncio.run_coroutine_threadsafe(self.start(host, port, ssl_context),
+                                                         loop).result(START_TIMEOUT)
             try:
                 yield endpoints
             finally:

@@ -39,6 +39,7 @@ from rules_engine.sim.market import INTERVALS, MarketData, rest_ticker
 
 SYSTEM_STATUSES = ("online", "maintenance", "cancel_only", "post_only")
 PAGE = 50
+WS_TOKEN_SECONDS = 900
 _ZERO = Decimal(0)
 
 
@@ -65,6 +66,7 @@ class SpotApi:
         self._asset_pairs = {p.pair_id: dict(raw.get(p.pair_id) or _minimal_pair(p)) for p in exchange.pairs}
         self._ids = ids or IdSource("ws-token")
         self._trade_counters: dict[tuple[str, str], DecayingCounter] = {}
+        self.ws_tokens: dict[str, tuple[str, float]] = {}  # token -> (account, expiry; 0 once in use)
         self.public_methods: dict[str, Callable[[Mapping[str, Any], float], Any]] = {
             "Time": self.time,
             "SystemStatus": self.system_status,
@@ -169,7 +171,7 @@ class SpotApi:
                 if requested:
                     raise ExchangeError("EQuery:Unknown asset pair")
                 continue
-            result[pair.pair_id] = rest_ticker(stats)
+            result[pair.pair_id] = rest_ticker(stats, self.market.seed)
         return result
 
     def ohlc(self, params: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -221,8 +223,7 @@ class SpotApi:
 
     def order_json(self, order: Order, trades: bool = False) -> dict[str, Any]:
         pair = self.exchange.pair(order.pair)
-        places, lots = pair.pair_decimals, pair.lot_decimals
-        money = asset_decimals(pair.quote)
+        places, lots, costs = pair.pair_decimals, pair.lot_decimals, pair.cost_decimals
         descr_price = order.trail.text(places) if order.trail else fmt(order.price or _ZERO, places)
         descr_price2 = order.trail_limit.text(places) if order.trail_limit else fmt(order.price2 or _ZERO, places)
         data: dict[str, Any] = {
@@ -244,11 +245,11 @@ class SpotApi:
             },
             "vol": fmt(order.volume, lots),
             "vol_exec": fmt(order.vol_exec, lots),
-            "cost": fmt(order.cost, money),
-            "fee": fmt(order.fee, asset_decimals(pair.base) if "fcib" in order.oflags else money),
+            "cost": fmt(order.cost, costs),
+            "fee": fmt(order.fee, asset_decimals(pair.base) if "fcib" in order.oflags else costs),
             "price": fmt(order.avg_price, places),
-            "stopprice": fmt(order.stopprice, places),
-            "limitprice": fmt(order.limitprice, places),
+            "stopprice": fmt(order.stopprice, costs),
+            "limitprice": fmt(order.limitprice, costs),
             "misc": order.misc,
             "oflags": ",".join(order.oflags),
         }
@@ -303,8 +304,12 @@ class SpotApi:
         return result
 
     def trade_json(self, fill: Fill) -> dict[str, Any]:
+        """A TradesHistory entry: price, cost, fee and margin with the pair's `cost_decimals`
+        (Kraken's example: `"price": "72026.50000", "cost": "7.20265"` for XXBTZUSD), volume
+        with `lot_decimals`; a fee taken in the base currency (`fcib`) with that asset's decimals."""
         pair = self.exchange.pair(fill.pair)
-        money = asset_decimals(fill.fee_asset)
+        costs = pair.cost_decimals
+        fee_places = costs if fill.fee_asset == pair.quote else asset_decimals(fill.fee_asset)
         return {
             "ordertxid": fill.txid,
             "postxid": "",
@@ -312,11 +317,11 @@ class SpotApi:
             "time": round(fill.time, 4),
             "type": fill.side,
             "ordertype": fill.ordertype,
-            "price": fmt(fill.price, pair.pair_decimals),
-            "cost": fmt(fill.cost, asset_decimals(pair.quote)),
-            "fee": fmt(fill.fee, money),
+            "price": fmt(fill.price, max(pair.pair_decimals, costs)),
+            "cost": fmt(fill.cost, costs),
+            "fee": fmt(fill.fee, fee_places),
             "vol": fmt(fill.volume, pair.lot_decimals),
-            "margin": fmt(_ZERO, money),
+            "margin": fmt(_ZERO, costs),
             "misc": "",
             "maker": fill.maker,
         }
@@ -399,7 +404,23 @@ class SpotApi:
         return {"currentTime": iso_seconds(now), "triggerTime": "0" if trigger is None else iso_seconds(trigger)}
 
     def websockets_token(self, account: str, params: Mapping[str, Any], now: float) -> dict[str, Any]:
-        return {"token": self._ids.token(), "expires": 900}
+        token = self._ids.token()
+        self.ws_tokens[token] = (account, now + WS_TOKEN_SECONDS)
+        return {"token": token, "expires": WS_TOKEN_SECONDS}
+
+    def token_account(self, token: Any, now: float) -> str | None:
+        """The account of a WebSocket token not yet used and not expired, or of one in use
+        (Kraken: "it does not expire once a successful Websockets connection and private
+        subscription has been made and is maintained")."""
+        found = self.ws_tokens.get(token) if isinstance(token, str) else None
+        if found is None or (found[1] and now > found[1]):
+            return None
+        return found[0]
+
+    def keep_token(self, token: str) -> None:
+        """A private subscription was made with `token`: it no longer expires."""
+        if token in self.ws_tokens:
+            self.ws_tokens[token] = (self.ws_tokens[token][0], 0.0)
 
 
 def _minimal_pair(pair: PairInfo) -> dict[str, Any]:

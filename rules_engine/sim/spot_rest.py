@@ -153,6 +153,7 @@ class SpotRest:
                 result = await asyncio.shield(asyncio.ensure_future(_run_later(sim, method, key, params, late.delay)))
         except ExchangeError as exc:
             return envelope(error=exc.error)
+        sim.notify_private()  # executions and balances subscribers hear of it now
         if await withhold_answer(sim, request, method):
             return web.Response(status=504)
         answer_late = sim.faults.take_late_answer(method)

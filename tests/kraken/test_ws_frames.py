@@ -117,7 +117,7 @@ def test_v2_subscribe_ack_success_captured_live():
         '"symbol":"USDT/USD"},"success":true,"time_in":"2026-09-24T03:54:28.829165Z",'
         '"time_out":"2026-09-24T03:54:28.829217Z"}'
     )
-    assert only_event(parse_v2(ack, T)) == SubscribeAck("USDTZUSD", True)
+    assert only_event(parse_v2(ack, T)) == SubscribeAck("USDTUSD", True)
 
 
 def test_v2_subscribe_error_for_unsupported_pair_keeps_kraken_name_and_message():

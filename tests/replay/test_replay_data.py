@@ -213,3 +213,14 @@ def test_a_file_of_frames_without_ticks_says_what_it_skipped(tmp_path):
                              "    actions: [{type: log, message: hi}]\n")
     with pytest.raises(DataError, match=r"the data files hold no ticks \(skipped frames: channel ohlc 1, heartbeat 2\)"):
         run_replay(loaded.ruleset, [open_data(path)])
+
+
+def test_a_book_of_a_pair_assetpairs_does_not_list_is_counted_not_an_error(tmp_path):
+    frames = [book("snapshot", [(1.0, 5)], [(1.1, 5)], "2023-11-14T22:13:20Z", symbol="NOPE/EUR"),
+              *BOOK_FRAMES[1:3]]
+    path = tmp_path / "book.jsonl"
+    path.write_text("\n".join(json.dumps(f) for f in frames) + "\n")
+    data = open_data(path)
+    ticks = list(data.ticks(skipped=Counter()))
+    assert [(t.symbol, str(t.bid)) for t in ticks] == [("XBTUSD", "70000.0")]
+    assert data.unknown_pairs == {"NOPE/EUR": 1}

@@ -77,7 +77,7 @@ def test_refresh_writes_the_snapshot(server, tmp_path, capsys):
     registry = PairRegistry.from_file(output)
     assert registry.resolve("BTC/USD").altname == "XBTUSD"
     assert json.loads(output.read_text()) == CANNED
-    assert [p.name for p in output.parent.iterdir()] == ["asset_pairs.json"]  # no temporary left
+    assert sorted(p.name for p in output.parent.iterdir()) == ["asset_pairs.index.json", "asset_pairs.json"]  # no temporary left
 
 
 def test_refreshed_snapshot_is_used_by_validate_and_list(server, tmp_path, capsys):

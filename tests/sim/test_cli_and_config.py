@@ -47,7 +47,7 @@ def test_cli_generates_a_key_serves_and_stops_cleanly():
         secret = re.search(r"API secret\s+(\S+)", banner).group(1)
         client = SpotClient(base, key, secret)
         assert client.ok("Balance") == {"ZUSD": "500.0000"}
-        assert requests.get(base + "/0/public/Ticker?pair=XBTUSD", timeout=5).json()["result"]["XXBTZUSD"]["c"][0] == "60000.0"
+        assert requests.get(base + "/0/public/Ticker?pair=XBTUSD", timeout=5).json()["result"]["XXBTZUSD"]["c"][0] == "60000.00000"
     finally:
         code, out, err = stop_cli(process)
     assert code == 0 and "stopped" in out, err
@@ -66,7 +66,7 @@ def test_cli_with_a_config_file_and_a_given_key(tmp_path):
         base = re.search(r"spot REST\s+(\S+)", banner).group(1)
         assert SpotClient(base, "file-key", SECRET).ok("Balance") == {"XXBT": "2.0000000000"}
         assert SpotClient(base, "cli-key", SECRET).ok("Balance") == {"ZUSD": "7.0000"}
-        assert SpotClient(base, "cli-key", SECRET).public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]["c"][0] == "42000.0"
+        assert SpotClient(base, "cli-key", SECRET).public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]["c"][0] == "42000.00000"
     finally:
         assert stop_cli(process)[0] == 0
 
@@ -131,3 +131,28 @@ def test_async_start_and_stop_inside_a_running_loop(clock):
 
     assert asyncio.run(scenario()) == 61000.0
     assert sim.endpoints is None
+
+
+def test_cli_tls_serves_https_and_wss_with_a_certificate_clients_can_trust(tmp_path):
+    import ssl
+
+    process, banner = start_cli("--tls", "--tls-dir", str(tmp_path / "tls"), "--tick-interval", "0")
+    try:
+        base = re.search(r"spot REST\s+(\S+)", banner).group(1)
+        ws_v2 = re.search(r"WS v2\s+(\S+)", banner).group(1)
+        cert = re.search(r"self-signed certificate (\S+)", banner).group(1)
+        assert base.startswith("https://127.0.0.1:") and ws_v2.startswith("wss://")
+        assert cert == str(tmp_path / "tls" / "cert.pem") and (tmp_path / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+        assert f"SSL_CERT_FILE={cert}" in banner
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(base + "/0/public/Time", timeout=5)
+        assert requests.get(base + "/0/public/Time", timeout=5, verify=cert).json()["error"] == []
+
+        async def first_frame():
+            async with websockets.connect(ws_v2, ssl=ssl.create_default_context(cafile=cert)) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+        assert asyncio.run(first_frame())["channel"] == "status"
+    finally:
+        code, out, err = stop_cli(process)
+    assert code == 0, err

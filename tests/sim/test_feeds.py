@@ -68,11 +68,11 @@ def test_v1_system_status_subscription_status_ticker_arrays(endpoints, sim):
         assert bad["errorMessage"] == "Currency pair not in ISO 4217-A3 format XBTUSD"
         channel_id, payload, name, pair = snapshot
         assert (channel_id, name, pair) == (ok["channelID"], "ticker", "XBT/USD")
-        assert set(payload) == set("abcvptlho") and payload["o"] == ["60000.0", "60000.0"]
-        assert payload["a"][1] == 1 and payload["c"][0] == "60000.0"
+        assert set(payload) == set("abcvptlho") and payload["o"] == ["60000.00000", "60000.00000"]
+        assert type(payload["a"][1]) is int and len(payload["a"][2].split(".")[1]) == 8 and payload["c"][0] == "60000.00000"
         sim.set_price("XBTUSD", "59000")
         update = recv_until(ws, lambda f: isinstance(f, list))
-        assert update[1]["c"][0] == "59000.0"
+        assert update[1]["c"][0] == "59000.00000"
         assert recv_until(ws, lambda f: isinstance(f, dict) and f.get("event") == "heartbeat") == {"event": "heartbeat"}
         ws.send(json.dumps({"event": "ping", "reqid": 5}))
         assert recv_until(ws, lambda f: isinstance(f, dict) and f.get("event") == "pong") == {"event": "pong", "reqid": 5}

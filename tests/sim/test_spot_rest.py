@@ -149,14 +149,15 @@ def test_order_lifecycle_rest_fill_fees_and_balances(spot, sim):
     assert [f.txid for f in fills] == [txid]
     order = spot.ok("QueryOrders", {"txid": txid, "trades": "true"})[txid]
     assert (order["status"], order["vol_exec"], order["cost"], order["fee"], order["price"]) == (
-        "closed", "0.10000000", "5900.0000", "14.7500", "59000.0")
+        "closed", "0.10000000", "5900.00000", "14.75000", "59000.0")  # cost_decimals 5
     assert order["cl_ord_id"] == "rule-1-fire-1" and len(order["trades"]) == 1
     assert spot.ok("Balance") == {"XXBT": "1.1000000000", "ZUSD": "4085.2500"}
     closed = spot.ok("ClosedOrders")
     assert closed["count"] == 1 and list(closed["closed"]) == [txid]
     trades = spot.ok("TradesHistory")["trades"]
     [trade] = trades.values()
-    assert trade["pair"] == "XXBTZUSD" and trade["maker"] is True and trade["fee"] == "14.7500"
+    assert trade["pair"] == "XXBTZUSD" and trade["maker"] is True and trade["fee"] == "14.75000"
+    assert (trade["price"], trade["cost"], trade["vol"]) == ("59000.00000", "5900.00000", "0.10000000")
     market = spot.ok("AddOrder", {"pair": "XBTUSD", "type": "sell", "ordertype": "market", "volume": "0.5"})
     assert spot.ok("QueryOrders", {"txid": market["txid"][0]})[market["txid"][0]]["price"] == "58900.0"
     assert spot.ok("TradeBalance")["eb"] == "68757.4500"  # 33417.45 USD + 0.6 XBT at 58900
@@ -210,7 +211,7 @@ def test_stop_and_take_profit_orders_over_http(spot, sim):
     sim.set_price("XBTUSD", "57950")
     orders = spot.ok("QueryOrders", {"txid": f"{stop['txid'][0]},{take['txid'][0]}"})
     assert orders[take["txid"][0]]["price"] == "61000.0"
-    assert orders[stop["txid"][0]]["status"] == "closed" and orders[stop["txid"][0]]["stopprice"] == "58000.0"
+    assert orders[stop["txid"][0]]["status"] == "closed" and orders[stop["txid"][0]]["stopprice"] == "58000.00000"
 
 
 def test_public_endpoints(spot, sim, clock):
@@ -222,13 +223,13 @@ def test_public_endpoints(spot, sim, clock):
     assert set(fees) == {"fees", "fees_maker", "fee_volume_currency"}
     sim.set_price("XBTUSD", "60500", volume="0.5")
     ticker = spot.public("Ticker", pair="XBTUSD")["result"]["XXBTZUSD"]
-    assert ticker["c"] == ["60500.0", "0.50000000"] and ticker["o"] == "60000.0"
-    assert ticker["a"][0] == "60500.1" and ticker["b"][0] == "60499.9" and ticker["h"] == ["60500.0", "60500.0"]
+    assert ticker["c"] == ["60500.00000", "0.50000000"] and ticker["o"] == "60000.00000"
+    assert ticker["a"][0] == "60500.10000" and ticker["b"][0] == "60499.90000" and ticker["h"] == ["60500.00000", "60500.00000"]
     assert set(ticker) == set("abcvptlho")
     assert len(spot.public("Ticker")["result"]) == 18
     ohlc = spot.public("OHLC", pair="XBTUSD", interval=5)["result"]
     row = ohlc["XXBTZUSD"][-1]
-    assert row[1:5] == ["60000.0", "60500.0", "60000.0", "60500.0"] and row[7] == 1
+    assert row[1:5] == ["60000.00000", "60500.00000", "60000.00000", "60500.00000"] and row[7] == 1
     assert spot.public("OHLC", pair="XBTUSD", interval=7) == {"error": ["EGeneral:Invalid arguments:interval"]}
     token = spot.ok("GetWebSocketsToken")
     assert token["expires"] == 900 and len(token["token"]) == 43
