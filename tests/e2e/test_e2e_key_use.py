@@ -41,6 +41,9 @@ async def test_nonce_refusals_name_the_other_client_in_healthz(e2e: E2E) -> None
         status, body = await get(url + "/healthz")
         assert status == 200
         assert any("another client is using API key" in p for p in body["problems"])
+        status, ready = await get(url + "/readyz")
+        assert status == 503 and any(p["name"] == "api_key_in_use" and "another client" in p["reason"]
+                                     for p in ready["problems"])
         await wait_for(lambda: [r for r in e2e.audit_records("error") if r["data"].get("where") == "api key"])
         (record,) = [r for r in e2e.audit_records("error") if r["data"].get("where") == "api key"]
         assert "another client is using API key" in record["data"]["error"]
