@@ -71,6 +71,7 @@ class PrivateConnection:
     account: str | None = None
     channels: set[str] = field(default_factory=set)
     sequence: dict[str, int] = field(default_factory=dict)
+    request: web.Request | None = None  # its transport is aborted to drop it (faults)
 
     def send(self, frame: Any) -> None:
         self.queue.put_nowait(json.dumps(frame))
@@ -108,7 +109,7 @@ class PrivateFeed:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = PrivateConnection(ws)
+        conn = PrivateConnection(ws, request=request)
         self.connections.add(conn)
         conn.send({"channel": "status", "type": "update", "data": [{
             "version": "2.0.10", "system": self.sim.spot_api.status, "api_version": "v2",
@@ -141,6 +142,18 @@ class PrivateFeed:
             await asyncio.sleep(self.sim.config.heartbeat_interval)
             if conn.channels and not self.sim.faults.heartbeats_stopped and not self.sim.faults.feeds_paused:
                 conn.send({"channel": "heartbeat"})
+
+    def drop_all(self, code: int | None) -> int:
+        """Abort every private connection (or close it with `code`): `faults.drop_ws_connections`."""
+        count = 0
+        for conn in list(self.connections):
+            count += 1
+            transport = conn.request.transport if conn.request is not None else None
+            if code is None and transport is not None:
+                transport.abort()
+            elif code is not None:
+                asyncio.ensure_future(conn.ws.close(code=code))
+        return count
 
     async def close_all(self) -> None:
         await asyncio.gather(*(c.ws.close(code=1001) for c in list(self.connections)), return_exceptions=True)

@@ -271,7 +271,7 @@ class Simulator:
         self._hub = FeedHub(self)
         self._private = PrivateFeed(self)
         self.faults.attach(
-            lambda code: self._on_loop_and_wait(lambda hub: hub.drop_all(code)),
+            lambda code: self._on_loop_and_wait(lambda hub: hub.drop_all(code) + self._drop_private(code)),
             lambda n, kind: self._on_loop_and_wait(lambda hub: hub.send_malformed(n, kind)),
         )
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -286,6 +286,9 @@ class Simulator:
         if self.config.tick_interval:
             self._tasks.append(asyncio.ensure_future(self._drive_prices()))
         return self.endpoints
+
+    def _drop_private(self, code: int | None) -> int:
+        return self._private.drop_all(code) if self._private is not None else 0
 
     async def stop(self) -> None:
         """Close every connection and stop serving."""

@@ -68,7 +68,7 @@ def test_the_feed_against_the_simulator_reconnects_with_a_fresh_token():
             async with asyncio.timeout(10):
                 while not feed.up:
                     await asyncio.sleep(0.01)
-                await sim._private.close_all()  # the exchange drops the connection
+                assert await asyncio.to_thread(sim.faults.drop_ws_connections) == 1  # the exchange drops it
                 while not (feed.up and feed.connections == 2):
                     await asyncio.sleep(0.01)
                 await asyncio.to_thread(client.add_order, "XBTUSD", "buy", "limit", "0.01", price="59000")
