@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
+from tqdm import tqdm
+
 from rules_engine.core import RiskLimits
 from rules_engine.replay.sweep import DEFAULT_METRIC, METRICS, DataSpec, Grid, JobError, ReplaySettings, SweepTable
 from rules_engine.replay.sweep_executors import DaskSweep, ProcessPoolSweep, SweepExecutor
@@ -75,10 +77,14 @@ def run_sweep(args: argparse.Namespace, rule_files: list[Path], wallet: Mapping[
     executor: SweepExecutor = (
         DaskSweep(None if args.dask == LOCAL_DASK else args.dask, args.workers) if args.dask
         else ProcessPoolSweep(args.workers))
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=len(jobs), unit="replay", file=sys.stderr, desc="sweep", leave=False, disable=not show)
     try:
-        rows = executor.run(jobs)
+        rows = executor.run(jobs, lambda done: bar.update(done - bar.n))
     except (JobError, RuntimeError) as exc:
         return _fail(str(exc), 1)
+    finally:
+        bar.close()
     table = SweepTable.of(spec, rows, args.rank_by or spec.rank_by or DEFAULT_METRIC)
     head = {"rules": [p.as_posix() for p in rule_files], "sweep": args.sweep.as_posix(),
             "data": [{"path": d.path, "format": d.data_format, "pair": d.pair, "interval": d.interval}

@@ -165,3 +165,22 @@ def test_sweep_options_need_a_sweep(workspace, capsys):
     assert sweep(workspace, capsys, "--state-dir", str(workspace / "state"))[0] == 2
     assert sweep(workspace, capsys, sweep_file="missing.yaml")[2].endswith("no such sweep file: "
                                                                           f"{workspace / 'missing.yaml'}\n")
+
+
+def test_the_example_sweep_fits_the_example_rules():
+    from pathlib import Path
+
+    from rules_engine.replay.sweep import Grid
+    from rules_engine.replay.sweep_file import load_sweep
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = load_sweep(repo / "examples" / "sweep" / "btc-breakout.sweep.yaml")
+    rules = repo / "rules" / "btc-breakout.yaml"
+    grid = Grid.build(spec, [("rules/btc-breakout.yaml", rules.read_bytes())])
+    assert spec.size == 9 and spec.rank_by == "return"
+    assert [p.values for p in spec.parameters] == [(68000, 70000, 72000),
+                                                   (Decimal("0.01"), Decimal("0.02"), Decimal("0.03"))]
+    (name, text), = grid.sources((72000, Decimal("0.03")))
+    edited = text.decode()
+    assert "crosses_above: 72000\n" in edited and "volume: 0.03\n" in edited
+    assert edited.replace("72000", "70000", 1).replace("volume: 0.03", "volume: 0.01", 1) == rules.read_text()
