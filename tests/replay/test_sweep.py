@@ -6,11 +6,17 @@ import csv
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from rules_engine.cli import main
+from rules_engine.replay.sweep import DataSpec, Grid, ReplaySettings
+from rules_engine.replay.sweep_executors import DaskSweep, ProcessPoolSweep
+from rules_engine.replay.sweep_file import load_sweep
 
+REPO = Path(__file__).resolve().parents[2]
 T0 = 1767225600
 WAVE = [100, 96, 93, 91, 94, 97, 101, 104, 106, 108, 103, 99, 95, 92, 90, 93, 98, 103, 107, 109, 105, 100]
 RULES = """\
@@ -72,6 +78,8 @@ def test_each_row_is_the_replay_of_the_rules_with_its_values_written_in(workspac
     assert code == 0
     report = json.loads(out)
     assert report == json.loads((workspace / "out" / "sweep.json").read_text())
+    schema = json.loads((REPO / "schemas" / "replay-sweep-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(report)
     rows = report["rows"]
     assert len(rows) == report["combinations"] == 18
     assert {(r["buy"], r["sell"], r["volume"]) for r in rows} == {
@@ -124,6 +132,19 @@ def test_the_process_pool_and_dask_give_identical_tables(workspace, capsys):
     assert len(list(csv.reader(io.StringIO(pooled["sweep.csv"].decode())))) == 19
 
 
+def test_a_dask_scheduler_address_runs_the_jobs_as_the_pool_does(workspace):
+    distributed = pytest.importorskip("distributed")
+    rules = workspace / "rules.yaml"
+    grid = Grid.build(load_sweep(workspace / "sweep.yaml"), [(rules.as_posix(), rules.read_bytes())])
+    jobs = grid.jobs(ReplaySettings(data=(DataSpec((workspace / "XBTUSD_1.csv").as_posix()),),
+                                    wallet={"ZUSD": Decimal(10000)}))[::5]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        rows = DaskSweep(cluster.scheduler_address).run(jobs)
+    assert rows == ProcessPoolSweep(1).run(jobs)
+    assert [r["combination"] for r in rows] == [1, 6, 11, 16]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     (SWEEP.replace("    name: buy\n", "    nmae: buy\n"),
      ['bad.yaml:5:5: unknown key "nmae" in parameter (did you mean "name"?)']),
@@ -168,12 +189,7 @@ def test_sweep_options_need_a_sweep(workspace, capsys):
 
 
 def test_the_example_sweep_fits_the_example_rules():
-    from pathlib import Path
-
-    from rules_engine.replay.sweep import Grid
-    from rules_engine.replay.sweep_file import load_sweep
-
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     spec = load_sweep(repo / "examples" / "sweep" / "btc-breakout.sweep.yaml")
     rules = repo / "rules" / "btc-breakout.yaml"
     grid = Grid.build(spec, [("rules/btc-breakout.yaml", rules.read_bytes())])
