@@ -5,9 +5,11 @@ ranked by the chosen metric, and sweep-file errors point at file:line:column."""
 import csv
 import io
 import json
+import sys
 from decimal import Decimal
 from pathlib import Path
 
+import distributed  # the dask extra, installed by make
 import jsonschema
 import pytest
 
@@ -122,7 +124,6 @@ def test_rows_are_ranked_by_the_chosen_metric_with_ties_in_grid_order(workspace,
 
 
 def test_the_process_pool_and_dask_give_identical_tables(workspace, capsys):
-    pytest.importorskip("distributed")  # installed by make (the dask extra)
     assert sweep(workspace, capsys, "--workers", "2")[0] == 0
     pooled = {name: (workspace / "out" / name).read_bytes() for name in ("sweep.csv", "sweep.json", "sweep.md")}
     code, _, err = sweep(workspace, capsys, "--dask", "local", "--workers", "2")
@@ -133,7 +134,6 @@ def test_the_process_pool_and_dask_give_identical_tables(workspace, capsys):
 
 
 def test_a_dask_scheduler_address_runs_the_jobs_as_the_pool_does(workspace):
-    distributed = pytest.importorskip("distributed")
     rules = workspace / "rules.yaml"
     grid = Grid.build(load_sweep(workspace / "sweep.yaml"), [(rules.as_posix(), rules.read_bytes())])
     jobs = grid.jobs(ReplaySettings(data=(DataSpec((workspace / "XBTUSD_1.csv").as_posix()),),
@@ -143,6 +143,13 @@ def test_a_dask_scheduler_address_runs_the_jobs_as_the_pool_does(workspace):
         rows = DaskSweep(cluster.scheduler_address).run(jobs)
     assert rows == ProcessPoolSweep(1).run(jobs)
     assert [r["combination"] for r in rows] == [1, 6, 11, 16]
+
+
+def test_without_the_dask_extra_the_sweep_says_how_to_get_it(workspace, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    code, out, err = sweep(workspace, capsys, "--dask", "local")
+    assert code == 1 and out == ""
+    assert err == "rules-engine replay: Dask is not installed: pip install 'rules-engine[dask]'\n"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
