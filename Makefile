@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,chart]'  # every extra
+	$(BIN)/python -m pip install --quiet -e '.[test,chart,dask]'  # every extra
 	touch $(STAMP)
 
 install: $(STAMP) system-packages

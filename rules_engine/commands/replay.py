@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rules_engine.commands.replay_sweep import add_arguments as add_sweep_arguments
+from rules_engine.commands.replay_sweep import run_sweep, sweep_usage_problem
 from rules_engine.config import ConfigError, load_config
 from rules_engine.core import RiskLimits
 from rules_engine.core.events import Tick
@@ -62,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show a progress bar "
                              f"(default: on a terminal, for more than {PROGRESS_MIN_TICKS:,} ticks)")
+    add_sweep_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     if not rule_files:
         return _fail(f"no rule files (*.yaml, *.yml) under {' '.join(args.rules)}", 2)
+    if (problem := sweep_usage_problem(args)) is not None:
+        return _fail(problem, 2)
     if args.state_dir is not None and args.state_dir.exists() and any(args.state_dir.iterdir()):
         return _fail(f"--state-dir {args.state_dir} is not empty: a replay writes a new audit log", 2)
     missing = [str(p) for p in args.data if not p.is_file()]
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     limits = RiskLimits(**dataclasses.asdict(config.risk)) if config else None
     if not wallet:
         wallet = dict(config.paper_balances) if config and config.paper_balances else dict(DEFAULT_WALLET)
+    if args.sweep is not None:
+        return run_sweep(args, rule_files, wallet, limits, config.balance_cache if config else 10.0, interval)
     try:
         data = [open_data(p, data_format=args.data_format, pair=args.pair, interval=interval) for p in args.data]
         result = run_replay(loaded.ruleset, data, wallet=wallet, limits=limits, timers=not args.no_timers,

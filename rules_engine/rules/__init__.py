@@ -11,7 +11,7 @@ signal source's payload schema; `rules_validator` is the compiled rule-file sche
 """
 
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.loader import LoadResult, find_rule_files, load_rules, load_rules_text
+from rules_engine.rules.loader import LoadResult, find_rule_files, load_rules, load_rules_sources, load_rules_text
 from rules_engine.rules.schema_check import rules_schema, rules_validator
 from rules_engine.rules.signals import load_signal_schema, signal_schema_names
 
@@ -20,6 +20,7 @@ __all__ = [
     "LoadResult",
     "find_rule_files",
     "load_rules",
+    "load_rules_sources",
     "load_rules_text",
     "load_signal_schema",
     "rules_schema",

@@ -96,6 +96,11 @@ def load_rules_text(text: str, filename: str = "<string>", registry: PairRegistr
     return _load([(filename, text.encode("utf-8"))], registry or default_registry())
 
 
+def load_rules_sources(sources: Sequence[tuple[str, bytes]], registry: PairRegistry | None = None) -> LoadResult:
+    """Load rule files given as (name, contents), as if read from those names (replay sweeps)."""
+    return _load(sorted(sources, key=lambda item: item[0]), registry or default_registry())
+
+
 @dataclass
 class _LoadedFile:
     diagnostics: list[Diagnostic] = field(default_factory=list)

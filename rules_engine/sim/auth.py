@@ -3,7 +3,8 @@
 Spot: `API-Key` must name a known key, `API-Sign` must equal
 `b64(HMAC-SHA512(b64decode(secret), uri_path + SHA256(nonce + raw_body)))` over the body
 exactly as received (form or JSON text), and the nonce must be an unsigned 64-bit integer
-strictly greater than the last one accepted for that key. Checks run in that order:
+strictly greater than the last one accepted for that key (or within the key's nonce window,
+`nonces.NonceBook`). Checks run in that order:
 `EAPI:Invalid key`, `EAPI:Invalid nonce` (missing or malformed), `EAPI:Invalid signature`,
 `EAPI:Invalid nonce` (not increasing). `lockout_after` invalid keys in a row from one
 client address lock that address out (`EGeneral:Temporary lockout`) for `lockout_seconds`.
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 
 from rules_engine.kraken.signing import futures_signature, signatures_match, spot_signature
 from rules_engine.paper.errors import ExchangeError, FuturesError
+from rules_engine.sim.nonces import NonceBook
 
 MAX_NONCE = 2**64 - 1
 
@@ -42,16 +44,17 @@ class SpotAuth:
         self.lockout_after = lockout_after
         self.lockout_seconds = lockout_seconds
         self._secrets: dict[str, str] = {}
-        self._last_nonce: dict[str, int] = {}
+        self.nonces = NonceBook()
         self._misses: dict[str, int] = {}
         self._locked_until: dict[str, float] = {}
 
-    def add_key(self, api_key: str, secret: str) -> None:
+    def add_key(self, api_key: str, secret: str, nonce_window: int = 0) -> None:
         check_secret(secret)
+        self.nonces.set_window(api_key, nonce_window)
         self._secrets[api_key] = secret
 
     def last_nonce(self, api_key: str) -> int:
-        return self._last_nonce.get(api_key, 0)
+        return self.nonces.last(api_key)
 
     def authenticate(
         self,
@@ -80,9 +83,8 @@ class SpotAuth:
             raise ExchangeError("EAPI:Invalid nonce")
         if not api_sign or not signatures_match(spot_signature(secret, uri_path, nonce, raw_body), api_sign):
             raise ExchangeError("EAPI:Invalid signature")
-        if int(nonce) <= self._last_nonce.get(api_key, 0):
+        if not self.nonces.accept(api_key, int(nonce)):
             raise ExchangeError("EAPI:Invalid nonce")
-        self._last_nonce[api_key] = int(nonce)
         return api_key
 
 

@@ -65,10 +65,13 @@ class Account:
     balances: Mapping[str, Any] = field(default_factory=dict)
     tier: str = "starter"
     futures_balances: Mapping[str, Any] | None = None
+    nonce_window: int = 0  # Kraken's per-key setting, in nonce ticks; 0: each nonce above the last
 
     def __post_init__(self) -> None:
         if not self.api_key:
             raise ValueError("an account needs an api_key")
+        if isinstance(self.nonce_window, bool) or not isinstance(self.nonce_window, int) or self.nonce_window < 0:
+            raise ValueError(f"account {self.api_key!r}: nonce_window must be a whole number >= 0")
         check_secret(self.secret)
         if self.tier not in TIERS:
             raise ValueError(f"account {self.api_key!r}: unknown tier {self.tier!r}; choose one of {', '.join(TIERS)}")

@@ -40,6 +40,7 @@ from rules_engine.sim.feeds import FeedHub
 from rules_engine.sim.futures import FuturesExchange, default_products
 from rules_engine.sim.futures_api import FuturesApi
 from rules_engine.sim.futures_rest import FuturesRest
+from rules_engine.sim.journal import Journal
 from rules_engine.sim.market import MarketData
 from rules_engine.sim.prices import PricePoint, PriceSource, RandomWalk, open_replay
 from rules_engine.sim.private_ws import PrivateFeed
@@ -74,6 +75,7 @@ class Simulator:
         self.futures_api = FuturesApi(self.futures, self.market)
         self.spot_auth = SpotAuth(self.config.lockout_after, self.config.lockout_seconds)
         self.futures_auth = FuturesAuth(self.config.futures_nonce_window)
+        self.journal = Journal()  # every private Spot REST call and its outcome (tests, /_sim/journal)
         self.source: PriceSource = (
             open_replay(self.config.replay, self.pairs, self.config.replay_pair)
             if self.config.replay
@@ -106,7 +108,7 @@ class Simulator:
     def add_account(self, account: Account) -> None:
         """Register an API key with its balances, tier and futures collateral."""
         with self.lock:
-            self.spot_auth.add_key(account.api_key, account.secret)
+            self.spot_auth.add_key(account.api_key, account.secret, account.nonce_window)
             self.futures_auth.add_key(account.api_key, account.secret)
             self.spot_api.set_tier(account.api_key, account.tier)
             self._tiers[account.api_key] = account.tier
@@ -234,9 +236,10 @@ class Simulator:
     def _app(self) -> web.Application:
         assert self._hub is not None
         hub = self._hub
-        app = web.Application()
+        app = web.Application(middlewares=[self.journal.middleware(self)])
         app.add_routes(SpotRest(self).routes())
         app.add_routes(FuturesRest(self).routes())
+        app.add_routes(self.journal.routes())
 
         async def v2(request: web.Request) -> web.StreamResponse:
             return await hub.handle(request, "v2")
