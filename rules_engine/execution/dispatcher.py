@@ -47,7 +47,8 @@ from rules_engine.crashpoints import crash_point
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
-from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
+from rules_engine.state.protocol import EngineStore
+from rules_engine.state.store import FINAL_STATUSES, OrderRecord
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Dispatcher:
     def __init__(
         self,
         executor: Executor,
-        store: StateStore,
+        store: EngineStore,
         audit: AuditSink,
         *,
         mode: str,
