@@ -221,7 +221,10 @@ class Connection:
                 self._note(str(exc))
                 raise
             if self._on_reconnect is not None:
-                self._on_reconnect(self._conn)
+                try:
+                    self._on_reconnect(self._conn)
+                except psycopg.Error as exc:
+                    raise self._lost(exc) from None
         return self._conn
 
     def open(self) -> None:

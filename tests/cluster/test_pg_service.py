@@ -120,3 +120,18 @@ async def test_pg_restart_immediate_under_a_running_engine(e2e, tmp_path) -> Non
         assert report.ok, report.summary()
         kinds = [json.loads(line)["kind"] for line in (tmp_path / "after.jsonl").read_text().splitlines()]
         assert "storage_recovered" in kinds
+
+
+async def test_a_store_that_cannot_be_reached_stops_the_start_with_a_clear_error(e2e) -> None:
+    from pg_harness import free_port
+
+    from rules_engine.service.startup import StartupError
+
+    e2e.write_rules(UP.replace("COOLDOWN", "1s"))
+    e2e.environ["RULES_ENGINE_STORE_PASSWORD"] = "not-shown-anywhere"
+    service = e2e.service(**LIVE, store=f"postgresql://engine@127.0.0.1:{free_port()}/rules")
+    with pytest.raises(StartupError, match=r"state store postgresql://engine@127\.0\.0\.1:\d+/rules \(key default\): "
+                                           r"cannot connect") as refused:
+        await service.start()
+    assert "not-shown-anywhere" not in str(refused.value)
+    assert e2e.spot_orders() == []
