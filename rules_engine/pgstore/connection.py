@@ -252,16 +252,21 @@ class Connection:
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """One transaction (nested: a savepoint); the outer one begins with the epoch check."""
+        """One transaction (nested: a savepoint); the outer one begins with the epoch check.
+
+        A connection found dead when the outer transaction begins (the server restarted since
+        the last call) is replaced once, right away: nothing was written on it yet."""
         with self.lock:
-            conn = self._open()
             outer = self._depth == 0
+            conn, block = self._begin(outer)
             self._depth += 1
             try:
-                with conn.transaction():
-                    if outer and self.epoch is not None:
-                        check_epoch(conn, self.settings, self.epoch)
+                try:
                     yield conn
+                except BaseException as exc:
+                    block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                    raise
+                block.__exit__(None, None, None)  # commits (or releases the savepoint)
             except FencedError as exc:
                 self._fenced = str(exc)
                 self._note(str(exc))
@@ -272,6 +277,41 @@ class Connection:
                 self._depth -= 1
             if outer:
                 self.failure = None
+
+    def _begin(self, outer: bool) -> tuple[Any, Any]:
+        """Open the transaction block (and check the epoch): the connection and the block."""
+        for attempt in (1, 2):
+            conn = self._open()
+            block = conn.transaction()
+            try:
+                block.__enter__()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                lost = self._lost(exc)
+                if attempt == 2 or not outer:
+                    raise lost from None
+                continue
+            except psycopg.Error as exc:
+                raise self._lost(exc) from None
+            if outer and self.epoch is not None:
+                try:
+                    check_epoch(conn, self.settings, self.epoch)
+                except BaseException as exc:
+                    try:
+                        block.__exit__(type(exc), exc, exc.__traceback__)
+                    except psycopg.Error:
+                        pass
+                    if isinstance(exc, FencedError):
+                        self._fenced = str(exc)
+                        self._note(str(exc))
+                        raise
+                    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and attempt == 1:
+                        self._lost(exc)
+                        continue
+                    if isinstance(exc, psycopg.Error):
+                        raise self._lost(exc) from None
+                    raise
+            return conn, block
+        raise AssertionError("unreachable")
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

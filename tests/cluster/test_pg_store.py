@@ -142,3 +142,18 @@ def test_the_password_never_goes_in_the_config_nor_in_messages(pg_server, pg_dsn
                                    password_env="PG_PASS")
     assert settings.password == pg_server.password
     assert pg_server.password not in repr(PgStateStore(settings, epoch=None))
+
+
+def test_the_first_write_after_a_server_restart_goes_through_on_a_new_connection(settings, pg_server):
+    epoch = acquire_lease(settings, "w").epoch
+    with PgStateStore(settings, epoch=epoch) as store, PgAuditLog(settings, epoch=epoch, mode="live") as log:
+        store.record_decision("c1", "r", "d1", {})
+        log.append("startup", data={})
+        pg_server.restart_immediate()  # every connection is cut; nothing was in flight
+        store.record_decision("c2", "r", "d2", {})  # the dead connection is found at BEGIN and replaced
+        log.append("decision", data={"cl_ord_id": "c2"}, sync=True)
+        assert store.failure is None and log.failure is None
+        assert [d.cl_ord_id for d in store.unresolved_decisions()] == ["c1", "c2"]
+        assert log.head[0] == 2
+    export_jsonl(settings, pg_server.root / "chain.jsonl")
+    assert verify(pg_server.root / "chain.jsonl").records == 2
