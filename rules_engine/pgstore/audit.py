@@ -16,6 +16,7 @@ was lost may or may not have happened), and the first record after the outage is
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -133,6 +134,24 @@ class PgAuditLog:
             prev = record["hash"]
             records.append(record)
         return records, rows
+
+    def find_answer(self, cl_ord_id: str, since: float) -> dict[str, Any] | None:
+        """The result the exchange gave for the order `cl_ord_id` as its `response` record holds
+        it, looking at records written from `since` (less 5 s: clock steps); None if none was
+        audited (`audit.tail.audited_answer` for the chain in the table)."""
+        try:
+            with self._db.reading() as conn:
+                rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'response' AND time >= %s "
+                                    "AND strpos(line, %s) > 0 ORDER BY seq DESC",
+                                    (self.settings.key_id, since - 5, json.dumps(cl_ord_id))).fetchall()
+        except StateStoreError as exc:
+            raise AuditError(f"audit chain: {exc}") from None
+        for (line,) in rows:
+            data = json.loads(line).get("data") or {}
+            if data.get("cl_ord_id") == cl_ord_id:
+                result = data.get("result")
+                return result if isinstance(result, dict) else None
+        return None
 
     def sync(self) -> None:
         """Every record is committed when written; while failed, try to reach the store again

@@ -739,6 +739,7 @@ class EngineService:
             readiness=self.visibility.readyz(),
         )
         report["installation_id"] = self.installation_id
+        report["store"] = self.backend  # the state dir, or the PostgreSQL store, key, epoch and holder
         report["problems"] = key_problems()  # e.g. another client is using the API key (EAPI:Invalid nonce)
         return self.storage.annotate(report) if self.storage is not None else report
 

@@ -42,7 +42,10 @@ async def test_a_rule_fires_once_and_a_restart_restores_state_on_postgresql(e2e,
         await service.settle()
         first = seen.intents("place_order")[0]
         assert service.store.get_decision(first.cl_ord_id).status == "accepted"
-        assert service.health()["storage"]["state"]["writable"]
+        health = service.health()
+        assert health["storage"]["state"]["writable"]
+        assert health["store"]["kind"] == "postgresql" and health["store"]["epoch"] == 1
+        assert health["store"]["store"] == f"{pg_dsn} (key main)"
     async with e2e.running(**config) as (service, seen, url):
         await move(e2e, service, "XBTUSD", "70200", "70300")  # first tick after the restart: an observation
         await service.settle()

@@ -157,3 +157,28 @@ def test_the_first_write_after_a_server_restart_goes_through_on_a_new_connection
         assert log.head[0] == 2
     export_jsonl(settings, pg_server.root / "chain.jsonl")
     assert verify(pg_server.root / "chain.jsonl").records == 2
+
+
+def test_an_orders_audited_answer_is_found_in_the_chain_as_in_the_file(settings, tmp_path):
+    from rules_engine.audit import AuditLog
+    from rules_engine.audit.tail import audited_answer
+
+    now = [1000.0]
+    records = [
+        ("request", {"cl_ord_id": "c1", "request": {"cliOrdId": "c1"}}),
+        ("response", {"cl_ord_id": "c10", "result": {"ok": True, "data": {"order_id": "other"}}}),
+        ("response", {"cl_ord_id": "c1", "result": {"ok": True, "data": {"order_id": "F-1"}}}),
+        ("response", {"cl_ord_id": "c2", "result": {"ok": False, "error": "EOrder:Insufficient funds", "data": {}}}),
+    ]
+    epoch = acquire_lease(settings, "w").epoch
+    with PgAuditLog(settings, epoch=epoch, mode="live", clock=lambda: now[0]) as chain, \
+            AuditLog(tmp_path / "audit.jsonl", mode="live", clock=lambda: now[0]) as file:
+        for kind, data in records:
+            now[0] += 1
+            chain.append(kind, data=data)
+            file.append(kind, data=data)
+        for cl_ord_id, since in [("c1", 1000.0), ("c2", 1000.0), ("c3", 1000.0), ("c1", 1010.0)]:
+            expected = audited_answer(tmp_path / "audit.jsonl", cl_ord_id, since)
+            assert chain.find_answer(cl_ord_id, since) == expected, (cl_ord_id, since)
+        assert chain.find_answer("c1", 1000.0) == {"ok": True, "data": {"order_id": "F-1"}}
+        assert chain.find_answer("c1", 1010.0) is None  # answered before the decision's time (less 5 s)
