@@ -185,6 +185,18 @@ class PgAuditLog:
         return f"PgAuditLog({self.settings.shown!r}, mode={self.mode!r}, seq={self._seq})"
 
 
+def tail_records(settings: StoreSettings, limit: int = 20_000) -> list[dict[str, Any]]:
+    """The key's last `limit` records, oldest first (what `rules-engine status` reads of a
+    stopped engine)."""
+    conn = connect(settings)
+    try:
+        rows = conn.execute("SELECT line FROM audit WHERE key_id = %s ORDER BY seq DESC LIMIT %s",
+                            (settings.key_id, limit)).fetchall()
+    finally:
+        conn.close()
+    return [json.loads(line) for (line,) in reversed(rows)]
+
+
 def export_lines(settings: StoreSettings) -> Iterator[str]:
     """The key's chain as JSONL lines (each ending in a newline), in seq order."""
     conn = connect(settings)

@@ -13,7 +13,9 @@ from pg_harness import PgServer
 
 from rules_engine.audit import verify
 from rules_engine.cli import main
+from rules_engine.config import parse_config
 from rules_engine.pgstore import PgStateStore, StoreSettings, export_jsonl
+from rules_engine.service.status_offline import offline_status
 
 pytestmark = pytest.mark.cluster
 
@@ -71,6 +73,12 @@ async def test_a_rule_fires_once_and_a_restart_restores_state_on_postgresql(e2e,
     monkeypatch.setenv("RULES_ENGINE_STORE_PASSWORD", pg_server.password)
     assert main(["audit", "verify", "--store", pg_dsn, "--key", "main"]) == 0
     assert "OK: " in capsys.readouterr().out
+    # `rules-engine status` of the stopped engine reads the store the config names
+    stopped = offline_status(parse_config(e2e.config_data(**{k: v for k, v in config.items() if k != "cli_live"})),
+                             e2e.state_dir)
+    assert stopped["stopped_cleanly"] is True and stopped["problems"] == []
+    assert [rule["id"] for rule in stopped["rules"]] == ["up"]
+    assert stopped["risk"]["orders_last_day"]["value"] == "2"  # the decisions the store holds
 
 
 async def test_a_second_engine_on_the_key_fences_the_first(e2e, pg_server, pg_dsn) -> None:
