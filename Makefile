@@ -12,19 +12,20 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,chart,dask]'  # every extra
+	$(BIN)/python -m pip install --quiet -e '.[test,chart,dask,postgres]'  # every extra
 	touch $(STAMP)
 
 install: $(STAMP) system-packages
 
 # Debian packages the tests need, installed (as root, apt-get update first) only when missing:
 # chromium + chromium-driver for the status page's browser test, promtool (package prometheus)
-# to check deploy/prometheus-alerts.yaml.
+# to check deploy/prometheus-alerts.yaml, postgresql for the PostgreSQL store's tests (tests/pg_harness.py).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \

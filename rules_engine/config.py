@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -68,6 +69,35 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """`store:` in the config: a PostgreSQL URL without password, this API key's cell id, and
+    the variable holding the password (`<password_env>_FILE`: a file holding it)."""
+
+    url: str
+    key: str = "default"
+    password_env: str = "RULES_ENGINE_STORE_PASSWORD"
+
+
+def _store(value: Any, source: str) -> StoreConfig | None:
+    if value is None:
+        return None
+    spec = {"url": value} if isinstance(value, str) else dict(value)
+    url = str(spec["url"])
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        parts, has_password = None, False
+    if parts is None or parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ConfigError(f"invalid engine config:\n  {source}: store: must be a postgresql://user@host:port/db URL")
+    if has_password:
+        raise ConfigError(f"invalid engine config:\n  {source}: store: the URL holds a password; put it in "
+                          f"${spec.get('password_env', 'RULES_ENGINE_STORE_PASSWORD')} (or the file its _FILE "
+                          f"variable names), never in the config")
+    return StoreConfig(url, spec.get("key", "default"), spec.get("password_env", "RULES_ENGINE_STORE_PASSWORD"))
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     mode: str = "dry-run"
     state_dir: Path = Path("state")
@@ -95,6 +125,7 @@ class EngineConfig:
     tick_max_age: float | None = None  # readiness: a symbol without a tick this long is stale (off by default)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     paper_futures_balances: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures collateral
+    store: StoreConfig | None = None  # `store: postgresql://...`: PostgreSQL instead of the state dir's files
     source: str | None = None
 
 
@@ -197,6 +228,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         notifications=notifications,
         paper_futures_balances={k: Decimal(str(v))
                                 for k, v in data.get("paper_wallet", {}).get("futures_balances", {}).items()},
+        store=_store(data.get("store"), source),
         source=source,
     )
 

@@ -102,6 +102,32 @@ def check_entry(kind: Any, rule_id: Any, rule_file_hash: Any, data: Any) -> None
         raise TypeError("data must be a mapping")
 
 
+def encode_record(
+    seq: int, prev: str, kind: str, rule_id: str | None, rule_hash: str | None, data: Mapping[str, Any], *,
+    time: float, mode: str, redactor: Redactor,
+) -> tuple[dict[str, Any], bytes]:
+    """One audit record (redacted, hashed) and its line (newline-terminated ASCII): the format
+    of the JSONL log, also kept line for line by the PostgreSQL audit chain."""
+    rest: dict[str, Any] = {
+        "seq": seq,
+        "time": time,
+        "kind": kind,
+        "rule_id": None if rule_id is None else redactor.redact_name(rule_id),
+        "rule_hash": rule_hash,
+        "mode": mode,
+        "prev": prev,
+    }
+    record = {**rest, "data": redactor.redact(to_jsonable(data))}
+    # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
+    # is the hashed body with the hash spliced in after the data: one encoding, not two.
+    data_json = canonical_json(record["data"])
+    rest_json = canonical_json(rest)
+    body = '{"data":' + data_json + "," + rest_json[1:]
+    record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
+    line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
+    return record, line
+
+
 class AuditLog:
     """Appends hash-chained records to `path` (see the module docstring).
 
@@ -287,24 +313,8 @@ class AuditLog:
         self, seq: int, prev: str, kind: str, rule_id: str | None, rule_hash: str | None, data: Mapping[str, Any]
     ) -> tuple[dict[str, Any], bytes]:
         """The record (redacted, hashed) and its line."""
-        rest: dict[str, Any] = {
-            "seq": seq,
-            "time": float(self._clock()),
-            "kind": kind,
-            "rule_id": None if rule_id is None else self._redactor.redact_name(rule_id),
-            "rule_hash": rule_hash,
-            "mode": self.mode,
-            "prev": prev,
-        }
-        record = {**rest, "data": self._redactor.redact(to_jsonable(data))}
-        # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
-        # is the hashed body with the hash spliced in after the data: one encoding, not two.
-        data_json = canonical_json(record["data"])
-        rest_json = canonical_json(rest)
-        body = '{"data":' + data_json + "," + rest_json[1:]
-        record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
-        line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
-        return record, line
+        return encode_record(seq, prev, kind, rule_id, rule_hash, data, time=float(self._clock()), mode=self.mode,
+                             redactor=self._redactor)
 
     def _write_line(self, line: bytes) -> None:
         assert self._fd is not None

@@ -26,6 +26,17 @@ class AuditSink(Protocol):
     def close(self) -> None: ...
 
 
+class DurableAuditSink(AuditSink, Protocol):
+    """A sink that keeps its records (the JSONL `AuditLog`, the PostgreSQL `PgAuditLog`): its
+    chain's head, and why it cannot take records (None while it can)."""
+
+    @property
+    def head(self) -> tuple[int, str]: ...
+
+    @property
+    def failure(self) -> tuple[str, float] | None: ...
+
+
 class MemoryAudit:
     """The records in a list, in order, as `{"seq", "kind", "rule_id", "rule_hash", "data"}`
     (not redacted, not hashed: nothing leaves the process)."""

@@ -1,5 +1,6 @@
-"""`rules-engine audit verify|show|new-segment`: check and read the audit log; after damage,
-start a new chain segment that records the break.
+"""`rules-engine audit verify|show|new-segment|export`: check and read the audit log; after
+damage, start a new chain segment that records the break. `--store URL --key KEY` reads a
+PostgreSQL store's chain instead (`commands.audit_store`), `export` writes it as a JSONL log.
 
 PATH is the log file or a state directory; by default the state directory's
 `audit.jsonl` (`--state-dir`, else $RULES_ENGINE_STATE_DIR, else ./state).
@@ -25,6 +26,7 @@ from rules_engine.audit import (
     start_new_segment,
     verify,
 )
+from rules_engine.commands.audit_store import add_store_arguments, register_export, with_store
 from rules_engine.state.paths import AUDIT_FILE, add_state_dir_argument, audit_log_path, resolve_state_dir
 
 
@@ -71,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="if the only fault is a torn final line, remove it and record a torn_tail record",
     )
     check.add_argument("--strict", action="store_true", help="treat a torn final line as a failure (exit 1)")
-    check.set_defaults(func=_verify)
+    add_store_arguments(check)
+    check.set_defaults(func=with_store(_verify))
 
     segment = actions.add_parser(
         "new-segment",
@@ -102,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     read.add_argument("--since", metavar="TIME", type=_time_arg, help="records at or after TIME")
     read.add_argument("--until", metavar="TIME", type=_time_arg, help="records before TIME")
     read.add_argument("--format", choices=("text", "json"), default="text", help="text lines or JSON lines")
-    read.set_defaults(func=_show)
+    add_store_arguments(read)
+    read.set_defaults(func=with_store(_show))
+    register_export(actions)
 
 
 def _log_path(args: argparse.Namespace) -> Path | None:
@@ -134,7 +139,10 @@ def _verify(args: argparse.Namespace) -> int:
         report = verify(path, expect_head=args.expect_head)
     elif args.repair and not report.ok:
         print("rules-engine audit: not repaired: only a torn final line can be repaired", file=sys.stderr)
-    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    summary = report.summary()
+    if getattr(args, "shown_as", None):  # --store: name the store, not the temporary export
+        summary = summary.replace(*args.shown_as)
+    print(summary, file=sys.stdout if report.ok else sys.stderr)
     if not report.ok or (args.strict and report.torn_tail is not None):
         return 1
     return 0

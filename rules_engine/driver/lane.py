@@ -33,7 +33,8 @@ from rules_engine.core.state import SnapshotChanges
 from rules_engine.crashpoints import crash_point
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
 from rules_engine.execution.report import ExecutionReport
-from rules_engine.state.store import OrderRecord, StateStore
+from rules_engine.state.protocol import EngineStore
+from rules_engine.state.store import OrderRecord
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class CommitLane:
 
     def __init__(
         self,
-        store: StateStore,
+        store: EngineStore,
         dispatcher: Dispatcher,
         *,
         clock: Callable[[], float] = time.time,

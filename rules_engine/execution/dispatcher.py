@@ -39,6 +39,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+from rules_engine.audit.errors import AuditError
 from rules_engine.audit.sink import AuditSink
 from rules_engine.audit.tail import audited_answer
 from rules_engine.core import intents as it
@@ -47,7 +48,8 @@ from rules_engine.crashpoints import crash_point
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
-from rules_engine.state.store import FINAL_STATUSES, OrderRecord, StateStore
+from rules_engine.state.protocol import EngineStore
+from rules_engine.state.store import FINAL_STATUSES, OrderRecord
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class Dispatcher:
     def __init__(
         self,
         executor: Executor,
-        store: StateStore,
+        store: EngineStore,
         audit: AuditSink,
         *,
         mode: str,
@@ -333,11 +335,16 @@ class Dispatcher:
         with that answer under `outcome["audited"]`: its order id lets the lookup search the
         fills, which carry no client order id."""
         path = getattr(self.audit, "path", None)
-        if decision.intent.get("kind") != "futures_send_order" or path is None:
+        find = getattr(self.audit, "find_answer", None)  # a sink without a file (PostgreSQL) looks it up itself
+        if decision.intent.get("kind") != "futures_send_order" or (path is None and find is None):
             return decision
         try:
-            answer = audited_answer(path, decision.cl_ord_id, decision.created_at)
-        except (OSError, ValueError) as exc:
+            if find is not None:
+                answer = find(decision.cl_ord_id, decision.created_at)
+            else:
+                assert path is not None
+                answer = audited_answer(path, decision.cl_ord_id, decision.created_at)
+        except (OSError, ValueError, AuditError) as exc:
             log.warning("cannot read the audit log for order %s: %s", decision.cl_ord_id, exc)
             return decision
         if not answer or not answer.get("ok"):

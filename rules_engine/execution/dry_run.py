@@ -32,7 +32,7 @@ from rules_engine.execution.report import ExecutionReport, failure, ok
 from rules_engine.kraken.order_codec import intent_request
 from rules_engine.pairs import PairRegistry
 from rules_engine.paper.exchange import PaperExchange
-from rules_engine.state.store import StateStore
+from rules_engine.state.protocol import EngineStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DryRunExecutor:
     def __init__(
         self,
         paper: PaperExecutor,
-        store: StateStore,
+        store: EngineStore,
         *,
         balance_reader: Callable[[], Mapping[str, Any]] | None = None,
         keep_closed: int = KEEP_CLOSED_ORDERS,
@@ -62,7 +62,7 @@ class DryRunExecutor:
     @classmethod
     def open(
         cls,
-        store: StateStore,
+        store: EngineStore,
         balances: Mapping[str, Decimal | str],
         *,
         pairs: PairRegistry | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rules_engine.config import EngineConfig
@@ -35,7 +36,7 @@ from rules_engine.kraken.rest_client import RestClient
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.pairs import PairRegistry
 from rules_engine.redact import register_secret
-from rules_engine.state.store import StateStore
+from rules_engine.state.protocol import EngineStore
 
 
 def load_credentials(key_env: str, secret_env: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
@@ -48,7 +49,7 @@ def build_executor(
     config: EngineConfig,
     *,
     cli_live: bool,
-    store: StateStore,
+    store: EngineStore,
     environ: Mapping[str, str] | None = None,
     real_balances: bool = False,
     pairs: PairRegistry | None = None,
@@ -79,7 +80,9 @@ def build_executor(
         """Hold the client's key for this engine (one lease per key, released on close)."""
         creds = client.credentials
         if creds is not None and creds.fingerprint not in leases:
-            holder = f"pid {os.getpid()}, state dir {store.path.parent}"
+            where = getattr(store, "path", None)  # the SQLite file, or the PostgreSQL store's URL and key
+            holder = f"pid {os.getpid()}, " + (f"state dir {where.parent}" if isinstance(where, Path)
+                                               else f"store {where}")
             try:
                 leases[creds.fingerprint] = lease = KeyLease(creds.fingerprint, holder, environ)
             except BaseException:

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine import __version__
-from rules_engine.audit import AuditError, AuditLog, open_checked
-from rules_engine.audit.segment import ACCEPT_FLAG
+from rules_engine.audit import AuditError
+from rules_engine.audit.sink import DurableAuditSink
 from rules_engine.config import EngineConfig
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
@@ -56,7 +56,8 @@ from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.audit_tap import AuditTap
-from rules_engine.service.decision_restore import raise_fire_seq, restore_sent_decisions
+from rules_engine.service.backend import open_backend
+from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -89,7 +90,8 @@ from rules_engine.service.storage import StorageHealth
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
 from rules_engine.service.webhook_limits import WebhookLimits
-from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path, ensure_state_dir
+from rules_engine.state import StateStoreError, ensure_state_dir
+from rules_engine.state.protocol import EngineStore
 
 log = logging.getLogger("rules_engine.service")
 
@@ -168,8 +170,9 @@ class EngineService:
         self.kill_switch: KillSwitchFile | None = None
         self.engine: Engine | None = None
         self.driver: Driver | None = None
-        self.audit: AuditLog | None = None
-        self.store: StateStore | None = None
+        self.audit: DurableAuditSink | None = None
+        self.store: EngineStore | None = None
+        self.backend: dict[str, Any] = {}  # where the state and audit chain are (service.backend)
         self.storage: StorageHealth | None = None  # whether the audit log and the state store can be written
         self.inbox: SignalInbox | None = None
         self.installation_id: str | None = None  # the state dir's, in every client order id
@@ -250,18 +253,16 @@ class EngineService:
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
-        try:
-            self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
-                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
-            self.store = StateStore(database_path(self.state_dir), clock=self.clock)
-            self.inbox = SignalInbox(self.store)
-        except (AuditError, StateStoreError) as exc:
-            raise StartupError(str(exc)) from None
+        backend = open_backend(config, self.state_dir, clock=self.clock, accept_damaged=self.accept_damaged_audit,
+                               environ=self.environ)
+        self.audit, self.store, self.backend = backend.audit, backend.store, backend.describe
+        self.inbox = SignalInbox(self.store)
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
         self.visibility.readiness.add_check("api_key_in_use", lambda: "; ".join(key_problems()) or None)
         try:
-            restored = restore_sent_decisions(self.store, self.audit)  # after a power cut (see the module)
+            restored = (restore_sent_decisions(self.store, backend.local_log) if backend.local_log is not None
+                        else Restored())  # after a power cut (see the module); PostgreSQL commits are synchronous
         except (AuditError, StateStoreError) as exc:
             raise StartupError(f"cannot restore decisions from the audit log: {exc}") from None
         self.audit_tap = audit = self.visibility.tap(self.audit)
@@ -276,7 +277,8 @@ class EngineService:
             state = raise_fire_seq(EngineState.from_snapshot(saved) if saved is not None else None,
                                    restored.fire_seq)
         except (ValueError, KeyError, TypeError) as exc:
-            raise StartupError(f"the saved engine state in {self.store.path} cannot be used: {exc}") from None
+            where = getattr(self.store, "path", self.store)
+            raise StartupError(f"the saved engine state in {where} cannot be used: {exc}") from None
         self.installation_id = self.store.installation_id
         self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache,
                              installation=self.installation_id)
@@ -284,7 +286,8 @@ class EngineService:
         self.metrics.rules_loaded.set(len(ruleset.rules))
         audit.append("startup", data={
             "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
-            "config": config.source, "state_dir": str(self.state_dir), "rule_files": file_hashes(ruleset),
+            "config": config.source, "state_dir": str(self.state_dir), "store": self.backend,
+            "rule_files": file_hashes(ruleset),
             "rules": len(ruleset.rules), "restored_snapshot": saved is not None,
             "warnings": [str(w) for w in result.warnings[:MAX_REPORTED_ERRORS]],
         }, sync=True)
@@ -747,6 +750,7 @@ class EngineService:
             readiness=self.visibility.readyz(),
         )
         report["installation_id"] = self.installation_id
+        report["store"] = self.backend  # the state dir, or the PostgreSQL store, key, epoch and holder
         report["problems"] = key_problems()  # e.g. another client is using the API key (EAPI:Invalid nonce)
         if self.private_feed is not None:  # informational: the REST reads cover for it when down
             report["private_feed"] = {"connected": self.private_feed.up, "connections": self.private_feed.connections}

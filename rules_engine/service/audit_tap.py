@@ -41,6 +41,11 @@ class AuditTap:
         return getattr(self.inner, "path", None)
 
     @property
+    def find_answer(self) -> Any:
+        """The sink's own lookup of an order's audited answer (None: read `path`)."""
+        return getattr(self.inner, "find_answer", None)
+
+    @property
     def head(self) -> Any:
         """The (seq, hash) of the last record of the sink behind the tap (None if it has none)."""
         return getattr(self.inner, "head", None)

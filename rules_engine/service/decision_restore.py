@@ -28,7 +28,7 @@ from typing import Any
 from rules_engine.audit import AuditLog
 from rules_engine.audit.tail import records_after
 from rules_engine.core import EngineState
-from rules_engine.state import StateStore
+from rules_engine.state.protocol import EngineStore
 
 
 @dataclass
@@ -50,7 +50,7 @@ def boot_id() -> str | None:
         return None
 
 
-def restore_sent_decisions(store: StateStore, log: AuditLog, current_boot: str | None = None) -> Restored:
+def restore_sent_decisions(store: EngineStore, log: AuditLog, current_boot: str | None = None) -> Restored:
     """After a reboot (`current_boot`, default `boot_id()`, differs from the one saved; an
     unknown one counts as a reboot), record as `sent` each order decision audited after the
     store's checkpoint that the store lost or holds as `pending`. A store without a

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rules_engine.core.events import Signal
 from rules_engine.crashpoints import crash_point
-from rules_engine.state import StateStore
+from rules_engine.state.protocol import EngineStore
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class SignalInbox:
     Runs on the event loop: a request's `seen` checks and its `accept` (or `discard`) follow
     each other with nothing in between."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: EngineStore) -> None:
         self.store = store
         self._checked: dict[str, float] = {}  # ids the current request's check found new -> expiry
 

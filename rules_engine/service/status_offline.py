@@ -1,21 +1,25 @@
-"""The status document of an engine that is not running, read from its state dir: the saved
-engine snapshot (rule states, open orders), the kill file, and the tail of the audit log
-(last fires and errors, traces, signals, the last reload; which rule files were loaded).
-Used by `rules-engine status` when the service's HTTP API does not answer."""
+"""The status document of an engine that is not running, read from its state dir (or from the
+PostgreSQL store the config names, with the password from the environment): the saved engine
+snapshot (rule states, open orders), the kill file, and the tail of the audit log (last fires
+and errors, traces, signals, the last reload; which rule files were loaded). Used by
+`rules-engine status` when the service's HTTP API does not answer."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rules_engine.config import EngineConfig
 from rules_engine.core.model import Rule, RuleSet
 from rules_engine.core.risk import DAY
+from rules_engine.pgstore import PgStateStore, StoreSettings
+from rules_engine.pgstore.audit import tail_records
 from rules_engine.rules import load_rules
+from rules_engine.secret_reader import SecretError
 from rules_engine.service.killswitch import KillFileState, kill_file, read_kill_file
 from rules_engine.service.status_report import orders_section, risk_section, rules_section
 from rules_engine.service.traces import TraceBook
@@ -54,7 +58,16 @@ def offline_status(config: EngineConfig, state_dir: Path, now: float | None = No
     rule_files: list[str] = []
     last_seen: float | None = None
     stopped = None
-    for record in audit_tail(audit_log_path(state_dir)):
+    problems: list[str] = []
+    store_settings = _store_settings(config, problems)
+    records: Iterable[dict[str, Any]] = audit_tail(audit_log_path(state_dir)) if config.store is None else []
+    if store_settings is not None:
+        try:
+            records = tail_records(store_settings)
+        except StateStoreError as exc:
+            records = []
+            problems.append(str(exc))
+    for record in records:
         book([record])
         last_seen = record.get("time", last_seen)
         kind, data = record.get("kind"), record.get("data") or {}
@@ -67,8 +80,16 @@ def offline_status(config: EngineConfig, state_dir: Path, now: float | None = No
             stopped = True
     snapshot: dict[str, Any] = {}
     order_times: list[float] = []
-    problems: list[str] = []
-    if database_path(state_dir).exists():
+    if store_settings is not None:
+        try:
+            with PgStateStore(store_settings, epoch=None) as pg_store:  # reads only: no lease taken
+                snapshot = pg_store.load_engine_snapshot() or {}
+                order_times = pg_store.decision_times(now - DAY)
+        except StateStoreError as exc:
+            problems.append(str(exc))
+    elif config.store is not None:
+        pass  # the store's settings are unusable: noted in problems
+    elif database_path(state_dir).exists():
         try:
             store = StateStore(database_path(state_dir))
             try:
@@ -102,6 +123,17 @@ def offline_status(config: EngineConfig, state_dir: Path, now: float | None = No
         "last_reload": book.last_reload,
         "signals": book.recent_signals(),
     }
+
+
+def _store_settings(config: EngineConfig, problems: list[str]) -> StoreSettings | None:
+    """The PostgreSQL store the config names (None: the state dir; a problem noted if unusable)."""
+    if config.store is None:
+        return None
+    try:
+        return StoreSettings.parse(config.store.url, key_id=config.store.key, password_env=config.store.password_env)
+    except (ValueError, SecretError) as exc:
+        problems.append(str(exc))
+        return None
 
 
 def _rules(files: list[str], snapshot: dict[str, Any], problems: list[str]) -> RuleSet:

@@ -30,8 +30,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from rules_engine.audit import AuditError, AuditLog
-from rules_engine.state import StateStore
+from rules_engine.audit import AuditError
+from rules_engine.audit.sink import DurableAuditSink
+from rules_engine.state.protocol import EngineStore
 
 log = logging.getLogger("rules_engine.service")
 
@@ -41,7 +42,7 @@ PARTS = ("audit", "state")
 class StorageHealth:
     """The audit log's and the state store's writability (see the module docstring)."""
 
-    def __init__(self, audit: AuditLog, store: StateStore, registry: CollectorRegistry,
+    def __init__(self, audit: DurableAuditSink, store: EngineStore, registry: CollectorRegistry,
                  clock: Callable[[], float] = time.time) -> None:
         self.audit = audit
         self.store = store

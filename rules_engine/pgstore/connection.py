@@ -1,0 +1,333 @@
+"""Where the PostgreSQL store is and how a cell talks to it: settings (the URL without its
+password, the key id, the password from the environment), one connection per part (state,
+audit) that reconnects by itself, the schema, and the epoch check that opens every write.
+
+The password is never in the config: `store_password_env` names the variable (default
+`RULES_ENGINE_STORE_PASSWORD`; `<NAME>_FILE` names a file instead, the Docker/Kubernetes
+form). A URL that holds a password is refused, and every message shows the URL through
+`redact_dsn`.
+
+A write transaction of a cell begins with `SELECT ... FROM key_lease WHERE key_id = k FOR
+SHARE` and goes on only if the row's epoch is the cell's: a cell whose key was taken over
+(a newer epoch) gets `FencedError` and its transaction is rolled back. The share lock makes a
+takeover (`UPDATE key_lease SET epoch = epoch + 1`) wait for the cell's transaction in flight,
+so no write of an old epoch commits after a new epoch began.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from rules_engine.redact import register_secret
+from rules_engine.secret_reader import secret_from_env
+from rules_engine.state.store import StateStoreError
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - the `postgres` extra is not installed
+    psycopg = None  # type: ignore[assignment]
+
+PASSWORD_ENV = "RULES_ENGINE_STORE_PASSWORD"
+SCHEMA_VERSION = 1
+CONNECT_TIMEOUT = 3
+"""Seconds to wait for a connection: a store that cannot be reached refuses writes quickly."""
+STATEMENT_TIMEOUT_MS = 10_000
+"""No statement waits longer (a lock held by a stuck cell, a server under recovery)."""
+
+
+class FencedError(StateStoreError):
+    """This cell's epoch is no longer the key's: another engine took the key over."""
+
+
+def redact_dsn(url: str) -> str:
+    """The URL with any password replaced by `***` (safe to log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def is_store_url(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """A PostgreSQL store: `url` (no password), this engine's `key_id` and the password."""
+
+    url: str
+    key_id: str = "default"
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, *, key_id: str = "default", password_env: str = PASSWORD_ENV,
+              environ: Mapping[str, str] | None = None) -> StoreSettings:
+        """Check the URL and read the password from `password_env` (or `<password_env>_FILE`).
+        ValueError with a message that never shows a password."""
+        if not is_store_url(url):
+            raise ValueError(f"store: {redact_dsn(url)!r} is not a postgresql:// URL")
+        parts = urlsplit(url)
+        if parts.password is not None:
+            raise ValueError(f"store: {redact_dsn(url)}: the URL holds a password; put it in ${password_env} "
+                             f"or the file ${password_env}_FILE names, never in the config")
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError(f"store: {url}: name the host and the database (postgresql://user@host:port/db)")
+        if not isinstance(key_id, str) or not key_id or len(key_id) > 128:
+            raise ValueError("store key: a non-empty name of at most 128 characters")
+        password = secret_from_env(password_env, environ)
+        if password:
+            register_secret(password)
+        return cls(url, key_id, password)
+
+    @property
+    def shown(self) -> str:
+        """The URL and key as messages show them."""
+        return f"{redact_dsn(self.url)} (key {self.key_id})"
+
+
+def require_psycopg() -> None:
+    if psycopg is None:
+        raise StateStoreError("the PostgreSQL store needs psycopg: pip install 'rules-engine[postgres]'")
+
+
+def connect(settings: StoreSettings) -> Any:
+    """A new autocommit connection (StateStoreError if the store cannot be reached)."""
+    require_psycopg()
+    try:
+        conn = psycopg.connect(
+            settings.url, password=settings.password, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+            application_name="rules-engine", keepalives=1, keepalives_idle=5, keepalives_interval=2,
+            keepalives_count=3, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on",
+        )
+    except psycopg.Error as exc:
+        raise StateStoreError(f"state store {settings.shown}: cannot connect: {_first_line(exc)}") from None
+    try:
+        ensure_schema(conn)
+    except psycopg.Error as exc:
+        conn.close()
+        raise StateStoreError(f"state store {settings.shown}: cannot set up its tables: {_first_line(exc)}") from None
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+_STATUS_CHECK = ("CHECK (status IN ('pending','sent','unknown','accepted','rejected','filled','cancelled',"
+                 "'abandoned'))")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS cluster_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS key_lease (
+        key_id TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL,
+        acquired_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS cell_meta (
+        key_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (key_id, key))""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        key_id TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, saved_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (key_id, name))""",
+    """CREATE TABLE IF NOT EXISTS engine_parts (
+        key_id TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, ord BIGSERIAL,
+        PRIMARY KEY (key_id, name))""",
+    f"""CREATE TABLE IF NOT EXISTS decisions (
+        key_id TEXT NOT NULL, cl_ord_id TEXT NOT NULL, rule_id TEXT NOT NULL, decision_id TEXT NOT NULL,
+        intent TEXT NOT NULL, status TEXT NOT NULL {_STATUS_CHECK}, outcome TEXT,
+        created_at DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION, updated_at DOUBLE PRECISION NOT NULL,
+        epoch BIGINT NOT NULL, ord BIGSERIAL, PRIMARY KEY (key_id, cl_ord_id))""",
+    "CREATE INDEX IF NOT EXISTS decisions_by_decision_id ON decisions (key_id, decision_id)",
+    "CREATE INDEX IF NOT EXISTS decisions_by_status ON decisions (key_id, status)",
+    """CREATE TABLE IF NOT EXISTS nonces (
+        key_id TEXT NOT NULL, key_fingerprint TEXT NOT NULL, value NUMERIC(20) NOT NULL,
+        PRIMARY KEY (key_id, key_fingerprint))""",
+    """CREATE TABLE IF NOT EXISTS seen_signals (
+        key_id TEXT NOT NULL, source TEXT NOT NULL, signal_id TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (key_id, source, signal_id))""",
+    """CREATE TABLE IF NOT EXISTS signal_inbox (
+        seq BIGSERIAL PRIMARY KEY, key_id TEXT NOT NULL, source TEXT NOT NULL, signal_id TEXT NOT NULL,
+        payload TEXT NOT NULL, time DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS signal_inbox_by_key ON signal_inbox (key_id, seq)",
+    """CREATE TABLE IF NOT EXISTS audit (
+        key_id TEXT NOT NULL, seq BIGINT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+        epoch BIGINT NOT NULL, time DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, rule_id TEXT,
+        line TEXT NOT NULL, PRIMARY KEY (key_id, seq))""",
+)
+
+
+def ensure_schema(conn: Any) -> None:
+    """Create the tables once (concurrent starters serialise on an advisory lock); refuse a
+    database whose schema is newer than this version understands."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(7246135)")  # any constant: the schema lock
+        conn.execute(_SCHEMA[0])
+        row = conn.execute("SELECT value FROM cluster_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StateStoreError(f"the store has schema version {version}, newer than this rules-engine "
+                                  f"understands ({SCHEMA_VERSION}); upgrade rules-engine")
+        if version < SCHEMA_VERSION:
+            for statement in _SCHEMA[1:]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO cluster_meta (key, value) VALUES ('schema_version', %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+
+def check_epoch(conn: Any, settings: StoreSettings, epoch: int) -> None:
+    """The first statement of a cell's write: FencedError unless `epoch` is the key's current one."""
+    row = conn.execute("SELECT epoch, holder FROM key_lease WHERE key_id = %s FOR SHARE", (settings.key_id,)).fetchone()
+    if row is None:
+        raise FencedError(f"state store {settings.shown}: no lease row for the key: writes refused")
+    if int(row[0]) != epoch:
+        raise FencedError(f"state store {settings.shown}: fenced: this engine holds epoch {epoch}, but the key is "
+                          f"now held by epoch {row[0]} ({row[1]}); its writes are refused")
+
+
+class Connection:
+    """One connection of a cell (thread-safe: calls are serialised), reconnected when lost.
+
+    `failure` is why the store cannot be used and since when, None once a statement succeeded
+    again; a fenced cell stays failed."""
+
+    def __init__(self, settings: StoreSettings, epoch: int | None, clock: Callable[[], float] = time.time,
+                 on_reconnect: Callable[[Any], None] | None = None) -> None:
+        self.settings = settings
+        self.epoch = epoch
+        self._clock = clock
+        self._on_reconnect = on_reconnect
+        self.lock = threading.RLock()
+        self._conn: Any = None
+        self._depth = 0
+        self._closed = False
+        self.failure: tuple[str, float] | None = None
+        self._fenced: str | None = None
+
+    def _open(self) -> Any:
+        if self._closed:
+            raise StateStoreError(f"state store {self.settings.shown} is closed")
+        if self._fenced is not None:
+            raise FencedError(self._fenced)
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = connect(self.settings)
+            except StateStoreError as exc:
+                self._note(str(exc))
+                raise
+            if self._on_reconnect is not None:
+                try:
+                    self._on_reconnect(self._conn)
+                except psycopg.Error as exc:
+                    raise self._lost(exc) from None
+        return self._conn
+
+    def open(self) -> None:
+        """Connect now (StateStoreError if the store cannot be reached)."""
+        with self.lock:
+            self._open()
+
+    def _note(self, reason: str) -> None:
+        since = self.failure[1] if self.failure is not None else self._clock()
+        self.failure = (reason, since)
+
+    def _lost(self, exc: BaseException) -> StateStoreError:
+        """A statement failed: drop a broken connection, note the failure, the error to raise."""
+        message = f"state store {self.settings.shown}: {_first_line(exc)}"
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or (
+                self._conn is not None and self._conn.broken):
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except psycopg.Error:
+                    pass
+            self._conn = None
+            self._note(message)
+        return StateStoreError(message)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One transaction (nested: a savepoint); the outer one begins with the epoch check.
+
+        A connection found dead when the outer transaction begins (the server restarted since
+        the last call) is replaced once, right away: nothing was written on it yet."""
+        with self.lock:
+            outer = self._depth == 0
+            conn, block = self._begin(outer)
+            self._depth += 1
+            try:
+                try:
+                    yield conn
+                except BaseException as exc:
+                    block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                    raise
+                block.__exit__(None, None, None)  # commits (or releases the savepoint)
+            except FencedError as exc:
+                self._fenced = str(exc)
+                self._note(str(exc))
+                raise
+            except psycopg.Error as exc:
+                raise self._lost(exc) from None
+            finally:
+                self._depth -= 1
+            if outer:
+                self.failure = None
+
+    def _begin(self, outer: bool) -> tuple[Any, Any]:
+        """Open the transaction block (and check the epoch): the connection and the block."""
+        for attempt in (1, 2):
+            conn = self._open()
+            block = conn.transaction()
+            try:
+                block.__enter__()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                lost = self._lost(exc)
+                if attempt == 2 or not outer:
+                    raise lost from None
+                continue
+            except psycopg.Error as exc:
+                raise self._lost(exc) from None
+            if outer and self.epoch is not None:
+                try:
+                    check_epoch(conn, self.settings, self.epoch)
+                except BaseException as exc:
+                    try:
+                        block.__exit__(type(exc), exc, exc.__traceback__)
+                    except psycopg.Error:
+                        pass
+                    if isinstance(exc, FencedError):
+                        self._fenced = str(exc)
+                        self._note(str(exc))
+                        raise
+                    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and attempt == 1:
+                        self._lost(exc)
+                        continue
+                    if isinstance(exc, psycopg.Error):
+                        raise self._lost(exc) from None
+                    raise
+            return conn, block
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        with self.lock:
+            conn = self._open()
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                raise self._lost(exc) from None
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except psycopg.Error:
+                    pass
+                self._conn = None

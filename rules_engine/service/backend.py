@@ -1,0 +1,72 @@
+"""Where a running engine keeps its state and its audit chain: the state dir's SQLite file and
+JSONL log (the default, unchanged), or PostgreSQL (`store:` in the config).
+
+On PostgreSQL the engine first takes its key's lease (a new epoch: an engine still running on
+the same key is fenced from then on and refuses to act), then opens the store and the audit
+chain under that epoch. Every commit there is synchronous, so nothing needs restoring from the
+audit log after a power cut (`restore_sent_decisions` applies to the state dir only).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rules_engine.audit import AuditError, AuditLog, open_checked
+from rules_engine.audit.segment import ACCEPT_FLAG
+from rules_engine.audit.sink import DurableAuditSink
+from rules_engine.config import EngineConfig
+from rules_engine.pgstore import PgAuditLog, PgStateStore, StoreSettings, acquire_lease
+from rules_engine.secret_reader import SecretError
+from rules_engine.service.startup import StartupError
+from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path
+from rules_engine.state.protocol import EngineStore
+
+
+@dataclass
+class Backend:
+    audit: DurableAuditSink
+    store: EngineStore
+    local_log: AuditLog | None  # the JSONL log (state dir only): read back after a power cut
+    describe: dict[str, Any]  # for the startup record and /healthz (no password)
+
+
+def holder_name() -> str:
+    """Who holds a lease: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], float] = time.time,
+                 accept_damaged: bool = False, environ: Mapping[str, str] | None = None) -> Backend:
+    """Open the audit chain and the state store the config names (StartupError if it cannot)."""
+    if config.store is None:
+        try:
+            audit = open_checked(audit_log_path(state_dir), mode=config.mode, clock=clock,
+                                 accept_damaged=ACCEPT_FLAG if accept_damaged else None)
+            try:
+                store = StateStore(database_path(state_dir), clock=clock)
+            except BaseException:
+                audit.close()
+                raise
+        except (AuditError, StateStoreError) as exc:
+            raise StartupError(str(exc)) from None
+        return Backend(audit, store, audit, {"kind": "state_dir", "path": str(state_dir)})
+    spec = config.store
+    try:
+        settings = StoreSettings.parse(spec.url, key_id=spec.key, password_env=spec.password_env, environ=environ)
+        lease = acquire_lease(settings, holder_name())
+        pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock)
+        try:
+            pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock)
+        except BaseException:
+            pg_store.close()
+            raise
+    except (ValueError, SecretError, StateStoreError, AuditError) as exc:
+        raise StartupError(str(exc)) from None
+    return Backend(pg_audit, pg_store, None, {"kind": "postgresql", "store": settings.shown, "key": settings.key_id,
+                                              "epoch": lease.epoch, "holder": lease.holder})
