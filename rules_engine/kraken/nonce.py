@@ -10,7 +10,9 @@ key (`EAPI:Invalid nonce`), and too many of those lock the key out. So:
 - A high-water mark is persisted through a `NonceStore`, so a restart (even with the
   clock stepped back) continues above every nonce already sent. To avoid a disk write
   per call the source reserves a lease ahead (`lease` ticks) and writes only when the
-  lease is used up; after a restart it starts above the reservation.
+  lease is used up; after a restart it starts above the reservation. A service renews the
+  lease ahead of time (`keep_ahead`, off the order path), so an order does not wait for that
+  write.
 
 One process should own a key: two processes sharing a key do not share the lock.
 """
@@ -158,6 +160,26 @@ class NonceSource:
                 state.reserved = reserved
             state.last = nonce
             return nonce
+
+    def keep_ahead(self) -> int:
+        """Renew the reservation of every key with less than half a lease left ahead of the
+        clock (and of its last nonce), so that `next` does not write the store on an order's
+        way: a service calls this now and then, off that path. Returns how many keys were
+        renewed. The store is written outside the key's lock (its value only goes up)."""
+        with self._guard:
+            keys = list(self._keys.items())
+        renewed = 0
+        for key_fingerprint, state in keys:
+            with state.lock:
+                floor = max(state.last, self._clock_ns() // self.unit_ns)
+                if state.reserved - floor >= self.lease // 2:
+                    continue
+                reserved = floor + self.lease
+            self.store.save(key_fingerprint, reserved)
+            with state.lock:
+                state.reserved = max(state.reserved, reserved)
+            renewed += 1
+        return renewed
 
     @contextmanager
     def issue(self, key_fingerprint: str) -> Iterator[int]:

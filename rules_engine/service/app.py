@@ -69,6 +69,7 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
+from rules_engine.service.nonce_keeper import keep_nonces_ahead
 from rules_engine.service.notifications import NotificationConfigError
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
@@ -251,8 +252,11 @@ class EngineService:
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
         try:
+            # The housekeeping syncs the log off the event loop every snapshot_interval: an append
+            # (on the tick-to-order path) syncs it itself only if that is far behind.
             self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
-                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
+                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None,
+                                      fsync_interval=max(3 * self.snapshot_interval, 1.0))
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
             self.inbox = SignalInbox(self.store)
         except (AuditError, StateStoreError) as exc:
@@ -651,6 +655,9 @@ class EngineService:
             if self.dispatcher is not None:
                 with contextlib.suppress(StateStoreError):
                     await asyncio.to_thread(self.dispatcher.audit_checkpoint)
+            if self.executor is not None:  # an order then never waits for its key's nonce reservation
+                with contextlib.suppress(StateStoreError, ValueError):
+                    await asyncio.to_thread(keep_nonces_ahead, self.executor)
 
     async def _recheck_unknown(self) -> None:
         """Every RECHECK_EVERY seconds, look up orders left `unknown` again (see
