@@ -104,3 +104,46 @@ def test_keep_ahead_renews_a_reservation_running_low_so_next_does_not_write():
 def test_keep_ahead_without_any_key_used_writes_nothing():
     store = CountingStore()
     assert NonceSource(store, lease=100).keep_ahead() == 0 and store.saves == 0
+
+
+def test_a_turn_passes_on_grace_seconds_after_its_request_was_handed_over():
+    source = NonceSource(clock_ns=lambda: 1)
+    handed, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_sender():
+        with source.turn("k", grace=0.05) as turn:
+            turn.handed()
+            handed.set()
+            release.wait(5)  # the answer does not come
+            order.append(f"slow answered {turn.nonce}")
+
+    thread = threading.Thread(target=slow_sender)
+    thread.start()
+    handed.wait(5)
+    with source.turn("k", grace=0.05) as turn:  # taken over after the grace, not after the answer
+        order.append(f"next sent {turn.nonce}")
+    release.set()
+    thread.join(5)
+    assert order == ["next sent 2", "slow answered 1"]
+    with source.issue("k") as nonce:  # the late give-back of the slow call freed nothing twice
+        assert nonce == 3
+
+
+def test_a_turn_not_yet_handed_over_is_waited_for_whole():
+    source = NonceSource(clock_ns=lambda: 1)
+    inside, done = threading.Event(), []
+
+    def holder():
+        with source.turn("k", grace=0.0):
+            inside.set()
+            threading.Event().wait(0.05)  # signing: the request has not left yet
+            done.append("holder")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    inside.wait(5)
+    with source.issue("k"):
+        done.append("next")
+    thread.join(5)
+    assert done == ["holder", "next"]
