@@ -62,18 +62,16 @@ def open_checked(
     mode: str,
     clock: Callable[[], float] = time.time,
     accept_damaged: str | None = None,
-    fsync_interval: float = 1.0,
 ) -> AuditLog:
     """Open the log at `path` after verifying all of it. A damaged log raises
     AuditDamagedError, unless `accept_damaged` names who accepted it: then a new segment
-    begins (see the module docstring). `fsync_interval`: as for `AuditLog`."""
+    begins (see the module docstring)."""
     report = damage(path)
     if report is not None:
         if not accept_damaged:
             raise AuditDamagedError(report)
-        return start_new_segment(path, report, mode=mode, clock=clock, accepted_by=accept_damaged,
-                                 fsync_interval=fsync_interval)
-    return AuditLog(path, mode=mode, clock=clock, fsync_interval=fsync_interval)
+        return start_new_segment(path, report, mode=mode, clock=clock, accepted_by=accept_damaged)
+    return AuditLog(path, mode=mode, clock=clock)
 
 
 def start_new_segment(
@@ -83,7 +81,6 @@ def start_new_segment(
     mode: str,
     clock: Callable[[], float] = time.time,
     accepted_by: str,
-    fsync_interval: float = 1.0,
 ) -> AuditLog:
     """Move the damaged log (and its head file) aside and open a new log whose first record
     is a synced `chain_break` describing the break. Refused (AuditLockedError) while another
@@ -109,7 +106,7 @@ def start_new_segment(
         _fsync_dir(path.parent)
     finally:
         os.close(fd)
-    log = AuditLog(path, mode=mode, clock=clock, fsync_interval=fsync_interval)
+    log = AuditLog(path, mode=mode, clock=clock)
     data: dict[str, Any] = {
         "previous_log": moved.name,
         "previous_head_file": moved_head.name if moved_head.exists() else None,

@@ -39,7 +39,7 @@ from rules_engine.state.store import StateStore
 
 NONCE_LEASE_SECONDS = 30
 """How far ahead of the clock each key's nonce high-water mark is reserved in the state
-store. The service renews it off the order path (`service.nonce_keeper`) while less than
+store. The service renews it off the order path (`service.off_path`) while less than
 half is left, so an order never waits for that durable write; after a restart nonces start
 above the reservation (at most this far ahead of the clock)."""
 

@@ -69,8 +69,8 @@ from rules_engine.service.killswitch import (
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
-from rules_engine.service.nonce_keeper import keep_nonces_ahead
 from rules_engine.service.notifications import NotificationConfigError
+from rules_engine.service.off_path import keep_nonces_ahead, sync_audit_off_path
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
@@ -252,11 +252,8 @@ class EngineService:
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
         try:
-            # The housekeeping syncs the log off the event loop every snapshot_interval: an append
-            # (on the tick-to-order path) syncs it itself only if that is far behind.
             self.audit = open_checked(audit_log_path(self.state_dir), mode=config.mode, clock=self.clock,
-                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None,
-                                      fsync_interval=max(3 * self.snapshot_interval, 1.0))
+                                      accept_damaged=ACCEPT_FLAG if self.accept_damaged_audit else None)
             self.store = StateStore(database_path(self.state_dir), clock=self.clock)
             self.inbox = SignalInbox(self.store)
         except (AuditError, StateStoreError) as exc:
@@ -264,6 +261,7 @@ class EngineService:
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
         self.visibility.readiness.add_check("api_key_in_use", lambda: "; ".join(key_problems()) or None)
+        sync_audit_off_path(self.audit, self.snapshot_interval)  # the housekeeping syncs it
         try:
             restored = restore_sent_decisions(self.store, self.audit)  # after a power cut (see the module)
         except (AuditError, StateStoreError) as exc:

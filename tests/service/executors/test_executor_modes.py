@@ -23,7 +23,7 @@ from rules_engine.execution import (
 )
 from rules_engine.execution.factory import NONCE_LEASE_SECONDS
 from rules_engine.execution.report import ExecutionReport, ok
-from rules_engine.service.nonce_keeper import keep_nonces_ahead, nonce_sources
+from rules_engine.service.off_path import keep_nonces_ahead, nonce_sources
 
 ENV = {"KRAKEN_API_KEY": KEY, "KRAKEN_API_SECRET": SECRET}
 
