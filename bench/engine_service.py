@@ -13,7 +13,8 @@
     disk), and its audit record is fsynced: one fsync, so the state dir is measured on disk
     and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
     measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
-    Medians of the rounds' p50 and p99 are reported.
+    Medians of the rounds' p50 and p99 are reported. `--stages` runs (b) once per location
+    with the time of each step after the tick (`bench._stages`: where the time goes).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.server import serve
 
+from bench._stages import Marks, report
 from rules_engine.config import parse_config
 from rules_engine.core import client_order_id
 from rules_engine.kraken.endpoints import KrakenEndpoints
@@ -163,6 +165,7 @@ class TimedTransport(RequestsTransport):
 
     def __init__(self) -> None:
         super().__init__()
+        self.marks: Marks | None = None  # --stages
         self.sent: dict[str, float] = {}
         self.sent_event = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -173,6 +176,8 @@ class TimedTransport(RequestsTransport):
             for part in body.split("&"):
                 if part.startswith("cl_ord_id="):
                     self.sent[part.split("=", 1)[1]] = time.time()
+                    if self.marks is not None:
+                        self.marks.mark("sent")
                     if self.loop is not None:
                         self.loop.call_soon_threadsafe(self.sent_event.set)
         return super().request(http_method, url, api_method=api_method, params=params, body=body, headers=headers)
@@ -189,8 +194,9 @@ rules:
 """
 
 
-async def latency(state_root: Path) -> list[float]:
-    """Milliseconds from tick receipt to the signed AddOrder leaving, one per fire."""
+async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
+    """Milliseconds from tick receipt to the signed AddOrder leaving, one per fire
+    (`marks`: also mark each tick and send, for `--stages`)."""
     account = Account.generate({"ZUSD": "100000000"}, tier="pro")
     sim = Simulator(SimConfig(accounts=[account], prices={"XBTUSD": "69500"}, tick_interval=0,
                               lockout_after=1000))
@@ -199,6 +205,7 @@ async def latency(state_root: Path) -> list[float]:
     rules_file.write_text(LATENCY_RULES)
     transport = TimedTransport()
     transport.loop = asyncio.get_running_loop()
+    transport.marks = marks
     tick_times: dict[str, float] = {}
 
     def listen(kind: str, payload: Any) -> None:
@@ -212,6 +219,14 @@ async def latency(state_root: Path) -> list[float]:
     service = EngineService(config, [rules_file], cli_live=True, state_dir=state_root / "state", environ=environ,
                             reload_interval=None, executor_options={"client_options": {"transport": transport}})
     service.add_listener(listen)
+    if marks is not None:
+        on_tick = service._on_tick
+
+        def marked(tick: Any) -> None:
+            marks.mark("tick", tick.time)
+            on_tick(tick)
+
+        service._on_tick = marked  # type: ignore[method-assign]
     try:
         await service.start()
         while not service.health()["ok"] or not service.health()["feeds"]["spot"]["subscribed"]:
@@ -245,6 +260,22 @@ def fsync_cost(directory: Path, samples: int = 200) -> list[float]:
         os.unlink(name)
 
 
+def stages() -> None:
+    """(b) once on disk and once on tmpfs, with each step's time after the tick (`bench._stages`)."""
+    for label, base in (("disk (/tmp)", Path(tempfile.gettempdir())), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
+        marks = Marks()
+        where = Path(tempfile.mkdtemp(prefix="bench-stages-", dir=base))
+        try:
+            with marks.installed():
+                asyncio.run(latency(where, marks))
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        samples = marks.samples()[1:]  # as `latency`: the first order is not counted
+        print(f"(b) steps from the tick's receipt, ms, state dir on {label}, n={len(samples)}, "
+              f"load average {os.getloadavg()[0]:.1f} (markers add a few µs per step):")
+        print(report(samples))
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -253,8 +284,13 @@ def _percentile(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_service", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a) and of (b) per location (default 3)")
+    parser.add_argument("--stages", action="store_true",
+                        help="only (b), once per location, with the time of each step along the path")
     args = parser.parse_args(argv or [])
     logging.disable(logging.ERROR)  # the decision log writes refused orders at ERROR: not part of the figures
+    if args.stages:
+        stages()
+        return
     rng = random.Random(7)
     pairs = _pairs()
     frames, _ = _frames(pairs, rng)

@@ -238,6 +238,16 @@ class AuditLog:
     # ------------------------------------------------------------------ writing
 
     @property
+    def fsync_interval(self) -> float:
+        """Seconds after the last durable sync at which an append syncs the log itself."""
+        return self._fsync_interval
+
+    @fsync_interval.setter
+    def fsync_interval(self, seconds: float) -> None:
+        with self._lock:
+            self._fsync_interval = seconds if self._durable else math.inf
+
+    @property
     def head(self) -> tuple[int, str]:
         """`(seq, hash)` of the last record written (`(0, GENESIS)` for an empty log)."""
         with self._lock:

@@ -38,6 +38,12 @@ from rules_engine.pairs import PairRegistry
 from rules_engine.redact import register_secret
 from rules_engine.state.protocol import EngineStore
 
+NONCE_LEASE_SECONDS = 30
+"""How far ahead of the clock each key's nonce high-water mark is reserved in the state
+store. The service renews it off the order path (`service.off_path`) while less than
+half is left, so an order never waits for that durable write; after a restart nonces start
+above the reservation (at most this far ahead of the clock)."""
+
 
 def load_credentials(key_env: str, secret_env: str, environ: Mapping[str, str] | None = None) -> Credentials | None:
     """Credentials from the variables the config names (or `<NAME>_FILE`); None if neither
@@ -72,7 +78,8 @@ def build_executor(
     check_live_allowed(config.mode, cli_live, credentials_present=spot_creds is not None, credential_names=names)
 
     def spot_client() -> SpotClient:
-        return SpotClient(spot_creds, config.endpoints, tier=config.tier, nonce_source=NonceSource(store), **options)
+        return SpotClient(spot_creds, config.endpoints, tier=config.tier,
+                          nonce_source=NonceSource(store, lease=NONCE_LEASE_SECONDS * 1_000_000_000), **options)
 
     leases: dict[str, KeyLease] = {}
 
@@ -104,7 +111,8 @@ def build_executor(
         spot = spot_client()
         leased(spot)
         if futures_creds is not None:
-            nonces = NonceSource(store, unit_ns=FUTURES_NONCE_UNIT_NS)
+            nonces = NonceSource(store, unit_ns=FUTURES_NONCE_UNIT_NS,
+                                 lease=NONCE_LEASE_SECONDS * 1_000_000_000 // FUTURES_NONCE_UNIT_NS)
             futures = FuturesClient(futures_creds, config.endpoints, nonce_source=nonces, **options)
             leased(futures)
         inner = LiveExecutor(spot, futures, clock=options.get("clock", time.time))

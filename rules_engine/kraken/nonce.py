@@ -4,13 +4,17 @@ Kraken rejects a private call whose nonce is not above the last one it accepted 
 key (`EAPI:Invalid nonce`), and too many of those lock the key out. So:
 
 - `NonceSource.issue(key)` hands out `max(last + 1, now)` (now in `unit_ns` ticks of the
-  wall clock) under a per-key lock, and keeps that lock held until the caller leaves the
-  `with` block. The clients sign, send and read the answer inside it, so Kraken receives
-  one key's nonces in the order they were issued, whatever the number of threads.
+  wall clock) in the key's turn, held until the caller leaves the `with` block. The
+  clients sign, send and read the answer inside it (`turn`: on the caller's own thread;
+  the next caller takes over `grace` seconds after the request was handed to the
+  transport), so Kraken receives one key's nonces in the order they were issued, whatever
+  the number of threads.
 - A high-water mark is persisted through a `NonceStore`, so a restart (even with the
   clock stepped back) continues above every nonce already sent. To avoid a disk write
   per call the source reserves a lease ahead (`lease` ticks) and writes only when the
-  lease is used up; after a restart it starts above the reservation.
+  lease is used up; after a restart it starts above the reservation. A service renews the
+  lease ahead of time (`keep_ahead`, off the order path), so an order does not wait for that
+  write.
 
 One process should own a key: two processes sharing a key do not share the lock.
 """
@@ -108,11 +112,73 @@ class FileNonceStore:
                 raise
 
 
+class _SendSlot:
+    """Whose turn it is to sign and send with one key. Taken before a nonce is issued, given
+    back when the caller's block ends; or taken over by the next caller `grace` seconds after
+    the holder handed its request to the transport (by then the request has left, so a slow
+    answer does not hold up the key's other calls). Any thread may take it over: unlike a
+    lock it has no owner, and a holder's late give-back does not free a later holder's turn."""
+
+    __slots__ = ("_cond", "_number", "_busy", "_handed_at", "_grace")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._number = 0
+        self._busy = False
+        self._handed_at: float | None = None
+        self._grace = 0.0
+
+    def take(self) -> int:
+        with self._cond:
+            while self._busy:
+                handed = self._handed_at
+                if handed is None:
+                    self._cond.wait()
+                    continue
+                left = handed + self._grace - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._number += 1
+            self._busy, self._handed_at = True, None
+            return self._number
+
+    def handed(self, number: int, grace: float) -> None:
+        with self._cond:
+            if number == self._number and self._busy:
+                self._handed_at, self._grace = time.monotonic(), grace
+                self._cond.notify_all()  # waiters now wait at most `grace`
+
+    def give_back(self, number: int) -> None:
+        with self._cond:
+            if number == self._number:
+                self._busy, self._handed_at = False, None
+                self._cond.notify()
+
+
+class Turn:
+    """A caller's turn to send with a key (`NonceSource.turn`): its nonce, and `handed()`,
+    called right before the signed request goes to the transport."""
+
+    __slots__ = ("nonce", "_slot", "_number", "_grace")
+
+    def __init__(self, nonce: int, slot: _SendSlot, number: int, grace: float) -> None:
+        self.nonce = nonce
+        self._slot = slot
+        self._number = number
+        self._grace = grace
+
+    def handed(self) -> None:
+        """The request is on its way: the key's next caller waits at most `grace` more seconds."""
+        self._slot.handed(self._number, self._grace)
+
+
 class _KeyState:
-    __slots__ = ("lock", "last", "reserved")
+    __slots__ = ("lock", "slot", "last", "reserved")
 
     def __init__(self, reserved: int):
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # the nonce arithmetic
+        self.slot = _SendSlot()  # whose turn it is to send
         self.last = reserved
         self.reserved = reserved
 
@@ -159,15 +225,46 @@ class NonceSource:
             state.last = nonce
             return nonce
 
+    def keep_ahead(self) -> int:
+        """Renew the reservation of every key with less than half a lease left ahead of the
+        clock (and of its last nonce), so that `next` does not write the store on an order's
+        way: a service calls this now and then, off that path. Returns how many keys were
+        renewed. The store is written outside the key's lock (its value only goes up)."""
+        with self._guard:
+            keys = list(self._keys.items())
+        renewed = 0
+        for key_fingerprint, state in keys:
+            with state.lock:
+                floor = max(state.last, self._clock_ns() // self.unit_ns)
+                if state.reserved - floor >= self.lease // 2:
+                    continue
+                reserved = floor + self.lease
+            self.store.save(key_fingerprint, reserved)
+            with state.lock:
+                state.reserved = max(state.reserved, reserved)
+            renewed += 1
+        return renewed
+
     @contextmanager
     def issue(self, key_fingerprint: str) -> Iterator[int]:
-        """Hold the key's lock for the whole block and yield a fresh nonce.
+        """Hold the key's turn for the whole block and yield a fresh nonce.
 
         Sign and send inside the block so that requests leave in nonce order.
         """
-        state = self._state(key_fingerprint)
-        with state.lock:
-            yield self.next(key_fingerprint)
+        with self.turn(key_fingerprint, grace=0.0) as turn:
+            yield turn.nonce
+
+    @contextmanager
+    def turn(self, key_fingerprint: str, grace: float) -> Iterator[Turn]:
+        """As `issue`, for a caller that sends on its own thread inside the block: it calls
+        `Turn.handed()` right before the request goes to the transport, and the key's next
+        caller then waits until the block ends or `grace` seconds more, whichever is first."""
+        slot = self._state(key_fingerprint).slot
+        number = slot.take()
+        try:
+            yield Turn(self.next(key_fingerprint), slot, number, grace)
+        finally:
+            slot.give_back(number)
 
 
 _SHARED: dict[int, NonceSource] = {}

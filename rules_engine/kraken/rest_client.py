@@ -6,12 +6,13 @@ and the injected clock and sleep. A subclass says how its API signs a call
 everything else is here:
 
 - `_unsigned(...)` sends a public call; `_signed(...)` issues a nonce, signs and sends a
-  private call under the key's lock (`NonceSource.issue`), so Kraken receives one key's
-  calls in nonce order from any number of threads. The lock is held until the answer
-  arrives or `send_grace` seconds (0.5) have passed, whichever is first: by then the
-  request has left, and a slow or unanswered call does not hold up the key's other calls
-  (an order on another pair) for its whole timeout. `before_send` runs under that lock
-  right before the request leaves (Spot counts the call on its rate limiter there).
+  private call in the key's turn (`NonceSource.turn`), on the caller's own thread (no
+  hand-off to another thread on an order's way), so Kraken receives one key's calls in
+  nonce order from any number of threads. The turn is held until the answer arrives or
+  `send_grace` seconds (0.5) after the request was handed to the transport, whichever is
+  first: by then the request has left, and a slow or unanswered call does not hold up the
+  key's other calls (an order on another pair) for its whole timeout. `before_send` runs in
+  that turn right before the request leaves (Spot counts the call on its rate limiter there).
 - `_retrying(fn)` repeats a call that is safe to repeat (a read, a cancel, a
   validate-only order) on transient errors, with backoff and jitter (`kraken.retry`).
 - `_place(send, find, ...)` places an order at most once (`kraken.placement`): after an
@@ -22,11 +23,8 @@ everything else is here:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as wait_for_answer
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,8 +68,6 @@ class RestClient:
     ):
         self.credentials = credentials
         self.send_grace = send_grace
-        self._senders: ThreadPoolExecutor | None = None
-        self._senders_lock = threading.Lock()
         self.base_url = base_url.rstrip("/")
         self.nonces = nonce_source
         self.transport = transport or RequestsTransport(timeout=timeout, user_agent=user_agent)
@@ -112,14 +108,13 @@ class RestClient:
         creds = self.credentials
         if creds is None:
             raise AuthError("no API credentials configured", method=method)
-        with self.nonces.issue(creds.fingerprint) as nonce:
+        with self.nonces.turn(creds.fingerprint, self.send_grace) as turn:
             if before_send is not None:
                 before_send()
-            signed = self._sign(creds, nonce, http_method, path, params)
-            pending = self._sender().submit(self.transport.request, http_method, self._url(path), api_method=method,
+            signed = self._sign(creds, turn.nonce, http_method, path, params)
+            turn.handed()  # sent on this thread: no hand-off on the way; the key's turn passes on
+            answer = self.transport.request(http_method, self._url(path), api_method=method,  # after send_grace
                                             params=signed.query, body=signed.body, headers=signed.headers)
-            wait_for_answer([pending], timeout=self.send_grace)
-        answer = pending.result()
         try:
             return self._check(answer, method)
         except NonceError as exc:
@@ -136,12 +131,6 @@ class RestClient:
             raise
         except NonceError:
             return fn()
-
-    def _sender(self) -> ThreadPoolExecutor:
-        with self._senders_lock:
-            if self._senders is None:
-                self._senders = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kraken-send")
-            return self._senders
 
     def _url(self, path: str) -> str:
         return self.base_url + path
@@ -172,10 +161,6 @@ class RestClient:
         for lease in self._leases:
             lease.release()
         self._leases.clear()
-        with self._senders_lock:
-            senders, self._senders = self._senders, None
-        if senders is not None:
-            senders.shutdown(wait=False)
 
     def __enter__(self: T) -> T:
         return self

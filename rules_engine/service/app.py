@@ -71,6 +71,7 @@ from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.notifications import NotificationConfigError
+from rules_engine.service.off_path import keep_nonces_ahead, sync_audit_off_path
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
@@ -260,6 +261,7 @@ class EngineService:
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
         self.visibility.readiness.add_check("api_key_in_use", lambda: "; ".join(key_problems()) or None)
+        sync_audit_off_path(self.audit, self.snapshot_interval)  # the housekeeping syncs it
         try:
             restored = (restore_sent_decisions(self.store, backend.local_log) if backend.local_log is not None
                         else Restored())  # after a power cut (see the module); PostgreSQL commits are synchronous
@@ -654,6 +656,9 @@ class EngineService:
             if self.dispatcher is not None:
                 with contextlib.suppress(StateStoreError):
                     await asyncio.to_thread(self.dispatcher.audit_checkpoint)
+            if self.executor is not None:  # an order then never waits for its key's nonce reservation
+                with contextlib.suppress(StateStoreError, ValueError):
+                    await asyncio.to_thread(keep_nonces_ahead, self.executor)
 
     async def _recheck_unknown(self) -> None:
         """Every RECHECK_EVERY seconds, look up orders left `unknown` again (see

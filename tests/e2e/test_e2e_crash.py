@@ -70,8 +70,10 @@ BOT = """
 
 
 def post_signal(url: str, signal_id: str) -> int | None:
-    """POST a signed signal; its HTTP status, or None if the engine died before answering."""
-    body, headers = signed({"action": "buy"}, signal_id=signal_id)
+    """POST a signed signal; its HTTP status, or None if the engine died before answering. The
+    body names the signal: two signals signed in the same second differ in their MAC (from
+    which the engine also derives an id, and which a fast restart made equal)."""
+    body, headers = signed({"action": "buy", "ref": signal_id}, signal_id=signal_id)
     try:
         return requests.post(f"{url}/signals/mybot", data=body, headers=headers, timeout=10).status_code
     except requests.ConnectionError:

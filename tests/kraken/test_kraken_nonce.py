@@ -84,3 +84,66 @@ def test_unreadable_store_is_a_clear_error(tmp_path):
 def test_millisecond_scale():
     source = NonceSource(unit_ns=1_000_000, clock_ns=lambda: 1_700_000_000_123_456_789)
     assert source.next("k") == 1_700_000_000_123
+
+
+def test_keep_ahead_renews_a_reservation_running_low_so_next_does_not_write():
+    store = CountingStore()
+    now = [1000]
+    source = NonceSource(store, clock_ns=lambda: now[0], lease=100)
+    assert source.next("k") == 1000 and store.saves == 1  # reserved up to 1100
+    now[0] = 1040
+    assert source.keep_ahead() == 0 and store.saves == 1  # more than half the lease is left
+    now[0] = 1060
+    assert source.keep_ahead() == 1 and store.load("k") == 1160  # renewed ahead of the clock
+    now[0] = 1150
+    assert source.next("k") == 1150 and store.saves == 2  # within the renewed lease: no write on the way
+    restarted = NonceSource(store, clock_ns=lambda: 0, lease=100)
+    assert restarted.next("k") == 1161  # above the renewed reservation after a restart
+
+
+def test_keep_ahead_without_any_key_used_writes_nothing():
+    store = CountingStore()
+    assert NonceSource(store, lease=100).keep_ahead() == 0 and store.saves == 0
+
+
+def test_a_turn_passes_on_grace_seconds_after_its_request_was_handed_over():
+    source = NonceSource(clock_ns=lambda: 1)
+    handed, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_sender():
+        with source.turn("k", grace=0.05) as turn:
+            turn.handed()
+            handed.set()
+            release.wait(5)  # the answer does not come
+            order.append(f"slow answered {turn.nonce}")
+
+    thread = threading.Thread(target=slow_sender)
+    thread.start()
+    handed.wait(5)
+    with source.turn("k", grace=0.05) as turn:  # taken over after the grace, not after the answer
+        order.append(f"next sent {turn.nonce}")
+    release.set()
+    thread.join(5)
+    assert order == ["next sent 2", "slow answered 1"]
+    with source.issue("k") as nonce:  # the late give-back of the slow call freed nothing twice
+        assert nonce == 3
+
+
+def test_a_turn_not_yet_handed_over_is_waited_for_whole():
+    source = NonceSource(clock_ns=lambda: 1)
+    inside, done = threading.Event(), []
+
+    def holder():
+        with source.turn("k", grace=0.0):
+            inside.set()
+            threading.Event().wait(0.05)  # signing: the request has not left yet
+            done.append("holder")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    inside.wait(5)
+    with source.issue("k"):
+        done.append("next")
+    thread.join(5)
+    assert done == ["holder", "next"]

@@ -21,7 +21,9 @@ from rules_engine.execution import (
     check_live_allowed,
     load_credentials,
 )
+from rules_engine.execution.factory import NONCE_LEASE_SECONDS
 from rules_engine.execution.report import ExecutionReport, ok
+from rules_engine.service.off_path import keep_nonces_ahead, nonce_sources
 
 ENV = {"KRAKEN_API_KEY": KEY, "KRAKEN_API_SECRET": SECRET}
 
@@ -107,6 +109,23 @@ def test_built_live_executor_trades_on_the_simulator_and_persists_nonces(sim, cl
     assert [o.cl_ord_id for o in sim.exchange.open_orders(KEY)] == ["built-1"]
     assert store.load(key_fingerprint(KEY)) > 0  # the nonce high-water mark lives in the state store
     executor.close()
+
+
+def test_the_service_keeps_a_live_executors_nonce_reservations_ahead(sim, clock, store):
+    cfg = config("live", kraken={"simulator": sim.test_endpoints.spot_rest})
+    executor = build_executor(cfg, cli_live=True, store=store, environ=ENV)
+    try:
+        [source] = nonce_sources(executor)
+        assert source is executor.inner.spot.nonces
+        first = source.next(key_fingerprint(KEY))
+        reserved = store.load(key_fingerprint(KEY))
+        assert reserved >= first + NONCE_LEASE_SECONDS * 10**9 - 10**9  # a lease of seconds, in nanoseconds
+        assert keep_nonces_ahead(executor) == 0  # nearly all of it is left
+        source.lease = 4 * (reserved - first)  # as if most of a (longer) lease were used up
+        assert keep_nonces_ahead(executor) == 1 and store.load(key_fingerprint(KEY)) > reserved
+    finally:
+        executor.close()
+    assert nonce_sources(build_executor(config(), cli_live=False, store=store, environ={})) == []
 
 
 class CountingExecutor:

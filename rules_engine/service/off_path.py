@@ -1,0 +1,44 @@
+"""Disk writes the service does off the tick-to-order path, so that an order waits for one
+fsync only (its `decision` audit record's).
+
+- The audit log's periodic sync: an append syncs the log itself (two fsyncs and a rename)
+  when `fsync_interval` has passed since the last durable sync; on the event loop that is
+  the audit of a tick's decision, on an order's way. The service's housekeeping syncs the
+  log every `snapshot_interval` on a worker thread, so `sync_audit_off_path` leaves the
+  append's own sync to the case where the housekeeping is far behind.
+- The nonce reservation: a Kraken client writes its key's nonce high-water mark to the
+  state store (durably) when a nonce would pass the reservation
+  (`kraken.nonce.NonceSource`). The housekeeping calls `keep_nonces_ahead` every
+  `snapshot_interval`, which renews every reservation with less than half its lease left
+  (`execution.factory.NONCE_LEASE_SECONDS`), so no order makes that write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rules_engine.audit import AuditLog
+from rules_engine.kraken.nonce import NonceSource
+
+
+def sync_audit_off_path(audit: Any, snapshot_interval: float) -> None:
+    """Let an append sync the audit log only when the housekeeping (every `snapshot_interval`)
+    is three intervals late (at least 1 s, the log's default)."""
+    if isinstance(audit, AuditLog):
+        audit.fsync_interval = max(3 * snapshot_interval, audit.fsync_interval)
+
+
+def nonce_sources(executor: Any) -> list[NonceSource]:
+    """The nonce sources of the executor's Kraken clients (none in dry-run)."""
+    inner = getattr(executor, "inner", executor)
+    sources: list[NonceSource] = []
+    for name in ("spot", "futures"):
+        source = getattr(getattr(inner, name, None), "nonces", None)
+        if isinstance(source, NonceSource) and all(source is not s for s in sources):
+            sources.append(source)
+    return sources
+
+
+def keep_nonces_ahead(executor: Any) -> int:
+    """Renew every reservation running low (see the module docstring); how many were renewed."""
+    return sum(source.keep_ahead() for source in nonce_sources(executor))
