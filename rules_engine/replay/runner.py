@@ -224,8 +224,9 @@ class OfflineRunner:
     def feed_tick(self, tick: Tick) -> None:
         """Deliver a recorded tick, or defer it when it provably changes nothing but the
         last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
-        its symbol (between the nearest crossing thresholds of the engine's sorted level
-        indexes and the prices of the paper exchange's open orders) before anything is due
+        its symbol (between the nearest crossing thresholds that can act, found in the
+        engine's sorted level indexes, and the prices of the paper exchange's open orders)
+        before anything is due
         (timer, deadline, expiry). The latest deferred tick of each symbol is delivered, through
         the same driver, before the next event, so the engine and the exchange see the same
         prices when it matters; a replay's cost then does not grow with the rules that did
