@@ -6,7 +6,8 @@ beats, deadlines, fills before ticks), the same commit-then-send lane (state cha
 order rows committed to a state store, then the `Dispatcher` audits the decision, marks it
 sent and executes it) and the same dry-run executor (a `DryRunExecutor` on a `PaperExecutor`,
 behind the same balance cache). Only the sinks differ: the state store lives in a temporary
-folder (or `state_dir`) and is not fsynced, and the audit records are kept in memory
+folder (or `state_dir`) and is not fsynced (in a temporary folder it keeps its recent decisions
+in memory: `state.scratch`), and the audit records are kept in memory
 (`MemoryAudit`), or written to `state_dir/audit.jsonl` as a dry run writes them.
 
 For each input event, in time order (see `Driver.feed`): everything due strictly before the
@@ -50,6 +51,7 @@ from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
 from rules_engine.state import StateStore, audit_log_path, database_path
+from rules_engine.state.scratch import ScratchStateStore
 
 _UNKNOWN: Any = object()
 ACCOUNT = "paper"
@@ -143,7 +145,9 @@ class OfflineRunner:
             self._cleanup = None
         self.state_dir = folder
         clock = self._clock
-        self.store = StateStore(database_path(folder), clock=clock, durable=False)
+        # A throwaway run's store keeps its recent decisions in memory (`state.scratch`).
+        self.store = (StateStore(database_path(folder), clock=clock, durable=False) if state_dir is not None
+                      else ScratchStateStore(database_path(folder), clock=clock))
         # With a state folder the audit log is the real one (`audit.jsonl`, what a dry run writes);
         # a throwaway run keeps the same records in memory.
         self.audit: AuditSink
