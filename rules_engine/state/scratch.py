@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from rules_engine import jsoncodec
@@ -91,13 +90,13 @@ class ScratchStateStore(StateStore):
                         f"cl_ord_id {cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
                         f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}"
                     )
-                return replace(existing, created=False)
+                return existing
             now = self._clock()
-            record = OrderRecord(cl_ord_id, rule_id, decision_id, dict(intent), status, None, now, None, now, True)
-            self._put(replace(record, created=False), None)
+            fields = (cl_ord_id, rule_id, decision_id, dict(intent), status, None, now, None, now)
+            self._put(_record(*fields), None)
             if self._depth == 0 and len(self._live) > LIVE_DECISIONS:
                 self._write_out(len(self._live) // 2)
-            return record
+            return _record(*fields, created=True)
 
     def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
         with self._lock:
@@ -107,7 +106,9 @@ class ScratchStateStore(StateStore):
             if current.status != "pending":
                 return current
             now = self._clock()
-            return self._put(replace(current, status="sent", sent_at=now, updated_at=now), current)
+            c = current
+            return self._put(_record(cl_ord_id, c.rule_id, c.decision_id, c.intent, "sent", c.outcome, c.created_at,
+                                     now, now), current)
 
     def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
                        durable: bool = True) -> OrderRecord:
@@ -119,8 +120,9 @@ class ScratchStateStore(StateStore):
                 return super().record_outcome(cl_ord_id, status, outcome, durable=durable)
             if current.status in FINAL_STATUSES or _RANK[status] < _RANK[current.status]:
                 return current
-            record = replace(current, status=status, outcome=dict(outcome or {}), updated_at=self._clock())
-            return self._put(record, current)
+            c = current
+            return self._put(_record(cl_ord_id, c.rule_id, c.decision_id, c.intent, status, dict(outcome or {}),
+                                     c.created_at, c.sent_at, self._clock()), current)
 
     def decision_status(self, cl_ord_id: str) -> str | None:
         current = self._live.get(cl_ord_id)
@@ -172,3 +174,17 @@ class ScratchStateStore(StateStore):
                                  rows)
             for record in chosen:
                 del self._live[record.cl_ord_id]
+
+
+_new = object.__new__
+
+
+def _record(cl_ord_id: str, rule_id: str, decision_id: str, intent: dict[str, Any], status: str,
+            outcome: dict[str, Any] | None, created_at: float, sent_at: float | None, updated_at: float,
+            created: bool = False) -> OrderRecord:
+    """`OrderRecord(...)` built by filling its `__dict__` (a fire's hot path; see `core.events.make_tick`)."""
+    record: OrderRecord = _new(OrderRecord)
+    record.__dict__.update(cl_ord_id=cl_ord_id, rule_id=rule_id, decision_id=decision_id, intent=intent,
+                           status=status, outcome=outcome, created_at=created_at, sent_at=sent_at,
+                           updated_at=updated_at, created=created)
+    return record

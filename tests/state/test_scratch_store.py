@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from rules_engine.state import StateStore, scratch
+from rules_engine.state import OrderRecord, StateStore, scratch
 from rules_engine.state.scratch import ScratchStateStore
 
 
@@ -44,3 +44,12 @@ def test_a_failed_transaction_undoes_the_decisions_it_changed(tmp_path):
                     store.record_outcome("cl-1", "accepted")
                 raise RuntimeError("crash before commit")
         assert store.get_decision("cl-1").status == "pending" and store.get_decision("cl-2") is None
+
+
+def test_its_records_are_plain_order_records(tmp_path):
+    with ScratchStateStore(tmp_path / "engine.sqlite", clock=lambda: 5.0) as store:
+        made = store.record_decision("cl-1", "r", "d-1", {"n": 1})
+        sent = store.mark_sent("cl-1")
+    assert type(made) is OrderRecord and made.created and not sent.created
+    assert sent == OrderRecord("cl-1", "r", "d-1", {"n": 1}, "sent", None, 5.0, 5.0, 5.0)
+    assert repr(sent) == repr(OrderRecord("cl-1", "r", "d-1", {"n": 1}, "sent", None, 5.0, 5.0, 5.0))
