@@ -149,22 +149,27 @@ def run_replay(
         end = first.time
         feed = runner.feed_tick
         on_price = ledger.price
+        appends: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}  # symbol -> its series'
         for tick in stream:
-            price = tick.last if tick.last is not None else tick.mid
+            price = tick.last
+            if price is None:
+                price = tick.mid
+            time = tick.time
             if price is not None:
                 symbol = tick.symbol
                 last_price[symbol] = price
-                line = series.get(symbol)
-                if line is None:
+                add = appends.get(symbol)
+                if add is None:
                     line = series[symbol] = PriceSeries()
+                    add = appends[symbol] = (line.times.append, line.prices.append)
                 value = float(price)
-                line.times.append(tick.time)
-                line.prices.append(value)
-                on_price(symbol, value, tick.time)
+                add[0](time)
+                add[1](value)
+                on_price(symbol, value, time)
             feed(tick)
             count += 1
-            if tick.time > end:
-                end = tick.time
+            if time > end:
+                end = time
         runner.finish(end)
         ledger.last.update(last_price)
         ledger.finish(end, runner.open_orders())

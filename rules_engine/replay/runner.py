@@ -237,7 +237,7 @@ class OfflineRunner:
         not cross. `feed` delivers every tick."""
         price = tick.last
         if (price is not None and tick.time < self._due and tick.bid is price and tick.ask is price
-                and tick.market == "spot" and tick.time >= self.now and not self.engine.holding):
+                and tick.market == "spot" and tick.time >= self.now):  # `_due` is -inf while the engine holds
             symbol = tick.symbol
             bands = self._bands.get(symbol, _UNKNOWN)
             if bands is _UNKNOWN:
@@ -283,6 +283,10 @@ class OfflineRunner:
         return _within(quiet, paper), _within(calm, paper)
 
     def _next_due(self) -> float:
+        """Until when ticks may be deferred: the next timer, deadline or expiry (-inf while a
+        `for:` hold or a wait is pending: every event re-checks it)."""
+        if self.engine.holding:
+            return -math.inf
         times = [t for t in (self.driver.next_wakeup(), self.exchange.next_time(), self.engine.next_deadline())
                  if t is not None]
         return min(times) if times else math.inf
