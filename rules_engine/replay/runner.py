@@ -28,13 +28,14 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, make_tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
@@ -171,7 +172,8 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        self._held: dict[str, Tick] = {}  # the latest deferred tick per symbol (`feed_tick`)
+        # the latest deferred tick per symbol (`feed_price`): time, symbol, price, its Tick if made
+        self._held: dict[str, tuple[float, str, Decimal, Tick | None]] = {}
         self._bands: dict[str, tuple[Band, Band] | None] = {}
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
@@ -230,36 +232,44 @@ class OfflineRunner:
         last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
         its symbol (between the nearest crossing thresholds that can act, found in the
         engine's sorted level indexes, and the prices of the paper exchange's open orders)
-        before anything is due
-        (timer, deadline, expiry). The latest deferred tick of each symbol is delivered, through
-        the same driver, before the next event, so the engine and the exchange see the same
-        prices when it matters; a replay's cost then does not grow with the rules that did
-        not cross. `feed` delivers every tick."""
+        before anything is due (timer, deadline, expiry). The latest deferred tick of each
+        symbol is delivered, through the same driver, before the next event, so the engine
+        and the exchange see the same prices when it matters; a replay's cost then does not
+        grow with the rules that did not cross. `feed` delivers every tick."""
         price = tick.last
-        if (price is not None and tick.time < self._due and tick.bid is price and tick.ask is price
-                and tick.market == "spot" and tick.time >= self.now):  # `_due` is -inf while the engine holds
-            symbol = tick.symbol
+        if price is not None and tick.bid is price and tick.ask is price and tick.market == "spot":
+            self.feed_price(tick.symbol, tick.time, price, tick)
+        else:
+            self._feed_now(tick)
+
+    def feed_price(self, symbol: str, time: float, price: Decimal, tick: Tick | None = None) -> None:
+        """`feed_tick` of a candle's tick given by its parts (spot, bid = ask = last = `price`):
+        its `Tick` (`tick`, else made here) is made only when it is delivered."""
+        if self.now <= time < self._due:  # `_due` is -inf while the engine holds
             bands = self._bands.get(symbol, _UNKNOWN)
             if bands is _UNKNOWN:
                 bands = self._bands[symbol] = self._band(symbol)
             if bands is not None:
                 quiet, calm = bands
                 if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
-                    self._held[symbol] = tick
+                    self._held[symbol] = (time, symbol, price, tick)
                     return
                 if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
                     # so the other symbols' deferred ticks can wait
                     self._held.pop(symbol, None)
-                    self.now = max(self.now, tick.time)
+                    self.now = max(self.now, time)
                     activity = self._watcher.activity
-                    self.driver.feed(tick)
+                    self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
                     del self._bands[symbol]
                     if self._watcher.activity != activity:  # not expected; read everything again
                         self._invalidate()
                     if self._watcher.touched:
                         self._settle()
                     return
+        self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
+
+    def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
         bands = dict(self._bands)
         self.feed(tick)
@@ -292,11 +302,11 @@ class OfflineRunner:
         return min(times) if times else math.inf
 
     def _release(self) -> None:
-        held = sorted(self._held.values(), key=lambda t: t.time)
+        held = sorted(self._held.values(), key=itemgetter(0))
         self._held.clear()
-        for tick in held:
-            self.now = max(self.now, tick.time)
-            self.driver.feed(tick)
+        for time, symbol, price, tick in held:
+            self.now = max(self.now, time)
+            self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
 
     def _invalidate(self) -> None:
         """Something was delivered: the quiet bands and the next due time must be read again."""
@@ -464,6 +474,10 @@ class _Watcher(DriverObserver):
         self.activity += 1
         self.runner._note_order(update)
 
+
+
+def _candle_tick(time: float, symbol: str, price: Decimal) -> Tick:
+    return make_tick(symbol, "spot", time, price, price, price, None)
 
 
 def _scratch() -> str | None:
