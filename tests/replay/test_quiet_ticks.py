@@ -85,19 +85,22 @@ def run(feed_all, ticks):
                       [(e.time, end_text(e)) for e in o.ended]))
     tick_ids = {id(t) for t in ticks}
     ticks_delivered = sum(1 for e in delivered if id(e) in tick_ids)
-    return story, runner.balances(), len(runner.open_orders()), ticks_delivered
+    audit = [(r["kind"], r["rule_id"], r["data"]) for r in runner.audit.records]
+    return story, runner.balances(), len(runner.open_orders()), ticks_delivered, audit
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_holding_back_quiet_ticks_changes_nothing(seed):
     ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 60, 400, seed)),
                                _Files(walk("ETHUSD", 2500, 4, 400, seed + 10))]))
-    every, wallet, open_orders, delivered = run(True, ticks)
-    held, held_wallet, held_open, held_delivered = run(False, ticks)
+    every, wallet, open_orders, delivered, audit = run(True, ticks)
+    held, held_wallet, held_open, held_delivered, held_audit = run(False, ticks)
     assert delivered == len(ticks) and held_delivered < len(ticks) / 2  # most ticks were deferred
     assert len(every) > 20 and len({o[1] for o in every}) >= 4 and any(o[3] for o in every)  # fires and fills
     assert held == every
     assert (held_wallet, held_open) == (wallet, open_orders)
+    assert any(kind == "state" and data.get("previous") == "cooling_down" for kind, _, data in audit)
+    assert held_audit == audit  # the same records, in the same order
 
 
 FUTURES_RULES = """\
