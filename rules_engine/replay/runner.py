@@ -244,17 +244,22 @@ class OfflineRunner:
 
     def feed_price(self, symbol: str, time: float, price: Decimal, tick: Tick | None = None) -> None:
         """`feed_tick` of a candle's tick given by its parts (spot, bid = ask = last = `price`):
-        its `Tick` (`tick`, else made here) is made only when it is delivered."""
-        if self.now <= time < self._due:  # `_due` is -inf while the engine holds
+        its `Tick` (`tick`, else made here) is made only when it is delivered. When what is
+        due by then only ends cooldowns (reads no price) and the tick is quiet, that is
+        delivered at its time and the tick deferred: the audit records are the same."""
+        due = self._due  # -inf while the engine holds, or must be read again
+        if self.now <= time and (time < due or (due != -math.inf and self._cooldowns_end_by(time))):
             bands = self._bands.get(symbol, _UNKNOWN)
             if bands is _UNKNOWN:
                 bands = self._bands[symbol] = self._band(symbol)
             if bands is not None:
                 quiet, calm = bands
                 if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
+                    if time >= due:
+                        self._end_cooldowns(time)
                     self._held[symbol] = (time, symbol, price, tick)
                     return
-                if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
+                if time < due and (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
                     # so the other symbols' deferred ticks can wait
                     self._held.pop(symbol, None)
@@ -268,6 +273,22 @@ class OfflineRunner:
                         self._settle()
                     return
         self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
+
+    def _cooldowns_end_by(self, time: float) -> bool:
+        """Whether everything due by `time` is the end of a cooldown, with no paper order open
+        (nothing the ticks held back could fill or move)."""
+        slot = self.driver.timetable.next_slot()
+        expiry = self.exchange.next_time()
+        return ((slot is None or slot > time) and (expiry is None or expiry > time) and self.exchange.idle
+                and self.driver.account_every is None and self.engine.deadlines_end_cooldowns_only())
+
+    def _end_cooldowns(self, time: float) -> None:
+        """Deliver the cooldown ends due by `time`, at their times (the quiet bands stay)."""
+        self.now = max(self.now, time)
+        self.driver.advance_to(time, inclusive=True)
+        if self._watcher.touched:
+            self._settle()
+        self._due = self._next_due()
 
     def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
