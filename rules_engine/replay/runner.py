@@ -76,8 +76,8 @@ class OrderListener:
 
 def _within(a: Band, b: Band) -> Band:
     """The intersection of two open intervals (None: unbounded)."""
-    low = max((x for x in (a[0], b[0]) if x is not None), default=None)
-    high = min((x for x in (a[1], b[1]) if x is not None), default=None)
+    low = a[0] if b[0] is None or (a[0] is not None and a[0] > b[0]) else b[0]
+    high = a[1] if b[1] is None or (a[1] is not None and a[1] < b[1]) else b[1]
     return low, high
 
 

@@ -49,7 +49,7 @@ class ScratchStateStore(StateStore):
         with self._lock:
             mark = len(self._undo)
             try:
-                with super().transaction(durable=durable):
+                with self._tx(durable):  # what StateStore.transaction does
                     yield
             except BaseException:
                 for cl_ord_id, previous in reversed(self._undo[mark:]):
