@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -22,7 +23,6 @@ from rules_engine.commands.replay_sweep import add_arguments as add_sweep_argume
 from rules_engine.commands.replay_sweep import run_sweep, sweep_usage_problem
 from rules_engine.config import ConfigError, load_config
 from rules_engine.core import RiskLimits
-from rules_engine.core.events import Tick
 from rules_engine.durations import parse_duration
 from rules_engine.pairs import default_registry
 from rules_engine.paper.assets import Assets
@@ -30,6 +30,8 @@ from rules_engine.replay.data import FORMATS, DataError, open_data
 from rules_engine.replay.replay import ReplayResult, run_replay
 from rules_engine.replay.report import write_json, write_markdown, write_text
 from rules_engine.rules import find_rule_files, load_rules
+
+_T = TypeVar("_T")
 
 DEFAULT_WALLET = {"ZUSD": Decimal(10000)}
 PROGRESS_MIN_TICKS = 100_000
@@ -156,7 +158,7 @@ def _wallet(entries: list[str]) -> dict[str, Decimal]:
     return wallet
 
 
-def _progress(ticks: Iterator[Tick], total: int, wanted: bool | None) -> Iterable[Tick]:
+def _progress(ticks: Iterator[_T], total: int, wanted: bool | None) -> Iterable[_T]:
     show = wanted if wanted is not None else (sys.stderr.isatty() and total >= PROGRESS_MIN_TICKS)
     if not show:
         return ticks

@@ -152,33 +152,41 @@ class LevelBook(Generic[TriggerT]):
         self.last = None
 
     def band(self, firing: bool = False) -> Band | None:
-        """The open interval between the thresholds around the last value: a move inside it
-        changes no crossing (`update` visits none); with `firing`, between the levels of the
-        armed crossings: a move inside it fires none (it may re-arm some). None before a
-        first value or when the last value sits on a threshold."""
+        """The open interval around the last value in which a move changes no crossing's state:
+        between the nearest thresholds that can act now (an armed crossing's level, a disarmed
+        one's re-arm point, any threshold of one not yet observed); with `firing`, between the
+        levels of the armed crossings: a move inside it fires none (it may re-arm some). None
+        before a first value or when the last value sits on such a threshold. Found from the
+        sorted thresholds outward, so its cost grows with the thresholds that cannot act, not
+        with the book."""
         last = self.last
         if last is None:
             return None
-        if firing:
-            low: Decimal | None = None
-            high: Decimal | None = None
-            for watch in self._all:
-                if watch.state != "armed":
-                    continue
-                level = watch.level
-                if level == last:
-                    return None
-                if level < last and (low is None or level > low):
-                    low = level
-                elif level > last and (high is None or level < high):
-                    high = level
-            return low, high
         points = self._points
+        watches = self._watches
         start = bisect_left(points, last)
         stop = bisect_right(points, last, start)
-        if start != stop:
-            return None
-        return (points[start - 1] if start else None, points[stop] if stop < len(points) else None)
+        for n in range(start, stop):
+            if _acts(watches[n], points[n], firing):
+                return None
+        low = start - 1
+        while low >= 0 and not _acts(watches[low], points[low], firing):
+            low -= 1
+        high = stop
+        count = len(points)
+        while high < count and not _acts(watches[high], points[high], firing):
+            high += 1
+        return (points[low] if low >= 0 else None, points[high] if high < count else None)
+
+
+def _acts(watch: Crossing[Any], point: Decimal, firing: bool) -> bool:
+    """Whether a move across `point` can change `watch` (with `firing`: fire it)."""
+    state = watch.state
+    if state == "armed":
+        return point == watch.level
+    if firing:
+        return False
+    return state == "unobserved" or point == watch.arm_limit
 
 
 class CrossingWatcher(Watcher[TriggerT]):

@@ -190,6 +190,17 @@ class Engine:
         """A `for:` hold or a wait is pending: every event re-checks it."""
         return bool(self._pending)
 
+    def deadlines_end_cooldowns_only(self) -> bool:
+        """Whether every deadline pending is a cooldown's end: no hold, wait, run or queued run
+        is pending, so what is due reads no price and changes only statuses (an offline source
+        may deliver it before the ticks it holds back in the quiet band)."""
+        rules = self._state.rules
+        for rule_id in self._active:
+            rs = rules.get(rule_id)
+            if rs is not None and (rs.run is not None or rs.pending is not None or rs.queue):
+                return False
+        return True
+
     def next_deadline(self) -> float | None:
         """The earliest time a hold matures, a wait or a cooldown ends or an awaited result is overdue."""
         return self._due_at

@@ -22,7 +22,8 @@ class IdSource:
         return hashlib.sha256(f"{self.seed}:{kind}:{self.counter}".encode()).digest()
 
     def _kraken(self, prefix: str) -> str:
-        chars = prefix + base64.b32encode(self._digest(prefix)).decode()[:16]
+        # 10 bytes make exactly 16 base32 characters (the first 16 of the whole digest's)
+        chars = prefix + base64.b32encode(self._digest(prefix)[:10]).decode()
         return f"{chars[:6]}-{chars[6:11]}-{chars[11:17]}"
 
     def txid(self) -> str:

@@ -487,8 +487,14 @@ class Ledger(OrderListener):
             self.fires.write(row)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), default=lambda value: jsonable(value) if not isinstance(
-    value, Mapping) else dict(value)).encode  # Decimals as plain strings (the C encoder does the rest)
+def _json_default(value: Any) -> Any:
+    if type(value) is Decimal:  # the usual case, first
+        return format(value, "f")
+    return dict(value) if isinstance(value, Mapping) else jsonable(value)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+"""Decimals as plain strings (`core.decimals.plain`; the C encoder does the rest)."""
 
 
 def _inc(values: dict[str, Decimal], key: str, amount: Decimal) -> None:

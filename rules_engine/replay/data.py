@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -171,6 +171,46 @@ def merged_ticks(files: Iterable[DataFile], skipped: Counter[str] | None = None)
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=attrgetter("time"))
+
+
+Played = tuple[float, str, Decimal | None, Tick | None]
+"""An item of `played`: `(time, symbol, price, None)` for a candle's tick (bid = ask = last =
+price, spot; `played_tick` builds it), `(time, symbol, None, tick)` for a recorded one."""
+
+
+def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> Iterator[Played]:
+    """`merged_ticks`, without building a `Tick` for a candle's tick (replay's hot path: most
+    are deferred and never delivered, see `OfflineRunner.feed_price`)."""
+    streams: list[Iterator[Played]] = []
+    for f in files:
+        if f.format == "ws-jsonl":
+            streams.append((t.time, t.symbol, None, t) for t in f.ticks(skipped=skipped))
+        else:
+            assert f.symbol is not None and f.interval is not None
+            streams.append(_candle_prices(f.symbol, f.candles(), f.interval))
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=itemgetter(0))
+
+
+def played_tick(item: Played) -> Tick:
+    """The tick an item of `played` stands for."""
+    time, symbol, price, tick = item
+    if tick is not None:
+        return tick
+    return make_tick(symbol, "spot", time, price, price, price, None)
+
+
+def _candle_prices(symbol: str, candles: Iterator[Candle], interval: float) -> Iterator[Played]:
+    """`_candle_stream` as `played` items."""
+    quarter = interval * CANDLE_FRACTIONS[1]
+    half, three = 2 * quarter, 3 * quarter
+    for start, open_, high, low, close, _ in candles:
+        first, second = (low, high) if close >= open_ else (high, low)
+        yield (start, symbol, open_, None)
+        yield (start + quarter, symbol, first, None)
+        yield (start + half, symbol, second, None)
+        yield (start + three, symbol, close, None)
 
 
 def _candle_stream(symbol: str, candles: Iterator[Candle], interval: float) -> Iterator[Tick]:

@@ -27,17 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
-from rules_engine.core.events import Tick
 from rules_engine.core.model import Rule, RuleSet
 from rules_engine.needs import rule_needs
 from rules_engine.pairs import default_registry
 from rules_engine.replay.backtest import Ledger
-from rules_engine.replay.data import DataError, DataFile, merged_ticks
+from rules_engine.replay.data import DataError, DataFile, Played, played
 from rules_engine.replay.describe import intent_text, iso
 from rules_engine.replay.outcomes import Outcome
 from rules_engine.replay.runner import OfflineRunner
 
-ProgressWrapper = Callable[[Iterator[Tick], int], Iterable[Tick]]
+ProgressWrapper = Callable[[Iterator[Played], int], Iterable[Played]]
 
 
 @dataclass
@@ -109,12 +108,12 @@ def run_replay(
     `spool` is the folder for the report's rows (default: a temporary folder that lives as
     long as the result)."""
     skipped: Counter[str] = Counter()
-    ticks = merged_ticks(data, skipped)
-    first = next(ticks, None)
+    items = played(data, skipped)
+    first = next(items, None)
     if first is None:
         kinds = ", ".join(f"{kind} {count:,}" for kind, count in sorted(skipped.items()))
         raise DataError("the data files hold no ticks" + (f" (skipped frames: {kinds})" if kinds else ""))
-    stream: Iterable[Tick] = itertools.chain([first], ticks)
+    stream: Iterable[Played] = itertools.chain([first], items)
     if progress is not None:
         stream = progress(iter(stream), sum(f.estimate() for f in data))
     rule_ids = [rule.id for rule in ruleset.rules]
@@ -143,7 +142,7 @@ def run_replay(
         assert runner is not None
         ledger.fire(_fire_row(outcome, last_price), runner.open_orders_of(outcome), outcome.decision_id)
 
-    runner = OfflineRunner(ruleset, start=first.time, wallet=wallet, limits=limits, timers=timers,
+    runner = OfflineRunner(ruleset, start=first[0], wallet=wallet, limits=limits, timers=timers,
                            balance_max_age=balance_max_age, on_outcome=settled, state_dir=state_dir, keep=False,
                            listener=ledger)
     threshold = gc.get_threshold()
@@ -154,28 +153,36 @@ def run_replay(
         ledger.start(wallet_start)
         series: dict[str, PriceSeries] = {}
         count = 0
-        end = first.time
-        feed = runner.feed_tick
+        end = first[0]
+        feed_tick = runner.feed_tick
+        feed_price = runner.feed_price
         on_price = ledger.price
-        for tick in stream:
-            if tick.symbol not in watched:
-                unwatched[tick.symbol] += 1
+        appends: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}  # symbol -> its series'
+        for time, symbol, price, tick in stream:
+            if symbol not in watched:
+                unwatched[symbol] += 1
                 continue
-            price = tick.last if tick.last is not None else tick.mid
+            if tick is not None:  # a recorded tick (a candle's carries only its price)
+                price = tick.last
+                if price is None:
+                    price = tick.mid
             if price is not None:
-                symbol = tick.symbol
                 last_price[symbol] = price
-                line = series.get(symbol)
-                if line is None:
+                add = appends.get(symbol)
+                if add is None:
                     line = series[symbol] = PriceSeries()
+                    add = appends[symbol] = (line.times.append, line.prices.append)
                 value = float(price)
-                line.times.append(tick.time)
-                line.prices.append(value)
-                on_price(symbol, value, tick.time)
-            feed(tick)
+                add[0](time)
+                add[1](value)
+                on_price(symbol, value, time)
+            if tick is not None:
+                feed_tick(tick)
+            elif price is not None:
+                feed_price(symbol, time, price)
             count += 1
-            if tick.time > end:
-                end = tick.time
+            if time > end:
+                end = time
         runner.finish(end)
         ledger.last.update(last_price)
         ledger.finish(end, runner.open_orders())
@@ -185,7 +192,7 @@ def run_replay(
             rule_files=ruleset.files,
             rule_ids=rule_ids,
             data=data,
-            start=first.time,
+            start=first[0],
             end=end,
             ticks=count,
             wallet_start=wallet_start,

@@ -6,7 +6,8 @@ beats, deadlines, fills before ticks), the same commit-then-send lane (state cha
 order rows committed to a state store, then the `Dispatcher` audits the decision, marks it
 sent and executes it) and the same dry-run executor (a `DryRunExecutor` on a `PaperExecutor`,
 behind the same balance cache). Only the sinks differ: the state store lives in a temporary
-folder (or `state_dir`) and is not fsynced, and the audit records are kept in memory
+folder (or `state_dir`) and is not fsynced (in a temporary folder it keeps its recent decisions
+in memory: `state.scratch`), and the audit records are kept in memory
 (`MemoryAudit`), or written to `state_dir/audit.jsonl` as a dry run writes them.
 
 For each input event, in time order (see `Driver.feed`): everything due strictly before the
@@ -27,13 +28,14 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
-from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick
+from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, make_tick
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
@@ -50,6 +52,7 @@ from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
 from rules_engine.state import StateStore, audit_log_path, database_path
+from rules_engine.state.scratch import ScratchStateStore
 
 _UNKNOWN: Any = object()
 ACCOUNT = "paper"
@@ -73,8 +76,8 @@ class OrderListener:
 
 def _within(a: Band, b: Band) -> Band:
     """The intersection of two open intervals (None: unbounded)."""
-    low = max((x for x in (a[0], b[0]) if x is not None), default=None)
-    high = min((x for x in (a[1], b[1]) if x is not None), default=None)
+    low = a[0] if b[0] is None or (a[0] is not None and a[0] > b[0]) else b[0]
+    high = a[1] if b[1] is None or (a[1] is not None and a[1] < b[1]) else b[1]
     return low, high
 
 
@@ -143,7 +146,9 @@ class OfflineRunner:
             self._cleanup = None
         self.state_dir = folder
         clock = self._clock
-        self.store = StateStore(database_path(folder), clock=clock, durable=False)
+        # A throwaway run's store keeps its recent decisions in memory (`state.scratch`).
+        self.store = (StateStore(database_path(folder), clock=clock, durable=False) if state_dir is not None
+                      else ScratchStateStore(database_path(folder), clock=clock))
         # With a state folder the audit log is the real one (`audit.jsonl`, what a dry run writes);
         # a throwaway run keeps the same records in memory.
         self.audit: AuditSink
@@ -167,7 +172,8 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        self._held: dict[str, Tick] = {}  # the latest deferred tick per symbol (`feed_tick`)
+        # the latest deferred tick per symbol (`feed_price`): time, symbol, price, its Tick if made
+        self._held: dict[str, tuple[float, str, Decimal, Tick | None]] = {}
         self._bands: dict[str, tuple[Band, Band] | None] = {}
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
@@ -224,37 +230,67 @@ class OfflineRunner:
     def feed_tick(self, tick: Tick) -> None:
         """Deliver a recorded tick, or defer it when it provably changes nothing but the
         last price: a spot tick with bid = ask = last (a candle's) inside the quiet band of
-        its symbol (between the nearest crossing thresholds of the engine's sorted level
-        indexes and the prices of the paper exchange's open orders) before anything is due
-        (timer, deadline, expiry). The latest deferred tick of each symbol is delivered, through
-        the same driver, before the next event, so the engine and the exchange see the same
-        prices when it matters; a replay's cost then does not grow with the rules that did
-        not cross. `feed` delivers every tick."""
+        its symbol (between the nearest crossing thresholds that can act, found in the
+        engine's sorted level indexes, and the prices of the paper exchange's open orders)
+        before anything is due (timer, deadline, expiry). The latest deferred tick of each
+        symbol is delivered, through the same driver, before the next event, so the engine
+        and the exchange see the same prices when it matters; a replay's cost then does not
+        grow with the rules that did not cross. `feed` delivers every tick."""
         price = tick.last
-        if (price is not None and tick.time < self._due and tick.bid is price and tick.ask is price
-                and tick.market == "spot" and tick.time >= self.now and not self.engine.holding):
-            symbol = tick.symbol
+        if price is not None and tick.bid is price and tick.ask is price and tick.market == "spot":
+            self.feed_price(tick.symbol, tick.time, price, tick)
+        else:
+            self._feed_now(tick)
+
+    def feed_price(self, symbol: str, time: float, price: Decimal, tick: Tick | None = None) -> None:
+        """`feed_tick` of a candle's tick given by its parts (spot, bid = ask = last = `price`):
+        its `Tick` (`tick`, else made here) is made only when it is delivered. When what is
+        due by then only ends cooldowns (reads no price) and the tick is quiet, that is
+        delivered at its time and the tick deferred: the audit records are the same."""
+        due = self._due  # -inf while the engine holds, or must be read again
+        if self.now <= time and (time < due or (due != -math.inf and self._cooldowns_end_by(time))):
             bands = self._bands.get(symbol, _UNKNOWN)
             if bands is _UNKNOWN:
                 bands = self._bands[symbol] = self._band(symbol)
             if bands is not None:
                 quiet, calm = bands
                 if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
-                    self._held[symbol] = tick
+                    if time >= due:
+                        self._end_cooldowns(time)
+                    self._held[symbol] = (time, symbol, price, tick)
                     return
-                if (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
+                if time < due and (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
                     # so the other symbols' deferred ticks can wait
                     self._held.pop(symbol, None)
-                    self.now = max(self.now, tick.time)
+                    self.now = max(self.now, time)
                     activity = self._watcher.activity
-                    self.driver.feed(tick)
+                    self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
                     del self._bands[symbol]
                     if self._watcher.activity != activity:  # not expected; read everything again
                         self._invalidate()
                     if self._watcher.touched:
                         self._settle()
                     return
+        self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
+
+    def _cooldowns_end_by(self, time: float) -> bool:
+        """Whether everything due by `time` is the end of a cooldown, with no paper order open
+        (nothing the ticks held back could fill or move)."""
+        slot = self.driver.timetable.next_slot()
+        expiry = self.exchange.next_time()
+        return ((slot is None or slot > time) and (expiry is None or expiry > time) and self.exchange.idle
+                and self.driver.account_every is None and self.engine.deadlines_end_cooldowns_only())
+
+    def _end_cooldowns(self, time: float) -> None:
+        """Deliver the cooldown ends due by `time`, at their times (the quiet bands stay)."""
+        self.now = max(self.now, time)
+        self.driver.advance_to(time, inclusive=True)
+        if self._watcher.touched:
+            self._settle()
+        self._due = self._next_due()
+
+    def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
         bands = dict(self._bands)
         self.feed(tick)
@@ -278,16 +314,20 @@ class OfflineRunner:
         return _within(quiet, paper), _within(calm, paper)
 
     def _next_due(self) -> float:
+        """Until when ticks may be deferred: the next timer, deadline or expiry (-inf while a
+        `for:` hold or a wait is pending: every event re-checks it)."""
+        if self.engine.holding:
+            return -math.inf
         times = [t for t in (self.driver.next_wakeup(), self.exchange.next_time(), self.engine.next_deadline())
                  if t is not None]
         return min(times) if times else math.inf
 
     def _release(self) -> None:
-        held = sorted(self._held.values(), key=lambda t: t.time)
+        held = sorted(self._held.values(), key=itemgetter(0))
         self._held.clear()
-        for tick in held:
-            self.now = max(self.now, tick.time)
-            self.driver.feed(tick)
+        for time, symbol, price, tick in held:
+            self.now = max(self.now, time)
+            self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
 
     def _invalidate(self) -> None:
         """Something was delivered: the quiet bands and the next due time must be read again."""
@@ -455,6 +495,10 @@ class _Watcher(DriverObserver):
         self.activity += 1
         self.runner._note_order(update)
 
+
+
+def _candle_tick(time: float, symbol: str, price: Decimal) -> Tick:
+    return make_tick(symbol, "spot", time, price, price, price, None)
 
 
 def _scratch() -> str | None:

@@ -8,6 +8,7 @@ from core_builders import D, fired, kinds, price, rule, ruleset, tick
 from rules_engine.core import Engine
 from rules_engine.core.crossing import Crossing, LevelBook
 from rules_engine.core.events import FeedReset
+from rules_engine.core.model import Rearm
 
 
 def feed(engine, prices, symbol="XBTUSD", start=1.0, **kw):
@@ -110,3 +111,30 @@ def test_a_small_move_visits_only_the_thresholds_between_the_two_prices(monkeypa
     changes = book.update(D("5003.2"))
     assert sorted(calls) == [D(5001), D(5002), D(5003)]
     assert [(w.level, c) for w, c in changes] == [(D(5001), "fired"), (D(5002), "fired"), (D(5003), "fired")]
+
+
+def test_the_quiet_band_is_bounded_by_the_thresholds_that_can_act_in_each_crossings_state():
+    rearm = Rearm(D(2), False)
+    low = Crossing("a", 0, price(D(100)), ("spot", "XBTUSD", "last"), D(100), "above", rearm)
+    high = Crossing("b", 0, price(D(110)), ("spot", "XBTUSD", "last"), D(110), "above", rearm)
+    book = LevelBook([low, high])
+    assert book.band() is None  # nothing observed yet
+    book.update(D(95))  # both armed: only their levels can act, not their re-arm points
+    assert book.band() == (None, D(100)) and book.band(firing=True) == (None, D(100))
+    assert [(w.rule_id, c) for w, c in book.update(D(101))] == [("a", "fired")]
+    # a is disarmed (acts at its re-arm point 98), b armed (acts at its level 110)
+    assert book.band() == (D(98), D(110)) and book.band(firing=True) == (None, D(110))
+    assert book.update(D(99)) == [] and book.update(D("108.5")) == []  # inside: no change
+    assert [(w.rule_id, c) for w, c in book.update(D(98))] == [("a", "armed")]
+    assert book.band() == (None, D(100))  # sitting on a's re-arm point, which no longer acts
+    assert [(w.rule_id, c) for w, c in book.update(D(100))] == [("a", "fired")]
+    assert book.band() == (D(98), D(110))  # on a's level, which no longer acts
+
+
+def test_no_quiet_band_on_a_threshold_that_can_act():
+    crossing = Crossing("c", 0, price(D(105)), ("spot", "XBTUSD", "last"), D(105), "above", None)
+    book = LevelBook([crossing])
+    book.update(D(100))
+    assert [(w.rule_id, c) for w, c in book.update(D(105))] == [("c", "fired")]
+    assert book.band() is None  # without hysteresis its level is its re-arm point
+    assert book.band(firing=True) == (None, None)  # but nothing can fire

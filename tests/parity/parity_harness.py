@@ -40,7 +40,7 @@ COMPARED = ("trigger", "decision", "guard", "blocked", "risk", "dropped", "error
 """Trace kinds compared one for one (with the dispatcher's order `decision` records). A
 feed's first observation of a symbol is not: the service sees it at subscription."""
 IGNORED_KEYS = ("seq", "time", "hash", "prev")
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")  # a number in text, compared by value
+_NUMBER = re.compile(r"(?<![\w.-])-?\d+(?:\.\d+)?(?![\w.-])")  # a number in text (not a group of a UUID)
 
 
 class Clock:

@@ -68,10 +68,10 @@ class _Files:
         return iter(self._ticks)
 
 
-def run(feed_all, ticks):
-    loaded = load_rules_text(RULES)
+def run(feed_all, ticks, rules=RULES, wallet=None):
+    loaded = load_rules_text(rules)
     assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
-    runner = OfflineRunner(loaded.ruleset, start=T0, wallet={"ZUSD": Decimal(100000), "XETH": Decimal(10)})
+    runner = OfflineRunner(loaded.ruleset, start=T0, wallet=wallet or {"ZUSD": Decimal(100000), "XETH": Decimal(10)})
     feed = runner.feed if feed_all else runner.feed_tick
     delivered = []
     driver_feed = runner.driver.feed
@@ -85,19 +85,60 @@ def run(feed_all, ticks):
                       [(e.time, end_text(e)) for e in o.ended]))
     tick_ids = {id(t) for t in ticks}
     ticks_delivered = sum(1 for e in delivered if id(e) in tick_ids)
-    return story, runner.balances(), len(runner.open_orders()), ticks_delivered
+    audit = [(r["kind"], r["rule_id"], r["data"]) for r in runner.audit.records]
+    return story, runner.balances(), len(runner.open_orders()), ticks_delivered, audit
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_holding_back_quiet_ticks_changes_nothing(seed):
     ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 60, 400, seed)),
                                _Files(walk("ETHUSD", 2500, 4, 400, seed + 10))]))
-    every, wallet, open_orders, delivered = run(True, ticks)
-    held, held_wallet, held_open, held_delivered = run(False, ticks)
+    every, wallet, open_orders, delivered, audit = run(True, ticks)
+    held, held_wallet, held_open, held_delivered, held_audit = run(False, ticks)
     assert delivered == len(ticks) and held_delivered < len(ticks) / 2  # most ticks were deferred
     assert len(every) > 20 and len({o[1] for o in every}) >= 4 and any(o[3] for o in every)  # fires and fills
     assert held == every
     assert (held_wallet, held_open) == (wallet, open_orders)
+    assert any(kind == "state" and data.get("previous") == "cooling_down" for kind, _, data in audit)
+    assert held_audit == audit  # the same records, in the same order
+
+
+COOLDOWN_RULES = """\
+version: 1
+rules:
+  - id: dip
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69950, rearm: "0.02%"}]
+    cooldown: 5m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+  - id: rip
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70050}]
+    cooldown: 100s
+    actions: [{type: place_order, pair: XBTUSD, side: sell, ordertype: market, volume: 0.01}]
+  - id: eth-dip
+    triggers: [{type: price, symbol: ETHUSD, crosses_below: 2498}]
+    when: "price_of('XBTUSD') > 0"
+    cooldown: 2m
+    actions: [{type: place_order, pair: ETHUSD, side: buy, ordertype: market, volume: 0.1}]
+"""
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_cooldowns_that_end_among_quiet_ticks_are_delivered_without_them(seed, monkeypatch):
+    """With only market orders and cooldowns, a cooldown's end (which reads no price) is
+    delivered at its time while the ticks held back wait: the same fires, fills and audit."""
+    ended = []
+    original = OfflineRunner._end_cooldowns
+    monkeypatch.setattr(OfflineRunner, "_end_cooldowns", lambda self, t: (ended.append(t), original(self, t)))
+    ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 15, 400, seed)),
+                               _Files(walk("ETHUSD", 2500, 3, 400, seed + 10))]))
+    start = {"ZUSD": Decimal(100000), "XXBT": Decimal(1)}
+    every, wallet, _, _, audit = run(True, ticks, COOLDOWN_RULES, start)
+    assert not ended
+    held, held_wallet, _, held_delivered, held_audit = run(False, ticks, COOLDOWN_RULES, start)
+    assert ended and held_delivered < len(ticks) / 2
+    assert sum(1 for o in every if o[3]) > 8  # fires that filled
+    assert (held, held_wallet) == (every, wallet)
+    assert held_audit == audit
 
 
 FUTURES_RULES = """\

@@ -8,7 +8,15 @@ from decimal import Decimal
 
 import pytest
 
-from rules_engine.replay.data import DataError, candle_path, candle_ticks, merged_ticks, open_data
+from rules_engine.replay.data import (
+    DataError,
+    candle_path,
+    candle_ticks,
+    merged_ticks,
+    open_data,
+    played,
+    played_tick,
+)
 from rules_engine.replay.replay import run_replay
 from rules_engine.replay.report import write_text
 from rules_engine.rules import load_rules_text
@@ -147,6 +155,20 @@ def test_files_merge_by_time(tmp_path):
     merged = merged_ticks([open_data(tmp_path / "XBTUSD_1.csv"), open_data(tmp_path / "ETHUSD_1.csv")])
     assert [(t.time, t.symbol) for t in merged][:6] == [
         (0.0, "XBTUSD"), (15.0, "XBTUSD"), (30.0, "XBTUSD"), (30.0, "ETHUSD"), (45.0, "XBTUSD"), (45.0, "ETHUSD")]
+
+
+def test_replay_plays_the_merged_ticks_and_makes_a_candle_tick_only_on_demand(tmp_path):
+    (tmp_path / "XBTUSD_1.csv").write_text("1700000000,10,12,9,11,1,1\n1700000060,11,11,8,9,1,1\n")
+    frame = {"channel": "ticker", "type": "update", "data": [{
+        "symbol": "BTC/USD", "bid": 9.9, "bid_qty": 1, "ask": 10.1, "ask_qty": 1, "last": 10.0, "volume": 1,
+        "vwap": 1, "low": 1, "high": 1, "change": 0, "change_pct": 0, "timestamp": "2023-11-14T22:13:35Z"}]}
+    (tmp_path / "frames.jsonl").write_text(json.dumps(frame) + "\n")
+    files = [open_data(tmp_path / "XBTUSD_1.csv"), open_data(tmp_path / "frames.jsonl")]
+    items = list(played(files))
+    assert [played_tick(item) for item in items] == list(merged_ticks(files))
+    assert [(time, symbol, price) for time, symbol, price, tick in items if tick is None][:2] == [
+        (1700000000.0, "XBTUSD", Decimal(10)), (1700000015.0, "XBTUSD", Decimal(9))]  # rising: low first
+    assert [tick.bid for *_, tick in items if tick is not None] == [Decimal("9.9")]
 
 
 def book(kind, bids, asks, stamp=None, symbol="BTC/USD"):

@@ -17,21 +17,26 @@ from rules_engine.state import (
     ensure_state_dir,
     resolve_state_dir,
 )
+from rules_engine.state.scratch import ScratchStateStore
 from rules_engine.state.store import SCHEMA_VERSION
 
 
-@pytest.fixture
-def store(tmp_path):
-    with StateStore(tmp_path / "engine.sqlite", clock=lambda: 1_000.0) as opened:
+@pytest.fixture(params=[StateStore, ScratchStateStore])
+def store(tmp_path, request):
+    """Each test runs on the state store and on the scratch store of replay and rule tests,
+    which must answer the same."""
+    with request.param(tmp_path / "engine.sqlite", clock=lambda: 1_000.0) as opened:
         yield opened
 
 
-def test_pragmas_and_schema_version(tmp_path, store):
-    assert store.schema_version == SCHEMA_VERSION
-    conn = sqlite3.connect(tmp_path / "engine.sqlite")
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
-    assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+@pytest.mark.parametrize(("kind", "synchronous"), [(StateStore, 2), (ScratchStateStore, 0)])  # FULL, OFF
+def test_pragmas_and_schema_version(tmp_path, kind, synchronous):
+    with kind(tmp_path / "engine.sqlite") as store:
+        assert store.schema_version == SCHEMA_VERSION
+        conn = sqlite3.connect(tmp_path / "engine.sqlite")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
 
 
 def test_a_newer_schema_is_refused(tmp_path):
