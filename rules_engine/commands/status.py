@@ -22,6 +22,7 @@ import requests
 from rules_engine.config import ConfigError, load_config
 from rules_engine.service.killswitch import default_state_dir
 from rules_engine.service.status_offline import offline_status
+from rules_engine.service.status_report import NOT_A_RULE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -135,7 +136,8 @@ def render_text(doc: dict[str, Any]) -> str:
     orders = doc.get("orders") or []
     lines.append(f"open orders: {len(orders)}")
     for order in orders:
-        lines.append(f"  {order.get('rule_id')}: {order.get('pair') or order.get('market')} {order.get('status')} "
+        lines.append(f"  {order.get('rule_id') or NOT_A_RULE}: {order.get('pair') or order.get('market')} "
+                     f"{order.get('status')} "
                      f"volume={order.get('volume')} price={order.get('price')} "
                      f"{','.join(order.get('txids') or []) or order.get('cl_ord_id')}")
     risk = doc.get("risk") or {}

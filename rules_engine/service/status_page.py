@@ -22,7 +22,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from rules_engine.service.status_report import RULE_STATES
+from rules_engine.service.status_report import NOT_A_RULE, RULE_STATES
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -180,7 +180,8 @@ def _feeds(doc: Mapping[str, Any]) -> str:
 
 
 def _orders(doc: Mapping[str, Any]) -> str:
-    rows = [f'<tr><td>{escape(str(o.get("rule_id")))}</td><td>{escape(str(o.get("pair") or o.get("market")))}</td>'
+    rows = [f'<tr><td>{escape(str(o.get("rule_id") or NOT_A_RULE))}</td>'
+            f'<td>{escape(str(o.get("pair") or o.get("market")))}</td>'
             f'<td>{escape(str(o.get("status")))}</td><td>{escape(str(o.get("volume")))}</td>'
             f'<td>{escape(str(o.get("price")))}</td><td>{escape(str(o.get("filled")))}</td>'
             f'<td>{escape(", ".join(o.get("txids") or []) or str(o.get("cl_ord_id")))}</td></tr>'

@@ -94,6 +94,10 @@ def rules_section(ruleset: RuleSet, snapshot: Mapping[str, Any], *, now: float,
     return entries
 
 
+NOT_A_RULE = "(no rule)"
+"""Shown for an open order no rule placed (one the account read found, or a close order Kraken made)."""
+
+
 def orders_section(snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The open and in-flight orders the engine knows, as saved in its state."""
     return [dict(o) for o in snapshot.get("orders") or []]

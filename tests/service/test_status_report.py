@@ -27,3 +27,18 @@ def test_fires_against_max_fires_or_in_all() -> None:
     saved = {"fire_times": [10.0, 3000.0, 3500.0]}
     assert fires_window(limited, saved, 7, 4000.0) == {"count": 2, "max": 3, "window": 3600.0}
     assert fires_window(RULE, saved, 7, 4000.0) == {"count": 7, "max": None, "window": None}
+
+
+def test_an_open_order_no_rule_placed_is_shown_as_such_in_text_and_page() -> None:
+    """A close order Kraken made, or one the account read found, has no rule: never "None"."""
+    from rules_engine.commands.status import render_text
+    from rules_engine.service.status_page import render_page
+
+    order = {"rule_id": None, "pair": "XBTUSD", "status": "open", "volume": "0.01", "price": "73657.6",
+             "filled": "0", "txids": ["OLJ4GK-CYPDJ-RJEZXQ"]}
+    doc = {"time": 1.0, "health": "healthy", "mode": "dry-run", "running": True, "rules": [], "feeds": {},
+           "orders": [order], "risk": {}, "kill_switch": {"engaged": False}}
+    text = render_text(doc)
+    assert "  (no rule): XBTUSD open volume=0.01" in text and "None" not in text.split("open orders:")[1]
+    page = render_page(doc, kill_enabled=True)
+    assert "<td>(no rule)</td><td>XBTUSD</td>" in page
