@@ -58,7 +58,8 @@ def demo_config(simulator_url: str, state_dir: Path) -> dict[str, Any]:
         "balance_cache": "0s",
         "server": {"host": "127.0.0.1", "port": 0},
         "signals": {"tradingview": {"secret_env": SECRET_ENV, "schema": "tradingview"}},
-        "paper_wallet": {"balances": {"ZUSD": "100000", "XXBT": "1", "XETH": "10"}},
+        "paper_wallet": {"balances": {"ZUSD": "100000", "XXBT": "1", "XETH": "10"},
+                         "futures_balances": {"USD": "10000"}},
     }
 
 
@@ -132,7 +133,9 @@ class Demo:
         heading("The BTC perpetual falls through 60,000, then recovers (rules/futures.yaml)")
         await self._move("XBTUSD", "61000", "above 60,000: arms the short")
         await self._move("XBTUSD", "59500", "below 60,000: pf-btc-short's entry leg sells the perpetual")
-        await self._move("XBTUSD", "63500", "above 63,000: its exit leg cancels and closes")
+        await self._move("XBTUSD", "62500", "above 62,000: the reduce-only stop buys the short back (paper Futures)")
+        await self._move("XBTUSD", "63500", "above 63,000: its exit leg finds no position left; Kraken refuses a "
+                                            "reduce-only close (wouldNotReducePosition), and so does the paper account")
 
     async def _signal(self, port: int) -> None:
         self.narrator.heading("A signed TradingView alert arrives (rules/tradingview.yaml)")
