@@ -56,6 +56,7 @@ class RateLimiter:
         self._orders: dict[str, _Order] = {}  # txid or cl_ord_id -> the order
         self._max_tracked = max_tracked_orders
         self.waited = 0.0  # total seconds slept, for metrics and tests
+        self.refusals: dict[str | None, int] = {}  # counter (None: REST, else the pair) -> refusals in a row
 
     def _pair_counter(self, pair: str) -> DecayingCounter:
         counter = self._trading.get(pair)
@@ -140,12 +141,25 @@ class RateLimiter:
             if self._orders.get(order_id) is order:
                 del self._orders[order_id]
 
-    def note_rate_limited(self, pair: str | None = None) -> None:
-        """Kraken refused a call: treat the counter (REST, or the pair's) as full."""
+    def note_rate_limited(self, pair: str | None = None, method: str | None = None) -> None:
+        """Kraken refused a call (`method`): its counter (REST, or the pair's) is full, and the
+        refused call counted on top of it, as Kraken counts refused calls too. Mirroring that
+        matters: a client that only waited for room for one call would come back exactly as
+        fast as the counter decays and, if Kraken's counter started above ours (calls made by
+        an earlier process with the same key), be refused forever. Refusals in a row count the
+        call's cost 1, 2, 4, 8, 16 times, so the waits grow until Kraken's counter has room."""
         with self._lock:
             now = self._clock()
             counter = self._rest if pair is None else self._pair_counter(pair)
-            counter.force_add(max(0.0, counter.maximum - counter.value(now)), now)
+            cost = float(ADD_ORDER_COST if pair is not None else (rest_cost(method) if method else 1))
+            streak = self.refusals[pair] = self.refusals.get(pair, 0) + 1
+            counter.force_add(max(0.0, counter.maximum - counter.value(now)) + cost * 2 ** min(streak - 1, 4), now)
+
+    def note_answered(self, pair: str | None = None) -> None:
+        """A call was answered (not refused for the rate): refusals in a row start again at one."""
+        if self.refusals:
+            with self._lock:
+                self.refusals.pop(pair, None)
 
     def rest_value(self) -> float:
         with self._lock:

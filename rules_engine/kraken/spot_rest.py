@@ -149,11 +149,15 @@ class SpotClient(RestClient):
             self.limiter.acquire(method, pair=pair, order_id=order_id)
 
         try:
-            return self._signed("POST", request.path, method, request.params, before_send=count)
+            answer = self._signed("POST", request.path, method, request.params, before_send=count)
         except RateLimited as exc:
             trading = any(e.startswith("EOrder") for e in exc.errors)
-            self.limiter.note_rate_limited(pair if trading and pair else None)
+            self.limiter.note_rate_limited(pair if trading and pair else None, method)
             raise
+        self.limiter.note_answered(None)
+        if pair is not None:
+            self.limiter.note_answered(pair)
+        return answer
 
     def _private(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """A private call that is safe to repeat (read, cancel): retried on transient errors."""

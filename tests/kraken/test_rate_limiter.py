@@ -74,12 +74,51 @@ def test_cancel_all_charges_each_tracked_order_once_and_never_waits(limiter, clo
     assert limiter.trading_value("ETHUSD") == pytest.approx(8)
 
 
-def test_a_refusal_from_kraken_fills_the_counter(limiter, clock):
+def test_a_refusal_from_kraken_fills_the_counter_and_counts_the_refused_call(limiter, clock):
     limiter.acquire("Balance")
-    limiter.note_rate_limited()
-    assert limiter.acquire("Balance") == waited(1 / 0.33)
-    limiter.note_rate_limited("XBTUSD")
-    assert limiter.acquire("AddOrder", pair="XBTUSD") == waited(1.0)
+    limiter.note_rate_limited(method="Balance")  # full, plus the refused call: 16
+    assert limiter.acquire("Balance") == waited(2 / 0.33)
+    limiter.note_rate_limited("XBTUSD", "AddOrder")
+    assert limiter.acquire("AddOrder", pair="XBTUSD") == waited(2.0)
+
+
+def test_refusals_in_a_row_wait_longer_each_time(limiter, clock):
+    waits = []
+    for _ in range(3):
+        limiter.note_rate_limited(method="ClosedOrders")  # costs 2
+        waits.append(limiter.wait_for_room("ClosedOrders"))
+        limiter.acquire("ClosedOrders")
+    assert waits[0] < waits[1] < waits[2]
+    limiter.note_answered()  # an answer ends the streak: the next refusal counts the cost once again
+    limiter.note_rate_limited(method="ClosedOrders")
+    assert limiter.wait_for_room("ClosedOrders") == pytest.approx(waits[0], abs=0.1)
+
+
+def test_a_client_whose_exchange_counter_starts_above_its_own_gets_through():
+    """Kraken's counter starts over the limit (an earlier process used the key) and counts
+    refused calls too. A client that waited only for room for one call would come back as
+    fast as the counter decays and be refused forever; this one gets through."""
+    from rules_engine.kraken.ratelimit import TIERS, DecayingCounter, rest_cost
+
+    clock = FakeClock()
+    limiter = RateLimiter("starter", clock=clock, sleep=clock.sleep)
+    tier = TIERS["starter"]
+    kraken = DecayingCounter(tier.rest_max, tier.rest_decay)
+    kraken.force_add(tier.rest_max + 6, clock())  # 21 of 15 when this client starts
+    refused = 0
+    for attempt in range(50):
+        limiter.wait_for_room("ClosedOrders")
+        limiter.acquire("ClosedOrders")
+        cost = rest_cost("ClosedOrders")
+        if kraken.add(cost, clock()):
+            break
+        kraken.force_add(cost, clock())
+        refused += 1
+        limiter.note_rate_limited(method="ClosedOrders")
+        clock.sleep(3.0)  # the retry policy's own backoff
+    else:
+        raise AssertionError("never got through")
+    assert 1 <= refused <= 5
 
 
 def test_waiting_for_room_counts_nothing(limiter, clock):
