@@ -88,7 +88,11 @@ class Journal:
         async def journal(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.method != "POST" or not request.path.startswith(_PRIVATE):
                 return await handler(request)
-            params = parse_body(await request.text(), request.content_type) or {}  # the body is cached
+            try:
+                body = await request.text()  # cached for the handler
+            except ConnectionResetError:  # the client went away mid-body: nothing reached the exchange
+                return web.Response(status=400, text="incomplete request")
+            params = parse_body(body, request.content_type) or {}
             now = sim.clock()
             response = await handler(request)
             key, nonce = request.headers.get("API-Key"), nonce_text(params)

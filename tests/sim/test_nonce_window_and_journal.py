@@ -114,3 +114,25 @@ def test_journal_counts_a_withheld_answer_as_accepted_and_a_refused_request_as_r
     assert rows == [("200", "lost-answer", True, None, False), ("201", "never-there", False, "HTTP 503", False)]
     with sim.lock:
         assert [o.cl_ord_id for o in sim.exchange.open_orders(KEY)] == ["lost-answer"]
+
+
+def test_a_client_that_goes_away_mid_body_reaches_nothing_and_logs_no_error(sim, spot, endpoints, caplog):
+    """A process killed while sending (the crash suites do it): the request never reaches the
+    exchange, the journal has no entry and the simulator logs no traceback."""
+    import logging
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoints.spot_rest)
+    with caplog.at_level(logging.ERROR):
+        with socket.create_connection((url.hostname, url.port)) as conn:
+            conn.sendall(b"POST /0/private/AddOrder HTTP/1.1\r\nHost: x\r\nAPI-Key: " + KEY.encode()
+                         + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n"
+                         + b"nonce=1&pair=XBTUSD")
+        deadline = time.monotonic() + 5
+        spot.ok("Balance", nonce="2")  # the simulator still serves
+        while time.monotonic() < deadline and not sim.journal.entries():
+            time.sleep(0.01)
+    assert [e.method for e in sim.journal.entries()] == ["Balance"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
