@@ -182,17 +182,28 @@ price, spot; `played_tick` builds it), `(time, symbol, None, tick)` for a record
 
 def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> Iterator[Played]:
     """`merged_ticks`, without building a `Tick` for a candle's tick (replay's hot path: most
-    are deferred and never delivered, see `OfflineRunner.feed_price`). The files are read a
-    block at a time and the blocks merged by one stable sort (ties keep the files' order)."""
-    streams: list[Callable[[], list[Played]]] = []
+    are deferred and never delivered, see `OfflineRunner.feed_price`). Candle files (whose rows
+    must be in time order) are read a block at a time and the blocks merged by one stable sort
+    (ties keep the files' order); recorded frames, whose times may step back, are merged tick by
+    tick as `merged_ticks` does."""
+    files = list(files)
+    blocks: list[Callable[[], list[Played]]] = []
+    for f in files:
+        if f.format != "ws-jsonl":
+            assert f.symbol is not None and f.interval is not None
+            blocks.append(_candle_blocks(f.symbol, f.candles(), f.interval))
+    if len(blocks) == len(files):
+        return _merged_blocks(blocks)
+    streams: list[Iterator[Played]] = []
+    candles = iter(blocks)
     for f in files:
         if f.format == "ws-jsonl":
-            frames = ((t.time, t.symbol, None, t) for t in f.ticks(skipped=skipped))
-            streams.append(lambda frames=frames: list(itertools.islice(frames, _BLOCK)))  # type: ignore[misc]
+            streams.append((t.time, t.symbol, None, t) for t in f.ticks(skipped=skipped))
         else:
-            assert f.symbol is not None and f.interval is not None
-            streams.append(_candle_blocks(f.symbol, f.candles(), f.interval))
-    return _merged_blocks(streams)
+            streams.append(itertools.chain.from_iterable(iter(next(candles), [])))
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=itemgetter(0))
 
 
 _BLOCK = 4096  # items read from a file at a time
@@ -239,7 +250,7 @@ def _candle_blocks(symbol: str, candles: Iterator[Candle], interval: float) -> C
 
     def block() -> list[Played]:
         items: list[Played] = []
-        for start, open_, high, low, close, _ in islice(candles, _BLOCK // 4):
+        for start, open_, high, low, close, _ in islice(candles, max(1, _BLOCK // 4)):
             first, second = (low, high) if close >= open_ else (high, low)
             items += ((start, symbol, open_, None), (start + quarter, symbol, first, None),
                       (start + half, symbol, second, None), (start + three, symbol, close, None))
