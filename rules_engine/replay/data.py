@@ -35,7 +35,9 @@ the same ticks; it also uses each candle's volume (`Candle.volume`, OHLCVT and R
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -180,17 +182,80 @@ price, spot; `played_tick` builds it), `(time, symbol, None, tick)` for a record
 
 def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> Iterator[Played]:
     """`merged_ticks`, without building a `Tick` for a candle's tick (replay's hot path: most
-    are deferred and never delivered, see `OfflineRunner.feed_price`)."""
+    are deferred and never delivered, see `OfflineRunner.feed_price`). Candle files (whose rows
+    must be in time order) are read a block at a time and the blocks merged by one stable sort
+    (ties keep the files' order); recorded frames, whose times may step back, are merged tick by
+    tick as `merged_ticks` does."""
+    files = list(files)
+    blocks: list[Callable[[], list[Played]]] = []
+    for f in files:
+        if f.format != "ws-jsonl":
+            assert f.symbol is not None and f.interval is not None
+            blocks.append(_candle_blocks(f.symbol, f.candles(), f.interval))
+    if len(blocks) == len(files):
+        return _merged_blocks(blocks)
     streams: list[Iterator[Played]] = []
+    candles = iter(blocks)
     for f in files:
         if f.format == "ws-jsonl":
             streams.append((t.time, t.symbol, None, t) for t in f.ticks(skipped=skipped))
         else:
-            assert f.symbol is not None and f.interval is not None
-            streams.append(_candle_prices(f.symbol, f.candles(), f.interval))
+            streams.append(itertools.chain.from_iterable(iter(next(candles), [])))
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=itemgetter(0))
+
+
+_BLOCK = 4096  # items read from a file at a time
+
+
+def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played]:
+    """The items of several time-ordered streams (each a function returning its next block,
+    empty at the end) merged by time; ties keep the streams' order. Each round yields every
+    item up to the earliest last time of the streams' blocks, sorted stably."""
+    key = itemgetter(0)
+    blocks: list[list[Played]] = [[] for _ in streams]
+    live = list(range(len(streams)))
+    while live:
+        for n in live:
+            if not blocks[n]:
+                blocks[n] = streams[n]()
+        live = [n for n in live if blocks[n]]
+        if not live:
+            return
+        if len(live) == 1:
+            yield from blocks[live[0]]
+            blocks[live[0]] = []
+            continue
+        limit = min(blocks[n][-1][0] for n in live)
+        batch: list[Played] = []
+        for n in live:
+            block = blocks[n]
+            if block[-1][0] <= limit:
+                batch += block
+                blocks[n] = []
+            else:
+                cut = bisect.bisect_right(block, limit, key=key)
+                batch += block[:cut]
+                blocks[n] = block[cut:]
+        batch.sort(key=key)
+        yield from batch
+
+
+def _candle_blocks(symbol: str, candles: Iterator[Candle], interval: float) -> Callable[[], list[Played]]:
+    """A function returning the next block of the candles' ticks as `played` items ([] at the end)."""
+    quarter = interval * CANDLE_FRACTIONS[1]
+    half, three = 2 * quarter, 3 * quarter
+    islice = itertools.islice
+
+    def block() -> list[Played]:
+        items: list[Played] = []
+        for start, open_, high, low, close, _ in islice(candles, max(1, _BLOCK // 4)):
+            first, second = (low, high) if close >= open_ else (high, low)
+            items += ((start, symbol, open_, None), (start + quarter, symbol, first, None),
+                      (start + half, symbol, second, None), (start + three, symbol, close, None))
+        return items
+    return block
 
 
 def played_tick(item: Played) -> Tick:
@@ -199,18 +264,6 @@ def played_tick(item: Played) -> Tick:
     if tick is not None:
         return tick
     return make_tick(symbol, "spot", time, price, price, price, None)
-
-
-def _candle_prices(symbol: str, candles: Iterator[Candle], interval: float) -> Iterator[Played]:
-    """`_candle_stream` as `played` items."""
-    quarter = interval * CANDLE_FRACTIONS[1]
-    half, three = 2 * quarter, 3 * quarter
-    for start, open_, high, low, close, _ in candles:
-        first, second = (low, high) if close >= open_ else (high, low)
-        yield (start, symbol, open_, None)
-        yield (start + quarter, symbol, first, None)
-        yield (start + half, symbol, second, None)
-        yield (start + three, symbol, close, None)
 
 
 def _candle_stream(symbol: str, candles: Iterator[Candle], interval: float) -> Iterator[Tick]:

@@ -274,6 +274,14 @@ class OfflineRunner:
                     return
         self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
 
+    def deferral(self) -> tuple[float, float, dict[str, tuple[Band, Band] | None], dict[str, Any]]:
+        """`feed_price`'s quiet-tick state, for a caller that inlines its fast path: `(now, due,
+        bands, held)`. A candle tick at `time` of `symbol` with `now <= time < due` whose price
+        is strictly inside `bands[symbol][0]` (present, not None) is deferred by setting
+        `held[symbol] = (time, symbol, price, None)`, exactly what `feed_price` does; anything
+        else goes to `feed_price`. Valid until the next call into the runner."""
+        return self.now, self._due, self._bands, self._held
+
     def _cooldowns_end_by(self, time: float) -> bool:
         """Whether everything due by `time` is the end of a cooldown, with no paper order open
         (nothing the ticks held back could fill or move)."""

@@ -246,3 +246,20 @@ def test_a_book_of_a_pair_assetpairs_does_not_list_is_counted_not_an_error(tmp_p
     ticks = list(data.ticks(skipped=Counter()))
     assert [(t.symbol, str(t.bid)) for t in ticks] == [("XBTUSD", "70000.0")]
     assert data.unknown_pairs == {"NOPE/EUR": 1}
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 5, 4096])
+def test_played_merges_blocks_by_time_with_ties_in_file_order(tmp_path, monkeypatch, block):
+    """Files of different lengths and intervals, with shared times, read a few ticks at a time:
+    the same items, in the same order, as the tick-by-tick merge."""
+    from rules_engine.replay import data
+
+    monkeypatch.setattr(data, "_BLOCK", block)
+    (tmp_path / "XBTUSD_1.csv").write_text("".join(f"{60 * n},10,12,9,11,1,1\n" for n in range(7)))
+    (tmp_path / "ETHUSD_2.csv").write_text("".join(f"{120 * n},5,6,4,5,1,1\n" for n in range(5)))
+    (tmp_path / "SOLUSD_1.csv").write_text("".join(f"{60 * n + 30},3,3,3,3,1,1\n" for n in range(2)))
+    files = [open_data(tmp_path / name) for name in ("XBTUSD_1.csv", "ETHUSD_2.csv", "SOLUSD_1.csv")]
+    items = list(played(files))
+    assert [played_tick(item) for item in items] == list(merged_ticks(files))
+    assert len(items) == 4 * (7 + 5 + 2)
+    assert [(t, s) for t, s, *_ in items[:4]] == [(0.0, "XBTUSD"), (0.0, "ETHUSD"), (15.0, "XBTUSD"), (30.0, "XBTUSD")]
