@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from rules_engine.sim.futures import Product
 from rules_engine.sim.market import rfc3339, v1_ticker, v2_ticker
+from rules_engine.sim.ws_connections import drop, serve
 
 if TYPE_CHECKING:
     from rules_engine.sim.server import Simulator
@@ -118,16 +119,7 @@ class FeedHub:
 
     def drop_all(self, code: int | None) -> int:
         """Abort every connection (or close it with `code`)."""
-        count = 0
-        for conn in list(self.connections):
-            count += 1
-            if code is None:
-                transport = conn.request.transport
-                if transport is not None:
-                    transport.abort()
-            else:
-                asyncio.ensure_future(conn.ws.close(code=code))
-        return count
+        return drop(self.connections, code)
 
     def send_malformed(self, n: int, kind: str) -> int:
         for conn in list(self.connections):
@@ -222,21 +214,13 @@ class FeedHub:
             conn.send(self._v1_status(status))
         else:
             conn.send({"event": "info", "version": 1})
-        sender = asyncio.ensure_future(self._sender(conn))
-        beats = asyncio.ensure_future(self._heartbeats(conn))
         handler = {"v2": self._on_v2, "v1": self._on_v1, "futures": self._on_futures}[kind]
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    with self.sim.lock:
-                        handler(conn, msg.data)
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            self.connections.discard(conn)
-            sender.cancel()
-            beats.cancel()
-        return ws
+
+        def on_text(data: str) -> None:
+            with self.sim.lock:
+                handler(conn, data)
+
+        return await serve(conn, self.connections, on_text, (self._sender(conn), self._heartbeats(conn)))
 
     async def _sender(self, conn: Connection) -> None:
         try:

@@ -35,12 +35,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from rules_engine.pairs import asset_code, modern_asset
 from rules_engine.paper.errors import ExchangeError
 from rules_engine.paper.orders import Order
 from rules_engine.sim.market import rfc3339
+from rules_engine.sim.ws_connections import drop, serve
 
 if TYPE_CHECKING:
     from rules_engine.sim.server import Simulator
@@ -67,11 +68,11 @@ def asset_name(kraken_id: str) -> str:
 @dataclass(eq=False)
 class PrivateConnection:
     ws: web.WebSocketResponse
+    request: web.Request  # its transport is aborted to drop it (faults)
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     account: str | None = None
     channels: set[str] = field(default_factory=set)
     sequence: dict[str, int] = field(default_factory=dict)
-    request: web.Request | None = None  # its transport is aborted to drop it (faults)
 
     def send(self, frame: Any) -> None:
         self.queue.put_nowait(json.dumps(frame))
@@ -109,26 +110,18 @@ class PrivateFeed:
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = PrivateConnection(ws, request=request)
+        conn = PrivateConnection(ws, request)
         self.connections.add(conn)
         conn.send({"channel": "status", "type": "update", "data": [{
             "version": "2.0.10", "system": self.sim.spot_api.status, "api_version": "v2",
             "connection_id": id(conn)}]})
-        sender = asyncio.ensure_future(self._sender(conn))
-        beats = asyncio.ensure_future(self._heartbeats(conn))
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    with self.sim.lock:
-                        self._on_message(conn, msg.data)
-                        self.flush()
-                elif msg.type == WSMsgType.ERROR:
-                    break
-        finally:
-            self.connections.discard(conn)
-            sender.cancel()
-            beats.cancel()
-        return ws
+
+        def on_text(data: str) -> None:
+            with self.sim.lock:
+                self._on_message(conn, data)
+                self.flush()
+
+        return await serve(conn, self.connections, on_text, (self._sender(conn), self._heartbeats(conn)))
 
     async def _sender(self, conn: PrivateConnection) -> None:
         try:
@@ -145,15 +138,7 @@ class PrivateFeed:
 
     def drop_all(self, code: int | None) -> int:
         """Abort every private connection (or close it with `code`): `faults.drop_ws_connections`."""
-        count = 0
-        for conn in list(self.connections):
-            count += 1
-            transport = conn.request.transport if conn.request is not None else None
-            if code is None and transport is not None:
-                transport.abort()
-            elif code is not None:
-                asyncio.ensure_future(conn.ws.close(code=code))
-        return count
+        return drop(self.connections, code)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(c.ws.close(code=1001) for c in list(self.connections)), return_exceptions=True)
