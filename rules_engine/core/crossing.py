@@ -34,7 +34,7 @@ from rules_engine.core.env import StateNotReady
 from rules_engine.core.events import Tick
 from rules_engine.core.model import Rearm, Rule
 from rules_engine.core.trace import Step
-from rules_engine.core.watch import NO_FIRES, Band, Fire, Lapsed, TriggerT, Watcher
+from rules_engine.core.watch import NO_FIRES, UNBOUNDED, Band, Fire, Lapsed, TriggerT, Watcher, narrow
 
 WatchState = Literal["unobserved", "armed", "disarmed"]
 Transition = Literal["armed", "disarmed", "fired"]
@@ -286,8 +286,7 @@ class CrossingWatcher(Watcher[TriggerT]):
         books = self._books.get((market, symbol))
         if not books:
             return (None, None)
-        low: Decimal | None = None
-        high: Decimal | None = None
+        quiet = UNBOUNDED
         for _, book in books:
             if not self.follows_price:
                 if book.last != 0:  # such a tick reads 0: quiet only if that is no change
@@ -296,11 +295,8 @@ class CrossingWatcher(Watcher[TriggerT]):
             band = book.band(firing)
             if band is None:
                 return None
-            if band[0] is not None and (low is None or band[0] > low):
-                low = band[0]
-            if band[1] is not None and (high is None or band[1] < high):
-                high = band[1]
-        return low, high
+            quiet = narrow(quiet, band)
+        return quiet
 
     def reset(self, market: str, symbols: Sequence[str]) -> None:
         for symbol in symbols:

@@ -57,7 +57,7 @@ from rules_engine.core.state import (
 )
 from rules_engine.core.trace import Decision, Step, TraceRecord, intent_detail
 from rules_engine.core.views import CLOSED_STATUSES, OrderView, to_decimal
-from rules_engine.core.watch import Armed, Band, Fire, Lapsed, Watcher, WatchHost
+from rules_engine.core.watch import UNBOUNDED, Armed, Band, Fire, Lapsed, Watcher, WatchHost, narrow
 
 
 class Engine:
@@ -171,19 +171,15 @@ class Engine:
         It holds while `holding` is False and before `next_deadline()`. An offline source may
         hold such ticks back and deliver the latest before anything else. With `firing`: the
         prices at which no trigger fires (crossings may re-arm: state of this symbol only)."""
-        low: Decimal | None = None
-        high: Decimal | None = None
+        quiet = UNBOUNDED
         for watcher in self._watchers.values():
             if Tick not in watcher.events:
                 continue
             band = watcher.quiet_band(market, symbol, firing)
             if band is None:
                 return None
-            if band[0] is not None and (low is None or band[0] > low):
-                low = band[0]
-            if band[1] is not None and (high is None or band[1] < high):
-                high = band[1]
-        return low, high
+            quiet = narrow(quiet, band)
+        return quiet
 
     @property
     def holding(self) -> bool:

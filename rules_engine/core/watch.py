@@ -29,6 +29,14 @@ from rules_engine.core.state import EngineState
 from rules_engine.core.trace import Step
 
 Band = tuple[Decimal | None, Decimal | None]  # an open interval of prices; None: unbounded
+UNBOUNDED: Band = (None, None)
+
+
+def narrow(a: Band, b: Band) -> Band:
+    """The intersection of two open intervals (None: unbounded)."""
+    low = a[0] if b[0] is None or (a[0] is not None and a[0] > b[0]) else b[0]
+    high = a[1] if b[1] is None or (a[1] is not None and a[1] < b[1]) else b[1]
+    return low, high
 
 class Fire(NamedTuple):
     """Trigger `trigger_index` of `rule` fired with `context` (the names it provides). `waiting` is set

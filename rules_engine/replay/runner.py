@@ -39,7 +39,7 @@ from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, T
 from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
-from rules_engine.core.watch import Band
+from rules_engine.core.watch import Band, narrow
 from rules_engine.driver import CommitLane, Driver, DriverObserver, Timetable
 from rules_engine.execution.balance_cache import BalanceCache
 from rules_engine.execution.dispatcher import Dispatcher
@@ -72,13 +72,6 @@ class OrderListener:
 
     def ended(self, end: OrderEnd) -> None:
         """An order is final: filled, or expired / cancelled (partially filled or not)."""
-
-
-def _within(a: Band, b: Band) -> Band:
-    """The intersection of two open intervals (None: unbounded)."""
-    low = a[0] if b[0] is None or (a[0] is not None and a[0] > b[0]) else b[0]
-    high = a[1] if b[1] is None or (a[1] is not None and a[1] < b[1]) else b[1]
-    return low, high
 
 
 class _DiscardAudit:
@@ -319,7 +312,7 @@ class OfflineRunner:
         calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None
         if paper is None or quiet is None or calm is None:
             return None
-        return _within(quiet, paper), _within(calm, paper)
+        return narrow(quiet, paper), narrow(calm, paper)
 
     def _next_due(self) -> float:
         """Until when ticks may be deferred: the next timer, deadline or expiry (-inf while a
