@@ -26,13 +26,13 @@ from rules_engine.state.store import (
     _RANK,
     FINAL_STATUSES,
     OUTCOME_STATUSES,
-    STATUSES,
     UNRESOLVED_STATUSES,
-    DecisionConflictError,
     OrderRecord,
     StateStoreError,
     UnknownDecisionError,
     _nonempty,
+    check_decision_args,
+    same_decision,
 )
 
 _COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -192,11 +192,7 @@ class PgStateStore:
     def record_decision(self, cl_ord_id: str, rule_id: str, decision_id: str, intent: Mapping[str, Any],
                         status: str = "pending") -> OrderRecord:
         """Record a decision before anything is sent; idempotent by `cl_ord_id` (see `StateStore`)."""
-        _nonempty("cl_ord_id", cl_ord_id)
-        _nonempty("rule_id", rule_id)
-        _nonempty("decision_id", decision_id)
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
         with self._db.transaction() as conn:
@@ -208,11 +204,7 @@ class PgStateStore:
                 return _decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
             existing = self._fetch(conn, cl_ord_id)
             assert existing is not None
-            if (existing.rule_id, existing.decision_id) != (rule_id, decision_id):
-                raise DecisionConflictError(
-                    f"cl_ord_id {cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
-                    f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}")
-            return existing
+            return same_decision(existing, rule_id, decision_id)
 
     def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
         """pending -> sent, committed before the request leaves."""

@@ -24,11 +24,10 @@ from rules_engine.state.store import (
     _RANK,
     FINAL_STATUSES,
     OUTCOME_STATUSES,
-    STATUSES,
-    DecisionConflictError,
     OrderRecord,
     StateStore,
-    _nonempty,
+    check_decision_args,
+    same_decision,
 )
 
 LIVE_DECISIONS = 2000
@@ -75,22 +74,13 @@ class ScratchStateStore(StateStore):
 
     def record_decision(self, cl_ord_id: str, rule_id: str, decision_id: str, intent: Mapping[str, Any],
                         status: str = "pending") -> OrderRecord:
-        _nonempty("cl_ord_id", cl_ord_id)
-        _nonempty("rule_id", rule_id)
-        _nonempty("decision_id", decision_id)
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        check_decision_args(cl_ord_id, rule_id, decision_id, status)
         with self._lock:
             existing = self._live.get(cl_ord_id)
             if existing is None and self._on_disk(cl_ord_id):
                 return super().record_decision(cl_ord_id, rule_id, decision_id, intent, status)
             if existing is not None:
-                if (existing.rule_id, existing.decision_id) != (rule_id, decision_id):
-                    raise DecisionConflictError(
-                        f"cl_ord_id {cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
-                        f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}"
-                    )
-                return existing
+                return same_decision(existing, rule_id, decision_id)
             now = self._clock()
             fields = (cl_ord_id, rule_id, decision_id, dict(intent), status, None, now, None, now)
             self._put(_record(*fields), None)

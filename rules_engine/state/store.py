@@ -144,6 +144,25 @@ def _nonempty(name: str, value: object) -> str:
     return value
 
 
+def check_decision_args(cl_ord_id: str, rule_id: str, decision_id: str, status: str) -> None:
+    """What `record_decision` accepts, in every store."""
+    _nonempty("cl_ord_id", cl_ord_id)
+    _nonempty("rule_id", rule_id)
+    _nonempty("decision_id", decision_id)
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+
+
+def same_decision(existing: OrderRecord, rule_id: str, decision_id: str) -> OrderRecord:
+    """`existing`, when recording it again is the same decision's retry; else a conflict."""
+    if (existing.rule_id, existing.decision_id) != (rule_id, decision_id):
+        raise DecisionConflictError(
+            f"cl_ord_id {existing.cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
+            f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}"
+        )
+    return existing
+
+
 class StateStore:
     """The state database at `path` (created with its schema if missing)."""
 
@@ -471,22 +490,13 @@ class StateStore:
         """Record a decision before anything is sent. Idempotent by `cl_ord_id`: if it is
         already recorded, return that row unchanged (`created=False`). Raises
         DecisionConflictError if that row belongs to another rule or decision."""
-        _nonempty("cl_ord_id", cl_ord_id)
-        _nonempty("rule_id", rule_id)
-        _nonempty("decision_id", decision_id)
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
         with self._tx() as conn:
             existing = self._fetch(conn, cl_ord_id)
             if existing is not None:
-                if (existing.rule_id, existing.decision_id) != (rule_id, decision_id):
-                    raise DecisionConflictError(
-                        f"cl_ord_id {cl_ord_id!r} is already recorded for rule {existing.rule_id!r} "
-                        f"decision {existing.decision_id!r}, not rule {rule_id!r} decision {decision_id!r}"
-                    )
-                return existing
+                return same_decision(existing, rule_id, decision_id)
             conn.execute(
                 f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
                 (cl_ord_id, rule_id, decision_id, intent_text, status, now, now),
