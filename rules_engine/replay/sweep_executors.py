@@ -42,13 +42,7 @@ class ProcessPoolSweep:
                     progress(len(rows))
             return rows
         with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            futures = [pool.submit(run_job, job) for job in jobs]
-            rows = []
-            for done, future in enumerate(futures, start=1):
-                rows.append(future.result())
-                if progress:
-                    progress(done)
-            return rows
+            return _collect([pool.submit(run_job, job) for job in jobs], progress)
 
 
 class DaskSweep:
@@ -70,10 +64,14 @@ class DaskSweep:
 
     @staticmethod
     def _gather(client: Any, jobs: Sequence[Job], progress: Progress | None) -> list[Row]:
-        futures = client.map(run_job, list(jobs), pure=False)
-        rows = []
-        for done, future in enumerate(futures, start=1):
-            rows.append(future.result())
-            if progress:
-                progress(done)
-        return rows
+        return _collect(client.map(run_job, list(jobs), pure=False), progress)
+
+
+def _collect(futures: Sequence[Any], progress: Progress | None) -> list[Row]:
+    """The futures' rows in job order, telling `progress` how many are done."""
+    rows = []
+    for done, future in enumerate(futures, start=1):
+        rows.append(future.result())
+        if progress:
+            progress(done)
+    return rows
