@@ -26,6 +26,8 @@ POINTS = (
     "result.after_handled",   # the result handled by the core, its state not yet committed
     "signal.after_durable",   # a signal recorded durably, the 202 not yet sent
     "signal.after_decided",   # a signal decided by the core, its state not yet committed
+    "intake.before_commit",   # the intake wrote a signal and its deliveries, not yet committed
+    "intake.after_commit",    # the intake committed them, the 200 not yet sent
 )
 """Every crash point, in the order an order or a signal passes them."""
 

@@ -8,7 +8,8 @@
 
 Record kinds written by the engine (free lower-case words; these are the documented set):
 `startup`, `shutdown`, `reload`, `trigger`, `guard`, `decision`, `risk`, `request`,
-`response`, `action`, `error`, `signal_rejected`, `kill_switch`, `reconcile`, and
+`response`, `action`, `error`, `signal_rejected`, `signal_expired` (a fanned-out signal not
+decided within its provider's max_age), `kill_switch`, `reconcile`, and
 `torn_tail` (written by the log itself when it seals an interrupted final line), and
 `chain_break` (the first record of a new segment after a damaged log, `audit.segment`).
 """
@@ -34,6 +35,7 @@ KINDS = (
     "action",
     "error",
     "signal_rejected",
+    "signal_expired",
     "kill_switch",
     "reconcile",
     "torn_tail",

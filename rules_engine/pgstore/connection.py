@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from rules_engine.pgstore.fanout_schema import apply_fanout_schema
 from rules_engine.redact import register_secret
 from rules_engine.secret_reader import secret_from_env
 from rules_engine.state.store import StateStoreError
@@ -178,6 +179,7 @@ def ensure_schema(conn: Any) -> None:
                 conn.execute(statement)
             conn.execute("INSERT INTO cluster_meta (key, value) VALUES ('schema_version', %s) "
                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+        apply_fanout_schema(conn)  # signal fan-out's tables (pgstore.fanout), whenever missing
 
 
 def check_epoch(conn: Any, settings: StoreSettings, epoch: int) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from rules_engine import jsoncodec
 from rules_engine.pgstore.connection import Connection, FencedError, StoreSettings
+from rules_engine.pgstore.fanout import complete_deliveries
 from rules_engine.state.store import (
     _MAX_NONCE,
     _RANK,
@@ -348,8 +349,9 @@ class PgStateStore:
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s)",
-                         (self.key_id, [int(n) for n in numbers]))
+            seqs = [int(n) for n in numbers]
+            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s)", (self.key_id, seqs))
+            complete_deliveries(conn, self.key_id, seqs)  # fanned-out signals: done with their decision
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
         _nonempty("source", source)

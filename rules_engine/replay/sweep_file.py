@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 
 from rules_engine.resources import schema_path
-from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.file_schema import diagnostic_at, schema_diagnostics
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 
 SWEEP_SCHEMA = "replay-sweep.schema.json"
@@ -167,42 +167,8 @@ def sweep_validator() -> Draft202012Validator:
 
 def check_sweep_schema(document: SourceDocument) -> list[Diagnostic]:
     """Every schema violation, at the line and column it was written, in file order."""
-    found: dict[tuple[int, int, str], Diagnostic] = {}
-    for error in sweep_validator().iter_errors(document.data):
-        for diagnostic in _describe(error, document):
-            found.setdefault((diagnostic.line, diagnostic.column, diagnostic.message), diagnostic)
-    return sorted(found.values(), key=Diagnostic.sort_key)
+    return schema_diagnostics(sweep_validator(), document, "sweep-file")
 
 
-def _describe(error: ValidationError, document: SourceDocument) -> list[Diagnostic]:
-    path = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    instance: Any = error.instance  # untyped JSON
-    value: Any = error.validator_value
-    if error.validator == "additionalProperties" and isinstance(instance, dict):
-        known = sorted(schema.get("properties", {}))
-        where = schema.get("title", "this mapping")
-        return [_at(document, path + (key,), f'unknown key "{key}" in {where}', did_you_mean(str(key), known),
-                    at_key=True) for key in instance if key not in known]
-    if error.validator == "required" and isinstance(instance, dict):
-        missing = ", ".join(f'"{name}"' for name in value if name not in instance)
-        return [_at(document, path, f"{schema.get('title', 'this mapping')} is missing {missing}")]
-    if error.validator == "enum" and schema.get("title"):
-        options = [str(v) for v in value]
-        return [_at(document, path, f'unknown {schema["title"]} "{instance}"', did_you_mean(str(instance), options)
-                    or "one of " + ", ".join(options))]
-    if schema.get("errorMessage"):
-        return [_at(document, path, schema["errorMessage"])]
-    if error.validator in ("anyOf", "oneOf") and error.context:
-        return _describe(best_match(error.context), document)
-    if error.validator == "type":
-        expected = value if isinstance(value, str) else " or ".join(value)
-        subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else "this value"
-        return [_at(document, path, f"{subject} must be of type {expected}")]
-    return [_at(document, path, error.message if len(error.message) <= 200 else error.message[:197] + "...")]
-
-
-def _at(document: SourceDocument, path: tuple[Any, ...], message: str, hint: str | None = None,
-        at_key: bool = False) -> Diagnostic:
-    line, column = document.key_position(path) if at_key else document.position(path)
-    return Diagnostic(document.file, line, column, None, message, hint, code="sweep-file")
+def _at(document: SourceDocument, path: tuple[Any, ...], message: str) -> Diagnostic:
+    return diagnostic_at(document, path, message, "sweep-file")

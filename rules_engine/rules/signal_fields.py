@@ -25,6 +25,9 @@ from rules_engine.rules.diagnostics import Diagnostic, Severity, did_you_mean
 from rules_engine.rules.signals import load_signal_schema, signal_schema_names
 
 SIGNAL = "signal"
+ACCOUNT_FIELD = "account"
+"""Not the provider's: the field fan-out adds to each account's copy of a signal (its store key
+and sizing, `signal.account.scale`), so the payload schemas do not describe it."""
 _PLACEHOLDER = re.compile(r"(?<!\{)\{\s*signal\s*(?:\.(\w+)|\[\s*['\"]([^'\"]*)['\"]\s*\])")
 
 
@@ -64,6 +67,8 @@ def _check(rule_id: str | None, fallback: SourceRef | None, reads: list[_Read],
     described += " payload schemas have" if len(named) > 1 else " payload schema has"
     found: list[Diagnostic] = []
     for read in reads:
+        if read.name == ACCOUNT_FIELD:
+            continue
         where = read.where or fallback
         if read.name not in properties:
             severity: Severity = "error" if closed else "warning"

@@ -59,6 +59,7 @@ from rules_engine.service.audit_tap import AuditTap
 from rules_engine.service.backend import open_backend
 from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
+from rules_engine.service.fanout_consumer import fanout_consumer
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
@@ -327,10 +328,13 @@ class EngineService:
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from None
         self._intake_open = True
+        fanout = fanout_consumer(self)  # fanned-out signals (PostgreSQL): any left too late are expired first
         for pending in self.inbox.pending():  # accepted (202) by the previous run, not decided: first in line
             self._audit("signal", data={"source": pending.signal.source, "signal_id": pending.signal.signal_id,
                                         "payload": dict(pending.signal.payload), "restored": True})
             self._put(pending)
+        if fanout is not None:
+            self._spawn(fanout.run())
         self._consumer = asyncio.ensure_future(self._consume())
         self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)

@@ -11,6 +11,9 @@ disconnects mid-body is refused as `incomplete_body`. Answers are JSON:
     202 {"ok": true, "signal_id": "..."}
     4xx {"ok": false, "error": "<code>", "reason": "..."}
 
+(`accepted_status` replaces the 202, a mapping `on_signal` returns is added to the answer, and
+`unqueued` is the 500's reason: the fan-out intake answers 200 with `duplicate` and `deliveries`.)
+
 Every refusal (and a failure to hand an accepted signal on, answered 500) goes to
 `on_reject(source, rejected, meta)`: that is where the engine counts and audits them. `meta`
 holds the peer address and the number of body bytes read, never the body.
@@ -43,10 +46,18 @@ from rules_engine.service.webhook_limits import TokenBuckets, WebhookLimits, ret
 
 log = logging.getLogger(__name__)
 
-OnSignal = Callable[[Signal], "Awaitable[None] | None"]
+OnSignal = Callable[[Signal], "Awaitable[Mapping[str, Any] | None] | Mapping[str, Any] | None"]
 OnReject = Callable[[str, Rejected, Mapping[str, Any]], None]
 
 _CHUNK = 8192
+
+
+class SignalRefused(Exception):
+    """Raised by `on_signal` to refuse an authenticated signal with `rejected` (not a 500)."""
+
+    def __init__(self, rejected: Rejected) -> None:
+        super().__init__(rejected.reason)
+        self.rejected = rejected
 
 
 def add_signal_routes(
@@ -59,6 +70,8 @@ def add_signal_routes(
     prefix: str = "/signals",
     limits: WebhookLimits | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    accepted_status: int = 202,
+    unqueued: str = "the signal was authenticated but could not be queued; retry with a new id",
 ) -> None:
     """Add `POST {prefix}/{source}` to `app`. `sources` is read on every request, so a
     mutable mapping can be updated on reload."""
@@ -100,7 +113,7 @@ def add_signal_routes(
         if isinstance(result, Rejected):
             return _refuse(name, result, meta, on_reject)
         per_source.take(name)
-        return await _deliver(name, result, meta, on_signal, on_reject)
+        return await _deliver(name, result, meta, on_signal, on_reject, accepted_status, unqueued)
 
     app.router.add_post(prefix + "/{source}", handle)
 
@@ -125,19 +138,20 @@ async def _read_bounded(request: web.Request, limit: int, meta: dict[str, Any]) 
 
 
 async def _deliver(
-    name: str, accepted: Accepted, meta: dict[str, Any], on_signal: OnSignal, on_reject: OnReject
+    name: str, accepted: Accepted, meta: dict[str, Any], on_signal: OnSignal, on_reject: OnReject, status: int,
+    unqueued: str,
 ) -> web.Response:
     try:
         outcome = on_signal(accepted.signal)
         if inspect.isawaitable(outcome):
-            await outcome
+            outcome = await outcome
+    except SignalRefused as refused:
+        return _refuse(name, refused.rejected, meta, on_reject)
     except Exception:
         log.exception("signal %s from %s could not be handed to the engine", accepted.signal.signal_id, name)
-        failure = Rejected(500, "internal_error",
-                           "the signal was authenticated but could not be queued; retry with a new id",
-                           accepted.signal.signal_id)
+        failure = Rejected(500, "internal_error", unqueued, accepted.signal.signal_id)
         return _refuse(name, failure, meta, on_reject)
-    return web.json_response({"ok": True, "signal_id": accepted.signal.signal_id}, status=202)
+    return web.json_response({"ok": True, "signal_id": accepted.signal.signal_id, **(outcome or {})}, status=status)
 
 
 def _refuse(name: str, rejected: Rejected, meta: Mapping[str, Any], on_reject: OnReject,

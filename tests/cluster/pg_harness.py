@@ -91,7 +91,7 @@ class PgServer:
             server._command("initdb", "-D", str(server.data), "-U", USER, "--pwfile", str(root / "pwfile"),
                             "-A", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale", "C")
             server.options = options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       f"-c full_page_writes=off -c max_connections=60")
+                       f"-c full_page_writes=off -c max_connections=200")
             server._command("pg_ctl", "-D", str(server.data), "-l", str(root / "server.log"), "-o", options,
                             "-w", "-t", "60", "start")
         except BaseException:

@@ -1,0 +1,65 @@
+"""Schema violations of a YAML side file (a sweep file, a subscriptions file) as diagnostics
+at the `file:line:column` they were written, with "did you mean" for unknown keys and enum
+values: the rule files' way of reporting (`schema_check`), for the simpler schemas of the
+files beside them.
+
+    diagnostics = schema_diagnostics(validator, document, code="sweep-file")
+
+The schema may carry `title` (names a mapping or an enum: `unknown metric "retrun"`) and
+`errorMessage` (replaces jsonschema's words for that value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.yaml_source import SourceDocument
+
+
+def schema_diagnostics(validator: Draft202012Validator, document: SourceDocument, code: str) -> list[Diagnostic]:
+    """Every schema violation, at the line and column it was written, in file order."""
+    found: dict[tuple[int, int, str], Diagnostic] = {}
+    for error in validator.iter_errors(document.data):
+        for diagnostic in _describe(error, document, code):
+            found.setdefault((diagnostic.line, diagnostic.column, diagnostic.message), diagnostic)
+    return sorted(found.values(), key=Diagnostic.sort_key)
+
+
+def diagnostic_at(document: SourceDocument, path: tuple[Any, ...], message: str, code: str, hint: str | None = None,
+                  at_key: bool = False) -> Diagnostic:
+    """A diagnostic at the value (or, `at_key`, the key) at `path`."""
+    line, column = document.key_position(path) if at_key else document.position(path)
+    return Diagnostic(document.file, line, column, None, message, hint, code=code)
+
+
+def _describe(error: ValidationError, document: SourceDocument, code: str) -> list[Diagnostic]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance: Any = error.instance  # untyped JSON
+    value: Any = error.validator_value
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = sorted(schema.get("properties", {}))
+        where = schema.get("title", "this mapping")
+        return [diagnostic_at(document, path + (key,), f'unknown key "{key}" in {where}', code,
+                              did_you_mean(str(key), known), at_key=True) for key in instance if key not in known]
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = ", ".join(f'"{name}"' for name in value if name not in instance)
+        return [diagnostic_at(document, path, f"{schema.get('title', 'this mapping')} is missing {missing}", code)]
+    if error.validator == "enum" and schema.get("title"):
+        options = [str(v) for v in value]
+        return [diagnostic_at(document, path, f'unknown {schema["title"]} "{instance}"', code,
+                              did_you_mean(str(instance), options) or "one of " + ", ".join(options))]
+    if schema.get("errorMessage"):
+        return [diagnostic_at(document, path, schema["errorMessage"], code)]
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        return _describe(best_match(error.context), document, code)
+    if error.validator == "type":
+        expected = value if isinstance(value, str) else " or ".join(value)
+        subject = f'"{path[-1]}"' if path and isinstance(path[-1], str) else "this value"
+        return [diagnostic_at(document, path, f"{subject} must be of type {expected}", code)]
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return [diagnostic_at(document, path, message, code)]
