@@ -73,6 +73,7 @@ class DeliveryConsumer:
         """Claim now, then whenever the key's channel is notified, or every `poll` seconds."""
         listener: Any = None
         try:
+            listener = await self._listen()  # before the first claim: no notification falls in between
             while self.stopped is None:
                 while await self._take() >= CLAIM_BATCH:
                     pass
@@ -87,11 +88,9 @@ class DeliveryConsumer:
 
     async def _wait(self, listener: Any) -> Any:
         """Until a NOTIFY for the key or `poll` seconds; the listening connection (None if lost)."""
-        if listener is None:
-            listener = await self._listen()
-            if listener is None:
-                await asyncio.sleep(self.poll)
-                return None
+        if listener is None:  # lost: wait a poll, listen again (the next claim catches what came meanwhile)
+            await asyncio.sleep(self.poll)
+            return await self._listen()
         try:
             async for _ in listener.notifies(timeout=self.poll, stop_after=1):
                 pass

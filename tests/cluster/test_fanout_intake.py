@@ -6,6 +6,7 @@ a refused signal writes nothing; a replica killed mid-request leaves no rows or 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -158,6 +159,32 @@ def test_two_consumers_of_one_key_never_take_a_delivery_twice(tmp_path, pg_serve
         claimer.close()
     assert first and second  # both took some (they ran side by side)
     assert sorted(first + second) == sorted(f"s{n}" for n in range(200)) and not set(first) & set(second)
-    assert w.rows("SELECT count(*), count(DISTINCT signal_id) FROM signal_inbox WHERE key_id = 'acct-1'") == [(200, 200)]
+    inbox = w.rows("SELECT count(*), count(DISTINCT signal_id) FROM signal_inbox WHERE key_id = 'acct-1'")
+    assert inbox == [(200, 200)]
     assert w.rows("SELECT status, count(*) FROM fanout_deliveries GROUP BY status ORDER BY status") == [
         ("pending", 200), ("taken", 200)]  # acct-2's are untouched
+
+
+async def test_cluster_status_is_degraded_while_deliveries_wait_for_a_key_no_engine_holds(
+        tmp_path, pg_server, pg_dsn, capsys, monkeypatch) -> None:
+    from rules_engine.cli import main
+    from rules_engine.pgstore import acquire_lease
+
+    w = world(tmp_path, pg_server, pg_dsn)
+    acquire_lease(w.settings("acct-1"), "host-a:1")
+    async with w.intakes(1) as (url,):
+        body, headers = signed({"action": "buy", "qty": 0.01, "id": "wait-1"}, PROVIDER_SECRET)
+        assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 3
+    monkeypatch.setenv("RULES_ENGINE_STORE_PASSWORD", pg_server.password)
+    assert main(["cluster", "status", "--store", pg_dsn]) == 1
+    text = capsys.readouterr().out
+    assert "3 keys, 1 held; deliveries pending 3, taken 0, done 0, expired 0" in text
+    assert "problem: key acct-2: 1 deliveries but no engine has ever held the key" in text
+    assert "host-a:1" in text and pg_server.password not in text
+    assert main(["cluster", "status", "--store", pg_dsn, "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    held = next(k for k in report["keys"] if k["key"] == "acct-1")
+    assert held["epoch"] == 1 and held["lease"]["age"] >= 0 and held["deliveries"]["pending"] == 1
+    assert len(report["problems"]) == 2
+    assert main(["cluster", "status", "--store", "postgresql://engine:pw@127.0.0.1/x"]) == 2  # a password in the URL
+    assert "holds a password" in capsys.readouterr().err
