@@ -3,7 +3,7 @@ a rule test file or an engine config is valid as one.
 
 The marker is the word after the language on the opening fence (docs/developing.md):
 ```yaml rule-file``, ```yaml rule-test`` (checked against the test-file schema; the rule files
-it names are not in the docs) and ```yaml engine-config``. A complete rule file (top-level
+it names are not in the docs), ```yaml engine-config`` and ```yaml subscriptions`` (signal fan-out). A complete rule file (top-level
 `version:` and `rules:`) or test file (`rules:` with `inputs:` or `tests:`) must be marked, so no
 example escapes the check by being left unmarked."""
 
@@ -19,11 +19,12 @@ import yaml
 from rules_engine.config import parse_config
 from rules_engine.rules import load_rules_text
 from rules_engine.rules.yaml_source import read_source
+from rules_engine.service.subscriptions import load_subscriptions
 from rules_engine.testing.schema import check_test_schema
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-MARKERS = ("rule-file", "rule-test", "engine-config")
+MARKERS = ("rule-file", "rule-test", "engine-config", "subscriptions")
 _FENCE = re.compile(r"^(`{3,}|~{3,})(\w*)[ \t]*(.*)$")
 
 
@@ -100,6 +101,13 @@ def test_rule_test_examples_follow_the_test_file_schema(block):
 @pytest.mark.parametrize("block", marked("engine-config"), ids=lambda b: b.name)
 def test_engine_config_examples_are_valid(block):
     parse_config(yaml.safe_load(block.text), block.name)  # raises ConfigError listing every problem
+
+
+@pytest.mark.parametrize("block", marked("subscriptions"), ids=lambda b: b.name)
+def test_subscriptions_examples_are_valid(block, tmp_path):
+    path = tmp_path / "subscriptions.yaml"
+    path.write_text(block.text)
+    load_subscriptions(path)  # raises SubscriptionsError listing every problem
 
 
 def test_a_broken_example_would_be_caught():

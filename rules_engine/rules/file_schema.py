@@ -41,6 +41,9 @@ def _describe(error: ValidationError, document: SourceDocument, code: str) -> li
     schema = error.schema if isinstance(error.schema, dict) else {}
     instance: Any = error.instance  # untyped JSON
     value: Any = error.validator_value
+    if "propertyNames" in error.absolute_schema_path and isinstance(instance, str):  # a key's name: point at it
+        message = schema.get("errorMessage") or error.message
+        return [diagnostic_at(document, path + (instance,), message, code, at_key=True)]
     if error.validator == "additionalProperties" and isinstance(instance, dict):
         known = sorted(schema.get("properties", {}))
         where = schema.get("title", "this mapping")
@@ -48,7 +51,8 @@ def _describe(error: ValidationError, document: SourceDocument, code: str) -> li
                               did_you_mean(str(key), known), at_key=True) for key in instance if key not in known]
     if error.validator == "required" and isinstance(instance, dict):
         missing = ", ".join(f'"{name}"' for name in value if name not in instance)
-        return [diagnostic_at(document, path, f"{schema.get('title', 'this mapping')} is missing {missing}", code)]
+        return [diagnostic_at(document, path, f"{schema.get('title', 'this mapping')} is missing {missing}", code,
+                              at_key=bool(path) and isinstance(path[-1], str))]  # at its name: `signalco:`
     if error.validator == "enum" and schema.get("title"):
         options = [str(v) for v in value]
         return [diagnostic_at(document, path, f'unknown {schema["title"]} "{instance}"', code,

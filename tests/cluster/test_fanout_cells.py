@@ -113,8 +113,8 @@ async def test_a_delivery_past_max_age_is_expired_and_audited_not_traded(tmp_pat
     taken, _ = claimer.claim(limit=10, time=time.time())
     claimer.close()
     assert [t.signal_id for t in taken] == ["late-1", "late-2"]
-    w.rows("UPDATE fanout_deliveries SET status = 'pending', inbox_seq = NULL, taken_epoch = NULL WHERE key_id = 'acct-02' "
-           "AND signal_id = 'late-1' RETURNING 1")
+    w.rows("UPDATE fanout_deliveries SET status = 'pending', inbox_seq = NULL, taken_epoch = NULL "
+           "WHERE key_id = 'acct-02' AND signal_id = 'late-1' RETURNING 1")
     w.rows("DELETE FROM signal_inbox WHERE key_id = 'acct-02' AND signal_id = 'late-1' RETURNING 1")
     # the outage lasts longer than max_age: the database's clock moves on 60 s (the rows are dated back)
     w.rows("UPDATE fanout_signals SET received_at = received_at - interval '60 s' RETURNING 1")
@@ -158,7 +158,7 @@ async def test_one_signal_fans_out_to_twenty_keys_with_one_order_each(tmp_path, 
     assert {k: len(w.orders(k)) for k in many} == {k: 1 for k in many}
     keys = {k["key"]: k for k in status["keys"]}
     assert sorted(keys) == sorted(many)
-    for key, row in keys.items():
+    for row in keys.values():
         assert row["epoch"] == 1 and row["holder"] and row["deliveries"] == {"pending": 0, "taken": 0, "done": 1,
                                                                              "expired": 0}
         assert row["lag"]["p50"] is not None and row["lag"]["p50"] < 20
