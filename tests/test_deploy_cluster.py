@@ -1,0 +1,92 @@
+"""The cluster deployment examples (`deploy/cluster/docker-compose.yml`, the systemd templates
+`deploy/rules-engine@.service` and `deploy/rules-engine-intake@.service`) run real commands:
+every command line parses with the CLI's own parser, every file they mount exists and is valid
+(engine configs, subscriptions, rules), and the subscriptions name exactly the engines' keys."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules_engine.cli import build_parser
+from rules_engine.config import load_config
+from rules_engine.rules import load_rules
+from rules_engine.service.subscriptions import load_subscriptions
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "deploy" / "cluster"
+COMPOSE = yaml.safe_load((CLUSTER / "docker-compose.yml").read_text())
+
+
+def parses(argv: list[str]) -> str:
+    """The subcommand `argv` runs (the test fails if the CLI refuses it: unknown command or option)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's way of refusing
+        raise AssertionError(f"rules-engine {shlex.join(argv)}: refused by the CLI ({exc.code})") from None
+    assert callable(getattr(args, "func", None)), argv
+    return argv[0]
+
+
+def mounts(service: dict) -> dict[str, Path]:
+    """In-container path -> file in this folder, for the service's bind mounts."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if source.startswith("./"):
+            found[target] = CLUSTER / source[2:]
+    return found
+
+
+ENGINES = {name: s for name, s in COMPOSE["services"].items() if name.startswith("engine-")}
+
+
+def test_the_compose_file_runs_postgresql_two_engines_and_an_intake_with_real_commands() -> None:
+    services = COMPOSE["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert len(ENGINES) == 2 and services["intake"]["deploy"]["replicas"] == 2
+    commands = {name: parses(s["command"]) for name, s in services.items() if "command" in s}
+    assert commands == {"intake": "intake", **{name: "run" for name in ENGINES}}
+    for name, service in services.items():
+        if "build" in service:
+            assert (CLUSTER / service["build"] / "Dockerfile").is_file(), name
+            assert "RULES_ENGINE_STORE_PASSWORD_FILE" in service["environment"], name  # never in the config
+        for path in mounts(service).values():
+            assert path.exists(), f"{name} mounts {path}, which is not in the repository"
+
+
+def test_the_engines_and_the_subscriptions_agree_and_are_valid() -> None:
+    keys = {}
+    for name, service in ENGINES.items():
+        argv = service["command"]
+        files = mounts(service)
+        config = load_config(files[argv[argv.index("--config") + 1]])
+        assert config.store is not None and config.store.url == "postgresql://engine@postgres:5432/rules"
+        keys[name] = config.store.key
+        result = load_rules([files[argv[1]]])
+        assert result.errors == [] and result.rule_count == 1
+    intake = COMPOSE["services"]["intake"]["command"]
+    assert intake[intake.index("--store") + 1] == "postgresql://engine@postgres:5432/rules"
+    subscriptions = load_subscriptions(mounts(COMPOSE["services"]["intake"])[intake[intake.index("--subscriptions")
+                                                                                   + 1]])
+    assert subscriptions.keys == sorted(keys.values()) == ["acct-1", "acct-2"]
+    secret = subscriptions.providers["signalco"].source.secret_file
+    assert secret is not None and Path(secret).name in COMPOSE["secrets"]
+
+
+@pytest.mark.parametrize(("unit", "instance"), [("rules-engine@.service", "acct-1"),
+                                                ("rules-engine-intake@.service", "8090"),
+                                                ("rules-engine.service", "")])
+def test_the_systemd_units_run_real_commands(unit: str, instance: str) -> None:
+    lines = (REPO / "deploy" / unit).read_text().splitlines()
+    commands = [line.split("=", 1)[1] for line in lines if line.startswith(("ExecStart=", "ExecStartPre="))]
+    assert commands
+    for command in commands:
+        binary, *argv = shlex.split(command.replace("%i", instance))
+        assert binary.endswith("/bin/rules-engine")
+        parses(argv)
+    if instance:
+        assert any("%i" in line for line in lines if line.startswith("ExecStart="))
