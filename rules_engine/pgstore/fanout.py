@@ -4,7 +4,7 @@ subscribed account (store key), and how each key's cell takes its rows and decid
     stored = store_signal(conn, "signalco", "sig-42", ["sig-42", "mac:..."], payload, accounts, 30.0, "host:pid")
     # one transaction: the signal, one `pending` delivery per key, a NOTIFY per key; then committed
     claimer = DeliveryClaimer(settings, epoch=lease.epoch)
-    taken, expired = claimer.claim()   # FOR UPDATE SKIP LOCKED: each pending row moves into the
+    taken, expired = claimer.claim(time=now)  # FOR UPDATE SKIP LOCKED: each pending row moves into the
                                        # key's signal inbox (`taken`), or is `expired` when too late
 
 Exactly once per key: taking a delivery moves it, in one fenced transaction of the cell, into
@@ -137,7 +137,7 @@ class DeliveryClaimer:
         self._account = account or (lambda key, sizing: {"key": key, **sizing})
         self._db = Connection(settings, epoch)
 
-    def claim(self, limit: int = CLAIM_BATCH, time: float = 0.0) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
+    def claim(self, *, time: float, limit: int = CLAIM_BATCH) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
         """Take up to `limit` pending deliveries of the key, oldest first, skipping rows another
         consumer holds: each goes into the signal inbox (with `time` as its event time), or is
         expired when past its max_age. StateStoreError (FencedError) if the store refuses."""
@@ -191,10 +191,6 @@ class DeliveryClaimer:
                 expired.append(ExpiredDelivery(provider, signal_id, float(age), float(max_age), True))
         return expired
 
-    @property
-    def failure(self) -> tuple[str, float] | None:
-        return self._db.failure
-
     def close(self) -> None:
         self._db.close()
 
@@ -230,10 +226,7 @@ class KeyOverview:
 
 def cluster_overview(settings: StoreSettings) -> list[KeyOverview]:
     """Every key with a lease or deliveries, by key id (StateStoreError if the store cannot be read)."""
-    try:
-        conn = connect(settings)
-    except StateStoreError:
-        raise
+    conn = connect(settings)
     try:
         leases = {r[0]: r[1:] for r in conn.execute(
             "SELECT key_id, holder, epoch, acquired_at, extract(epoch FROM now() - acquired_at), "

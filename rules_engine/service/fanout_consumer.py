@@ -106,7 +106,8 @@ class DeliveryConsumer:
         try:
             conn = await psycopg.AsyncConnection.connect(settings.url, password=settings.password, autocommit=True,
                                                          connect_timeout=CONNECT_TIMEOUT,
-                                                         application_name="rules-engine-fanout")
+                                                         application_name="rules-engine-fanout", keepalives=1,
+                                                         keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
             await conn.execute(f"LISTEN {channel(settings.key_id)}")
         except psycopg.Error as exc:
             log.warning("cannot listen for deliveries (%s); polling every %.0f s", exc, self.poll)
@@ -119,7 +120,7 @@ class DeliveryConsumer:
             return 0
         now = self.clock()
         try:
-            taken, expired = await asyncio.to_thread(self.claimer.claim, CLAIM_BATCH, now)
+            taken, expired = await asyncio.to_thread(lambda: self.claimer.claim(time=now))
         except FencedError as exc:
             self.stopped = str(exc)
             log.error("signal deliveries: %s; this engine takes no more", exc)

@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from rules_engine.core.events import Signal
-from rules_engine.pgstore.connection import StoreSettings, connect
+from rules_engine.pgstore.connection import StoreSettings, connect, psycopg
 from rules_engine.pgstore.fanout import StoredSignal, store_signal
 from rules_engine.redact import register_secret
 from rules_engine.rules import load_signal_schema
@@ -49,36 +49,50 @@ log = logging.getLogger("rules_engine.intake")
 
 POOL_SIZE = 8
 """Transactions in flight at once (one connection each)."""
+IDLE_CHECK = 1.0
+"""Seconds a pooled connection may sit idle before it is pinged ahead of its next transaction."""
 UNQUEUED = "the signal was authenticated but could not be stored; retry with the same id"
 
 
 class _Pool:
-    """Up to `size` connections to the store, each used by one transaction at a time (a
-    connection that failed is dropped; the next use connects again)."""
+    """Up to `size` connections to the store, each used by one transaction at a time. A
+    connection idle for more than `IDLE_CHECK` seconds is pinged first (a store restarted
+    meanwhile then costs a reconnect, not a refused signal); one that failed is dropped."""
 
     def __init__(self, settings: StoreSettings, size: int) -> None:
         self.settings = settings
         self.slots = asyncio.Semaphore(size)
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[tuple[Any, float]] = queue.SimpleQueue()
+
+    def _take(self) -> Any:
+        while True:
+            try:
+                conn, since = self._idle.get_nowait()
+            except queue.Empty:
+                return connect(self.settings)
+            if time.monotonic() - since <= IDLE_CHECK:
+                return conn
+            try:
+                conn.execute("SELECT 1")
+                return conn
+            except psycopg.Error:
+                conn.close()
 
     def run(self, work: Callable[[Any], Any]) -> Any:
         """On a worker thread: `work(conn)` on an idle connection (or a new one)."""
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = connect(self.settings)
+        conn = self._take()
         try:
             result = work(conn)
         except BaseException:
             conn.close()
             raise
-        self._idle.put(conn)
+        self._idle.put((conn, time.monotonic()))
         return result
 
     def close(self) -> None:
         while True:
             try:
-                self._idle.get_nowait().close()
+                self._idle.get_nowait()[0].close()
             except queue.Empty:
                 return
 

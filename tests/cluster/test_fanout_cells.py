@@ -85,7 +85,7 @@ async def test_a_delivery_taken_by_an_engine_that_stopped_before_deciding_is_dec
         body, headers = signed({"action": "buy", "qty": 0.01, "id": "held-1"}, PROVIDER_SECRET)
         assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 1
     claimer = DeliveryClaimer(w.settings("acct-01"), None)  # what the engine's claim does; then it is killed
-    taken, _ = claimer.claim(limit=10, time=time.time())
+    taken, _ = claimer.claim(time=time.time(), limit=10)
     claimer.close()
     assert [t.signal_id for t in taken] == ["held-1"]
     assert w.rows("SELECT status FROM fanout_deliveries") == [("taken",)]
@@ -110,7 +110,7 @@ async def test_a_delivery_past_max_age_is_expired_and_audited_not_traded(tmp_pat
         assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 2
     # acct-02's engine took late-2 into its inbox and stopped before deciding it (a crash)
     claimer = DeliveryClaimer(w.settings("acct-02"), None)
-    taken, _ = claimer.claim(limit=10, time=time.time())
+    taken, _ = claimer.claim(time=time.time(), limit=10)
     claimer.close()
     assert [t.signal_id for t in taken] == ["late-1", "late-2"]
     w.rows("UPDATE fanout_deliveries SET status = 'pending', inbox_seq = NULL, taken_epoch = NULL "
@@ -166,3 +166,26 @@ async def test_one_signal_fans_out_to_twenty_keys_with_one_order_each(tmp_path, 
     assert main(["cluster", "status", "--store", pg_dsn]) == 0
     text = capsys.readouterr().out
     assert "acct-01" in text and "acct-20" in text and "20 keys" in text
+
+
+async def test_intake_and_engine_carry_on_after_a_database_crash_restart(tmp_path, fanout_sim, many,
+                                                                         monkeypatch) -> None:
+    from pg_harness import PgServer
+
+    from rules_engine.service import intake as intake_module
+
+    monkeypatch.setattr(intake_module, "IDLE_CHECK", 0.0)  # ping every pooled connection before use
+    with PgServer.start() as server:  # its own server: this test crashes it
+        w = FanoutWorld(tmp_path, server, server.create_database("fanout"), fanout_sim, {"acct-01": many["acct-01"]})
+        async with w.intakes(1) as (url,), w.engines():
+            body, headers = signed({"action": "buy", "qty": 0.01, "id": "before"}, PROVIDER_SECRET)
+            assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[0] == 200
+            await wait_for(lambda: len(w.orders("acct-01")) == 1, timeout=10)
+            server.restart_immediate()  # every connection dies: the intake's pool, the engine's, its LISTEN
+            body, headers = signed({"action": "buy", "qty": 0.01, "id": "after"}, PROVIDER_SECRET)
+            status, answer = await post(f"{url}/signals/{PROVIDER}", body, headers)
+            assert (status, answer["duplicate"]) == (200, False)  # the pool reconnected; no 500 for the provider
+            # the engine claims again (its NOTIFY listener is re-made; the 1 s poll covers the gap)
+            await wait_for(lambda: len(w.orders("acct-01")) == 2, timeout=15)
+            await wait_for(lambda: w.rows("SELECT count(*) FROM fanout_deliveries WHERE status = 'done'") == [(2,)],
+                           timeout=10)

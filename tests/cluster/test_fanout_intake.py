@@ -146,7 +146,7 @@ def test_two_consumers_of_one_key_never_take_a_delivery_twice(tmp_path, pg_serve
     def drain(claimer: DeliveryClaimer) -> list[str]:
         got: list[str] = []
         while time.monotonic() - start < 30:
-            taken, expired = claimer.claim(limit=3, time=time.time())
+            taken, expired = claimer.claim(time=time.time(), limit=3)
             assert expired == []
             if not taken:
                 return got
