@@ -189,3 +189,25 @@ async def test_intake_and_engine_carry_on_after_a_database_crash_restart(tmp_pat
             await wait_for(lambda: len(w.orders("acct-01")) == 2, timeout=15)
             await wait_for(lambda: w.rows("SELECT count(*) FROM fanout_deliveries WHERE status = 'done'") == [(2,)],
                            timeout=10)
+
+
+async def test_a_fenced_engine_takes_no_delivery_and_the_next_holder_decides_it_once(
+        tmp_path, pg_server, pg_dsn, fanout_sim, many) -> None:
+    from rules_engine.pgstore import acquire_lease
+
+    w = FanoutWorld(tmp_path, pg_server, pg_dsn, fanout_sim, {"acct-01": many["acct-01"]})
+    async with w.intakes(1) as (url,):
+        async with w.engines() as engines:
+            acquire_lease(w.settings("acct-01"), "another engine")  # what a second engine does at its start
+            body, headers = signed({"action": "buy", "qty": 0.01, "id": "fenced-1"}, PROVIDER_SECRET)
+            assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 1
+            consumer_stopped = lambda: any("fenced" in p["reason"]  # noqa: E731
+                                           for p in engines["acct-01"].visibility.readyz()["problems"])
+            await wait_for(consumer_stopped, timeout=10)
+            await engines["acct-01"].settle()
+            assert w.rows("SELECT status FROM fanout_deliveries") == [("pending",)]  # the fenced engine took nothing
+            assert w.orders("acct-01") == []
+        async with w.engines():  # the next holder of the key
+            await wait_for(lambda: w.orders("acct-01"), timeout=10)
+            await wait_for(lambda: w.rows("SELECT status, taken_epoch FROM fanout_deliveries") == [("done", 3)])
+    assert len(w.orders("acct-01")) == 1
