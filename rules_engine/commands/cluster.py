@@ -1,9 +1,12 @@
-"""`rules-engine cluster status --store URL`: every key in a PostgreSQL store: who holds its
+"""`rules-engine cluster status|prune --store URL`.
+
+`status`: every key in a PostgreSQL store: who holds its
 lease, with which epoch, since when and until when, and its signal deliveries (pending, taken
 but not decided, done, expired; the oldest still waiting; intake -> decision lag over the last
-hour). `--format json` for machines.
+hour). `--format json` for machines. `prune --older-than 7d`: delete fanned-out signals that old
+whose deliveries are all final.
 
-Exit codes (as `rules-engine status`): 0 healthy, 1 degraded (a key has deliveries waiting
+Exit codes of `status` (as `rules-engine status`): 0 healthy, 1 degraded (a key has deliveries waiting
 longer than `--max-wait`, or deliveries but no engine ever took its lease) or the store cannot
 be read, 2 usage error.
 """
@@ -15,8 +18,9 @@ import json
 import sys
 from typing import Any
 
+from rules_engine.durations import parse_duration
 from rules_engine.pgstore.connection import PASSWORD_ENV, StoreSettings
-from rules_engine.pgstore.fanout import KeyOverview, cluster_overview
+from rules_engine.pgstore.fanout import KeyOverview, cluster_overview, prune_signals
 from rules_engine.secret_reader import SecretError
 from rules_engine.state.store import StateStoreError
 
@@ -41,6 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a delivery waiting longer than this makes the cluster degraded (default 5)")
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.set_defaults(func=run_status)
+    prune = actions.add_parser(
+        "prune",
+        help="delete fanned-out signals older than --older-than whose deliveries are all done or expired",
+        description="Delete, in one transaction, the signals the intake accepted longer ago than --older-than "
+                    "whose every delivery is final (done or expired), with their ids and deliveries. A provider's "
+                    "retry of a pruned signal is then a new signal: keep them longer than any retry.",
+        epilog="Exit codes: 0 pruned (or nothing to prune), 1 the store cannot be written, 2 usage error.",
+    )
+    prune.add_argument("--store", metavar="URL", required=True, help="the PostgreSQL store (postgresql://user@host/db)")
+    prune.add_argument("--password-env", metavar="NAME", default=PASSWORD_ENV,
+                       help=f"the variable holding the store's password (NAME_FILE: a file); default {PASSWORD_ENV}")
+    prune.add_argument("--older-than", metavar="DURATION", required=True, help="e.g. 7d or 36h")
+    prune.set_defaults(func=run_prune)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -64,6 +81,22 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0 if report["ok"] else 1
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    try:
+        older_than = parse_duration(args.older_than)
+        settings = StoreSettings.parse(args.store, password_env=args.password_env)
+    except (ValueError, SecretError) as exc:
+        print(f"rules-engine cluster prune: {exc}", file=sys.stderr)
+        return 2
+    try:
+        signals, deliveries = prune_signals(settings, older_than)
+    except StateStoreError as exc:
+        print(f"rules-engine cluster prune: {exc}", file=sys.stderr)
+        return 1
+    print(f"pruned {signals} signal(s) and {deliveries} deliveries older than {args.older_than}")
+    return 0
 
 
 def status_report(store: str, keys: list[KeyOverview], max_wait: float) -> dict[str, Any]:

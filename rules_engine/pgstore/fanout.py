@@ -202,6 +202,34 @@ def complete_deliveries(conn: Any, key_id: str, inbox_numbers: Sequence[int]) ->
                  "WHERE key_id = %s AND status = 'taken' AND inbox_seq = ANY(%s)", (key_id, list(inbox_numbers)))
 
 
+def prune_signals(settings: StoreSettings, older_than: float) -> tuple[int, int]:
+    """Delete the signals the intake accepted more than `older_than` seconds ago (the database's
+    clock) whose deliveries are all final (done or expired), with their ids and deliveries, in
+    one transaction: (signals, deliveries) deleted. A retry of a pruned signal is a new signal,
+    so keep them longer than any provider retries (its timestamp window bounds HMAC replays)."""
+    conn = connect(settings)
+    try:
+        with conn.transaction():
+            rows = conn.execute(
+                "DELETE FROM fanout_signals s WHERE s.received_at < now() - make_interval(secs => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM fanout_deliveries d WHERE d.provider = s.provider "
+                "AND d.signal_id = s.signal_id AND d.status IN ('pending', 'taken')) "
+                "RETURNING provider, signal_id", (older_than,)).fetchall()
+            providers, ids = [r[0] for r in rows], [r[1] for r in rows]
+            conn.execute("DELETE FROM fanout_signal_ids i USING unnest(%s::text[], %s::text[]) AS p(provider, id) "
+                         "WHERE i.provider = p.provider AND i.signal_id = p.id", (providers, ids))
+            deleted = conn.execute(
+                "DELETE FROM fanout_deliveries d USING unnest(%s::text[], %s::text[]) AS p(provider, id) "
+                "WHERE d.provider = p.provider AND d.signal_id = p.id", (providers, ids)).rowcount
+    except StateStoreError:
+        raise
+    except Exception as exc:
+        raise StateStoreError(f"state store {settings.shown}: cannot prune: {_first_line(exc)}") from None
+    finally:
+        conn.close()
+    return len(rows), deleted
+
+
 # ----------------------------------------------------------------------------- cluster status
 
 

@@ -188,3 +188,32 @@ async def test_cluster_status_is_degraded_while_deliveries_wait_for_a_key_no_eng
     assert len(report["problems"]) == 2
     assert main(["cluster", "status", "--store", "postgresql://engine:pw@127.0.0.1/x"]) == 2  # a password in the URL
     assert "holds a password" in capsys.readouterr().err
+
+
+async def test_cluster_prune_deletes_old_signals_whose_deliveries_are_all_final(tmp_path, pg_server, pg_dsn,
+                                                                                capsys, monkeypatch) -> None:
+    from rules_engine.cli import main
+
+    w = world(tmp_path, pg_server, pg_dsn)
+    async with w.intakes(1) as (url,):
+        old, headers_old = signed({"action": "buy", "qty": 0.01, "id": "old-done"}, PROVIDER_SECRET)
+        assert (await post(f"{url}/signals/{PROVIDER}", old, headers_old))[1]["deliveries"] == 3
+        body, headers = signed({"action": "buy", "qty": 0.01, "id": "old-waiting"}, PROVIDER_SECRET)
+        assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 3
+        body, headers = signed({"action": "buy", "qty": 0.01, "id": "recent"}, PROVIDER_SECRET)
+        assert (await post(f"{url}/signals/{PROVIDER}", body, headers))[1]["deliveries"] == 3
+        w.rows("UPDATE fanout_deliveries SET status = CASE WHEN key_id = 'acct-1' THEN 'expired' ELSE 'done' END "
+               "WHERE signal_id IN ('old-done', 'recent') RETURNING 1")
+        w.rows("UPDATE fanout_deliveries SET status = 'done' WHERE signal_id = 'old-waiting' AND key_id = 'acct-1' "
+               "RETURNING 1")
+        w.rows("UPDATE fanout_signals SET received_at = now() - interval '10 days' WHERE signal_id LIKE 'old-%%' "
+               "RETURNING 1")
+        monkeypatch.setenv("RULES_ENGINE_STORE_PASSWORD", pg_server.password)
+        assert main(["cluster", "prune", "--store", pg_dsn, "--older-than", "7d"]) == 0
+        assert "pruned 1 signal(s) and 3 deliveries older than 7d" in capsys.readouterr().out
+        assert sorted(r[0] for r in w.rows("SELECT signal_id FROM fanout_signals")) == ["old-waiting", "recent"]
+        assert w.rows("SELECT count(*) FROM fanout_deliveries WHERE signal_id = 'old-done'") == [(0,)]
+        assert w.rows("SELECT count(*) FROM fanout_signal_ids WHERE signal_id = 'old-done'") == [(0,)]
+        assert counts(w) == (2, 4, 6)
+        assert main(["cluster", "prune", "--store", pg_dsn, "--older-than", "soon"]) == 2
+        assert "not a duration" in capsys.readouterr().err
