@@ -45,7 +45,8 @@ class DeliveryConsumer:
 
     def __init__(self, claimer: DeliveryClaimer, put: Callable[[InboxSignal], None], audit: Audit,
                  clock: Callable[[], float], is_open: Callable[[], bool], poll: float = POLL,
-                 on_signal: Callable[[str], None] | None = None) -> None:
+                 on_signal: Callable[[str], None] | None = None,
+                 on_expired: Callable[[str], None] | None = None) -> None:
         self.claimer = claimer
         self.put = put
         self.audit = audit
@@ -53,6 +54,7 @@ class DeliveryConsumer:
         self.is_open = is_open
         self.poll = poll
         self.on_signal = on_signal
+        self.on_expired = on_expired
         self.taken = 0
         self.expired = 0
         self.stopped: str | None = None  # why the consumer stopped (fenced)
@@ -147,6 +149,8 @@ class DeliveryConsumer:
 
     def _expired(self, delivery: ExpiredDelivery) -> None:
         self.expired += 1
+        if self.on_expired is not None:
+            self.on_expired(delivery.provider)
         log.warning("signal %s from %s expired: %.1f s after the intake accepted it (max_age %.1f s); not traded",
                     delivery.signal_id, delivery.provider, delivery.age, delivery.max_age)
         self.audit("signal_expired", {"source": delivery.provider, "signal_id": delivery.signal_id,
@@ -166,6 +170,7 @@ def fanout_consumer(service: EngineService) -> DeliveryConsumer | None:
         service._audit(kind, data=data)
 
     consumer = DeliveryConsumer(claimer, service._put, audit, service.clock, lambda: service._intake_open,
-                                on_signal=lambda source: service.metrics.signals.labels(source).inc())
+                                on_signal=lambda source: service.metrics.signals.labels(source).inc(),
+                                on_expired=lambda source: service.metrics.signals_expired.labels(source).inc())
     consumer.recover()
     return consumer

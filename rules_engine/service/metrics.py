@@ -74,6 +74,8 @@ class ServiceMetrics:
                                registry=registry)
         self.signals_rejected = Counter(p + "signals_rejected", "Signals refused by the webhook",
                                         ["source", "code"], registry=registry)
+        self.signals_expired = Counter(p + "signals_expired", "Fanned-out signals expired past their max_age, "
+                                       "not traded", ["source"], registry=registry)
         self.connections_refused = Counter(p + "http_connections_refused",
                                            "HTTP connections refused or cut (max_connections, header_timeout)",
                                            ["reason"], registry=registry)

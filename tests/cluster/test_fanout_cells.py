@@ -124,6 +124,7 @@ async def test_a_delivery_past_max_age_is_expired_and_audited_not_traded(tmp_pat
         await wait_for(lambda: w.rows("SELECT count(*) FROM fanout_deliveries WHERE status = 'expired'") == [(4,)])
         for service in engines.values():
             await service.settle()
+            assert service.metrics.signals_expired.labels(PROVIDER)._value.get() == 2  # what the alert watches
     assert all(w.orders(k) == [] for k in keys)  # nothing traded late
     assert w.rows("SELECT count(*) FROM signal_inbox") == [(0,)]
     for key in keys:
