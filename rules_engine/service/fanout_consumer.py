@@ -127,9 +127,10 @@ class DeliveryConsumer:
             self.stopped = str(exc)
             log.error("signal deliveries: %s; this engine takes no more", exc)
             return 0
-        except StateStoreError as exc:
+        except Exception as exc:  # the store is unreachable (StateStoreError), or a row cannot be read: go on
             if not self._warned:
-                log.warning("cannot take signal deliveries: %s (trying again)", exc)
+                log.warning("cannot take signal deliveries: %s (trying again every %.0f s)", exc, self.poll,
+                            exc_info=not isinstance(exc, StateStoreError))
             self._warned = True
             return 0
         self._warned = False
