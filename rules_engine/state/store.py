@@ -98,6 +98,19 @@ _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
+_INSERT_DECISION = (f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?) "
+                    "ON CONFLICT (cl_ord_id) DO NOTHING RETURNING rowid")
+_MARK_SENT = ("UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
+              f"WHERE cl_ord_id = ? AND status = 'pending' RETURNING {_DECISION_COLUMNS}")
+_RECORD_OUTCOME = {  # by the status recorded: the statuses it may replace (never a final one, never a later one)
+    status: ("UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ? AND status IN ("
+             + ",".join(f"'{s}'" for s in STATUSES if s not in FINAL_STATUSES and _RANK[s] <= _RANK[status])
+             + f") RETURNING {_DECISION_COLUMNS}")
+    for status in OUTCOME_STATUSES
+}
+_SAVE_SNAPSHOT = ("INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
+                  "ON CONFLICT (name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at")
+_SAVE_PART = "INSERT INTO engine_parts (name, data) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET data = excluded.data"
 
 
 class _Replayed(Exception):
@@ -175,6 +188,7 @@ class StateStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._full = durable  # the connection's `synchronous` is FULL (else NORMAL, or OFF if not durable)
         self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -255,14 +269,8 @@ class StateStore:
         with self._lock:
             conn = self._open_conn()
             depth = self._depth
-            if depth == 0 and not durable and self._durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
-                try:
-                    with self._tx() as same:
-                        yield same
-                finally:
-                    conn.execute("PRAGMA synchronous=FULL")
-                return
+            if depth == 0 and self._durable and self._full != durable:
+                self._set_full(conn, durable)
             # A store that is not durable runs its transactions as savepoints of one long
             # transaction, committed every BATCH of them and on flush/close (nothing else reads it).
             outer = depth == 0 and self._durable
@@ -303,6 +311,61 @@ class StateStore:
                 raise StateStoreError(f"state database {self.path}: commit failed: {exc}") from None
             if depth == 0:
                 self._failure = None
+
+    def _set_full(self, conn: sqlite3.Connection, full: bool) -> None:
+        """Switch the connection's `synchronous` between FULL (a commit waits for the disk) and
+        NORMAL (it does not), outside any transaction. It stays so until a commit of the other
+        kind: an order's writes, all committed without waiting, switch nothing."""
+        try:
+            conn.execute("PRAGMA synchronous=FULL" if full else "PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            self._note_error(exc)
+            raise StateStoreError(f"state database {self.path}: cannot set the sync mode: {exc}") from None
+        self._full = full
+
+    def _write(self, sql: str, params: tuple[Any, ...], durable: bool = True) -> list[Any]:
+        """One write statement, its rows (`RETURNING`): inside a transaction, part of it (one
+        statement is atomic, no savepoint needed); else committed on its own, durable or not as
+        `_tx` would (a store that is not durable: in its batch, through `_tx`)."""
+        with self._lock:
+            conn = self._open_conn()
+            if self._depth:
+                try:
+                    return conn.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    self._note_error(exc)
+                    raise
+            if not self._durable:
+                with self._tx(durable) as inner:
+                    return inner.execute(sql, params).fetchall()
+            if self._full != durable:
+                self._set_full(conn, durable)
+            try:
+                rows = conn.execute(sql, params).fetchall()  # autocommit: fetched to the end, committed
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StateStoreError(f"state database {self.path}: write failed: {exc}") from None
+            self._failure = None
+            return rows
+
+    @contextmanager
+    def _joined(self) -> Iterator[sqlite3.Connection]:
+        """A few statements of one method: inside a transaction they join it without a
+        savepoint (if one fails the exception leaves the method and the transaction rolls
+        back: `transaction()` never commits a block that raised); else in a transaction of
+        their own (`_tx`)."""
+        with self._lock:
+            if not self._depth:
+                with self._tx() as conn:
+                    yield conn
+                return
+            try:
+                yield self._open_conn()
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                raise
 
     def _note_error(self, exc: BaseException) -> None:
         """Remember a write the disk refused (full, I/O error, read-only, cannot open)."""
@@ -363,13 +426,7 @@ class StateStore:
     def _save_snapshot(self, name: str, snapshot: Mapping[str, Any]) -> None:
         if not isinstance(snapshot, Mapping):
             raise TypeError(f"the {name} snapshot must be a mapping")
-        text = jsoncodec.dumps(snapshot, name)
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at",
-                (name, text, self._clock()),
-            )
+        self._write(_SAVE_SNAPSHOT, (name, jsoncodec.dumps(snapshot, name), self._clock()))
 
     def _load_snapshot(self, name: str) -> dict[str, Any] | None:
         with self._reading() as conn:
@@ -420,20 +477,23 @@ class StateStore:
 
     def _write_engine_changes(self, base: Mapping[str, Any],
                               parts: Mapping[str, Mapping[str, Mapping[str, Any]] | None], complete: bool) -> None:
+        if not isinstance(base, Mapping):
+            raise TypeError("the engine snapshot must be a mapping")
+        base_text = jsoncodec.dumps(base, "engine")
         texts = [(name, None if part is None else jsoncodec.dumps(part, f"part {name!r}"))
                  for name, part in parts.items()]
-        with self._tx() as conn:
-            self._save_snapshot("engine", base)
+        with self._joined() as conn:
+            conn.execute(_SAVE_SNAPSHOT, ("engine", base_text, self._clock()))
             if complete:
                 conn.execute("DELETE FROM engine_parts")
             dropped = [(name,) for name, text in texts if text is None]
             if dropped:
                 conn.executemany("DELETE FROM engine_parts WHERE name = ?", dropped)
-            conn.executemany(
-                "INSERT INTO engine_parts (name, data) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
-                [(name, text) for name, text in texts if text is not None],
-            )
+            kept = [(name, text) for name, text in texts if text is not None]
+            if len(kept) == 1:
+                conn.execute(_SAVE_PART, kept[0])
+            elif kept:
+                conn.executemany(_SAVE_PART, kept)
 
     def load_engine_snapshot(self) -> dict[str, Any] | None:
         """The last saved engine snapshot, Decimals included, exactly as given to
@@ -493,28 +553,25 @@ class StateStore:
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
-        with self._tx() as conn:
-            existing = self._fetch(conn, cl_ord_id)
-            if existing is not None:
-                return same_decision(existing, rule_id, decision_id)
-            conn.execute(
-                f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
-                (cl_ord_id, rule_id, decision_id, intent_text, status, now, now),
-            )
-            return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
+        with self._lock:
+            if self._write(_INSERT_DECISION, (cl_ord_id, rule_id, decision_id, intent_text, status, now, now)):
+                return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now),
+                                      True)
+            with self._reading() as conn:
+                existing = self._require(conn, cl_ord_id)
+            return same_decision(existing, rule_id, decision_id)
 
     def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
         """pending -> sent; call right before the request leaves. Later statuses are kept.
         `durable=False` when the decision's fsynced audit record stands for it after a power
         cut (see `rules_engine.service.decision_restore`)."""
         now = self._clock()
-        with self._tx(durable) as conn:
-            conn.execute(
-                "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
-                "WHERE cl_ord_id = ? AND status = 'pending'",
-                (now, now, cl_ord_id),
-            )
-            return self._require(conn, cl_ord_id)
+        with self._lock:
+            rows = self._write(_MARK_SENT, (now, now, cl_ord_id), durable)
+            if rows:
+                return self._decision(rows[0])
+            with self._reading() as conn:  # not pending (or not recorded): unchanged
+                return self._require(conn, cl_ord_id)
 
     def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
                        durable: bool = True) -> OrderRecord:
@@ -526,20 +583,12 @@ class StateStore:
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
-        with self._tx(durable) as conn:
-            row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?",
-                               (cl_ord_id,)).fetchone()
-            if row is None:
-                raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
-            current = row[4]
-            if current in FINAL_STATUSES or _RANK[status] < _RANK[current]:
-                return self._decision(row)
-            now = self._clock()
-            conn.execute(
-                "UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ?",
-                (status, outcome_text, now, cl_ord_id),
-            )
-            return self._decision((*row[:4], status, outcome_text, row[6], row[7], now))
+        with self._lock:
+            rows = self._write(_RECORD_OUTCOME[status], (status, outcome_text, self._clock(), cl_ord_id), durable)
+            if rows:
+                return self._decision(rows[0])
+            with self._reading() as conn:  # a final status, or a later one: unchanged
+                return self._require(conn, cl_ord_id)
 
     def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> OrderRecord:
         decision = self._fetch(conn, cl_ord_id)
@@ -673,7 +722,7 @@ class StateStore:
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
         """Drop decided signals from the inbox (in the transaction that saves their decision)."""
-        with self._tx() as conn:
+        with self._joined() as conn:
             conn.executemany("DELETE FROM signal_inbox WHERE seq = ?", [(n,) for n in numbers])
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:

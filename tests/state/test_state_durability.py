@@ -1,6 +1,8 @@
 """`transaction(durable=False)`: committed at once (another connection sees it, a killed
 process keeps it) without waiting for the disk; the next durable commit's fsync of the
-write-ahead log carries it to disk."""
+write-ahead log carries it to disk. The connection's `synchronous` is switched only when a
+commit of the other kind comes (an order's writes, all non-durable, switch nothing), and each
+commit runs at the level it asked for."""
 
 import sqlite3
 
@@ -16,17 +18,23 @@ def _synchronous(store: StateStore) -> int:
 def test_a_non_durable_commit_is_visible_at_once_and_full_sync_comes_back(tmp_path):
     path = tmp_path / "engine.sqlite"
     with StateStore(path) as store:
+        assert _synchronous(store) == 2  # FULL: a commit waits for the disk
         with store.transaction(durable=False):
             assert _synchronous(store) == 1  # NORMAL: the commit does not fsync
             store.record_decision("cl-1", "r", "r#1", {"pair": "XBTUSD"})
             with store.transaction():  # an inner block is a savepoint of the outer one
                 store.save_engine_snapshot({"n": 1})
-        assert _synchronous(store) == 2  # FULL again for every other write
         other = sqlite3.connect(path)
         assert other.execute("SELECT status FROM decisions").fetchall() == [("pending",)]
         other.close()
-        store.mark_sent("cl-1")
-        assert store.get_decision("cl-1").status == "sent" and store.load_engine_snapshot() == {"n": 1}
+        store.mark_sent("cl-1", durable=False)
+        assert _synchronous(store) == 1  # still NORMAL: nothing switched between two such writes
+        store.mark_sent("cl-1")  # a durable write switches back to FULL before it commits
+        assert _synchronous(store) == 2
+        with store.transaction():
+            assert _synchronous(store) == 2
+            store.record_outcome("cl-1", "accepted")
+        assert store.get_decision("cl-1").status == "accepted" and store.load_engine_snapshot() == {"n": 1}
 
 
 def test_a_failed_non_durable_transaction_rolls_back_and_restores_full_sync(tmp_path):
@@ -35,4 +43,6 @@ def test_a_failed_non_durable_transaction_rolls_back_and_restores_full_sync(tmp_
             with store.transaction(durable=False):
                 store.record_decision("cl-1", "r", "r#1", {})
                 raise RuntimeError("boom")
-        assert store.get_decision("cl-1") is None and _synchronous(store) == 2
+        assert store.get_decision("cl-1") is None
+        with store.transaction():
+            assert _synchronous(store) == 2  # the next durable commit waits for the disk
