@@ -21,9 +21,10 @@ passphrases, admin tokens). `RedactingFilter` applies the same rules to `logging
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -158,6 +159,43 @@ class Redactor:
             return type(value)(self.redact(item) for item in value)
         return value
 
+
+    def redact_json(self, value: Any, convert: Callable[[Any], Any]) -> Any:
+        """`redact(convert(value))` in one walk, for a `convert` that leaves plain JSON (str,
+        int, float, bool, None, dicts with str keys, lists) as it is, but makes tuples lists,
+        non-str keys text and non-finite floats text (`audit.records.to_jsonable`): the plain
+        parts are walked here, anything else is converted then redacted."""
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if value is None or kind is bool:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else self.redact(convert(value))
+        if kind is int:
+            return self.redact(value)
+        if kind is dict:
+            _, cache, texts = self._keys
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    return self.redact(convert(value))
+                new_key, sensitive = cache.get(key) or self._key(key)
+                if sensitive and item is not None and item is not True and item is not False:
+                    out[new_key] = MASK
+                    continue
+                item_kind = type(item)
+                if item_kind is str:
+                    found = texts.get(item)
+                    out[new_key] = found if found is not None else self._text(item)
+                elif item is None or item_kind is bool or (item_kind is float and math.isfinite(item)):
+                    out[new_key] = item
+                else:
+                    out[new_key] = self.redact_json(item, convert)
+            return out
+        if kind is list or kind is tuple:
+            return [self.redact_json(item, convert) for item in value]
+        return self.redact(convert(value))
 
     def _text(self, text: str) -> str:
         """`redact_text`, remembered for a short string (see `_TEXT_CACHE_LENGTH`)."""

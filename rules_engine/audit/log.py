@@ -119,7 +119,7 @@ def encode_record(
         "mode": mode,
         "prev": prev,
     }
-    record = {**rest, "data": redactor.redact(to_jsonable(data))}
+    record = {**rest, "data": redactor.redact_json(data, to_jsonable)}
     # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
     # is the hashed body with the hash spliced in after the data: one encoding, not two.
     data_json = canonical_json(record["data"])

@@ -95,6 +95,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
 """SQLite's primary result codes for a disk that refuses writes."""
 
+WAL_BACKSTOP_PAGES = 20_000
+"""With `checkpoint_elsewhere`: the write-ahead log size (pages of 4 KiB) at which a commit
+checkpoints it itself, in case the housekeeping's checkpoints stop."""
+
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -379,6 +383,30 @@ class StateStore:
         """Why the last write failed on the disk, and since when (epoch seconds); None once a
         write succeeded again (see `probe`)."""
         return self._failure
+
+    def checkpoint_elsewhere(self, backstop_pages: int = WAL_BACKSTOP_PAGES) -> None:
+        """Leave write-ahead log checkpoints to `checkpoint` (the service's housekeeping, off
+        the way of an order): a commit then runs one itself only when the log has grown past
+        `backstop_pages` pages (SQLite's default is 1,000, about two seconds of orders; a
+        checkpoint flushes the log and the database to disk, a few milliseconds)."""
+        with self._lock:
+            self._open_conn().execute(f"PRAGMA wal_autocheckpoint={int(backstop_pages)}")
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database (a passive checkpoint, on a connection of
+        its own: the engine's writes go on meanwhile, none waits for its fsyncs)."""
+        if not self._durable:
+            return
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=0)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot open state database {self.path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"state database {self.path}: checkpoint failed: {exc}") from None
+        finally:
+            conn.close()
 
     def probe(self) -> bool:
         """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""

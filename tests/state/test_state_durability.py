@@ -46,3 +46,23 @@ def test_a_failed_non_durable_transaction_rolls_back_and_restores_full_sync(tmp_
         assert store.get_decision("cl-1") is None
         with store.transaction():
             assert _synchronous(store) == 2  # the next durable commit waits for the disk
+
+
+def test_checkpoints_can_be_left_to_the_housekeeping(tmp_path):
+    """`checkpoint_elsewhere`: no commit checkpoints the write-ahead log at SQLite's 1,000 pages
+    (that would put two fsyncs on an order's way); `checkpoint` copies it into the database
+    from a connection of its own while the store stays open."""
+    path = tmp_path / "engine.sqlite"
+    wal = tmp_path / "engine.sqlite-wal"
+    with StateStore(path) as store:
+        store.checkpoint_elsewhere()
+        for n in range(800):  # 3 pages per commit: far past 1,000 pages
+            with store.transaction(durable=False):
+                store.save_engine_snapshot({"n": n, "pad": "x" * 5000})
+        assert wal.stat().st_size > 2000 * 4096  # never checkpointed (and so never restarted)
+        before = path.stat().st_size
+        store.checkpoint()
+        assert path.stat().st_size > before + 4096  # the pages are in the database now
+        with store.transaction(durable=False):
+            store.save_engine_snapshot({"n": "last"})
+        assert store.load_engine_snapshot() == {"n": "last"}
