@@ -13,9 +13,8 @@ fsync only (its `decision` audit record's).
   (`execution.factory.NONCE_LEASE_SECONDS`), so no order makes that write.
 - The state store's write-ahead log checkpoints: SQLite runs one inside the commit that
   takes the log past 1,000 pages (every 100 orders or so: two fsyncs, a few milliseconds, on
-  that order's way). `checkpoint_state_off_path` leaves them to the housekeeping, which calls
-  `checkpoint_state` every `snapshot_interval` (on a connection of its own: no order waits
-  for it); a commit checkpoints only if the log grows past `WAL_BACKSTOP_PAGES` anyway.
+  that order's way). The housekeeping checkpoints it every `snapshot_interval`
+  (`checkpoint_state`), so the log rarely gets that far.
 """
 
 from __future__ import annotations
@@ -48,12 +47,6 @@ def nonce_sources(executor: Any) -> list[NonceSource]:
 def keep_nonces_ahead(executor: Any) -> int:
     """Renew every reservation running low (see the module docstring); how many were renewed."""
     return sum(source.keep_ahead() for source in nonce_sources(executor))
-
-
-def checkpoint_state_off_path(store: Any) -> None:
-    """Leave the SQLite store's checkpoints to `checkpoint_state` (see the module docstring)."""
-    if isinstance(store, StateStore):
-        store.checkpoint_elsewhere()
 
 
 def checkpoint_state(store: Any) -> None:

@@ -95,10 +95,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
 """SQLite's primary result codes for a disk that refuses writes."""
 
-WAL_BACKSTOP_PAGES = 20_000
-"""With `checkpoint_elsewhere`: the write-ahead log size (pages of 4 KiB) at which a commit
-checkpoints it itself, in case the housekeeping's checkpoints stop."""
-
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -192,6 +188,7 @@ class StateStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._intent_memo: tuple[str, dict[str, Any]] | None = None  # the last intent read (`_decision`)
         self._full = durable  # the connection's `synchronous` is FULL (else NORMAL, or OFF if not durable)
         self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,29 +381,19 @@ class StateStore:
         write succeeded again (see `probe`)."""
         return self._failure
 
-    def checkpoint_elsewhere(self, backstop_pages: int = WAL_BACKSTOP_PAGES) -> None:
-        """Leave write-ahead log checkpoints to `checkpoint` (the service's housekeeping, off
-        the way of an order): a commit then runs one itself only when the log has grown past
-        `backstop_pages` pages (SQLite's default is 1,000, about two seconds of orders; a
-        checkpoint flushes the log and the database to disk, a few milliseconds)."""
-        with self._lock:
-            self._open_conn().execute(f"PRAGMA wal_autocheckpoint={int(backstop_pages)}")
-
     def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database (a passive checkpoint, on a connection of
-        its own: the engine's writes go on meanwhile, none waits for its fsyncs)."""
+        """Copy the write-ahead log into the database now (a passive checkpoint: it does not
+        wait for readers). SQLite otherwise runs one inside the commit that takes the log past
+        1,000 pages, on that commit's way (two fsyncs); the service's housekeeping calls this
+        every second or so, off the way of an order, so the log rarely gets that far."""
         if not self._durable:
             return
-        try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=0)
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"cannot open state database {self.path}: {exc}") from None
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:
-            raise StateStoreError(f"state database {self.path}: checkpoint failed: {exc}") from None
-        finally:
-            conn.close()
+        with self._lock:
+            try:
+                self._open_conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                raise StateStoreError(f"state database {self.path}: checkpoint failed: {exc}") from None
 
     def probe(self) -> bool:
         """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""
@@ -550,11 +537,17 @@ class StateStore:
     # ------------------------------------------------------------------ decisions
 
     def _decision(self, row: tuple[Any, ...], created: bool = False) -> OrderRecord:
+        text, memo = row[3], self._intent_memo
+        if memo is not None and memo[0] == text:  # the decision just recorded, sent, settled:
+            intent = memo[1]  # its intent read once (records are read-only, as `OrderRecord` is frozen)
+        else:
+            intent = jsoncodec.loads(text)
+            self._intent_memo = (text, intent)
         return OrderRecord(
             cl_ord_id=row[0],
             rule_id=row[1],
             decision_id=row[2],
-            intent=jsoncodec.loads(row[3]),
+            intent=intent,
             status=row[4],
             outcome=None if row[5] is None else jsoncodec.loads(row[5]),
             created_at=row[6],

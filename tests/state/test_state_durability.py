@@ -48,21 +48,21 @@ def test_a_failed_non_durable_transaction_rolls_back_and_restores_full_sync(tmp_
             assert _synchronous(store) == 2  # the next durable commit waits for the disk
 
 
-def test_checkpoints_can_be_left_to_the_housekeeping(tmp_path):
-    """`checkpoint_elsewhere`: no commit checkpoints the write-ahead log at SQLite's 1,000 pages
-    (that would put two fsyncs on an order's way); `checkpoint` copies it into the database
-    from a connection of its own while the store stays open."""
+def test_a_checkpoint_copies_the_log_into_the_database_and_the_log_starts_over(tmp_path):
+    """`checkpoint` (the service's housekeeping, about once a second): the write-ahead log is
+    copied into the database, and the next commits write the log from its start again, so it
+    does not reach the 1,000 pages at which a commit would checkpoint on an order's way."""
     path = tmp_path / "engine.sqlite"
     wal = tmp_path / "engine.sqlite-wal"
     with StateStore(path) as store:
-        store.checkpoint_elsewhere()
-        for n in range(800):  # 3 pages per commit: far past 1,000 pages
+        for n in range(100):  # ~4 pages per commit: under the 1,000 pages of an automatic checkpoint
             with store.transaction(durable=False):
-                store.save_engine_snapshot({"n": n, "pad": "x" * 5000})
-        assert wal.stat().st_size > 2000 * 4096  # never checkpointed (and so never restarted)
-        before = path.stat().st_size
+                store.record_decision(f"cl-{n}", "r", f"r#{n}", {"pad": "x" * 5000})
+        before, grown = path.stat().st_size, wal.stat().st_size
         store.checkpoint()
-        assert path.stat().st_size > before + 4096  # the pages are in the database now
-        with store.transaction(durable=False):
-            store.save_engine_snapshot({"n": "last"})
-        assert store.load_engine_snapshot() == {"n": "last"}
+        assert path.stat().st_size > before + 100 * 4096  # the pages are in the database now (2 per row)
+        for n in range(100, 150):
+            with store.transaction(durable=False):
+                store.record_decision(f"cl-{n}", "r", f"r#{n}", {"pad": "y" * 5000})
+        assert wal.stat().st_size == grown  # written from its start again: not grown
+        assert len(store.decision_times(0)) == 150
