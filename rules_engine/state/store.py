@@ -17,16 +17,23 @@ re-firing a rule or sending a second order for one decision:
   client order id, so a fresh state dir never reproduces an old id.
 
 Durability: WAL journal with `synchronous=FULL`, so a method that returned has committed
-to disk. Writes are short `BEGIN IMMEDIATE` transactions; `transaction()` groups several
-calls into one atomic commit (nested blocks become savepoints). One connection serves all
-threads under an internal lock, so calls are serialised; open one store per process.
+to disk. Writes are short `BEGIN IMMEDIATE` transactions, or a single statement committed
+on its own; `transaction()` groups several calls into one atomic commit (a nested
+`transaction()` block is a savepoint; a method's own statements inside a transaction join
+it without one: if one fails, the exception rolls the whole transaction back). One
+connection serves all threads under an internal lock, so calls are serialised; open one
+store per process.
 
-`transaction(durable=False)` commits without waiting for the disk: the commit survives a
-crash of the process (`kill -9`: it is in the operating system's cache) and reaches the
-disk with the next durable commit, whose fsync of the write-ahead log (one file, appended
-in commit order) carries every earlier commit with it. Use it only when a durable commit
-follows before anything outside the process depends on it (the service: a decision's rows
-are committed so, then `mark_sent`, durable, comes before the order is sent).
+`transaction(durable=False)` (and `durable=False` of `mark_sent`, `record_outcome`) commits
+without waiting for the disk (`synchronous=NORMAL`): the commit survives a crash of the
+process (`kill -9`: it is in the operating system's cache) and reaches the disk with the next
+durable commit or checkpoint, whose fsync of the write-ahead log (one file, appended in commit
+order) carries every earlier commit with it. The connection is switched between FULL and
+NORMAL only when a commit of the other kind comes, so the writes of an order (all not
+synced, in the service) switch nothing. Use it only when something durable stands for the
+commit before anything outside the process depends on it (the service: the fsynced
+`decision` audit record, see `rules_engine.service.decision_restore`). `checkpoint()` copies
+the log into the database off an order's way (the service's housekeeping).
 
 The order of a decision's life, and what a restart does with each status:
 
