@@ -225,22 +225,15 @@ class Driver:
         fired = False
         if decision.trace:
             fired = self._record(decision.trace)
-        told = not (decision.trace or decision.intents)
-        if not told and not self.realtime:  # inline: told before the results come back
-            self._tell_decision(decision, received)
-            told = True
+        if decision.trace or decision.intents:
+            for observer in self.observers:
+                observer.decision(decision, received)
         if decision.intents or fired:
             self.dirty = False
             self.lane.take_changes(self.engine.snapshot_changes())
             self._submit(Job(tuple(decision.intents), True, received))
         else:
             self.dirty = True
-        if not told:  # real time: after the hand-off to the lane, so that an order does not wait for them
-            self._tell_decision(decision, received)
-
-    def _tell_decision(self, decision: Decision, received: float | None) -> None:
-        for observer in self.observers:
-            observer.decision(decision, received)
 
     def _handle(self, event: Event, received: float | None) -> None:
         if event.time > self.now:
