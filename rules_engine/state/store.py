@@ -102,6 +102,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
 """SQLite's primary result codes for a disk that refuses writes."""
 
+CHECKPOINT_BACKSTOP_PAGES = 10_000
+"""With `defer_checkpoints`: the log size (pages of 4 KiB, about 1,000 orders) at which a
+commit checkpoints the log itself, should the regular checkpoints fall behind."""
+
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
@@ -388,19 +392,33 @@ class StateStore:
         write succeeded again (see `probe`)."""
         return self._failure
 
+    def defer_checkpoints(self, backstop_pages: int = CHECKPOINT_BACKSTOP_PAGES) -> None:
+        """Leave the write-ahead log's checkpoints to `checkpoint` (called regularly off an
+        order's way: the service's housekeeping). A commit then runs one itself only once the
+        log holds `backstop_pages` pages (SQLite's default: 1,000, about 100 orders)."""
+        with self._lock:
+            self._open_conn().execute(f"PRAGMA wal_autocheckpoint={int(backstop_pages)}").fetchall()
+
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database now (a passive checkpoint: it does not
-        wait for readers). SQLite otherwise runs one inside the commit that takes the log past
-        1,000 pages, on that commit's way (two fsyncs); the service's housekeeping calls this
-        every second or so, off the way of an order, so the log rarely gets that far."""
+        wait for readers), and start the log over. SQLite otherwise runs one inside the commit
+        that takes the log past 1,000 pages (see `defer_checkpoints`), on that commit's way (two
+        fsyncs), and the commit after it syncs the restarted log's header; the service's
+        housekeeping calls this every second or so, off the way of an order."""
         if not self._durable:
             return
         with self._lock:
             try:
-                self._open_conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                busy, frames, copied = self._open_conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:
                 self._note_error(exc)
                 raise StateStoreError(f"state database {self.path}: checkpoint failed: {exc}") from None
+            if not busy and frames > 0 and copied == frames:
+                # The next commit writes the log from its start again, and syncs the log's new
+                # header first: let that be this small write, not an order's commit.
+                self._write("INSERT INTO meta (key, value) VALUES ('checkpointed_at', ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (repr(self._clock()),), durable=self._full)
 
     def probe(self) -> bool:
         """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""

@@ -66,3 +66,20 @@ def test_a_checkpoint_copies_the_log_into_the_database_and_the_log_starts_over(t
                 store.record_decision(f"cl-{n}", "r", f"r#{n}", {"pad": "y" * 5000})
         assert wal.stat().st_size == grown  # written from its start again: not grown
         assert len(store.decision_times(0)) == 150
+
+
+def test_deferred_checkpoints_leave_the_log_to_grow_until_checkpoint_is_called(tmp_path):
+    """`defer_checkpoints` (the service): no commit checkpoints at SQLite's 1,000 pages (that
+    would put two fsyncs on an order's way); the housekeeping's `checkpoint` does."""
+    path = tmp_path / "engine.sqlite"
+    wal = tmp_path / "engine.sqlite-wal"
+    with StateStore(path) as store:
+        store.defer_checkpoints()
+        for n in range(400):  # ~4 pages per commit: far past 1,000 pages
+            with store.transaction(durable=False):
+                store.record_decision(f"cl-{n}", "r", f"r#{n}", {"pad": "x" * 5000})
+        assert wal.stat().st_size > 1400 * 4096  # never checkpointed, so never started over
+        before = path.stat().st_size
+        store.checkpoint()
+        assert path.stat().st_size > before + 400 * 4096  # a page or more per decision
+        assert len(store.decision_times(0)) == 400
