@@ -21,9 +21,10 @@ passphrases, admin tokens). `RedactingFilter` applies the same rules to `logging
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -55,6 +56,9 @@ _TEXT_FIELD = re.compile(
 
 
 _KEY_CACHE_SIZE = 4096
+_TEXT_CACHE_LENGTH = 64
+"""Strings up to this length are redacted once and remembered (values repeat: sides, pairs,
+levels, statuses); longer ones are redacted every time."""
 
 
 def _normalise_key(key: str) -> str:
@@ -75,9 +79,9 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
-        # (pattern, {key: (redacted key, sensitive)}), replaced as one whenever a secret is
-        # registered, so a key is never served as redacted by an older pattern.
-        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]]] = (None, {})
+        # (pattern, {key: (redacted key, sensitive)}, {short text: redacted}), replaced as one
+        # whenever a secret is registered, so nothing is served as redacted by an older pattern.
+        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str]] = (None, {}, {})
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -94,7 +98,7 @@ class Redactor:
             self._secrets |= forms
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            self._keys = (self._pattern, {})
+            self._keys = (self._pattern, {}, {})
 
     def redact_text(self, text: str) -> str:
         """`text` with registered secrets and `name: value` credential fields masked."""
@@ -106,7 +110,7 @@ class Redactor:
 
     def _key(self, key: str) -> tuple[str, bool]:
         """A mapping key redacted, and whether it names a credential (cached: keys repeat)."""
-        pattern, cache = self._keys
+        pattern, cache, _ = self._keys
         found = cache.get(key)
         if found is None:
             if len(cache) >= _KEY_CACHE_SIZE:
@@ -120,11 +124,11 @@ class Redactor:
         unchanged (convert them to text first if they may hold a secret)."""
         kind = type(value)
         if kind is str:
-            return _redact_text(self._pattern, value)
+            return self._text(value)
         if kind is float or value is None or kind is bool:
             return value
         if kind is dict or isinstance(value, Mapping):
-            cache = self._keys[1]
+            _, cache, texts = self._keys
             out = {}
             for key, item in value.items():
                 if type(key) is str:
@@ -136,14 +140,15 @@ class Redactor:
                     continue
                 item_kind = type(item)  # the plain values inline: one audit record per trace record
                 if item_kind is str:
-                    out[new_key] = _redact_text(self._pattern, item)
+                    found = texts.get(item)
+                    out[new_key] = found if found is not None else self._text(item)
                 elif item_kind is float or item is None or item_kind is bool:
                     out[new_key] = item
                 else:
                     out[new_key] = self.redact(item)
             return out
         if isinstance(value, str):
-            return _redact_text(self._pattern, value)
+            return self._text(value)
         if isinstance(value, (bytes, bytearray)):
             return self.redact_text(bytes(value).decode("utf-8", errors="replace"))
         if isinstance(value, bool):
@@ -153,6 +158,56 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             return type(value)(self.redact(item) for item in value)
         return value
+
+
+    def redact_json(self, value: Any, convert: Callable[[Any], Any]) -> Any:
+        """`redact(convert(value))` in one walk, for a `convert` that leaves plain JSON (str,
+        int, float, bool, None, dicts with str keys, lists) as it is, but makes tuples lists,
+        non-str keys text and non-finite floats text (`audit.records.to_jsonable`): the plain
+        parts are walked here, anything else is converted then redacted."""
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if value is None or kind is bool:
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else self.redact(convert(value))
+        if kind is int:
+            return self.redact(value)
+        if kind is dict:
+            _, cache, texts = self._keys
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    return self.redact(convert(value))
+                new_key, sensitive = cache.get(key) or self._key(key)
+                if sensitive and item is not None and item is not True and item is not False:
+                    out[new_key] = MASK
+                    continue
+                item_kind = type(item)
+                if item_kind is str:
+                    found = texts.get(item)
+                    out[new_key] = found if found is not None else self._text(item)
+                elif item is None or item_kind is bool or (item_kind is float and math.isfinite(item)):
+                    out[new_key] = item
+                else:
+                    out[new_key] = self.redact_json(item, convert)
+            return out
+        if kind is list or kind is tuple:
+            return [self.redact_json(item, convert) for item in value]
+        return self.redact(convert(value))
+
+    def _text(self, text: str) -> str:
+        """`redact_text`, remembered for a short string (see `_TEXT_CACHE_LENGTH`)."""
+        pattern, _, texts = self._keys
+        found = texts.get(text)
+        if found is None:
+            found = _redact_text(pattern, text)
+            if len(text) <= _TEXT_CACHE_LENGTH:
+                if len(texts) >= _KEY_CACHE_SIZE:
+                    texts.clear()
+                texts[text] = found
+        return found
 
 
 def _redact_text(pattern: re.Pattern[str] | None, text: str) -> str:

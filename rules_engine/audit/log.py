@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json.encoder
 import math
 import os
 import sys
@@ -56,6 +57,7 @@ from rules_engine.audit.records import (
 )
 from rules_engine.redact import Redactor, default_redactor
 
+_json_text = json.encoder.encode_basestring_ascii  # a string as canonical JSON writes it (ASCII, quoted)
 TORN_EXCERPT_BYTES = 2048
 _TAIL_BLOCK = 65536
 
@@ -117,15 +119,31 @@ def encode_record(
         "mode": mode,
         "prev": prev,
     }
-    record = {**rest, "data": redactor.redact(to_jsonable(data))}
+    record = {**rest, "data": redactor.redact_json(data, to_jsonable)}
     # Canonical JSON sorts the keys and "data" < "hash" < every other field, so the line
     # is the hashed body with the hash spliced in after the data: one encoding, not two.
     data_json = canonical_json(record["data"])
-    rest_json = canonical_json(rest)
+    rest_json = _rest_json(rest)
     body = '{"data":' + data_json + "," + rest_json[1:]
     record["hash"] = digest = hashlib.sha256(body.encode("ascii")).hexdigest()
     line = ('{"data":' + data_json + ',"hash":"' + digest + '",' + rest_json[1:] + "\n").encode("ascii")
     return record, line
+
+
+def _rest_json(rest: dict[str, Any]) -> str:
+    """`canonical_json(rest)` for the fields other than data and hash, written out in their
+    sorted order (the same text: strings through the encoder's own escaping, `seq` and `time`
+    as `int` and `float` repr, as the encoder writes them); anything unusual goes through
+    `canonical_json` itself."""
+    seq, time, rule_id, rule_hash = rest["seq"], rest["time"], rest["rule_id"], rest["rule_hash"]
+    if (type(seq) is not int or type(time) is not float or not math.isfinite(time)
+            or type(rest["kind"]) is not str or type(rest["mode"]) is not str or type(rest["prev"]) is not str
+            or (rule_id is not None and type(rule_id) is not str)
+            or (rule_hash is not None and type(rule_hash) is not str)):
+        return canonical_json(rest)
+    return (f'{{"kind":{_json_text(rest["kind"])},"mode":{_json_text(rest["mode"])},"prev":{_json_text(rest["prev"])},'
+            f'"rule_hash":{"null" if rule_hash is None else _json_text(rule_hash)},'
+            f'"rule_id":{"null" if rule_id is None else _json_text(rule_id)},"seq":{seq!r},"time":{time!r}}}')
 
 
 class AuditLog:

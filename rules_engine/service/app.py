@@ -72,7 +72,12 @@ from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.service.notifications import NotificationConfigError
-from rules_engine.service.off_path import keep_nonces_ahead, sync_audit_off_path
+from rules_engine.service.off_path import (
+    checkpoint_state,
+    defer_state_checkpoints,
+    keep_nonces_ahead,
+    sync_audit_off_path,
+)
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher
@@ -263,6 +268,7 @@ class EngineService:
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
         self.visibility.readiness.add_check("api_key_in_use", lambda: "; ".join(key_problems()) or None)
         sync_audit_off_path(self.audit, self.snapshot_interval)  # the housekeeping syncs it
+        defer_state_checkpoints(self.store)  # ... and checkpoints the state store
         try:
             restored = (restore_sent_decisions(self.store, backend.local_log) if backend.local_log is not None
                         else Restored())  # after a power cut (see the module); PostgreSQL commits are synchronous
@@ -660,6 +666,8 @@ class EngineService:
             if self.dispatcher is not None:
                 with contextlib.suppress(StateStoreError):
                     await asyncio.to_thread(self.dispatcher.audit_checkpoint)
+            with contextlib.suppress(StateStoreError):
+                await asyncio.to_thread(checkpoint_state, self.store)
             if self.executor is not None:  # an order then never waits for its key's nonce reservation
                 with contextlib.suppress(StateStoreError, ValueError):
                     await asyncio.to_thread(keep_nonces_ahead, self.executor)

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
+from queue import SimpleQueue
+from typing import Any
 
 from rules_engine.core.intents import Intent
 from rules_engine.driver.lane import CommitLane, Job, Reported
@@ -46,7 +49,7 @@ class ThreadLane:
         self._on_reported = on_reported
         self._on_idle = on_idle
         self.concurrent = concurrent
-        self._pools: dict[str, ThreadPoolExecutor] | None = {}
+        self._pools: dict[str, LaneThread] | None = {}
         self._tails: dict[str, Future[Reported]] = {}  # each lane's last job
         self.jobs = 0
 
@@ -57,8 +60,7 @@ class ThreadLane:
         name = lane_of(job) if self.concurrent else ENGINE_LANE
         pool = self._pools.get(name)
         if pool is None:
-            pool = self._pools[name] = ThreadPoolExecutor(max_workers=1,
-                                                          thread_name_prefix=f"rules-engine-dispatch-{name}")
+            pool = self._pools[name] = LaneThread(f"rules-engine-dispatch-{name}")
         self.jobs += 1
         earlier = [f for lane, f in self._tails.items() if lane != name and not f.done()] if cancels(job) else []
         if earlier:
@@ -82,7 +84,40 @@ class ThreadLane:
         """Let queued jobs finish, then stop the threads."""
         pools, self._pools = self._pools, None
         for pool in (pools or {}).values():
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=False)
+            await asyncio.to_thread(pool.shutdown)
+
+
+class LaneThread:
+    """One lane's worker thread: runs the calls submitted to it one at a time, in order.
+    (A `ThreadPoolExecutor` of one worker, without its bookkeeping on the way of an order:
+    the job is one queue put away, and the thread wakes from one queue get.)"""
+
+    def __init__(self, name: str) -> None:
+        self._queue: SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Let the calls queued so far finish, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 ENGINE_LANE = "engine"

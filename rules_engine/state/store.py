@@ -17,16 +17,23 @@ re-firing a rule or sending a second order for one decision:
   client order id, so a fresh state dir never reproduces an old id.
 
 Durability: WAL journal with `synchronous=FULL`, so a method that returned has committed
-to disk. Writes are short `BEGIN IMMEDIATE` transactions; `transaction()` groups several
-calls into one atomic commit (nested blocks become savepoints). One connection serves all
-threads under an internal lock, so calls are serialised; open one store per process.
+to disk. Writes are short `BEGIN IMMEDIATE` transactions, or a single statement committed
+on its own; `transaction()` groups several calls into one atomic commit (a nested
+`transaction()` block is a savepoint; a method's own statements inside a transaction join
+it without one: if one fails, the exception rolls the whole transaction back). One
+connection serves all threads under an internal lock, so calls are serialised; open one
+store per process.
 
-`transaction(durable=False)` commits without waiting for the disk: the commit survives a
-crash of the process (`kill -9`: it is in the operating system's cache) and reaches the
-disk with the next durable commit, whose fsync of the write-ahead log (one file, appended
-in commit order) carries every earlier commit with it. Use it only when a durable commit
-follows before anything outside the process depends on it (the service: a decision's rows
-are committed so, then `mark_sent`, durable, comes before the order is sent).
+`transaction(durable=False)` (and `durable=False` of `mark_sent`, `record_outcome`) commits
+without waiting for the disk (`synchronous=NORMAL`): the commit survives a crash of the
+process (`kill -9`: it is in the operating system's cache) and reaches the disk with the next
+durable commit or checkpoint, whose fsync of the write-ahead log (one file, appended in commit
+order) carries every earlier commit with it. The connection is switched between FULL and
+NORMAL only when a commit of the other kind comes, so the writes of an order (all not
+synced, in the service) switch nothing. Use it only when something durable stands for the
+commit before anything outside the process depends on it (the service: the fsynced
+`decision` audit record, see `rules_engine.service.decision_restore`). `checkpoint()` copies
+the log into the database off an order's way (the service's housekeeping).
 
 The order of a decision's life, and what a restart does with each status:
 
@@ -95,9 +102,26 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _DISK_ERRORS = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN})
 """SQLite's primary result codes for a disk that refuses writes."""
 
+CHECKPOINT_BACKSTOP_PAGES = 10_000
+"""With `defer_checkpoints`: the log size (pages of 4 KiB, about 1,000 orders) at which a
+commit checkpoints the log itself, should the regular checkpoints fall behind."""
+
 _BATCH = 500
 """Transactions of a store that is not durable committed together."""
 _DECISION_COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
+_INSERT_DECISION = (f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?) "
+                    "ON CONFLICT (cl_ord_id) DO NOTHING RETURNING rowid")
+_MARK_SENT = ("UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
+              f"WHERE cl_ord_id = ? AND status = 'pending' RETURNING {_DECISION_COLUMNS}")
+_RECORD_OUTCOME = {  # by the status recorded: the statuses it may replace (never a final one, never a later one)
+    status: ("UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ? AND status IN ("
+             + ",".join(f"'{s}'" for s in STATUSES if s not in FINAL_STATUSES and _RANK[s] <= _RANK[status])
+             + f") RETURNING {_DECISION_COLUMNS}")
+    for status in OUTCOME_STATUSES
+}
+_SAVE_SNAPSHOT = ("INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
+                  "ON CONFLICT (name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at")
+_SAVE_PART = "INSERT INTO engine_parts (name, data) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET data = excluded.data"
 
 
 class _Replayed(Exception):
@@ -175,6 +199,8 @@ class StateStore:
         self._clock = clock
         self._lock = threading.RLock()
         self._depth = 0
+        self._intent_memo: tuple[str, dict[str, Any]] | None = None  # the last intent read (`_decision`)
+        self._full = durable  # the connection's `synchronous` is FULL (else NORMAL, or OFF if not durable)
         self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -255,14 +281,8 @@ class StateStore:
         with self._lock:
             conn = self._open_conn()
             depth = self._depth
-            if depth == 0 and not durable and self._durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
-                try:
-                    with self._tx() as same:
-                        yield same
-                finally:
-                    conn.execute("PRAGMA synchronous=FULL")
-                return
+            if depth == 0 and self._durable and self._full != durable:
+                self._set_full(conn, durable)
             # A store that is not durable runs its transactions as savepoints of one long
             # transaction, committed every BATCH of them and on flush/close (nothing else reads it).
             outer = depth == 0 and self._durable
@@ -304,6 +324,61 @@ class StateStore:
             if depth == 0:
                 self._failure = None
 
+    def _set_full(self, conn: sqlite3.Connection, full: bool) -> None:
+        """Switch the connection's `synchronous` between FULL (a commit waits for the disk) and
+        NORMAL (it does not), outside any transaction. It stays so until a commit of the other
+        kind: an order's writes, all committed without waiting, switch nothing."""
+        try:
+            conn.execute("PRAGMA synchronous=FULL" if full else "PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            self._note_error(exc)
+            raise StateStoreError(f"state database {self.path}: cannot set the sync mode: {exc}") from None
+        self._full = full
+
+    def _write(self, sql: str, params: tuple[Any, ...], durable: bool = True) -> list[Any]:
+        """One write statement, its rows (`RETURNING`): inside a transaction, part of it (one
+        statement is atomic, no savepoint needed); else committed on its own, durable or not as
+        `_tx` would (a store that is not durable: in its batch, through `_tx`)."""
+        with self._lock:
+            conn = self._open_conn()
+            if self._depth:
+                try:
+                    return conn.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    self._note_error(exc)
+                    raise
+            if not self._durable:
+                with self._tx(durable) as inner:
+                    return inner.execute(sql, params).fetchall()
+            if self._full != durable:
+                self._set_full(conn, durable)
+            try:
+                rows = conn.execute(sql, params).fetchall()  # autocommit: fetched to the end, committed
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StateStoreError(f"state database {self.path}: write failed: {exc}") from None
+            self._failure = None
+            return rows
+
+    @contextmanager
+    def _joined(self) -> Iterator[sqlite3.Connection]:
+        """A few statements of one method: inside a transaction they join it without a
+        savepoint (if one fails the exception leaves the method and the transaction rolls
+        back: `transaction()` never commits a block that raised); else in a transaction of
+        their own (`_tx`)."""
+        with self._lock:
+            if not self._depth:
+                with self._tx() as conn:
+                    yield conn
+                return
+            try:
+                yield self._open_conn()
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                raise
+
     def _note_error(self, exc: BaseException) -> None:
         """Remember a write the disk refused (full, I/O error, read-only, cannot open)."""
         code = getattr(exc, "sqlite_errorcode", None)
@@ -316,6 +391,34 @@ class StateStore:
         """Why the last write failed on the disk, and since when (epoch seconds); None once a
         write succeeded again (see `probe`)."""
         return self._failure
+
+    def defer_checkpoints(self, backstop_pages: int = CHECKPOINT_BACKSTOP_PAGES) -> None:
+        """Leave the write-ahead log's checkpoints to `checkpoint` (called regularly off an
+        order's way: the service's housekeeping). A commit then runs one itself only once the
+        log holds `backstop_pages` pages (SQLite's default: 1,000, about 100 orders)."""
+        with self._lock:
+            self._open_conn().execute(f"PRAGMA wal_autocheckpoint={int(backstop_pages)}").fetchall()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database now (a passive checkpoint: it does not
+        wait for readers), and start the log over. SQLite otherwise runs one inside the commit
+        that takes the log past 1,000 pages (see `defer_checkpoints`), on that commit's way (two
+        fsyncs), and the commit after it syncs the restarted log's header; the service's
+        housekeeping calls this every second or so, off the way of an order."""
+        if not self._durable:
+            return
+        with self._lock:
+            try:
+                busy, frames, copied = self._open_conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:
+                self._note_error(exc)
+                raise StateStoreError(f"state database {self.path}: checkpoint failed: {exc}") from None
+            if not busy and frames > 0 and copied == frames:
+                # The next commit writes the log from its start again, and syncs the log's new
+                # header first: let that be this small write, not an order's commit.
+                self._write("INSERT INTO meta (key, value) VALUES ('checkpointed_at', ?) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (repr(self._clock()),), durable=self._full)
 
     def probe(self) -> bool:
         """Try one small durable write (the `meta` row `probe`); whether the disk takes it."""
@@ -363,13 +466,7 @@ class StateStore:
     def _save_snapshot(self, name: str, snapshot: Mapping[str, Any]) -> None:
         if not isinstance(snapshot, Mapping):
             raise TypeError(f"the {name} snapshot must be a mapping")
-        text = jsoncodec.dumps(snapshot, name)
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO snapshots (name, data, saved_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET data = excluded.data, saved_at = excluded.saved_at",
-                (name, text, self._clock()),
-            )
+        self._write(_SAVE_SNAPSHOT, (name, jsoncodec.dumps(snapshot, name), self._clock()))
 
     def _load_snapshot(self, name: str) -> dict[str, Any] | None:
         with self._reading() as conn:
@@ -420,20 +517,23 @@ class StateStore:
 
     def _write_engine_changes(self, base: Mapping[str, Any],
                               parts: Mapping[str, Mapping[str, Mapping[str, Any]] | None], complete: bool) -> None:
+        if not isinstance(base, Mapping):
+            raise TypeError("the engine snapshot must be a mapping")
+        base_text = jsoncodec.dumps(base, "engine")
         texts = [(name, None if part is None else jsoncodec.dumps(part, f"part {name!r}"))
                  for name, part in parts.items()]
-        with self._tx() as conn:
-            self._save_snapshot("engine", base)
+        with self._joined() as conn:
+            conn.execute(_SAVE_SNAPSHOT, ("engine", base_text, self._clock()))
             if complete:
                 conn.execute("DELETE FROM engine_parts")
             dropped = [(name,) for name, text in texts if text is None]
             if dropped:
                 conn.executemany("DELETE FROM engine_parts WHERE name = ?", dropped)
-            conn.executemany(
-                "INSERT INTO engine_parts (name, data) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET data = excluded.data",
-                [(name, text) for name, text in texts if text is not None],
-            )
+            kept = [(name, text) for name, text in texts if text is not None]
+            if len(kept) == 1:
+                conn.execute(_SAVE_PART, kept[0])
+            elif kept:
+                conn.executemany(_SAVE_PART, kept)
 
     def load_engine_snapshot(self) -> dict[str, Any] | None:
         """The last saved engine snapshot, Decimals included, exactly as given to
@@ -462,11 +562,17 @@ class StateStore:
     # ------------------------------------------------------------------ decisions
 
     def _decision(self, row: tuple[Any, ...], created: bool = False) -> OrderRecord:
+        text, memo = row[3], self._intent_memo
+        if memo is not None and memo[0] == text:  # the decision just recorded, sent, settled:
+            intent = memo[1]  # its intent read once (records are read-only, as `OrderRecord` is frozen)
+        else:
+            intent = jsoncodec.loads(text)
+            self._intent_memo = (text, intent)
         return OrderRecord(
             cl_ord_id=row[0],
             rule_id=row[1],
             decision_id=row[2],
-            intent=jsoncodec.loads(row[3]),
+            intent=intent,
             status=row[4],
             outcome=None if row[5] is None else jsoncodec.loads(row[5]),
             created_at=row[6],
@@ -493,28 +599,25 @@ class StateStore:
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
-        with self._tx() as conn:
-            existing = self._fetch(conn, cl_ord_id)
-            if existing is not None:
-                return same_decision(existing, rule_id, decision_id)
-            conn.execute(
-                f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, ?, NULL, ?)",
-                (cl_ord_id, rule_id, decision_id, intent_text, status, now, now),
-            )
-            return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
+        with self._lock:
+            if self._write(_INSERT_DECISION, (cl_ord_id, rule_id, decision_id, intent_text, status, now, now)):
+                return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now),
+                                      True)
+            with self._reading() as conn:
+                existing = self._require(conn, cl_ord_id)
+            return same_decision(existing, rule_id, decision_id)
 
     def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
         """pending -> sent; call right before the request leaves. Later statuses are kept.
         `durable=False` when the decision's fsynced audit record stands for it after a power
         cut (see `rules_engine.service.decision_restore`)."""
         now = self._clock()
-        with self._tx(durable) as conn:
-            conn.execute(
-                "UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
-                "WHERE cl_ord_id = ? AND status = 'pending'",
-                (now, now, cl_ord_id),
-            )
-            return self._require(conn, cl_ord_id)
+        with self._lock:
+            rows = self._write(_MARK_SENT, (now, now, cl_ord_id), durable)
+            if rows:
+                return self._decision(rows[0])
+            with self._reading() as conn:  # not pending (or not recorded): unchanged
+                return self._require(conn, cl_ord_id)
 
     def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
                        durable: bool = True) -> OrderRecord:
@@ -526,20 +629,12 @@ class StateStore:
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
-        with self._tx(durable) as conn:
-            row = conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE cl_ord_id = ?",
-                               (cl_ord_id,)).fetchone()
-            if row is None:
-                raise UnknownDecisionError(f"no decision is recorded with cl_ord_id {cl_ord_id!r}")
-            current = row[4]
-            if current in FINAL_STATUSES or _RANK[status] < _RANK[current]:
-                return self._decision(row)
-            now = self._clock()
-            conn.execute(
-                "UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ?",
-                (status, outcome_text, now, cl_ord_id),
-            )
-            return self._decision((*row[:4], status, outcome_text, row[6], row[7], now))
+        with self._lock:
+            rows = self._write(_RECORD_OUTCOME[status], (status, outcome_text, self._clock(), cl_ord_id), durable)
+            if rows:
+                return self._decision(rows[0])
+            with self._reading() as conn:  # a final status, or a later one: unchanged
+                return self._require(conn, cl_ord_id)
 
     def _require(self, conn: sqlite3.Connection, cl_ord_id: str) -> OrderRecord:
         decision = self._fetch(conn, cl_ord_id)
@@ -673,7 +768,7 @@ class StateStore:
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
         """Drop decided signals from the inbox (in the transaction that saves their decision)."""
-        with self._tx() as conn:
+        with self._joined() as conn:
             conn.executemany("DELETE FROM signal_inbox WHERE seq = ?", [(n,) for n in numbers])
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:

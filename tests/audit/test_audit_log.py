@@ -380,3 +380,33 @@ def test_a_synced_decision_costs_one_fsync_even_when_a_batch_is_due(tmp_path, mo
     assert len(calls) > 1, "the head file is replaced durably by the next sync"
     log.close()
     assert verify(tmp_path / "audit.jsonl").ok
+
+
+def test_the_fields_around_the_data_are_written_exactly_as_canonical_json_writes_them():
+    from rules_engine.audit.log import _rest_json
+    from rules_engine.audit.records import canonical_json
+
+    cases = [
+        {"seq": 1, "time": 1714557600.123, "kind": "decision", "rule_id": "buy-dip", "rule_hash": "a" * 64,
+         "mode": "live", "prev": "0" * 64},
+        {"seq": 2**40, "time": 1e-7, "kind": "trigger", "rule_id": None, "rule_hash": None, "mode": "dry-run",
+         "prev": "f" * 64},
+        {"seq": 3, "time": 0.0, "kind": "x", "rule_id": 'é"\\\n\u2028😀', "rule_hash": None, "mode": "validate",
+         "prev": "1" * 64},
+        {"seq": 4, "time": 1.5e300, "kind": "state", "rule_id": "r", "rule_hash": "b" * 64, "mode": "live",
+         "prev": "2" * 64},
+    ]
+    for rest in cases:
+        assert _rest_json(rest) == canonical_json(rest)
+    with pytest.raises(ValueError):  # not a finite time: refused as canonical JSON refuses it
+        _rest_json({**cases[0], "time": float("nan")})
+
+
+def test_short_texts_are_redacted_again_once_a_new_secret_is_registered():
+    from rules_engine.redact import Redactor
+
+    redactor = Redactor()
+    assert redactor.redact({"note": "pay tok-123"}) == {"note": "pay tok-123"}  # remembered as clean
+    redactor.register("tok-123")
+    assert redactor.redact({"note": "pay tok-123"}) == {"note": "pay ***"}
+    assert redactor.redact("pay tok-123") == "pay ***"

@@ -103,3 +103,34 @@ def test_logging_filter_masks_message_args_and_traceback():
     text = stream.getvalue()
     assert "s3cr3t-value" not in text
     assert "boom ***" in text and "RuntimeError" in text
+
+
+def test_redact_json_is_redact_of_to_jsonable_in_one_walk():
+    import dataclasses
+    import enum
+    from decimal import Decimal
+
+    from rules_engine.audit.records import to_jsonable
+    from rules_engine.redact import Redactor
+
+    class Side(enum.Enum):
+        BUY = "buy"
+
+    @dataclasses.dataclass
+    class Point:
+        x: Decimal
+        token: str
+
+    redactor = Redactor()
+    redactor.register("s3cr3t-value")
+    redactor.register("987654321")
+    samples = [
+        "plain", "has s3cr3t-value inside", 987654321, 12, True, None, 1.5, float("inf"), Decimal("1E+1"),
+        {"a": 1, "b": [1, 2.5, "s3cr3t-value", (3, "x")], "api_key": "abc", "token": None, "secret": True,
+         "nested": {"price": Decimal("70100.0"), "side": Side.BUY, "point": Point(Decimal("0.1"), "t")},
+         "nan": float("nan"), 5: "int key", "authorization": Decimal("1")},
+        [{"x": 987654321}, ("s3cr3t-value",), {1, 2}],
+        Point(Decimal("2"), "s3cr3t-value"),
+    ]
+    for sample in samples:
+        assert redactor.redact_json(sample, to_jsonable) == redactor.redact(to_jsonable(sample))
