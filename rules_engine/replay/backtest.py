@@ -203,6 +203,41 @@ class Ledger(OrderListener):
         if self._since_sample >= self._stride:
             self._sample(time)
 
+    def prices(self, items: Iterable[tuple[float, str, float | None, Any, Any]]) -> None:
+        """`price` of each item `(time, symbol, price, ...)` in order (items with no price are
+        skipped): the same figures, kept in locals between fills (replay's hot path)."""
+        mark, qty, asset_of = self._mark, self._qty, self._asset_of
+        equity, peak, drawdown, since = self.equity, self.peak, self.max_drawdown, self._since_sample
+        stride, started = self._stride, self.equity_start is not None
+        for time, symbol, price, _, _ in items:
+            if price is None:
+                continue
+            asset = asset_of.get(symbol, "")
+            if asset is None:
+                continue
+            old = mark.get(asset) if started and asset else None
+            if old is None:  # the first price of a symbol, or of the run: `price` does it
+                self.equity, self.peak, self.max_drawdown, self._since_sample = equity, peak, drawdown, since
+                self.price(symbol, price, time)
+                qty, equity, peak, drawdown = self._qty, self.equity, self.peak, self.max_drawdown
+                since, stride, started = self._since_sample, self._stride, self.equity_start is not None
+                continue
+            mark[asset] = price
+            held = qty.get(asset, 0.0)
+            if held:
+                equity += held * (price - old)
+            if equity > peak:
+                peak = equity
+            elif peak - equity > drawdown:
+                drawdown = peak - equity
+                self.max_drawdown_pct = drawdown / peak if peak > 0 else 0.0
+            since += 1
+            if since >= stride:
+                self.equity, self.peak, self.max_drawdown = equity, peak, drawdown
+                self._sample(time)
+                since, stride = self._since_sample, self._stride
+        self.equity, self.peak, self.max_drawdown, self._since_sample = equity, peak, drawdown, since
+
     def fire(self, row: dict[str, Any], open_orders: int, decision_id: str | None) -> None:
         """A settled fire's report row; written once its `open_orders` have ended."""
         row["waiting"] = bool(open_orders and decision_id is not None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import shutil
 import tempfile
 import weakref
@@ -28,6 +29,7 @@ from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
 from rules_engine.core.model import Rule, RuleSet
+from rules_engine.core.watch import Band
 from rules_engine.needs import rule_needs
 from rules_engine.pairs import default_registry
 from rules_engine.replay.backtest import Ledger
@@ -127,7 +129,7 @@ def run_replay(
     needs = rule_needs(ruleset)
     watched = needs.spot_symbols | needs.futures_symbols
     unwatched: Counter[str] = Counter()
-    last_price: dict[str, Decimal] = {}
+    last_price: dict[str, Decimal | str] = {}  # a candle's price stays text until it is needed
     held_back = 0
     runner: OfflineRunner | None = None
 
@@ -158,47 +160,67 @@ def run_replay(
         feed_price = runner.feed_price
         deferral = runner.deferral
         now, due, bands, held = deferral()
-        on_price = ledger.price
+        prices = ledger.prices
+        pending: list[Played] = []  # ticks whose prices the ledger has yet to see (before the next fill)
+        priced = pending.append
         appends: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}  # symbol -> its series'
-        for time, symbol, price, tick in stream:
+        quiet: dict[str, tuple[float, float] | None] = {}  # symbol -> its quiet band in floats
+        for item in stream:
+            time, symbol, value, exact, tick = item
             if symbol not in watched:
                 unwatched[symbol] += 1
                 continue
-            if tick is not None:  # a recorded tick (a candle's carries only its price)
+            if tick is not None:  # a recorded tick
                 price = tick.last
                 if price is None:
                     price = tick.mid
-            if price is not None:
-                last_price[symbol] = price
+                if price is not None:
+                    last_price[symbol] = price
+                    value = float(price)
+                    priced((time, symbol, value, None, None))
+            else:  # a candle's: its price as a float and as text (or a Decimal)
+                last_price[symbol] = exact  # type: ignore[assignment]  # never None for a candle's
+                priced(item)
+            if value is not None:
                 add = appends.get(symbol)
                 if add is None:
                     line = series[symbol] = PriceSeries()
                     add = appends[symbol] = (line.times.append, line.prices.append)
-                value = float(price)
                 add[0](time)
                 add[1](value)
-                on_price(symbol, value, time)
             if tick is not None:
+                prices(pending)
+                pending.clear()
                 feed_tick(tick)
                 now, due, bands, held = deferral()
-            elif price is not None:
-                # `feed_price`'s quiet-tick fast path, inlined (see `OfflineRunner.deferral`)
-                band = bands.get(symbol) if now <= time < due else None
-                if band is not None:
-                    low, high = band[0]
-                    if (low is None or low < price) and (high is None or price < high):
-                        held[symbol] = (time, symbol, price, None)
+                quiet = {}
+            elif value is not None:
+                # `feed_price`'s quiet-tick fast path, inlined (see `OfflineRunner.deferral`), on
+                # floats: strictly inside the band's edges as floats is strictly inside the band
+                if now <= time < due:
+                    edges = quiet.get(symbol, _UNSET)
+                    if edges is _UNSET:
+                        edges = quiet[symbol] = _float_band(bands.get(symbol))
+                    if edges is not None and edges[0] < value < edges[1]:
+                        held[symbol] = (time, symbol, exact, None)
                         count += 1
                         if time > end:
                             end = time
+                        if len(pending) >= _PENDING:
+                            prices(pending)
+                            pending.clear()
                         continue
-                feed_price(symbol, time, price)
+                prices(pending)
+                pending.clear()
+                feed_price(symbol, time, exact if type(exact) is Decimal else Decimal(exact))  # type: ignore[arg-type]
                 now, due, bands, held = deferral()
+                quiet = {}
             count += 1
             if time > end:
                 end = time
+        prices(pending)
         runner.finish(end)
-        ledger.last.update(last_price)
+        ledger.last.update({symbol: Decimal(price) for symbol, price in last_price.items()})
         ledger.finish(end, runner.open_orders())
         for file in data:
             unwatched.update(file.unknown_pairs)
@@ -225,6 +247,19 @@ def run_replay(
     finally:
         gc.set_threshold(*threshold)
         runner.close()
+
+
+_UNSET: Any = object()
+_PENDING = 4096  # quiet ticks at most before the ledger sees their prices
+
+
+def _float_band(bands: tuple[Band, Band] | None) -> tuple[float, float] | None:
+    """A symbol's quiet band (the first of `OfflineRunner.deferral`'s pair) as floats (open
+    ends infinite); None when there is none (or it is not known yet)."""
+    if bands is None:
+        return None
+    low, high = bands[0]
+    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
 
 def price_levels(ruleset: RuleSet) -> list[Level]:
@@ -254,7 +289,7 @@ def _error_where(rule: Rule | None, outcome: Outcome) -> str | None:
     return f"{source.file}:{source.line}" + (f" ({field})" if isinstance(field, str) else "")
 
 
-def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, Any]:
+def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal | str]) -> dict[str, Any]:
     """A fire's row in the report: where it is drawn (the trigger's symbol and price, else
     its order's market), what it did, its fills so far and how its run ended."""
     symbol = outcome.context.get("symbol")
@@ -263,7 +298,8 @@ def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, 
         orders = [i.pair for i in outcome.intents if isinstance(i, PlaceOrder)]
         symbol = orders[0] if orders else (next(iter(last_price)) if last_price else None)
     if price is None and symbol is not None:
-        price = last_price.get(symbol)
+        last = last_price.get(symbol)
+        price = None if last is None else Decimal(last)
     return {
         "time": outcome.time,
         "iso": iso(outcome.time),

@@ -165,8 +165,9 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        # the latest deferred tick per symbol (`feed_price`): time, symbol, price, its Tick if made
-        self._held: dict[str, tuple[float, str, Decimal, Tick | None]] = {}
+        # the latest deferred tick per symbol (`feed_price`): time, symbol, price (a Decimal, or
+        # its text), its Tick if made
+        self._held: dict[str, tuple[float, str, Decimal | str, Tick | None]] = {}
         self._bands: dict[str, tuple[Band, Band] | None] = {}
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
@@ -271,8 +272,9 @@ class OfflineRunner:
         """`feed_price`'s quiet-tick state, for a caller that inlines its fast path: `(now, due,
         bands, held)`. A candle tick at `time` of `symbol` with `now <= time < due` whose price
         is strictly inside `bands[symbol][0]` (present, not None) is deferred by setting
-        `held[symbol] = (time, symbol, price, None)`, exactly what `feed_price` does; anything
-        else goes to `feed_price`. Valid until the next call into the runner."""
+        `held[symbol] = (time, symbol, price, None)`, exactly what `feed_price` does (`price` may
+        be the price's text: it is made a Decimal when delivered); anything else goes to
+        `feed_price`. Valid until the next call into the runner."""
         return self.now, self._due, self._bands, self._held
 
     def _cooldowns_end_by(self, time: float) -> bool:
@@ -328,7 +330,9 @@ class OfflineRunner:
         self._held.clear()
         for time, symbol, price, tick in held:
             self.now = max(self.now, time)
-            self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
+            if tick is None:
+                tick = _candle_tick(time, symbol, price if type(price) is Decimal else Decimal(price))
+            self.driver.feed(tick)
 
     def _invalidate(self) -> None:
         """Something was delivered: the quiet bands and the next due time must be read again."""
