@@ -51,6 +51,7 @@ from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
+from rules_engine.replay.reads import tick_reads
 from rules_engine.state import StateStore, audit_log_path, database_path
 from rules_engine.state.scratch import ScratchStateStore
 
@@ -169,6 +170,7 @@ class OfflineRunner:
         # its text), its Tick if made
         self._held: dict[str, tuple[float, str, Decimal | str, Tick | None]] = {}
         self._bands: dict[str, tuple[Band, Band] | None] = {}
+        self._reads = tick_reads(ruleset)
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
@@ -214,6 +216,9 @@ class OfflineRunner:
         """Deliver one input event (after everything due before its time)."""
         if self._held:
             self._release()
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         if event.time > self.now:
             self.now = event.time
         self.driver.feed(event)
@@ -227,9 +232,11 @@ class OfflineRunner:
         its symbol (between the nearest crossing thresholds that can act, found in the
         engine's sorted level indexes, and the prices of the paper exchange's open orders)
         before anything is due (timer, deadline, expiry). The latest deferred tick of each
-        symbol is delivered, through the same driver, before the next event, so the engine
-        and the exchange see the same prices when it matters; a replay's cost then does not
-        grow with the rules that did not cross. `feed` delivers every tick."""
+        symbol is delivered, through the same driver, before the next event that may read
+        its price (any event but a spot tick that arrives with nothing due, whose rules'
+        reads `replay.reads` knows), so the engine and the exchange see the same prices when
+        it matters; a replay's cost then does not grow with the rules that did not cross.
+        `feed` delivers every tick."""
         price = tick.last
         if price is not None and tick.bid is price and tick.ask is price and tick.market == "spot":
             self.feed_price(tick.symbol, tick.time, price, tick)
@@ -296,7 +303,14 @@ class OfflineRunner:
     def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
         bands = dict(self._bands)
-        self.feed(tick)
+        if self._held:
+            # With nothing due, a spot tick can only fire the rules that watch its symbol:
+            # the ticks held back of symbols they cannot read wait (`replay.reads`).
+            reads = None
+            if tick.market == "spot" and self.now <= tick.time < self._due:
+                reads = self._reads.get(tick.symbol)
+            self._release(None if reads is None else (*reads, tick.symbol))
+        self._deliver(tick)
         if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved
             bands.pop(tick.symbol, None)
             self._bands = bands
@@ -325,9 +339,13 @@ class OfflineRunner:
                  if t is not None]
         return min(times) if times else math.inf
 
-    def _release(self) -> None:
-        held = sorted(self._held.values(), key=itemgetter(0))
-        self._held.clear()
+    def _release(self, symbols: Iterable[str] | None = None) -> None:
+        """Deliver the ticks held back (of `symbols` only, if given), in time order."""
+        if symbols is None:
+            held = sorted(self._held.values(), key=itemgetter(0))
+            self._held.clear()
+        else:
+            held = sorted((self._held.pop(s) for s in set(symbols) if s in self._held), key=itemgetter(0))
         for time, symbol, price, tick in held:
             self.now = max(self.now, time)
             if tick is None:

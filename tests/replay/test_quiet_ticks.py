@@ -9,6 +9,7 @@ import pytest
 
 from rules_engine.replay.data import candle_ticks, merged_ticks
 from rules_engine.replay.describe import end_text, fill_text, outcome_text
+from rules_engine.replay.reads import tick_reads
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import load_rules_text
 
@@ -174,3 +175,55 @@ def test_ticks_are_not_held_back_while_a_paper_futures_order_rests():
     fired, orders, positions = stories[0]
     assert any(status == "filled" for _, status, _, _ in orders) and positions, "the walk fills the resting bid"
     assert stories[1] == stories[0]
+
+
+CROSS_RULES = """\
+version: 1
+rules:
+  - id: xbt-dip
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69950, rearm: "0.02%"}]
+    cooldown: 2m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+  - id: eth-rip-sells-xbt
+    triggers: [{type: price, symbol: ETHUSD, crosses_above: 2502, rearm: "0.02%"}]
+    cooldown: 2m
+    actions: [{type: place_order, pair: XBTUSD, side: sell, ordertype: market, volume: 0.01}]
+  - id: sol-dip
+    triggers: [{type: price, symbol: SOLUSD, crosses_below: 149.5, rearm: "0.05%"}]
+    actions: [{type: log, message: "sol {price}"}]
+"""
+
+
+def test_tick_reads_name_what_the_rules_a_tick_can_fire_may_read():
+    loaded = load_rules_text(CROSS_RULES + RULES.removeprefix("version: 1\nrules:\n"))
+    assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+    reads = tick_reads(loaded.ruleset)
+    assert reads["SOLUSD"] == {"SOLUSD"}
+    assert reads["XBTUSD"] is None  # rip-limit-sell reads price_of('ETHUSD')
+    assert reads["ETHUSD"] is None  # cross-read reads price_of('XBTUSD')
+    loaded = load_rules_text(CROSS_RULES)
+    assert tick_reads(loaded.ruleset) == {"XBTUSD": {"XBTUSD"}, "ETHUSD": {"ETHUSD", "XBTUSD"}, "SOLUSD": {"SOLUSD"}}
+    assert tick_reads(load_rules_text(FUTURES_RULES).ruleset) == {"XBTUSD": None}
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_tick_waits_only_for_the_held_ticks_its_rules_may_read(seed, monkeypatch):
+    """A fire releases only the held ticks of the symbols its rules read (an ETHUSD rule
+    that sells XBTUSD at market fills at the latest XBTUSD price): the same fires, fills,
+    wallet and audit as delivering every tick, with fewer ticks released."""
+    released = []
+    original = OfflineRunner._release
+    monkeypatch.setattr(OfflineRunner, "_release",
+                        lambda self, symbols=None: (released.append(symbols), original(self, symbols)))
+    ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 15, 400, seed)),
+                               _Files(walk("ETHUSD", 2500, 1.5, 400, seed + 10)),
+                               _Files(walk("SOLUSD", 150, 0.1, 400, seed + 20))]))
+    start = {"ZUSD": Decimal(100000), "XXBT": Decimal(1)}
+    every, wallet, _, _, audit = run(True, ticks, CROSS_RULES, start)
+    held, held_wallet, _, held_delivered, held_audit = run(False, ticks, CROSS_RULES, start)
+    assert held_delivered < len(ticks) / 2
+    assert sum(1 for o in every if o[3] and o[1] == "eth-rip-sells-xbt") > 3  # cross-pair fills
+    assert {frozenset(s) for s in released if s is not None} >= {
+        frozenset({"XBTUSD"}), frozenset({"ETHUSD", "XBTUSD"}), frozenset({"SOLUSD"})}
+    assert (held, held_wallet) == (every, wallet)
+    assert held_audit == audit
