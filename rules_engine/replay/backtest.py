@@ -424,14 +424,17 @@ class Ledger(OrderListener):
 
     def _rule_drawdowns(self, rule_ids: Iterable[str]) -> None:
         """A rule's equity (realised plus open lots at the marks) against its running peak."""
+        books, positions, asset_of, marks = self.books, self._positions, self._asset_of, self._mark
         for rule_id in rule_ids:
-            book = self._book(rule_id)
+            book = books.get(rule_id) or self._book(rule_id)
             value = book._realised_value
-            for pair, (size, cost) in self._positions.get(rule_id, {}).items():
-                asset = self._asset_of.get(pair)
-                mark = self._mark.get(asset) if asset else None
-                if mark is not None:
-                    value += size * mark - cost
+            held = positions.get(rule_id)
+            if held:
+                for pair, (size, cost) in held.items():
+                    asset = asset_of.get(pair)
+                    mark = marks.get(asset) if asset else None
+                    if mark is not None:
+                        value += size * mark - cost
             if value > book._peak:
                 book._peak = value
             elif book._peak - value > book.max_drawdown:
