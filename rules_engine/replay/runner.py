@@ -56,6 +56,7 @@ from rules_engine.state import StateStore, audit_log_path, database_path
 from rules_engine.state.scratch import ScratchStateStore
 
 _UNKNOWN: Any = object()
+_EVERY = "*"  # in `OfflineRunner._moved`: every symbol's band may have moved
 ACCOUNT = "paper"
 MODE = "dry-run"
 _ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
@@ -170,6 +171,7 @@ class OfflineRunner:
         # its text), its Tick if made
         self._held: dict[str, tuple[float, str, Decimal | str, Tick | None]] = {}
         self._bands: dict[str, tuple[Band, Band] | None] = {}
+        self._moved: set[str] = set()  # symbols ticked or traded in the current `_feed_now`
         self._reads = tick_reads(ruleset)
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
@@ -303,25 +305,34 @@ class OfflineRunner:
     def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
         bands = dict(self._bands)
+        moved = self._moved
+        moved.clear()
+        moved.add(tick.symbol)
         if self._held:
             # With nothing due, a spot tick can only fire the rules that watch its symbol:
             # the ticks held back of symbols they cannot read wait (`replay.reads`).
             reads = None
             if tick.market == "spot" and self.now <= tick.time < self._due:
                 reads = self._reads.get(tick.symbol)
+                if reads is not None:
+                    moved.update(reads)  # what its rules may read, they may trade
             self._release(None if reads is None else (*reads, tick.symbol))
         self._deliver(tick)
         if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved
             bands.pop(tick.symbol, None)
             self._bands = bands
+        elif _EVERY not in moved and not self._futures_busy():
+            # A symbol's band moves with its own crossings (its ticks) and its own paper orders:
+            # those of the symbols not ticked (the ticks held back were inside their bands) nor
+            # traded still hold. The paper Futures account reads every spot price when busy.
+            self._bands = {symbol: band for symbol, band in bands.items() if symbol not in moved}
         self._due = self._next_due()
 
     def _band(self, symbol: str) -> tuple[Band, Band] | None:
         """The quiet band (nothing changes) and the calm band (nothing fires or fills). None
         while the paper Futures account has an open order or position: spot prices move its
         marks, so every tick counts there."""
-        futures = self._futures.exchange
-        if futures.open_orders(self._futures.account) or futures.positions(self._futures.account):
+        if self._futures_busy():
             return None
         paper = self.exchange.quiet_band(symbol)
         quiet = self.engine.quiet_band("spot", symbol) if paper is not None else None
@@ -329,6 +340,10 @@ class OfflineRunner:
         if paper is None or quiet is None or calm is None:
             return None
         return narrow(quiet, paper), narrow(calm, paper)
+
+    def _futures_busy(self) -> bool:
+        futures = self._futures.exchange
+        return bool(futures.open_orders(self._futures.account) or futures.positions(self._futures.account))
 
     def _next_due(self) -> float:
         """Until when ticks may be deferred: the next timer, deadline or expiry (-inf while a
@@ -346,6 +361,7 @@ class OfflineRunner:
             self._held.clear()
         else:
             held = sorted((self._held.pop(s) for s in set(symbols) if s in self._held), key=itemgetter(0))
+        self._moved.update(symbol for _, symbol, _, _ in held)
         for time, symbol, price, tick in held:
             self.now = max(self.now, time)
             if tick is None:
@@ -405,6 +421,12 @@ class OfflineRunner:
             self.driver.feed(event)
         self._invalidate()
         self._settle()
+
+    def _traded(self, pair: str | None) -> None:
+        """An order of `pair` was placed or changed: its quiet band may have moved (a pair
+        the exchange does not know: any band may have)."""
+        info = self.exchange.pairs.get(pair) if pair else None
+        self._moved.add(info.altname if info is not None else _EVERY)
 
     def _remember_order(self, intent: PlaceOrder, report: ExecutionReport) -> None:
         outcome = self.recorder.decision(intent.decision_id or "")
@@ -512,10 +534,12 @@ class _Watcher(DriverObserver):
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
         self.activity += 1
         if isinstance(intent, PlaceOrder):
+            self.runner._traded(intent.pair)
             self.runner._remember_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
         self.activity += 1
+        self.runner._traded(update.pair)
         self.runner._note_order(update)
 
 

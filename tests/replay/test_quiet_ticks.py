@@ -191,6 +191,11 @@ rules:
   - id: sol-dip
     triggers: [{type: price, symbol: SOLUSD, crosses_below: 149.5, rearm: "0.05%"}]
     actions: [{type: log, message: "sol {price}"}]
+  - id: sol-rip-bids-xbt
+    triggers: [{type: price, symbol: SOLUSD, crosses_above: 150.3, rearm: "0.05%"}]
+    cooldown: 3m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 69900,
+               expire_after: 20m}]
 """
 
 
@@ -198,19 +203,21 @@ def test_tick_reads_name_what_the_rules_a_tick_can_fire_may_read():
     loaded = load_rules_text(CROSS_RULES + RULES.removeprefix("version: 1\nrules:\n"))
     assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
     reads = tick_reads(loaded.ruleset)
-    assert reads["SOLUSD"] == {"SOLUSD"}
+    assert reads["SOLUSD"] == {"SOLUSD", "XBTUSD"}
     assert reads["XBTUSD"] is None  # rip-limit-sell reads price_of('ETHUSD')
     assert reads["ETHUSD"] is None  # cross-read reads price_of('XBTUSD')
     loaded = load_rules_text(CROSS_RULES)
-    assert tick_reads(loaded.ruleset) == {"XBTUSD": {"XBTUSD"}, "ETHUSD": {"ETHUSD", "XBTUSD"}, "SOLUSD": {"SOLUSD"}}
+    assert tick_reads(loaded.ruleset) == {"XBTUSD": {"XBTUSD"}, "ETHUSD": {"ETHUSD", "XBTUSD"},
+                                          "SOLUSD": {"SOLUSD", "XBTUSD"}}
     assert tick_reads(load_rules_text(FUTURES_RULES).ruleset) == {"XBTUSD": None}
 
 
-@pytest.mark.parametrize("seed", [8, 9])
+@pytest.mark.parametrize("seed", [8, 11])
 def test_a_tick_waits_only_for_the_held_ticks_its_rules_may_read(seed, monkeypatch):
     """A fire releases only the held ticks of the symbols its rules read (an ETHUSD rule
-    that sells XBTUSD at market fills at the latest XBTUSD price): the same fires, fills,
-    wallet and audit as delivering every tick, with fewer ticks released."""
+    that sells XBTUSD at market fills at the latest XBTUSD price), and keeps the quiet bands
+    of the symbols it neither ticked nor traded (a SOLUSD rule's resting XBTUSD bid narrows
+    XBTUSD's): the same fires, fills, wallet and audit as delivering every tick."""
     released = []
     original = OfflineRunner._release
     monkeypatch.setattr(OfflineRunner, "_release",
@@ -223,7 +230,8 @@ def test_a_tick_waits_only_for_the_held_ticks_its_rules_may_read(seed, monkeypat
     held, held_wallet, _, held_delivered, held_audit = run(False, ticks, CROSS_RULES, start)
     assert held_delivered < len(ticks) / 2
     assert sum(1 for o in every if o[3] and o[1] == "eth-rip-sells-xbt") > 3  # cross-pair fills
+    assert any(o[3][0][0] > o[0] for o in every if o[1] == "sol-rip-bids-xbt" and o[3])  # a cross-pair bid rested, then filled
     assert {frozenset(s) for s in released if s is not None} >= {
-        frozenset({"XBTUSD"}), frozenset({"ETHUSD", "XBTUSD"}), frozenset({"SOLUSD"})}
+        frozenset({"XBTUSD"}), frozenset({"ETHUSD", "XBTUSD"}), frozenset({"SOLUSD", "XBTUSD"})}
     assert (held, held_wallet) == (every, wallet)
     assert held_audit == audit
