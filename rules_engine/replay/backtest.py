@@ -34,6 +34,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from rules_engine.core.trace import jsonable
 from rules_engine.pairs import PairInfo, PairRegistry
 from rules_engine.paper.orders import Order
@@ -106,10 +108,10 @@ class Spool:
     def __init__(self, path: Path):
         self.path = path
         self.count = 0
-        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed by close()
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._handle.write(_encode(row) + "\n")
+        self._handle.write(_encode(row) + b"\n")
         self.count += 1
 
     def close(self) -> None:
@@ -531,8 +533,19 @@ def _json_default(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else jsonable(value)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-"""Decimals as plain strings (`core.decimals.plain`; the C encoder does the rest)."""
+_json_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME  # as `json` does: to the default
+
+
+def _encode(row: Mapping[str, Any]) -> bytes:
+    """A row as one line of JSON (UTF-8), Decimals as plain strings (`core.decimals.plain`):
+    by orjson (about four times the standard encoder's speed), else by the standard encoder
+    (what orjson refuses, such as an integer beyond 64 bits). Rows hold no NaN floats (times
+    and marks), which orjson would write as null."""
+    try:
+        return orjson.dumps(row, default=_json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _json_encode(row).encode()
 
 
 def _inc(values: dict[str, Decimal], key: str, amount: Decimal) -> None:
