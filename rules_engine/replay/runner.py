@@ -400,7 +400,8 @@ class OfflineRunner:
 
     def close(self) -> None:
         """Close the state store and the audit log; remove the temporary folder."""
-        self.executor.close()
+        if self._cleanup is None:  # a kept state folder gets the final paper wallet (a temporary one goes)
+            self.executor.close()
         self.audit.close()
         self.store.close()
         if self._cleanup is not None:
