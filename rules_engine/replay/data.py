@@ -202,7 +202,7 @@ def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> It
             else:
                 blocks.append(_candle_blocks(f.symbol, f.candles(), f.interval))
     if len(blocks) == len(files):
-        return _merged_blocks(blocks)
+        return itertools.chain.from_iterable(_merged_blocks(blocks))  # no generator step per item
     streams: list[Iterator[Played]] = []
     candles = iter(blocks)
     for f in files:
@@ -218,10 +218,10 @@ def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> It
 _BLOCK = 4096  # items read from a file at a time
 
 
-def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played]:
+def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[list[Played]]:
     """The items of several time-ordered streams (each a function returning its next block,
-    empty at the end) merged by time; ties keep the streams' order. Each round yields every
-    item up to the earliest last time of the streams' blocks, sorted stably."""
+    empty at the end) merged by time, a list at a time; ties keep the streams' order. Each
+    round yields every item up to the earliest last time of the streams' blocks, sorted stably."""
     key = itemgetter(0)
     blocks: list[list[Played]] = [[] for _ in streams]
     live = list(range(len(streams)))
@@ -233,7 +233,7 @@ def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played
         if not live:
             return
         if len(live) == 1:
-            yield from blocks[live[0]]
+            yield blocks[live[0]]
             blocks[live[0]] = []
             continue
         limit = min(blocks[n][-1][0] for n in live)
@@ -248,7 +248,7 @@ def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played
                 batch += block[:cut]
                 blocks[n] = block[cut:]
         batch.sort(key=key)
-        yield from batch
+        yield batch
 
 
 def _candle_blocks(symbol: str, candles: Iterator[Candle], interval: float) -> Callable[[], list[Played]]:
