@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import math
 import shutil
 import tempfile
 import weakref
@@ -29,7 +28,6 @@ from typing import Any
 
 from rules_engine.core import PlaceOrder, RiskLimits
 from rules_engine.core.model import Rule, RuleSet
-from rules_engine.core.watch import Band
 from rules_engine.needs import rule_needs
 from rules_engine.pairs import default_registry
 from rules_engine.replay.backtest import Ledger
@@ -164,7 +162,6 @@ def run_replay(
         pending: list[Played] = []  # ticks whose prices the ledger has yet to see (before the next fill)
         priced = pending.append
         appends: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}  # symbol -> its series'
-        quiet: dict[str, tuple[float, float] | None] = {}  # symbol -> its quiet band in floats
         for item in stream:
             time, symbol, value, exact, tick = item
             if symbol not in watched:
@@ -193,16 +190,13 @@ def run_replay(
                 pending.clear()
                 feed_tick(tick)
                 now, due, bands, held = deferral()
-                quiet = {}
             elif value is not None:
                 # `feed_price`'s quiet-tick fast path, inlined (see `OfflineRunner.deferral`), on
                 # floats: strictly inside the band's edges as floats is strictly inside the band
                 if now <= time < due:
-                    edges = quiet.get(symbol, _UNSET)
-                    if edges is _UNSET:
-                        edges = quiet[symbol] = _float_band(bands.get(symbol))
-                    if edges is not None and edges[0] < value < edges[1]:
-                        held[symbol] = (time, symbol, exact, None)
+                    band = bands.get(symbol)
+                    if band is not None and band[2][0] < value < band[2][1]:
+                        held[symbol] = item
                         count += 1
                         if time > end:
                             end = time
@@ -214,7 +208,6 @@ def run_replay(
                 pending.clear()
                 feed_price(symbol, time, exact if type(exact) is Decimal else Decimal(exact))  # type: ignore[arg-type]
                 now, due, bands, held = deferral()
-                quiet = {}
             count += 1
             if time > end:
                 end = time
@@ -249,17 +242,7 @@ def run_replay(
         runner.close()
 
 
-_UNSET: Any = object()
 _PENDING = 4096  # quiet ticks at most before the ledger sees their prices
-
-
-def _float_band(bands: tuple[Band, Band] | None) -> tuple[float, float] | None:
-    """A symbol's quiet band (the first of `OfflineRunner.deferral`'s pair) as floats (open
-    ends infinite); None when there is none (or it is not known yet)."""
-    if bands is None:
-        return None
-    low, high = bands[0]
-    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
 
 def price_levels(ruleset: RuleSet) -> list[Level]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
@@ -61,6 +61,14 @@ ACCOUNT = "paper"
 MODE = "dry-run"
 _ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
 _RECENT_ENDS = 4096  # txids remembered to ignore a repeated final status
+
+
+class QuietBands(NamedTuple):
+    """A symbol's bands while nothing is due (see `OfflineRunner.feed_tick`)."""
+
+    quiet: Band  # nothing changes but the last price
+    calm: Band  # nothing fires or fills
+    edges: tuple[float, float]  # `quiet` as floats (open ends infinite)
 
 
 class OrderListener:
@@ -167,10 +175,10 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        # the latest deferred tick per symbol (`feed_price`): time, symbol, price (a Decimal, or
-        # its text), its Tick if made
-        self._held: dict[str, tuple[float, str, Decimal | str, Tick | None]] = {}
-        self._bands: dict[str, tuple[Band, Band] | None] = {}
+        # the latest deferred tick per symbol (`feed_price`): time, symbol, its price as a float
+        # (if known), its price (a Decimal, or its text), its Tick if made
+        self._held: dict[str, tuple[float, str, float | None, Decimal | str, Tick | None]] = {}
+        self._bands: dict[str, QuietBands | None] = {}
         self._moved: set[str] = set()  # symbols ticked or traded in the current `_feed_now`
         self._reads = tick_reads(ruleset)
         self._due = -math.inf
@@ -256,11 +264,11 @@ class OfflineRunner:
             if bands is _UNKNOWN:
                 bands = self._bands[symbol] = self._band(symbol)
             if bands is not None:
-                quiet, calm = bands
+                quiet, calm, _ = bands
                 if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
                     if time >= due:
                         self._end_cooldowns(time)
-                    self._held[symbol] = (time, symbol, price, tick)
+                    self._held[symbol] = (time, symbol, None, price, tick)
                     return
                 if time < due and (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
@@ -277,13 +285,14 @@ class OfflineRunner:
                     return
         self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
 
-    def deferral(self) -> tuple[float, float, dict[str, tuple[Band, Band] | None], dict[str, Any]]:
+    def deferral(self) -> tuple[float, float, dict[str, QuietBands | None], dict[str, Any]]:
         """`feed_price`'s quiet-tick state, for a caller that inlines its fast path: `(now, due,
         bands, held)`. A candle tick at `time` of `symbol` with `now <= time < due` whose price
-        is strictly inside `bands[symbol][0]` (present, not None) is deferred by setting
-        `held[symbol] = (time, symbol, price, None)`, exactly what `feed_price` does (`price` may
-        be the price's text: it is made a Decimal when delivered); anything else goes to
-        `feed_price`. Valid until the next call into the runner."""
+        `value` (a float) is strictly inside `bands[symbol].edges` (present, not None), and so
+        its price strictly inside the quiet band, is deferred by setting `held[symbol] = (time,
+        symbol, value, price, None)`, what `feed_price` does (`price` may be the price's text: it
+        is made a Decimal when delivered); anything else goes to `feed_price`. Valid until the
+        next call into the runner."""
         return self.now, self._due, self._bands, self._held
 
     def _cooldowns_end_by(self, time: float) -> bool:
@@ -328,7 +337,7 @@ class OfflineRunner:
             self._bands = {symbol: band for symbol, band in bands.items() if symbol not in moved}
         self._due = self._next_due()
 
-    def _band(self, symbol: str) -> tuple[Band, Band] | None:
+    def _band(self, symbol: str) -> QuietBands | None:
         """The quiet band (nothing changes) and the calm band (nothing fires or fills). None
         while the paper Futures account has an open order or position: spot prices move its
         marks, so every tick counts there."""
@@ -339,7 +348,10 @@ class OfflineRunner:
         calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None
         if paper is None or quiet is None or calm is None:
             return None
-        return narrow(quiet, paper), narrow(calm, paper)
+        low, high = quiet = narrow(quiet, paper)
+        # Rounding to float keeps the order: strictly inside the edges as floats is inside the band.
+        edges = (-math.inf if low is None else float(low), math.inf if high is None else float(high))
+        return QuietBands(quiet, narrow(calm, paper), edges)
 
     def _futures_busy(self) -> bool:
         futures = self._futures.exchange
@@ -361,8 +373,8 @@ class OfflineRunner:
             self._held.clear()
         else:
             held = sorted((self._held.pop(s) for s in set(symbols) if s in self._held), key=itemgetter(0))
-        self._moved.update(symbol for _, symbol, _, _ in held)
-        for time, symbol, price, tick in held:
+        self._moved.update(item[1] for item in held)
+        for time, symbol, _, price, tick in held:
             self.now = max(self.now, time)
             if tick is None:
                 tick = _candle_tick(time, symbol, price if type(price) is Decimal else Decimal(price))
