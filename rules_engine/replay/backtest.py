@@ -140,6 +140,7 @@ class Ledger(OrderListener):
         self.errors: list[dict[str, Any]] = []
         self.valuation = valuation
         self.lots: dict[str, deque[_Lot]] = {}
+        self._lots_of: dict[tuple[str, str], int] = {}  # (rule, pair) -> its lots open in `lots`
         self.fees: dict[str, Decimal] = {}
         self.realised: dict[str, Decimal] = {}
         self.unrealised: dict[str, Decimal] = {}
@@ -475,6 +476,7 @@ class Ledger(OrderListener):
             remaining -= size
             if size == lot.size:
                 lots.popleft()
+                self._lots_of[lot.rule_id, fill.pair] -= 1
                 self._lot_closed(lot.rule_id, fill.time)
             else:
                 lot.size -= size
@@ -482,6 +484,7 @@ class Ledger(OrderListener):
             self._position(lot.rule_id, fill.pair, -lot.sign * size, -(lot.sign * size * lot.price + entry_fee))
         if remaining > 0:
             lots.append(_Lot(rule_id, sign, remaining, fill.price, fee_per_unit * remaining, fill.time))
+            self._lots_of[rule_id, fill.pair] = self._lots_of.get((rule_id, fill.pair), 0) + 1
             opened = fee_per_unit * remaining
             self._position(rule_id, fill.pair, sign * remaining, sign * remaining * fill.price + opened)
             self._lot_opened(rule_id, fill.time)
@@ -493,7 +496,7 @@ class Ledger(OrderListener):
         entry = pairs.setdefault(pair, [0.0, 0.0])
         entry[0] += float(size)
         entry[1] += float(cost)
-        if not any(lot.rule_id == rule_id for lot in self.lots.get(pair, ())):
+        if not self._lots_of.get((rule_id, pair)):  # no lot of the rule's left on the pair
             del pairs[pair]
             if not pairs:
                 del self._positions[rule_id]
