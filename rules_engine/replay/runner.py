@@ -325,10 +325,11 @@ class OfflineRunner:
                 reads = self._reads.get(tick.symbol)
                 if reads is not None:
                     moved.update(reads)  # what its rules may read, they may trade
-                    # its own deferred tick, inside its quiet band, is superseded by this one (a
-                    # crossing's change depends on its state and the new price only), as in the
-                    # calm path of `feed_price`
-                    self._held.pop(tick.symbol, None)
+                    if tick.last is not None and tick.bid is not None and tick.ask is not None:
+                        # its own deferred tick (inside its quiet band) is superseded by this one,
+                        # which sets every quote it set (a crossing's change depends on its state
+                        # and the new price only), as in the calm path of `feed_price`
+                        self._held.pop(tick.symbol, None)
             self._release(reads)
         self._deliver(tick)
         if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from rules_engine.core.events import make_tick
 from rules_engine.replay.data import candle_ticks, merged_ticks
 from rules_engine.replay.describe import end_text, fill_text, outcome_text
 from rules_engine.replay.reads import tick_reads
@@ -233,5 +234,36 @@ def test_a_tick_waits_only_for_the_held_ticks_its_rules_may_read(seed, monkeypat
     assert any(o[3][0][0] > o[0] for o in every if o[1] == "sol-rip-bids-xbt" and o[3])  # a cross-pair bid rested, then filled
     assert {frozenset(s) for s in released if s is not None} >= {
         frozenset({"XBTUSD"}), frozenset({"ETHUSD", "XBTUSD"}), frozenset({"SOLUSD", "XBTUSD"})}
+    assert (held, held_wallet) == (every, wallet)
+    assert held_audit == audit
+
+
+MID_RULES = """\
+version: 1
+rules:
+  - id: xbt-mid
+    triggers: [{type: price, symbol: XBTUSD, field: mid, crosses_above: 70020, rearm: "0.01%"}]
+    actions: [{type: log, message: "mid {price} last {last}"}]
+  - id: xbt-last
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69980, rearm: "0.01%"}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+"""
+
+
+def test_a_recorded_tick_without_a_last_price_does_not_supersede_a_deferred_one():
+    """Book ticks (best bid and ask, no last) among candle ticks of the same pair: the candle
+    tick deferred before a book tick still sets the last price its fire reads (`{last}`)."""
+    candles = walk("XBTUSD", 70000, 15, 300, 21)
+    rng = random.Random(5)
+    books = []
+    for n in range(0, len(candles), 3):
+        mid = candles[n].last + Decimal(rng.randint(-8, 8))
+        books.append(make_tick("XBTUSD", "spot", candles[n].time + 7.0, None, mid - 1, mid + 1, None))
+    ticks = sorted(candles + books, key=lambda t: t.time)
+    start = {"ZUSD": Decimal(100000)}
+    every, wallet, _, _, audit = run(True, ticks, MID_RULES, start)
+    held, held_wallet, _, held_delivered, held_audit = run(False, ticks, MID_RULES, start)
+    assert held_delivered < len(ticks) * 0.8
+    assert sum(1 for o in every if o[1] == "xbt-mid") > 5
     assert (held, held_wallet) == (every, wallet)
     assert held_audit == audit
