@@ -126,8 +126,9 @@ class Spool:
 
 
 class Ledger(OrderListener):
-    """See the module docstring. Call `price` for every tick, `fire` for every settled
-    outcome, `finish` at the end; it is the runner's `OrderListener`."""
+    """See the module docstring. Call `price` (or `prices`, for a run of ticks) for every
+    tick, `fire` for every settled outcome, `finish` at the end; it is the runner's
+    `OrderListener`."""
 
     def __init__(self, rule_ids: Sequence[str], registry: PairRegistry, spool: Path,
                  where: Mapping[str, str] | None = None, valuation: str | None = None):
