@@ -359,6 +359,7 @@ class OfflineRunner:
         return QuietBands(quiet, narrow(calm, paper), edges)
 
     def _futures_busy(self) -> bool:
+        """The paper Futures account has an open order or a position (spot prices move its marks)."""
         futures = self._futures.exchange
         return bool(futures.open_orders(self._futures.account) or futures.positions(self._futures.account))
 
