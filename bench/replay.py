@@ -168,6 +168,10 @@ def main() -> None:
         run = runs[scenario]
         print(f"  {scenario}, {run['rules']} rules at one level: {run['fires']:,} fires; {run['seconds']:.1f} s, "
               f"{_rates(run)}; reports {run['report_seconds']:.1f} s; peak RSS {run['peak_rss_mib']:.0f} MiB")
+    few, many = runs["one-level-few"], runs["one-level-many"]
+    print(f"  peak RSS vs fires: {few['fires']:,} fires {few['peak_rss_mib']:.0f} MiB, {many['fires']:,} fires "
+          f"{many['peak_rss_mib']:.0f} MiB ({many['peak_rss_mib'] - few['peak_rss_mib']:+.0f} MiB for "
+          f"{many['fires'] / max(1, few['fires']):.0f}x the fires; target: no growth)")
 
 
 def _rates(run: dict) -> str:

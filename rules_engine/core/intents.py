@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 from rules_engine.core.decimals import plain
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # an intent class -> its fields' names, in order
+
 
 @dataclass(frozen=True, kw_only=True)
 class Intent:
@@ -39,13 +41,16 @@ class Intent:
         built: dict[str, Any] | None = self.__dict__.get("_as_dict")
         if built is None:
             built = {"kind": self.kind}
-            for f in fields(self):
-                value = getattr(self, f.name)
+            names = _FIELD_NAMES.get(type(self))
+            if names is None:
+                names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+            for name in names:
+                value = getattr(self, name)
                 if isinstance(value, Decimal):
                     value = plain(value)
                 elif isinstance(value, tuple):
                     value = list(value)
-                built[f.name] = value
+                built[name] = value
             object.__setattr__(self, "_as_dict", built)
         return {k: list(v) if type(v) is list else v for k, v in built.items()}
 

@@ -291,7 +291,8 @@ class EngineState:
             "rules": {},
             "watches": {},
             "fire_seq": {},
-            "kill_switch": dataclasses.asdict(self.kill),
+            "kill_switch": {"engaged": self.kill.engaged, "since": self.kill.since, "reason": self.kill.reason,
+                            "count": self.kill.count},  # dataclasses.asdict(self.kill), without its recursion
             "balances": self.balances.to_json(),
             "orders": [o.to_json() for o in self.orders],
             "inflight": {key: f.to_json() for key, f in self.inflight.items()},

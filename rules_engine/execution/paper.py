@@ -90,6 +90,8 @@ class PaperExecutor:
 
     def advance(self, now: float) -> list[Event]:
         """Let time pass with no price change (expiries, scheduled starts, dead man's switch)."""
+        if self.exchange.idle and (self.futures is None or self.futures.exchange.idle):
+            return []  # nothing open, no dead man's switch: time changes nothing
         before = self._mark()
         self.exchange.advance(now)
         futures = self.futures.advance(now) if self.futures is not None else []

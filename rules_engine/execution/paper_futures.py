@@ -117,6 +117,9 @@ class PaperFutures:
             underlying = tick.symbol if self.exchange.products_of(tick.symbol) else None
         if underlying is None:
             return []
+        if self.exchange.idle:  # nothing can change but the mark
+            self.exchange.on_spot_price(underlying, price, tick.time)
+            return []
         before = self.mark()
         self.exchange.on_spot_price(underlying, price, tick.time)
         return self.events(before, tick.time)

@@ -85,9 +85,12 @@ def _invalid(field: str) -> ExchangeError:
     return ExchangeError(f"EGeneral:Invalid arguments:{field}")
 
 
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def valid_cl_ord_id(value: str) -> bool:
     """A long UUID, a 32-hex short UUID, or free ASCII text up to 18 characters."""
-    hexdigits = set("0123456789abcdefABCDEF")
+    hexdigits = _HEXDIGITS
     if len(value) == 36 and [len(p) for p in value.split("-")] == [8, 4, 4, 4, 12]:
         return set(value.replace("-", "")) <= hexdigits
     if len(value) == 32 and set(value) <= hexdigits:

@@ -118,6 +118,9 @@ class FuturesExchange:
         initial_margin: Decimal = Decimal("0.02"),
     ):
         self.products = {p.symbol: p for p in products}
+        self._of_underlying: dict[str, list[Product]] = {}
+        for product in self.products.values():
+            self._of_underlying.setdefault(product.underlying, []).append(product)
         self.maker_fee, self.taker_fee, self.initial_margin = maker_fee, taker_fee, initial_margin
         self.orders: dict[str, FuturesOrder] = {}
         self.fills: list[FuturesFill] = []
@@ -346,6 +349,11 @@ class FuturesExchange:
                 cancelled += self.cancel_all(account, now)
         return cancelled
 
+    @property
+    def idle(self) -> bool:
+        """No order is open and no dead man's switch is armed: a spot price moves only the marks."""
+        return not self._dead_man and not any(o.is_open for o in self.orders.values())
+
     def on_spot_price(self, altname: str, price: Decimal, now: float) -> list[FuturesFill]:
         """The spot price of `altname` moved: move marks, trigger and fill."""
         self._spot[altname] = Decimal(price)
@@ -358,7 +366,7 @@ class FuturesExchange:
         return fills
 
     def products_of(self, altname: str) -> list[Product]:
-        return [p for p in self.products.values() if p.underlying == altname]
+        return list(self._of_underlying.get(altname, ()))
 
     # ------------------------------------------------------------------ persistence
 

@@ -34,6 +34,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from rules_engine.core.trace import jsonable
 from rules_engine.pairs import PairInfo, PairRegistry
 from rules_engine.paper.orders import Order
@@ -106,10 +108,10 @@ class Spool:
     def __init__(self, path: Path):
         self.path = path
         self.count = 0
-        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed by close()
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self._handle.write(_encode(row) + "\n")
+        self._handle.write(_encode(row) + b"\n")
         self.count += 1
 
     def close(self) -> None:
@@ -124,8 +126,9 @@ class Spool:
 
 
 class Ledger(OrderListener):
-    """See the module docstring. Call `price` for every tick, `fire` for every settled
-    outcome, `finish` at the end; it is the runner's `OrderListener`."""
+    """See the module docstring. Call `price` (or `prices`, for a run of ticks) for every
+    tick, `fire` for every settled outcome, `finish` at the end; it is the runner's
+    `OrderListener`."""
 
     def __init__(self, rule_ids: Sequence[str], registry: PairRegistry, spool: Path,
                  where: Mapping[str, str] | None = None, valuation: str | None = None):
@@ -138,6 +141,7 @@ class Ledger(OrderListener):
         self.errors: list[dict[str, Any]] = []
         self.valuation = valuation
         self.lots: dict[str, deque[_Lot]] = {}
+        self._lots_of: dict[tuple[str, str], int] = {}  # (rule, pair) -> its lots open in `lots`
         self.fees: dict[str, Decimal] = {}
         self.realised: dict[str, Decimal] = {}
         self.unrealised: dict[str, Decimal] = {}
@@ -202,6 +206,41 @@ class Ledger(OrderListener):
         self._since_sample += 1
         if self._since_sample >= self._stride:
             self._sample(time)
+
+    def prices(self, items: Iterable[tuple[float, str, float | None, Any, Any]]) -> None:
+        """`price` of each item `(time, symbol, price, ...)` in order (items with no price are
+        skipped): the same figures, kept in locals between fills (replay's hot path)."""
+        mark, qty, asset_of = self._mark, self._qty, self._asset_of
+        equity, peak, drawdown, since = self.equity, self.peak, self.max_drawdown, self._since_sample
+        stride, started = self._stride, self.equity_start is not None
+        for time, symbol, price, _, _ in items:
+            if price is None:
+                continue
+            asset = asset_of.get(symbol, "")
+            if asset is None:
+                continue
+            old = mark.get(asset) if started and asset else None
+            if old is None:  # the first price of a symbol, or of the run: `price` does it
+                self.equity, self.peak, self.max_drawdown, self._since_sample = equity, peak, drawdown, since
+                self.price(symbol, price, time)
+                qty, equity, peak, drawdown = self._qty, self.equity, self.peak, self.max_drawdown
+                since, stride, started = self._since_sample, self._stride, self.equity_start is not None
+                continue
+            mark[asset] = price
+            held = qty.get(asset, 0.0)
+            if held:
+                equity += held * (price - old)
+            if equity > peak:
+                peak = equity
+            elif peak - equity > drawdown:
+                drawdown = peak - equity
+                self.max_drawdown_pct = drawdown / peak if peak > 0 else 0.0
+            since += 1
+            if since >= stride:
+                self.equity, self.peak, self.max_drawdown = equity, peak, drawdown
+                self._sample(time)
+                since, stride = self._since_sample, self._stride
+        self.equity, self.peak, self.max_drawdown, self._since_sample = equity, peak, drawdown, since
 
     def fire(self, row: dict[str, Any], open_orders: int, decision_id: str | None) -> None:
         """A settled fire's report row; written once its `open_orders` have ended."""
@@ -389,14 +428,17 @@ class Ledger(OrderListener):
 
     def _rule_drawdowns(self, rule_ids: Iterable[str]) -> None:
         """A rule's equity (realised plus open lots at the marks) against its running peak."""
+        books, positions, asset_of, marks = self.books, self._positions, self._asset_of, self._mark
         for rule_id in rule_ids:
-            book = self._book(rule_id)
+            book = books.get(rule_id) or self._book(rule_id)
             value = book._realised_value
-            for pair, (size, cost) in self._positions.get(rule_id, {}).items():
-                asset = self._asset_of.get(pair)
-                mark = self._mark.get(asset) if asset else None
-                if mark is not None:
-                    value += size * mark - cost
+            held = positions.get(rule_id)
+            if held:
+                for pair, (size, cost) in held.items():
+                    asset = asset_of.get(pair)
+                    mark = marks.get(asset) if asset else None
+                    if mark is not None:
+                        value += size * mark - cost
             if value > book._peak:
                 book._peak = value
             elif book._peak - value > book.max_drawdown:
@@ -435,6 +477,7 @@ class Ledger(OrderListener):
             remaining -= size
             if size == lot.size:
                 lots.popleft()
+                self._lots_of[lot.rule_id, fill.pair] -= 1
                 self._lot_closed(lot.rule_id, fill.time)
             else:
                 lot.size -= size
@@ -442,6 +485,7 @@ class Ledger(OrderListener):
             self._position(lot.rule_id, fill.pair, -lot.sign * size, -(lot.sign * size * lot.price + entry_fee))
         if remaining > 0:
             lots.append(_Lot(rule_id, sign, remaining, fill.price, fee_per_unit * remaining, fill.time))
+            self._lots_of[rule_id, fill.pair] = self._lots_of.get((rule_id, fill.pair), 0) + 1
             opened = fee_per_unit * remaining
             self._position(rule_id, fill.pair, sign * remaining, sign * remaining * fill.price + opened)
             self._lot_opened(rule_id, fill.time)
@@ -453,7 +497,7 @@ class Ledger(OrderListener):
         entry = pairs.setdefault(pair, [0.0, 0.0])
         entry[0] += float(size)
         entry[1] += float(cost)
-        if not any(lot.rule_id == rule_id for lot in self.lots.get(pair, ())):
+        if not self._lots_of.get((rule_id, pair)):  # no lot of the rule's left on the pair
             del pairs[pair]
             if not pairs:
                 del self._positions[rule_id]
@@ -493,8 +537,19 @@ def _json_default(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else jsonable(value)
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-"""Decimals as plain strings (`core.decimals.plain`; the C encoder does the rest)."""
+_json_encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME  # as `json` does: to the default
+
+
+def _encode(row: Mapping[str, Any]) -> bytes:
+    """A row as one line of JSON (UTF-8), Decimals as plain strings (`core.decimals.plain`):
+    by orjson (about four times the standard encoder's speed), else by the standard encoder
+    (what orjson refuses, such as an integer beyond 64 bits). Rows hold no NaN floats (times
+    and marks), which orjson would write as null."""
+    try:
+        return orjson.dumps(row, default=_json_default, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _json_encode(row).encode()
 
 
 def _inc(values: dict[str, Decimal], key: str, amount: Decimal) -> None:

@@ -39,6 +39,7 @@ import bisect
 import heapq
 import itertools
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -175,30 +176,38 @@ def merged_ticks(files: Iterable[DataFile], skipped: Counter[str] | None = None)
     return heapq.merge(*streams, key=attrgetter("time"))
 
 
-Played = tuple[float, str, Decimal | None, Tick | None]
-"""An item of `played`: `(time, symbol, price, None)` for a candle's tick (bid = ask = last =
-price, spot; `played_tick` builds it), `(time, symbol, None, tick)` for a recorded one."""
+Played = tuple[float, str, float | None, "Decimal | str | None", Tick | None]
+"""An item of `played`: `(time, symbol, value, exact, None)` for a candle's tick (spot, bid =
+ask = last = the price; `value` is the price as a float, `exact` the price itself: the
+file's text, or a Decimal; `played_tick` builds the tick), `(time, symbol, None, None, tick)`
+for a recorded one. A candle's price stays text until a tick is made of it (replay's hot
+path: most ticks are deferred by a float comparison and never delivered)."""
 
 
 def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> Iterator[Played]:
-    """`merged_ticks`, without building a `Tick` for a candle's tick (replay's hot path: most
-    are deferred and never delivered, see `OfflineRunner.feed_price`). Candle files (whose rows
-    must be in time order) are read a block at a time and the blocks merged by one stable sort
-    (ties keep the files' order); recorded frames, whose times may step back, are merged tick by
-    tick as `merged_ticks` does."""
+    """`merged_ticks`, without building a `Tick` (or a Decimal) for a candle's tick (replay's
+    hot path: most are deferred and never delivered, see `OfflineRunner.feed_price`). Candle
+    files (whose rows must be in time order) are read a block at a time and the blocks merged
+    by one stable sort (ties keep the files' order); recorded frames, whose times may step
+    back, are merged tick by tick as `merged_ticks` does. The same rows are errors as for
+    `DataFile.candles` (a CSV row's numbers are checked as floats, and as Decimals where the
+    floats cannot tell)."""
     files = list(files)
     blocks: list[Callable[[], list[Played]]] = []
     for f in files:
         if f.format != "ws-jsonl":
             assert f.symbol is not None and f.interval is not None
-            blocks.append(_candle_blocks(f.symbol, f.candles(), f.interval))
+            if f.rows is None:
+                blocks.append(_csv_blocks(f.path, f.symbol, f.interval, f.format == "ohlcvt"))
+            else:
+                blocks.append(_candle_blocks(f.symbol, f.candles(), f.interval))
     if len(blocks) == len(files):
-        return _merged_blocks(blocks)
+        return itertools.chain.from_iterable(_merged_blocks(blocks))  # no generator step per item
     streams: list[Iterator[Played]] = []
     candles = iter(blocks)
     for f in files:
         if f.format == "ws-jsonl":
-            streams.append((t.time, t.symbol, None, t) for t in f.ticks(skipped=skipped))
+            streams.append((t.time, t.symbol, None, None, t) for t in f.ticks(skipped=skipped))
         else:
             streams.append(itertools.chain.from_iterable(iter(next(candles), [])))
     if len(streams) == 1:
@@ -209,10 +218,10 @@ def played(files: Iterable[DataFile], skipped: Counter[str] | None = None) -> It
 _BLOCK = 4096  # items read from a file at a time
 
 
-def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played]:
+def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[list[Played]]:
     """The items of several time-ordered streams (each a function returning its next block,
-    empty at the end) merged by time; ties keep the streams' order. Each round yields every
-    item up to the earliest last time of the streams' blocks, sorted stably."""
+    empty at the end) merged by time, a list at a time; ties keep the streams' order. Each
+    round yields every item up to the earliest last time of the streams' blocks, sorted stably."""
     key = itemgetter(0)
     blocks: list[list[Played]] = [[] for _ in streams]
     live = list(range(len(streams)))
@@ -224,7 +233,7 @@ def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played
         if not live:
             return
         if len(live) == 1:
-            yield from blocks[live[0]]
+            yield blocks[live[0]]
             blocks[live[0]] = []
             continue
         limit = min(blocks[n][-1][0] for n in live)
@@ -239,7 +248,7 @@ def _merged_blocks(streams: list[Callable[[], list[Played]]]) -> Iterator[Played
                 batch += block[:cut]
                 blocks[n] = block[cut:]
         batch.sort(key=key)
-        yield from batch
+        yield batch
 
 
 def _candle_blocks(symbol: str, candles: Iterator[Candle], interval: float) -> Callable[[], list[Played]]:
@@ -252,17 +261,73 @@ def _candle_blocks(symbol: str, candles: Iterator[Candle], interval: float) -> C
         items: list[Played] = []
         for start, open_, high, low, close, _ in islice(candles, max(1, _BLOCK // 4)):
             first, second = (low, high) if close >= open_ else (high, low)
-            items += ((start, symbol, open_, None), (start + quarter, symbol, first, None),
-                      (start + half, symbol, second, None), (start + three, symbol, close, None))
+            items += ((start, symbol, float(open_), open_, None), (start + quarter, symbol, float(first), first, None),
+                      (start + half, symbol, float(second), second, None),
+                      (start + three, symbol, float(close), close, None))
+        return items
+    return block
+
+
+def _csv_blocks(path: Path, symbol: str, interval: float, with_volume: bool) -> Callable[[], list[Played]]:
+    """`_candle_blocks` of a CSV file's candles, read without a Decimal per price: a row whose
+    prices, as floats, are positive, finite and ordered (low <= open, close <= high, prices
+    equal as floats written the same) is valid as Decimals too and plays the same path
+    (rounding to float keeps the order), and its prices stay text; any other row is read by
+    `_csv_row`, as `DataFile.candles` reads it (same candle, same errors)."""
+    lines = _lines(path)
+    quarter = interval * CANDLE_FRACTIONS[1]
+    half, three = 2 * quarter, 3 * quarter
+    islice = itertools.islice
+    inf = math.inf
+    previous = -inf
+
+    def block() -> list[Played]:
+        nonlocal previous
+        items: list[Played] = []
+        for number, line in islice(lines, max(1, _BLOCK // 4)):
+            text = line.strip()
+            if not text:
+                continue
+            cells = text.split(",")
+            if len(cells) >= 5 and number > 1:
+                try:
+                    start, o, h, low, c = (float(cells[0]), float(cells[1]), float(cells[2]), float(cells[3]),
+                                           float(cells[4]))
+                    good = (0.0 < low <= o <= h < inf and low <= c <= h and start > previous
+                            and (not with_volume or len(cells) < 6 or 0.0 < float(cells[5]) < inf))
+                except ValueError:
+                    good = False
+                if good and (low == o or o == h or low == c or c == h or c == o):
+                    good = _ties_exact(cells, o, h, low, c)
+                if good:
+                    previous = start
+                    ot, ct = cells[1], cells[4]
+                    if c >= o:
+                        items += ((start, symbol, o, ot, None), (start + quarter, symbol, low, cells[3], None),
+                                  (start + half, symbol, h, cells[2], None), (start + three, symbol, c, ct, None))
+                    else:
+                        items += ((start, symbol, o, ot, None), (start + quarter, symbol, h, cells[2], None),
+                                  (start + half, symbol, low, cells[3], None), (start + three, symbol, c, ct, None))
+                    continue
+            candle = _csv_row(path, number, cells, with_volume, None if previous == -inf else previous)
+            if candle is None:
+                continue
+            start, open_, high, low_, close, _ = candle
+            previous = start
+            first, second = (low_, high) if close >= open_ else (high, low_)
+            items += ((start, symbol, float(open_), open_, None), (start + quarter, symbol, float(first), first, None),
+                      (start + half, symbol, float(second), second, None),
+                      (start + three, symbol, float(close), close, None))
         return items
     return block
 
 
 def played_tick(item: Played) -> Tick:
     """The tick an item of `played` stands for."""
-    time, symbol, price, tick = item
+    time, symbol, _, exact, tick = item
     if tick is not None:
         return tick
+    price = exact if type(exact) is Decimal else Decimal(exact)  # type: ignore[arg-type]
     return make_tick(symbol, "spot", time, price, price, price, None)
 
 
@@ -367,42 +432,55 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} in a block read near byte {exc.start})") from None
 
 
+def _ties_exact(cells: list[str], o: float, h: float, low: float, c: float) -> bool:
+    """Whether every two of a row's prices that are equal as floats are written the same
+    (so they are equal as Decimals too; else `_csv_row` reads the row)."""
+    return ((low != o or cells[3] == cells[1]) and (o != h or cells[1] == cells[2])
+            and (low != c or cells[3] == cells[4]) and (c != h or cells[4] == cells[2])
+            and (c != o or cells[4] == cells[1]))
+
+
 def _csv_candles(path: Path, with_volume: bool = False) -> Iterator[Candle]:
     previous = None
-    new = tuple.__new__
     for number, line in _lines(path):
         text = line.strip()
         if not text:
             continue
-        cells = text.split(",")
-        if len(cells) >= 5 and number > 1:  # the usual row, read without a call per cell
-            try:
-                start = float(cells[0])
-                open_, high, low, close = Decimal(cells[1]), Decimal(cells[2]), Decimal(cells[3]), Decimal(cells[4])
-                volume = Decimal(cells[5]) if with_volume and len(cells) > 5 else _ZERO
-                good = (_ZERO < low <= open_ <= high and low <= close <= high and high.is_finite()
-                        and _ZERO <= volume and volume.is_finite()
-                        and (previous is None or start > previous))
-            except (ValueError, InvalidOperation):
-                good = False
-            if good:
-                previous = start
-                yield new(Candle, (start, open_, high, low, close, volume))
-                continue
-        if number == 1 and not _is_number(cells[0]):
-            continue  # a header line
-        def where(number: int = number) -> str:
-            return f"{path}:{number}"
+        candle = _csv_row(path, number, text.split(","), with_volume, previous)
+        if candle is not None:
+            previous = candle[0]
+            yield candle
 
-        if len(cells) < 5:
-            raise DataError(f"{where()}: expected timestamp,open,high,low,close[,volume,trades], "
-                            f"got {len(cells)} columns")
-        candle = _candle(cells, where, cells[5] if with_volume and len(cells) > 5 else None)
-        if previous is not None and candle[0] <= previous:
-            raise DataError(f"{where()}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
-                            "candles must be in time order")
-        previous = candle[0]
-        yield candle
+
+def _csv_row(path: Path, number: int, cells: list[str], with_volume: bool, previous: float | None) -> Candle | None:
+    """The candle of a CSV row's cells (None: the header line); `previous` is the time of the
+    row before. Raises `DataError` for a row that is not a candle after `previous`."""
+    if len(cells) >= 5 and number > 1:  # the usual row, read without a call per cell
+        try:
+            start = float(cells[0])
+            open_, high, low, close = Decimal(cells[1]), Decimal(cells[2]), Decimal(cells[3]), Decimal(cells[4])
+            volume = Decimal(cells[5]) if with_volume and len(cells) > 5 else _ZERO
+            good = (_ZERO < low <= open_ <= high and low <= close <= high and high.is_finite()
+                    and _ZERO <= volume and volume.is_finite()
+                    and (previous is None or start > previous))
+        except (ValueError, InvalidOperation):
+            good = False
+        if good:
+            return tuple.__new__(Candle, (start, open_, high, low, close, volume))
+    if number == 1 and not _is_number(cells[0]):
+        return None  # a header line
+
+    def where() -> str:
+        return f"{path}:{number}"
+
+    if len(cells) < 5:
+        raise DataError(f"{where()}: expected timestamp,open,high,low,close[,volume,trades], "
+                        f"got {len(cells)} columns")
+    candle = _candle(cells, where, cells[5] if with_volume and len(cells) > 5 else None)
+    if previous is not None and candle[0] <= previous:
+        raise DataError(f"{where()}: timestamp {candle[0]:g} is not after the previous row's {previous:g}; "
+                        "candles must be in time order")
+    return candle
 
 
 def _rest_candles(path: Path, registry: PairRegistry, pair_option: str) -> tuple[str, list[Candle]]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from time import gmtime, strftime
 from typing import Any
 
 from rules_engine.core import intents as it
 from rules_engine.core.decimals import plain
 from rules_engine.durations import format_duration
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome
+
+_YEAR_10000 = 253402300800.0
 
 
 def number(value: Decimal | int | str | None) -> str:
@@ -25,6 +28,8 @@ def number(value: Decimal | int | str | None) -> str:
 
 def iso(time: float) -> str:
     """`2026-01-01T00:02:00Z` (with milliseconds only when there are any)."""
+    if type(time) is float and time.is_integer() and 0 <= time < _YEAR_10000:  # the usual case, no datetime
+        return strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(time))
     moment = datetime.fromtimestamp(time, UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if moment.microsecond:

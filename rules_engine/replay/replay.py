@@ -127,7 +127,7 @@ def run_replay(
     needs = rule_needs(ruleset)
     watched = needs.spot_symbols | needs.futures_symbols
     unwatched: Counter[str] = Counter()
-    last_price: dict[str, Decimal] = {}
+    last_price: dict[str, Decimal | str] = {}  # a candle's price stays text until it is needed
     held_back = 0
     runner: OfflineRunner | None = None
 
@@ -158,47 +158,62 @@ def run_replay(
         feed_price = runner.feed_price
         deferral = runner.deferral
         now, due, bands, held = deferral()
-        on_price = ledger.price
+        prices = ledger.prices
+        pending: list[Played] = []  # ticks whose prices the ledger has yet to see (before the next fill)
+        priced = pending.append
         appends: dict[str, tuple[Callable[[float], None], Callable[[float], None]]] = {}  # symbol -> its series'
-        for time, symbol, price, tick in stream:
+        for item in stream:
+            time, symbol, value, exact, tick = item
             if symbol not in watched:
                 unwatched[symbol] += 1
                 continue
-            if tick is not None:  # a recorded tick (a candle's carries only its price)
+            if tick is not None:  # a recorded tick
                 price = tick.last
                 if price is None:
                     price = tick.mid
-            if price is not None:
-                last_price[symbol] = price
+                if price is not None:
+                    last_price[symbol] = price
+                    value = float(price)
+                    priced((time, symbol, value, None, None))
+            else:  # a candle's: its price as a float and as text (or a Decimal)
+                last_price[symbol] = exact  # type: ignore[assignment]  # never None for a candle's
+                priced(item)
+            if value is not None:
                 add = appends.get(symbol)
                 if add is None:
                     line = series[symbol] = PriceSeries()
                     add = appends[symbol] = (line.times.append, line.prices.append)
-                value = float(price)
                 add[0](time)
                 add[1](value)
-                on_price(symbol, value, time)
             if tick is not None:
+                prices(pending)
+                pending.clear()
                 feed_tick(tick)
                 now, due, bands, held = deferral()
-            elif price is not None:
-                # `feed_price`'s quiet-tick fast path, inlined (see `OfflineRunner.deferral`)
-                band = bands.get(symbol) if now <= time < due else None
-                if band is not None:
-                    low, high = band[0]
-                    if (low is None or low < price) and (high is None or price < high):
-                        held[symbol] = (time, symbol, price, None)
+            elif value is not None:
+                # `feed_price`'s quiet-tick fast path, inlined (see `OfflineRunner.deferral`), on
+                # floats: strictly inside the band's edges as floats is strictly inside the band
+                if now <= time < due:
+                    band = bands.get(symbol)
+                    if band is not None and band[2][0] < value < band[2][1]:
+                        held[symbol] = item
                         count += 1
                         if time > end:
                             end = time
+                        if len(pending) >= _PENDING:
+                            prices(pending)
+                            pending.clear()
                         continue
-                feed_price(symbol, time, price)
+                prices(pending)
+                pending.clear()
+                feed_price(symbol, time, exact if type(exact) is Decimal else Decimal(exact))  # type: ignore[arg-type]
                 now, due, bands, held = deferral()
             count += 1
             if time > end:
                 end = time
+        prices(pending)
         runner.finish(end)
-        ledger.last.update(last_price)
+        ledger.last.update({symbol: Decimal(price) for symbol, price in last_price.items()})
         ledger.finish(end, runner.open_orders())
         for file in data:
             unwatched.update(file.unknown_pairs)
@@ -225,6 +240,9 @@ def run_replay(
     finally:
         gc.set_threshold(*threshold)
         runner.close()
+
+
+_PENDING = 4096  # quiet ticks at most before the ledger sees their prices
 
 
 def price_levels(ruleset: RuleSet) -> list[Level]:
@@ -254,7 +272,7 @@ def _error_where(rule: Rule | None, outcome: Outcome) -> str | None:
     return f"{source.file}:{source.line}" + (f" ({field})" if isinstance(field, str) else "")
 
 
-def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, Any]:
+def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal | str]) -> dict[str, Any]:
     """A fire's row in the report: where it is drawn (the trigger's symbol and price, else
     its order's market), what it did, its fills so far and how its run ended."""
     symbol = outcome.context.get("symbol")
@@ -263,7 +281,8 @@ def _fire_row(outcome: Outcome, last_price: Mapping[str, Decimal]) -> dict[str, 
         orders = [i.pair for i in outcome.intents if isinstance(i, PlaceOrder)]
         symbol = orders[0] if orders else (next(iter(last_price)) if last_price else None)
     if price is None and symbol is not None:
-        price = last_price.get(symbol)
+        last = last_price.get(symbol)
+        price = None if last is None else Decimal(last)
     return {
         "time": outcome.time,
         "iso": iso(outcome.time),

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
@@ -51,14 +51,24 @@ from rules_engine.needs import rule_needs
 from rules_engine.paper.exchange import PaperExchange
 from rules_engine.paper.orders import Order, OrderRequest
 from rules_engine.replay.outcomes import FillRecord, OrderEnd, Outcome, OutcomeRecorder
+from rules_engine.replay.reads import tick_reads
 from rules_engine.state import StateStore, audit_log_path, database_path
 from rules_engine.state.scratch import ScratchStateStore
 
 _UNKNOWN: Any = object()
+_EVERY = "*"  # in `OfflineRunner._moved`: every symbol's band may have moved
 ACCOUNT = "paper"
 MODE = "dry-run"
 _ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
 _RECENT_ENDS = 4096  # txids remembered to ignore a repeated final status
+
+
+class QuietBands(NamedTuple):
+    """A symbol's bands while nothing is due (see `OfflineRunner.feed_tick`)."""
+
+    quiet: Band  # nothing changes but the last price
+    calm: Band  # nothing fires or fills
+    edges: tuple[float, float]  # `quiet` as floats (open ends infinite)
 
 
 class OrderListener:
@@ -165,9 +175,12 @@ class OfflineRunner:
         self._listener = listener if listener is not None else OrderListener()
         self._by_order: dict[str, Outcome] = {}  # cl_ord_id and txid -> the fire that placed it, while open
         self._ended: dict[str, None] = {}  # the latest final txids (a repeated final status is ignored)
-        # the latest deferred tick per symbol (`feed_price`): time, symbol, price, its Tick if made
-        self._held: dict[str, tuple[float, str, Decimal, Tick | None]] = {}
-        self._bands: dict[str, tuple[Band, Band] | None] = {}
+        # the latest deferred tick per symbol (`feed_price`): time, symbol, its price as a float
+        # (if known), its price (a Decimal, or its text), its Tick if made
+        self._held: dict[str, tuple[float, str, float | None, Decimal | str, Tick | None]] = {}
+        self._bands: dict[str, QuietBands | None] = {}
+        self._moved: set[str] = set()  # symbols ticked or traded in the current `_feed_now`
+        self._reads = tick_reads(ruleset)
         self._due = -math.inf
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
@@ -213,6 +226,9 @@ class OfflineRunner:
         """Deliver one input event (after everything due before its time)."""
         if self._held:
             self._release()
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         if event.time > self.now:
             self.now = event.time
         self.driver.feed(event)
@@ -226,9 +242,11 @@ class OfflineRunner:
         its symbol (between the nearest crossing thresholds that can act, found in the
         engine's sorted level indexes, and the prices of the paper exchange's open orders)
         before anything is due (timer, deadline, expiry). The latest deferred tick of each
-        symbol is delivered, through the same driver, before the next event, so the engine
-        and the exchange see the same prices when it matters; a replay's cost then does not
-        grow with the rules that did not cross. `feed` delivers every tick."""
+        symbol is delivered, through the same driver, before the next event that may read
+        its price (any event but a spot tick that arrives with nothing due, whose rules'
+        reads `replay.reads` knows), so the engine and the exchange see the same prices when
+        it matters; a replay's cost then does not grow with the rules that did not cross.
+        `feed` delivers every tick."""
         price = tick.last
         if price is not None and tick.bid is price and tick.ask is price and tick.market == "spot":
             self.feed_price(tick.symbol, tick.time, price, tick)
@@ -246,11 +264,11 @@ class OfflineRunner:
             if bands is _UNKNOWN:
                 bands = self._bands[symbol] = self._band(symbol)
             if bands is not None:
-                quiet, calm = bands
+                quiet, calm, _ = bands
                 if (quiet[0] is None or quiet[0] < price) and (quiet[1] is None or price < quiet[1]):
                     if time >= due:
                         self._end_cooldowns(time)
-                    self._held[symbol] = (time, symbol, price, tick)
+                    self._held[symbol] = (time, symbol, None, price, tick)
                     return
                 if time < due and (calm[0] is None or calm[0] < price) and (calm[1] is None or price < calm[1]):
                     # fires nothing and fills nothing: it only re-arms crossings of this symbol,
@@ -267,12 +285,14 @@ class OfflineRunner:
                     return
         self._feed_now(tick if tick is not None else _candle_tick(time, symbol, price))
 
-    def deferral(self) -> tuple[float, float, dict[str, tuple[Band, Band] | None], dict[str, Any]]:
+    def deferral(self) -> tuple[float, float, dict[str, QuietBands | None], dict[str, Any]]:
         """`feed_price`'s quiet-tick state, for a caller that inlines its fast path: `(now, due,
         bands, held)`. A candle tick at `time` of `symbol` with `now <= time < due` whose price
-        is strictly inside `bands[symbol][0]` (present, not None) is deferred by setting
-        `held[symbol] = (time, symbol, price, None)`, exactly what `feed_price` does; anything
-        else goes to `feed_price`. Valid until the next call into the runner."""
+        `value` (a float) is strictly inside `bands[symbol].edges` (present, not None), and so
+        its price strictly inside the quiet band, is deferred by setting `held[symbol] = (time,
+        symbol, value, price, None)`, what `feed_price` does (`price` may be the price's text: it
+        is made a Decimal when delivered); anything else goes to `feed_price`. Valid until the
+        next call into the runner."""
         return self.now, self._due, self._bands, self._held
 
     def _cooldowns_end_by(self, time: float) -> bool:
@@ -294,25 +314,54 @@ class OfflineRunner:
     def _feed_now(self, tick: Tick) -> None:
         activity = self._watcher.activity
         bands = dict(self._bands)
-        self.feed(tick)
+        moved = self._moved
+        moved.clear()
+        moved.add(tick.symbol)
+        if self._held:
+            # With nothing due, a spot tick can only fire the rules that watch its symbol:
+            # the ticks held back of symbols they cannot read wait (`replay.reads`).
+            reads = None
+            if tick.market == "spot" and self.now <= tick.time < self._due:
+                reads = self._reads.get(tick.symbol)
+                if reads is not None:
+                    moved.update(reads)  # what its rules may read, they may trade
+                    if tick.last is not None and tick.bid is not None and tick.ask is not None:
+                        # its own deferred tick (inside its quiet band) is superseded by this one,
+                        # which sets every quote it set (a crossing's change depends on its state
+                        # and the new price only), as in the calm path of `feed_price`
+                        self._held.pop(tick.symbol, None)
+            self._release(reads)
+        self._deliver(tick)
         if self._watcher.activity == activity:  # nothing fired, nothing traded: only this symbol's band moved
             bands.pop(tick.symbol, None)
             self._bands = bands
+        elif _EVERY not in moved and not self._futures_busy():
+            # A symbol's band moves with its own crossings (its ticks) and its own paper orders:
+            # those of the symbols not ticked (the ticks held back were inside their bands) nor
+            # traded still hold. The paper Futures account reads every spot price when busy.
+            self._bands = {symbol: band for symbol, band in bands.items() if symbol not in moved}
         self._due = self._next_due()
 
-    def _band(self, symbol: str) -> tuple[Band, Band] | None:
+    def _band(self, symbol: str) -> QuietBands | None:
         """The quiet band (nothing changes) and the calm band (nothing fires or fills). None
         while the paper Futures account has an open order or position: spot prices move its
         marks, so every tick counts there."""
-        futures = self._futures.exchange
-        if futures.open_orders(self._futures.account) or futures.positions(self._futures.account):
+        if self._futures_busy():
             return None
         paper = self.exchange.quiet_band(symbol)
         quiet = self.engine.quiet_band("spot", symbol) if paper is not None else None
         calm = self.engine.quiet_band("spot", symbol, firing=True) if quiet is not None else None
         if paper is None or quiet is None or calm is None:
             return None
-        return narrow(quiet, paper), narrow(calm, paper)
+        low, high = quiet = narrow(quiet, paper)
+        # Rounding to float keeps the order: strictly inside the edges as floats is inside the band.
+        edges = (-math.inf if low is None else float(low), math.inf if high is None else float(high))
+        return QuietBands(quiet, narrow(calm, paper), edges)
+
+    def _futures_busy(self) -> bool:
+        """The paper Futures account has an open order or a position (spot prices move its marks)."""
+        futures = self._futures.exchange
+        return bool(futures.open_orders(self._futures.account) or futures.positions(self._futures.account))
 
     def _next_due(self) -> float:
         """Until when ticks may be deferred: the next timer, deadline or expiry (-inf while a
@@ -323,12 +372,19 @@ class OfflineRunner:
                  if t is not None]
         return min(times) if times else math.inf
 
-    def _release(self) -> None:
-        held = sorted(self._held.values(), key=itemgetter(0))
-        self._held.clear()
-        for time, symbol, price, tick in held:
+    def _release(self, symbols: Iterable[str] | None = None) -> None:
+        """Deliver the ticks held back (of `symbols` only, if given), in time order."""
+        if symbols is None:
+            held = sorted(self._held.values(), key=itemgetter(0))
+            self._held.clear()
+        else:
+            held = sorted((self._held.pop(s) for s in set(symbols) if s in self._held), key=itemgetter(0))
+        self._moved.update(item[1] for item in held)
+        for time, symbol, _, price, tick in held:
             self.now = max(self.now, time)
-            self.driver.feed(tick if tick is not None else _candle_tick(time, symbol, price))
+            if tick is None:
+                tick = _candle_tick(time, symbol, price if type(price) is Decimal else Decimal(price))
+            self.driver.feed(tick)
 
     def _invalidate(self) -> None:
         """Something was delivered: the quiet bands and the next due time must be read again."""
@@ -362,7 +418,8 @@ class OfflineRunner:
 
     def close(self) -> None:
         """Close the state store and the audit log; remove the temporary folder."""
-        self.executor.close()
+        if self._cleanup is None:  # a kept state folder gets the final paper wallet (a temporary one goes)
+            self.executor.close()
         self.audit.close()
         self.store.close()
         if self._cleanup is not None:
@@ -383,6 +440,12 @@ class OfflineRunner:
             self.driver.feed(event)
         self._invalidate()
         self._settle()
+
+    def _traded(self, pair: str | None) -> None:
+        """An order of `pair` was placed or changed: its quiet band may have moved (a pair
+        the exchange does not know: any band may have)."""
+        info = self.exchange.pairs.get(pair) if pair else None
+        self._moved.add(info.altname if info is not None else _EVERY)
 
     def _remember_order(self, intent: PlaceOrder, report: ExecutionReport) -> None:
         outcome = self.recorder.decision(intent.decision_id or "")
@@ -490,10 +553,12 @@ class _Watcher(DriverObserver):
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
         self.activity += 1
         if isinstance(intent, PlaceOrder):
+            self.runner._traded(intent.pair)
             self.runner._remember_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
         self.activity += 1
+        self.runner._traded(update.pair)
         self.runner._note_order(update)
 
 

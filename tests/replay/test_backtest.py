@@ -192,3 +192,41 @@ def test_holdings_from_the_start_count_at_their_first_price_and_their_price_chan
     assert totals["equity_start"] == pytest.approx(10000 + 3 * 100)
     pnl = float(D(totals["pnl"]["ZUSD"]))
     assert totals["equity_end"] == pytest.approx(totals["equity_start"] + pnl + 3 * (118 - 100))
+
+
+def test_the_ledger_figures_the_same_tick_by_tick_and_over_runs_of_ticks(tmp_path):
+    """`Ledger.prices` (replay's hot path, locals between fills) keeps exactly the figures of
+    `Ledger.price` called tick by tick: equity, peak, drawdown, the curve and each rule's drawdown."""
+    import random
+
+    from rules_engine.pairs import default_registry
+    from rules_engine.replay.backtest import Ledger
+    from rules_engine.replay.outcomes import FillRecord
+
+    rng = random.Random(3)
+    prices = {"XBTUSD": 70000.0, "ETHUSD": 2500.0, "NOPEUSD": 1.0}
+    ticks = []
+    for n in range(30000):
+        symbol = rng.choice(list(prices))
+        prices[symbol] *= 1 + rng.gauss(0, 0.002)
+        ticks.append((T0 + n, symbol, prices[symbol], None, None))
+    wallet = {"ZUSD": D(100000), "XXBT": D(2), "XETH": D(0)}
+    ledgers = [Ledger(["r"], default_registry(), tmp_path / str(n)) for n in range(2)]
+    for ledger in ledgers:
+        ledger.start(wallet)
+    for cut in range(0, len(ticks), 2500):  # a fill between runs of ticks
+        run = ticks[cut:cut + 2500]
+        for time, symbol, price, _, _ in run:
+            ledgers[0].price(symbol, price, time)
+        ledgers[1].prices(run)
+        time = run[-1][0]
+        fill = FillRecord(time, f"O{cut}", None, "ETHUSD", "buy", "market", D("0.5"), D(2500), D("5"), "r", None,
+                          {**wallet, "XETH": D("0.5") * (cut // 2500 + 1)}, "ZUSD")
+        for ledger in ledgers:
+            ledger.filled(fill)
+    a, b = ledgers
+    assert a.max_drawdown > 0 and len(a.curve_times) > 100
+    assert (a.equity, a.peak, a.max_drawdown, a.max_drawdown_pct) == (b.equity, b.peak, b.max_drawdown,
+                                                                      b.max_drawdown_pct)
+    assert a.curve() == b.curve()
+    assert a.books["r"].max_drawdown == b.books["r"].max_drawdown

@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from rules_engine.core.events import make_tick
 from rules_engine.replay.data import candle_ticks, merged_ticks
 from rules_engine.replay.describe import end_text, fill_text, outcome_text
+from rules_engine.replay.reads import tick_reads
 from rules_engine.replay.runner import OfflineRunner
 from rules_engine.rules import load_rules_text
 
@@ -174,3 +176,94 @@ def test_ticks_are_not_held_back_while_a_paper_futures_order_rests():
     fired, orders, positions = stories[0]
     assert any(status == "filled" for _, status, _, _ in orders) and positions, "the walk fills the resting bid"
     assert stories[1] == stories[0]
+
+
+CROSS_RULES = """\
+version: 1
+rules:
+  - id: xbt-dip
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69950, rearm: "0.02%"}]
+    cooldown: 2m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+  - id: eth-rip-sells-xbt
+    triggers: [{type: price, symbol: ETHUSD, crosses_above: 2502, rearm: "0.02%"}]
+    cooldown: 2m
+    actions: [{type: place_order, pair: XBTUSD, side: sell, ordertype: market, volume: 0.01}]
+  - id: sol-dip
+    triggers: [{type: price, symbol: SOLUSD, crosses_below: 149.5, rearm: "0.05%"}]
+    actions: [{type: log, message: "sol {price}"}]
+  - id: sol-rip-bids-xbt
+    triggers: [{type: price, symbol: SOLUSD, crosses_above: 150.3, rearm: "0.05%"}]
+    cooldown: 3m
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 69900,
+               expire_after: 20m}]
+"""
+
+
+def test_tick_reads_name_what_the_rules_a_tick_can_fire_may_read():
+    loaded = load_rules_text(CROSS_RULES + RULES.removeprefix("version: 1\nrules:\n"))
+    assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+    reads = tick_reads(loaded.ruleset)
+    assert reads["SOLUSD"] == {"SOLUSD", "XBTUSD"}
+    assert reads["XBTUSD"] is None  # rip-limit-sell reads price_of('ETHUSD')
+    assert reads["ETHUSD"] is None  # cross-read reads price_of('XBTUSD')
+    loaded = load_rules_text(CROSS_RULES)
+    assert tick_reads(loaded.ruleset) == {"XBTUSD": {"XBTUSD"}, "ETHUSD": {"ETHUSD", "XBTUSD"},
+                                          "SOLUSD": {"SOLUSD", "XBTUSD"}}
+    assert tick_reads(load_rules_text(FUTURES_RULES).ruleset) == {"XBTUSD": None}
+
+
+@pytest.mark.parametrize("seed", [8, 11])
+def test_a_tick_waits_only_for_the_held_ticks_its_rules_may_read(seed, monkeypatch):
+    """A fire releases only the held ticks of the symbols its rules read (an ETHUSD rule
+    that sells XBTUSD at market fills at the latest XBTUSD price), and keeps the quiet bands
+    of the symbols it neither ticked nor traded (a SOLUSD rule's resting XBTUSD bid narrows
+    XBTUSD's): the same fires, fills, wallet and audit as delivering every tick."""
+    released = []
+    original = OfflineRunner._release
+    monkeypatch.setattr(OfflineRunner, "_release",
+                        lambda self, symbols=None: (released.append(symbols), original(self, symbols)))
+    ticks = list(merged_ticks([_Files(walk("XBTUSD", 70000, 15, 400, seed)),
+                               _Files(walk("ETHUSD", 2500, 1.5, 400, seed + 10)),
+                               _Files(walk("SOLUSD", 150, 0.1, 400, seed + 20))]))
+    start = {"ZUSD": Decimal(100000), "XXBT": Decimal(1)}
+    every, wallet, _, _, audit = run(True, ticks, CROSS_RULES, start)
+    held, held_wallet, _, held_delivered, held_audit = run(False, ticks, CROSS_RULES, start)
+    assert held_delivered < len(ticks) / 2
+    assert sum(1 for o in every if o[3] and o[1] == "eth-rip-sells-xbt") > 3  # cross-pair fills
+    assert any(o[3][0][0] > o[0] for o in every if o[1] == "sol-rip-bids-xbt" and o[3])  # a cross-pair bid rested, then filled
+    assert {frozenset(s) for s in released if s is not None} >= {
+        frozenset({"XBTUSD"}), frozenset({"ETHUSD", "XBTUSD"}), frozenset({"SOLUSD", "XBTUSD"})}
+    assert (held, held_wallet) == (every, wallet)
+    assert held_audit == audit
+
+
+MID_RULES = """\
+version: 1
+rules:
+  - id: xbt-mid
+    triggers: [{type: price, symbol: XBTUSD, field: mid, crosses_above: 70020, rearm: "0.01%"}]
+    actions: [{type: log, message: "mid {price} last {last}"}]
+  - id: xbt-last
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69980, rearm: "0.01%"}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 0.01}]
+"""
+
+
+def test_a_recorded_tick_without_a_last_price_does_not_supersede_a_deferred_one():
+    """Book ticks (best bid and ask, no last) among candle ticks of the same pair: the candle
+    tick deferred before a book tick still sets the last price its fire reads (`{last}`)."""
+    candles = walk("XBTUSD", 70000, 15, 300, 21)
+    rng = random.Random(5)
+    books = []
+    for n in range(0, len(candles), 3):
+        mid = candles[n].last + Decimal(rng.randint(-8, 8))
+        books.append(make_tick("XBTUSD", "spot", candles[n].time + 7.0, None, mid - 1, mid + 1, None))
+    ticks = sorted(candles + books, key=lambda t: t.time)
+    start = {"ZUSD": Decimal(100000)}
+    every, wallet, _, _, audit = run(True, ticks, MID_RULES, start)
+    held, held_wallet, _, held_delivered, held_audit = run(False, ticks, MID_RULES, start)
+    assert held_delivered < len(ticks) * 0.8
+    assert sum(1 for o in every if o[1] == "xbt-mid") > 5
+    assert (held, held_wallet) == (every, wallet)
+    assert held_audit == audit

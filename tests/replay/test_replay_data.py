@@ -166,9 +166,40 @@ def test_replay_plays_the_merged_ticks_and_makes_a_candle_tick_only_on_demand(tm
     files = [open_data(tmp_path / "XBTUSD_1.csv"), open_data(tmp_path / "frames.jsonl")]
     items = list(played(files))
     assert [played_tick(item) for item in items] == list(merged_ticks(files))
-    assert [(time, symbol, price) for time, symbol, price, tick in items if tick is None][:2] == [
-        (1700000000.0, "XBTUSD", Decimal(10)), (1700000015.0, "XBTUSD", Decimal(9))]  # rising: low first
+    assert [(time, symbol, value, Decimal(exact)) for time, symbol, value, exact, tick in items if tick is None][:2] \
+        == [(1700000000.0, "XBTUSD", 10.0, Decimal(10)), (1700000015.0, "XBTUSD", 9.0, Decimal(9))]  # rising: low first
     assert [tick.bid for *_, tick in items if tick is not None] == [Decimal("9.9")]
+
+
+def test_played_reads_csv_rows_as_candles_does_even_where_floats_cannot_tell(tmp_path):
+    """`played` checks a CSV row's prices as floats; where floats tie it asks the Decimals, so
+    the same rows play (same path: rising or falling) and the same rows are refused."""
+    path = tmp_path / "XBTUSD_1.csv"
+    rows = ["time,open,high,low,close,volume,trades",  # a header
+            "60,10,12,9,11,1,1",
+            "120,1.00000000000000001,1.00000000000000002,1,1.0,1,1",  # close == open as floats only: falling
+            "180,5,5,5,5,0,1",  # a flat candle, no volume
+            "240,7, 8,6,1E+1,1e-3,1",  # close above high: refused below
+            ]
+    path.write_text("\n".join(rows[:4]) + "\n")
+    items = list(played([open_data(path)]))
+    assert [played_tick(item) for item in items] == list(open_data(path).ticks())
+    assert [Decimal(exact) for *_, exact, _ in items[4:8]] == [
+        Decimal("1.00000000000000001"), Decimal("1.00000000000000002"), Decimal(1), Decimal("1.0")]
+    refused = 0
+    for last in (rows[4], "300,2,1.5,1,1.2,1,1", "300,2,3,1,2,-0.0000000000000000000000000000001,1", "30,2,3,1,2,1,1",
+                 "300,nan,3,1,2,1,1", "300,2,1e400,1,2,1,1", "300,2,3,1,2,0,1", "300,1_0,1_1,9,10.5,1,1"):
+        path.write_text("\n".join([*rows[1:4], last]) + "\n")
+        try:
+            expected = list(open_data(path).ticks())
+        except DataError as exc:
+            with pytest.raises(DataError) as replayed:
+                list(played([open_data(path)]))
+            assert str(replayed.value) == str(exc)
+            refused += 1
+        else:
+            assert [played_tick(item) for item in played([open_data(path)])] == expected
+    assert refused == 5
 
 
 def book(kind, bids, asks, stamp=None, symbol="BTC/USD"):
