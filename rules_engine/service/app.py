@@ -59,6 +59,7 @@ from rules_engine.service.audit_tap import AuditTap
 from rules_engine.service.backend import open_backend
 from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
+from rules_engine.service.ha import HaCell
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
@@ -208,6 +209,8 @@ class EngineService:
         self._stopped = asyncio.Event()
         self.visibility = Visibility(self)  # decision log, traces, readiness, status, notifications
         self.audit_tap: AuditTap | None = None  # the audit log as everything writes to it (watched)
+        self.cell: HaCell | None = None  # high availability: the key's lease, renewed (service.ha)
+        self.exit_code = 0  # `rules-engine run`'s: 3 after the engine stopped because another took its key
 
     # ------------------------------------------------------------------ listeners
 
@@ -254,9 +257,12 @@ class EngineService:
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
-        backend = open_backend(config, self.state_dir, clock=self.clock, accept_damaged=self.accept_damaged_audit,
-                               environ=self.environ)
-        self.audit, self.store, self.backend = backend.audit, backend.store, backend.describe
+        backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
+                                          accept_damaged=self.accept_damaged_audit, environ=self.environ)
+        self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
+        if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
+            self.cell.on_halt = self._on_cell_halted
+            self.visibility.readiness.add_check("lease", self.cell.problem)
         self.inbox = SignalInbox(self.store)
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
@@ -294,12 +300,15 @@ class EngineService:
             "warnings": [str(w) for w in result.warnings[:MAX_REPORTED_ERRORS]],
         }, sync=True)
         try:
+            options = self.executor_options if self.cell is None else self.cell.executor_options(self.executor_options)
             self.executor = build_executor(config, cli_live=self.cli_live, store=self.store, environ=self.environ,
-                                           **self.executor_options)
+                                           **options)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
+        takeover = None if self.cell is None else await asyncio.to_thread(  # fence, wait out deadlines
+            self.cell.take_over, self.executor, self.store, live=config.mode == "live")
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
@@ -314,6 +323,8 @@ class EngineService:
                              account_every=self._account_every(ruleset))
         # The load trace, orders left unresolved by a previous run, and the account, before any event.
         await asyncio.to_thread(self.driver.start, now)
+        if self.cell is not None and takeover is not None:  # reconciled by driver.start: the epoch acts now
+            self.cell.started(takeover, self.store, audit)
         self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change, clock=self.clock)
         initial = self.kill_switch.state
         if initial.engaged:
@@ -407,6 +418,15 @@ class EngineService:
         except ValueError as exc:
             raise StartupError(f"dead_man_switch: {exc}") from None
         self._spawn(self._keeper.run())
+
+    def _on_cell_halted(self, reason: str) -> None:
+        """Another engine took the key (any thread): stop, exit code 3 (`service.ha`)."""
+        def halt() -> None:
+            self.exit_code = 3
+            self._audit("error", data={"where": "lease", "error": reason})  # refused if fenced: logged then
+            self._spawn(self.stop())
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(halt)
 
     def _install_signal_handlers(self) -> None:
         loop = self._loop
@@ -832,6 +852,8 @@ class EngineService:
                 self.audit.close()
         if self.store is not None:
             self.store.close()
+        if self.cell is not None:  # after the last write: a standby may take the key at once
+            await asyncio.to_thread(self.cell.close)
         if self.started_at is not None:
             log.info("engine stopped")
 
