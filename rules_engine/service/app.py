@@ -257,6 +257,8 @@ class EngineService:
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
+        if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
+            await self._start_feeds(needs)  # (ticks are dropped until intake opens)
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
@@ -343,9 +345,8 @@ class EngineService:
                                         "payload": dict(pending.signal.payload), "restored": True})
             self._put(pending)
         self._consumer = asyncio.ensure_future(self._consume())
-        self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
-                                  clock=self.clock, options=self.feed_options)
-        await self._feeds.apply(needs)
+        if self._feeds is None:
+            await self._start_feeds(needs)
         self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
         if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
             self._spawn(self.private_feed.run())
@@ -363,6 +364,11 @@ class EngineService:
         self.started_at = self.clock()
         log.info("engine started: mode=%s rules=%d http=%s:%d state_dir=%s", config.mode,
                  len(ruleset.rules), self.host, self.port, self.state_dir)
+
+    async def _start_feeds(self, needs: RuleNeeds) -> None:
+        self._feeds = MarketFeeds(self.config.endpoints, self.config.feed, self._on_tick, self._on_feed_status,
+                                  clock=self.clock, options=self.feed_options)
+        await self._feeds.apply(needs)
 
     def _account_every(self, ruleset: RuleSet) -> float | None:
         """How often to read the account again: only an executor that does not report fills

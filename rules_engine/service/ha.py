@@ -337,18 +337,32 @@ class HaCell:
         if live and spot is not None:
             self._measure_offset(spot)
             info.fence = self._fence(spot, store)
-        sent = [d for d in store.unresolved_decisions() if d.status != "pending"]
         info.unresolved = [d.cl_ord_id for d in store.unresolved_decisions()]
-        if sent and live:
-            latest = max(d.sent_at if d.sent_at is not None else d.created_at for d in sent)
-            wait = min(latest + ORDER_DEADLINE + 1.0 - time.time(), ORDER_DEADLINE + 1.0)
-            if wait > 0:
-                log.info("takeover: waiting %.1f s for the deadline of %d order(s) in flight", wait, len(sent))
-                self._sleep(wait)
-                info.waited_for_deadlines = round(wait, 3)
+        if live:
+            self._wait_for_deadlines(executor, store, info)
         crash_point("takeover.reconcile")  # fenced, deadlines passed, not yet looked up
         self.check()
         return info
+
+    def _wait_for_deadlines(self, executor: Any, store: EngineStore, info: Takeover) -> None:
+        """Wait until no order of a previous epoch can still be placed: the deadline (on
+        Kraken's clock, as the executor's lookup judges it) of every decision that may have
+        left, except those a first lookup already found (they need no proof of absence)."""
+        in_flight = []
+        for decision in store.unresolved_decisions():
+            if decision.status == "pending":
+                continue  # never marked sent: it cannot have left (marking it is fenced now)
+            report = executor.reconcile(decision)
+            if not report.result.ok:
+                in_flight.append(decision)
+        if not in_flight:
+            return
+        latest = max(d.sent_at if d.sent_at is not None else d.created_at for d in in_flight)
+        wait = min(latest + ORDER_DEADLINE + 1.1 - self.kraken_time(), ORDER_DEADLINE + 1.1)
+        if wait > 0:
+            log.info("takeover: waiting %.1f s for the deadline of %d order(s) not found yet", wait, len(in_flight))
+            self._sleep(wait)
+            info.waited_for_deadlines = round(wait, 3)
 
     def _measure_offset(self, spot: Any) -> None:
         try:

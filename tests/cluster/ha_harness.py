@@ -183,10 +183,11 @@ class HaEngine:
             raise AssertionError(f"engine exited with {self.process.returncode}:\n{self.text()}")
 
     def standing_by(self) -> HaEngine:
-        """Wait until it waits for the key (another engine holds it)."""
+        """Wait until it waits for the key (another engine holds it), its public feed connected."""
         def waiting() -> bool:
             self._alive()
-            return "standby for key" in self.text()
+            text = self.text()
+            return "standby for key" in text and 'msg="feed connected"' in text
         wait(waiting, 30, "standby waiting")
         return self
 

@@ -39,6 +39,8 @@ def world(e2e, pg_server, pg_dsn) -> Iterator[HaWorld]:
 def _takeover(world: HaWorld, point: str, dead_at: float, new: HaEngine) -> dict:
     new.leading()
     acting = time.time()
+    text = new.text()
+    assert text.index('msg="feed connected"') < text.index("took key")  # subscribed while standing by
     fence = world.fence_time_after(dead_at)
     assert fence is not None, "the new leader's first private call (the fence) is in the journal"
     TIMES.append((point, fence - dead_at, acting - dead_at))
