@@ -66,5 +66,7 @@ def crash_point(name: str) -> None:
     with _lock:
         _hits += 1
         hit = _hits == _TARGET[1] if _TARGET[2] == signal.SIGSTOP else _hits >= _TARGET[1]
-    if hit:
+    if hit and _TARGET[2] == signal.SIGSTOP:  # to this thread: it stops before its next step, not
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # after, as with the process's signal
+    elif hit:
         os.kill(os.getpid(), _TARGET[2])

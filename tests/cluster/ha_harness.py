@@ -79,8 +79,14 @@ class HaWorld:
                                              "lease_ttl": TTL}, **config)
         self.api_key = e2e.account.api_key if e2e.account is not None else ""
 
-    def engine(self, crash_at: str | None = None, env: dict[str, str] | None = None) -> HaEngine:
-        return HaEngine(self, crash_at, env)
+    def engine(self, crash_at: str | None = None, env: dict[str, str] | None = None,
+               config: dict[str, Any] | None = None) -> HaEngine:
+        """An engine; `config` overrides parts of the world's config (mappings merged one level)."""
+        merged = dict(self.config)
+        for key, value in (config or {}).items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+                else value
+        return HaEngine(self, crash_at, env, merged)
 
     # ------------------------------------------------------------------ the market
 
@@ -154,13 +160,14 @@ class HaWorld:
 class HaEngine:
     """One `rules-engine run --live` child on the world's key."""
 
-    def __init__(self, world: HaWorld, crash_at: str | None, env: dict[str, str] | None) -> None:
+    def __init__(self, world: HaWorld, crash_at: str | None, env: dict[str, str] | None,
+                 config: dict[str, Any]) -> None:
         number = next(_numbers)
         self.world = world
         home = world.e2e.tmp / f"engine-{number}"
         home.mkdir()
         config_path = home / "engine.yaml"
-        config_path.write_text(yaml.safe_dump(world.config))
+        config_path.write_text(yaml.safe_dump(config))
         self.log = home / "engine.log"
         environ = {**os.environ, **world.e2e.environ, "PYTHONPATH": str(REPO),
                    "RULES_ENGINE_STORE_PASSWORD": world.server.password,

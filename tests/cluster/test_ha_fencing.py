@@ -62,7 +62,8 @@ def test_a_leader_frozen_mid_send_is_fenced_by_the_nonce_and_halts(world, tmp_pa
     assert zombie.process.wait(30) == 3, zombie.text()  # stopped: another engine holds the key
     entries = world.journal()
     refused = [e for e in entries if e.error and "nonce" in e.error.lower()]
-    assert [(e.method, e.cl_ord_id, e.error) for e in refused] == [("AddOrder", cl_ord_id, "EAPI:Invalid nonce")]
+    assert [(e.method, e.cl_ord_id, e.error) for e in refused] == [("AddOrder", cl_ord_id, "EAPI:Invalid nonce")], \
+        (entries[-12:], zombie.text()[-4000:])
     started = world.audit_records("epoch_started")[-1]["data"]
     fence = int(started["fence"]["nonce"])
     assert int(refused[0].nonce) < fence  # below the new epoch's fence: Kraken's own check refused it
