@@ -75,7 +75,7 @@ from rules_engine.service.notifications import NotificationConfigError
 from rules_engine.service.off_path import keep_nonces_ahead, sync_audit_off_path
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
-from rules_engine.service.rule_watch import RuleWatcher
+from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -246,6 +246,7 @@ class EngineService:
             check_live_allowed(config.mode, self.cli_live)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
+        loaded = rule_files_signature(self.rule_paths)
         result = await asyncio.to_thread(load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:
             raise StartupError(load_problems(result))
@@ -264,6 +265,7 @@ class EngineService:
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted
+            self.cell.on_event = lambda event: self._on_loop(lambda: self._audit("lease", data=event))
             self.visibility.readiness.add_check("lease", self.cell.problem)
         self.inbox = SignalInbox(self.store)
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
@@ -358,6 +360,8 @@ class EngineService:
                                         self.reload_interval)
             self._spawn(self._watcher.run())
         self._start_dead_mans_switch()
+        if self.cell is not None and rule_files_signature(self.rule_paths) != loaded:  # edited while standing by
+            self._spawn(self.reload("rule files changed while standing by"))
         if self.handle_signals:
             self._install_signal_handlers()
         self._arm_wakeup()
@@ -431,8 +435,11 @@ class EngineService:
             self.exit_code = 3
             self._audit("error", data={"where": "lease", "error": reason})  # refused if fenced: logged then
             self._spawn(self.stop())
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(halt)
+        self._on_loop(halt)
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
 
     def _install_signal_handlers(self) -> None:
         loop = self._loop

@@ -74,7 +74,8 @@ class LeaseKeeper:
 
     def __init__(self, session: LeaseSession, lease: Lease, *, sent_at: float, renew_every: float,
                  monotonic: Callable[[], float] = time.monotonic,
-                 on_halt: Callable[[str], None] | None = None) -> None:
+                 on_halt: Callable[[str], None] | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.session = session
         self.epoch = lease.epoch
         self.ttl = session.ttl
@@ -82,6 +83,8 @@ class LeaseKeeper:
         self.renew_every = renew_every
         self._monotonic = monotonic
         self.on_halt = on_halt
+        self.on_event = on_event  # the end of a lapse (with its length), for the audit chain
+        self.lapsed_at: float | None = None
         self.valid_until = sent_at + self.ttl - self.margin
         self.halted: str | None = None
         self.failure: str | None = None
@@ -98,6 +101,27 @@ class LeaseKeeper:
             if self.halted is not None:
                 return
             self.renew_once()
+            self._note_lapse()
+
+    def _note_lapse(self) -> None:
+        """Tell `on_event` when sending stopped for lack of a renewal (noticed by the gate or
+        the keeper, whichever first: a renewal may hang), and when a renewal ended it."""
+        now = self._monotonic()
+        event = None
+        with self._lock:
+            if self.lapsed_at is None and now > self.valid_until and self.halted is None:
+                self.lapsed_at = self.valid_until
+                event = {"event": "lapsed", "epoch": self.epoch, "reason": self.failure or "not renewed in time"}
+            elif self.lapsed_at is not None and now <= self.valid_until:
+                event = {"event": "renewed", "epoch": self.epoch, "lapsed_s": round(now - self.lapsed_at, 3)}
+                self.lapsed_at = None
+        if event is not None:
+            self._tell(event)
+
+    def _tell(self, event: dict[str, Any]) -> None:
+        log.warning("lease %s: %s", event["event"], event)
+        if self.on_event is not None and event["event"] == "renewed":  # a lapse is audited once it ended:
+            self.on_event(event)  # while it lasts the store is usually out of reach (the write would wait)
 
     def renew_once(self) -> None:
         sent = self._monotonic()
@@ -122,6 +146,7 @@ class LeaseKeeper:
         if self.halted is not None:
             raise LeaseLost(self.halted)
         if self._monotonic() > self.valid_until:
+            self._note_lapse()
             raise LeaseLost(f"the key's lease (epoch {self.epoch}) was not renewed in time"
                             + (f": {self.failure}" if self.failure else "") + "; nothing is sent until it is")
 
@@ -237,6 +262,7 @@ class HaCell:
         self.keeper: LeaseKeeper | None = None
         self.lease_wait = 0.0
         self.on_halt: Callable[[str], None] | None = None
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._nonces: list[GatedNonceSource] = []
         self._sleep = sleep
 
@@ -272,7 +298,7 @@ class HaCell:
                 self.lease, self.previous = lease, before
                 self.lease_wait = time.monotonic() - began
                 self.keeper = LeaseKeeper(self.session, lease, sent_at=sent, renew_every=self.renew_every,
-                                          on_halt=self._halted)
+                                          on_halt=self._halted, on_event=self._event)
                 self.keeper.start()
                 log.info("took key %s: epoch %d (after %.2f s)", self.settings.key_id, lease.epoch, self.lease_wait)
                 return lease
@@ -281,6 +307,10 @@ class HaCell:
                          self.settings.key_id, before.holder, before.epoch)
                 announced = True
             self._sleep(self.poll_every)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _halted(self, reason: str) -> None:
         if self.on_halt is not None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 import signal
 import time
+from decimal import Decimal
 from collections.abc import Iterator
 
 import pytest
-from ha_harness import HaWorld, kill_leftovers, wait
+from ha_harness import RULE, HaWorld, kill_leftovers, wait
 
 from rules_engine.cli import main
 from rules_engine.pgstore import PgStateStore
@@ -138,3 +139,19 @@ def test_the_dead_mans_switch_stays_armed_while_a_holder_exists_and_fires_withou
         assert time.time() >= last_refresh + 3.0  # not before the timeout of the last refresh
     finally:
         kill_leftovers()
+
+
+def test_rules_edited_while_standing_by_are_the_ones_the_new_leader_runs(world) -> None:
+    leader = world.engine().leading()
+    standby = world.engine().standing_by()
+    world.e2e.write_rules(RULE.replace("crosses_above: 70000", "crosses_above: 71000"))
+    leader.process.kill()
+    leader.process.wait(10)
+    standby.leading()
+    wait(lambda: [r for r in world.audit_records("reload") if r["data"].get("ok")], what="the reload at takeover")
+    (reload,) = world.audit_records("reload")
+    assert reload["data"]["reason"] == "rule files changed while standing by"
+    world.price("70900", standby)
+    world.e2e.sim.set_price("XBTUSD", Decimal("71100"))  # crosses 71000 only: the edited rule fires
+    wait(lambda: len(accepted_orders(world)) == 1, what="the edited rule's order")
+    assert standby.stop() == 0

@@ -159,3 +159,24 @@ def test_standby_needs_a_key_declared_exclusive() -> None:
         (True, True, 2.0)
     with pytest.raises(ConfigError, match="lease_ttl"):
         parse_config({"store": {**store, "exclusive": True, "lease_ttl": "100ms"}})
+
+
+def test_the_keeper_reports_a_lapse_and_its_end() -> None:
+    clock, halts, events = [0.0], [], []
+    session = FakeSession()
+    gate = keeper(session, clock, halts)
+    gate.on_event = events.append
+    clock[0] = 1.0
+    gate._note_lapse()
+    assert events == []
+    clock[0] = 2.0  # past 0 + 2 - 1/3
+    with pytest.raises(LeaseLost):
+        gate.check()  # the gate notices the lapse itself (a renewal may be hanging)
+    gate._note_lapse()
+    assert events == []  # logged only: while a lapse lasts the store is usually out of reach
+    session.answers = [True]
+    gate.renew_once()
+    clock[0] = 2.5
+    gate._note_lapse()
+    assert [e["event"] for e in events] == ["renewed"]
+    assert events[0]["lapsed_s"] == round(2.5 - (2 - 2 / 6), 3)  # from when sending stopped

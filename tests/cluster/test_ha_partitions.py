@@ -98,3 +98,26 @@ def test_a_leader_cut_off_from_the_exchange_keeps_its_key_and_the_dead_mans_swit
         proxy.heal()
         world.check_history()
         assert leader.stop() == 0
+
+
+def test_a_short_cut_from_postgresql_pauses_the_leader_and_it_resumes_on_renewal(world, pg_server) -> None:
+    """No standby: the lease lapses by the leader's own clock (it stops calling Kraken), nobody
+    takes the key, and the first renewal after the cut heals resumes it; the chain records both."""
+    with TcpProxy("127.0.0.1", pg_server.port) as proxy:
+        via_proxy = world.dsn.replace(f":{pg_server.port}/", f":{proxy.port}/")
+        leader = world.engine(config={"store": {"url": via_proxy}}).leading()
+        proxy.cut()
+        cut_at = time.time()
+        wait(lambda: time.time() > cut_at + 4.0, what="2 x TTL")
+        quiet = [e for e in world.journal() if cut_at + 2.0 < e.time]
+        assert quiet == []  # nothing signed while the lease had lapsed
+        proxy.heal()
+        wait(lambda: [r for r in world.audit_records("lease") if r["data"]["event"] == "renewed"],
+             what="the renewal after the cut, audited")
+        (renewed,) = [r["data"] for r in world.audit_records("lease") if r["data"]["event"] == "renewed"]
+        assert renewed["epoch"] == 1 and renewed["lapsed_s"] > 1.0
+        world.cross(leader)
+        wait(lambda: len(accepted_orders(world)) == 1, what="an order after the lease was renewed")
+        assert len(world.audit_records("epoch_started")) == 1
+        world.check_history()
+        assert leader.stop() == 0
