@@ -86,4 +86,5 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
                 "holder": lease.holder}
     if cell is not None:
         describe.update(standby=True, lease_ttl=spec.lease_ttl)
+        cell.store_fenced = lambda: pg_store.fenced or pg_audit.fenced
     return Backend(pg_audit, pg_store, None, describe, cell)

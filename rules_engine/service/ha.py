@@ -263,6 +263,7 @@ class HaCell:
         self.lease_wait = 0.0
         self.on_halt: Callable[[str], None] | None = None
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self.store_fenced: Callable[[], bool] = lambda: False  # a write of this engine found a newer epoch
         self._nonces: list[GatedNonceSource] = []
         self._sleep = sleep
 
@@ -319,6 +320,9 @@ class HaCell:
     def check(self) -> None:
         if self.keeper is None:
             raise LeaseLost("this engine does not hold the key's lease")
+        if self.keeper.halted is None and self.store_fenced():
+            self.keeper.halt("fenced: a write of this engine found the key held by a newer epoch; "
+                             "this engine stops acting")
         self.keeper.check()
 
     def problem(self) -> str | None:

@@ -180,3 +180,29 @@ def test_the_keeper_reports_a_lapse_and_its_end() -> None:
     gate._note_lapse()
     assert [e["event"] for e in events] == ["renewed"]
     assert events[0]["lapsed_s"] == round(2.5 - (2 - 2 / 6), 3)  # from when sending stopped
+
+
+@pytest.mark.cluster
+def test_a_fenced_write_halts_the_cell_at_the_next_call(pg_server, pg_dsn) -> None:
+    from rules_engine.config import StoreConfig
+    from rules_engine.pgstore import PgStateStore, acquire_lease
+    from rules_engine.service.ha import HaCell
+
+    spec = StoreConfig(pg_dsn, "main", standby=True, exclusive=True, lease_ttl=30.0)
+    cell = HaCell(settings(pg_server, pg_dsn), spec, "me", environ={})
+    halts: list[str] = []
+    cell.on_halt = halts.append
+    lease = cell.wait_for_key()
+    store = PgStateStore(settings(pg_server, pg_dsn), epoch=lease.epoch)
+    cell.store_fenced = lambda: store.fenced
+    try:
+        cell.check()  # holds the key
+        acquire_lease(settings(pg_server, pg_dsn), "another engine")  # takes it over (epoch + 1)
+        with pytest.raises(StateStoreError, match="fenced"):
+            store.set_meta("x", "1")
+        with pytest.raises(LeaseLost, match="a write of this engine found the key held by a newer epoch"):
+            cell.check()  # at once, not at the next renewal (30 s TTL)
+        assert len(halts) == 1
+    finally:
+        store.close()
+        cell.close()
