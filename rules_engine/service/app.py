@@ -434,7 +434,8 @@ class EngineService:
         def halt() -> None:
             self.exit_code = 3
             self._audit("error", data={"where": "lease", "error": reason})  # refused if fenced: logged then
-            self._spawn(self.stop())
+            if self.started_at is not None:  # during the start, the takeover fails by itself (LeaseLost)
+                self._spawn(self.stop())
         self._on_loop(halt)
 
     def _on_loop(self, fn: Callable[[], None]) -> None:
