@@ -76,6 +76,9 @@ class StoreConfig:
     url: str
     key: str = "default"
     password_env: str = "RULES_ENGINE_STORE_PASSWORD"
+    standby: bool = False  # high availability: wait for the key's lease instead of taking it (service.ha)
+    exclusive: bool = False  # the operator declares this API key used by this engine (cluster) only
+    lease_ttl: float = 6.0  # seconds a lease lasts unless renewed (renewed every lease_ttl / 3)
 
 
 def _store(value: Any, source: str) -> StoreConfig | None:
@@ -94,7 +97,15 @@ def _store(value: Any, source: str) -> StoreConfig | None:
         raise ConfigError(f"invalid engine config:\n  {source}: store: the URL holds a password; put it in "
                           f"${spec.get('password_env', 'RULES_ENGINE_STORE_PASSWORD')} (or the file its _FILE "
                           f"variable names), never in the config")
-    return StoreConfig(url, spec.get("key", "default"), spec.get("password_env", "RULES_ENGINE_STORE_PASSWORD"))
+    ttl = parse_duration(spec.get("lease_ttl", "6s"))
+    if spec.get("standby") and not spec.get("exclusive"):
+        raise ConfigError(f"invalid engine config:\n  {source}: store: standby: true needs exclusive: true: high "
+                          f"availability is safe only if this API key is used by these engines alone and its "
+                          f"nonce window is 0 (see README, Running more than one engine)")
+    if not 1 <= ttl <= 600:
+        raise ConfigError(f"invalid engine config:\n  {source}: store: lease_ttl must be 1s to 10m")
+    return StoreConfig(url, spec.get("key", "default"), spec.get("password_env", "RULES_ENGINE_STORE_PASSWORD"),
+                       bool(spec.get("standby", False)), bool(spec.get("exclusive", False)), ttl)
 
 
 @dataclass(frozen=True)

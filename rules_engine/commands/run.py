@@ -1,7 +1,8 @@
 """`rules-engine run RULES... [--config FILE]`: the engine as a long-running service.
 
 Exit codes: 0 stopped cleanly (SIGTERM / SIGINT), 1 refused to start (invalid rules,
-live mode refused, bad config, state dir in use), 2 usage error.
+live mode refused, bad config, state dir in use), 2 usage error, 3 stopped because another
+engine took the key over (high availability: fenced, or Kraken refused its nonce).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the rules as a long-running service. Dry-run unless the engine config says "
                     "`mode: live` AND --live is given. SIGHUP reloads the rules, SIGUSR1 engages the kill "
                     "switch, SIGTERM stops cleanly.",
-        epilog="Exit codes: 0 clean stop, 1 refused to start, 2 usage error.",
+        epilog="Exit codes: 0 clean stop, 1 refused to start, 2 usage error, 3 another engine took the key.",
     )
     parser.add_argument("rules", nargs="+", metavar="RULES", help="rule files or folders (searched for *.yaml)")
     parser.add_argument("--config", metavar="FILE", type=Path,
@@ -67,7 +68,7 @@ async def _serve(service: EngineService) -> int:
         return _refuse(str(exc))
     log.info("listening on http://%s:%d (healthz, metrics, signals, kill)", service.host, port)
     await service.wait_stopped()
-    return 0
+    return service.exit_code
 
 
 def _refuse(message: str) -> int:

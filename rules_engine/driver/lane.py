@@ -99,6 +99,8 @@ class CommitLane:
         rows: dict[str, OrderRecord] = {}
         reported: Reported = []
         if job.persist:
+            if any(isinstance(intent, ORDER_INTENTS) for intent in job.intents):
+                crash_point("order.before_commit")
             try:
                 rows = self.commit(job.intents)
             except Exception as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ def build_executor(
     real_balances: bool = False,
     pairs: PairRegistry | None = None,
     client_options: Mapping[str, Any] | None = None,
+    nonces: Callable[..., NonceSource] = NonceSource,
+    order_deadline: float | None = None,
 ) -> Executor:
     """The executor for `config.mode`, behind the mode gate (raises LiveModeRefused).
 
@@ -79,7 +81,7 @@ def build_executor(
 
     def spot_client() -> SpotClient:
         return SpotClient(spot_creds, config.endpoints, tier=config.tier,
-                          nonce_source=NonceSource(store, lease=NONCE_LEASE_SECONDS * 1_000_000_000), **options)
+                          nonce_source=nonces(store, lease=NONCE_LEASE_SECONDS * 1_000_000_000), **options)
 
     leases: dict[str, KeyLease] = {}
 
@@ -111,9 +113,10 @@ def build_executor(
         spot = spot_client()
         leased(spot)
         if futures_creds is not None:
-            nonces = NonceSource(store, unit_ns=FUTURES_NONCE_UNIT_NS,
-                                 lease=NONCE_LEASE_SECONDS * 1_000_000_000 // FUTURES_NONCE_UNIT_NS)
-            futures = FuturesClient(futures_creds, config.endpoints, nonce_source=nonces, **options)
+            futures_nonces = nonces(store, unit_ns=FUTURES_NONCE_UNIT_NS,
+                                    lease=NONCE_LEASE_SECONDS * 1_000_000_000 // FUTURES_NONCE_UNIT_NS)
+            futures = FuturesClient(futures_creds, config.endpoints, nonce_source=futures_nonces, **options)
             leased(futures)
-        inner = LiveExecutor(spot, futures, clock=options.get("clock", time.time))
+        deadline = {} if order_deadline is None else {"order_deadline": order_deadline}
+        inner = LiveExecutor(spot, futures, clock=options.get("clock", time.time), **deadline)
     return BalanceCache(inner, config.balance_cache)

@@ -74,6 +74,11 @@ class PgAuditLog:
         """Why the chain cannot take records and since when; None while it can."""
         return self._db.failure
 
+    @property
+    def fenced(self) -> bool:
+        """Whether a write found the key held by a newer epoch (this chain takes no more records)."""
+        return self._db._fenced is not None
+
     def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
                data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
         """Write one record (committed when this returns) and return it as written."""

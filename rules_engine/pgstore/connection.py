@@ -40,6 +40,11 @@ CONNECT_TIMEOUT = 3
 """Seconds to wait for a connection: a store that cannot be reached refuses writes quickly."""
 STATEMENT_TIMEOUT_MS = 10_000
 """No statement waits longer (a lock held by a stuck cell, a server under recovery)."""
+IDLE_IN_TRANSACTION_MS = 5_000
+"""The server ends a session idle inside a transaction this long (a cell cut off from the
+database mid-transaction): its locks, among them the share lock on its key's lease row, would
+otherwise hold a takeover back for as long as the dead connection looks alive. A cell's
+transactions hold no network call, so a live one never waits this long between statements."""
 
 
 class FencedError(StateStoreError):
@@ -108,7 +113,8 @@ def connect(settings: StoreSettings) -> Any:
         conn = psycopg.connect(
             settings.url, password=settings.password, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
             application_name="rules-engine", keepalives=1, keepalives_idle=5, keepalives_interval=2,
-            keepalives_count=3, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on",
+            keepalives_count=3, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on "
+                    f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )
     except psycopg.Error as exc:
         raise StateStoreError(f"state store {settings.shown}: cannot connect: {_first_line(exc)}") from None

@@ -8,15 +8,29 @@ epoch first (`connection.check_epoch`), so from the moment the new epoch commits
 the previous holder still tries to write fails with `FencedError`. Expiry is judged by the
 database's clock (`now()`), never a worker's.
 
-What exists today is this building block: the single engine takes its key at start
-(`takeover=True`: the last engine started holds the key, an earlier one is fenced and stops
-acting). Renewal, standby workers and the takeover protocol (fence, reconcile, act) are to come.
+An engine without `standby` takes its key at start (`takeover=True`: the last engine started
+holds the key, an earlier one is fenced and stops acting). A high-availability engine
+(`standby: true`, `service.ha`) holds a `LeaseSession` instead:
+
+    session = LeaseSession(settings, holder="host-2:99", ttl=6.0)
+    lease = session.try_take()          # None while another holder's lease is live
+    session.renew(lease.epoch)          # False: the key is held by a newer epoch (fenced)
+    session.release(lease.epoch)        # a clean stop: the lease expires now
+
+`try_take` takes the key with epoch + 1 only if its lease has expired by the database's
+clock, or if the holder's session has visibly ended (the crash fast path: a holder keeps a
+session advisory lock on its key while it holds it, so a killed holder's lock is gone as
+soon as PostgreSQL sees its connection close; the lock names the epoch, so a demoted holder
+still alive does not hide the current holder's death). Safety never depends on that wait: the epoch
+fences every write, and the new holder's first Kraken call fences the old holder's nonces.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from rules_engine.pgstore.connection import StoreSettings, _first_line, connect
 from rules_engine.state.store import StateStoreError
@@ -77,3 +91,105 @@ def read_leases(settings: StoreSettings) -> list[Lease]:
     finally:
         conn.close()
     return [Lease(str(r[0]), str(r[1]), int(r[2]), r[3], r[4]) for r in rows]
+
+
+def _lock_id(key_id: str) -> int:
+    return zlib.crc32(key_id.encode()) - 2**31  # a signed 32-bit int, the same in every process
+
+
+class LeaseSession:
+    """One engine's connection for its key's lease: taking, renewing and releasing it (see
+    the module). The holder of epoch e keeps the session advisory lock (hash of the key, e):
+    a standby that can take that lock knows the holder's session has ended. Not thread-safe:
+    one thread (the lease keeper) uses it."""
+
+    def __init__(self, settings: StoreSettings, holder: str, ttl: float = DEFAULT_TTL) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self.settings = settings
+        self.holder = holder
+        self.ttl = ttl
+        self._conn: Any = None
+        self._locked: int | None = None  # the epoch whose advisory lock this session holds
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.settings)
+            self._locked = None
+        return self._conn
+
+    def _call(self, what: str, fn: Any) -> Any:
+        try:
+            return fn(self._connection())
+        except StateStoreError:
+            raise
+        except Exception as exc:
+            self._drop()
+            raise StateStoreError(f"state store {self.settings.shown}: {what}: {_first_line(exc)}") from None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self._conn, self._locked = None, None
+
+    def _lock(self, conn: Any, epoch: int) -> None:
+        if self._locked != epoch and conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                                                  (_lock_id(self.settings.key_id), epoch)).fetchone()[0]:
+            self._locked = epoch
+
+    def current(self) -> Lease | None:
+        """The key's lease row as it is now (None if the key was never taken)."""
+        def read(conn: Any) -> Lease | None:
+            row = conn.execute("SELECT key_id, holder, epoch, acquired_at, expires_at FROM key_lease "
+                               "WHERE key_id = %s", (self.settings.key_id,)).fetchone()
+            return None if row is None else Lease(str(row[0]), str(row[1]), int(row[2]), row[3], row[4])
+        return self._call("cannot read the key's lease", read)
+
+    def try_take(self) -> Lease | None:
+        """Take the key with a new epoch if its lease has expired (database clock) or its
+        holder's session has ended; None (nothing changed) while another holder is live."""
+        def take(conn: Any) -> Lease | None:
+            key = self.settings.key_id
+            with conn.transaction():
+                conn.execute("INSERT INTO key_lease (key_id, holder, epoch, acquired_at, expires_at) "
+                             "VALUES (%s, %s, 0, now(), now()) ON CONFLICT (key_id) DO NOTHING", (key, self.holder))
+                epoch, expired = conn.execute("SELECT epoch, expires_at <= now() FROM key_lease WHERE key_id = %s "
+                                              "FOR UPDATE", (key,)).fetchone()
+                if not expired and epoch > 0 and not conn.execute(  # the holder's session lives: it holds the key
+                        "SELECT pg_try_advisory_xact_lock(%s, %s)", (_lock_id(key), epoch)).fetchone()[0]:
+                    return None
+                row = conn.execute(
+                    "UPDATE key_lease SET holder = %s, epoch = epoch + 1, acquired_at = now(), "
+                    "expires_at = now() + make_interval(secs => %s) WHERE key_id = %s "
+                    "RETURNING key_id, holder, epoch, acquired_at, expires_at", (self.holder, self.ttl, key)).fetchone()
+                self._lock(conn, int(row[2]))  # before the commit: nobody sees the epoch unlocked
+            return Lease(str(row[0]), str(row[1]), int(row[2]), row[3], row[4])
+        return self._call("cannot take the key's lease", take)
+
+    def renew(self, epoch: int) -> bool:
+        """Extend the lease by `ttl` from the database's now; False if the key is held by
+        another epoch (this holder is fenced). StateStoreError if the store cannot be reached."""
+        def renew(conn: Any) -> bool:
+            row = conn.execute("UPDATE key_lease SET expires_at = now() + make_interval(secs => %s) "
+                               "WHERE key_id = %s AND epoch = %s AND holder = %s RETURNING epoch",
+                               (self.ttl, self.settings.key_id, epoch, self.holder)).fetchone()
+            if row is not None:
+                self._lock(conn, epoch)  # after a reconnect: hold the crash detector again
+            return row is not None
+        return bool(self._call("cannot renew the key's lease", renew))
+
+    def release(self, epoch: int) -> None:
+        """Let the lease expire now (a clean stop: a standby takes the key at once)."""
+        def release(conn: Any) -> None:
+            conn.execute("UPDATE key_lease SET expires_at = now() WHERE key_id = %s AND epoch = %s AND holder = %s",
+                         (self.settings.key_id, epoch, self.holder))
+        self._call("cannot release the key's lease", release)
+
+    def close(self) -> None:
+        self._drop()
+
+
+__all__ = ["DEFAULT_TTL", "Lease", "LeaseHeldError", "LeaseSession", "acquire_lease", "read_leases"]

@@ -60,6 +60,7 @@ from rules_engine.service.backend import open_backend
 from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.fanout_consumer import fanout_consumer
+from rules_engine.service.ha import HaCell
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
     DeadMansSwitchKeeper,
@@ -80,7 +81,7 @@ from rules_engine.service.off_path import (
 )
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
-from rules_engine.service.rule_watch import RuleWatcher
+from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -214,6 +215,8 @@ class EngineService:
         self._stopped = asyncio.Event()
         self.visibility = Visibility(self)  # decision log, traces, readiness, status, notifications
         self.audit_tap: AuditTap | None = None  # the audit log as everything writes to it (watched)
+        self.cell: HaCell | None = None  # high availability: the key's lease, renewed (service.ha)
+        self.exit_code = 0  # `rules-engine run`'s: 3 after the engine stopped because another took its key
 
     # ------------------------------------------------------------------ listeners
 
@@ -249,6 +252,7 @@ class EngineService:
             check_live_allowed(config.mode, self.cli_live)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
+        loaded = rule_files_signature(self.rule_paths)
         result = await asyncio.to_thread(load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:
             raise StartupError(load_problems(result))
@@ -260,9 +264,15 @@ class EngineService:
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
         ensure_state_dir(self.state_dir)
-        backend = open_backend(config, self.state_dir, clock=self.clock, accept_damaged=self.accept_damaged_audit,
-                               environ=self.environ)
-        self.audit, self.store, self.backend = backend.audit, backend.store, backend.describe
+        if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
+            await self._start_feeds(needs)  # (ticks are dropped until intake opens)
+        backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
+                                          accept_damaged=self.accept_damaged_audit, environ=self.environ)
+        self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
+        if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
+            self.cell.on_halt = self._on_cell_halted
+            self.cell.on_event = lambda event: self._on_loop(lambda: self._audit("lease", data=event))
+            self.visibility.readiness.add_check("lease", self.cell.problem)
         self.inbox = SignalInbox(self.store)
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
         self.visibility.readiness.add_check("storage_unwritable", self.storage.unwritable_reason)
@@ -301,12 +311,15 @@ class EngineService:
             "warnings": [str(w) for w in result.warnings[:MAX_REPORTED_ERRORS]],
         }, sync=True)
         try:
+            options = self.executor_options if self.cell is None else self.cell.executor_options(self.executor_options)
             self.executor = build_executor(config, cli_live=self.cli_live, store=self.store, environ=self.environ,
-                                           **self.executor_options)
+                                           **options)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
+        takeover = None if self.cell is None else await asyncio.to_thread(  # fence, wait out deadlines
+            self.cell.take_over, self.executor, self.store, live=config.mode == "live")
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
@@ -321,6 +334,8 @@ class EngineService:
                              account_every=self._account_every(ruleset))
         # The load trace, orders left unresolved by a previous run, and the account, before any event.
         await asyncio.to_thread(self.driver.start, now)
+        if self.cell is not None and takeover is not None:  # reconciled by driver.start: the epoch acts now
+            self.cell.started(takeover, self.store, audit)
         self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change, clock=self.clock)
         initial = self.kill_switch.state
         if initial.engaged:
@@ -342,9 +357,8 @@ class EngineService:
         if fanout is not None:
             self._spawn(fanout.run())
         self._consumer = asyncio.ensure_future(self._consume())
-        self._feeds = MarketFeeds(config.endpoints, config.feed, self._on_tick, self._on_feed_status,
-                                  clock=self.clock, options=self.feed_options)
-        await self._feeds.apply(needs)
+        if self._feeds is None:
+            await self._start_feeds(needs)
         self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
         if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
             self._spawn(self.private_feed.run())
@@ -356,12 +370,19 @@ class EngineService:
                                         self.reload_interval)
             self._spawn(self._watcher.run())
         self._start_dead_mans_switch()
+        if self.cell is not None and rule_files_signature(self.rule_paths) != loaded:  # edited while standing by
+            self._spawn(self.reload("rule files changed while standing by"))
         if self.handle_signals:
             self._install_signal_handlers()
         self._arm_wakeup()
         self.started_at = self.clock()
         log.info("engine started: mode=%s rules=%d http=%s:%d state_dir=%s", config.mode,
                  len(ruleset.rules), self.host, self.port, self.state_dir)
+
+    async def _start_feeds(self, needs: RuleNeeds) -> None:
+        self._feeds = MarketFeeds(self.config.endpoints, self.config.feed, self._on_tick, self._on_feed_status,
+                                  clock=self.clock, options=self.feed_options)
+        await self._feeds.apply(needs)
 
     def _account_every(self, ruleset: RuleSet) -> float | None:
         """How often to read the account again: only an executor that does not report fills
@@ -417,6 +438,19 @@ class EngineService:
         except ValueError as exc:
             raise StartupError(f"dead_man_switch: {exc}") from None
         self._spawn(self._keeper.run())
+
+    def _on_cell_halted(self, reason: str) -> None:
+        """Another engine took the key (any thread): stop, exit code 3 (`service.ha`)."""
+        def halt() -> None:
+            self.exit_code = 3
+            self._audit("error", data={"where": "lease", "error": reason})  # refused if fenced: logged then
+            if self.started_at is not None:  # during the start, the takeover fails by itself (LeaseLost)
+                self._spawn(self.stop())
+        self._on_loop(halt)
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
 
     def _install_signal_handlers(self) -> None:
         loop = self._loop
@@ -844,6 +878,8 @@ class EngineService:
                 self.audit.close()
         if self.store is not None:
             self.store.close()
+        if self.cell is not None:  # after the last write: a standby may take the key at once
+            await asyncio.to_thread(self.cell.close)
         if self.started_at is not None:
             log.info("engine stopped")
 

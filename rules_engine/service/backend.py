@@ -2,7 +2,8 @@
 JSONL log (the default, unchanged), or PostgreSQL (`store:` in the config).
 
 On PostgreSQL the engine first takes its key's lease (a new epoch: an engine still running on
-the same key is fenced from then on and refuses to act), then opens the store and the audit
+the same key is fenced from then on and refuses to act; with `standby: true` it waits until
+the key's lease lapses and keeps renewing it, `service.ha`), then opens the store and the audit
 chain under that epoch. Every commit there is synchronous, so nothing needs restoring from the
 audit log after a power cut (`restore_sent_decisions` applies to the state dir only).
 """
@@ -23,6 +24,7 @@ from rules_engine.audit.sink import DurableAuditSink
 from rules_engine.config import EngineConfig
 from rules_engine.pgstore import PgAuditLog, PgStateStore, StoreSettings, acquire_lease
 from rules_engine.secret_reader import SecretError
+from rules_engine.service.ha import HaCell
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path
 from rules_engine.state.protocol import EngineStore
@@ -34,6 +36,7 @@ class Backend:
     store: EngineStore
     local_log: AuditLog | None  # the JSONL log (state dir only): read back after a power cut
     describe: dict[str, Any]  # for the startup record and /healthz (no password)
+    cell: HaCell | None = None  # high availability (`store: {standby: true}`): the lease and the takeover
 
 
 def holder_name() -> str:
@@ -59,14 +62,29 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
     spec = config.store
     try:
         settings = StoreSettings.parse(spec.url, key_id=spec.key, password_env=spec.password_env, environ=environ)
-        lease = acquire_lease(settings, holder_name())
-        pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock)
+        cell = None
+        if spec.standby:  # wait while another engine holds the key, then take it (epoch + 1)
+            cell = HaCell(settings, spec, holder_name(), environ=os.environ if environ is None else environ,
+                          dead_man_timeout=config.dead_man_timeout)
+            lease = cell.wait_for_key()
+        else:
+            lease = acquire_lease(settings, holder_name())
         try:
-            pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock)
+            pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock)
+            try:
+                pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock)
+            except BaseException:
+                pg_store.close()
+                raise
         except BaseException:
-            pg_store.close()
+            if cell is not None:
+                cell.close()
             raise
     except (ValueError, SecretError, StateStoreError, AuditError) as exc:
         raise StartupError(str(exc)) from None
-    return Backend(pg_audit, pg_store, None, {"kind": "postgresql", "store": settings.shown, "key": settings.key_id,
-                                              "epoch": lease.epoch, "holder": lease.holder})
+    describe = {"kind": "postgresql", "store": settings.shown, "key": settings.key_id, "epoch": lease.epoch,
+                "holder": lease.holder}
+    if cell is not None:
+        describe.update(standby=True, lease_ttl=spec.lease_ttl)
+        cell.store_fenced = lambda: pg_store.fenced or pg_audit.fenced
+    return Backend(pg_audit, pg_store, None, describe, cell)

@@ -1,0 +1,208 @@
+"""The parts of high availability on their own: the lease session on a real PostgreSQL
+(take only when expired or orphaned, renew only the own epoch, release), the lease keeper's
+send deadline and halt, the lease-gated nonce source and the nonce-watching transport, and
+the config checks (standby needs exclusive)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from rules_engine.config import ConfigError, parse_config
+from rules_engine.kraken.nonce import MemoryNonceStore
+from rules_engine.pgstore import StoreSettings
+from rules_engine.pgstore.lease import Lease, LeaseSession
+from rules_engine.service.ha import GatedNonceSource, GatedTransport, LeaseKeeper, LeaseLost
+from rules_engine.state import StateStoreError
+
+
+def settings(pg_server: Any, dsn: str) -> StoreSettings:
+    return StoreSettings(dsn, "main", pg_server.password)
+
+
+@pytest.mark.cluster
+def test_a_live_lease_is_not_taken_until_it_expires_or_its_holder_session_ends(pg_server, pg_dsn) -> None:
+    first = LeaseSession(settings(pg_server, pg_dsn), "first", ttl=1.0)
+    second = LeaseSession(settings(pg_server, pg_dsn), "second", ttl=1.0)
+    third = LeaseSession(settings(pg_server, pg_dsn), "third", ttl=30.0)
+    try:
+        lease = first.try_take()
+        assert lease is not None and (lease.holder, lease.epoch) == ("first", 1)
+        assert second.try_take() is None  # live, and its holder's session holds the key
+        assert first.renew(1)
+        # expiry by the database's clock: the holder stops renewing, the lease lapses
+        deadline = time.monotonic() + 10
+        taken = None
+        while taken is None and time.monotonic() < deadline:
+            taken = second.try_take()
+            time.sleep(0.05)
+        assert taken is not None and (taken.holder, taken.epoch) == ("second", 2)
+        assert not first.renew(1)  # fenced: the key is held by a newer epoch
+        # the crash fast path: the holder's session ends (its process died), its lease still runs
+        assert third.try_take() is None
+        second.close()
+        taken = third.try_take()
+        assert taken is not None and (taken.holder, taken.epoch) == ("third", 3)
+        third.release(3)
+        again = LeaseSession(settings(pg_server, pg_dsn), "fourth", ttl=5.0)
+        try:
+            assert again.try_take() is not None  # a released lease is free at once
+        finally:
+            again.close()
+    finally:
+        for session in (first, second, third):
+            session.close()
+
+
+class FakeSession:
+    ttl = 2.0
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+        self.renewed: list[int] = []
+
+    def renew(self, epoch: int) -> bool:
+        self.renewed.append(epoch)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    def release(self, epoch: int) -> None:
+        self.released = epoch
+
+    def close(self) -> None:
+        pass
+
+
+def keeper(session: FakeSession, clock: list[float], halts: list[str]) -> LeaseKeeper:
+    lease = Lease("main", "me", 4, None, None)  # type: ignore[arg-type]
+    return LeaseKeeper(session, lease, sent_at=clock[0], renew_every=0.5,  # type: ignore[arg-type]
+                       monotonic=lambda: clock[0], on_halt=halts.append)
+
+
+def test_the_keeper_refuses_sends_once_its_monotonic_deadline_passed_and_resumes_on_renewal() -> None:
+    clock, halts = [100.0], []
+    session = FakeSession()
+    gate = keeper(session, clock, halts)
+    gate.check()  # valid until 100 + 2 - 2/6
+    clock[0] = 101.6
+    gate.check()
+    clock[0] = 101.7
+    with pytest.raises(LeaseLost, match="not renewed in time"):
+        gate.check()
+    session.answers = [StateStoreError("store unreachable"), True]
+    gate.renew_once()
+    assert "store unreachable" in (gate.problem() or "")
+    gate.renew_once()  # the same epoch renewed: the lease was never taken, sending may resume
+    assert gate.problem() is None and halts == []
+    assert session.renewed == [4, 4]
+
+
+def test_a_fenced_renewal_or_a_refused_nonce_halts_for_good_and_once() -> None:
+    clock, halts = [0.0], []
+    session = FakeSession()
+    gate = keeper(session, clock, halts)
+    session.answers = [False]
+    gate.renew_once()
+    assert halts and "fenced" in halts[0]
+    with pytest.raises(LeaseLost, match="fenced"):
+        gate.check()
+    gate.halt("again")
+    assert len(halts) == 1
+    gate.stop(release=True)
+    assert not hasattr(session, "released")  # a halted holder does not touch the lease
+
+
+def test_the_gated_nonce_source_issues_nothing_when_the_gate_is_shut() -> None:
+    shut = [False]
+
+    def gate() -> None:
+        if shut[0]:
+            raise LeaseLost("lease lapsed")
+
+    source = GatedNonceSource(MemoryNonceStore(), gate=gate, clock_ns=lambda: 1_000)
+    with source.turn("fp", 0.0) as turn:
+        assert turn.nonce == 1_000 and source.last_issued == 1_000
+    shut[0] = True
+    with pytest.raises(LeaseLost):
+        with source.turn("fp", 0.0):
+            pass
+    assert source.last_issued == 1_000
+
+
+def test_the_transport_halts_the_cell_on_a_refused_nonce() -> None:
+    class Inner:
+        def __init__(self, answer: Any) -> None:
+            self.answer = answer
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            return self.answer
+
+    refused: list[str] = []
+    ok = GatedTransport(Inner({"error": [], "result": {}}), refused.append)
+    assert ok.request("POST", "u", api_method="Balance") == {"error": [], "result": {}}
+    assert refused == []
+    bad = GatedTransport(Inner({"error": ["EAPI:Invalid nonce"]}), refused.append)
+    assert bad.request("POST", "u", api_method="AddOrder") == {"error": ["EAPI:Invalid nonce"]}
+    assert refused == ["AddOrder: EAPI:Invalid nonce"]
+
+
+def test_standby_needs_a_key_declared_exclusive() -> None:
+    store = {"url": "postgresql://engine@db:5432/rules", "key": "main", "standby": True}
+    with pytest.raises(ConfigError, match="standby: true needs exclusive: true"):
+        parse_config({"store": store})
+    config = parse_config({"store": {**store, "exclusive": True, "lease_ttl": "2s"}})
+    assert config.store is not None and (config.store.standby, config.store.exclusive, config.store.lease_ttl) == \
+        (True, True, 2.0)
+    with pytest.raises(ConfigError, match="lease_ttl"):
+        parse_config({"store": {**store, "exclusive": True, "lease_ttl": "100ms"}})
+
+
+def test_the_keeper_reports_a_lapse_and_its_end() -> None:
+    clock, halts, events = [0.0], [], []
+    session = FakeSession()
+    gate = keeper(session, clock, halts)
+    gate.on_event = events.append
+    clock[0] = 1.0
+    gate._note_lapse()
+    assert events == []
+    clock[0] = 2.0  # past 0 + 2 - 1/3
+    with pytest.raises(LeaseLost):
+        gate.check()  # the gate notices the lapse itself (a renewal may be hanging)
+    gate._note_lapse()
+    assert events == []  # logged only: while a lapse lasts the store is usually out of reach
+    session.answers = [True]
+    gate.renew_once()
+    clock[0] = 2.5
+    gate._note_lapse()
+    assert [e["event"] for e in events] == ["renewed"]
+    assert events[0]["lapsed_s"] == round(2.5 - (2 - 2 / 6), 3)  # from when sending stopped
+
+
+@pytest.mark.cluster
+def test_a_fenced_write_halts_the_cell_at_the_next_call(pg_server, pg_dsn) -> None:
+    from rules_engine.config import StoreConfig
+    from rules_engine.pgstore import PgStateStore, acquire_lease
+    from rules_engine.service.ha import HaCell
+
+    spec = StoreConfig(pg_dsn, "main", standby=True, exclusive=True, lease_ttl=30.0)
+    cell = HaCell(settings(pg_server, pg_dsn), spec, "me", environ={})
+    halts: list[str] = []
+    cell.on_halt = halts.append
+    lease = cell.wait_for_key()
+    store = PgStateStore(settings(pg_server, pg_dsn), epoch=lease.epoch)
+    cell.store_fenced = lambda: store.fenced
+    try:
+        cell.check()  # holds the key
+        acquire_lease(settings(pg_server, pg_dsn), "another engine")  # takes it over (epoch + 1)
+        with pytest.raises(StateStoreError, match="fenced"):
+            store.set_meta("x", "1")
+        with pytest.raises(LeaseLost, match="a write of this engine found the key held by a newer epoch"):
+            cell.check()  # at once, not at the next renewal (30 s TTL)
+        assert len(halts) == 1
+    finally:
+        store.close()
+        cell.close()

@@ -1,0 +1,126 @@
+"""T1 of the scale-out design note: kill -9 the leader of a key at six points with a standby
+present (engines as child processes, TTL 2 s, two trials per point). Every trial: at most one
+accepted AddOrder per decision (the simulator's journal), no refused nonce from a current
+leader, the audit chain verifies across every epoch, and the takeover is recorded
+(`epoch_started`: fence, reconcile summary). Takeover times are printed (a benchmark figure,
+not an assertion): from the leader's death to the new epoch's fence, and to its acting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from ha_harness import HaEngine, HaWorld, kill_leftovers, wait
+
+from rules_engine.sim import Account
+
+pytestmark = pytest.mark.cluster
+
+TRIALS = 2
+TIMES: list[tuple[str, float, float]] = []
+
+
+@pytest.fixture
+def account() -> Account:
+    """A key on the `pro` tier: every engine's start-up reads (Balance, OpenOrders) count on the
+    key's one REST counter, which a starter key would fill within a few takeovers."""
+    return Account.generate({"ZUSD": "100000", "XXBT": "2"}, tier="pro")
+
+
+@pytest.fixture
+def world(e2e, pg_server, pg_dsn) -> Iterator[HaWorld]:
+    try:
+        yield HaWorld(e2e, pg_server, pg_dsn)
+    finally:
+        kill_leftovers()
+
+
+def _takeover(world: HaWorld, point: str, dead_at: float, new: HaEngine) -> dict:
+    new.leading()
+    acting = time.time()
+    text = new.text()
+    assert text.index('msg="feed connected"') < text.index("took key")  # subscribed while standing by
+    fence = world.fence_time_after(dead_at)
+    assert fence is not None, "the new leader's first private call (the fence) is in the journal"
+    TIMES.append((point, fence - dead_at, acting - dead_at))
+    print(f"takeover {point}: fenced {fence - dead_at:.2f} s, acting {acting - dead_at:.2f} s after the kill")
+    return world.audit_records("epoch_started")[-1]["data"]
+
+
+def _next_standby(world: HaWorld, leader: HaEngine, crash_at: str | None) -> HaEngine:
+    """The next standby, started once `leader` holds the key (so it waits behind it)."""
+    wait(lambda: "took key" in leader.text(), what="the new leader took the key")
+    return world.engine(crash_at).standing_by()
+
+
+def _finish(world: HaWorld, leader: HaEngine, tmp_path) -> None:
+    """A last crossing: the surviving leader places its order; then the whole history checks."""
+    before = {e.cl_ord_id for e in world.journal() if e.method == "AddOrder" and e.accepted}
+    world.cross(leader)
+    wait(lambda: {e.cl_ord_id for e in world.journal() if e.method == "AddOrder" and e.accepted} - before,
+         what="the last leader's order")
+    counts = world.check_history()
+    assert counts["refused_nonces"] == 0
+    assert leader.stop() == 0
+    assert world.audit_verifies(tmp_path)
+    epochs = [r["data"]["epoch"] for r in world.audit_records("epoch_started")]
+    assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
+
+
+@pytest.mark.parametrize(("point", "crash_at", "expected"), [
+    ("before commit", "order.before_commit", {}),
+    ("after commit", "order.after_commit", {"abandoned": 1}),
+    ("mid-request", "order.mid_request", {"accepted": 1}),
+    ("after the reply, before recording", "order.after_send", {"accepted": 1}),
+])
+def test_kill_the_leader_at_an_order_step_the_standby_takes_over(world, tmp_path, point, crash_at, expected) -> None:
+    leader = world.engine(crash_at).leading()
+    standby = world.engine(crash_at if TRIALS > 1 else None).standing_by()
+    for trial in range(TRIALS):
+        if point == "mid-request":  # the exchange takes the call at once and answers a second later
+            world.e2e.sim.faults.accept_late("AddOrder", delay=1.0, count=1)
+        world.cross(leader)
+        dead_at = leader.killed()
+        started = _takeover(world, point, dead_at, standby)
+        assert started["reconcile"]["summary"] == expected, started
+        assert started["fence"]["nonce"] > started["fence"]["previous_nonce_ceiling"]
+        assert started["previous"]["epoch"] == started["epoch"] - 1
+        world.check_history()
+        leader = standby
+        if trial < TRIALS - 1:  # the last leader has no crash point armed: it finishes
+            standby = _next_standby(world, leader, crash_at if trial < TRIALS - 2 else None)
+    _finish(world, leader, tmp_path)
+
+
+def test_kill_the_new_leader_during_its_reconcile(world, tmp_path) -> None:
+    """The leader dies with an order marked sent but not sent; the standby fences and dies
+    during its reconcile; the next standby reconciles: not found after the deadline, so
+    "not sent (fenced)"; nothing was ever placed for that decision."""
+    leader = world.engine("order.after_mark_sent").leading()
+    for trial in range(TRIALS):
+        reconciler = world.engine("takeover.reconcile").standing_by()
+        world.cross(leader)
+        leader.killed()
+        third = _next_standby(world, reconciler, None if trial == TRIALS - 1 else "order.after_mark_sent")
+        dead_at = reconciler.killed()
+        started = _takeover(world, "during reconcile", dead_at, third)
+        assert started["reconcile"]["summary"] == {"not sent (fenced)": 1}, started
+        assert started["previous"]["epoch"] == started["epoch"] - 1  # the reconciler's epoch
+        assert [e for e in world.journal() if e.method == "AddOrder"] == []
+        world.check_history()
+        leader = third
+    _finish(world, leader, tmp_path)
+
+
+def test_kill_the_leader_during_a_lease_renewal(world, tmp_path) -> None:
+    leader = world.engine("lease.renewed@8").leading()
+    standby = world.engine("lease.renewed@8" if TRIALS > 1 else None).standing_by()
+    for trial in range(TRIALS):
+        dead_at = leader.killed()
+        started = _takeover(world, "during renewal", dead_at, standby)
+        assert started["reconcile"]["summary"] == {}
+        leader = standby
+        if trial < TRIALS - 1:
+            standby = _next_standby(world, leader, "lease.renewed@8" if trial < TRIALS - 2 else None)
+    _finish(world, leader, tmp_path)
