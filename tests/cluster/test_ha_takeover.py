@@ -61,6 +61,9 @@ def _next_standby(world: HaWorld, leader: HaEngine, crash_at: str | None) -> HaE
 def _finish(world: HaWorld, leader: HaEngine, tmp_path) -> None:
     """A last crossing: the surviving leader places its order; then the whole history checks."""
     before = {e.cl_ord_id for e in world.journal() if e.method == "AddOrder" and e.accepted}
+    # fully up: its private feed's token read went through the key's REST counter, which several
+    # takeovers in a row fill (their account reads and lookups); an order waits for the key's turn
+    wait(lambda: leader.health().get("private_feed", {}).get("connected"), timeout=30, what="private feed up")
     world.cross(leader)
     wait(lambda: {e.cl_ord_id for e in world.journal() if e.method == "AddOrder" and e.accepted} - before,
          what="the last leader's order")
