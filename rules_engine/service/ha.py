@@ -58,8 +58,8 @@ log = logging.getLogger("rules_engine.ha")
 ORDER_DEADLINE = 5.0
 """AddOrder `deadline`, seconds ahead, in high-availability mode: how long a request of a
 demoted leader can still be placed, so how long a takeover waits before "not found" is proof."""
-LOOKUP_EVERY = 1.5
-"""Seconds between lookups of a previous epoch's orders not found yet, during a takeover."""
+LOOKUP_EVERY = 2.0
+"""Seconds from a takeover's first lookup of a previous epoch's orders to its second."""
 SKEW_ENV = "RULES_ENGINE_TEST_CLOCK_SKEW"
 MID_REQUEST_AFTER = 0.3
 """The `order.mid_request` crash point fires this long after an AddOrder left (tests)."""
@@ -383,21 +383,23 @@ class HaCell:
     def _wait_for_deadlines(self, executor: Any, store: EngineStore, info: Takeover) -> None:
         """Wait until no order of a previous epoch can still be placed: until every decision
         that may have left is found, or its deadline (on Kraken's clock, as the executor's
-        lookup judges it) has passed. Looked up again every LOOKUP_EVERY seconds meanwhile
-        (a lookup costs two calls on the key's REST counter)."""
+        lookup judges it) has passed. Looked up at once and once more LOOKUP_EVERY seconds
+        later (each lookup costs the key's REST counter, which a new holder shares with the
+        old one's last calls); the dispatcher's recovery looks up again after the deadline."""
         in_flight = [d for d in store.unresolved_decisions() if d.status != "pending"]  # pending: never sent
         began = time.monotonic()
         latest = max((d.sent_at if d.sent_at is not None else d.created_at for d in in_flight), default=0.0)
         until = self.kraken_time() + min(latest + ORDER_DEADLINE + 1.1 - self.kraken_time(), ORDER_DEADLINE + 1.1)
-        while in_flight:
+        for lookup in range(2):
             in_flight = [d for d in in_flight if not executor.reconcile(d).result.ok]
             left = until - self.kraken_time()
             if not in_flight or left <= 0:
                 break
-            self._sleep(min(LOOKUP_EVERY, left))
+            self._sleep(min(LOOKUP_EVERY, left) if lookup == 0 else left)
         info.waited_for_deadlines = round(time.monotonic() - began, 3)
         if in_flight:
-            log.info("takeover: %d order(s) not found by their deadline: not sent", len(in_flight))
+            log.info("takeover: %d order(s) not found before their deadline: looked up once more now",
+                     len(in_flight))
 
     def _measure_offset(self, spot: Any) -> None:
         try:

@@ -149,6 +149,13 @@ class HaWorld:
                 f"a refused nonce not fenced off by a newer epoch (a current leader's?): {entry}"
         return {"accepted_orders": len(accepted), "refused_nonces": len(refused), "decisions": len(decisions)}
 
+    def fence_time(self, nonce: int) -> float | None:
+        """When the fence with this nonce was accepted (the simulator's clock)."""
+        for entry in self.journal():
+            if entry.method == "CancelAllOrdersAfter" and entry.accepted and entry.nonce == str(nonce):
+                return float(entry.time)
+        return None
+
     def fence_time_after(self, moment: float) -> float | None:
         """When the first CancelAllOrdersAfter after `moment` was accepted (the simulator's clock)."""
         for entry in self.journal():
@@ -190,11 +197,12 @@ class HaEngine:
             raise AssertionError(f"engine exited with {self.process.returncode}:\n{self.text()}")
 
     def standing_by(self) -> HaEngine:
-        """Wait until it waits for the key (another engine holds it), its public feed connected."""
+        """Wait until it waits for the key (another engine holds it), its public feed connected,
+        or until it took the key (the holder died before this engine, slow to start, looked)."""
         def waiting() -> bool:
             self._alive()
             text = self.text()
-            return "standby for key" in text and 'msg="feed connected"' in text
+            return ("standby for key" in text and 'msg="feed connected"' in text) or "took key" in text
         wait(waiting, 30, "standby waiting")
         return self
 

@@ -25,7 +25,7 @@ def settings(pg_server: Any, dsn: str) -> StoreSettings:
 @pytest.mark.cluster
 def test_a_live_lease_is_not_taken_until_it_expires_or_its_holder_session_ends(pg_server, pg_dsn) -> None:
     first = LeaseSession(settings(pg_server, pg_dsn), "first", ttl=1.0)
-    second = LeaseSession(settings(pg_server, pg_dsn), "second", ttl=1.0)
+    second = LeaseSession(settings(pg_server, pg_dsn), "second", ttl=30.0)
     third = LeaseSession(settings(pg_server, pg_dsn), "third", ttl=30.0)
     try:
         lease = first.try_take()
@@ -42,8 +42,12 @@ def test_a_live_lease_is_not_taken_until_it_expires_or_its_holder_session_ends(p
         assert not first.renew(1)  # fenced: the key is held by a newer epoch
         # the crash fast path: the holder's session ends (its process died), its lease still runs
         assert third.try_take() is None
-        second.close()
-        taken = third.try_take()
+        second.close()  # its 30 s lease still runs: only the ended session lets the key go
+        deadline = time.monotonic() + 10  # (the server notices the closed connection at once, or nearly)
+        taken = None
+        while taken is None and time.monotonic() < deadline:
+            taken = third.try_take()
+            time.sleep(0.02)
         assert taken is not None and (taken.holder, taken.epoch) == ("third", 3)
         third.release(3)
         again = LeaseSession(settings(pg_server, pg_dsn), "fourth", ttl=5.0)
