@@ -8,28 +8,22 @@ with KEYS keys: see README "Running more than one engine" for why not 300 here, 
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 from e2e_harness import post, signed, wait_for
 from fanout_harness import PROVIDER, PROVIDER_SECRET, FanoutWorld
+from worker_harness import WorkerProcess, write_worker_config
 
 from rules_engine.pgstore import export_lines
 from rules_engine.sim import Account, SimConfig, Simulator
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = 20
 
 
@@ -44,61 +38,6 @@ def worker_sim(accounts) -> Iterator[Simulator]:
                                     heartbeat_interval=0.5))
     with simulator.running("127.0.0.1", 0):
         yield simulator
-
-
-def write_worker_config(w: FanoutWorld, accounts: dict[str, Account]) -> tuple[Path, dict[str, str]]:
-    """One engine config per key (credentials from the key's own env names), one worker config."""
-    home = w.tmp / "worker-config"
-    home.mkdir()
-    cells, env = [], {}
-    for n, key in enumerate(sorted(accounts), 1):
-        config = {"version": 1, "mode": "live",
-                  "kraken": {"simulator": w.sim.endpoints.spot_rest, "api_key_env": f"KEY_{n}_API",
-                             "api_secret_env": f"KEY_{n}_SECRET"},
-                  "dead_man_switch": {"enabled": False}, "balance_cache": "0s",
-                  "store": {"url": w.dsn, "key": key, "standby": True, "exclusive": True, "lease_ttl": "2s"}}
-        (home / f"engine-{key}.yaml").write_text(yaml.safe_dump(config))
-        cells.append({"config": f"engine-{key}.yaml", "rules": [str(w.rules_dir)]})
-        env[f"KEY_{n}_API"], env[f"KEY_{n}_SECRET"] = accounts[key].api_key, accounts[key].secret
-    path = home / "worker.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "server": {"host": "127.0.0.1", "port": 0}, "cells": cells}))
-    return path, env
-
-
-class WorkerProcess:
-    def __init__(self, name: str, config: Path, env: dict[str, str], home: Path) -> None:
-        home.mkdir()
-        self.log = home / "worker.log"
-        environ = {**os.environ, **env, "PYTHONPATH": str(REPO), "RULES_ENGINE_RUNTIME_DIR": str(home / "run")}
-        command = [sys.executable, "-m", "rules_engine", "worker", "--config", str(config), "--live"]
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=home)
-        self.name = name
-        self.url = ""
-
-    def listening(self) -> str | None:
-        if self.process.poll() is not None:
-            raise AssertionError(f"worker {self.name} exited with {self.process.returncode}:\n"
-                                 f"{self.log.read_text()[-3000:]}")
-        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.log.read_text())
-        if found:
-            self.url = found.group(1)
-        return self.url or None
-
-    def readyz(self) -> dict[str, Any]:
-        return requests.get(f"{self.url}/readyz", timeout=5).json()
-
-    def holding(self) -> list[str]:
-        return self.readyz()["holding"]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
 
 
 def audit_records(w: FanoutWorld, key: str, kind: str) -> list[dict[str, Any]]:
