@@ -142,3 +142,29 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
     assert main(["cluster", "status", "--store", pg_dsn, "--worker-config", str(path)]) == 1
     out = capsys.readouterr().out
     assert "problem: key k1: is configured in a worker but its lease expired" in out
+
+
+async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when_it_lapses(
+        tmp_path, pg_server, pg_dsn, sim2, two) -> None:
+    from rules_engine.pgstore import acquire_lease
+
+    path, env = write(tmp_path, pg_dsn, sim2, two)
+    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                    cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                  "snapshot_interval": 0.2, "drain_timeout": 5.0})
+    await worker.start()
+    try:
+        await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+        first = worker.cells["k1"].service
+        # another engine takes k1 (epoch 2) and goes away: k1's cell is fenced at its next renewal,
+        # stops (exit code 3), stands by again and takes the key back (epoch 3)
+        acquire_lease(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine")
+        await wait_for(lambda: first is not None and first.exit_code == 3, timeout=10)
+        await wait_for(lambda: worker.cells["k1"].state == "holding" and worker.cells["k1"].service is not first,
+                       timeout=20)
+        assert worker.cells["k1"].takeovers == 2 and worker.cells["k2"].takeovers == 1
+        assert worker.cells["k1"].service.backend["epoch"] == 3
+        assert worker.readyz()["status"] in ("ready", "degraded")
+    finally:
+        await worker.stop()

@@ -13,6 +13,13 @@ from rules_engine.cli import main
 from rules_engine.service.worker_config import WorkerConfigError, load_worker_config
 
 DSN = "postgresql://engine@127.0.0.1:5432/rules"
+RULE = """version: 1
+rules:
+  - id: up
+    cooldown: 1h
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+"""
 
 
 def engine(tmp: Path, name: str, **overrides: object) -> str:
@@ -23,6 +30,8 @@ def engine(tmp: Path, name: str, **overrides: object) -> str:
 
 def test_a_valid_worker_config_lists_its_cells(tmp_path, capsys) -> None:
     cells = [{"config": engine(tmp_path, key), "rules": ["rules"]} for key in ("acct-1", "acct-2")]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULE)
     path = tmp_path / "worker.yaml"
     path.write_text(yaml.safe_dump({"version": 1, "state_dir": "st", "server": {"port": 9000}, "cells": cells}))
     config = load_worker_config(path)
@@ -31,6 +40,11 @@ def test_a_valid_worker_config_lists_its_cells(tmp_path, capsys) -> None:
     assert (config.host, config.port) == ("127.0.0.1", 9000)
     assert main(["worker", "--config", str(path), "--check"]) == 0
     assert "2 cells: acct-1, acct-2" in capsys.readouterr().out
+    (tmp_path / "rules" / "r.yaml").write_text(RULE.replace("crosses_above", "crosses_abov"))
+    assert main(["worker", "--config", str(path), "--check"]) == 1  # the cells' rules are checked too
+    captured = capsys.readouterr()
+    assert "1 with invalid rules" not in captured.out and "2 with invalid rules" in captured.out
+    assert "cell acct-1:" in captured.err and "r.yaml" in captured.err
 
 
 def test_schema_problems_are_reported_at_file_line_column(tmp_path, capsys) -> None:
