@@ -53,6 +53,9 @@ RESTART_AFTER = 1.0
 """Seconds before a cell whose start failed (or whose key was taken) stands by again; doubled
 after each failure in a row, up to MAX_RESTART_AFTER."""
 MAX_RESTART_AFTER = 30.0
+STARTS_AT_ONCE = 8
+"""Cells starting at once (loading rules, opening the store, taking over); one waiting for its key
+no longer counts."""
 THREADS_PER_CELL = 3
 """Threads of the loop's default executor per cell: a standby cell waits for its lease in one."""
 
@@ -67,7 +70,7 @@ class Cell:
 
     spec: CellSpec
     service: EngineService | None = None
-    state: str = "starting"  # starting | standby | holding | failed | stopped
+    state: str = "starting"  # starting | standby (waiting for its key) | holding | failed | stopped
     problem: str | None = None
     takeovers: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -102,6 +105,7 @@ class Worker:
         self.port: int | None = None
         self._http: HttpServer | None = None
         self._stop_event = threading.Event()
+        self._starting = asyncio.Semaphore(STARTS_AT_ONCE)
         self._stopping = False
         self._stopped = asyncio.Event()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -168,26 +172,53 @@ class Worker:
 
     # ------------------------------------------------------------------ cells
 
-    def _service(self, spec: CellSpec) -> EngineService:
+    def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}
+        loop = asyncio.get_running_loop()
+
+        def standby_sleep(seconds: float) -> None:
+            """The cell's pause between lease checks (on its thread); raises once the worker stops."""
+            if not waiting.is_set():
+                loop.call_soon_threadsafe(waiting.set)
+            if self._stop_event.wait(seconds):
+                raise WorkerStopping("the worker is stopping")
+
         return EngineService(spec.config, list(spec.rules), cli_live=self.cli_live, state_dir=spec.state_dir,
                              environ=self.environ, shared_feeds=self.feeds, serve_http=False,
-                             standby_sleep=self._standby_sleep, **options)
+                             standby_sleep=standby_sleep, **options)
 
-    def _standby_sleep(self, seconds: float) -> None:
-        """A standby cell's pause between lease checks (on its thread); raises once the worker stops."""
-        if self._stop_event.wait(seconds):
-            raise WorkerStopping("the worker is stopping")
+    async def _start_cell(self, cell: Cell, service: EngineService, waiting: asyncio.Event) -> None:
+        """`service.start()`, at most STARTS_AT_ONCE cells at a time until each holds its key or
+        waits for it (standby), so that a worker with many cells stays responsive while it starts."""
+        await self._starting.acquire()
+        released = False
+
+        def release(_: object = None) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._starting.release()
+                if cell.state == "starting" and waiting.is_set():
+                    cell.state = "standby"
+
+        watcher = asyncio.ensure_future(waiting.wait())
+        watcher.add_done_callback(release)
+        try:
+            await service.start()
+        finally:
+            watcher.cancel()
+            release()
 
     async def _run_cell(self, cell: Cell) -> None:
         """Start the cell's engine (standing by until its key is free); when its key is taken
         from it, or its start fails, stand by again."""
         delay = RESTART_AFTER
         while not self._stopping:
-            service = self._service(cell.spec)
-            cell.service, cell.state = service, "standby"
+            waiting = asyncio.Event()
+            service = self._service(cell.spec, waiting)
+            cell.service, cell.state = service, "starting"
             try:
-                await service.start()
+                await self._start_cell(cell, service, waiting)
             except WorkerStopping:
                 return
             except StartupError as exc:
