@@ -1,7 +1,8 @@
 """The cluster deployment examples (`deploy/cluster/docker-compose.yml`, the systemd templates
-`deploy/rules-engine@.service` and `deploy/rules-engine-intake@.service`) run real commands:
-every command line parses with the CLI's own parser, every file they mount exists and is valid
-(engine configs, subscriptions, rules), and the subscriptions name exactly the engines' keys."""
+`deploy/rules-engine@.service`, `deploy/rules-engine-worker@.service` and
+`deploy/rules-engine-intake@.service`) run real commands: every command line parses with the
+CLI's own parser, every file they mount exists and is valid (worker config, engine configs,
+subscriptions, rules), and the subscriptions name exactly the workers' keys."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rules_engine.cli import build_parser
 from rules_engine.config import load_config
 from rules_engine.rules import load_rules
 from rules_engine.service.subscriptions import load_subscriptions
+from rules_engine.service.worker_config import load_worker_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "deploy" / "cluster"
@@ -41,15 +43,15 @@ def mounts(service: dict) -> dict[str, Path]:
     return found
 
 
-ENGINES = {name: s for name, s in COMPOSE["services"].items() if name.startswith("engine-")}
+WORKERS = {name: s for name, s in COMPOSE["services"].items() if name.startswith("worker-")}
 
 
-def test_the_compose_file_runs_postgresql_two_engines_and_an_intake_with_real_commands() -> None:
+def test_the_compose_file_runs_postgresql_two_workers_and_an_intake_with_real_commands() -> None:
     services = COMPOSE["services"]
     assert services["postgres"]["image"].startswith("postgres:")
-    assert len(ENGINES) == 2 and services["intake"]["deploy"]["replicas"] == 2
+    assert len(WORKERS) == 2 and services["intake"]["deploy"]["replicas"] == 2
     commands = {name: parses(s["command"]) for name, s in services.items() if "command" in s}
-    assert commands == {"intake": "intake", **{name: "run" for name in ENGINES}}
+    assert commands == {"intake": "intake", **{name: "worker" for name in WORKERS}}
     for name, service in services.items():
         if "build" in service:
             assert (CLUSTER / service["build"] / "Dockerfile").is_file(), name
@@ -58,26 +60,29 @@ def test_the_compose_file_runs_postgresql_two_engines_and_an_intake_with_real_co
             assert path.exists(), f"{name} mounts {path}, which is not in the repository"
 
 
-def test_the_engines_and_the_subscriptions_agree_and_are_valid() -> None:
-    keys = {}
-    for name, service in ENGINES.items():
+def test_the_workers_and_the_subscriptions_agree_and_are_valid() -> None:
+    keys = set()
+    for service in WORKERS.values():
         argv = service["command"]
         files = mounts(service)
-        config = load_config(files[argv[argv.index("--config") + 1]])
-        assert config.store is not None and config.store.url == "postgresql://engine@postgres:5432/rules"
-        keys[name] = config.store.key
-        result = load_rules([files[argv[1]]])
-        assert result.errors == [] and result.rule_count == 1
+        worker = load_worker_config(files[argv[argv.index("--config") + 1]])  # and every engine config it names
+        assert [cell.config.store.url for cell in worker.cells if cell.config.store] == \
+            ["postgresql://engine@postgres:5432/rules"] * 2
+        keys.update(cell.key for cell in worker.cells)
+        for cell in worker.cells:
+            result = load_rules([files[str(path)] for path in cell.rules])
+            assert result.errors == [] and result.rule_count == 1
     intake = COMPOSE["services"]["intake"]["command"]
     assert intake[intake.index("--store") + 1] == "postgresql://engine@postgres:5432/rules"
     subscriptions = load_subscriptions(mounts(COMPOSE["services"]["intake"])[intake[intake.index("--subscriptions")
                                                                                    + 1]])
-    assert subscriptions.keys == sorted(keys.values()) == ["acct-1", "acct-2"]
+    assert subscriptions.keys == sorted(keys) == ["acct-1", "acct-2"]
     secret = subscriptions.providers["signalco"].source.secret_file
     assert secret is not None and Path(secret).name in COMPOSE["secrets"]
 
 
 @pytest.mark.parametrize(("unit", "instance"), [("rules-engine@.service", "acct-1"),
+                                                ("rules-engine-worker@.service", "main"),
                                                 ("rules-engine-intake@.service", "8090"),
                                                 ("rules-engine.service", "")])
 def test_the_systemd_units_run_real_commands(unit: str, instance: str) -> None:

@@ -7,8 +7,8 @@ hour). `--format json` for machines. `prune --older-than 7d`: delete fanned-out 
 whose deliveries are all final.
 
 Exit codes of `status` (as `rules-engine status`): 0 healthy, 1 degraded (a key has deliveries waiting
-longer than `--max-wait`, or deliveries but no engine ever took its lease) or the store cannot
-be read, 2 usage error.
+longer than `--max-wait`; a key with deliveries, or named by a `--worker-config`, whose lease has
+expired or that no engine ever held) or the store cannot be read, 2 usage error.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rules_engine.durations import parse_duration
 from rules_engine.pgstore.connection import PASSWORD_ENV, StoreSettings
 from rules_engine.pgstore.fanout import KeyOverview, cluster_overview, prune_signals
 from rules_engine.secret_reader import SecretError
+from rules_engine.service.worker_config import WorkerConfigError, load_worker_config
 from rules_engine.state.store import StateStoreError
 
 
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"the variable holding the store's password (NAME_FILE: a file); default {PASSWORD_ENV}")
     status.add_argument("--max-wait", metavar="SECONDS", type=float, default=5.0,
                         help="a delivery waiting longer than this makes the cluster degraded (default 5)")
+    status.add_argument("--worker-config", metavar="FILE", type=Path, action="append", default=[],
+                        help="a worker config whose keys must be held (repeat for each worker config)")
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.set_defaults(func=run_status)
     prune = actions.add_parser(
@@ -69,13 +73,20 @@ def run_status(args: argparse.Namespace) -> int:
     except (ValueError, SecretError) as exc:
         print(f"rules-engine cluster status: {exc}", file=sys.stderr)
         return 2
+    expected: set[str] = set()
+    for path in args.worker_config:
+        try:
+            expected.update(cell.key for cell in load_worker_config(path).cells)
+        except WorkerConfigError as exc:
+            print(f"rules-engine cluster status: {exc}", file=sys.stderr)
+            return 2
     shown = settings.shown.rsplit(" (key", 1)[0]
     try:
         keys = cluster_overview(settings)
     except StateStoreError as exc:
         print(f"rules-engine cluster status: {exc}", file=sys.stderr)
         return 1
-    report = status_report(shown, keys, args.max_wait)
+    report = status_report(shown, keys, args.max_wait, expected)
     if args.format == "json":
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -99,14 +110,29 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_report(store: str, keys: list[KeyOverview], max_wait: float) -> dict[str, Any]:
-    """The status as JSON: per key, totals, and the problems that make it degraded."""
+def status_report(store: str, keys: list[KeyOverview], max_wait: float,
+                  expected: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The status as JSON: per key, totals, which engine (worker) holds which keys, and the
+    problems that make it degraded. `expected`: keys configured in a worker (must be held)."""
     problems = []
     rows: list[dict[str, Any]] = []
-    for key in keys:
+    holders: dict[str, list[str]] = {}
+    seen = {key.key_id for key in keys}
+    keys = keys + [KeyOverview(key, None, None, None, None, None, 0, 0, 0, 0, None, None, None)
+                   for key in sorted(expected - seen)]
+    for key in sorted(keys, key=lambda k: k.key_id):
         waiting = key.pending + key.taken
-        if waiting and key.holder is None:
-            problems.append(f"key {key.key_id}: {waiting} deliveries but no engine has ever held the key")
+        has_deliveries = waiting + key.done + key.expired > 0
+        expired = key.expires_in is not None and key.expires_in < 0
+        if key.holder is not None and not expired:
+            holders.setdefault(key.holder, []).append(key.key_id)
+        why = "has deliveries" if has_deliveries else "is configured in a worker"
+        if key.holder is None and (waiting or key.key_id in expected):
+            problems.append(f"key {key.key_id}: {f'{waiting} deliveries' if waiting else why} but no engine has "
+                            "ever held the key")
+        elif expired and (has_deliveries or key.key_id in expected):
+            problems.append(f"key {key.key_id}: {why} but its lease expired {-(key.expires_in or 0):.1f} s ago "
+                            f"(last held by {key.holder}, epoch {key.epoch}): no engine trades it")
         elif key.oldest_waiting is not None and key.oldest_waiting > max_wait:
             problems.append(f"key {key.key_id}: a delivery has waited {key.oldest_waiting:.1f} s (more than "
                             f"{max_wait:g} s)")
@@ -120,13 +146,14 @@ def status_report(store: str, keys: list[KeyOverview], max_wait: float) -> dict[
         })
     totals = {name: sum(row["deliveries"][name] for row in rows) for name in ("pending", "taken", "done", "expired")}
     return {"ok": not problems, "store": store, "keys": rows, "totals": totals,
-            "held": sum(1 for k in keys if k.holder is not None), "problems": problems}
+            "held": sum(len(held) for held in holders.values()), "holders": holders, "problems": problems}
 
 
 def render(report: dict[str, Any]) -> str:
     totals = report["totals"]
     lines = [f"cluster {report['store']}: {len(report['keys'])} keys, {report['held']} held; deliveries pending "
              f"{totals['pending']}, taken {totals['taken']}, done {totals['done']}, expired {totals['expired']}"]
+    lines += [f"  {holder} holds {len(held)} key(s): {', '.join(held)}" for holder, held in report["holders"].items()]
     header = ("key", "holder", "epoch", "lease age", "expires in", "pending", "taken", "done", "expired",
               "oldest waiting", "lag p50", "lag max")
     table = [header]

@@ -11,7 +11,9 @@ directory: `StateStore.installation_id`): the UUID5 is then taken in a namespace
 and its first 8 hex digits are the installation id's first 8, so a fresh state dir (whose
 fire numbers start again at 1) never reproduces an id an earlier one sent, and an order is
 recognisably this installation's. Replay and rule tests pass none (their ids only need to be
-reproducible). Kraken Spot accepts a long UUID as `cl_ord_id`; Futures accepts up to 100
+reproducible). On the PostgreSQL store the installation id is the database's combined with the
+key cell's store key (`cell_installation`), so the same rule's first fire gives a different id
+on every key. Kraken Spot accepts a long UUID as `cl_ord_id`; Futures accepts up to 100
 characters as `cliOrdId`.
 """
 
@@ -42,6 +44,13 @@ def client_order_id(rule_id: str, fire_seq: int, action_index: int, installation
         return _uuid5(_NAMESPACE_BYTES, name)
     namespace = uuid.UUID(hex=installation)
     return installation[:8].lower() + str(uuid.uuid5(namespace, name))[8:]
+
+
+def cell_installation(installation: str, key: str) -> str:
+    """The installation id of one key cell of a shared store: the installation's first 8 hex
+    digits (its tag, as `installation_tag` reads it) and 24 of a digest of it with `key`."""
+    digest = hashlib.sha256(f"{installation.lower()}\x1f{key}".encode()).hexdigest()
+    return installation[:8].lower() + digest[:24]
 
 
 def installation_tag(cl_ord_id: str) -> str:

@@ -3,8 +3,9 @@ cell, every row under the cell's `key_id`, every write fenced by the cell's epoc
 
 Durability: every commit is synchronous (`synchronous_commit=on`): when a method returns, the
 database has it on disk; "fsync before send" is "commit before send". `durable=False` is
-accepted and changes nothing. The installation id is one per database (every engine on the
-cluster reproduces the same client order ids for the same decision).
+accepted and changes nothing. The installation id is the database's combined with the cell's key
+(`core.ids.cell_installation`): every engine of a key reproduces the same client order ids for
+the same decision, and two keys never share one.
 
 A lost connection makes the call fail with StateStoreError (the engine then refuses to act:
 nothing is sent without a committed decision) and is tried again by the next call;
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rules_engine import jsoncodec
+from rules_engine.core.ids import cell_installation
 from rules_engine.pgstore.connection import Connection, FencedError, StoreSettings
 from rules_engine.pgstore.fanout import complete_deliveries
 from rules_engine.state.store import (
@@ -78,8 +80,8 @@ class PgStateStore:
 
     @property
     def installation_id(self) -> str:
-        """The database's installation id, part of every client order id (see the module)."""
-        return self._installation
+        """This key cell's installation id, part of every client order id (see the module)."""
+        return cell_installation(self._installation, self.key_id)
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:

@@ -82,6 +82,7 @@ from rules_engine.service.off_path import (
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
 from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
+from rules_engine.service.shared_feed import CellFeeds, SharedFeeds
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
 from rules_engine.service.startup import (
@@ -150,6 +151,9 @@ class EngineService:
         executor_options: Mapping[str, Any] | None = None,
         accept_damaged_audit: bool = False,
         webhook_limits: WebhookLimits | None = None,
+        shared_feeds: SharedFeeds | None = None,
+        serve_http: bool = True,
+        standby_sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -205,7 +209,7 @@ class EngineService:
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._consumer: asyncio.Task[None] | None = None
-        self._feeds: MarketFeeds | None = None
+        self._feeds: MarketFeeds | CellFeeds | None = None
         self.private_feed: PrivateFeed | None = None
         self._watcher: RuleWatcher | None = None
         self._keeper: DeadMansSwitchKeeper | None = None
@@ -217,6 +221,9 @@ class EngineService:
         self.audit_tap: AuditTap | None = None  # the audit log as everything writes to it (watched)
         self.cell: HaCell | None = None  # high availability: the key's lease, renewed (service.ha)
         self.exit_code = 0  # `rules-engine run`'s: 3 after the engine stopped because another took its key
+        self.shared_feeds = shared_feeds  # a worker's cell: the worker's public feed (service.shared_feed)
+        self.serve_http = serve_http  # False in a worker's cell: the worker serves HTTP (port 0 then)
+        self.standby_sleep = standby_sleep  # a worker's cell: its standby wait, which raises once the worker stops
 
     # ------------------------------------------------------------------ listeners
 
@@ -267,7 +274,8 @@ class EngineService:
         if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
             await self._start_feeds(needs)  # (ticks are dropped until intake opens)
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
-                                          accept_damaged=self.accept_damaged_audit, environ=self.environ)
+                                          accept_damaged=self.accept_damaged_audit, environ=self.environ,
+                                          standby_sleep=self.standby_sleep)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted
@@ -342,10 +350,11 @@ class EngineService:
             log.warning("kill switch is engaged: %s", initial.describe())
         self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
-        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
-                                self.webhook_limits, self.metrics.connections_refused_by)
+        if self.serve_http:
+            self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
+                                    self.webhook_limits, self.metrics.connections_refused_by)
         try:
-            self.port = await self._http.start()
+            self.port = await self._http.start() if self._http is not None else 0
         except OSError as exc:
             raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from None
         self._intake_open = True
@@ -380,6 +389,10 @@ class EngineService:
                  len(ruleset.rules), self.host, self.port, self.state_dir)
 
     async def _start_feeds(self, needs: RuleNeeds) -> None:
+        if self.shared_feeds is not None:  # a worker's cell: a view of the worker's one feed per market
+            self._feeds = self.shared_feeds.attach(self._on_tick, self._on_feed_status)
+            await self._feeds.apply(needs)
+            return
         self._feeds = MarketFeeds(self.config.endpoints, self.config.feed, self._on_tick, self._on_feed_status,
                                   clock=self.clock, options=self.feed_options)
         await self._feeds.apply(needs)

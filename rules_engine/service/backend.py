@@ -45,7 +45,8 @@ def holder_name() -> str:
 
 
 def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], float] = time.time,
-                 accept_damaged: bool = False, environ: Mapping[str, str] | None = None) -> Backend:
+                 accept_damaged: bool = False, environ: Mapping[str, str] | None = None,
+                 standby_sleep: Callable[[float], None] | None = None) -> Backend:
     """Open the audit chain and the state store the config names (StartupError if it cannot)."""
     if config.store is None:
         try:
@@ -65,8 +66,12 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
         cell = None
         if spec.standby:  # wait while another engine holds the key, then take it (epoch + 1)
             cell = HaCell(settings, spec, holder_name(), environ=os.environ if environ is None else environ,
-                          dead_man_timeout=config.dead_man_timeout)
-            lease = cell.wait_for_key()
+                          dead_man_timeout=config.dead_man_timeout, sleep=standby_sleep or time.sleep)
+            try:
+                lease = cell.wait_for_key()  # a worker's `standby_sleep` raises StartupError once it stops
+            except BaseException:
+                cell.close()
+                raise
         else:
             lease = acquire_lease(settings, holder_name())
         try:

@@ -73,7 +73,7 @@ class PgServer:
         self.options = ""
 
     @classmethod
-    def start(cls) -> PgServer:
+    def start(cls, max_connections: int = 200) -> PgServer:
         bin_dir = pg_bin_dir()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed: run `make install` (as root) or apt-get install postgresql")
@@ -91,7 +91,7 @@ class PgServer:
             server._command("initdb", "-D", str(server.data), "-U", USER, "--pwfile", str(root / "pwfile"),
                             "-A", "scram-sha-256", "--no-sync", "-E", "UTF8", "--locale", "C")
             server.options = options = (f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       f"-c full_page_writes=off -c max_connections=200")
+                       f"-c full_page_writes=off -c max_connections={max_connections}")
             server._command("pg_ctl", "-D", str(server.data), "-l", str(root / "server.log"), "-o", options,
                             "-w", "-t", "60", "start")
         except BaseException:

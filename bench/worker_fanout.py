@@ -1,0 +1,115 @@
+"""Key cells in workers: `python -m bench.worker_fanout [--rounds N] [--keys N] [--no-kill]`.
+
+Issue 13's T5 as a figure: against a throwaway PostgreSQL (`tests/cluster/pg_harness.py`, with
+`max_connections` sized for the keys; skipped when PostgreSQL is not installed) and the
+simulator in this process, two `rules-engine worker` processes each configured with every key
+(they split the keys, each standing by for the other's), two intake replicas in this process.
+One signal to every key, POSTed 3 times; unless --no-kill, the worker holding more keys is
+killed with SIGKILL as the first order is accepted. Reported: time until every key is held
+after the workers start, and from the POST to the last AddOrder accepted by the simulator
+(its journal's time), with the orders placed and those the kill left unplaced.
+
+Medians and the worst of the rounds are reported; the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+CONNECTIONS_PER_KEY = 7
+"""PostgreSQL connections per key over two workers (measured: 6; one spare)."""
+
+
+def _harness() -> None:
+    for folder in (TESTS / "cluster", TESTS / "e2e"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+    from e2e_harness import post, signed, wait_for
+    from fanout_harness import PROVIDER, PROVIDER_SECRET, FanoutWorld
+    from worker_harness import WorkerProcess, write_worker_config
+
+    from rules_engine.sim import Account, SimConfig, Simulator
+
+    accounts = {f"acct-{n:03d}": Account.generate({"ZUSD": "100000"}) for n in range(1, keys + 1)}
+    sim = Simulator(SimConfig(accounts=list(accounts.values()), prices={"XBTUSD": "69000"}, tick_interval=0,
+                              heartbeat_interval=0.5))
+    with sim.running("127.0.0.1", 0), tempfile.TemporaryDirectory(prefix="bench-worker-") as folder:
+        root = Path(folder)
+        w = FanoutWorld(root, server, server.create_database(f"workers{round_no}"), sim, accounts)
+        config, env = write_worker_config(w, accounts)
+        env["RULES_ENGINE_STORE_PASSWORD"] = server.password
+        began = time.perf_counter()
+        workers = [WorkerProcess(name, config, env, root / name) for name in ("worker-a", "worker-b")]
+        try:
+            for worker in workers:
+                await wait_for(worker.listening, timeout=120)
+            await wait_for(lambda: sum(len(worker.holding()) for worker in workers) == keys, timeout=300,
+                           interval=0.5)
+            held = time.perf_counter() - began
+            victim = max(workers, key=lambda worker: len(worker.holding()))
+            async with w.intakes(2) as urls:
+                body, headers = signed({"action": "buy", "qty": 0.001, "id": f"t5-{round_no}"}, PROVIDER_SECRET)
+                sent = time.time()
+                for i in range(3):
+                    assert (await post(f"{urls[i % 2]}/signals/{PROVIDER}", body, headers))[0] == 200
+                if kill:
+                    await wait_for(lambda: any(w.orders(k) for k in accounts), timeout=60)
+                    victim.process.send_signal(signal.SIGKILL)
+                    victim.process.wait(30)
+                done = "SELECT count(*) FROM fanout_deliveries WHERE status = 'done'"
+                await wait_for(lambda: w.rows(done) == [(keys,)], timeout=120, interval=0.2)
+                final = "SELECT count(*) FROM decisions WHERE status NOT IN ('pending', 'sent', 'unknown')"
+                await wait_for(lambda: w.rows(final) == [(keys,)], timeout=60, interval=0.2)
+                placed = [w.orders(k) for k in accounts]
+                assert all(len(p) <= 1 for p in placed)  # never two orders for one key
+                last = max(p[0].time for p in placed if p) - sent
+                count = sum(1 for p in placed if p)
+        finally:
+            for worker in workers:
+                worker.stop()
+    return held, last, count, keys - count
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker_fanout")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--keys", type=int, default=60, help="keys (cells), each configured in both workers")
+    parser.add_argument("--no-kill", action="store_true", help="do not kill a worker mid-fan-out")
+    args = parser.parse_args(argv if argv is not None else [])
+    _harness()
+    from pg_harness import PgServer, pg_bin_dir
+
+    if pg_bin_dir() is None:
+        print("worker fan-out: skipped (PostgreSQL is not installed: make install)")
+        return
+    import logging
+
+    logging.disable(logging.WARNING)
+    held, last, placed, unplaced = [], [], [], []
+    with PgServer.start(max_connections=CONNECTIONS_PER_KEY * args.keys + 50) as server:
+        for round_no in range(args.rounds):
+            a, b, c, d = asyncio.run(_round(server, args.keys, not args.no_kill, round_no))
+            held.append(a)
+            last.append(b)
+            placed.append(c)
+            unplaced.append(d)
+    kill = "no worker killed" if args.no_kill else "the worker holding more keys killed at the first order"
+    print(f"{args.keys} keys over 2 worker processes ({kill}):")
+    print(f"  workers started -> every key held: median {statistics.median(held):.2f} s, worst {max(held):.2f} s")
+    print(f"  POST (x3) -> last AddOrder accepted: median {statistics.median(last):.3f} s, worst {max(last):.3f} s")
+    print(f"  orders placed per round: {placed}; left unplaced by the kill (committed, not sent): {unplaced}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

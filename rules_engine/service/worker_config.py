@@ -1,0 +1,122 @@
+"""The worker config (`rules-engine worker --config FILE`): the key cells one worker process
+hosts, validated like a rule file (every problem at `file:line:column`).
+
+    # yaml-language-server: $schema=../schemas/worker.schema.json
+    version: 1
+    server: {host: 0.0.0.0, port: 8080}   # the worker's HTTP server (healthz, readyz, metrics)
+    state_dir: /var/lib/rules-engine       # each cell's state dir: <state_dir>/<key> (its kill switch file)
+    cells:
+      - config: engine-acct-1.yaml         # store: {url, key: acct-1, standby: true, exclusive: true}
+        rules: [rules/acct-1]
+      - config: engine-acct-2.yaml
+        rules: [rules/common, rules/acct-2]
+
+Layers: YAML (the rule loader's safe reader), `schemas/worker.schema.json`, then meaning: each
+cell's engine config loads, is on the PostgreSQL store with `standby: true` (so any worker can
+stand in for any key), keys are unique, and all cells use the same Kraken endpoints and spot
+feed protocol (they share one public WebSocket).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from rules_engine.config import ConfigError, EngineConfig, load_config
+from rules_engine.resources import schema_path
+from rules_engine.rules.diagnostics import Diagnostic
+from rules_engine.rules.file_schema import diagnostic_at, schema_diagnostics
+from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
+
+SCHEMA = "worker.schema.json"
+CODE = "worker-config"
+EMPTY_FILE = "the worker config is empty; it holds `version: 1` and `cells:`"
+
+
+class WorkerConfigError(Exception):
+    """The worker config is unusable; `diagnostics` says where and why."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__("\n".join(str(d) for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One key cell: its store key, engine config, rule paths and state dir."""
+
+    key: str
+    config: EngineConfig
+    rules: tuple[Path, ...]
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    file: str
+    host: str
+    port: int
+    cells: tuple[CellSpec, ...]
+
+
+def load_worker_config(path: Path) -> WorkerConfig:
+    """The file's cells; raises WorkerConfigError with every problem found."""
+    name = path.as_posix()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkerConfigError([Diagnostic(name, 1, 1, None, f"cannot read the worker config: "
+                                            f"{exc.strerror or exc}", code=CODE)]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise WorkerConfigError([Diagnostic(name, 1, 1, None, f"the worker config is larger than "
+                                            f"{MAX_FILE_BYTES:,} bytes", code=CODE)])
+    document, problems = read_source(raw, name, EMPTY_FILE)
+    if document is None or problems:
+        raise WorkerConfigError(problems or [Diagnostic(name, 1, 1, None, EMPTY_FILE, code=CODE)])
+    diagnostics = schema_diagnostics(_validator(), document, CODE)
+    if diagnostics:
+        raise WorkerConfigError(diagnostics)
+    data = document.data
+    base = path.parent
+    state_root = base / data.get("state_dir", "state")
+    cells: list[CellSpec] = []
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(data["cells"]):
+        here = ("cells", index, "config")
+        try:
+            config = load_config(base / spec["config"])
+        except ConfigError as exc:
+            diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: {exc}", CODE))
+            continue
+        store = config.store
+        if store is None or not store.standby:
+            diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: {spec['config']} needs `store:` "
+                                             "with standby: true and exclusive: true (a worker takes each key's "
+                                             "lease and stands in for any key)", CODE))
+            continue
+        if store.key in seen:
+            diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: key {store.key!r} is already "
+                                             f"cell {seen[store.key] + 1}'s", CODE))
+            continue
+        seen[store.key] = index
+        if cells and (config.endpoints != cells[0].config.endpoints or config.feed != cells[0].config.feed):
+            diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: its kraken endpoints or feed "
+                                             "protocol differ from cell 1's; the cells share one public feed", CODE))
+            continue
+        state_dir = base / spec["state_dir"] if "state_dir" in spec else state_root / store.key
+        cells.append(CellSpec(store.key, config, tuple(base / r for r in spec["rules"]), state_dir))
+    if diagnostics:
+        raise WorkerConfigError(sorted(set(diagnostics), key=Diagnostic.sort_key))
+    server = data.get("server", {})
+    return WorkerConfig(name, server.get("host", "127.0.0.1"), server.get("port", 8080), tuple(cells))
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    schema = json.loads(schema_path(SCHEMA).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)

@@ -1,0 +1,170 @@
+"""`rules-engine worker` in the test's process: two key cells on a real PostgreSQL share ONE public
+WebSocket (subscribed to the union of their pairs), each tick reaches the cells that watch its
+pair, each cell trades with its own credentials and client order ids, and the worker's HTTP
+server reports every cell (/readyz) and labels every cell's metrics with its key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from e2e_harness import FAST_FEED, get, wait_for
+
+from rules_engine.cli import main
+from rules_engine.pgstore import read_leases
+from rules_engine.pgstore.connection import StoreSettings
+from rules_engine.service.worker import Worker
+from rules_engine.service.worker_config import load_worker_config
+from rules_engine.sim import Account, SimConfig, Simulator
+
+pytestmark = pytest.mark.cluster
+
+RULES = {
+    "k1": """
+version: 1
+rules:
+  - id: up
+    cooldown: 1h
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+""",
+    "k2": """
+version: 1
+rules:
+  - id: up
+    cooldown: 1h
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.02, price: 60000}]
+  - id: eth
+    cooldown: 1h
+    triggers: [{type: price, symbol: ETHUSD, crosses_above: 3000}]
+    actions: [{type: place_order, pair: ETHUSD, side: buy, ordertype: limit, volume: 0.1, price: 2000}]
+""",
+}
+
+
+@pytest.fixture
+def two() -> dict[str, Account]:
+    return {key: Account.generate({"ZUSD": "100000", "XXBT": "1"}) for key in RULES}
+
+
+@pytest.fixture
+def sim2(two) -> Iterator[Simulator]:
+    simulator = Simulator(SimConfig(accounts=list(two.values()), prices={"XBTUSD": "69000", "ETHUSD": "2600"},
+                                    tick_interval=0, heartbeat_interval=0.5))
+    with simulator.running("127.0.0.1", 0):
+        yield simulator
+
+
+def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> tuple[Path, dict[str, str]]:
+    cells, env = [], {}
+    for key, text in RULES.items():
+        (tmp / f"rules-{key}").mkdir()
+        (tmp / f"rules-{key}" / "rules.yaml").write_text(text)
+        config = {"version": 1, "mode": "live",
+                  "kraken": {"simulator": sim.endpoints.spot_rest, "api_key_env": f"{key.upper()}_KEY",
+                             "api_secret_env": f"{key.upper()}_SECRET"},
+                  "dead_man_switch": {"enabled": False},
+                  "store": {"url": dsn, "key": key, "standby": True, "exclusive": True, "lease_ttl": "2s"}}
+        (tmp / f"engine-{key}.yaml").write_text(yaml.safe_dump(config))
+        cells.append({"config": f"engine-{key}.yaml", "rules": [f"rules-{key}"]})
+        env[f"{key.upper()}_KEY"], env[f"{key.upper()}_SECRET"] = accounts[key].api_key, accounts[key].secret
+    path = tmp / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "server": {"host": "127.0.0.1", "port": 0}, "cells": cells}))
+    return path, env
+
+
+def public_connections(sim: Simulator) -> list[Any]:
+    return [c for c in sim._hub.connections if c.tickers]
+
+
+def ticks(worker: Worker) -> dict[str, float]:
+    return {key: service.metrics.ticks.labels("spot")._value.get() for key, service in worker.holding_services()}
+
+
+def orders(sim: Simulator, account: Account) -> list[Any]:
+    return [e for e in sim.journal.entries(key=account.api_key) if e.method == "AddOrder" and e.accepted]
+
+
+async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_server, pg_dsn, sim2, two,
+                                                                  capsys, monkeypatch) -> None:
+    path, env = write(tmp_path, pg_dsn, sim2, two)
+    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                    cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                  "snapshot_interval": 0.2, "drain_timeout": 5.0})
+    port = await worker.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+        await wait_for(lambda: [c.tickers for c in public_connections(sim2)] == [{"XBTUSD", "ETHUSD"}], timeout=10)
+        status, ready = await get(f"{url}/readyz")
+        assert status == 200 and ready["holding"] == ["k1", "k2"]
+        assert {c["key"]: c["state"] for c in ready["cells"]} == {"k1": "holding", "k2": "holding"}
+        assert all(c["store"]["key"] == c["key"] for c in ready["cells"])
+        before = ticks(worker)
+        sim2.set_price("XBTUSD", Decimal("69500"))  # the first tick a cell handles arms its crossing
+        sim2.set_price("ETHUSD", Decimal("2700"))
+        await wait_for(lambda: all(ticks(worker)[k] >= before[k] + n for k, n in (("k1", 1), ("k2", 2))), timeout=10)
+        for _, service in worker.holding_services():
+            await service.settle()
+        sim2.set_price("XBTUSD", Decimal("71000"))  # both cells watch XBTUSD
+        await wait_for(lambda: orders(sim2, two["k1"]) and orders(sim2, two["k2"]), timeout=10)
+        sim2.set_price("ETHUSD", Decimal("3100"))  # only k2 watches ETHUSD
+        await wait_for(lambda: len(orders(sim2, two["k2"])) == 2, timeout=10)
+        for _, service in worker.holding_services():
+            await service.settle()
+        assert len(orders(sim2, two["k1"])) == 1
+        handled = ticks(worker)
+        assert handled["k2"] - before["k2"] == handled["k1"] - before["k1"] + 2  # k1 is not handed ETHUSD ticks
+        cl_ord_ids = {key: [e.cl_ord_id for e in orders(sim2, two[key])] for key in two}
+        assert cl_ord_ids["k1"][0] != cl_ord_ids["k2"][0]  # same rule id, same first fire, different keys
+        assert cl_ord_ids["k1"][0][:8] == cl_ord_ids["k2"][0][:8]  # the database's installation tag
+        status, text = await get(f"{url}/metrics")
+        assert status == 200
+        assert 'rules_engine_ticks_total{key="k1",market="spot"}' in text
+        assert 'rules_engine_ticks_total{key="k2",market="spot"}' in text
+        assert 'rules_engine_worker_cells{state="holding"} 2.0' in text
+        monkeypatch.setenv("RULES_ENGINE_STORE_PASSWORD", pg_server.password)
+        capsys.readouterr()
+        assert main(["cluster", "status", "--store", pg_dsn, "--worker-config", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "holds 2 key(s): k1, k2" in out
+    finally:
+        await worker.stop()
+    leases = {lease.key_id: lease for lease in read_leases(StoreSettings(pg_dsn, "k1", pg_server.password))}
+    assert sorted(leases) == ["k1", "k2"]
+    # stopped: both leases released, so the configured keys are held by nobody: degraded
+    assert main(["cluster", "status", "--store", pg_dsn, "--worker-config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "problem: key k1: is configured in a worker but its lease expired" in out
+
+
+async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when_it_lapses(
+        tmp_path, pg_server, pg_dsn, sim2, two) -> None:
+    from rules_engine.pgstore import acquire_lease
+
+    path, env = write(tmp_path, pg_dsn, sim2, two)
+    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                    cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                  "snapshot_interval": 0.2, "drain_timeout": 5.0})
+    await worker.start()
+    try:
+        await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+        first = worker.cells["k1"].service
+        # another engine takes k1 (epoch 2) and goes away: k1's cell is fenced at its next renewal,
+        # stops (exit code 3), stands by again and takes the key back (epoch 3)
+        acquire_lease(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine")
+        await wait_for(lambda: first is not None and first.exit_code == 3, timeout=10)
+        await wait_for(lambda: worker.cells["k1"].state == "holding" and worker.cells["k1"].service is not first,
+                       timeout=20)
+        assert worker.cells["k1"].takeovers == 2 and worker.cells["k2"].takeovers == 1
+        assert worker.cells["k1"].service.backend["epoch"] == 3
+        assert worker.readyz()["status"] in ("ready", "degraded")
+    finally:
+        await worker.stop()

@@ -1,0 +1,83 @@
+"""The worker config (`rules-engine worker --config FILE --check`): validated like a rule file,
+with every problem at file:line:column; each cell must be a PostgreSQL standby engine config,
+keys unique, one shared feed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rules_engine.cli import main
+from rules_engine.service.worker_config import WorkerConfigError, load_worker_config
+
+DSN = "postgresql://engine@127.0.0.1:5432/rules"
+RULE = """version: 1
+rules:
+  - id: up
+    cooldown: 1h
+    triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 60000}]
+"""
+
+
+def engine(tmp: Path, name: str, **overrides: object) -> str:
+    config = {"version": 1, "store": {"url": DSN, "key": name, "standby": True, "exclusive": True}, **overrides}
+    (tmp / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return f"{name}.yaml"
+
+
+def test_a_valid_worker_config_lists_its_cells(tmp_path, capsys) -> None:
+    cells = [{"config": engine(tmp_path, key), "rules": ["rules"]} for key in ("acct-1", "acct-2")]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(RULE)
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "state_dir": "st", "server": {"port": 9000}, "cells": cells}))
+    config = load_worker_config(path)
+    assert [c.key for c in config.cells] == ["acct-1", "acct-2"]
+    assert config.cells[0].rules == (tmp_path / "rules",) and config.cells[1].state_dir == tmp_path / "st" / "acct-2"
+    assert (config.host, config.port) == ("127.0.0.1", 9000)
+    assert main(["worker", "--config", str(path), "--check"]) == 0
+    assert "2 cells: acct-1, acct-2" in capsys.readouterr().out
+    (tmp_path / "rules" / "r.yaml").write_text(RULE.replace("crosses_above", "crosses_abov"))
+    assert main(["worker", "--config", str(path), "--check"]) == 1  # the cells' rules are checked too
+    captured = capsys.readouterr()
+    assert "1 with invalid rules" not in captured.out and "2 with invalid rules" in captured.out
+    assert "cell acct-1:" in captured.err and "r.yaml" in captured.err
+
+
+def test_schema_problems_are_reported_at_file_line_column(tmp_path, capsys) -> None:
+    path = tmp_path / "worker.yaml"
+    path.write_text("version: 1\ncells:\n  - config: a.yaml\n    rulez: [r]\n")
+    with pytest.raises(WorkerConfigError) as caught:
+        load_worker_config(path)
+    assert f"{path.as_posix()}:4:5" in str(caught.value) or f"{path.as_posix()}:3:" in str(caught.value)
+    assert main(["worker", "--config", str(path)]) == 1
+    assert "refusing to start" in capsys.readouterr().err
+
+
+def test_cells_must_be_standby_postgresql_engines_with_unique_keys(tmp_path) -> None:
+    plain = {"version": 1}
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+    cells = [{"config": engine(tmp_path, "acct-1"), "rules": ["r"]},
+             {"config": "plain.yaml", "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-1"), "rules": ["r"]},
+             {"config": "missing.yaml", "rules": ["r"]}]
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    with pytest.raises(WorkerConfigError) as caught:
+        load_worker_config(path)
+    text = str(caught.value)
+    assert "cell 2: plain.yaml needs `store:` with standby: true" in text
+    assert "cell 3: key 'acct-1' is already cell 1's" in text
+    assert "cell 4:" in text and "not found" in text
+
+
+def test_cells_share_one_feed_so_their_endpoints_must_agree(tmp_path) -> None:
+    cells = [{"config": engine(tmp_path, "acct-1"), "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-2", kraken={"feed": "v1"}), "rules": ["r"]}]
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    with pytest.raises(WorkerConfigError, match="cell 2: its kraken endpoints or feed protocol differ"):
+        load_worker_config(path)
