@@ -97,14 +97,20 @@ async def test_one_signal_to_many_keys_over_two_workers_one_killed_mid_fan_out(
     finally:
         for worker in workers:
             worker.stop()
+    statuses = settled(w)
+    assert sorted(statuses) == sorted(accounts)
     cl_ord_ids = {k: decisions_with_orders(w, k) for k in accounts}
+    for k in accounts:  # the kill fell between the decision's commit and its audit record: nothing was
+        if not cl_ord_ids[k]:  # sent, and the key's next holder records the decision abandoned
+            assert statuses[k][1] == "abandoned", (k, statuses[k])
+            assert [r["data"]["cl_ord_id"] for r in audit_records(w, k, "abandoned")] == [statuses[k][0]]
+            cl_ord_ids[k] = [statuses[k][0]]
     assert {k: len(ids) for k, ids in cl_ord_ids.items()} == {k: 1 for k in accounts}  # one decision per key
     assert len({ids[0] for ids in cl_ord_ids.values()}) == KEYS  # client order ids differ across keys
     # one accepted AddOrder per key, except where the kill fell after the decision's commit and before
     # its request reached the exchange: the key's next holder proves it was not placed (never sent:
     # `abandoned`; sent but not found by its deadline after the fence: `rejected`) and does not send
     # it late (see README "Running more than one engine")
-    statuses = settled(w)
     assert {k: cl_ord_id for k, (cl_ord_id, _) in statuses.items()} == {k: ids[0] for k, ids in cl_ord_ids.items()}
     not_placed = {k for k, (_, status) in statuses.items() if status in ("abandoned", "rejected")}
     assert {k: len(w.orders(k)) for k in accounts} == {k: 0 if k in not_placed else 1 for k in accounts}
