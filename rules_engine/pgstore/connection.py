@@ -16,6 +16,8 @@ so no write of an old epoch commits after a new epoch began.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -106,13 +108,20 @@ def require_psycopg() -> None:
         raise StateStoreError("the PostgreSQL store needs psycopg: pip install 'rules-engine[postgres]'")
 
 
+def session_name(holder: str | None = None) -> str:
+    """The `application_name` of this process's store sessions: "rules-engine host:pid", the
+    same name as the process's lease holder, so a standby can find an expired holder's
+    sessions (`LeaseSession.try_take`)."""
+    return "rules-engine " + (holder or f"{socket.gethostname()}:{os.getpid()}")
+
+
 def connect(settings: StoreSettings) -> Any:
     """A new autocommit connection (StateStoreError if the store cannot be reached)."""
     require_psycopg()
     try:
         conn = psycopg.connect(
             settings.url, password=settings.password, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-            application_name="rules-engine", keepalives=1, keepalives_idle=5, keepalives_interval=2,
+            application_name=session_name(), keepalives=1, keepalives_idle=5, keepalives_interval=2,
             keepalives_count=3, options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on "
                     f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )

@@ -27,16 +27,23 @@ fences every write, and the new holder's first Kraken call fences the old holder
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rules_engine.pgstore.connection import StoreSettings, _first_line, connect
+from rules_engine.pgstore.connection import StoreSettings, _first_line, connect, session_name
 from rules_engine.state.store import StateStoreError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 6.0
 """Seconds a lease lasts unless renewed (the design note's TTL)."""
+
+TAKE_LOCK_TIMEOUT_MS = 1000
+"""How long a standby waits for the lease row's lock before looking for a stuck expired holder."""
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class LeaseHeldError(StateStoreError):
@@ -152,8 +159,18 @@ class LeaseSession:
         """Take the key with a new epoch if its lease has expired (database clock) or its
         holder's session has ended; None (nothing changed) while another holder is live."""
         def take(conn: Any) -> Lease | None:
+            try:
+                return locked_take(conn)
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+            self._end_expired_holders_sessions(conn)
+            return None  # taken at the next poll
+
+        def locked_take(conn: Any) -> Lease | None:
             key = self.settings.key_id
             with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{TAKE_LOCK_TIMEOUT_MS}ms",))
                 conn.execute("INSERT INTO key_lease (key_id, holder, epoch, acquired_at, expires_at) "
                              "VALUES (%s, %s, 0, now(), now()) ON CONFLICT (key_id) DO NOTHING", (key, self.holder))
                 epoch, expired = conn.execute("SELECT epoch, expires_at <= now() FROM key_lease WHERE key_id = %s "
@@ -168,6 +185,21 @@ class LeaseSession:
                 self._lock(conn, int(row[2]))  # before the commit: nobody sees the epoch unlocked
             return Lease(str(row[0]), str(row[1]), int(row[2]), row[3], row[4])
         return self._call("cannot take the key's lease", take)
+
+    def _end_expired_holders_sessions(self, conn: Any) -> None:
+        """The key's lease row is locked by a holder whose lease has expired (database clock):
+        its session is stuck inside a transaction, e.g. cut off mid-message, which
+        `idle_in_transaction_session_timeout` does not end. End that holder's sessions that are
+        inside a transaction (they roll back: an expired holder must not commit anything more)."""
+        row = conn.execute("SELECT holder FROM key_lease WHERE key_id = %s AND expires_at <= now()",
+                           (self.settings.key_id,)).fetchone()
+        if row is None or str(row[0]) == self.holder:
+            return
+        try:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
+                         "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()", (session_name(str(row[0])),))
+        except Exception as exc:  # noqa: BLE001 - e.g. not allowed: the lease then waits for the server
+            log.warning("standby: cannot end the expired holder %s's sessions: %s", row[0], _first_line(exc))
 
     def renew(self, epoch: int) -> bool:
         """Extend the lease by `ttl` from the database's now; False if the key is held by

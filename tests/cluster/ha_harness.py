@@ -212,7 +212,10 @@ class HaEngine:
             self._alive()
             found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", self.text())
             return found.group(1) if found else None
-        self.url = wait(port, timeout, "engine leading")
+        try:
+            self.url = wait(port, timeout, "engine leading")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log:\n{self.text()[-6000:]}") from None
         wait(lambda: self.health()["feeds"]["spot"]["subscribed"] == 1, what="feed subscribed")
         return self
 
