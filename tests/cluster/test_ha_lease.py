@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 import pytest
 
 from rules_engine.config import ConfigError, parse_config
 from rules_engine.kraken.nonce import MemoryNonceStore
 from rules_engine.pgstore import StoreSettings
+from rules_engine.pgstore.connection import session_name
 from rules_engine.pgstore.lease import Lease, LeaseSession
 from rules_engine.service.ha import GatedNonceSource, GatedTransport, LeaseKeeper, LeaseLost
 from rules_engine.state import StateStoreError
@@ -210,3 +212,28 @@ def test_a_fenced_write_halts_the_cell_at_the_next_call(pg_server, pg_dsn) -> No
     finally:
         store.close()
         cell.close()
+
+
+@pytest.mark.cluster
+def test_an_expired_holder_stuck_inside_a_transaction_is_ended_and_the_key_taken(pg_server, pg_dsn) -> None:
+    """A holder cut off inside a message keeps its transaction (and its lock on the lease row)
+    open past idle_in_transaction_session_timeout; once its lease has expired, a standby ends it."""
+    first = LeaseSession(settings(pg_server, pg_dsn), "first", ttl=0.5)
+    second = LeaseSession(settings(pg_server, pg_dsn), "second", ttl=30.0)
+    stuck = psycopg.connect(pg_dsn, password=pg_server.password, application_name=session_name("first"))
+    try:
+        assert first.try_take() is not None
+        stuck.execute("SELECT epoch FROM key_lease WHERE key_id = 'main' FOR SHARE")  # an open transaction
+        time.sleep(0.6)  # the lease expires by the database's clock (TTL 0.5 s)
+        assert second.try_take() is None  # the row is locked: the stuck session is ended
+        deadline = time.monotonic() + 10
+        taken = None
+        while taken is None and time.monotonic() < deadline:
+            taken = second.try_take()
+        assert taken is not None and (taken.holder, taken.epoch) == ("second", 2)
+        with pytest.raises(psycopg.OperationalError):
+            stuck.execute("SELECT 1")  # its session was ended: nothing of it commits
+    finally:
+        stuck.close()
+        first.close()
+        second.close()
