@@ -30,8 +30,8 @@ from jsonschema import Draft202012Validator
 
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.file_schema import diagnostic_at, schema_diagnostics
-from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
+from rules_engine.rules.file_schema import diagnostic_at, read_side_file
+from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 SWEEP_SCHEMA = "replay-sweep.schema.json"
 MAX_COMBINATIONS = 10_000
@@ -89,21 +89,10 @@ def field_path(field: str) -> tuple[str | int, ...]:
 
 def load_sweep(path: Path) -> SweepSpec:
     """The sweep file's parameters; raises SweepFileError with every problem found."""
-    name = path.as_posix()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SweepFileError([Diagnostic(name, 1, 1, None, f"cannot read the sweep file: {exc.strerror or exc}",
-                                         code="sweep-file")]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SweepFileError([Diagnostic(name, 1, 1, None, f"the sweep file is larger than {MAX_FILE_BYTES:,} bytes",
-                                         code="sweep-file")])
-    document, problems = read_source(raw, name, EMPTY_SWEEP_FILE)
-    if document is None or problems:
-        raise SweepFileError(problems or [Diagnostic(name, 1, 1, None, "the sweep file is empty", code="sweep-file")])
-    diagnostics = check_sweep_schema(document)
-    if diagnostics:
-        raise SweepFileError(diagnostics)
+    document = read_side_file(path, "sweep file", EMPTY_SWEEP_FILE, "sweep-file", sweep_validator(), SweepFileError,
+                              empty_fallback="the sweep file is empty")
+    name = document.file
+    diagnostics: list[Diagnostic] = []
     parameters = []
     seen: dict[tuple[str, tuple[str | int, ...]], int] = {}
     for index, raw_parameter in enumerate(document.data["parameters"]):
@@ -163,11 +152,6 @@ def sweep_validator() -> Draft202012Validator:
     schema = json.loads(schema_path(SWEEP_SCHEMA).read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
-
-
-def check_sweep_schema(document: SourceDocument) -> list[Diagnostic]:
-    """Every schema violation, at the line and column it was written, in file order."""
-    return schema_diagnostics(sweep_validator(), document, "sweep-file")
 
 
 def _at(document: SourceDocument, path: tuple[Any, ...], message: str) -> Diagnostic:

@@ -4,6 +4,7 @@ values: the rule files' way of reporting (`schema_check`), for the simpler schem
 files beside them.
 
     diagnostics = schema_diagnostics(validator, document, code="sweep-file")
+    document = read_side_file(path, "sweep file", EMPTY_SWEEP_FILE, "sweep-file", validator, SweepFileError)
 
 The schema may carry `title` (names a mapping or an enum: `unknown metric "retrun"`) and
 `errorMessage` (replaces jsonschema's words for that value).
@@ -11,13 +12,15 @@ The schema may carry `title` (names a mapping or an enum: `unknown metric "retru
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
-from rules_engine.rules.yaml_source import SourceDocument
+from rules_engine.rules.yaml_source import MAX_FILE_BYTES, SourceDocument, read_source
 
 
 def schema_diagnostics(validator: Draft202012Validator, document: SourceDocument, code: str) -> list[Diagnostic]:
@@ -27,6 +30,27 @@ def schema_diagnostics(validator: Draft202012Validator, document: SourceDocument
         for diagnostic in _describe(error, document, code):
             found.setdefault((diagnostic.line, diagnostic.column, diagnostic.message), diagnostic)
     return sorted(found.values(), key=Diagnostic.sort_key)
+
+
+def read_side_file(path: Path, what: str, empty: str, code: str, validator: Draft202012Validator,
+                   error: Callable[[list[Diagnostic]], Exception], empty_fallback: str | None = None) -> SourceDocument:
+    """Read, parse and schema-check a side file (`what`: "sweep file"); raises `error(diagnostics)`
+    with every problem found at that stage. `empty` explains an empty file."""
+    name = path.as_posix()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error([Diagnostic(name, 1, 1, None, f"cannot read the {what}: {exc.strerror or exc}",
+                                code=code)]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise error([Diagnostic(name, 1, 1, None, f"the {what} is larger than {MAX_FILE_BYTES:,} bytes", code=code)])
+    document, problems = read_source(raw, name, empty)
+    if document is None or problems:
+        raise error(problems or [Diagnostic(name, 1, 1, None, empty_fallback or empty, code=code)])
+    diagnostics = schema_diagnostics(validator, document, code)
+    if diagnostics:
+        raise error(diagnostics)
+    return document
 
 
 def diagnostic_at(document: SourceDocument, path: tuple[Any, ...], message: str, code: str, hint: str | None = None,

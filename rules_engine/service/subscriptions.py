@@ -35,10 +35,10 @@ from rules_engine.config import SignalSourceSettings
 from rules_engine.durations import parse_duration
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.file_schema import diagnostic_at, schema_diagnostics
+from rules_engine.rules.file_schema import diagnostic_at, read_side_file
 from rules_engine.rules.signal_fields import ACCOUNT_FIELD
 from rules_engine.rules.signals import load_signal_schema
-from rules_engine.rules.yaml_source import MAX_FILE_BYTES, SourceDocument, read_source
+from rules_engine.rules.yaml_source import SourceDocument
 
 __all__ = ["ACCOUNT_FIELD", "Provider", "Subscriptions", "SubscriptionsError", "account_fields",
            "load_subscriptions"]
@@ -87,21 +87,9 @@ def account_fields(key: str, sizing: Mapping[str, Decimal]) -> dict[str, Any]:
 
 def load_subscriptions(path: Path) -> Subscriptions:
     """The file's providers; raises SubscriptionsError with every problem found."""
-    name = path.as_posix()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SubscriptionsError([Diagnostic(name, 1, 1, None, f"cannot read the subscriptions file: "
-                                             f"{exc.strerror or exc}", code=CODE)]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise SubscriptionsError([Diagnostic(name, 1, 1, None, f"the subscriptions file is larger than "
-                                             f"{MAX_FILE_BYTES:,} bytes", code=CODE)])
-    document, problems = read_source(raw, name, EMPTY_FILE)
-    if document is None or problems:
-        raise SubscriptionsError(problems or [Diagnostic(name, 1, 1, None, EMPTY_FILE, code=CODE)])
-    diagnostics = schema_diagnostics(_validator(), document, CODE)
-    if diagnostics:
-        raise SubscriptionsError(diagnostics)
+    document = read_side_file(path, "subscriptions file", EMPTY_FILE, CODE, _validator(), SubscriptionsError)
+    name = document.file
+    diagnostics: list[Diagnostic] = []
     providers = {}
     for provider_name, spec in document.data["providers"].items():
         provider = _provider(document, provider_name, spec, diagnostics)

@@ -29,8 +29,7 @@ from jsonschema import Draft202012Validator
 from rules_engine.config import ConfigError, EngineConfig, load_config
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.file_schema import diagnostic_at, schema_diagnostics
-from rules_engine.rules.yaml_source import MAX_FILE_BYTES, read_source
+from rules_engine.rules.file_schema import diagnostic_at, read_side_file
 
 SCHEMA = "worker.schema.json"
 CODE = "worker-config"
@@ -65,21 +64,9 @@ class WorkerConfig:
 
 def load_worker_config(path: Path) -> WorkerConfig:
     """The file's cells; raises WorkerConfigError with every problem found."""
-    name = path.as_posix()
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise WorkerConfigError([Diagnostic(name, 1, 1, None, f"cannot read the worker config: "
-                                            f"{exc.strerror or exc}", code=CODE)]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise WorkerConfigError([Diagnostic(name, 1, 1, None, f"the worker config is larger than "
-                                            f"{MAX_FILE_BYTES:,} bytes", code=CODE)])
-    document, problems = read_source(raw, name, EMPTY_FILE)
-    if document is None or problems:
-        raise WorkerConfigError(problems or [Diagnostic(name, 1, 1, None, EMPTY_FILE, code=CODE)])
-    diagnostics = schema_diagnostics(_validator(), document, CODE)
-    if diagnostics:
-        raise WorkerConfigError(diagnostics)
+    document = read_side_file(path, "worker config", EMPTY_FILE, CODE, _validator(), WorkerConfigError)
+    name = document.file
+    diagnostics: list[Diagnostic] = []
     data = document.data
     base = path.parent
     state_root = base / data.get("state_dir", "state")
