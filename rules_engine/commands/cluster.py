@@ -21,8 +21,9 @@ from typing import Any
 
 from rules_engine.durations import parse_duration
 from rules_engine.pgstore.connection import PASSWORD_ENV, StoreSettings
-from rules_engine.pgstore.fanout import KeyOverview, cluster_overview, prune_signals
+from rules_engine.pgstore.fanout import cluster_overview, prune_signals
 from rules_engine.secret_reader import SecretError
+from rules_engine.service.cluster_report import status_report, store_name
 from rules_engine.service.worker_config import WorkerConfigError, load_worker_config
 from rules_engine.state.store import StateStoreError
 
@@ -80,7 +81,7 @@ def run_status(args: argparse.Namespace) -> int:
         except WorkerConfigError as exc:
             print(f"rules-engine cluster status: {exc}", file=sys.stderr)
             return 2
-    shown = settings.shown.rsplit(" (key", 1)[0]
+    shown = store_name(settings)
     try:
         keys = cluster_overview(settings)
     except StateStoreError as exc:
@@ -108,45 +109,6 @@ def run_prune(args: argparse.Namespace) -> int:
         return 1
     print(f"pruned {signals} signal(s) and {deliveries} deliveries older than {args.older_than}")
     return 0
-
-
-def status_report(store: str, keys: list[KeyOverview], max_wait: float,
-                  expected: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The status as JSON: per key, totals, which engine (worker) holds which keys, and the
-    problems that make it degraded. `expected`: keys configured in a worker (must be held)."""
-    problems = []
-    rows: list[dict[str, Any]] = []
-    holders: dict[str, list[str]] = {}
-    seen = {key.key_id for key in keys}
-    keys = keys + [KeyOverview(key, None, None, None, None, None, 0, 0, 0, 0, None, None, None)
-                   for key in sorted(expected - seen)]
-    for key in sorted(keys, key=lambda k: k.key_id):
-        waiting = key.pending + key.taken
-        has_deliveries = waiting + key.done + key.expired > 0
-        expired = key.expires_in is not None and key.expires_in < 0
-        if key.holder is not None and not expired:
-            holders.setdefault(key.holder, []).append(key.key_id)
-        why = "has deliveries" if has_deliveries else "is configured in a worker"
-        if key.holder is None and (waiting or key.key_id in expected):
-            problems.append(f"key {key.key_id}: {f'{waiting} deliveries' if waiting else why} but no engine has "
-                            "ever held the key")
-        elif expired and (has_deliveries or key.key_id in expected):
-            problems.append(f"key {key.key_id}: {why} but its lease expired {-(key.expires_in or 0):.1f} s ago "
-                            f"(last held by {key.holder}, epoch {key.epoch}): no engine trades it")
-        elif key.oldest_waiting is not None and key.oldest_waiting > max_wait:
-            problems.append(f"key {key.key_id}: a delivery has waited {key.oldest_waiting:.1f} s (more than "
-                            f"{max_wait:g} s)")
-        rows.append({
-            "key": key.key_id, "holder": key.holder, "epoch": key.epoch,
-            "lease": None if key.holder is None else {
-                "acquired_at": key.acquired_at.isoformat() if key.acquired_at else None, "age": key.lease_age,
-                "expires_in": key.expires_in, "expired": key.expires_in is not None and key.expires_in < 0},
-            "deliveries": {"pending": key.pending, "taken": key.taken, "done": key.done, "expired": key.expired},
-            "oldest_waiting": key.oldest_waiting, "lag": {"p50": key.lag_p50, "max": key.lag_max},
-        })
-    totals = {name: sum(row["deliveries"][name] for row in rows) for name in ("pending", "taken", "done", "expired")}
-    return {"ok": not problems, "store": store, "keys": rows, "totals": totals,
-            "held": sum(len(held) for held in holders.values()), "holders": holders, "problems": problems}
 
 
 def render(report: dict[str, Any]) -> str:

@@ -85,6 +85,7 @@ from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 from rules_engine.service.shared_feed import CellFeeds, SharedFeeds
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
 from rules_engine.service.signals import Rejected, SignalSourceConfig
+from rules_engine.service.standby_http import bind_now_or_later
 from rules_engine.service.startup import (
     MAX_REPORTED_ERRORS,
     StartupError,
@@ -96,8 +97,10 @@ from rules_engine.service.startup import (
 )
 from rules_engine.service.status_routes import add_status_routes
 from rules_engine.service.storage import StorageHealth
+from rules_engine.service.store_status import STANDBY, StoreStatus
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
+from rules_engine.service.webhook import SignalRefused
 from rules_engine.service.webhook_limits import WebhookLimits
 from rules_engine.state import StateStoreError, ensure_state_dir
 from rules_engine.state.protocol import EngineStore
@@ -224,6 +227,7 @@ class EngineService:
         self.shared_feeds = shared_feeds  # a worker's cell: the worker's public feed (service.shared_feed)
         self.serve_http = serve_http  # False in a worker's cell: the worker serves HTTP (port 0 then)
         self.standby_sleep = standby_sleep  # a worker's cell: its standby wait, which raises once the worker stops
+        self.store_status: StoreStatus | None = None  # PostgreSQL: the cluster; standby: who holds the key
 
     # ------------------------------------------------------------------ listeners
 
@@ -273,6 +277,9 @@ class EngineService:
         ensure_state_dir(self.state_dir)
         if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
             await self._start_feeds(needs)  # (ticks are dropped until intake opens)
+        self.store_status = StoreStatus.for_service(self)
+        if self.store_status is not None and self.store_status.standby and self.serve_http:
+            await self._serve_while_standing_by(self.store_status)  # /healthz, /readyz (standby), status page
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ,
                                           standby_sleep=self.standby_sleep)
@@ -344,19 +351,24 @@ class EngineService:
         await asyncio.to_thread(self.driver.start, now)
         if self.cell is not None and takeover is not None:  # reconciled by driver.start: the epoch acts now
             self.cell.started(takeover, self.store, audit)
-        self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change, clock=self.clock)
+        if self.kill_switch is None:  # (a standby made it when its HTTP server started)
+            self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change,
+                                              clock=self.clock)
         initial = self.kill_switch.state
         if initial.engaged:
             log.warning("kill switch is engaged: %s", initial.describe())
         self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
-        if self.serve_http:
+        if self.serve_http and self._http is None:
             self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
                                     self.webhook_limits, self.metrics.connections_refused_by)
-        try:
-            self.port = await self._http.start() if self._http is not None else 0
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from None
+            try:
+                self.port = await self._http.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") \
+                    from None
+        elif self.port is None:  # a worker's cell (no server), or a standby whose port is still in use
+            self.port = 0 if self._http is None else self.requested_port
         self._intake_open = True
         fanout = fanout_consumer(self)  # fanned-out signals (PostgreSQL): any left too late are expired first
         for pending in self.inbox.pending():  # accepted (202) by the previous run, not decided: first in line
@@ -397,6 +409,22 @@ class EngineService:
                                   clock=self.clock, options=self.feed_options)
         await self._feeds.apply(needs)
 
+    async def _serve_while_standing_by(self, status: StoreStatus) -> None:
+        """A standby serves HTTP from its start (`service.standby_http`, `service.store_status`)."""
+        self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change, clock=self.clock)
+        self.visibility.readiness.add_check(STANDBY, status.standby_problem)
+        self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
+                                self.webhook_limits, self.metrics.connections_refused_by)
+
+        def bound(port: int) -> None:
+            self.port = port
+            log.info("standing by for key %s; serving HTTP on http://%s:%d (healthz; readyz: not ready, standby; "
+                     "status page)", status.settings.key_id, self.host, port)
+        retry = await bind_now_or_later(self._http, bound)
+        if retry is not None:
+            self._tasks.append(retry)  # cancelled at the teardown
+        self._spawn(status.watch_holder())
+
     def _account_every(self, ruleset: RuleSet) -> float | None:
         """How often to read the account again: only an executor that does not report fills
         itself (validate, live), and only while rules read balances."""
@@ -411,10 +439,19 @@ class EngineService:
             signal_sources=self.signal_sources, on_signal=self.on_signal,
             on_signal_rejected=self.on_signal_rejected, seen_signal=self.seen_signal, clock=self.clock,
             kill_switch=self.kill_switch, kill_token=self.kill_token, webhook_limits=self.webhook_limits,
-            extra_routes=lambda app: add_status_routes(app, self.visibility.status, self.visibility.readyz,
+            extra_routes=lambda app: add_status_routes(app, self._status, self.visibility.readyz,
                                                        self.visibility.book.trace,
-                                                       kill_enabled=self.kill_token is not None),
+                                                       kill_enabled=self.kill_token is not None,
+                                                       refresh=self._refresh_status),
         )
+
+    def _status(self) -> dict[str, Any]:
+        doc = self.visibility.status()
+        return doc if self.store_status is None else self.store_status.decorate(doc)
+
+    async def _refresh_status(self) -> None:
+        if self.store_status is not None:
+            await self.store_status.refresh()
 
     def _render_metrics(self) -> bytes:
         self.metrics.queue_depth.set(self._queue.qsize())
@@ -547,7 +584,9 @@ class EngineService:
     def on_signal(self, signal_: Signal) -> None:
         """The webhook's hand-off: record the signal durably (the 202 follows only then),
         audit its arrival and queue it."""
-        assert self.inbox is not None
+        if self.inbox is None:  # a standby serving HTTP before it holds its key
+            raise SignalRefused(Rejected(503, STANDBY, "this engine stands by for its key and takes no signals "
+                                         "until it holds it", signal_.signal_id, authenticated=True))
         inboxed = self.inbox.accept(signal_)
         self.metrics.signals.labels(signal_.source).inc()
         self._audit("signal", data={"source": signal_.source, "signal_id": signal_.signal_id,
@@ -574,7 +613,8 @@ class EngineService:
         self._tell("signal_rejected", (source, rejected))
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
-        assert self.inbox is not None
+        if self.inbox is None:  # a standby: every signal is refused (on_signal)
+            return False
         return self.inbox.seen(source, signal_id, now, ttl)
 
     def _on_kill_change(self, state: KillFileState) -> None:

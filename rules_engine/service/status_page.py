@@ -50,6 +50,8 @@ form{display:flex;gap:8px;flex-wrap:wrap;align-items:center}
 input{padding:4px 6px}
 button{padding:4px 12px;cursor:pointer}
 #kill-result{font-weight:600}
+tr.degraded td{background:#fde2e2}
+.standby{background:#dbeafe;color:#1e3a8a}
 """
 
 _JS = """
@@ -114,7 +116,8 @@ def trace_link(trace_id: str, text: str | None = None) -> str:
 
 def render_live(doc: Mapping[str, Any]) -> str:
     """The part of the page that is refreshed: everything but the header and the kill form."""
-    return "".join([_rules(doc), _feeds(doc), _orders(doc), _kill_state(doc), _signals(doc), _engine(doc)])
+    return "".join([_standby(doc), _rules(doc), _feeds(doc), _orders(doc), _kill_state(doc), _signals(doc),
+                    _engine(doc), cluster_section(doc.get("cluster"))])
 
 
 def render_page(doc: Mapping[str, Any], *, kill_enabled: bool) -> str:
@@ -227,6 +230,60 @@ def _engine(doc: Mapping[str, Any]) -> str:
     return (f'<section><h2>Engine</h2><p>readiness {_badge(readiness.get("status", "unknown"))}</p>'
             f'<ul id="problems">{problems}</ul><p>last reload: {reload_html}</p>'
             f'<p class="muted">notification channels: {escape(channels)}</p></section>')
+
+
+def _standby(doc: Mapping[str, Any]) -> str:
+    """While the engine stands by for its key (high availability): who holds the key."""
+    standby = doc.get("standby")
+    if not standby:
+        return ""
+    holder = standby.get("holder")
+    held = ("nobody holds it yet" if not holder else
+            f'held by <b>{escape(str(holder))}</b> (epoch {escape(str(standby.get("epoch")))}, lease '
+            f'{"expired" if standby.get("expired") else "live"})')
+    return (f'<section id="standby"><h2>{_badge("standing by", "standby")} key {escape(str(standby.get("key")))}'
+            f'</h2><p>This engine waits for the key\'s lease and takes the key over when it lapses; it trades '
+            f'nothing until then. The key is {held}.</p></section>')
+
+
+def _seconds(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.1f} s"
+
+
+def cluster_section(cluster: Mapping[str, Any] | None) -> str:
+    """The keys of the PostgreSQL store (`rules-engine cluster status`); degraded keys highlighted."""
+    if not cluster:
+        return ""
+    if cluster.get("error"):
+        return (f'<section id="cluster"><h2>Cluster {_badge("unreadable", "error")}</h2>'
+                f'<p>{escape(str(cluster["error"]))}</p></section>')
+    rows = []
+    for key in cluster.get("keys", []):
+        lease = key.get("lease") or {}
+        deliveries = key.get("deliveries") or {}
+        lag = key.get("lag") or {}
+        problem = key.get("problem")
+        css = ' class="degraded"' if problem else ""
+        expires = "—" if not lease else ("expired " + _seconds(-float(lease["expires_in"])) + " ago"
+                                          if lease.get("expired") else "in " + _seconds(lease.get("expires_in")))
+        rows.append(
+            f'<tr data-key="{escape(str(key["key"]))}"{css}>'
+            f'<td><b>{escape(str(key["key"]))}</b></td><td>{escape(str(key.get("holder") or "—"))}</td>'
+            f'<td>{escape(str(key.get("epoch") or "—"))}</td><td>{_seconds(lease.get("age"))}</td><td>{expires}</td>'
+            f'<td>{deliveries.get("pending", 0)}</td><td>{deliveries.get("taken", 0)}</td>'
+            f'<td>{deliveries.get("done", 0)}</td><td>{deliveries.get("expired", 0)}</td>'
+            f'<td>{_seconds(key.get("oldest_waiting"))}</td><td>{_seconds(lag.get("p50"))} / {_seconds(lag.get("max"))}'
+            f'</td><td>{_badge("degraded") + " " + escape(str(problem)) if problem else _badge("ok")}</td></tr>')
+    totals = cluster.get("totals") or {}
+    summary = (f'{len(cluster.get("keys", []))} keys, {cluster.get("held", 0)} held; deliveries pending '
+               f'{totals.get("pending", 0)}, taken {totals.get("taken", 0)}, done {totals.get("done", 0)}, '
+               f'expired {totals.get("expired", 0)}')
+    return (f'<section id="cluster"><h2>Cluster {_flag(cluster.get("ok"), "ok", "degraded", no_css="degraded")}'
+            f'</h2><p class="muted">{escape(str(cluster.get("store")))}: {escape(summary)}</p>'
+            f'<table><thead><tr><th>key</th><th>holder</th><th>epoch</th><th>lease age</th><th>lease expires</th>'
+            f'<th>pending</th><th>taken</th><th>done</th><th>expired</th><th>oldest waiting</th>'
+            f'<th>lag p50 / max (1 h)</th><th></th></tr></thead><tbody>{_rows(rows, 12, "no key in the store")}'
+            f'</tbody></table></section>')
 
 
 def render_trace(trace: Mapping[str, Any]) -> str:

@@ -4,7 +4,7 @@ the status page `/` and `/trace/{id}` (see `status_page`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,12 +16,15 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 def add_status_routes(app: web.Application, status: Callable[[], dict[str, Any]],
                       readyz: Callable[[], dict[str, Any]], trace: Callable[[str], dict[str, Any] | None],
-                      *, kill_enabled: bool) -> None:
+                      *, kill_enabled: bool, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
+    """`refresh()` is awaited before each status document is built (e.g. the cluster, read off the loop)."""
     async def ready(request: web.Request) -> web.Response:
         report = readyz()
         return web.json_response(report, status=200 if report["ready"] else 503, headers=_NO_STORE)
 
     async def api_status(request: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
         return web.json_response(status(), headers=_NO_STORE, dumps=_dumps)
 
     async def api_trace(request: web.Request) -> web.Response:
@@ -33,6 +36,8 @@ def add_status_routes(app: web.Application, status: Callable[[], dict[str, Any]]
         return web.json_response(found, headers=_NO_STORE, dumps=_dumps)
 
     async def page(request: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
         doc = status()
         body = render_live(doc) if request.query.get("part") == "live" else render_page(doc, kill_enabled=kill_enabled)
         return web.Response(text=body, content_type="text/html", headers=_NO_STORE)
