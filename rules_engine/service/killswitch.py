@@ -258,26 +258,49 @@ def install_signal_handler(
 # ----------------------------------------------------------------------------- HTTP
 
 
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def unauthorized(request: web.Request) -> web.Response:
+    """401 for a kill switch request without the right token (logged, never the token)."""
+    log.warning("kill switch %s %s refused: missing or wrong bearer token (from %s)",
+                request.method, request.path_qs, request.remote)
+    return web.json_response(
+        {"ok": False, "error": "unauthorized", "reason": "send Authorization: Bearer <admin token>"},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="rules-engine"'},
+    )
+
+
+async def read_engage_request(request: web.Request) -> tuple[str, bool, str] | web.Response:
+    """(reason, cancel_all, source) of an engage request (optional JSON body `{"reason": str,
+    "cancel_all": bool, "source": str}`), or the error response to send."""
+    raw = b""
+    async for chunk in request.content.iter_chunked(4096):
+        raw += chunk
+        if len(raw) > 8192:
+            return _error(413, "body_too_large", "kill requests take at most 8192 bytes")
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return _error(400, "invalid_json", "body must be JSON: {\"reason\": ..., \"cancel_all\": ...}")
+    if not isinstance(data, dict) or not isinstance(data.get("cancel_all", False), bool) or not all(
+        isinstance(data.get(k, ""), str) for k in ("reason", "source")
+    ):
+        return _error(400, "invalid_request", "expected {\"reason\": str, \"cancel_all\": bool, \"source\": str}")
+    source = f"http {request.remote}" + (f" ({data['source'][:100]})" if data.get("source") else "")
+    return data.get("reason") or "engaged over HTTP", data.get("cancel_all", False), source
+
+
 def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, prefix: str = "/kill") -> None:
     """`GET {prefix}` (state), `POST {prefix}` (engage; optional JSON body
     `{"reason": str, "cancel_all": bool, "source": str}`) and `POST {prefix}/clear`, each
     requiring `Authorization: Bearer <token>`."""
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"the kill switch token must be at least {MIN_TOKEN_LENGTH} characters")
-    expected = token.encode()
-
-    def authorized(request: web.Request) -> bool:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
-
-    def denied(request: web.Request) -> web.Response:
-        log.warning("kill switch %s %s refused: missing or wrong bearer token (from %s)",
-                    request.method, request.path, request.remote)
-        return web.json_response(
-            {"ok": False, "error": "unauthorized", "reason": "send Authorization: Bearer <admin token>"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="rules-engine"'},
-        )
 
     def answer(status: int = 200) -> web.Response:
         body: dict[str, Any] = {"ok": True, "kill_switch": switch.state.to_json()}
@@ -286,34 +309,23 @@ def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, pr
         return web.json_response(body, status=status)
 
     async def get_state(request: web.Request) -> web.Response:
-        if not authorized(request):
-            return denied(request)
+        if not bearer_matches(request, token):
+            return unauthorized(request)
         switch.poll()
         return answer()
 
     async def engage(request: web.Request) -> web.Response:
-        if not authorized(request):
-            return denied(request)
-        raw = b""
-        async for chunk in request.content.iter_chunked(4096):
-            raw += chunk
-            if len(raw) > 8192:
-                return _error(413, "body_too_large", "kill requests take at most 8192 bytes")
-        try:
-            data = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            return _error(400, "invalid_json", "body must be JSON: {\"reason\": ..., \"cancel_all\": ...}")
-        if not isinstance(data, dict) or not isinstance(data.get("cancel_all", False), bool) or not all(
-            isinstance(data.get(k, ""), str) for k in ("reason", "source")
-        ):
-            return _error(400, "invalid_request", "expected {\"reason\": str, \"cancel_all\": bool, \"source\": str}")
-        source = f"http {request.remote}" + (f" ({data['source'][:100]})" if data.get("source") else "")
-        switch.engage(data.get("reason") or "engaged over HTTP", data.get("cancel_all", False), source)
+        if not bearer_matches(request, token):
+            return unauthorized(request)
+        asked = await read_engage_request(request)
+        if isinstance(asked, web.Response):
+            return asked
+        switch.engage(*asked)
         return answer()
 
     async def clear(request: web.Request) -> web.Response:
-        if not authorized(request):
-            return denied(request)
+        if not bearer_matches(request, token):
+            return unauthorized(request)
         try:
             switch.clear(source=f"http {request.remote}")
         except KillSwitchError as exc:

@@ -46,6 +46,7 @@ from rules_engine.service.http import HttpServer
 from rules_engine.service.shared_feed import SharedFeeds
 from rules_engine.service.startup import StartupError
 from rules_engine.service.worker_config import CellSpec, WorkerConfig
+from rules_engine.service.worker_status import WorkerStatus, add_worker_routes
 
 log = logging.getLogger("rules_engine.worker")
 
@@ -111,6 +112,7 @@ class Worker:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_CellMetrics(self))
+        self.status: WorkerStatus | None = None  # the status page, /api/status and /kill (service.worker_status)
         self._cells_gauge = Gauge("rules_engine_worker_cells", "The worker's key cells by state", ["state"],
                                   registry=self._registry)
 
@@ -123,6 +125,7 @@ class Worker:
                 check_live_allowed(spec.config.mode, self.cli_live)
             except LiveModeRefused as exc:
                 raise StartupError(f"cell {spec.key}: {exc}") from None
+        self.status = WorkerStatus(self)  # reads the kill switch tokens (StartupError if a token file cannot be)
         loop = asyncio.get_running_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=THREADS_PER_CELL * len(self.cells) + 8, thread_name_prefix="worker")
@@ -307,6 +310,8 @@ class Worker:
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
+        if self.status is not None:
+            add_worker_routes(app, self.status)
         return app
 
     def render_metrics(self) -> bytes:

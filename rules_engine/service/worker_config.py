@@ -3,7 +3,8 @@ hosts, validated like a rule file (every problem at `file:line:column`).
 
     # yaml-language-server: $schema=../schemas/worker.schema.json
     version: 1
-    server: {host: 0.0.0.0, port: 8080}   # the worker's HTTP server (healthz, readyz, metrics)
+    server: {host: 0.0.0.0, port: 8080}   # the worker's HTTP server (status page, healthz, readyz, metrics, kill)
+    kill_switch: {token_env: RULES_ENGINE_ADMIN_TOKEN}   # the admin token of POST /kill (the default)
     state_dir: /var/lib/rules-engine       # each cell's state dir: <state_dir>/<key> (its kill switch file)
     cells:
       - config: engine-acct-1.yaml         # store: {url, key: acct-1, standby: true, exclusive: true}
@@ -60,6 +61,8 @@ class WorkerConfig:
     host: str
     port: int
     cells: tuple[CellSpec, ...]
+    kill_token_env: str | None = "RULES_ENGINE_ADMIN_TOKEN"
+    kill_token_file: Path | None = None  # instead of the variable
 
 
 def load_worker_config(path: Path) -> WorkerConfig:
@@ -99,7 +102,10 @@ def load_worker_config(path: Path) -> WorkerConfig:
     if diagnostics:
         raise WorkerConfigError(sorted(set(diagnostics), key=Diagnostic.sort_key))
     server = data.get("server", {})
-    return WorkerConfig(name, server.get("host", "127.0.0.1"), server.get("port", 8080), tuple(cells))
+    kill = data.get("kill_switch", {})
+    return WorkerConfig(name, server.get("host", "127.0.0.1"), server.get("port", 8080), tuple(cells),
+                        kill_token_env=kill.get("token_env", "RULES_ENGINE_ADMIN_TOKEN"),
+                        kill_token_file=base / kill["token_file"] if "token_file" in kill else None)
 
 
 @lru_cache(maxsize=1)
