@@ -4,7 +4,8 @@ By default it writes the kill file `<state dir>/KILL`, which a running engine no
 about a second and an engine that starts later obeys from its first moment. The state dir is
 `--state-dir`, else `$RULES_ENGINE_STATE_DIR`, else the `state_dir` of `--config`, else
 `./state` (the engine's order); it must exist (a mistyped path would otherwise stop nothing). With `--url` it
-calls the engine's authenticated `/kill` endpoint instead.
+calls the engine's authenticated `/kill` endpoint instead; a worker's (`rules-engine worker`) acts on
+every cell, or with `--key K` on cell K only.
 
 Exit codes: 0 done, 1 it could not be done (file not writable, engine unreachable or
 refused), 2 usage error.
@@ -19,6 +20,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -54,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--url", metavar="URL", help="call a running engine instead, e.g. http://127.0.0.1:8080")
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="engine config: its state_dir and kill_switch token settings")
+    parser.add_argument("--key", metavar="KEY",
+                        help="with --url of a worker (`rules-engine worker`): only the cell of this store key "
+                             "(default: every cell)")
     parser.add_argument("--token-file", metavar="FILE", type=Path,
                         help=f"admin token for --url (default: the config's token settings, else ${DEFAULT_TOKEN_ENV})")
     parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
@@ -67,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage("--reason and --cancel-all only go with engaging, not with --clear or --status")
     if args.token_file is not None and args.url is None:
         return _usage("--token-file only goes with --url")
+    if args.key is not None and args.url is None:
+        return _usage("--key only goes with --url (a worker's); for a cell's file use --state-dir <state_dir>/<key>")
     config = None
     if args.config is not None:
         try:
@@ -106,15 +113,16 @@ def _via_http(args: argparse.Namespace, config: EngineConfig | None) -> int:
         return _usage(f"no admin token for --url: {exc}")
     base = args.url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"}
+    query = {} if args.key is None else {"key": args.key}
     try:
         if args.status:
-            response = requests.get(f"{base}/kill", headers=headers, timeout=args.timeout)
+            response = requests.get(f"{base}/kill", params=query, headers=headers, timeout=args.timeout)
         elif args.clear:
-            response = requests.post(f"{base}/kill/clear", headers=headers, timeout=args.timeout)
+            response = requests.post(f"{base}/kill/clear", params=query, headers=headers, timeout=args.timeout)
         else:
             body = {"reason": args.reason or "engaged from the command line", "cancel_all": args.cancel_all,
                     "source": _who()}
-            response = requests.post(f"{base}/kill", json=body, headers=headers, timeout=args.timeout)
+            response = requests.post(f"{base}/kill", params=query, json=body, headers=headers, timeout=args.timeout)
     except requests.RequestException as exc:
         return _fail(f"cannot reach the engine at {base}: {type(exc).__name__}")
     try:
@@ -123,15 +131,23 @@ def _via_http(args: argparse.Namespace, config: EngineConfig | None) -> int:
         answer = {}
     if response.status_code == 401:
         return _fail("the engine refused the admin token")
-    if response.status_code != 200 or not isinstance(answer, dict) or "kill_switch" not in answer:
+    known = isinstance(answer, dict) and ("kill_switch" in answer or isinstance(answer.get("cells"), dict))
+    if response.status_code != 200 or not known:
         reason = answer.get("reason") if isinstance(answer, dict) else None
         return _fail(f"the engine answered HTTP {response.status_code}: {reason or response.reason}")
     if answer.get("warning"):
         print(f"rules-engine kill: warning: {answer['warning']}", file=sys.stderr)
-    data = answer["kill_switch"]
-    state = KillFileState(bool(data.get("engaged")), data.get("reason", ""), bool(data.get("cancel_all")),
-                      data.get("source", ""), data.get("time"))
-    return _show(state, args.json)
+    if "kill_switch" not in answer:  # a worker: every cell's
+        states = {key: _state(data) for key, data in answer["cells"].items()}
+        print(json.dumps({key: state.to_json() for key, state in states.items()}) if args.json else
+              "\n".join(f"cell {key}: kill switch: {state.describe()}" for key, state in states.items()))
+        return 0
+    return _show(_state(answer["kill_switch"]), args.json)
+
+
+def _state(data: dict[str, Any]) -> KillFileState:
+    return KillFileState(bool(data.get("engaged")), data.get("reason", ""), bool(data.get("cancel_all")),
+                         data.get("source", ""), data.get("time"))
 
 
 def _token(args: argparse.Namespace, config: EngineConfig | None) -> str:

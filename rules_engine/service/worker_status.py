@@ -6,6 +6,9 @@
     POST /kill[?key=K]          engage it: every cell, or cell K                (bearer token)
     POST /kill/clear[?key=K]    clear it                                         (bearer token)
 
+The kill routes answer `{"ok": true, "cells": {KEY: state}}` (with `?key=K` also
+`"kill_switch": state`, the shape of the engine's `/kill`).
+
 Per cell: its key and the API key's fingerprint (never the key or its secret), its state
 (holding its key, standby, starting, failed), epoch, lease age and holder (the database's
 clock), last decision, open orders and actions in flight, signal deliveries and their lag,
@@ -258,16 +261,19 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
             return [key]  # a cell's own token: that cell only
         return unauthorized(request)
 
-    def answer(keys: list[str], states: Mapping[str, Any] | None = None) -> web.Response:
+    def answer(request: web.Request, keys: list[str], states: Mapping[str, Any] | None = None) -> web.Response:
         cells = status.worker.cells
         shown = dict(states or {})
         for key in keys:
             shown.setdefault(key, status._switch_state(cells[key]).to_json())
-        return web.json_response({"ok": True, "kill_switch": {key: shown[key] for key in keys}}, headers=_NO_STORE)
+        body: dict[str, Any] = {"ok": True, "cells": {key: shown[key] for key in keys}}
+        if request.query.get("key") is not None:  # one cell: also in the engine's shape (`rules-engine kill --url`)
+            body["kill_switch"] = shown[keys[0]]
+        return web.json_response(body, headers=_NO_STORE)
 
     async def get_state(request: web.Request) -> web.Response:
         keys = allowed(request)
-        return keys if isinstance(keys, web.Response) else answer(keys)
+        return keys if isinstance(keys, web.Response) else answer(request, keys)
 
     async def engage(request: web.Request) -> web.Response:
         keys = allowed(request)
@@ -277,7 +283,7 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
         if isinstance(asked, web.Response):
             return asked
         try:
-            return answer(keys, status.engage(keys, *asked))
+            return answer(request, keys, status.engage(keys, *asked))
         except OSError as exc:
             return web.json_response({"ok": False, "error": "engage_failed", "reason": str(exc)}, status=500)
 
@@ -286,7 +292,7 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
         if isinstance(keys, web.Response):
             return keys
         try:
-            return answer(keys, status.clear(keys, f"http {request.remote}"))
+            return answer(request, keys, status.clear(keys, f"http {request.remote}"))
         except KillSwitchError as exc:
             return web.json_response({"ok": False, "error": "clear_failed", "reason": str(exc)}, status=500)
 

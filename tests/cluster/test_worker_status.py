@@ -8,6 +8,7 @@ and recorded in its key's chain once it takes the key; `/kill/clear` clears them
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ import yaml
 from e2e_harness import FAST_FEED, get, wait_for
 from test_worker_inprocess import orders, sim2, two, write  # noqa: F401 - fixtures
 
+from rules_engine.cli import main
 from rules_engine.pgstore import StoreSettings, export_jsonl
 from rules_engine.pgstore.lease import LeaseSession
 from rules_engine.service.worker import Worker
@@ -61,7 +63,8 @@ def chain(dsn: str, password: str, key: str, tmp: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
-async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_server, pg_dsn, sim2, two) -> None:  # noqa: F811
+async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_server, pg_dsn, sim2, two,  # noqa: F811
+                                                                 monkeypatch, capsys) -> None:
     path, env = configure(tmp_path, pg_dsn, sim2, two)
     env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
     other = LeaseSession(StoreSettings(pg_dsn, "k2", pg_server.password), OTHER, ttl=60.0)
@@ -111,14 +114,14 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         assert (await call("POST", url + "/kill", TOKENS["k1"]))[0] == 401
         assert (await call("POST", url + "/kill?key=nope", TOKENS["worker"]))[0] == 404
         status, answer = await call("POST", url + "/kill?key=k1", TOKENS["k1"], {"reason": "k1 drill"})
-        assert status == 200 and list(answer["kill_switch"]) == ["k1"] and answer["kill_switch"]["k1"]["engaged"]
+        assert status == 200 and list(answer["cells"]) == ["k1"] and answer["kill_switch"]["engaged"]
         assert service.kill_switch.engaged and not (tmp_path / "state" / "k2" / "KILL").exists()
         # every cell: the worker's token
         status, answer = await call("POST", url + "/kill", TOKENS["worker"], {"reason": "all stop", "source": "ops"})
-        assert status == 200 and all(answer["kill_switch"][k]["engaged"] for k in ("k1", "k2"))
+        assert status == 200 and all(answer["cells"][k]["engaged"] for k in ("k1", "k2"))
         assert (tmp_path / "state" / "k2" / "KILL").exists()  # k2 stands by: its kill file
         status, answer = await call("GET", url + "/kill", TOKENS["worker"])
-        assert answer["kill_switch"]["k2"]["reason"] == "all stop"
+        assert answer["cells"]["k2"]["reason"] == "all stop"
         status, doc = await get(url + "/api/status")
         assert all(c["kill_switch"]["engaged"] for c in doc["cells"])
         records = [r for r in chain(pg_dsn, pg_server.password, "k1", tmp_path) if r["kind"] == "kill_switch"]
@@ -135,9 +138,22 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         assert blocked and blocked[0]["data"]["reason"] == "all stop"
 
         status, answer = await call("POST", url + "/kill/clear", TOKENS["worker"])
-        assert status == 200 and not any(s["engaged"] for s in answer["kill_switch"].values())
+        assert status == 200 and not any(s["engaged"] for s in answer["cells"].values())
         assert not (tmp_path / "state" / "k2" / "KILL").exists()
         await wait_for(lambda: not worker.cells["k2"].service.kill_switch.engaged, timeout=5)
+
+        # `rules-engine kill --url` on a worker: one cell with --key, every cell without
+        monkeypatch.setenv("RULES_ENGINE_ADMIN_TOKEN", TOKENS["k2"])
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["kill", "--url", url, "--key", "k2", "--reason", "cli drill"]) == 0
+        assert capsys.readouterr().out.startswith("kill switch: ENGAGED")
+        assert worker.cells["k2"].service.kill_switch.state.reason == "cli drill"
+        assert await asyncio.to_thread(main, ["kill", "--url", url, "--status"]) == 1  # a cell's token: one cell
+        monkeypatch.setenv("RULES_ENGINE_ADMIN_TOKEN", TOKENS["worker"])
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["kill", "--url", url, "--status"]) == 0
+        out = capsys.readouterr().out
+        assert "cell k1: kill switch: clear" in out and "cell k2: kill switch: ENGAGED" in out
     finally:
         other.close()
         await worker.stop()
