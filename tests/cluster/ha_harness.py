@@ -206,6 +206,26 @@ class HaEngine:
         wait(waiting, 30, "standby waiting")
         return self
 
+    def serves_while_standing_by(self, leader: HaEngine) -> str:
+        """While it stands by and `leader` holds the key, its HTTP server answers: /healthz 200,
+        /readyz 503 with the problem `standby` naming the leader (host:pid), the status page saying
+        so. Returns its URL (the port it keeps once it leads)."""
+        def url() -> str | None:
+            self._alive()
+            found = re.search(r"serving HTTP on (http://127\.0\.0\.1:\d+)", self.text())
+            return found.group(1) if found else None
+        base = wait(url, 30, "the standby's HTTP server")
+        assert requests.get(f"{base}/healthz", timeout=5).json()["ok"] is True
+
+        def named() -> bool:
+            answer = requests.get(f"{base}/readyz", timeout=5)
+            reason = {p["name"]: p["reason"] for p in answer.json()["problems"]}.get("standby", "")
+            return answer.status_code == 503 and f":{leader.process.pid} (epoch" in reason
+        wait(named, 10, "/readyz 503 naming the holder")
+        page = requests.get(f"{base}/", timeout=5).text
+        assert "standing by" in page and f":{leader.process.pid}" in page
+        return base
+
     def leading(self, timeout: float = 30.0) -> HaEngine:
         """Wait until it holds the key, has taken over and its feed is subscribed."""
         def port() -> str | None:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from collections.abc import Iterator
 
 import pytest
+import requests
 from ha_harness import RULE, HaWorld, kill_leftovers, wait
 
 from rules_engine.cli import main
@@ -49,6 +50,7 @@ def accepted_orders(world: HaWorld) -> set[str]:
 def test_a_leader_frozen_mid_send_is_fenced_by_the_nonce_and_halts(world, tmp_path, monkeypatch, capsys) -> None:
     zombie = world.engine("order.signed:stop").leading()
     standby = world.engine().standing_by()
+    served = standby.serves_while_standing_by(zombie)  # HTTP from its start, not from its takeover
     world.cross(zombie)
     wait(zombie.stopped_state, what="the leader frozen with its AddOrder signed")
     frozen_at = time.monotonic()
@@ -56,8 +58,10 @@ def test_a_leader_frozen_mid_send_is_fenced_by_the_nonce_and_halts(world, tmp_pa
     assert [d["status"] for d in decided.values()] == ["sent"]  # marked sent before the request leaves
     cl_ord_id = next(iter(decided))
     # No crash fast path: the frozen leader's session is alive; the standby waits for expiry.
+    assert requests.get(f"{served}/readyz", timeout=5).status_code == 503  # answers while its holder is frozen
     standby.leading()
     took_over = time.monotonic() - frozen_at
+    assert standby.url == served  # the port it stood by on
     wait(lambda: time.monotonic() - frozen_at >= 4.0, timeout=10, what="2 x TTL")  # the pause itself
     zombie.process.send_signal(signal.SIGCONT)
     assert zombie.process.wait(30) == 3, zombie.text()  # stopped: another engine holds the key
