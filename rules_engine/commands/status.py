@@ -1,4 +1,4 @@
-"""`rules-engine status`: what a running engine is doing, per rule and overall.
+"""`rules-engine status`: what a running engine (or worker) is doing, per rule and overall.
 
 Asks the service's HTTP API (`GET /api/status`) at `--url`, else at the config's
 `server.host`/`server.port`; when it does not answer, reads the engine's state dir instead
@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from rules_engine.commands.cluster import render as render_cluster
 from rules_engine.config import ConfigError, load_config
 from rules_engine.service.killswitch import default_state_dir
 from rules_engine.service.status_offline import offline_status
@@ -95,9 +96,16 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 def render_text(doc: dict[str, Any]) -> str:
     """The status as an operator reads it in a terminal."""
+    if doc.get("kind") == "worker":
+        return render_worker_text(doc)
     now = float(doc.get("time") or 0)
     lines = [f"engine: {doc.get('health')}  mode={doc.get('mode')}"
              + (f"  uptime={doc['uptime']:.0f}s" if isinstance(doc.get("uptime"), (int, float)) else "")]
+    standby = doc.get("standby")
+    if standby:
+        lines.append(f"standing by for key {standby.get('key')}: "
+                     + (f"held by {standby['holder']} (epoch {standby.get('epoch')})" if standby.get("holder")
+                        else "no engine holds it yet"))
     if not doc.get("running"):
         unreachable = doc.get("unreachable") or {}
         lines.append(f"  not running ({unreachable.get('reason', 'no answer')}); from state dir "
@@ -150,4 +158,35 @@ def render_text(doc: dict[str, Any]) -> str:
         lines.extend(f"  {e}" for e in reload.get("errors", [])[:5])
     else:
         lines.append("last reload: none since start")
+    if doc.get("cluster"):
+        lines.extend(["", *_cluster_lines(doc["cluster"])])
+    return "\n".join(lines)
+
+
+def _cluster_lines(report: dict[str, Any]) -> list[str]:
+    if report.get("error"):
+        return [f"cluster: cannot be read: {report['error']}"]
+    return render_cluster(report).splitlines()
+
+
+def render_worker_text(doc: dict[str, Any]) -> str:
+    """A worker's status document (`rules-engine worker`): its cells, feeds and cluster."""
+    now = float(doc.get("time") or 0)
+    lines = [f"worker: {doc.get('health')}  {doc.get('worker')}  uptime={float(doc.get('uptime') or 0):.0f}s  "
+             f"holding {len(doc.get('holding', []))} of {len(doc.get('cells', []))} keys"]
+    rows = [["KEY", "API KEY", "STATE", "EPOCH", "LEASE HOLDER", "LAST DECISION", "KILL SWITCH", "NOT READY BECAUSE"]]
+    for cell in doc.get("cells", []):
+        last = cell.get("last_decision") or {}
+        switch = cell.get("kill_switch") or {}
+        rows.append([str(cell.get("key")), str(cell.get("fingerprint") or "-"), str(cell.get("state")),
+                     str(cell.get("epoch") or "-"),
+                     f"{cell['holder']} (epoch {cell.get('holder_epoch')})" if cell.get("holder") else "-",
+                     f"{last.get('decision_id')} {_time(last.get('time'), now)}" if last else "-",
+                     "ENGAGED" if switch.get("engaged") else "clear", str(cell.get("why_not_ready") or "-")[:80]])
+    lines.extend(["", *_table(rows), ""])
+    for market, feed in (doc.get("feeds") or {}).items():
+        lines.append(f"feed {market}: {'connected' if feed.get('connected') else 'DISCONNECTED'}, "
+                     f"{feed.get('subscribed')} of {feed.get('symbols')} symbols subscribed")
+    for report in doc.get("clusters", []):
+        lines.extend(["", *_cluster_lines(report)])
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import pytest
 from e2e_harness import ADMIN_TOKEN, E2E, get, post, signed, wait_for
 from pg_harness import PgServer, free_port
 
+from rules_engine.cli import main
 from rules_engine.pgstore import StoreSettings, export_jsonl
 from rules_engine.pgstore.lease import LeaseSession
 from rules_engine.service.app import EngineService
@@ -65,7 +66,7 @@ async def status_until(url: str, predicate: Any, timeout: float = 5.0) -> dict[s
 
 
 async def test_a_standby_serves_http_from_its_start_and_the_same_port_after_its_takeover(
-        e2e, pg_server, pg_dsn, tmp_path) -> None:
+        e2e, pg_server, pg_dsn, tmp_path, capsys) -> None:
     holder = hold_key(pg_server, pg_dsn)
     service: EngineService = e2e.service(**standby_config(e2e, pg_server, pg_dsn))
     starting = asyncio.ensure_future(service.start())
@@ -84,6 +85,10 @@ async def test_a_standby_serves_http_from_its_start_and_the_same_port_after_its_
         status, doc = await get(url + "/api/status")
         assert doc["health"] == "standby" and doc["standby"]["holder"] == HOLDER
         assert [k["key"] for k in doc["cluster"]["keys"]] == ["main"] and doc["cluster"]["keys"][0]["epoch"] == 1
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["status", "--url", url]) == 1  # standing by: not healthy
+        out = capsys.readouterr().out
+        assert f"standing by for key main: held by {HOLDER} (epoch 1)" in out and "  main " in out
         raw, headers = signed({"id": "s-1", "action": "buy"})
         status, refused = await post(url + "/signals/mybot", raw, headers)
         assert status == 503 and refused["error"] == "standby"

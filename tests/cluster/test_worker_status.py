@@ -100,6 +100,10 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         [cluster] = doc["clusters"]
         marked = {row["key"]: row["problem"] for row in cluster["keys"]}
         assert marked["k1"] is None and "k9: 1 deliveries but no engine has ever held the key" in marked["k9"]
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["status", "--url", url]) == 0  # `rules-engine status` on a worker
+        out = capsys.readouterr().out
+        assert "holding 1 of 2 keys" in out and f"{OTHER} (epoch 1)" in out and "problem: key k9" in out
         status, page = await get(url + "/")
         assert status == 200 and "rules-engine worker" in page
         assert 'data-key="k1" data-state="holding"' in page and 'data-key="k2" data-state="standby"' in page
