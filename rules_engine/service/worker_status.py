@@ -128,10 +128,9 @@ class WorkerStatus:
         """The status document of the worker (what `/api/status` returns)."""
         worker = self.worker
         now = time.time()
-        rows: dict[str, dict[str, Any]] = {}
-        for shown, key in ((s, k) for k, s in self._store_of.items()):
-            report = self.views[shown].report or {}
-            rows.update({row["key"]: row for row in report.get("keys", []) if row["key"] == key})
+        by_store = {shown: {row["key"]: row for row in (view.report or {}).get("keys", [])}
+                    for shown, view in self.views.items()}
+        rows = {key: by_store[shown][key] for key, shown in self._store_of.items() if key in by_store[shown]}
         readiness = worker.readyz()
         cells = [self.cell_document(cell, rows.get(key), now) for key, cell in worker.cells.items()]
         return {

@@ -120,6 +120,7 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         status, answer = await call("POST", url + "/kill?key=k1", TOKENS["k1"], {"reason": "k1 drill"})
         assert status == 200 and list(answer["cells"]) == ["k1"] and answer["kill_switch"]["engaged"]
         assert service.kill_switch.engaged and not (tmp_path / "state" / "k2" / "KILL").exists()
+        assert (tmp_path / "state" / "k1" / "KILL").exists()  # its KILL file: it survives a restart
         # every cell: the worker's token
         status, answer = await call("POST", url + "/kill", TOKENS["worker"], {"reason": "all stop", "source": "ops"})
         assert status == 200 and all(answer["cells"][k]["engaged"] for k in ("k1", "k2"))
