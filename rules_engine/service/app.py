@@ -351,9 +351,11 @@ class EngineService:
         await asyncio.to_thread(self.driver.start, now)
         if self.cell is not None and takeover is not None:  # reconciled by driver.start: the epoch acts now
             self.cell.started(takeover, self.store, audit)
-        if self.kill_switch is None:  # (a standby made it when its HTTP server started)
+        if self.kill_switch is None:
             self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change,
                                               clock=self.clock)
+        else:  # a standby's, made when its HTTP server started: the file as it is now (e.g. `rules-engine kill`)
+            self.kill_switch.poll()
         initial = self.kill_switch.state
         if initial.engaged:
             log.warning("kill switch is engaged: %s", initial.describe())

@@ -21,6 +21,7 @@ from rules_engine.cli import main
 from rules_engine.pgstore import StoreSettings, export_jsonl
 from rules_engine.pgstore.lease import LeaseSession
 from rules_engine.service.app import EngineService
+from rules_engine.service.killswitch import KillSwitchFile
 
 pytestmark = pytest.mark.cluster
 
@@ -116,7 +117,7 @@ async def test_a_standby_serves_http_from_its_start_and_the_same_port_after_its_
     assert blocked and blocked[0]["data"]["reason"] == "drill while standing by"
 
 
-async def test_a_standby_whose_port_is_in_use_binds_it_once_free(e2e, pg_server, pg_dsn) -> None:
+async def test_a_standby_whose_port_is_in_use_binds_it_once_free(e2e, pg_server, pg_dsn, monkeypatch) -> None:
     port = free_port()
     other = socket.socket()
     other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,9 +135,16 @@ async def test_a_standby_whose_port_is_in_use_binds_it_once_free(e2e, pg_server,
         await wait_for(lambda: service.port == port, timeout=5)
         status, ready = await get(f"http://127.0.0.1:{port}/readyz")
         assert status == 503 and any(p["name"] == "standby" for p in ready["problems"])
+        # `rules-engine kill` writes the KILL file while it stands by: obeyed from its takeover's first
+        # moment (read again then, not only by the file watch, which this test turns off)
+        async def no_watch(self: KillSwitchFile, *args: Any, **kwargs: Any) -> None:
+            return None
+        monkeypatch.setattr(KillSwitchFile, "watch", no_watch)
+        assert main(["kill", "--state-dir", str(e2e.state_dir), "--reason", "cli while standing by"]) == 0
         holder.release(1)
         holder.close()
         assert await asyncio.wait_for(starting, 20) == port
+        assert service.health()["kill_switch"]["engaged"] and service.engine.snapshot()["kill_switch"]["engaged"]
     finally:
         other.close()
         holder.close()
