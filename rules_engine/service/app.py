@@ -626,6 +626,8 @@ class EngineService:
         # `kill_switch.cancel_open_orders` in the config applies however the switch was engaged
         # (file, HTTP, SIGUSR1, `rules-engine kill`); a request may also ask for it on its own.
         cancel_all = state.engaged and (state.cancel_all or self.config.kill_cancel_open_orders)
+        if self.driver is None:  # a standby's /kill: the switch's state at its takeover is fed then, as at any start
+            return
         self._put(KillSwitch(state.engaged, self.clock(), cancel_all, state.reason or state.source))
 
     # ------------------------------------------------------------------ the consumer
