@@ -81,3 +81,26 @@ def test_cells_share_one_feed_so_their_endpoints_must_agree(tmp_path) -> None:
     path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
     with pytest.raises(WorkerConfigError, match="cell 2: its kraken endpoints or feed protocol differ"):
         load_worker_config(path)
+
+
+def test_the_worker_kill_switch_token_comes_from_its_env_or_file(tmp_path) -> None:
+    from rules_engine.service.startup import StartupError
+    from rules_engine.service.worker import Worker
+    from rules_engine.service.worker_status import WorkerStatus
+
+    cells = [{"config": engine(tmp_path, "acct-1", kill_switch={"token_env": "ACCT_1_ADMIN"}), "rules": ["rules"]}]
+    path = tmp_path / "worker.yaml"
+
+    def status(kill: dict[str, str] | None, environ: dict[str, str]) -> WorkerStatus:
+        path.write_text(yaml.safe_dump({"version": 1, "cells": cells, **({"kill_switch": kill} if kill else {})}))
+        return WorkerStatus(Worker(load_worker_config(path), environ=environ))
+
+    default = status(None, {"RULES_ENGINE_ADMIN_TOKEN": "w" * 20, "ACCT_1_ADMIN": "c" * 20})
+    assert default.token == "w" * 20 and default.cell_tokens == {"acct-1": "c" * 20} and default.kill_enabled
+    (tmp_path / "admin.token").write_text("f" * 20 + "\n")
+    assert status({"token_file": "admin.token"}, {}).token == "f" * 20  # relative to the worker config
+    assert not status({"token_env": "NOT_SET"}, {}).kill_enabled  # no token anywhere: /kill answers 503
+    with pytest.raises(StartupError, match="kill switch token"):
+        status({"token_file": "missing.token"}, {})
+    with pytest.raises(StartupError, match="at least 16 characters"):
+        status({"token_env": "SHORT"}, {"SHORT": "too-short"})
