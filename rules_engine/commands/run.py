@@ -66,7 +66,10 @@ async def _serve(service: EngineService) -> int:
         port = await service.start()
     except StartupError as exc:
         return _refuse(str(exc))
-    log.info("listening on http://%s:%d (healthz, metrics, signals, kill)", service.host, port)
+    if service.http_bound:
+        log.info("listening on http://%s:%d (healthz, metrics, signals, kill)", service.host, port)
+    else:  # a standby that took its key while its port is still held (by the key's other engine here)
+        log.info("leading; http://%s:%d is still in use, served once it is free", service.host, port)
     await service.wait_stopped()
     return service.exit_code
 

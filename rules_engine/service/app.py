@@ -844,6 +844,11 @@ class EngineService:
 
     # ------------------------------------------------------------------ health
 
+    @property
+    def http_bound(self) -> bool:
+        """Whether the HTTP server listens (a standby's may still be waiting for its port)."""
+        return self._http is not None and self._http.port is not None
+
     def health(self) -> dict[str, Any]:
         now = self.clock()
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)

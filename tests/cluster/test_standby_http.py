@@ -131,8 +131,10 @@ async def test_a_standby_whose_port_is_in_use_binds_it_once_free(e2e, pg_server,
         await asyncio.sleep(0)
         await wait_for(lambda: service._http is not None, timeout=15)
         assert service.port is None and not starting.done()  # standing by, not refusing to start
+        assert not service.http_bound  # `run` does not claim to listen
         other.close()  # the other engine stops
         await wait_for(lambda: service.port == port, timeout=5)
+        assert service.http_bound
         status, ready = await get(f"http://127.0.0.1:{port}/readyz")
         assert status == 503 and any(p["name"] == "standby" for p in ready["problems"])
         # `rules-engine kill` writes the KILL file while it stands by: obeyed from its takeover's first
