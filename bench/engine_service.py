@@ -9,8 +9,8 @@
 (b) Latency from a tick arriving to its signed AddOrder request leaving, live mode against
     the simulator on loopback: the tick's receive time (`Tick.time`) to the moment the
     signed request is handed to the HTTP transport. Before the send every decision's rows
-    and state are committed to SQLite and it is marked sent (both without waiting for the
-    disk), and its audit record is fsynced: one fsync, so the state dir is measured on disk
+    and state are committed to SQLite (without waiting for the disk), and its audit record
+    is fsynced (its "sent" mark): one fsync, so the state dir is measured on disk
     and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
     measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
     Medians of the rounds' p50 and p99 are reported. `--stages` runs (b) once per location
