@@ -91,6 +91,18 @@ def test_a_second_dispatch_of_the_same_decision_is_not_sent_again(store, audit):
     assert [r["kind"] for r in audit_records(audit)].count("duplicate") == 2
 
 
+def test_a_pending_decision_whose_decision_record_is_audited_is_looked_up_not_sent_again(store, audit):
+    store.record_decision("dsp-7", "r", "r#7", order(7).to_dict())  # committed by the lane
+    first = Dispatcher(FakeExecutor(), store, audit, mode="live")
+    assert not first.may_have_left(store.get_decision("dsp-7"))  # no decision record yet: never left
+    audit.append("decision", rule_id="r", data={"cl_ord_id": "dsp-7", "intent": order(7).to_dict()}, sync=True)
+    assert first.may_have_left(store.get_decision("dsp-7"))  # the "sent" mark: it may have left
+    fake = FakeExecutor()
+    again = Dispatcher(fake, store, audit, mode="live").dispatch(order(7))  # asked again before any restart
+    assert fake.executed == [] and fake.reconciled == ["dsp-7"] and again.result.ok
+    assert store.get_decision("dsp-7").status == "accepted"
+
+
 def test_audit_failure_means_the_order_is_never_sent(store, audit):
     fake = FakeExecutor()
     dispatcher = Dispatcher(fake, store, audit, mode="live")
