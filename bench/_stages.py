@@ -2,9 +2,9 @@
 
 A diagnostic, not a figure: it wraps the steps along the path (on the loop thread: the
 consumer, the core's decision, the audit of its trace, the hand-off to the pair's lane; on
-the lane thread: the SQLite commit, the decision's audit record and its fsync, the `sent`
-mark, the executor) with wall-clock markers, so each sample says how long after the tick's
-receipt each step began and ended. The wrappers add a few microseconds per step.
+the lane thread: the SQLite commit, the decision's audit record and its fsync, the executor)
+with wall-clock markers, so each sample says how long after the tick's receipt each step
+began and ended. The wrappers add a few microseconds per step.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.live import LiveExecutor
 from rules_engine.service.app import EngineService
 from rules_engine.service.lane import ThreadLane
-from rules_engine.state.store import StateStore
 
 STEPS: tuple[tuple[type, str, str], ...] = (
     (EngineService, "_handle_item", "consumer takes the tick"),
@@ -33,7 +32,6 @@ STEPS: tuple[tuple[type, str, str], ...] = (
     (Dispatcher, "_dispatch_order", "dispatch"),
     (AuditLog, "append", "decision audit record"),
     (AuditLog, "_sync_locked", "its fsync"),
-    (StateStore, "mark_sent", "sent mark (SQLite)"),
     (LiveExecutor, "execute", "encode, nonce, sign"),
 )
 

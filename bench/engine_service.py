@@ -9,8 +9,8 @@
 (b) Latency from a tick arriving to its signed AddOrder request leaving, live mode against
     the simulator on loopback: the tick's receive time (`Tick.time`) to the moment the
     signed request is handed to the HTTP transport. Before the send every decision's rows
-    and state are committed to SQLite and it is marked sent (both without waiting for the
-    disk), and its audit record is fsynced: one fsync, so the state dir is measured on disk
+    and state are committed to SQLite (without waiting for the disk), and its audit record
+    is fsynced (its "sent" mark): one fsync, so the state dir is measured on disk
     and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
     measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
     Medians of the rounds' p50 and p99 are reported. `--stages` runs (b) once per location
@@ -206,12 +206,11 @@ async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
     transport = TimedTransport()
     transport.loop = asyncio.get_running_loop()
     transport.marks = marks
-    tick_times: dict[str, float] = {}
+    fire_times: dict[tuple[str, int], float] = {}
 
-    def listen(kind: str, payload: Any) -> None:
+    def listen(kind: str, payload: Any) -> None:  # on the path (before the hand-off): no more than a note
         if kind == "trace" and payload.kind == "decision" and "fire_seq" in payload.detail:
-            cl_ord_id = client_order_id(payload.rule_id, payload.detail["fire_seq"], 0, service.installation_id or "")
-            tick_times[cl_ord_id] = payload.time
+            fire_times[(payload.rule_id, payload.detail["fire_seq"])] = payload.time
 
     config = parse_config({"mode": "live", "kraken": {"simulator": endpoints.spot_rest, "tier": "pro"},
                            "server": {"port": 0}, "dead_man_switch": {"enabled": False}})
@@ -240,6 +239,8 @@ async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
     finally:
         await service.stop()
         await sim.stop()
+    tick_times = {client_order_id(rule_id, fire_seq, 0, service.installation_id or ""): at
+                  for (rule_id, fire_seq), at in fire_times.items()}
     return [(transport.sent[c] - t) * 1000 for c, t in tick_times.items() if c in transport.sent][1:]
 
 

@@ -21,8 +21,7 @@ ENV = "RULES_ENGINE_CRASH_AT"
 POINTS = (
     "order.before_commit",    # an order decided, its row not yet committed
     "order.after_commit",     # the decision's row and the core's state committed, nothing audited
-    "order.after_decision",   # the decision audited (fsynced), not yet marked sent
-    "order.after_mark_sent",  # marked sent, the request not yet sent
+    "order.after_decision",   # the decision audited (fsynced: its "sent" mark), the request not yet sent
     "order.signed",           # an AddOrder signed with its nonce, not yet sent (high availability only)
     "order.mid_request",      # an AddOrder on its way, its answer not yet read (high availability only)
     "order.after_send",       # Kraken answered, the answer not yet audited nor recorded

@@ -55,6 +55,9 @@ _TEXT_FIELD = re.compile(
 )
 
 
+_INTEGER_CHARS = frozenset("0123456789-")
+"""What `str()` of an integer is made of."""
+
 _KEY_CACHE_SIZE = 4096
 _TEXT_CACHE_LENGTH = 64
 """Strings up to this length are redacted once and remembered (values repeat: sides, pairs,
@@ -79,9 +82,11 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
-        # (pattern, {key: (redacted key, sensitive)}, {short text: redacted}), replaced as one
-        # whenever a secret is registered, so nothing is served as redacted by an older pattern.
-        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str]] = (None, {}, {})
+        # (pattern, {key: (redacted key, sensitive)}, {short text: redacted}, whether an integer's
+        # digits can hold a secret), replaced as one whenever a secret is registered, so nothing is
+        # served as redacted by an older pattern.
+        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str], bool] = \
+            (None, {}, {}, False)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -98,7 +103,10 @@ class Redactor:
             self._secrets |= forms
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            self._keys = (self._pattern, {}, {})
+            # Only a secret made of digits (and "-") can show in an integer's text: the free-text
+            # fields (`token=...`) need letters. Without one, integers are kept as they are.
+            digits = any(set(form) <= _INTEGER_CHARS for form in self._secrets)
+            self._keys = (self._pattern, {}, {}, digits)
 
     def redact_text(self, text: str) -> str:
         """`text` with registered secrets and `name: value` credential fields masked."""
@@ -110,7 +118,7 @@ class Redactor:
 
     def _key(self, key: str) -> tuple[str, bool]:
         """A mapping key redacted, and whether it names a credential (cached: keys repeat)."""
-        pattern, cache, _ = self._keys
+        pattern, cache, _, _ = self._keys
         found = cache.get(key)
         if found is None:
             if len(cache) >= _KEY_CACHE_SIZE:
@@ -128,7 +136,7 @@ class Redactor:
         if kind is float or value is None or kind is bool:
             return value
         if kind is dict or isinstance(value, Mapping):
-            _, cache, texts = self._keys
+            _, cache, texts, _ = self._keys
             out = {}
             for key, item in value.items():
                 if type(key) is str:
@@ -154,6 +162,8 @@ class Redactor:
         if isinstance(value, bool):
             return value
         if isinstance(value, int):
+            if not self._keys[3]:  # no secret made of digits: an integer cannot show one
+                return value
             return MASK if self.redact_text(str(value)) != str(value) else value
         if isinstance(value, (list, tuple)):
             return type(value)(self.redact(item) for item in value)
@@ -173,9 +183,9 @@ class Redactor:
         if kind is float:
             return value if math.isfinite(value) else self.redact(convert(value))
         if kind is int:
-            return self.redact(value)
+            return self.redact(value) if self._keys[3] else value
         if kind is dict:
-            _, cache, texts = self._keys
+            _, cache, texts, digits = self._keys
             out = {}
             for key, item in value.items():
                 if type(key) is not str:
@@ -188,7 +198,8 @@ class Redactor:
                 if item_kind is str:
                     found = texts.get(item)
                     out[new_key] = found if found is not None else self._text(item)
-                elif item is None or item_kind is bool or (item_kind is float and math.isfinite(item)):
+                elif (item is None or item_kind is bool or (item_kind is float and math.isfinite(item))
+                      or (item_kind is int and not digits)):
                     out[new_key] = item
                 else:
                     out[new_key] = self.redact_json(item, convert)
@@ -199,7 +210,7 @@ class Redactor:
 
     def _text(self, text: str) -> str:
         """`redact_text`, remembered for a short string (see `_TEXT_CACHE_LENGTH`)."""
-        pattern, _, texts = self._keys
+        pattern, _, texts, _ = self._keys
         found = texts.get(text)
         if found is None:
             found = _redact_text(pattern, text)

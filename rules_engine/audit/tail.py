@@ -1,6 +1,7 @@
 """Reading the audit log back from its end (the most recent records first), for what a
 restart needs from the last moments before it: decisions after the state store's checkpoint
-(`service.decision_restore`) and an order's audited answer (`Dispatcher`)."""
+(`service.decision_restore`), whether an order's decision was audited and its audited answer
+(`Dispatcher`)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ def audited_answer(path: str | os.PathLike[str], cl_ord_id: str, since: float) -
             result = data.get("result")
             return result if isinstance(result, dict) else None
     return None
+
+
+def audited_decision(path: str | os.PathLike[str], cl_ord_id: str, since: float) -> bool:
+    """Whether the log holds the `decision` record of the order `cl_ord_id` (the one written
+    right before it is sent), looking back to records written at `since` (the decision's
+    time in the state store, less 5 s for clock steps)."""
+    for record in records_backwards(Path(path)):
+        if isinstance(record.get("time"), (int, float)) and record["time"] < since - 5:
+            return False
+        data = record.get("data") or {}
+        if record.get("kind") == "decision" and data.get("cl_ord_id") == cl_ord_id and "intent" in data:
+            return True
+    return False

@@ -5,14 +5,15 @@ A `Job` is one decision's intents (or none: just save the state). `CommitLane.ru
 1. commits, in one SQLite transaction, every core state change taken so far
    (`Engine.snapshot_changes()`, handed over with `take_changes`) and a `pending` row for
    each order intent, keyed by its client order id;
-2. then hands each intent, in order, to the `Dispatcher` (audit the decision, fsynced; mark
-   it sent; execute; audit request and response; record the outcome);
+2. then hands each intent, in order, to the `Dispatcher` (audit the decision, fsynced: its
+   "sent" mark; execute; audit request and response; record the outcome);
 3. returns `(intent, report)` for each, to be fed back to the core.
 
 If the commit fails nothing is sent: each intent gets a failed result and the changes stay
 unsaved (under any taken since) for the next commit. The commit is durable unless every
-intent is an order: each of those is then marked sent, in a durable commit that carries this
-one to disk, before it leaves, so the fsync on the way from tick to order is paid once.
+intent is an order: each of those has its `decision` audit record fsynced before it leaves,
+which stands for this commit after a power cut (`service.decision_restore`), so the one fsync
+on the way from tick to order is the audit log's, and nothing else is written before the send.
 
 The service runs `run` on worker threads, one per pair in live and validate (a pair's intents
 leave in the order they were decided; `service.lane`);

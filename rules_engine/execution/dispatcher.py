@@ -2,29 +2,32 @@
 
 An order (`PlaceOrder`, `FuturesSendOrder`) takes these steps, in this order:
 
-1. `store.record_decision(cl_ord_id, ...)` in a transaction. If that client order id is
-   already recorded and has left this process (sent, unknown, accepted) it is NOT sent
-   again: the executor looks it up (`reconcile`) instead. A final one (filled, cancelled,
-   rejected, abandoned) is answered from the store.
+1. `store.record_decision(cl_ord_id, ...)` in a transaction (`pending`). If that client
+   order id is already recorded and may have left this process (its `decision` audit record
+   is written, or it is sent, unknown, accepted) it is NOT sent again: the executor looks it
+   up (`reconcile`) instead. A final one (filled, cancelled, rejected, abandoned) is answered
+   from the store.
 2. Audit `decision`, fsynced (`sync=True`) before anything is sent. If the audit log
-   cannot take it, the order is abandoned and never sent.
-3. `store.mark_sent`: from here a crash leaves the decision `sent`, to be looked up. With
-   `sent_in_audit` (the service) this and the outcome below are committed without waiting
-   for the disk: the fsynced `decision` record stands for them after a power cut
-   (`service.decision_restore`), so an order costs one fsync.
-4. `executor.execute(intent)`.
-5. Audit `request` and `response` (redacted by the audit log).
-6. `store.record_outcome`: accepted, filled, cancelled, rejected, unknown (an ambiguous
+   cannot take it, the order is abandoned and never sent. This record is the order's
+   "sent" mark: from here a crash leaves a `pending` decision that may have left, so a
+   restart looks it up (`may_have_left`); no second write to the store comes before the
+   send, so an order costs one SQLite commit and one fsync on its way.
+3. `executor.execute(intent)`.
+4. Audit `request` and `response` (redacted by the audit log).
+5. `store.record_outcome`: accepted, filled, cancelled, rejected, unknown (an ambiguous
    failure the lookup could not settle: reconciled at the next start, never resent), or
-   abandoned (nothing placed: validate only, or not simulated).
+   abandoned (nothing placed: validate only, or not simulated). With `sent_in_audit` (the
+   service) it is committed without waiting for the disk: the fsynced `decision` record
+   stands for it after a power cut (`service.decision_restore`).
 
 Other intents: audit `intent`, execute, audit `request` and `response`. A cancel or a dead
 man's switch still runs if the audit log fails (protective actions are never blocked);
 the failure is logged.
 
 `recover()` runs once at start-up, before any new intent: every decision left `pending`
-(never sent) is marked `abandoned`; every `sent`/`unknown` one is looked up by client
-order id and its outcome recorded. The reports' results (and events) go back to the core.
+without its `decision` audit record (never sent) is marked `abandoned`; every other
+unresolved one (`pending` with its record, `sent`, `unknown`) is looked up by client order
+id and its outcome recorded. The reports' results (and events) go back to the core.
 The core does not decide an abandoned order again: its snapshot already records the fire.
 """
 
@@ -41,7 +44,7 @@ from typing import Any
 
 from rules_engine.audit.errors import AuditError
 from rules_engine.audit.sink import AuditSink
-from rules_engine.audit.tail import audited_answer
+from rules_engine.audit.tail import audited_answer, audited_decision
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
 from rules_engine.crashpoints import crash_point
@@ -93,6 +96,22 @@ def outcome_of(report: ExecutionReport, cl_ord_id: str) -> tuple[str, dict[str, 
     return order_status(status), outcome
 
 
+def may_have_left(audit: AuditSink, decision: OrderRecord) -> bool:
+    """Whether a `pending` decision's order may have been sent: its `decision` audit record
+    (written right before the send) is in the audit log. True when the log cannot tell
+    (unreadable, or a sink that keeps nothing to read back): then it is looked up."""
+    path = getattr(audit, "path", None)
+    find = getattr(audit, "find_decision", None)  # a sink without a file (PostgreSQL) looks it up itself
+    try:
+        if find is not None:
+            return bool(find(decision.cl_ord_id, decision.created_at))
+        if path is not None:
+            return audited_decision(path, decision.cl_ord_id, decision.created_at)
+    except (OSError, ValueError, AuditError) as exc:
+        log.warning("cannot read the audit log for order %s (looked up): %s", decision.cl_ord_id, exc)
+    return True
+
+
 def _event_json(event: Event) -> dict[str, Any]:
     return {"type": type(event).__name__, **vars(event)}  # events are plain dataclasses: vars() is their fields
 
@@ -116,7 +135,7 @@ class Dispatcher:
     ):
         self.executor = executor
         # True: the decision's fsynced audit record is what stands for "may have been sent" after
-        # a power cut, so `mark_sent` is committed without its own fsync (one fsync per order).
+        # a power cut, so outcomes are committed without their own fsync (one fsync per order).
         self.sent_in_audit = sent_in_audit
         self._checkpoint: int | None = None
         self.store = store
@@ -127,9 +146,6 @@ class Dispatcher:
         self._lock = threading.RLock()
         concurrent = bool(getattr(executor, "concurrent", False))
         self._dispatching: AbstractContextManager[Any] = contextlib.nullcontext() if concurrent else self._lock
-        # Held from an order's `decision` audit record to its `sent` mark, on every lane, and by
-        # `audit_checkpoint`: a checkpoint never falls between the two (short: no network inside).
-        self._decision_to_sent = threading.Lock()
 
     # ------------------------------------------------------------------ public
 
@@ -172,11 +188,11 @@ class Dispatcher:
             return report
 
     def audit_checkpoint(self) -> int | None:
-        """Durably record the audit seq up to which every decision's rows are on disk (read
-        outside any order's decision-record-to-sent-mark step, so the two are never split);
-        the seq, or None if the audit sink has no seq."""
-        with self._decision_to_sent:
-            head = getattr(self.audit, "head", None)
+        """Durably record the audit seq up to which every decision's rows are on disk (a
+        decision's rows are committed before its `decision` record is written, so this durable
+        commit carries the rows of every record up to the head it reads); the seq, or None if
+        the audit sink has no seq."""
+        head = getattr(self.audit, "head", None)
         if head is None:
             return None
         if head[0] != self._checkpoint:
@@ -193,7 +209,7 @@ class Dispatcher:
         reports = []
         with self._lock:
             for decision in self.store.unresolved_decisions():
-                if decision.status == "pending":
+                if decision.status == "pending" and not self.may_have_left(decision):
                     reports.append(self._abandon(decision))
                 else:
                     reports.append(self._reconcile(decision, "recovered"))
@@ -268,24 +284,17 @@ class Dispatcher:
             except Exception as exc:
                 log.error("order %s not sent: cannot record the decision: %s", cl_ord_id, exc)
                 return ExecutionReport(failure(intent, now, exc))
-        if not decision.created and decision.status != "pending":
+        if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
-        with self._decision_to_sent:  # never split by an audit checkpoint (see `audit_checkpoint`)
-            try:
-                self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
-                                  data=self._decision_data(intent, cl_ord_id), sync=True)
-            except Exception as exc:
-                log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
-                result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
-                self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
-                return ExecutionReport(result)
-            crash_point("order.after_decision")
-            try:
-                self.store.mark_sent(cl_ord_id, durable=not self.sent_in_audit)
-            except Exception as exc:
-                log.error("order %s not sent: cannot mark it sent: %s", cl_ord_id, exc)
-                return ExecutionReport(failure(intent, now, exc))
-        crash_point("order.after_mark_sent")
+        try:  # the order's "sent" mark: once written, a restart looks the order up
+            self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
+                              data=self._decision_data(intent, cl_ord_id), sync=True)
+        except Exception as exc:
+            log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
+            result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
+            self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
+            return ExecutionReport(result)
+        crash_point("order.after_decision")
         report = self.executor.execute(intent, now)
         crash_point("order.after_send")
         self._audit_exchange(intent, report, cl_ord_id)
@@ -294,6 +303,10 @@ class Dispatcher:
         crash_point("order.after_outcome")
         self._note(report.events)
         return report
+
+    def may_have_left(self, decision: OrderRecord) -> bool:
+        """`may_have_left(self.audit, decision)`."""
+        return may_have_left(self.audit, decision)
 
     def _duplicate(self, intent: it.Intent, decision: OrderRecord, now: float) -> ExecutionReport:
         """A decision seen before: answer from the store if final, else look it up."""

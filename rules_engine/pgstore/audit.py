@@ -158,6 +158,23 @@ class PgAuditLog:
                 return result if isinstance(result, dict) else None
         return None
 
+    def find_decision(self, cl_ord_id: str, since: float) -> bool:
+        """Whether the chain holds the `decision` record of the order `cl_ord_id` (written right
+        before it is sent), among records written from `since` (less 5 s: clock steps)
+        (`audit.tail.audited_decision` for the chain in the table)."""
+        try:
+            with self._db.reading() as conn:
+                rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'decision' AND time >= %s "
+                                    "AND strpos(line, %s) > 0 ORDER BY seq DESC",
+                                    (self.settings.key_id, since - 5, json.dumps(cl_ord_id))).fetchall()
+        except StateStoreError as exc:
+            raise AuditError(f"audit chain: {exc}") from None
+        for (line,) in rows:
+            data = json.loads(line).get("data") or {}
+            if data.get("cl_ord_id") == cl_ord_id and "intent" in data:
+                return True
+        return False
+
     def sync(self) -> None:
         """Every record is committed when written; while failed, try to reach the store again
         (AuditError if it still cannot be written)."""

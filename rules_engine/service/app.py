@@ -334,7 +334,7 @@ class EngineService:
         except (ValueError, OSError) as exc:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         takeover = None if self.cell is None else await asyncio.to_thread(  # fence, wait out deadlines
-            self.cell.take_over, self.executor, self.store, live=config.mode == "live")
+            self.cell.take_over, self.executor, self.store, live=config.mode == "live", audit=audit)
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,

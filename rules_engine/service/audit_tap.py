@@ -46,6 +46,11 @@ class AuditTap:
         return getattr(self.inner, "find_answer", None)
 
     @property
+    def find_decision(self) -> Any:
+        """The sink's own lookup of an order's `decision` record (None: read `path`)."""
+        return getattr(self.inner, "find_decision", None)
+
+    @property
     def head(self) -> Any:
         """The (seq, hash) of the last record of the sink behind the tap (None if it has none)."""
         return getattr(self.inner, "head", None)

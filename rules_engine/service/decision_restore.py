@@ -1,17 +1,19 @@
 """After a power cut: decisions the audit log holds but the state store lost.
 
-On its way from tick to order a decision costs one fsync, the audit log's: its rows and its
-`sent` mark are committed to SQLite without waiting for the disk (a crash of the process,
-even `kill -9`, loses neither: they are in the operating system's cache), then its `decision`
-audit record is fsynced, then the order is sent. A power cut can therefore lose the last
-SQLite commits, but never the decision record of an order that was sent.
+On its way from tick to order a decision costs one fsync, the audit log's: its rows are
+committed to SQLite without waiting for the disk (a crash of the process, even `kill -9`,
+loses nothing: they are in the operating system's cache), then its `decision` audit record is
+fsynced (the order's "sent" mark: `Dispatcher.may_have_left`), then the order is sent. A
+power cut can therefore lose the last SQLite commits, but never the decision record of an
+order that was sent.
 
 So the store keeps an **audit checkpoint**: the audit seq up to which every decision's rows
 are on disk (`Dispatcher.audit_checkpoint`, a durable commit about once a second while
 records come, and at a clean stop), and the **boot id** of the machine that last ran it. Only
 a restart of the operating system (a power cut, a kernel crash) can lose a commit the engine
 made; so when the boot id is unchanged (the engine itself stopped or was killed) nothing is
-restored, and a decision left `pending` never left the engine, as before. After a reboot,
+restored (a decision left `pending` is looked up if its decision record is audited, else
+abandoned: `Dispatcher.recover`). After a reboot,
 `restore_sent_decisions` reads the audit records after the checkpoint; each `decision` record
 whose order the store does not know, or knows only as `pending`, is recorded as `sent`, and
 is then looked up on the exchange by its client order id like any other unresolved order

@@ -44,6 +44,7 @@ from typing import Any
 from rules_engine.audit.sink import AuditSink
 from rules_engine.config import StoreConfig
 from rules_engine.crashpoints import armed, crash_point
+from rules_engine.execution.dispatcher import may_have_left
 from rules_engine.kraken.errors import KrakenError
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
 from rules_engine.kraken.nonce import NonceSource, NonceStore, Turn
@@ -357,15 +358,17 @@ class HaCell:
 
     # ------------------------------------------------------------------ takeover
 
-    def take_over(self, executor: Any, store: EngineStore, *, live: bool) -> Takeover:
+    def take_over(self, executor: Any, store: EngineStore, *, live: bool, audit: AuditSink | None = None) -> Takeover:
         """Fence the key and wait until every non-final decision's deadline has passed (see
-        the module); the dispatcher's recovery then looks them up. Runs before the engine acts."""
+        the module); the dispatcher's recovery then looks them up. Runs before the engine acts.
+        `audit` tells which `pending` decisions may have left (`dispatcher.may_have_left`;
+        without it, all of them are waited for)."""
         try:
-            return self._take_over(executor, store, live=live)
+            return self._take_over(executor, store, live=live, audit=audit)
         except LeaseLost as exc:
             raise StartupError(f"takeover of key {self.settings.key_id} abandoned: {exc}") from None
 
-    def _take_over(self, executor: Any, store: EngineStore, *, live: bool) -> Takeover:
+    def _take_over(self, executor: Any, store: EngineStore, *, live: bool, audit: AuditSink | None) -> Takeover:
         assert self.lease is not None
         previous = None if self.previous is None else {"holder": self.previous.holder, "epoch": self.previous.epoch}
         info = Takeover(self.lease.epoch, self.lease.holder, previous, round(self.lease_wait, 3))
@@ -375,18 +378,19 @@ class HaCell:
             info.fence = self._fence(spot, store)
         info.unresolved = [d.cl_ord_id for d in store.unresolved_decisions()]
         if live:
-            self._wait_for_deadlines(executor, store, info)
+            self._wait_for_deadlines(executor, store, info, audit)
         crash_point("takeover.reconcile")  # fenced, deadlines passed, not yet looked up
         self.check()
         return info
 
-    def _wait_for_deadlines(self, executor: Any, store: EngineStore, info: Takeover) -> None:
+    def _wait_for_deadlines(self, executor: Any, store: EngineStore, info: Takeover, audit: AuditSink | None) -> None:
         """Wait until no order of a previous epoch can still be placed: until every decision
         that may have left is found, or its deadline (on Kraken's clock, as the executor's
         lookup judges it) has passed. Looked up at once and once more LOOKUP_EVERY seconds
         later (each lookup costs the key's REST counter, which a new holder shares with the
         old one's last calls); the dispatcher's recovery looks up again after the deadline."""
-        in_flight = [d for d in store.unresolved_decisions() if d.status != "pending"]  # pending: never sent
+        in_flight = [d for d in store.unresolved_decisions()  # pending: sent only once its decision is audited
+                     if d.status != "pending" or audit is None or may_have_left(audit, d)]
         began = time.monotonic()
         latest = max((d.sent_at if d.sent_at is not None else d.created_at for d in in_flight), default=0.0)
         until = self.kraken_time() + min(latest + ORDER_DEADLINE + 1.1 - self.kraken_time(), ORDER_DEADLINE + 1.1)

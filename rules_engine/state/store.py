@@ -37,9 +37,12 @@ the log into the database off an order's way (the service's housekeeping).
 
 The order of a decision's life, and what a restart does with each status:
 
-    record_decision(pending) -> audit "decision" (sync) -> mark_sent -> send -> record_outcome
-    pending          never left this process (mark_sent comes right before the send)
+    record_decision(pending) -> audit "decision" (sync) -> send -> record_outcome
+    pending          left this process only if its `decision` audit record was written (that
+                     record is its "sent" mark: the dispatcher looks the audit log up, and
+                     looks such a decision up on Kraken; one without it is abandoned)
     sent / unknown   may have reached Kraken: look it up by cl_ord_id before anything else
+                     (`mark_sent`: a decision restored from the audit log after a power cut)
     accepted         on the book; rejected / filled / cancelled / abandoned are final
 
 Statuses only move forward (pending < sent < unknown < accepted < final), so a late or

@@ -134,3 +134,15 @@ def test_redact_json_is_redact_of_to_jsonable_in_one_walk():
     ]
     for sample in samples:
         assert redactor.redact_json(sample, to_jsonable) == redactor.redact(to_jsonable(sample))
+
+
+def test_an_integer_is_masked_in_one_walk_only_once_a_secret_made_of_digits_is_registered():
+    from rules_engine.audit.records import to_jsonable
+
+    redactor = Redactor()
+    redactor.register("kQH5HW/8p1uGOVjbgWA7Fun+AmGO8==")  # no digits-only form: integers cannot hold it
+    data = {"seq": 9424242, "list": [424242, {"n": -424242}]}
+    assert redactor.redact_json(data, to_jsonable) == data
+    redactor.register("424242")
+    assert redactor.redact_json(data, to_jsonable) == {"seq": MASK, "list": [MASK, {"n": MASK}]}
+    assert redactor.redact_json(424242, to_jsonable) == MASK and redactor.redact_json(7, to_jsonable) == 7

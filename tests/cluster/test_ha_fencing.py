@@ -55,7 +55,7 @@ def test_a_leader_frozen_mid_send_is_fenced_by_the_nonce_and_halts(world, tmp_pa
     wait(zombie.stopped_state, what="the leader frozen with its AddOrder signed")
     frozen_at = time.monotonic()
     decided = world.decisions()
-    assert [d["status"] for d in decided.values()] == ["sent"]  # marked sent before the request leaves
+    assert [d["status"] for d in decided.values()] == ["pending"]  # its decision audited: its "sent" mark
     cl_ord_id = next(iter(decided))
     # No crash fast path: the frozen leader's session is alive; the standby waits for expiry.
     assert requests.get(f"{served}/readyz", timeout=5).status_code == 503  # answers while its holder is frozen

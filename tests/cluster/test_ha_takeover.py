@@ -101,15 +101,15 @@ def test_kill_the_leader_at_an_order_step_the_standby_takes_over(world, tmp_path
 
 
 def test_kill_the_new_leader_during_its_reconcile(world, tmp_path) -> None:
-    """The leader dies with an order marked sent but not sent; the standby fences and dies
+    """The leader dies with an order audited (its "sent" mark) but not sent; the standby fences and dies
     during its reconcile; the next standby reconciles: not found after the deadline, so
     "not sent (fenced)"; nothing was ever placed for that decision."""
-    leader = world.engine("order.after_mark_sent").leading()
+    leader = world.engine("order.after_decision").leading()
     for trial in range(TRIALS):
         reconciler = world.engine("takeover.reconcile").standing_by()
         world.cross(leader)
         leader.killed()
-        third = _next_standby(world, reconciler, None if trial == TRIALS - 1 else "order.after_mark_sent")
+        third = _next_standby(world, reconciler, None if trial == TRIALS - 1 else "order.after_decision")
         dead_at = reconciler.killed()
         started = _takeover(world, "during reconcile", dead_at, third)
         assert started["reconcile"]["summary"] == {"not sent (fenced)": 1}, started

@@ -182,3 +182,28 @@ def test_an_orders_audited_answer_is_found_in_the_chain_as_in_the_file(settings,
             assert chain.find_answer(cl_ord_id, since) == expected, (cl_ord_id, since)
         assert chain.find_answer("c1", 1000.0) == {"ok": True, "data": {"order_id": "F-1"}}
         assert chain.find_answer("c1", 1010.0) is None  # answered before the decision's time (less 5 s)
+
+
+def test_an_orders_audited_decision_is_found_in_the_chain_as_in_the_file(settings, tmp_path):
+    from rules_engine.audit import AuditLog
+    from rules_engine.audit.tail import audited_decision
+
+    now = [1000.0]
+    records = [
+        ("decision", {"decision_id": "r#1", "fire_seq": 1}),  # the core's decision: no order in it
+        ("decision", {"cl_ord_id": "c10", "intent": {"kind": "place_order"}}),
+        ("decision", {"cl_ord_id": "c1", "intent": {"kind": "place_order"}}),
+        ("request", {"cl_ord_id": "c2", "request": {}}),
+    ]
+    epoch = acquire_lease(settings, "w").epoch
+    with PgAuditLog(settings, epoch=epoch, mode="live", clock=lambda: now[0]) as chain, \
+            AuditLog(tmp_path / "audit.jsonl", mode="live", clock=lambda: now[0]) as file:
+        for kind, data in records:
+            now[0] += 1
+            chain.append(kind, data=data)
+            file.append(kind, data=data)
+        cases = [("c1", 1000.0, True), ("c10", 1000.0, True), ("c2", 1000.0, False), ("c3", 1000.0, False),
+                 ("c1", 1010.0, False)]  # c1's decision was audited before that time (less 5 s)
+        for cl_ord_id, since, expected in cases:
+            assert audited_decision(tmp_path / "audit.jsonl", cl_ord_id, since) is expected, (cl_ord_id, since)
+            assert chain.find_decision(cl_ord_id, since) is expected, (cl_ord_id, since)

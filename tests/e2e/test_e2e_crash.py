@@ -27,8 +27,8 @@ UP = """
     - {type: log, message: "order {{ actions[0].txid }} placed"}
 """
 
-ORDER_POINTS = ("order.after_commit", "order.after_decision", "order.after_mark_sent", "order.after_send",
-                "order.after_outcome", "result.after_handled")
+ORDER_POINTS = ("order.after_commit", "order.after_decision", "order.after_send", "order.after_outcome",
+                "result.after_handled")
 
 
 def live_config(e2e: E2E) -> dict:

@@ -62,7 +62,8 @@ def test_decision_is_recorded_and_fsynced_to_the_audit_log_before_the_send(store
         assert len(decision) == 1 and decision[0]["data"]["cl_ord_id"] == "dsp-1"
         head = read_head(audit.path)  # written only after an fsync of the log
         assert head is not None and head.seq >= decision[0]["seq"]
-        assert store.get_decision("dsp-1").status == "sent"
+        row = store.get_decision("dsp-1")  # one commit before the send: its audited decision is its "sent" mark
+        assert row.status == "pending" and dispatcher.may_have_left(row)
         seen["checked"] = True
 
     fake = FakeExecutor(on_execute=check)
@@ -88,6 +89,18 @@ def test_a_second_dispatch_of_the_same_decision_is_not_sent_again(store, audit):
     assert len(fake.executed) == 1 and fake.reconciled == ["dsp-1"]
     assert final.result.ok and final.result.data["duplicate"] is True and final.result.data["status"] == "filled"
     assert [r["kind"] for r in audit_records(audit)].count("duplicate") == 2
+
+
+def test_a_pending_decision_whose_decision_record_is_audited_is_looked_up_not_sent_again(store, audit):
+    store.record_decision("dsp-7", "r", "r#7", order(7).to_dict())  # committed by the lane
+    first = Dispatcher(FakeExecutor(), store, audit, mode="live")
+    assert not first.may_have_left(store.get_decision("dsp-7"))  # no decision record yet: never left
+    audit.append("decision", rule_id="r", data={"cl_ord_id": "dsp-7", "intent": order(7).to_dict()}, sync=True)
+    assert first.may_have_left(store.get_decision("dsp-7"))  # the "sent" mark: it may have left
+    fake = FakeExecutor()
+    again = Dispatcher(fake, store, audit, mode="live").dispatch(order(7))  # asked again before any restart
+    assert fake.executed == [] and fake.reconciled == ["dsp-7"] and again.result.ok
+    assert store.get_decision("dsp-7").status == "accepted"
 
 
 def test_audit_failure_means_the_order_is_never_sent(store, audit):
@@ -181,15 +194,16 @@ def restart(tmp_path, sim, clock, old_audit):
     return executor, transport, audit
 
 
-@pytest.mark.parametrize("crash_at", ["record", "audit", "mark_sent", "before_send", "after_send", "outcome"])
+@pytest.mark.parametrize("crash_at", ["commit", "record", "audit", "before_send", "after_send", "outcome"])
 def test_a_crash_at_any_step_never_leads_to_a_second_order(tmp_path, sim, clock, store, audit, crash_at,
                                                            monkeypatch):
     live = LiveExecutor(spot_client(sim, clock), clock=clock)
     executor = CrashingExecutor(live, crash_at) if crash_at in ("before_send", "after_send") else live
     dispatcher = Dispatcher(executor, store, audit, mode="live")
-    targets = {"record": (store, "record_decision"), "audit": (audit, "append"), "mark_sent": (store, "mark_sent"),
-               "outcome": (store, "record_outcome")}
-    if crash_at in targets:
+    targets = {"record": (store, "record_decision"), "audit": (audit, "append"), "outcome": (store, "record_outcome")}
+    if crash_at == "commit":  # the decision's row committed (as the lane does before dispatching), then the crash
+        store.record_decision("dsp-5", "r", "r#5", order(5).to_dict())
+    elif crash_at in targets:
         obj, name = targets[crash_at]
         original = getattr(obj, name)
 
@@ -198,11 +212,13 @@ def test_a_crash_at_any_step_never_leads_to_a_second_order(tmp_path, sim, clock,
             raise Crash()
 
         monkeypatch.setattr(obj, name, crash_after)
-    with pytest.raises(Crash):
-        dispatcher.dispatch(order(5))
+    if crash_at != "commit":
+        with pytest.raises(Crash):
+            dispatcher.dispatch(order(5))
     monkeypatch.undo()
     on_exchange = [o for o in sim.exchange.orders.values() if o.cl_ord_id == "dsp-5"]
     assert len(on_exchange) == (1 if crash_at in ("after_send", "outcome") else 0)
+    assert (store.get_decision("dsp-5") is None) == (crash_at == "record")  # a crash inside its transaction
 
     clock.now += 30  # the restart comes after the order's deadline
     executor2, transport, audit2 = restart(tmp_path, sim, clock, audit)
@@ -216,18 +232,18 @@ def test_a_crash_at_any_step_never_leads_to_a_second_order(tmp_path, sim, clock,
     assert total == len(on_exchange) + resent
     assert total == (1 if crash_at in ("record", "after_send", "outcome") else 0)
     row = store.get_decision("dsp-5")
-    expected = {"record": "accepted", "audit": "abandoned", "mark_sent": "rejected", "before_send": "rejected",
+    expected = {"commit": "abandoned", "record": "accepted", "audit": "rejected", "before_send": "rejected",
                 "after_send": "accepted", "outcome": "accepted"}[crash_at]
     assert row is not None and row.status == expected
     if crash_at == "after_send":
         (report,) = reports
         assert report.result.ok and report.result.data["txid"] == [on_exchange[0].txid]
         assert report.result.intent_id == "r#5/0"
-    if crash_at == "audit":  # recorded but never marked sent: abandoned without a lookup
+    if crash_at == "commit":  # recorded, its decision never audited: abandoned without a lookup
         (report,) = reports
         assert not report.result.ok and report.result.data["error_class"] == "OrderNotPlaced"
         assert "OpenOrders" not in transport.methods()
-    if crash_at in ("mark_sent", "before_send"):  # marked sent: looked up, proven absent
+    if crash_at in ("audit", "before_send"):  # its decision audited (its "sent" mark): looked up, proven absent
         (report,) = reports
         assert report.result.data["error_class"] == "OrderNotPlaced"
         assert "OpenOrders" in transport.methods()
