@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rules_engine.config import EngineConfig
+from rules_engine.execution.factory import load_credentials
+from rules_engine.kraken.credentials import CredentialsError
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.rule_watch import rule_files_signature
@@ -52,3 +55,18 @@ class CellShared:
     rules: RuleCache | None = None
     leases: WorkerLeases | None = None
     deliveries: DeliveryHub | None = None
+
+
+def register_secrets(configs: Iterable[EngineConfig], environ: Mapping[str, str] | None) -> None:
+    """Register every cell's Kraken credentials with the redactor before any cell starts: the
+    redactor builds its pattern of every secret again at its first use after a new one, and
+    cells registering theirs one by one while others already write records built it once per
+    cell (most of a 300-cell worker's start-up). A cell's own start registers them again (no
+    change then) and reports what is missing or unreadable."""
+    for config in configs:
+        for key_env, secret_env in ((config.api_key_env, config.api_secret_env),
+                                    (config.futures_api_key_env, config.futures_api_secret_env)):
+            try:
+                load_credentials(key_env, secret_env, environ)
+            except CredentialsError:
+                pass

@@ -45,7 +45,7 @@ from rules_engine.pgstore import StoreSettings
 from rules_engine.secret_reader import SecretError
 from rules_engine.service.app import EngineService
 from rules_engine.service.backend import holder_name
-from rules_engine.service.cell_shared import CellShared, RuleCache
+from rules_engine.service.cell_shared import CellShared, RuleCache, register_secrets
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
 from rules_engine.service.shared_feed import SharedFeeds
@@ -142,6 +142,7 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._on_stop_signal, signum)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        register_secrets((spec.config for spec in self.config.cells), self.environ)  # one redactor rebuild
         for cell in self.cells.values():
             self._shared[cell.spec.key] = self._shared_for(cell.spec)
         for cell in self.cells.values():
