@@ -127,12 +127,21 @@ def connect(settings: StoreSettings) -> Any:
         )
     except psycopg.Error as exc:
         raise StateStoreError(f"state store {settings.shown}: cannot connect: {_first_line(exc)}") from None
+    if settings.url in _SCHEMA_CHECKED:
+        return conn
     try:
         ensure_schema(conn)
     except psycopg.Error as exc:
         conn.close()
         raise StateStoreError(f"state store {settings.shown}: cannot set up its tables: {_first_line(exc)}") from None
+    _SCHEMA_CHECKED.add(settings.url)
     return conn
+
+
+_SCHEMA_CHECKED: set[str] = set()
+"""The stores whose schema this process has checked (`ensure_schema`) on a connection already:
+a worker's cells open hundreds of connections, and each check takes the schema lock (one
+transaction at a time across every process)."""
 
 
 def _first_line(exc: BaseException) -> str:
