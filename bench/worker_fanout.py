@@ -26,7 +26,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 CONNECTIONS_PER_KEY = 4
-"""PostgreSQL connections per key over two workers (measured: 3 per held key and 3 per worker; one spare)."""
+"""PostgreSQL connections per key over two workers (measured: 3 per held key and 6 per worker; one spare)."""
 
 
 def _harness() -> None:
@@ -63,11 +63,13 @@ async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, f
             victim = max(workers, key=lambda worker: len(worker.holding()))
             async with w.intakes(2) as urls:
                 body, headers = signed({"action": "buy", "qty": 0.001, "id": f"t5-{round_no}"}, PROVIDER_SECRET)
+                mark = max((e.seq for e in sim.journal.entries()), default=0)
                 sent = time.time()
                 for i in range(3):
                     assert (await post(f"{urls[i % 2]}/signals/{PROVIDER}", body, headers))[0] == 200
-                if kill:
-                    await wait_for(lambda: any(w.orders(k) for k in accounts), timeout=60)
+                if kill:  # one look at the new journal entries (a look per key stalled the simulator's loop)
+                    await wait_for(lambda: any(e.method == "AddOrder" and e.accepted
+                                               for e in sim.journal.entries(since=mark)), timeout=60)
                     victim.process.send_signal(signal.SIGKILL)
                     victim.process.wait(30)
                 done = "SELECT count(*) FROM fanout_deliveries WHERE status = 'done'"

@@ -1,4 +1,4 @@
-"""A worker's leases: every key cell's lease on one store through two connections and one
+"""A worker's leases: every key cell's lease on one store through five connections and one
 thread, instead of a connection, a thread and two queries a second per cell.
 
     leases = WorkerLeases(settings, holder="host:4242")   # one per worker and store
@@ -18,8 +18,9 @@ thread, instead of a connection, a thread and two queries a second per cell.
   answer was taken by a newer epoch and its cell halts; a failed statement is a failed renewal
   for each (the cell stops sending when its lease lapses, as `LeaseKeeper` does).
 - **Connections.** Renewals have a connection of their own (never held up by a take waiting
-  for a lease row's lock); takes, polls, releases and the advisory locks of every held key
-  share the other, so the worker's death ends them all at once.
+  for a lease row's lock); takes, releases and the advisory locks of the held keys are spread
+  over TAKE_CONNECTIONS more (each key always on the same one; the first also polls), so the
+  worker's death ends them all at once and a takeover of many keys runs four takes at a time.
 
 The fencing is unchanged: every write of a cell checks its epoch in its own transaction.
 """
@@ -41,6 +42,9 @@ from rules_engine.state.store import StateStoreError
 
 log = logging.getLogger("rules_engine.worker.leases")
 
+TAKE_CONNECTIONS = 4
+"""Connections the worker's takes run on (each key always on the same one, which holds its
+advisory lock): a takeover of many keys at once runs this many takes at a time."""
 BUSY_RETRY = 0.05
 """Seconds before a key skipped by a renewal (its row locked by a write in flight) is tried again."""
 POLL = 0.5
@@ -101,28 +105,29 @@ class SharedLeaseSession(LeaseSession):
     def __init__(self, leases: WorkerLeases, settings: StoreSettings, holder: str, ttl: float) -> None:
         super().__init__(settings, holder, ttl)
         self._leases = leases
+        self.shared = leases.connection_for(settings.key_id)  # its takes, release and advisory lock
         self.locked_at: tuple[int, int] | None = None  # (connection generation, epoch) of the lock held
 
     def _call(self, what: str, fn: Any) -> Any:
-        return self._leases.shared.run(what, fn)
+        return self.shared.run(what, fn)
 
     def _lock(self, conn: Any, epoch: int) -> None:
-        held = (self._leases.shared.generation, epoch)  # a connection made again holds no lock
+        held = (self.shared.generation, epoch)  # a connection made again holds no lock
         if self.locked_at != held and conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                                    (lock_id(self.settings.key_id), epoch)).fetchone()[0]:
             self.locked_at = held
 
     def holds_lock(self, epoch: int) -> bool:
-        return self.locked_at == (self._leases.shared.generation, epoch)
+        return self.locked_at == (self.shared.generation, epoch)
 
     def close(self) -> None:
         """Let the epoch's advisory lock go (the cell no longer holds the key)."""
-        with self._leases.shared.lock:
+        with self.shared.lock:
             held, self.locked_at = self.locked_at, None
-            if held is None or held[0] != self._leases.shared.generation or self._leases.shared.closed:
+            if held is None or held[0] != self.shared.generation or self.shared.closed:
                 return
             try:
-                self._leases.shared.run("cannot let the lease's lock go", lambda conn: conn.execute(
+                self.shared.run("cannot let the lease's lock go", lambda conn: conn.execute(
                     "SELECT pg_advisory_unlock(%s, %s)", (lock_id(self.settings.key_id), held[1])))
             except StateStoreError as exc:
                 log.warning("key %s: %s", self.settings.key_id, exc)
@@ -151,7 +156,8 @@ class WorkerLeases:
     def __init__(self, settings: StoreSettings, holder: str, *, poll: float = POLL,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.holder = holder
-        self.shared = _SharedConnection(settings)  # takes, polls, releases, advisory locks
+        self.takes = [_SharedConnection(settings) for _ in range(TAKE_CONNECTIONS)]  # takes, releases, locks
+        self.shared = self.takes[0]  # also the polls
         self._renewals = _SharedConnection(settings)  # renewals only (this module's thread)
         self.poll = poll
         self._monotonic = monotonic
@@ -184,10 +190,15 @@ class WorkerLeases:
             self._wake.notify_all()
         if self._thread.is_alive():
             self._thread.join(10)
-        self.shared.close()
+        for connection in self.takes:
+            connection.close()
         self._renewals.close()
 
     # ------------------------------------------------------------------ cells
+
+    def connection_for(self, key: str) -> _SharedConnection:
+        """The connection a key is taken, released and locked on (always the same one)."""
+        return self.takes[lock_id(key) % len(self.takes)]
 
     def session(self, settings: StoreSettings, ttl: float) -> SharedLeaseSession:
         self.poll = min(self.poll, ttl / 3)

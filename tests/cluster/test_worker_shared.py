@@ -132,7 +132,7 @@ def test_the_workers_death_frees_every_key_it_held_at_once(pg_server, pg_dsn) ->
     standby = LeaseSession(settings(pg_server, pg_dsn, KEYS[0]), "other:6", ttl=30.0)
     try:
         assert standby.try_take() is None  # a live holder (its lock is on the worker's shared connection)
-        pids = [leases.shared.get().info.backend_pid, leases._renewals.get().info.backend_pid]
+        pids = [c.get().info.backend_pid for c in (*leases.takes, leases._renewals)]
         with connect(settings(pg_server, pg_dsn)) as admin:  # the worker's connections end (it was killed)
             admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
         for key in KEYS[:3]:  # taken long before the 30 s leases expire
