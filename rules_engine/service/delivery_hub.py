@@ -80,6 +80,9 @@ class DeliveryHub:
                 await self._serve(conn)
             except psycopg.Error as exc:
                 log.warning("delivery notifications lost (%s); listening again", exc)
+            except Exception:  # a bug must not leave every cell unwoken: logged, then listening again
+                log.exception("delivery wake-ups: unexpected error; listening again")
+                await asyncio.sleep(self.poll)
             finally:
                 self.listening = False
                 with contextlib.suppress(Exception):

@@ -239,6 +239,14 @@ class WorkerLeases:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
+        while not self._closed:
+            try:
+                self._serve()
+            except Exception:  # a bug must not end every cell's renewals: logged, then on again
+                log.exception("worker leases: unexpected error; going on")
+                time.sleep(self.poll)
+
+    def _serve(self) -> None:
         next_poll = 0.0
         while True:
             with self._lock:
