@@ -81,11 +81,11 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
         # (pattern, {key: (redacted key, sensitive)}, {short text: redacted}, whether an integer's
-        # digits can hold a secret), replaced as one whenever a secret is registered, so nothing is
-        # served as redacted by an older pattern.
-        self._keys: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str], bool] = \
+        # digits can hold a secret), dropped as one whenever a secret is registered, so nothing is
+        # served as redacted by an older pattern; built again at the next use (a worker registers
+        # hundreds of keys' secrets at start).
+        self._built: tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str], bool] | None = \
             (None, {}, {}, False)
         self._lock = threading.Lock()
 
@@ -101,16 +101,25 @@ class Redactor:
             if forms <= self._secrets:
                 return
             self._secrets |= forms
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-            # Only a secret made of digits (and "-") can show in an integer's text: the free-text
-            # fields (`token=...`) need letters. Without one, integers are kept as they are.
-            digits = any(set(form) <= _INTEGER_CHARS for form in self._secrets)
-            self._keys = (self._pattern, {}, {}, digits)
+            self._built = None
+
+    @property
+    def _keys(self) -> tuple[re.Pattern[str] | None, dict[str, tuple[str, bool]], dict[str, str], bool]:
+        """The pattern of every registered secret, the caches redacted with it, and whether a
+        secret is made of digits (and "-"): only such a one can show in an integer's text (the
+        free-text fields, `token=...`, need letters), so without one integers are kept as they are."""
+        built = self._built
+        if built is None:
+            with self._lock:
+                built = self._built
+                if built is None:
+                    digits = any(set(form) <= _INTEGER_CHARS for form in self._secrets)
+                    built = self._built = (secrets_pattern(self._secrets), {}, {}, digits)
+        return built
 
     def redact_text(self, text: str) -> str:
         """`text` with registered secrets and `name: value` credential fields masked."""
-        return _redact_text(self._pattern, text)
+        return _redact_text(self._keys[0], text)
 
     def redact_name(self, name: str) -> str:
         """`redact_text` for a short string that recurs (a rule id, a key), cached."""
@@ -219,6 +228,35 @@ class Redactor:
                     texts.clear()
                 texts[text] = found
         return found
+
+
+def secrets_pattern(secrets: set[str]) -> re.Pattern[str] | None:
+    """One pattern matching any of `secrets`, the longest first where one is a prefix of
+    another, built as a trie (`(?:a(?:bc|d)|x...)`): matching costs about the text's length,
+    not the text's length times the number of secrets as a plain alternation does."""
+    if not secrets:
+        return None
+    trie: dict[str, Any] = {}
+    for secret in secrets:
+        node = trie
+        for char in secret:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return re.compile(_trie_source(trie))
+
+
+def _trie_source(node: dict[str, Any]) -> str:
+    """The pattern of a trie node: a run of single-child nodes is a plain literal (no
+    recursion along it, so a long secret does not nest deeply); each branch point a group."""
+    out = []
+    while "" not in node and len(node) == 1:
+        (char, node), = node.items()
+        out.append(re.escape(char))
+    branches = [re.escape(char) + _trie_source(child) for char, child in sorted(node.items()) if char]
+    if branches:
+        group = "(?:" + "|".join(branches) + ")"
+        out.append(group + "?" if "" in node else group)  # greedy: the longer secret first
+    return "".join(out)
 
 
 def _redact_text(pattern: re.Pattern[str] | None, text: str) -> str:

@@ -103,7 +103,7 @@ class PgAuditLog:
             self._failed_since = self._db.failure
         prefixed = False
         try:
-            with self._db.transaction() as conn:  # a reconnect re-reads the head first (`_read_head`)
+            with self._db.transaction(pipeline=True) as conn:  # a reconnect re-reads the head first (`_read_head`)
                 batch = entries
                 if self._failed_since is not None:
                     reason, since = self._failed_since

@@ -127,12 +127,21 @@ def connect(settings: StoreSettings) -> Any:
         )
     except psycopg.Error as exc:
         raise StateStoreError(f"state store {settings.shown}: cannot connect: {_first_line(exc)}") from None
+    if settings.url in _SCHEMA_CHECKED:
+        return conn
     try:
         ensure_schema(conn)
     except psycopg.Error as exc:
         conn.close()
         raise StateStoreError(f"state store {settings.shown}: cannot set up its tables: {_first_line(exc)}") from None
+    _SCHEMA_CHECKED.add(settings.url)
     return conn
+
+
+_SCHEMA_CHECKED: set[str] = set()
+"""The stores whose schema this process has checked (`ensure_schema`) on a connection already:
+a worker's cells open hundreds of connections, and each check takes the schema lock (one
+transaction at a time across every process)."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -207,6 +216,30 @@ def check_epoch(conn: Any, settings: StoreSettings, epoch: int) -> None:
                           f"now held by epoch {row[0]} ({row[1]}); its writes are refused")
 
 
+class _PipelinedTransaction:
+    """A transaction block inside a pipeline block, entered and left as one (see `Connection.transaction`)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._pipe = conn.pipeline()
+        self._block = conn.transaction()
+
+    def __enter__(self) -> None:
+        self._pipe.__enter__()
+        try:
+            self._block.__enter__()
+        except BaseException as exc:
+            self._pipe.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._block.__exit__(exc_type, exc, tb)  # queues COMMIT (or ROLLBACK)
+        except BaseException as failed:
+            self._pipe.__exit__(type(failed), failed, failed.__traceback__)
+            raise
+        self._pipe.__exit__(exc_type, exc, tb)  # sends what is queued; raises the commit's error
+
+
 class Connection:
     """One connection of a cell (thread-safe: calls are serialised), reconnected when lost.
 
@@ -268,14 +301,19 @@ class Connection:
         return StateStoreError(message)
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *, pipeline: bool = False) -> Iterator[Any]:
         """One transaction (nested: a savepoint); the outer one begins with the epoch check.
 
         A connection found dead when the outer transaction begins (the server restarted since
-        the last call) is replaced once, right away: nothing was written on it yet."""
+        the last call) is replaced once, right away: nothing was written on it yet.
+
+        `pipeline`: the outer transaction in psycopg's pipeline mode, for writes that read no
+        result of their own statements (no `rowcount`): BEGIN goes with the epoch check, the
+        statements with the COMMIT, two round trips in all; it returns once the commit is
+        answered, as without."""
         with self.lock:
             outer = self._depth == 0
-            conn, block = self._begin(outer)
+            conn, block = self._begin(outer, pipeline and outer)
             self._depth += 1
             try:
                 try:
@@ -295,11 +333,11 @@ class Connection:
             if outer:
                 self.failure = None
 
-    def _begin(self, outer: bool) -> tuple[Any, Any]:
+    def _begin(self, outer: bool, pipeline: bool = False) -> tuple[Any, Any]:
         """Open the transaction block (and check the epoch): the connection and the block."""
         for attempt in (1, 2):
             conn = self._open()
-            block = conn.transaction()
+            block = _PipelinedTransaction(conn) if pipeline else conn.transaction()
             try:
                 block.__enter__()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

@@ -2,7 +2,7 @@
 subscribed account (store key), and how each key's cell takes its rows and decides each once.
 
     stored = store_signal(conn, "signalco", "sig-42", ["sig-42", "mac:..."], payload, accounts, 30.0, "host:pid")
-    # one transaction: the signal, one `pending` delivery per key, a NOTIFY per key; then committed
+    # one transaction: the signal, one `pending` delivery per key, a NOTIFY per key (in `serving_order`); committed
     claimer = DeliveryClaimer(settings, epoch=lease.epoch)
     taken, expired = claimer.claim(time=now)  # FOR UPDATE SKIP LOCKED: each pending row moves into the
                                        # key's signal inbox (`taken`), or is `expired` when too late
@@ -42,9 +42,24 @@ CLAIM_BATCH = 100
 """Deliveries one claim takes at most."""
 
 
+WORKER_CHANNEL = "rules_engine_deliveries"
+"""The NOTIFY channel a worker listens on for all its cells: each notification's payload is a key."""
+
+
 def channel(key_id: str) -> str:
     """The NOTIFY channel that wakes the cell of `key_id` (an identifier of at most 63 bytes)."""
     return "rules_engine_delivery_" + hashlib.sha256(key_id.encode()).hexdigest()[:16]
+
+
+def serving_order(keys: Sequence[str], provider: str, signal_id: str) -> list[str]:
+    """The accounts of one signal in the order they are served (notified, so woken): the sorted
+    keys rotated to start at a position drawn from the signal's id, so from signal to signal
+    every account is first (and last) equally often, not always the same one (design note 4.5)."""
+    ordered = sorted(keys)
+    if not ordered:
+        return ordered
+    start = int.from_bytes(hashlib.sha256(f"{provider}\0{signal_id}".encode()).digest()[:8], "big") % len(ordered)
+    return ordered[start:] + ordered[:start]
 
 
 # ----------------------------------------------------------------------------- intake side
@@ -90,7 +105,10 @@ def store_signal(conn: Any, provider: str, signal_id: str, aliases: Iterable[str
                 "INSERT INTO fanout_deliveries (key_id, provider, signal_id, status, account, created_at, expires_at) "
                 "SELECT k, %s, %s, 'pending', a, now(), now() + make_interval(secs => %s) "
                 "FROM unnest(%s::text[], %s::text[]) AS t(k, a)", (provider, signal_id, max_age, keys, sizing))
-            conn.execute("SELECT pg_notify(c, '') FROM unnest(%s::text[]) AS c", ([channel(k) for k in keys],))
+            served = serving_order(keys, provider, signal_id)  # notified (so woken) in this order; a worker's
+            # cells listen on one channel for all of them, the key as payload
+            conn.execute("SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
+                         ([channel(k) for k in served] + [WORKER_CHANNEL] * len(served), [""] * len(served) + served))
             crash_point("intake.before_commit")
     except _Duplicate as duplicate:
         return StoredSignal(duplicate.signal_id, True, 0)

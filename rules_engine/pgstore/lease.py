@@ -100,8 +100,13 @@ def read_leases(settings: StoreSettings) -> list[Lease]:
     return [Lease(str(r[0]), str(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
 
-def _lock_id(key_id: str) -> int:
-    return zlib.crc32(key_id.encode()) - 2**31  # a signed 32-bit int, the same in every process
+def lock_id(key_id: str) -> int:
+    """The first half of a key's advisory lock (the second is the epoch): a signed 32-bit int,
+    the same in every process."""
+    return zlib.crc32(key_id.encode()) - 2**31
+
+
+_lock_id = lock_id
 
 
 class LeaseSession:

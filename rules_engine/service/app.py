@@ -57,6 +57,7 @@ from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.audit_tap import AuditTap
 from rules_engine.service.backend import open_backend
+from rules_engine.service.cell_shared import CellShared
 from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.fanout_consumer import fanout_consumer
@@ -157,6 +158,7 @@ class EngineService:
         shared_feeds: SharedFeeds | None = None,
         serve_http: bool = True,
         standby_sleep: Callable[[float], None] | None = None,
+        shared: CellShared | None = None,
     ) -> None:
         self.config = config
         self.rule_paths = [Path(p) for p in rule_paths]
@@ -228,6 +230,8 @@ class EngineService:
         self.serve_http = serve_http  # False in a worker's cell: the worker serves HTTP (port 0 then)
         self.standby_sleep = standby_sleep  # a worker's cell: its standby wait, which raises once the worker stops
         self.store_status: StoreStatus | None = None  # PostgreSQL: the cluster; standby: who holds the key
+        self.shared = shared  # a worker's cell: compiled rules, leases, delivery wake-ups (service.cell_shared)
+        self._load_rules = load_rules if shared is None or shared.rules is None else shared.rules.load
 
     # ------------------------------------------------------------------ listeners
 
@@ -264,7 +268,7 @@ class EngineService:
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
         loaded = rule_files_signature(self.rule_paths)
-        result = await asyncio.to_thread(load_rules, self.rule_paths)
+        result = await asyncio.to_thread(self._load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:
             raise StartupError(load_problems(result))
         ruleset = result.ruleset
@@ -282,7 +286,8 @@ class EngineService:
             await self._serve_while_standing_by(self.store_status)  # /healthz, /readyz (standby), status page
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ,
-                                          standby_sleep=self.standby_sleep)
+                                          standby_sleep=self.standby_sleep,
+                                          leases=None if self.shared is None else self.shared.leases)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted
@@ -798,7 +803,7 @@ class EngineService:
                 return False
             if self._watcher is not None:
                 self._watcher.mark_current()
-            result = await asyncio.to_thread(load_rules, self.rule_paths)
+            result = await asyncio.to_thread(self._load_rules, self.rule_paths)
             problem = None
             needs = None
             if result.errors or result.ruleset is None:

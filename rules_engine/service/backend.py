@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rules_engine.audit import AuditError, AuditLog, open_checked
 from rules_engine.audit.segment import ACCEPT_FLAG
@@ -28,6 +28,9 @@ from rules_engine.service.ha import HaCell
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path
 from rules_engine.state.protocol import EngineStore
+
+if TYPE_CHECKING:
+    from rules_engine.service.worker_leases import WorkerLeases
 
 
 @dataclass
@@ -46,7 +49,8 @@ def holder_name() -> str:
 
 def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], float] = time.time,
                  accept_damaged: bool = False, environ: Mapping[str, str] | None = None,
-                 standby_sleep: Callable[[float], None] | None = None) -> Backend:
+                 standby_sleep: Callable[[float], None] | None = None,
+                 leases: WorkerLeases | None = None) -> Backend:
     """Open the audit chain and the state store the config names (StartupError if it cannot)."""
     if config.store is None:
         try:
@@ -66,7 +70,8 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
         cell = None
         if spec.standby:  # wait while another engine holds the key, then take it (epoch + 1)
             cell = HaCell(settings, spec, holder_name(), environ=os.environ if environ is None else environ,
-                          dead_man_timeout=config.dead_man_timeout, sleep=standby_sleep or time.sleep)
+                          dead_man_timeout=config.dead_man_timeout, sleep=standby_sleep or time.sleep,
+                          leases=leases)  # a worker's cell: the worker's shared lease connections
             try:
                 lease = cell.wait_for_key()  # a worker's `standby_sleep` raises StartupError once it stops
             except BaseException:

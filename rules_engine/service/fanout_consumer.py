@@ -31,6 +31,7 @@ from rules_engine.state.store import StateStoreError
 
 if TYPE_CHECKING:
     from rules_engine.service.app import EngineService
+    from rules_engine.service.delivery_hub import DeliveryHub
 
 log = logging.getLogger("rules_engine.service.fanout")
 
@@ -46,8 +47,9 @@ class DeliveryConsumer:
     def __init__(self, claimer: DeliveryClaimer, put: Callable[[InboxSignal], None], audit: Audit,
                  clock: Callable[[], float], is_open: Callable[[], bool], poll: float = POLL,
                  on_signal: Callable[[str], None] | None = None,
-                 on_expired: Callable[[str], None] | None = None) -> None:
+                 on_expired: Callable[[str], None] | None = None, hub: DeliveryHub | None = None) -> None:
         self.claimer = claimer
+        self.hub = hub  # a worker's cell: woken by the worker's one listener (service.delivery_hub)
         self.put = put
         self.audit = audit
         self.clock = clock
@@ -73,6 +75,9 @@ class DeliveryConsumer:
 
     async def run(self) -> None:
         """Claim now, then whenever the key's channel is notified, or every `poll` seconds."""
+        if self.hub is not None:
+            await self._run_woken(self.hub)
+            return
         listener: Any = None
         try:
             listener = await self._listen()  # before the first claim: no notification falls in between
@@ -86,6 +91,19 @@ class DeliveryConsumer:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
+            self.claimer.close()
+
+    async def _run_woken(self, hub: DeliveryHub) -> None:
+        """Claim whenever the worker's hub wakes this key (a notification, or its backstop poll)."""
+        wake = hub.register(self.claimer.key_id)
+        try:
+            while self.stopped is None:
+                await wake.wait()
+                wake.clear()
+                while await self._take() >= CLAIM_BATCH:
+                    pass
+        finally:
+            hub.unregister(self.claimer.key_id, wake)
             self.claimer.close()
 
     async def _wait(self, listener: Any) -> Any:
@@ -121,8 +139,22 @@ class DeliveryConsumer:
         if not self.is_open():
             return 0
         now = self.clock()
+
+        def claim() -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
+            """Take, and audit what was taken or expired, off the event loop (a worker's loop serves
+            every cell: it would wait for each cell's audit commit in turn)."""
+            taken, expired = self.claimer.claim(time=now)
+            try:
+                for late in expired:
+                    self._expired(late)
+                for delivery in taken:
+                    self._audit_taken(delivery)
+            except Exception:  # the deliveries are taken: they go to the engine whatever the audit did
+                log.exception("cannot audit the signal deliveries taken")
+            return taken, expired
+
         try:
-            taken, expired = await asyncio.to_thread(lambda: self.claimer.claim(time=now))
+            taken, expired = await asyncio.to_thread(claim)
         except FencedError as exc:
             self.stopped = str(exc)
             log.error("signal deliveries: %s; this engine takes no more", exc)
@@ -134,16 +166,17 @@ class DeliveryConsumer:
             self._warned = True
             return 0
         self._warned = False
-        for late in expired:
-            self._expired(late)
         for delivery in taken:
             self._taken(delivery, now)
         return len(taken) + len(expired)
 
-    def _taken(self, delivery: TakenDelivery, now: float) -> None:
-        self.taken += 1
+    def _audit_taken(self, delivery: TakenDelivery) -> None:
         self.audit("signal", {"source": delivery.provider, "signal_id": delivery.signal_id,
                               "payload": dict(delivery.payload), "fanout": {"age": round(delivery.age, 3)}})
+
+    def _taken(self, delivery: TakenDelivery, now: float) -> None:
+        """On the loop, after its `signal` record: the signal goes to the engine's queue."""
+        self.taken += 1
         if self.on_signal is not None:
             self.on_signal(delivery.provider)
         self.put(InboxSignal(Signal(delivery.provider, delivery.payload, now, delivery.signal_id), delivery.inbox_seq))
@@ -170,8 +203,10 @@ def fanout_consumer(service: EngineService) -> DeliveryConsumer | None:
     def audit(kind: str, data: Mapping[str, Any]) -> None:
         service._audit(kind, data=data)
 
+    shared = service.shared
     consumer = DeliveryConsumer(claimer, service._put, audit, service.clock, lambda: service._intake_open,
                                 on_signal=lambda source: service.metrics.signals.labels(source).inc(),
-                                on_expired=lambda source: service.metrics.signals_expired.labels(source).inc())
+                                on_expired=lambda source: service.metrics.signals_expired.labels(source).inc(),
+                                hub=None if shared is None else shared.deliveries)
     consumer.recover()
     return consumer

@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rules_engine.audit.sink import AuditSink
 from rules_engine.config import StoreConfig
@@ -53,6 +53,9 @@ from rules_engine.pgstore.lease import Lease, LeaseSession
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStoreError
 from rules_engine.state.protocol import EngineStore
+
+if TYPE_CHECKING:
+    from rules_engine.service.worker_leases import WorkerLeases
 
 log = logging.getLogger("rules_engine.ha")
 
@@ -129,10 +132,18 @@ class LeaseKeeper:
         try:
             renewed = self.session.renew(self.epoch)
         except StateStoreError as exc:
-            if self.failure is None:
-                log.warning("cannot renew the key's lease (epoch %d): %s", self.epoch, exc)
-            self.failure = str(exc)
+            self.renew_failed(exc)
             return
+        self.renewal_result(sent, renewed)
+
+    def renew_failed(self, exc: StateStoreError) -> None:
+        """A renewal could not be made (the store is out of reach): nothing changes until the lease lapses."""
+        if self.failure is None:
+            log.warning("cannot renew the key's lease (epoch %d): %s", self.epoch, exc)
+        self.failure = str(exc)
+
+    def renewal_result(self, sent: float, renewed: bool) -> None:
+        """A renewal sent at `sent` (monotonic) was answered: extended, or the key has a newer epoch (halt)."""
         if not renewed:
             self.halt(f"fenced: the key's lease is now held by a newer epoch than {self.epoch}; "
                       "this engine stops acting")
@@ -250,9 +261,11 @@ class HaCell:
 
     def __init__(self, settings: StoreSettings, spec: StoreConfig, holder: str, *,
                  environ: Mapping[str, str], dead_man_timeout: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, leases: WorkerLeases | None = None) -> None:
         self.settings = settings
-        self.session = LeaseSession(settings, holder, spec.lease_ttl)
+        self.leases = leases  # a worker's cell: the worker's shared lease connections and thread
+        self.session = (LeaseSession(settings, holder, spec.lease_ttl) if leases is None
+                        else leases.session(settings, spec.lease_ttl))
         self.renew_every = spec.lease_ttl / 3
         self.poll_every = min(self.renew_every, 0.5)
         self.fence_timeout = int(max(1, min(dead_man_timeout, 86399)))
@@ -287,7 +300,12 @@ class HaCell:
         session has ended; start renewing it. Blocks while another engine holds it."""
         began = time.monotonic()
         announced = False
+        tried = False
         while True:
+            if self.leases is not None and tried:  # a worker's cell: one poll of the worker for every waiting key
+                self._sleep(0)  # the worker's hook: this cell stands by (raises once the worker stops)
+                self.leases.wait_takeable(self.settings.key_id)
+            tried = True
             sent = time.monotonic()
             try:
                 before = self.session.current()
@@ -299,8 +317,9 @@ class HaCell:
             if lease is not None:
                 self.lease, self.previous = lease, before
                 self.lease_wait = time.monotonic() - began
-                self.keeper = LeaseKeeper(self.session, lease, sent_at=sent, renew_every=self.renew_every,
-                                          on_halt=self._halted, on_event=self._event)
+                make = LeaseKeeper if self.leases is None else self.leases.keeper
+                self.keeper = make(self.session, lease, sent_at=sent, renew_every=self.renew_every,
+                                   on_halt=self._halted, on_event=self._event)
                 self.keeper.start()
                 log.info("took key %s: epoch %d (after %.2f s)", self.settings.key_id, lease.epoch, self.lease_wait)
                 return lease
@@ -308,7 +327,8 @@ class HaCell:
                 log.info("standby for key %s: held by %s (epoch %d); waiting for its lease to lapse",
                          self.settings.key_id, before.holder, before.epoch)
                 announced = True
-            self._sleep(self.poll_every)
+            if self.leases is None:
+                self._sleep(self.poll_every)
 
     def _event(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:

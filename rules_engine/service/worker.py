@@ -41,11 +41,17 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from rules_engine.execution import LiveModeRefused, check_live_allowed
+from rules_engine.pgstore import StoreSettings
+from rules_engine.secret_reader import SecretError
 from rules_engine.service.app import EngineService
+from rules_engine.service.backend import holder_name
+from rules_engine.service.cell_shared import CellShared, RuleCache, register_secrets
+from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
 from rules_engine.service.shared_feed import SharedFeeds
 from rules_engine.service.startup import StartupError
 from rules_engine.service.worker_config import CellSpec, WorkerConfig
+from rules_engine.service.worker_leases import WorkerLeases, WorkerStopping
 from rules_engine.service.worker_status import WorkerStatus, add_worker_routes
 
 log = logging.getLogger("rules_engine.worker")
@@ -59,10 +65,6 @@ STARTS_AT_ONCE = 8
 no longer counts."""
 THREADS_PER_CELL = 3
 """Threads of the loop's default executor per cell: a standby cell waits for its lease in one."""
-
-
-class WorkerStopping(StartupError):
-    """The worker stops: a cell standing by gives up waiting for its key."""
 
 
 @dataclass
@@ -113,6 +115,10 @@ class Worker:
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_CellMetrics(self))
         self.status: WorkerStatus | None = None  # the status page, /api/status and /kill (service.worker_status)
+        self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
+        self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub]] = {}
+        self._hub_tasks: list[asyncio.Task[None]] = []
+        self._shared: dict[str, CellShared] = {}
         self._cells_gauge = Gauge("rules_engine_worker_cells", "The worker's key cells by state", ["state"],
                                   registry=self._registry)
 
@@ -139,6 +145,9 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._on_stop_signal, signum)
             loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        register_secrets((spec.config for spec in self.config.cells), self.environ)  # one redactor rebuild
+        for cell in self.cells.values():
+            self._shared[cell.spec.key] = self._shared_for(cell.spec)
         for cell in self.cells.values():
             cell.task = asyncio.ensure_future(self._run_cell(cell))
         log.info("worker started: %d cells, http=%s:%d", len(self.cells), self.host, self.port)
@@ -152,8 +161,16 @@ class Worker:
             return
         self._stopping = True
         self._stop_event.set()  # standing-by cells stop waiting (WorkerStopping)
+        for leases, _ in self._stores.values():
+            leases.stop_waiting()
         try:
             await asyncio.gather(*(self._stop_cell(cell) for cell in self.cells.values()), return_exceptions=True)
+            for leases, hub in self._stores.values():
+                hub.stop()
+                await asyncio.to_thread(leases.close)  # after the cells released their leases
+            for task in self._hub_tasks:
+                task.cancel()
+            await asyncio.gather(*self._hub_tasks, return_exceptions=True)
             await self.feeds.stop()
             if self._http is not None:
                 await self._http.stop()
@@ -175,6 +192,27 @@ class Worker:
 
     # ------------------------------------------------------------------ cells
 
+    def _shared_for(self, spec: CellSpec) -> CellShared:
+        """The worker's parts a cell uses: the rule cache, and its store's leases and delivery
+        wake-ups (one set per store; a cell whose store cannot be parsed reports it at its start)."""
+        store = spec.config.store
+        if store is None:
+            return CellShared(self.rules)
+        try:
+            settings = StoreSettings.parse(store.url, key_id=store.key, password_env=store.password_env,
+                                           environ=self.environ)
+        except (ValueError, SecretError):
+            return CellShared(self.rules)
+        group = (settings.url, settings.password)
+        if group not in self._stores:
+            leases = WorkerLeases(settings, holder_name())
+            leases.start()
+            hub = DeliveryHub(settings)
+            self._hub_tasks.append(asyncio.ensure_future(hub.run()))
+            self._stores[group] = (leases, hub)
+        leases, hub = self._stores[group]
+        return CellShared(self.rules, leases, hub)
+
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}
         loop = asyncio.get_running_loop()
@@ -188,7 +226,7 @@ class Worker:
 
         return EngineService(spec.config, list(spec.rules), cli_live=self.cli_live, state_dir=spec.state_dir,
                              environ=self.environ, shared_feeds=self.feeds, serve_http=False,
-                             standby_sleep=standby_sleep, **options)
+                             standby_sleep=standby_sleep, shared=self._shared.get(spec.key), **options)
 
     async def _start_cell(self, cell: Cell, service: EngineService, waiting: asyncio.Event) -> None:
         """`service.start()`, at most STARTS_AT_ONCE cells at a time until each holds its key or

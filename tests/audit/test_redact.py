@@ -146,3 +146,19 @@ def test_an_integer_is_masked_in_one_walk_only_once_a_secret_made_of_digits_is_r
     redactor.register("424242")
     assert redactor.redact_json(data, to_jsonable) == {"seq": MASK, "list": [MASK, {"n": MASK}]}
     assert redactor.redact_json(424242, to_jsonable) == MASK and redactor.redact_json(7, to_jsonable) == 7
+def test_many_secrets_one_a_prefix_of_another_are_each_masked_whole() -> None:
+    """The secrets' pattern is a trie (a worker registers hundreds of keys): every secret is
+    found, the longer one where one is a prefix of another, and text around it is kept."""
+    redactor = Redactor()
+    secrets = [f"key{n:04d}Zq9/+=" for n in range(500)]
+    for secret in secrets:
+        redactor.register(secret)
+    redactor.register("abc123")
+    redactor.register("abc123456")
+    assert redactor.redact_text("x abc123456 y abc1234 z") == "x *** y ***4 z"
+    text = " | ".join(secrets[::97])
+    assert redactor.redact_text(text) == " | ".join("***" for _ in secrets[::97])
+    assert redactor.redact_text("key0001Zq9") == "key0001Zq9"  # a part of a secret is not one
+    assert redactor.redact_text("key0001Zq9%2F%2B%3D") == "***"  # its URL-encoded form is
+    redactor.register("late-secret-value")  # registered after use: the next use sees it
+    assert redactor.redact({"note": "late-secret-value"}) == {"note": "***"}

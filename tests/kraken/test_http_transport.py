@@ -2,6 +2,7 @@
 
 import json
 import threading
+from urllib.parse import urlsplit
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,7 +26,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         Handler.seen.append((self.path, self.headers.get("User-Agent"), self.client_address))
-        status, content_type, body = ANSWERS[self.path.split("?")[0]]
+        status, content_type, body = ANSWERS[urlsplit(self.path).path]  # a proxied request names the whole URL
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -69,3 +70,18 @@ def test_status_and_body_mapping(server):
         transport.request("GET", server + "/garbage", api_method="Ticker")
     # a non-200 answer that still carries Kraken's envelope is handed on for typed mapping
     assert transport.request("POST", server + "/envelope400", api_method="sendorder", body="")["error"] == "invalidArgument"
+
+
+def test_a_proxy_from_the_environment_is_used_though_the_environment_is_read_once(server, monkeypatch):
+    """The environment's proxy settings are read once per origin (requests would walk the
+    whole environment on every request: a worker with hundreds of keys' variables paid for it)."""
+    monkeypatch.setenv("HTTP_PROXY", server)  # the test server answers as the proxy would
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    transport = RequestsTransport(timeout=(1.0, 2.0))
+    target = "http://kraken.invalid/ok"
+    assert transport.request("GET", target, api_method="Time")["result"] == {"x": "1"}
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # read once: a later change is not seen
+    assert transport.request("GET", target, api_method="Time")["result"] == {"x": "1"}
+    assert [path for path, _, _ in Handler.seen] == [target, target]  # both went through the proxy
+    transport.close()
