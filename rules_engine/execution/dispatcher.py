@@ -378,11 +378,16 @@ class Dispatcher:
         elif self.store.resent(decision.cl_ord_id) is not None:
             why = "already sent again once"
         else:
-            report = self._resend(decision, lookup, verdict)
-            if report is not None:
-                return report
-            why = "already sent again once"  # or settled meanwhile
-        self._audit_safe("resend_expired", decision.rule_id, {
+            try:
+                intent = order_intent(decision.intent)
+            except ValueError as exc:
+                intent, why = None, f"its recorded order cannot be read back ({exc})"
+            if intent is not None:
+                report = self._resend(decision, intent, lookup, verdict)
+                if report is not None:
+                    return report
+                why = "already sent again once"  # or settled meanwhile
+        self._audit_safe("not_resent", decision.rule_id, {
             "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
             **verdict.record(), "reason": f"proven never placed; not sent: {why}",
         })
@@ -394,7 +399,7 @@ class Dispatcher:
         status, outcome = outcome_of(lookup, decision.cl_ord_id)
         return self._settle_lookup(decision, kind, lookup, status, outcome)
 
-    def _resend(self, decision: OrderRecord, lookup: ExecutionReport | None,
+    def _resend(self, decision: OrderRecord, intent: OrderIntent, lookup: ExecutionReport | None,
                 verdict: Freshness) -> ExecutionReport | None:
         """Send a fresh decision proven never placed, once: its resend is committed (`sent`,
         with a new `sent_at`) and audited, fsynced, before the request is signed. None if
@@ -405,7 +410,6 @@ class Dispatcher:
         proof = "never sent" if lookup is None else "not found by cl_ord_id after its deadline"
         note = {"at": now, "previous": decision.status, "proof": proof, **verdict.record()}
         try:
-            intent = order_intent(decision.intent)
             marked = self.store.mark_resent(cl_ord_id, note)
         except Exception as exc:
             log.error("order %s not sent again: %s", cl_ord_id, exc)

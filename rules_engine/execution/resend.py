@@ -28,7 +28,7 @@ when its rule fired (the run's `fired_at`; the decision's commit if that run is 
   provider's, as the intake recorded it with the deliveries).
 
 A decision too old is settled as before (`abandoned` if never sent, `rejected` with
-`OrderNotPlaced` if sent and not found) and audited `resend_expired` with its age and bound.
+`OrderNotPlaced` if sent and not found) and audited `not_resent` with its age and bound.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A decision committed but proven never placed gets its order, once, while fresh
 (`execution.resend`): never sent (pending) or not found after its deadline; too old, or
-resent before, it is settled as not placed and audited `resend_expired`."""
+resent before, it is settled as not placed and audited `not_resent`."""
 
 from decimal import Decimal as D
 
@@ -58,7 +58,7 @@ def test_a_decision_too_old_is_not_traded_late(sim, clock, store, audit, left):
     assert not report.result.ok and report.result.data["error_class"] == "OrderNotPlaced"
     assert placed(sim, "dsp-6") == []
     assert store.get_decision("dsp-6").status == ("abandoned" if left == "pending" else "rejected")
-    (record,) = [r for r in audit_records(audit) if r["kind"] == "resend_expired"]
+    (record,) = [r for r in audit_records(audit) if r["kind"] == "not_resent"]
     assert record["data"]["bound_s"] == 30 and record["data"]["age_s"] > 30
 
 
@@ -79,7 +79,7 @@ def test_a_resend_that_itself_is_lost_is_not_sent_a_third_time(sim, clock, store
     (report,) = Dispatcher(live, store, audit, mode="live", clock=clock, resend=ResendPolicy(60)).recover()
     assert not report.result.ok and placed(sim, "dsp-8") == []
     assert store.get_decision("dsp-8").status == "rejected"
-    (record,) = [r for r in audit_records(audit) if r["kind"] == "resend_expired"]
+    (record,) = [r for r in audit_records(audit) if r["kind"] == "not_resent"]
     assert "already sent again once" in record["data"]["reason"]
 
 
