@@ -27,8 +27,9 @@ out the AddOrder deadlines of what was in flight): every `sent`/`unknown` decisi
 up by client order id and its outcome recorded. A decision proven never placed (still
 `pending`, or not found after its deadline) is sent again, once, if still fresh
 (`execution.resend`, with a `resend` policy; without one, or too old: `abandoned` if never
-sent, `rejected` if not found). The same happens when `recheck_unknown` later proves an
-order absent. The reports' results (and events) go back to the core.
+sent, `rejected` if not found). Only at start-up, where each result goes to the rule that
+waits for it: a running engine's lookups (`recheck_unknown`, a decision asked for twice)
+never send. The reports' results (and events) go back to the core.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ class Dispatcher:
                 if decision.status == "pending":
                     reports.append(self._absent(decision, None))
                 else:
-                    reports.append(self._reconcile(decision, "recovered"))
+                    reports.append(self._reconcile(decision, "recovered", may_resend=True))
         return reports
 
     def recheck_unknown(self) -> list[ExecutionReport]:
@@ -234,7 +235,7 @@ class Dispatcher:
         now = self._clock()
         decision = self.store.get_decision(cl_ord_id)
         if decision is not None and not decision.resolved:
-            return self._reconcile(decision, "recovered", intent_id=intent_id)
+            return self._reconcile(decision, "recovered", intent_id=intent_id, may_resend=True)
         if decision is None:
             result = refused(intent_id, now, "never sent: the engine stopped before recording it", "OrderNotPlaced")
             status = None
@@ -315,9 +316,10 @@ class Dispatcher:
         return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
 
     def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None,
-                   quiet_if_unknown: bool = False) -> ExecutionReport:
+                   quiet_if_unknown: bool = False, may_resend: bool = False) -> ExecutionReport:
         """Look the decision up and record what was found (`quiet_if_unknown`: record and
-        audit nothing if the lookup still cannot tell)."""
+        audit nothing if the lookup still cannot tell). `may_resend` (at start-up, where the
+        result goes to the rule that waits for it): proven never placed, it may be sent again."""
         now = self._clock()
         report = self.executor.reconcile(self._with_audited_answer(decision), now)
         if intent_id is not None and report.result.intent_id != intent_id:
@@ -327,7 +329,7 @@ class Dispatcher:
         status, outcome = outcome_of(report, decision.cl_ord_id)
         if quiet_if_unknown and status == "unknown":
             return report
-        if status == "rejected" and report.result.data.get("error_class") == "OrderNotPlaced" \
+        if may_resend and status == "rejected" and report.result.data.get("error_class") == "OrderNotPlaced" \
                 and self.resend is not None:
             return self._absent(decision, report, kind)
         return self._settle_lookup(decision, kind, report, status, outcome)

@@ -123,3 +123,16 @@ def test_waiting_out_deadlines_ends_when_the_order_is_found_or_its_deadline_pass
                        sleep=lambda s: (waited.append(s), clock.sleep(s)))
     assert waited == [2.0, pytest.approx(14.1)]  # looked up at once, after 2 s, then at the deadline
     assert clock() >= store.get_decision("dsp-11").sent_at + 16
+
+
+def test_a_running_engine_that_later_proves_an_order_absent_does_not_send_it(sim, clock, store, audit):
+    """Only a start sends again (its result goes to the rule that waits); a running engine's
+    recheck of an `unknown` order settles it as not placed, as before."""
+    live = crashed(sim, clock, store, audit, 12, "before_send")
+    dispatcher = Dispatcher(live, store, audit, mode="live", clock=clock, resend=ResendPolicy(60))
+    (early,) = dispatcher.recover()  # before the deadline: cannot tell yet
+    assert early.result.data["error_class"] == "OrderStateUnknown"
+    clock.now += 20
+    (late,) = dispatcher.recheck_unknown()
+    assert late.result.data["error_class"] == "OrderNotPlaced" and placed(sim, "dsp-12") == []
+    assert store.get_decision("dsp-12").status == "rejected" and store.resent("dsp-12") is None
