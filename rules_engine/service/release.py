@@ -8,17 +8,18 @@ cannot trade. With `store.release_after` (at least 2 x `lease_ttl`; off by defau
   Kraken's error) means Kraken is reachable; a network error (cannot connect, connection
   lost) or a timeout means it is not;
 - `ReleaseWatch` (a thread, checking every second) releases the key once every call for
-  `release_after` seconds has failed that way (counted from the start of the first failed
-  call, none answered since): the cell stops signing (the gate refuses), the lease expires
-  now and this holder keeps off the key for `release_after` more seconds
-  (`pgstore.release`, recorded in the key's `cell_meta`), then the cell halts as when
-  fenced: the service stops with exit code 3, and a worker's cell stands by again. Another
-  engine takes the key at its next poll, fences it and reconciles as after any takeover.
+  `release_after` seconds has failed that way or is still waiting for its answer (counted
+  from the start of the first such call, none answered since): the lease expires now, this
+  holder's renewals stop matching it, and it keeps off the key for `release_after` more
+  seconds (`pgstore.release`, recorded in the key's `cell_meta`); then the cell halts as when
+  fenced (nothing more is signed): the service stops with exit code 3, and a worker's cell
+  stands by again. Another engine takes the key at its next poll, fences it and reconciles
+  as after any takeover.
 
 The holder keeps calling while it lasts: the dead man's switch refresh (every
 `dead_man_switch.interval`, retried while it fails) and account reads; should the calls stop
-while failing, the watch asks Kraken's public `Time` endpoint (`probe`) every
-`release_after / 3` seconds, so a partition is noticed, and so is its end.
+while failing (and none is in flight), the watch asks Kraken's public `Time` endpoint
+(`probe`) every `release_after / 3` seconds, so the partition's end is noticed too.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ CHECK_EVERY = 1.0
 
 
 class ExchangeReach:
-    """Whether Kraken answered lately: since when every call has failed with a network
-    error or a timeout (None: the last call was answered). Thread-safe."""
+    """Whether Kraken answered lately: since when every call has failed with a network error
+    or a timeout, or has waited for an answer (a call in flight counts from its start: a black
+    hole answers nothing until the client's read timeout). Thread-safe."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -52,23 +54,44 @@ class ExchangeReach:
         self.failures = 0
         self.last_error: str | None = None
         self.last_call: float | None = None
+        self._answered_at = float("-inf")
+        self._in_flight: dict[int, float] = {}  # call number -> when it started
+        self._calls = 0
 
-    def answered(self) -> None:
+    def started(self) -> int:
+        """A call leaves now: its number, for `answered` or `failed`."""
         with self._lock:
-            self.failing_since, self.failures, self.last_call = None, 0, self._monotonic()
+            self._calls += 1
+            self._in_flight[self._calls] = self.last_call = self._monotonic()
+            return self._calls
 
-    def failed(self, started: float, error: str) -> None:
+    def answered(self, call: int) -> None:
         with self._lock:
-            if self.failing_since is None:
+            self._in_flight.pop(call, None)
+            self.failing_since, self.failures = None, 0
+            self.last_call = self._answered_at = self._monotonic()
+
+    def failed(self, call: int, error: str) -> None:
+        with self._lock:
+            started = self._in_flight.pop(call, self._monotonic())
+            if self.failing_since is None and started >= self._answered_at:
                 self.failing_since = started
             self.failures += 1
             self.last_error = error
             self.last_call = self._monotonic()
 
-    def out_of_reach_for(self) -> float:
-        """Seconds every call has failed (0 while the last one was answered)."""
+    def in_flight(self) -> int:
         with self._lock:
-            return 0.0 if self.failing_since is None else self._monotonic() - self.failing_since
+            return len(self._in_flight)
+
+    def out_of_reach_for(self) -> float:
+        """Seconds every call has failed or waited without an answer (0 while none has since
+        the last answer)."""
+        with self._lock:
+            waiting = [t for t in self._in_flight.values() if t >= self._answered_at]
+            since = min([*waiting, *([self.failing_since] if self.failing_since is not None else [])],
+                        default=None)
+            return 0.0 if since is None else self._monotonic() - since
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -86,17 +109,17 @@ class ReachTransport:
 
     def request(self, http_method: str, url: str, *, api_method: str, params: Mapping[str, Any] | None = None,
                 body: str | None = None, headers: Mapping[str, str] | None = None) -> Any:
-        started = time.monotonic()
+        call = self.reach.started()
         try:
             answer = self.inner.request(http_method, url, api_method=api_method, params=params, body=body,
                                         headers=headers)
         except Exception as exc:
             if unreachable(exc):
-                self.reach.failed(started, f"{api_method}: {exc}")
+                self.reach.failed(call, f"{api_method}: {exc}")
             else:
-                self.reach.answered()
+                self.reach.answered(call)
             raise
-        self.reach.answered()
+        self.reach.answered(call)
         return answer
 
     def close(self) -> None:
@@ -144,8 +167,8 @@ class ReleaseWatch:
             self._probe_if_quiet()
             return False
         reason = (f"Kraken out of reach for {out:.1f} s (release_after {self.release_after:g} s; "
-                  f"{self.reach.failures} call(s) failed, the last: {self.reach.last_error}); "
-                  f"the key's lease is released for another engine")
+                  f"{self.reach.failures} call(s) failed, the last: {self.reach.last_error or 'none yet'}; "
+                  f"the others wait for an answer); the key's lease is released for another engine")
         try:
             released = release_lease(self.settings, self.holder, epoch, hold_off=self.release_after, reason=reason)
         except StateStoreError as exc:
@@ -161,7 +184,8 @@ class ReleaseWatch:
 
     def _probe_if_quiet(self) -> None:
         last = self.reach.last_call
-        if self.probe is None or (last is not None and self._monotonic() - last < self.release_after / 3):
+        if self.probe is None or self.reach.in_flight() or \
+                (last is not None and self._monotonic() - last < self.release_after / 3):
             return
         try:
             self.probe()
