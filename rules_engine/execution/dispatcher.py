@@ -374,9 +374,12 @@ class Dispatcher:
         if self.resend is None:
             return self._not_placed(decision, lookup, kind)
         verdict = self.resend.judge(decision, self._clock())
+        blocked = self.resend.blocked() if self.resend.blocked is not None else None
         why = None
         if not verdict.fresh:
             why = "too old to trade now"
+        elif blocked is not None:
+            why = f"the kill switch is engaged ({blocked})"
         elif self.store.resent(decision.cl_ord_id) is not None:
             why = "already sent again once"
         else:

@@ -27,8 +27,9 @@ when its rule fired (the run's `fired_at`; the decision's commit if that run is 
 - a signal trigger: also at most the signal's `max_age` where one is known (a fan-out
   provider's, as the intake recorded it with the deliveries).
 
-A decision too old is settled as before (`abandoned` if never sent, `rejected` with
-`OrderNotPlaced` if sent and not found) and audited `not_resent` with its age and bound.
+Nothing is sent while the kill switch is engaged. A decision too old (or blocked) is settled
+as before (`abandoned` if never sent, `rejected` with `OrderNotPlaced` if sent and not found)
+and audited `not_resent` with the reason, its age and bound.
 """
 
 from __future__ import annotations
@@ -69,12 +70,14 @@ class ResendPolicy:
     """Judges a decision's freshness (see the module)."""
 
     def __init__(self, within: float = DEFAULT_RESEND_WITHIN, *, fired: Fired | None = None,
-                 signal_max_age: Callable[[str], float | None] | None = None) -> None:
+                 signal_max_age: Callable[[str], float | None] | None = None,
+                 blocked: Callable[[], str | None] | None = None) -> None:
         if within < 0:
             raise ValueError("resend_within must be 0 or more seconds")
         self.within = within
         self.fired = fired
         self.signal_max_age = signal_max_age
+        self.blocked = blocked  # why nothing may be sent now (the kill switch), None if it may
 
     def judge(self, decision: OrderRecord, now: float) -> Freshness:
         rule_id, _, seq = decision.decision_id.rpartition("#")
@@ -91,10 +94,12 @@ class ResendPolicy:
         return Freshness(self.within > 0 and age <= bound, age, bound, kind, source)
 
 
-def resend_policy(within: float, engine: Any, store: Any) -> ResendPolicy:
+def resend_policy(within: float, engine: Any, store: Any, blocked: Callable[[], str | None]) -> ResendPolicy:
     """The service's policy: fire times from `engine` (`Engine.fired`), a fan-out provider's
-    max_age from `store` (`PgStateStore.signal_max_age`) where it has one."""
-    return ResendPolicy(within, fired=engine.fired, signal_max_age=getattr(store, "signal_max_age", None))
+    max_age from `store` (`PgStateStore.signal_max_age`) where it has one, and `blocked` (the
+    kill switch)."""
+    return ResendPolicy(within, fired=engine.fired, signal_max_age=getattr(store, "signal_max_age", None),
+                        blocked=blocked)
 
 
 _ORDERS: dict[str, type[it.PlaceOrder] | type[it.FuturesSendOrder]] = {

@@ -70,6 +70,7 @@ from rules_engine.service.killswitch import (
     KillSwitchFile,
     install_signal_handler,
     kill_file,
+    kill_reason,
 )
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
@@ -334,7 +335,8 @@ class EngineService:
             await asyncio.to_thread(wait_for_in_flight, self.executor, self.store)  # (the takeover did it in HA)
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
                                      rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True,
-                                     resend=resend_policy(config.resend_within, self.engine, self.store))
+                                     resend=resend_policy(config.resend_within, self.engine, self.store,
+                                                          blocked=lambda: kill_reason(self.state_dir)))
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
                           on_commit=self.visibility.state_commit)
         assert self._loop is not None
