@@ -19,9 +19,8 @@ from ha_harness import HaEngine, HaWorld, kill_leftovers, wait
 
 from rules_engine.sim import Account
 
-pytestmark = pytest.mark.cluster
-
 TRIALS = max(2, int(os.environ.get("RULES_ENGINE_HA_TRIALS") or 3))
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(60 + 30 * TRIALS)]  # a trial: up to ~15 s, more loaded
 TIMES: list[tuple[str, float, float]] = []
 
 
