@@ -87,7 +87,10 @@ class ResendPolicy:
         source = getattr(trigger, "source", None) if kind == "signal" else None
         bound = self.within
         if source is not None and self.signal_max_age is not None:
-            max_age = self.signal_max_age(source)
+            try:
+                max_age = self.signal_max_age(source)
+            except Exception:  # the store cannot tell how fresh the signal is: not traded on a guess
+                max_age = 0.0
             if max_age is not None:
                 bound = min(bound, max_age)
         age = max(0.0, now - since)

@@ -136,3 +136,15 @@ def test_a_running_engine_that_later_proves_an_order_absent_does_not_send_it(sim
     (late,) = dispatcher.recheck_unknown()
     assert late.result.data["error_class"] == "OrderNotPlaced" and placed(sim, "dsp-12") == []
     assert store.get_decision("dsp-12").status == "rejected" and store.resent("dsp-12") is None
+
+
+def test_a_signal_whose_freshness_cannot_be_read_is_not_traded_on_a_guess(store, clock):
+    store.record_decision("dsp-13", "r", "r#13", order(13).to_dict())
+    trigger = SignalTrigger(source="mybot", where=None)
+
+    def unreadable(source):
+        raise RuntimeError("the store is out of reach")
+
+    policy = ResendPolicy(30, fired=lambda rule_id, seq: (trigger, clock()), signal_max_age=unreadable)
+    verdict = policy.judge(store.get_decision("dsp-13"), clock() + 1)
+    assert not verdict.fresh and verdict.bound == 0.0
