@@ -79,6 +79,7 @@ class StoreConfig:
     standby: bool = False  # high availability: wait for the key's lease instead of taking it (service.ha)
     exclusive: bool = False  # the operator declares this API key used by this engine (cluster) only
     lease_ttl: float = 6.0  # seconds a lease lasts unless renewed (renewed every lease_ttl / 3)
+    release_after: float | None = None  # HA: Kraken out of reach this long -> release the lease (service.release)
 
 
 def _store(value: Any, source: str) -> StoreConfig | None:
@@ -104,8 +105,15 @@ def _store(value: Any, source: str) -> StoreConfig | None:
                           f"nonce window is 0 (see README, Running more than one engine)")
     if not 1 <= ttl <= 600:
         raise ConfigError(f"invalid engine config:\n  {source}: store: lease_ttl must be 1s to 10m")
+    release_after = parse_duration(spec["release_after"]) if "release_after" in spec else None
+    if release_after is not None and not spec.get("standby"):
+        raise ConfigError(f"invalid engine config:\n  {source}: store: release_after needs standby: true (another "
+                          f"engine must be there to take the key)")
+    if release_after is not None and release_after < 2 * ttl:
+        raise ConfigError(f"invalid engine config:\n  {source}: store: release_after must be at least twice "
+                          f"lease_ttl ({2 * ttl:g}s): a slow answer is not a partition")
     return StoreConfig(url, spec.get("key", "default"), spec.get("password_env", "RULES_ENGINE_STORE_PASSWORD"),
-                       bool(spec.get("standby", False)), bool(spec.get("exclusive", False)), ttl)
+                       bool(spec.get("standby", False)), bool(spec.get("exclusive", False)), ttl, release_after)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class EngineConfig:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     paper_futures_balances: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures collateral
     store: StoreConfig | None = None  # `store: postgresql://...`: PostgreSQL instead of the state dir's files
+    resend_within: float = 30.0  # `recovery.resend_within`: an order proven never placed is sent this late at most
     source: str | None = None
 
 
@@ -240,6 +249,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
         paper_futures_balances={k: Decimal(str(v))
                                 for k, v in data.get("paper_wallet", {}).get("futures_balances", {}).items()},
         store=_store(data.get("store"), source),
+        resend_within=parse_duration(data.get("recovery", {}).get("resend_within", "30s")),
         source=source,
     )
 

@@ -6,8 +6,9 @@
 reached; `order.after_send@3` the third time; `order.signed:stop` stops it with SIGSTOP
 instead (a pause, resumed by SIGCONT: the high-availability tests' frozen leader). The
 variable is read once, at import: with it unset (every real run) a crash point is one
-comparison. The crash suite (`tests/crash/`) runs `rules-engine run` with it set, so `kill -9` lands exactly at each
-step around the send instead of wherever a timer happens to hit.
+comparison. The crash suite (`tests/e2e/test_e2e_crash.py`) runs `rules-engine run` with it
+set, so `kill -9` lands exactly at each step around the send instead of wherever a timer
+happens to hit.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ POINTS = (
     "order.before_commit",    # an order decided, its row not yet committed
     "order.after_commit",     # the decision's row and the core's state committed, nothing audited
     "order.after_decision",   # the decision audited (fsynced: its "sent" mark), the request not yet sent
+    "order.before_resend",    # a decision proven never placed marked for its one resend, not yet sent
     "order.signed",           # an AddOrder signed with its nonce, not yet sent (high availability only)
     "order.mid_request",      # an AddOrder on its way, its answer not yet read (high availability only)
     "order.after_send",       # Kraken answered, the answer not yet audited nor recorded

@@ -9,7 +9,9 @@
 Record kinds written by the engine (free lower-case words; these are the documented set):
 `startup`, `shutdown`, `reload`, `trigger`, `guard`, `decision`, `risk`, `request`,
 `response`, `action`, `error`, `signal_rejected`, `signal_expired` (a fanned-out signal not
-decided within its provider's max_age), `kill_switch`, `reconcile`, and
+decided within its provider's max_age), `kill_switch`, `reconcile`,
+`resent_after_proven_absent` / `not_resent` (an order decided but proven never placed, sent
+again at start-up or not: `execution.resend`), and
 `torn_tail` (written by the log itself when it seals an interrupted final line), and
 `chain_break` (the first record of a new segment after a damaged log, `audit.segment`).
 """
@@ -38,6 +40,8 @@ KINDS = (
     "signal_expired",
     "kill_switch",
     "reconcile",
+    "resent_after_proven_absent",
+    "not_resent",
     "torn_tail",
     "chain_break",
 )

@@ -41,7 +41,7 @@ from rules_engine.core.events import (
 )
 from rules_engine.core.ids import decision_id
 from rules_engine.core.intents import CancelAll
-from rules_engine.core.model import Rule, RuleSet
+from rules_engine.core.model import Rule, RuleSet, TriggerSpec
 from rules_engine.core.risk import RiskLimits
 from rules_engine.core.runs import Runner
 from rules_engine.core.state import (
@@ -164,6 +164,18 @@ class Engine:
         (the order key is the order's client order id). After a restart the driver hands
         each its result (`Dispatcher.settle_awaited`), so no run stays waiting."""
         return {intent_id: (flight.kind, flight.order_key) for intent_id, flight in self._state.inflight.items()}
+
+    def fired(self, rule_id: str, fire_seq: int) -> tuple[TriggerSpec, float] | None:
+        """The trigger that made fire `fire_seq` of a rule and when it fired, while that run
+        is kept (running, waiting for a result, or queued); None otherwise. Read at start-up
+        to judge whether an order that was never placed is still fresh enough to send."""
+        rule, rs = self._by_id.get(rule_id), self._state.rules.get(rule_id)
+        if rule is None or rs is None:
+            return None
+        for run in (rs.run, *rs.queue):
+            if run is not None and run.fire_seq == fire_seq and 0 <= run.trigger_index < len(rule.triggers):
+                return rule.triggers[run.trigger_index], run.fired_at
+        return None
     def quiet_band(self, market: str, symbol: str, firing: bool = False) -> Band | None:
         """The open interval of prices a tick of `symbol` with bid = ask = last can move to and
         change nothing but the quotes (no crossing changes state, no hold or deadline is

@@ -24,11 +24,16 @@ Other intents: audit `intent`, execute, audit `request` and `response`. A cancel
 man's switch still runs if the audit log fails (protective actions are never blocked);
 the failure is logged.
 
-`recover()` runs once at start-up, before any new intent: every decision left `pending`
-without its `decision` audit record (never sent) is marked `abandoned`; every other
-unresolved one (`pending` with its record, `sent`, `unknown`) is looked up by client order
-id and its outcome recorded. The reports' results (and events) go back to the core.
-The core does not decide an abandoned order again: its snapshot already records the fire.
+`recover()` runs once at start-up, before any new intent (after `execution.deadlines` waited
+out the AddOrder deadlines of what may have left): every `sent`/`unknown` decision, and every
+`pending` one whose `decision` audit record is written (the record is fsynced right before the
+send, so it stands for "may have been sent"), is looked up by client order id and its outcome
+recorded. A decision proven never placed (`pending` without its record, or not found after its
+deadline) is sent again, once, if still fresh (`execution.resend`, with a `resend` policy;
+without one, or too old: `abandoned` if never sent, `rejected` if not found). Only at start-up,
+where each result goes to the rule that waits for it: a running engine's lookups
+(`recheck_unknown`, a decision asked for twice) never send. The reports' results (and events)
+go back to the core.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from rules_engine.crashpoints import crash_point
 from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
+from rules_engine.execution.resend import Freshness, ResendPolicy, order_intent
 from rules_engine.state.protocol import EngineStore
 from rules_engine.state.store import FINAL_STATUSES, OrderRecord
 
@@ -132,8 +138,10 @@ class Dispatcher:
         rule_hashes: RuleHashes | None = None,
         clock: Callable[[], float] = time.time,
         sent_in_audit: bool = False,
+        resend: ResendPolicy | None = None,
     ):
         self.executor = executor
+        self.resend = resend  # a decision proven never placed is sent again while fresh (execution.resend)
         # True: the decision's fsynced audit record is what stands for "may have been sent" after
         # a power cut, so outcomes are committed without their own fsync (one fsync per order).
         self.sent_in_audit = sent_in_audit
@@ -210,9 +218,9 @@ class Dispatcher:
         with self._lock:
             for decision in self.store.unresolved_decisions():
                 if decision.status == "pending" and not self.may_have_left(decision):
-                    reports.append(self._abandon(decision))
+                    reports.append(self._absent(decision, None))
                 else:
-                    reports.append(self._reconcile(decision, "recovered"))
+                    reports.append(self._reconcile(decision, "recovered", may_resend=True))
         return reports
 
     def recheck_unknown(self) -> list[ExecutionReport]:
@@ -244,7 +252,7 @@ class Dispatcher:
         now = self._clock()
         decision = self.store.get_decision(cl_ord_id)
         if decision is not None and not decision.resolved:
-            return self._reconcile(decision, "recovered", intent_id=intent_id)
+            return self._reconcile(decision, "recovered", intent_id=intent_id, may_resend=True)
         if decision is None:
             result = refused(intent_id, now, "never sent: the engine stopped before recording it", "OrderNotPlaced")
             status = None
@@ -322,9 +330,10 @@ class Dispatcher:
         return self._reconcile(decision, "reconciled", intent_id=intent.intent_id)
 
     def _reconcile(self, decision: OrderRecord, kind: str, intent_id: str | None = None,
-                   quiet_if_unknown: bool = False) -> ExecutionReport:
+                   quiet_if_unknown: bool = False, may_resend: bool = False) -> ExecutionReport:
         """Look the decision up and record what was found (`quiet_if_unknown`: record and
-        audit nothing if the lookup still cannot tell)."""
+        audit nothing if the lookup still cannot tell). `may_resend` (at start-up, where the
+        result goes to the rule that waits for it): proven never placed, it may be sent again."""
         now = self._clock()
         report = self.executor.reconcile(self._with_audited_answer(decision), now)
         if intent_id is not None and report.result.intent_id != intent_id:
@@ -334,6 +343,13 @@ class Dispatcher:
         status, outcome = outcome_of(report, decision.cl_ord_id)
         if quiet_if_unknown and status == "unknown":
             return report
+        if may_resend and status == "rejected" and report.result.data.get("error_class") == "OrderNotPlaced" \
+                and self.resend is not None:
+            return self._absent(decision, report, kind)
+        return self._settle_lookup(decision, kind, report, status, outcome)
+
+    def _settle_lookup(self, decision: OrderRecord, kind: str, report: ExecutionReport, status: str,
+                       outcome: dict[str, Any]) -> ExecutionReport:
         self._audit_safe(kind, decision.rule_id, {
             "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
             "status": status, "request": report.request, "response": report.response,
@@ -363,6 +379,83 @@ class Dispatcher:
         if not answer or not answer.get("ok"):
             return decision
         return replace(decision, outcome={**(decision.outcome or {}), "audited": answer})
+
+    def _absent(self, decision: OrderRecord, lookup: ExecutionReport | None,
+                kind: str = "recovered") -> ExecutionReport:
+        """A decision proven never placed (`lookup` None: still pending, never sent; else its
+        lookup found nothing after the deadline): sent again, once, while fresh; otherwise
+        settled as not placed (see `execution.resend`)."""
+        if self.resend is None:
+            return self._not_placed(decision, lookup, kind)
+        verdict = self.resend.judge(decision, self._clock())
+        blocked = self.resend.blocked() if self.resend.blocked is not None else None
+        why = None
+        if not verdict.fresh:
+            why = "too old to trade now"
+        elif blocked is not None:
+            why = f"the kill switch is engaged ({blocked})"
+        elif self.store.resent(decision.cl_ord_id) is not None:
+            why = "already sent again once"
+        else:
+            try:
+                intent = order_intent(decision.intent)
+            except ValueError as exc:
+                intent, why = None, f"its recorded order cannot be read back ({exc})"
+            if intent is not None:
+                report = self._resend(decision, intent, lookup, verdict)
+                if report is not None:
+                    return report
+                why = "already sent again once"  # or settled meanwhile
+        self._audit_safe("not_resent", decision.rule_id, {
+            "cl_ord_id": decision.cl_ord_id, "decision_id": decision.decision_id, "previous": decision.status,
+            **verdict.record(), "reason": f"proven never placed; not sent: {why}",
+        })
+        return self._not_placed(decision, lookup, kind)
+
+    def _not_placed(self, decision: OrderRecord, lookup: ExecutionReport | None, kind: str) -> ExecutionReport:
+        if lookup is None:
+            return self._abandon(decision)
+        status, outcome = outcome_of(lookup, decision.cl_ord_id)
+        return self._settle_lookup(decision, kind, lookup, status, outcome)
+
+    def _resend(self, decision: OrderRecord, intent: OrderIntent, lookup: ExecutionReport | None,
+                verdict: Freshness) -> ExecutionReport | None:
+        """Send a fresh decision proven never placed, once: its resend is committed (`sent`,
+        with a new `sent_at`) and audited, fsynced, before the request is signed. None if
+        the store finds it resent before or settled."""
+        now = self._clock()
+        cl_ord_id = decision.cl_ord_id
+        intent_id = str(decision.intent.get("intent_id") or cl_ord_id)
+        proof = "never sent" if lookup is None else "not found by cl_ord_id after its deadline"
+        note = {"at": now, "previous": decision.status, "proof": proof, **verdict.record()}
+        try:
+            marked = self.store.mark_resent(cl_ord_id, note)
+        except Exception as exc:
+            log.error("order %s not sent again: %s", cl_ord_id, exc)
+            return ExecutionReport(failure(intent_id, now, exc))
+        if marked is None:
+            return None
+        try:
+            self.audit.append("resent_after_proven_absent", rule_id=decision.rule_id,
+                              rule_file_hash=self._hash(decision.rule_id), data={
+                                  "cl_ord_id": cl_ord_id, "decision_id": decision.decision_id,
+                                  "intent_id": intent_id, **note,
+                                  "lookup": None if lookup is None else lookup.response}, sync=True)
+        except Exception as exc:  # marked sent: its lookup after the new deadline settles it
+            log.error("order %s not sent again: the audit log refused it: %s", cl_ord_id, exc)
+            return ExecutionReport(refused(intent_id, now, f"not sent again: audit log failed: {exc}",
+                                           "AuditFailed"))
+        crash_point("order.before_resend")
+        report = self.executor.execute(intent, now)
+        self._audit_exchange(intent, report, cl_ord_id)
+        status, outcome = outcome_of(report, cl_ord_id)
+        outcome["resent"] = note
+        self._record(cl_ord_id, status, outcome)
+        self._note(report.events)
+        result = report.result
+        data = {**result.data, "resent_after_proven_absent": True}
+        return ExecutionReport(ActionResult(result.intent_id, result.ok, result.time, data, result.error),
+                               report.request, report.response, report.events)
 
     def _abandon(self, decision: OrderRecord) -> ExecutionReport:
         now = self._clock()

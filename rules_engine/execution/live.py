@@ -90,10 +90,10 @@ class LiveExecutor:
         self.spot = spot
         self.futures = futures
         self.order_deadline = order_deadline
-        self._clock = clock
+        self.clock = clock  # Kraken's clock as this engine knows it: order deadlines and their lookups
 
     def _deadline(self) -> str:
-        moment = datetime.fromtimestamp(self._clock() + self.order_deadline, UTC)
+        moment = datetime.fromtimestamp(self.clock() + self.order_deadline, UTC)
         return rfc3339(moment)
 
     # ------------------------------------------------------------------ execute
@@ -217,7 +217,7 @@ class LiveExecutor:
         return read_kraken_account(now, self.spot.balance, self.spot.open_orders, futures)
 
     def reconcile(self, decision: Any, now: float | None = None) -> ExecutionReport:
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         intent_id = str(decision.intent.get("intent_id") or decision.cl_ord_id)
         futures = decision.intent.get("kind") == "futures_send_order"
         request = {"api": "futures" if futures else "spot", "method": "lookup",
@@ -290,7 +290,7 @@ class LiveExecutor:
 
     def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
         sent_at = decision.sent_at if decision.sent_at is not None else decision.created_at
-        if self._clock() <= sent_at + self.order_deadline + 1.0:
+        if self.clock() <= sent_at + self.order_deadline + 1.0:
             result = refused(intent_id, now, "not found yet: the order may still be in flight", "OrderStateUnknown",
                              ambiguous=True)
         else:

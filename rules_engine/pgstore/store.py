@@ -29,6 +29,7 @@ from rules_engine.state.store import (
     _RANK,
     FINAL_STATUSES,
     OUTCOME_STATUSES,
+    RESENT_KEY,
     UNRESOLVED_STATUSES,
     OrderRecord,
     StateStoreError,
@@ -39,6 +40,10 @@ from rules_engine.state.store import (
 )
 
 _COLUMNS = "cl_ord_id, rule_id, decision_id, intent, status, outcome, created_at, sent_at, updated_at"
+
+
+class _NotResent(Exception):
+    """Internal: `mark_resent` found the decision settled (rolls its transaction back)."""
 
 
 def _decision(row: tuple[Any, ...], created: bool = False) -> OrderRecord:
@@ -217,6 +222,42 @@ class PgStateStore:
                          "WHERE key_id = %s AND cl_ord_id = %s AND status = 'pending'",
                          (now, now, self.key_id, cl_ord_id))
             return self._require(conn, cl_ord_id)
+
+    def mark_resent(self, cl_ord_id: str, note: Mapping[str, Any]) -> OrderRecord | None:
+        """Back to `sent` for its one resend, under the epoch check (see `StateStore.mark_resent`)."""
+        now = self._clock()
+        key = RESENT_KEY + cl_ord_id
+        try:
+            with self._db.transaction() as conn:
+                inserted = conn.execute("INSERT INTO cell_meta (key_id, key, value) VALUES (%s, %s, %s) "
+                                        "ON CONFLICT (key_id, key) DO NOTHING",
+                                        (self.key_id, key, jsoncodec.dumps(dict(note), "resend note")))
+                if inserted.rowcount != 1:
+                    return None
+                row = conn.execute(f"UPDATE decisions SET status = 'sent', sent_at = %s, updated_at = %s "
+                                   "WHERE key_id = %s AND cl_ord_id = %s AND status = ANY(%s) "
+                                   f"RETURNING {_COLUMNS}",
+                                   (now, now, self.key_id, cl_ord_id, list(UNRESOLVED_STATUSES))).fetchone()
+                if row is None:
+                    raise _NotResent  # rolls the note back: a settled decision is not resent
+                return _decision(row)
+        except _NotResent:
+            return None
+
+    def resent(self, cl_ord_id: str) -> dict[str, Any] | None:
+        value = self.meta(RESENT_KEY + cl_ord_id)
+        return None if value is None else dict(jsoncodec.loads(value))
+
+    def signal_max_age(self, provider: str) -> float | None:
+        """Seconds a fan-out signal of `provider` could still be traded when this key took it
+        (its delivery's expiry minus when it was taken: the provider's max_age less the wait),
+        from the latest one taken; None if the key never took one (`execution.resend`)."""
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT extract(epoch FROM expires_at - COALESCE(taken_at, created_at)) "
+                               "FROM fanout_deliveries WHERE key_id = %s AND provider = %s "
+                               "AND status IN ('taken', 'done') ORDER BY COALESCE(taken_at, created_at) DESC LIMIT 1",
+                               (self.key_id, provider)).fetchone()
+        return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
     def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
                        durable: bool = True) -> OrderRecord:

@@ -48,8 +48,10 @@ from rules_engine.core.model import RuleSet
 from rules_engine.core.risk import DAY
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
 from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
+from rules_engine.execution.deadlines import wait_for_in_flight
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
+from rules_engine.execution.resend import resend_policy
 from rules_engine.kraken.key_use import key_problems
 from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
@@ -69,6 +71,7 @@ from rules_engine.service.killswitch import (
     KillSwitchFile,
     install_signal_handler,
     kill_file,
+    kill_reason,
 )
 from rules_engine.service.lane import ThreadLane
 from rules_engine.service.market_feeds import MarketFeeds
@@ -340,8 +343,12 @@ class EngineService:
             raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         takeover = None if self.cell is None else await asyncio.to_thread(  # fence, wait out deadlines
             self.cell.take_over, self.executor, self.store, live=config.mode == "live", audit=audit)
+        if self.cell is None and config.mode == "live":  # orders in flight at a crash: settled after their deadline
+            await asyncio.to_thread(wait_for_in_flight, self.executor, self.store, audit)  # (the takeover did it in HA)
         self.dispatcher = Dispatcher(self.executor, self.store, audit, mode=config.mode,
-                                     rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True)
+                                     rule_hashes=self.rule_hashes, clock=self.clock, sent_in_audit=True,
+                                     resend=resend_policy(config.resend_within, self.engine, self.store,
+                                                          blocked=lambda: kill_reason(self.state_dir)))
         lane = CommitLane(self.store, self.dispatcher, clock=self.clock, on_dispatch=self._on_dispatch,
                           on_commit=self.visibility.state_commit)
         assert self._loop is not None

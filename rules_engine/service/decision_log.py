@@ -111,6 +111,9 @@ def describe(record: Mapping[str, Any]) -> tuple[int, str, dict[str, Any]] | Non
         return DEBUG, "intent", {**base, **_pick(data.get("intent") or {}, "intent_id", "kind")}
     if kind in ("duplicate", "reconciled", "abandoned", "recovered"):
         return WARNING, f"order {kind}", {**base, **_pick(data, "cl_ord_id", "status", "reason")}
+    if kind in ("resent_after_proven_absent", "not_resent"):
+        what = "order proven never placed: " + ("not sent" if kind == "not_resent" else "sent again")
+        return WARNING, what, {**base, **_pick(data, "cl_ord_id", "proof", "age_s", "bound_s", "reason")}
     if kind == "signal":
         return INFO, "signal accepted", {**base, **_pick(data, "source", "signal_id")}
     if kind == "signal_rejected":

@@ -23,8 +23,11 @@ protocol of the scale-out design note (section 4.3), for `store: {standby: true,
   the previous holder's reserved ceiling (the `nonces` row, written only under the epoch
   check), repeated with fresh nonces until one is answered; (c) reconcile: wait until every
   non-final decision's AddOrder deadline (5 s in this mode) has passed, then the dispatcher's
-  recovery looks each up by `cl_ord_id` (not found: not sent, it was fenced); (d) act, after
-  auditing `epoch_started` (holder, fence nonce, reconcile summary).
+  recovery looks each up by `cl_ord_id` (not found: not sent, it was fenced; sent now, once, if
+  still fresh: `execution.resend`, the code a restarted single engine runs too); (d) act,
+  after auditing `epoch_started` (holder, fence nonce, reconcile summary).
+- **Release.** With `release_after`, a holder that cannot reach Kraken that long gives the
+  key up for another engine and keeps off it as long again (`service.release`).
 - **Clocks.** Order deadlines use Kraken's clock (the offset is measured against the public
   `Time` call at takeover). `RULES_ENGINE_TEST_CLOCK_SKEW` (seconds, tests only) skews the
   wall clock the Kraken clients use (nonces, deadlines) to show that nothing depends on it.
@@ -44,12 +47,14 @@ from typing import TYPE_CHECKING, Any
 from rules_engine.audit.sink import AuditSink
 from rules_engine.config import StoreConfig
 from rules_engine.crashpoints import armed, crash_point
-from rules_engine.execution.dispatcher import may_have_left
+from rules_engine.execution.deadlines import wait_out_deadlines
 from rules_engine.kraken.errors import KrakenError
 from rules_engine.kraken.http import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, RequestsTransport, Transport
 from rules_engine.kraken.nonce import NonceSource, NonceStore, Turn
 from rules_engine.pgstore import StoreSettings
 from rules_engine.pgstore.lease import Lease, LeaseSession
+from rules_engine.pgstore.release import released_hold_off
+from rules_engine.service.release import ReleaseWatch
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStoreError
 from rules_engine.state.protocol import EngineStore
@@ -278,6 +283,7 @@ class HaCell:
         self.on_halt: Callable[[str], None] | None = None
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self.store_fenced: Callable[[], bool] = lambda: False  # a write of this engine found a newer epoch
+        self.release = ReleaseWatch(settings, holder, spec.release_after) if spec.release_after else None
         self._nonces: list[GatedNonceSource] = []
         self._sleep = sleep
 
@@ -301,6 +307,7 @@ class HaCell:
         began = time.monotonic()
         announced = False
         tried = False
+        hold_off = began + self._hold_off()  # this holder released the key lately (service.release)
         while True:
             if self.leases is not None and tried:  # a worker's cell: one poll of the worker for every waiting key
                 self._sleep(0)  # the worker's hook: this cell stands by (raises once the worker stops)
@@ -309,7 +316,7 @@ class HaCell:
             sent = time.monotonic()
             try:
                 before = self.session.current()
-                lease = self.session.try_take()
+                lease = self.session.try_take() if sent >= hold_off else None
             except StateStoreError as exc:
                 log.warning("standby: %s; trying again", exc)
                 self._sleep(self.poll_every)
@@ -329,6 +336,13 @@ class HaCell:
                 announced = True
             if self.leases is None:
                 self._sleep(self.poll_every)
+
+    def _hold_off(self) -> float:
+        try:
+            return released_hold_off(self.settings, self.session.holder) if self.release is not None else 0.0
+        except StateStoreError as exc:
+            log.warning("standby: %s", exc)
+            return 0.0
 
     def _event(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
@@ -367,6 +381,8 @@ class HaCell:
         client = dict(options.get("client_options") or {})
         inner = client.get("transport") or RequestsTransport(timeout=client.get("timeout", DEFAULT_TIMEOUT),
                                                              user_agent=client.get("user_agent", DEFAULT_USER_AGENT))
+        if self.release is not None:  # release_after: every call's outcome is watched
+            inner = self.release.transport(inner)
         client["transport"] = GatedTransport(inner, self._refused_nonce)
         client.setdefault("clock", self.kraken_time)
         return {**options, "client_options": client, "nonces": self._nonce_source, "order_deadline": ORDER_DEADLINE}
@@ -394,6 +410,8 @@ class HaCell:
         info = Takeover(self.lease.epoch, self.lease.holder, previous, round(self.lease_wait, 3))
         spot = getattr(getattr(executor, "inner", executor), "spot", None)
         if live and spot is not None:
+            if self.release is not None:
+                self.release.probe = spot.time
             self._measure_offset(spot)
             info.fence = self._fence(spot, store)
         info.unresolved = [d.cl_ord_id for d in store.unresolved_decisions()]
@@ -404,26 +422,11 @@ class HaCell:
         return info
 
     def _wait_for_deadlines(self, executor: Any, store: EngineStore, info: Takeover, audit: AuditSink | None) -> None:
-        """Wait until no order of a previous epoch can still be placed: until every decision
-        that may have left is found, or its deadline (on Kraken's clock, as the executor's
-        lookup judges it) has passed. Looked up at once and once more LOOKUP_EVERY seconds
-        later (each lookup costs the key's REST counter, which a new holder shares with the
-        old one's last calls); the dispatcher's recovery looks up again after the deadline."""
-        in_flight = [d for d in store.unresolved_decisions()  # pending: sent only once its decision is audited
-                     if d.status != "pending" or audit is None or may_have_left(audit, d)]
-        began = time.monotonic()
-        latest = max((d.sent_at if d.sent_at is not None else d.created_at for d in in_flight), default=0.0)
-        until = self.kraken_time() + min(latest + ORDER_DEADLINE + 1.1 - self.kraken_time(), ORDER_DEADLINE + 1.1)
-        for lookup in range(2):
-            in_flight = [d for d in in_flight if not executor.reconcile(d).result.ok]
-            left = until - self.kraken_time()
-            if not in_flight or left <= 0:
-                break
-            self._sleep(min(LOOKUP_EVERY, left) if lookup == 0 else left)
-        info.waited_for_deadlines = round(time.monotonic() - began, 3)
-        if in_flight:
-            log.info("takeover: %d order(s) not found before their deadline: looked up once more now",
-                     len(in_flight))
+        """Wait until no order of a previous epoch can still be placed, on Kraken's clock
+        (`execution.deadlines`, the code a restarted single engine runs too)."""
+        waited = wait_out_deadlines(executor, store, audit, order_deadline=ORDER_DEADLINE, clock=self.kraken_time,
+                                    sleep=self._sleep, lookup_every=LOOKUP_EVERY)
+        info.waited_for_deadlines = round(waited, 3)
 
     def _measure_offset(self, spot: Any) -> None:
         try:
@@ -464,15 +467,21 @@ class HaCell:
             if status == "rejected" and record is not None and \
                     ((record.outcome or {}).get("result") or {}).get("data", {}).get("error_class") == "OrderNotPlaced":
                 status = "not sent (fenced)"
+            if record is not None and store.resent(cl_ord_id) is not None:  # proven never placed: sent now
+                status = f"resent, {status}"  # (execution.resend)
             outcomes[cl_ord_id] = status
         summary = dict(sorted(Counter(outcomes.values()).items()))
         data = {"epoch": info.epoch, "holder": info.holder, "previous": info.previous, "lease_wait_s": info.lease_wait,
                 "fence": info.fence, "waited_for_deadlines_s": info.waited_for_deadlines,
                 "reconcile": {"summary": summary, "orders": outcomes}}
         audit.append("epoch_started", data=data, sync=True)
+        if self.release is not None and self.keeper is not None:
+            self.release.start(info.epoch, self.keeper.halt, self._event)
         return data
 
     def close(self, *, release: bool = True) -> None:
+        if self.release is not None:
+            self.release.stop()
         if self.keeper is not None:
             self.keeper.stop(release=release)
         else:

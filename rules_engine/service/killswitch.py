@@ -122,6 +122,12 @@ def read_kill_file(path: Path) -> KillFileState | None:
     return KillFileState(True, (text or "kill file present")[:MAX_REASON_LENGTH], source="file", time=stat.st_mtime)
 
 
+def kill_reason(state_dir: str | Path) -> str | None:
+    """Why the kill switch of `state_dir` is engaged now (its file), None while it is clear."""
+    state = read_kill_file(kill_file(state_dir))
+    return state.describe() if state is not None and state.engaged else None
+
+
 def write_kill_file(path: Path, state: KillFileState) -> None:
     """Write the engaged state atomically (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

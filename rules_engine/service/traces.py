@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STEP_KINDS = frozenset({"trigger", "guard", "decision", "risk", "blocked", "dropped", "error", "action", "intent",
-                        "request", "response", "duplicate", "reconciled", "abandoned", "notification"})
+                        "request", "response", "duplicate", "reconciled", "abandoned", "notification",
+                        "resent_after_proven_absent", "not_resent"})
 _FINAL = {"completed", "failed", "abandoned", "dropped", "timeout", "cancelled"}
 
 

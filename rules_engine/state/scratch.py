@@ -114,6 +114,12 @@ class ScratchStateStore(StateStore):
             return self._put(_record(cl_ord_id, c.rule_id, c.decision_id, c.intent, status, dict(outcome or {}),
                                      c.created_at, c.sent_at, self._clock()), current)
 
+    def mark_resent(self, cl_ord_id: str, note: Mapping[str, Any]) -> OrderRecord | None:
+        with self._lock:
+            if cl_ord_id in self._live:
+                self._write_out()  # the row is then read and changed by StateStore
+            return super().mark_resent(cl_ord_id, note)
+
     def decision_status(self, cl_ord_id: str) -> str | None:
         current = self._live.get(cl_ord_id)
         return current.status if current is not None else super().decision_status(cl_ord_id)

@@ -116,6 +116,11 @@ _INSERT_DECISION = (f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, 
                     "ON CONFLICT (cl_ord_id) DO NOTHING RETURNING rowid")
 _MARK_SENT = ("UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
               f"WHERE cl_ord_id = ? AND status = 'pending' RETURNING {_DECISION_COLUMNS}")
+_MARK_RESENT = ("UPDATE decisions SET status = 'sent', sent_at = ?, updated_at = ? "
+                "WHERE cl_ord_id = ? AND status IN ('pending', 'sent', 'unknown') "
+                f"RETURNING {_DECISION_COLUMNS}")
+RESENT_KEY = "resent:"
+"""The `meta` key (+ cl_ord_id) that records a decision's one resend (`mark_resent`)."""
 _RECORD_OUTCOME = {  # by the status recorded: the statuses it may replace (never a final one, never a later one)
     status: ("UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ? AND status IN ("
              + ",".join(f"'{s}'" for s in STATUSES if s not in FINAL_STATUSES and _RANK[s] <= _RANK[status])
@@ -621,6 +626,27 @@ class StateStore:
                 return self._decision(rows[0])
             with self._reading() as conn:  # not pending (or not recorded): unchanged
                 return self._require(conn, cl_ord_id)
+
+    def mark_resent(self, cl_ord_id: str, note: Mapping[str, Any]) -> OrderRecord | None:
+        """An unresolved decision proven never placed is sent again, once: in one durable
+        commit, back to `sent` with a new `sent_at` (its lookup waits for the new deadline)
+        and `note` kept under the `meta` key `resent:<cl_ord_id>`. None, changing nothing, if
+        it was resent before or is settled (`execution.resend`)."""
+        now = self._clock()
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE key = ?", (RESENT_KEY + cl_ord_id,)).fetchone():
+                return None
+            rows = conn.execute(_MARK_RESENT, (now, now, cl_ord_id)).fetchall()
+            if not rows:
+                return None
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
+                         (RESENT_KEY + cl_ord_id, jsoncodec.dumps(dict(note), "resend note")))
+            return self._decision(rows[0])
+
+    def resent(self, cl_ord_id: str) -> dict[str, Any] | None:
+        """The note of the decision's resend (`mark_resent`), None if it was never resent."""
+        value = self.meta(RESENT_KEY + cl_ord_id)
+        return None if value is None else dict(jsoncodec.loads(value))
 
     def record_outcome(self, cl_ord_id: str, status: str, outcome: Mapping[str, Any] | None = None, *,
                        durable: bool = True) -> OrderRecord:

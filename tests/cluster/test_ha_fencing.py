@@ -4,7 +4,8 @@ processes on one key (TTL 2 s) against the simulator of the test's process:
 - T2: the leader is frozen (SIGSTOP) with a signed AddOrder in hand for 2 x TTL, then
   resumed: the standby took the key and fenced it meanwhile, so Kraken refuses that request
   (`EAPI:Invalid nonce`), the old leader sends nothing more and stops (exit code 3), the new
-  leader records the order "not sent (fenced)", and the audit chain verifies across epochs;
+  leader proves the order never placed (not found after its deadline) and sends it, once, under
+  the same client order id (`execution.resend`), and the audit chain verifies across epochs;
 - T4: leaders whose clocks are an hour ahead and an hour behind: no nonce refused, orders
   accepted (deadlines on Kraken's clock), the lease's expiry judged by the database alone;
 - the dead man's switch: while a holder exists Kraken's CancelAllOrdersAfter stays armed and
@@ -76,9 +77,13 @@ def test_a_leader_frozen_mid_send_is_fenced_by_the_nonce_and_halts(world, tmp_pa
     assert after == []  # nothing more from the old leader: it halted after that one refusal
     # whichever it noticed first on waking: its renewal found a newer epoch, or Kraken refused its nonce
     assert re.search(r'msg="lease: (fenced|Kraken refused this engine\'s nonce)', zombie.text()), zombie.text()
-    wait(lambda: world.decisions()[cl_ord_id]["status"] == "rejected", what="the new leader's reconcile")
-    assert world.audit_records("epoch_started")[-1]["data"]["reconcile"]["summary"] == {"not sent (fenced)": 1}
-    assert cl_ord_id not in accepted_orders(world)
+    wait(lambda: world.decisions()[cl_ord_id]["status"] == "accepted", what="the new leader's reconcile")
+    assert world.audit_records("epoch_started")[-1]["data"]["reconcile"]["summary"] == {"resent, accepted": 1}
+    (resent,) = world.audit_records("resent_after_proven_absent")
+    assert resent["data"]["cl_ord_id"] == cl_ord_id and resent["data"]["previous"] == "pending"  # audited: looked up
+    assert resent["data"]["proof"] == "not found by cl_ord_id after its deadline"
+    accepted = [e for e in entries if e.method == "AddOrder" and e.accepted]
+    assert [(e.cl_ord_id, int(e.nonce) > fence) for e in accepted] == [(cl_ord_id, True)]  # the new leader's
     world.check_history()
     print(f"T2: the standby took over {took_over:.2f} s after the leader froze (TTL 2 s, no fast path)")
     # the new leader trades; the chain verifies across the epochs, through the CLI

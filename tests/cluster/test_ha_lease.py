@@ -237,3 +237,74 @@ def test_an_expired_holder_stuck_inside_a_transaction_is_ended_and_the_key_taken
         stuck.close()
         first.close()
         second.close()
+
+
+@pytest.mark.cluster
+def test_a_released_lease_is_free_at_once_for_others_and_held_off_for_its_releaser(pg_server, pg_dsn) -> None:
+    """`release_after` (pgstore.release): the lease expires now, the releaser's renewals stop
+    matching, another engine takes the key at once; the releaser keeps off it for the hold-off."""
+    from rules_engine.pgstore.release import release_lease, released_hold_off
+
+    store = settings(pg_server, pg_dsn)
+    holder = LeaseSession(store, "host-a:1", ttl=30.0)
+    other = LeaseSession(store, "host-b:2", ttl=30.0)
+    try:
+        assert holder.try_take() is not None
+        assert not release_lease(store, "host-a:1", 7, hold_off=5.0, reason="x")  # not its epoch: nothing
+        assert other.try_take() is None
+        assert release_lease(store, "host-a:1", 1, hold_off=5.0, reason="Kraken out of reach")
+        assert not holder.renew(1)  # a released lease cannot be extended by its old holder
+        assert 4.0 < released_hold_off(store, "host-a:1") <= 5.0
+        assert released_hold_off(store, "host-b:2") == 0.0  # only the releaser keeps off
+        taken = other.try_take()
+        assert taken is not None and (taken.holder, taken.epoch) == ("host-b:2", 2)
+        assert not release_lease(store, "host-a:1", 1, hold_off=5.0, reason="again")  # no longer its key
+    finally:
+        holder.close()
+        other.close()
+
+
+def test_release_after_needs_a_standby_and_at_least_two_lease_ttls() -> None:
+    store = {"url": "postgresql://engine@db/rules", "standby": True, "exclusive": True, "lease_ttl": "5s"}
+    assert parse_config({"store": {**store, "release_after": "30s"}}).store.release_after == 30.0
+    assert parse_config({"store": store}).store.release_after is None  # off by default
+    with pytest.raises(ConfigError, match="at least twice lease_ttl"):
+        parse_config({"store": {**store, "release_after": "8s"}})
+    with pytest.raises(ConfigError, match="needs standby: true"):
+        parse_config({"store": {"url": "postgresql://engine@db/rules", "release_after": "30s"}})
+    with pytest.raises(ConfigError, match="release_after"):
+        parse_config({"store": {**store, "release_after": "soon"}})
+    assert parse_config({"recovery": {"resend_within": "10s"}}).resend_within == 10.0
+    assert parse_config({}).resend_within == 30.0
+    with pytest.raises(ConfigError, match="resend_within"):
+        parse_config({"recovery": {"resend_within": "-1s"}})
+
+
+@pytest.mark.cluster
+def test_a_standby_that_released_the_key_waits_out_its_hold_off_before_taking_it_back(pg_server, pg_dsn) -> None:
+    from rules_engine.config import StoreConfig
+    from rules_engine.pgstore.release import release_lease
+    from rules_engine.service.ha import HaCell
+
+    store = settings(pg_server, pg_dsn)
+    spec = StoreConfig(pg_dsn, "main", standby=True, exclusive=True, lease_ttl=0.5, release_after=1.5)
+    first = LeaseSession(store, "host-a:1", ttl=30.0)
+    try:
+        assert first.try_take() is not None
+        assert release_lease(store, "host-a:1", 1, hold_off=1.5, reason="test")
+    finally:
+        first.close()
+    cell = HaCell(store, spec, "host-a:1", environ={})  # the same holder, standing by again
+    began = time.monotonic()
+    try:
+        lease = cell.wait_for_key()
+        waited = time.monotonic() - began
+    finally:
+        cell.close(release=True)
+    assert lease.epoch == 2 and waited >= 1.0  # nobody else took it: taken back after the hold-off
+    other = HaCell(store, spec, "host-b:2", environ={})  # released again (cleanly): free for anyone at once
+    began = time.monotonic()
+    try:
+        assert other.wait_for_key().epoch == 3 and time.monotonic() - began < 1.0
+    finally:
+        other.close(release=True)

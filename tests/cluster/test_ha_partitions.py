@@ -121,3 +121,40 @@ def test_a_short_cut_from_postgresql_pauses_the_leader_and_it_resumes_on_renewal
         assert len(world.audit_records("epoch_started")) == 1
         world.check_history()
         assert leader.stop() == 0
+
+
+@pytest.mark.parametrize("world", ["30s"], indirect=True)
+def test_a_leader_cut_off_from_the_exchange_releases_its_key_after_release_after(world, tmp_path) -> None:
+    """`release_after: 4s`: the leader's calls to the exchange all fail (a black hole: each waits
+    for its read timeout), so it releases its lease and stops (exit code 3); the standby takes the
+    key, fences it, and trades. The T1 invariants hold; the resting order survives (the new holder
+    re-arms the dead man's switch before it fires: a holder existed throughout)."""
+    sim_port = int(world.e2e.endpoints.spot_rest.rsplit(":", 1)[1].split("/")[0])
+    release = {"store": {"release_after": "4s"}}
+    with TcpProxy("127.0.0.1", sim_port) as proxy:
+        leader = world.engine(config={"kraken": {"simulator": f"http://127.0.0.1:{proxy.port}"}, **release}).leading()
+        standby = world.engine(config=release).standing_by()
+        world.cross(leader)
+        wait(lambda: len(accepted_orders(world)) == 1, what="a resting order")
+        (order,) = world.e2e.spot_orders()
+        proxy.cut()
+        cut_at = time.time()
+        standby.leading(timeout=60)
+        took_over = time.time() - cut_at
+        assert leader.process.wait(30) == 3, leader.text()  # released, then stopped
+        (released,) = [r["data"] for r in world.audit_records("lease") if r["data"]["event"] == "released"]
+        assert released["epoch"] == 1 and released["out_of_reach_s"] >= 4.0 and released["hold_off_s"] == 4.0
+        assert "Kraken out of reach" in leader.text()
+        started = world.audit_records("epoch_started")[-1]["data"]
+        assert started["epoch"] == 2 and started["previous"]["holder"].endswith("(released)")
+        assert took_over >= 4.0
+        fence = int(started["fence"]["nonce"])
+        assert [e for e in world.journal() if e.time > cut_at and e.accepted and int(e.nonce or 0) < fence] == []
+        world.cross(standby)
+        wait(lambda: len(accepted_orders(world)) == 2, what="the new holder's order")
+        world.check_history()
+        assert order.status == "open"  # the dead man's switch never fired: the key changed hands in time
+        proxy.heal()
+        assert standby.stop() == 0
+        assert world.audit_verifies(tmp_path)
+        print(f"T3 leader<->exchange with release_after 4 s: the standby took over {took_over:.2f} s after the cut")

@@ -161,3 +161,19 @@ def test_threads_never_record_one_decision_twice(opener):
     for thread in threads:
         thread.join()
     assert created.count(True) == 20 and len(created) == 80
+
+
+def test_a_decision_proven_never_placed_is_marked_resent_once(opener):
+    store = opener()
+    store.record_decision("c1", "r1", "d1", {"pair": "XBTUSD"})
+    assert store.resent("c1") is None
+    store.mark_sent("c1")
+    store.record_outcome("c1", "unknown")
+    marked = store.mark_resent("c1", {"proof": "not found", "age_s": 1.5})
+    assert marked is not None and marked.status == "sent" and marked.sent_at == 1_000.0
+    assert store.mark_resent("c1", {"proof": "again"}) is None  # once
+    store.record_decision("c2", "r1", "d2", {})
+    store.record_outcome("c2", "abandoned")
+    assert store.mark_resent("c2", {}) is None and store.resent("c2") is None  # settled: never resent
+    assert store.get_decision("c2").status == "abandoned"
+    assert opener().resent("c1") == {"proof": "not found", "age_s": 1.5}  # durable, seen by a reopen

@@ -1,13 +1,14 @@
 """Many key cells in one worker process (`rules-engine worker`), two workers on the same keys,
 a real PostgreSQL, the simulator in the test's process and two intake replicas in it: one signal
-to every key, POSTed 3 times, one worker killed with SIGKILL mid-fan-out. Exactly one decision per
-key and never two orders; one order per key except where the kill fell between a decision's commit
-and its request reaching the exchange (then proven not placed and not sent late); the surviving
-worker takes over the dead worker's keys (issue 13, T5, with KEYS keys: see README "Running more
-than one engine" for why not 300 here, and `bench/worker_fanout.py` for larger numbers)."""
+to every key, POSTed 3 times, one worker killed with SIGKILL mid-fan-out. Exactly one decision and
+exactly one order per key: where the kill fell between a decision's commit and its request reaching
+the exchange, the key's next holder proves it never placed and sends it (`execution.resend`); the
+surviving worker takes over the dead worker's keys (issue 13, T5, with KEYS keys: see README
+"Running more than one engine" for why not 300 here, and `bench/worker_fanout.py` for larger numbers)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -50,10 +51,6 @@ def settled(w: FanoutWorld) -> dict[str, tuple[str, str]]:
     """Each key's order decisions that reached a final status: key -> (cl_ord_id, status)."""
     rows = w.rows("SELECT key_id, cl_ord_id, status FROM decisions WHERE status NOT IN ('pending', 'sent', 'unknown')")
     return {key: (cl_ord_id, status) for key, cl_ord_id, status in rows}
-
-
-def decisions_with_orders(w: FanoutWorld, key: str) -> list[str]:
-    return [r["data"]["cl_ord_id"] for r in audit_records(w, key, "decision") if "cl_ord_id" in r["data"]]
 
 
 async def test_one_signal_to_many_keys_over_two_workers_one_killed_mid_fan_out(
@@ -99,25 +96,22 @@ async def test_one_signal_to_many_keys_over_two_workers_one_killed_mid_fan_out(
             worker.stop()
     statuses = settled(w)
     assert sorted(statuses) == sorted(accounts)
-    cl_ord_ids = {k: decisions_with_orders(w, k) for k in accounts}
-    for k in accounts:  # the kill fell between the decision's commit and its audit record: nothing was
-        if not cl_ord_ids[k]:  # sent, and the key's next holder records the decision abandoned
-            assert statuses[k][1] == "abandoned", (k, statuses[k])
-            assert [r["data"]["cl_ord_id"] for r in audit_records(w, k, "abandoned")] == [statuses[k][0]]
-            cl_ord_ids[k] = [statuses[k][0]]
-    assert {k: len(ids) for k, ids in cl_ord_ids.items()} == {k: 1 for k in accounts}  # one decision per key
-    assert len({ids[0] for ids in cl_ord_ids.values()}) == KEYS  # client order ids differ across keys
-    # one accepted AddOrder per key, except where the kill fell after the decision's commit and before
-    # its request reached the exchange: the key's next holder proves it was not placed (never sent:
-    # `abandoned`; sent but not found by its deadline after the fence: `rejected`) and does not send
-    # it late (see README "Running more than one engine")
-    assert {k: cl_ord_id for k, (cl_ord_id, _) in statuses.items()} == {k: ids[0] for k, ids in cl_ord_ids.items()}
-    not_placed = {k for k, (_, status) in statuses.items() if status in ("abandoned", "rejected")}
-    assert {k: len(w.orders(k)) for k in accounts} == {k: 0 if k in not_placed else 1 for k in accounts}
-    assert not_placed <= set(victim_keys) and len(not_placed) < KEYS
+    decisions = w.rows("SELECT key_id, cl_ord_id, decision_id FROM decisions")
+    assert sorted(k for k, _, _ in decisions) == sorted(accounts)  # exactly one decision per key
+    assert len({c for _, c, _ in decisions}) == KEYS  # client order ids differ across keys
+    assert {k: c for k, c, _ in decisions} == {k: cl_ord_id for k, (cl_ord_id, _) in statuses.items()}
+    # exactly one order per key, with its decision's client order id: placed by the first holder, or,
+    # where the kill fell between the decision's commit and its request reaching the exchange, by the
+    # key's next holder once proven never placed (see README "Running more than one engine")
+    orders = {k: [o.cl_ord_id for o in w.orders(k)] for k in accounts}
+    assert orders == {k: [statuses[k][0]] for k in accounts}
+    assert all(status in ("accepted", "filled") for _, status in statuses.values()), statuses
+    resent = {k for k in accounts if audit_records(w, k, "resent_after_proven_absent")}
+    assert resent <= set(victim_keys)
+    assert all(not audit_records(w, k, "abandoned") and not audit_records(w, k, "not_resent") for k in accounts)
     with capsys.disabled():
-        print(f"{report}; orders: {KEYS - len(not_placed)} placed, {len(not_placed)} not placed because of the kill "
-              "(committed, not sent or fenced)")
+        print(f"{report}; decisions {len(decisions)}, orders {sum(len(o) for o in orders.values())}: "
+              f"{len(resent)} committed before the kill and sent by the new holder")
     rejected = [e for k in accounts for e in worker_sim.journal.entries(key=accounts[k].api_key)
                 if e.method == "AddOrder" and not e.accepted]
     assert rejected == []
@@ -127,3 +121,50 @@ async def test_one_signal_to_many_keys_over_two_workers_one_killed_mid_fan_out(
     capsys.readouterr()
     assert main(["cluster", "status", "--store", pg_dsn]) == 1
     assert "key acct-001: has deliveries but its lease expired" in capsys.readouterr().out
+
+
+async def test_decisions_committed_by_a_killed_worker_are_sent_once_by_the_next_holder(
+        tmp_path, pg_server, pg_dsn, worker_sim, accounts, capsys) -> None:
+    """Deterministic T5 kill: the worker holding every key is killed (`kill -9` at a crash point)
+    right after committing its third decision, before that one's request leaves. The standby worker
+    takes the keys, proves the committed decisions that never reached the exchange were not placed
+    (after their deadline), and sends each once: exactly one decision and one order per key."""
+    w = FanoutWorld(tmp_path, pg_server, pg_dsn, worker_sim, accounts)
+    config, env = write_worker_config(w, accounts)
+    env = {**env, "RULES_ENGINE_STORE_PASSWORD": pg_server.password}
+    victim = WorkerProcess("worker-a", config, {**env, "RULES_ENGINE_CRASH_AT": "order.after_commit@3"},
+                           tmp_path / "worker-a")
+    survivor = None
+    try:
+        await wait_for(victim.listening, timeout=30)
+        await wait_for(lambda: victim.holding() == sorted(accounts), timeout=40)
+        survivor = WorkerProcess("worker-b", config, env, tmp_path / "worker-b")
+        await wait_for(survivor.listening, timeout=30)
+        await wait_for(lambda: survivor.readyz()["cells"] and all(
+            c["state"] == "standby" for c in survivor.readyz()["cells"]), timeout=30)
+        async with w.intakes(1) as urls:
+            body, headers = signed({"action": "buy", "qty": 0.001, "id": "t5-commit-kill"}, PROVIDER_SECRET)
+            answer = await post(f"{urls[0]}/signals/{PROVIDER}", body, headers)
+            assert answer[1]["deliveries"] == KEYS
+            assert await asyncio.to_thread(victim.process.wait, 30) == -signal.SIGKILL
+            await wait_for(lambda: w.rows("SELECT count(*) FROM fanout_deliveries WHERE status = 'done'")
+                           == [(KEYS,)], timeout=60)
+            await wait_for(lambda: len(settled(w)) == KEYS, timeout=60)
+    finally:
+        victim.stop()
+        if survivor is not None:
+            survivor.stop()
+    statuses = settled(w)
+    decisions = w.rows("SELECT key_id, cl_ord_id FROM decisions")
+    assert sorted(k for k, _ in decisions) == sorted(accounts)  # exactly one decision per key
+    orders = {k: [o.cl_ord_id for o in w.orders(k)] for k in accounts}
+    assert orders == {k: [statuses[k][0]] for k in accounts}  # exactly one order per key, its decision's
+    resent = {k: audit_records(w, k, "resent_after_proven_absent") for k in accounts}
+    resent = {k: records for k, records in resent.items() if records}
+    assert resent, "the killed worker's last committed decision never left it: the next holder sent it"
+    for k, records in resent.items():
+        assert [r["data"]["cl_ord_id"] for r in records] == [statuses[k][0]]
+        assert records[0]["data"]["age_s"] <= records[0]["data"]["bound_s"]
+    with capsys.disabled():
+        print(f"\nworker killed after its 3rd commit: {len(resent)} decision(s) committed by it and sent by the "
+              f"next holder; decisions {len(decisions)}, orders {sum(len(o) for o in orders.values())}")

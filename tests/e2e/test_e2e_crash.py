@@ -52,10 +52,16 @@ def test_kill_9_around_the_send_settles_the_rule_and_sends_each_decision_once(e2
     finally:
         assert engine.stop() == 0
     counts = orders_per_decision(e2e)
-    assert set(counts) <= {"up#1", "up#2"}, counts
-    assert counts["up#1"] <= 1 and counts["up#2"] == 1, counts
-    if point in ("order.after_send", "order.after_outcome", "result.after_handled"):
-        assert counts["up#1"] == 1  # it was sent before the crash
+    assert counts == {"up#1": 1, "up#2": 1}, counts  # sent before the crash, or proven never placed and sent now
+    resent = audit(e2e, "resent_after_proven_absent")
+    if point in ("order.after_commit", "order.after_decision"):
+        assert [r["data"]["decision_id"] for r in resent] == ["up#1"]
+        assert resent[0]["data"]["proof"] == ("not found by cl_ord_id after its deadline"
+                                              if point == "order.after_decision" else "never sent")
+        outcomes = [r["data"].get("outcome") for r in audit(e2e, "decision") if r["data"]["decision_id"] == "up#1"]
+        assert "completed" in outcomes, outcomes  # the resent order's result reached the rule, which went on
+    else:
+        assert resent == []
     assert dropped_in_progress(e2e) == []
     assert not [r for r in audit(e2e, "error") if "no result within" in str(r["data"])]
     assert audit_ok(e2e)

@@ -3,6 +3,8 @@ restarts on the same state dir (no rule fires twice, no order is sent twice)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from e2e_harness import E2E, move, wait_for
 
 UP = """
@@ -91,21 +93,42 @@ async def test_restart_resumes_without_refiring_or_resending(e2e: E2E) -> None:
     assert e2e.audit_ok()
 
 
-async def test_restart_settles_a_decision_left_pending_without_sending_it(e2e: E2E) -> None:
-    """A crash between committing the decision and sending it: the next start abandons it."""
+async def test_restart_sends_a_fresh_decision_left_pending_once_and_abandons_a_stale_one(e2e: E2E) -> None:
+    """A crash between committing the decision and sending it: the next start sends it, once,
+    if its rule fired within `recovery.resend_within` (30 s by default); an older one, or one
+    whose recorded order cannot be read back, is abandoned, never traded late."""
+    import time
+
+    from rules_engine.core import intents as it
+    from rules_engine.state import StateStore, database_path
+
     e2e.write_rules(UP)
     async with e2e.running(cli_live=True, mode="live", dead_man_switch={"enabled": False}) as (service, seen, url):
         pass
-    from rules_engine.state import StateStore, database_path
+    fresh, stale, unreadable = ("2f1e0d3c-0000-5000-8000-00000000000" + str(n) for n in (1, 2, 3))
+
+    def intent(cl_ord_id: str, seq: int) -> dict:
+        return it.PlaceOrder(intent_id=f"up#{seq}/0", rule_id="up", decision_id=f"up#{seq}", cl_ord_id=cl_ord_id,
+                             pair="XBTUSD", side="buy", ordertype="limit", volume=Decimal("0.01"),
+                             price=Decimal("60000")).to_dict()
 
     with StateStore(database_path(e2e.state_dir)) as store:
-        store.record_decision("2f1e0d3c-0000-5000-8000-000000000001", "up", "up#7",
-                              {"intent_id": "up#7/0", "kind": "place_order"})
-    async with e2e.running(cli_live=True, mode="live", dead_man_switch={"enabled": False}) as (service, seen, url):
-        decision = service.store.get_decision("2f1e0d3c-0000-5000-8000-000000000001")
-        assert decision.status == "abandoned"
-    assert e2e.spot_orders() == []
-    assert e2e.audit_records("abandoned")
+        store.record_decision(fresh, "up", "up#7", intent(fresh, 7))
+        store.record_decision(unreadable, "up", "up#9", {"intent_id": "up#9/0", "kind": "place_order"})
+    with StateStore(database_path(e2e.state_dir), clock=lambda: time.time() - 45) as store:
+        store.record_decision(stale, "up", "up#8", intent(stale, 8))
+    for _ in range(2):  # a second start changes nothing: each is settled once
+        async with e2e.running(cli_live=True, mode="live", dead_man_switch={"enabled": False}) as (service, _, _):
+            assert [service.store.get_decision(c).status for c in (fresh, stale, unreadable)] == \
+                ["accepted", "abandoned", "abandoned"]
+    assert [o.cl_ord_id for o in e2e.spot_orders()] == [fresh]
+    (resent,) = e2e.audit_records("resent_after_proven_absent")
+    assert resent["data"]["cl_ord_id"] == fresh and resent["data"]["proof"] == "never sent"
+    not_resent = {r["data"]["cl_ord_id"]: r["data"]["reason"] for r in e2e.audit_records("not_resent")}
+    assert "too old" in not_resent[stale] and "cannot be read back" in not_resent[unreadable]
+    assert not_resent[stale] and e2e.audit_records("not_resent")[0]["data"]["bound_s"] == 30.0
+    assert len(e2e.audit_records("abandoned")) == 2
+    assert e2e.audit_ok()
 
 
 async def test_the_per_day_order_limit_counts_orders_decided_before_a_restart(e2e: E2E) -> None:
