@@ -704,7 +704,8 @@ class EngineService:
             self._idle.set()
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every queued event is handled and every dispatched intent finished."""
+        """Wait until every queued event is handled and every dispatched intent finished, and
+        the audit records queued for the PostgreSQL chain (its group commit) are committed."""
         async def quiet() -> None:
             while True:
                 await self._idle.wait()
@@ -715,6 +716,9 @@ class EngineService:
                 self._idle.clear()
         self._check_idle()
         await asyncio.wait_for(quiet(), timeout)
+        flush = getattr(self.audit, "flush", None)  # PgAuditLog.flush; the JSONL log has none
+        if flush is not None:
+            await asyncio.to_thread(flush)
 
     # ------------------------------------------------------------------ time
 
