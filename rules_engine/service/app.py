@@ -718,7 +718,8 @@ class EngineService:
         await asyncio.wait_for(quiet(), timeout)
         flush = getattr(self.audit, "flush", None)  # PgAuditLog.flush; the JSONL log has none
         if flush is not None:
-            await asyncio.to_thread(flush)
+            with contextlib.suppress(AuditError):  # refused: `failure` and `storage_recovered` say so
+                await asyncio.to_thread(flush)
 
     # ------------------------------------------------------------------ time
 
