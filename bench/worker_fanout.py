@@ -80,7 +80,10 @@ async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, f
                 await wait_for(lambda: w.rows(final) == [(keys,)], timeout=60, interval=0.2)
                 placed = [w.orders(k) for k in accounts]
                 assert all(len(p) <= 1 for p in placed)  # never two orders for one key
-                last = max(p[0].time for p in placed if p) - sent
+                times = sorted(p[0].time - sent for p in placed if p)
+                last = times[-1]
+                print(f"  round {round_no}: AddOrder accepted after the POST: first {times[0]:.3f} s, "
+                      f"median {statistics.median(times):.3f} s, last {last:.3f} s", flush=True)
                 count = sum(1 for p in placed if p)
         finally:
             for worker in workers:

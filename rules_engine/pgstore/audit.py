@@ -3,19 +3,35 @@ record's line exactly as the JSONL log writes it (`audit.log.encode_record`), wi
 prev hash, hash and the writer's epoch in columns.
 
     audit = PgAuditLog(settings, epoch=lease.epoch, mode="live")
-    audit.append("decision", rule_id=..., data={...}, sync=True)   # committed when it returns
+    audit.append("trigger", rule_id=..., data={...})               # queued, committed in the background
+    audit.append("decision", rule_id=..., data={...}, sync=True)   # committed (with the queue) when it returns
     export_jsonl(settings, "audit.jsonl")                          # `rules-engine audit verify audit.jsonl`
 
-Every append is one transaction that begins with the cell's epoch check, so a fenced engine
-cannot add a record; the primary key (key_id, seq) makes a fork impossible: two writers of
-one seq cannot both commit. Every commit is synchronous, so `sync=True` costs nothing more.
-After a lost connection the chain's head is read again from the table (a commit whose answer
-was lost may or may not have happened), and the first record after the outage is a
-`storage_recovered` record saying how many records were refused meanwhile.
+Group commit: an append gets its seq, prev hash and hash at once, in memory (the chain's order
+is the order of the appends), and is queued, so the caller (a cell on a worker's event loop)
+does not wait for PostgreSQL. `sync=True` commits the queue and its own record in one
+pipelined transaction before it returns: what an order depends on (its `decision`) is durable
+before the order is sent, as before, and a decision's trace goes in the same transaction. A
+`sync=False` record is committed at the next `sync=True` append, `flush()`, `sync()` or
+`close()`, or by the process's flusher thread once it has waited `LINGER` (50 ms), or refused
+if that commit fails; a kill -9 loses only such records newer than the last commit (the
+PostgreSQL analogue of the JSONL log's unsynced writes; docs/audit-and-state.md).
+
+Every commit is one transaction that begins with the cell's epoch check, so a fenced engine
+cannot add a record (its queue is refused); the primary key (key_id, seq) makes a fork
+impossible: two writers of one seq cannot both commit. A commit that fails refuses its batch
+and everything queued behind it (counted as refused records) and the head goes back to the
+last committed record; until a write succeeds again, appends are synchronous. After a lost
+connection the chain's head is read again from the table (a commit whose answer was lost may
+or may not have happened), and the first record after the outage is a `storage_recovered`
+record saying how many records were refused meanwhile. Readers in this process (`find_answer`,
+`find_decision`) flush first; readers of the table (`export_jsonl`, `tail_records`) see what
+was committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -32,12 +48,54 @@ from rules_engine.redact import Redactor, default_redactor
 from rules_engine.state.store import StateStoreError
 
 _PAGE = 5000
+LINGER = 0.05
+"""Seconds a record appended with `sync=False` waits in the queue at most before the flusher
+commits it (a `sync=True` append, `flush` or `close` commits it sooner)."""
+
+
+class _Flusher:
+    """One thread per process that commits the queues of the chains whose oldest queued record
+    has waited `LINGER` (most queues are committed sooner, by their cell's next `sync=True`
+    append: a decision's trace goes with its decision record, in one transaction)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[PgAuditLog, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, log: PgAuditLog) -> None:
+        with self._cond:
+            if log not in self._due:
+                self._due[log] = time.monotonic() + LINGER
+                self._cond.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-flusher", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due:
+                    self._cond.wait()
+                now = time.monotonic()
+                due = [log for log, at in self._due.items() if at <= now]
+                if not due:
+                    self._cond.wait(min(self._due.values()) - now)
+                    continue
+                for log in due:
+                    del self._due[log]
+            for log in due:
+                with contextlib.suppress(StateStoreError):
+                    log._flush()  # a failure refuses the queue and is noted (`failure`, `storage_recovered`)
+
+
+_FLUSHER = _Flusher()
 
 
 class PgAuditLog:
     """Appends hash-chained records to the key's chain in the store (see the module docstring).
     Thread-safe. Has no `path`: readers of the JSONL file (power-cut restore, audited
-    answers) do not apply, since every commit is synchronous."""
+    answers) do not apply; they look records up in the table (after a `flush`)."""
 
     def __init__(self, settings: StoreSettings, *, epoch: int | None, mode: str,
                  clock: Callable[[], float] = time.time, redactor: Redactor | None = None) -> None:
@@ -48,24 +106,32 @@ class PgAuditLog:
         self.epoch = epoch
         self._clock = clock
         self._redactor = redactor or default_redactor
-        self._lock = threading.Lock()
-        self._seq, self._prev = 0, GENESIS
+        self._lock = threading.Lock()  # the in-memory head and the queue
+        self._commit_lock = threading.RLock()  # one commit at a time, in chain order
+        self._seq, self._prev = 0, GENESIS  # the last record appended (queued or committed)
+        self._committed: tuple[int, str] = (0, GENESIS)  # the last record known to be in the table
+        self._queue: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
+        self._generation = 0  # counts refusals of the queue: seqs refused are handed out again
+        self._first_refused = 0  # the first seq the latest refusal of the queue took back
         self._refused = 0
         self._failed_since: tuple[str, float] | None = None
+        self._stopping = False
         self._db = Connection(settings, epoch, clock, on_reconnect=self._read_head)
         try:
             self._db.open()
         except StateStoreError as exc:
             raise AuditError(f"audit chain: {exc}") from None
+        self._seq, self._prev = self._committed
 
     def _read_head(self, conn: Any) -> None:
         row = conn.execute("SELECT seq, hash FROM audit WHERE key_id = %s ORDER BY seq DESC LIMIT 1",
                            (self.settings.key_id,)).fetchone()
-        self._seq, self._prev = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+        self._committed = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
     @property
     def head(self) -> tuple[int, str]:
-        """`(seq, hash)` of the last record written (`(0, GENESIS)` for an empty chain)."""
+        """`(seq, hash)` of the last record appended (`(0, GENESIS)` for an empty chain),
+        committed or still queued."""
         with self._lock:
             return self._seq, self._prev
 
@@ -81,54 +147,119 @@ class PgAuditLog:
 
     def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
                data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
-        """Write one record (committed when this returns) and return it as written."""
+        """Append one record and return it as written. `sync=True`: committed (with every
+        record queued before it) when this returns. `sync=False`: queued, committed by the
+        flusher within `LINGER` (or by the next `sync=True` append), or refused if that commit fails."""
         check_entry(kind, rule_id, rule_file_hash, data)
-        with self._lock:
-            return self._write([(kind, rule_id, rule_file_hash, data or {})])[0]
+        return self._append([(kind, rule_id, rule_file_hash, data or {})], sync)[0]
 
     def append_many(self, entries: Iterable[tuple[str, str | None, str | None, Mapping[str, Any] | None]]
                     ) -> list[dict[str, Any]]:
-        """Write several records in one transaction (none of them if it fails)."""
+        """Append several records (the trace of one decision), queued as one: committed in one
+        transaction, or all refused; as `append(sync=False)`."""
         batch = []
         for kind, rule_id, rule_file_hash, data in entries:
             check_entry(kind, rule_id, rule_file_hash, data)
             batch.append((kind, rule_id, rule_file_hash, data or {}))
+        return self._append(batch, False) if batch else []
+
+    def _append(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]], sync: bool
+                ) -> list[dict[str, Any]]:
         with self._lock:
-            return self._write(batch)
-
-    def _write(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]]) -> list[dict[str, Any]]:
-        if not entries:
-            return []
-        if self._db.failure is not None and self._failed_since is None:
-            self._failed_since = self._db.failure
-        prefixed = False
+            healthy = (self._failed_since is None and self._db.failure is None and not self._stopping)
+            if healthy:
+                records, rows = self._encode(entries, self._seq, self._prev)
+                self._seq, self._prev = records[-1]["seq"], records[-1]["hash"]
+                waiting = bool(self._queue)
+                self._queue.extend(zip(records, rows, strict=True))
+                generation = self._generation
+                if not sync:
+                    if not waiting:
+                        _FLUSHER.schedule(self)
+                    return records
+        if not healthy:  # after a failure: synchronously, as the first record after it says so
+            return self._write_after_failure(entries)
         try:
-            with self._db.transaction(pipeline=True) as conn:  # a reconnect re-reads the head first (`_read_head`)
-                batch = entries
-                if self._failed_since is not None:
-                    reason, since = self._failed_since
-                    prefixed = True
-                    batch = [("storage_recovered", None, None, {
-                        "part": "audit", "error": reason, "failed_at": since, "refused_records": self._refused,
-                        "note": "the audit chain could not be written; records refused meanwhile are not in it"}),
-                        *entries]
-                records, rows = self._encode(batch)
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        "INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            self._flush()
         except StateStoreError as exc:
-            self._refused += len(entries)
-            if self._db.failure is not None and self._failed_since is None:
-                self._failed_since = self._db.failure
             raise AuditError(f"audit chain: {exc}") from None
-        self._failed_since, self._refused = None, 0
-        self._seq, self._prev = records[-1]["seq"], records[-1]["hash"]
-        return records[1:] if prefixed else records
+        with self._lock:
+            if self._generation > generation + 1 or (
+                    self._generation == generation + 1 and self._first_refused <= records[-1]["seq"]):
+                # another thread's commit of them failed
+                reason = self._failed_since[0] if self._failed_since else "a commit failed"
+                raise AuditError(f"audit chain: {reason}")
+        return records
 
-    def _encode(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]]
+    def _flush(self) -> None:
+        """Commit the queue in one pipelined transaction (epoch-checked); if it fails, every
+        queued record is refused and the head goes back to the last committed record."""
+        with self._commit_lock:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            if not batch:
+                return
+            first = batch[0][0]
+            try:
+                with self._db.transaction(pipeline=True) as conn:  # a reconnect re-reads the head (`_read_head`)
+                    if self._committed != (first["seq"] - 1, first["prev"]):
+                        raise StateStoreError(f"state store {self.settings.shown}: the chain's head moved in the "
+                                              f"table (seq {self._committed[0]}), queued records refused")
+                    with conn.cursor() as cursor:
+                        cursor.executemany(
+                            "INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", [row for _, row in batch])
+            except StateStoreError as exc:
+                with self._lock:
+                    self._refused += len(batch) + len(self._queue)
+                    self._queue = []
+                    self._generation += 1
+                    self._first_refused = first["seq"]
+                    self._seq, self._prev = self._committed
+                    if self._failed_since is None:
+                        self._failed_since = self._db.failure or (str(exc), float(self._clock()))
+                raise
+            last = batch[-1][0]
+            self._committed = (last["seq"], last["hash"])
+
+    def _write_after_failure(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]]
+                             ) -> list[dict[str, Any]]:
+        """One transaction: a `storage_recovered` record (if the chain failed) and `entries`."""
+        with self._commit_lock:
+            with contextlib.suppress(StateStoreError):
+                self._flush()  # records queued before a failed read (nothing if it failed meanwhile)
+            with self._lock:
+                if self._db.failure is not None and self._failed_since is None:
+                    self._failed_since = self._db.failure
+            prefixed = False
+            try:
+                with self._db.transaction(pipeline=True) as conn:  # a reconnect re-reads the head first
+                    batch = entries
+                    if self._failed_since is not None:
+                        reason, since = self._failed_since
+                        prefixed = True
+                        batch = [("storage_recovered", None, None, {
+                            "part": "audit", "error": reason, "failed_at": since, "refused_records": self._refused,
+                            "note": "the audit chain could not be written; records refused meanwhile are not in it"}),
+                            *entries]
+                    records, rows = self._encode(batch, *self._committed)
+                    with conn.cursor() as cursor:
+                        cursor.executemany(
+                            "INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            except StateStoreError as exc:
+                with self._lock:
+                    self._refused += len(entries)
+                    if self._failed_since is None:
+                        self._failed_since = self._db.failure or (str(exc), float(self._clock()))
+                raise AuditError(f"audit chain: {exc}") from None
+            with self._lock:
+                self._failed_since, self._refused = None, 0
+                self._committed = self._seq, self._prev = records[-1]["seq"], records[-1]["hash"]
+            return records[1:] if prefixed else records
+
+    def _encode(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]], seq: int, prev: str
                 ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
-        seq, prev = self._seq, self._prev
         records, rows = [], []
         for kind, rule_id, rule_hash, data in entries:
             seq += 1
@@ -140,10 +271,19 @@ class PgAuditLog:
             records.append(record)
         return records, rows
 
+    def flush(self) -> None:
+        """Commit the records queued so far (AuditError if they were refused instead)."""
+        try:
+            self._flush()
+        except StateStoreError as exc:
+            raise AuditError(f"audit chain: {exc}") from None
+
     def find_answer(self, cl_ord_id: str, since: float) -> dict[str, Any] | None:
         """The result the exchange gave for the order `cl_ord_id` as its `response` record holds
         it, looking at records written from `since` (less 5 s: clock steps); None if none was
         audited (`audit.tail.audited_answer` for the chain in the table)."""
+        with contextlib.suppress(AuditError):
+            self.flush()  # a refused record is not in the chain; the read below says whether the store answers
         try:
             with self._db.reading() as conn:
                 rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'response' AND time >= %s "
@@ -162,6 +302,8 @@ class PgAuditLog:
         """Whether the chain holds the `decision` record of the order `cl_ord_id` (written right
         before it is sent), among records written from `since` (less 5 s: clock steps)
         (`audit.tail.audited_decision` for the chain in the table)."""
+        with contextlib.suppress(AuditError):
+            self.flush()
         try:
             with self._db.reading() as conn:
                 rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'decision' AND time >= %s "
@@ -176,11 +318,12 @@ class PgAuditLog:
         return False
 
     def sync(self) -> None:
-        """Every record is committed when written; while failed, try to reach the store again
-        (AuditError if it still cannot be written)."""
+        """Commit the queued records; while failed, try to reach the store again (AuditError if
+        it still cannot be written or the queue was refused)."""
+        self.flush()
         if self._db.failure is None:
             return
-        with self._lock:
+        with self._commit_lock:
             try:
                 with self._db.transaction():
                     pass
@@ -195,6 +338,11 @@ class PgAuditLog:
         return True
 
     def close(self) -> None:
+        """Commit what is queued (a failure refuses it, as any failed append), then disconnect."""
+        with self._lock:
+            self._stopping = True
+        with contextlib.suppress(StateStoreError):
+            self._flush()
         self._db.close()
 
     def __enter__(self) -> PgAuditLog:

@@ -711,7 +711,8 @@ class EngineService:
             self._idle.set()
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every queued event is handled and every dispatched intent finished."""
+        """Wait until every queued event is handled and every dispatched intent finished, and
+        the audit records queued for the PostgreSQL chain (its group commit) are committed."""
         async def quiet() -> None:
             while True:
                 await self._idle.wait()
@@ -722,6 +723,10 @@ class EngineService:
                 self._idle.clear()
         self._check_idle()
         await asyncio.wait_for(quiet(), timeout)
+        flush = getattr(self.audit, "flush", None)  # PgAuditLog.flush; the JSONL log has none
+        if flush is not None:
+            with contextlib.suppress(AuditError):  # refused: `failure` and `storage_recovered` say so
+                await asyncio.to_thread(flush)
 
     # ------------------------------------------------------------------ time
 

@@ -149,6 +149,7 @@ def test_the_first_write_after_a_server_restart_goes_through_on_a_new_connection
     with PgStateStore(settings, epoch=epoch) as store, PgAuditLog(settings, epoch=epoch, mode="live") as log:
         store.record_decision("c1", "r", "d1", {})
         log.append("startup", data={})
+        log.flush()  # the queued record committed
         pg_server.restart_immediate()  # every connection is cut; nothing was in flight
         store.record_decision("c2", "r", "d2", {})  # the dead connection is found at BEGIN and replaced
         log.append("decision", data={"cl_ord_id": "c2"}, sync=True)

@@ -129,9 +129,12 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         assert answer["cells"]["k2"]["reason"] == "all stop"
         status, doc = await get(url + "/api/status")
         assert all(c["kill_switch"]["engaged"] for c in doc["cells"])
-        records = [r for r in chain(pg_dsn, pg_server.password, "k1", tmp_path) if r["kind"] == "kill_switch"]
-        assert [(r["data"]["reason"], r["data"]["source"]) for r in records] == [
-            ("k1 drill", "http 127.0.0.1"), ("all stop", "http 127.0.0.1 (ops)")]
+        def switched() -> list[tuple[str, str]]:  # trace records: committed by the audit chain's group commit
+            records = [r for r in chain(pg_dsn, pg_server.password, "k1", tmp_path) if r["kind"] == "kill_switch"]
+            return [(r["data"]["reason"], r["data"]["source"]) for r in records]
+
+        await wait_for(lambda: len(switched()) >= 2, timeout=10)
+        assert switched() == [("k1 drill", "http 127.0.0.1"), ("all stop", "http 127.0.0.1 (ops)")]
 
         other.release(1)  # the other worker goes: k2's cell takes its key, killed from its first moment
         other.close()
