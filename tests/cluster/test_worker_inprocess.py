@@ -159,10 +159,11 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
         first = worker.cells["k1"].service
         # another engine takes k1 (epoch 2) and goes away: k1's cell is fenced at its next renewal,
         # stops (exit code 3), stands by again and takes the key back (epoch 3)
-        acquire_lease(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine")
-        await wait_for(lambda: first is not None and first.exit_code == 3, timeout=10)
+        acquire_lease(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine", ttl=3.0)
+        # bounds that prove "not stalled" on a loaded 2-core machine (the lease lapses after 3 s)
+        await wait_for(lambda: first is not None and first.exit_code == 3, timeout=20)
         await wait_for(lambda: worker.cells["k1"].state == "holding" and worker.cells["k1"].service is not first,
-                       timeout=20)
+                       timeout=40)
         assert worker.cells["k1"].takeovers == 2 and worker.cells["k2"].takeovers == 1
         assert worker.cells["k1"].service.backend["epoch"] == 3
         assert worker.readyz()["status"] in ("ready", "degraded")
