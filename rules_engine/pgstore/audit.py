@@ -282,40 +282,36 @@ class PgAuditLog:
         """The result the exchange gave for the order `cl_ord_id` as its `response` record holds
         it, looking at records written from `since` (less 5 s: clock steps); None if none was
         audited (`audit.tail.audited_answer` for the chain in the table)."""
-        with contextlib.suppress(AuditError):
-            self.flush()  # a refused record is not in the chain; the read below says whether the store answers
-        try:
-            with self._db.reading() as conn:
-                rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'response' AND time >= %s "
-                                    "AND strpos(line, %s) > 0 ORDER BY seq DESC",
-                                    (self.settings.key_id, since - 5, json.dumps(cl_ord_id))).fetchall()
-        except StateStoreError as exc:
-            raise AuditError(f"audit chain: {exc}") from None
-        for (line,) in rows:
-            data = json.loads(line).get("data") or {}
-            if data.get("cl_ord_id") == cl_ord_id:
-                result = data.get("result")
-                return result if isinstance(result, dict) else None
+        for data in self._order_records("response", cl_ord_id, since):
+            result = data.get("result")
+            return result if isinstance(result, dict) else None
         return None
 
     def find_decision(self, cl_ord_id: str, since: float) -> bool:
         """Whether the chain holds the `decision` record of the order `cl_ord_id` (written right
         before it is sent), among records written from `since` (less 5 s: clock steps)
         (`audit.tail.audited_decision` for the chain in the table)."""
+        return any("intent" in data for data in self._order_records("decision", cl_ord_id, since))
+
+    def _order_records(self, kind: str, cl_ord_id: str, since: float) -> list[dict[str, Any]]:
+        """The `data` of the `kind` records of the order `cl_ord_id` written from `since` less
+        5 s, newest first (the queue committed first: a refused record is not in the chain, and
+        the read says whether the store answers)."""
         with contextlib.suppress(AuditError):
             self.flush()
         try:
             with self._db.reading() as conn:
-                rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = 'decision' AND time >= %s "
+                rows = conn.execute("SELECT line FROM audit WHERE key_id = %s AND kind = %s AND time >= %s "
                                     "AND strpos(line, %s) > 0 ORDER BY seq DESC",
-                                    (self.settings.key_id, since - 5, json.dumps(cl_ord_id))).fetchall()
+                                    (self.settings.key_id, kind, since - 5, json.dumps(cl_ord_id))).fetchall()
         except StateStoreError as exc:
             raise AuditError(f"audit chain: {exc}") from None
+        found = []
         for (line,) in rows:
             data = json.loads(line).get("data") or {}
-            if data.get("cl_ord_id") == cl_ord_id and "intent" in data:
-                return True
-        return False
+            if data.get("cl_ord_id") == cl_ord_id:
+                found.append(data)
+        return found
 
     def sync(self) -> None:
         """Commit the queued records; while failed, try to reach the store again (AuditError if
