@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -153,9 +154,13 @@ def form_fields(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 _quote_name = lru_cache(maxsize=256)(quote_plus)
 
 
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")  # what `quote_plus` leaves as it is (numbers, ids, words)
+
+
 def encode_fields(fields: Sequence[tuple[str, str]]) -> str:
     """`a=1&b=x%2By`: what `urllib.parse.urlencode` writes ('+' for a space, `%2B` for '+')."""
-    return "&".join(f"{_quote_name(name)}={quote_plus(text)}" for name, text in fields)
+    unquoted = _UNQUOTED.fullmatch
+    return "&".join(f"{_quote_name(name)}={text if unquoted(text) else quote_plus(text)}" for name, text in fields)
 
 
 def form_body(params: Mapping[str, Any]) -> str:
