@@ -13,8 +13,16 @@
     is fsynced (its "sent" mark): one fsync, so the state dir is measured on disk
     and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
     measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
-    Medians of the rounds' p50 and p99 are reported. `--stages` runs (b) once per location
-    with the time of each step after the tick (`bench._stages`: where the time goes).
+    Medians of the rounds' p50 and p99 are reported. Each location is measured with the
+    engine pinned to one CPU (its `cpu` setting, `--cpu N`, default the last CPU allowed;
+    the whole process is pinned, the simulator in it too) and not pinned, in the same run.
+    `--stages` runs (b) once per location and pinning with the time of each step after the
+    tick (`bench._stages`: where the time goes).
+    The simulator runs in this process: between a tick's receipt and its order it has nothing
+    left to do, and running it in a child process instead (so that none of its Python work
+    holds the engine's interpreter lock, as with Kraken remote) was measured and gained nothing
+    (docs/modes-and-execution.md, "The simulator in the bench"). The engine does all its
+    production work on the path; only the decision log is quiet (logging is disabled).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ pinning changes is where that work runs: the event loop and the dispatch lanes h
 decision from thread to thread, and on one CPU a lane thread wakes where the loop just ran,
 with the decision's objects still in that CPU's caches, instead of being woken on another CPU
 and reading them cold. Measured by `python -m bench.engine_service` (tick -> signed AddOrder):
-see docs/modes-and-execution.md, "Latency".
+see docs/modes-and-execution.md, "Pinning the engine to one CPU".
 
 Every thread the process has is pinned (Linux takes a thread id where a process id is
 expected), and threads started later inherit it from the thread that starts them.

@@ -1,5 +1,5 @@
 """`cpu: N` in the engine config pins the whole engine process to CPU N (docs/modes-and-execution.md,
-"Latency"): every thread, the dispatch lanes started later included; a CPU the process may
+"Pinning the engine to one CPU"): every thread, the dispatch lanes started later included; a CPU the process may
 not use stops the start and pins nothing."""
 
 from __future__ import annotations
