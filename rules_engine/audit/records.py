@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -113,7 +113,8 @@ _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjso
 def _orjson_plain(value: dict[str, Any] | list[Any] | tuple[Any, ...]) -> bool:
     """Whether every value inside `value` is one orjson writes as the standard encoder does
     (see `canonical_json`); containers are exact dicts, lists and tuples."""
-    for item in value.values() if type(value) is dict else value:
+    items: Iterable[Any] = value.values() if type(value) is dict else value
+    for item in items:
         kind = type(item)
         if kind is str or kind is int or kind is bool or item is None:
             continue
