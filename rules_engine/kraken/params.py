@@ -19,9 +19,7 @@ Every parameter of every call goes through here once, so there is one wire form:
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -31,6 +29,7 @@ from typing import Any, overload
 from urllib.parse import quote_plus
 
 from rules_engine.core.decimals import plain
+from rules_engine.timestamps import UtcMillis
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
@@ -105,26 +104,13 @@ def rfc3339(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-_SECOND: tuple[int, str] = (-1, "")  # the latest whole second `rfc3339_at` wrote, and its text
+_DEADLINE_TEXT = UtcMillis()
 
 
 def rfc3339_at(timestamp: float) -> str:
     """`rfc3339(datetime.fromtimestamp(timestamp, UTC))`, for an order's deadline on its way
-    out: the text of the whole second is kept, so an order costs a division and a format
-    instead of building and converting a datetime (about 15 µs less on the way to the
-    exchange)."""
-    global _SECOND
-    fraction, whole = math.modf(timestamp)  # as `datetime.fromtimestamp` rounds: to the microsecond, half to even
-    second, micros = int(whole), round(fraction * 1e6)
-    if micros >= 1_000_000:
-        second, micros = second + 1, micros - 1_000_000
-    elif micros < 0:
-        second, micros = second - 1, micros + 1_000_000
-    cached, text = _SECOND
-    if cached != second:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SECOND = (second, text)
-    return f"{text}.{micros // 1000:03d}Z"
+    out, without building a datetime (`rules_engine.timestamps`)."""
+    return _DEADLINE_TEXT(timestamp) + "Z"
 
 
 def epoch_of(moment: datetime | str) -> float:
