@@ -1,11 +1,9 @@
 """`UtcMillis` writes a time as `datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")`
-does (without the zone), on the hot path's instances too: an order's deadline, a log line's time."""
+does (without the zone)."""
 
-import logging
 import random
 from datetime import UTC, datetime
 
-from rules_engine.service.logs import JsonFormatter, KeyValueFormatter
 from rules_engine.timestamps import UtcMillis
 
 
@@ -29,10 +27,3 @@ def test_two_instances_keep_their_own_second():
     for n in range(50):  # alternating seconds 15 s apart, as log lines and order deadlines are
         t = 1796515199.990 + n / 100
         assert (now(t), later(t + 15)) == (via_datetime(t), via_datetime(t + 15))
-
-
-def test_log_lines_carry_the_time_as_before():
-    record = logging.LogRecord("rules_engine.decisions", logging.INFO, __file__, 1, "rule fired", None, None)
-    record.created = 1796451891.9269938
-    assert '"time": "2026-12-05T06:24:51.926+00:00"' in JsonFormatter().format(record)
-    assert KeyValueFormatter().format(record).startswith("time=2026-12-05T06:24:51.926+00:00 level=info ")

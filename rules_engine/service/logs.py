@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import IO, Any
 
@@ -59,9 +60,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+_QUOTED = re.compile(r'[\s"=]')  # a text holding any of these is quoted (`\s` is `str.isspace`)
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
-        plain = value and not any(ch.isspace() or ch in "\"=" for ch in value)
+        plain = value and not _QUOTED.search(value)
         return value if plain else json.dumps(value, ensure_ascii=False)
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)
