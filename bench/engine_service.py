@@ -21,8 +21,9 @@
     The simulator runs in this process: between a tick's receipt and its order it has nothing
     left to do, and running it in a child process instead (so that none of its Python work
     holds the engine's interpreter lock, as with Kraken remote) was measured and gained nothing
-    (docs/modes-and-execution.md, "The simulator in the bench"). The engine does all its
-    production work on the path; only the decision log is quiet (logging is disabled).
+    (docs/modes-and-execution.md, "The simulator in the bench"). The engine logs as
+    `rules-engine run` does by default (text lines at INFO, the decision log's included; written
+    to /dev/null): formatting the lines of the records written on the way is part of the path.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from rules_engine.kraken.http import RequestsTransport
 from rules_engine.pairs import default_registry
 from rules_engine.service.affinity import set_process_affinity
 from rules_engine.service.app import EngineService
+from rules_engine.service.logs import setup_logging
 from rules_engine.sim import Account, SimConfig, Simulator
 
 FRAMES = 60_000
@@ -274,9 +276,10 @@ def fsync_cost(directory: Path, samples: int = 200) -> list[float]:
         os.unlink(name)
 
 
-def stages(cpu: int) -> None:
+def stages(cpu: int, quiet: bool = False) -> None:
     """(b) on disk and on tmpfs, pinned to `cpu` and not, with each step's time after the tick
     (`bench._stages`)."""
+    _log_as_run(quiet)
     for label, base in (("disk (/tmp)", Path(tempfile.gettempdir())), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
         for pinned in (cpu, None):
             marks = Marks()
@@ -290,6 +293,15 @@ def stages(cpu: int) -> None:
             print(f"(b) steps from the tick's receipt, ms, state dir on {label}, {_pinning(pinned)}, n={len(samples)}, "
                   f"load average {os.getloadavg()[0]:.1f} (markers add a few µs per step):")
             print(report(samples))
+
+
+def _log_as_run(quiet: bool = False) -> None:
+    """Log as `rules-engine run` does by default (text at INFO) from here on, to /dev/null
+    (`quiet`: no lines at all, as the figures before 2026-12-05 07:00 UTC were taken)."""
+    if quiet:
+        return
+    logging.disable(logging.NOTSET)
+    setup_logging("text", logging.INFO, open(os.devnull, "w"))  # noqa: SIM115 (open while the bench runs)
 
 
 def _pinning(cpu: int | None) -> str:
@@ -308,10 +320,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="only (b), once per location and pinning, with the time of each step along the path")
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
                         help="the CPU (b) pins the engine to (its `cpu` setting; default: the last one allowed)")
+    parser.add_argument("--quiet-log", action="store_true",
+                        help="(b) without any log line (the engine's default is INFO: its decision log's lines)")
     args = parser.parse_args(argv or [])
-    logging.disable(logging.ERROR)  # the decision log writes refused orders at ERROR: not part of the figures
+    logging.disable(logging.ERROR)  # (a): no lines (b) logs as `rules-engine run` does (`_log_as_run`)
     if args.stages:
-        stages(args.cpu)
+        stages(args.cpu, args.quiet_log)
         return
     rng = random.Random(7)
     pairs = _pairs()
@@ -341,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"    engine service, dry-run, {label + ':':17} {statistics.median(rates[label]):9,.0f} ticks/s = "
                   f"{statistics.median(ratios[label]):4.0%} of the bare loop (median; rounds {spread}; "
                   f"{fires[label]} fires, each persisted and audited)")
+        _log_as_run(args.quiet_log)
         for label, base in (("disk (/tmp)", root), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
             for pinned in (args.cpu, None):
                 p50s, p99s, worst, count = [], [], 0.0, 0
