@@ -13,8 +13,17 @@
     is fsynced (its "sent" mark): one fsync, so the state dir is measured on disk
     and on tmpfs (/dev/shm), with the cost of one fsync of a small append on the same disk
     measured in the same run (the machine may be shared). Target: p99 < 1 ms on disk.
-    Medians of the rounds' p50 and p99 are reported. `--stages` runs (b) once per location
-    with the time of each step after the tick (`bench._stages`: where the time goes).
+    Medians of the rounds' p50 and p99 are reported. Each location is measured with the
+    engine pinned to one CPU (its `cpu` setting, `--cpu N`, default the last CPU allowed;
+    the whole process is pinned, the simulator in it too) and not pinned, in the same run.
+    `--stages` runs (b) once per location and pinning with the time of each step after the
+    tick (`bench._stages`: where the time goes).
+    The simulator runs in this process: between a tick's receipt and its order it has nothing
+    left to do, and running it in a child process instead (so that none of its Python work
+    holds the engine's interpreter lock, as with Kraken remote) was measured and gained nothing
+    (docs/modes-and-execution.md, "The simulator in the bench"). The engine logs as
+    `rules-engine run` does by default (text lines at INFO, the decision log's included; written
+    to /dev/null): formatting the lines of the records written on the way is part of the path.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from rules_engine.core import client_order_id
 from rules_engine.kraken.endpoints import KrakenEndpoints
 from rules_engine.kraken.http import RequestsTransport
 from rules_engine.pairs import default_registry
+from rules_engine.service.affinity import set_process_affinity
 from rules_engine.service.app import EngineService
+from rules_engine.service.logs import setup_logging
 from rules_engine.sim import Account, SimConfig, Simulator
 
 FRAMES = 60_000
@@ -194,9 +205,11 @@ rules:
 """
 
 
-async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
+async def latency(state_root: Path, marks: Marks | None = None, cpu: int | None = None) -> list[float]:
     """Milliseconds from tick receipt to the signed AddOrder leaving, one per fire
-    (`marks`: also mark each tick and send, for `--stages`)."""
+    (`marks`: also mark each tick and send, for `--stages`; `cpu`: the engine's `cpu` setting,
+    which pins this whole process, the simulator in it too, until the run ends)."""
+    allowed = os.sched_getaffinity(0)
     account = Account.generate({"ZUSD": "100000000"}, tier="pro")
     sim = Simulator(SimConfig(accounts=[account], prices={"XBTUSD": "69500"}, tick_interval=0,
                               lockout_after=1000))
@@ -213,7 +226,8 @@ async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
             fire_times[(payload.rule_id, payload.detail["fire_seq"])] = payload.time
 
     config = parse_config({"mode": "live", "kraken": {"simulator": endpoints.spot_rest, "tier": "pro"},
-                           "server": {"port": 0}, "dead_man_switch": {"enabled": False}})
+                           "server": {"port": 0}, "dead_man_switch": {"enabled": False},
+                           **({} if cpu is None else {"cpu": cpu})})
     environ = {"KRAKEN_API_KEY": account.api_key, "KRAKEN_API_SECRET": account.secret}
     service = EngineService(config, [rules_file], cli_live=True, state_dir=state_root / "state", environ=environ,
                             reload_interval=None, executor_options={"client_options": {"transport": transport}})
@@ -239,6 +253,7 @@ async def latency(state_root: Path, marks: Marks | None = None) -> list[float]:
     finally:
         await service.stop()
         await sim.stop()
+        set_process_affinity(allowed)
     tick_times = {client_order_id(rule_id, fire_seq, 0, service.installation_id or ""): at
                   for (rule_id, fire_seq), at in fire_times.items()}
     return [(transport.sent[c] - t) * 1000 for c, t in tick_times.items() if c in transport.sent][1:]
@@ -261,20 +276,36 @@ def fsync_cost(directory: Path, samples: int = 200) -> list[float]:
         os.unlink(name)
 
 
-def stages() -> None:
-    """(b) once on disk and once on tmpfs, with each step's time after the tick (`bench._stages`)."""
+def stages(cpu: int, quiet: bool = False) -> None:
+    """(b) on disk and on tmpfs, pinned to `cpu` and not, with each step's time after the tick
+    (`bench._stages`)."""
+    _log_as_run(quiet)
     for label, base in (("disk (/tmp)", Path(tempfile.gettempdir())), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
-        marks = Marks()
-        where = Path(tempfile.mkdtemp(prefix="bench-stages-", dir=base))
-        try:
-            with marks.installed():
-                asyncio.run(latency(where, marks))
-        finally:
-            shutil.rmtree(where, ignore_errors=True)
-        samples = marks.samples()[1:]  # as `latency`: the first order is not counted
-        print(f"(b) steps from the tick's receipt, ms, state dir on {label}, n={len(samples)}, "
-              f"load average {os.getloadavg()[0]:.1f} (markers add a few µs per step):")
-        print(report(samples))
+        for pinned in (cpu, None):
+            marks = Marks()
+            where = Path(tempfile.mkdtemp(prefix="bench-stages-", dir=base))
+            try:
+                with marks.installed():
+                    asyncio.run(latency(where, marks, pinned))
+            finally:
+                shutil.rmtree(where, ignore_errors=True)
+            samples = marks.samples()[1:]  # as `latency`: the first order is not counted
+            print(f"(b) steps from the tick's receipt, ms, state dir on {label}, {_pinning(pinned)}, n={len(samples)}, "
+                  f"load average {os.getloadavg()[0]:.1f} (markers add a few µs per step):")
+            print(report(samples))
+
+
+def _log_as_run(quiet: bool = False) -> None:
+    """Log as `rules-engine run` does by default (text at INFO) from here on, to /dev/null
+    (`quiet`: no lines at all, as the figures before 2026-12-05 07:00 UTC were taken)."""
+    if quiet:
+        return
+    logging.disable(logging.NOTSET)
+    setup_logging("text", logging.INFO, open(os.devnull, "w"))  # noqa: SIM115 (open while the bench runs)
+
+
+def _pinning(cpu: int | None) -> str:
+    return "not pinned" if cpu is None else f"pinned to CPU {cpu} (cpu: {cpu})"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -286,11 +317,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.engine_service", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a) and of (b) per location (default 3)")
     parser.add_argument("--stages", action="store_true",
-                        help="only (b), once per location, with the time of each step along the path")
+                        help="only (b), once per location and pinning, with the time of each step along the path")
+    parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
+                        help="the CPU (b) pins the engine to (its `cpu` setting; default: the last one allowed)")
+    parser.add_argument("--quiet-log", action="store_true",
+                        help="(b) without any log line (the engine's default is INFO: its decision log's lines)")
     args = parser.parse_args(argv or [])
-    logging.disable(logging.ERROR)  # the decision log writes refused orders at ERROR: not part of the figures
+    logging.disable(logging.ERROR)  # (a): no lines (b) logs as `rules-engine run` does (`_log_as_run`)
     if args.stages:
-        stages()
+        stages(args.cpu, args.quiet_log)
         return
     rng = random.Random(7)
     pairs = _pairs()
@@ -320,28 +355,31 @@ def main(argv: list[str] | None = None) -> None:
             print(f"    engine service, dry-run, {label + ':':17} {statistics.median(rates[label]):9,.0f} ticks/s = "
                   f"{statistics.median(ratios[label]):4.0%} of the bare loop (median; rounds {spread}; "
                   f"{fires[label]} fires, each persisted and audited)")
+        _log_as_run(args.quiet_log)
         for label, base in (("disk (/tmp)", root), ("tmpfs (/dev/shm)", Path("/dev/shm"))):
-            p50s, p99s, worst, count = [], [], 0.0, 0
-            fsyncs: list[float] = []
-            for _ in range(args.rounds):
-                where = Path(tempfile.mkdtemp(prefix="bench-latency-", dir=base))
-                try:
-                    fsyncs += fsync_cost(where)
-                    samples = asyncio.run(latency(where))
-                    fsyncs += fsync_cost(where)
-                finally:
-                    shutil.rmtree(where, ignore_errors=True)
-                p50s.append(statistics.median(samples))
-                p99s.append(_percentile(samples, 0.99))
-                worst, count = max(worst, max(samples)), count + len(samples)
-            print(f"(b) tick -> signed AddOrder leaving, live mode against the simulator, state dir on {label}: "
-                  f"{args.rounds} rounds, n={count}: p50 {statistics.median(p50s):.2f} ms, "
-                  f"p99 {statistics.median(p99s):.2f} ms (medians of the rounds; p99 per round "
-                  f"{', '.join(f'{v:.2f}' for v in p99s)}), max {worst:.2f} ms; one fsync there, same run: "
-                  f"p50 {statistics.median(fsyncs):.3f} ms, p99 {_percentile(fsyncs, 0.99):.3f} ms")
-            if base == root:
-                verdict = "met" if statistics.median(p99s) < TARGET_P99_MS else "NOT met"
-                print(f"    target on disk: p99 < {TARGET_P99_MS:g} ms: {verdict}")
+            for pinned in (args.cpu, None):
+                p50s, p99s, worst, count = [], [], 0.0, 0
+                fsyncs: list[float] = []
+                for _ in range(args.rounds):
+                    where = Path(tempfile.mkdtemp(prefix="bench-latency-", dir=base))
+                    try:
+                        fsyncs += fsync_cost(where)
+                        samples = asyncio.run(latency(where, cpu=pinned))
+                        fsyncs += fsync_cost(where)
+                    finally:
+                        shutil.rmtree(where, ignore_errors=True)
+                    p50s.append(statistics.median(samples))
+                    p99s.append(_percentile(samples, 0.99))
+                    worst, count = max(worst, max(samples)), count + len(samples)
+                print(f"(b) tick -> signed AddOrder leaving, live mode against the simulator, state dir on {label}, "
+                      f"engine {_pinning(pinned)}: {args.rounds} rounds, n={count}: "
+                      f"p50 {statistics.median(p50s):.2f} ms, p99 {statistics.median(p99s):.2f} ms (medians of the "
+                      f"rounds; p99 per round {', '.join(f'{v:.2f}' for v in p99s)}), max {worst:.2f} ms; "
+                      f"one fsync there, same run: p50 {statistics.median(fsyncs):.3f} ms, "
+                      f"p99 {_percentile(fsyncs, 0.99):.3f} ms; load average {os.getloadavg()[0]:.1f}")
+                if base == root:
+                    verdict = "met" if statistics.median(p99s) < TARGET_P99_MS else "NOT met"
+                    print(f"    target on disk: p99 < {TARGET_P99_MS:g} ms: {verdict}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

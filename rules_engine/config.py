@@ -146,6 +146,7 @@ class EngineConfig:
     paper_futures_balances: Mapping[str, Decimal] = field(default_factory=dict)  # the paper Futures collateral
     store: StoreConfig | None = None  # `store: postgresql://...`: PostgreSQL instead of the state dir's files
     resend_within: float = 30.0  # `recovery.resend_within`: an order proven never placed is sent this late at most
+    cpu: int | None = None  # `cpu`: the one CPU the engine process runs on (None: not pinned)
     source: str | None = None
 
 
@@ -250,6 +251,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
                                 for k, v in data.get("paper_wallet", {}).get("futures_balances", {}).items()},
         store=_store(data.get("store"), source),
         resend_within=parse_duration(data.get("recovery", {}).get("resend_within", "30s")),
+        cpu=data.get("cpu"),
         source=source,
     )
 

@@ -19,10 +19,12 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
+
+import orjson
 
 from rules_engine.core.decimals import plain
 
@@ -85,8 +87,56 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, compact separators, ASCII only; Decimal as a string."""
+    """Sorted keys, compact separators, ASCII only; Decimal as a string.
+
+    A dict or list of plain values (the data of nearly every record) is written by orjson,
+    about ten times faster, when that gives the very same text: only str, int, bool, None and
+    floats in [1e-4, 1e16) or zero (there both write the shortest round-trip repr), and only if
+    the result is ASCII without a backslash or DEL (nothing either encoder escapes). Anything
+    else, or anything orjson refuses (integers beyond 64 bits, non-str keys), goes through the
+    standard encoder, the definition of the format."""
+    if _FAST and (type(value) is dict or type(value) is list) and _orjson_plain(value):
+        try:
+            out = orjson.dumps(value, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if out.isascii() and b"\\" not in out and b"\x7f" not in out:
+                return out.decode("ascii")
     return _CANONICAL.encode(value)
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS \
+    | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _orjson_plain(value: dict[str, Any] | list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every value inside `value` is one orjson writes as the standard encoder does
+    (see `canonical_json`); containers are exact dicts, lists and tuples."""
+    items: Iterable[Any] = value.values() if type(value) is dict else value
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if item == 0.0 or 1e-4 <= abs(item) < 1e16:  # NaN and infinities fail both tests
+                continue
+            return False
+        if (kind is not dict and kind is not list and kind is not tuple) or not _orjson_plain(item):
+            return False
+    return True
+
+
+def _orjson_agrees() -> bool:
+    """The installed orjson writes floats of the fast path's range as `repr` does (checked
+    once at import on a spread of values, so that a change in orjson cannot alter the format)."""
+    samples: list[Any] = [0.0, -0.0, 1e-4, 0.00010000000000000002, 0.1, 1.0, 100.0, 123.456, 69500.25,
+                          1796451891.926297, 9999999999999998.0, -2.5e-4, 1e15 / 3]
+    samples += [(1 + n / 97) * 10.0 ** e for n in range(0, 97, 7) for e in range(-4, 16)]
+    return all(orjson.dumps(v).decode() == repr(v) for v in samples)
+
+
+_FAST = _orjson_agrees()
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +41,7 @@ from rules_engine.execution.report import ExecutionReport, describe_error, failu
 from rules_engine.kraken import errors as kraken_errors
 from rules_engine.kraken.futures_rest import FuturesClient
 from rules_engine.kraken.order_codec import KrakenRequest, cancel_targets, futures_cancel_targets, intent_request
-from rules_engine.kraken.params import rfc3339
+from rules_engine.kraken.params import rfc3339_at
 from rules_engine.kraken.spot_rest import SpotClient
 from rules_engine.redact import redact
 
@@ -93,8 +92,7 @@ class LiveExecutor:
         self.clock = clock  # Kraken's clock as this engine knows it: order deadlines and their lookups
 
     def _deadline(self) -> str:
-        moment = datetime.fromtimestamp(self.clock() + self.order_deadline, UTC)
-        return rfc3339(moment)
+        return rfc3339_at(self.clock() + self.order_deadline)
 
     # ------------------------------------------------------------------ execute
 

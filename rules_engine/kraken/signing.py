@@ -24,8 +24,8 @@ import hmac
 def spot_signature(secret_b64: str, uri_path: str, nonce: str | int, post_data: str) -> str:
     """The `API-Sign` header value for a Spot private request."""
     digest = hashlib.sha256((str(nonce) + post_data).encode()).digest()
-    mac = hmac.new(base64.b64decode(secret_b64), uri_path.encode() + digest, hashlib.sha512)
-    return base64.b64encode(mac.digest()).decode()
+    mac = hmac.digest(base64.b64decode(secret_b64), uri_path.encode() + digest, "sha512")  # one-shot, in C
+    return base64.b64encode(mac).decode()
 
 
 def futures_endpoint_path(path: str) -> str:
@@ -37,8 +37,8 @@ def futures_signature(secret_b64: str, endpoint_path: str, nonce: str, post_data
     """The `Authent` header value for a Futures private request."""
     message = (post_data + nonce + futures_endpoint_path(endpoint_path)).encode()
     digest = hashlib.sha256(message).digest()
-    mac = hmac.new(base64.b64decode(secret_b64), digest, hashlib.sha512)
-    return base64.b64encode(mac.digest()).decode()
+    mac = hmac.digest(base64.b64decode(secret_b64), digest, "sha512")
+    return base64.b64encode(mac).decode()
 
 
 def signatures_match(expected: str, given: str) -> bool:

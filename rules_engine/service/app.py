@@ -57,6 +57,7 @@ from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.rules import LoadResult, load_rules
+from rules_engine.service.affinity import AffinityError, pin_process
 from rules_engine.service.audit_tap import AuditTap
 from rules_engine.service.backend import open_backend
 from rules_engine.service.cell_shared import CellShared
@@ -270,6 +271,11 @@ class EngineService:
             check_live_allowed(config.mode, self.cli_live)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
+        if config.cpu is not None:
+            try:
+                pin_process(config.cpu)
+            except AffinityError as exc:
+                raise StartupError(str(exc)) from None
         loaded = rule_files_signature(self.rule_paths)
         result = await asyncio.to_thread(self._load_rules, self.rule_paths)
         if result.errors or result.ruleset is None:

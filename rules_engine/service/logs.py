@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from datetime import UTC, datetime
 from typing import IO, Any
 
 from rules_engine.redact import RedactingFilter
+from rules_engine.timestamps import UtcMillis
 
 LOG_FORMATS = ("json", "text")
+_LINE_TIME = UtcMillis()  # a line's time as `datetime.isoformat` writes it, without a datetime per line
 _HANDLER_NAME = "rules-engine"
 
 
@@ -24,7 +26,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _LINE_TIME(record.created) + "+00:00",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -42,8 +44,7 @@ class KeyValueFormatter(logging.Formatter):
     """`time=... level=info logger=... msg="..."` with the message quoted."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        line = (f"time={stamp} level={record.levelname.lower()} logger={record.name} "
+        line = (f"time={_LINE_TIME(record.created)}+00:00 level={record.levelname.lower()} logger={record.name} "
                 f"msg={json.dumps(record.getMessage())}")
         for key, value in _fields(record).items():
             line += f" {key}={_text_value(value)}"
@@ -59,9 +60,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+_QUOTED = re.compile(r'[\s"=]')  # a text holding any of these is quoted (`\s` is `str.isspace`)
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
-        plain = value and not any(ch.isspace() or ch in "\"=" for ch in value)
+        plain = value and not _QUOTED.search(value)
         return value if plain else json.dumps(value, ensure_ascii=False)
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)
