@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -59,9 +60,13 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+_QUOTED = re.compile(r'[\s"=]')
+"""A character that makes a text value quoted: whitespace (as `str.isspace` says), a quote, `=`."""
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
-        plain = value and not any(ch.isspace() or ch in "\"=" for ch in value)
+        plain = value and not _QUOTED.search(value)
         return value if plain else json.dumps(value, ensure_ascii=False)
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)
