@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-CONNECTIONS_PER_KEY = 4
-"""PostgreSQL connections per key over two workers (measured: 3 per held key and 6 per worker; one spare)."""
+CONNECTIONS_PER_KEY = 3
+"""PostgreSQL connections per key over two workers (measured: 2 per held key and 10 per worker; one spare)."""
 
 
 def _harness() -> None:

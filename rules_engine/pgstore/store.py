@@ -97,6 +97,11 @@ class PgStateStore:
             yield
 
     @property
+    def connection(self) -> Connection:
+        """The store's connection (its key and epoch), for the cell's delivery claims to share."""
+        return self._db
+
+    @property
     def failure(self) -> tuple[str, float] | None:
         """Why the store cannot be written (unreachable, fenced) and since when; None while it can."""
         return self._db.failure

@@ -1,7 +1,9 @@
-"""Round trips of a key cell's writes on the PostgreSQL store, read from libpq's own trace of
-the messages sent: the store's writes inside a caller's transaction (the commit before an
-order is sent: its decision, the engine's state, the signals it consumed) join that
-transaction without a savepoint each, while a caller's own nested block stays a savepoint."""
+"""Round trips and connections of a key cell on the PostgreSQL store. Read from libpq's own
+trace of the messages sent: the store's writes inside a caller's transaction (the commit
+before an order is sent: its decision, the engine's state, the signals it consumed) join
+that transaction without a savepoint each, while a caller's own nested block stays a
+savepoint. The cell's delivery claims share its state store's connection (same key and
+epoch, every transaction still epoch-checked) instead of opening one more per key."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rules_engine.pgstore import PgStateStore, StoreSettings, acquire_lease
+from rules_engine.pgstore import FencedError, PgStateStore, StoreSettings, acquire_lease
+from rules_engine.pgstore.fanout import DeliveryClaimer, store_signal
 
 pytestmark = pytest.mark.cluster
 
@@ -69,3 +72,43 @@ def test_an_error_in_a_joined_write_fails_the_whole_transaction(settings):
         assert store.get_decision("c1") is None
         store.record_decision("c1", "r1", "d1", {})  # the connection is usable again
         assert store.get_decision("c1") is not None
+
+
+def backend_pid(conn) -> int:  # type: ignore[no-untyped-def]
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def test_a_cells_claims_share_its_state_stores_connection_and_its_epoch_check(settings, pg_server, pg_dsn):
+    epoch = acquire_lease(settings, "worker-1").epoch
+    with PgStateStore(settings, epoch=epoch) as store:
+        claimer = DeliveryClaimer(settings, epoch, db=store.connection)
+        with pg_server.connect(pg_dsn.rsplit("/", 1)[1]) as intake:
+            stored = store_signal(intake, "prov", "sig-1", [], {"action": "buy"}, {settings.key_id: {"scale": 1}},
+                                  30.0, "intake")
+        assert stored.deliveries == 1
+        with store.connection.reading() as conn:
+            pid = backend_pid(conn)
+        taken, expired = claimer.claim(time=1.0)
+        assert [t.signal_id for t in taken] == ["sig-1"] and expired == []
+        with claimer._db.reading() as conn:
+            assert backend_pid(conn) == pid  # the state store's own session
+        assert store.pending_signals()[0][2] == "sig-1"  # in the inbox, read on the same connection
+        claimer.close()  # leaves the store's connection open
+        store.record_decision("c1", "r1", "d1", {})
+    with pytest.raises(ValueError, match="own key and epoch"):
+        with PgStateStore(settings, epoch=epoch) as other:
+            DeliveryClaimer(settings, epoch + 1, db=other.connection)
+
+
+def test_a_claim_that_finds_the_key_taken_fences_the_state_store_it_shares(settings, pg_server, pg_dsn):
+    epoch = acquire_lease(settings, "worker-1").epoch
+    with PgStateStore(settings, epoch=epoch) as store:
+        claimer = DeliveryClaimer(settings, epoch, db=store.connection)
+        with pg_server.connect(pg_dsn.rsplit("/", 1)[1]) as admin:  # another engine took the key
+            admin.execute("UPDATE key_lease SET epoch = epoch + 1, holder = 'worker-2' WHERE key_id = %s",
+                          (settings.key_id,))
+        with pytest.raises(FencedError):
+            claimer.claim(time=1.0)
+        assert store.fenced  # the store learns it at once: the cell stops acting
+        with pytest.raises(FencedError):
+            store.record_decision("c1", "r1", "d1", {})
