@@ -7,8 +7,9 @@ simulator in this process, two `rules-engine worker` processes each configured w
 One signal to every key, POSTed 3 times; unless --no-kill, the worker holding more keys is
 killed with SIGKILL as the first order is accepted. Reported: time until every key is held
 after the workers start, and from the POST to the last AddOrder accepted by the simulator
-(its journal's time), with the orders placed and those the kill left unplaced, and the
-workers' PostgreSQL connections once every key is held.
+(its journal's time), with the orders placed and those the kill left unplaced, the
+workers' PostgreSQL connections once every key is held, and (without a kill) the CPU time the
+two workers used from the POST until every decision was final, per key (Linux: /proc).
 
 Medians and the worst of the rounds are reported; the machine may be shared.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import statistics
 import sys
@@ -25,8 +27,17 @@ import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-CONNECTIONS_PER_KEY = 4
-"""PostgreSQL connections per key over two workers (measured: 3 per held key and 6 per worker; one spare)."""
+CONNECTIONS_PER_KEY = 3
+"""PostgreSQL connections per key over two workers (measured: 2 per held key and 10 per worker; one spare)."""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _harness() -> None:
@@ -35,7 +46,8 @@ def _harness() -> None:
             sys.path.insert(0, str(folder))
 
 
-async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, float, int, int, int, float]:  # type: ignore[no-untyped-def]
+async def _round(server, keys: int, kill: bool, round_no: int  # type: ignore[no-untyped-def]
+                 ) -> tuple[float, float, int, int, int, float, float]:
     from e2e_harness import post, signed, wait_for
     from fanout_harness import PROVIDER, PROVIDER_SECRET, FanoutWorld
     from worker_harness import WorkerProcess, write_worker_config
@@ -65,6 +77,7 @@ async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, f
             async with w.intakes(2) as urls:
                 body, headers = signed({"action": "buy", "qty": 0.001, "id": f"t5-{round_no}"}, PROVIDER_SECRET)
                 mark = max((e.seq for e in sim.journal.entries()), default=0)
+                cpu_before = sum(_cpu_seconds(worker.process.pid) for worker in workers)
                 sent = time.time()
                 for i in range(3):
                     assert (await post(f"{urls[i % 2]}/signals/{PROVIDER}", body, headers))[0] == 200
@@ -78,6 +91,7 @@ async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, f
                 await wait_for(lambda: w.rows(done) == [(keys,)], timeout=120, interval=0.2)
                 final = "SELECT count(*) FROM decisions WHERE status NOT IN ('pending', 'sent', 'unknown')"
                 await wait_for(lambda: w.rows(final) == [(keys,)], timeout=60, interval=0.2)
+                cpu = float("nan") if kill else sum(_cpu_seconds(worker.process.pid) for worker in workers) - cpu_before
                 placed = [w.orders(k) for k in accounts]
                 assert all(len(p) <= 1 for p in placed)  # never two orders for one key
                 times = sorted(p[0].time - sent for p in placed if p)
@@ -88,7 +102,7 @@ async def _round(server, keys: int, kill: bool, round_no: int) -> tuple[float, f
         finally:
             for worker in workers:
                 worker.stop()
-    return held, last, count, keys - count, connections, killed_at
+    return held, last, count, keys - count, connections, killed_at, cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,10 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    held, last, placed, unplaced, connections, kills = [], [], [], [], [], []
+    held, last, placed, unplaced, connections, kills, cpu = [], [], [], [], [], [], []
     with PgServer.start(max_connections=CONNECTIONS_PER_KEY * args.keys + 50) as server:
         for round_no in range(args.rounds):
-            a, b, c, d, e, f = asyncio.run(_round(server, args.keys, not args.no_kill, round_no))
+            a, b, c, d, e, f, g = asyncio.run(_round(server, args.keys, not args.no_kill, round_no))
+            cpu.append(g)
             connections.append(e)
             kills.append(round(f, 2))
             held.append(a)
@@ -123,6 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  orders placed per round: {placed}; left unplaced by the kill (committed, not sent): {unplaced}")
     if not args.no_kill:
         print(f"  the kill, seconds after the POST: {kills}")
+    else:
+        print("  the workers' CPU from the POST until every decision was final: "
+              + ", ".join(f"{c:.2f} s ({1000 * c / args.keys:.1f} ms a key)" for c in cpu))
     print(f"  PostgreSQL connections of the two workers with every key held: {connections}")
 
 

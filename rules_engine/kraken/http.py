@@ -71,13 +71,16 @@ class RequestsTransport:
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         user_agent: str = DEFAULT_USER_AGENT,
         session: requests.Session | None = None,
+        environment: dict[tuple[str, str], dict[str, Any]] | None = None,
     ):
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent
         # The environment's proxies and CA bundle, read once per origin instead of on every request
         # (requests walks the whole environment each time: 16% of a 300-key worker's CPU per signal).
-        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        # `environment`: a cache shared by several transports of the process (a worker's cells: each
+        # cell's first call walked an environment of hundreds of credentials, 10-20 ms at a takeover).
+        self._environment: dict[tuple[str, str], dict[str, Any]] = {} if environment is None else environment
         self._trust_env, self.session.trust_env = self.session.trust_env, False
 
     def _settings(self, url: str) -> dict[str, Any]:

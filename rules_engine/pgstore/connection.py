@@ -301,8 +301,12 @@ class Connection:
         return StateStoreError(message)
 
     @contextmanager
-    def transaction(self, *, pipeline: bool = False) -> Iterator[Any]:
+    def transaction(self, *, pipeline: bool = False, join: bool = False) -> Iterator[Any]:
         """One transaction (nested: a savepoint); the outer one begins with the epoch check.
+
+        `join`: nested, the block's statements go into the enclosing transaction without a
+        savepoint (two round trips fewer); for a block that never rolls back on its own, so
+        its error aborts the enclosing transaction as it propagates.
 
         A connection found dead when the outer transaction begins (the server restarted since
         the last call) is replaced once, right away: nothing was written on it yet.
@@ -312,6 +316,15 @@ class Connection:
         statements with the COMMIT, two round trips in all; it returns once the commit is
         answered, as without."""
         with self.lock:
+            if join and self._depth > 0 and self._conn is not None:
+                self._depth += 1
+                try:
+                    yield self._conn
+                except psycopg.Error as exc:
+                    raise self._lost(exc) from None
+                finally:
+                    self._depth -= 1
+                return
             outer = self._depth == 0
             conn, block = self._begin(outer, pipeline and outer)
             self._depth += 1

@@ -142,18 +142,24 @@ class ExpiredDelivery:
 
 
 class DeliveryClaimer:
-    """One key's cell taking its delivery rows (its own connection; every transaction fenced
-    by `epoch` like the cell's other writes). `account_field`: the payload field that carries
-    the account's key and sizing to the rules."""
+    """One key's cell taking its delivery rows (every transaction fenced by `epoch` like the
+    cell's other writes). `account_field`: the payload field that carries the account's key and
+    sizing to the rules. `db`: the connection of the cell's state store (`PgStateStore.connection`,
+    of the same key and epoch), shared rather than one more per key; left open by `close`. Without
+    it the claimer has a connection of its own."""
 
     def __init__(self, settings: StoreSettings, epoch: int | None, *, account_field: str = "account",
-                 account: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None) -> None:
+                 account: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None,
+                 db: Connection | None = None) -> None:
+        if db is not None and (db.settings.key_id != settings.key_id or db.epoch != epoch):
+            raise ValueError("a claimer shares only a connection of its own key and epoch")
         self.settings = settings
         self.key_id = settings.key_id
         self.epoch = epoch
         self.account_field = account_field
         self._account = account or (lambda key, sizing: {"key": key, **sizing})
-        self._db = Connection(settings, epoch)
+        self._owned = db is None
+        self._db = Connection(settings, epoch) if db is None else db
 
     def claim(self, *, time: float, limit: int = CLAIM_BATCH) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
         """Take up to `limit` pending deliveries of the key, oldest first, skipping rows another
@@ -210,7 +216,8 @@ class DeliveryClaimer:
         return expired
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
 
 
 def complete_deliveries(conn: Any, key_id: str, inbox_numbers: Sequence[int]) -> None:

@@ -90,9 +90,16 @@ class PgStateStore:
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:
-        """One atomic commit for everything inside the block (nested: a savepoint)."""
+        """One atomic commit for everything inside the block (nested: a savepoint). The
+        store's plain writes inside it (decisions, outcomes, state, consumed signals) join it
+        without a savepoint of their own: an error of one fails the whole block."""
         with self._db.transaction():
             yield
+
+    @property
+    def connection(self) -> Connection:
+        """The store's connection (its key and epoch), for the cell's delivery claims to share."""
+        return self._db
 
     @property
     def failure(self) -> tuple[str, float] | None:
@@ -145,7 +152,7 @@ class PgStateStore:
 
     def save_engine_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         """Replace the engine core's snapshot; drops any saved parts."""
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             self._save_snapshot(conn, "engine", snapshot)
             conn.execute("DELETE FROM engine_parts WHERE key_id = %s", (self.key_id,))
 
@@ -156,7 +163,7 @@ class PgStateStore:
         (None: deletes) the stored part of that name, `complete` first deletes every part."""
         texts = [(name, None if part is None else jsoncodec.dumps(part, f"part {name!r}"))
                  for name, part in parts.items()]
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             self._save_snapshot(conn, "engine", base)
             if complete:
                 conn.execute("DELETE FROM engine_parts WHERE key_id = %s", (self.key_id,))
@@ -184,7 +191,7 @@ class PgStateStore:
         return base
 
     def save_paper_wallet(self, snapshot: Mapping[str, Any]) -> None:
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             self._save_snapshot(conn, "paper_wallet", snapshot)
 
     def load_paper_wallet(self) -> dict[str, Any] | None:
@@ -203,7 +210,7 @@ class PgStateStore:
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
         now = self._clock()
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             inserted = conn.execute(
                 f"INSERT INTO decisions (key_id, epoch, {_COLUMNS}) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s, NULL, %s) ON CONFLICT (key_id, cl_ord_id) DO NOTHING",
@@ -217,7 +224,7 @@ class PgStateStore:
     def mark_sent(self, cl_ord_id: str, *, durable: bool = True) -> OrderRecord:
         """pending -> sent, committed before the request leaves."""
         now = self._clock()
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             conn.execute("UPDATE decisions SET status = 'sent', sent_at = %s, updated_at = %s "
                          "WHERE key_id = %s AND cl_ord_id = %s AND status = 'pending'",
                          (now, now, self.key_id, cl_ord_id))
@@ -265,7 +272,7 @@ class PgStateStore:
         if status not in OUTCOME_STATUSES:
             raise ValueError(f"outcome status must be one of {', '.join(OUTCOME_STATUSES)}")
         outcome_text = jsoncodec.dumps(dict(outcome or {}), "outcome")
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM decisions WHERE key_id = %s AND cl_ord_id = %s FOR UPDATE",
                                (self.key_id, cl_ord_id)).fetchone()
             if row is None:
@@ -325,7 +332,7 @@ class PgStateStore:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             self._set_meta(conn, key, value)
 
     def audit_checkpoint(self) -> int | None:
@@ -391,7 +398,7 @@ class PgStateStore:
         return [(int(r[0]), str(r[1]), str(r[2]), jsoncodec.loads(r[3]), float(r[4])) for r in rows]
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
-        with self._db.transaction() as conn:
+        with self._db.transaction(join=True) as conn:
             seqs = [int(n) for n in numbers]
             conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s)", (self.key_id, seqs))
             complete_deliveries(conn, self.key_id, seqs)  # fanned-out signals: done with their decision

@@ -318,9 +318,11 @@ class EngineService:
             self.visibility.start_notifier()
         except NotificationConfigError as exc:
             raise StartupError(str(exc)) from None
-        saved = self.store.load_engine_snapshot()
+        # The store's reads and the commits below run off the loop: a worker's cells start together
+        # (150 at a takeover) on one loop, which would wait for each cell's round trips in turn.
+        saved = await asyncio.to_thread(self.store.load_engine_snapshot)
         if saved is not None:  # the orders decided in the last day count toward the risk limits again
-            saved["order_times"] = self.store.decision_times(self.clock() - DAY)
+            saved["order_times"] = await asyncio.to_thread(self.store.decision_times, self.clock() - DAY)
         try:
             state = raise_fire_seq(EngineState.from_snapshot(saved) if saved is not None else None,
                                    restored.fire_seq)
@@ -332,7 +334,7 @@ class EngineService:
                              installation=self.installation_id)
         self._set_needs(needs)
         self.metrics.rules_loaded.set(len(ruleset.rules))
-        audit.append("startup", data={
+        await asyncio.to_thread(audit.append, "startup", data={
             "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
             "config": config.source, "state_dir": str(self.state_dir), "store": self.backend,
             "rule_files": file_hashes(ruleset),
@@ -368,7 +370,7 @@ class EngineService:
         # The load trace, orders left unresolved by a previous run, and the account, before any event.
         await asyncio.to_thread(self.driver.start, now)
         if self.cell is not None and takeover is not None:  # reconciled by driver.start: the epoch acts now
-            self.cell.started(takeover, self.store, audit)
+            await asyncio.to_thread(self.cell.started, takeover, self.store, audit)
         if self.kill_switch is None:
             self.kill_switch = KillSwitchFile(kill_file(self.state_dir), on_change=self._on_kill_change,
                                               clock=self.clock)
@@ -379,19 +381,22 @@ class EngineService:
             log.warning("kill switch is engaged: %s", initial.describe())
         self.driver.feed(KillSwitch(initial.engaged, self.clock(), False, initial.reason or "state at start-up"))
         self.metrics.kill_switch.set(1 if initial.engaged else 0)
+        fanout = await asyncio.to_thread(fanout_consumer, self)  # fanned-out signals (PostgreSQL): any left too
+        undecided = await asyncio.to_thread(self.inbox.pending)  # late are expired first; then the inbox is read
         if self.serve_http and self._http is None:
             self._http = HttpServer(build_app(self._http_handlers()), self.host, self.requested_port,
                                     self.webhook_limits, self.metrics.connections_refused_by)
             try:
                 self.port = await self._http.start()
             except OSError as exc:
+                if fanout is not None:
+                    fanout.claimer.close()
                 raise StartupError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") \
                     from None
         elif self.port is None:  # a worker's cell (no server), or a standby whose port is still in use
             self.port = 0 if self._http is None else self.requested_port
         self._intake_open = True
-        fanout = fanout_consumer(self)  # fanned-out signals (PostgreSQL): any left too late are expired first
-        for pending in self.inbox.pending():  # accepted (202) by the previous run, not decided: first in line
+        for pending in undecided:  # accepted (202) by the previous run, not decided: first in line
             self._audit("signal", data={"source": pending.signal.source, "signal_id": pending.signal.signal_id,
                                         "payload": dict(pending.signal.payload), "restored": True})
             self._put(pending)

@@ -198,7 +198,8 @@ def fanout_consumer(service: EngineService) -> DeliveryConsumer | None:
     store = service.store
     if not isinstance(store, PgStateStore):
         return None
-    claimer = DeliveryClaimer(store.settings, store.epoch, account_field=ACCOUNT_FIELD, account=account_fields)
+    claimer = DeliveryClaimer(store.settings, store.epoch, account_field=ACCOUNT_FIELD, account=account_fields,
+                              db=store.connection)  # one connection for the cell's state and claims
 
     def audit(kind: str, data: Mapping[str, Any]) -> None:
         service._audit(kind, data=data)

@@ -377,10 +377,13 @@ class HaCell:
 
     def executor_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """`build_executor` options with lease-gated clients: the gated nonce source, the
-        nonce-watching transport, Kraken's clock, and the 5 s order deadline."""
+        nonce-watching transport, Kraken's clock, and the 5 s order deadline. `client_options`
+        may name `http_environment`, the proxy settings cache the transport shares (`RequestsTransport`)."""
         client = dict(options.get("client_options") or {})
+        environment = client.pop("http_environment", None)  # a worker's: shared by its cells' transports
         inner = client.get("transport") or RequestsTransport(timeout=client.get("timeout", DEFAULT_TIMEOUT),
-                                                             user_agent=client.get("user_agent", DEFAULT_USER_AGENT))
+                                                             user_agent=client.get("user_agent", DEFAULT_USER_AGENT),
+                                                             environment=environment)
         if self.release is not None:  # release_after: every call's outcome is watched
             inner = self.release.transport(inner)
         client["transport"] = GatedTransport(inner, self._refused_nonce)

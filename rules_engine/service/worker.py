@@ -116,6 +116,7 @@ class Worker:
         self._registry.register(_CellMetrics(self))
         self.status: WorkerStatus | None = None  # the status page, /api/status and /kill (service.worker_status)
         self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
+        self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
         self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
         self._shared: dict[str, CellShared] = {}
@@ -215,6 +216,10 @@ class Worker:
 
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}
+        executor = dict(options.get("executor_options") or {})  # the cells' transports read the environment's
+        executor["client_options"] = {"http_environment": self.http_environment,  # proxies once for all
+                                      **(executor.get("client_options") or {})}
+        options["executor_options"] = executor
         loop = asyncio.get_running_loop()
 
         def standby_sleep(seconds: float) -> None:

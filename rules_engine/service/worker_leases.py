@@ -42,7 +42,7 @@ from rules_engine.state.store import StateStoreError
 
 log = logging.getLogger("rules_engine.worker.leases")
 
-TAKE_CONNECTIONS = 4
+TAKE_CONNECTIONS = 8
 """Connections the worker's takes run on (each key always on the same one, which holds its
 advisory lock): a takeover of many keys at once runs this many takes at a time."""
 BUSY_RETRY = 0.05

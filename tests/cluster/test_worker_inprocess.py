@@ -124,6 +124,8 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
         cl_ord_ids = {key: [e.cl_ord_id for e in orders(sim2, two[key])] for key in two}
         assert cl_ord_ids["k1"][0] != cl_ord_ids["k2"][0]  # same rule id, same first fire, different keys
         assert cl_ord_ids["k1"][0][:8] == cl_ord_ids["k2"][0][:8]  # the database's installation tag
+        rest = sim2.endpoints.spot_rest.split("://", 1)
+        assert list(worker.http_environment) == [(rest[0], rest[1].split("/", 1)[0])]  # read once for both cells
         status, text = await get(f"{url}/metrics")
         assert status == 200
         assert 'rules_engine_ticks_total{key="k1",market="spot"}' in text

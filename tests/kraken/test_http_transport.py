@@ -85,3 +85,25 @@ def test_a_proxy_from_the_environment_is_used_though_the_environment_is_read_onc
     assert transport.request("GET", target, api_method="Time")["result"] == {"x": "1"}
     assert [path for path, _, _ in Handler.seen] == [target, target]  # both went through the proxy
     transport.close()
+
+
+def test_transports_sharing_an_environment_cache_read_the_environment_once_between_them(server, monkeypatch):
+    """A worker's cells share one cache: the second cell's transport does not walk the
+    environment again for an origin the first one read (a later change is not seen)."""
+    monkeypatch.setenv("HTTP_PROXY", server)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    shared: dict = {}
+    first, second = RequestsTransport(timeout=(1.0, 2.0), environment=shared), \
+        RequestsTransport(timeout=(1.0, 2.0), environment=shared)
+    target = "http://kraken.invalid/ok"
+    assert first.request("GET", target, api_method="Time")["result"] == {"x": "1"}
+    assert list(shared) == [("http", "kraken.invalid")]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert second.request("GET", target, api_method="Time")["result"] == {"x": "1"}  # the shared settings
+    assert [path for path, _, _ in Handler.seen] == [target, target]
+    alone = RequestsTransport(timeout=(1.0, 0.5))  # a transport of its own reads the environment as it is now
+    with pytest.raises(E.TransportError):
+        alone.request("GET", target, api_method="Time")
+    for transport in (first, second, alone):
+        transport.close()
