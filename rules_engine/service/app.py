@@ -105,6 +105,7 @@ from rules_engine.service.storage import StorageHealth
 from rules_engine.service.store_status import STANDBY, StoreStatus
 from rules_engine.service.telemetry import Listener, Listeners, ServiceObserver, health_report
 from rules_engine.service.visibility import Visibility
+from rules_engine.service.watch_later import WatchLater
 from rules_engine.service.webhook import SignalRefused
 from rules_engine.service.webhook_limits import WebhookLimits
 from rules_engine.state import StateStoreError, ensure_state_dir
@@ -228,6 +229,7 @@ class EngineService:
         self._stopped = asyncio.Event()
         self.visibility = Visibility(self)  # decision log, traces, readiness, status, notifications
         self.audit_tap: AuditTap | None = None  # the audit log as everything writes to it (watched)
+        self.lines: WatchLater | None = None  # when the tap's watchers run: off the order's way
         self.cell: HaCell | None = None  # high availability: the key's lease, renewed (service.ha)
         self.exit_code = 0  # `rules-engine run`'s: 3 after the engine stopped because another took its key
         self.shared_feeds = shared_feeds  # a worker's cell: the worker's public feed (service.shared_feed)
@@ -313,7 +315,8 @@ class EngineService:
                         else Restored())  # after a power cut (see the module); PostgreSQL commits are synchronous
         except (AuditError, StateStoreError) as exc:
             raise StartupError(f"cannot restore decisions from the audit log: {exc}") from None
-        self.audit_tap = audit = self.visibility.tap(self.audit)
+        self.lines = WatchLater(asyncio.get_running_loop(), lambda: self._lane is not None and self._lane.jobs > 0)
+        self.audit_tap = audit = self.visibility.tap(self.audit, self.lines)
         try:
             self.visibility.start_notifier()
         except NotificationConfigError as exc:
@@ -717,6 +720,8 @@ class EngineService:
         self.driver.reported(intent, report)
 
     def _check_idle(self) -> None:
+        if self.lines is not None:
+            self.lines.point()  # the decision log's lines, now that no order is on its way (or soon)
         jobs = self._lane.jobs if self._lane is not None else 0
         if jobs == 0 and not self._busy and self._queue.empty():
             self._idle.set()
@@ -738,6 +743,8 @@ class EngineService:
         if flush is not None:
             with contextlib.suppress(AuditError):  # refused: `failure` and `storage_recovered` say so
                 await asyncio.to_thread(flush)
+        if self.lines is not None:  # the decision log's lines of everything so far
+            await self.lines.drain(timeout)
 
     # ------------------------------------------------------------------ time
 
@@ -821,6 +828,13 @@ class EngineService:
         """Load the rule files again; swap them in only if all are valid. Returns whether
         the new rules are running. An invalid edit is logged and audited; the previous
         rules keep running."""
+        try:
+            return await self._reload(reason)
+        finally:
+            if self.lines is not None:  # its lines and readiness (`Visibility._route`) when this returns
+                self.lines.flush()
+
+    async def _reload(self, reason: str) -> bool:
         async with self._reload_lock:
             if self._stopping or self.engine is None:
                 return False
@@ -930,6 +944,8 @@ class EngineService:
 
     async def _teardown(self) -> None:
         self._intake_open = False
+        if self.lines is not None:  # what was written so far, while the notifier still delivers
+            self.lines.flush()
         if self._wakeup_handle is not None:
             self._wakeup_handle.cancel()
         if self._keeper is not None:
@@ -956,6 +972,8 @@ class EngineService:
         if self.dispatcher is not None:
             with contextlib.suppress(StateStoreError):
                 self.dispatcher.audit_checkpoint()
+        if self.lines is not None:  # the rest, and any later write, at once
+            self.lines.close()
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.close()

@@ -2,15 +2,22 @@
 
 Every record the log accepted (redacted, with its `seq`) goes to the watchers: the decision
 log, the status board. Every write that failed, and the first one that succeeded after it,
-goes to `on_health`, so readiness can say "the audit log cannot be written" and take it back
-once a write succeeds again. The log's own behaviour (redaction, chaining, durability) is
-unchanged: the tap only delegates and reports.
+goes to `on_health` at once (on the writer's thread), so readiness can say "the audit log
+cannot be written" and take it back once a write succeeds again. The log's own behaviour
+(redaction, chaining, durability) is unchanged: the tap only delegates and reports.
+
+With `later` set (the service: `service.watch_later.WatchLater`), a write only queues its
+records (a deque append) and calls `later()`; the watchers get them, in `seq` order, when
+`flush()` is called, on one thread (the event loop): the decision log's lines and the status
+board's traces are then written after an order has left, not on its way. Without `later`
+the watchers are called on the writer's thread as each write returns.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,12 +35,18 @@ class AuditTap:
     of a failed write (its message) and of the first good write after failures (None)."""
 
     def __init__(self, inner: AuditSink, watchers: Iterable[RecordsWatcher] = (),
-                 on_health: Callable[[str | None], None] | None = None) -> None:
+                 on_health: Callable[[str | None], None] | None = None,
+                 later: Callable[[], None] | None = None) -> None:
         self.inner = inner
         self.watchers: list[RecordsWatcher] = list(watchers)
+        self.later = later
         self._on_health = on_health
         self._failing: str | None = None
         self._lock = threading.Lock()
+        self._queued: deque[list[dict[str, Any]]] = deque()  # written, not yet handed to the watchers
+        self._held: list[dict[str, Any]] = []  # taken from the queue, waiting for a lower seq
+        self._writing: list[None] = []  # one item per write under way (list append/pop: atomic)
+        self._last_seq: int | None = None  # the last seq handed to the watchers
 
     @property
     def path(self) -> Any:
@@ -62,23 +75,73 @@ class AuditTap:
 
     def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
                data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
+        writing = self._writing
+        writing.append(None)
         try:
-            record = self.inner.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=sync)
-        except AuditError as exc:
-            self._failed(exc)
-            raise
-        self._written([record])
+            try:
+                record = self.inner.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=sync)
+            except AuditError as exc:
+                self._failed(exc)
+                raise
+            self._written([record])
+        finally:
+            writing.pop()
         return record
 
     def append_many(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+        writing = self._writing
+        writing.append(None)
         try:
-            records = self.inner.append_many(entries)
-        except AuditError as exc:
-            self._failed(exc)
-            raise
-        if records:
-            self._written(records)
+            try:
+                records = self.inner.append_many(entries)
+            except AuditError as exc:
+                self._failed(exc)
+                raise
+            if records:
+                self._written(records)
+        finally:
+            writing.pop()
         return records
+
+    @property
+    def pending(self) -> bool:
+        """Whether written records wait for `flush()`."""
+        return bool(self._queued or self._held)
+
+    def flush(self) -> bool:
+        """Hand the queued records to the watchers, in seq order (call it on one thread only).
+        While a write is under way on another thread, only the records up to the first gap in
+        seq are handed over (the missing one is that write's); returns whether none is left."""
+        held = self._held
+        while True:
+            taken = self._take()
+            if self._writing:  # a write under way may hold the next seq
+                held.sort(key=_seq)
+                ready = 0
+                last = self._last_seq
+                while ready < len(held) and last is not None and _seq(held[ready]) == last + 1:
+                    last = _seq(held[ready])
+                    ready += 1
+                batch = held[:ready]
+                del held[:ready]
+                break
+            if not taken:  # no write under way, and none finished since the last look: all here
+                held.sort(key=_seq)
+                batch = held[:]
+                held.clear()
+                break
+        if batch:
+            self._last_seq = _seq(batch[-1])
+            self._deliver(batch)
+        return not self.pending
+
+    def _take(self) -> bool:
+        queued, held = self._queued, self._held
+        taken = False
+        while queued:
+            held.extend(queued.popleft())
+            taken = True
+        return taken
 
     def sync(self) -> None:
         try:
@@ -102,8 +165,20 @@ class AuditTap:
                 recovered, self._failing = self._failing is not None, None
             if recovered and self._on_health is not None:
                 self._on_health(None)
+        later = self.later
+        if later is None:
+            self._deliver(records)
+            return
+        self._queued.append(records)
+        later()
+
+    def _deliver(self, records: list[dict[str, Any]]) -> None:
         for watcher in self.watchers:
             try:
                 watcher(records)
             except Exception:
                 log.exception("audit watcher failed")
+
+
+def _seq(record: Mapping[str, Any]) -> int:
+    return int(record.get("seq") or 0)

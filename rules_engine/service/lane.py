@@ -103,6 +103,7 @@ class LaneThread:
         return future
 
     def _work(self) -> None:
+        _local.lane = True
         while (item := self._queue.get()) is not None:
             future, fn, args = item
             if not future.set_running_or_notify_cancel():
@@ -118,6 +119,14 @@ class LaneThread:
         """Let the calls queued so far finish, then stop the thread."""
         self._queue.put(None)
         self._thread.join()
+
+
+_local = threading.local()
+
+
+def on_lane_thread() -> bool:
+    """Whether the calling thread is a dispatch lane's."""
+    return getattr(_local, "lane", False)
 
 
 ENGINE_LANE = "engine"

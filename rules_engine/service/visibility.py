@@ -36,6 +36,7 @@ from rules_engine.service.status_report import (
     rules_section,
 )
 from rules_engine.service.traces import TraceBook
+from rules_engine.service.watch_later import WatchLater
 
 if TYPE_CHECKING:
     from rules_engine.service.app import EngineService
@@ -68,9 +69,11 @@ class Visibility:
 
     # ------------------------------------------------------------------ wiring
 
-    def tap(self, audit: AuditSink) -> AuditTap:
-        """The audit sink the driver, the dispatcher and the service write to."""
-        return AuditTap(audit, [self.decision_log, self.book, self._route], on_health=self._audit_health)
+    def tap(self, audit: AuditSink, later: WatchLater | None = None) -> AuditTap:
+        """The audit sink the driver, the dispatcher and the service write to; with `later`, its
+        watchers run on the event loop, off the order's way (`service.watch_later`)."""
+        tap = AuditTap(audit, [self.decision_log, self.book, self._route], on_health=self._audit_health)
+        return later.watch(tap) if later is not None else tap
 
     def observer(self) -> DriverObserver:
         return _Observer(self)
