@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from e2e_harness import ADMIN_TOKEN, E2E, move, post, signed, wait_for
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -74,7 +75,10 @@ class Page:
         return await asyncio.to_thread(fn, self.driver)
 
     async def until(self, condition: Callable[[WebDriver], Any], timeout: float = 10.0) -> Any:
-        return await asyncio.to_thread(lambda: WebDriverWait(self.driver, timeout, 0.1).until(condition))
+        """Wait for `condition`; an element the page's refresh replaced while it was read is
+        looked for again (the status pages re-render their tables as they poll)."""
+        wait = WebDriverWait(self.driver, timeout, 0.1, ignored_exceptions=(StaleElementReferenceException,))
+        return await asyncio.to_thread(wait.until, condition)
 
     async def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
