@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 from rules_engine.config import EngineConfig
 from rules_engine.core.model import RuleSet
@@ -62,15 +63,22 @@ def signal_sources(config: EngineConfig, needs: RuleNeeds,
 
 def kill_token(config: EngineConfig, environ: Mapping[str, str]) -> str | None:
     """The admin token for `/kill` (registered for redaction), or None: the endpoint is off."""
-    if not (config.kill_token_file or config.kill_token_env):
+    return admin_token(config.kill_token_env, config.kill_token_file, environ,
+                       "no admin token (%s); the /kill endpoint is disabled")
+
+
+def admin_token(env: str | None, file: str | Path | None, environ: Mapping[str, str], absent: str) -> str | None:
+    """A kill switch admin token from its file (which must be readable) or environment
+    variable, registered for redaction; None (logging `absent % reason`) if neither is set
+    or the variable is missing. StartupError for an unreadable file or a short token."""
+    if not (file or env):
         return None
     try:
-        token = load_secret(None if config.kill_token_file else config.kill_token_env,
-                            config.kill_token_file, environ)
+        token = load_secret(None if file else env, file, environ)
     except SecretError as exc:
-        if config.kill_token_file:
+        if file:
             raise StartupError(f"kill switch token: {exc}") from None
-        log.info("no admin token (%s); the /kill endpoint is disabled", exc)
+        log.info(absent, exc)
         return None
     register_secret(token)
     if len(token) < MIN_KILL_TOKEN:

@@ -41,12 +41,10 @@ from aiohttp import web
 from rules_engine import __version__
 from rules_engine.kraken.credentials import key_fingerprint
 from rules_engine.pgstore.connection import StoreSettings
-from rules_engine.redact import register_secret
-from rules_engine.secret_reader import SecretError, load_secret
+from rules_engine.secret_reader import SecretError
 from rules_engine.service.backend import holder_name
 from rules_engine.service.cluster_report import ClusterView
 from rules_engine.service.killswitch import (
-    MIN_TOKEN_LENGTH,
     KillFileState,
     KillSwitchError,
     KillSwitchFile,
@@ -57,7 +55,7 @@ from rules_engine.service.killswitch import (
     unauthorized,
     write_kill_file,
 )
-from rules_engine.service.startup import StartupError, kill_token
+from rules_engine.service.startup import admin_token, kill_token
 from rules_engine.service.status_report import overall_health
 from rules_engine.service.worker_page import render_worker_live, render_worker_page
 
@@ -100,20 +98,8 @@ class WorkerStatus:
 
     def _worker_token(self) -> str | None:
         config = self.worker.config
-        if config.kill_token_file is None and not config.kill_token_env:
-            return None
-        try:
-            token = load_secret(None if config.kill_token_file else config.kill_token_env, config.kill_token_file,
-                                self.environ)
-        except SecretError as exc:
-            if config.kill_token_file is not None:
-                raise StartupError(f"kill switch token: {exc}") from None
-            log.info("no worker admin token (%s); POST /kill takes the cells' own tokens only", exc)
-            return None
-        register_secret(token)
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise StartupError(f"the kill switch admin token must be at least {MIN_TOKEN_LENGTH} characters")
-        return token
+        return admin_token(config.kill_token_env, config.kill_token_file, self.environ,
+                           "no worker admin token (%s); POST /kill takes the cells' own tokens only")
 
     def _fingerprint(self, cell: Cell) -> str | None:
         api_key = self.environ.get(cell.spec.config.api_key_env)
