@@ -2,9 +2,10 @@
 
 A diagnostic, not a figure: it wraps the steps along the path (on the loop thread: the
 consumer, the core's decision, the audit of its trace, the hand-off to the pair's lane; on
-the lane thread: the SQLite commit, the decision's audit record and its fsync, the executor)
-with wall-clock markers, so each sample says how long after the tick's receipt each step
-began and ended. The wrappers add a few microseconds per step.
+the lane thread: the SQLite commit, the decision's audit record with its fsync begun on the
+log's sync thread, the executor, its wait for that fsync at the send gate) with wall-clock
+markers, so each sample says how long after the tick's receipt each step began and ended.
+The wrappers add a few microseconds per step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rules_engine.audit.log import AuditLog
+from rules_engine.audit.sync_thread import SyncThread
 from rules_engine.driver.driver import Driver
 from rules_engine.driver.lane import CommitLane
 from rules_engine.execution.dispatcher import Dispatcher
@@ -30,9 +32,9 @@ STEPS: tuple[tuple[type, str, str], ...] = (
     (ThreadLane, "submit", "hand-off to the pair's lane"),
     (CommitLane, "commit", "SQLite commit: decision row + state (lane)"),
     (Dispatcher, "_dispatch_order", "dispatch"),
-    (AuditLog, "append", "decision audit record"),
-    (AuditLog, "_sync_locked", "its fsync"),
+    (AuditLog, "append_durable", "decision audit record, its fsync begun"),
     (LiveExecutor, "execute", "encode, nonce, sign"),
+    (SyncThread, "wait", "signed: waits for the fsync at the send gate"),
 )
 
 
@@ -90,19 +92,19 @@ def report(samples: list[dict[str, float]]) -> str:
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
-    lines = [f"    {'step':44} {'begins p50':>10} {'ends p50':>9} {'ends p99':>9} {'takes p50':>10}"]
+    lines = [f"    {'step':50} {'begins p50':>10} {'ends p50':>9} {'ends p99':>9} {'takes p50':>10}"]
     for _, name, title in STEPS:
         begins = [s[f"{name}>"] for s in samples if f"{name}>" in s and f"{name}<" in s]
         ends = [s[f"{name}<"] for s in samples if f"{name}>" in s and f"{name}<" in s]
         if not begins:  # a step that ends after the send (the dispatch, the executor): when it began
             started = [s[f"{name}>"] for s in samples if f"{name}>" in s]
             if started:
-                lines.append(f"    {title:44} {statistics.median(started):10.3f}")
+                lines.append(f"    {title:50} {statistics.median(started):10.3f}")
             continue
         takes = [e - b for b, e in zip(begins, ends, strict=True)]
-        lines.append(f"    {title:44} {statistics.median(begins):10.3f} {statistics.median(ends):9.3f} "
+        lines.append(f"    {title:50} {statistics.median(begins):10.3f} {statistics.median(ends):9.3f} "
                      f"{pct(ends, 0.99):9.3f} {statistics.median(takes):10.3f}")
     sent = [s["sent"] for s in samples]
-    lines.append(f"    {'signed request handed to the transport':44} {'':10} {statistics.median(sent):9.3f} "
+    lines.append(f"    {'signed request handed to the transport':50} {'':10} {statistics.median(sent):9.3f} "
                  f"{pct(sent, 0.99):9.3f}")
     return "\n".join(lines)

@@ -55,6 +55,7 @@ from rules_engine.audit.records import (
     parse_record,
     to_jsonable,
 )
+from rules_engine.audit.sync_thread import SyncThread
 from rules_engine.redact import Redactor, default_redactor
 
 _json_text = json.encoder.encode_basestring_ascii  # a string as canonical JSON writes it (ASCII, quoted)
@@ -83,6 +84,10 @@ def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     if end < 0:
         return None, 0
     return buf[: end - pos], end + 1
+
+
+def _durable_already() -> None:
+    """`append_durable`'s wait for a record that was durable when it returned."""
 
 
 _CHECKED_KINDS: set[str] = set()  # kinds already matched against KIND_PATTERN (a few dozen words)
@@ -184,6 +189,9 @@ class AuditLog:
         self._unsynced = 0
         self._head_behind = False  # the head file was updated in place, not fsynced since
         self._head_fd: int | None = None  # the head file as last durably written, for in-place updates
+        self._head_seq = 0  # the seq this process last pointed the head file at
+        self._fsync_mutex = threading.Lock()  # one fsync or recovery at a time (taken after `_lock`, never before)
+        self._syncer = SyncThread(self._prepare_background_sync)  # `append_durable`'s fsyncs
         self._last_sync = clock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -290,6 +298,72 @@ class AuditLog:
         with self._lock:
             return self._write_records([(kind, rule_id, rule_file_hash, data or {})], sync=sync)[0]
 
+    def append_durable(
+        self,
+        kind: str,
+        *,
+        rule_id: str | None = None,
+        rule_file_hash: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], Callable[[], None]]:
+        """Write one record as `append` does and start its fsync on the log's sync thread
+        (`audit.sync_thread`); returns the record and `wait`, which returns once the record is
+        on disk as with `sync=True` (fsynced, the head file pointing at it or later), or raises
+        AuditError. For a decision: its order is signed while the disk works, and `wait` is
+        called right before the order leaves."""
+        check_entry(kind, rule_id, rule_file_hash, data)
+        with self._lock:
+            record = self._write_records([(kind, rule_id, rule_file_hash, data or {})], sync=False)[0]
+            size = self._size
+            if not self._durable or self._synced_size >= size:
+                return record, _durable_already
+        return record, self._syncer.begin(size)
+
+    def _prepare_background_sync(self) -> tuple[int, Callable[[], None]]:
+        """For the sync thread: the size its next fsync covers, and the fsync (see `append_durable`)."""
+        with self._lock:
+            if self._fd is None:
+                raise AuditError(f"audit log {self.path} is closed")
+            if self._failed:
+                raise AuditError(f"audit log {self.path} is unusable since an earlier failure: {self._failed}")
+            fd, size, seq, prev = self._fd, self._size, self._seq, self._prev
+
+        def fsync() -> None:
+            with self._fsync_mutex:
+                try:
+                    os.fsync(fd)
+                    error = None
+                except OSError as exc:
+                    error = exc.strerror
+            with self._lock:
+                if error is not None:
+                    self._fail(f"fsync failed ({error})")
+                    raise AuditError(f"could not sync audit log {self.path}: {error}")
+                self._synced_in_background(size, seq, prev)
+
+        return size, fsync
+
+    def _synced_in_background(self, size: int, seq: int, prev: str) -> None:
+        """The log is durable up to `size` (record `seq`, hash `prev`): drop the lines kept for a
+        recovery up to there, and point the head file at `seq` in place (as `sync=True`)."""
+        while self._pending and self._synced_size + len(self._pending[0]) <= size:
+            self._synced_size += len(self._pending.pop(0))
+        if not self._pending:
+            self._unsynced = 0
+        if seq <= self._head_seq or self._fd is None:
+            return
+        head = Head(seq, prev, float(self._clock()))
+        try:
+            if self._head_fd is not None and overwrite_head(self._head_fd, head):
+                self._head_behind = True
+            else:
+                write_head(self.path, head)
+                self._reopen_head()
+        except OSError as exc:
+            self._fail(f"head file update failed ({exc.strerror})")
+            raise AuditError(f"could not update the head of audit log {self.path}: {exc.strerror}") from None
+        self._head_seq = seq
+
     def append_many(
         self, entries: Iterable[tuple[str, str | None, str | None, Mapping[str, Any] | None]]
     ) -> list[dict[str, Any]]:
@@ -366,7 +440,8 @@ class AuditLog:
         if self._fd is None:
             return
         try:
-            os.fsync(self._fd)
+            with self._fsync_mutex:
+                os.fsync(self._fd)
             head = Head(self._seq, self._prev, float(self._clock()))
             if durable_head or self._head_fd is None or not overwrite_head(self._head_fd, head):
                 durable_head = True
@@ -381,8 +456,10 @@ class AuditLog:
         self._pending.clear()
         self._unsynced = 0
         self._head_behind = not durable_head
+        self._head_seq = self._seq
         if durable_head:
             self._last_sync = self._clock()
+        self._syncer.note_synced(self._size)
 
     def _reopen_head(self) -> None:
         """Open the head file just written (a new file: the rename replaced the old one)."""
@@ -423,11 +500,12 @@ class AuditLog:
             self._synced_size, self._pending = self._size, []
         blob = b"".join(self._pending)
         try:
-            os.ftruncate(self._fd, self._synced_size)
-            view, written = memoryview(blob), 0
-            while written < len(blob):
-                written += os.write(self._fd, view[written:])
-            os.fsync(self._fd)
+            with self._fsync_mutex:
+                os.ftruncate(self._fd, self._synced_size)
+                view, written = memoryview(blob), 0
+                while written < len(blob):
+                    written += os.write(self._fd, view[written:])
+                os.fsync(self._fd)
             write_head(self.path, Head(self._seq, self._prev, float(self._clock())))
             self._reopen_head()
         except OSError as exc:
@@ -436,7 +514,9 @@ class AuditLog:
         self._size = self._synced_size = self._synced_size + len(blob)
         self._pending.clear()
         self._unsynced, self._head_behind = 0, False
+        self._head_seq = self._seq
         self._last_sync = self._clock()
+        self._syncer.note_synced(self._size)
         failed, since, refused = self._failed, self._failed_at, self._refused
         self._failed = self._failed_at = None
         self._refused = 0
@@ -465,6 +545,7 @@ class AuditLog:
 
     def close(self) -> None:
         """Sync, release the lock and close. Idempotent."""
+        self._syncer.close()
         with self._lock:
             if self._fd is None:
                 return

@@ -7,12 +7,17 @@ An order (`PlaceOrder`, `FuturesSendOrder`) takes these steps, in this order:
    is written, or it is sent, unknown, accepted) it is NOT sent again: the executor looks it
    up (`reconcile`) instead. A final one (filled, cancelled, rejected, abandoned) is answered
    from the store.
-2. Audit `decision`, fsynced (`sync=True`) before anything is sent. If the audit log
-   cannot take it, the order is abandoned and never sent. This record is the order's
-   "sent" mark: from here a crash leaves a `pending` decision that may have left, so a
-   restart looks it up (`may_have_left`); no second write to the store comes before the
-   send, so an order costs one SQLite commit and one fsync on its way.
-3. `executor.execute(intent)`.
+2. Audit `decision`, durable before anything is sent: the record is written and its fsync
+   started on the log's sync thread (`AuditLog.append_durable`), and the executor runs in
+   the order's send gate (`kraken.send_gate`), so the order is encoded, given its nonce and
+   signed while the disk works, and waits at the gate, right before it leaves, until the
+   record is on disk (an executor that sends nothing has it waited for when it returns).
+   If the audit log cannot take it or make it durable, the order is abandoned and never
+   sent. This record is the order's "sent" mark: from here a crash leaves a `pending`
+   decision that may have left, so a restart looks it up (`may_have_left`); no second write
+   to the store comes before the send, so an order costs one SQLite commit and one fsync
+   on its way.
+3. `executor.execute(intent)` (in the gate).
 4. Audit `request` and `response` (redacted by the audit log).
 5. `store.record_outcome`: accepted, filled, cancelled, rejected, unknown (an ambiguous
    failure the lookup could not settle: reconciled at the next start, never resent), or
@@ -45,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from rules_engine.audit.errors import AuditError
 from rules_engine.audit.sink import AuditSink
@@ -57,6 +62,7 @@ from rules_engine.execution.account import SYNC_ID
 from rules_engine.execution.base import Executor
 from rules_engine.execution.report import ExecutionReport, failure, refused
 from rules_engine.execution.resend import Freshness, ResendPolicy, order_intent
+from rules_engine.kraken.send_gate import gated
 from rules_engine.state.protocol import EngineStore
 from rules_engine.state.store import FINAL_STATUSES, OrderRecord
 
@@ -116,6 +122,32 @@ def may_have_left(audit: AuditSink, decision: OrderRecord) -> bool:
     except (OSError, ValueError, AuditError) as exc:
         log.warning("cannot read the audit log for order %s (looked up): %s", decision.cl_ord_id, exc)
     return True
+
+
+def _nothing_to_wait_for() -> None:
+    """The decision record was durable when it was written."""
+
+
+class _DurableGate:
+    """The send gate of one order (`kraken.send_gate`): waits once for its decision record to be
+    on disk; a failed wait is raised again at each later pass, so nothing is sent after it."""
+
+    def __init__(self, wait: Callable[[], None]) -> None:
+        self._wait: Callable[[], None] | None = wait
+        self._error: Exception | None = None
+
+    def __call__(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._wait is None:
+            return
+        wait, self._wait = self._wait, None
+        try:
+            wait()
+        except Exception as exc:
+            self._error = exc
+            raise
+        crash_point("order.after_decision")
 
 
 def _event_json(event: Event) -> dict[str, Any]:
@@ -295,15 +327,16 @@ class Dispatcher:
         if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
         try:  # the order's "sent" mark: once written, a restart looks the order up
-            self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
-                              data=self._decision_data(intent, cl_ord_id), sync=True)
+            durable = self._write_decision(intent, cl_ord_id)
         except Exception as exc:
-            log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
-            result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
-            self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
-            return ExecutionReport(result)
-        crash_point("order.after_decision")
-        report = self.executor.execute(intent, now)
+            return self._audit_refused(intent, cl_ord_id, now, exc)
+        gate = _DurableGate(durable)
+        with gated(gate):  # the record's fsync runs while the order is signed; it leaves once durable
+            report = self.executor.execute(intent, now)
+        try:
+            gate()  # an executor that sent nothing (dry-run, paper): the record is durable before its outcome
+        except Exception as exc:
+            return self._audit_refused(intent, cl_ord_id, now, exc)
         crash_point("order.after_send")
         self._audit_exchange(intent, report, cl_ord_id)
         status, outcome = outcome_of(report, cl_ord_id)
@@ -311,6 +344,25 @@ class Dispatcher:
         crash_point("order.after_outcome")
         self._note(report.events)
         return report
+
+    def _write_decision(self, intent: OrderIntent, cl_ord_id: str) -> Callable[[], None]:
+        """Write the order's `decision` record and start making it durable; returns the wait
+        for it to be on disk (a sink that cannot sync in the background syncs before returning)."""
+        kwargs: dict[str, Any] = {"rule_id": intent.rule_id, "rule_file_hash": self._hash(intent.rule_id),
+                                  "data": self._decision_data(intent, cl_ord_id)}
+        append_durable = getattr(self.audit, "append_durable", None)
+        if append_durable is not None:
+            _, durable = append_durable("decision", **kwargs)
+            return cast(Callable[[], None], durable)
+        self.audit.append("decision", sync=True, **kwargs)
+        return _nothing_to_wait_for
+
+    def _audit_refused(self, intent: OrderIntent, cl_ord_id: str, now: float, exc: Exception) -> ExecutionReport:
+        """The audit log could not take (or make durable) the order's decision: never sent, abandoned."""
+        log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
+        result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")
+        self._record(cl_ord_id, "abandoned", {"result": {"ok": False, "error": result.error, "data": {}}})
+        return ExecutionReport(result)
 
     def may_have_left(self, decision: OrderRecord) -> bool:
         """`may_have_left(self.audit, decision)`."""

@@ -12,7 +12,9 @@ everything else is here:
   `send_grace` seconds (0.5) after the request was handed to the transport, whichever is
   first: by then the request has left, and a slow or unanswered call does not hold up the
   key's other calls (an order on another pair) for its whole timeout. `before_send` runs in
-  that turn right before the request leaves (Spot counts the call on its rate limiter there).
+  that turn right before the request leaves (Spot counts the call on its rate limiter there);
+  after signing, the request waits at the thread's send gate (`kraken.send_gate`: an order's
+  audit record is on disk before the order leaves, its fsync overlapping the signing).
 - `_retrying(fn)` repeats a call that is safe to repeat (a read, a cancel, a
   validate-only order) on transient errors, with backoff and jitter (`kraken.retry`).
 - `_place(send, find, ...)` places an order at most once (`kraken.placement`): after an
@@ -35,6 +37,7 @@ from rules_engine.kraken.key_use import KeyLease, nonce_conflicts
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.placement import place_at_most_once
 from rules_engine.kraken.retry import DEFAULT_RETRY, RetryPolicy, call_with_retries
+from rules_engine.kraken.send_gate import pass_gate
 
 T = TypeVar("T")
 
@@ -112,6 +115,7 @@ class RestClient:
             if before_send is not None:
                 before_send()
             signed = self._sign(creds, turn.nonce, http_method, path, params)
+            pass_gate()  # an order's audit record is on disk before the order leaves (`kraken.send_gate`)
             turn.handed()  # sent on this thread: no hand-off on the way; the key's turn passes on
             answer = self.transport.request(http_method, self._url(path), api_method=method,  # after send_grace
                                             params=signed.query, body=signed.body, headers=signed.headers)

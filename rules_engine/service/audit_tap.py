@@ -88,6 +88,34 @@ class AuditTap:
             writing.pop()
         return record
 
+    def append_durable(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
+                       data: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
+        """`AuditLog.append_durable` through the tap (a sink without it appends with `sync=True`);
+        a failed wait is reported as a failed write."""
+        inner_durable = getattr(self.inner, "append_durable", None)
+        if inner_durable is None:
+            return self.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=True), _no_wait
+        writing = self._writing
+        writing.append(None)
+        try:
+            try:
+                record, durable = inner_durable(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data)
+            except AuditError as exc:
+                self._failed(exc)
+                raise
+            self._written([record])
+        finally:
+            writing.pop()
+
+        def wait() -> None:
+            try:
+                durable()
+            except AuditError as exc:
+                self._failed(exc)
+                raise
+
+        return record, wait
+
     def append_many(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
         writing = self._writing
         writing.append(None)
@@ -178,6 +206,10 @@ class AuditTap:
                 watcher(records)
             except Exception:
                 log.exception("audit watcher failed")
+
+
+def _no_wait() -> None:
+    """The record was made durable before `append_durable` returned."""
 
 
 def _seq(record: Mapping[str, Any]) -> int:

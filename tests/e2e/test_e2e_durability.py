@@ -1,8 +1,9 @@
 """What reaches the disk before an order leaves, in order: the decision's rows and state
 (committed without waiting for the disk: the audit record stands for them after a power cut,
 see `service.decision_restore`), its audit record (fsynced: the one fsync on the way to the
-order, and its "sent" mark), and then the request: nothing is written to the state store in
-between. A decision with no order is committed durably at once."""
+order, and its "sent" mark; the fsync runs while the order is signed, and the request waits
+for it), and then the request: nothing is written to the state store in between. A decision
+with no order is committed durably at once."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def _spy(service: Any) -> list[Any]:
     steps: list[Any] = []
     store, audit, executor = service.store, service.audit, service.dispatcher.executor
     transaction, write, append, execute = store.transaction, store._write, audit.append, executor.execute
+    append_durable, transport = audit.append_durable, executor.spot.transport
+    request = transport.request
 
     @contextlib.contextmanager
     def spied_transaction(*, durable: bool = True) -> Any:
@@ -44,12 +47,27 @@ def _spy(service: Any) -> list[Any]:
             steps.append(f"audit {kind} (fsynced)")
         return record
 
+    def spied_append_durable(kind: str, **kw: Any) -> Any:
+        record, wait = append_durable(kind, **kw)
+        steps.append(f"audit {kind} (written, fsync begun)")
+
+        def spied_wait() -> None:
+            wait()
+            steps.append(f"audit {kind} (fsynced)")
+
+        return record, spied_wait
+
     def spied_execute(intent: Any, now: float) -> Any:
         steps.append(f"execute {intent.kind}")
         return execute(intent, now)
 
+    def spied_request(*args: Any, **kw: Any) -> Any:
+        steps.append(f"request {kw['api_method']}")
+        return request(*args, **kw)
+
     store.transaction, store._write = spied_transaction, spied_write
     audit.append, executor.execute = spied_append, spied_execute
+    audit.append_durable, transport.request = spied_append_durable, spied_request
     return steps
 
 
@@ -60,8 +78,9 @@ async def test_an_order_is_sent_after_one_fsync_the_audit_records(e2e: E2E) -> N
         await move(e2e, service, "XBTUSD", "69900", "70100")
         await wait_for(lambda: seen.intents("place_order"))
         await service.settle()
-        sent = steps.index("execute place_order")  # (periodic state commits may come before: other jobs)
-        assert steps[sent - 2:sent] == [("commit", False), "audit decision (fsynced)"]
+        sent = steps.index("request AddOrder")  # (periodic state commits may come before: other jobs)
+        assert steps[sent - 4:sent] == [("commit", False), "audit decision (written, fsync begun)",
+                                        "execute place_order", "audit decision (fsynced)"]
         await move(e2e, service, "ETHUSD", "2900", "3100")
         await wait_for(lambda: seen.intents("log"))
         await service.settle()

@@ -14,6 +14,7 @@ from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Tick
 from rules_engine.execution import Dispatcher, DryRunExecutor, LiveExecutor, PaperExecutor
 from rules_engine.execution.report import ExecutionReport, ok
+from rules_engine.kraken.send_gate import pass_gate
 from rules_engine.sim import FeeSchedule, PaperExchange
 from rules_engine.state.store import StateStore
 
@@ -36,6 +37,7 @@ class FakeExecutor:
         self.txid = txid
 
     def execute(self, intent, now):
+        pass_gate()  # the request leaves here, as from RestClient._signed
         if self.on_execute is not None:
             self.on_execute(intent)
         self.executed.append(intent)
@@ -200,7 +202,7 @@ def test_a_crash_at_any_step_never_leads_to_a_second_order(tmp_path, sim, clock,
     live = LiveExecutor(spot_client(sim, clock), clock=clock)
     executor = CrashingExecutor(live, crash_at) if crash_at in ("before_send", "after_send") else live
     dispatcher = Dispatcher(executor, store, audit, mode="live")
-    targets = {"record": (store, "record_decision"), "audit": (audit, "append"), "outcome": (store, "record_outcome")}
+    targets = {"record": (store, "record_decision"), "audit": (audit, "append_durable"), "outcome": (store, "record_outcome")}
     if crash_at == "commit":  # the decision's row committed (as the lane does before dispatching), then the crash
         store.record_decision("dsp-5", "r", "r#5", order(5).to_dict())
     elif crash_at in targets:
