@@ -4,6 +4,7 @@ works, and its `wait` returns only once the record is on disk (or raises the fsy
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -43,7 +44,7 @@ def held(monkeypatch):
 
 def test_the_caller_goes_on_while_the_fsync_runs_and_wait_returns_once_it_is_done(tmp_path, held):
     path = tmp_path / "audit.jsonl"
-    log = AuditLog(path, mode="live", fsync_interval=60)
+    log = AuditLog(path, mode="live", fsync_interval=60, background_fsync_above=0)
     log.append("startup", sync=True)
     held.armed = True
     record, wait = log.append_durable("decision", data={"cl_ord_id": "x"})
@@ -64,7 +65,7 @@ def test_the_caller_goes_on_while_the_fsync_runs_and_wait_returns_once_it_is_don
 
 
 def test_one_fsync_covers_every_record_written_before_it_started(tmp_path, held):
-    log = AuditLog(tmp_path / "audit.jsonl", mode="live", fsync_interval=60)
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live", fsync_interval=60, background_fsync_above=0)
     log.append("startup", sync=True)
     held.armed = True
     _, first = log.append_durable("decision", data={"n": 1})
@@ -82,7 +83,7 @@ def test_one_fsync_covers_every_record_written_before_it_started(tmp_path, held)
 def test_a_failed_fsync_is_raised_by_wait_and_the_log_refuses_records_until_the_disk_recovers(tmp_path, monkeypatch):
     path = tmp_path / "audit.jsonl"
     now = [1_700_000_000.0]
-    log = AuditLog(path, mode="live", clock=lambda: now[0], fsync_interval=60)
+    log = AuditLog(path, mode="live", clock=lambda: now[0], fsync_interval=60, background_fsync_above=0)
     log.append("startup", sync=True)
     real = os.fsync
     monkeypatch.setattr(log_module.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "Input/output error")))
@@ -104,7 +105,7 @@ def test_a_failed_fsync_is_raised_by_wait_and_the_log_refuses_records_until_the_
 
 
 def test_a_log_that_is_not_durable_never_waits(tmp_path, held):
-    log = AuditLog(tmp_path / "audit.jsonl", mode="dry-run", durable=False)
+    log = AuditLog(tmp_path / "audit.jsonl", mode="dry-run", durable=False, background_fsync_above=0)
     _, wait = log.append_durable("decision")
     wait()
     assert held.calls == []
@@ -112,7 +113,7 @@ def test_a_log_that_is_not_durable_never_waits(tmp_path, held):
 
 
 def test_close_finishes_the_fsync_under_way_and_stops_the_thread(tmp_path, held):
-    log = AuditLog(tmp_path / "audit.jsonl", mode="live", fsync_interval=60)
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live", fsync_interval=60, background_fsync_above=0)
     _, wait = log.append_durable("decision")
     wait()
     thread = log._syncer._thread
@@ -123,3 +124,22 @@ def test_close_finishes_the_fsync_under_way_and_stops_the_thread(tmp_path, held)
 
 def _records(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_where_an_fsync_costs_less_than_the_hand_off_it_is_done_at_once(tmp_path, monkeypatch):
+    """A fast disk (here: an fsync that returns at once) is synced inline; once fsyncs cost
+    more than `background_fsync_above` (here: 2 ms each), they move to the sync thread."""
+    real = os.fsync
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: None)
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live", fsync_interval=60)
+    log.append("startup", sync=True)
+    record, wait = log.append_durable("decision")
+    assert log._syncer._thread is None and read_head(path).seq == record["seq"]  # synced before it returned
+    monkeypatch.setattr(log_module.os, "fsync", lambda fd: (real(fd), time.sleep(0.002)))  # a slow disk
+    for n in range(4):
+        log.append("trigger", sync=True)
+    _, wait = log.append_durable("decision")
+    wait()
+    assert log._syncer._thread is not None
+    log.close()

@@ -37,6 +37,7 @@ class HeldFsync:
 
 def test_the_order_is_signed_while_its_record_is_fsynced_and_leaves_once_the_record_is_on_disk(
         sim, clock, store, audit, monkeypatch):
+    audit.background_fsync_above = 0  # on the sync thread, however fast this disk is
     audit.append("startup", sync=True)
     held = HeldFsync(os.fsync)
     seen: dict[str, object] = {}
