@@ -143,3 +143,58 @@ def test_where_an_fsync_costs_less_than_the_hand_off_it_is_done_at_once(tmp_path
     wait()
     assert log._syncer._thread is not None
     log.close()
+
+
+def test_writers_on_many_threads_each_get_their_record_on_disk_and_the_chain_stays_whole(tmp_path, monkeypatch):
+    """Four threads writing decisions (each waiting for its own) while another appends and syncs:
+    every wait returns only once the log's durable size covers its record, and the log verifies."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live", fsync_interval=60, fsync_every=7, background_fsync_above=0)
+    real = os.fsync
+    durable_sizes = []
+
+    def fsync(fd):
+        size = os.fstat(fd).st_size
+        real(fd)
+        durable_sizes.append(size)
+
+    monkeypatch.setattr(log_module.os, "fsync", fsync)
+    errors = []
+
+    def decisions(n):
+        try:
+            for i in range(40):
+                record, wait = log.append_durable("decision", data={"writer": n, "i": i})
+                wait()
+                end = _end_of(path, record["seq"])
+                assert max(durable_sizes) >= end, "wait returned before an fsync covered the record"
+        except Exception as exc:  # reported below: an assertion in a thread does not fail the test
+            errors.append(exc)
+
+    def others():
+        for i in range(60):
+            log.append("trigger", data={"i": i})
+            if i % 10 == 0:
+                log.sync()
+
+    threads = [threading.Thread(target=decisions, args=(n,)) for n in range(4)] + [threading.Thread(target=others)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    assert not any(thread.is_alive() for thread in threads) and errors == []
+    log.close()
+    result = verify(path)
+    assert result.ok and result.records == 4 * 40 + 60
+    assert read_head(path).seq == result.records
+
+
+def _end_of(path, seq):
+    """The byte offset just after record `seq` in the log."""
+    offset = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            offset += len(line)
+            if json.loads(line)["seq"] == seq:
+                return offset
+    raise AssertionError(f"record {seq} is not in the log")
