@@ -205,10 +205,13 @@ rules:
 """
 
 
-async def latency(state_root: Path, marks: Marks | None = None, cpu: int | None = None) -> list[float]:
+async def latency(state_root: Path, marks: Marks | None = None, cpu: int | None = None,
+                  keep_gc: bool = False) -> list[float]:
     """Milliseconds from tick receipt to the signed AddOrder leaving, one per fire
     (`marks`: also mark each tick and send, for `--stages`; `cpu`: the engine's `cpu` setting,
-    which pins this whole process, the simulator in it too, until the run ends)."""
+    which pins this whole process, the simulator in it too, until the run ends). The engine
+    sets the garbage collector up as `rules-engine run` does (`service.gc_tuning`), unless
+    `keep_gc` (as before 2026-12-05 09:45 UTC)."""
     allowed = os.sched_getaffinity(0)
     account = Account.generate({"ZUSD": "100000000"}, tier="pro")
     sim = Simulator(SimConfig(accounts=[account], prices={"XBTUSD": "69500"}, tick_interval=0,
@@ -230,7 +233,8 @@ async def latency(state_root: Path, marks: Marks | None = None, cpu: int | None 
                            **({} if cpu is None else {"cpu": cpu})})
     environ = {"KRAKEN_API_KEY": account.api_key, "KRAKEN_API_SECRET": account.secret}
     service = EngineService(config, [rules_file], cli_live=True, state_dir=state_root / "state", environ=environ,
-                            reload_interval=None, executor_options={"client_options": {"transport": transport}})
+                            reload_interval=None, executor_options={"client_options": {"transport": transport}},
+                            freeze_gc=not keep_gc)
     service.add_listener(listen)
     if marks is not None:
         on_tick = service._on_tick

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _refuse(str(exc))
     service = EngineService(config, args.rules, cli_live=args.live, state_dir=args.state_dir, host=args.host,
-                            port=args.port, handle_signals=True, accept_damaged_audit=args.accept_damaged_audit)
+                            port=args.port, handle_signals=True, accept_damaged_audit=args.accept_damaged_audit,
+                            freeze_gc=True)
     return asyncio.run(_serve(service))
 
 

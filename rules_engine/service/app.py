@@ -64,6 +64,7 @@ from rules_engine.service.cell_shared import CellShared
 from rules_engine.service.decision_restore import Restored, raise_fire_seq, restore_sent_decisions
 from rules_engine.service.event_queue import EventQueue
 from rules_engine.service.fanout_consumer import fanout_consumer
+from rules_engine.service.gc_tuning import freeze_loaded, release_loaded
 from rules_engine.service.ha import HaCell
 from rules_engine.service.http import HttpHandlers, HttpServer, build_app
 from rules_engine.service.killswitch import (
@@ -164,8 +165,10 @@ class EngineService:
         serve_http: bool = True,
         standby_sleep: Callable[[float], None] | None = None,
         shared: CellShared | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.config = config
+        self.freeze_gc = freeze_gc  # the process is this engine's (`run`): `service.gc_tuning` after start and reloads
         self.rule_paths = [Path(p) for p in rule_paths]
         self.cli_live = cli_live
         self.state_dir = Path(state_dir) if state_dir is not None else Path(config.state_dir)
@@ -265,6 +268,8 @@ class EngineService:
             await self._teardown()
             raise
         assert self.port is not None
+        if self.freeze_gc:
+            freeze_loaded()  # what the start loaded stays out of the collections on an order's way
         return self.port
 
     async def _start(self) -> None:
@@ -862,6 +867,8 @@ class EngineService:
             await done
             if self._feeds is not None:
                 await self._feeds.apply(needs)
+            if self.freeze_gc:
+                freeze_loaded()  # the previous rules are collected, the new ones kept out of collections
             return True
 
     def _apply_reload(self, item: _Reload) -> None:
@@ -940,6 +947,8 @@ class EngineService:
                 await self._consumer
             await self._teardown()
         finally:
+            if self.freeze_gc:
+                release_loaded()
             self._stopped.set()
 
     async def _teardown(self) -> None:
