@@ -24,6 +24,10 @@ from rules_engine.audit.errors import AuditError
 Prepare = Callable[[], tuple[int, Callable[[], None]]]
 
 
+def _audit_error(exc: Exception) -> AuditError:
+    return exc if isinstance(exc, AuditError) else AuditError(f"audit log sync failed: {exc!r}")
+
+
 def _durable_already() -> None:
     """The bytes asked for were durable when `begin` was called."""
 
@@ -98,16 +102,16 @@ class SyncThread:
                 wanted = self._wanted
             try:
                 covered, fsync = self._prepare()
-            except AuditError as exc:
-                self._fail(wanted, exc)
+            except Exception as exc:  # the log is closed or failed (AuditError), or a bug: never a hang
+                self._fail(wanted, _audit_error(exc))
                 continue
             with self._cv:
                 self._begun = max(self._begun, covered)
                 self._cv.notify_all()  # the callers go on: the disk is at work
             try:
                 fsync()
-            except AuditError as exc:
-                self._fail(covered, exc)
+            except Exception as exc:
+                self._fail(covered, _audit_error(exc))
                 continue
             self.note_synced(covered)
 

@@ -198,3 +198,12 @@ def _end_of(path, seq):
             if json.loads(line)["seq"] == seq:
                 return offset
     raise AssertionError(f"record {seq} is not in the log")
+
+
+def test_an_unexpected_error_on_the_sync_thread_is_raised_by_wait_never_a_hang(tmp_path, monkeypatch):
+    log = AuditLog(tmp_path / "audit.jsonl", mode="live", fsync_interval=60, background_fsync_above=0)
+    monkeypatch.setattr(log, "_synced_in_background", lambda *args: 1 / 0)  # a bug after the fsync
+    _, wait = log.append_durable("decision")
+    with pytest.raises(AuditError, match="ZeroDivisionError"):
+        wait()
+    log.close()
