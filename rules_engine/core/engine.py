@@ -383,7 +383,7 @@ class Engine:
             if update.txid and update.txid not in order.txids:
                 orders.set_txids(order, order.txids + [update.txid])
             if update.filled is not None:
-                order.filled = update.filled
+                orders.set_filled(order, update.filled)
         if order.rule_id is not None:
             step.record("action", order.rule_id, order=order.key, txid=update.txid, status=update.status,
                         filled=update.filled)

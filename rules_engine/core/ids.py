@@ -19,6 +19,7 @@ characters as `cliOrdId`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 
@@ -42,8 +43,13 @@ def client_order_id(rule_id: str, fire_seq: int, action_index: int, installation
     name = f"{rule_id}\x1f{fire_seq}\x1f{action_index}"
     if not installation:
         return _uuid5(_NAMESPACE_BYTES, name)
-    namespace = uuid.UUID(hex=installation)
-    return installation[:8].lower() + str(uuid.uuid5(namespace, name))[8:]
+    return installation[:8].lower() + _uuid5(_namespace(installation), name)[8:]
+
+
+@functools.lru_cache(maxsize=64)
+def _namespace(installation: str) -> bytes:
+    """The UUID namespace of an installation id (32 hex digits), as bytes."""
+    return uuid.UUID(hex=installation).bytes
 
 
 def cell_installation(installation: str, key: str) -> str:

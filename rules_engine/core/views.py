@@ -185,11 +185,14 @@ class OrderView:
 
 
 class Orders:
-    """Open and in-flight orders, findable by client order id or txid."""
+    """Open and in-flight orders, findable by client order id or txid. Their total notional
+    is kept as they come, fill and go (`set_filled`), so a risk check costs the same with a
+    thousand resting orders as with none."""
 
     def __init__(self, orders: Iterable[OrderView] = ()) -> None:
         self._orders: dict[str, OrderView] = {}
         self._by_txid: dict[str, str] = {}
+        self._notional = Decimal(0)
         for order in orders:
             self.add(order)
 
@@ -200,7 +203,11 @@ class Orders:
         return len(self._orders)
 
     def add(self, order: OrderView) -> None:
+        replaced = self._orders.get(order.key)
+        if replaced is not None:
+            self._notional -= replaced.notional
         self._orders[order.key] = order
+        self._notional += order.notional
         for txid in order.txids:
             self._by_txid[txid] = order.key
 
@@ -216,8 +223,16 @@ class Orders:
         for txid in order.txids:
             self._by_txid[txid] = order.key
 
+    def set_filled(self, order: OrderView, filled: Decimal) -> None:
+        """Record how much of `order` (one of these) has filled."""
+        self._notional -= order.notional
+        order.filled = filled
+        self._notional += order.notional
+
     def remove(self, order: OrderView) -> None:
-        self._orders.pop(order.key, None)
+        removed = self._orders.pop(order.key, None)
+        if removed is not None:
+            self._notional -= removed.notional
         for txid in order.txids:
             self._by_txid.pop(txid, None)
 
@@ -225,7 +240,7 @@ class Orders:
         return sum(1 for o in self._orders.values() if pair is None or o.pair == pair)
 
     def total_notional(self) -> Decimal:
-        return sum((o.notional for o in self._orders.values()), Decimal(0))
+        return self._notional
 
     def of_rule(self, rule_id: str, market: str) -> list[OrderView]:
         return [o for o in self._orders.values() if o.rule_id == rule_id and o.market == market]

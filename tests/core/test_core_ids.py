@@ -24,3 +24,12 @@ def test_a_state_dir_id_is_unchanged() -> None:
     # the state dir's form (no key): the installation id itself is the namespace, as before
     expected = INSTALLATION[:8] + str(uuid.uuid5(uuid.UUID(hex=INSTALLATION), "follow\x1f1\x1f0"))[8:]
     assert client_order_id("follow", 1, 0, INSTALLATION) == expected
+
+
+def test_an_id_with_an_installation_is_the_standard_uuid5_in_its_namespace() -> None:
+    import uuid
+
+    for installation in (INSTALLATION, INSTALLATION.upper(), "0" * 32, "f" * 32):
+        for rule_id, seq, index in (("r", 1, 0), ("flip", 99, 2), ("é-rule", 7, 1)):
+            expected = str(uuid.uuid5(uuid.UUID(hex=installation), f"{rule_id}\x1f{seq}\x1f{index}"))
+            assert client_order_id(rule_id, seq, index, installation) == installation[:8].lower() + expected[8:]

@@ -6,8 +6,10 @@ from core_builders import D, fired, kinds, log, order, price, rule, ruleset, tic
 
 from rules_engine.actions.futures_send_order import FuturesSendOrderAction
 from rules_engine.core import model
-from rules_engine.core import Engine, RiskLimits
-from rules_engine.core.events import ActionResult
+from rules_engine import jsoncodec
+from rules_engine.core import Engine, EngineState, RiskLimits
+from rules_engine.core.events import ActionResult, OrderUpdate
+from rules_engine.core.views import Orders, OrderView
 
 
 def run_order(limits, act=None, t=2.0, engine=None):
@@ -124,3 +126,42 @@ def test_futures_inverse_contract_size_is_the_usd_notional():
     engine = Engine(ruleset(rule("f", price(100), actions=(act,))), RiskLimits(max_order_notional={"PI_XBTUSD": D(400)}))
     _, decision = run_order(None, engine=engine)
     assert breach(decision) == {"limit": "max_order_notional", "value": D(500), "allowed": D(400), "pair": "PI_XBTUSD"}
+
+
+def test_the_open_notional_follows_fills_and_closes_and_survives_a_restart():
+    """The running total a risk check reads (kept as orders come, fill and go) is what the
+    open orders add up to: a partial fill frees its part, a cancel frees the rest."""
+    limits = RiskLimits(max_total_notional=D(25))
+    engine = Engine(ruleset(rule("r", price(100), mode="queued", actions=(order(volume="0.1", price="100"),))),
+                    limits)
+    for t in (2, 4):  # two resting orders of notional 10 each
+        engine.handle(tick(t - 1, "90"))
+        engine.handle(tick(t, "101"))
+        engine.handle(ActionResult(f"r#{t // 2}/0", True, t + 0.5, {"txid": [f"O{t}"]}))
+    orders = engine._state.orders
+    assert orders.total_notional() == D("20.0")
+    engine.handle(OrderUpdate(time=4.7, status="open", txid="O2", pair="XBTUSD", market="spot", filled=D("0.06")))
+    assert orders.total_notional() == D("14.0")  # 0.04 left of the first: 4, and 10
+    engine.handle(tick(5, "90"))
+    decision = engine.handle(tick(6, "101"))
+    assert [i.kind for i in decision.intents] == ["place_order"]  # 14 + 10 <= 25: it may go
+    engine.handle(ActionResult("r#3/0", True, 6.5, {"txid": ["O6"]}))
+    engine.handle(OrderUpdate(time=6.7, status="canceled", txid="O4", pair="XBTUSD", market="spot"))
+    assert orders.total_notional() == D("14.0")  # 4 + 10: the cancelled one is gone
+    assert orders.total_notional() == sum((o.notional for o in orders), D(0))
+    again = Engine(engine.ruleset, limits, state=EngineState.from_snapshot(
+        jsoncodec.loads(jsoncodec.dumps(engine.snapshot()))))
+    assert again._state.orders.total_notional() == D("14.0")
+
+
+def test_the_orders_running_total_is_their_sum_whatever_the_order_of_changes():
+    views = [OrderView(key=f"k{n}", market="spot", pair="XBTUSD", status="open", volume=D("0.5"),
+                       price=D(100 + n)) for n in range(5)]
+    orders = Orders(views[:3])
+    orders.add(views[3])
+    orders.set_filled(views[0], D("0.2"))
+    orders.add(OrderView(key="k1", market="spot", pair="XBTUSD", status="open", volume=D(1), price=D(7)))  # replaced
+    orders.remove(views[2])
+    orders.remove(views[4])  # not one of them: nothing changes
+    orders.set_filled(views[3], D("0.9"))  # more than its volume: nothing left open
+    assert orders.total_notional() == sum((o.notional for o in orders), D(0)) == D("0.3") * 100 + 7
