@@ -5,6 +5,8 @@
     crossings, fires and intents); the large book adds 99,900 levels outside that range.
     A sorted index makes the cost depend on the levels crossed, not the levels held.
 (b) Ticks per second through `Engine.handle` with 1,000 price rules over 50 symbols.
+(c) An order-placing crossing with no resting orders and with 2,000 (risk limits on): the
+    risk check reads a running total, so the cost does not grow with the open orders.
 
 Ticks are a seeded random walk; every fire runs one `log` action, so the figures include
 gating, firing, running actions and building the trace.
@@ -13,15 +15,19 @@ gating, firing, running actions and building the trace.
 from __future__ import annotations
 
 import random
+import statistics
+import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from rules_engine.actions.log import LogAction
-from rules_engine.core import Engine, model
-from rules_engine.core.events import Tick
+from rules_engine.core import Engine, RiskLimits, model
+from rules_engine.core.events import ActionResult, Tick
 from rules_engine.expr import compile_template
 from rules_engine.registry import names_for_triggers
+from rules_engine.rules import load_rules
 from rules_engine.triggers.price import PriceTrigger
 
 TICKS = 20_000
@@ -100,11 +106,51 @@ def throughput_figure() -> float:
     return rate
 
 
+RESTING_RULES = """version: 1
+rules:
+  - id: flip
+    mode: queued
+    triggers:
+      - {type: price, symbol: XBTUSD, crosses_above: 70000}
+      - {type: price, symbol: XBTUSD, crosses_below: 69000}
+    actions:
+      - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.0001, price: 1000}
+"""
+
+
+def resting_orders_figure(resting: int = 2000) -> tuple[float, float]:
+    """An order-placing crossing's cost with no resting orders and with `resting` of them,
+    risk limits on (total notional, open orders): each accepted order stays open."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rules.yaml"
+        path.write_text(RESTING_RULES)
+        loaded = load_rules([path])
+    assert loaded.ruleset is not None, loaded.errors
+    limits = RiskLimits(max_total_notional=Decimal(10) ** 12, max_open_orders=10**6)
+    engine = Engine(loaded.ruleset, limits, installation="0123456789abcdef0123456789abcdef")
+    engine.handle(Tick(symbol="XBTUSD", market="spot", time=1.0, last=Decimal(69500)))
+    costs = []
+    for n in range(resting + 200):
+        price = Decimal(70100) if n % 2 == 0 else Decimal(68900)
+        tick = Tick(symbol="XBTUSD", market="spot", time=2.0 + n, last=price)
+        started = time.perf_counter()
+        decision = engine.handle(tick)
+        costs.append(time.perf_counter() - started)
+        for intent in decision.intents:
+            engine.handle(ActionResult(intent.intent_id, True, 2.5 + n, {"txid": [f"O{n}"]}))
+    first, last = statistics.median(costs[:200]), statistics.median(costs[-200:])
+    print(f"  an order-placing crossing: {first * 1e6:.1f} us with under 200 resting orders, {last * 1e6:.1f} us "
+          f"with {resting:,} (medians of 200); ratio {last / first:.2f}x (target: within 1.5x)")
+    return first, last
+
+
 def main() -> None:
     print("(a) per-tick cost against the number of levels on one symbol")
     levels_figure()
     print("(b) throughput")
     throughput_figure()
+    print("(c) against the number of resting orders (risk limits on)")
+    resting_orders_figure()
 
 
 if __name__ == "__main__":
