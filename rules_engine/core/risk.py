@@ -10,7 +10,7 @@ engine's open and in-flight orders plus the new one.
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -54,21 +54,27 @@ class OrderProposal:
 
 
 class OrderTimes:
-    """When the engine sent its orders, for the per-minute and per-day limits (kept one day)."""
+    """When the engine sent its orders, for the per-minute and per-day limits (kept one day),
+    in order, so a count is a binary search however many orders the day holds."""
 
     def __init__(self, times: list[float] | None = None):
-        self._times: deque[float] = deque(sorted(times or []))
+        self._times: list[float] = sorted(times or [])
 
     def record(self, now: float) -> None:
-        self._times.append(now)
+        times = self._times
+        if times and now < times[-1]:  # the clock stepped back: keep them in order
+            bisect.insort(times, now)
+        else:
+            times.append(now)
         self._trim(now)
 
     def count_since(self, since: float) -> int:
-        return sum(1 for t in self._times if t > since)
+        return len(self._times) - bisect.bisect_right(self._times, since)
 
     def _trim(self, now: float) -> None:
-        while self._times and self._times[0] <= now - DAY:
-            self._times.popleft()
+        times = self._times
+        if times and times[0] <= now - DAY:
+            del times[:bisect.bisect_right(times, now - DAY)]
 
     def to_json(self, now: float) -> list[float]:
         self._trim(now)

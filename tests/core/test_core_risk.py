@@ -165,3 +165,21 @@ def test_the_orders_running_total_is_their_sum_whatever_the_order_of_changes():
     orders.remove(views[4])  # not one of them: nothing changes
     orders.set_filled(views[3], D("0.9"))  # more than its volume: nothing left open
     assert orders.total_notional() == sum((o.notional for o in orders), D(0)) == D("0.3") * 100 + 7
+
+
+def test_order_times_count_as_a_full_scan_would_even_when_the_clock_steps_back():
+    import random
+
+    from rules_engine.core.risk import DAY, OrderTimes
+
+    rng = random.Random(5)
+    times = OrderTimes([50.0, 10.0, 30.0])  # a restored list need not be in order
+    seen = [10.0, 30.0, 50.0]
+    now = 100.0
+    for _ in range(500):
+        now += rng.uniform(-20, 400)  # now and then the clock steps back
+        times.record(now)
+        seen = [t for t in seen + [now] if t > now - DAY]  # what a day's window keeps
+        for since in (now - 60, now - 3600, now - DAY, now - 10 * DAY, now + 1):
+            assert times.count_since(since) == sum(1 for t in seen if t > since)
+    assert times.to_json(now) == sorted(t for t in seen if t > now - DAY)
