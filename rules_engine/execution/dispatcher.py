@@ -157,15 +157,23 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
 
-    def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None) -> ExecutionReport:
+    def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None, *,
+                 decision_audited: bool = False) -> ExecutionReport:
         """Carry out one intent safely; returns the report whose `result` (then `events`)
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
-        it (step 1 then needs no second look-up)."""
+        it (step 1 then needs no second look-up). `decision_audited`: the caller committed the
+        order's `decision` record (`append_decision`) with that row (step 2 is done)."""
         with self._dispatching:
             if isinstance(intent, ORDER_INTENTS):
-                return self._dispatch_order(intent, recorded)
+                return self._dispatch_order(intent, recorded, decision_audited and recorded is not None)
             return self._dispatch_other(intent)
+
+    def append_decision(self, intent: OrderIntent, *, sync: bool = True) -> None:
+        """Audit the order's `decision` record, its "sent" mark (step 2); raises if the audit
+        log refuses it."""
+        self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
+                          data=self._decision_data(intent, client_id(intent)), sync=sync)
 
     def observe(self, tick: Tick) -> list[Event]:
         """Feed a tick to the executor (paper fills); record fills of known decisions."""
@@ -279,13 +287,15 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ orders
 
-    def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None) -> ExecutionReport:
+    def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None,
+                        audited: bool = False) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"
         decision_id = intent.decision_id or intent.intent_id
         decision = recorded
         if decision is None or decision.cl_ord_id != cl_ord_id:
+            audited = False
             try:
                 with self.store.transaction():
                     decision = self.store.record_decision(cl_ord_id, rule_id, decision_id, intent.to_dict())
@@ -295,8 +305,8 @@ class Dispatcher:
         if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
         try:  # the order's "sent" mark: once written, a restart looks the order up
-            self.audit.append("decision", rule_id=intent.rule_id, rule_file_hash=self._hash(intent.rule_id),
-                              data=self._decision_data(intent, cl_ord_id), sync=True)
+            if not audited:
+                self.append_decision(intent)
         except Exception as exc:
             log.error("order %s not sent: the audit log refused its decision: %s", cl_ord_id, exc)
             result = refused(intent, now, f"not sent: audit log failed: {exc}", "AuditFailed")

@@ -184,13 +184,14 @@ class DeliveryClaimer:
                     continue
                 payload = jsoncodec.loads(payload_text)
                 payload[self.account_field] = self._account(self.key_id, jsoncodec.loads(account))
-                seq = conn.execute("INSERT INTO signal_inbox (key_id, source, signal_id, payload, time) "
-                                   "VALUES (%s, %s, %s, %s, %s) RETURNING seq",
-                                   (self.key_id, provider, signal_id, jsoncodec.dumps(payload, "signal payload"),
-                                    time)).fetchone()[0]
-                conn.execute("UPDATE fanout_deliveries SET status = 'taken', taken_at = now(), taken_epoch = %s, "
-                             "inbox_seq = %s WHERE key_id = %s AND provider = %s AND signal_id = %s",
-                             (self.epoch or 0, seq, *where))
+                seq = conn.execute(  # into the inbox and marked taken: one statement
+                    "WITH inbox AS (INSERT INTO signal_inbox (key_id, source, signal_id, payload, time) "
+                    "VALUES (%s, %s, %s, %s, %s) RETURNING seq) "
+                    "UPDATE fanout_deliveries SET status = 'taken', taken_at = now(), taken_epoch = %s, "
+                    "inbox_seq = (SELECT seq FROM inbox) WHERE key_id = %s AND provider = %s AND signal_id = %s "
+                    "RETURNING inbox_seq",
+                    (self.key_id, provider, signal_id, jsoncodec.dumps(payload, "signal payload"), time,
+                     self.epoch or 0, *where)).fetchone()[0]
                 taken.append(TakenDelivery(provider, signal_id, payload, int(seq), float(age)))
         return taken, expired
 
@@ -206,8 +207,9 @@ class DeliveryClaimer:
                 "WHERE d.key_id = %s AND d.status = 'taken' AND d.expires_at <= now() FOR UPDATE OF d",
                 (self.key_id,)).fetchall()
             for provider, signal_id, seq, age, max_age in rows:
-                deleted = conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = %s", (self.key_id, seq))
-                if deleted.rowcount == 0:  # decided meanwhile (marked done by the same commit): leave it
+                deleted = conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = %s RETURNING 1",
+                                       (self.key_id, seq))
+                if deleted.fetchone() is None:  # decided meanwhile (marked done by the same commit): leave it
                     continue
                 conn.execute("UPDATE fanout_deliveries SET status = 'expired', done_at = now() "
                              "WHERE key_id = %s AND provider = %s AND signal_id = %s",
