@@ -27,6 +27,7 @@ Tables (created with the store's, `ensure_schema`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,10 +162,15 @@ class DeliveryClaimer:
         self._owned = db is None
         self._db = Connection(settings, epoch) if db is None else db
 
-    def claim(self, *, time: float, limit: int = CLAIM_BATCH) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
+    def claim(self, *, time: float, limit: int = CLAIM_BATCH,
+              audit: Callable[[list[TakenDelivery], list[ExpiredDelivery]], None] | None = None
+              ) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
         """Take up to `limit` pending deliveries of the key, oldest first, skipping rows another
         consumer holds: each goes into the signal inbox (with `time` as its event time), or is
-        expired when past its max_age. StateStoreError (FencedError) if the store refuses."""
+        expired when past its max_age. StateStoreError (FencedError) if the store refuses.
+        `audit(taken, expired)` appends their records to the key's audit chain (it must not
+        raise): right before the claim's COMMIT when the store commits the chain's records with
+        its own (`PgStateStore.pair_audit`: one transaction, not two), else after it."""
         taken: list[TakenDelivery] = []
         expired: list[ExpiredDelivery] = []
         with self._db.transaction() as conn:
@@ -193,6 +199,12 @@ class DeliveryClaimer:
                     (self.key_id, provider, signal_id, jsoncodec.dumps(payload, "signal payload"), time,
                      self.epoch or 0, *where)).fetchone()[0]
                 taken.append(TakenDelivery(provider, signal_id, payload, int(seq), float(age)))
+            later = None if audit is None or not (taken or expired) else functools.partial(audit, taken, expired)
+            if later is not None and self._db.before_commit is not None:
+                self._db.at_commit(later)
+                later = None
+        if later is not None:
+            later()
         return taken, expired
 
     def expire_stale(self) -> list[ExpiredDelivery]:

@@ -22,6 +22,7 @@ from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.pgstore import PgAuditLog, PgStateStore, StoreSettings, acquire_lease, export_jsonl
 from rules_engine.pgstore import audit as pg_audit
+from rules_engine.pgstore.fanout import DeliveryClaimer, store_signal
 
 pytestmark = pytest.mark.cluster
 
@@ -181,3 +182,22 @@ def test_a_commit_of_the_chain_under_way_is_not_waited_for(settings, pg_server, 
             thread.join()
         log.flush()
         assert other.execute("SELECT count(*) FROM audit").fetchone()[0] == 1
+
+
+def test_a_claims_signal_records_commit_with_the_claim(settings, pg_server, pg_dsn, tmp_path):
+    store, log, lane, executor, other = world(settings, pg_server, pg_dsn)
+    with store, log, other:
+        store_signal(other, "prov", "sig-1", [], {"action": "buy"}, {settings.key_id: {"scale": 1}}, 30.0, "intake")
+        claimer = DeliveryClaimer(settings, store.epoch, db=store.connection)
+
+        def audit(taken, expired) -> None:  # what the service's consumer does: a `signal` record per delivery
+            for delivery in taken:
+                log.append("signal", data={"source": delivery.provider, "signal_id": delivery.signal_id})
+
+        state, chain = Traces(store._db._conn, tmp_path / "state"), Traces(log._db._conn, tmp_path / "audit")
+        taken, _ = claimer.claim(time=1.0, audit=audit)
+        state_sent, audit_sent = state.read(), chain.read()
+        assert [t.signal_id for t in taken] == ["sig-1"]
+        assert audit_sent == "" and sent(state_sent, '"BEGIN"') == 1  # one transaction: the claim and its record
+        assert other.execute("SELECT kind FROM audit").fetchall() == [("signal",)]
+        assert other.execute("SELECT status FROM fanout_deliveries").fetchall() == [("taken",)]
