@@ -64,12 +64,15 @@ class _Flusher:
         self._cond = threading.Condition()
         self._due: dict[PgAuditLog, float] = {}
         self._thread: threading.Thread | None = None
+        self._waking_at: float | None = None  # when the thread wakes by itself (None: only when notified)
 
     def schedule(self, log: PgAuditLog) -> None:
         with self._cond:
             if log not in self._due:
-                self._due[log] = time.monotonic() + LINGER
-                self._cond.notify()
+                at = self._due[log] = time.monotonic() + LINGER
+                if self._waking_at is None or at < self._waking_at:  # else it wakes in time by itself
+                    self._waking_at = at
+                    self._cond.notify()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="audit-flusher", daemon=True)
                 self._thread.start()
@@ -78,11 +81,13 @@ class _Flusher:
         while True:
             with self._cond:
                 while not self._due:
+                    self._waking_at = None
                     self._cond.wait()
                 now = time.monotonic()
                 due = [log for log, at in self._due.items() if at <= now]
                 if not due:
-                    self._cond.wait(min(self._due.values()) - now)
+                    self._waking_at = min(self._due.values())
+                    self._cond.wait(self._waking_at - now)
                     continue
                 for log in due:
                     del self._due[log]

@@ -24,7 +24,7 @@ from rules_engine import jsoncodec
 from rules_engine.core.ids import cell_installation
 from rules_engine.pgstore.audit import PgAuditLog
 from rules_engine.pgstore.connection import Connection, FencedError, StoreSettings
-from rules_engine.pgstore.fanout import complete_deliveries
+from rules_engine.pgstore.fanout import complete_deliveries, int_array
 from rules_engine.state.store import (
     _MAX_NONCE,
     _RANK,
@@ -424,9 +424,10 @@ class PgStateStore:
         return [(int(r[0]), str(r[1]), str(r[2]), jsoncodec.loads(r[3]), float(r[4])) for r in rows]
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
+        seqs = [int(n) for n in numbers]
         with self._db.transaction(join=True) as conn:
-            seqs = [int(n) for n in numbers]
-            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s)", (self.key_id, seqs))
+            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s::bigint[])",
+                         (self.key_id, int_array(seqs)))
             complete_deliveries(conn, self.key_id, seqs)  # fanned-out signals: done with their decision
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
