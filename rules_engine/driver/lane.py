@@ -9,6 +9,10 @@ A `Job` is one decision's intents (or none: just save the state). `CommitLane.ru
    "sent" mark; execute; audit request and response; record the outcome);
 3. returns `(intent, report)` for each, to be fed back to the core.
 
+On the PostgreSQL store the first order's `decision` record is committed in the transaction
+of step 1 (`PgStateStore.audit_with_commit`), not in one of its own in step 2: still committed
+before the order is sent.
+
 If the commit fails nothing is sent: each intent gets a failed result and the changes stay
 unsaved (under any taken since) for the next commit. The commit is durable unless every
 intent is an order: each of those has its `decision` audit record fsynced before it leaves,
@@ -32,7 +36,7 @@ from rules_engine.core.events import ActionResult
 from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
 from rules_engine.crashpoints import crash_point
-from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, client_id
+from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, OrderIntent, client_id
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.state.protocol import EngineStore
 from rules_engine.state.store import OrderRecord
@@ -98,12 +102,13 @@ class CommitLane:
     def run(self, job: Job) -> Reported:
         """Commit, then dispatch each intent; never raises for an execution failure."""
         rows: dict[str, OrderRecord] = {}
+        audited: set[str] = set()
         reported: Reported = []
         if job.persist:
             if any(isinstance(intent, ORDER_INTENTS) for intent in job.intents):
                 crash_point("order.before_commit")
             try:
-                rows = self.commit(job.intents)
+                rows, audited = self._commit(job.intents)
             except Exception as exc:
                 log.exception("could not persist a decision; its intents are not sent")
                 if self._on_commit is not None:
@@ -118,8 +123,9 @@ class CommitLane:
             if self._on_dispatch is not None:
                 self._on_dispatch(job)
             try:
-                recorded = rows.get(client_id(intent)) if isinstance(intent, ORDER_INTENTS) else None
-                report = self.dispatcher.dispatch(intent, recorded)
+                key = client_id(intent) if isinstance(intent, ORDER_INTENTS) else None
+                recorded = rows.get(key) if key is not None else None
+                report = self.dispatcher.dispatch(intent, recorded, decision_audited=key in audited)
             except Exception as exc:
                 log.exception("dispatch of %s failed", intent.intent_id)
                 report = failed(intent, self._clock(), f"{type(exc).__name__}: {exc}")
@@ -131,6 +137,11 @@ class CommitLane:
     def commit(self, intents: Sequence[Intent] = ()) -> dict[str, OrderRecord]:
         """One transaction: a `pending` row per order intent (returned by client order id)
         and every state change taken so far."""
+        return self._commit(intents)[0]
+
+    def _commit(self, intents: Sequence[Intent]) -> tuple[dict[str, OrderRecord], set[str]]:
+        """`commit`, and the client order ids whose `decision` audit record committed with it."""
+        audited: set[str] = set()
         with self._lock:
             changes, self._unsaved = self._unsaved, None
             consumed, self._consumed = self._consumed, []
@@ -145,6 +156,8 @@ class CommitLane:
                         rows[cl_ord_id] = store.record_decision(
                             cl_ord_id, intent.rule_id or "engine", intent.decision_id or intent.intent_id,
                             intent.to_dict())
+                        if len(rows) == 1 and rows[cl_ord_id].created:
+                            self._audit_with_commit(intent, audited)
                 if changes is not None:
                     store.save_engine_changes(changes.base, changes.parts, complete=changes.complete)
                 if consumed:
@@ -155,7 +168,27 @@ class CommitLane:
                     self._unsaved = changes if self._unsaved is None else changes.then(self._unsaved)
                 self._consumed[:0] = consumed
             raise
-        return rows
+        return rows, audited
+
+    def _audit_with_commit(self, intent: OrderIntent, audited: set[str]) -> None:
+        """A store that can (PostgreSQL: `PgStateStore.audit_with_commit`) commits the first
+        order's `decision` audit record in this transaction, with its row: committed before it
+        is sent, as the dispatcher's own append would, one transaction fewer. The order's id
+        goes into `audited` once the record is appended (the dispatcher then skips its append)."""
+        join = getattr(self.store, "audit_with_commit", None)
+        if join is None:
+            return
+        cl_ord_id = client_id(intent)
+
+        def append() -> None:
+            try:
+                self.dispatcher.append_decision(intent, sync=False)
+            except Exception as exc:  # the dispatcher tries once more (and abandons the order if that fails)
+                log.warning("order %s: its decision record could not join the commit: %s", cl_ord_id, exc)
+                return
+            audited.add(cl_ord_id)
+
+        join(append)
 
 
 def failed(intent: Intent, now: float, error: str) -> ExecutionReport:

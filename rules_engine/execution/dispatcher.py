@@ -189,15 +189,27 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public
 
-    def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None) -> ExecutionReport:
+    def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None, *,
+                 decision_audited: bool = False) -> ExecutionReport:
         """Carry out one intent safely; returns the report whose `result` (then `events`)
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
-        it (step 1 then needs no second look-up)."""
+        it (step 1 then needs no second look-up). `decision_audited`: the caller committed the
+        order's `decision` record (`append_decision`) with that row (step 2 is done)."""
         with self._dispatching:
             if isinstance(intent, ORDER_INTENTS):
-                return self._dispatch_order(intent, recorded)
+                return self._dispatch_order(intent, recorded, decision_audited and recorded is not None)
             return self._dispatch_other(intent)
+
+    def append_decision(self, intent: OrderIntent, *, sync: bool = True) -> None:
+        """Audit the order's `decision` record, its "sent" mark (step 2); raises if the audit
+        log refuses it."""
+        self.audit.append("decision", sync=sync, **self._decision_entry(intent))
+
+    def _decision_entry(self, intent: OrderIntent) -> dict[str, Any]:
+        """The `decision` record's rule id, rule file hash and data."""
+        return {"rule_id": intent.rule_id, "rule_file_hash": self._hash(intent.rule_id),
+                "data": self._decision_data(intent, client_id(intent))}
 
     def observe(self, tick: Tick) -> list[Event]:
         """Feed a tick to the executor (paper fills); record fills of known decisions."""
@@ -311,13 +323,15 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ orders
 
-    def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None) -> ExecutionReport:
+    def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None,
+                        audited: bool = False) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"
         decision_id = intent.decision_id or intent.intent_id
         decision = recorded
         if decision is None or decision.cl_ord_id != cl_ord_id:
+            audited = False
             try:
                 with self.store.transaction():
                     decision = self.store.record_decision(cl_ord_id, rule_id, decision_id, intent.to_dict())
@@ -327,7 +341,7 @@ class Dispatcher:
         if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
         try:  # the order's "sent" mark: once written, a restart looks the order up
-            durable = self._write_decision(intent, cl_ord_id)
+            durable = _nothing_to_wait_for if audited else self._write_decision(intent)
         except Exception as exc:
             return self._audit_refused(intent, cl_ord_id, now, exc)
         gate = _DurableGate(durable)
@@ -345,17 +359,15 @@ class Dispatcher:
         self._note(report.events)
         return report
 
-    def _write_decision(self, intent: OrderIntent, cl_ord_id: str) -> Callable[[], None]:
+    def _write_decision(self, intent: OrderIntent) -> Callable[[], None]:
         """Write the order's `decision` record and start making it durable; returns the wait
         for it to be on disk (a sink that cannot sync in the background syncs before returning)."""
-        kwargs: dict[str, Any] = {"rule_id": intent.rule_id, "rule_file_hash": self._hash(intent.rule_id),
-                                  "data": self._decision_data(intent, cl_ord_id)}
         append_durable = getattr(self.audit, "append_durable", None)
-        if append_durable is not None:
-            _, durable = append_durable("decision", **kwargs)
-            return cast(Callable[[], None], durable)
-        self.audit.append("decision", sync=True, **kwargs)
-        return _nothing_to_wait_for
+        if append_durable is None:
+            self.append_decision(intent)
+            return _nothing_to_wait_for
+        _, durable = append_durable("decision", **self._decision_entry(intent))
+        return cast(Callable[[], None], durable)
 
     def _audit_refused(self, intent: OrderIntent, cl_ord_id: str, now: float, exc: Exception) -> ExecutionReport:
         """The audit log could not take (or make durable) the order's decision: never sent, abandoned."""

@@ -36,7 +36,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ from rules_engine.redact import Redactor, default_redactor
 from rules_engine.state.store import StateStoreError
 
 _PAGE = 5000
+_INSERT = ("INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
+           "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
 LINGER = 0.05
 """Seconds a record appended with `sync=False` waits in the queue at most before the flusher
 commits it (a `sync=True` append, `flush` or `close` commits it sooner)."""
@@ -62,12 +64,15 @@ class _Flusher:
         self._cond = threading.Condition()
         self._due: dict[PgAuditLog, float] = {}
         self._thread: threading.Thread | None = None
+        self._waking_at: float | None = None  # when the thread wakes by itself (None: only when notified)
 
     def schedule(self, log: PgAuditLog) -> None:
         with self._cond:
             if log not in self._due:
-                self._due[log] = time.monotonic() + LINGER
-                self._cond.notify()
+                at = self._due[log] = time.monotonic() + LINGER
+                if self._waking_at is None or at < self._waking_at:  # else it wakes in time by itself
+                    self._waking_at = at
+                    self._cond.notify()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="audit-flusher", daemon=True)
                 self._thread.start()
@@ -76,11 +81,13 @@ class _Flusher:
         while True:
             with self._cond:
                 while not self._due:
+                    self._waking_at = None
                     self._cond.wait()
                 now = time.monotonic()
                 due = [log for log, at in self._due.items() if at <= now]
                 if not due:
-                    self._cond.wait(min(self._due.values()) - now)
+                    self._waking_at = min(self._due.values())
+                    self._cond.wait(self._waking_at - now)
                     continue
                 for log in due:
                     del self._due[log]
@@ -206,21 +213,77 @@ class PgAuditLog:
                         raise StateStoreError(f"state store {self.settings.shown}: the chain's head moved in the "
                                               f"table (seq {self._committed[0]}), queued records refused")
                     with conn.cursor() as cursor:
-                        cursor.executemany(
-                            "INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", [row for _, row in batch])
+                        cursor.executemany(_INSERT, [row for _, row in batch])
             except StateStoreError as exc:
-                with self._lock:
-                    self._refused += len(batch) + len(self._queue)
-                    self._queue = []
-                    self._generation += 1
-                    self._first_refused = first["seq"]
-                    self._seq, self._prev = self._committed
-                    if self._failed_since is None:
-                        self._failed_since = self._db.failure or (str(exc), float(self._clock()))
+                self._refuse(first["seq"], len(batch), str(exc))
                 raise
             last = batch[-1][0]
             self._committed = (last["seq"], last["hash"])
+
+    def _refuse(self, first_seq: int, count: int, reason: str) -> None:
+        """A commit of `count` queued records from `first_seq` failed: they and everything queued
+        behind them are refused, the head goes back to the last committed record (commit lock held)."""
+        with self._lock:
+            self._refused += count + len(self._queue)
+            self._queue = []
+            self._generation += 1
+            self._first_refused = first_seq
+            self._seq, self._prev = self._committed
+            if self._failed_since is None:
+                self._failed_since = self._db.failure or (reason, float(self._clock()))
+
+    def ride(self, conn: Any, appends: Sequence[Callable[[], None]] = ()
+             ) -> Callable[[BaseException | None], None] | None:
+        """The state store of the same key and epoch is about to commit a transaction on `conn`
+        (begun with its epoch check): the queued records go into it, so they commit (or fail)
+        with its writes, without a transaction of their own (`PgStateStore.pair_audit`).
+        `appends` (appends to this chain, e.g. an order's `decision` record) are made first,
+        while no other commit of the chain can take them: their records are in the transaction
+        (or, after a failure, written by the append itself). Without `appends` the queue rides
+        only if no commit of the chain is under way. Returns what to call once the transaction
+        ended (None: committed; else the error, which refuses the records as a failed commit
+        does), or None if nothing rides."""
+        if appends:
+            self._commit_lock.acquire()
+        elif not self._commit_lock.acquire(blocking=False):
+            return None
+        try:
+            for append in appends:
+                append()
+            with self._lock:
+                batch = self._queue
+                if not batch or self._failed_since is not None or self._db.failure is not None \
+                        or self._committed != (batch[0][0]["seq"] - 1, batch[0][0]["prev"]):
+                    batch = []  # nothing, or the chain's own commit sorts it out (`_flush`)
+                else:
+                    self._queue = []
+            if not batch and appends:
+                self._flush()  # the appended records are committed before the caller's transaction
+            if batch:
+                try:
+                    with conn.cursor() as cursor:
+                        cursor.executemany(_INSERT, [row for _, row in batch])
+                except BaseException as exc:
+                    self._refuse(batch[0][0]["seq"], len(batch), f"state store {self.settings.shown}: {exc}")
+                    raise
+        except BaseException:
+            self._commit_lock.release()
+            raise
+        if not batch:
+            self._commit_lock.release()
+            return None
+
+        def ended(error: BaseException | None) -> None:
+            try:
+                if error is None:
+                    last = batch[-1][0]
+                    self._committed = (last["seq"], last["hash"])
+                else:
+                    self._refuse(batch[0][0]["seq"], len(batch), f"state store {self.settings.shown}: {error}")
+            finally:
+                self._commit_lock.release()
+
+        return ended
 
     def _write_after_failure(self, entries: list[tuple[str, str | None, str | None, Mapping[str, Any]]]
                              ) -> list[dict[str, Any]]:
@@ -244,9 +307,7 @@ class PgAuditLog:
                             *entries]
                     records, rows = self._encode(batch, *self._committed)
                     with conn.cursor() as cursor:
-                        cursor.executemany(
-                            "INSERT INTO audit (key_id, seq, prev_hash, hash, epoch, time, kind, rule_id, line) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                        cursor.executemany(_INSERT, rows)
             except StateStoreError as exc:
                 with self._lock:
                     self._refused += len(entries)

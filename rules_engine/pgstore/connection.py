@@ -16,6 +16,7 @@ so no write of an old epoch commits after a new epoch began.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -216,28 +217,57 @@ def check_epoch(conn: Any, settings: StoreSettings, epoch: int) -> None:
                           f"now held by epoch {row[0]} ({row[1]}); its writes are refused")
 
 
+BeforeCommit = Callable[[Any, list[Callable[[], None]]], Callable[[BaseException | None], None] | None]
+"""`Connection.before_commit`: (connection, the `at_commit` calls) -> called when the transaction ended."""
+
+
 class _PipelinedTransaction:
-    """A transaction block inside a pipeline block, entered and left as one (see `Connection.transaction`)."""
+    """An outer transaction in pipeline mode, begun and ended by hand (see `Connection.transaction`):
+    BEGIN goes with the statement after it (the epoch check), COMMIT with the statements queued
+    before it, each batch one round trip. (psycopg's own transaction block inside a pipeline
+    syncs after its BEGIN and twice around its COMMIT: three round trips more.) A savepoint
+    inside it (`sync` first) is psycopg's."""
 
     def __init__(self, conn: Any) -> None:
+        self._conn = conn
         self._pipe = conn.pipeline()
-        self._block = conn.transaction()
+        self._pipeline: Any = None
 
     def __enter__(self) -> None:
-        self._pipe.__enter__()
+        self._pipeline = self._pipe.__enter__()
         try:
-            self._block.__enter__()
+            self._conn.execute("BEGIN")
         except BaseException as exc:
             self._pipe.__exit__(type(exc), exc, exc.__traceback__)
             raise
 
+    def sync(self) -> None:
+        """Wait for every statement queued so far (raises the first one's error)."""
+        self._pipeline.sync()
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None:
+            try:
+                self._pipe.__exit__(exc_type, exc, tb)  # waits for what is queued; its errors are dropped
+            finally:
+                self._rollback()
+            return
         try:
-            self._block.__exit__(exc_type, exc, tb)  # queues COMMIT (or ROLLBACK)
+            self._conn.execute("COMMIT")
+            self._pipe.__exit__(None, None, None)  # sends COMMIT and what is queued; raises the first error
         except BaseException as failed:
-            self._pipe.__exit__(type(failed), failed, failed.__traceback__)
+            if self._conn.pgconn.pipeline_status:  # still in pipeline mode: the COMMIT was not even queued
+                with contextlib.suppress(psycopg.Error):
+                    self._pipe.__exit__(type(failed), failed, failed.__traceback__)
+            self._rollback()  # a statement failed: the server skipped the rest, the transaction is open
             raise
-        self._pipe.__exit__(exc_type, exc, tb)  # sends what is queued; raises the commit's error
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn.closed or conn.broken or conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("ROLLBACK")
 
 
 class Connection:
@@ -247,8 +277,9 @@ class Connection:
     again; a fenced cell stays failed."""
 
     def __init__(self, settings: StoreSettings, epoch: int | None, clock: Callable[[], float] = time.time,
-                 on_reconnect: Callable[[Any], None] | None = None) -> None:
+                 on_reconnect: Callable[[Any], None] | None = None, *, pipelined: bool = False) -> None:
         self.settings = settings
+        self.pipelined = pipelined  # every outer transaction in pipeline mode (`transaction`)
         self.epoch = epoch
         self._clock = clock
         self._on_reconnect = on_reconnect
@@ -258,6 +289,13 @@ class Connection:
         self._closed = False
         self.failure: tuple[str, float] | None = None
         self._fenced: str | None = None
+        self.before_commit: BeforeCommit | None = None
+        """Called right before each outer transaction's COMMIT, with the connection and the calls
+        `at_commit` added in it (its statements join the transaction); what it returns is called
+        once the transaction ended, with None if it committed, else the error (`PgStateStore`:
+        its key's audit records commit with its writes)."""
+        self._at_commit: list[Callable[[], None]] = []
+        self._outer: _PipelinedTransaction | None = None  # the outer transaction, when pipelined
 
     def _open(self) -> Any:
         if self._closed:
@@ -311,10 +349,11 @@ class Connection:
         A connection found dead when the outer transaction begins (the server restarted since
         the last call) is replaced once, right away: nothing was written on it yet.
 
-        `pipeline`: the outer transaction in psycopg's pipeline mode, for writes that read no
-        result of their own statements (no `rowcount`): BEGIN goes with the epoch check, the
-        statements with the COMMIT, two round trips in all; it returns once the commit is
-        answered, as without."""
+        `pipeline` (or a `pipelined` connection): the outer transaction in psycopg's pipeline
+        mode: BEGIN goes with the epoch check, each statement whose result is read (`fetchone`;
+        never `rowcount`, which is not known yet) costs a round trip, and every other statement
+        goes with the next of those or with the COMMIT; it returns once the commit is answered,
+        as without. A statement's error is raised when its result, or the COMMIT, is."""
         with self.lock:
             if join and self._depth > 0 and self._conn is not None:
                 self._depth += 1
@@ -326,15 +365,32 @@ class Connection:
                     self._depth -= 1
                 return
             outer = self._depth == 0
-            conn, block = self._begin(outer, pipeline and outer)
+            conn, block = self._begin(outer, (pipeline or self.pipelined) and outer)
+            if outer and isinstance(block, _PipelinedTransaction):
+                self._outer = block
             self._depth += 1
+            ended: Callable[[BaseException | None], None] | None = None
             try:
                 try:
                     yield conn
+                    if outer and self.before_commit is not None:
+                        calls, self._at_commit = self._at_commit, []
+                        ended = self.before_commit(conn, calls)
                 except BaseException as exc:
-                    block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                    try:
+                        block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                    finally:
+                        if ended is not None:
+                            ended(exc)
                     raise
-                block.__exit__(None, None, None)  # commits (or releases the savepoint)
+                try:
+                    block.__exit__(None, None, None)  # commits (or releases the savepoint)
+                except BaseException as exc:
+                    if ended is not None:
+                        ended(exc)
+                    raise
+                if ended is not None:
+                    ended(None)
             except FencedError as exc:
                 self._fenced = str(exc)
                 self._note(str(exc))
@@ -343,6 +399,9 @@ class Connection:
                 raise self._lost(exc) from None
             finally:
                 self._depth -= 1
+                if outer:
+                    self._at_commit = []  # a transaction that failed first drops its calls
+                    self._outer = None
             if outer:
                 self.failure = None
 
@@ -352,6 +411,8 @@ class Connection:
             conn = self._open()
             block = _PipelinedTransaction(conn) if pipeline else conn.transaction()
             try:
+                if not outer and self._outer is not None:
+                    self._outer.sync()  # a savepoint (psycopg's) needs the BEGIN answered
                 block.__enter__()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 lost = self._lost(exc)
@@ -380,6 +441,14 @@ class Connection:
                     raise
             return conn, block
         raise AssertionError("unreachable")
+
+    def at_commit(self, call: Callable[[], None]) -> None:
+        """Inside a transaction: `call` is handed to `before_commit` right before the outer
+        transaction's COMMIT (dropped if the transaction fails first)."""
+        with self.lock:
+            if self._depth == 0 or self.before_commit is None:
+                raise RuntimeError("at_commit: no transaction with a before_commit hook is open")
+            self._at_commit.append(call)
 
     @contextmanager
     def reading(self) -> Iterator[Any]:

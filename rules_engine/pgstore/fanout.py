@@ -27,6 +27,7 @@ Tables (created with the store's, `ensure_schema`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,10 +162,15 @@ class DeliveryClaimer:
         self._owned = db is None
         self._db = Connection(settings, epoch) if db is None else db
 
-    def claim(self, *, time: float, limit: int = CLAIM_BATCH) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
+    def claim(self, *, time: float, limit: int = CLAIM_BATCH,
+              audit: Callable[[list[TakenDelivery], list[ExpiredDelivery]], None] | None = None
+              ) -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
         """Take up to `limit` pending deliveries of the key, oldest first, skipping rows another
         consumer holds: each goes into the signal inbox (with `time` as its event time), or is
-        expired when past its max_age. StateStoreError (FencedError) if the store refuses."""
+        expired when past its max_age. StateStoreError (FencedError) if the store refuses.
+        `audit(taken, expired)` appends their records to the key's audit chain (it must not
+        raise): right before the claim's COMMIT when the store commits the chain's records with
+        its own (`PgStateStore.pair_audit`: one transaction, not two), else after it."""
         taken: list[TakenDelivery] = []
         expired: list[ExpiredDelivery] = []
         with self._db.transaction() as conn:
@@ -184,14 +190,21 @@ class DeliveryClaimer:
                     continue
                 payload = jsoncodec.loads(payload_text)
                 payload[self.account_field] = self._account(self.key_id, jsoncodec.loads(account))
-                seq = conn.execute("INSERT INTO signal_inbox (key_id, source, signal_id, payload, time) "
-                                   "VALUES (%s, %s, %s, %s, %s) RETURNING seq",
-                                   (self.key_id, provider, signal_id, jsoncodec.dumps(payload, "signal payload"),
-                                    time)).fetchone()[0]
-                conn.execute("UPDATE fanout_deliveries SET status = 'taken', taken_at = now(), taken_epoch = %s, "
-                             "inbox_seq = %s WHERE key_id = %s AND provider = %s AND signal_id = %s",
-                             (self.epoch or 0, seq, *where))
+                seq = conn.execute(  # into the inbox and marked taken: one statement
+                    "WITH inbox AS (INSERT INTO signal_inbox (key_id, source, signal_id, payload, time) "
+                    "VALUES (%s, %s, %s, %s, %s) RETURNING seq) "
+                    "UPDATE fanout_deliveries SET status = 'taken', taken_at = now(), taken_epoch = %s, "
+                    "inbox_seq = (SELECT seq FROM inbox) WHERE key_id = %s AND provider = %s AND signal_id = %s "
+                    "RETURNING inbox_seq",
+                    (self.key_id, provider, signal_id, jsoncodec.dumps(payload, "signal payload"), time,
+                     self.epoch or 0, *where)).fetchone()[0]
                 taken.append(TakenDelivery(provider, signal_id, payload, int(seq), float(age)))
+            later = None if audit is None or not (taken or expired) else functools.partial(audit, taken, expired)
+            if later is not None and self._db.before_commit is not None:
+                self._db.at_commit(later)
+                later = None
+        if later is not None:
+            later()
         return taken, expired
 
     def expire_stale(self) -> list[ExpiredDelivery]:
@@ -206,8 +219,9 @@ class DeliveryClaimer:
                 "WHERE d.key_id = %s AND d.status = 'taken' AND d.expires_at <= now() FOR UPDATE OF d",
                 (self.key_id,)).fetchall()
             for provider, signal_id, seq, age, max_age in rows:
-                deleted = conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = %s", (self.key_id, seq))
-                if deleted.rowcount == 0:  # decided meanwhile (marked done by the same commit): leave it
+                deleted = conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = %s RETURNING 1",
+                                       (self.key_id, seq))
+                if deleted.fetchone() is None:  # decided meanwhile (marked done by the same commit): leave it
                     continue
                 conn.execute("UPDATE fanout_deliveries SET status = 'expired', done_at = now() "
                              "WHERE key_id = %s AND provider = %s AND signal_id = %s",
@@ -224,7 +238,14 @@ def complete_deliveries(conn: Any, key_id: str, inbox_numbers: Sequence[int]) ->
     """Mark `done` the deliveries whose inbox rows the decision's commit is deleting (on the
     commit's own connection, inside its transaction)."""
     conn.execute("UPDATE fanout_deliveries SET status = 'done', done_at = now() "
-                 "WHERE key_id = %s AND status = 'taken' AND inbox_seq = ANY(%s)", (key_id, list(inbox_numbers)))
+                 "WHERE key_id = %s AND status = 'taken' AND inbox_seq = ANY(%s::bigint[])",
+                 (key_id, int_array(inbox_numbers)))
+
+
+def int_array(numbers: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers (`'{1,2}'`, cast `::bigint[]` in the query): psycopg
+    builds a new adapter context for each Python list it sends, a cost per statement on a hot path."""
+    return "{" + ",".join(str(int(n)) for n in numbers) + "}"
 
 
 def prune_signals(settings: StoreSettings, older_than: float) -> tuple[int, int]:

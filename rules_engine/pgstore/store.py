@@ -22,8 +22,9 @@ from typing import Any
 
 from rules_engine import jsoncodec
 from rules_engine.core.ids import cell_installation
+from rules_engine.pgstore.audit import PgAuditLog
 from rules_engine.pgstore.connection import Connection, FencedError, StoreSettings
-from rules_engine.pgstore.fanout import complete_deliveries
+from rules_engine.pgstore.fanout import complete_deliveries, int_array
 from rules_engine.state.store import (
     _MAX_NONCE,
     _RANK,
@@ -64,7 +65,9 @@ class PgStateStore:
         self.key_id = settings.key_id
         self.epoch = epoch
         self._clock = clock
-        self._db = Connection(settings, epoch, clock)
+        self._db = Connection(settings, epoch, clock, pipelined=True)  # a write costs a round trip only where
+        # its result is read: a decision's rows, its audit records and the COMMIT go together
+        self._audit: PgAuditLog | None = None  # `pair_audit`
         self._db.open()
         with self._db.reading() as conn:
             conn.execute("INSERT INTO cluster_meta (key, value) VALUES ('installation_id', %s) "
@@ -95,6 +98,28 @@ class PgStateStore:
         without a savepoint of their own: an error of one fails the whole block."""
         with self._db.transaction():
             yield
+
+    def pair_audit(self, audit: PgAuditLog) -> None:
+        """Commit the key's audit records with this store's writes: each transaction of the store
+        takes the chain's queued records into it right before its COMMIT (`PgAuditLog.ride`),
+        one transaction where there were two. `audit` must be of the same key and epoch."""
+        if audit.settings.key_id != self.key_id or audit.epoch != self.epoch:
+            raise ValueError("a store commits the audit records of its own key and epoch only")
+        self._audit = audit
+        self._db.before_commit = self._ride
+
+    def _ride(self, conn: Any, appends: list[Callable[[], None]]) -> Callable[[BaseException | None], None] | None:
+        return None if self._audit is None else self._audit.ride(conn, appends)
+
+    def audit_with_commit(self, append: Callable[[], None]) -> bool:
+        """Inside `transaction()`: `append` (an append to the paired audit chain, such as an
+        order's `decision` record) runs right before the transaction's COMMIT and its record
+        commits with it: when the transaction returns, the record is committed. False (and
+        `append` is not kept) if no chain is paired."""
+        if self._audit is None:
+            return False
+        self._db.at_commit(append)
+        return True
 
     @property
     def connection(self) -> Connection:
@@ -213,9 +238,10 @@ class PgStateStore:
         with self._db.transaction(join=True) as conn:
             inserted = conn.execute(
                 f"INSERT INTO decisions (key_id, epoch, {_COLUMNS}) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s, NULL, %s) ON CONFLICT (key_id, cl_ord_id) DO NOTHING",
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, %s, NULL, %s) ON CONFLICT (key_id, cl_ord_id) DO NOTHING "
+                "RETURNING 1",
                 (self.key_id, self.epoch or 0, cl_ord_id, rule_id, decision_id, intent_text, status, now, now))
-            if inserted.rowcount == 1:
+            if inserted.fetchone() is not None:
                 return _decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now), True)
             existing = self._fetch(conn, cl_ord_id)
             assert existing is not None
@@ -237,9 +263,9 @@ class PgStateStore:
         try:
             with self._db.transaction() as conn:
                 inserted = conn.execute("INSERT INTO cell_meta (key_id, key, value) VALUES (%s, %s, %s) "
-                                        "ON CONFLICT (key_id, key) DO NOTHING",
+                                        "ON CONFLICT (key_id, key) DO NOTHING RETURNING 1",
                                         (self.key_id, key, jsoncodec.dumps(dict(note), "resend note")))
-                if inserted.rowcount != 1:
+                if inserted.fetchone() is None:
                     return None
                 row = conn.execute(f"UPDATE decisions SET status = 'sent', sent_at = %s, updated_at = %s "
                                    "WHERE key_id = %s AND cl_ord_id = %s AND status = ANY(%s) "
@@ -381,8 +407,8 @@ class PgStateStore:
                 for key, expires in (seen or {}).items():
                     cursor = conn.execute(
                         "INSERT INTO seen_signals (key_id, source, signal_id, expires_at) VALUES (%s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING", (self.key_id, source, key, expires))
-                    if cursor.rowcount == 0:
+                        "ON CONFLICT DO NOTHING RETURNING 1", (self.key_id, source, key, expires))
+                    if cursor.fetchone() is None:
                         raise _Replayed
                 row = conn.execute("INSERT INTO signal_inbox (key_id, source, signal_id, payload, time) "
                                    "VALUES (%s, %s, %s, %s, %s) RETURNING seq",
@@ -398,9 +424,10 @@ class PgStateStore:
         return [(int(r[0]), str(r[1]), str(r[2]), jsoncodec.loads(r[3]), float(r[4])) for r in rows]
 
     def consume_signals(self, numbers: Iterable[int]) -> None:
+        seqs = [int(n) for n in numbers]
         with self._db.transaction(join=True) as conn:
-            seqs = [int(n) for n in numbers]
-            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s)", (self.key_id, seqs))
+            conn.execute("DELETE FROM signal_inbox WHERE key_id = %s AND seq = ANY(%s::bigint[])",
+                         (self.key_id, int_array(seqs)))
             complete_deliveries(conn, self.key_id, seqs)  # fanned-out signals: done with their decision
 
     def seen_signal(self, source: str, signal_id: str, now: float, ttl: float) -> bool:
@@ -411,9 +438,9 @@ class PgStateStore:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM seen_signals WHERE key_id = %s AND expires_at <= %s", (self.key_id, now))
             cursor = conn.execute("INSERT INTO seen_signals (key_id, source, signal_id, expires_at) "
-                                  "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                                  "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
                                   (self.key_id, source, signal_id, now + ttl))
-            return cursor.rowcount == 0
+            return cursor.fetchone() is None
 
 
 class _Replayed(Exception):

@@ -83,6 +83,7 @@ from rules_engine.service.off_path import (
     checkpoint_state,
     defer_state_checkpoints,
     keep_nonces_ahead,
+    keeps_audit_checkpoint,
     sync_audit_off_path,
 )
 from rules_engine.service.private_account import private_feed_for
@@ -794,7 +795,7 @@ class EngineService:
                     await asyncio.to_thread(self.audit_tap.sync)
             if self.storage is not None:
                 await asyncio.to_thread(self.storage.check)
-            if self.dispatcher is not None:
+            if self.dispatcher is not None and keeps_audit_checkpoint(self.store):
                 with contextlib.suppress(StateStoreError):
                     await asyncio.to_thread(self.dispatcher.audit_checkpoint)
             with contextlib.suppress(StateStoreError):
@@ -978,7 +979,7 @@ class EngineService:
             self.driver.lane.take_changes(self.driver.engine.snapshot_changes())
             with contextlib.suppress(StateStoreError):
                 self.driver.lane.commit()
-        if self.dispatcher is not None:
+        if self.dispatcher is not None and keeps_audit_checkpoint(self.store):
             with contextlib.suppress(StateStoreError):
                 self.dispatcher.audit_checkpoint()
         if self.lines is not None:  # the rest, and any later write, at once

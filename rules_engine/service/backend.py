@@ -86,6 +86,7 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
             except BaseException:
                 pg_store.close()
                 raise
+            pg_store.pair_audit(pg_audit)  # the key's audit records commit with its state writes
         except BaseException:
             if cell is not None:
                 cell.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rules_engine.pgstore import StoreSettings
@@ -44,6 +45,7 @@ class DeliveryHub:
         self.notifications = 0  # received for a registered key (tests, metrics)
         self.backstop_wakes = 0
         self.woken: list[str] = []  # the keys woken by notifications, in order (the last 1,000; tests)
+        self._claiming: set[str] = set()  # keys whose cell is claiming now (`claiming`)
 
     def register(self, key: str) -> asyncio.Event:
         """The key's wake-up event, set now (the cell claims what is already there first)."""
@@ -55,6 +57,24 @@ class DeliveryHub:
     def unregister(self, key: str, event: asyncio.Event) -> None:
         if self._events.get(key) is event:
             del self._events[key]
+
+    @contextlib.contextmanager
+    def claiming(self, key: str) -> Iterator[None]:
+        """While the cell of `key` claims (its claim may wait for a thread): the backstop leaves
+        it alone, as waking it would only make it claim again and find nothing (in a large
+        fan-out, most keys of a worker are still waiting for their claim at the first backstop).
+        A notification still wakes it."""
+        self._claiming.add(key)
+        try:
+            yield
+        finally:
+            self._claiming.discard(key)
+
+    def wake_pending(self, keys: Iterable[str]) -> None:
+        """The backstop's wake-ups: `keys` have pending deliveries; those not claiming are woken."""
+        for key in keys:
+            if key not in self._claiming and self._wake(key):
+                self.backstop_wakes += 1
 
     def stop(self) -> None:
         self._stopping = True
@@ -119,6 +139,4 @@ class DeliveryHub:
                     cursor = await conn.execute(
                         "SELECT DISTINCT key_id FROM fanout_deliveries WHERE status = 'pending' AND key_id = ANY(%s)",
                         (keys,))
-                    for (key,) in await cursor.fetchall():
-                        if self._wake(str(key)):
-                            self.backstop_wakes += 1
+                    self.wake_pending([str(key) for (key,) in await cursor.fetchall()])

@@ -100,8 +100,9 @@ class DeliveryConsumer:
             while self.stopped is None:
                 await wake.wait()
                 wake.clear()
-                while await self._take() >= CLAIM_BATCH:
-                    pass
+                with hub.claiming(self.claimer.key_id):
+                    while await self._take() >= CLAIM_BATCH:
+                        pass
         finally:
             hub.unregister(self.claimer.key_id, wake)
             self.claimer.close()
@@ -140,10 +141,7 @@ class DeliveryConsumer:
             return 0
         now = self.clock()
 
-        def claim() -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
-            """Take, and audit what was taken or expired, off the event loop (a worker's loop serves
-            every cell: it would wait for each cell's audit commit in turn)."""
-            taken, expired = self.claimer.claim(time=now)
+        def audit(taken: list[TakenDelivery], expired: list[ExpiredDelivery]) -> None:
             try:
                 for late in expired:
                     self._expired(late)
@@ -151,7 +149,12 @@ class DeliveryConsumer:
                     self._audit_taken(delivery)
             except Exception:  # the deliveries are taken: they go to the engine whatever the audit did
                 log.exception("cannot audit the signal deliveries taken")
-            return taken, expired
+
+        def claim() -> tuple[list[TakenDelivery], list[ExpiredDelivery]]:
+            """Take, and audit what was taken or expired (with the claim's commit, on PostgreSQL),
+            off the event loop (a worker's loop serves every cell: it would wait for each cell's
+            commits in turn)."""
+            return self.claimer.claim(time=now, audit=audit)
 
         try:
             taken, expired = await asyncio.to_thread(claim)

@@ -64,11 +64,14 @@ class ThreadLane:
         self.jobs += 1
         earlier = [f for lane, f in self._tails.items() if lane != name and not f.done()] if cancels(job) else []
         if earlier:
-            future = pool.submit(_after, earlier, self.lane.run, job)
+            future = pool.submit(_after, earlier, self.lane.run, job, done=self._finished)
         else:
-            future = pool.submit(self.lane.run, job)
+            future = pool.submit(self.lane.run, job, done=self._finished)
         self._tails[name] = future
-        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._done, f))
+
+    def _finished(self, future: Future[Reported]) -> None:
+        """On the lane's thread: hand the finished job to the loop."""
+        self._loop.call_soon_threadsafe(self._done, future)
 
     def _done(self, future: Future[Reported]) -> None:
         self.jobs -= 1
@@ -97,8 +100,14 @@ class LaneThread:
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    def submit(self, fn: Callable[..., Any], *args: Any,
+               done: Callable[[Future[Any]], None] | None = None) -> Future[Any]:
+        """Queue `fn(*args)`; `done(future)` runs on the lane's thread once it finished (attached
+        before the call is queued: the submitting thread never contends for the future's lock
+        with the lane's thread already running it)."""
         future: Future[Any] = Future()
+        if done is not None:
+            future.add_done_callback(done)
         self._queue.put((future, fn, args))
         return future
 

@@ -56,6 +56,14 @@ def defer_state_checkpoints(store: Any) -> None:
         store.defer_checkpoints()
 
 
+def keeps_audit_checkpoint(store: Any) -> bool:
+    """Whether the store needs the audit checkpoint (`Dispatcher.audit_checkpoint`): the SQLite
+    store's commits may precede the disk, so `restore_sent_decisions` reads the audit log from
+    it after a power cut; PostgreSQL's commits are synchronous and nothing is restored (a
+    transaction per key and second saved)."""
+    return isinstance(store, StateStore)
+
+
 def checkpoint_state(store: Any) -> None:
     """Checkpoint the SQLite store's write-ahead log (the housekeeping, on a worker thread)."""
     if isinstance(store, StateStore):

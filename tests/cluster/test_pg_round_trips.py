@@ -112,3 +112,35 @@ def test_a_claim_that_finds_the_key_taken_fences_the_state_store_it_shares(setti
         assert store.fenced  # the store learns it at once: the cell stops acting
         with pytest.raises(FencedError):
             store.record_decision("c1", "r1", "d1", {})
+
+
+def round_trips(trace: str) -> int:
+    """How many times the client waited for the server: each turn from sending messages (`F`
+    lines of the trace) to reading answers (`B` lines)."""
+    sides = [line.split("\t")[1] for line in trace.splitlines() if line.count("\t") >= 3]
+    return sum(1 for before, after in zip(sides, sides[1:], strict=False) if (before, after) == ("F", "B"))
+
+
+def test_a_decisions_commit_waits_only_where_a_result_is_read(settings, tmp_path):
+    """The cell's transactions run in pipeline mode: BEGIN with the epoch check is one round trip,
+    the decision's insert (its result says whether it is new) one, and the rest of the writes go
+    with the COMMIT (was one round trip per statement)."""
+    epoch = acquire_lease(settings, "worker-1").epoch
+    with PgStateStore(settings, epoch=epoch) as store:
+        store.record_decision("c0", "r1", "d0", {})
+
+        def commit() -> None:
+            with store.transaction():
+                assert store.record_decision("c1", "r1", "d1", {"kind": "place_order"}).created
+                assert not store.record_decision("c0", "r1", "d0", {}).created
+                store.save_engine_changes({"now": 1.0}, {"r1": {"fire_seq": {"r1": 1}}, "r2": None},
+                                          complete=True)
+                store.consume_signals([1, 2])
+
+        sent = traced(store, tmp_path / "commit.trace", commit)
+        # BEGIN with the epoch check; c1's insert; c0's insert, then its row read; the rest with the COMMIT
+        assert round_trips(sent) == 5
+        assert store.load_engine_snapshot() == {"now": 1.0, "fire_seq": {"r1": 1}}
+        sent = traced(store, tmp_path / "outcome.trace", lambda: store.record_outcome("c1", "accepted", {}))
+        assert round_trips(sent) == 3  # BEGIN with the epoch check; the row read for update; the update, COMMIT
+        assert store.get_decision("c1").status == "accepted"
