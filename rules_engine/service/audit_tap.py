@@ -19,11 +19,12 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import AuditSink, Entry
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 RecordsWatcher = Callable[[list[dict[str, Any]]], None]
@@ -75,18 +76,8 @@ class AuditTap:
 
     def append(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
                data: Mapping[str, Any] | None = None, sync: bool = False) -> dict[str, Any]:
-        writing = self._writing
-        writing.append(None)
-        try:
-            try:
-                record = self.inner.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=sync)
-            except AuditError as exc:
-                self._failed(exc)
-                raise
-            self._written([record])
-        finally:
-            writing.pop()
-        return record
+        return self._tapped(lambda: self.inner.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash,
+                                                      data=data, sync=sync), lambda record: [record])
 
     def append_durable(self, kind: str, *, rule_id: str | None = None, rule_file_hash: str | None = None,
                        data: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -95,17 +86,8 @@ class AuditTap:
         inner_durable = getattr(self.inner, "append_durable", None)
         if inner_durable is None:
             return self.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=True), _no_wait
-        writing = self._writing
-        writing.append(None)
-        try:
-            try:
-                record, durable = inner_durable(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data)
-            except AuditError as exc:
-                self._failed(exc)
-                raise
-            self._written([record])
-        finally:
-            writing.pop()
+        record, durable = self._tapped(lambda: inner_durable(kind, rule_id=rule_id, rule_file_hash=rule_file_hash,
+                                                             data=data), lambda written: [written[0]])
 
         def wait() -> None:
             try:
@@ -117,19 +99,25 @@ class AuditTap:
         return record, wait
 
     def append_many(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+        return self._tapped(lambda: self.inner.append_many(entries), lambda records: records)
+
+    def _tapped(self, write: Callable[[], _T], records_of: Callable[[_T], list[dict[str, Any]]]) -> _T:
+        """One write to the inner sink: marked as under way while it runs, its failure reported,
+        its records (`records_of` its result) handed to the watchers."""
         writing = self._writing
         writing.append(None)
         try:
             try:
-                records = self.inner.append_many(entries)
+                result = write()
             except AuditError as exc:
                 self._failed(exc)
                 raise
+            records = records_of(result)
             if records:
                 self._written(records)
         finally:
             writing.pop()
-        return records
+        return result
 
     @property
     def pending(self) -> bool:
