@@ -19,7 +19,10 @@ An order (`PlaceOrder`, `FuturesSendOrder`) takes these steps, in this order:
    on its way.
 3. `executor.execute(intent)` (in the gate).
 4. Audit `request` and `response` (redacted by the audit log).
-5. `store.record_outcome`: accepted, filled, cancelled, rejected, unknown (an ambiguous
+5. `store.record_outcome` (unless the executor refused the order before signing it, as a
+   lease-gated client does while its lease has lapsed: then it stays `pending`, with its
+   record, and the key's next holder or the next start looks it up and sends it if proven
+   absent and still fresh): accepted, filled, cancelled, rejected, unknown (an ambiguous
    failure the lookup could not settle: reconciled at the next start, never resent), or
    abandoned (nothing placed: validate only, or not simulated). With `sent_in_audit` (the
    service) it is committed without waiting for the disk: the fsynced `decision` record
@@ -353,6 +356,10 @@ class Dispatcher:
             return self._audit_refused(intent, cl_ord_id, now, exc)
         crash_point("order.after_send")
         self._audit_exchange(intent, report, cl_ord_id)
+        if report.result.data.get("unsent"):  # refused before it was signed (a lapsed lease): not final
+            log.warning("order %s not sent (%s): left pending for the key's next holder to settle",
+                        cl_ord_id, report.result.error)
+            return report
         status, outcome = outcome_of(report, cl_ord_id)
         self._record(cl_ord_id, status, outcome)
         crash_point("order.after_outcome")

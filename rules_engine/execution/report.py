@@ -61,6 +61,8 @@ def describe_error(exc: BaseException) -> tuple[str, type[BaseException] | None,
     if isinstance(exc, kraken_errors.KrakenError):
         text = exc.errors[0] if exc.errors else str(exc)
         extra: dict[str, Any] = {"ambiguous": True} if exc.ambiguous else {}
+        if exc.unsent:
+            extra["unsent"] = True
         if isinstance(exc, kraken_errors.RateLimited) and exc.retry_at is not None:
             extra["retry_at"] = exc.retry_at
         if len(exc.errors) > 1:

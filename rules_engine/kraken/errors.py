@@ -61,6 +61,7 @@ class KrakenError(Exception):
 
     transient = False
     ambiguous = False
+    unsent = False  # raised before the request was signed: it certainly never reached Kraken
 
     def __init__(self, message: str = "", *, errors: Sequence[str] = (), method: str | None = None):
         self.errors = list(errors)

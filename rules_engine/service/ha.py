@@ -69,13 +69,20 @@ ORDER_DEADLINE = 5.0
 demoted leader can still be placed, so how long a takeover waits before "not found" is proof."""
 LOOKUP_EVERY = 2.0
 """Seconds from a takeover's first lookup of a previous epoch's orders to its second."""
+LAPSE_WAIT = 2.0
+"""At most this long (and at most the lease's TTL) a private call waits for a late renewal to
+end a lapse before it is refused (`LeaseLost`): an order decided while the renewing thread was
+starved of CPU leaves a moment later instead of never (its deadline still 3 s or more ahead)."""
 SKEW_ENV = "RULES_ENGINE_TEST_CLOCK_SKEW"
 MID_REQUEST_AFTER = 0.3
 """The `order.mid_request` crash point fires this long after an AddOrder left (tests)."""
 
 
 class LeaseLost(KrakenError):
-    """This engine may not use the API key now: its lease lapsed, or another engine took the key."""
+    """This engine may not use the API key now: its lease lapsed, or another engine took the key.
+    Raised before anything is signed (`GatedNonceSource`): the request never left."""
+
+    unsent = True
 
 
 class LeaseKeeper:
@@ -100,6 +107,7 @@ class LeaseKeeper:
         self.renewals = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._renewed = threading.Condition()  # told of each renewal and of a halt (`check(wait=)`)
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
 
     def start(self) -> None:
@@ -156,10 +164,18 @@ class LeaseKeeper:
         self.valid_until = sent + self.ttl - self.margin
         self.failure = None
         self.renewals += 1
+        with self._renewed:
+            self._renewed.notify_all()
         crash_point("lease.renewed")
 
-    def check(self) -> None:
-        """Raise LeaseLost unless this engine may call Kraken with the key now."""
+    def check(self, wait: float = 0.0) -> None:
+        """Raise LeaseLost unless this engine may call Kraken with the key now. A lapse (a
+        renewal late: the renewing thread starved of CPU, the store slow) is first waited out
+        for up to `wait` seconds: a renewal of the same epoch ends it; a halt does not."""
+        if wait > 0 and self.halted is None and self._monotonic() > self.valid_until:
+            with self._renewed:
+                self._renewed.wait_for(lambda: self.halted is not None or self._monotonic() <= self.valid_until,
+                                       timeout=wait)
         if self.halted is not None:
             raise LeaseLost(self.halted)
         if self._monotonic() > self.valid_until:
@@ -181,6 +197,8 @@ class LeaseKeeper:
             if self.halted is not None:
                 return
             self.halted = reason
+        with self._renewed:
+            self._renewed.notify_all()
         log.error("lease: %s", reason)
         if self.on_halt is not None:
             self.on_halt(reason)
@@ -358,7 +376,7 @@ class HaCell:
         if self.keeper.halted is None and self.store_fenced():
             self.keeper.halt("fenced: a write of this engine found the key held by a newer epoch; "
                              "this engine stops acting")
-        self.keeper.check()
+        self.keeper.check(wait=min(self.keeper.ttl, LAPSE_WAIT))
 
     def problem(self) -> str | None:
         """For /readyz: why this engine may not trade now."""

@@ -308,3 +308,48 @@ def test_a_standby_that_released_the_key_waits_out_its_hold_off_before_taking_it
         assert other.wait_for_key().epoch == 3 and time.monotonic() - began < 1.0
     finally:
         other.close(release=True)
+
+
+def _check_in_thread(gate: LeaseKeeper, wait: float) -> tuple[Any, list[BaseException | None]]:
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            gate.check(wait=wait)
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_lapse_is_waited_out_until_a_renewal_of_the_same_epoch_ends_it() -> None:
+    """A renewal late (its thread starved of CPU) does not refuse a call at once: the call waits
+    (up to `wait`) and goes on once the same epoch is renewed."""
+    clock, halts = [10.0], []
+    session = FakeSession()
+    gate = keeper(session, clock, halts)
+    clock[0] = 20.0  # long past valid_until: lapsed
+    thread, outcome = _check_in_thread(gate, wait=30)
+    session.answers = [True]
+    gate.renew_once()  # sent at 20.0: valid until 20 + 2 - 1/3
+    thread.join(10)
+    assert not thread.is_alive() and outcome == [None] and halts == []
+
+
+def test_a_halt_during_the_wait_refuses_the_call_and_a_lapse_that_lasts_refuses_it_after_the_wait() -> None:
+    clock, halts = [10.0], []
+    gate = keeper(FakeSession(), clock, halts)
+    clock[0] = 20.0
+    thread, outcome = _check_in_thread(gate, wait=30)
+    gate.halt("fenced: a newer epoch holds the key")
+    thread.join(10)
+    assert not thread.is_alive() and isinstance(outcome[0], LeaseLost) and "fenced" in str(outcome[0])
+    lapsed = keeper(FakeSession(), [10.0], [])
+    lapsed._monotonic = lambda: 20.0  # type: ignore[method-assign]
+    with pytest.raises(LeaseLost, match="not renewed in time"):
+        lapsed.check(wait=0.05)  # nobody renews it: refused once the wait is over

@@ -323,3 +323,28 @@ def test_dry_run_can_read_real_balances_while_orders_stay_on_paper(store, clock)
     failing = DryRunExecutor(executor.paper, store, balance_reader=broken)
     result = failing.execute(it.ReadBalance(intent_id="b", rule_id="r", decision_id="r#1"), clock()).result
     assert not result.ok and result.data["error_class"] == "ConnectionError"
+
+
+def test_an_order_refused_before_it_was_signed_stays_pending_for_the_next_holder(store, audit):
+    """A lease-gated client refuses an order while its lease has lapsed (`LeaseLost`, before any
+    nonce or signature): the order never left, so it is not settled as `rejected` (which nobody
+    would send again); it stays `pending` with its record, and the next start looks it up."""
+    from rules_engine.execution.report import failure
+    from rules_engine.service.ha import LeaseLost
+
+    class Refusing(FakeExecutor):
+        def execute(self, intent, now):
+            self.executed.append(intent)
+            return ExecutionReport(failure(intent, now, LeaseLost("the key's lease was not renewed in time")),
+                                   {"method": "AddOrder"})
+
+    refusing = Refusing()
+    report = Dispatcher(refusing, store, audit, mode="live").dispatch(order(9))
+    assert not report.result.ok and report.result.data["error_class"] == "LeaseLost"
+    row = store.get_decision("dsp-9")
+    assert row.status == "pending" and refusing.executed
+    later = FakeExecutor()
+    again = Dispatcher(later, store, audit, mode="live")
+    assert again.may_have_left(row)  # its record is written: looked up, never assumed absent
+    again.recover()
+    assert later.reconciled == ["dsp-9"] and store.get_decision("dsp-9").status == "accepted"
