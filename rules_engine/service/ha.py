@@ -11,8 +11,10 @@ protocol of the scale-out design note (section 4.3), for `store: {standby: true,
 - **Lease.** `LeaseKeeper` renews the key's lease every `lease_ttl / 3` on its own thread; the
   database's clock judges expiry. The engine may call Kraken with the key only until its
   monotonic clock passes (time the last successful renewal was *sent* + TTL - TTL/6); after
-  that every private call is refused before it is signed (`LeaseLost`) and `/readyz` says
-  why, until a renewal of the same epoch succeeds again.
+  that a private call waits up to `LAPSE_WAIT` for a renewal of the same epoch, then is
+  refused before it is signed (`LeaseLost`, `unsent`: the dispatcher leaves such an order
+  `pending` for the next holder) and `/readyz` says why, until a renewal of the same epoch
+  succeeds again.
 - **Halt.** A renewal that finds another epoch (fenced), or Kraken refusing one of this
   engine's nonces (`EAPI:Invalid nonce`: the new holder's fence got there first) halts the
   cell for good: nothing more is signed, the callback (the service) stops the engine.
