@@ -55,7 +55,7 @@ from rules_engine.audit.records import (
     parse_record,
     to_jsonable,
 )
-from rules_engine.audit.sync_thread import SyncThread
+from rules_engine.audit.sync_thread import SyncThread, durable_already
 from rules_engine.redact import Redactor, default_redactor
 
 _json_text = json.encoder.encode_basestring_ascii  # a string as canonical JSON writes it (ASCII, quoted)
@@ -84,10 +84,6 @@ def read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     if end < 0:
         return None, 0
     return buf[: end - pos], end + 1
-
-
-def _durable_already() -> None:
-    """`append_durable`'s wait for a record that was durable when it returned."""
 
 
 _CHECKED_KINDS: set[str] = set()  # kinds already matched against KIND_PATTERN (a few dozen words)
@@ -324,7 +320,7 @@ class AuditLog:
             record = self._write_records([(kind, rule_id, rule_file_hash, data or {})], sync=inline)[0]
             size = self._size
             if not self._durable or self._synced_size >= size:
-                return record, _durable_already
+                return record, durable_already
         return record, self._syncer.begin(size)
 
     def _fsync(self, fd: int) -> None:
@@ -366,17 +362,21 @@ class AuditLog:
             self._unsynced = 0
         if seq <= self._head_seq or self._fd is None:
             return
-        head = Head(seq, prev, float(self._clock()))
         try:
-            if self._head_fd is not None and overwrite_head(self._head_fd, head):
-                self._head_behind = True
-            else:
-                write_head(self.path, head)
-                self._reopen_head()
+            self._head_behind = not self._point_head(Head(seq, prev, float(self._clock())), durable=False)
         except OSError as exc:
             self._fail(f"head file update failed ({exc.strerror})")
             raise AuditError(f"could not update the head of audit log {self.path}: {exc.strerror}") from None
         self._head_seq = seq
+
+    def _point_head(self, head: Head, *, durable: bool) -> bool:
+        """Point the head file at `head`: in place unless `durable` (or it cannot be: no head
+        file open yet, or the head does not fit), else replaced durably. Whether it was."""
+        if not durable and self._head_fd is not None and overwrite_head(self._head_fd, head):
+            return False
+        write_head(self.path, head)
+        self._reopen_head()
+        return True
 
     def append_many(
         self, entries: Iterable[tuple[str, str | None, str | None, Mapping[str, Any] | None]]
@@ -456,11 +456,7 @@ class AuditLog:
         try:
             with self._fsync_mutex:
                 self._fsync(self._fd)
-            head = Head(self._seq, self._prev, float(self._clock()))
-            if durable_head or self._head_fd is None or not overwrite_head(self._head_fd, head):
-                durable_head = True
-                write_head(self.path, head)
-                self._reopen_head()
+            durable_head = self._point_head(Head(self._seq, self._prev, float(self._clock())), durable=durable_head)
         except OSError as exc:
             # After a failed fsync the kernel may have dropped the data: the records since the
             # last good fsync are written again by `_recover_locked` before anything new.

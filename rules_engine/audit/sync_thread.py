@@ -28,8 +28,8 @@ def _audit_error(exc: Exception) -> AuditError:
     return exc if isinstance(exc, AuditError) else AuditError(f"audit log sync failed: {exc!r}")
 
 
-def _durable_already() -> None:
-    """The bytes asked for were durable when `begin` was called."""
+def durable_already() -> None:
+    """The wait for something that was durable when it was asked for: nothing to wait for."""
 
 
 class SyncThread:
@@ -52,7 +52,7 @@ class SyncThread:
         them is under way (or done), with the `wait` for its end."""
         with self._cv:
             if self._done >= size:
-                return _durable_already
+                return durable_already
             if self._closing:
                 raise AuditError("the audit log is closing")
             self._wanted = max(self._wanted, size)

@@ -57,6 +57,7 @@ from typing import Any, cast
 
 from rules_engine.audit.errors import AuditError
 from rules_engine.audit.sink import AuditSink
+from rules_engine.audit.sync_thread import durable_already
 from rules_engine.audit.tail import audited_answer, audited_decision
 from rules_engine.core import intents as it
 from rules_engine.core.events import ActionResult, Event, OrderUpdate, Tick
@@ -125,10 +126,6 @@ def may_have_left(audit: AuditSink, decision: OrderRecord) -> bool:
     except (OSError, ValueError, AuditError) as exc:
         log.warning("cannot read the audit log for order %s (looked up): %s", decision.cl_ord_id, exc)
     return True
-
-
-def _nothing_to_wait_for() -> None:
-    """The decision record was durable when it was written."""
 
 
 class _DurableGate:
@@ -344,7 +341,7 @@ class Dispatcher:
         if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
         try:  # the order's "sent" mark: once written, a restart looks the order up
-            durable = _nothing_to_wait_for if audited else self._write_decision(intent)
+            durable = durable_already if audited else self._write_decision(intent)
         except Exception as exc:
             return self._audit_refused(intent, cl_ord_id, now, exc)
         gate = _DurableGate(durable)
@@ -372,7 +369,7 @@ class Dispatcher:
         append_durable = getattr(self.audit, "append_durable", None)
         if append_durable is None:
             self.append_decision(intent)
-            return _nothing_to_wait_for
+            return durable_already
         _, durable = append_durable("decision", **self._decision_entry(intent))
         return cast(Callable[[], None], durable)
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import AuditSink, Entry
+from rules_engine.audit.sync_thread import durable_already
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class AuditTap:
         a failed wait is reported as a failed write."""
         inner_durable = getattr(self.inner, "append_durable", None)
         if inner_durable is None:
-            return self.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=True), _no_wait
+            record = self.append(kind, rule_id=rule_id, rule_file_hash=rule_file_hash, data=data, sync=True)
+            return record, durable_already
         record, durable = self._tapped(lambda: inner_durable(kind, rule_id=rule_id, rule_file_hash=rule_file_hash,
                                                              data=data), lambda written: [written[0]])
 
@@ -194,10 +196,6 @@ class AuditTap:
                 watcher(records)
             except Exception:
                 log.exception("audit watcher failed")
-
-
-def _no_wait() -> None:
-    """The record was made durable before `append_durable` returned."""
 
 
 def _seq(record: Mapping[str, Any]) -> int:
