@@ -308,7 +308,7 @@ class EngineService:
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted
-            self.cell.on_event = lambda event: self._on_loop(lambda: self._audit("lease", data=event))
+            self.cell.on_event = self._on_lease_event
             self.visibility.readiness.add_check("lease", self.cell.problem)
         self.inbox = SignalInbox(self.store)
         self.storage = StorageHealth(self.audit, self.store, self.metrics.registry, self.clock)
@@ -531,6 +531,15 @@ class EngineService:
             if self.started_at is not None:  # during the start, the takeover fails by itself (LeaseLost)
                 self._spawn(self.stop())
         self._on_loop(halt)
+
+    def _on_lease_event(self, event: dict[str, Any]) -> None:
+        """A lease event from a cell's thread, audited on the loop; a release at once, on the
+        releasing thread: the next holder may take the key moments later, and this chain's
+        writes are fenced from then on."""
+        if event.get("event") == "released":
+            self._audit("lease", data=event)
+        else:
+            self._on_loop(lambda: self._audit("lease", data=event))
 
     def _on_loop(self, fn: Callable[[], None]) -> None:
         if self._loop is not None and not self._loop.is_closed():
