@@ -1,9 +1,9 @@
 """Where the time goes from a tick to its signed AddOrder (`python -m bench.engine_service --stages`).
 
 A diagnostic, not a figure: it wraps the steps along the path (on the loop thread: the
-consumer, the core's decision, the audit of its trace, the hand-off to the pair's lane; on
-the lane thread: the SQLite commit, the decision's audit record with its fsync begun on the
-log's sync thread, the executor, its wait for that fsync at the send gate) with wall-clock
+consumer, the core's decision, the audit of its trace, the decision's audit record with its
+fsync begun on the log's sync thread, the hand-off to the pair's lane; on the lane thread:
+the SQLite commit, the executor, its wait for that fsync at the send gate) with wall-clock
 markers, so each sample says how long after the tick's receipt each step began and ended.
 The wrappers add a few microseconds per step.
 """
@@ -29,8 +29,9 @@ STEPS: tuple[tuple[type, str, str], ...] = (
     (EngineService, "_handle_item", "consumer takes the tick"),
     (Driver, "process", "core decided; trace audit and hand-off"),
     (Driver, "_record", "audit of the decision's trace (loop)"),
+    (CommitLane, "prewrite", "prewrite: the order's decision record (loop)"),
     (ThreadLane, "submit", "hand-off to the pair's lane"),
-    (CommitLane, "commit", "SQLite commit: decision row + state (lane)"),
+    (CommitLane, "_commit", "SQLite commit: decision row + state (lane)"),
     (Dispatcher, "_dispatch_order", "dispatch"),
     (AuditLog, "append_durable", "decision audit record, its fsync begun"),
     (LiveExecutor, "execute", "encode, nonce, sign"),

@@ -20,8 +20,8 @@ import threading
 ENV = "RULES_ENGINE_CRASH_AT"
 
 POINTS = (
-    "order.before_commit",    # an order decided, its row not yet committed
-    "order.after_commit",     # the decision's row and the core's state committed, nothing audited
+    "order.before_commit",    # an order decided, its decision record written ahead (SQLite), its row not committed
+    "order.after_commit",     # the decision's row and the core's state committed, nothing sent
     "order.after_decision",   # the decision audited (fsynced: its "sent" mark), the request not yet sent
     "order.before_resend",    # a decision proven never placed marked for its one resend, not yet sent
     "order.signed",           # an AddOrder signed with its nonce, not yet sent (high availability only)

@@ -19,9 +19,10 @@ For each event, in order:
    time too (paper expiries, its dead man's switch);
 2. a tick first moves the paper market (fills come back as `OrderUpdate`/`BalanceUpdate`
    events and are handled before the tick);
-3. the event goes to the core; the trace is audited; intents, or a fire, become a `Job`:
-   the core's state changes are committed with a row per order, then each intent is
-   dispatched (`CommitLane`); each result and follow-up event goes back to the core.
+3. the event goes to the core; the trace is audited; an order's `decision` record is written
+   and its fsync begun (`CommitLane.prewrite`); intents, or a fire, become a `Job`: the
+   core's state changes are committed with a row per order, then each intent is dispatched
+   (`CommitLane`); each result and follow-up event goes back to the core.
 
 **Account state before the first event.** `start` reads the account through the dispatcher
 (`Dispatcher.read_account`: balances and open orders, audited as a request and a response)
@@ -225,13 +226,15 @@ class Driver:
         fired = False
         if decision.trace:
             fired = self._record(decision.trace)
-        if decision.trace or decision.intents:
+        intents = tuple(decision.intents)
+        prewritten = self.lane.prewrite(intents)  # the first order's decision record: its fsync starts now
+        if decision.trace or intents:
             for observer in self.observers:
                 observer.decision(decision, received)
-        if decision.intents or fired:
+        if intents or fired:
             self.dirty = False
             self.lane.take_changes(self.engine.snapshot_changes())
-            self._submit(Job(tuple(decision.intents), True, received))
+            self._submit(Job(intents, True, received, prewritten=prewritten))
         else:
             self.dirty = True
 

@@ -8,7 +8,9 @@ An order (`PlaceOrder`, `FuturesSendOrder`) takes these steps, in this order:
    up (`reconcile`) instead. A final one (filled, cancelled, rejected, abandoned) is answered
    from the store.
 2. Audit `decision`, durable before anything is sent: the record is written and its fsync
-   started on the log's sync thread (`AuditLog.append_durable`), and the executor runs in
+   started on the log's sync thread (`AuditLog.append_durable`; for the first order of a
+   decision on the SQLite store this was done before step 1, by `prewrite`, so the disk
+   works while the row is committed too), and the executor runs in
    the order's send gate (`kraken.send_gate`), so the order is encoded, given its nonce and
    signed while the disk works, and waits at the gate, right before it leaves, until the
    record is on disk (an executor that sends nothing has it waited for when it returns).
@@ -52,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from rules_engine.audit.errors import AuditError
@@ -150,6 +152,19 @@ class _DurableGate:
         crash_point("order.after_decision")
 
 
+@dataclass(frozen=True)
+class Prewritten:
+    """An order's `decision` record written before its row is committed (`Dispatcher.prewrite`):
+    its client order id, audit seq and time, and the wait for it to be on disk."""
+
+    cl_ord_id: str
+    rule_id: str | None
+    decision_id: str | None
+    seq: int | None
+    time: float
+    durable: Callable[[], None]
+
+
 def _event_json(event: Event) -> dict[str, Any]:
     return {"type": type(event).__name__, **vars(event)}  # events are plain dataclasses: vars() is their fields
 
@@ -178,6 +193,8 @@ class Dispatcher:
         # a power cut, so outcomes are committed without their own fsync (one fsync per order).
         self.sent_in_audit = sent_in_audit
         self._checkpoint: int | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._uncommitted: set[int] = set()  # seqs of prewritten decision records whose rows are not yet committed
         self.store = store
         self.audit = audit
         self.mode = mode
@@ -190,16 +207,51 @@ class Dispatcher:
     # ------------------------------------------------------------------ public
 
     def dispatch(self, intent: it.Intent, recorded: OrderRecord | None = None, *,
-                 decision_audited: bool = False) -> ExecutionReport:
+                 decision_audited: bool = False, durable: Callable[[], None] | None = None) -> ExecutionReport:
         """Carry out one intent safely; returns the report whose `result` (then `events`)
         go back to the core. Never raises for an execution failure. `recorded` is what
         `store.record_decision` returned for this order just before, if the caller recorded
         it (step 1 then needs no second look-up). `decision_audited`: the caller committed the
-        order's `decision` record (`append_decision`) with that row (step 2 is done)."""
+        order's `decision` record (`append_decision`) with that row, or wrote it before the row
+        (`prewrite`, whose wait for the disk is `durable`): step 2 is done."""
         with self._dispatching:
             if isinstance(intent, ORDER_INTENTS):
-                return self._dispatch_order(intent, recorded, decision_audited and recorded is not None)
+                audited = decision_audited and recorded is not None
+                return self._dispatch_order(intent, recorded, audited, durable if audited else None)
             return self._dispatch_other(intent)
+
+    def prewrite(self, intent: OrderIntent) -> Prewritten | None:
+        """Write the order's `decision` record and start its fsync before its row is committed,
+        so that the disk works while the row is committed and the order signed (the lane then
+        passes `durable` to `dispatch`). Until `committed` is called the audit checkpoint stays
+        before this record, so a power cut before the row reaches the disk restores it.
+        None if the sink cannot sync in the background or refused the record: the dispatcher
+        then writes it itself, as usual."""
+        append_durable = getattr(self.audit, "append_durable", None)
+        if append_durable is None:
+            return None
+        try:
+            with self._checkpoint_lock:
+                record, durable = append_durable("decision", **self._decision_entry(intent))
+                seq = record.get("seq")
+                if isinstance(seq, int):
+                    self._uncommitted.add(seq)
+        except AuditError as exc:
+            log.warning("order %s: its decision record could not be written ahead of its row: %s",
+                        client_id(intent), exc)
+            return None
+        return Prewritten(client_id(intent), intent.rule_id, intent.decision_id, seq if isinstance(seq, int) else None,
+                          float(record.get("time") or self._clock()), durable)
+
+    def committed(self, prewritten: Prewritten, error: BaseException | None = None) -> None:
+        """The row of a prewritten decision is committed, or could not be (`error`: its order is
+        never sent, which is audited as `abandoned`); the checkpoint may pass its record."""
+        if error is not None:
+            self._audit_safe("abandoned", prewritten.rule_id, {
+                "cl_ord_id": prewritten.cl_ord_id, "decision_id": prewritten.decision_id, "audit_seq": prewritten.seq,
+                "reason": f"its decision could not be saved in the state store ({error}); not sent"})
+        with self._checkpoint_lock:
+            self._uncommitted.discard(prewritten.seq or 0)
 
     def append_decision(self, intent: OrderIntent, *, sync: bool = True) -> None:
         """Audit the order's `decision` record, its "sent" mark (step 2); raises if the audit
@@ -240,20 +292,22 @@ class Dispatcher:
             return report
 
     def audit_checkpoint(self) -> int | None:
-        """Durably record the audit seq up to which every decision's rows are on disk (a
-        decision's rows are committed before its `decision` record is written, so this durable
-        commit carries the rows of every record up to the head it reads); the seq, or None if
-        the audit sink has no seq."""
-        head = getattr(self.audit, "head", None)
-        if head is None:
-            return None
-        if head[0] != self._checkpoint:
+        """Durably record the audit seq up to which every decision's rows are on disk (this
+        durable commit carries the rows committed before it: those of every record up to the
+        head it reads, but a `prewrite`n record whose rows are not committed yet, which it
+        stays before); the seq, or None if the audit sink has no seq."""
+        with self._checkpoint_lock:  # not past a prewritten record whose rows are not committed yet
+            head = getattr(self.audit, "head", None)
+            if head is None:
+                return None
+            seq = min(head[0], min(self._uncommitted, default=head[0] + 1) - 1)
+        if seq != self._checkpoint:
             try:
-                self.store.save_audit_checkpoint(head[0])
+                self.store.save_audit_checkpoint(seq)
             except Exception as exc:  # the disk: tried again next time (StorageHealth reports it)
                 log.warning("cannot save the audit checkpoint: %s", exc)
                 return None
-            self._checkpoint = int(head[0])
+            self._checkpoint = int(seq)
         return self._checkpoint
 
     def recover(self) -> list[ExecutionReport]:
@@ -324,7 +378,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ orders
 
     def _dispatch_order(self, intent: OrderIntent, recorded: OrderRecord | None,
-                        audited: bool = False) -> ExecutionReport:
+                        audited: bool = False, durable: Callable[[], None] | None = None) -> ExecutionReport:
         now = self._clock()
         cl_ord_id = client_id(intent)
         rule_id = intent.rule_id or "engine"
@@ -341,10 +395,11 @@ class Dispatcher:
         if not decision.created and (decision.status != "pending" or self.may_have_left(decision)):
             return self._duplicate(intent, decision, now)
         try:  # the order's "sent" mark: once written, a restart looks the order up
-            durable = durable_already if audited else self._write_decision(intent)
+            if not audited:
+                durable = self._write_decision(intent)
         except Exception as exc:
             return self._audit_refused(intent, cl_ord_id, now, exc)
-        gate = _DurableGate(durable)
+        gate = _DurableGate(durable or durable_already)
         with gated(gate):  # the record's fsync runs while the order is signed; it leaves once durable
             report = self.executor.execute(intent, now)
         try:

@@ -5,8 +5,8 @@ sending its order leaves the decision unresolved. The next engine on the key (th
 restarted, or the new lease holder) settles it before acting (`Dispatcher.recover`, one code
 path for both). It is **proven never placed** when:
 
-- it is still `pending`: the `sent` mark is committed before a request is signed, so none
-  was; or
+- it is still `pending` without its `decision` audit record: that record (the "sent" mark)
+  is written before a request is signed, so none was; or
 - its lookup by `cl_ord_id` (open, then closed orders) finds nothing after the AddOrder
   `deadline` it was sent with has passed on Kraken's clock (`execution.deadlines` waits for
   that first): Kraken refuses a request that arrives after its deadline, so that one can

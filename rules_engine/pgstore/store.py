@@ -230,11 +230,11 @@ class PgStateStore:
         return None if row is None else _decision(row)
 
     def record_decision(self, cl_ord_id: str, rule_id: str, decision_id: str, intent: Mapping[str, Any],
-                        status: str = "pending") -> OrderRecord:
+                        status: str = "pending", created_at: float | None = None) -> OrderRecord:
         """Record a decision before anything is sent; idempotent by `cl_ord_id` (see `StateStore`)."""
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
-        now = self._clock()
+        now = self._clock() if created_at is None else created_at
         with self._db.transaction(join=True) as conn:
             inserted = conn.execute(
                 f"INSERT INTO decisions (key_id, epoch, {_COLUMNS}) "

@@ -73,15 +73,15 @@ class ScratchStateStore(StateStore):
     # ------------------------------------------------------------------ decisions
 
     def record_decision(self, cl_ord_id: str, rule_id: str, decision_id: str, intent: Mapping[str, Any],
-                        status: str = "pending") -> OrderRecord:
+                        status: str = "pending", created_at: float | None = None) -> OrderRecord:
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         with self._lock:
             existing = self._live.get(cl_ord_id)
             if existing is None and self._on_disk(cl_ord_id):
-                return super().record_decision(cl_ord_id, rule_id, decision_id, intent, status)
+                return super().record_decision(cl_ord_id, rule_id, decision_id, intent, status, created_at)
             if existing is not None:
                 return same_decision(existing, rule_id, decision_id)
-            now = self._clock()
+            now = self._clock() if created_at is None else created_at
             fields = (cl_ord_id, rule_id, decision_id, dict(intent), status, None, now, None, now)
             self._put(_record(*fields), None)
             if self._depth == 0 and len(self._live) > LIVE_DECISIONS:

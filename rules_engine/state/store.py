@@ -600,13 +600,15 @@ class StateStore:
         decision_id: str,
         intent: Mapping[str, Any],
         status: str = "pending",
+        created_at: float | None = None,
     ) -> OrderRecord:
-        """Record a decision before anything is sent. Idempotent by `cl_ord_id`: if it is
-        already recorded, return that row unchanged (`created=False`). Raises
-        DecisionConflictError if that row belongs to another rule or decision."""
+        """Record a decision before anything is sent (`created_at`: its time, default now).
+        Idempotent by `cl_ord_id`: if it is already recorded, return that row unchanged
+        (`created=False`). Raises DecisionConflictError if that row belongs to another rule or
+        decision."""
         check_decision_args(cl_ord_id, rule_id, decision_id, status)
         intent_text = jsoncodec.dumps(dict(intent), "intent")
-        now = self._clock()
+        now = self._clock() if created_at is None else created_at
         with self._lock:
             if self._write(_INSERT_DECISION, (cl_ord_id, rule_id, decision_id, intent_text, status, now, now)):
                 return self._decision((cl_ord_id, rule_id, decision_id, intent_text, status, None, now, None, now),

@@ -56,14 +56,44 @@ def test_kill_9_around_the_send_settles_the_rule_and_sends_each_decision_once(e2
     resent = audit(e2e, "resent_after_proven_absent")
     if point in ("order.after_commit", "order.after_decision"):
         assert [r["data"]["decision_id"] for r in resent] == ["up#1"]
-        assert resent[0]["data"]["proof"] == ("not found by cl_ord_id after its deadline"
-                                              if point == "order.after_decision" else "never sent")
+        # its decision record was written before its row: it may have left, so it is looked up
+        assert resent[0]["data"]["proof"] == "not found by cl_ord_id after its deadline"
         outcomes = [r["data"].get("outcome") for r in audit(e2e, "decision") if r["data"]["decision_id"] == "up#1"]
         assert "completed" in outcomes, outcomes  # the resent order's result reached the rule, which went on
     else:
         assert resent == []
     assert dropped_in_progress(e2e) == []
     assert not [r for r in audit(e2e, "error") if "no result within" in str(r["data"])]
+    assert audit_ok(e2e)
+
+
+def test_kill_9_between_the_decision_record_and_its_rows_abandons_it_and_never_reuses_its_id(e2e: E2E) -> None:
+    """The decision's record is written (its fsync begun) before its rows are committed: a kill
+    in between leaves a record without rows. The order was never sent (the send comes after the
+    commit): the restart records it abandoned, the rule goes on from its state before it, and
+    its next decision gets a new client order id."""
+    e2e.write_rules(UP)
+    config = live_config(e2e)
+    engine = CrashEngine(e2e, config, crash_at="order.before_commit").start()
+    engine.price(e2e, "XBTUSD", "69500")
+    e2e.sim.set_price("XBTUSD", "70100")
+    engine.killed()
+    assert [r["data"]["decision_id"] for r in audit(e2e, "decision") if "cl_ord_id" in r["data"]] == ["up#1"]
+
+    engine = CrashEngine(e2e, config).start()
+    try:
+        abandoned = audit(e2e, "abandoned")
+        assert [r["data"]["decision_id"] for r in abandoned] == ["up#1"], abandoned
+        engine.price(e2e, "XBTUSD", "69500")
+        engine.price(e2e, "XBTUSD", "70100")
+        wait(lambda: orders_per_decision(e2e).get("up#2") == 1, what="the crossing after the restart ordered")
+    finally:
+        assert engine.stop() == 0
+    assert orders_per_decision(e2e) == {"up#2": 1}
+    ids = [r["data"]["cl_ord_id"] for r in audit(e2e, "decision") if "cl_ord_id" in r["data"]]
+    assert len(ids) == len(set(ids)) == 2, ids
+    assert audit(e2e, "resent_after_proven_absent") == []
+    assert dropped_in_progress(e2e) == []
     assert audit_ok(e2e)
 
 

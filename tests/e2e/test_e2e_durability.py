@@ -1,9 +1,9 @@
-"""What reaches the disk before an order leaves, in order: the decision's rows and state
-(committed without waiting for the disk: the audit record stands for them after a power cut,
-see `service.decision_restore`), its audit record (fsynced: the one fsync on the way to the
-order, and its "sent" mark; the fsync runs while the order is signed, and the request waits
-for it), and then the request: nothing is written to the state store in between. A decision
-with no order is committed durably at once."""
+"""What reaches the disk before an order leaves, in order: the decision's audit record (written
+and its fsync begun: the one fsync on the way to the order, and its "sent" mark), the decision's
+rows and state (committed without waiting for the disk, while that fsync runs: the audit record
+stands for them after a power cut, see `service.decision_restore`), then the order is signed
+while the fsync runs, and the request waits for it: nothing is written to the state store in
+between. A decision with no order is committed durably at once."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ async def test_an_order_is_sent_after_one_fsync_the_audit_records(e2e: E2E) -> N
         await wait_for(lambda: seen.intents("place_order"))
         await service.settle()
         sent = steps.index("request AddOrder")  # (periodic state commits may come before: other jobs)
-        assert steps[sent - 4:sent] == [("commit", False), "audit decision (written, fsync begun)",
+        assert steps[sent - 4:sent] == ["audit decision (written, fsync begun)", ("commit", False),
                                         "execute place_order", "audit decision (fsynced)"]
         await move(e2e, service, "ETHUSD", "2900", "3100")
         await wait_for(lambda: seen.intents("log"))
