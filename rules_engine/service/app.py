@@ -304,7 +304,8 @@ class EngineService:
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ,
                                           standby_sleep=self.standby_sleep,
-                                          leases=None if self.shared is None else self.shared.leases)
+                                          leases=None if self.shared is None else self.shared.leases,
+                                          kraken_clock=None if self.shared is None else self.shared.kraken_clock)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted

@@ -78,6 +78,19 @@ def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> 
     return path, env
 
 
+def count_time_calls(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times of the simulator's answers to the public `Time` call from now on."""
+    calls: list[float] = []
+    answer = sim.spot_api.public_methods["Time"]
+
+    def counted(params: Any, now: float) -> Any:
+        calls.append(now)
+        return answer(params, now)
+
+    monkeypatch.setitem(sim.spot_api.public_methods, "Time", counted)
+    return calls
+
+
 def public_connections(sim: Simulator) -> list[Any]:
     return [c for c in sim._hub.connections if c.tickers]
 
@@ -94,6 +107,7 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
                                                                   capsys, monkeypatch) -> None:
     path, env = write(tmp_path, pg_dsn, sim2, two)
     env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    time_calls = count_time_calls(sim2, monkeypatch)
     worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
                     cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
                                   "snapshot_interval": 0.2, "drain_timeout": 5.0})
@@ -126,6 +140,9 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
         assert cl_ord_ids["k1"][0][:8] == cl_ord_ids["k2"][0][:8]  # the database's installation tag
         rest = sim2.endpoints.spot_rest.split("://", 1)
         assert list(worker.http_environment) == [(rest[0], rest[1].split("/", 1)[0])]  # read once for both cells
+        assert len(time_calls) == 1  # Kraken's clock: measured once for both cells' takeovers
+        offsets = {service.cell.offset for _, service in worker.holding_services() if service.cell is not None}
+        assert len(offsets) == 1 and abs(offsets.pop()) < 2  # both cells' deadlines on that one figure
         status, text = await get(f"{url}/metrics")
         assert status == 200
         assert 'rules_engine_ticks_total{key="k1",market="spot"}' in text
