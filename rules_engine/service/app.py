@@ -305,7 +305,8 @@ class EngineService:
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ,
                                           standby_sleep=self.standby_sleep,
                                           leases=None if self.shared is None else self.shared.leases,
-                                          kraken_clock=None if self.shared is None else self.shared.kraken_clock)
+                                          kraken_clock=None if self.shared is None else self.shared.kraken_clock,
+                                          pool=None if self.shared is None else self.shared.pool)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted

@@ -22,7 +22,7 @@ from rules_engine.audit import AuditError, AuditLog, open_checked
 from rules_engine.audit.segment import ACCEPT_FLAG
 from rules_engine.audit.sink import DurableAuditSink
 from rules_engine.config import EngineConfig
-from rules_engine.pgstore import PgAuditLog, PgStateStore, StoreSettings, acquire_lease
+from rules_engine.pgstore import ConnectionPool, PgAuditLog, PgStateStore, StoreSettings, acquire_lease
 from rules_engine.secret_reader import SecretError
 from rules_engine.service.ha import HaCell
 from rules_engine.service.kraken_clock import SharedKrakenClock
@@ -51,7 +51,8 @@ def holder_name() -> str:
 def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], float] = time.time,
                  accept_damaged: bool = False, environ: Mapping[str, str] | None = None,
                  standby_sleep: Callable[[float], None] | None = None,
-                 leases: WorkerLeases | None = None, kraken_clock: SharedKrakenClock | None = None) -> Backend:
+                 leases: WorkerLeases | None = None, kraken_clock: SharedKrakenClock | None = None,
+                 pool: ConnectionPool | None = None) -> Backend:
     """Open the audit chain and the state store the config names (StartupError if it cannot)."""
     if config.store is None:
         try:
@@ -81,9 +82,9 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
         else:
             lease = acquire_lease(settings, holder_name())
         try:
-            pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock)
+            pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock, pool=pool)  # pool: a worker's
             try:
-                pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock)
+                pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock, pool=pool)
             except BaseException:
                 pg_store.close()
                 raise

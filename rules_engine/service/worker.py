@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from rules_engine.execution import LiveModeRefused, check_live_allowed
-from rules_engine.pgstore import StoreSettings
+from rules_engine.pgstore import ConnectionPool, StoreSettings
 from rules_engine.secret_reader import SecretError
 from rules_engine.service.app import EngineService
 from rules_engine.service.backend import holder_name
@@ -119,7 +119,7 @@ class Worker:
         self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
         self.kraken_clock = SharedKrakenClock()  # a takeover's Time call made once for every cell
         self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
-        self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub]] = {}
+        self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub, ConnectionPool]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
         self._shared: dict[str, CellShared] = {}
         self._cells_gauge = Gauge("rules_engine_worker_cells", "The worker's key cells by state", ["state"],
@@ -164,13 +164,14 @@ class Worker:
             return
         self._stopping = True
         self._stop_event.set()  # standing-by cells stop waiting (WorkerStopping)
-        for leases, _ in self._stores.values():
+        for leases, _, _ in self._stores.values():
             leases.stop_waiting()
         try:
             await asyncio.gather(*(self._stop_cell(cell) for cell in self.cells.values()), return_exceptions=True)
-            for leases, hub in self._stores.values():
+            for leases, hub, pool in self._stores.values():
                 hub.stop()
                 await asyncio.to_thread(leases.close)  # after the cells released their leases
+                await asyncio.to_thread(pool.close)
             for task in self._hub_tasks:
                 task.cancel()
             await asyncio.gather(*self._hub_tasks, return_exceptions=True)
@@ -212,9 +213,9 @@ class Worker:
             leases.start()
             hub = DeliveryHub(settings)
             self._hub_tasks.append(asyncio.ensure_future(hub.run()))
-            self._stores[group] = (leases, hub)
-        leases, hub = self._stores[group]
-        return CellShared(self.rules, leases, hub, self.kraken_clock)
+            self._stores[group] = (leases, hub, ConnectionPool())
+        leases, hub, pool = self._stores[group]
+        return CellShared(self.rules, leases, hub, self.kraken_clock, pool)
 
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}
