@@ -149,8 +149,13 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-MAX_IDLE = 16
-"""Idle connections a `ConnectionPool` keeps at most (more are closed as they come back)."""
+MAX_IDLE = 24
+"""Connections a `ConnectionPool` keeps (idle, or out with a cell) before a taker waits for one
+to come back (at most `TAKE_WAIT`) rather than open another."""
+TAKE_WAIT = 0.25
+"""Seconds a taker waits for a connection to come back when `MAX_IDLE` are out, before it opens
+one more anyway (a thread holding one connection may need a second, e.g. an audit commit inside
+a state transaction: waiting without end could deadlock)."""
 
 
 class ConnectionPool:
@@ -167,21 +172,39 @@ class ConnectionPool:
     gone too (the server restarted), and a transaction's first statement may be retried once
     only (`Connection._begin`)."""
 
-    def __init__(self, *, max_idle: int = MAX_IDLE) -> None:
+    def __init__(self, *, max_idle: int = MAX_IDLE, take_wait: float = TAKE_WAIT) -> None:
         self.max_idle = max_idle
-        self._lock = threading.Lock()
+        self.take_wait = take_wait
+        self._lock = threading.Condition()
         self._idle: list[Any] = []
+        self._out = 0  # connections taken and not given back (or forgotten) yet
         self._closed = False
         self.opened = 0  # connections made (tests, metrics)
 
     def take(self, settings: StoreSettings) -> Any:
-        """An idle connection, or a new one (StateStoreError if the store cannot be reached)."""
+        """An idle connection, or a new one (StateStoreError if the store cannot be reached);
+        with `max_idle` out already, first waits up to `take_wait` for one to come back."""
+        deadline = None
         with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and not conn.broken:
-                    return conn
-        conn = connect(settings)
+            while True:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if not conn.closed and not conn.broken:
+                        self._out += 1
+                        return conn
+                if self._out < self.max_idle:
+                    break
+                now = time.monotonic()
+                deadline = now + self.take_wait if deadline is None else deadline
+                if now >= deadline or self._closed:
+                    break
+                self._lock.wait(deadline - now)
+            self._out += 1
+        try:
+            conn = connect(settings)
+        except BaseException:
+            self.forget()
+            raise
         with self._lock:
             self.opened += 1
         return conn
@@ -190,12 +213,20 @@ class ConnectionPool:
         """Keep `conn` for the next taker if it is idle and healthy, else close it."""
         healthy = not conn.closed and not conn.broken and not conn.pgconn.pipeline_status and \
             conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        if healthy:
-            with self._lock:
-                if not self._closed and len(self._idle) < self.max_idle:
-                    self._idle.append(conn)
-                    return
+        with self._lock:
+            self._out -= 1
+            if healthy and not self._closed and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                self._lock.notify()
+                return
+            self._lock.notify()
         _close_quietly(conn)
+
+    def forget(self) -> None:
+        """A connection taken from the pool was closed by its taker (lost)."""
+        with self._lock:
+            self._out -= 1
+            self._lock.notify()
 
     def discard_idle(self) -> None:
         """Close every idle connection (one was found lost)."""
@@ -381,6 +412,9 @@ class Connection:
         if self._conn is None or self._conn.closed:
             if self._conn is not None:  # closed under it: lost
                 self._reconnected = True
+                self._conn = None
+                if self.pool is not None:
+                    self.pool.forget()
             try:
                 self._conn = connect(self.settings) if self.pool is None else self.pool.take(self.settings)
             except StateStoreError as exc:
@@ -420,6 +454,8 @@ class Connection:
                     self._conn.close()
                 except psycopg.Error:
                     pass
+                if self.pool is not None:
+                    self.pool.forget()
             self._conn = None
             self._reconnected = True
             if self.pool is not None:
@@ -566,3 +602,5 @@ class Connection:
                 except psycopg.Error:
                     pass
                 self._conn = None
+                if self.pool is not None:
+                    self.pool.forget()

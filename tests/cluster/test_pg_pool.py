@@ -90,3 +90,30 @@ def test_a_lost_connection_is_replaced_and_the_chain_goes_on_from_its_head(pg_se
         path = tmp_path / f"{key}.jsonl"
         assert export_jsonl(settings[key], path) == 4  # two decisions of two records each: none lost
         assert verify(path).ok
+
+
+def test_a_taker_waits_for_a_connection_to_come_back_rather_than_open_one_more(pg_server, pg_dsn) -> None:
+    import threading
+
+    settings = StoreSettings(pg_dsn, "k1", pg_server.password)
+    pool = ConnectionPool(max_idle=1, take_wait=30.0)
+    first = pool.take(settings)
+    taken: list[object] = []
+    waiter = threading.Thread(target=lambda: taken.append(pool.take(settings)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not taken  # one out already: it waits (a burst of takeovers reuses)
+    pool.give_back(first)
+    waiter.join(10)
+    assert taken == [first] and pool.opened == 1
+    hurried = ConnectionPool(max_idle=1, take_wait=0.0)
+    one = hurried.take(settings)
+    two = hurried.take(settings)  # never waits without end: a thread may need a second connection
+    assert one is not two and hurried.opened == 2
+    hurried.give_back(one)
+    hurried.give_back(two)
+    assert hurried.idle == 1  # the second is closed: at most max_idle are kept
+    pool.give_back(first)
+    pool.close()
+    hurried.close()
+    assert pool.idle == 0 and hurried.idle == 0
