@@ -423,8 +423,9 @@ class EngineService:
         self._spawn(self._housekeeping())
         self._spawn(self.visibility.watch(self.snapshot_interval))
         if self.reload_interval:
+            signatures = None if self.shared is None else self.shared.rule_signatures  # a worker's: read once
             self._watcher = RuleWatcher(self.rule_paths, lambda: self.reload("rule files changed"),
-                                        self.reload_interval)
+                                        self.reload_interval, signatures)
             self._spawn(self._watcher.run())
         self._start_dead_mans_switch()
         if self.cell is not None and rule_files_signature(self.rule_paths) != loaded:  # edited while standing by

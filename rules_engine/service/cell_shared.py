@@ -21,7 +21,7 @@ from rules_engine.pgstore import ConnectionPool
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.kraken_clock import SharedKrakenClock
-from rules_engine.service.rule_watch import rule_files_signature
+from rules_engine.service.rule_watch import SharedSignatures, rule_files_signature
 from rules_engine.service.worker_leases import WorkerLeases
 
 
@@ -61,6 +61,7 @@ class CellShared:
     deliveries: DeliveryHub | None = None
     kraken_clock: SharedKrakenClock | None = None  # Kraken's clock offset, measured once for all (takeovers)
     pool: ConnectionPool | None = None  # the store's idle connections, taken by the cells' transactions
+    rule_signatures: SharedSignatures | None = None  # the rule watchers' reads of the rule files, once for all
 
 
 def register_secrets(configs: Iterable[EngineConfig], environ: Mapping[str, str] | None) -> None:

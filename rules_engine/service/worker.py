@@ -49,6 +49,7 @@ from rules_engine.service.cell_shared import CellShared, RuleCache, register_sec
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
 from rules_engine.service.kraken_clock import SharedKrakenClock
+from rules_engine.service.rule_watch import SharedSignatures
 from rules_engine.service.shared_feed import SharedFeeds
 from rules_engine.service.startup import StartupError
 from rules_engine.service.worker_config import CellSpec, WorkerConfig
@@ -118,6 +119,7 @@ class Worker:
         self.status: WorkerStatus | None = None  # the status page, /api/status and /kill (service.worker_status)
         self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
         self.kraken_clock = SharedKrakenClock()  # a takeover's Time call made once for every cell
+        self.rule_signatures = SharedSignatures()  # the cells' rule watchers read each rule set once
         self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
         self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub, ConnectionPool]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
@@ -201,12 +203,12 @@ class Worker:
         wake-ups (one set per store; a cell whose store cannot be parsed reports it at its start)."""
         store = spec.config.store
         if store is None:
-            return CellShared(self.rules, kraken_clock=self.kraken_clock)
+            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
         try:
             settings = StoreSettings.parse(store.url, key_id=store.key, password_env=store.password_env,
                                            environ=self.environ)
         except (ValueError, SecretError):
-            return CellShared(self.rules, kraken_clock=self.kraken_clock)
+            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
         group = (settings.url, settings.password)
         if group not in self._stores:
             leases = WorkerLeases(settings, holder_name())
@@ -215,7 +217,7 @@ class Worker:
             self._hub_tasks.append(asyncio.ensure_future(hub.run()))
             self._stores[group] = (leases, hub, ConnectionPool())
         leases, hub, pool = self._stores[group]
-        return CellShared(self.rules, leases, hub, self.kraken_clock, pool)
+        return CellShared(self.rules, leases, hub, self.kraken_clock, pool, self.rule_signatures)
 
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}
