@@ -188,3 +188,41 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
         assert worker.readyz()["status"] in ("ready", "degraded")
     finally:
         await worker.stop()
+
+
+async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_connections(
+        tmp_path, sim2, two) -> None:
+    """The worker's cells share a pool of connections (`pgstore.ConnectionPool`): after `pg_ctl
+    restart -m immediate` every pooled connection is dead; the first transaction that finds one
+    dead replaces it and empties the pool, and every cell commits its decision before its order
+    on a new connection."""
+    from pg_harness import PgServer
+
+    with PgServer.start() as server:  # its own server: this test crashes it
+        dsn = server.create_database("restart")
+        path, env = write(tmp_path, dsn, sim2, two)
+        env["RULES_ENGINE_STORE_PASSWORD"] = server.password
+        worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                        cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                      "snapshot_interval": 0.2, "drain_timeout": 5.0})
+        await worker.start()
+        try:
+            await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+            before = ticks(worker)
+            sim2.set_price("XBTUSD", Decimal("69500"))  # arms both cells' crossing
+            await wait_for(lambda: all(ticks(worker)[k] > before[k] for k in ("k1", "k2")), timeout=10)
+            for _, service in worker.holding_services():
+                await service.settle()
+            [(_, _, pool)] = worker._stores.values()
+            opened = pool.opened
+            assert opened >= 1 and pool.idle >= 1
+            server.restart_immediate()  # every connection dies: the pool's, the leases', the listener's
+            sim2.set_price("XBTUSD", Decimal("71000"))
+            await wait_for(lambda: orders(sim2, two["k1"]) and orders(sim2, two["k2"]), timeout=30)
+            assert pool.opened > opened  # on new connections
+            with server.connect("restart") as conn:
+                rows = conn.execute("SELECT key_id, status FROM decisions ORDER BY key_id").fetchall()
+            assert [key for key, _ in rows] == ["k1", "k2"]  # each order's decision committed before it was sent
+            assert worker.holding() == ["k1", "k2"]
+        finally:
+            await worker.stop()
