@@ -199,8 +199,9 @@ class Worker:
     # ------------------------------------------------------------------ cells
 
     def _shared_for(self, spec: CellSpec) -> CellShared:
-        """The worker's parts a cell uses: the rule cache, and its store's leases and delivery
-        wake-ups (one set per store; a cell whose store cannot be parsed reports it at its start)."""
+        """The worker's parts a cell uses: the rule cache, the rule files' signatures, Kraken's
+        clock, and its store's leases, delivery wake-ups and connection pool (one set per store; a
+        cell whose store cannot be parsed reports it at its start)."""
         store = spec.config.store
         if store is None:
             return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
