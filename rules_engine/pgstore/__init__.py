@@ -12,11 +12,12 @@ Needs the `postgres` extra (`pip install 'rules-engine[postgres]'`: psycopg 3).
 """
 
 from rules_engine.pgstore.audit import PgAuditLog, export_jsonl, export_lines
-from rules_engine.pgstore.connection import FencedError, StoreSettings, redact_dsn
+from rules_engine.pgstore.connection import ConnectionPool, FencedError, StoreSettings, redact_dsn
 from rules_engine.pgstore.lease import Lease, acquire_lease, read_leases
 from rules_engine.pgstore.store import PgStateStore
 
 __all__ = [
+    "ConnectionPool",
     "FencedError",
     "Lease",
     "PgAuditLog",

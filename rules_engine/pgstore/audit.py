@@ -43,7 +43,7 @@ from typing import Any
 from rules_engine.audit.errors import AuditError
 from rules_engine.audit.log import check_entry, encode_record
 from rules_engine.audit.records import GENESIS
-from rules_engine.pgstore.connection import Connection, StoreSettings, connect
+from rules_engine.pgstore.connection import Connection, ConnectionPool, StoreSettings, connect
 from rules_engine.redact import Redactor, default_redactor
 from rules_engine.state.store import StateStoreError
 
@@ -105,7 +105,8 @@ class PgAuditLog:
     answers) do not apply; they look records up in the table (after a `flush`)."""
 
     def __init__(self, settings: StoreSettings, *, epoch: int | None, mode: str,
-                 clock: Callable[[], float] = time.time, redactor: Redactor | None = None) -> None:
+                 clock: Callable[[], float] = time.time, redactor: Redactor | None = None,
+                 pool: ConnectionPool | None = None) -> None:
         if not isinstance(mode, str) or not mode:
             raise ValueError("mode must be a non-empty string")
         self.settings = settings
@@ -123,7 +124,7 @@ class PgAuditLog:
         self._refused = 0
         self._failed_since: tuple[str, float] | None = None
         self._stopping = False
-        self._db = Connection(settings, epoch, clock, on_reconnect=self._read_head)
+        self._db = Connection(settings, epoch, clock, on_reconnect=self._read_head, pool=pool)
         try:
             self._db.open()
         except StateStoreError as exc:

@@ -149,6 +149,110 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+MAX_IDLE = 24
+"""Connections a `ConnectionPool` keeps (idle, or out with a cell) before a taker waits for one
+to come back (at most `TAKE_WAIT`) rather than open another."""
+TAKE_WAIT = 0.25
+"""Seconds a taker waits for a connection to come back when `MAX_IDLE` are out, before it opens
+one more anyway (a thread holding one connection may need a second, e.g. an audit commit inside
+a state transaction: waiting without end could deadlock)."""
+
+
+class ConnectionPool:
+    """The idle connections of one store, shared by the `Connection`s of a worker's key cells.
+
+    A cell's `Connection` with a pool holds a connection only for a transaction (or a read)
+    and gives it back when that ends, so a worker's cells need as many connections as they run
+    transactions at once, not two each; and a cell starting (a takeover of many keys at once)
+    takes connections already open instead of opening two of its own (each a new server
+    process and a password exchange, SCRAM: several milliseconds of CPU on either side).
+    Nothing of a cell's stays on a connection between its transactions: the epoch check opens
+    every write transaction, and a session's settings are the same for every cell of the
+    process (`connect`). A connection found lost empties the pool: the others are most likely
+    gone too (the server restarted), and a transaction's first statement may be retried once
+    only (`Connection._begin`)."""
+
+    def __init__(self, *, max_idle: int = MAX_IDLE, take_wait: float = TAKE_WAIT) -> None:
+        self.max_idle = max_idle
+        self.take_wait = take_wait
+        self._lock = threading.Condition()
+        self._idle: list[Any] = []
+        self._out = 0  # connections taken and not given back (or forgotten) yet
+        self._closed = False
+        self.opened = 0  # connections made (tests, metrics)
+
+    def take(self, settings: StoreSettings) -> Any:
+        """An idle connection, or a new one (StateStoreError if the store cannot be reached);
+        with `max_idle` out already, first waits up to `take_wait` for one to come back."""
+        deadline = None
+        with self._lock:
+            while True:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if not conn.closed and not conn.broken:
+                        self._out += 1
+                        return conn
+                if self._out < self.max_idle:
+                    break
+                now = time.monotonic()
+                deadline = now + self.take_wait if deadline is None else deadline
+                if now >= deadline or self._closed:
+                    break
+                self._lock.wait(deadline - now)
+            self._out += 1
+        try:
+            conn = connect(settings)
+        except BaseException:
+            self.forget()
+            raise
+        with self._lock:
+            self.opened += 1
+        return conn
+
+    def give_back(self, conn: Any) -> None:
+        """Keep `conn` for the next taker if it is idle and healthy, else close it."""
+        healthy = not conn.closed and not conn.broken and not conn.pgconn.pipeline_status and \
+            conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with self._lock:
+            self._out -= 1
+            if healthy and not self._closed and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                self._lock.notify()
+                return
+            self._lock.notify()
+        _close_quietly(conn)
+
+    def forget(self) -> None:
+        """A connection taken from the pool was closed by its taker (lost)."""
+        with self._lock:
+            self._out -= 1
+            self._lock.notify()
+
+    def discard_idle(self) -> None:
+        """Close every idle connection (one was found lost)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(conn)
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.discard_idle()
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        pass
+
+
 _STATUS_CHECK = ("CHECK (status IN ('pending','sent','unknown','accepted','rejected','filled','cancelled',"
                  "'abandoned'))")
 _SCHEMA = (
@@ -277,8 +381,11 @@ class Connection:
     again; a fenced cell stays failed."""
 
     def __init__(self, settings: StoreSettings, epoch: int | None, clock: Callable[[], float] = time.time,
-                 on_reconnect: Callable[[Any], None] | None = None, *, pipelined: bool = False) -> None:
+                 on_reconnect: Callable[[Any], None] | None = None, *, pipelined: bool = False,
+                 pool: ConnectionPool | None = None) -> None:
         self.settings = settings
+        self.pool = pool  # a worker's cell: a connection is taken for each transaction and given back
+        self._reconnected = True  # `on_reconnect` is due at the next connection (the first, or after a loss)
         self.pipelined = pipelined  # every outer transaction in pipeline mode (`transaction`)
         self.epoch = epoch
         self._clock = clock
@@ -303,22 +410,35 @@ class Connection:
         if self._fenced is not None:
             raise FencedError(self._fenced)
         if self._conn is None or self._conn.closed:
+            if self._conn is not None:  # closed under it: lost
+                self._reconnected = True
+                self._conn = None
+                if self.pool is not None:
+                    self.pool.forget()
             try:
-                self._conn = connect(self.settings)
+                self._conn = connect(self.settings) if self.pool is None else self.pool.take(self.settings)
             except StateStoreError as exc:
                 self._note(str(exc))
                 raise
-            if self._on_reconnect is not None:
+            if self._on_reconnect is not None and self._reconnected:
                 try:
                     self._on_reconnect(self._conn)
                 except psycopg.Error as exc:
                     raise self._lost(exc) from None
+            self._reconnected = False
         return self._conn
+
+    def _release(self) -> None:
+        """Out of every transaction and read: a pool's connection goes back to it."""
+        if self.pool is not None and self._depth == 0 and self._conn is not None:
+            conn, self._conn = self._conn, None
+            self.pool.give_back(conn)
 
     def open(self) -> None:
         """Connect now (StateStoreError if the store cannot be reached)."""
         with self.lock:
             self._open()
+            self._release()
 
     def _note(self, reason: str) -> None:
         since = self.failure[1] if self.failure is not None else self._clock()
@@ -334,7 +454,12 @@ class Connection:
                     self._conn.close()
                 except psycopg.Error:
                     pass
+                if self.pool is not None:
+                    self.pool.forget()
             self._conn = None
+            self._reconnected = True
+            if self.pool is not None:
+                self.pool.discard_idle()
             self._note(message)
         return StateStoreError(message)
 
@@ -365,7 +490,11 @@ class Connection:
                     self._depth -= 1
                 return
             outer = self._depth == 0
-            conn, block = self._begin(outer, (pipeline or self.pipelined) and outer)
+            try:
+                conn, block = self._begin(outer, (pipeline or self.pipelined) and outer)
+            except BaseException:
+                self._release()  # (outer only: no transaction is open on it)
+                raise
             if outer and isinstance(block, _PipelinedTransaction):
                 self._outer = block
             self._depth += 1
@@ -402,6 +531,7 @@ class Connection:
                 if outer:
                     self._at_commit = []  # a transaction that failed first drops its calls
                     self._outer = None
+                    self._release()
             if outer:
                 self.failure = None
 
@@ -458,13 +588,19 @@ class Connection:
                 yield conn
             except psycopg.Error as exc:
                 raise self._lost(exc) from None
+            finally:
+                self._release()
 
     def close(self) -> None:
         with self.lock:
             self._closed = True
-            if self._conn is not None:
+            if self._conn is not None and self.pool is not None and self._depth == 0:
+                self._release()
+            elif self._conn is not None:
                 try:
                     self._conn.close()
                 except psycopg.Error:
                     pass
                 self._conn = None
+                if self.pool is not None:
+                    self.pool.forget()

@@ -23,7 +23,7 @@ from typing import Any
 from rules_engine import jsoncodec
 from rules_engine.core.ids import cell_installation
 from rules_engine.pgstore.audit import PgAuditLog
-from rules_engine.pgstore.connection import Connection, FencedError, StoreSettings
+from rules_engine.pgstore.connection import Connection, ConnectionPool, FencedError, StoreSettings
 from rules_engine.pgstore.fanout import complete_deliveries, int_array
 from rules_engine.state.store import (
     _MAX_NONCE,
@@ -60,13 +60,14 @@ class PgStateStore:
     the cell's lease epoch, checked by every write (None: unfenced, for tools and tests)."""
 
     def __init__(self, settings: StoreSettings, *, epoch: int | None, clock: Callable[[], float] = time.time,
-                 durable: bool = True) -> None:
+                 durable: bool = True, pool: ConnectionPool | None = None) -> None:
         self.settings = settings
         self.key_id = settings.key_id
         self.epoch = epoch
         self._clock = clock
-        self._db = Connection(settings, epoch, clock, pipelined=True)  # a write costs a round trip only where
-        # its result is read: a decision's rows, its audit records and the COMMIT go together
+        # pipelined: a write costs a round trip only where its result is read (a decision's rows, its
+        # audit records and the COMMIT go together); `pool`: a worker's, one connection per transaction
+        self._db = Connection(settings, epoch, clock, pipelined=True, pool=pool)
         self._audit: PgAuditLog | None = None  # `pair_audit`
         self._db.open()
         with self._db.reading() as conn:

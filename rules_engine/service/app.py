@@ -304,7 +304,9 @@ class EngineService:
         backend = await asyncio.to_thread(open_backend, config, self.state_dir, clock=self.clock,
                                           accept_damaged=self.accept_damaged_audit, environ=self.environ,
                                           standby_sleep=self.standby_sleep,
-                                          leases=None if self.shared is None else self.shared.leases)
+                                          leases=None if self.shared is None else self.shared.leases,
+                                          kraken_clock=None if self.shared is None else self.shared.kraken_clock,
+                                          pool=None if self.shared is None else self.shared.pool)
         self.audit, self.store, self.backend, self.cell = backend.audit, backend.store, backend.describe, backend.cell
         if self.cell is not None:  # high availability: the lease gates every Kraken call (service.ha)
             self.cell.on_halt = self._on_cell_halted
@@ -421,8 +423,9 @@ class EngineService:
         self._spawn(self._housekeeping())
         self._spawn(self.visibility.watch(self.snapshot_interval))
         if self.reload_interval:
+            signatures = None if self.shared is None else self.shared.rule_signatures  # a worker's: read once
             self._watcher = RuleWatcher(self.rule_paths, lambda: self.reload("rule files changed"),
-                                        self.reload_interval)
+                                        self.reload_interval, signatures)
             self._spawn(self._watcher.run())
         self._start_dead_mans_switch()
         if self.cell is not None and rule_files_signature(self.rule_paths) != loaded:  # edited while standing by

@@ -22,9 +22,10 @@ from rules_engine.audit import AuditError, AuditLog, open_checked
 from rules_engine.audit.segment import ACCEPT_FLAG
 from rules_engine.audit.sink import DurableAuditSink
 from rules_engine.config import EngineConfig
-from rules_engine.pgstore import PgAuditLog, PgStateStore, StoreSettings, acquire_lease
+from rules_engine.pgstore import ConnectionPool, PgAuditLog, PgStateStore, StoreSettings, acquire_lease
 from rules_engine.secret_reader import SecretError
 from rules_engine.service.ha import HaCell
+from rules_engine.service.kraken_clock import SharedKrakenClock
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStore, StateStoreError, audit_log_path, database_path
 from rules_engine.state.protocol import EngineStore
@@ -50,7 +51,8 @@ def holder_name() -> str:
 def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], float] = time.time,
                  accept_damaged: bool = False, environ: Mapping[str, str] | None = None,
                  standby_sleep: Callable[[float], None] | None = None,
-                 leases: WorkerLeases | None = None) -> Backend:
+                 leases: WorkerLeases | None = None, kraken_clock: SharedKrakenClock | None = None,
+                 pool: ConnectionPool | None = None) -> Backend:
     """Open the audit chain and the state store the config names (StartupError if it cannot)."""
     if config.store is None:
         try:
@@ -71,7 +73,7 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
         if spec.standby:  # wait while another engine holds the key, then take it (epoch + 1)
             cell = HaCell(settings, spec, holder_name(), environ=os.environ if environ is None else environ,
                           dead_man_timeout=config.dead_man_timeout, sleep=standby_sleep or time.sleep,
-                          leases=leases)  # a worker's cell: the worker's shared lease connections
+                          leases=leases, kraken_clock=kraken_clock)  # a worker's cell: the worker's shared parts
             try:
                 lease = cell.wait_for_key()  # a worker's `standby_sleep` raises StartupError once it stops
             except BaseException:
@@ -80,9 +82,9 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
         else:
             lease = acquire_lease(settings, holder_name())
         try:
-            pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock)
+            pg_store = PgStateStore(settings, epoch=lease.epoch, clock=clock, pool=pool)  # pool: a worker's
             try:
-                pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock)
+                pg_audit = PgAuditLog(settings, epoch=lease.epoch, mode=config.mode, clock=clock, pool=pool)
             except BaseException:
                 pg_store.close()
                 raise

@@ -1,7 +1,9 @@
 """What a worker's key cells share besides the event loop and the public feed: the rules
 compiled once per distinct rule set, the leases of every cell on a store (one thread, two
-connections: `service.worker_leases`) and the wake-ups for their signal deliveries (one
-listening connection: `service.delivery_hub`). `EngineService(shared=...)` uses them; an
+connections: `service.worker_leases`), the wake-ups for their signal deliveries (one
+listening connection: `service.delivery_hub`), the store's connections (`pgstore.ConnectionPool`:
+a cell holds one for a transaction only) and Kraken's clock offset measured at a takeover
+(`service.kraken_clock`). `EngineService(shared=...)` uses them; an
 engine of its own (`rules-engine run`) has none and does everything itself."""
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 from rules_engine.config import EngineConfig
 from rules_engine.execution.factory import load_credentials
 from rules_engine.kraken.credentials import CredentialsError
+from rules_engine.pgstore import ConnectionPool
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.delivery_hub import DeliveryHub
-from rules_engine.service.rule_watch import rule_files_signature
+from rules_engine.service.kraken_clock import SharedKrakenClock
+from rules_engine.service.rule_watch import SharedSignatures, rule_files_signature
 from rules_engine.service.worker_leases import WorkerLeases
 
 
@@ -55,6 +59,9 @@ class CellShared:
     rules: RuleCache | None = None
     leases: WorkerLeases | None = None
     deliveries: DeliveryHub | None = None
+    kraken_clock: SharedKrakenClock | None = None  # Kraken's clock offset, measured once for all (takeovers)
+    pool: ConnectionPool | None = None  # the store's idle connections, taken by the cells' transactions
+    rule_signatures: SharedSignatures | None = None  # the rule watchers' reads of the rule files, once for all
 
 
 def register_secrets(configs: Iterable[EngineConfig], environ: Mapping[str, str] | None) -> None:

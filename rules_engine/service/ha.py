@@ -56,6 +56,7 @@ from rules_engine.kraken.nonce import NonceSource, NonceStore, Turn
 from rules_engine.pgstore import StoreSettings
 from rules_engine.pgstore.lease import Lease, LeaseSession
 from rules_engine.pgstore.release import released_hold_off
+from rules_engine.service.kraken_clock import SharedKrakenClock
 from rules_engine.service.release import ReleaseWatch
 from rules_engine.service.startup import StartupError
 from rules_engine.state import StateStoreError
@@ -286,9 +287,11 @@ class HaCell:
 
     def __init__(self, settings: StoreSettings, spec: StoreConfig, holder: str, *,
                  environ: Mapping[str, str], dead_man_timeout: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, leases: WorkerLeases | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, leases: WorkerLeases | None = None,
+                 kraken_clock: SharedKrakenClock | None = None) -> None:
         self.settings = settings
         self.leases = leases  # a worker's cell: the worker's shared lease connections and thread
+        self.kraken_clock = kraken_clock  # a worker's cell: Kraken's clock measured once for every cell
         self.session = (LeaseSession(settings, holder, spec.lease_ttl) if leases is None
                         else leases.session(settings, spec.lease_ttl))
         self.renew_every = spec.lease_ttl / 3
@@ -452,14 +455,23 @@ class HaCell:
         info.waited_for_deadlines = round(waited, 3)
 
     def _measure_offset(self, spot: Any) -> None:
+        if self.kraken_clock is None:
+            offset = self._read_offset(spot)
+        else:  # a worker's cell: one measurement for all of them (service.kraken_clock)
+            endpoint = f"{getattr(spot, 'base_url', '')} skew={self.skew}"
+            offset = self.kraken_clock.offset(endpoint, lambda: self._read_offset(spot))
+        if offset is not None:
+            self.offset = offset
+
+    def _read_offset(self, spot: Any) -> float | None:
         try:
             before = self.wall()
             server = float(spot.time()["unixtime"])
             after = self.wall()
         except (KrakenError, KeyError, TypeError, ValueError) as exc:
             log.warning("cannot read Kraken's clock (order deadlines use this engine's): %s", exc)
-            return
-        self.offset = server + 0.5 - (before + after) / 2  # unixtime is whole seconds
+            return None
+        return server + 0.5 - (before + after) / 2  # unixtime is whole seconds
 
     def _fence(self, spot: Any, store: EngineStore) -> dict[str, Any]:
         fingerprint = spot.credentials.fingerprint

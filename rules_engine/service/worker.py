@@ -41,13 +41,15 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from rules_engine.execution import LiveModeRefused, check_live_allowed
-from rules_engine.pgstore import StoreSettings
+from rules_engine.pgstore import ConnectionPool, StoreSettings
 from rules_engine.secret_reader import SecretError
 from rules_engine.service.app import EngineService
 from rules_engine.service.backend import holder_name
 from rules_engine.service.cell_shared import CellShared, RuleCache, register_secrets
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
+from rules_engine.service.kraken_clock import SharedKrakenClock
+from rules_engine.service.rule_watch import SharedSignatures
 from rules_engine.service.shared_feed import SharedFeeds
 from rules_engine.service.startup import StartupError
 from rules_engine.service.worker_config import CellSpec, WorkerConfig
@@ -116,8 +118,10 @@ class Worker:
         self._registry.register(_CellMetrics(self))
         self.status: WorkerStatus | None = None  # the status page, /api/status and /kill (service.worker_status)
         self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
+        self.kraken_clock = SharedKrakenClock()  # a takeover's Time call made once for every cell
+        self.rule_signatures = SharedSignatures()  # the cells' rule watchers read each rule set once
         self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
-        self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub]] = {}
+        self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub, ConnectionPool]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
         self._shared: dict[str, CellShared] = {}
         self._cells_gauge = Gauge("rules_engine_worker_cells", "The worker's key cells by state", ["state"],
@@ -162,13 +166,14 @@ class Worker:
             return
         self._stopping = True
         self._stop_event.set()  # standing-by cells stop waiting (WorkerStopping)
-        for leases, _ in self._stores.values():
+        for leases, _, _ in self._stores.values():
             leases.stop_waiting()
         try:
             await asyncio.gather(*(self._stop_cell(cell) for cell in self.cells.values()), return_exceptions=True)
-            for leases, hub in self._stores.values():
+            for leases, hub, pool in self._stores.values():
                 hub.stop()
                 await asyncio.to_thread(leases.close)  # after the cells released their leases
+                await asyncio.to_thread(pool.close)
             for task in self._hub_tasks:
                 task.cancel()
             await asyncio.gather(*self._hub_tasks, return_exceptions=True)
@@ -194,25 +199,26 @@ class Worker:
     # ------------------------------------------------------------------ cells
 
     def _shared_for(self, spec: CellSpec) -> CellShared:
-        """The worker's parts a cell uses: the rule cache, and its store's leases and delivery
-        wake-ups (one set per store; a cell whose store cannot be parsed reports it at its start)."""
+        """The worker's parts a cell uses: the rule cache, the rule files' signatures, Kraken's
+        clock, and its store's leases, delivery wake-ups and connection pool (one set per store; a
+        cell whose store cannot be parsed reports it at its start)."""
         store = spec.config.store
         if store is None:
-            return CellShared(self.rules)
+            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
         try:
             settings = StoreSettings.parse(store.url, key_id=store.key, password_env=store.password_env,
                                            environ=self.environ)
         except (ValueError, SecretError):
-            return CellShared(self.rules)
+            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
         group = (settings.url, settings.password)
         if group not in self._stores:
             leases = WorkerLeases(settings, holder_name())
             leases.start()
             hub = DeliveryHub(settings)
             self._hub_tasks.append(asyncio.ensure_future(hub.run()))
-            self._stores[group] = (leases, hub)
-        leases, hub = self._stores[group]
-        return CellShared(self.rules, leases, hub)
+            self._stores[group] = (leases, hub, ConnectionPool())
+        leases, hub, pool = self._stores[group]
+        return CellShared(self.rules, leases, hub, self.kraken_clock, pool, self.rule_signatures)
 
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}

@@ -78,6 +78,19 @@ def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> 
     return path, env
 
 
+def count_time_calls(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times of the simulator's answers to the public `Time` call from now on."""
+    calls: list[float] = []
+    answer = sim.spot_api.public_methods["Time"]
+
+    def counted(params: Any, now: float) -> Any:
+        calls.append(now)
+        return answer(params, now)
+
+    monkeypatch.setitem(sim.spot_api.public_methods, "Time", counted)
+    return calls
+
+
 def public_connections(sim: Simulator) -> list[Any]:
     return [c for c in sim._hub.connections if c.tickers]
 
@@ -94,6 +107,7 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
                                                                   capsys, monkeypatch) -> None:
     path, env = write(tmp_path, pg_dsn, sim2, two)
     env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    time_calls = count_time_calls(sim2, monkeypatch)
     worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
                     cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
                                   "snapshot_interval": 0.2, "drain_timeout": 5.0})
@@ -126,6 +140,9 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
         assert cl_ord_ids["k1"][0][:8] == cl_ord_ids["k2"][0][:8]  # the database's installation tag
         rest = sim2.endpoints.spot_rest.split("://", 1)
         assert list(worker.http_environment) == [(rest[0], rest[1].split("/", 1)[0])]  # read once for both cells
+        assert len(time_calls) == 1  # Kraken's clock: measured once for both cells' takeovers
+        offsets = {service.cell.offset for _, service in worker.holding_services() if service.cell is not None}
+        assert len(offsets) == 1 and abs(offsets.pop()) < 2  # both cells' deadlines on that one figure
         status, text = await get(f"{url}/metrics")
         assert status == 200
         assert 'rules_engine_ticks_total{key="k1",market="spot"}' in text
@@ -171,3 +188,41 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
         assert worker.readyz()["status"] in ("ready", "degraded")
     finally:
         await worker.stop()
+
+
+async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_connections(
+        tmp_path, sim2, two) -> None:
+    """The worker's cells share a pool of connections (`pgstore.ConnectionPool`): after `pg_ctl
+    restart -m immediate` every pooled connection is dead; the first transaction that finds one
+    dead replaces it and empties the pool, and every cell commits its decision before its order
+    on a new connection."""
+    from pg_harness import PgServer
+
+    with PgServer.start() as server:  # its own server: this test crashes it
+        dsn = server.create_database("restart")
+        path, env = write(tmp_path, dsn, sim2, two)
+        env["RULES_ENGINE_STORE_PASSWORD"] = server.password
+        worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                        cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                      "snapshot_interval": 0.2, "drain_timeout": 5.0})
+        await worker.start()
+        try:
+            await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+            before = ticks(worker)
+            sim2.set_price("XBTUSD", Decimal("69500"))  # arms both cells' crossing
+            await wait_for(lambda: all(ticks(worker)[k] > before[k] for k in ("k1", "k2")), timeout=10)
+            for _, service in worker.holding_services():
+                await service.settle()
+            [(_, _, pool)] = worker._stores.values()
+            opened = pool.opened
+            assert opened >= 1 and pool.idle >= 1
+            server.restart_immediate()  # every connection dies: the pool's, the leases', the listener's
+            sim2.set_price("XBTUSD", Decimal("71000"))
+            await wait_for(lambda: orders(sim2, two["k1"]) and orders(sim2, two["k2"]), timeout=30)
+            assert pool.opened > opened  # on new connections
+            with server.connect("restart") as conn:
+                rows = conn.execute("SELECT key_id, status FROM decisions ORDER BY key_id").fetchall()
+            assert [key for key, _ in rows] == ["k1", "k2"]  # each order's decision committed before it was sent
+            assert worker.holding() == ["k1", "k2"]
+        finally:
+            await worker.stop()

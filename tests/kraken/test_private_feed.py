@@ -86,3 +86,53 @@ def test_the_feed_against_the_simulator_reconnects_with_a_fresh_token():
     assert len(snapshots) == 2 and snapshots[0].balances == {"USD": Decimal("10000")}
     new = next(e for e in received if isinstance(e, OrderUpdate) and e.status == "new")
     assert (new.pair, new.volume, new.price) == ("XBTUSD", Decimal("0.01"), Decimal("59000"))
+
+
+def test_the_environment_is_read_for_proxies_once_per_url(monkeypatch):
+    """websockets reads the environment's proxy settings at each connect (a walk of every
+    variable: a worker's environment holds every cell's credentials); the feeds of a process
+    read them once per URL, and use what websockets itself would have found."""
+    import asyncio
+
+    import websockets.asyncio.client as ws_client
+    from websockets.proxy import get_proxy
+
+    from rules_engine.kraken import private_feed
+
+    lookups: list[str] = []
+
+    def counted(uri):  # type: ignore[no-untyped-def]
+        lookups.append(uri.host)
+        return get_proxy(uri)
+
+    monkeypatch.setattr(ws_client, "get_proxy", counted)  # websockets' own look-up at a connect
+    monkeypatch.setattr(private_feed, "get_proxy", counted, raising=False)
+    monkeypatch.setattr(private_feed, "_PROXIES", {}, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+
+    async def connect_three_times() -> int:
+        from websockets.asyncio.server import serve
+
+        from rules_engine.kraken.private_feed import PrivateFeed
+
+        async def subscribed_then_closed(ws):  # type: ignore[no-untyped-def]
+            await ws.recv()
+            await ws.send('{"method": "subscribe", "success": true, "result": {"channel": "executions"}}')
+
+        async with serve(subscribed_then_closed, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            feed = PrivateFeed(f"ws://127.0.0.1:{port}/v2", lambda: "token", lambda events: None,
+                               clock=lambda: 0.0, backoff_base=0.001, backoff_max=0.01)
+            task = asyncio.ensure_future(feed.run())
+            async with asyncio.timeout(10):  # three sessions: three cells' feeds to one URL, or reconnects
+                while feed.connections < 3:
+                    await asyncio.sleep(0.01)
+            await feed.stop()
+            await asyncio.wait_for(task, 5)
+        return feed.connections
+
+    assert asyncio.run(connect_three_times()) >= 3
+    assert lookups == ["127.0.0.1"]
+    assert private_feed.ws_proxy("wss://ws-auth.kraken.com/v2") == "http://proxy.invalid:3128"
+    assert lookups == ["127.0.0.1", "ws-auth.kraken.com"]

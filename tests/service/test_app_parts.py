@@ -101,3 +101,42 @@ def test_watcher_reports_edits_new_files_and_missing_folders(tmp_path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert len(changes) == 2
     assert isinstance(rule_files_signature([tmp_path / "gone"]), str)
+
+
+def test_watchers_sharing_signatures_read_a_rule_set_once_and_still_see_an_edit(tmp_path):
+    """A worker's cells on one rule set: one read of its files per `max_age` for all their
+    watchers (each cell's own listing and stat-ing every second was several percent of a
+    300-cell worker's CPU), and an edit still reaches every cell."""
+    from rules_engine.service.rule_watch import SharedSignatures
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("x")
+    clock = [0.0]
+    shared = SharedSignatures(max_age=0.5, monotonic=lambda: clock[0])
+    changes: list[int] = []
+
+    async def scenario() -> None:
+        async def on_change(n: int) -> None:
+            changes.append(n)
+
+        watchers = [RuleWatcher([folder], lambda n=n: on_change(n), interval=0.01, shared=shared) for n in range(20)]
+        tasks = [asyncio.ensure_future(w.run()) for w in watchers]
+        try:
+            while shared.reads == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # polls by each of the 20 watchers, within max_age of the read
+            assert shared.reads == 1 and not changes
+            (folder / "b.yaml").write_text("y")
+            await asyncio.sleep(0.05)
+            assert not changes  # not read again before max_age
+            clock[0] += 0.5
+            while len(changes) < 20:
+                await asyncio.sleep(0.01)
+            assert shared.reads == 2
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert sorted(changes) == list(range(20))
