@@ -6,14 +6,8 @@
     verify(path).ok
     for record in show(path, rule="btc-*", kind=["decision", "risk"], since=t0): ...
 
-Record kinds written by the engine (free lower-case words; these are the documented set):
-`startup`, `shutdown`, `reload`, `trigger`, `guard`, `decision`, `risk`, `request`,
-`response`, `action`, `error`, `signal_rejected`, `signal_expired` (a fanned-out signal not
-decided within its provider's max_age), `kill_switch`, `reconcile`,
-`resent_after_proven_absent` / `not_resent` (an order decided but proven never placed, sent
-again at start-up or not: `execution.resend`), and
-`torn_tail` (written by the log itself when it seals an interrupted final line), and
-`chain_break` (the first record of a new segment after a damaged log, `audit.segment`).
+Record kinds are free lower-case words; the ones the engine writes, and when, are listed in
+docs/audit-and-state.md ("The record kinds").
 """
 
 from rules_engine.audit.errors import AuditCorruptError, AuditError, AuditLockedError
@@ -24,30 +18,7 @@ from rules_engine.audit.records import GENESIS, canonical_json, record_hash, to_
 from rules_engine.audit.segment import AuditDamagedError, damage, open_checked, start_new_segment
 from rules_engine.audit.verify import Problem, VerifyReport, parse_anchor, verify
 
-KINDS = (
-    "startup",
-    "shutdown",
-    "reload",
-    "trigger",
-    "guard",
-    "decision",
-    "risk",
-    "request",
-    "response",
-    "action",
-    "error",
-    "signal_rejected",
-    "signal_expired",
-    "kill_switch",
-    "reconcile",
-    "resent_after_proven_absent",
-    "not_resent",
-    "torn_tail",
-    "chain_break",
-)
-
 __all__ = [
-    "KINDS",
     "GENESIS",
     "AuditLog",
     "AuditError",
