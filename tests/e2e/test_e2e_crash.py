@@ -136,3 +136,24 @@ def test_a_signal_accepted_before_kill_9_is_decided_exactly_once_after_restart(e
     fires = [r for r in audit(e2e, "decision") if r["rule_id"] == "bot" and "fire_seq" in r["data"]]
     assert [r["data"]["fire_seq"] for r in fires] == [1, 2]
     assert audit_ok(e2e)
+
+
+def test_a_signal_whose_decision_was_audited_but_not_saved_is_decided_again_after_kill_9(e2e: E2E) -> None:
+    """Killed between the decision's record and its commit (which also takes the signal out of
+    the inbox): the signal is still undecided, so the restart abandons that decision (never
+    sent) and decides the signal again, under a new client order id: one order for the signal."""
+    e2e.write_rules(BOT)
+    config = live_config(e2e)
+    engine = CrashEngine(e2e, config, crash_at="order.before_commit").start(symbols=0)
+    assert post_signal(engine.url, "sig-1") in (202, None)
+    engine.killed()
+
+    engine = CrashEngine(e2e, config).start(symbols=0)
+    try:
+        wait(lambda: orders_per_decision(e2e).get("bot#2") == 1, what="the signal decided again")
+        assert post_signal(engine.url, "sig-1") == 409  # still one signal
+    finally:
+        assert engine.stop() == 0
+    assert orders_per_decision(e2e) == {"bot#2": 1}
+    assert [r["data"]["decision_id"] for r in audit(e2e, "abandoned")] == ["bot#1"]
+    assert audit_ok(e2e)
