@@ -70,7 +70,7 @@ from rules_engine.execution.report import ExecutionReport, failure, refused
 from rules_engine.execution.resend import Freshness, ResendPolicy, order_intent
 from rules_engine.kraken.send_gate import gated
 from rules_engine.state.protocol import EngineStore
-from rules_engine.state.store import FINAL_STATUSES, OrderRecord
+from rules_engine.state.store import FINAL_STATUSES, RESTORED_KEY, OrderRecord
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +513,10 @@ class Dispatcher:
         verdict = self.resend.judge(decision, self._clock())
         blocked = self.resend.blocked() if self.resend.blocked is not None else None
         why = None
-        if not verdict.fresh:
+        if self.store.meta(RESTORED_KEY + decision.cl_ord_id) is not None:
+            why = ("restored from the audit log after a power cut: its rule's state may be lost with its rows, "
+                   "so the rule may decide again")
+        elif not verdict.fresh:
             why = "too old to trade now"
         elif blocked is not None:
             why = f"the kill switch is engaged ({blocked})"

@@ -15,7 +15,8 @@ So a start can find a `decision` record whose rows are not in the store:
   too, but never the decision record of an order that was sent: each `decision` record whose
   order the store does not know, or knows only as `pending`, is recorded as `sent`, and is
   then looked up on the exchange by its client order id like any other unresolved order
-  (`Dispatcher.recover`).
+  (`Dispatcher.recover`), but never sent again (`RESTORED_KEY`): the rule's state saved with
+  its rows may be lost too, so the rule may decide again.
 Either way the rule's fire number is raised past it (`raise_fire_seq`), so a rule never reuses
 that client order id for a new decision.
 
@@ -37,6 +38,7 @@ from rules_engine.audit import AuditLog
 from rules_engine.audit.tail import records_after
 from rules_engine.core import EngineState
 from rules_engine.state.protocol import EngineStore
+from rules_engine.state.store import RESTORED_KEY
 
 
 @dataclass
@@ -100,6 +102,7 @@ def restore_sent_decisions(store: EngineStore, log: AuditLog, current_boot: str 
                 store.mark_sent(cl_ord_id)
             else:
                 continue
+            store.set_meta(RESTORED_KEY + cl_ord_id, str(record["seq"]))  # looked up, never sent again
             restored.orders.append({"cl_ord_id": cl_ord_id, "rule_id": rule_id, "decision_id": decision_id,
                                     "audit_seq": record["seq"], "previous": previous})
     for order in reversed(restored.orders):

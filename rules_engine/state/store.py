@@ -121,6 +121,10 @@ _MARK_RESENT = ("UPDATE decisions SET status = 'sent', sent_at = ?, updated_at =
                 f"RETURNING {_DECISION_COLUMNS}")
 RESENT_KEY = "resent:"
 """The `meta` key (+ cl_ord_id) that records a decision's one resend (`mark_resent`)."""
+RESTORED_KEY = "restored:"
+"""The `meta` key (+ cl_ord_id) of a decision restored from the audit log after a power cut
+(`service.decision_restore`), which a restart never sends again: the rule's state saved with
+its rows may be lost with them, so the rule may decide again."""
 _RECORD_OUTCOME = {  # by the status recorded: the statuses it may replace (never a final one, never a later one)
     status: ("UPDATE decisions SET status = ?, outcome = ?, updated_at = ? WHERE cl_ord_id = ? AND status IN ("
              + ",".join(f"'{s}'" for s in STATUSES if s not in FINAL_STATUSES and _RANK[s] <= _RANK[status])

@@ -81,6 +81,7 @@ def test_after_a_reboot_a_lost_or_pending_decision_is_restored_as_sent(tmp_path)
         assert [(o["cl_ord_id"], o["previous"]) for o in restored.orders] == [("c2", "pending"), ("c1", None)]
         assert store.decision_status("c1") == "sent" and store.decision_status("c2") == "sent"
         assert restored.fire_seq == {"r": 2} and store.audit_checkpoint() == log.head[0] == 4
+        assert store.meta("restored:c1") is not None and store.meta("restored:c2") is not None  # never resent
         state = raise_fire_seq(EngineState(fire_seq={"r": 1, "other": 5}), restored.fire_seq)
         assert state is not None and state.fire_seq == {"r": 2, "other": 5}
         assert restore_sent_decisions(store, log, "boot-2").orders == [], "restored once"

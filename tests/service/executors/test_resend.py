@@ -62,6 +62,20 @@ def test_a_decision_too_old_is_not_traded_late(sim, clock, store, audit, left):
     assert record["data"]["bound_s"] == 30 and record["data"]["age_s"] > 30
 
 
+def test_a_decision_restored_after_a_power_cut_is_looked_up_but_never_sent_again(sim, clock, store, audit):
+    """Its rows, and the rule state saved with them, were lost: the rule may decide again, so an
+    order proven never placed is settled as such, not sent (`service.decision_restore`)."""
+    live = crashed(sim, clock, store, audit, 9, "before_send")
+    store.mark_sent("dsp-9")
+    store.set_meta("restored:dsp-9", "1")  # as restore_sent_decisions records it
+    clock.now += 20
+    (report,) = Dispatcher(live, store, audit, mode="live", clock=clock, resend=ResendPolicy(30)).recover()
+    assert not report.result.ok and report.result.data["error_class"] == "OrderNotPlaced"
+    assert placed(sim, "dsp-9") == [] and store.get_decision("dsp-9").status == "rejected"
+    (record,) = [r for r in audit_records(audit) if r["kind"] == "not_resent"]
+    assert "power cut" in record["data"]["reason"]
+
+
 def test_without_a_policy_or_with_zero_nothing_is_resent(sim, clock, store, audit):
     live = crashed(sim, clock, store, audit, 7, "pending")
     clock.now += 1
