@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -202,14 +202,15 @@ class Worker:
         """The worker's parts a cell uses: the rule cache, the rule files' signatures, Kraken's
         clock, and its store's leases, delivery wake-ups and connection pool (one set per store; a
         cell whose store cannot be parsed reports it at its start)."""
+        shared = CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
         store = spec.config.store
         if store is None:
-            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
+            return shared
         try:
             settings = StoreSettings.parse(store.url, key_id=store.key, password_env=store.password_env,
                                            environ=self.environ)
         except (ValueError, SecretError):
-            return CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
+            return shared
         group = (settings.url, settings.password)
         if group not in self._stores:
             leases = WorkerLeases(settings, holder_name())
@@ -218,7 +219,7 @@ class Worker:
             self._hub_tasks.append(asyncio.ensure_future(hub.run()))
             self._stores[group] = (leases, hub, ConnectionPool())
         leases, hub, pool = self._stores[group]
-        return CellShared(self.rules, leases, hub, self.kraken_clock, pool, self.rule_signatures)
+        return replace(shared, leases=leases, deliveries=hub, pool=pool)
 
     def _service(self, spec: CellSpec, waiting: asyncio.Event) -> EngineService:
         options = {k: v for k, v in self.cell_options.items() if k != "feed_options"}

@@ -78,6 +78,13 @@ def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> 
     return path, env
 
 
+def fast_worker(path: Path, env: dict[str, str]) -> Worker:
+    """A worker on the config at `path`, with fast feeds and housekeeping, no rule reloads."""
+    return Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
+                  cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
+                                "snapshot_interval": 0.2, "drain_timeout": 5.0})
+
+
 def count_time_calls(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The times of the simulator's answers to the public `Time` call from now on."""
     calls: list[float] = []
@@ -108,9 +115,7 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
     path, env = write(tmp_path, pg_dsn, sim2, two)
     env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
     time_calls = count_time_calls(sim2, monkeypatch)
-    worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
-                    cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
-                                  "snapshot_interval": 0.2, "drain_timeout": 5.0})
+    worker = fast_worker(path, env)
     port = await worker.start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -169,9 +174,7 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
 
     path, env = write(tmp_path, pg_dsn, sim2, two)
     env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
-    worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
-                    cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
-                                  "snapshot_interval": 0.2, "drain_timeout": 5.0})
+    worker = fast_worker(path, env)
     await worker.start()
     try:
         await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
@@ -202,9 +205,7 @@ async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_c
         dsn = server.create_database("restart")
         path, env = write(tmp_path, dsn, sim2, two)
         env["RULES_ENGINE_STORE_PASSWORD"] = server.password
-        worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
-                        cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
-                                      "snapshot_interval": 0.2, "drain_timeout": 5.0})
+        worker = fast_worker(path, env)
         await worker.start()
         try:
             await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
