@@ -5,8 +5,9 @@ Issue 13's T5 as a figure: against a throwaway PostgreSQL (`tests/cluster/pg_har
 simulator in this process, two `rules-engine worker` processes each configured with every key
 (they split the keys, each standing by for the other's), two intake replicas in this process.
 One signal to every key, POSTed 3 times; unless --no-kill, the worker holding more keys is
-killed with SIGKILL as the first order is accepted. Reported: time until every key is held
-after the workers start, and from the POST to the last AddOrder accepted by the simulator
+killed with SIGKILL as the first order is accepted. The POST comes once every cell is in its
+steady state (its key held, its private feed subscribed: the simulator's count). Reported: time
+until every key is held after the workers start, and from the POST to the last AddOrder accepted by the simulator
 (its journal's time), with the orders placed and those the kill left unplaced, the
 workers' PostgreSQL connections once every key is held, and (without a kill) the CPU time the
 two workers used from the POST until every decision was final, per key (Linux: /proc).
@@ -72,6 +73,7 @@ async def _round(server, keys: int, kill: bool, round_no: int  # type: ignore[no
             await wait_for(lambda: sum(len(worker.holding()) for worker in workers) == keys, timeout=300,
                            interval=0.5)
             held = time.perf_counter() - began
+            await wait_for(lambda: sim.private_subscribers() >= keys, timeout=120, interval=0.2)  # steady state
             (connections,), = w.rows("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
                                      "AND datname = current_database() AND pid <> pg_backend_pid()")
             victim = max(workers, key=lambda worker: len(worker.holding()))

@@ -418,7 +418,7 @@ class EngineService:
             await self._start_feeds(needs)
         self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
         if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
-            self._spawn(self.private_feed.run())
+            self._spawn(self._run_private_feed(self.private_feed))
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))
         self._spawn(self._housekeeping())
         self._spawn(self.visibility.watch(self.snapshot_interval))
@@ -500,6 +500,19 @@ class EngineService:
         self.needs = needs
         self.rule_hashes.clear()  # in place: the Dispatcher and the driver hold this mapping
         self.rule_hashes.update(needs.rule_hashes)
+
+    async def _run_private_feed(self, feed: PrivateFeed) -> None:
+        """The private feed; a worker's cell first waits until the worker is quiet (its
+        takeovers and their orders first: `service.quiet_gate`)."""
+        gate = None if self.shared is None else self.shared.quiet
+        if gate is not None:
+            await gate.wait()
+        await feed.run()
+
+    def working(self) -> bool:
+        """Events queued or being handled, or orders on their way."""
+        jobs = self._lane.jobs if self._lane is not None else 0
+        return jobs > 0 or self._busy or not self._queue.empty()
 
     def _start_dead_mans_switch(self) -> None:
         """Live only: keep CancelAllOrdersAfter armed on every account the executor trades."""

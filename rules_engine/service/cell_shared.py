@@ -2,9 +2,10 @@
 compiled once per distinct rule set, the leases of every cell on a store (one thread, two
 connections: `service.worker_leases`), the wake-ups for their signal deliveries (one
 listening connection: `service.delivery_hub`), the store's connections (`pgstore.ConnectionPool`:
-a cell holds one for a transaction only) and Kraken's clock offset measured at a takeover
-(`service.kraken_clock`). `EngineService(shared=...)` uses them; an
-engine of its own (`rules-engine run`) has none and does everything itself."""
+a cell holds one for a transaction only), Kraken's clock offset measured at a takeover
+(`service.kraken_clock`) and the gate their private feeds wait at (`service.quiet_gate`).
+`EngineService(shared=...)` uses them; an engine of its own (`rules-engine run`) has none and
+does everything itself."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rules_engine.pgstore import ConnectionPool
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.kraken_clock import SharedKrakenClock
+from rules_engine.service.quiet_gate import QuietGate
 from rules_engine.service.rule_watch import SharedSignatures, rule_files_signature
 from rules_engine.service.worker_leases import WorkerLeases
 
@@ -62,6 +64,7 @@ class CellShared:
     kraken_clock: SharedKrakenClock | None = None  # Kraken's clock offset, measured once for all (takeovers)
     pool: ConnectionPool | None = None  # the store's idle connections, taken by the cells' transactions
     rule_signatures: SharedSignatures | None = None  # the rule watchers' reads of the rule files, once for all
+    quiet: QuietGate | None = None  # the private feed connects once the worker's takeovers are done
 
 
 def register_secrets(configs: Iterable[EngineConfig], environ: Mapping[str, str] | None) -> None:

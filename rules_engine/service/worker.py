@@ -10,7 +10,8 @@ What the cells share: the event loop, ONE public market-data feed per market sub
 union of their symbols (`service.shared_feed`: each tick goes to the cells that watch its
 symbol), one HTTP server (`/healthz`, `/readyz` with each cell, `/metrics` with every cell's
 series labelled `key`), and the process's signal handling (SIGTERM/SIGINT stop every cell,
-SIGHUP reloads every cell's rules). What they do not: each cell has its own lease, epoch,
+SIGHUP reloads every cell's rules), and the gate their private feeds wait at while the worker
+takes keys over (`service.quiet_gate`). What they do not: each cell has its own lease, epoch,
 store and audit chain, executor (credentials from its engine config's env names), nonce
 sequence, rate-limit counters, kill switch file (its state dir) and delivery consumer.
 
@@ -49,6 +50,7 @@ from rules_engine.service.cell_shared import CellShared, RuleCache, register_sec
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
 from rules_engine.service.kraken_clock import SharedKrakenClock
+from rules_engine.service.quiet_gate import QuietGate
 from rules_engine.service.rule_watch import SharedSignatures
 from rules_engine.service.shared_feed import SharedFeeds
 from rules_engine.service.startup import StartupError
@@ -120,6 +122,7 @@ class Worker:
         self.rules = RuleCache()  # each distinct rule set compiled once, shared by its cells
         self.kraken_clock = SharedKrakenClock()  # a takeover's Time call made once for every cell
         self.rule_signatures = SharedSignatures()  # the cells' rule watchers read each rule set once
+        self.quiet = QuietGate(self.busy)  # the cells' private feeds connect once the takeovers are done
         self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
         self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub, ConnectionPool]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
@@ -202,7 +205,8 @@ class Worker:
         """The worker's parts a cell uses: the rule cache, the rule files' signatures, Kraken's
         clock, and its store's leases, delivery wake-ups and connection pool (one set per store; a
         cell whose store cannot be parsed reports it at its start)."""
-        shared = CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures)
+        shared = CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures,
+                            quiet=self.quiet)
         store = spec.config.store
         if store is None:
             return shared
@@ -303,6 +307,24 @@ class Worker:
     async def _stopped_or_stopping(self) -> None:
         while not self._stopping:
             await asyncio.sleep(0.1)
+
+    def busy(self) -> bool:
+        """A cell is starting or taking its key over, or has events or orders in hand
+        (`service.quiet_gate`); one standing by for its key or failed is not."""
+        for key, cell in self.cells.items():
+            service = cell.service
+            if cell.state in ("failed", "stopped"):
+                continue
+            if service is None:  # its task has not run yet
+                return True
+            if service.started_at is not None:
+                if service.working():
+                    return True
+                continue
+            leases = self._shared[key].leases if key in self._shared else None
+            if leases is None or not leases.is_waiting(key):
+                return True
+        return False
 
     def holding(self) -> list[str]:
         """The keys this worker trades now."""

@@ -225,6 +225,10 @@ class WorkerLeases:
         if self._stopping:
             raise WorkerStopping("the worker is stopping")
 
+    def is_waiting(self, key: str) -> bool:
+        """A cell waits for `key` in `wait_takeable` now."""
+        return key in self._waiting
+
     def _hold(self, keeper: SharedLeaseKeeper) -> None:
         with self._lock:
             self._held[keeper.session.settings.key_id] = keeper

@@ -290,6 +290,11 @@ class Simulator:
             self._tasks.append(asyncio.ensure_future(self._drive_prices()))
         return self.endpoints
 
+    def private_subscribers(self) -> int:
+        """Private WebSocket connections subscribed to at least one channel now."""
+        feed = self._private
+        return 0 if feed is None else sum(1 for conn in list(feed.connections) if conn.channels)
+
     def _drop_private(self, code: int | None) -> int:
         return self._private.drop_all(code) if self._private is not None else 0
 

@@ -121,6 +121,9 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
     try:
         await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
         await wait_for(lambda: [c.tickers for c in public_connections(sim2)] == [{"XBTUSD", "ETHUSD"}], timeout=10)
+        # trading first, then the private feeds (`service.quiet_gate`): once both cells are idle, both connect
+        await wait_for(lambda: sim2.private_subscribers() == 2, timeout=10)
+        assert not worker.busy() and worker.quiet.waiting == 0
         status, ready = await get(f"{url}/readyz")
         assert status == 200 and ready["holding"] == ["k1", "k2"]
         assert {c["key"]: c["state"] for c in ready["cells"]} == {"k1": "holding", "k2": "holding"}
@@ -191,6 +194,28 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
         assert worker.readyz()["status"] in ("ready", "degraded")
     finally:
         await worker.stop()
+
+
+async def test_a_cell_standing_by_for_a_key_held_elsewhere_does_not_hold_up_the_private_feeds(
+        tmp_path, pg_server, pg_dsn, sim2, two) -> None:
+    """The private feeds wait while the worker takes keys over (`service.quiet_gate`), but a cell
+    waiting for a key another engine holds is not taking it over: k2's feed connects at once."""
+    from rules_engine.pgstore.lease import LeaseSession
+
+    path, env = write(tmp_path, pg_dsn, sim2, two)
+    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    other = LeaseSession(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine", ttl=60.0)
+    assert other.try_take() is not None  # held, its session alive: k1's cell stands by throughout
+    worker = fast_worker(path, env)
+    await worker.start()
+    try:
+        await wait_for(lambda: worker.holding() == ["k2"] and worker._shared["k1"].leases.is_waiting("k1"),
+                       timeout=30)
+        await wait_for(lambda: sim2.private_subscribers() == 1, timeout=5)  # MAX_WAIT is 10 s: not waited out
+        assert not worker.busy() and worker.cells["k1"].state == "standby"
+    finally:
+        await worker.stop()
+        other.close()
 
 
 async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_connections(
