@@ -348,3 +348,18 @@ def test_an_order_refused_before_it_was_signed_stays_pending_for_the_next_holder
     assert again.may_have_left(row)  # its record is written: looked up, never assumed absent
     again.recover()
     assert later.reconciled == ["dsp-9"] and store.get_decision("dsp-9").status == "accepted"
+
+
+def test_a_new_empty_paper_wallet_is_named_in_a_warning(tmp_path, clock, caplog):
+    """A dry run without `paper_wallet.balances` starts with nothing, and every order is
+    refused for funds: the first start says so (a wallet restored from the state dir does not)."""
+    path = tmp_path / "s.sqlite"
+    with caplog.at_level("WARNING", logger="rules_engine.execution.dry_run"):
+        with StateStore(path, clock=clock) as store:
+            DryRunExecutor.open(store, {})
+        with StateStore(path, clock=clock) as store:
+            DryRunExecutor.open(store, {})
+        with StateStore(tmp_path / "t.sqlite", clock=clock) as store:
+            DryRunExecutor.open(store, {"ZUSD": "10000"})
+    warned = [r.getMessage() for r in caplog.records if "paper wallet" in r.getMessage()]
+    assert len(warned) == 1 and "paper_wallet.balances" in warned[0] and "Insufficient funds" in warned[0]
