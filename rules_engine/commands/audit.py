@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     read = actions.add_parser(
         "show",
         help="print records, filtered by rule, kind and time",
-        description="Print audit records. Times: epoch seconds, ISO 8601 (no zone = UTC) or relative (-1h, -30m).",
+        description="Print audit records. Times: epoch seconds, ISO 8601 (no zone = UTC) or a duration ago "
+                    "(2h, 30m, 1d; with a minus, write --since=-2h).",
     )
     read.add_argument("path", nargs="?", metavar="PATH", help="audit log file or state directory")
     add_state_dir_argument(read)

@@ -24,6 +24,7 @@ from rules_engine.commands.replay_sweep import run_sweep, sweep_usage_problem
 from rules_engine.config import ConfigError, load_config
 from rules_engine.core import RiskLimits
 from rules_engine.durations import parse_duration
+from rules_engine.execution.base import keep_rule_output_in_reports
 from rules_engine.pairs import default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.replay.data import FORMATS, DataError, open_data
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_rule_output_in_reports()
     try:
         rule_files = find_rule_files(args.rules)
         interval = parse_duration(args.interval) if args.interval else None

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from rules_engine.execution.base import keep_rule_output_in_reports
 from rules_engine.testing import find_test_files, render_text, run_files, write_junit
 from rules_engine.testing.suite import FileResult, summary_counts
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_rule_output_in_reports()
     try:
         files = find_test_files(args.paths)
     except FileNotFoundError as exc:

@@ -13,6 +13,17 @@ from rules_engine.redact import redact
 action_log = logging.getLogger("rules_engine.actions")
 notify_log = logging.getLogger("rules_engine.notify")
 
+
+
+def keep_rule_output_in_reports() -> None:
+    """For an offline run (`rules-engine test`, `replay`), whose report lists every `log` and
+    `notify` intent: keep their lines off stderr, where Python's last-resort handler would
+    print those at warning level and above when no logging is set up."""
+    for logger in (action_log, notify_log):
+        if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "warn": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
 

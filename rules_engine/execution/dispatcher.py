@@ -623,6 +623,8 @@ class Dispatcher:
 
     def _audit_exchange(self, intent: it.Intent, report: ExecutionReport, cl_ord_id: str | None) -> None:
         base = self._exchange_base(intent.intent_id, intent.kind, cl_ord_id)
+        if report.result.data.get("would_send"):  # not sent (validate mode's cancels): never "request sent"
+            base["would_send"] = True
         self._audit_safe("request", intent.rule_id, {**base, "request": report.request})
         self._audit_safe("response", intent.rule_id, {
             **base, "response": report.response, "result": self._result_json(report),

@@ -78,6 +78,9 @@ class DryRunExecutor:
             exchange = PaperExchange(pairs)
             exchange.set_balances("paper", balances)
             paper = PaperExecutor(exchange)
+            if not any(Decimal(str(amount)) for amount in balances.values()):
+                log.warning("the dry run's new paper wallet is empty (no paper_wallet.balances in the engine "
+                            "config): its orders will be refused with EOrder:Insufficient funds")
         if paper.futures is None:  # a new wallet, or one saved before Futures were simulated
             paper.futures = PaperFutures.create(futures_balances or {}, pairs)
         executor = cls(paper, store, balance_reader=balance_reader)

@@ -189,7 +189,10 @@ class OfflineRunner:
         self._settle()
 
     def _clock(self) -> float:
-        return self.now
+        """The time of what the driver is handling: a timer beat or deadline due before an
+        input runs at its own time (its results, records and rows carry it), not the input's."""
+        driver = self.__dict__.get("driver")
+        return self.now if driver is None or driver.now == -math.inf else driver.now
 
     @property
     def outcomes(self) -> list[Outcome]:

@@ -21,6 +21,7 @@ log = logging.getLogger("rules_engine.service")
 
 MAX_REPORTED_ERRORS = 50
 MIN_KILL_TOKEN = 16
+MIN_SIGNAL_SECRET = 16  # shorter ones are accepted, with a warning
 
 
 class StartupError(Exception):
@@ -51,9 +52,14 @@ def signal_sources(config: EngineConfig, needs: RuleNeeds,
             source = SignalSourceConfig.from_settings(settings, schema, environ)
         except (SecretError, LookupError, ValueError) as exc:
             raise StartupError(f"signal source {name!r}: {exc}") from None
-        for secret in (source.secret, source.passphrase):
+        for what, secret in (("secret", source.secret), ("passphrase", source.passphrase)):
             if secret:
                 register_secret(secret)
+                if len(secret) < MIN_SIGNAL_SECRET:
+                    log.warning("signal source %r: its %s is %d characters long; use %d or more random characters: "
+                                "it is masked wherever it appears in logs and the audit log, so a short one masks "
+                                "ordinary words there too (and is easier to guess)", name, what, len(secret),
+                                MIN_SIGNAL_SECRET)
         sources[name] = source
     for missing in sorted(needs.signal_sources - sources.keys()):
         log.warning("rules listen to signal source %r, which the engine config does not declare: "

@@ -36,7 +36,7 @@ def rule_state(rule: Rule, saved: Mapping[str, Any] | None, in_error: bool, now:
     if not rule.enabled:
         return "disabled", "enabled: false"
     if in_error:
-        return "error", "its last evaluation failed"
+        return "error", "its last evaluation or action failed"
     saved = saved or {}
     run, pending = saved.get("run"), saved.get("pending")
     if run:

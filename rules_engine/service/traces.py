@@ -100,7 +100,7 @@ class RuleRecord:
 
     last_fire: dict[str, Any] | None = None
     last_error: dict[str, Any] | None = None
-    in_error: bool = False  # its latest evaluation raised an error
+    in_error: bool = False  # its latest evaluation, or an action of its latest run, failed
 
 
 class TraceBook:

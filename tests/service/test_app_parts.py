@@ -9,12 +9,14 @@ import json
 import logging
 import os
 
+from rules_engine.config import parse_config
 from rules_engine.redact import register_secret
 from rules_engine.rules import load_rules_text
 from rules_engine.service.logs import setup_logging
 from rules_engine.service.metrics import ServiceMetrics
 from rules_engine.needs import rule_needs
 from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
+from rules_engine.service.startup import signal_sources
 
 RULES = """
 version: 1
@@ -140,3 +142,14 @@ def test_watchers_sharing_signatures_read_a_rule_set_once_and_still_see_an_edit(
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert sorted(changes) == list(range(20))
+
+
+def test_a_short_signal_secret_is_accepted_with_a_warning(caplog) -> None:
+    config = parse_config({"signals": {"short": {"passphrase_env": "SHORT_PASS"},
+                                       "long": {"secret_env": "LONG_SECRET"}}}, "<test>")
+    environ = {"SHORT_PASS": "Zq9#xW", "LONG_SECRET": "a-long-random-signal-secret-1234"}
+    with caplog.at_level(logging.WARNING, logger="rules_engine.service"):
+        sources = signal_sources(config, rule_needs(load_rules_text(RULES).ruleset), environ)
+    assert set(sources) == {"short", "long"}
+    warnings = [r.getMessage() for r in caplog.records if "characters long" in r.getMessage()]
+    assert len(warnings) == 1 and "'short': its passphrase is 6 characters long; use 16 or more" in warnings[0]

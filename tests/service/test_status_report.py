@@ -11,7 +11,7 @@ RULE = Rule(id="r", triggers=(), actions=())
 def test_rule_states() -> None:
     assert rule_state(RULE, None, False, 100.0) == ("armed", "")
     assert rule_state(Rule(id="off", triggers=(), actions=(), enabled=False), None, True, 0)[0] == "disabled"
-    assert rule_state(RULE, {}, True, 0)[0] == "error"
+    assert rule_state(RULE, {}, True, 0) == ("error", "its last evaluation or action failed")  # also a refused order
     assert rule_state(RULE, {"run": {"next_action": 0}}, False, 0)[0] == "running"
     assert rule_state(RULE, {"run": {"waiting": "r#1/0"}}, False, 0) == ("waiting", "waiting for r#1/0")
     assert rule_state(RULE, {"pending": {"kind": "hold", "until": 130.0}}, False, 100.0) == (

@@ -348,3 +348,33 @@ def test_an_order_refused_before_it_was_signed_stays_pending_for_the_next_holder
     assert again.may_have_left(row)  # its record is written: looked up, never assumed absent
     again.recover()
     assert later.reconciled == ["dsp-9"] and store.get_decision("dsp-9").status == "accepted"
+
+
+def test_a_new_empty_paper_wallet_is_named_in_a_warning(tmp_path, clock, caplog):
+    """A dry run without `paper_wallet.balances` starts with nothing, and every order is
+    refused for funds: the first start says so (a wallet restored from the state dir does not)."""
+    path = tmp_path / "s.sqlite"
+    with caplog.at_level("WARNING", logger="rules_engine.execution.dry_run"):
+        with StateStore(path, clock=clock) as store:
+            DryRunExecutor.open(store, {})
+        with StateStore(path, clock=clock) as store:
+            DryRunExecutor.open(store, {})
+        with StateStore(tmp_path / "t.sqlite", clock=clock) as store:
+            DryRunExecutor.open(store, {"ZUSD": "10000"})
+    warned = [r.getMessage() for r in caplog.records if "paper wallet" in r.getMessage()]
+    assert len(warned) == 1 and "paper_wallet.balances" in warned[0] and "Insufficient funds" in warned[0]
+
+
+def test_validate_mode_audits_an_unsent_cancel_as_would_send(store, audit):
+    """Validate mode sends no cancel: its request record says would_send, so the decision
+    log's line says so too, instead of a bare "request sent" (README: "cancels are audited as
+    would-send")."""
+    from rules_engine.execution.validate import ValidateExecutor
+    from rules_engine.service.decision_log import describe
+
+    dispatcher = Dispatcher(ValidateExecutor(spot=None), store, audit, mode="validate")  # a cancel needs no client
+    report = dispatcher.dispatch(it.CancelAll(intent_id="c", rule_id="r", decision_id="r#1"))
+    assert report.result.ok and report.result.data["sent"] is False
+    request, response = [r for r in audit_records(audit) if r["kind"] in ("request", "response")]
+    assert request["data"]["would_send"] is True and response["data"]["would_send"] is True
+    assert describe(request)[2]["would_send"] is True
