@@ -25,5 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging("text", logging.ERROR)
+    demo_logging()
     return run_demo(args.state_dir)
+
+
+def demo_logging() -> None:
+    """Errors only, and not the decision log's lines: the narrator tells every decision record
+    (a rule's error included, which the demo's futures scene shows on purpose)."""
+    setup_logging("text", logging.ERROR)
+    logging.getLogger("rules_engine.decisions").setLevel(logging.CRITICAL)
