@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rules_engine.cli import build_parser
+from rules_engine.cli import build_parser, main
 from rules_engine.config import load_config
 from rules_engine.rules import load_rules
 from rules_engine.service.subscriptions import load_subscriptions
@@ -65,12 +65,16 @@ def test_the_workers_and_the_subscriptions_agree_and_are_valid() -> None:
     for service in WORKERS.values():
         argv = service["command"]
         files = mounts(service)
-        worker = load_worker_config(files[argv[argv.index("--config") + 1]])  # and every engine config it names
+        config = argv[argv.index("--config") + 1]
+        worker = load_worker_config(files[config])  # and every engine config it names
         assert [cell.config.store.url for cell in worker.cells if cell.config.store] == \
             ["postgresql://engine@postgres:5432/rules"] * 2
         keys.update(cell.key for cell in worker.cells)
+        inside = {str(Path(config).parent / Path(path).relative_to(files[config].parent)): Path(path)
+                  for cell in worker.cells for path in cell.rules}  # each cell's rules as the container sees them
+        assert all(files[target] == host for target, host in inside.items())  # mounted there
         for cell in worker.cells:
-            result = load_rules([files[str(path)] for path in cell.rules])
+            result = load_rules(cell.rules)
             assert result.errors == [] and result.rule_count == 1
     intake = COMPOSE["services"]["intake"]["command"]
     assert intake[intake.index("--store") + 1] == "postgresql://engine@postgres:5432/rules"
@@ -95,3 +99,9 @@ def test_the_systemd_units_run_real_commands(unit: str, instance: str) -> None:
         parses(argv)
     if instance:
         assert any("%i" in line for line in lines if line.startswith("ExecStart="))
+
+
+def test_the_shipped_worker_config_checks_clean_from_its_folder(capsys) -> None:
+    """The command its comment gives, run where the file is (its rules resolve next to it, as in the containers)."""
+    assert main(["worker", "--config", str(CLUSTER / "worker.yaml"), "--check"]) == 0
+    assert "2 cells: acct-1, acct-2" in capsys.readouterr().out
