@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -125,8 +125,10 @@ class PrivateFeed:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         open_timeout: float = 10.0,
+        before_connect: Callable[[], Awaitable[object]] | None = None,
     ):
         self.url = url
+        self.before_connect = before_connect  # e.g. a worker's budget of connection attempts
         self.get_token = get_token
         self.on_events = on_events
         self.on_status = on_status
@@ -173,6 +175,8 @@ class PrivateFeed:
                 pass
 
     async def _session(self) -> None:
+        if self.before_connect is not None:
+            await self.before_connect()
         token = await asyncio.to_thread(self.get_token)
         async with connect(self.url, open_timeout=self.open_timeout, close_timeout=2.0, proxy=ws_proxy(self.url)) as ws:
             self.connections += 1

@@ -416,7 +416,8 @@ class EngineService:
         self._consumer = asyncio.ensure_future(self._consume())
         if self._feeds is None:
             await self._start_feeds(needs)
-        self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock)
+        self.private_feed = private_feed_for(self.executor, config.endpoints, self._on_account_events, self.clock,
+                                             None if self.shared is None else self.shared.connect_budget)
         if self.private_feed is not None:  # fills, cancels and balances as they happen (live mode)
             self._spawn(self._run_private_feed(self.private_feed))
         self._spawn(self.kill_switch.watch(self.kill_poll_interval))

@@ -3,7 +3,8 @@ compiled once per distinct rule set, the leases of every cell on a store (one th
 connections: `service.worker_leases`), the wake-ups for their signal deliveries (one
 listening connection: `service.delivery_hub`), the store's connections (`pgstore.ConnectionPool`:
 a cell holds one for a transaction only), Kraken's clock offset measured at a takeover
-(`service.kraken_clock`) and the gate their private feeds wait at (`service.quiet_gate`).
+(`service.kraken_clock`), the gate their private feeds wait at (`service.quiet_gate`) and
+those feeds' budget of connection attempts (`service.connect_budget`).
 `EngineService(shared=...)` uses them; an engine of its own (`rules-engine run`) has none and
 does everything itself."""
 
@@ -20,6 +21,7 @@ from rules_engine.execution.factory import load_credentials
 from rules_engine.kraken.credentials import CredentialsError
 from rules_engine.pgstore import ConnectionPool
 from rules_engine.rules import LoadResult, load_rules
+from rules_engine.service.connect_budget import ConnectBudget
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.kraken_clock import SharedKrakenClock
 from rules_engine.service.quiet_gate import QuietGate
@@ -65,6 +67,7 @@ class CellShared:
     pool: ConnectionPool | None = None  # the store's idle connections, taken by the cells' transactions
     rule_signatures: SharedSignatures | None = None  # the rule watchers' reads of the rule files, once for all
     quiet: QuietGate | None = None  # the private feed connects once the worker's takeovers are done
+    connect_budget: ConnectBudget | None = None  # the private feeds' connection attempts, for all cells
 
 
 def register_secrets(configs: Iterable[EngineConfig], environ: Mapping[str, str] | None) -> None:

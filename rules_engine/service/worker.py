@@ -11,7 +11,8 @@ union of their symbols (`service.shared_feed`: each tick goes to the cells that 
 symbol), one HTTP server (`/healthz`, `/readyz` with each cell, `/metrics` with every cell's
 series labelled `key`), and the process's signal handling (SIGTERM/SIGINT stop every cell,
 SIGHUP reloads every cell's rules), and the gate their private feeds wait at while the worker
-takes keys over (`service.quiet_gate`). What they do not: each cell has its own lease, epoch,
+takes keys over (`service.quiet_gate`) and those feeds' budget of connection attempts, within
+Kraken's per-IP limit (`service.connect_budget`). What they do not: each cell has its own lease, epoch,
 store and audit chain, executor (credentials from its engine config's env names), nonce
 sequence, rate-limit counters, kill switch file (its state dir) and delivery consumer.
 
@@ -47,6 +48,7 @@ from rules_engine.secret_reader import SecretError
 from rules_engine.service.app import EngineService
 from rules_engine.service.backend import holder_name
 from rules_engine.service.cell_shared import CellShared, RuleCache, register_secrets
+from rules_engine.service.connect_budget import ConnectBudget
 from rules_engine.service.delivery_hub import DeliveryHub
 from rules_engine.service.http import HttpServer
 from rules_engine.service.kraken_clock import SharedKrakenClock
@@ -123,6 +125,7 @@ class Worker:
         self.kraken_clock = SharedKrakenClock()  # a takeover's Time call made once for every cell
         self.rule_signatures = SharedSignatures()  # the cells' rule watchers read each rule set once
         self.quiet = QuietGate(self.busy)  # the cells' private feeds connect once the takeovers are done
+        self.connect_budget = ConnectBudget(config.private_connects)  # ... and within Kraken's per-IP limit
         self.http_environment: dict[Any, Any] = {}  # the environment's proxy settings per origin (every cell's)
         self._stores: dict[tuple[str, str | None], tuple[WorkerLeases, DeliveryHub, ConnectionPool]] = {}
         self._hub_tasks: list[asyncio.Task[None]] = []
@@ -206,7 +209,7 @@ class Worker:
         clock, and its store's leases, delivery wake-ups and connection pool (one set per store; a
         cell whose store cannot be parsed reports it at its start)."""
         shared = CellShared(self.rules, kraken_clock=self.kraken_clock, rule_signatures=self.rule_signatures,
-                            quiet=self.quiet)
+                            quiet=self.quiet, connect_budget=self.connect_budget)
         store = spec.config.store
         if store is None:
             return shared

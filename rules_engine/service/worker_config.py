@@ -6,6 +6,7 @@ hosts, validated like a rule file (every problem at `file:line:column`).
     server: {host: 0.0.0.0, port: 8080}   # the worker's HTTP server (status page, healthz, readyz, metrics, kill)
     kill_switch: {token_env: RULES_ENGINE_ADMIN_TOKEN}   # the admin token of POST /kill (the default)
     state_dir: /var/lib/rules-engine       # each cell's state dir: <state_dir>/<key> (its kill switch file)
+    private_feeds: {connects_per_10min: 100}   # the cells' private feeds, together (the default)
     cells:
       - config: engine-acct-1.yaml         # store: {url, key: acct-1, standby: true, exclusive: true}
         rules: [rules/acct-1]
@@ -31,6 +32,7 @@ from rules_engine.config import ConfigError, EngineConfig, load_config
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic
 from rules_engine.rules.file_schema import diagnostic_at, read_side_file
+from rules_engine.service.connect_budget import DEFAULT_ATTEMPTS
 
 SCHEMA = "worker.schema.json"
 CODE = "worker-config"
@@ -63,6 +65,7 @@ class WorkerConfig:
     cells: tuple[CellSpec, ...]
     kill_token_env: str | None = "RULES_ENGINE_ADMIN_TOKEN"
     kill_token_file: Path | None = None  # instead of the variable
+    private_connects: int = DEFAULT_ATTEMPTS  # the cells' private feeds: connection attempts per 10 minutes
 
 
 def load_worker_config(path: Path) -> WorkerConfig:
@@ -105,7 +108,8 @@ def load_worker_config(path: Path) -> WorkerConfig:
     kill = data.get("kill_switch", {})
     return WorkerConfig(name, server.get("host", "127.0.0.1"), server.get("port", 8080), tuple(cells),
                         kill_token_env=kill.get("token_env", "RULES_ENGINE_ADMIN_TOKEN"),
-                        kill_token_file=base / kill["token_file"] if "token_file" in kill else None)
+                        kill_token_file=base / kill["token_file"] if "token_file" in kill else None,
+                        private_connects=data.get("private_feeds", {}).get("connects_per_10min", DEFAULT_ATTEMPTS))
 
 
 @lru_cache(maxsize=1)

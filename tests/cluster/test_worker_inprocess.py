@@ -60,7 +60,8 @@ def sim2(two) -> Iterator[Simulator]:
         yield simulator
 
 
-def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> tuple[Path, dict[str, str]]:
+def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account],
+          **worker: Any) -> tuple[Path, dict[str, str]]:
     cells, env = [], {}
     for key, text in RULES.items():
         (tmp / f"rules-{key}").mkdir()
@@ -74,7 +75,8 @@ def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> 
         cells.append({"config": f"engine-{key}.yaml", "rules": [f"rules-{key}"]})
         env[f"{key.upper()}_KEY"], env[f"{key.upper()}_SECRET"] = accounts[key].api_key, accounts[key].secret
     path = tmp / "worker.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "server": {"host": "127.0.0.1", "port": 0}, "cells": cells}))
+    path.write_text(yaml.safe_dump({"version": 1, "server": {"host": "127.0.0.1", "port": 0}, "cells": cells,
+                                    **worker}))
     return path, env
 
 
@@ -216,6 +218,28 @@ async def test_a_cell_standing_by_for_a_key_held_elsewhere_does_not_hold_up_the_
     finally:
         await worker.stop()
         other.close()
+
+
+async def test_the_private_feeds_keep_within_the_workers_budget_of_connection_attempts(
+        tmp_path, pg_server, pg_dsn, sim2, two) -> None:
+    """`private_feeds.connects_per_10min` (Kraken bans an IP after about 150 WebSocket connection
+    attempts in 10 minutes): with 1, one cell's feed connects and the other's waits; both trade."""
+    path, env = write(tmp_path, pg_dsn, sim2, two, private_feeds={"connects_per_10min": 1})
+    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    worker = fast_worker(path, env)
+    await worker.start()
+    try:
+        await wait_for(lambda: worker.holding() == ["k1", "k2"], timeout=30)
+        await wait_for(lambda: sim2.private_subscribers() == 1 and worker.connect_budget.waiting == 1, timeout=10)
+        sim2.set_price("XBTUSD", Decimal("69500"))
+        await wait_for(lambda: all(n >= 1 for n in ticks(worker).values()), timeout=10)
+        for _, service in worker.holding_services():
+            await service.settle()
+        sim2.set_price("XBTUSD", Decimal("71000"))  # the cell without its feed trades all the same
+        await wait_for(lambda: orders(sim2, two["k1"]) and orders(sim2, two["k2"]), timeout=10)
+        assert sim2.private_subscribers() == 1 and worker.connect_budget.used() == 1
+    finally:
+        await worker.stop()
 
 
 async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_connections(

@@ -59,10 +59,15 @@ def test_the_feed_against_the_simulator_reconnects_with_a_fresh_token():
 
         def token() -> str:
             tokens.append(client.get_websockets_token()["token"])
+            steps.append("token")
             return tokens[-1]
 
+        async def budget() -> None:  # a worker's budget of connection attempts (service.connect_budget)
+            steps.append("budget")
+
         received: list = []
-        feed = PrivateFeed(endpoints.ws_auth_v2, token, received.extend, clock=sim.clock, backoff_base=0.01)
+        feed = PrivateFeed(endpoints.ws_auth_v2, token, received.extend, clock=sim.clock, backoff_base=0.01,
+                           before_connect=budget)
         task = asyncio.ensure_future(feed.run())
         try:
             async with asyncio.timeout(10):
@@ -80,8 +85,10 @@ def test_the_feed_against_the_simulator_reconnects_with_a_fresh_token():
             await sim.stop()
         return tokens, received, feed
 
+    steps: list[str] = []
     tokens, received, feed = asyncio.run(run())
     assert len(tokens) == 2 and tokens[0] != tokens[1] and not feed.up
+    assert steps == ["budget", "token", "budget", "token"]  # every attempt, the reconnect too, asks first
     snapshots = [e for e in received if isinstance(e, BalanceUpdate) and e.snapshot]
     assert len(snapshots) == 2 and snapshots[0].balances == {"USD": Decimal("10000")}
     new = next(e for e in received if isinstance(e, OrderUpdate) and e.status == "new")

@@ -104,3 +104,16 @@ def test_the_worker_kill_switch_token_comes_from_its_env_or_file(tmp_path) -> No
         status({"token_file": "missing.token"}, {})
     with pytest.raises(StartupError, match="at least 16 characters"):
         status({"token_env": "SHORT"}, {"SHORT": "too-short"})
+
+
+def test_the_private_feeds_budget_of_connection_attempts_defaults_to_100_and_is_checked(tmp_path, capsys) -> None:
+    cells = [{"config": engine(tmp_path, "acct-1"), "rules": ["rules"]}]
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    assert load_worker_config(path).private_connects == 100
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells, "private_feeds": {"connects_per_10min": 40}}))
+    assert load_worker_config(path).private_connects == 40
+    path.write_text("version: 1\nprivate_feeds: {connects_per_10min: 0}\ncells:\n  - {config: acct-1.yaml, rules: [r]}\n")
+    with pytest.raises(WorkerConfigError) as caught:
+        load_worker_config(path)
+    assert f"{path.as_posix()}:2:" in str(caught.value)
