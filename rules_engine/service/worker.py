@@ -132,6 +132,9 @@ class Worker:
         self._shared: dict[str, CellShared] = {}
         self._cells_gauge = Gauge("rules_engine_worker_cells", "The worker's key cells by state", ["state"],
                                   registry=self._registry)
+        self._connects_gauge = Gauge("rules_engine_worker_private_connects", "The private feeds' connection attempts "
+                                     "in the last 10 minutes (used), the budget, and the feeds waiting for it",
+                                     ["what"], registry=self._registry)
 
     # ------------------------------------------------------------------ start / stop
 
@@ -392,6 +395,9 @@ class Worker:
     def render_metrics(self) -> bytes:
         for state in ("starting", "standby", "holding", "failed", "stopped"):
             self._cells_gauge.labels(state).set(sum(1 for c in self.cells.values() if c.state == state))
+        budget = self.connect_budget
+        for what, value in (("used", budget.used()), ("budget", budget.attempts), ("waiting", budget.waiting)):
+            self._connects_gauge.labels(what).set(value)
         return generate_latest(self._registry)
 
     def holding_services(self) -> Iterator[tuple[str, EngineService]]:

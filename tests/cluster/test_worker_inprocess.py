@@ -238,6 +238,9 @@ async def test_the_private_feeds_keep_within_the_workers_budget_of_connection_at
         sim2.set_price("XBTUSD", Decimal("71000"))  # the cell without its feed trades all the same
         await wait_for(lambda: orders(sim2, two["k1"]) and orders(sim2, two["k2"]), timeout=10)
         assert sim2.private_subscribers() == 1 and worker.connect_budget.used() == 1
+        text = worker.render_metrics().decode()
+        for what, value in (("used", 1), ("budget", 1), ("waiting", 1)):
+            assert f'rules_engine_worker_private_connects{{what="{what}"}} {value}.0' in text
     finally:
         await worker.stop()
 
