@@ -754,8 +754,7 @@ class EngineService:
     def _check_idle(self) -> None:
         if self.lines is not None:
             self.lines.point()  # the decision log's lines, now that no order is on its way (or soon)
-        jobs = self._lane.jobs if self._lane is not None else 0
-        if jobs == 0 and not self._busy and self._queue.empty():
+        if not self.working():
             self._idle.set()
 
     async def settle(self, timeout: float = 10.0) -> None:
@@ -765,8 +764,7 @@ class EngineService:
             while True:
                 await self._idle.wait()
                 await asyncio.sleep(0)
-                jobs = self._lane.jobs if self._lane is not None else 0
-                if jobs == 0 and not self._busy and self._queue.empty():
+                if not self.working():
                     return
                 self._idle.clear()
         self._check_idle()

@@ -60,9 +60,10 @@ def sim2(two) -> Iterator[Simulator]:
         yield simulator
 
 
-def write(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account],
+def write(tmp: Path, dsn: str, password: str, sim: Simulator, accounts: dict[str, Account],
           **worker: Any) -> tuple[Path, dict[str, str]]:
-    cells, env = [], {}
+    """The worker config and its environment (each cell's credentials, the store's password)."""
+    cells, env = [], {"RULES_ENGINE_STORE_PASSWORD": password}
     for key, text in RULES.items():
         (tmp / f"rules-{key}").mkdir()
         (tmp / f"rules-{key}" / "rules.yaml").write_text(text)
@@ -114,8 +115,7 @@ def orders(sim: Simulator, account: Account) -> list[Any]:
 
 async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_server, pg_dsn, sim2, two,
                                                                   capsys, monkeypatch) -> None:
-    path, env = write(tmp_path, pg_dsn, sim2, two)
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two)
     time_calls = count_time_calls(sim2, monkeypatch)
     worker = fast_worker(path, env)
     port = await worker.start()
@@ -177,8 +177,7 @@ async def test_a_cell_whose_key_was_taken_stands_by_again_and_takes_it_back_when
         tmp_path, pg_server, pg_dsn, sim2, two) -> None:
     from rules_engine.pgstore import acquire_lease
 
-    path, env = write(tmp_path, pg_dsn, sim2, two)
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two)
     worker = fast_worker(path, env)
     await worker.start()
     try:
@@ -204,8 +203,7 @@ async def test_a_cell_standing_by_for_a_key_held_elsewhere_does_not_hold_up_the_
     waiting for a key another engine holds is not taking it over: k2's feed connects at once."""
     from rules_engine.pgstore.lease import LeaseSession
 
-    path, env = write(tmp_path, pg_dsn, sim2, two)
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two)
     other = LeaseSession(StoreSettings(pg_dsn, "k1", pg_server.password), "another engine", ttl=60.0)
     assert other.try_take() is not None  # held, its session alive: k1's cell stands by throughout
     worker = fast_worker(path, env)
@@ -224,8 +222,7 @@ async def test_the_private_feeds_keep_within_the_workers_budget_of_connection_at
         tmp_path, pg_server, pg_dsn, sim2, two) -> None:
     """`private_feeds.connects_per_10min` (Kraken bans an IP after about 150 WebSocket connection
     attempts in 10 minutes): with 1, one cell's feed connects and the other's waits; both trade."""
-    path, env = write(tmp_path, pg_dsn, sim2, two, private_feeds={"connects_per_10min": 1})
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two, private_feeds={"connects_per_10min": 1})
     worker = fast_worker(path, env)
     await worker.start()
     try:
@@ -255,8 +252,7 @@ async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_c
 
     with PgServer.start() as server:  # its own server: this test crashes it
         dsn = server.create_database("restart")
-        path, env = write(tmp_path, dsn, sim2, two)
-        env["RULES_ENGINE_STORE_PASSWORD"] = server.password
+        path, env = write(tmp_path, dsn, server.password, sim2, two)
         worker = fast_worker(path, env)
         await worker.start()
         try:

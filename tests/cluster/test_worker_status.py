@@ -35,9 +35,10 @@ TOKENS = {"worker": "worker-admin-token-0123456789", "k1": "k1-admin-token-01234
 OTHER = "other-worker:77"
 
 
-def configure(tmp: Path, dsn: str, sim: Simulator, accounts: dict[str, Account]) -> tuple[Path, dict[str, str]]:
+def configure(tmp: Path, dsn: str, password: str, sim: Simulator,
+              accounts: dict[str, Account]) -> tuple[Path, dict[str, str]]:
     """`test_worker_inprocess`'s two cells, with a kill switch token for the worker and one per cell."""
-    path, env = write(tmp, dsn, sim, accounts)
+    path, env = write(tmp, dsn, password, sim, accounts)
     for key in ("k1", "k2"):
         engine = tmp / f"engine-{key}.yaml"
         engine.write_text(yaml.safe_dump({**yaml.safe_load(engine.read_text()),
@@ -65,8 +66,7 @@ def chain(dsn: str, password: str, key: str, tmp: Path) -> list[dict[str, Any]]:
 
 async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_server, pg_dsn, sim2, two,  # noqa: F811
                                                                  monkeypatch, capsys) -> None:
-    path, env = configure(tmp_path, pg_dsn, sim2, two)
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = configure(tmp_path, pg_dsn, pg_server.password, sim2, two)
     other = LeaseSession(StoreSettings(pg_dsn, "k2", pg_server.password), OTHER, ttl=60.0)
     assert other.try_take() is not None  # another worker holds k2: this worker's k2 cell stands by
     with psycopg.connect(pg_dsn, password=pg_server.password, autocommit=True) as conn:  # a key nobody holds

@@ -36,8 +36,7 @@ def kill_cell(driver: object, key: str) -> str:
 
 
 async def test_the_worker_status_page_in_headless_chromium(tmp_path, pg_server, pg_dsn, sim2, two) -> None:  # noqa: F811
-    path, env = configure(tmp_path, pg_dsn, sim2, two)
-    env["RULES_ENGINE_STORE_PASSWORD"] = pg_server.password
+    path, env = configure(tmp_path, pg_dsn, pg_server.password, sim2, two)
     worker = Worker(load_worker_config(path), cli_live=True, port=0, environ=env,
                     cell_options={"feed_options": FAST_FEED, "reload_interval": None, "kill_poll_interval": 0.2,
                                   "snapshot_interval": 0.2, "drain_timeout": 5.0})
