@@ -148,6 +148,7 @@ class OfflineRunner:
             folder.mkdir(parents=True, exist_ok=True)
             self._cleanup = None
         self.state_dir = folder
+        self._timed_by: Driver | None = None  # the driver, once made: `_clock` follows its time
         clock = self._clock
         # A throwaway run's store keeps its recent decisions in memory (`state.scratch`).
         self.store = (StateStore(database_path(folder), clock=clock, durable=False) if state_dir is not None
@@ -185,13 +186,14 @@ class OfflineRunner:
         timetable = Timetable(needs.timers if timers else (), start, max_lateness=float("inf"))
         self.driver = Driver(self.engine, CommitLane(self.store, dispatcher, clock=clock), self.audit, timetable,
                              rule_hashes=dict(needs.rule_hashes), observers=[self._watcher])
+        self._timed_by = self.driver
         self.driver.start(start)
         self._settle()
 
     def _clock(self) -> float:
         """The time of what the driver is handling: a timer beat or deadline due before an
         input runs at its own time (its results, records and rows carry it), not the input's."""
-        driver = self.__dict__.get("driver")
+        driver = self._timed_by
         return self.now if driver is None or driver.now == -math.inf else driver.now
 
     @property
