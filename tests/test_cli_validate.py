@@ -166,3 +166,33 @@ def test_schema_errors_do_not_hide_other_problems_of_the_same_rule(tmp_path, cap
         f'{name}:6:41: rule "y": unknown Kraken pair "BTCUSDX" (did you mean "BTC/USD"?)',
         "invalid: 1 file, 1 rule: 4 errors, 0 warnings",
     ]
+
+
+def test_subprocess_checks_signal_fields_against_your_own_payload_schema(tmp_path):
+    """A payload schema kept beside the rules (`RULES_ENGINE_SIGNAL_SCHEMAS`), not in the package."""
+    schemas = tmp_path / "signal-schemas"
+    schemas.mkdir()
+    (schemas / "mybot.schema.json").write_text(json.dumps({
+        "type": "object", "properties": {"side": {"enum": ["long", "short"]}, "size": {"type": "number"}}}))
+    rules = tmp_path / "bot.yaml"
+    rules.write_text(textwrap.dedent("""\
+        version: 1
+        rules:
+          - id: bot
+            triggers: [{type: signal, source: mybot, where: "signal.sid == 'lon'"}]
+            actions: [{type: log, message: "{signal.size}"}]
+        """))
+    command = [sys.executable, "-m", "rules_engine", "validate", "--strict", str(rules)]
+    without = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert without.returncode == 0, without.stdout + without.stderr  # no schema known: the payload is free
+    env = {**__import__("os").environ, "RULES_ENGINE_SIGNAL_SCHEMAS": "signal-schemas"}  # relative to the cwd
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert 'the "mybot" payload schema has no field "sid"' in done.stdout
+    assert 'did you mean "side"?' in done.stdout
+    assert "bot.yaml:4:" in done.stdout
+    env["RULES_ENGINE_SIGNAL_SCHEMAS"] = "signal-schema"  # a typo: not a folder
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert done.stderr == (f"rules-engine validate: RULES_ENGINE_SIGNAL_SCHEMAS names {tmp_path / 'signal-schema'}, "
+                           "not a folder (it holds your signal payload schemas, <source>.schema.json)\n")

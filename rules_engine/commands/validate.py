@@ -1,7 +1,8 @@
 """`rules-engine validate PATH...`: check rule files (or folders of them) without running anything.
 
 Exit codes: 0 all valid, 1 anything invalid (or, with `--strict`, any warning), 2 usage error
-(a path that does not exist, no rule files found, an unreadable `--pairs` snapshot).
+(a path that does not exist, no rule files found, an unreadable `--pairs` snapshot, a folder
+named by `RULES_ENGINE_SIGNAL_SCHEMAS` that is not one).
 `--format github` prints GitHub Actions annotations (`::error file=...,line=...,col=...::...`).
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.rules import Diagnostic, LoadResult, find_rule_files, load_rules
+from rules_engine.rules.signals import SCHEMAS_ENV, signal_schema_folders
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not files:
         print(f"rules-engine validate: no rule files (*.yaml, *.yml) under {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    missing = [str(folder) for folder in signal_schema_folders()[:-1] if not folder.is_dir()]
+    if missing:
+        print(f"rules-engine validate: {SCHEMAS_ENV} names {', '.join(missing)}, not a folder "
+              "(it holds your signal payload schemas, <source>.schema.json)", file=sys.stderr)
         return 2
     try:
         registry = PairRegistry.from_file(args.pairs).check() if args.pairs else default_registry()

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from e2e_harness import SIGNAL_SECRET, E2E, post, signed, wait_for
+from rules_engine.service.startup import StartupError
 
 GOOD = {"action": "buy", "id": "sig-1"}
 
@@ -113,3 +114,27 @@ async def test_dedup_body_refuses_the_repeat(e2e: E2E) -> None:
         await service.settle()
         assert len(seen.fires("tv")) == 1
     assert [r["data"]["code"] for r in e2e.audit_records("signal_rejected")] == ["replayed"]
+
+
+async def test_a_source_checked_against_your_own_payload_schema(e2e: E2E, tmp_path, monkeypatch) -> None:
+    """`schema: mybot` found in a folder of RULES_ENGINE_SIGNAL_SCHEMAS, not in the package."""
+    folder = tmp_path / "signal-schemas"
+    folder.mkdir()
+    (folder / "mybot.schema.json").write_text(json.dumps({
+        "type": "object", "required": ["action"], "properties": {"action": {"enum": ["buy", "sell"]}}}))
+    monkeypatch.setenv("RULES_ENGINE_SIGNAL_SCHEMAS", str(folder))
+    e2e.write_rules(RULES)
+    sources = {"mybot": {"secret_env": "SIG_SECRET", "timestamp_window": "5m", "schema": "mybot"}}
+    async with e2e.running(wait_feeds=False, signals=sources) as (service, seen, url):
+        body, headers = signed({"action": "hold", "id": "s-1"})
+        status, answer = await post(url + "/signals/mybot", body, headers)
+        assert (status, answer["error"]) == (422, "schema_violation")
+        body, headers = signed({"action": "buy", "id": "s-2"})
+        assert (await post(url + "/signals/mybot", body, headers))[0] == 202
+        await wait_for(lambda: seen.fires("bot"))
+        await service.settle()
+        assert len(seen.fires("bot")) == 1
+    assert [r["data"]["code"] for r in e2e.audit_records("signal_rejected")] == ["schema_violation"]
+    monkeypatch.delenv("RULES_ENGINE_SIGNAL_SCHEMAS")  # the engine refuses to start without the schema it names
+    with pytest.raises(StartupError, match=r"no payload schema named 'mybot' in schemas/signals/"):
+        await e2e.service(signals=sources).start()
