@@ -295,7 +295,10 @@ class EngineService:
         self.signal_sources.clear()
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
-        ensure_state_dir(self.state_dir)
+        try:
+            ensure_state_dir(self.state_dir)
+        except OSError as exc:
+            raise StartupError(f"cannot create the state dir {self.state_dir}: {exc.strerror or exc}") from None
         if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
             await self._start_feeds(needs)  # (ticks are dropped until intake opens)
         self.store_status = StoreStatus.for_service(self)

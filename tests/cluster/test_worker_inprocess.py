@@ -275,3 +275,35 @@ async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_c
             assert worker.holding() == ["k1", "k2"]
         finally:
             await worker.stop()
+
+
+async def test_a_cell_that_cannot_start_is_failed_with_its_reason_and_the_worker_not_ready(
+        tmp_path, pg_server, pg_dsn, sim2, two, monkeypatch) -> None:
+    """A cell whose start raises is `failed` with the reason, logged, and makes /readyz 503; it
+    never stays `starting` (and "ready") in silence. k1: its state dir cannot be made (under a
+    file, as a path outside a systemd unit's StateDirectory is read-only); k2: an unexpected error."""
+    from rules_engine.service.app import EngineService
+
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two)
+    (tmp_path / "blocker").write_text("")
+    data = yaml.safe_load(path.read_text())
+    data["cells"][0]["state_dir"] = "blocker/k1"
+    path.write_text(yaml.safe_dump(data))
+    start = EngineService.start
+
+    async def broken_for_k2(self: EngineService) -> int:
+        if self.config.store is not None and self.config.store.key == "k2":
+            raise RuntimeError("boom")
+        return await start(self)
+
+    monkeypatch.setattr(EngineService, "start", broken_for_k2)
+    worker = fast_worker(path, env)
+    await worker.start()
+    try:
+        await wait_for(lambda: {c.state for c in worker.cells.values()} == {"failed"}, timeout=30)
+        assert "cannot create the state dir" in str(worker.cells["k1"].problem)
+        assert worker.cells["k2"].problem == "its start failed: RuntimeError: boom"
+        ready = worker.readyz()
+        assert ready["status"] == "not_ready" and ready["holding"] == []
+    finally:
+        await worker.stop()
