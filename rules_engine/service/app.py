@@ -484,6 +484,7 @@ class EngineService:
                                                        self.visibility.book.trace,
                                                        kill_enabled=self.kill_token is not None,
                                                        refresh=self._refresh_status),
+            standing_by=None if self.store_status is None else self.store_status.standby_problem,
         )
 
     def _status(self) -> dict[str, Any]:
