@@ -79,6 +79,10 @@ async def test_a_rule_fires_once_and_a_restart_restores_state_on_postgresql(e2e,
     assert stopped["stopped_cleanly"] is True and stopped["problems"] == []
     assert [rule["id"] for rule in stopped["rules"]] == ["up"]
     assert stopped["risk"]["orders_last_day"]["value"] == "2"  # the decisions the store holds
+    from rules_engine.commands.status import render_text
+
+    shown = render_text(stopped)  # names the store it read, not the state dir (which holds only KILL)
+    assert f"from the store {pg_dsn} (key main), last audit record" in shown and "from state dir" not in shown
 
 
 async def test_a_second_engine_on_the_key_fences_the_first(e2e, pg_server, pg_dsn) -> None:
