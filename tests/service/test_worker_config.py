@@ -138,3 +138,19 @@ def test_cells_that_sign_requests_must_each_name_their_own_api_key(tmp_path, cap
     assert "cell 3" not in text and "cell 4" not in text
     assert main(["worker", "--config", str(path), "--check"]) == 1
     assert "as cell 1's" in capsys.readouterr().err
+
+
+def test_check_with_live_refuses_what_the_start_with_live_would(tmp_path, capsys) -> None:
+    """`--check --live` checks each cell's mode as `worker --live` does (live needs both switches);
+    `--check` alone validates the files only, so a unit's ExecStartPre without --live still passes."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "r.yaml").write_text(RULE)
+    cells = [{"config": engine(tmp_path, "acct-1", mode="live"), "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-2"), "rules": ["r"]}]  # dry-run
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    assert main(["worker", "--config", str(path), "--check"]) == 0
+    capsys.readouterr()
+    assert main(["worker", "--config", str(path), "--check", "--live"]) == 1
+    err = capsys.readouterr().err
+    assert "cell acct-2: --live was given but the engine config says mode: dry-run" in err and "acct-1" not in err
