@@ -16,6 +16,7 @@ from e2e_harness import FAST_FEED, get, wait_for
 
 from rules_engine.cli import main
 from rules_engine.pgstore import read_leases
+from rules_engine.pgstore.lease import lock_id
 from rules_engine.pgstore.connection import StoreSettings
 from rules_engine.service.worker import Worker
 from rules_engine.service.worker_config import load_worker_config
@@ -274,6 +275,18 @@ async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_c
                 rows = conn.execute("SELECT key_id, status FROM decisions ORDER BY key_id").fetchall()
             assert [key for key, _ in rows] == ["k1", "k2"]  # each order's decision committed before it was sent
             assert worker.holding() == ["k1", "k2"]
+            # the restart ended the sessions holding the keys' advisory locks (a standby's crash detector):
+            # the worker locks them again (before renewing), so no standby takes a live worker's keys
+            epochs = {key: service.backend["epoch"] for key, service in worker.holding_services()}
+
+            def locked() -> set[str]:
+                with server.connect("restart") as conn:
+                    held = conn.execute("SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = "
+                                        "'advisory' AND granted AND objsubid = 2").fetchall()
+                return {k for k, e in epochs.items() if ((lock_id(k) & 0xFFFFFFFF), e) in set(held)}
+
+            await wait_for(lambda: locked() == {"k1", "k2"}, timeout=10)
+            assert {key: service.backend["epoch"] for key, service in worker.holding_services()} == epochs
         finally:
             await worker.stop()
 
