@@ -152,3 +152,26 @@ async def test_a_store_that_cannot_be_reached_stops_the_start_with_a_clear_error
         await service.start()
     assert "not-shown-anywhere" not in str(refused.value)
     assert e2e.spot_orders() == []
+
+
+async def test_a_second_engine_of_the_key_on_this_machine_is_refused_before_it_takes_the_key(
+        e2e, pg_server, pg_dsn) -> None:
+    """As without a store, a second engine on this machine with the same API key is refused. It
+    used to be refused only after taking the key's lease: the running engine was fenced (and
+    stopped, exit code 3), leaving the key with no engine at all."""
+    from rules_engine.pgstore import read_leases
+    from rules_engine.service.startup import StartupError
+
+    e2e.write_rules(UP.replace("COOLDOWN", "200ms"))
+    config = on_store(e2e, pg_server, pg_dsn)
+    async with e2e.running(**config) as (service, seen, url):
+        first_dir = e2e.state_dir
+        e2e.state_dir = e2e.tmp / "other-state"
+        with pytest.raises(StartupError, match="another rules-engine on this machine is using API key"):
+            await e2e.service(True, **{k: v for k, v in config.items() if k != "cli_live"}).start()
+        e2e.state_dir = first_dir
+        [lease] = read_leases(StoreSettings(pg_dsn, "main", pg_server.password))
+        assert lease.epoch == 1  # the first engine still holds the key, unfenced
+        assert not any("fenced" in p["reason"] for p in service.visibility.readyz()["problems"])
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: len(e2e.spot_orders()) == 1, timeout=10)  # and trades
