@@ -8,7 +8,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY rules_engine ./rules_engine
 COPY schemas ./schemas
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 rules && mkdir -p /state && chown rules /state
+# The postgres extra (psycopg) for the PostgreSQL store: deploy/cluster's workers and intakes run this image.
+RUN pip install --no-cache-dir '.[postgres]' && useradd --system --uid 10001 rules && mkdir -p /state && chown rules /state
 USER rules
 VOLUME ["/state"]
 EXPOSE 8080

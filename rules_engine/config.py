@@ -166,9 +166,20 @@ def _endpoints(kraken: Mapping[str, Any]) -> KrakenEndpoints:
     return KrakenEndpoints(**{**base.__dict__, **overrides})
 
 
+def _specific(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """A oneOf/anyOf error's problems in the branch of the value's type (`store:` given as a
+    mapping: what is wrong in the mapping, not that it is no string either); itself if none."""
+    wrong_type = {e.schema_path[0] for e in error.context or () if e.validator == "type" and not e.relative_path}
+    inner = [e for e in error.context or () if e.schema_path[0] not in wrong_type]
+    if len({e.schema_path[0] for e in inner}) != 1:  # no branch, or several, of the value's type
+        return [error]
+    return [p for e in inner for p in _specific(e)]
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineConfig:
     """Validate a config mapping and build an EngineConfig; raise ConfigError listing every problem."""
-    problems = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    problems = sorted((p for e in _validator().iter_errors(data) for p in _specific(e)),
+                      key=lambda e: list(e.absolute_path))
     if problems:
         lines = [f"{source}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in problems]
         raise ConfigError("invalid engine config:\n  " + "\n  ".join(lines))

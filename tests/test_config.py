@@ -63,3 +63,19 @@ def test_a_tab_in_the_config_gets_a_plain_message_with_line_and_column(tmp_path)
         load_config(path)
     assert str(caught.value) == (f"{path}:3:1: not valid YAML: a tab is used for indentation; YAML indents with "
                                  "spaces only (replace the tab with spaces)")
+
+
+def test_a_mistake_inside_the_store_mapping_is_named_not_hidden_behind_its_string_form():
+    """`store:` is a URL string or a mapping: a typo inside the mapping names the key, not "is not
+    valid under any of the given schemas" with the whole mapping."""
+    url = "postgresql://engine@db/rules"
+    with pytest.raises(ConfigError) as typo:
+        parse_config({"store": {"url": url, "key": "k1", "standbyy": True}}, "e.yaml")
+    assert "e.yaml: store: Additional properties are not allowed ('standbyy' was unexpected)" in str(typo.value)
+    assert "any of the given schemas" not in str(typo.value)
+    with pytest.raises(ConfigError) as duration:
+        parse_config({"store": {"url": url, "lease_ttl": "abc"}}, "e.yaml")
+    assert "e.yaml: store/lease_ttl: 'abc' does not match" in str(duration.value)
+    with pytest.raises(ConfigError) as neither:  # neither form: the one message
+        parse_config({"store": 5}, "e.yaml")
+    assert "e.yaml: store: 5 is not valid under any of the given schemas" in str(neither.value)

@@ -105,3 +105,13 @@ def test_the_shipped_worker_config_checks_clean_from_its_folder(capsys) -> None:
     """The command its comment gives, run where the file is (its rules resolve next to it, as in the containers)."""
     assert main(["worker", "--config", str(CLUSTER / "worker.yaml"), "--check"]) == 0
     assert "2 cells: acct-1, acct-2" in capsys.readouterr().out
+
+
+def test_the_image_the_compose_file_builds_has_the_postgresql_driver() -> None:
+    """Every service built here uses the PostgreSQL store, which needs the `postgres` extra (psycopg):
+    an image of the plain package would refuse to start every worker and intake."""
+    for name, service in COMPOSE["services"].items():
+        if "build" in service:
+            dockerfile = (CLUSTER / service["build"] / "Dockerfile").read_text()
+            installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+            assert any("[postgres]" in line for line in installs), (name, installs)

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and its signal deliveries (pending, taken, done, expired, the oldest waiting, the intake -> "
                     "decision lag over the last hour).",
         epilog="Exit codes: 0 healthy, 1 degraded (deliveries waiting longer than --max-wait, or a key with "
-               "deliveries that no engine holds) or the store cannot be read, 2 usage error.",
+               "deliveries, or named by a --worker-config, whose lease has expired or that no engine ever held) "
+               "or the store cannot be read, 2 usage error.",
     )
     status.add_argument("--store", metavar="URL", required=True, help="the PostgreSQL store (postgresql://user@host/db)")
     status.add_argument("--password-env", metavar="NAME", default=PASSWORD_ENV,

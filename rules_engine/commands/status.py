@@ -108,8 +108,9 @@ def render_text(doc: dict[str, Any]) -> str:
                         else "no engine holds it yet"))
     if not doc.get("running"):
         unreachable = doc.get("unreachable") or {}
-        lines.append(f"  not running ({unreachable.get('reason', 'no answer')}); from state dir "
-                     f"{doc.get('state_dir')}, last audit record {_time(doc.get('last_audit_record'), now)}")
+        source = f"the store {doc['store']}" if doc.get("store") else f"state dir {doc.get('state_dir')}"
+        lines.append(f"  not running ({unreachable.get('reason', 'no answer')}); from {source}, "
+                     f"last audit record {_time(doc.get('last_audit_record'), now)}")
         lines.extend(f"  ! {p}" for p in doc.get("problems", []))
     readiness = doc.get("readiness") or {}
     lines.append(f"readiness: {readiness.get('status')}")

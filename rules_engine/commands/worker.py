@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from rules_engine.execution import LiveModeRefused, check_live_allowed
 from rules_engine.rules import load_rules
 from rules_engine.service.logs import LOG_FORMATS, setup_logging
 from rules_engine.service.startup import StartupError, load_problems
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--live", action="store_true",
                         help="allow real orders; each cell's engine config must also say `mode: live`")
     parser.add_argument("--check", action="store_true",
-                        help="validate the worker config, its cells' engine configs and rules, then exit")
+                        help="validate the worker config, its cells' engine configs and rules (with --live: "
+                             "each cell's mode too), then exit")
     parser.add_argument("--host", metavar="HOST", help="HTTP listen address (default: the worker config's server.host)")
     parser.add_argument("--port", metavar="PORT", type=int, help="HTTP port; 0 picks a free one (default: server.port)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="log lines as key=value text or JSON")
@@ -56,23 +58,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"rules-engine worker: refusing to start:\n{exc}", file=sys.stderr)
         return 1
     if args.check:
-        return _check(args.config, config)
+        return _check(args.config, config, args.live)
     setup_logging(args.log_format, getattr(logging, args.log_level.upper()))
     worker = Worker(config, cli_live=args.live, host=args.host, port=args.port, handle_signals=True)
     return asyncio.run(_serve(worker))
 
 
-def _check(path: Path, config: WorkerConfig) -> int:
-    """Validate every cell's rules too (as `rules-engine validate`); 1 if any has errors."""
-    failed = 0
+def _check(path: Path, config: WorkerConfig, live: bool) -> int:
+    """Validate every cell's rules too (as `rules-engine validate`), and with --live each cell's
+    mode as the start would; 1 if any has errors."""
+    failed = refused = 0
     for cell in config.cells:
+        if live:
+            try:
+                check_live_allowed(cell.config.mode, live)
+            except LiveModeRefused as exc:
+                refused += 1
+                print(f"cell {cell.key}: {exc}", file=sys.stderr)
         result = load_rules(list(cell.rules))
         if result.errors or result.ruleset is None:
             failed += 1
             print(f"cell {cell.key}: {load_problems(result)}", file=sys.stderr)
     print(f"{path}: {len(config.cells)} cells: {', '.join(c.key for c in config.cells)}"
-          + (f"; {failed} with invalid rules" if failed else ""))
-    return 1 if failed else 0
+          + (f"; {failed} with invalid rules" if failed else "")
+          + (f"; {refused} refused by --live" if refused else ""))
+    return 1 if failed or refused else 0
 
 
 async def _serve(worker: Worker) -> int:

@@ -12,7 +12,7 @@ from rules_engine.execution.balance_cache import BalanceCache
 from rules_engine.execution.base import Executor
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.dry_run import DryRunExecutor
-from rules_engine.execution.factory import build_executor, load_credentials
+from rules_engine.execution.factory import build_executor, check_key_free_here, load_credentials
 from rules_engine.execution.live import LiveExecutor
 from rules_engine.execution.modes import LiveModeRefused, check_live_allowed
 from rules_engine.execution.paper import PaperExecutor
@@ -30,6 +30,7 @@ __all__ = [
     "PaperExecutor",
     "ValidateExecutor",
     "build_executor",
+    "check_key_free_here",
     "check_live_allowed",
     "load_credentials",
 ]

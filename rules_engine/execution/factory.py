@@ -51,6 +51,18 @@ def load_credentials(key_env: str, secret_env: str, environ: Mapping[str, str] |
     return credentials.load_credentials(key_env, secret_env, environ, register=register_secret)
 
 
+def check_key_free_here(config: EngineConfig, environ: Mapping[str, str] | None = None) -> None:
+    """KeyInUseHere if another engine on this machine holds the config's Spot API key (its
+    `KeyLease`, taken again by `build_executor`): asked before an engine on the PostgreSQL store
+    takes its key's lease, which would fence the engine that holds the key here."""
+    try:
+        creds = load_credentials(config.api_key_env, config.api_secret_env, environ)
+    except CredentialsError:
+        return  # refused with its reason by `build_executor`
+    if creds is not None:
+        KeyLease(creds.fingerprint, f"pid {os.getpid()} (starting)", environ).release()
+
+
 def build_executor(
     config: EngineConfig,
     *,

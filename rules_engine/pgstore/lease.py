@@ -21,7 +21,10 @@ holds the key, an earlier one is fenced and stops acting). A high-availability e
 clock, or if the holder's session has visibly ended (the crash fast path: a holder keeps a
 session advisory lock on its key while it holds it, so a killed holder's lock is gone as
 soon as PostgreSQL sees its connection close; the lock names the epoch, so a demoted holder
-still alive does not hide the current holder's death). Safety never depends on that wait: the epoch
+still alive does not hide the current holder's death; only for a lease renewed since the
+server's start, as a restart ends every session, a live holder's too, and the holder locks again
+before it renews).
+Safety never depends on that wait: the epoch
 fences every write, and the new holder's first Kraken call fences the old holder's nonces.
 """
 
@@ -178,10 +181,15 @@ class LeaseSession:
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{TAKE_LOCK_TIMEOUT_MS}ms",))
                 conn.execute("INSERT INTO key_lease (key_id, holder, epoch, acquired_at, expires_at) "
                              "VALUES (%s, %s, 0, now(), now()) ON CONFLICT (key_id) DO NOTHING", (key, self.holder))
-                epoch, expired = conn.execute("SELECT epoch, expires_at <= now() FROM key_lease WHERE key_id = %s "
-                                              "FOR UPDATE", (key,)).fetchone()
-                if not expired and epoch > 0 and not conn.execute(  # the holder's session lives: it holds the key
-                        "SELECT pg_try_advisory_xact_lock(%s, %s)", (_lock_id(key), epoch)).fetchone()[0]:
+                epoch, expired, since_restart = conn.execute(
+                    "SELECT epoch, expires_at <= now(), expires_at - make_interval(secs => %s) > "
+                    "pg_postmaster_start_time() FROM key_lease WHERE key_id = %s FOR UPDATE",
+                    (self.ttl, key)).fetchone()
+                # the crash fast path: a live lease whose holder's advisory lock is gone; only if the lease was
+                # renewed since the server started (a restart ends every session, a live holder's too, which
+                # locks again as it renews)
+                if not expired and epoch > 0 and (not since_restart or not conn.execute(
+                        "SELECT pg_try_advisory_xact_lock(%s, %s)", (_lock_id(key), epoch)).fetchone()[0]):
                     return None
                 row = conn.execute(
                     "UPDATE key_lease SET holder = %s, epoch = epoch + 1, acquired_at = now(), "
@@ -210,11 +218,10 @@ class LeaseSession:
         """Extend the lease by `ttl` from the database's now; False if the key is held by
         another epoch (this holder is fenced). StateStoreError if the store cannot be reached."""
         def renew(conn: Any) -> bool:
+            self._lock(conn, epoch)  # after a reconnect: hold the crash detector again, before the renewal
             row = conn.execute("UPDATE key_lease SET expires_at = now() + make_interval(secs => %s) "
                                "WHERE key_id = %s AND epoch = %s AND holder = %s RETURNING epoch",
                                (self.ttl, self.settings.key_id, epoch, self.holder)).fetchone()
-            if row is not None:
-                self._lock(conn, epoch)  # after a reconnect: hold the crash detector again
             return row is not None
         return bool(self._call("cannot renew the key's lease", renew))
 

@@ -47,7 +47,13 @@ from rules_engine.core.intents import Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.risk import DAY
 from rules_engine.driver import CommitLane, Driver, Job, Timetable
-from rules_engine.execution import Executor, LiveModeRefused, build_executor, check_live_allowed
+from rules_engine.execution import (
+    Executor,
+    LiveModeRefused,
+    build_executor,
+    check_key_free_here,
+    check_live_allowed,
+)
 from rules_engine.execution.deadlines import wait_for_in_flight
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.report import ExecutionReport
@@ -295,7 +301,15 @@ class EngineService:
         self.signal_sources.clear()
         self.signal_sources.update(signal_sources(config, needs, self.environ))
         self.kill_token = kill_token(config, self.environ)
-        ensure_state_dir(self.state_dir)
+        try:
+            ensure_state_dir(self.state_dir)
+        except OSError as exc:
+            raise StartupError(f"cannot create the state dir {self.state_dir}: {exc.strerror or exc}") from None
+        if config.store is not None and not config.store.standby and config.mode != "dry-run":
+            try:  # before its lease (which fences the key's holder): not if the key's engine runs here
+                check_key_free_here(config, self.environ)
+            except OSError as exc:
+                raise StartupError(f"cannot set up the {config.mode} executor: {exc}") from None
         if config.store is not None and config.store.standby:  # a standby keeps the public feed subscribed
             await self._start_feeds(needs)  # (ticks are dropped until intake opens)
         self.store_status = StoreStatus.for_service(self)
@@ -481,6 +495,7 @@ class EngineService:
                                                        self.visibility.book.trace,
                                                        kill_enabled=self.kill_token is not None,
                                                        refresh=self._refresh_status),
+            standing_by=None if self.store_status is None else self.store_status.standby_problem,
         )
 
     def _status(self) -> dict[str, Any]:

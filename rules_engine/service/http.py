@@ -41,6 +41,7 @@ class HttpHandlers:
     kill_switch: KillSwitchFile
     kill_token: str | None
     extra_routes: Callable[[web.Application], None] | None = None
+    standing_by: Callable[[], str | None] | None = None  # a standby: why (its /kill answers warn)
     webhook_limits: WebhookLimits = field(default_factory=WebhookLimits)
 
 
@@ -60,7 +61,7 @@ def build_app(handlers: HttpHandlers) -> web.Application:
     add_signal_routes(app, handlers.signal_sources, handlers.on_signal, handlers.on_signal_rejected,
                       handlers.seen_signal, clock=handlers.clock, limits=handlers.webhook_limits)
     if handlers.kill_token is not None:
-        add_kill_routes(app, handlers.kill_switch, handlers.kill_token)
+        add_kill_routes(app, handlers.kill_switch, handlers.kill_token, standing_by=handlers.standing_by)
     else:
         async def kill_disabled(request: web.Request) -> web.Response:
             return web.json_response(

@@ -301,10 +301,12 @@ async def read_engage_request(request: web.Request) -> tuple[str, bool, str] | w
     return data.get("reason") or "engaged over HTTP", data.get("cancel_all", False), source
 
 
-def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, prefix: str = "/kill") -> None:
+def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, prefix: str = "/kill",
+                    standing_by: Callable[[], str | None] | None = None) -> None:
     """`GET {prefix}` (state), `POST {prefix}` (engage; optional JSON body
     `{"reason": str, "cancel_all": bool, "source": str}`) and `POST {prefix}/clear`, each
-    requiring `Authorization: Bearer <token>`."""
+    requiring `Authorization: Bearer <token>`. `standing_by()` (not None: the engine stands by
+    for its key) makes an engaged switch's answer warn that the key's holder trades on."""
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"the kill switch token must be at least {MIN_TOKEN_LENGTH} characters")
 
@@ -312,6 +314,9 @@ def add_kill_routes(app: web.Application, switch: KillSwitchFile, token: str, pr
         body: dict[str, Any] = {"ok": True, "kill_switch": switch.state.to_json()}
         if switch.persist_error is not None:
             body["warning"] = "engaged in memory only: the kill file could not be written"
+        elif switch.state.engaged and standing_by is not None and standing_by() is not None:
+            body["warning"] = ("this engine stands by: the key's holder trades on until its own kill switch is "
+                               "engaged; engage it there too (`rules-engine cluster status` names the holder)")
         return web.json_response(body, status=status)
 
     async def get_state(request: web.Request) -> web.Response:

@@ -62,8 +62,13 @@ def signal_sources(config: EngineConfig, needs: RuleNeeds,
                                 MIN_SIGNAL_SECRET)
         sources[name] = source
     for missing in sorted(needs.signal_sources - sources.keys()):
-        log.warning("rules listen to signal source %r, which the engine config does not declare: "
-                    "POST /signals/%s will be refused", missing, missing)
+        if config.store is not None:  # signal fan-out: the intake verifies and delivers the provider's signals
+            log.info("rules listen to signal source %r, which the engine config does not declare: they fire on "
+                     "its signals fanned out by `rules-engine intake`; POST /signals/%s to this engine is refused",
+                     missing, missing)
+        else:
+            log.warning("rules listen to signal source %r, which the engine config does not declare: "
+                        "POST /signals/%s will be refused", missing, missing)
     return sources
 
 

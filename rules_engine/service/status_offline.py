@@ -109,12 +109,14 @@ def offline_status(config: EngineConfig, state_dir: Path, now: float | None = No
         "time": now,
         "mode": config.mode,
         "state_dir": str(state_dir),
+        "store": None if store_settings is None else store_settings.shown,  # read instead of the state dir
         "stopped_cleanly": stopped,
         "last_audit_record": last_seen,
         "problems": problems,
         "readiness": {"ready": False, "status": "not_ready",
                       "problems": [{"name": "not_running", "severity": "not_ready", "since": last_seen,
-                                    "reason": "the engine's HTTP API did not answer; shown from its state dir"}]},
+                                    "reason": "the engine's HTTP API did not answer; shown from its "
+                                              + ("state dir" if store_settings is None else "store")}]},
         "rules": rules_section(ruleset, snapshot, now=now, book=book),
         "feeds": {},
         "kill_switch": {"engaged": switch.engaged, "describe": switch.describe(), **switch.to_json()},

@@ -292,6 +292,14 @@ class Worker:
                 await self._pause(delay)
                 delay = min(MAX_RESTART_AFTER, delay * 2)
                 continue
+            except Exception as exc:  # a bug: the cell must not stay "starting" (and ready) in silence
+                if self._stopping:
+                    return
+                cell.state, cell.problem = "failed", f"its start failed: {type(exc).__name__}: {exc}"
+                log.exception("cell %s: its start failed; standing by again in %.0f s", cell.spec.key, delay)
+                await self._pause(delay)
+                delay = min(MAX_RESTART_AFTER, delay * 2)
+                continue
             cell.state, cell.problem = "holding", None
             cell.takeovers += 1
             delay = RESTART_AFTER

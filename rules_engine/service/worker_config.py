@@ -78,6 +78,7 @@ def load_worker_config(path: Path) -> WorkerConfig:
     state_root = base / data.get("state_dir", "state")
     cells: list[CellSpec] = []
     seen: dict[str, int] = {}
+    signing: dict[str, int] = {}  # api_key_env -> the cell that reads it
     for index, spec in enumerate(data["cells"]):
         here = ("cells", index, "config")
         try:
@@ -96,6 +97,14 @@ def load_worker_config(path: Path) -> WorkerConfig:
                                              f"cell {seen[store.key] + 1}'s", CODE))
             continue
         seen[store.key] = index
+        if config.mode != "dry-run":  # signs requests: one API key per cell (its nonces, its fence)
+            if config.api_key_env in signing:
+                diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: its API key is "
+                                                 f"${config.api_key_env}, as cell {signing[config.api_key_env] + 1}'s; "
+                                                 "each cell trades an API key of its own (give it its own "
+                                                 "kraken.api_key_env and api_secret_env)", CODE))
+                continue
+            signing[config.api_key_env] = index
         if cells and (config.endpoints != cells[0].config.endpoints or config.feed != cells[0].config.feed):
             diagnostics.append(diagnostic_at(document, here, f"cell {index + 1}: its kraken endpoints or feed "
                                              "protocol differ from cell 1's; the cells share one public feed", CODE))

@@ -63,6 +63,7 @@ class _SharedConnection:
         self.settings = settings
         self.lock = threading.RLock()
         self.generation = 0
+        self.server_started: Any = None  # pg_postmaster_start_time() when it was opened
         self._conn: Any = None
         self.closed = False
 
@@ -72,6 +73,7 @@ class _SharedConnection:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.settings)
             self.generation += 1
+            self.server_started = self._conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
         return self._conn
 
     def drop(self) -> None:
@@ -80,7 +82,7 @@ class _SharedConnection:
                 self._conn.close()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
-        self._conn = None
+        self._conn, self.server_started = None, None
 
     def run(self, what: str, fn: Callable[[Any], Any]) -> Any:
         with self.lock:
@@ -118,7 +120,8 @@ class SharedLeaseSession(LeaseSession):
             self.locked_at = held
 
     def holds_lock(self, epoch: int) -> bool:
-        return self.locked_at == (self.shared.generation, epoch)
+        """Locked on the connection open now (a dropped one took the lock with it)."""
+        return self.shared.server_started is not None and self.locked_at == (self.shared.generation, epoch)
 
     def close(self) -> None:
         """Let the epoch's advisory lock go (the cell no longer holds the key)."""
@@ -282,6 +285,10 @@ class WorkerLeases:
         epochs = [k.epoch for k in keepers]
         ttls = [k.ttl for k in keepers]
         try:
+            started = self._renewals.run("cannot renew the keys' leases", lambda conn: conn.execute(
+                "SELECT pg_postmaster_start_time()").fetchone()[0])
+            if any(c.server_started not in (None, started) for c in self.takes):
+                self._relock_after_restart(keepers, started)  # locks first: a renewed lease with no lock is a crash
             renewed, ours = self._renewals.run("cannot renew the keys' leases", lambda conn: self._renew_rows(
                 conn, keys, epochs, ttls))
         except StateStoreError as exc:
@@ -318,6 +325,17 @@ class WorkerLeases:
             "SELECT l.key_id FROM key_lease l JOIN unnest(%s::text[], %s::bigint[]) AS t(k, e) "
             "ON l.key_id = t.k AND l.epoch = t.e WHERE l.holder = %s", (keys, epochs, self.holder)).fetchall()
         return renewed, {str(row[0]) for row in rows}
+
+    def _relock_after_restart(self, keepers: list[SharedLeaseKeeper], started: Any) -> None:
+        """The server restarted since some take connections were opened: their sessions, and the
+        held keys' advisory locks on them, are gone (a standby reads a renewed lease without its
+        lock as its holder's crash). Drop those connections and lock the held keys again on new
+        ones, before the renewal."""
+        for connection in self.takes:
+            if connection.server_started not in (None, started):
+                with connection.lock:
+                    connection.drop()
+        self._relock([k for k in keepers if k.halted is None])
 
     def _relock(self, keepers: list[SharedLeaseKeeper]) -> None:
         """After the shared connection was made again: take each held key's advisory lock again."""

@@ -246,7 +246,8 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
             return [key]  # a cell's own token: that cell only
         return unauthorized(request)
 
-    def answer(request: web.Request, keys: list[str], states: Mapping[str, Any] | None = None) -> web.Response:
+    def answer(request: web.Request, keys: list[str], states: Mapping[str, Any] | None = None,
+               warning: str | None = None) -> web.Response:
         cells = status.worker.cells
         shown = dict(states or {})
         for key in keys:
@@ -254,6 +255,8 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
         body: dict[str, Any] = {"ok": True, "cells": {key: shown[key] for key in keys}}
         if request.query.get("key") is not None:  # one cell: also in the engine's shape (`rules-engine kill --url`)
             body["kill_switch"] = shown[keys[0]]
+        if warning is not None:  # printed by `rules-engine kill --url`
+            body["warning"] = warning
         return web.json_response(body, headers=_NO_STORE)
 
     async def get_state(request: web.Request) -> web.Response:
@@ -268,9 +271,14 @@ def add_worker_routes(app: web.Application, status: WorkerStatus) -> None:
         if isinstance(asked, web.Response):
             return asked
         try:
-            return answer(request, keys, status.engage(keys, *asked))
+            states = status.engage(keys, *asked)
         except OSError as exc:
             return web.json_response({"ok": False, "error": "engage_failed", "reason": str(exc)}, status=500)
+        elsewhere = [key for key in keys if status.worker.cells[key].state != "holding"]
+        warning = None if not elsewhere else (  # each switch is its process's: the key's holder trades on
+            f"cell {', '.join(elsewhere)} does not hold its key here: its holder trades on until its own kill switch "
+            "is engaged; engage it there too (`rules-engine cluster status` names the holder)")
+        return answer(request, keys, states, warning)
 
     async def clear(request: web.Request) -> web.Response:
         keys = allowed(request)

@@ -353,3 +353,40 @@ def test_a_halt_during_the_wait_refuses_the_call_and_a_lapse_that_lasts_refuses_
     lapsed._monotonic = lambda: 20.0  # type: ignore[method-assign]
     with pytest.raises(LeaseLost, match="not renewed in time"):
         lapsed.check(wait=0.05)  # nobody renews it: refused once the wait is over
+
+
+@pytest.mark.cluster
+def test_a_server_restart_does_not_hand_a_live_holders_key_to_a_standby(pg_server, pg_dsn) -> None:
+    """A restart of PostgreSQL ends every session: the live holder's advisory lock goes with it,
+    as a crashed holder's would. Within a TTL of the server's start the standby waits for the
+    lease instead; the holder renews (locking again) and keeps its key. Its crash afterwards is
+    seen by the fast path again."""
+    holder = LeaseSession(settings(pg_server, pg_dsn), "holder", ttl=3.0)
+    standby = LeaseSession(settings(pg_server, pg_dsn), "standby", ttl=3.0)
+    try:
+        assert holder.try_take() is not None and standby.try_take() is None
+        pg_server.restart_immediate()
+        taken, renewed, next_renewal = None, 0, time.monotonic()
+        until = time.monotonic() + 4.5  # 1.5 TTL: the holder renews every second (TTL/3)
+        while time.monotonic() < until and taken is None:
+            if time.monotonic() >= next_renewal:
+                next_renewal += 1.0
+                try:
+                    renewed += holder.renew(1)
+                except StateStoreError:  # the connection the restart cut: made again at the next renewal
+                    pass
+            try:
+                taken = standby.try_take()
+            except StateStoreError:
+                pass
+            time.sleep(0.1)
+        assert taken is None and renewed >= 3  # kept by its live holder
+        holder.close()  # a crash now: the fast path
+        deadline = time.monotonic() + 10
+        while taken is None and time.monotonic() < deadline:
+            taken = standby.try_take()
+            time.sleep(0.05)
+        assert taken is not None and taken.epoch == 2
+    finally:
+        holder.close()
+        standby.close()

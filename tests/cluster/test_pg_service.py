@@ -79,6 +79,10 @@ async def test_a_rule_fires_once_and_a_restart_restores_state_on_postgresql(e2e,
     assert stopped["stopped_cleanly"] is True and stopped["problems"] == []
     assert [rule["id"] for rule in stopped["rules"]] == ["up"]
     assert stopped["risk"]["orders_last_day"]["value"] == "2"  # the decisions the store holds
+    from rules_engine.commands.status import render_text
+
+    shown = render_text(stopped)  # names the store it read, not the state dir (which holds only KILL)
+    assert f"from the store {pg_dsn} (key main), last audit record" in shown and "from state dir" not in shown
 
 
 async def test_a_second_engine_on_the_key_fences_the_first(e2e, pg_server, pg_dsn) -> None:
@@ -148,3 +152,26 @@ async def test_a_store_that_cannot_be_reached_stops_the_start_with_a_clear_error
         await service.start()
     assert "not-shown-anywhere" not in str(refused.value)
     assert e2e.spot_orders() == []
+
+
+async def test_a_second_engine_of_the_key_on_this_machine_is_refused_before_it_takes_the_key(
+        e2e, pg_server, pg_dsn) -> None:
+    """As without a store, a second engine on this machine with the same API key is refused. It
+    used to be refused only after taking the key's lease: the running engine was fenced (and
+    stopped, exit code 3), leaving the key with no engine at all."""
+    from rules_engine.pgstore import read_leases
+    from rules_engine.service.startup import StartupError
+
+    e2e.write_rules(UP.replace("COOLDOWN", "200ms"))
+    config = on_store(e2e, pg_server, pg_dsn)
+    async with e2e.running(**config) as (service, seen, url):
+        first_dir = e2e.state_dir
+        e2e.state_dir = e2e.tmp / "other-state"
+        with pytest.raises(StartupError, match="another rules-engine on this machine is using API key"):
+            await e2e.service(True, **{k: v for k, v in config.items() if k != "cli_live"}).start()
+        e2e.state_dir = first_dir
+        [lease] = read_leases(StoreSettings(pg_dsn, "main", pg_server.password))
+        assert lease.epoch == 1  # the first engine still holds the key, unfenced
+        assert not any("fenced" in p["reason"] for p in service.visibility.readyz()["problems"])
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: len(e2e.spot_orders()) == 1, timeout=10)  # and trades

@@ -96,6 +96,7 @@ async def test_a_standby_serves_http_from_its_start_and_the_same_port_after_its_
         assert (await kill(url, "wrong-token-0123456789", {}))[0] == 401
         status, engaged = await kill(url, ADMIN_TOKEN, {"reason": "drill while standing by"})
         assert status == 200 and engaged["kill_switch"]["engaged"]
+        assert engaged["warning"].startswith("this engine stands by: the key's holder trades on")  # engage it there too
         assert (e2e.state_dir / "KILL").exists()
         assert not starting.done()  # still standing by
         port = service.port

@@ -16,6 +16,7 @@ from e2e_harness import FAST_FEED, get, wait_for
 
 from rules_engine.cli import main
 from rules_engine.pgstore import read_leases
+from rules_engine.pgstore.lease import lock_id
 from rules_engine.pgstore.connection import StoreSettings
 from rules_engine.service.worker import Worker
 from rules_engine.service.worker_config import load_worker_config
@@ -125,7 +126,8 @@ async def test_two_cells_share_one_public_feed_and_one_http_server(tmp_path, pg_
         await wait_for(lambda: [c.tickers for c in public_connections(sim2)] == [{"XBTUSD", "ETHUSD"}], timeout=10)
         # trading first, then the private feeds (`service.quiet_gate`): once both cells are idle, both connect
         await wait_for(lambda: sim2.private_subscribers() == 2, timeout=10)
-        assert not worker.busy() and worker.quiet.waiting == 0
+        # the feeds' first messages (balance snapshots) may be events in hand for a moment under load
+        await wait_for(lambda: not worker.busy() and worker.quiet.waiting == 0, timeout=5)
         status, ready = await get(f"{url}/readyz")
         assert status == 200 and ready["holding"] == ["k1", "k2"]
         assert {c["key"]: c["state"] for c in ready["cells"]} == {"k1": "holding", "k2": "holding"}
@@ -273,5 +275,49 @@ async def test_the_cells_trade_on_after_a_database_crash_restart_on_new_pooled_c
                 rows = conn.execute("SELECT key_id, status FROM decisions ORDER BY key_id").fetchall()
             assert [key for key, _ in rows] == ["k1", "k2"]  # each order's decision committed before it was sent
             assert worker.holding() == ["k1", "k2"]
+            # the restart ended the sessions holding the keys' advisory locks (a standby's crash detector):
+            # the worker locks them again (before renewing), so no standby takes a live worker's keys
+            epochs = {key: service.backend["epoch"] for key, service in worker.holding_services()}
+
+            def locked() -> set[str]:
+                with server.connect("restart") as conn:
+                    held = conn.execute("SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = "
+                                        "'advisory' AND granted AND objsubid = 2").fetchall()
+                return {k for k, e in epochs.items() if ((lock_id(k) & 0xFFFFFFFF), e) in set(held)}
+
+            await wait_for(lambda: locked() == {"k1", "k2"}, timeout=10)
+            assert {key: service.backend["epoch"] for key, service in worker.holding_services()} == epochs
         finally:
             await worker.stop()
+
+
+async def test_a_cell_that_cannot_start_is_failed_with_its_reason_and_the_worker_not_ready(
+        tmp_path, pg_server, pg_dsn, sim2, two, monkeypatch) -> None:
+    """A cell whose start raises is `failed` with the reason, logged, and makes /readyz 503; it
+    never stays `starting` (and "ready") in silence. k1: its state dir cannot be made (under a
+    file, as a path outside a systemd unit's StateDirectory is read-only); k2: an unexpected error."""
+    from rules_engine.service.app import EngineService
+
+    path, env = write(tmp_path, pg_dsn, pg_server.password, sim2, two)
+    (tmp_path / "blocker").write_text("")
+    data = yaml.safe_load(path.read_text())
+    data["cells"][0]["state_dir"] = "blocker/k1"
+    path.write_text(yaml.safe_dump(data))
+    start = EngineService.start
+
+    async def broken_for_k2(self: EngineService) -> int:
+        if self.config.store is not None and self.config.store.key == "k2":
+            raise RuntimeError("boom")
+        return await start(self)
+
+    monkeypatch.setattr(EngineService, "start", broken_for_k2)
+    worker = fast_worker(path, env)
+    await worker.start()
+    try:
+        await wait_for(lambda: {c.state for c in worker.cells.values()} == {"failed"}, timeout=30)
+        assert "cannot create the state dir" in str(worker.cells["k1"].problem)
+        assert worker.cells["k2"].problem == "its start failed: RuntimeError: boom"
+        ready = worker.readyz()
+        assert ready["status"] == "not_ready" and ready["holding"] == []
+    finally:
+        await worker.stop()

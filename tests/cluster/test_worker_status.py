@@ -119,12 +119,15 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         assert (await call("POST", url + "/kill?key=nope", TOKENS["worker"]))[0] == 404
         status, answer = await call("POST", url + "/kill?key=k1", TOKENS["k1"], {"reason": "k1 drill"})
         assert status == 200 and list(answer["cells"]) == ["k1"] and answer["kill_switch"]["engaged"]
+        assert "warning" not in answer  # k1 is held here: nothing trades on
         assert service.kill_switch.engaged and not (tmp_path / "state" / "k2" / "KILL").exists()
         assert (tmp_path / "state" / "k1" / "KILL").exists()  # its KILL file: it survives a restart
         # every cell: the worker's token
         status, answer = await call("POST", url + "/kill", TOKENS["worker"], {"reason": "all stop", "source": "ops"})
         assert status == 200 and all(answer["cells"][k]["engaged"] for k in ("k1", "k2"))
         assert (tmp_path / "state" / "k2" / "KILL").exists()  # k2 stands by: its kill file
+        # ... while k2's holder (another engine) trades on: the answer (and `rules-engine kill`) says so
+        assert answer["warning"].startswith("cell k2 does not hold its key here: its holder trades on")
         status, answer = await call("GET", url + "/kill", TOKENS["worker"])
         assert answer["cells"]["k2"]["reason"] == "all stop"
         status, doc = await get(url + "/api/status")

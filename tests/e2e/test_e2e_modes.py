@@ -201,3 +201,15 @@ async def test_config_cancel_open_orders_applies_to_a_kill_file_without_cancel_a
         await wait_for(lambda: seen.intents("cancel_all"))
         await service.settle()
         assert not any(o.is_open for o in e2e.spot_orders())
+
+
+async def test_a_state_dir_that_cannot_be_made_refuses_to_start_with_its_reason(e2e: E2E) -> None:
+    """An unwritable state dir (systemd's ProtectSystem=strict outside the unit's StateDirectory,
+    a file in its place) is a refusal naming the folder, not a traceback (and a worker cell that
+    cannot start is `failed`, not `starting` for ever: tests/cluster/test_worker_cells.py)."""
+    e2e.write_rules(ORDERS)
+    blocker = e2e.state_dir.parent / "not-a-folder"
+    blocker.write_text("")
+    e2e.state_dir = blocker / "state"
+    with pytest.raises(StartupError, match=r"cannot create the state dir .*not-a-folder/state"):
+        await e2e.service().start()

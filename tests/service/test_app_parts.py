@@ -153,3 +153,20 @@ def test_a_short_signal_secret_is_accepted_with_a_warning(caplog) -> None:
     assert set(sources) == {"short", "long"}
     warnings = [r.getMessage() for r in caplog.records if "characters long" in r.getMessage()]
     assert len(warnings) == 1 and "'short': its passphrase is 6 characters long; use 16 or more" in warnings[0]
+
+
+def test_an_undeclared_signal_source_is_a_warning_only_where_signals_come_by_webhook(caplog) -> None:
+    """Without a store the rules' undeclared source can never fire (its webhook POSTs are refused):
+    a warning. On the PostgreSQL store (a `run` or a worker's cell) its signals come fanned out by
+    `rules-engine intake`, which the engine config need not declare: no warning that they are refused."""
+    needs = rule_needs(load_rules_text(RULES).ruleset)  # sources bot (undeclared) and other (a disabled rule)
+    with caplog.at_level(logging.INFO, logger="rules_engine.service"):
+        signal_sources(parse_config({}, "<test>"), needs, {})
+    [alone] = [r for r in caplog.records if "'bot'" in r.getMessage()]
+    assert alone.levelno == logging.WARNING and "POST /signals/bot will be refused" in alone.getMessage()
+    caplog.clear()
+    store = parse_config({"store": {"url": "postgresql://engine@db/rules", "key": "k1"}}, "<test>")
+    with caplog.at_level(logging.INFO, logger="rules_engine.service"):
+        signal_sources(store, needs, {})
+    [fanned] = [r for r in caplog.records if "'bot'" in r.getMessage()]
+    assert fanned.levelno == logging.INFO and "rules-engine intake" in fanned.getMessage()

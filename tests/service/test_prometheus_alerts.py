@@ -57,8 +57,23 @@ def test_alert_file_has_the_format_promtool_checks() -> None:
                 assert DURATION.match(window), window
 
 
+def _worker_names() -> set[str]:
+    """The metrics a worker (`rules-engine worker`) adds to its cells' (`service.worker`)."""
+    from pathlib import Path as _Path
+
+    from rules_engine.config import parse_config
+    from rules_engine.service.worker import Worker
+    from rules_engine.service.worker_config import CellSpec, WorkerConfig
+
+    config = parse_config({"store": {"url": "postgresql://engine@db/rules", "key": "k1", "standby": True,
+                                     "exclusive": True}}, "<test>")
+    worker = Worker(WorkerConfig("<test>", "127.0.0.1", 0, (CellSpec("k1", config, (), _Path("state")),)))
+    return {line.split("{")[0].split(" ")[0] for line in worker.render_metrics().decode().splitlines()
+            if line.startswith("rules_engine_")}
+
+
 def test_every_metric_the_alerts_name_is_exported() -> None:
-    exported = _exported_names() | {
+    exported = _exported_names() | _worker_names() | {
         # scrape-time gauges (service.visibility._LiveGauges), present once a service runs
         "rules_engine_ready", "rules_engine_readiness_problem", "rules_engine_feed_stale",
         "rules_engine_feed_last_message_age_seconds", "rules_engine_feed_tick_age_seconds",

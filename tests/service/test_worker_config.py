@@ -117,3 +117,40 @@ def test_the_private_feeds_budget_of_connection_attempts_defaults_to_100_and_is_
     with pytest.raises(WorkerConfigError) as caught:
         load_worker_config(path)
     assert f"{path.as_posix()}:2:" in str(caught.value)
+
+
+def test_cells_that_sign_requests_must_each_name_their_own_api_key(tmp_path, capsys) -> None:
+    """Two cells reading one API key (a copied engine config whose kraken.api_key_env was left as it
+    was) would trade one key from two cells, on two machines once another worker holds one of
+    them: independent nonces and dead man's switches on one key. Refused; dry-run cells sign nothing."""
+    cells = [{"config": engine(tmp_path, "acct-1", mode="live"), "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-2", mode="validate"), "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-3", mode="live", kraken={"api_key_env": "ACCT_3_KEY",
+                                                                          "api_secret_env": "ACCT_3_SECRET"}),
+              "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-4"), "rules": ["r"]}]  # dry-run
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    with pytest.raises(WorkerConfigError) as caught:
+        load_worker_config(path)
+    text = str(caught.value)
+    assert "cell 2: its API key is $KRAKEN_API_KEY, as cell 1's" in text
+    assert "cell 3" not in text and "cell 4" not in text
+    assert main(["worker", "--config", str(path), "--check"]) == 1
+    assert "as cell 1's" in capsys.readouterr().err
+
+
+def test_check_with_live_refuses_what_the_start_with_live_would(tmp_path, capsys) -> None:
+    """`--check --live` checks each cell's mode as `worker --live` does (live needs both switches);
+    `--check` alone validates the files only, so a unit's ExecStartPre without --live still passes."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "r.yaml").write_text(RULE)
+    cells = [{"config": engine(tmp_path, "acct-1", mode="live"), "rules": ["r"]},
+             {"config": engine(tmp_path, "acct-2"), "rules": ["r"]}]  # dry-run
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "cells": cells}))
+    assert main(["worker", "--config", str(path), "--check"]) == 0
+    capsys.readouterr()
+    assert main(["worker", "--config", str(path), "--check", "--live"]) == 1
+    err = capsys.readouterr().err
+    assert "cell acct-2: --live was given but the engine config says mode: dry-run" in err and "acct-1" not in err
