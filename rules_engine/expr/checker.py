@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import inspect
 import io
 import math
+import re
 import tokenize
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -134,6 +136,10 @@ def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
     message = f"syntax error: {exc.msg}"
     if "\n" in source.text.strip() and not source.text.startswith("("):
         message += " (an expression spanning several lines must be wrapped in parentheses)"
+    if "leading zeros" in exc.msg:  # Python's words suggest an octal prefix
+        message = "syntax error: a whole number cannot start with 0 (write 50, not 050)"
+        if _SPLIT_NUMBER.search(source.text):
+            message += f"; {COMMA_HINT}"
     return ExpressionError(message, column)
 
 
@@ -183,6 +189,8 @@ def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str],
             names.add(node.id)
         for message in _problems(source, node, allowed, unavailable or {}, callees):
             problems.append((source.column(node) or 0, order, message))
+    if not problems:
+        problems = [(column, 0, message) for column, message in _comma_problems(source, tree)]
     if problems:
         column, _, message = min(problems)
         raise ExpressionError(message, column or None)
@@ -245,6 +253,51 @@ def _call_problems(node: ast.Call) -> Iterator[str]:
             yield "unpacking with ** is not allowed"
         elif keyword.arg.startswith("_"):
             yield f"names starting with '_' are not allowed: '{keyword.arg}'"
+
+
+# Written as in `price > 70,000` or `price * 0,99`: a comma a person meant as a thousands
+# separator or a decimal mark, which Python reads as a tuple or as more arguments.
+_SPLIT_NUMBER = re.compile(r"[0-9]\s*,\s*[0-9]")
+COMMA_HINT = "a comma is not a thousands separator or a decimal mark: write 70000 (or 70_000) and 0.99"
+
+
+def _comma_problems(source: SourceText, tree: ast.Expression) -> Iterator[tuple[int, str]]:
+    """A comma that splits a number: a tuple as the whole expression (never a guard's true or false,
+    nor an action's value), a `000` part, or a sandbox function given more arguments than it takes."""
+    body = tree.body
+    if isinstance(body, ast.Tuple) and len(body.elts) > 1:
+        message = "several values separated by commas where one value is expected"
+        if _SPLIT_NUMBER.search(source.segment(body) or ""):
+            message += f"; {COMMA_HINT}"
+        yield source.column(body.elts[1]) or 0, message
+    for node in ast.walk(body):
+        if isinstance(node, ast.Constant) and type(node.value) is int and node.value == 0:
+            text = source.segment(node) or "0"
+            if len(text) > 1 and text.isdigit():
+                yield source.column(node) or 0, f"{text} is not a number on its own; {COMMA_HINT}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            problem = _arity_problem(node)
+            if problem is not None:
+                if _SPLIT_NUMBER.search(source.segment(node) or ""):
+                    problem += f"; {COMMA_HINT}"
+                yield source.column(node) or 0, problem
+
+
+def _arity_problem(node: ast.Call) -> str | None:
+    """Why the sandbox function `node` calls cannot take its arguments, if it cannot."""
+    assert isinstance(node.func, ast.Name)
+    function = FUNCTIONS.get(node.func.id)
+    try:
+        signature = inspect.signature(function) if function is not None else None
+    except (TypeError, ValueError):  # a builtin type without a signature (bool)
+        signature = None
+    if signature is None or any(keyword.arg is None for keyword in node.keywords):
+        return None
+    try:
+        signature.bind(*node.args, **{keyword.arg: keyword.value for keyword in node.keywords if keyword.arg})
+    except TypeError as exc:
+        return f"wrong arguments for {node.func.id}(): {exc}"
+    return None
 
 
 def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:
