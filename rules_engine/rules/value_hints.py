@@ -32,16 +32,26 @@ def value_hint(schema: dict[str, Any], instance: Any) -> str | None:
     return None
 
 
+_CURRENCY = re.compile(r"^[$€£]\s*|\s*(?:[$€£]|USD|EUR|GBP|USDT|USDC)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[+#-]?[0-9]+(\.[0-9]+)?%?$")
+
+
 def number_hint(text: str) -> str | None:
-    """`70,000` -> write 70000; `0,5` -> write 0.5."""
-    grouped = _GROUPED.match(text)
+    """`70,000` -> write 70000; `0,5` -> write 0.5; `$70000` -> write 70000."""
+    reasons = []
+    bare = _CURRENCY.sub("", text).strip()
+    if bare != text:
+        reasons.append("no currency")
+    grouped, decimal_comma = _GROUPED.match(bare), _DECIMAL_COMMA.match(bare)
     if grouped:
-        sign, digits, rest = grouped.groups()
-        return f'write {sign}{digits.replace(",", "")}{rest}: numbers take no thousands separator'
-    decimal_comma = _DECIMAL_COMMA.match(text)
-    if decimal_comma:
-        return f"write {decimal_comma.group(1)}.{decimal_comma.group(2)}: decimals are written with a point"
-    return None
+        bare = "".join(grouped.groups()).replace(",", "")
+        reasons.append("no thousands separator")
+    elif decimal_comma:
+        bare = ".".join(decimal_comma.groups())
+        reasons.append("a decimal point, not a comma")
+    if not reasons or not _NUMBER.match(bare):
+        return None
+    return f"write {bare}: a number takes " + " and ".join(reasons)
 
 
 def split_number_hint(key: Any, previous: Any) -> str | None:

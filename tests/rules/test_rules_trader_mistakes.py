@@ -45,7 +45,7 @@ def at(text: str, needle: str, nth: int = 0) -> str:
          - id: r
            triggers: [{type: price, symbol: XBTUSD, crosses_above: "70,000"}]
            actions: [{type: log, message: x}]
-         """, '"70,000"', 'rule "r": expected a positive number (write 70000: numbers take no thousands separator)'),
+         """, '"70,000"', 'rule "r": expected a positive number (write 70000: a number takes no thousands separator)'),
         ("""
          - id: r
            triggers: [{type: price, symbol: XBTUSD, crosses_above: 70,000}]
@@ -58,7 +58,20 @@ def at(text: str, needle: str, nth: int = 0) -> str:
            triggers: [{type: timer, every: 1m}]
            actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "0,5"}]
          """, '"0,5"', 'rule "r": expected a non-negative number, a quoted decimal such as "0.5", or an expression '
-                       "starting with = (write 0.5: decimals are written with a point)"),
+                       "starting with = (write 0.5: a number takes a decimal point, not a comma)"),
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBTUSD, crosses_above: "$70,000"}]
+           actions: [{type: log, message: x}]
+         """, '"$70,000"', 'rule "r": expected a positive number '
+                          "(write 70000: a number takes no currency and no thousands separator)"),
+        # an asset where a pair belongs
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: ETH, crosses_above: 3000}]
+           actions: [{type: log, message: x}]
+         """, "ETH", 'rule "r": unknown Kraken pair "ETH" (ETH is an asset; a pair names two, e.g. "ETH/USD" or '
+                     '"ETH/EUR")'),
         # a duration without its unit, or with the unit in words
         ("""
          - id: r
