@@ -132,7 +132,14 @@ def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
         return ExpressionError("only one expression is allowed", source.column(statements[1]))
     if statements and not isinstance(statements[0], ast.Expr):
         kind = _STATEMENTS.get(type(statements[0]), "a statement")
-        return ExpressionError(f"{kind} is not allowed: a rule expression is a single expression", column)
+        message = f"{kind} is not allowed: a rule expression is a single expression"
+        if isinstance(statements[0], ast.Assign):
+            message += " (to compare, write ==)"
+        return ExpressionError(message, column)
+    brackets = any(words in exc.msg for words in ("never closed", "unmatched", "does not match", "unterminated"))
+    slip = None if brackets else _operator_slip(source)
+    if slip is not None:
+        return ExpressionError(f"syntax error: {slip[0]}", slip[1])
     message = f"syntax error: {exc.msg}"
     if "\n" in source.text.strip() and not source.text.startswith("("):
         message += " (an expression spanning several lines must be wrapped in parentheses)"
@@ -141,6 +148,37 @@ def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
         if _SPLIT_NUMBER.search(source.text):
             message += f"; {COMMA_HINT}"
     return ExpressionError(message, column)
+
+
+# Operators from other languages and spreadsheets, and an expression cut short: (pattern, what to write).
+_SLIPS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"=>"), "'=>' is not an operator: write >="),
+    (re.compile(r"=<"), "'=<' is not an operator: write <="),
+    (re.compile(r"<>"), "'<>' is not an operator: write !="),
+    (re.compile(r"([<>=!]) +="), "write {0}= without a space"),
+    (re.compile(r"&&"), "write and, not &&"),
+    (re.compile(r"\|\|"), "write or, not ||"),
+    (re.compile(r"!(?!=)"), "write not, not !"),
+    (re.compile(r"\b(AND|OR|NOT|And|Or|Not)\b"), "write {0} in lower case"),
+    (re.compile(r"(\band|\bor|\bnot|\bif|\belse|\bin|\*\*|//|<<|>>|[-+*/%<>=!]=?)\s*$"),
+     "the expression stops after '{0}': something is missing after it"),
+)
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _operator_slip(source: SourceText) -> tuple[str, int] | None:
+    """What to write instead, and its column, for a syntax error that an operator of another
+    language or a missing last part explains (text in quotes is not looked at)."""
+    text = _QUOTED.sub(lambda quoted: " " * len(quoted.group()), source.text)
+    for pattern, advice in _SLIPS:
+        found = pattern.search(text)
+        if found is not None:
+            index = found.start()
+            line = text.count("\n", 0, index) + 1
+            column = source.column_of_chars(line, index - (text.rfind("\n", 0, index) + 1))
+            word = found.group(1) if pattern.groups else found.group()
+            return advice.format(word.lower() if advice.endswith("lower case") else word), column
+    return None
 
 
 def _check_size(source: SourceText, tree: ast.Expression) -> None:
@@ -228,7 +266,10 @@ def _name_problems(name: str, allowed: frozenset[str], unavailable: Mapping[str,
         if is_callee and name not in FUNCTION_NAMES:
             yield f"'{name}' is not a function"
     else:
-        yield unavailable_name(name, allowed, unavailable)
+        message = unavailable_name(name, allowed, unavailable)
+        if message == f"unknown name '{name}'":  # no other name was meant: perhaps text
+            message += f" (text is written in quotes: '{name}')"
+        yield message
 
 
 def unavailable_name(name: str, allowed: frozenset[str], unavailable: Mapping[str, str]) -> str:

@@ -177,7 +177,8 @@ def _describe(
         return [document.diagnostic(path, custom, hint=value_hint(schema, instance), code="schema")]
     if validator in _ANY_OF and error.context:
         return _describe(best_match(error.context), document, suggested)
-    return [document.diagnostic(path, _plain_message(error, path, title), hint=_hint(error), code="schema")]
+    hint = _hint(error) or value_hint(schema, instance)
+    return [document.diagnostic(path, _plain_message(error, path, title), hint=hint, code="schema")]
 
 
 def _unknown_keys(

@@ -27,9 +27,17 @@ def value_hint(schema: dict[str, Any], instance: Any) -> str | None:
     """A hint for `instance`, which the (sub)schema `schema` refused, or None."""
     if schema.get("errorMessage") == DURATION_MESSAGE or schema.get("patternErrorMessage") == DURATION_MESSAGE:
         return _duration_hint(instance)
-    if isinstance(instance, str):
+    if schema.get("title") == "max_fires" and isinstance(instance, int) and not isinstance(instance, bool):
+        return f"write max_fires: {{count: {instance}, window: 1d}}: at most {instance} fires within any day"
+    if isinstance(instance, str) and _takes_number(schema):
         return number_hint(instance.strip())
     return None
+
+
+def _takes_number(schema: dict[str, Any]) -> bool:
+    branches = [branch for branch in schema.get("anyOf", ()) if isinstance(branch, dict)]
+    kinds = [schema.get("type")] + [branch.get("type") for branch in branches]
+    return "number" in kinds or "integer" in kinds
 
 
 _CURRENCY = re.compile(r"^[$€£]\s*|\s*(?:[$€£]|USD|EUR|GBP|USDT|USDC)$", re.IGNORECASE)

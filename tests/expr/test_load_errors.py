@@ -166,3 +166,34 @@ def test_a_comma_or_a_wrong_call_is_a_load_error(source: str, message: str, colu
 )
 def test_commas_that_separate_values_still_load(source: str) -> None:
     compile_expression(source, ALL_NAMES, unavailable_names())
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "column"),
+    [
+        # operators of other languages and spreadsheets
+        ("price => 3", "syntax error: '=>' is not an operator: write >=", 7),
+        ("price =< 3", "syntax error: '=<' is not an operator: write <=", 7),
+        ("price <> 3", "syntax error: '<>' is not an operator: write !=", 7),
+        ("price > = 3", "syntax error: write >= without a space", 7),
+        ("price > 3 && bid < 2", "syntax error: write and, not &&", 11),
+        ("price > 3 || bid < 2", "syntax error: write or, not ||", 11),
+        ("!(price > 3)", "syntax error: write not, not !", 1),
+        ("price > 3 AND bid < 2", "syntax error: write and in lower case", 11),
+        # a comparison written as an assignment
+        ("signal.action = 'buy'", "assignment is not allowed: a rule expression is a single expression (to compare, "
+                                  "write ==)", 15),
+        # cut short: the column is that of the operator that lacks its right side
+        ("price > 3 and", "syntax error: the expression stops after 'and': something is missing after it", 11),
+        ("price >", "syntax error: the expression stops after '>': something is missing after it", 7),
+        # text in quotes is not looked at, and a bracket left open is the problem to report
+        ("signal.action == '=>' and", "syntax error: the expression stops after 'and'", 23),
+        ("price > (1 +", "syntax error: '(' was never closed", 9),
+        # a word meant as text
+        ("signal.action == buy", "unknown name 'buy' (text is written in quotes: 'buy')", 18),
+    ],
+)
+def test_a_slip_from_another_language_says_what_to_write(source: str, message: str, column: int) -> None:
+    error = load_error(source, SIGNAL_NAMES | PRICE_NAMES)
+    assert error.message.startswith(message)
+    assert error.column == column

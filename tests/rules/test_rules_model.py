@@ -255,7 +255,7 @@ def test_guard_forms(load):
 @pytest.mark.parametrize(
     ("snippet", "line", "column"),
     [
-        ('when: "price >"', 5, 12),  # quoted: the expression starts after the quote
+        ('when: "price >"', 5, 18),  # quoted: the expression starts after the quote; the ">" lacks its right side
         ("when: price > > 5", 5, 19),  # the second ">"
         ("when: bogus_name > 5", 5, 11),
     ],

@@ -72,6 +72,23 @@ def at(text: str, needle: str, nth: int = 0) -> str:
            actions: [{type: log, message: x}]
          """, "ETH", 'rule "r": unknown Kraken pair "ETH" (ETH is an asset; a pair names two, e.g. "ETH/USD" or '
                      '"ETH/EUR")'),
+        # a count where max_fires takes a count and a window
+        ("""
+         - id: r
+           max_fires: 3
+           triggers: [{type: timer, every: 1m}]
+           actions: [{type: log, message: x}]
+         """, "3\n", 'rule "r": "max_fires" must be a mapping, not the number 3 '
+                      "(write max_fires: {count: 3, window: 1d}: at most 3 fires within any day)"),
+        # a cron schedule without quotes: YAML reads a leading * as an alias
+        ("""
+         - id: r
+           triggers:
+             - type: timer
+               cron: */5 * * * *
+           actions: [{type: log, message: x}]
+         """, "*/5", 'rule "r": invalid YAML: a value that starts with "*" is read as a YAML alias (a reference to '
+                     'an &anchor): put the value in quotes, as in cron: "*/5 * * * *"'),
         # a duration without its unit, or with the unit in words
         ("""
          - id: r
@@ -137,6 +154,16 @@ def test_a_literal_volume_or_price_kraken_would_refuse_is_an_error(tmp_path, cap
         "refuses it (write 70000.0)",
         "invalid: 1 file, 1 rule: 4 errors, 0 warnings",
     ]
+
+
+def test_a_number_hint_is_given_only_where_a_number_belongs(tmp_path, capsys):
+    code, lines = validate(tmp_path, capsys, rule("""
+        - id: "$5"
+          triggers: [{type: timer, every: 1m}]
+          actions: [{type: log, message: x}]
+        """))
+    assert code == 1
+    assert lines[0].endswith("a rule id is 1-64 letters, digits, '-', '_', '.' or ':' and starts with a letter or digit")
 
 
 def test_values_kraken_takes_pass(tmp_path, capsys):
