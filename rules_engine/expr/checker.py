@@ -324,6 +324,36 @@ def _comma_problems(source: SourceText, tree: ast.Expression) -> Iterator[tuple[
                 yield source.column(node) or 0, problem
 
 
+_NOT_TRUE_OR_FALSE: dict[type[ast.AST], str] = {
+    ast.BinOp: "a number or a text", ast.List: "a list", ast.Dict: "a mapping", ast.Set: "a set",
+}
+
+
+def condition_problem(source: SourceText, body: ast.expr) -> tuple[str, int | None] | None:
+    """Why `body`, used as a condition (`when`, `if`, `where`), cannot mean what it says: a value
+    that is never true or false, or a text or number on its own beside `or` / `and`
+    (`signal.action == 'buy' or 'long'`, where 'long' alone is always true)."""
+    gives = _NOT_TRUE_OR_FALSE.get(type(body))
+    if isinstance(body, ast.Constant) and not isinstance(body.value, bool) and body.value is not None:
+        gives = "a text" if isinstance(body.value, str) else "a number"
+    if gives is not None:
+        return (f"a condition gives true or false, and this gives {gives}: compare it, as in price > 70000",
+                source.column(body))
+    for node in ast.walk(body):
+        if not isinstance(node, ast.BoolOp):
+            continue
+        for before, value in zip(node.values, node.values[1:], strict=False):
+            if isinstance(value, ast.Constant) and not isinstance(value.value, bool) and value.value is not None:
+                shown = source.snippet(value)
+                message = f"{shown} on its own is not a condition: compare it too"
+                if (isinstance(before, ast.Compare) and len(before.ops) == 1 and isinstance(before.ops[0], ast.Eq)
+                        and isinstance(node.op, ast.Or)):
+                    left, right = source.snippet(before.left), source.snippet(before.comparators[0])
+                    message += f", as in {left} in ({right}, {shown})"
+                return message, source.column(value)
+    return None
+
+
 def _arity_problem(node: ast.Call) -> str | None:
     """Why the sandbox function `node` calls cannot take its arguments, if it cannot."""
     assert isinstance(node.func, ast.Name)

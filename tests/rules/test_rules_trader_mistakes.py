@@ -200,3 +200,28 @@ def test_a_file_saved_as_latin_1_is_pointed_at_its_byte(tmp_path, capsys):
     assert code == 1
     assert lines[0] == (f"{at(text.decode('latin-1'), 'é')} the file is not UTF-8 text (bad byte 0xE9 at offset 29) "
                         "(save it as UTF-8; an editor set to Latin-1 or Windows-1252 writes such bytes)")
+
+
+def test_a_condition_that_cannot_be_true_or_false_is_refused_at_load(tmp_path, capsys):
+    text = rule("""
+        - id: r
+          cooldown: 1m
+          triggers: [{type: signal, source: tradingview, where: "signal.action == 'buy' or 'long'"}]
+          when: "price_of('XBTUSD') - 70000"
+          actions:
+            - {type: log, message: x, if: "signal.ticker == 'XBTUSD' and 1"}
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: "=signal.contracts or 0.01"}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    long, price_of, one = at(text, "'long'"), at(text, "price_of"), at(text, '1"')
+    assert code == 1
+    assert lines == [
+        # the classic: 'long' alone is a non-empty text, so the where would not mean what it says
+        f"{long} rule \"r\": invalid expression: 'long' on its own is not a condition: compare it too, "
+        "as in signal.action in ('buy', 'long')",
+        f"{price_of} rule \"r\": invalid expression: a condition gives true or false, and this gives a "
+        "number or a text: compare it, as in price > 70000",
+        f"{one} rule \"r\": invalid expression: 1 on its own is not a condition: compare it too",
+        # a value may use `or` to give a default: only conditions are held to true or false
+        "invalid: 1 file, 1 rule: 3 errors, 0 warnings",
+    ]
