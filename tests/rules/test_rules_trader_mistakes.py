@@ -225,3 +225,12 @@ def test_a_condition_that_cannot_be_true_or_false_is_refused_at_load(tmp_path, c
         # a value may use `or` to give a default: only conditions are held to true or false
         "invalid: 1 file, 1 rule: 3 errors, 0 warnings",
     ]
+
+
+def test_a_rule_test_file_given_to_validate_says_to_run_it_with_test(tmp_path, capsys):
+    text = "rules: [btc.yaml]\nwallet: {ZUSD: 1000}\ninputs:\n  - prices: {symbol: XBTUSD, series: \"1 2\"}\nexpect: []\n"
+    assert validate(tmp_path, capsys, text) == (1, [
+        "1:1: this is a rule test file (its rules: names rule files, beside inputs:, expect: or tests:), not a rule "
+        "file (run it with rules-engine test; validate and run read rule files)",
+        "invalid: 1 file, 0 rules: 1 error, 0 warnings",
+    ])

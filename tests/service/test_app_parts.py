@@ -153,3 +153,15 @@ def test_a_short_signal_secret_is_accepted_with_a_warning(caplog) -> None:
     assert set(sources) == {"short", "long"}
     warnings = [r.getMessage() for r in caplog.records if "characters long" in r.getMessage()]
     assert len(warnings) == 1 and "'short': its passphrase is 6 characters long; use 16 or more" in warnings[0]
+
+
+def test_a_rule_listening_to_an_undeclared_source_is_warned_with_the_nearest_declared_one(caplog) -> None:
+    config = parse_config({"signals": {"bott": {"secret_env": "LONG_SECRET"}}}, "<test>")
+    environ = {"LONG_SECRET": "a-long-random-signal-secret-1234"}
+    with caplog.at_level(logging.WARNING, logger="rules_engine.service"):
+        signal_sources(config, rule_needs(load_rules_text(RULES).ruleset), environ)
+    warnings = [r.getMessage() for r in caplog.records if "does not declare" in r.getMessage()]
+    assert warnings == [
+        "rules listen to signal source 'bot', which the engine config does not declare: POST /signals/bot will be "
+        "refused (did you mean 'bott'?)",
+    ]
