@@ -49,7 +49,11 @@ def futures_symbol(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         return None
     symbol = name.upper()
     if not _FUTURES_SYMBOL.fullmatch(symbol):
-        ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', code="unknown-symbol")
+        hint = None
+        if ctx.registry.get(name) is not None:
+            hint = f"{name} is a spot pair: for its price, leave out market: futures (and defaults.market)"
+        ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', hint=hint,
+                   code="unknown-symbol")
         return None
     return symbol
 

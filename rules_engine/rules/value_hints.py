@@ -27,6 +27,8 @@ def value_hint(schema: dict[str, Any], instance: Any) -> str | None:
     """A hint for `instance`, which the (sub)schema `schema` refused, or None."""
     if schema.get("errorMessage") == DURATION_MESSAGE or schema.get("patternErrorMessage") == DURATION_MESSAGE:
         return _duration_hint(instance)
+    if schema.get("title") == "rule file" and isinstance(instance, list):
+        return "a rule file starts with version: 1 and rules:, and its rules are the list under rules:"
     if schema.get("title") == "max_fires" and isinstance(instance, int) and not isinstance(instance, bool):
         return f"write max_fires: {{count: {instance}, window: 1d}}: at most {instance} fires within any day"
     if isinstance(instance, str) and _takes_number(schema):

@@ -80,6 +80,13 @@ def at(text: str, needle: str, nth: int = 0) -> str:
            actions: [{type: log, message: x}]
          """, "3\n", 'rule "r": "max_fires" must be a mapping, not the number 3 '
                       "(write max_fires: {count: 3, window: 1d}: at most 3 fires within any day)"),
+        # a spot pair on a futures trigger
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBT/USD, market: futures, crosses_above: 60000}]
+           actions: [{type: log, message: x}]
+         """, "XBT/USD", 'rule "r": "XBT/USD" is not a Kraken Futures product id such as PF_XBTUSD (XBT/USD is a '
+                         "spot pair: for its price, leave out market: futures (and defaults.market))"),
         # a cron schedule without quotes: YAML reads a leading * as an alias
         ("""
          - id: r
@@ -232,5 +239,14 @@ def test_a_rule_test_file_given_to_validate_says_to_run_it_with_test(tmp_path, c
     assert validate(tmp_path, capsys, text) == (1, [
         "1:1: this is a rule test file (its rules: names rule files, beside inputs:, expect: or tests:), not a rule "
         "file (run it with rules-engine test; validate and run read rule files)",
+        "invalid: 1 file, 0 rules: 1 error, 0 warnings",
+    ])
+
+
+def test_a_file_that_is_a_list_of_rules_says_where_the_list_belongs(tmp_path, capsys):
+    text = "- id: r\n  triggers: [{type: timer, every: 1m}]\n  actions: [{type: log, message: x}]\n"
+    assert validate(tmp_path, capsys, text) == (1, [
+        "1:1: rule file must be a mapping, not a list (a rule file starts with version: 1 and rules:, and its "
+        "rules are the list under rules:)",
         "invalid: 1 file, 0 rules: 1 error, 0 warnings",
     ])
