@@ -160,7 +160,7 @@ def test_schema_errors_do_not_hide_other_problems_of_the_same_rule(tmp_path, cap
     assert cli.main(["validate", str(path)]) == 1
     name = path.as_posix()
     assert capsys.readouterr().out.splitlines() == [
-        f'{name}:4:37: rule "y": expected a duration such as 500ms, 30s, 5m, 1h or 1d',
+        f'{name}:4:37: rule "y": expected a duration such as 500ms, 30s, 5m, 1h or 1d (did you mean "5m"?)',
         f"{name}:5:37: rule \"y\": invalid expression: unknown name 'prise' (did you mean 'price'?)",
         f'{name}:6:15: rule "y": limit, iceberg, stop, take-profit and trailing orders need price:',
         f'{name}:6:41: rule "y": unknown Kraken pair "BTCUSDX" (did you mean "BTC/USD"?)',

@@ -17,21 +17,19 @@ arrives (risk limits, `cancel_order: {own: true}`).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from rules_engine.actions._fields import given, values
+from rules_engine.actions._order_literals import check_literals
 from rules_engine.core.intents import PlaceOrder
-from rules_engine.core.model import ActionSpec, Expr, Rule, SourceRef, Value
+from rules_engine.core.model import ActionSpec, Expr, SourceRef, Value
 from rules_engine.core.runs import ActionRun, Halt
-from rules_engine.pairs import PairRegistry
 from rules_engine.paper.orders import ORDER_TYPES
 from rules_engine.registry import ActionType, Needs
 from rules_engine.rules.context import BuildContext
-from rules_engine.rules.diagnostics import Diagnostic
-from rules_engine.rules.semantic import warning
 from rules_engine.rules.symbols import spot_pair
 from rules_engine.rules.yaml_source import JsonPath
 
@@ -395,6 +393,9 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Coll
             code="userref-not-allowed",
         )
     close = _close(ctx, path + ("close",), raw["close"], names) if "close" in raw else None
+    info = ctx.registry.get(pair) if pair is not None else None
+    if info is not None:
+        check_literals(ctx, path, raw, info)
     if pair is None or not ctx.accepts(path):
         return None
     return PlaceOrderAction(
@@ -432,15 +433,6 @@ def needs(action: PlaceOrderAction) -> Needs:
     return Needs(feeds=(("spot", action.pair),))
 
 
-def warnings(rule: Rule, index: int, action: PlaceOrderAction, pairs: PairRegistry) -> Iterator[Diagnostic]:
-    """`below-ordermin`: a literal volume below Kraken's minimum order for the pair."""
-    if isinstance(action.volume, Decimal) and action.volume > 0:
-        pair = pairs.get(action.pair)
-        if pair is not None and action.volume < pair.ordermin:
-            message = f"volume {action.volume} is below Kraken's minimum order of {pair.ordermin} for {pair.altname}"
-            yield warning(rule, action.where, message, None, "below-ordermin")
-
-
 TYPE = ActionType(
     name="place_order",
     spec=PlaceOrderAction,
@@ -449,5 +441,4 @@ TYPE = ActionType(
     build=build,
     needs=needs,
     schema_defs=SCHEMA_DEFS,
-    warnings=warnings,
 )

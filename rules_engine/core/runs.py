@@ -23,6 +23,7 @@ from rules_engine.core import intents, model
 from rules_engine.core.env import EvalFailure, build_env, decimal_value, evaluate, evaluate_bool, render
 from rules_engine.core.events import ActionResult
 from rules_engine.core.ids import client_order_id, decision_id, intent_id
+from rules_engine.core.order_errors import with_hint
 from rules_engine.core.risk import OrderProposal, RiskLimits, check_order
 from rules_engine.core.state import EngineState, InFlight, RuleState, Run
 from rules_engine.core.trace import Step, TraceKind, intent_detail
@@ -121,7 +122,7 @@ class Runner:
         run.waiting = run.waiting_since = None
         index = run.next_action
         if not ok:
-            self._stop(rule, rs, step, "error", f"{flight.kind} failed: {error}", action=index,
+            self._stop(rule, rs, step, "error", f"{flight.kind} failed: {with_hint(error)}", action=index,
                        intent_id=result.intent_id)
             return
         action = rule.actions[index]

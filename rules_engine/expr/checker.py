@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import inspect
 import io
 import math
+import re
 import tokenize
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -130,11 +132,53 @@ def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
         return ExpressionError("only one expression is allowed", source.column(statements[1]))
     if statements and not isinstance(statements[0], ast.Expr):
         kind = _STATEMENTS.get(type(statements[0]), "a statement")
-        return ExpressionError(f"{kind} is not allowed: a rule expression is a single expression", column)
+        message = f"{kind} is not allowed: a rule expression is a single expression"
+        if isinstance(statements[0], ast.Assign):
+            message += " (to compare, write ==)"
+        return ExpressionError(message, column)
+    brackets = any(words in exc.msg for words in ("never closed", "unmatched", "does not match", "unterminated"))
+    slip = None if brackets else _operator_slip(source)
+    if slip is not None:
+        return ExpressionError(f"syntax error: {slip[0]}", slip[1])
     message = f"syntax error: {exc.msg}"
     if "\n" in source.text.strip() and not source.text.startswith("("):
         message += " (an expression spanning several lines must be wrapped in parentheses)"
+    if "leading zeros" in exc.msg:  # Python's words suggest an octal prefix
+        message = "syntax error: a whole number cannot start with 0 (write 50, not 050)"
+        if _SPLIT_NUMBER.search(source.text):
+            message += f"; {COMMA_HINT}"
     return ExpressionError(message, column)
+
+
+# Operators from other languages and spreadsheets, and an expression cut short: (pattern, what to write).
+_SLIPS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"=>"), "'=>' is not an operator: write >="),
+    (re.compile(r"=<"), "'=<' is not an operator: write <="),
+    (re.compile(r"<>"), "'<>' is not an operator: write !="),
+    (re.compile(r"([<>=!]) +="), "write {0}= without a space"),
+    (re.compile(r"&&"), "write and, not &&"),
+    (re.compile(r"\|\|"), "write or, not ||"),
+    (re.compile(r"!(?!=)"), "write not, not !"),
+    (re.compile(r"\b(AND|OR|NOT|And|Or|Not)\b"), "write {0} in lower case"),
+    (re.compile(r"(\band|\bor|\bnot|\bif|\belse|\bin|\*\*|//|<<|>>|[-+*/%<>=!]=?)\s*$"),
+     "the expression stops after '{0}': something is missing after it"),
+)
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _operator_slip(source: SourceText) -> tuple[str, int] | None:
+    """What to write instead, and its column, for a syntax error that an operator of another
+    language or a missing last part explains (text in quotes is not looked at)."""
+    text = _QUOTED.sub(lambda quoted: " " * len(quoted.group()), source.text)
+    for pattern, advice in _SLIPS:
+        found = pattern.search(text)
+        if found is not None:
+            index = found.start()
+            line = text.count("\n", 0, index) + 1
+            column = source.column_of_chars(line, index - (text.rfind("\n", 0, index) + 1))
+            word = found.group(1) if pattern.groups else found.group()
+            return advice.format(word.lower() if advice.endswith("lower case") else word), column
+    return None
 
 
 def _check_size(source: SourceText, tree: ast.Expression) -> None:
@@ -183,6 +227,8 @@ def check(source: SourceText, tree: ast.Expression, allowed: frozenset[str],
             names.add(node.id)
         for message in _problems(source, node, allowed, unavailable or {}, callees):
             problems.append((source.column(node) or 0, order, message))
+    if not problems:
+        problems = [(column, 0, message) for column, message in _comma_problems(source, tree)]
     if problems:
         column, _, message = min(problems)
         raise ExpressionError(message, column or None)
@@ -220,7 +266,10 @@ def _name_problems(name: str, allowed: frozenset[str], unavailable: Mapping[str,
         if is_callee and name not in FUNCTION_NAMES:
             yield f"'{name}' is not a function"
     else:
-        yield unavailable_name(name, allowed, unavailable)
+        message = unavailable_name(name, allowed, unavailable)
+        if message == f"unknown name '{name}'":  # no other name was meant: perhaps text
+            message += f" (text is written in quotes: '{name}')"
+        yield message
 
 
 def unavailable_name(name: str, allowed: frozenset[str], unavailable: Mapping[str, str]) -> str:
@@ -245,6 +294,81 @@ def _call_problems(node: ast.Call) -> Iterator[str]:
             yield "unpacking with ** is not allowed"
         elif keyword.arg.startswith("_"):
             yield f"names starting with '_' are not allowed: '{keyword.arg}'"
+
+
+# Written as in `price > 70,000` or `price * 0,99`: a comma a person meant as a thousands
+# separator or a decimal mark, which Python reads as a tuple or as more arguments.
+_SPLIT_NUMBER = re.compile(r"[0-9]\s*,\s*[0-9]")
+COMMA_HINT = "a comma is not a thousands separator or a decimal mark: write 70000 (or 70_000) and 0.99"
+
+
+def _comma_problems(source: SourceText, tree: ast.Expression) -> Iterator[tuple[int, str]]:
+    """A comma that splits a number: a tuple as the whole expression (never a guard's true or false,
+    nor an action's value), a `000` part, or a sandbox function given more arguments than it takes."""
+    body = tree.body
+    if isinstance(body, ast.Tuple) and len(body.elts) > 1:
+        message = "several values separated by commas where one value is expected"
+        if _SPLIT_NUMBER.search(source.segment(body) or ""):
+            message += f"; {COMMA_HINT}"
+        yield source.column(body.elts[1]) or 0, message
+    for node in ast.walk(body):
+        if isinstance(node, ast.Constant) and type(node.value) is int and node.value == 0:
+            text = source.segment(node) or "0"
+            if len(text) > 1 and text.isdigit():
+                yield source.column(node) or 0, f"{text} is not a number on its own; {COMMA_HINT}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            problem = _arity_problem(node)
+            if problem is not None:
+                if _SPLIT_NUMBER.search(source.segment(node) or ""):
+                    problem += f"; {COMMA_HINT}"
+                yield source.column(node) or 0, problem
+
+
+_NOT_TRUE_OR_FALSE: dict[type[ast.AST], str] = {
+    ast.BinOp: "a number or a text", ast.List: "a list", ast.Dict: "a mapping", ast.Set: "a set",
+}
+
+
+def condition_problem(source: SourceText, body: ast.expr) -> tuple[str, int | None] | None:
+    """Why `body`, used as a condition (`when`, `if`, `where`), cannot mean what it says: a value
+    that is never true or false, or a text or number on its own beside `or` / `and`
+    (`signal.action == 'buy' or 'long'`, where 'long' alone is always true)."""
+    gives = _NOT_TRUE_OR_FALSE.get(type(body))
+    if isinstance(body, ast.Constant) and not isinstance(body.value, bool) and body.value is not None:
+        gives = "a text" if isinstance(body.value, str) else "a number"
+    if gives is not None:
+        return (f"a condition gives true or false, and this gives {gives}: compare it, as in price > 70000",
+                source.column(body))
+    for node in ast.walk(body):
+        if not isinstance(node, ast.BoolOp):
+            continue
+        for before, value in zip(node.values, node.values[1:], strict=False):
+            if isinstance(value, ast.Constant) and not isinstance(value.value, bool) and value.value is not None:
+                shown = source.snippet(value)
+                message = f"{shown} on its own is not a condition: compare it too"
+                if (isinstance(before, ast.Compare) and len(before.ops) == 1 and isinstance(before.ops[0], ast.Eq)
+                        and isinstance(node.op, ast.Or)):
+                    left, right = source.snippet(before.left), source.snippet(before.comparators[0])
+                    message += f", as in {left} in ({right}, {shown})"
+                return message, source.column(value)
+    return None
+
+
+def _arity_problem(node: ast.Call) -> str | None:
+    """Why the sandbox function `node` calls cannot take its arguments, if it cannot."""
+    assert isinstance(node.func, ast.Name)
+    function = FUNCTIONS.get(node.func.id)
+    try:
+        signature = inspect.signature(function) if function is not None else None
+    except (TypeError, ValueError):  # a builtin type without a signature (bool)
+        signature = None
+    if signature is None or any(keyword.arg is None for keyword in node.keywords):
+        return None
+    try:
+        signature.bind(*node.args, **{keyword.arg: keyword.value for keyword in node.keywords if keyword.arg})
+    except TypeError as exc:
+        return f"wrong arguments for {node.func.id}(): {exc}"
+    return None
 
 
 def _constant_problems(source: SourceText, node: ast.Constant) -> Iterator[str]:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from .budget import check_file_load_budget
-from .checker import check, constant_parts, parse
+from .checker import check, condition_problem, constant_parts, parse
 from .errors import ExpressionError
 from .evaluator import evaluator
 from .functions import BUILTIN_NAMES
@@ -43,6 +43,11 @@ class Expression:
                     and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
                 found.append(node.args[0].value)
         return found
+
+    def condition_problem(self) -> tuple[str, int | None] | None:
+        """Why this expression cannot work as a condition (`when`, `if`, `where`), with the
+        column, or None: it gives no true or false, or `x == 'a' or 'b'` is always true."""
+        return condition_problem(self._text, self._body)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"

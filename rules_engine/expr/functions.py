@@ -66,6 +66,8 @@ def sandbox_round(value: Any, ndigits: int | None = None) -> Any:
 def sandbox_int(value: Any) -> int:
     """int(x): truncates numbers, parses decimal text."""
     _check_decimal_magnitude(value)
+    if isinstance(value, str) and sum(char.isdigit() for char in value) > MAX_INT_DIGITS:
+        raise EvaluationFault(f"int() of text with more than {MAX_INT_DIGITS} digits (limit {MAX_INT_BITS} bits)")
     return _check_int(int(value))
 
 

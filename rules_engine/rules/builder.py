@@ -120,7 +120,7 @@ def build_action(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[
     kind = _registered(action_types(), fields)
     if kind is None:
         return None
-    condition = ctx.expression(path + ("if",), fields["if"], names) if "if" in fields else None
+    condition = ctx.expression(path + ("if",), fields["if"], names, condition=True) if "if" in fields else None
     action = kind.build(ctx, path, fields, names)
     if action is None or ctx.error_count() > before:
         return None
@@ -137,7 +137,7 @@ def build_guard(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[s
     """A `when` condition: an expression string, or `all:` / `any:` / `not:` of nested conditions.
     Of a condition the schema rejected, the expressions it accepted are still checked."""
     if isinstance(raw, str):
-        expr = ctx.expression(path, raw, names) if ctx.accepts(path) else None
+        expr = ctx.expression(path, raw, names, condition=True) if ctx.accepts(path) else None
         return None if expr is None else Guard("expr", expr=expr, where=ctx.source(path))
     children: list[Guard | None] = []
     for kind, body in raw.items() if isinstance(raw, dict) else ():

@@ -102,10 +102,15 @@ class BuildContext:
 
     # ------------------------------------------------------------------ conversions
 
-    def expression(self, path: JsonPath, text: str, names: Collection[str], prefix: int = 0) -> Expr | None:
-        """Compile `text` (written at `path`, starting `prefix` characters into the scalar)."""
+    def expression(self, path: JsonPath, text: str, names: Collection[str], prefix: int = 0,
+                   condition: bool = False) -> Expr | None:
+        """Compile `text` (written at `path`, starting `prefix` characters into the scalar); a
+        `condition` (`when`, `if`, `where`) must be able to give true or false."""
         try:
             compiled = compile_expression(text, frozenset(names), unavailable_names())
+            not_a_condition = compiled.condition_problem() if condition else None
+            if not_a_condition is not None:
+                raise ExpressionError(*not_a_condition)
         except ExpressionError as exc:
             offset = prefix + max(exc.column or 1, 1) - 1
             self.report(path, f"invalid expression: {exc.message}", code="expression", offset=offset)

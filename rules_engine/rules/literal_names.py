@@ -29,7 +29,13 @@ class NameProblem:
 
 
 def pair_hint(registry: PairRegistry, name: str) -> str | None:
-    """'did you mean "BTC/USD"?' for a name close to a known pair, else None."""
+    """'did you mean "BTC/USD"?' for a name close to a known pair; for an asset alone ("ETH"), a
+    pair of it; else None."""
+    code = name.strip().upper()
+    if code in asset_names(registry):
+        pairs = [f"{code}/{quote}" for quote in ("USD", "EUR", "USDT", "USDC") if registry.get(f"{code}/{quote}")]
+        if pairs:
+            return f"{name} is an asset; a pair names two, e.g. " + " or ".join(f'"{pair}"' for pair in pairs[:2])
     close = registry.suggest(name)
     return f'did you mean "{close}"?' if close else None
 

@@ -116,6 +116,12 @@ def _load_file(name: str, raw: bytes, registry: PairRegistry) -> _LoadedFile:
     loaded.diagnostics.extend(problems)
     if document is None:
         return loaded
+    if _is_rule_test(document.data):
+        loaded.diagnostics.append(Diagnostic(
+            name, 1, 1, None, "this is a rule test file (its rules: names rule files, beside inputs:, expect: or "
+            "tests:), not a rule file", "run it with rules-engine test; validate and run read rule files",
+            code="schema"))
+        return loaded
     check_file_load_budget()
     loaded.ids.extend(written_ids(document))
     written = document.data.get("rules") if isinstance(document.data, dict) else None
@@ -127,6 +133,15 @@ def _load_file(name: str, raw: bytes, registry: PairRegistry) -> _LoadedFile:
     loaded.rules.extend(build_rules(context))
     loaded.diagnostics.extend(context.diagnostics)
     return loaded
+
+
+def _is_rule_test(data: object) -> bool:
+    """Whether a file's data is a rule test's (`rules-engine test`), named where a rule file belongs."""
+    if not isinstance(data, dict) or "version" in data:
+        return False
+    named = data.get("rules")
+    names_files = isinstance(named, list) and bool(named) and all(isinstance(item, str) for item in named)
+    return names_files and any(key in data for key in ("inputs", "expect", "tests", "wallet"))
 
 
 def _load(sources: Sequence[tuple[str, bytes | Diagnostic]], registry: PairRegistry) -> LoadResult:

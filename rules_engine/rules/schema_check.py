@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
 from rules_engine.rules.rule_schema import build_rules_schema
+from rules_engine.rules.value_hints import split_number_hint, value_hint
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 _ANY_OF = ("anyOf", "oneOf")
@@ -173,10 +174,11 @@ def _describe(
     custom = schema.get("patternErrorMessage") if validator == "pattern" else None
     custom = custom or schema.get("errorMessage")
     if custom:
-        return [document.diagnostic(path, custom, code="schema")]
+        return [document.diagnostic(path, custom, hint=value_hint(schema, instance), code="schema")]
     if validator in _ANY_OF and error.context:
         return _describe(best_match(error.context), document, suggested)
-    return [document.diagnostic(path, _plain_message(error, path, title), hint=_hint(error), code="schema")]
+    hint = _hint(error) or value_hint(schema, instance)
+    return [document.diagnostic(path, _plain_message(error, path, title), hint=hint, code="schema")]
 
 
 def _unknown_keys(
@@ -184,12 +186,17 @@ def _unknown_keys(
 ) -> Iterable[Diagnostic]:
     known = set(schema.get("properties", {}))
     where = schema.get("title", "this mapping")
+    previous = None
     for key in instance:
         if key in known:
+            previous = instance[key]
             continue
         hint = did_you_mean(str(key), sorted(known - set(instance)))
         if hint:
             suggested.setdefault(path, set()).add(hint.split('"')[1])
+        else:
+            hint = split_number_hint(key, previous)
+        previous = instance[key]
         yield document.diagnostic(path + (key,), f'unknown key "{key}" in {where}', hint=hint, code="unknown-key",
                                   at_key=True)
 

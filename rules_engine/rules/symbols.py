@@ -26,12 +26,11 @@ def spot_pair(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         return None
     pair = ctx.registry.get(name)
     if pair is None:
-        ctx.report(
-            path,
-            f'unknown Kraken pair "{name}"',
-            hint=pair_hint(ctx.registry, name),
-            code="unknown-pair",
-        )
+        hint = pair_hint(ctx.registry, name)
+        if _FUTURES_SYMBOL.fullmatch(name.upper()):
+            hint = (f"{name} is a Kraken Futures product id: a trigger on it needs market: futures, and futures "
+                    "orders are futures_send_order actions")
+        ctx.report(path, f'unknown Kraken pair "{name}"', hint=hint, code="unknown-pair")
         return None
     if pair.status != "online":
         ctx.report(
@@ -50,7 +49,11 @@ def futures_symbol(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         return None
     symbol = name.upper()
     if not _FUTURES_SYMBOL.fullmatch(symbol):
-        ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', code="unknown-symbol")
+        hint = None
+        if ctx.registry.get(name) is not None:
+            hint = f"{name} is a spot pair: for its price, leave out market: futures (and defaults.market)"
+        ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', hint=hint,
+                   code="unknown-symbol")
         return None
     return symbol
 

@@ -51,6 +51,9 @@ def explain(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int, int]:
         if kind in context and where:
             return (f'the "{what}" that opens at {where} is missing a "," between entries or its closing '
                     f'"{closing}"'), line, column
+    if "scanning an alias" in context and opened:
+        return ('a value that starts with "*" is read as a YAML alias (a reference to an &anchor): put the value '
+                'in quotes, as in cron: "*/5 * * * *"'), opened.line + 1, opened.column + 1
     if "undefined alias" in problem:
         name = _name(at, column)
         return f'"*{name}" refers to an anchor "&{name}" that is not defined before it', line, column

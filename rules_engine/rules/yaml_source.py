@@ -158,16 +158,20 @@ def read_source(raw: bytes, file: str, empty: str = EMPTY_RULE_FILE) -> tuple[So
     """Parse one rule file (or another file in the same YAML subset, whose kind `empty` explains
     when it holds nothing). Returns the document (None when unusable) and every problem found."""
 
-    def fail(message: str, code: str, line: int = 1, column: int = 1) -> tuple[None, list[Diagnostic]]:
-        return None, [Diagnostic(file, line, column, None, message, code=code)]
+    def fail(message: str, code: str, line: int = 1, column: int = 1,
+             hint: str | None = None) -> tuple[None, list[Diagnostic]]:
+        return None, [Diagnostic(file, line, column, None, message, hint, code=code)]
 
     if len(raw) > MAX_FILE_BYTES:
         return fail(f"the file is {len(raw)} bytes; rule files are limited to {MAX_FILE_BYTES} bytes", "file-too-large")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
         line = raw[: exc.start].count(b"\n") + 1
-        return fail(f"the file is not UTF-8 text (bad byte at offset {exc.start})", "not-utf8", line)
+        column = len(raw[line_start : exc.start].decode("utf-8-sig", "replace")) + 1
+        return fail(f"the file is not UTF-8 text (bad byte 0x{raw[exc.start]:02X} at offset {exc.start})", "not-utf8",
+                    line, column, hint="save it as UTF-8; an editor set to Latin-1 or Windows-1252 writes such bytes")
     control = _NON_PRINTABLE.search(text)
     if control is not None:  # YAML refuses it too, but reports only an offset
         index = control.start()

@@ -54,12 +54,19 @@ class _Oversize:
         self.problem = problem
 
 
+_NOT_JSON = ('body is not JSON: a signal is a JSON object such as {"action": "buy"}; a TradingView alert '
+             "sends its message as it is written, so write the whole message as JSON")
+
+
 def parse_body(raw_body: bytes) -> dict[str, Any] | BodyProblem:
     """The body as a JSON object, or the problem with it."""
     try:
         text = raw_body.decode("utf-8-sig")  # JSON between systems is UTF-8 (RFC 8259)
     except UnicodeDecodeError as exc:
         return BodyProblem(400, "invalid_json", f"body is not UTF-8 text (bad byte at offset {exc.start})")
+    start = text.lstrip()[:1]
+    if start not in ("{", "["):
+        return BodyProblem(400, "invalid_json", _NOT_JSON if start else "body is empty: a signal is a JSON object")
     problem = _structure_problem(text)
     if problem is not None:
         return problem

@@ -235,9 +235,13 @@ def _check_signed(
         return Rejected(422, "schema_violation", problem, signal_id)
     # The X-Signal-Id header is not covered by the MAC, so the MAC-derived id is always
     # recorded too: a captured request replayed under a new header id is still caught.
-    for key in (mac_id, declared_id):
+    for key in (declared_id, mac_id):
         if key and seen(config.name, key, now, config.replay_ttl):
-            return Rejected(409, "replayed", f"signal {signal_id!r} was already received", signal_id)
+            reason = f"signal {signal_id!r} was already received"
+            if key != signal_id:
+                reason = ("this signed request (the same timestamp, body and signature) was already received; "
+                          f"a new id ({signal_id!r}) does not make it a new signal: sign a new request")
+            return Rejected(409, "replayed", reason, signal_id)
     if not declared_id and _repeated_body(config, payload, now, seen):
         return Rejected(409, "replayed", "the same payload was already received (dedup: body)", signal_id)
     return Accepted(Signal(source=config.name, payload=payload, time=now, signal_id=signal_id), "hmac")

@@ -4,6 +4,7 @@ problem is a `StartupError` whose message says what to fix."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,8 +68,10 @@ def signal_sources(config: EngineConfig, needs: RuleNeeds,
                      "its signals fanned out by `rules-engine intake`; POST /signals/%s to this engine is refused",
                      missing, missing)
         else:
+            close = difflib.get_close_matches(missing, sorted(sources), n=1)
             log.warning("rules listen to signal source %r, which the engine config does not declare: "
-                        "POST /signals/%s will be refused", missing, missing)
+                        "POST /signals/%s will be refused%s", missing, missing,
+                        f" (did you mean {close[0]!r}?)" if close else "")
     return sources
 
 

@@ -128,7 +128,7 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], defaults: M
     """A signal trigger; its `where` may use the names a signal provides."""
     where_expr = None
     if "where" in raw:
-        where_expr = ctx.expression(path + ("where",), raw["where"], names_for_triggers(["signal"]))
+        where_expr = ctx.expression(path + ("where",), raw["where"], names_for_triggers(["signal"]), condition=True)
         if where_expr is None:
             return None
         if "source" in raw:

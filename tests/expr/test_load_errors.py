@@ -130,3 +130,70 @@ def test_error_is_picklable_and_repr_safe() -> None:
     error = load_error("pirce", PRICE_NAMES)
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.message, copy.column) == (error.message, error.column)
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "column"),
+    [
+        # a thousands separator: Python reads a tuple (always true as a guard) or more arguments
+        ("price > 70,500", "several values separated by commas where one value is expected; a comma is not", 12),
+        ("price > 70,000", "000 is not a number on its own; a comma is not a thousands separator", 12),
+        ("min(price, 70,000)", "000 is not a number on its own", 15),
+        ("price > 70,050", "a whole number cannot start with 0 (write 50, not 050); a comma is not", 12),
+        # a decimal comma
+        ("round(price * 0,99, 1)", "wrong arguments for round(): too many positional arguments; a comma is not", 1),
+        ("=1,5"[1:], "several values separated by commas", 3),
+        # not a comma, the same checks
+        ("(price, bid)", "several values separated by commas where one value is expected", 9),
+        ("price > 050", "a whole number cannot start with 0 (write 50, not 050)", 9),
+        ("abs()", "wrong arguments for abs(): missing a required argument: 'x'", 1),
+        ("round(price, digits=2)", "wrong arguments for round(): got an unexpected keyword argument 'digits'", 1),
+        ("min([price], key=abs)", "'abs' is a function: call it", 18),
+    ],
+)
+def test_a_comma_or_a_wrong_call_is_a_load_error(source: str, message: str, column: int) -> None:
+    error = load_error(source, PRICE_NAMES)
+    assert message in error.message
+    assert error.column == column
+    if "," not in source:
+        assert "thousands" not in error.message
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["min(price, 70, 500)", "signal.ticker in ('BTCUSD', 'XBTUSD')", "round(price, 1)", "log(price, 10)",
+     "max([price, 1], default=0)", "bool(price)", "price > 0", "price > 70_000"],
+)
+def test_commas_that_separate_values_still_load(source: str) -> None:
+    compile_expression(source, ALL_NAMES, unavailable_names())
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "column"),
+    [
+        # operators of other languages and spreadsheets
+        ("price => 3", "syntax error: '=>' is not an operator: write >=", 7),
+        ("price =< 3", "syntax error: '=<' is not an operator: write <=", 7),
+        ("price <> 3", "syntax error: '<>' is not an operator: write !=", 7),
+        ("price > = 3", "syntax error: write >= without a space", 7),
+        ("price > 3 && bid < 2", "syntax error: write and, not &&", 11),
+        ("price > 3 || bid < 2", "syntax error: write or, not ||", 11),
+        ("!(price > 3)", "syntax error: write not, not !", 1),
+        ("price > 3 AND bid < 2", "syntax error: write and in lower case", 11),
+        # a comparison written as an assignment
+        ("signal.action = 'buy'", "assignment is not allowed: a rule expression is a single expression (to compare, "
+                                  "write ==)", 15),
+        # cut short: the column is that of the operator that lacks its right side
+        ("price > 3 and", "syntax error: the expression stops after 'and': something is missing after it", 11),
+        ("price >", "syntax error: the expression stops after '>': something is missing after it", 7),
+        # text in quotes is not looked at, and a bracket left open is the problem to report
+        ("signal.action == '=>' and", "syntax error: the expression stops after 'and'", 23),
+        ("price > (1 +", "syntax error: '(' was never closed", 9),
+        # a word meant as text
+        ("signal.action == buy", "unknown name 'buy' (text is written in quotes: 'buy')", 18),
+    ],
+)
+def test_a_slip_from_another_language_says_what_to_write(source: str, message: str, column: int) -> None:
+    error = load_error(source, SIGNAL_NAMES | PRICE_NAMES)
+    assert error.message.startswith(message)
+    assert error.column == column

@@ -106,7 +106,7 @@ def test_text_plus_number(env: dict[str, Any]) -> None:
 
 def test_builtin_function_misuse(env: dict[str, Any]) -> None:
     assert "min() failed: ValueError" in run_error("min(symbol[:0])", env).message
-    assert "min() failed: TypeError" in run_error("min([price], key=1)", env).message
+    assert "min() failed: TypeError" in run_error("min([price], symbol)", env).message
     assert "round() takes a whole number of digits" in run_error("round(price, 1.5)", env).message
     assert "decimal() got text that is not a number" in run_error("decimal(symbol)", env).message
 

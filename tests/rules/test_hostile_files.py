@@ -217,7 +217,9 @@ def test_duplicate_keys(tmp_path: Path) -> None:
 def test_non_utf8(tmp_path: Path) -> None:
     path = _write(tmp_path, "latin1.yaml", RULE.replace("id: ok", "id: caf\xe9").encode("latin-1"))
     [error] = load_rules([path]).errors
-    assert (error.line, error.message) == (3, "the file is not UTF-8 text (bad byte at offset 29)")
+    # line 3 is `  - id: caf\xe9`: the column is that of the bad byte, counted in characters
+    assert (error.line, error.column, error.message) == (3, 12, "the file is not UTF-8 text (bad byte 0xE9 at offset 29)")
+    assert error.hint is not None and error.hint.startswith("save it as UTF-8")
 
 
 def test_huge_numbers_in_rule_files_are_refused_not_a_crash(tmp_path: Path) -> None:

@@ -255,7 +255,7 @@ def test_guard_forms(load):
 @pytest.mark.parametrize(
     ("snippet", "line", "column"),
     [
-        ('when: "price >"', 5, 12),  # quoted: the expression starts after the quote
+        ('when: "price >"', 5, 18),  # quoted: the expression starts after the quote; the ">" lacks its right side
         ("when: price > > 5", 5, 19),  # the second ">"
         ("when: bogus_name > 5", 5, 11),
     ],
@@ -343,7 +343,9 @@ def test_template_errors_are_reported(load):
         ('{type: timer, cron: "* * * * *", timezone: Europe/Berln}', "unknown-timezone", 'did you mean "Europe/Berlin"?'),
         ("{type: timer, every: 0s}", "invalid-value", None),
         ("{type: price, symbol: XBTUSD, crosses_above: 5, rearm: 100%}", "invalid-value", None),
-        ("{type: price, symbol: XBTUSD, crosses_above: 5, market: futures}", "unknown-symbol", None),
+        ("{type: price, symbol: XBTUSD, crosses_above: 5, market: futures}", "unknown-symbol",
+         "XBTUSD is a spot pair: for its price, leave out market: futures (and defaults.market)"),
+        ("{type: price, symbol: NOPE, crosses_above: 5, market: futures}", "unknown-symbol", None),
     ],
 )
 def test_trigger_values_checked_by_the_builder(load, trigger, code, hint):

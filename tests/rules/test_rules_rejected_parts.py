@@ -61,7 +61,8 @@ def test_invalid_trigger_and_a_bad_expression_elsewhere(write):
     assert located(result) == [
         '6:16: unknown-type: unknown trigger type "pricee"',
         '7:23: unknown-key: unknown key "evry" in timer trigger',
-        "8:12: expression: invalid expression: syntax error: invalid syntax",
+        "8:33: expression: invalid expression: syntax error: the expression stops after '>>': something is "
+        "missing after it",
         "10:42: expression: invalid message template: unknown name 'prise' (did you mean 'price'?)",
     ]
     # Both triggers were rejected, so every trigger's names are allowed (price, bid, ask): a fixed

@@ -187,3 +187,29 @@ def test_a_guard_waiting_for_a_value_is_blocked_by_waiting_and_fires_once_it_is_
     wrong = ws.write("wrong.test.yaml", WAITING_TESTS.replace("blocked: {by: waiting,", "blocked: {by: guard,"))
     code, out, _ = ws.run(str(wrong), capsys=capsys)
     assert code == 1 and "waiting for price of ETHUSD" in out
+
+
+def test_an_order_kraken_refuses_for_its_rounding_says_what_to_change(ws, capsys):
+    ws.write("unrounded.yaml", """\
+        version: 1
+        rules:
+          - id: unrounded
+            cooldown: 1h
+            triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+            actions:
+              - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: "=price * 0.99"}
+        """)
+    path = ws.write("unrounded.test.yaml", """\
+        rules: [unrounded.yaml]
+        wallet: {ZUSD: 10000}
+        inputs:
+          - prices: {symbol: XBTUSD, series: "69000 70123 every 1m"}
+        expect:
+          - {at: 1m, rule: unrounded, fires: true, blocked: {by: exchange, reason: "Tick size check failed"}}
+        """)
+    code, out, _ = ws.run(str(path), "-v", capsys=capsys)
+    assert code == 0, out
+    # 70123 * 0.99 = 69421.77, and XBTUSD's tick is 0.1: Kraken's words, then what to change
+    assert ("stopped by exchange: place_order failed: EOrder:Tick size check failed (a price is not a multiple "
+            "of the pair's tick size (tick_size in Kraken's AssetPairs): round computed prices, as in "
+            "round(ask * 1.001, 1))") in out

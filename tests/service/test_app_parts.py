@@ -170,3 +170,15 @@ def test_an_undeclared_signal_source_is_a_warning_only_where_signals_come_by_web
         signal_sources(store, needs, {})
     [fanned] = [r for r in caplog.records if "'bot'" in r.getMessage()]
     assert fanned.levelno == logging.INFO and "rules-engine intake" in fanned.getMessage()
+
+
+def test_a_rule_listening_to_an_undeclared_source_is_warned_with_the_nearest_declared_one(caplog) -> None:
+    config = parse_config({"signals": {"bott": {"secret_env": "LONG_SECRET"}}}, "<test>")
+    environ = {"LONG_SECRET": "a-long-random-signal-secret-1234"}
+    with caplog.at_level(logging.WARNING, logger="rules_engine.service"):
+        signal_sources(config, rule_needs(load_rules_text(RULES).ruleset), environ)
+    warnings = [r.getMessage() for r in caplog.records if "does not declare" in r.getMessage()]
+    assert warnings == [
+        "rules listen to signal source 'bot', which the engine config does not declare: POST /signals/bot will be "
+        "refused (did you mean 'bott'?)",
+    ]

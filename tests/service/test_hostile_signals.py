@@ -161,3 +161,14 @@ def test_a_decimal_constraint_is_shown_as_the_schema_writes_it() -> None:
     schema = {"type": "object", "properties": {"price": {"type": "number", "multipleOf": 0.01}}}
     assert refusal(verify(b'{"price": 1.005}', schema)) == (422, "schema_violation", "price: must satisfy "
                                                                                     "multipleOf: 0.01")
+
+
+@pytest.mark.parametrize("passphrase", [False, True])
+def test_a_plain_text_alert_or_an_empty_body_is_told_to_be_json(passphrase: bool) -> None:
+    # a TradingView alert whose message is plain text arrives as that text
+    status, code, reason = refusal(verify(b"BTCUSD crossed 70000, buy 0.1", passphrase=passphrase))
+    assert (status, code) == (400, "invalid_json")
+    assert reason.startswith('body is not JSON: a signal is a JSON object such as {"action": "buy"}; a TradingView')
+    assert "70000" not in reason  # nothing of the body is quoted
+    assert refusal(verify(b"  \n", passphrase=passphrase)) == (400, "invalid_json",
+                                                                "body is empty: a signal is a JSON object")

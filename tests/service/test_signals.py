@@ -72,7 +72,7 @@ def test_valid_hmac_signal_is_accepted_with_decimal_numbers():
     assert (sig.source, sig.signal_id, sig.time) == ("bot", "sig-1", NOW + 5)
     assert sig.payload["price"] == Decimal("101.25") and isinstance(sig.payload["price"], Decimal)
     # both the MAC-derived id and the declared id are recorded, for 2 x window
-    assert [c[1][:4] for c in seen.calls] == ["mac:", "sig-"]
+    assert [c[1][:4] for c in seen.calls] == ["sig-", "mac:"]
     assert all(c[3] == 600.0 for c in seen.calls)
 
 
@@ -134,6 +134,10 @@ def test_replay_is_409_and_a_new_header_id_does_not_bypass_it():
     # an attacker re-sends the captured request under another (unsigned) X-Signal-Id
     forged = verify_signal(cfg, signed(BODY) | {"X-Signal-Id": "fresh"}, BODY, NOW + 2, seen)
     assert forged.code == "replayed"
+    # ... and the reason says what was received before: the request, not an id 'fresh'
+    assert "was already received" in again.reason and "'sig-1'" in again.reason
+    assert forged.reason.startswith("this signed request (the same timestamp, body and signature) was already received")
+    assert "a new id ('fresh') does not make it a new signal" in forged.reason
     # the sender's own retry, re-signed later with the same payload id, is also a replay
     retry = verify_signal(cfg, signed(BODY, NOW + 30), BODY, NOW + 30, seen)
     assert retry.code == "replayed"
