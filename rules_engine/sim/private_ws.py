@@ -12,10 +12,11 @@ expired one is answered `EAPI:Invalid token` and the socket stays open.
   `expired`, and `amended`; balances one ledger-like entry per changed asset (`amount`,
   `balance`, `type: trade` when a fill caused it, else `adjustment`).
 - Methods `add_order`, `cancel_order` (`order_id`, `cl_ord_id` or `order_userref` lists,
-  one answer per order), `cancel_all`, `cancel_all_orders_after` and `ping`. They run the
-  same code as REST AddOrder/CancelOrder/CancelAll/CancelAllOrdersAfter (checks, trading
-  counter, errors) and answer `{"method", "result", "success", "time_in", "time_out",
-  "req_id"}`; `add_order` answers `order_id` (and `cl_ord_id` / `order_userref` when given).
+  one answer per cancelled order, with its `order_id` and its `cl_ord_id` if it has one),
+  `cancel_all`, `cancel_all_orders_after` and `ping`. They run the same code as REST
+  AddOrder/CancelOrder/CancelAll/CancelAllOrdersAfter (checks, trading counter, errors) and
+  answer `{"method", "result", "success", "time_in", "time_out", "req_id"}`; `add_order`
+  answers `order_id` (and `cl_ord_id` / `order_userref` when given).
 - `{"channel": "heartbeat"}` every heartbeat interval once subscribed.
 
 What changed is found by comparing the paper exchange with what was last sent, right after
@@ -250,12 +251,17 @@ class PrivateFeed:
         key, values = given[0][0], list(given[0][1] or ())
         for value in values:
             rest = {"cl_ord_id": str(value)} if key == "cl_ord_id" else {"txid": str(value)}
+            chosen = self.sim.exchange.select(account, txid=rest.get("txid"), cl_ord_id=rest.get("cl_ord_id"))
             try:
                 self._rest("CancelOrder", account, rest, now)
             except ExchangeError as exc:
                 reply({"error": exc.error, "success": False, "result": {key: value}})
                 continue
-            reply({"result": {"order_id" if key != "cl_ord_id" else "cl_ord_id": value}, "success": True})
+            for order in chosen:
+                answer = {"order_id": order.txid}
+                if order.cl_ord_id is not None:
+                    answer["cl_ord_id"] = order.cl_ord_id
+                reply({"result": answer, "success": True})
 
     def _cancel_all(self, conn: PrivateConnection, account: str, params: dict[str, Any], now: float,
                     reply: Callable) -> None:

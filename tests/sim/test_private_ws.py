@@ -74,3 +74,24 @@ def test_balances_follow_fills_made_over_rest(endpoints, sim):
         update = receive_until(ws, lambda m: m.get("type") == "update")
         changes = {e["asset"]: (e["amount"], e["balance"], e["type"]) for e in update["data"]}
         assert changes["BTC"] == (-0.5, 0.5, "trade") and changes["USD"][1] > 10000
+
+
+def test_cancel_order_answers_carry_the_kraken_order_id_one_per_cancelled_order(endpoints):
+    """Kraken's cancel_order response: `result.order_id` ("Kraken identifier of the cancelled order"),
+    `cl_ord_id` when the order has one, one response per cancelled order."""
+    with connect(endpoints.ws_auth_v2) as ws:
+        auth = token(endpoints)
+        placed = []
+        for extra in ({"cl_ord_id": "by-client"}, {"order_userref": 77}, {"order_userref": 77}):
+            ws.send(json.dumps({"method": "add_order", "params": {
+                "order_type": "limit", "side": "buy", "order_qty": 0.01, "limit_price": 50000, "symbol": "BTC/USD",
+                "token": auth, **extra}}))
+            placed.append(receive_until(ws, lambda m: m.get("method") == "add_order")["result"]["order_id"])
+        by_client = {"cl_ord_id": ["by-client"], "token": auth}
+        ws.send(json.dumps({"method": "cancel_order", "req_id": 5, "params": by_client}))
+        answer = receive_until(ws, lambda m: m.get("method") == "cancel_order")
+        assert answer["result"] == {"order_id": placed[0], "cl_ord_id": "by-client"} and answer["req_id"] == 5
+        ws.send(json.dumps({"method": "cancel_order", "params": {"order_userref": [77], "token": auth}}))
+        answers = [receive_until(ws, lambda m: m.get("method") == "cancel_order") for _ in range(2)]
+        assert sorted(a["result"]["order_id"] for a in answers) == sorted(placed[1:])
+        assert all(a["success"] for a in answers)
