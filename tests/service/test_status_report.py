@@ -60,3 +60,13 @@ def test_status_text_lists_the_recent_signals_the_page_shows() -> None:
     assert lines[start + 2].split() == ["1970-01-01", "00:01:39", "(3s", "ago)", "tradingview", "accepted", "a1"]
     assert "recent signals: none" in render_text({**doc, "signals": []})
     assert "recent signals" not in render_text({k: v for k, v in doc.items() if k != "signals"})
+
+
+def test_the_refreshed_part_of_the_page_carries_the_health_the_header_shows() -> None:
+    """The header's health badge is drawn once; the 2 s refresh brings the current health with it."""
+    from rules_engine.service.status_page import render_live, render_page
+
+    doc = {"time": 1.0, "health": "degraded", "mode": "dry-run", "running": True, "rules": [], "feeds": {},
+           "orders": [], "risk": {}, "kill_switch": {"engaged": False}, "readiness": {"status": "degraded"}}
+    assert '<span id="live-health" class="badge degraded">degraded</span>' in render_live(doc)
+    assert '<span id="health" class="badge degraded">degraded</span>' in render_page(doc, kill_enabled=False)
