@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="show what a running engine is doing (rules, feeds, orders, kill switch, health)",
         description="Show the state of each rule (armed, holding, cooling down, running, waiting, disabled, "
-                    "error), its last fire and error, feeds, the kill switch, open orders, risk usage, recent signals, "
-                    "the last reload and readiness. Reads the running service; falls back to its state dir when it is down.",
+                    "error), its last fire and error, feeds, the kill switch, open orders, risk usage, recent "
+                    "signals, the last reload and readiness. Reads the running service; falls back to its state "
+                    "dir when it is down.",
         epilog="Exit codes: 0 healthy, 1 degraded / not ready / not running, 2 usage error.",
     )
     parser.add_argument("--url", metavar="URL", help="the engine's HTTP address (default: the config's server "
