@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "status",
         help="show what a running engine is doing (rules, feeds, orders, kill switch, health)",
         description="Show the state of each rule (armed, holding, cooling down, running, waiting, disabled, "
-                    "error), its last fire and error, feeds, the kill switch, open orders, risk usage, the last "
-                    "reload and readiness. Reads the running service; falls back to its state dir when it is down.",
+                    "error), its last fire and error, feeds, the kill switch, open orders, risk usage, recent "
+                    "signals, the last reload and readiness. Reads the running service; falls back to its state "
+                    "dir when it is down.",
         epilog="Exit codes: 0 healthy, 1 degraded / not ready / not running, 2 usage error.",
     )
     parser.add_argument("--url", metavar="URL", help="the engine's HTTP address (default: the config's server "
@@ -153,6 +154,7 @@ def render_text(doc: dict[str, Any]) -> str:
     usage = [f"{name}={v['value']}" + (f"/{v['limit']}" if v.get("limit") is not None else "")
              for name, v in risk.items() if isinstance(v, dict) and "value" in v]
     lines.append("risk: " + (" ".join(usage) or "-"))
+    lines.extend(_signal_lines(doc.get("signals"), now))
     reload = doc.get("last_reload")
     if reload:
         lines.append(f"last reload: {'applied' if reload.get('ok') else 'REFUSED'} {_time(reload.get('time'), now)}")
@@ -162,6 +164,21 @@ def render_text(doc: dict[str, Any]) -> str:
     if doc.get("cluster"):
         lines.extend(["", *_cluster_lines(doc["cluster"])])
     return "\n".join(lines)
+
+
+def _signal_lines(signals: Any, now: float, shown: int = 10) -> list[str]:
+    """The recent signals, newest first, as the page lists them (none when the engine is down)."""
+    if not isinstance(signals, list):
+        return []
+    lines = [f"recent signals: {len(signals) or 'none'}"]
+    for signal in signals[:shown]:
+        why = " ".join(str(x) for x in (signal.get("status"), signal.get("code")) if x)
+        if signal.get("reason"):
+            why += f": {signal['reason']}"
+        outcome = "accepted" if signal.get("accepted") else "rejected"
+        detail = " ".join(x for x in (str(signal.get("signal_id") or ""), why) if x)
+        lines.append(f"  {_time(signal.get('time'), now)}  {signal.get('source')}  {outcome}  {detail}".rstrip())
+    return lines
 
 
 def _cluster_lines(report: dict[str, Any]) -> list[str]:

@@ -61,10 +61,15 @@ const filter = () => {
     row.hidden = want !== 'all' && row.dataset.state !== want;
   });
 };
+const health = () => {  // the header's badge follows the refreshed part's
+  const now = document.getElementById('live-health');
+  const shown = document.getElementById('health');
+  if (now && shown) { shown.className = now.className; shown.textContent = now.textContent; }
+};
 const refresh = async () => {
   try {
     const answer = await fetch('/?part=live', {cache: 'no-store'});
-    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); filter(); }
+    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); filter(); health(); }
   } catch (e) { /* the engine is restarting: try again */ }
 };
 const kill = async (path) => {
@@ -97,8 +102,9 @@ def _age(value: Any) -> str:
     return "—" if value is None else f"{float(value):.1f} s"
 
 
-def _badge(text: Any, css: str | None = None) -> str:
-    return f'<span class="badge {escape(css or str(text))}">{escape(str(text))}</span>'
+def _badge(text: Any, css: str | None = None, element_id: str | None = None) -> str:
+    named = f' id="{element_id}"' if element_id else ""
+    return f'<span{named} class="badge {escape(css or str(text))}">{escape(str(text))}</span>'
 
 
 def _flag(condition: Any, yes: str, no: str, yes_css: str = "ok", no_css: str = "error") -> str:
@@ -136,7 +142,8 @@ def render_page(doc: Mapping[str, Any], *, kill_enabled: bool) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>rules-engine status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
 <body><header><h1>rules-engine</h1><span>mode {_badge(doc.get("mode"), "muted")}</span>
-<span>health {_badge(doc.get("health"))}</span><span class="muted">v{escape(str(doc.get("version")))}</span>
+<span>health {_badge(doc.get("health"), element_id="health")}</span>
+<span class="muted">v{escape(str(doc.get("version")))}</span>
 <label>rules: <select id="state-filter"><option value="all">all states</option>{options}</select></label></header>
 <main><section id="kill"><h2>Kill switch</h2>{kill_form}</section>
 <div id="live">{render_live(doc)}</div></main><script>{_JS}</script></body></html>"""
@@ -227,7 +234,8 @@ def _engine(doc: Mapping[str, Any]) -> str:
         f'{_time(reload.get("time"))} {_flag(reload.get("ok"), "applied", "refused")}'
         + "".join(f"<pre>{escape(str(e))}</pre>" for e in reload.get("errors", [])))
     channels = ", ".join((doc.get("notifications") or {}).get("channels", [])) or "none configured"
-    return (f'<section><h2>Engine</h2><p>readiness {_badge(readiness.get("status", "unknown"))}</p>'
+    health = _badge(doc.get("health"), element_id="live-health")
+    return (f'<section><h2>Engine</h2><p>health {health} · readiness {_badge(readiness.get("status", "unknown"))}</p>'
             f'<ul id="problems">{problems}</ul><p>last reload: {reload_html}</p>'
             f'<p class="muted">notification channels: {escape(channels)}</p></section>')
 

@@ -108,6 +108,9 @@ async def test_status_page_in_headless_chromium(e2e: E2E) -> None:
             body = await page(lambda d: d.find_element(By.TAG_NAME, "body").text)
             assert "XBTUSD" in body and "ETHUSD" in body and "no open orders" in body
             assert ADMIN_TOKEN not in await page(lambda d: d.page_source)
+            # the header's health badge is refreshed with the rest of the page, not only drawn at load
+            await page(lambda d: d.execute_script("document.getElementById('health').textContent = 'stale'"))
+            await page.until(lambda d: d.find_element(By.ID, "health").text == "ok")
             await page(lambda d: Select(d.find_element(By.ID, "state-filter")).select_by_value("disabled"))
             assert await page(_visible_rules) == ["paused"]
             await page(lambda d: Select(d.find_element(By.ID, "state-filter")).select_by_value("all"))

@@ -42,3 +42,31 @@ def test_an_open_order_no_rule_placed_is_shown_as_such_in_text_and_page() -> Non
     assert "  (no rule): XBTUSD open volume=0.01" in text and "None" not in text.split("open orders:")[1]
     page = render_page(doc, kill_enabled=True)
     assert "<td>(no rule)</td><td>XBTUSD</td>" in page
+
+
+def test_status_text_lists_the_recent_signals_the_page_shows() -> None:
+    """`rules-engine status` prints what the page shows: recent signals, accepted and rejected with the reason."""
+    from rules_engine.commands.status import render_text
+
+    signals = [{"time": 100.0, "accepted": False, "source": "tradingview", "signal_id": "sig-7", "status": 401,
+                "code": "wrong_passphrase", "reason": "the passphrase does not match", "seq": 39},
+               {"time": 99.0, "accepted": True, "source": "tradingview", "signal_id": "a1", "seq": 30}]
+    doc = {"time": 102.0, "health": "ok", "mode": "dry-run", "running": True, "rules": [], "feeds": {},
+           "orders": [], "risk": {}, "kill_switch": {"engaged": False}, "signals": signals}
+    lines = render_text(doc).splitlines()
+    start = lines.index("recent signals: 2")
+    assert lines[start + 1].split() == ["1970-01-01", "00:01:40", "(2s", "ago)", "tradingview", "rejected", "sig-7",
+                                        "401", "wrong_passphrase:", "the", "passphrase", "does", "not", "match"]
+    assert lines[start + 2].split() == ["1970-01-01", "00:01:39", "(3s", "ago)", "tradingview", "accepted", "a1"]
+    assert "recent signals: none" in render_text({**doc, "signals": []})
+    assert "recent signals" not in render_text({k: v for k, v in doc.items() if k != "signals"})
+
+
+def test_the_refreshed_part_of_the_page_carries_the_health_the_header_shows() -> None:
+    """The header's health badge is drawn once; the 2 s refresh brings the current health with it."""
+    from rules_engine.service.status_page import render_live, render_page
+
+    doc = {"time": 1.0, "health": "degraded", "mode": "dry-run", "running": True, "rules": [], "feeds": {},
+           "orders": [], "risk": {}, "kill_switch": {"engaged": False}, "readiness": {"status": "degraded"}}
+    assert '<span id="live-health" class="badge degraded">degraded</span>' in render_live(doc)
+    assert '<span id="health" class="badge degraded">degraded</span>' in render_page(doc, kill_enabled=False)
