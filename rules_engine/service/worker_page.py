@@ -13,10 +13,16 @@ from typing import Any
 from rules_engine.service.status_page import _CSS, _age, _badge, _flag, _rows, _time, cluster_section
 
 _JS = """
+const header = () => {  // the header's health and key count follow the refreshed part's
+  for (const [now, shown] of [['live-health', 'health'], ['live-holding', 'holding']]) {
+    const from = document.getElementById(now), to = document.getElementById(shown);
+    if (from && to) { to.className = from.className; to.textContent = from.textContent; }
+  }
+};
 const refresh = async () => {
   try {
     const answer = await fetch('/?part=live', {cache: 'no-store'});
-    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); }
+    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); header(); }
   } catch (e) { /* the worker is restarting: try again */ }
 };
 const kill = async (action) => {
@@ -44,8 +50,16 @@ _STATE_CSS = {"holding": "ok", "standby": "standby", "starting": "muted", "faile
 
 
 def render_worker_live(doc: Mapping[str, Any]) -> str:
-    """The refreshed part: cells, feeds, the cluster of each store."""
-    return "".join([_cells(doc), _feeds(doc), *(cluster_section(c) for c in doc.get("clusters", []))])
+    """The refreshed part: the worker's health and keys held (the header follows them), cells,
+    feeds, the cluster of each store."""
+    summary = (f'<p>health {_badge(doc.get("health"), element_id="live-health")} · holding '
+               f'<span id="live-holding">{_holding(doc)}</span> keys</p>')
+    return "".join([summary, _cells(doc), _feeds(doc), *(cluster_section(c) for c in doc.get("clusters", []))])
+
+
+def _holding(doc: Mapping[str, Any]) -> str:
+    return f'{len(doc.get("holding", []))} of {len(doc.get("cells", []))}'
+
 
 
 def render_worker_page(doc: Mapping[str, Any], *, kill_enabled: bool) -> str:
@@ -58,9 +72,9 @@ def render_worker_page(doc: Mapping[str, Any], *, kill_enabled: bool) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rules-engine worker status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
-<body><header><h1>rules-engine worker</h1><span>health {_badge(doc.get("health"))}</span>
-<span>{escape(str(doc.get("worker")))}</span><span>holding {len(doc.get("holding", []))} of
-{len(doc.get("cells", []))} keys</span><span class="muted">up {_age(uptime)}</span>
+<body><header><h1>rules-engine worker</h1><span>health {_badge(doc.get("health"), element_id="health")}</span>
+<span>{escape(str(doc.get("worker")))}</span><span>holding <span id="holding">{_holding(doc)}</span> keys</span>
+<span class="muted">up {_age(uptime)}</span>
 <span class="muted">v{escape(str(doc.get("version")))}</span></header>
 <main><section id="kill"><h2>Kill switch</h2>{note}<form id="kill-form"{hidden}><label>admin token
 <input id="kill-token" type="password" autocomplete="off"></label><label>cells <select id="kill-key">

@@ -108,6 +108,10 @@ async def test_the_worker_status_page_and_kill_switch_over_http(tmp_path, pg_ser
         assert status == 200 and "rules-engine worker" in page
         assert 'data-key="k1" data-state="holding"' in page and 'data-key="k2" data-state="standby"' in page
         assert 'class="degraded"' in page and 'data-key="k9"' in page
+        assert f'<span id="health" class="badge {doc["health"]}">' in page and '<span id="holding">1 of 2</span>' in page
+        status, live = await get(url + "/?part=live")  # what the page swaps in every 2 s; the header follows it
+        assert status == 200 and f'<span id="live-health" class="badge {doc["health"]}">{doc["health"]}<' in live
+        assert '<span id="live-holding">1 of 2</span>' in live
         for key in ("k1", "k2"):
             assert k1["fingerprint"] != k2["fingerprint"] and cells[key]["fingerprint"] in page
             assert two[key].api_key not in page and two[key].secret not in page
