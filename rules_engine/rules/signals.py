@@ -57,7 +57,7 @@ def load_signal_schema(name: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=32)
 def _load(name: str, folders: tuple[Path, ...]) -> dict[str, Any]:
-    path = next((folder / f"{name}{_SUFFIX}" for folder in folders if (folder / f"{name}{_SUFFIX}").is_file()), None)
+    path = next((p for p in (folder / f"{name}{_SUFFIX}" for folder in folders) if p.is_file()), None)
     if path is None:
         hint = did_you_mean(name, signal_schema_names())
         own = [f"{folder}{'' if folder.is_dir() else ' (not a folder)'}" for folder in folders[:-1]]

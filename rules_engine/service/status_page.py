@@ -54,22 +54,27 @@ tr.degraded td{background:#fde2e2}
 .standby{background:#dbeafe;color:#1e3a8a}
 """
 
-_JS = """
+HEADER_FOLLOWS_JS = """
+const header = () => {  // the header follows the refreshed part: #live-X's badge or text is shown in #X
+  document.querySelectorAll('#live [id^="live-"]').forEach(now => {
+    const shown = document.getElementById(now.id.slice(5));
+    if (shown) { shown.className = now.className; shown.textContent = now.textContent; }
+  });
+};
+"""
+"""The engine's and the worker's page: after each refresh, copy what the header shows from the refreshed part."""
+
+_JS = HEADER_FOLLOWS_JS + """
 const filter = () => {
   const want = document.getElementById('state-filter').value;
   document.querySelectorAll('#rules tbody tr').forEach(row => {
     row.hidden = want !== 'all' && row.dataset.state !== want;
   });
 };
-const health = () => {  // the header's badge follows the refreshed part's
-  const now = document.getElementById('live-health');
-  const shown = document.getElementById('health');
-  if (now && shown) { shown.className = now.className; shown.textContent = now.textContent; }
-};
 const refresh = async () => {
   try {
     const answer = await fetch('/?part=live', {cache: 'no-store'});
-    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); filter(); health(); }
+    if (answer.ok) { document.getElementById('live').innerHTML = await answer.text(); filter(); header(); }
   } catch (e) { /* the engine is restarting: try again */ }
 };
 const kill = async (path) => {

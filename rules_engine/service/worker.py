@@ -284,19 +284,15 @@ class Worker:
                 await self._start_cell(cell, service, waiting)
             except WorkerStopping:
                 return
-            except StartupError as exc:
+            except Exception as exc:  # a refusal (StartupError) or a bug: never "starting" (and ready) in silence
                 if self._stopping:
                     return
-                cell.state, cell.problem = "failed", str(exc)
-                log.error("cell %s: %s; standing by again in %.0f s", cell.spec.key, exc, delay)
-                await self._pause(delay)
-                delay = min(MAX_RESTART_AFTER, delay * 2)
-                continue
-            except Exception as exc:  # a bug: the cell must not stay "starting" (and ready) in silence
-                if self._stopping:
-                    return
-                cell.state, cell.problem = "failed", f"its start failed: {type(exc).__name__}: {exc}"
-                log.exception("cell %s: its start failed; standing by again in %.0f s", cell.spec.key, delay)
+                if isinstance(exc, StartupError):
+                    cell.state, cell.problem = "failed", str(exc)
+                    log.error("cell %s: %s; standing by again in %.0f s", cell.spec.key, exc, delay)
+                else:
+                    cell.state, cell.problem = "failed", f"its start failed: {type(exc).__name__}: {exc}"
+                    log.exception("cell %s: its start failed; standing by again in %.0f s", cell.spec.key, delay)
                 await self._pause(delay)
                 delay = min(MAX_RESTART_AFTER, delay * 2)
                 continue

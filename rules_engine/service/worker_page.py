@@ -10,15 +10,18 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from rules_engine.service.status_page import _CSS, _age, _badge, _flag, _rows, _time, cluster_section
+from rules_engine.service.status_page import (
+    _CSS,
+    HEADER_FOLLOWS_JS,
+    _age,
+    _badge,
+    _flag,
+    _rows,
+    _time,
+    cluster_section,
+)
 
-_JS = """
-const header = () => {  // the header's health and key count follow the refreshed part's
-  for (const [now, shown] of [['live-health', 'health'], ['live-holding', 'holding']]) {
-    const from = document.getElementById(now), to = document.getElementById(shown);
-    if (from && to) { to.className = from.className; to.textContent = from.textContent; }
-  }
-};
+_JS = HEADER_FOLLOWS_JS + """
 const refresh = async () => {
   try {
     const answer = await fetch('/?part=live', {cache: 'no-store'});
