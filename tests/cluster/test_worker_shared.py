@@ -98,7 +98,7 @@ def test_every_held_key_is_renewed_in_one_statement_and_a_key_taken_by_a_newer_e
         until(lambda: all(k.renewals >= 3 for k in keepers))
         assert leases.renewal_statements <= max(k.renewals for k in keepers) + 1  # one statement a round
         acquire_lease(settings(pg_server, pg_dsn, KEYS[1]), "intruder:9")  # epoch + 1 for that key
-        until(lambda: keepers[1].halted is not None)
+        until(lambda: keepers[1].halted is not None and halts)  # `halted` is set before `on_halt` is told
         assert len(halts) == 1 and "fenced" in halts[0]
         counts = [k.renewals for k in keepers]
         until(lambda: all(k.renewals > c for k, c in zip(keepers, counts) if k is not keepers[1]))
