@@ -176,12 +176,26 @@ def _specific(error: jsonschema.ValidationError) -> list[jsonschema.ValidationEr
     return [p for e in inner for p in _specific(e)]
 
 
+ENV_NAME_HINT = ("must be the name of an environment variable (capitals, digits and _, such as KRAKEN_API_SECRET), "
+                 "never the secret itself: set that variable to the secret (or NAME_FILE to a file holding it) and "
+                 "write only its name here")
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """What is wrong, never quoting a value given where a variable's name belongs: it may be the
+    secret itself, pasted into `api_secret_env`."""
+    name = error.absolute_path[-1] if error.absolute_path else None
+    if isinstance(name, str) and name.endswith("_env"):
+        return ENV_NAME_HINT
+    return error.message
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineConfig:
     """Validate a config mapping and build an EngineConfig; raise ConfigError listing every problem."""
     problems = sorted((p for e in _validator().iter_errors(data) for p in _specific(e)),
                       key=lambda e: list(e.absolute_path))
     if problems:
-        lines = [f"{source}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in problems]
+        lines = [f"{source}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {_message(e)}" for e in problems]
         raise ConfigError("invalid engine config:\n  " + "\n  ".join(lines))
     kraken = data.get("kraken", {})
     risk = data.get("risk", {})

@@ -1,10 +1,15 @@
+import os
 import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from rules_engine.config import ConfigError, load_config, parse_config
+from rules_engine.config import ENV_NAME_HINT, ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_are_dry_run_against_real_kraken():
@@ -79,3 +84,33 @@ def test_a_mistake_inside_the_store_mapping_is_named_not_hidden_behind_its_strin
     with pytest.raises(ConfigError) as neither:  # neither form: the one message
         parse_config({"store": 5}, "e.yaml")
     assert "e.yaml: store: 5 is not valid under any of the given schemas" in str(neither.value)
+
+
+SECRET = "0LAThmUWw6YBhNqGFDQe1GZ8XPgy0aYqpkPSW865jnHYkCVoGr58eLNQ3jsOfEVejwv/NkY81fEFowQ8hX2azw=="
+TOKEN = "9f2c4e1a7b3d5f608e9a1c2b3d4e5f60"  # as `openssl rand -hex 16` makes: a valid name, were it not lower case
+
+
+def test_a_secret_pasted_where_a_variable_name_belongs_is_refused_and_never_printed(tmp_path):
+    """`api_secret_env: <the secret>` (and every other *_env setting) is refused at start with
+    what to write, naming the setting but never quoting its value: before, `run` printed the
+    secret in 'set <secret> (or its _FILE form)', and an admin token there was logged."""
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"mode: validate\nkraken: {{api_key_env: KRAKEN_API_KEY, api_secret_env: '{SECRET}'}}\n"
+                      f"kill_switch: {{token_env: {TOKEN}}}\n"
+                      f"signals: {{tv: {{secret_env: 'tv secret 42'}}}}\n"
+                      f"notifications: {{channels: {{ops: {{url_env: 'tgram://123:abc/456'}}}}}}\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - id: beat\n    triggers: [{type: timer, every: 1h}]\n"
+                     "    actions: [{type: log, message: hi}]\n")
+    done = subprocess.run([sys.executable, "-m", "rules_engine", "run", str(rules), "--config", str(config),
+                           "--state-dir", str(tmp_path / "state")],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    for name in ("kraken/api_secret_env", "kill_switch/token_env", "signals/tv/secret_env",
+                 "notifications/channels/ops/url_env"):
+        assert f"{name}: {ENV_NAME_HINT}" in output
+    assert "kraken/api_key_env" not in output  # a name in capitals is fine
+    for value in (SECRET, TOKEN, "tv secret 42", "tgram://"):
+        assert value not in output
+    assert "Traceback" not in output
