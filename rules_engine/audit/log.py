@@ -194,8 +194,12 @@ class AuditLog:
         self.background_fsync_above = background_fsync_above
         self._fsync_seconds = 0.0
         self._last_sync = clock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # a read-only mount, a folder of another user's
+            raise AuditError(f"cannot open audit log {self.path} for writing: {exc.strerror} (the state dir "
+                             f"must be writable by the user the engine runs as)") from None
         try:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -66,7 +66,10 @@ def open_checked(
     """Open the log at `path` after verifying all of it. A damaged log raises
     AuditDamagedError, unless `accept_damaged` names who accepted it: then a new segment
     begins (see the module docstring)."""
-    report = damage(path)
+    try:
+        report = damage(path)
+    except OSError as exc:  # a folder in its place, a file the engine's user cannot read
+        raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
     if report is not None:
         if not accept_damaged:
             raise AuditDamagedError(report)

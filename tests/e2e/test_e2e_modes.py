@@ -3,7 +3,9 @@ simulator's exchange, risk limits and the kill switch end to end."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -212,4 +214,27 @@ async def test_a_state_dir_that_cannot_be_made_refuses_to_start_with_its_reason(
     blocker.write_text("")
     e2e.state_dir = blocker / "state"
     with pytest.raises(StartupError, match=r"cannot create the state dir .*not-a-folder/state"):
+        await e2e.service().start()
+
+
+@pytest.mark.parametrize("blocked", ["read-only", "folder"])
+async def test_an_audit_log_that_cannot_be_opened_refuses_to_start_with_its_reason(
+        e2e: E2E, blocked: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state dir on a read-only mount (walked: a traceback, OSError from os.open), or a folder
+    where audit.jsonl belongs (IsADirectoryError from the verify), is a refusal naming the log."""
+    e2e.write_rules(ORDERS)
+    log = e2e.state_dir / "audit.jsonl"
+    if blocked == "folder":
+        log.mkdir(parents=True)
+    else:
+        real_open = os.open
+
+        def read_only(path, flags, *args):
+            if str(path) == str(log) and flags & os.O_RDWR:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", read_only)
+    reason = "Read-only file system" if blocked == "read-only" else "Is a directory"
+    with pytest.raises(StartupError, match=rf"cannot (open|read) audit log .*audit.jsonl.*{reason}"):
         await e2e.service().start()
