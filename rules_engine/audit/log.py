@@ -178,6 +178,7 @@ class AuditLog:
         self._fsync_interval = fsync_interval if durable else math.inf
         self._lock = threading.Lock()
         self._failed: str | None = None
+        self._lost_file = False  # its path leads elsewhere, or another program wrote it: never recovers
         self._failed_at: float | None = None
         self._refused = 0  # records refused since the failure
         self._retry_at = 0.0
@@ -508,7 +509,7 @@ class AuditLog:
         synced `storage_recovered` record. False (still failed) if the disk still refuses."""
         if self._failed is None:
             return True
-        if self._fd is None or (not force and self._clock() < self._retry_at):
+        if self._fd is None or self._lost_file or (not force and self._clock() < self._retry_at):
             return False
         if not self._durable:  # nothing was fsynced but on sync()/close(): no lines kept to write again
             self._synced_size, self._pending = self._size, []
@@ -548,10 +549,37 @@ class AuditLog:
         with self._lock:
             return self._recover_locked(force=True)
 
+    def _check_file_locked(self) -> None:
+        """Fail for good if the path no longer leads to the file this log writes, or the file's
+        size is not what this log wrote: an editor's save, `sed -i`, `mv` or a rotation replaced
+        it (this log would go on writing to a file no longer there, and its lock with it), or
+        someone wrote to it. Only a restart, which verifies the file, can go on from there."""
+        if self._fd is None or self._lost_file:
+            return
+        try:
+            mine = os.fstat(self._fd)
+            there: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            there = None
+        except OSError:
+            return  # the disk's trouble: the writes and fsyncs say so
+        if there is None or (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            what = "was replaced or removed"
+        elif not self._failed and mine.st_size != self._size:
+            what = "was written to by another program"
+        else:
+            return
+        self._lost_file = True
+        self._fail(f"{self.path} {what} while the engine writes it (an editor's save, sed -i, mv, a log "
+                   f"rotation?); no record is written from now on: stop the engine, keep the files as evidence "
+                   f"and start it again (the start verifies the log)")
+
     def sync(self) -> None:
         """Fsync every record written so far and the head file naming the last one. A failed
-        log tries to recover first (AuditError if it cannot)."""
+        log tries to recover first (AuditError if it cannot). Each call first checks that the
+        log's path still leads to its file (`_check_file_locked`)."""
         with self._lock:
+            self._check_file_locked()
             if self._failed and not self._recover_locked(force=True):
                 raise AuditError(f"audit log {self.path} is unusable since an earlier failure: {self._failed}")
             if self._unsynced or self._head_behind:

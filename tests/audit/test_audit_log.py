@@ -270,6 +270,35 @@ def test_a_failed_log_recovers_on_sync(tmp_path, monkeypatch):
         "decision", "storage_recovered"]
 
 
+@pytest.mark.parametrize("how", ["replaced", "removed", "written"])
+def test_a_log_file_replaced_removed_or_written_by_another_program_is_never_written_again(tmp_path, how):
+    """`sed -i` or an editor's save replaces the file, `mv` removes it, `echo >>` writes to it:
+    the next sync finds out and the log refuses every record from then on (a restart verifies
+    the file and goes on from there); the file on disk is left as it is."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, mode="live")
+    log.append("startup", sync=True)
+    log.sync()
+    if how == "replaced":
+        (tmp_path / "copy").write_bytes(path.read_bytes())
+        os.replace(tmp_path / "copy", path)
+    elif how == "removed":
+        path.rename(tmp_path / "archived.jsonl")
+    else:
+        with path.open("a") as handle:
+            handle.write("a note\n")
+    on_disk = path.read_bytes() if path.exists() else None
+    what = "was written to by another program" if how == "written" else "was replaced or removed"
+    with pytest.raises(AuditError, match=what):
+        log.sync()
+    assert log.failure is not None and "start it again" in log.failure[0]
+    with pytest.raises(AuditError):
+        log.append("decision", sync=True)
+    assert not log.recover()
+    log.close()
+    assert (path.read_bytes() if path.exists() else None) == on_disk
+
+
 def test_closed_log_refuses_records(tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl", mode="live")
     log.close()

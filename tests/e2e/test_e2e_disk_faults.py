@@ -121,3 +121,32 @@ def test_the_audit_log_and_the_store_recover_on_a_real_full_disk(tmp_path) -> No
         log.close()
         store.close()
         assert verify(disk.path / "audit.jsonl").ok
+
+
+async def test_an_audit_log_replaced_under_the_running_engine_refuses_orders_and_says_so(e2e: E2E) -> None:
+    """An editor's save or `sed -i` replaces audit.jsonl with a new file. The engine went on
+    writing to the old one, gone from the folder (walked: /readyz ready, the log on disk frozen,
+    and a second engine could start on the state dir, the lock being on the old file). Now the
+    housekeeping's check (about once a second) refuses every record and order from then on, and
+    /readyz says why and what to do; the new file is left as it is."""
+    e2e.write_rules(RULES)
+    async with e2e.running() as (service, seen, url):
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: len(_orders(seen)) == 1)
+        log = e2e.state_dir / "audit.jsonl"
+        copy = log.with_name("edited.jsonl")
+        copy.write_bytes(log.read_bytes())
+        copy.replace(log)  # what `sed -i` does
+        await wait_for(lambda: not service.visibility.readyz()["ready"])
+        status, ready = await get(url + "/readyz")
+        assert status == 503
+        [problem] = [p for p in ready["problems"] if p["name"] == "storage_unwritable"]
+        assert "audit.jsonl was replaced or removed while the engine writes it" in problem["reason"]
+        assert "start it again" in problem["reason"]
+        kept = log.read_bytes()
+        await move(e2e, service, "XBTUSD", "69900", "70100")
+        await wait_for(lambda: len(_orders(seen)) == 2)
+        refused = _orders(seen)[1]
+        assert not refused.ok and "audit log" in refused.error
+        await wait_for(lambda: not service.visibility.readyz()["ready"])
+        assert log.read_bytes() == kept
