@@ -176,6 +176,9 @@ def _specific(error: jsonschema.ValidationError) -> list[jsonschema.ValidationEr
     return [p for e in inner for p in _specific(e)]
 
 
+NO_CONFIG = "<defaults>"
+"""`EngineConfig.source` when no config file was given."""
+
 ENV_NAME_HINT = ("must be the name of an environment variable (capitals, digits and _, such as KRAKEN_API_SECRET), "
                  "never the secret itself: set that variable to the secret (or NAME_FILE to a file holding it) and "
                  "write only its name here")
@@ -284,7 +287,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EngineCon
 def load_config(path: str | Path | None) -> EngineConfig:
     """Load the engine config file; `None` gives the defaults (dry-run against real Kraken URLs)."""
     if path is None:
-        return parse_config({}, "<defaults>")
+        return parse_config({}, NO_CONFIG)
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}

@@ -90,6 +90,17 @@ SECRET = "0LAThmUWw6YBhNqGFDQe1GZ8XPgy0aYqpkPSW865jnHYkCVoGr58eLNQ3jsOfEVejwv/Nk
 TOKEN = "9f2c4e1a7b3d5f608e9a1c2b3d4e5f60"  # as `openssl rand -hex 16` makes: a valid name, were it not lower case
 
 
+def _run(tmp_path, *args):
+    """`rules-engine run` on a one-rule file with its state in tmp_path: exit code and output."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - id: beat\n    triggers: [{type: timer, every: 1h}]\n"
+                     "    actions: [{type: log, message: hi}]\n")
+    done = subprocess.run([sys.executable, "-m", "rules_engine", "run", str(rules), "--state-dir",
+                           str(tmp_path / "state"), *args],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return done.returncode, done.stdout + done.stderr
+
+
 def test_a_secret_pasted_where_a_variable_name_belongs_is_refused_and_never_printed(tmp_path):
     """`api_secret_env: <the secret>` (and every other *_env setting) is refused at start with
     what to write, naming the setting but never quoting its value: before, `run` printed the
@@ -99,14 +110,8 @@ def test_a_secret_pasted_where_a_variable_name_belongs_is_refused_and_never_prin
                       f"kill_switch: {{token_env: {TOKEN}}}\n"
                       f"signals: {{tv: {{secret_env: 'tv secret 42'}}}}\n"
                       f"notifications: {{channels: {{ops: {{url_env: 'tgram://123:abc/456'}}}}}}\n")
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("version: 1\nrules:\n  - id: beat\n    triggers: [{type: timer, every: 1h}]\n"
-                     "    actions: [{type: log, message: hi}]\n")
-    done = subprocess.run([sys.executable, "-m", "rules_engine", "run", str(rules), "--config", str(config),
-                           "--state-dir", str(tmp_path / "state")],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, output
+    code, output = _run(tmp_path, "--config", str(config))
+    assert code == 1, output
     for name in ("kraken/api_secret_env", "kill_switch/token_env", "signals/tv/secret_env",
                  "notifications/channels/ops/url_env"):
         assert f"{name}: {ENV_NAME_HINT}" in output
@@ -114,3 +119,12 @@ def test_a_secret_pasted_where_a_variable_name_belongs_is_refused_and_never_prin
     for value in (SECRET, TOKEN, "tv secret 42", "tgram://"):
         assert value not in output
     assert "Traceback" not in output
+
+
+def test_live_without_any_config_says_there_is_none(tmp_path):
+    """`run --live` without --config was refused with 'the engine config says mode: dry-run',
+    about a file the operator never gave."""
+    code, output = _run(tmp_path, "--live")
+    assert code == 1, output
+    assert "--live was given but no engine config (--config FILE)" in output
+    assert "engine config says" not in output

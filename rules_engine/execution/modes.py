@@ -20,17 +20,24 @@ def check_live_allowed(
     *,
     credentials_present: bool | None = None,
     credential_names: str = "the variables named by kraken.api_key_env / kraken.api_secret_env",
+    config_given: bool = True,
 ) -> None:
     """Raise LiveModeRefused unless the mode switches (and credentials, when given) agree.
 
     - `mode: live` + `--live`: live trading.
-    - `--live` without `mode: live`: refused (the config must say live too).
+    - `--live` without `mode: live`: refused (the config must say live too; `config_given=False`:
+      there is no config at all, said so).
     - `mode: live` without `--live`: refused (the command line must say so too).
     - `dry-run` / `validate` without `--live`: allowed.
     - `credentials_present=False` with `live` or `validate`: refused.
     """
     if config_mode not in MODES:
         raise LiveModeRefused(f"unknown mode {config_mode!r} in the engine config; use one of {', '.join(MODES)}")
+    if cli_live and not config_given:
+        raise LiveModeRefused(
+            "--live was given but no engine config (--config FILE), and without one the mode is dry-run; "
+            "refusing to trade for real. Pass a config that says `mode: live`, or drop --live"
+        )
     if cli_live and config_mode != "live":
         raise LiveModeRefused(
             f"--live was given but the engine config says mode: {config_mode}; refusing to trade for real. "

@@ -40,7 +40,7 @@ from typing import Any
 from rules_engine import __version__
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import DurableAuditSink
-from rules_engine.config import EngineConfig
+from rules_engine.config import NO_CONFIG, EngineConfig
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.core.intents import Intent
@@ -282,7 +282,7 @@ class EngineService:
     async def _start(self) -> None:
         config = self.config
         try:
-            check_live_allowed(config.mode, self.cli_live)
+            check_live_allowed(config.mode, self.cli_live, config_given=config.source != NO_CONFIG)
         except LiveModeRefused as exc:
             raise StartupError(str(exc)) from None
         if config.cpu is not None:
