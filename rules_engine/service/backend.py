@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rules_engine.audit import AuditError, AuditLog, open_checked
+from rules_engine.audit import AuditError, AuditLockedError, AuditLog, open_checked
 from rules_engine.audit.segment import ACCEPT_FLAG
 from rules_engine.audit.sink import DurableAuditSink
 from rules_engine.config import EngineConfig
@@ -63,6 +63,10 @@ def open_backend(config: EngineConfig, state_dir: Path, *, clock: Callable[[], f
             except BaseException:
                 audit.close()
                 raise
+        except AuditLockedError:
+            raise StartupError(f"the state dir {state_dir} is in use: another rules-engine (or an audit command) "
+                               f"holds its audit log. Only one engine runs on a state dir: stop the other one "
+                               f"first, or give this one its own --state-dir") from None
         except (AuditError, StateStoreError) as exc:
             raise StartupError(str(exc)) from None
         return Backend(audit, store, audit, {"kind": "state_dir", "path": str(state_dir)})

@@ -115,6 +115,19 @@ def test_invalid_rules_and_live_refusal_exit_1_with_a_reason(e2e: E2E) -> None:
     assert "--live was not given" in engine.text()
 
 
+def test_a_second_engine_on_the_state_dir_is_refused_saying_what_to_do(e2e: E2E) -> None:
+    """Two engines on one state dir: the second says the state dir is in use and what to do,
+    not only that the audit log 'is open for writing in another process'."""
+    e2e.write_rules(UP)
+    first = Engine(e2e)
+    first.wait_started()
+    second = Engine(e2e)
+    assert second.process.wait(20) == 1
+    assert f"refusing to start: the state dir {e2e.state_dir} is in use: another rules-engine" in second.text()
+    assert "own --state-dir" in second.text() and "Traceback" not in second.text()
+    assert first.stop() == 0
+
+
 def test_signals_hup_usr1_kill_command_and_term(e2e: E2E) -> None:
     e2e.write_rules(UP)
     engine = Engine(e2e, "--log-format", "json")
