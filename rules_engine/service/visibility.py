@@ -283,7 +283,8 @@ class Visibility:
 
 
 class _Observer(DriverObserver):
-    """Balances known after the first good account read; `notify` results go to the notifier."""
+    """Balances known after the first good account read (until then a failed read's error is
+    the `balances_unknown` reason); `notify` results go to the notifier."""
 
     def __init__(self, visibility: Visibility) -> None:
         self.visibility = visibility
@@ -291,9 +292,14 @@ class _Observer(DriverObserver):
     def report(self, intent: Intent | None, report: ExecutionReport) -> None:
         visibility = self.visibility
         if intent is None:
-            if report.result.ok and report.result.intent_id == "account" and not visibility.balances_known:
+            if report.result.intent_id != "account" or visibility.balances_known:
+                return
+            if report.result.ok:
                 visibility.balances_known = True
                 visibility.readiness.clear(BALANCES_UNKNOWN)
+            else:  # say why, not only that it has not happened (a wrong secret: EAPI:Invalid signature)
+                visibility.readiness.set(BALANCES_UNKNOWN, f"the account's balances could not be read: "
+                                                           f"{report.result.error}", announce=False)
             return
         if isinstance(intent, it.Notify) and report.result.ok and visibility.notifier is not None:
             visibility.notifier.send(Message(intent.channel, intent.message, f"rules-engine: {intent.rule_id}",

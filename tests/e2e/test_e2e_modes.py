@@ -3,6 +3,7 @@ simulator's exchange, risk limits and the kill switch end to end."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import os
@@ -238,3 +239,17 @@ async def test_an_audit_log_that_cannot_be_opened_refuses_to_start_with_its_reas
     reason = "Read-only file system" if blocked == "read-only" else "Is a directory"
     with pytest.raises(StartupError, match=rf"cannot (open|read) audit log .*audit.jsonl.*{reason}"):
         await e2e.service().start()
+
+
+async def test_readyz_says_why_the_balances_could_not_be_read(e2e: E2E) -> None:
+    """A wrong API secret: /readyz said only 'the account's balances have not been read yet',
+    the error (EAPI:Invalid signature) was in the log alone. Now it is the reason."""
+    e2e.write_rules(ORDERS)
+    e2e.environ["KRAKEN_API_SECRET"] = base64.b64encode(b"not the secret of this key" * 3).decode()
+    async with e2e.running(mode="validate") as (service, seen, url):
+        await wait_for(lambda: any(p["name"] == "balances_unknown" and "could not be read" in p["reason"]
+                                   for p in service.visibility.readyz()["problems"]))
+        status, ready = await get(url + "/readyz")
+        assert status == 503
+        [problem] = [p for p in ready["problems"] if p["name"] == "balances_unknown"]
+        assert problem["reason"] == "the account's balances could not be read: EAPI:Invalid signature"
