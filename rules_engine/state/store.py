@@ -51,6 +51,7 @@ out-of-order outcome never moves a decision back.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import threading
@@ -215,6 +216,12 @@ class StateStore:
         self._full = durable  # the connection's `synchronous` is FULL (else NORMAL, or OFF if not durable)
         self._failure: tuple[str, float] | None = None  # a write the disk refused, until one succeeds
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # a new one owner-only, as the audit log (SQLite gives its -wal and -shm the database's mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StateStoreError(f"cannot open state database {self.path}: {exc.strerror}") from None
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0

@@ -1,4 +1,6 @@
+import os
 import sqlite3
+import stat
 import threading
 from decimal import Decimal
 
@@ -37,6 +39,20 @@ def test_pragmas_and_schema_version(tmp_path, kind, synchronous):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+
+
+def test_a_new_database_is_owner_only_whatever_the_umask(tmp_path):
+    """engine.sqlite (and SQLite's -wal beside it) came out 0644 under the usual umask 022,
+    world-readable in a state dir made with `install -d` (0755), while audit.jsonl is 0600."""
+    old = os.umask(0o022)
+    try:
+        store = StateStore(tmp_path / "engine.sqlite")
+        store.set_meta("k", "v")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes["engine.sqlite"] == 0o600 and modes["engine.sqlite-wal"] == 0o600, modes
 
 
 def test_a_newer_schema_is_refused(tmp_path):
