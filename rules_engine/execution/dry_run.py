@@ -74,6 +74,10 @@ class DryRunExecutor:
         saved = store.load_paper_wallet()
         if saved is not None:
             paper = PaperExecutor.from_snapshot(saved, pairs)
+            if balances:  # an edited paper_wallet would otherwise be ignored without a word
+                held = ", ".join(f"{asset} {amount}" for asset, amount in paper.balances().items()) or "empty"
+                log.info("the paper wallet saved in the state dir carries on (%s); paper_wallet in the engine "
+                         "config only fills a new one: to start again from it, use a new or empty state dir", held)
         else:
             exchange = PaperExchange(pairs)
             exchange.set_balances("paper", balances)

@@ -144,7 +144,7 @@ def test_dry_run_audits_would_send_and_records_the_fill_seen_on_a_later_tick(sto
     assert store.get_decision("dsp-1").outcome["result"]["ok"] is True  # the first result is kept
 
 
-def test_dry_run_wallet_survives_a_restart(tmp_path, clock):
+def test_dry_run_wallet_survives_a_restart(tmp_path, clock, caplog):
     path = tmp_path / "s.sqlite"
     with StateStore(path, clock=clock) as store:
         executor = DryRunExecutor.open(store, {"ZUSD": "10000"})
@@ -152,7 +152,11 @@ def test_dry_run_wallet_survives_a_restart(tmp_path, clock):
         executor.execute(order(1, ordertype="market", price=None), clock())
         executor.execute(order(2, price=D("55000")), clock())
     with StateStore(path, clock=clock) as store:
-        again = DryRunExecutor.open(store, {"ZUSD": "999"})  # config balances only seed a new wallet
+        with caplog.at_level("INFO", logger="rules_engine"):
+            again = DryRunExecutor.open(store, {"ZUSD": "999"})  # config balances only seed a new wallet
+        # said, so an edited paper_wallet is not ignored without a word
+        assert any("paper wallet saved in the state dir carries on (XXBT 0.0100000000, ZUSD " in r.getMessage()
+                   and "use a new or empty state dir" in r.getMessage() for r in caplog.records)
         wallet = again.paper.exchange
         assert wallet.balances("paper")["XXBT"] == D("0.01")
         assert [o.cl_ord_id for o in wallet.open_orders("paper")] == ["dsp-2"]
