@@ -263,8 +263,8 @@ class Driver:
         """Audit the trace; whether it records a fire."""
         try:
             audit_trace(self.audit, trace, self.rule_hashes)
-        except AuditError:
-            log.exception("audit log write failed")
+        except AuditError as exc:  # the disk's trouble, said once per part by StorageHealth: no traceback
+            log.error("audit log write failed: %s", exc)
         return any(r.kind == "decision" and "fire_seq" in r.detail for r in trace)
 
     def _run_inline(self, job: Job) -> None:
@@ -325,5 +325,5 @@ class Driver:
     def _audit(self, kind: str, rule_id: str | None, data: dict[str, Any]) -> None:
         try:
             self.audit.append(kind, rule_id=rule_id, rule_file_hash=self.rule_hashes.get(rule_id or ""), data=data)
-        except AuditError:
-            log.exception("audit log write failed")
+        except AuditError as exc:  # the disk's trouble, said once per part by StorageHealth: no traceback
+            log.error("audit log write failed: %s", exc)

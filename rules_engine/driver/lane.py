@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from rules_engine.audit.errors import AuditError
 from rules_engine.core.events import ActionResult
 from rules_engine.core.intents import Intent
 from rules_engine.core.state import SnapshotChanges
@@ -46,7 +47,7 @@ from rules_engine.crashpoints import crash_point
 from rules_engine.execution.dispatcher import ORDER_INTENTS, Dispatcher, OrderIntent, Prewritten, client_id
 from rules_engine.execution.report import ExecutionReport
 from rules_engine.state.protocol import EngineStore
-from rules_engine.state.store import OrderRecord
+from rules_engine.state.store import OrderRecord, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,10 @@ class CommitLane:
             try:
                 rows, audited = self._commit(job.intents, prewritten)
             except Exception as exc:
-                log.exception("could not persist a decision; its intents are not sent")
+                if isinstance(exc, (StateStoreError, AuditError)):  # the disk's trouble: no traceback
+                    log.error("could not persist a decision; its intents are not sent: %s", exc)
+                else:
+                    log.exception("could not persist a decision; its intents are not sent")
                 if prewritten is not None:
                     self.dispatcher.committed(prewritten, exc)
                 if self._on_commit is not None:

@@ -51,6 +51,9 @@ async def _refuse_then_recover(e2e: E2E, break_disk, mend_disk, caplog) -> None:
             await wait_for(lambda: not any(p["name"] == "storage_unwritable"  # housekeeping, no restart
                                            for p in service.visibility.readyz()["problems"]))
             assert any("can be written again" in r.getMessage() for r in caplog.records)
+            # the disk's trouble is said, not a traceback per refused record (walked: one per event)
+            assert any("audit log write failed: " in r.getMessage() for r in caplog.records)
+            assert not [r.getMessage() for r in caplog.records if r.exc_info]
         _, metrics = await get(url + "/metrics")
         assert 'rules_engine_storage_writable{part="audit"} 1.0' in metrics
         await move(e2e, service, "XBTUSD", "69900", "70100")
