@@ -12,6 +12,7 @@ Exit codes: 0 ok; 1 the log was altered or truncated (verify), or has damaged li
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -169,6 +170,17 @@ def _new_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_unknown_kinds(path: Path, wanted: set[str]) -> None:
+    """A `--kind` no record of the log has (a typo such as `decisions` showed nothing, exit 0,
+    without a word): say so, with the nearest kind the log has."""
+    present = {record["kind"] for record in show(path)}
+    for kind in sorted(wanted - present):
+        near = difflib.get_close_matches(kind, present, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        print(f"note: {path} has no record of kind {kind!r}{hint}; its kinds: {', '.join(sorted(present))}",
+              file=sys.stderr)
+
+
 def _show(args: argparse.Namespace) -> int:
     path = _log_path(args)
     if path is None:
@@ -182,11 +194,15 @@ def _show(args: argparse.Namespace) -> int:
         bad_lines.append(line_no)
         print(f"warning: {path}: line {line_no}: {reason}", file=sys.stderr)
 
+    shown: set[str] = set()
     for record in show(path, rule=args.rule, kind=kinds, since=args.since, until=args.until, on_bad_line=on_bad_line):
+        shown.add(record["kind"])
         if args.format == "json":
             print(json.dumps(record, sort_keys=True, separators=(",", ":")))
         else:
             print(format_record(record))
+    if kinds and kinds - shown:
+        _note_unknown_kinds(path, kinds - shown)
     if bad_lines:
         print(f"warning: {len(bad_lines)} line(s) skipped; run `rules-engine audit verify {path}`", file=sys.stderr)
         return 1

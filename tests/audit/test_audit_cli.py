@@ -119,3 +119,18 @@ def test_show_exit_1_when_lines_are_damaged(state_dir, capsys):
     assert main(["audit", "show"]) == 1
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 3 and "line 3: hash mismatch" in captured.err
+
+
+def test_show_names_a_kind_the_log_has_no_record_of(tmp_path, capsys):
+    """`--kind decisions` (a typo) printed nothing and exited 0 without a word."""
+    log = AuditLog(tmp_path / "audit.jsonl", mode="dry-run")
+    log.append("decision", rule_id="r", data={"n": 1})
+    log.append("request", rule_id="r", data={"n": 2})
+    log.close()
+    assert main(["audit", "show", str(tmp_path), "--kind", "decisions,request"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[2] for line in out.splitlines()] == ["request"]
+    assert err == (f"note: {tmp_path / 'audit.jsonl'} has no record of kind 'decisions' (did you mean 'decision'?); "
+                   "its kinds: decision, request\n")
+    assert main(["audit", "show", str(tmp_path), "--kind", "decision", "--rule", "other"]) == 0
+    assert capsys.readouterr() == ("", "")  # a kind the log has, filtered out by --rule: nothing to say
