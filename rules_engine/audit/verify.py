@@ -192,8 +192,9 @@ def verify(path: str | os.PathLike[str], *, expect_head: str | None = None) -> V
     if anchor_hash is not None:
         if not anchor_found:
             where = f"seq {anchor_seq} with " if anchor_seq is not None else ""
-            report.problem = Problem(
-                end, "truncated" if (anchor_seq or 0) > report.head_seq else "anchor",
+            truncated = (anchor_seq or 0) > report.head_seq
+            report.problem = Problem(  # a record rewritten is somewhere in the log: no line to name
+                end if truncated else 0, "truncated" if truncated else "anchor",
                 f"no record has {where}hash {anchor_hash}: the log was truncated or rewritten",
             )
             return report
