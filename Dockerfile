@@ -12,7 +12,9 @@ COPY schemas ./schemas
 RUN pip install --no-cache-dir '.[postgres]' && useradd --system --uid 10001 rules && mkdir -p /state && chown rules /state
 USER rules
 VOLUME ["/state"]
+# The port is pinned (--port below) as the state dir is (the variable): EXPOSE, -p and the health check
+# all mean 8080, whatever server.port a config written for a host says.
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz').status == 200 else 1)"
 ENTRYPOINT ["rules-engine"]
-CMD ["run", "/rules", "--config", "/config/engine.yaml", "--host", "0.0.0.0"]
+CMD ["run", "/rules", "--config", "/config/engine.yaml", "--host", "0.0.0.0", "--port", "8080"]

@@ -55,3 +55,6 @@ def test_the_config_reads_the_variable_over_its_own_setting(dirs, monkeypatch):
 def test_the_container_image_sets_the_variable_to_its_volume():
     dockerfile = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
     assert "RULES_ENGINE_STATE_DIR=/state" in dockerfile and 'VOLUME ["/state"]' in dockerfile
+    # and pins the port its EXPOSE and health check name: a host config's server.port made it unhealthy
+    [cmd] = [line for line in dockerfile.splitlines() if line.startswith("CMD ")]
+    assert '"--port", "8080"' in cmd and "EXPOSE 8080" in dockerfile and "127.0.0.1:8080/healthz" in dockerfile
