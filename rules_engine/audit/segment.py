@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from rules_engine.audit.log import AuditLog
 from rules_engine.audit.verify import VerifyReport, verify
 
 ACCEPT_FLAG = "--accept-damaged-audit"
+_log = logging.getLogger("rules_engine.audit")
 
 
 class AuditDamagedError(AuditError):
@@ -73,7 +75,12 @@ def open_checked(
     if report is not None:
         if not accept_damaged:
             raise AuditDamagedError(report)
-        return start_new_segment(path, report, mode=mode, clock=clock, accepted_by=accept_damaged)
+        log = start_new_segment(path, report, mode=mode, clock=clock, accepted_by=accept_damaged)
+        # said at every start that does it: a flag left in a unit file must not pass damage by unseen
+        _log.warning("audit log %s is damaged at %s; kept unchanged beside it as %s.damaged-<UTC time>, and a "
+                     "new chain segment begins with a chain_break record (%s)", report.path, report.problem,
+                     Path(path).name, accept_damaged)
+        return log
     return AuditLog(path, mode=mode, clock=clock)
 
 
