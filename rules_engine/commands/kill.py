@@ -101,8 +101,9 @@ def _via_file(args: argparse.Namespace, state_dir: Path) -> int:
             return _fail(str(exc))
         return _show(state, args.json)
     state = switch.engage(args.reason or "engaged from the command line", args.cancel_all, _who())
-    if switch.persist_error is not None:
-        return _fail(switch.persist_error)
+    if switch.persist_error is not None:  # this process's switch is engaged, but it ends here
+        return _fail(f"{switch.persist_error}: the kill switch is NOT engaged. Engage it through the running "
+                     f"engine instead: --url with its admin token, or SIGUSR1 to its process")
     return _show(state, args.json)
 
 

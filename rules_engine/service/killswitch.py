@@ -229,7 +229,7 @@ class KillSwitchFile:
             self.persist_error = None
         except OSError as exc:
             self.persist_error = f"cannot write kill file {self.path}: {exc.strerror or exc}"
-            log.error("kill switch engaged in memory only: %s", self.persist_error)
+            log.error("kill switch engaged in this process only: %s", self.persist_error)
 
     def _notify(self, state: KillFileState) -> None:
         if self.on_change is None:

@@ -361,6 +361,24 @@ def test_cli_engages_shows_and_clears_through_the_file(tmp_path, capsys):
     assert not kill_file(tmp_path).exists() and not engine.poll().engaged
 
 
+def test_cli_that_cannot_write_the_kill_file_says_the_switch_is_not_engaged(tmp_path, monkeypatch, capsys, caplog):
+    """A state dir on a read-only mount: the command said 'kill switch engaged in memory only'
+    (its own memory, gone when it exits) before the error. Now it says the switch is not
+    engaged and how to engage it instead."""
+    from rules_engine.cli import main
+
+    def read_only(path, state):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(killswitch, "write_kill_file", read_only)
+    assert main(["kill", "--state-dir", str(tmp_path), "--reason", "lunch"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"rules-engine kill: cannot write kill file {kill_file(tmp_path)}: Read-only file system: the "
+                   "kill switch is NOT engaged. Engage it through the running engine instead: --url with its admin "
+                   "token, or SIGUSR1 to its process\n")
+    assert not any("in memory only" in r.getMessage() for r in caplog.records)
+
+
 def test_cli_uses_the_env_state_dir_and_refuses_a_missing_one(tmp_path, monkeypatch, capsys):
     from rules_engine.cli import main
 
