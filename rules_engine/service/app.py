@@ -450,7 +450,7 @@ class EngineService:
         self._arm_wakeup()
         self.started_at = self.clock()
         log.info("engine started: mode=%s rules=%d http=%s:%d state_dir=%s", config.mode,
-                 len(ruleset.rules), self.host, self.port, self.state_dir)
+                 len(ruleset.rules), self.host, self.port, self.state_dir.absolute())  # whatever the cwd was
 
     async def _start_feeds(self, needs: RuleNeeds) -> None:
         if self.shared_feeds is not None:  # a worker's cell: a view of the worker's one feed per market

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +254,17 @@ async def test_readyz_says_why_the_balances_could_not_be_read(e2e: E2E) -> None:
         assert status == 503
         [problem] = [p for p in ready["problems"] if p["name"] == "balances_unknown"]
         assert problem["reason"] == "the account's balances could not be read: EAPI:Invalid signature"
+
+
+async def test_the_start_names_the_state_dir_in_full(e2e: E2E, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """`--state-dir state` (or a config's relative state_dir) is relative to wherever the engine
+    was started: the start's log line said `state_dir=state`, not which folder that was."""
+    e2e.write_rules(ORDERS)
+    monkeypatch.chdir(e2e.tmp)
+    e2e.state_dir = Path("state")
+    with caplog.at_level("INFO", logger="rules_engine.service"):
+        async with e2e.running():
+            pass
+    assert any(r.getMessage().endswith(f"state_dir={e2e.tmp / 'state'}") for r in caplog.records
+               if r.getMessage().startswith("engine started:"))
