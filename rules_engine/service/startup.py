@@ -76,15 +76,20 @@ def signal_sources(config: EngineConfig, needs: RuleNeeds,
 
 
 def kill_token(config: EngineConfig, environ: Mapping[str, str]) -> str | None:
-    """The admin token for `/kill` (registered for redaction), or None: the endpoint is off."""
+    """The admin token for `/kill` (registered for redaction), or None: the endpoint is off
+    (a warning where the account is real: validate and live)."""
     return admin_token(config.kill_token_env, config.kill_token_file, environ,
-                       "no admin token (%s); the /kill endpoint is disabled")
+                       "no admin token (%s); the /kill endpoint is disabled (POST /kill and `rules-engine kill "
+                       "--url`; SIGUSR1 and the KILL file still work)",
+                       logging.INFO if config.mode == "dry-run" else logging.WARNING)
 
 
-def admin_token(env: str | None, file: str | Path | None, environ: Mapping[str, str], absent: str) -> str | None:
+def admin_token(env: str | None, file: str | Path | None, environ: Mapping[str, str], absent: str,
+                level: int = logging.INFO) -> str | None:
     """A kill switch admin token from its file (which must be readable) or environment
-    variable, registered for redaction; None (logging `absent % reason`) if neither is set
-    or the variable is missing. StartupError for an unreadable file or a short token."""
+    variable, registered for redaction; None (logging `absent % reason` at `level`) if
+    neither is set or the variable is missing. StartupError for an unreadable file or a
+    short token."""
     if not (file or env):
         return None
     try:
@@ -92,7 +97,7 @@ def admin_token(env: str | None, file: str | Path | None, environ: Mapping[str, 
     except SecretError as exc:
         if file:
             raise StartupError(f"kill switch token: {exc}") from None
-        log.info(absent, exc)
+        log.log(level, absent, exc)
         return None
     register_secret(token)
     if len(token) < MIN_KILL_TOKEN:

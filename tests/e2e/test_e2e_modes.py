@@ -268,3 +268,19 @@ async def test_the_start_names_the_state_dir_in_full(e2e: E2E, monkeypatch: pyte
             pass
     assert any(r.getMessage().endswith(f"state_dir={e2e.tmp / 'state'}") for r in caplog.records
                if r.getMessage().startswith("engine started:"))
+
+
+@pytest.mark.parametrize("mode, level", [("live", "WARNING"), ("dry-run", "INFO")])
+async def test_a_missing_admin_token_is_a_warning_where_the_account_is_real(
+        e2e: E2E, mode: str, level: str, caplog: pytest.LogCaptureFixture) -> None:
+    """kill_switch.token_env set (the going-live checklist) but its variable missing from the
+    service's environment: /kill is off, which was said at info only, also in live mode."""
+    e2e.write_rules(ORDERS)
+    del e2e.environ["ADMIN_TOKEN"]
+    with caplog.at_level("INFO", logger="rules_engine.service"):
+        async with e2e.running(cli_live=mode == "live", mode=mode, dead_man_switch={"enabled": False}):
+            pass
+    [record] = [r for r in caplog.records if r.getMessage().startswith("no admin token")]
+    assert record.levelname == level
+    assert "environment variable ADMIN_TOKEN is not set" in record.getMessage()
+    assert "SIGUSR1 and the KILL file still work" in record.getMessage()
