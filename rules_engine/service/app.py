@@ -62,6 +62,7 @@ from rules_engine.kraken.key_use import key_problems
 from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
+from rules_engine.pairs import default_registry
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.affinity import AffinityError, pin_process
 from rules_engine.service.audit_tap import AuditTap
@@ -94,6 +95,7 @@ from rules_engine.service.off_path import (
 )
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
+from rules_engine.service.risk_pairs import with_risk_pairs
 from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 from rules_engine.service.shared_feed import CellFeeds, SharedFeeds
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
@@ -297,6 +299,7 @@ class EngineService:
         ruleset = result.ruleset
         for warning in result.warnings:
             log.warning("rules: %s", warning)
+        self.config = config = with_risk_pairs(config, default_registry())
         needs = checked_needs(ruleset)
         self.signal_sources.clear()
         self.signal_sources.update(signal_sources(config, needs, self.environ))

@@ -96,7 +96,13 @@ async def test_live_without_credentials_refuses(e2e: E2E) -> None:
         await e2e.service(True, mode="live").start()
 
 
-async def test_risk_limits_block_orders_over_the_limit(e2e: E2E) -> None:
+@pytest.mark.parametrize("risk", [
+    {"max_order_notional": {"default": 1000}, "allowed_pairs": ["XBTUSD"]},
+    # any name Kraken gives the pair, as in the rules (walked: BTC/USD here blocked every order,
+    # and a limit under XBT/USD limited nothing)
+    {"max_order_notional": {"XBT/USD": 1000}, "allowed_pairs": ["BTC/USD"]},
+])
+async def test_risk_limits_block_orders_over_the_limit(e2e: E2E, risk: dict) -> None:
     e2e.write_rules("""
         - id: big
           triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
@@ -108,7 +114,6 @@ async def test_risk_limits_block_orders_over_the_limit(e2e: E2E) -> None:
           triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
           actions: [{type: place_order, pair: ETHUSD, side: buy, ordertype: limit, volume: 0.1, price: 2000}]
     """)
-    risk = {"max_order_notional": {"default": 1000}, "allowed_pairs": ["XBTUSD"]}
     async with e2e.running(risk=risk) as (service, seen, url):
         await move(e2e, service, "XBTUSD", "69900", "70100")
         await service.settle()
@@ -116,6 +121,17 @@ async def test_risk_limits_block_orders_over_the_limit(e2e: E2E) -> None:
     risk_records = e2e.audit_records("risk")
     assert {(r["rule_id"], r["data"]["limit"]) for r in risk_records} == {
         ("big", "max_order_notional"), ("other-pair", "allowed_pairs")}
+
+
+async def test_a_risk_limit_on_a_pair_kraken_does_not_list_refuses_to_start(e2e: E2E) -> None:
+    """A typo in a pair name would make its limit apply to nothing: refused, with the nearest name."""
+    e2e.write_rules(ORDERS)
+    risk = {"allowed_pairs": ["XBTUSD", "ETHUSDD"], "max_order_notional": {"XBTUSDT": 1000, "PF_XBTUSD": 500}}
+    with pytest.raises(StartupError) as refused:
+        await e2e.service(risk=risk).start()
+    assert str(refused.value) == (
+        "invalid engine config:\n"
+        "  <test config>: risk/allowed_pairs: unknown Kraken pair 'ETHUSDD' (did you mean 'ETHUSD'?)")
 
 
 async def test_kill_switch_over_http_blocks_fires_and_cancels_open_orders(e2e: E2E) -> None:
