@@ -77,7 +77,8 @@ class DryRunExecutor:
             if balances:  # an edited paper_wallet would otherwise be ignored without a word
                 held = ", ".join(f"{asset} {amount}" for asset, amount in paper.balances().items()) or "empty"
                 log.info("the paper wallet saved in the state dir carries on (%s); paper_wallet in the engine "
-                         "config only fills a new one: to start again from it, use a new or empty state dir", held)
+                         "config only fills a new one: to start again from it, stop the engine and remove "
+                         "engine.sqlite (with its -wal and -shm) from the state dir", held)
         else:
             exchange = PaperExchange(pairs)
             exchange.set_balances("paper", balances)

@@ -156,7 +156,7 @@ def test_dry_run_wallet_survives_a_restart(tmp_path, clock, caplog):
             again = DryRunExecutor.open(store, {"ZUSD": "999"})  # config balances only seed a new wallet
         # said, so an edited paper_wallet is not ignored without a word
         assert any("paper wallet saved in the state dir carries on (XXBT 0.0100000000, ZUSD " in r.getMessage()
-                   and "use a new or empty state dir" in r.getMessage() for r in caplog.records)
+                   and "remove engine.sqlite (with its -wal and -shm)" in r.getMessage() for r in caplog.records)
         wallet = again.paper.exchange
         assert wallet.balances("paper")["XXBT"] == D("0.01")
         assert [o.cl_ord_id for o in wallet.open_orders("paper")] == ["dsp-2"]
