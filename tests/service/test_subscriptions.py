@@ -118,3 +118,14 @@ def test_intake_check_validates_the_file(tmp_path, capsys) -> None:
     assert "subscriptions.yaml:1:10: version must be 1" in err and "problem(s) in" in err
     assert main(["intake", "--subscriptions", str(write(tmp_path, VALID))]) == 2  # serving needs --store
     assert "--store URL is required" in capsys.readouterr().err
+
+
+def test_a_secret_pasted_as_a_variable_name_is_refused_without_being_printed(tmp_path, capsys) -> None:
+    """`secret_env: <the HMAC key>`: the intake's refusal printed it ('environment variable <key>
+    is not set'). Now the file is refused at the line, naming what to write, never the value."""
+    secret = "s3cr3t-HMAC/key+with=="
+    text = VALID.replace("secret_env: SIGNALCO_SECRET", f"secret_env: '{secret}'")
+    assert main(["intake", "--subscriptions", str(write(tmp_path, text)), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert ":5:17: must be the name of an environment variable (capitals, digits and _" in err
+    assert secret not in err

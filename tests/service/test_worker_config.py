@@ -154,3 +154,16 @@ def test_check_with_live_refuses_what_the_start_with_live_would(tmp_path, capsys
     assert main(["worker", "--config", str(path), "--check", "--live"]) == 1
     err = capsys.readouterr().err
     assert "cell acct-2: --live was given but the engine config says mode: dry-run" in err and "acct-1" not in err
+
+
+def test_a_token_pasted_as_the_kill_switch_variable_name_is_refused_without_being_printed(tmp_path, capsys) -> None:
+    """`kill_switch: {token_env: <the token>}`: the worker logged it ('environment variable <token>
+    is not set'). Now the file is refused at the line, naming what to write, never the value."""
+    token = "9f2c4e1a-7b3d-5f60-8e9a-1c2b3d4e5f60"
+    cells = [{"config": engine(tmp_path, "acct-1"), "rules": ["rules"]}]
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "kill_switch": {"token_env": token}, "cells": cells}))
+    assert main(["worker", "--config", str(path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "must be the name of an environment variable (capitals, digits and _" in err
+    assert token not in err
