@@ -1,6 +1,6 @@
 # rules-engine container. Build: docker build -t rules-engine .
 # Run (dry-run, rules and config mounted read-only, state on a volume):
-#   docker run --rm -p 8080:8080 -v $PWD/rules:/rules:ro -v $PWD/engine.yaml:/config/engine.yaml:ro \
+#   docker run --rm --stop-timeout 30 -p 8080:8080 -v $PWD/rules:/rules:ro -v $PWD/engine.yaml:/config/engine.yaml:ro \
 #     -v rules-engine-state:/state --env-file secrets.env rules-engine
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 RULES_ENGINE_STATE_DIR=/state

@@ -597,10 +597,18 @@ class EngineService:
             install_signal_handler(loop, self.kill_switch, cancel_all=self.config.kill_cancel_open_orders))
 
     def _on_stop_signal(self, signum: int) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self._stopping:  # a repeat (an impatient operator) no longer kills the process mid-drain
+            log.warning("%s received: already stopping (in-flight actions finish, up to %.0f s); SIGKILL stops "
+                        "at once (safe: a restart settles what was in flight)", name, self.drain_timeout)
+            return
+        log.info("%s received: stopping", name)
         self._spawn(self.stop())
 
     def _on_hup(self) -> None:
+        if self._stopping:
+            log.info("SIGHUP received while stopping: no reload")
+            return
         log.info("SIGHUP received: reloading rules")
         self._spawn(self.reload("SIGHUP"))
 
@@ -972,9 +980,6 @@ class EngineService:
         self._stopping = True
         try:
             self._intake_open = False
-            for remove in self._signal_removers:
-                with contextlib.suppress(Exception):
-                    remove()
             if self._watcher is not None:
                 self._watcher = None
             if self._feeds is not None:
@@ -990,6 +995,9 @@ class EngineService:
                 await self._consumer
             await self._teardown()
         finally:
+            for remove in self._signal_removers:  # kept until now: a second SIGTERM is told, not fatal
+                with contextlib.suppress(Exception):
+                    remove()
             if self.freeze_gc:
                 release_loaded()
             self._stopped.set()

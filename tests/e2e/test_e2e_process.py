@@ -154,6 +154,33 @@ def test_signals_hup_usr1_kill_command_and_term(e2e: E2E) -> None:
     assert verify(e2e.state_dir / "audit.jsonl").ok
 
 
+def test_a_second_sigterm_while_an_order_is_in_flight_does_not_cut_the_stop_short(e2e: E2E) -> None:
+    """SIGTERM lets in-flight actions finish; a second one (an impatient operator) killed the
+    process at once (exit 143, no shutdown record, the order left for the next start): the stop
+    had put the default handlers back. Now it is told and the stop goes on."""
+    e2e.write_rules(UP)
+    config = e2e.config_data(mode="live", dead_man_switch={"enabled": False})
+    engine = Engine(e2e, "--live", config=config)
+    try:
+        engine.wait_started()
+        wait(lambda: engine.health()["ok"] and engine.health()["feeds"]["spot"]["subscribed"] == 1)
+        e2e.sim.faults.delay("AddOrder", 3)
+        seen = engine.ticks()
+        e2e.sim.set_price("XBTUSD", Decimal("69500"))  # the first tick after a start only arms
+        wait(lambda: engine.ticks() > seen)
+        e2e.sim.set_price("XBTUSD", Decimal("70100"))
+        wait(lambda: engine.health()["actions_in_flight"] > 0)
+        engine.process.send_signal(signal.SIGTERM)
+        wait(lambda: "SIGTERM received: stopping" in engine.text())
+        engine.process.send_signal(signal.SIGTERM)
+        wait(lambda: "already stopping" in engine.text())
+    finally:
+        code = engine.stop()
+    assert code == 0, engine.text()
+    assert audit(e2e)[-1]["kind"] == "shutdown"
+    assert any(r["data"].get("kind") == "place_order" for r in audit(e2e, "response"))  # the order finished
+
+
 def test_restart_after_kill_9_sends_no_order_twice(e2e: E2E) -> None:
     e2e.write_rules(UP)
     config = e2e.config_data(mode="live", dead_man_switch={"enabled": False})
