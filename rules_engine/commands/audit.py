@@ -113,6 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _log_path(args: argparse.Namespace) -> Path | None:
+    if args.path and args.state_dir:
+        print("rules-engine audit: give the log (PATH) or --state-dir, not both", file=sys.stderr)
+        return None
     if args.path:
         path = Path(args.path)
         if path.is_dir():
@@ -122,7 +125,20 @@ def _log_path(args: argparse.Namespace) -> Path | None:
     if not path.is_file():
         print(f"rules-engine audit: no audit log at {path}", file=sys.stderr)
         return None
+    other = _other_file(path)
+    if other is not None:  # a slip of the tab key: not "TAMPERED"
+        print(f"rules-engine audit: {path} is {other}, not an audit log: give the state dir or its {AUDIT_FILE}",
+              file=sys.stderr)
+        return None
     return path
+
+
+def _other_file(path: Path) -> str | None:
+    """What else of a state dir `path` is, if it is its head file or state database."""
+    if path.name.endswith(".head"):
+        return "a head file"
+    with path.open("rb") as handle:
+        return "an SQLite database (the state store)" if handle.read(16) == b"SQLite format 3\x00" else None
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -134,3 +134,21 @@ def test_show_names_a_kind_the_log_has_no_record_of(tmp_path, capsys):
                    "its kinds: decision, request\n")
     assert main(["audit", "show", str(tmp_path), "--kind", "decision", "--rule", "other"]) == 0
     assert capsys.readouterr() == ("", "")  # a kind the log has, filtered out by --rule: nothing to say
+
+
+def test_a_state_dirs_other_files_are_named_not_called_tampered(tmp_path, capsys):
+    """`audit verify state/audit.jsonl.head` (a slip of the tab key) said TAMPERED, exit 1."""
+    log = AuditLog(tmp_path / "audit.jsonl", mode="dry-run")
+    log.append("startup", data={})
+    log.close()
+    from rules_engine.state import StateStore
+
+    StateStore(tmp_path / "engine.sqlite").close()
+    assert main(["audit", "verify", str(tmp_path / "audit.jsonl.head")]) == 2
+    assert capsys.readouterr().err == (f"rules-engine audit: {tmp_path / 'audit.jsonl.head'} is a head file, not an "
+                                       "audit log: give the state dir or its audit.jsonl\n")
+    assert main(["audit", "show", str(tmp_path / "engine.sqlite")]) == 2
+    assert "is an SQLite database (the state store), not an audit log" in capsys.readouterr().err
+    assert main(["audit", "verify", "--state-dir", str(tmp_path), str(tmp_path)]) == 2
+    assert "give the log (PATH) or --state-dir, not both" in capsys.readouterr().err
+    assert main(["audit", "verify", str(tmp_path)]) == 0
