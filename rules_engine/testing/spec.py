@@ -29,6 +29,7 @@ from rules_engine.paper.orders import OrderRequest
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.file_guard import read_rule_file
+from rules_engine.rules.literal_names import pair_hint
 from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.testing.schema import check_test_schema
@@ -341,7 +342,7 @@ class _TestBuilder:
             return name.upper(), "futures"
         pair = self.registry.get(name)
         if pair is None:
-            self.error(path, f"unknown Kraken pair {name!r}", did_you_mean(name, [p.altname for p in self.registry]))
+            self.error(path, f"unknown Kraken pair {name!r}", pair_hint(self.registry, name))
             return name, "spot"
         return pair.altname, "spot"
 

@@ -124,3 +124,24 @@ def test_a_rule_file_named_as_a_test_file_is_told_so(ws, capsys):
     assert code == 1
     [error] = [line for line in out.splitlines() if "ERROR" in line]
     assert f"{path.as_posix()}:1:1: this is a rule file (`version:` and rules with ids), not a test file" in error
+
+
+def test_a_misspelled_pair_gets_the_suggestion_a_rule_file_gets(ws, capsys):
+    """BTCUSD (TradingView's spelling) and BTC-USD suggest BTC/USD, as `validate` does for a
+    rule, not the nearest altname by letters (WBTCUSD, a different coin); an asset alone is
+    told that a pair names two."""
+    path = ws.write("pairs.test.yaml", """\
+        rules: [dip.yaml]
+        inputs:
+          - prices: {symbol: BTCUSD, series: "70000 69000"}
+          - prices: {symbol: BTC-USD, series: "70000"}
+          - prices: {symbol: ETH, series: "2500"}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    errors = [line.strip().removeprefix(f"ERROR {path.as_posix()}:") for line in out.splitlines() if "ERROR" in line]
+    assert errors == [
+        """3:22: unknown Kraken pair 'BTCUSD' (did you mean "BTC/USD"?)""",
+        """4:22: unknown Kraken pair 'BTC-USD' (did you mean "BTC/USD"?)""",
+        """5:22: unknown Kraken pair 'ETH' (ETH is an asset; a pair names two, e.g. "ETH/USD" or "ETH/EUR")""",
+    ]
