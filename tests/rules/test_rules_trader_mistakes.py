@@ -125,6 +125,47 @@ def at(text: str, needle: str, nth: int = 0) -> str:
            actions: [{type: log, message: x}]
          """, "PF_XBTUSD", 'rule "r": unknown Kraken pair "PF_XBTUSD" (PF_XBTUSD is a Kraken Futures product id: a '
                            "trigger on it needs market: futures, and futures orders are futures_send_order actions)"),
+        # a percent written as a percent: in an expression, % is the remainder operator
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBTUSD, crosses_above: 60000}]
+           when: "ask - bid < 0.1% * price"
+           actions: [{type: log, message: x}]
+         """, "0.1%", "rule \"r\": invalid expression: syntax error: '0.1%' is not a percent: % is the remainder "
+                      "operator; write 0.001 (0.1 / 100)"),
+        ("""
+         - id: r
+           cooldown: 1m
+           triggers: [{type: timer, every: 1m}]
+           actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 5%}]
+         """, "5%", 'rule "r": expected a non-negative number, a quoted decimal such as "0.5", or an expression '
+                    "starting with = (5% is not a number: write the amount, or compute it with an expression, e.g. "
+                    "\"=balance('ZUSD') * 0.05 / price\" for 5% of the USD balance)"),
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBTUSD, crosses_above: 5%}]
+           actions: [{type: log, message: x}]
+         """, "5%", 'rule "r": expected a positive number (a level is a price, not a percent of one: write the '
+                    "price; a percent is for rearm: and spread levels)"),
+        # a relative price without its sign passed validation and then failed every fire
+        ("""
+         - id: r
+           cooldown: 1m
+           triggers: [{type: timer, every: 1m}]
+           actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: "1.5%"}]
+         """, '"1.5%"', 'rule "r": expected a positive number, a relative price such as "+50" or "-1.5%", or an '
+                        'expression starting with = (a relative price starts with + or -: "+1.5%" above the last '
+                        'price, "-1.5%" below it)'),
+        # Kraken Futures takes no relative prices: the schema let one through and every fire failed
+        ("""
+         - id: r
+           max_fires: {count: 1, window: 1d}
+           triggers: [{type: timer, every: 1m}]
+           actions:
+             - {type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: lmt, size: 1, limit_price: "-1%"}
+         """, '"-1%"', 'rule "r": expected a positive number, a quoted decimal such as "0.5", or an expression '
+                       'starting with = (Kraken Futures takes no relative prices: compute the price, e.g. '
+                       '"=price * 0.99")'),
     ],
 )
 def test_a_mistake_is_explained_where_it_is(tmp_path, capsys, body, needle, expected):
