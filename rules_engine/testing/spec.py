@@ -34,6 +34,7 @@ from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
+from rules_engine.triggers.signal import SignalTrigger
 from rules_engine.triggers.timer import TimerTrigger
 
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -381,6 +382,7 @@ class _TestBuilder:
             return [Tick(symbol, market, time, last=last, bid=bid, ask=ask)]
         if "signal" in item:
             spec = item["signal"]
+            self._source(spec["source"], path + ("signal", "source"), ruleset)
             signal_id = spec.get("id") or f"{Path(self.doc.file).name}:{self.doc.position(path)[0]}"
             return [Signal(spec["source"], dict(spec["payload"]), time, signal_id)]
         if "timer" in item:
@@ -391,6 +393,18 @@ class _TestBuilder:
                 return [KillSwitch(spec, time)]
             return [KillSwitch(spec["engaged"], time, spec.get("cancel_all", False), spec.get("reason", ""))]
         return [WalletChange(time, self._wallet(item["wallet"], path + ("wallet",)))]
+
+    def _source(self, source: str, path: JsonPath, ruleset: RuleSet | None) -> None:
+        """Report a signal source no rule under test listens to: the signal could do nothing."""
+        if ruleset is None:
+            return
+        sources = sorted({t.source for r in ruleset.rules for t in r.triggers if isinstance(t, SignalTrigger)})
+        if source in sources:
+            return
+        hint = did_you_mean(source, sources) or (
+            f"the rules listen to {', '.join(sources)}" if sources else "no rule under test has a signal trigger")
+        self.error(path, f"no rule under test listens to signal source {source!r}: the signal would do nothing",
+                   hint)
 
     def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float,
                ruleset: RuleSet | None) -> list[Event | WalletChange]:

@@ -145,3 +145,24 @@ def test_a_misspelled_pair_gets_the_suggestion_a_rule_file_gets(ws, capsys):
         """4:22: unknown Kraken pair 'BTC-USD' (did you mean "BTC/USD"?)""",
         """5:22: unknown Kraken pair 'ETH' (ETH is an asset; a pair names two, e.g. "ETH/USD" or "ETH/EUR")""",
     ]
+
+
+def test_a_signal_to_a_source_no_rule_listens_to_is_an_error(ws, capsys):
+    """A misspelled source made the signal do nothing, and a test expecting nothing passed."""
+    path = ws.write("source.test.yaml", """\
+        rules: [dip.yaml]
+        inputs:
+          - signal: {source: tradingveiw, payload: {action: buy}}
+          - signal: {source: ops, payload: {}}
+        expect:
+          - {rule: tv-buy, fires: false}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    errors = [line.strip().removeprefix(f"ERROR {path.as_posix()}:") for line in out.splitlines() if "ERROR" in line]
+    assert errors == [
+        "3:22: no rule under test listens to signal source 'tradingveiw': the signal would do nothing "
+        '(did you mean "tradingview"?)',
+        "4:22: no rule under test listens to signal source 'ops': the signal would do nothing "
+        "(the rules listen to tradingview)",
+    ]
