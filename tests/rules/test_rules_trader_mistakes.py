@@ -176,6 +176,26 @@ def test_a_mistake_is_explained_where_it_is(tmp_path, capsys, body, needle, expe
     assert lines[-1].startswith("invalid: 1 file")
 
 
+def test_bitcoin_as_btc_in_a_futures_product_id_is_a_warning(tmp_path, capsys):
+    """Kraken Futures writes PF_XBTUSD: PF_BTCUSD passed validate and its rule never had a price."""
+    text = rule("""
+        - id: r
+          max_fires: {count: 1, window: 1d}
+          triggers: [{type: price, symbol: PF_BTCUSD, market: futures, crosses_below: 60000}]
+          actions:
+            - {type: futures_send_order, symbol: pf_btcusd, side: sell, order_type: mkt, size: 1}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 0
+    assert lines[:2] == [
+        f'{at(text, "PF_BTCUSD")} warning: rule "r": Kraken Futures names bitcoin XBT, so there is no product '
+        'PF_BTCUSD (did you mean "PF_XBTUSD"?)',
+        f'{at(text, "pf_btcusd")} warning: rule "r": Kraken Futures names bitcoin XBT, so there is no product '
+        'PF_BTCUSD (did you mean "PF_XBTUSD"?)',
+    ]
+    assert validate(tmp_path, capsys, text, "--strict")[0] == 1
+
+
 ORDERS = """
 - id: r
   cooldown: 1h
