@@ -19,6 +19,7 @@ from referencing import Registry, Resource
 
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.value_hints import value_hint
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 TESTS_SCHEMA = "rule-tests.schema.json"
@@ -100,7 +101,7 @@ def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diag
             yield from _describe(best_match(deeper), document)
             return
     if schema.get("errorMessage"):
-        yield _at(document, path, schema["errorMessage"])
+        yield _at(document, path, schema["errorMessage"], value_hint(schema, instance))
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
         yield from _describe(best_match(error.context), document)

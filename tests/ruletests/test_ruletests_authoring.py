@@ -166,3 +166,22 @@ def test_a_signal_to_a_source_no_rule_listens_to_is_an_error(ws, capsys):
         "4:22: no rule under test listens to signal source 'ops': the signal would do nothing "
         "(the rules listen to tradingview)",
     ]
+
+
+def test_durations_and_numbers_written_the_human_way_get_the_rule_files_hints(ws, capsys):
+    path = ws.write("human.test.yaml", """\
+        rules: [dip.yaml]
+        wallet: {ZUSD: "10,000"}
+        tolerance: 5
+        inputs:
+          - prices: {symbol: XBTUSD, series: "70000 69000", every: 1 minute}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    errors = [line.strip().removeprefix(f"ERROR {path.as_posix()}:") for line in out.splitlines() if "ERROR" in line]
+    assert errors == [
+        '2:16: expected an amount such as 10000 or "0.5" (write 10000: a number takes no thousands separator)',
+        '3:12: expected a duration such as 500ms, 30s, 5m, 1h or 1d (a duration needs its unit: write "5s" for '
+        'seconds or "5m" for minutes)',
+        '5:60: expected a duration such as 500ms, 30s, 5m, 1h or 1d (did you mean "1m"?)',
+    ]
