@@ -224,6 +224,26 @@ def test_a_literal_volume_or_price_kraken_would_refuse_is_an_error(tmp_path, cap
     ]
 
 
+def test_a_tiny_literal_volume_or_price_is_shown_as_written(tmp_path, capsys):
+    """1E-9 and "write 0E-8" were the volume's message and hint: plain notation, and for a
+    volume that rounds down to nothing, the pair's smallest order instead."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.000000001, price: 0.05}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    assert lines[:2] == [
+        f'{at(text, "0.000000001")} rule "r": volume 0.000000001 has more than 8 decimals, the most Kraken takes '
+        "for XBTUSD (Kraken's smallest XBTUSD order is 0.00005)",
+        f'{at(text, "0.05")} rule "r": price 0.05 is not a multiple of XBTUSD\'s tick size 0.1; Kraken refuses it '
+        "(write 0.1)",
+    ]
+
+
 def test_a_number_hint_is_given_only_where_a_number_belongs(tmp_path, capsys):
     code, lines = validate(tmp_path, capsys, rule("""
         - id: "$5"
