@@ -51,6 +51,8 @@ def _percent_hint(message: Any, text: str) -> str | None:
         return f'a relative price starts with + or -: "+{number}%" above the last price, "-{number}%" below it'
     if message == FUTURES_PRICE_MESSAGE and (percent or _RELATIVE.match(text)):
         return "Kraken Futures takes no relative prices: compute the price, e.g. \"=price * 0.99\""
+    if message == LEVEL_MESSAGE and text.startswith("="):
+        return "a level is a fixed number, not an expression: compare a computed level in when: instead"
     if percent and message == LEVEL_MESSAGE:
         return "a level is a price, not a percent of one: write the price; a percent is for rearm: and spread levels"
     if not percent or message != AMOUNT_MESSAGE:
@@ -68,6 +70,9 @@ def _takes_number(schema: dict[str, Any]) -> bool:
 
 _CURRENCY = re.compile(r"^[$€£]\s*|\s*(?:[$€£]|USD|EUR|GBP|USDT|USDC)$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+#-]?[0-9]+(\.[0-9]+)?%?$")
+_SPACED = re.compile(r"^[0-9]{1,3}(?: [0-9]{3})+(?:\.[0-9]+)?$")
+_THOUSANDS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*[kK]$")
+_EXPONENT = re.compile(r"^[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]{1,3}$")
 
 
 def number_hint(text: str) -> str | None:
@@ -77,7 +82,17 @@ def number_hint(text: str) -> str | None:
     if bare != text:
         reasons.append("no currency")
     grouped, decimal_comma = _GROUPED.match(bare), _DECIMAL_COMMA.match(bare)
-    if grouped:
+    spaced, thousands, exponent = _SPACED.match(bare), _THOUSANDS.match(bare), _EXPONENT.match(bare)
+    if spaced:
+        bare = bare.replace(" ", "")
+        reasons.append("no spaces")
+    elif thousands:
+        bare = format(Decimal(thousands.group(1)) * 1000, "f")
+        reasons.append("no k for thousands")
+    elif exponent:
+        bare = format(Decimal(bare).normalize(), "f")
+        reasons.append("no exponent")
+    elif grouped:
         bare = "".join(grouped.groups()).replace(",", "")
         reasons.append("no thousands separator")
     elif decimal_comma:

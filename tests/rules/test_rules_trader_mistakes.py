@@ -244,6 +244,24 @@ def test_a_tiny_literal_volume_or_price_is_shown_as_written(tmp_path, capsys):
     ]
 
 
+@pytest.mark.parametrize(("written", "expected"), [
+    ('"70k"', "expected a positive number (write 70000: a number takes no k for thousands)"),
+    ('"70 000"', "expected a positive number (write 70000: a number takes no spaces)"),
+    ("1e5", "expected a positive number (write 100000: a number takes no exponent)"),
+    ("\"=price_of('ETHUSD') * 20\"", "expected a positive number (a level is a fixed number, not an expression: "
+                                      "compare a computed level in when: instead)"),
+])
+def test_a_level_written_another_way_gets_a_hint(tmp_path, capsys, written, expected):
+    text = rule(f"""
+        - id: r
+          triggers: [{{type: price, symbol: XBTUSD, crosses_above: {written}}}]
+          actions: [{{type: log, message: x}}]
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    assert lines[0] == f'{at(text, written)} rule "r": {expected}'
+
+
 def test_a_number_hint_is_given_only_where_a_number_belongs(tmp_path, capsys):
     code, lines = validate(tmp_path, capsys, rule("""
         - id: "$5"
