@@ -262,6 +262,54 @@ def test_a_level_written_another_way_gets_a_hint(tmp_path, capsys, written, expe
     assert lines[0] == f'{at(text, written)} rule "r": {expected}'
 
 
+def test_expire_after_with_an_expiry_of_kraken_is_an_error(tmp_path, capsys):
+    """expire_after was silently ignored beside expiretm (the README's own example expired after
+    an hour, not ten minutes) and beside timeinforce IOC."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               timeinforce: GTD, expiretm: "+3600", expire_after: 10m}
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               timeinforce: IOC, expire_after: 1m}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    hint = "(give one: expire_after (it becomes GTD with its expiretm) or timeinforce and expiretm)"
+    assert lines[:2] == [
+        f'{at(text, "10m")} rule "r": expire_after cannot be combined with expiretm: the order\'s own expiry would '
+        f"win and expire_after would be ignored {hint}",
+        f'{at(text, "1m}")} rule "r": expire_after cannot be combined with timeinforce: IOC: the order\'s own expiry '
+        f"would win and expire_after would be ignored {hint}",
+    ]
+
+
+def test_what_the_paper_exchange_refuses_is_a_warning(tmp_path, capsys):
+    """Valid for Kraken, but a dry run, a rule test or a replay refuses it: it cannot be rehearsed."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               leverage: "2:1", close: {ordertype: stop-loss, price: "-2%"}}
+            - {type: place_order, pair: XBTUSD, side: sell, ordertype: stop-loss, volume: 0.01, price: 65000,
+               trigger: index}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 0
+    refuses = "cannot be rehearsed: the paper exchange of dry runs, rule tests, replays and the simulator refuses it"
+    assert lines[:3] == [
+        f'{at(text, chr(34) + "2:1")} warning: rule "r": leverage {refuses} (it has no margin: EOrder:Cannot open position)',
+        f'{at(text, chr(34) + "-2%")} warning: rule "r": a relative close price ("-2%") {refuses} (EGeneral:Invalid '
+        'arguments:close[price]) (compute it, as in "=round(ask * 0.98, 1)")',
+        f'{at(text, "index")} warning: rule "r": trigger: index {refuses} (it has no index prices: '
+        "EGeneral:Invalid arguments:Index unavailable)",
+    ]
+
+
 def test_a_number_hint_is_given_only_where_a_number_belongs(tmp_path, capsys):
     code, lines = validate(tmp_path, capsys, rule("""
         - id: "$5"
