@@ -26,6 +26,7 @@ from rules_engine.durations import parse_duration
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.paper.orders import OrderRequest
+from rules_engine.replay.describe import offset
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.file_guard import read_rule_file
@@ -282,6 +283,10 @@ class _TestBuilder:
             if self.accepts(prefix + ("inputs", index)):
                 case.inputs.extend(self._input(item, prefix + ("inputs", index), start, ruleset))
         case.inputs.sort(key=lambda event: event.time)  # stable: ties keep the written order
+        if case.until is not None and case.inputs and case.until < case.inputs[-1].time:
+            self.error(at("until"), f"until ({offset(case.until, start)}) is before the last input "
+                       f"({offset(case.inputs[-1].time, start)}): it only keeps time running after the inputs",
+                       "move until past them, or leave out the inputs after it")
         rules = ruleset.by_id() if ruleset is not None else None
         for index, item in enumerate(spec.get("expect") or []):
             path = prefix + ("expect", index)

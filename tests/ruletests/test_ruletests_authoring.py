@@ -185,3 +185,18 @@ def test_durations_and_numbers_written_the_human_way_get_the_rule_files_hints(ws
         'seconds or "5m" for minutes)',
         '5:60: expected a duration such as 500ms, 30s, 5m, 1h or 1d (did you mean "1m"?)',
     ]
+
+
+def test_until_before_the_last_input_is_an_error(ws, capsys):
+    """`until: 30s` read as 'stop the test at 30s' was silently ignored: the inputs after it ran."""
+    path = ws.write("until.test.yaml", """\
+        rules: [dip.yaml]
+        wallet: {ZUSD: 10000}
+        until: 30s
+        inputs:
+          - prices: {symbol: XBTUSD, series: "70000 69000"}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert (f"ERROR {path.as_posix()}:3:8: until (+30s) is before the last input (+1m): it only keeps time running "
+            "after the inputs (move until past them, or leave out the inputs after it)") in out
