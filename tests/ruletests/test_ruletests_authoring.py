@@ -200,3 +200,16 @@ def test_until_before_the_last_input_is_an_error(ws, capsys):
     assert code == 1
     assert (f"ERROR {path.as_posix()}:3:8: until (+30s) is before the last input (+1m): it only keeps time running "
             "after the inputs (move until past them, or leave out the inputs after it)") in out
+
+
+def test_at_inside_an_input_is_told_where_it_goes(ws, capsys):
+    """`tick: {symbol: X, last: 1, at: 1m}` was told 'did you mean "last"?'."""
+    path = ws.write("at.test.yaml", """\
+        rules: [dip.yaml]
+        inputs:
+          - tick: {symbol: XBTUSD, last: 70000, at: 1m}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert (f'ERROR {path.as_posix()}:3:41: unknown key "at" in tick (at goes beside tick: in the input, as in '
+            "- {at: 1m, tick: {...}})") in out
