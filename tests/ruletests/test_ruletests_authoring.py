@@ -213,3 +213,31 @@ def test_at_inside_an_input_is_told_where_it_goes(ws, capsys):
     assert code == 1
     assert (f'ERROR {path.as_posix()}:3:41: unknown key "at" in tick (at goes beside tick: in the input, as in '
             "- {at: 1m, tick: {...}})") in out
+
+
+def test_price_of_a_name_kraken_does_not_list_is_an_error_not_a_wait(ws, capsys):
+    """A computed name that is no pair (a TradingView ticker such as BTCUSD.P) waited for a
+    price that could never come, and the wait lapsed a minute later without saying why."""
+    ws.write("po.yaml", """\
+        version: 1
+        rules:
+          - id: po
+            cooldown: 1m
+            triggers: [{type: signal, source: tradingview}]
+            when: "price_of(signal.ticker) > 0"
+            actions: [{type: log, message: ok}]
+        """)
+    path = ws.write("po.test.yaml", """\
+        rules: [po.yaml]
+        inputs:
+          - tick: {symbol: XBTUSD, last: 50000}
+          - signal: {source: tradingview, payload: {ticker: BTCUSD.P, action: buy}}
+          - {at: 5m, signal: {source: tradingview, payload: {ticker: BTCUSD, action: buy}}}
+        expect:
+          - {at: 5m, rule: po}
+        """)
+    code, out, _ = ws.run(str(path), "-v", capsys=capsys)
+    assert code == 0, out
+    assert ("+0s  po  blocked by error: price_of() failed: UnknownSymbol: 'BTCUSD.P' is no Kraken pair (or Futures "
+            "product id), so it has no price in `price_of(signal.ticker)` (at column 1)") in out
+    assert "+5m  po  fired: log info \"ok\"" in out  # TradingView's BTCUSD is XBTUSD
