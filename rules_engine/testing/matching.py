@@ -212,11 +212,10 @@ def _same(expected: Any, actual: Any, key: str, registry: PairRegistry) -> bool:
         return len(expected) == len(actual) and all(
             _same(a, b, key, registry) for a, b in zip(expected, actual, strict=True)
         )
-    if key in _PAIR_KEYS:
-        left, right = registry.get(str(expected)), registry.get(str(actual))
-        if left is not None and right is not None:
-            return left.altname == right.altname
-        return str(expected).upper() == str(actual).upper()
+    if key in _PAIR_KEYS:  # any spelling, TradingView's BTCUSD too
+        names = registry.altnames()
+        left, right = (names.get(str(v).strip().upper(), str(v).upper()) for v in (expected, actual))
+        return left == right
     a, b = _as_decimal(expected), _as_decimal(actual)
     if a is not None and b is not None:
         return a == b

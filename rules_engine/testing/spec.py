@@ -437,6 +437,13 @@ class _TestBuilder:
         self.error(path, f"no rule {rule_id!r} in the rule files under test", did_you_mean(rule_id, rules))
         return False
 
+    def _expected_pair(self, name: Any, path: JsonPath) -> None:
+        """Report an expected `pair` that names no pair (it could never compare equal)."""
+        if not isinstance(name, str) or _FUTURES_ID.match(name.upper()):
+            return
+        if self.registry.get(name) is None and name.strip().upper() not in self.registry.altnames():
+            self.error(path, f"unknown Kraken pair {name!r}", pair_hint(self.registry, name))
+
     def _expectation(self, item: Mapping[str, Any], path: JsonPath, start: float, tolerance: float,
                      rules: Mapping[str, Any] | None) -> Expectation:
         self._rule_id(item["rule"], path + ("rule",), rules)
@@ -450,6 +457,9 @@ class _TestBuilder:
             self.error(path + ("fires",), "fires: false cannot list intents or fills")
         if fires is False and "count" in item and blocked is None:
             self.error(path + ("count",), "count needs something to count: a fire or a block")
+        for key in ("intents", "fills"):
+            for n, entry in enumerate(item.get(key) or ()):
+                self._expected_pair(entry.get("pair"), path + (key, n, "pair"))
         fills = None
         if "fills" in item:
             fills = tuple(

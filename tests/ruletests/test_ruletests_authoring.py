@@ -241,3 +241,23 @@ def test_price_of_a_name_kraken_does_not_list_is_an_error_not_a_wait(ws, capsys)
     assert ("+0s  po  blocked by error: price_of() failed: UnknownSymbol: 'BTCUSD.P' is no Kraken pair (or Futures "
             "product id), so it has no price in `price_of(signal.ticker)` (at column 1)") in out
     assert "+5m  po  fired: log info \"ok\"" in out  # TradingView's BTCUSD is XBTUSD
+
+
+def test_an_expected_pair_in_any_spelling_matches_and_a_wrong_one_is_an_error(ws, capsys):
+    """`pair: BTCUSD` (TradingView's spelling, which price_of reads as XBTUSD) failed as 'expected
+    BTCUSD, got XBTUSD'; `pair: BTC-USD` could never match and ran the test anyway."""
+    path = ws.write("pair.test.yaml", """\
+        rules: [dip.yaml]
+        wallet: {ZUSD: 10000}
+        inputs:
+          - prices: {symbol: XBTUSD, series: "70000 69000"}
+        expect:
+          - {at: 1m, rule: btc-dip-buy, intents: [{type: place_order, pair: BTCUSD}, {type: log}],
+             fills: [{pair: btc/usd}]}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 0, out
+    path.write_text(path.read_text().replace("pair: btc/usd", "pair: BTC-USD"))
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 1
+    assert f"""ERROR {path.as_posix()}:7:21: unknown Kraken pair 'BTC-USD' (did you mean "BTC/USD"?)""" in out
