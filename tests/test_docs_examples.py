@@ -88,6 +88,8 @@ def test_rule_file_examples_are_valid(block):
     result = load_rules_text(block.text, block.name)
     assert [str(d) for d in result.errors] == []
     assert result.rule_count >= 1
+    # an example a trader copies must run in a dry run and a rule test, where the paper exchange trades
+    assert [str(d) for d in result.warnings if d.code == "not-rehearsable"] == []
 
 
 @pytest.mark.parametrize("block", marked("rule-test"), ids=lambda b: b.name)

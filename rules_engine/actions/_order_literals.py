@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
+from rules_engine.core.decimals import plain
 from rules_engine.pairs import PairInfo
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.yaml_source import JsonPath
@@ -28,12 +29,16 @@ def check_literals(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], pa
         lot = Decimal(1).scaleb(-pair.lot_decimals)
         if not _multiple(amount, lot):
             most = f"{pair.lot_decimals} decimals, the most Kraken takes for {pair.altname}"
-            ctx.report(path + (key,), f"{key} {amount} has more than {most}",
-                       hint=f"write {_down_to(amount, lot)}", code="too-many-decimals")
+            down = _down_to(amount, lot)
+            smallest = f"Kraken's smallest {pair.altname} order is {plain(pair.ordermin)}"
+            hint = f"write {plain(down)}" if down > 0 else smallest
+            ctx.report(path + (key,), f"{key} {plain(amount)} has more than {most}", hint=hint,
+                       code="too-many-decimals")
         elif key == "volume" and 0 < amount < pair.ordermin:
             ctx.report(path + (key,),
-                       f"volume {amount} is below Kraken's minimum order of {pair.ordermin} for {pair.altname}",
-                       hint=f"Kraken refuses smaller orders: write at least {pair.ordermin}",
+                       f"volume {plain(amount)} is below Kraken's minimum order of {plain(pair.ordermin)} for "
+                       f"{pair.altname}",
+                       hint=f"Kraken refuses smaller orders: write at least {plain(pair.ordermin)}",
                        code="below-ordermin", severity="warning")
     tick = pair.tick_size if pair.tick_size > 0 else Decimal(1).scaleb(-pair.pair_decimals)
     close = raw.get("close")
@@ -43,9 +48,10 @@ def check_literals(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], pa
     for where, written in prices:
         price = _literal(written)
         if price is not None and price > 0 and not _multiple(price, tick):
+            down = _down_to(price, tick)
             ctx.report(path + where,
-                       f"price {price} is not a multiple of {pair.altname}'s tick size {tick}; Kraken refuses it",
-                       hint=f"write {_down_to(price, tick)}", code="too-many-decimals")
+                       f"price {plain(price)} is not a multiple of {pair.altname}'s tick size {plain(tick)}; Kraken "
+                       "refuses it", hint=f"write {plain(down if down > 0 else tick)}", code="too-many-decimals")
 
 
 def _literal(value: Any) -> Decimal | None:

@@ -6,7 +6,7 @@
       ordertype: limit
       volume: 0.01             # a number, or an =expression
       price: "=round(ask * 1.001, 1)"
-      close: {ordertype: stop-loss, price: "-2%"}
+      close: {ordertype: stop-loss, price: "=round(ask * 0.98, 1)"}
       expire_after: 10m        # becomes timeinforce GTD with an absolute expiretm
 
 Every order carries a deterministic `cl_ord_id` (so no retry or restart can place it twice),
@@ -379,6 +379,12 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Coll
     pair = given(ctx, path, raw, "pair", spot_pair)
     fields = values(ctx, path, raw, names, ("volume", "price", "price2", "displayvol"))
     expire_after = given(ctx, path, raw, "expire_after", _expire_after)
+    if "expire_after" in raw and ("expiretm" in raw or raw.get("timeinforce") in ("GTD", "IOC")):
+        ctx.report(path + ("expire_after",), "expire_after cannot be combined with "
+                   + ("expiretm" if "expiretm" in raw else f"timeinforce: {raw['timeinforce']}")
+                   + ": the order's own expiry would win and expire_after would be ignored",
+                   hint="give one: expire_after (it becomes GTD with its expiretm) or timeinforce and expiretm",
+                   code="invalid-value")
     volume, displayvol = fields.get("volume"), fields.get("displayvol")
     if isinstance(volume, Decimal) and isinstance(displayvol, Decimal) and displayvol * ICEBERG_MIN_SHARE < volume:
         ctx.report(path + ("displayvol",),
@@ -392,6 +398,7 @@ def build(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any], names: Coll
             hint="remove userref; to cancel the orders this rule placed, use cancel_order with own: true",
             code="userref-not-allowed",
         )
+    _unrehearsable(ctx, path, raw)
     close = _close(ctx, path + ("close",), raw["close"], names) if "close" in raw else None
     info = ctx.registry.get(pair) if pair is not None else None
     if info is not None:
@@ -420,6 +427,26 @@ def _expire_after(ctx: BuildContext, path: JsonPath, raw: str) -> float | None:
     if expire_after is not None and expire_after <= 0:
         ctx.report(path, "expire_after must be longer than 0s", code="invalid-value")
     return expire_after
+
+
+_PAPER_REFUSES = "cannot be rehearsed: the paper exchange of dry runs, rule tests, replays and the simulator refuses it"
+
+
+def _unrehearsable(ctx: BuildContext, path: JsonPath, raw: Mapping[str, Any]) -> None:
+    """Warn of what Kraken may take but the paper exchange refuses, so no rehearsal can run it."""
+    if raw.get("leverage") not in (None, "none"):
+        ctx.report(path + ("leverage",), f"leverage {_PAPER_REFUSES} (it has no margin: EOrder:Cannot open "
+                   "position)", code="not-rehearsable", severity="warning")
+    if raw.get("trigger") == "index":
+        ctx.report(path + ("trigger",), f"trigger: index {_PAPER_REFUSES} (it has no index prices: "
+                   "EGeneral:Invalid arguments:Index unavailable)", code="not-rehearsable", severity="warning")
+    close = raw.get("close")
+    for key in ("price", "price2"):
+        price = close.get(key) if isinstance(close, Mapping) else None
+        if isinstance(price, str) and price.strip().startswith(("+", "-", "#")):
+            ctx.report(path + ("close", key), f'a relative close {key} ("{price.strip()}") {_PAPER_REFUSES} '
+                       f"(EGeneral:Invalid arguments:close[{key}])", hint='compute it, as in "=round(ask * 0.98, 1)"',
+                       code="not-rehearsable", severity="warning")
 
 
 def _close(ctx: BuildContext, path: JsonPath, raw: Any, names: Collection[str]) -> CloseOrder | None:

@@ -69,7 +69,8 @@ def run_sweep(args: argparse.Namespace, rule_files: list[Path], wallet: Mapping[
     except SweepFileError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
-        return _fail(f"the sweep file is invalid ({len(exc.diagnostics)} errors)", 1)
+        count = len(exc.diagnostics)
+        return _fail(f"the sweep file is invalid ({count} error{'' if count == 1 else 's'})", 1)
     settings = ReplaySettings(
         data=tuple(DataSpec(p.as_posix(), args.data_format, args.pair, interval) for p in args.data),
         wallet=dict(wallet), limits=limits, timers=not args.no_timers, balance_max_age=balance_max_age)

@@ -21,6 +21,7 @@ limits are checked later, on each order, by the runner.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -689,14 +690,25 @@ class Engine:
 
     def _price_of(self, symbol: str) -> Decimal:
         price = self._state.quotes.price(symbol)
+        names = self._ruleset.pair_names
         if price is None and isinstance(symbol, str):
-            price = self._state.quotes.price(self._ruleset.pair_names.get(symbol.strip().upper(), symbol))
+            name = symbol.strip().upper()
+            if names and name not in names and not _FUTURES_ID.match(name):
+                raise UnknownSymbol(f"{symbol!r} is no Kraken pair (or Futures product id), so it has no price")
+            price = self._state.quotes.price(names.get(name, symbol))
         if price is None:
             raise StateNotReady("price", symbol, f"no price seen for {symbol}")
         return price
 
     def _open_orders(self, pair: str | None = None) -> int:
         return self._state.orders.count(pair)
+
+
+_FUTURES_ID = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
+
+
+class UnknownSymbol(LookupError):
+    """`price_of` of a name that is not in Kraken's pair list: no price will ever come."""
 
 
 def _nothing(event: Any, step: Step) -> None:

@@ -44,6 +44,17 @@ class Breach:
     def detail(self) -> dict[str, Any]:
         return {"limit": self.limit, "value": self.value, "allowed": self.allowed, "pair": self.pair}
 
+    def text(self) -> str:
+        """`max_order_notional (would be 701.75 for XBTUSD, the limit is 500)`: the limit and how."""
+        if self.limit == "allowed_pairs":
+            return f"allowed_pairs ({self.pair} is not one of {', '.join(self.allowed)})"
+        if self.limit == "notional_unknown":
+            return f"notional_unknown (no price of {self.pair} is known to value the order)"
+        value = format(self.value, "f") if isinstance(self.value, Decimal) else self.value
+        allowed = format(self.allowed, "f") if isinstance(self.allowed, Decimal) else self.allowed
+        what = f"{value} for {self.pair}" if self.limit == "max_order_notional" else value
+        return f"{self.limit} (would be {what}, the limit is {allowed})"
+
 
 @dataclass(frozen=True)
 class OrderProposal:

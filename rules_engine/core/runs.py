@@ -341,7 +341,7 @@ class ActionRun:
         for breach in breaches:
             self.record("risk", **breach.detail())
         if breaches:
-            raise Halt("blocked", "risk limit: " + ", ".join(b.limit for b in breaches),
+            raise Halt("blocked", "risk limit: " + ", ".join(b.text() for b in breaches),
                        limits=[b.limit for b in breaches])
 
     def track_order(self, kind: str, market: str, pair: str, client_id: str, volume: Decimal,

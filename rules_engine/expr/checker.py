@@ -137,7 +137,7 @@ def _syntax_error(source: SourceText, exc: SyntaxError) -> ExpressionError:
             message += " (to compare, write ==)"
         return ExpressionError(message, column)
     brackets = any(words in exc.msg for words in ("never closed", "unmatched", "does not match", "unterminated"))
-    slip = None if brackets else _operator_slip(source)
+    slip = None if brackets else _percent_slip(source) or _operator_slip(source)
     if slip is not None:
         return ExpressionError(f"syntax error: {slip[0]}", slip[1])
     message = f"syntax error: {exc.msg}"
@@ -164,6 +164,25 @@ _SLIPS: tuple[tuple[re.Pattern[str], str], ...] = (
      "the expression stops after '{0}': something is missing after it"),
 )
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+# A number written as a percent, `0.1%` in `ask - bid < 0.1% * price`: `%` followed by no operand.
+_PERCENT = re.compile(r"(?<![\w.])([0-9][0-9_]*(?:\.[0-9]+)?|\.[0-9]+)\s*%(?!\s*[\w(.\[{~'\"+-])")
+
+
+def _percent_slip(source: SourceText) -> tuple[str, int] | None:
+    """What to write for a percent sign after a number, and the number's column."""
+    text = _QUOTED.sub(lambda quoted: " " * len(quoted.group()), source.text)
+    found = _PERCENT.search(text)
+    if found is None:
+        return None
+    number = found.group(1)
+    fraction = format((Decimal(number.replace("_", "")) / 100).normalize(), "f")
+    index = found.start()
+    line = text.count("\n", 0, index) + 1
+    column = source.column_of_chars(line, index - (text.rfind("\n", 0, index) + 1))
+    return (f"'{number}%' is not a percent: % is the remainder operator; write {fraction} ({number} / 100)",
+            column)
 
 
 def _operator_slip(source: SourceText) -> tuple[str, int] | None:

@@ -27,7 +27,7 @@ KrakenError                              transient ambiguous retry_safe
 │   │   ├── InsufficientFunds            EOrder:Insufficient funds / margin
 │   │   ├── OrderLimitExceeded           EOrder:Orders limit exceeded
 │   │   ├── MarketRestricted             EService:Market in cancel_only / post_only mode
-│   │   ├── DuplicateOrder               Futures clientOrderIdAlreadyExist
+│   │   ├── DuplicateOrder               EOrder:Duplicate order, Futures clientOrderIdAlreadyExist
 │   │   └── OrderNotPlaced               ambiguous order, not found after its deadline
 │   └── ServiceUnavailable               yes       yes       no
 │       ├── Busy                         EService:Busy
@@ -244,6 +244,7 @@ _SPOT_PREFIXES: tuple[tuple[str, type[KrakenError]], ...] = (
     ("EOrder:Tick size check failed", InvalidArguments),
     ("EOrder:Invalid price", InvalidArguments),
     ("EOrder:Cannot open", OrderRejected),
+    ("EOrder:Duplicate order", DuplicateOrder),
     ("EOrder:Unknown position", OrderRejected),
     ("EGeneral:Invalid arguments", InvalidArguments),
     ("EGeneral:Unknown method", InvalidArguments),

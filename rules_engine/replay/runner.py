@@ -36,7 +36,7 @@ from rules_engine.audit import AuditLog
 from rules_engine.audit.sink import AuditSink, Entry, MemoryAudit, check_entry
 from rules_engine.core import Engine, PlaceOrder, RiskLimits
 from rules_engine.core.events import BalanceUpdate, Clock, Event, OrderUpdate, Tick, make_tick
-from rules_engine.core.intents import Intent
+from rules_engine.core.intents import FuturesSendOrder, Intent
 from rules_engine.core.model import RuleSet
 from rules_engine.core.trace import Decision
 from rules_engine.core.watch import Band, narrow
@@ -60,6 +60,7 @@ _EVERY = "*"  # in `OfflineRunner._moved`: every symbol's band may have moved
 ACCOUNT = "paper"
 MODE = "dry-run"
 _ENDED = {"closed": "filled", "canceled": "cancelled", "expired": "expired"}  # Kraken's word -> the report's
+_FUTURES_ENDED = {"filled": "filled", "cancelled": "cancelled"}  # the paper Futures account's
 _RECENT_ENDS = 4096  # txids remembered to ignore a repeated final status
 
 
@@ -465,15 +466,59 @@ class OfflineRunner:
                 if order is not None:
                     self._listener.placed(order, outcome.rule_id)
 
-    def _note_order(self, update: OrderUpdate) -> None:
-        """A fill and the order's end, once, when its status becomes final."""
-        status = _ENDED.get(update.status)
+    def _remember_futures_order(self, intent: FuturesSendOrder, report: ExecutionReport) -> None:
+        outcome = self.recorder.decision(intent.decision_id or "")
+        if outcome is not None:
+            self._by_order[intent.cli_ord_id] = outcome
+            order_id = report.result.data.get("order_id")
+            if order_id:
+                self._by_order[str(order_id)] = outcome
+
+    def _final(self, update: OrderUpdate, ends: Mapping[str, str]) -> str | None:
+        """The order's end (`filled`, ...) the first time `update` reports it, else None."""
+        status = ends.get(update.status)
         if status is None or update.txid is None or update.txid in self._ended:
-            return
+            return None
         self._ended[update.txid] = None
         if len(self._ended) > _RECENT_ENDS:
             del self._ended[next(iter(self._ended))]
-        order = self.exchange.orders.get(update.txid)
+        return status
+
+    def _note_futures_order(self, update: OrderUpdate) -> None:
+        """A rule's paper Futures order filled (in full, at one price) or was cancelled: the
+        fire's fill or end, for rule tests (a replay's Futures account holds no collateral)."""
+        status = self._final(update, _FUTURES_ENDED)
+        order = self._futures.exchange.orders.get(update.txid or "") if status else None
+        if order is None:
+            return
+        outcome = self._by_order.pop(order.order_id, None)
+        if order.cli_ord_id:
+            outcome = self._by_order.pop(order.cli_ord_id, None) or outcome
+        if outcome is None:
+            return
+        fill = next((f for f in reversed(self._futures.exchange.fills) if f.order_id == order.order_id), None)
+        if fill is not None:
+            record = FillRecord(update.time, order.order_id, order.cli_ord_id, order.symbol, order.side,
+                                order.order_type, fill.size, fill.price, fill.fee, outcome.rule_id,
+                                outcome.decision_id, self.exchange.balances(ACCOUNT), "USD")
+            if self.keep:
+                self.fills.append(record)
+            outcome.fills.append(record)
+        else:
+            outcome.ended.append(OrderEnd(update.time, order.order_id, order.symbol, order.side, order.order_type,
+                                          order.size, order.filled, order.limit_price or order.stop_price,
+                                          order.received, status or "cancelled", None, outcome.rule_id,
+                                          outcome.decision_id))
+
+    def _note_order(self, update: OrderUpdate) -> None:
+        """A fill and the order's end, once, when its status becomes final."""
+        if update.market == "futures":
+            self._note_futures_order(update)
+            return
+        if self._final(update, _ENDED) is None:
+            return
+        status = _ENDED[update.status]
+        order = self.exchange.orders.get(update.txid or "")
         if order is None:
             return
         outcome = self._by_order.pop(order.txid, None)
@@ -560,6 +605,8 @@ class _Watcher(DriverObserver):
         if isinstance(intent, PlaceOrder):
             self.runner._traded(intent.pair)
             self.runner._remember_order(intent, report)
+        elif isinstance(intent, FuturesSendOrder):
+            self.runner._remember_futures_order(intent, report)
 
     def order_update(self, update: OrderUpdate) -> None:
         self.activity += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -138,8 +138,12 @@ class Grid:
 
     def sources(self, values: Sequence[Any]) -> tuple[tuple[str, bytes], ...]:
         """The rule files with `values` (one per parameter) written in."""
+        return self._written(zip(self.slots, values, strict=True))
+
+    def _written(self, changes: Iterable[tuple[_Slot, Any]]) -> tuple[tuple[str, bytes], ...]:
+        """The rule files with each (slot, value) written in; other values stay as written."""
         edits: dict[str, list[tuple[_Slot, Any]]] = {}
-        for slot, value in zip(self.slots, values, strict=True):
+        for slot, value in changes:
             edits.setdefault(slot.file, []).append((slot, value))
         result = []
         for name in self.order:
@@ -155,14 +159,13 @@ class Grid:
                 for index, values in enumerate(self.combinations(), start=1)]
 
     def _check_every_combination(self) -> None:
-        """Load each value written in (one parameter at a time, the others at their first
-        value) and report a value the rules refuse at its place in the sweep file."""
+        """Load each value written in (one parameter at a time, the other fields as the rule
+        files write them, so a bad value is blamed on itself alone) and report a value the
+        rules refuse at its place in the sweep file."""
         problems = []
-        first = [p.values[0] for p in self.spec.parameters]
-        for index, parameter in enumerate(self.spec.parameters):
+        for slot, parameter in zip(self.slots, self.spec.parameters, strict=True):
             for value, (line, column) in zip(parameter.values, parameter.where, strict=True):
-                values = [*first[:index], value, *first[index + 1:]]
-                loaded = load_rules_sources(self.sources(values))
+                loaded = load_rules_sources(self._written([(slot, value)]))
                 if loaded.errors:
                     error = loaded.errors[0]
                     problems.append(Diagnostic(self.spec.file, line, column, None,
@@ -188,8 +191,12 @@ def _slot(spec: SweepSpec, parameter: Parameter, rules: Mapping[str, tuple[str, 
     node: Node | None = document.nodes.get(path)
     rule_line = document.position(("rules", index))[0]
     if node is None:
+        *parent, last = path
+        written = sorted(str(p[-1]) for p in document.nodes if len(p) == len(path) and list(p[:-1]) == parent
+                         and isinstance(p[-1], str))
         fail(f'rule "{parameter.rule}" ({name}:{rule_line}) has no {parameter.field} written in it; a sweep '
-             "changes a value written in the rule (write a starting value there)")
+             "changes a value written in the rule (write a starting value there)",
+             did_you_mean(str(last), written) if isinstance(last, str) else None)
         return None
     if sum(1 for other in document.nodes.values() if other is node) > 1:
         fail(f'rule "{parameter.rule}" {parameter.field} ({name}:{node.start_mark.line + 1}) is written through a '

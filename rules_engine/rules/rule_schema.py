@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.registry import action_types, trigger_types
+from rules_engine.rules.value_hints import AMOUNT_MESSAGE, FUTURES_PRICE_MESSAGE, LEVEL_MESSAGE, PRICE_MESSAGE
 
 DOCUMENT: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -70,10 +71,7 @@ SHARED_DEFS: dict[str, dict[str, Any]] = {
             {"type": "number", "minimum": 0},
             {"type": "string", "pattern": "^(=.*\\S.*|[0-9]+(\\.[0-9]+)?)$"},
         ],
-        "errorMessage": (
-            "expected a non-negative number, a quoted decimal such as \"0.5\", or an expression starting "
-            "with ="
-        ),
+        "errorMessage": AMOUNT_MESSAGE,
     },
     "price": {
         "description": (
@@ -82,12 +80,17 @@ SHARED_DEFS: dict[str, dict[str, Any]] = {
         ),
         "anyOf": [
             {"type": "number", "exclusiveMinimum": 0},
-            {"type": "string", "pattern": "^(=.*\\S.*|[+#-]?[0-9]+(\\.[0-9]+)?%?)$"},
+            {"type": "string", "pattern": "^(=.*\\S.*|[0-9]+(\\.[0-9]+)?|[+#-][0-9]+(\\.[0-9]+)?%?)$"},
         ],
-        "errorMessage": (
-            "expected a positive number, a relative price such as \"+50\" or \"-1.5%\", or an expression "
-            "starting with ="
-        ),
+        "errorMessage": PRICE_MESSAGE,
+    },
+    "futures_price": {
+        "description": "A price: a positive number, a quoted decimal, or an expression starting with `=`.",
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": "^(=.*\\S.*|[0-9]+(\\.[0-9]+)?)$"},
+        ],
+        "errorMessage": FUTURES_PRICE_MESSAGE,
     },
     "level": {
         "description": (
@@ -97,7 +100,7 @@ SHARED_DEFS: dict[str, dict[str, Any]] = {
             {"type": "number", "exclusiveMinimum": 0},
             {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
         ],
-        "errorMessage": "expected a positive number",
+        "errorMessage": LEVEL_MESSAGE,
     },
     "text_value": {
         "description": "A string, or an expression starting with `=`.",

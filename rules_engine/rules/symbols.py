@@ -55,6 +55,9 @@ def futures_symbol(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
         ctx.report(path, f'"{name}" is not a Kraken Futures product id such as PF_XBTUSD', hint=hint,
                    code="unknown-symbol")
         return None
+    if "BTC" in symbol:
+        ctx.report(path, f"Kraken Futures names bitcoin XBT, so there is no product {symbol}",
+                   hint=f'did you mean "{symbol.replace("BTC", "XBT")}"?', code="unknown-symbol", severity="warning")
     return symbol
 
 

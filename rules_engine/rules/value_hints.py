@@ -21,6 +21,13 @@ _UNITS = {
     "d": "d", "day": "d", "days": "d",
 }
 DURATION_MESSAGE = "expected a duration such as 500ms, 30s, 5m, 1h or 1d"
+AMOUNT_MESSAGE = 'expected a non-negative number, a quoted decimal such as "0.5", or an expression starting with ='
+PRICE_MESSAGE = ('expected a positive number, a relative price such as "+50" or "-1.5%", or an expression '
+                 "starting with =")
+FUTURES_PRICE_MESSAGE = 'expected a positive number, a quoted decimal such as "0.5", or an expression starting with ='
+LEVEL_MESSAGE = "expected a positive number"
+_PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*%$")
+_RELATIVE = re.compile(r"^[+#-][0-9]+(?:\.[0-9]+)?%?$")
 
 
 def value_hint(schema: dict[str, Any], instance: Any) -> str | None:
@@ -32,8 +39,27 @@ def value_hint(schema: dict[str, Any], instance: Any) -> str | None:
     if schema.get("title") == "max_fires" and isinstance(instance, int) and not isinstance(instance, bool):
         return f"write max_fires: {{count: {instance}, window: 1d}}: at most {instance} fires within any day"
     if isinstance(instance, str) and _takes_number(schema):
-        return number_hint(instance.strip())
+        return _percent_hint(schema.get("errorMessage"), instance.strip()) or number_hint(instance.strip())
     return None
+
+
+def _percent_hint(message: Any, text: str) -> str | None:
+    """For a percent (or a relative price) where the field takes an amount, a level or a price."""
+    percent = _PERCENT.match(text)
+    if message == PRICE_MESSAGE and percent:
+        number = percent.group(1)
+        return f'a relative price starts with + or -: "+{number}%" above the last price, "-{number}%" below it'
+    if message == FUTURES_PRICE_MESSAGE and (percent or _RELATIVE.match(text)):
+        return "Kraken Futures takes no relative prices: compute the price, e.g. \"=price * 0.99\""
+    if message == LEVEL_MESSAGE and text.startswith("="):
+        return "a level is a fixed number, not an expression: compare a computed level in when: instead"
+    if percent and message == LEVEL_MESSAGE:
+        return "a level is a price, not a percent of one: write the price; a percent is for rearm: and spread levels"
+    if not percent or message != AMOUNT_MESSAGE:
+        return None
+    fraction = format((Decimal(percent.group(1)) / 100).normalize(), "f")
+    return (f"{text} is not a number: write the amount, or compute it with an expression, e.g. "
+            f"\"=balance('ZUSD') * {fraction} / price\" for {text} of the USD balance")
 
 
 def _takes_number(schema: dict[str, Any]) -> bool:
@@ -44,6 +70,9 @@ def _takes_number(schema: dict[str, Any]) -> bool:
 
 _CURRENCY = re.compile(r"^[$€£]\s*|\s*(?:[$€£]|USD|EUR|GBP|USDT|USDC)$", re.IGNORECASE)
 _NUMBER = re.compile(r"^[+#-]?[0-9]+(\.[0-9]+)?%?$")
+_SPACED = re.compile(r"^[0-9]{1,3}(?: [0-9]{3})+(?:\.[0-9]+)?$")
+_THOUSANDS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*[kK]$")
+_EXPONENT = re.compile(r"^[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]{1,3}$")
 
 
 def number_hint(text: str) -> str | None:
@@ -53,7 +82,17 @@ def number_hint(text: str) -> str | None:
     if bare != text:
         reasons.append("no currency")
     grouped, decimal_comma = _GROUPED.match(bare), _DECIMAL_COMMA.match(bare)
-    if grouped:
+    spaced, thousands, exponent = _SPACED.match(bare), _THOUSANDS.match(bare), _EXPONENT.match(bare)
+    if spaced:
+        bare = bare.replace(" ", "")
+        reasons.append("no spaces")
+    elif thousands:
+        bare = format(Decimal(thousands.group(1)) * 1000, "f")
+        reasons.append("no k for thousands")
+    elif exponent:
+        bare = format(Decimal(bare).normalize(), "f")
+        reasons.append("no exponent")
+    elif grouped:
         bare = "".join(grouped.groups()).replace(",", "")
         reasons.append("no thousands separator")
     elif decimal_comma:

@@ -26,6 +26,7 @@ from typing import Any
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.replay.describe import fill_text, intent_text, iso, number, offset, outcome_text
 from rules_engine.replay.outcomes import FillRecord, Outcome
+from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.testing.spec import BlockSpec, EndSpec, Expectation, TestCase
 
 _PAIR_KEYS = ("pair", "symbol")
@@ -191,8 +192,10 @@ def _list_differences(label: str, expected: Sequence[Mapping[str, Any]], actual:
     for n, (want, have) in enumerate(zip(expected, actual, strict=False), start=1):
         for key, value in want.items():
             if key not in have:
-                known = ", ".join(sorted(k for k in have if k not in ("intent_id", "decision_id", "rule_id")))
-                out.append(f"{label} {n} ({shown[n - 1]}) has no field {key!r}; its fields: {known}")
+                fields = sorted(k for k in have if k not in ("intent_id", "decision_id", "rule_id"))
+                meant = did_you_mean(str(key), fields)
+                out.append(f"{label} {n} ({shown[n - 1]}) has no field {key!r}" + (f" ({meant})" if meant else "")
+                           + f"; its fields: {', '.join(fields)}")
             elif not _same(value, have[key], key, registry):
                 out.append(f"{label} {n} {key}: expected {_show(value)}, got {_show(have[key])}")
     return out
@@ -209,11 +212,10 @@ def _same(expected: Any, actual: Any, key: str, registry: PairRegistry) -> bool:
         return len(expected) == len(actual) and all(
             _same(a, b, key, registry) for a, b in zip(expected, actual, strict=True)
         )
-    if key in _PAIR_KEYS:
-        left, right = registry.get(str(expected)), registry.get(str(actual))
-        if left is not None and right is not None:
-            return left.altname == right.altname
-        return str(expected).upper() == str(actual).upper()
+    if key in _PAIR_KEYS:  # any spelling, TradingView's BTCUSD too
+        names = registry.altnames()
+        left, right = (names.get(str(v).strip().upper(), str(v).upper()) for v in (expected, actual))
+        return left == right
     a, b = _as_decimal(expected), _as_decimal(actual)
     if a is not None and b is not None:
         return a == b

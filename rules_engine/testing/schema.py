@@ -19,9 +19,11 @@ from referencing import Registry, Resource
 
 from rules_engine.resources import schema_path
 from rules_engine.rules.diagnostics import Diagnostic, did_you_mean
+from rules_engine.rules.value_hints import value_hint
 from rules_engine.rules.yaml_source import JsonPath, SourceDocument
 
 TESTS_SCHEMA = "rule-tests.schema.json"
+_INPUTS = ("prices", "tick", "signal", "timer", "kill_switch")
 _REFERENCED = ("engine.schema.json",)
 
 
@@ -87,6 +89,8 @@ def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diag
         for key in instance:
             if key not in known:
                 hint = did_you_mean(str(key), known)
+                if key == "at" and path and path[-1] in _INPUTS:  # {tick: {symbol: X, last: 1, at: 1m}}
+                    hint = f"at goes beside {path[-1]}: in the input, as in - {{at: 1m, {path[-1]}: {{...}}}}"
                 yield _at(document, path + (key,), f'unknown key "{key}" in {where}', hint, at_key=True)
         return
     if error.validator == "enum" and schema.get("title"):
@@ -100,7 +104,7 @@ def _describe(error: ValidationError, document: SourceDocument) -> Iterator[Diag
             yield from _describe(best_match(deeper), document)
             return
     if schema.get("errorMessage"):
-        yield _at(document, path, schema["errorMessage"])
+        yield _at(document, path, schema["errorMessage"], value_hint(schema, instance))
         return
     if error.validator in ("anyOf", "oneOf") and error.context:
         yield from _describe(best_match(error.context), document)

@@ -26,13 +26,16 @@ from rules_engine.durations import parse_duration
 from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.paper.orders import OrderRequest
+from rules_engine.replay.describe import offset
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.file_guard import read_rule_file
+from rules_engine.rules.literal_names import pair_hint
 from rules_engine.rules.loader import RULE_TEST_SUFFIXES
 from rules_engine.rules.yaml_source import MAX_FILE_BYTES, JsonPath, SourceDocument, read_source
 from rules_engine.testing.schema import check_test_schema
 from rules_engine.testing.series import parse_series
+from rules_engine.triggers.signal import SignalTrigger
 from rules_engine.triggers.timer import TimerTrigger
 
 DEFAULT_START = 1767225600.0  # 2026-01-01T00:00:00Z
@@ -280,6 +283,10 @@ class _TestBuilder:
             if self.accepts(prefix + ("inputs", index)):
                 case.inputs.extend(self._input(item, prefix + ("inputs", index), start, ruleset))
         case.inputs.sort(key=lambda event: event.time)  # stable: ties keep the written order
+        if case.until is not None and case.inputs and case.until < case.inputs[-1].time:
+            self.error(at("until"), f"until ({offset(case.until, start)}) is before the last input "
+                       f"({offset(case.inputs[-1].time, start)}): it only keeps time running after the inputs",
+                       "move until past them, or leave out the inputs after it")
         rules = ruleset.by_id() if ruleset is not None else None
         for index, item in enumerate(spec.get("expect") or []):
             path = prefix + ("expect", index)
@@ -341,7 +348,7 @@ class _TestBuilder:
             return name.upper(), "futures"
         pair = self.registry.get(name)
         if pair is None:
-            self.error(path, f"unknown Kraken pair {name!r}", did_you_mean(name, [p.altname for p in self.registry]))
+            self.error(path, f"unknown Kraken pair {name!r}", pair_hint(self.registry, name))
             return name, "spot"
         return pair.altname, "spot"
 
@@ -380,6 +387,7 @@ class _TestBuilder:
             return [Tick(symbol, market, time, last=last, bid=bid, ask=ask)]
         if "signal" in item:
             spec = item["signal"]
+            self._source(spec["source"], path + ("signal", "source"), ruleset)
             signal_id = spec.get("id") or f"{Path(self.doc.file).name}:{self.doc.position(path)[0]}"
             return [Signal(spec["source"], dict(spec["payload"]), time, signal_id)]
         if "timer" in item:
@@ -390,6 +398,18 @@ class _TestBuilder:
                 return [KillSwitch(spec, time)]
             return [KillSwitch(spec["engaged"], time, spec.get("cancel_all", False), spec.get("reason", ""))]
         return [WalletChange(time, self._wallet(item["wallet"], path + ("wallet",)))]
+
+    def _source(self, source: str, path: JsonPath, ruleset: RuleSet | None) -> None:
+        """Report a signal source no rule under test listens to: the signal could do nothing."""
+        if ruleset is None:
+            return
+        sources = sorted({t.source for r in ruleset.rules for t in r.triggers if isinstance(t, SignalTrigger)})
+        if source in sources:
+            return
+        hint = did_you_mean(source, sources) or (
+            f"the rules listen to {', '.join(sources)}" if sources else "no rule under test has a signal trigger")
+        self.error(path, f"no rule under test listens to signal source {source!r}: the signal would do nothing",
+                   hint)
 
     def _timer(self, spec: Mapping[str, Any], path: JsonPath, time: float,
                ruleset: RuleSet | None) -> list[Event | WalletChange]:
@@ -417,6 +437,13 @@ class _TestBuilder:
         self.error(path, f"no rule {rule_id!r} in the rule files under test", did_you_mean(rule_id, rules))
         return False
 
+    def _expected_pair(self, name: Any, path: JsonPath) -> None:
+        """Report an expected `pair` that names no pair (it could never compare equal)."""
+        if not isinstance(name, str) or _FUTURES_ID.match(name.upper()):
+            return
+        if self.registry.get(name) is None and name.strip().upper() not in self.registry.altnames():
+            self.error(path, f"unknown Kraken pair {name!r}", pair_hint(self.registry, name))
+
     def _expectation(self, item: Mapping[str, Any], path: JsonPath, start: float, tolerance: float,
                      rules: Mapping[str, Any] | None) -> Expectation:
         self._rule_id(item["rule"], path + ("rule",), rules)
@@ -430,6 +457,9 @@ class _TestBuilder:
             self.error(path + ("fires",), "fires: false cannot list intents or fills")
         if fires is False and "count" in item and blocked is None:
             self.error(path + ("count",), "count needs something to count: a fire or a block")
+        for key in ("intents", "fills"):
+            for n, entry in enumerate(item.get(key) or ()):
+                self._expected_pair(entry.get("pair"), path + (key, n, "pair"))
         fills = None
         if "fills" in item:
             fills = tuple(

@@ -34,13 +34,16 @@ def test_allowed_pairs():
     _, decision = run_order(RiskLimits(allowed_pairs=frozenset({"ETHUSD"})))
     assert decision.intents == ()
     assert breach(decision) == {"limit": "allowed_pairs", "value": "XBTUSD", "allowed": ["ETHUSD"], "pair": "XBTUSD"}
-    assert kinds(decision, "blocked")[0].detail["reason"] == "risk limit: allowed_pairs"
+    assert kinds(decision, "blocked")[0].detail["reason"] == "risk limit: allowed_pairs (XBTUSD is not one of ETHUSD)"
 
 
 def test_max_order_notional_per_pair_and_default():
     limits = RiskLimits(max_order_notional={"XBTUSD": D(5), "default": D(1000)})
     _, decision = run_order(limits, order(volume="0.1", price="100"))  # notional 10 > 5
     assert breach(decision) == {"limit": "max_order_notional", "value": D("10.0"), "allowed": D(5), "pair": "XBTUSD"}
+    # the reason a trader reads says by how much
+    reason = kinds(decision, "blocked")[0].detail["reason"]
+    assert reason == "risk limit: max_order_notional (would be 10.0 for XBTUSD, the limit is 5)"
     _, decision = run_order(RiskLimits(max_order_notional={"default": D(9)}), order(volume="0.1", price="100"))
     assert breach(decision)["allowed"] == D(9)
     _, decision = run_order(RiskLimits(max_order_notional={"default": D(11)}), order(volume="0.1", price="100"))
@@ -98,6 +101,7 @@ def test_orders_per_minute_breach_reports_the_count_it_would_reach():
     engine.handle(ActionResult("r#1/0", True, 2.5, {"txid": ["O1"]}))
     _, decision = run_order(None, t=4.0, engine=engine)
     assert breach(decision) == {"limit": "max_orders_per_minute", "value": 2, "allowed": 1, "pair": "XBTUSD"}
+    assert kinds(decision, "blocked")[0].detail["reason"] == "risk limit: max_orders_per_minute (would be 2, the limit is 1)"
 
 
 def test_risk_is_checked_after_the_guard_and_the_action_if():

@@ -12,6 +12,7 @@ SPOT_CASES = [
     ("EOrder:Rate limit exceeded", E.RateLimited),
     ("EGeneral:Temporary lockout", E.Lockout),
     ("EOrder:Insufficient funds", E.InsufficientFunds),
+    ("EOrder:Duplicate order", E.DuplicateOrder),  # a cl_ord_id an open order already carries
     ("EGeneral:Invalid arguments", E.InvalidArguments),
     ("EGeneral:Invalid arguments:ordertype", E.InvalidArguments),
     ("EGeneral:Invalid arguments:Index unavailable", E.InvalidArguments),

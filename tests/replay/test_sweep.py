@@ -170,6 +170,12 @@ def test_without_the_dask_extra_the_sweep_says_how_to_get_it(workspace, capsys, 
       "written in the rule (write a starting value there)"]),
     (SWEEP.replace("values: [0.5, 1]", "values: [0.5, -1]"),
      ["bad.yaml:13:19: volume=-1 makes the rules invalid: {rules}:13:17: "]),
+    # a bad first value is blamed on itself alone, not on every value of the other parameters
+    (SWEEP.replace("values: [0.5, 1]", "values: [-1, 0.5]"),
+     ["bad.yaml:13:14: volume=-1 makes the rules invalid: {rules}:13:17: "]),
+    (SWEEP.replace("field: triggers[0].crosses_below", "field: triggers[0].crosses_belwo"),
+     ['bad.yaml:3:5: rule "buy-dip" ({rules}:3) has no triggers[0].crosses_belwo written in it; a sweep changes a '
+      'value written in the rule (write a starting value there) (did you mean "crosses_below"?)']),
     (SWEEP.replace("field: actions[0].volume", "field: actions.0.volume"),
      ["bad.yaml:12:12: field is a path into the rule such as triggers[0].crosses_above or actions[1].volume"]),
     ("version: 1\nrank_by: profit\nparameters: []\n",
@@ -185,7 +191,8 @@ def test_sweep_file_errors_are_reported_at_line_and_column(workspace, capsys, te
     rules = (workspace / "rules.yaml").as_posix().replace(str(workspace) + "/", "")
     for line, wanted in zip(lines, expected, strict=False):
         assert line.startswith(wanted.replace("{rules}", rules)), (line, wanted)
-    assert len(lines) == len(expected) + 1 and lines[-1].startswith("rules-engine replay: the sweep file is invalid")
+    count = f"{len(expected)} error{'' if len(expected) == 1 else 's'}"
+    assert len(lines) == len(expected) + 1 and lines[-1] == f"rules-engine replay: the sweep file is invalid ({count})"
     assert not (workspace / "out").exists()
 
 

@@ -125,6 +125,47 @@ def at(text: str, needle: str, nth: int = 0) -> str:
            actions: [{type: log, message: x}]
          """, "PF_XBTUSD", 'rule "r": unknown Kraken pair "PF_XBTUSD" (PF_XBTUSD is a Kraken Futures product id: a '
                            "trigger on it needs market: futures, and futures orders are futures_send_order actions)"),
+        # a percent written as a percent: in an expression, % is the remainder operator
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBTUSD, crosses_above: 60000}]
+           when: "ask - bid < 0.1% * price"
+           actions: [{type: log, message: x}]
+         """, "0.1%", "rule \"r\": invalid expression: syntax error: '0.1%' is not a percent: % is the remainder "
+                      "operator; write 0.001 (0.1 / 100)"),
+        ("""
+         - id: r
+           cooldown: 1m
+           triggers: [{type: timer, every: 1m}]
+           actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: market, volume: 5%}]
+         """, "5%", 'rule "r": expected a non-negative number, a quoted decimal such as "0.5", or an expression '
+                    "starting with = (5% is not a number: write the amount, or compute it with an expression, e.g. "
+                    "\"=balance('ZUSD') * 0.05 / price\" for 5% of the USD balance)"),
+        ("""
+         - id: r
+           triggers: [{type: price, symbol: XBTUSD, crosses_above: 5%}]
+           actions: [{type: log, message: x}]
+         """, "5%", 'rule "r": expected a positive number (a level is a price, not a percent of one: write the '
+                    "price; a percent is for rearm: and spread levels)"),
+        # a relative price without its sign passed validation and then failed every fire
+        ("""
+         - id: r
+           cooldown: 1m
+           triggers: [{type: timer, every: 1m}]
+           actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: "1.5%"}]
+         """, '"1.5%"', 'rule "r": expected a positive number, a relative price such as "+50" or "-1.5%", or an '
+                        'expression starting with = (a relative price starts with + or -: "+1.5%" above the last '
+                        'price, "-1.5%" below it)'),
+        # Kraken Futures takes no relative prices: the schema let one through and every fire failed
+        ("""
+         - id: r
+           max_fires: {count: 1, window: 1d}
+           triggers: [{type: timer, every: 1m}]
+           actions:
+             - {type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: lmt, size: 1, limit_price: "-1%"}
+         """, '"-1%"', 'rule "r": expected a positive number, a quoted decimal such as "0.5", or an expression '
+                       'starting with = (Kraken Futures takes no relative prices: compute the price, e.g. '
+                       '"=price * 0.99")'),
     ],
 )
 def test_a_mistake_is_explained_where_it_is(tmp_path, capsys, body, needle, expected):
@@ -133,6 +174,26 @@ def test_a_mistake_is_explained_where_it_is(tmp_path, capsys, body, needle, expe
     assert code == 1
     assert lines[0] == f"{at(text, needle)} {expected}"
     assert lines[-1].startswith("invalid: 1 file")
+
+
+def test_bitcoin_as_btc_in_a_futures_product_id_is_a_warning(tmp_path, capsys):
+    """Kraken Futures writes PF_XBTUSD: PF_BTCUSD passed validate and its rule never had a price."""
+    text = rule("""
+        - id: r
+          max_fires: {count: 1, window: 1d}
+          triggers: [{type: price, symbol: PF_BTCUSD, market: futures, crosses_below: 60000}]
+          actions:
+            - {type: futures_send_order, symbol: pf_btcusd, side: sell, order_type: mkt, size: 1}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 0
+    assert lines[:2] == [
+        f'{at(text, "PF_BTCUSD")} warning: rule "r": Kraken Futures names bitcoin XBT, so there is no product '
+        'PF_BTCUSD (did you mean "PF_XBTUSD"?)',
+        f'{at(text, "pf_btcusd")} warning: rule "r": Kraken Futures names bitcoin XBT, so there is no product '
+        'PF_BTCUSD (did you mean "PF_XBTUSD"?)',
+    ]
+    assert validate(tmp_path, capsys, text, "--strict")[0] == 1
 
 
 ORDERS = """
@@ -160,6 +221,92 @@ def test_a_literal_volume_or_price_kraken_would_refuse_is_an_error(tmp_path, cap
         f'{at(text, chr(34) + "70000.05")} rule "r": price 70000.05 is not a multiple of XBTUSD\'s tick size 0.1; Kraken '
         "refuses it (write 70000.0)",
         "invalid: 1 file, 1 rule: 4 errors, 0 warnings",
+    ]
+
+
+def test_a_tiny_literal_volume_or_price_is_shown_as_written(tmp_path, capsys):
+    """1E-9 and "write 0E-8" were the volume's message and hint: plain notation, and for a
+    volume that rounds down to nothing, the pair's smallest order instead."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.000000001, price: 0.05}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    assert lines[:2] == [
+        f'{at(text, "0.000000001")} rule "r": volume 0.000000001 has more than 8 decimals, the most Kraken takes '
+        "for XBTUSD (Kraken's smallest XBTUSD order is 0.00005)",
+        f'{at(text, "0.05")} rule "r": price 0.05 is not a multiple of XBTUSD\'s tick size 0.1; Kraken refuses it '
+        "(write 0.1)",
+    ]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ('"70k"', "expected a positive number (write 70000: a number takes no k for thousands)"),
+    ('"70 000"', "expected a positive number (write 70000: a number takes no spaces)"),
+    ("1e5", "expected a positive number (write 100000: a number takes no exponent)"),
+    ("\"=price_of('ETHUSD') * 20\"", "expected a positive number (a level is a fixed number, not an expression: "
+                                      "compare a computed level in when: instead)"),
+])
+def test_a_level_written_another_way_gets_a_hint(tmp_path, capsys, written, expected):
+    text = rule(f"""
+        - id: r
+          triggers: [{{type: price, symbol: XBTUSD, crosses_above: {written}}}]
+          actions: [{{type: log, message: x}}]
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    assert lines[0] == f'{at(text, written)} rule "r": {expected}'
+
+
+def test_expire_after_with_an_expiry_of_kraken_is_an_error(tmp_path, capsys):
+    """expire_after was silently ignored beside expiretm (the README's own example expired after
+    an hour, not ten minutes) and beside timeinforce IOC."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               timeinforce: GTD, expiretm: "+3600", expire_after: 10m}
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               timeinforce: IOC, expire_after: 1m}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 1
+    hint = "(give one: expire_after (it becomes GTD with its expiretm) or timeinforce and expiretm)"
+    assert lines[:2] == [
+        f'{at(text, "10m")} rule "r": expire_after cannot be combined with expiretm: the order\'s own expiry would '
+        f"win and expire_after would be ignored {hint}",
+        f'{at(text, "1m}")} rule "r": expire_after cannot be combined with timeinforce: IOC: the order\'s own expiry '
+        f"would win and expire_after would be ignored {hint}",
+    ]
+
+
+def test_what_the_paper_exchange_refuses_is_a_warning(tmp_path, capsys):
+    """Valid for Kraken, but a dry run, a rule test or a replay refuses it: it cannot be rehearsed."""
+    text = rule("""
+        - id: r
+          cooldown: 1h
+          triggers: [{type: price, symbol: XBTUSD, crosses_above: 70000}]
+          actions:
+            - {type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 0.01, price: 70000,
+               leverage: "2:1", close: {ordertype: stop-loss, price: "-2%"}}
+            - {type: place_order, pair: XBTUSD, side: sell, ordertype: stop-loss, volume: 0.01, price: 65000,
+               trigger: index}
+        """)
+    code, lines = validate(tmp_path, capsys, text)
+    assert code == 0
+    refuses = "cannot be rehearsed: the paper exchange of dry runs, rule tests, replays and the simulator refuses it"
+    assert lines[:3] == [
+        f'{at(text, chr(34) + "2:1")} warning: rule "r": leverage {refuses} (it has no margin: EOrder:Cannot open position)',
+        f'{at(text, chr(34) + "-2%")} warning: rule "r": a relative close price ("-2%") {refuses} (EGeneral:Invalid '
+        'arguments:close[price]) (compute it, as in "=round(ask * 0.98, 1)")',
+        f'{at(text, "index")} warning: rule "r": trigger: index {refuses} (it has no index prices: '
+        "EGeneral:Invalid arguments:Index unavailable)",
     ]
 
 

@@ -41,7 +41,7 @@ def test_a_wrong_intent_field_and_an_unknown_field_are_both_reported(ws):
     assert rule == "btc-dip-buy" and expected == "fires at +2m (2026-01-01T00:02:00Z)"
     assert "expected 1 intent, got 2: place_order buy 0.01 XBTUSD market; log info \"dip at 69000\"" in got
     assert "intent 1 side: expected sell, got buy" in got
-    assert any("has no field 'volum'" in line and "volume" in line for line in got)
+    assert any("has no field 'volum' (did you mean \"volume\"?); its fields: " in line for line in got)
 
 
 def test_time_must_match_exactly_unless_a_tolerance_is_given(ws):
