@@ -568,11 +568,11 @@ class EngineService:
         self._on_loop(halt)
 
     def _on_lease_event(self, event: dict[str, Any]) -> None:
-        """A lease event from a cell's thread, audited on the loop; a release at once, on the
-        releasing thread: the next holder may take the key moments later, and this chain's
-        writes are fenced from then on."""
-        if event.get("event") == "released":
-            self._audit("lease", data=event)
+        """A lease event from a cell's thread, audited on the loop; a release at once, committed,
+        on the releasing thread before the release: the next holder may take the key moments after
+        it, and this chain's writes are fenced from then on."""
+        if event.get("event") == "released":  # committed before the release itself (`ReleaseWatch.check`)
+            self._audit("lease", data=event, sync=True)
         else:
             self._on_loop(lambda: self._audit("lease", data=event))
 

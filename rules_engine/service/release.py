@@ -139,6 +139,7 @@ class ReleaseWatch:
         self.reach = ExchangeReach(monotonic)
         self.probe: Callable[[], Any] | None = None  # Kraken's public Time call (set at takeover)
         self.released: str | None = None
+        self._told = False  # the release's audit record was written (`check`)
         self._monotonic = monotonic
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -169,6 +170,11 @@ class ReleaseWatch:
         reason = (f"Kraken out of reach for {out:.1f} s (release_after {self.release_after:g} s; "
                   f"{self.reach.failures} call(s) failed, the last: {self.reach.last_error or 'none yet'}; "
                   f"the others wait for an answer); the key's lease is released for another engine")
+        if not self._told:  # audited before the release, while this epoch's writes still pass: once the
+            self._told = True  # lease is released a standby may take the key at once, fencing this chain
+            tell({"event": "released", "epoch": epoch, "out_of_reach_s": round(out, 3),
+                  "release_after_s": self.release_after, "hold_off_s": self.release_after,
+                  "last_error": self.reach.last_error})
         try:
             released = release_lease(self.settings, self.holder, epoch, hold_off=self.release_after, reason=reason)
         except StateStoreError as exc:
@@ -176,9 +182,6 @@ class ReleaseWatch:
             return False
         if released:
             self.released = reason
-            tell({"event": "released", "epoch": epoch, "out_of_reach_s": round(out, 3),
-                  "release_after_s": self.release_after, "hold_off_s": self.release_after,
-                  "last_error": self.reach.last_error})
         halt(reason if released else "fenced: the key's lease is now held by another epoch; this engine stops acting")
         return True
 

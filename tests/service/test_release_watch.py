@@ -81,6 +81,8 @@ def test_the_watch_releases_once_out_of_reach_for_release_after_then_halts(monke
 
 
 def test_a_watch_whose_key_was_taken_meanwhile_only_halts(monkeypatch) -> None:
+    """The release's record is offered first (a key taken meanwhile fences this chain, so the
+    store refuses it: tests/cluster), then the watch halts as fenced."""
     clock = Clock()
     halted, told = [], []
     monkeypatch.setattr(release, "release_lease", lambda *a, **kw: False)
@@ -88,4 +90,29 @@ def test_a_watch_whose_key_was_taken_meanwhile_only_halts(monkeypatch) -> None:
     watch.reach.failed(watch.reach.started(), "x")
     clock.now += 5
     assert watch.check(1, halted.append, told.append)
-    assert told == [] and halted and halted[0].startswith("fenced")
+    assert [t["event"] for t in told] == ["released"] and halted and halted[0].startswith("fenced")
+
+
+def test_the_release_is_audited_before_it_commits_and_once_over_retries(monkeypatch) -> None:
+    """Once the lease is released a standby may take the key at once, which fences this chain's
+    writes: the record must be written before the release, not after it (a queued record lost
+    that race under load), and a release retried after a store error is not audited twice."""
+    clock, steps = Clock(), []
+    outcomes = [release.StateStoreError("store out of reach"), True]
+
+    def release_lease(*args, **kw):
+        steps.append("release")
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(release, "release_lease", release_lease)
+    watch = ReleaseWatch(StoreSettings("postgresql://e@h/db", "main", "pw"), "host:1", 4.0, monotonic=clock)
+    watch.reach.failed(watch.reach.started(), "x")
+    clock.now += 5
+    told = lambda event: steps.append(f"told {event['event']}")  # noqa: E731
+    halted: list[str] = []
+    assert not watch.check(1, halted.append, told)  # the store refused the release: tried again
+    assert watch.check(1, halted.append, told)
+    assert steps == ["told released", "release", "release"] and watch.released and len(halted) == 1
