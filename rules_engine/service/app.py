@@ -299,6 +299,9 @@ class EngineService:
         ruleset = result.ruleset
         for warning in result.warnings:
             log.warning("rules: %s", warning)
+        if not ruleset.rules:  # a rules folder left empty by a deployment: `validate` refuses it
+            log.warning("no rules under %s: the engine runs with none until rule files are added there "
+                        "(it reloads on its own)", ", ".join(str(p) for p in self.rule_paths))
         self.config = config = with_risk_pairs(config, default_registry())
         needs = checked_needs(ruleset)
         self.signal_sources.clear()

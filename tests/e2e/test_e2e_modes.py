@@ -300,3 +300,13 @@ async def test_a_missing_admin_token_is_a_warning_where_the_account_is_real(
     assert record.levelname == level
     assert "environment variable ADMIN_TOKEN is not set" in record.getMessage()
     assert "SIGUSR1 and the KILL file still work" in record.getMessage()
+
+
+async def test_an_empty_rules_folder_is_a_warning(e2e: E2E, caplog: pytest.LogCaptureFixture) -> None:
+    """A rules folder a deployment left empty started an engine with no rules, said at info only
+    ('engine started: ... rules=0'), where `validate` refuses it (exit 2)."""
+    with caplog.at_level("WARNING", logger="rules_engine.service"):
+        async with e2e.running():
+            pass
+    assert any(r.getMessage() == f"no rules under {e2e.rules_dir}: the engine runs with none until rule files "
+               "are added there (it reloads on its own)" for r in caplog.records)

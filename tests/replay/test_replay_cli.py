@@ -157,3 +157,17 @@ def test_rule_errors_are_printed_with_reason_and_place_in_text_markdown_and_json
     assert report["errors"] and {(e["rule"], e["where"], e["by"]) for e in report["errors"]} == {
         ("broken", where, "error")}
     assert {s["rule"]: s["errors"] for s in report["rules_summary"]}["broken"] == len(report["errors"])
+
+
+def test_the_configs_risk_limits_name_pairs_as_the_engine_reads_them(workspace, capsys):
+    """`allowed_pairs: [BTC/USD]` is XBTUSD, as for `run` (it blocked every order of the replay),
+    and a pair Kraken does not list is an error, not a limit that limits nothing."""
+    config = workspace / "engine.yaml"
+    config.write_text("version: 1\nrisk: {allowed_pairs: [BTC/USD], max_order_notional: {XBT/USD: 100}}\n")
+    code, out, _ = replay(workspace, capsys, "--config", str(config), "--no-chart")
+    assert code == 0, out
+    fires = [line for line in out.splitlines() if "buy-dip" in line and "stopped by risk" in line]
+    assert fires and all("risk limit: max_order_notional]" in line for line in fires)  # not allowed_pairs
+    config.write_text("version: 1\nrisk: {allowed_pairs: [XBTUSDD]}\n")
+    code, _, err = replay(workspace, capsys, "--config", str(config), "--no-chart")
+    assert code == 1 and "risk/allowed_pairs: unknown Kraken pair 'XBTUSDD' (did you mean 'XBTUSD'?)" in err
