@@ -52,6 +52,8 @@ def test_the_compose_file_runs_postgresql_two_workers_and_an_intake_with_real_co
     assert len(WORKERS) == 2 and services["intake"]["deploy"]["replicas"] == 2
     commands = {name: parses(s["command"]) for name, s in services.items() if "command" in s}
     assert commands == {"intake": "intake", **{name: "worker" for name in WORKERS}}
+    for name in WORKERS:  # Docker's default 10 s would SIGKILL a worker whose cells still drain (20 s)
+        assert services[name]["stop_grace_period"] == "30s", name
     for name, service in services.items():
         if "build" in service:
             assert (CLUSTER / service["build"] / "Dockerfile").is_file(), name

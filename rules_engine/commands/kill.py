@@ -93,7 +93,7 @@ def _via_file(args: argparse.Namespace, state_dir: Path) -> int:
     if not state_dir.is_dir():
         return _fail(f"state dir {state_dir} does not exist: "
                      f"pass the engine's with --state-dir, --config or ${STATE_DIR_ENV}")
-    switch = KillSwitchFile(path)
+    switch = KillSwitchFile(path, in_engine=False)  # its errors are this command's to say
     if args.clear:
         try:
             state = switch.clear(source=_who())

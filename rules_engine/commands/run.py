@@ -68,7 +68,9 @@ async def _serve(service: EngineService) -> int:
     except StartupError as exc:
         return _refuse(str(exc))
     if service.http_bound:
-        log.info("listening on http://%s:%d (healthz, metrics, signals, kill)", service.host, port)
+        kill = "kill" if service.kill_token is not None else "kill disabled: no admin token"
+        log.info("listening on http://%s:%d (status page, healthz, readyz, metrics, signals, %s)",
+                 service.host, port, kill)
     else:  # a standby that took its key while its port is still held (by the key's other engine here)
         log.info("leading; http://%s:%d is still in use, served once it is free", service.host, port)
     await service.wait_stopped()

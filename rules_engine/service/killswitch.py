@@ -160,9 +160,12 @@ class KillSwitchFile:
         state_file: str | Path,
         on_change: Callable[[KillFileState], None] | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        in_engine: bool = True,
     ) -> None:
         self.path = Path(state_file)
         self.on_change = on_change
+        self.in_engine = in_engine  # False: a command that only writes the file reports `persist_error` itself
         self._clock = clock
         self._state = read_kill_file(self.path) or KillFileState(False)
         self.persist_error: str | None = None
@@ -229,7 +232,8 @@ class KillSwitchFile:
             self.persist_error = None
         except OSError as exc:
             self.persist_error = f"cannot write kill file {self.path}: {exc.strerror or exc}"
-            log.error("kill switch engaged in this process only: %s", self.persist_error)
+            if self.in_engine:
+                log.error("kill switch engaged in this process only: %s", self.persist_error)
 
     def _notify(self, state: KillFileState) -> None:
         if self.on_change is None:

@@ -3,6 +3,7 @@ simulator's exchange, risk limits and the kill switch end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import json
@@ -310,3 +311,24 @@ async def test_an_empty_rules_folder_is_a_warning(e2e: E2E, caplog: pytest.LogCa
             pass
     assert any(r.getMessage() == f"no rules under {e2e.rules_dir}: the engine runs with none until rule files "
                "are added there (it reloads on its own)" for r in caplog.records)
+
+
+@pytest.mark.parametrize("token, said", [(True, "signals, kill)"), (False, "signals, kill disabled: no admin token)")])
+async def test_the_listening_line_says_whether_kill_is_served(e2e: E2E, token: bool, said: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """`rules-engine run`'s listening line named /kill even where no admin token is configured
+    and /kill answers 503 `disabled`."""
+    from rules_engine.commands.run import _serve
+
+    e2e.write_rules(ORDERS)
+    if not token:
+        del e2e.environ["ADMIN_TOKEN"]
+    service = e2e.service()
+    with caplog.at_level("INFO", logger="rules_engine.run"):
+        serving = asyncio.create_task(_serve(service))
+        await wait_for(lambda: any(r.getMessage().startswith("listening on") for r in caplog.records),
+                       timeout=30)
+        await service.stop()
+        assert await asyncio.wait_for(serving, 30) == 0
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("listening on")]
+    assert line.endswith(f"(status page, healthz, readyz, metrics, {said}")
