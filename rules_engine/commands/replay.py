@@ -30,9 +30,8 @@ from rules_engine.paper.assets import Assets
 from rules_engine.replay.data import FORMATS, DataError, open_data
 from rules_engine.replay.replay import ReplayResult, run_replay
 from rules_engine.replay.report import write_json, write_markdown, write_text
+from rules_engine.risk_pairs import with_risk_pairs
 from rules_engine.rules import find_rule_files, load_rules
-from rules_engine.service.risk_pairs import with_risk_pairs
-from rules_engine.service.startup import StartupError
 
 _T = TypeVar("_T")
 
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if config is not None:  # the risk limits' pair names as the engine reads them (BTC/USD: XBTUSD)
         try:
             config = with_risk_pairs(config, default_registry())
-        except StartupError as exc:
+        except ConfigError as exc:
             return _fail(str(exc), 1)
     limits = RiskLimits(**dataclasses.asdict(config.risk)) if config else None
     if not wallet:

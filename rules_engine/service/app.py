@@ -40,7 +40,7 @@ from typing import Any
 from rules_engine import __version__
 from rules_engine.audit import AuditError
 from rules_engine.audit.sink import DurableAuditSink
-from rules_engine.config import NO_CONFIG, EngineConfig
+from rules_engine.config import NO_CONFIG, ConfigError, EngineConfig
 from rules_engine.core import Engine, EngineState
 from rules_engine.core.events import Event, FeedReset, KillSwitch, Signal, Tick
 from rules_engine.core.intents import Intent
@@ -63,6 +63,7 @@ from rules_engine.kraken.private_feed import PrivateFeed
 from rules_engine.kraken.ws_feed import FeedStatus
 from rules_engine.needs import RuleNeeds, reads_balances
 from rules_engine.pairs import default_registry
+from rules_engine.risk_pairs import with_risk_pairs
 from rules_engine.rules import LoadResult, load_rules
 from rules_engine.service.affinity import AffinityError, pin_process
 from rules_engine.service.audit_tap import AuditTap
@@ -95,7 +96,6 @@ from rules_engine.service.off_path import (
 )
 from rules_engine.service.private_account import private_feed_for
 from rules_engine.service.reject_audit import RejectionSampler
-from rules_engine.service.risk_pairs import with_risk_pairs
 from rules_engine.service.rule_watch import RuleWatcher, rule_files_signature
 from rules_engine.service.shared_feed import CellFeeds, SharedFeeds
 from rules_engine.service.signal_inbox import InboxSignal, SignalInbox
@@ -302,7 +302,10 @@ class EngineService:
         if not ruleset.rules:  # a rules folder left empty by a deployment: `validate` refuses it
             log.warning("no rules under %s: the engine runs with none until rule files are added there "
                         "(it reloads on its own)", ", ".join(str(p) for p in self.rule_paths))
-        self.config = config = with_risk_pairs(config, default_registry())
+        try:
+            self.config = config = with_risk_pairs(config, default_registry())
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
         needs = checked_needs(ruleset)
         self.signal_sources.clear()
         self.signal_sources.update(signal_sources(config, needs, self.environ))

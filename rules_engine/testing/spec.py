@@ -27,6 +27,7 @@ from rules_engine.pairs import PairRegistry, default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.paper.orders import OrderRequest
 from rules_engine.replay.describe import offset
+from rules_engine.risk_pairs import risk_pairs
 from rules_engine.rules import Diagnostic, load_rules
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.file_guard import read_rule_file
@@ -341,7 +342,11 @@ class _TestBuilder:
         except ConfigError as exc:
             self.error(path, str(exc))
             return None
-        return RiskLimits(**dataclasses.asdict(risk))
+        risk, problems = risk_pairs(risk, self.registry)  # as `run` reads them (BTC/USD: XBTUSD)
+        for problem in problems:
+            where, _, message = problem.partition(": ")
+            self.error(path + (where,), message)
+        return None if problems else RiskLimits(**dataclasses.asdict(risk))
 
     def _symbol(self, name: str, market: str | None, path: JsonPath) -> tuple[str, str]:
         if market == "futures" or (market is None and _FUTURES_ID.match(name.upper())):

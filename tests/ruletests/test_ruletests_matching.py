@@ -142,3 +142,18 @@ tests:
     result = run_file(path)
     assert [(c.case.name, c.passed) for c in result.cases] == [("rich", True), ("poor", True)]
     assert [c.case.line for c in result.cases] == [5, 10]
+
+
+def test_limits_name_pairs_as_the_engine_reads_them(ws):
+    """A test's `limits:` read pair names as `run` and `replay` read the engine config's: BTC/USD
+    is XBTUSD. Before, `allowed_pairs: [BTC/USD]` blocked the rule's XBTUSD order in the test
+    (where `run` lets it through) and `max_order_notional: {BTC/USD: 500}` limited nothing."""
+    allowed = run(ws, "  - {at: 2m, rule: btc-dip-buy}\n", extra="limits: {allowed_pairs: [BTC/USD]}\n")
+    assert allowed.passed, problems(allowed)
+    limited = run(ws, "  - {at: 2m, rule: btc-dip-buy, fires: true, blocked: {by: risk, limit: max_order_notional}}\n",
+                  extra="limits: {max_order_notional: {BTC/USD: 500}}\n")
+    assert limited.passed, problems(limited)
+    path = ws.write("typo.test.yaml", "rules: [dip.yaml]\nwallet: {ZUSD: 10000}\n"
+                    "limits: {allowed_pairs: [XBTUSDD]}\ninputs:\n" + PRICES + "expect:\n  - {rule: btc-dip-buy}\n")
+    errors = [str(e) for e in run_file(path).errors]
+    assert errors == [f"{path}:3:25: unknown Kraken pair 'XBTUSDD' (did you mean 'XBTUSD'?)"]
