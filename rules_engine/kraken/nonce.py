@@ -225,6 +225,14 @@ class NonceSource:
             state.last = nonce
             return nonce
 
+    def running_low(self) -> bool:
+        """Whether `keep_ahead` would renew a reservation now. Read without the locks (cheap
+        enough for an event loop; `last` and `reserved` only go up): a value read as it moves
+        at most delays a renewal to the next call, and `next` still renews on its own."""
+        floor = self._clock_ns() // self.unit_ns
+        half = self.lease // 2
+        return any(state.reserved - max(state.last, floor) < half for state in list(self._keys.values()))
+
     def keep_ahead(self) -> int:
         """Renew the reservation of every key with less than half a lease left ahead of the
         clock (and of its last nonce), so that `next` does not write the store on an order's

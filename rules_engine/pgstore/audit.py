@@ -375,6 +375,12 @@ class PgAuditLog:
                 found.append(data)
         return found
 
+    def needs_sync(self) -> bool:
+        """Whether `sync` has anything to do: records queued, or a failure to probe. Read
+        without the lock (cheap enough for the housekeeping on an event loop): a record queued
+        meanwhile is committed by the flusher within `LINGER` anyway."""
+        return bool(self._queue) or self._db.failure is not None
+
     def sync(self) -> None:
         """Commit the queued records; while failed, try to reach the store again (AuditError if
         it still cannot be written or the queue was refused)."""

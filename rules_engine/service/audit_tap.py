@@ -161,6 +161,12 @@ class AuditTap:
             taken = True
         return taken
 
+    def needs_sync(self) -> bool:
+        """Whether `sync` has anything to do (the sink's `needs_sync`; a sink without one, the
+        JSONL log, always has: its sync is the housekeeping's fsync)."""
+        needs = getattr(self.inner, "needs_sync", None)
+        return True if needs is None else bool(needs())
+
     def sync(self) -> None:
         try:
             self.inner.sync()

@@ -45,6 +45,11 @@ def nonce_sources(executor: Any) -> list[NonceSource]:
     return sources
 
 
+def nonces_running_low(executor: Any) -> bool:
+    """Whether `keep_nonces_ahead` would renew a reservation now (no I/O, no lock)."""
+    return any(source.running_low() for source in nonce_sources(executor))
+
+
 def keep_nonces_ahead(executor: Any) -> int:
     """Renew every reservation running low (see the module docstring); how many were renewed."""
     return sum(source.keep_ahead() for source in nonce_sources(executor))
@@ -61,6 +66,11 @@ def keeps_audit_checkpoint(store: Any) -> bool:
     store's commits may precede the disk, so `restore_sent_decisions` reads the audit log from
     it after a power cut; PostgreSQL's commits are synchronous and nothing is restored (a
     transaction per key and second saved)."""
+    return isinstance(store, StateStore)
+
+
+def checkpoints_state(store: Any) -> bool:
+    """Whether the store has a write-ahead log for `checkpoint_state` to checkpoint (SQLite)."""
     return isinstance(store, StateStore)
 
 

@@ -61,6 +61,10 @@ class StorageHealth:
     def _failure(self, part: str) -> tuple[str, float] | None:
         return self.audit.failure if part == "audit" else self.store.failure
 
+    def needs_check(self) -> bool:
+        """Whether `check` has anything to recover (else it only refreshes, which needs no thread)."""
+        return self.audit.failure is not None or self.store.failure is not None
+
     def check(self) -> None:
         """Try to recover each failed part (disk I/O: call it off the event loop), then `refresh`."""
         if self.audit.failure is not None:

@@ -54,6 +54,17 @@ def test_queued_records_are_committed_in_order_by_the_next_sync_append(settings,
     assert verify(tmp_path / "closed.jsonl").ok
 
 
+def test_needs_sync_says_whether_records_wait_in_the_queue(settings, tmp_path, held_queue):
+    """What the housekeeping looks at before it takes a thread to `sync` the chain."""
+    epoch = acquire_lease(settings, "w").epoch
+    with PgAuditLog(settings, epoch=epoch, mode="live") as log:
+        assert not log.needs_sync()
+        log.append("trigger", rule_id="r1", data={"n": 1})
+        assert log.needs_sync()
+        log.sync()
+        assert not log.needs_sync() and committed(settings, tmp_path / "x.jsonl") == [(1, "trigger")]
+
+
 def test_the_flusher_commits_a_queue_left_alone(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(pg_audit, "LINGER", 0.01)
     epoch = acquire_lease(settings, "w").epoch

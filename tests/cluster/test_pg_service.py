@@ -5,6 +5,7 @@ running engine sends no order without a committed decision, and the engine resum
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -15,6 +16,7 @@ from rules_engine.audit import verify
 from rules_engine.cli import main
 from rules_engine.config import parse_config
 from rules_engine.pgstore import PgStateStore, StoreSettings, export_jsonl
+from rules_engine.pgstore import audit as pg_audit
 from rules_engine.service.status_offline import offline_status
 
 pytestmark = pytest.mark.cluster
@@ -83,6 +85,39 @@ async def test_a_rule_fires_once_and_a_restart_restores_state_on_postgresql(e2e,
 
     shown = render_text(stopped)  # names the store it read, not the state dir (which holds only KILL)
     assert f"from the store {pg_dsn} (key main), last audit record" in shown and "from state dir" not in shown
+
+
+async def test_the_housekeeping_of_an_idle_engine_on_postgresql_goes_to_a_thread_only_with_work(
+        e2e, pg_server, pg_dsn, monkeypatch) -> None:
+    """Every `snapshot_interval` the housekeeping syncs the audit chain, checks the storage,
+    checkpoints a SQLite store and renews nonce reservations running low; it first looks (no
+    I/O) and goes to a thread only when there is something to do: a worker's 300 idle cells
+    made some 1,200 thread hops a second doing nothing. A record left queued is still committed
+    by it."""
+    monkeypatch.setattr(pg_audit, "LINGER", 60.0)  # a queued record waits for the housekeeping, not the flusher
+    e2e.write_rules(UP.replace("COOLDOWN", "200ms"))
+    async with e2e.running(**on_store(e2e, pg_server, pg_dsn)) as (service, seen, url):
+        await service.settle()
+        hops: list[str] = []
+        to_thread = asyncio.to_thread
+
+        async def counted(func, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            hops.append(getattr(func, "__qualname__", repr(func)))
+            return await to_thread(func, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+        await asyncio.sleep(1.0)  # five rounds of the housekeeping (snapshot_interval 0.2 s)
+        assert not {"AuditTap.sync", "StorageHealth.check", "checkpoint_state", "keep_nonces_ahead"} & set(hops)
+        assert service.health()["storage"]["state"]["writable"]  # refreshed without a thread
+        record = service.audit.append("trigger", rule_id="up", data={"n": 1})  # queued (LINGER: a minute)
+        assert service.audit_tap.needs_sync()
+        await wait_for(lambda: not service.audit.needs_sync(), timeout=5)  # committed (with a state write, or by
+        with pg_server.connect(pg_dsn.rsplit("/", 1)[1]) as conn:  # the housekeeping's sync)
+            assert conn.execute("SELECT kind FROM audit WHERE key_id = 'main' AND seq = %s",
+                                (record["seq"],)).fetchone() == ("trigger",)
+        service.store._db._note("an outage")  # the store failed: the housekeeping's check probes it, on a thread
+        assert service.storage.needs_check()
+        await wait_for(lambda: "StorageHealth.check" in hops and service.store.failure is None, timeout=5)
 
 
 async def test_a_second_engine_on_the_key_fences_the_first(e2e, pg_server, pg_dsn) -> None:

@@ -104,6 +104,25 @@ def test_keep_ahead_renews_a_reservation_running_low_so_next_does_not_write():
 def test_keep_ahead_without_any_key_used_writes_nothing():
     store = CountingStore()
     assert NonceSource(store, lease=100).keep_ahead() == 0 and store.saves == 0
+    assert not NonceSource(store, lease=100).running_low()
+
+
+def test_running_low_tells_without_writing_whether_keep_ahead_would_renew():
+    """The housekeeping asks first, on the event loop, and goes to a thread only for a renewal."""
+    store = CountingStore()
+    now = [1000]
+    source = NonceSource(store, clock_ns=lambda: now[0], lease=100)
+    source.next("k")  # reserved up to 1100
+    now[0] = 1040
+    assert not source.running_low() and store.saves == 1
+    now[0] = 1060
+    assert source.running_low() and store.saves == 1
+    assert source.keep_ahead() == 1 and not source.running_low()
+    source.next("k")
+    now[0] = 1000  # the clock stepped back: the last nonce issued still counts
+    for _ in range(60):
+        source.next("k")
+    assert source.running_low() == (source.keep_ahead() == 1)
 
 
 def test_a_turn_passes_on_grace_seconds_after_its_request_was_handed_over():
