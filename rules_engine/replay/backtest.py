@@ -170,6 +170,7 @@ class Ledger(OrderListener):
         self._pending: deque[dict[str, Any]] = deque()
         self._waiting: dict[str, tuple[dict[str, Any], int]] = {}  # decision_id -> (row, open orders)
         self._segments: dict[str, dict[str, Any]] = {}  # txid -> resting order being drawn
+        self._filled_at: dict[str, tuple[Decimal, Decimal]] = {}  # txid -> (volume, value) filled until its end
         self._positions: dict[str, dict[str, list[float]]] = {}  # rule -> pair -> [signed size, signed cost]
 
     # ------------------------------------------------------------------ inputs
@@ -293,6 +294,8 @@ class Ledger(OrderListener):
         _inc(book.fees, quote, fee)
         _inc(self.fees, quote, fee)
         self.last[fill.pair] = fill.price
+        volume, value = self._filled_at.get(fill.txid, (Decimal(0), Decimal(0)))
+        self._filled_at[fill.txid] = (volume + fill.volume, value + fill.volume * fill.price)
         touched = self._match(fill, info, rule_id, fee)
         if fill.balances_after is not None:
             self._set_wallet(fill.balances_after)
@@ -311,11 +314,15 @@ class Ledger(OrderListener):
             self.counts[key] += 1
             setattr(self._book(rule_id), key, getattr(self._book(rule_id), key) + 1)
         segment = self._segments.pop(end.txid, None)
+        volume, value = self._filled_at.pop(end.txid, (Decimal(0), Decimal(0)))
         if segment is not None or (end.ordertype != "market" and end.price is not None):
             self.orders.write({**(segment or {"txid": end.txid, "rule": rule_id, "pair": end.pair, "side": end.side,
                                               "ordertype": end.ordertype, "price": end.price,
                                               "placed": end.placed}),
-                               "end": end.time, "status": end.status, "filled": end.filled})
+                               "end": end.time, "status": end.status, "filled": end.filled,
+                               # where it filled (volume-weighted): a limit order that could fill at once
+                               # fills at the book's better price, not its own
+                               **({"fill_price": value / volume} if volume else {})})
         if end.decision_id in self._waiting:
             row, remaining = self._waiting.pop(end.decision_id)
             if end.status != "filled":

@@ -6,7 +6,7 @@ One price panel per symbol (at most `MAX_PANELS`), and the equity panel under th
 - a dotted horizontal line at each price trigger's level;
 - a triangle where a rule fired (a cross where its run was stopped: error, balance, risk...);
 - each resting order as a horizontal segment at its price from placement to its end, with a
-  circle where it filled, an `x` where it expired and a square where it was cancelled
+  circle where it filled (at its fill price), an `x` where it expired and a square where it was cancelled
   (an order still open at the end runs to the right edge);
 - the equity (the wallet valued at the last prices) with its starting level.
 
@@ -125,8 +125,8 @@ def _draw_segments(ax: Any, segments: list[dict[str, Any]], colour: dict[str, An
         lines.append([(start, price), (end, price)])
         side_tint = _BUY if s["side"] == "buy" else _SELL
         tints.append(colour.get(s.get("rule") or "", side_tint) if by_rule else side_tint)
-        if s["status"] in _END_MARKERS:
-            ends.setdefault(s["status"], []).append((end, price, tints[-1]))
+        if s["status"] in _END_MARKERS:  # a fill is marked where it filled
+            ends.setdefault(s["status"], []).append((end, float(s.get("fill_price") or price), tints[-1]))
     collection = LineCollection(lines, colors=tints, linewidths=2.2, alpha=0.75, zorder=3, gid="resting-orders")
     ax.add_collection(collection)
     handles.setdefault("resting order (buy)" if not by_rule else "resting order",

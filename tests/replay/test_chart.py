@@ -118,3 +118,18 @@ def test_without_matplotlib_replay_writes_the_reports_and_says_how_to_get_the_ch
     assert "pip install 'rules-engine[chart]'" in captured.err
     assert "chart.png" not in (tmp_path / "out" / "report.md").read_text()
 
+
+
+def test_a_fill_is_marked_where_it_filled_not_at_the_limit(tmp_path):
+    """A limit buy above the market fills at once at the book's better price: its ● was drawn at
+    its limit price, 50 above where it filled. The orders rows carry the fill price."""
+    rules = """\
+  - id: eager-bid
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 97}]
+    actions: [{type: place_order, pair: XBTUSD, side: buy, ordertype: limit, volume: 1, price: "=price + 50"}]
+"""
+    result = replay(tmp_path, rules)
+    rows = [r for r in result.ledger.orders.rows() if r["status"] == "filled"]
+    assert rows and all(Decimal(str(r["fill_price"])) < Decimal(str(r["price"])) - 40 for r in rows), rows
+    (filled,) = by_gid(build_chart(result).axes[0], "order-filled")
+    assert sorted(y for _, y in filled.get_offsets()) == sorted(float(r["fill_price"]) for r in rows)
