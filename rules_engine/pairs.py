@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from rules_engine.resources import data_path
+
+FUTURES_PRODUCT_ID = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
+"""The shape of a Kraken Futures product id (`PF_XBTUSD`), upper case: a name that is no spot pair
+but may be a futures symbol."""
 
 SNAPSHOT_FILE = "asset_pairs.json"
 # The fields of each pair the registry reads, one row per pair, with the SHA-256 of the

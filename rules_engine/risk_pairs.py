@@ -9,13 +9,10 @@ engine's."""
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from rules_engine.config import ConfigError, EngineConfig
 from rules_engine.core.risk import RiskLimits
-from rules_engine.pairs import PairRegistry
-
-_FUTURES_SYMBOL = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")  # as rules.symbols: a product id such as PF_XBTUSD
+from rules_engine.pairs import FUTURES_PRODUCT_ID, PairRegistry
 
 
 def risk_pairs(risk: RiskLimits, registry: PairRegistry) -> tuple[RiskLimits, list[str]]:
@@ -27,7 +24,7 @@ def risk_pairs(risk: RiskLimits, registry: PairRegistry) -> tuple[RiskLimits, li
         pair = registry.get(raw)
         if pair is not None:
             return pair.altname
-        if _FUTURES_SYMBOL.fullmatch(raw.upper()):
+        if FUTURES_PRODUCT_ID.fullmatch(raw.upper()):
             return raw.upper()
         near = registry.suggest(raw)
         problems.append(f"{where}: unknown Kraken pair {raw!r}" + (f" (did you mean {near!r}?)" if near else ""))

@@ -9,14 +9,11 @@
 
 from __future__ import annotations
 
-import re
-
+from rules_engine.pairs import FUTURES_PRODUCT_ID
 from rules_engine.rules.context import BuildContext
 from rules_engine.rules.diagnostics import did_you_mean
 from rules_engine.rules.literal_names import asset_names, pair_hint
 from rules_engine.rules.yaml_source import JsonPath
-
-_FUTURES_SYMBOL = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
 
 
 def spot_pair(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
@@ -27,7 +24,7 @@ def spot_pair(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
     pair = ctx.registry.get(name)
     if pair is None:
         hint = pair_hint(ctx.registry, name)
-        if _FUTURES_SYMBOL.fullmatch(name.upper()):
+        if FUTURES_PRODUCT_ID.fullmatch(name.upper()):
             hint = (f"{name} is a Kraken Futures product id: a trigger on it needs market: futures, and futures "
                     "orders are futures_send_order actions")
         ctx.report(path, f'unknown Kraken pair "{name}"', hint=hint, code="unknown-pair")
@@ -48,7 +45,7 @@ def futures_symbol(ctx: BuildContext, path: JsonPath, raw: str) -> str | None:
     if name is None:
         return None
     symbol = name.upper()
-    if not _FUTURES_SYMBOL.fullmatch(symbol):
+    if not FUTURES_PRODUCT_ID.fullmatch(symbol):
         hint = None
         if ctx.registry.get(name) is not None:
             hint = f"{name} is a spot pair: for its price, leave out market: futures (and defaults.market)"
