@@ -29,7 +29,7 @@ from aiohttp import web
 
 from rules_engine.sim.futures import Product
 from rules_engine.sim.market import rfc3339, v1_ticker, v2_ticker
-from rules_engine.sim.ws_connections import drop, serve
+from rules_engine.sim.ws_connections import accept, drop, gone, serve
 
 if TYPE_CHECKING:
     from rules_engine.sim.server import Simulator
@@ -202,9 +202,10 @@ class FeedHub:
 
     # ------------------------------------------------------------------ connections
 
-    async def handle(self, request: web.Request, kind: str) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
+    async def handle(self, request: web.Request, kind: str) -> web.StreamResponse:
+        ws = await accept(request)
+        if ws is None:
+            return gone()
         conn = Connection(kind, ws, request)
         self.connections.add(conn)
         status = self.sim.spot_api.status

@@ -42,7 +42,7 @@ from rules_engine.pairs import asset_code, modern_asset
 from rules_engine.paper.errors import ExchangeError
 from rules_engine.paper.orders import Order
 from rules_engine.sim.market import rfc3339
-from rules_engine.sim.ws_connections import drop, serve
+from rules_engine.sim.ws_connections import accept, drop, gone, serve
 
 if TYPE_CHECKING:
     from rules_engine.sim.server import Simulator
@@ -108,9 +108,10 @@ class PrivateFeed:
 
     # ------------------------------------------------------------------ connections
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = await accept(request)
+        if ws is None:
+            return gone()
         conn = PrivateConnection(ws, request)
         self.connections.add(conn)
         conn.send({"channel": "status", "type": "update", "data": [{

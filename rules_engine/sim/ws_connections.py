@@ -15,6 +15,23 @@ class Socketed(Protocol):
     request: web.Request
 
 
+async def accept(request: web.Request) -> web.WebSocketResponse | None:
+    """The WebSocket handshake answered; None when the client left during it (a client killed
+    as it connects): nothing to serve then, and nothing to report."""
+    ws = web.WebSocketResponse(autoping=True)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the transport is closing
+        return None
+    return ws
+
+
+def gone() -> web.Response:
+    """What a handler returns when `accept` gave None: aiohttp cannot send it either and lets
+    the connection go without logging an error."""
+    return web.Response(status=400, text="the client left during the WebSocket handshake")
+
+
 async def serve(conn: Socketed, connections: MutableSet[Any], on_text: Callable[[str], None],
                 tasks: Iterable[Coroutine[Any, Any, None]]) -> web.WebSocketResponse:
     """Hand each text frame of `conn` to `on_text` until the client leaves, with `tasks` (its

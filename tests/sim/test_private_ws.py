@@ -95,3 +95,26 @@ def test_cancel_order_answers_carry_the_kraken_order_id_one_per_cancelled_order(
         answers = [receive_until(ws, lambda m: m.get("method") == "cancel_order") for _ in range(2)]
         assert sorted(a["result"]["order_id"] for a in answers) == sorted(placed[1:])
         assert all(a["success"] for a in answers)
+
+
+def test_a_client_gone_during_the_handshake_is_let_go_without_an_error(endpoints, monkeypatch, caplog):
+    """A client killed as it connects (a worker SIGKILLed at a takeover): the handshake's
+    answer cannot be written; the simulator lets the connection go without an error record
+    (aiohttp logged "Error handling request" with a traceback for each) and serves the next."""
+    import pytest
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+    from websockets.exceptions import InvalidStatus
+
+    async def reset(self, request):
+        raise ClientConnectionResetError("Cannot write to closing transport")
+
+    monkeypatch.setattr(web.WebSocketResponse, "prepare", reset)
+    for url in (endpoints.ws_auth_v2, endpoints.ws_v2):
+        with pytest.raises(InvalidStatus):
+            connect(url, open_timeout=5).close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    monkeypatch.undo()
+    with connect(endpoints.ws_auth_v2) as ws:
+        ws.send(json.dumps({"method": "ping", "req_id": 1}))
+        assert receive_until(ws, lambda m: m.get("method") == "pong")["req_id"] == 1
