@@ -28,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json.encoder
+import logging
 import math
 import os
 import sys
@@ -57,6 +58,8 @@ from rules_engine.audit.records import (
 )
 from rules_engine.audit.sync_thread import SyncThread, durable_already
 from rules_engine.redact import Redactor, default_redactor
+
+log = logging.getLogger(__name__)
 
 _json_text = json.encoder.encode_basestring_ascii  # a string as canonical JSON writes it (ASCII, quoted)
 TORN_EXCERPT_BYTES = 2048
@@ -266,6 +269,9 @@ class AuditLog:
             "note": "an incomplete final line (an interrupted write) was removed when the log was reopened",
         }
         self._write_records([("torn_tail", None, None, data)], sync=True)
+        log.warning("audit log %s: an incomplete final line (%d bytes at offset %d: a write cut short by a power "
+                    "cut, a crash or a full disk) was removed and recorded as torn_tail record %d; its bytes' "
+                    "sha256 and an excerpt are in that record", self.path, size - start, start, self._seq)
 
     # ------------------------------------------------------------------ writing
 

@@ -141,7 +141,7 @@ def test_bad_kind_is_refused_and_writes_nothing(tmp_path):
     assert path.read_text() == ""
 
 
-def test_a_torn_final_line_is_sealed_with_a_record_on_reopen(tmp_path):
+def test_a_torn_final_line_is_sealed_with_a_record_on_reopen(tmp_path, caplog):
     path = tmp_path / "audit.jsonl"
     with AuditLog(path, mode="live") as log:
         log.append("decision", data={"n": 1}, sync=True)
@@ -151,8 +151,11 @@ def test_a_torn_final_line_is_sealed_with_a_record_on_reopen(tmp_path):
         handle.write(fragment)
     report = verify(path)
     assert report.ok and report.torn_tail is not None and report.torn_tail.line == 3
-    with AuditLog(path, mode="live") as log:
+    with caplog.at_level("WARNING", logger="rules_engine.audit.log"), AuditLog(path, mode="live") as log:
         assert log.head[0] == 3
+    [told] = [r.getMessage() for r in caplog.records if r.name == "rules_engine.audit.log"]
+    assert f"{len(fragment)} bytes at offset" in told and "torn_tail record 3" in told
+    assert fragment.decode() not in told  # the bytes stay in the record (redacted), not in the log
     records = lines(path)
     torn = records[2]
     assert torn["kind"] == "torn_tail" and torn["prev"] == good["hash"]
