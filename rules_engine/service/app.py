@@ -251,6 +251,7 @@ class EngineService:
         self.standby_sleep = standby_sleep  # a worker's cell: its standby wait, which raises once the worker stops
         self.store_status: StoreStatus | None = None  # PostgreSQL: the cluster; standby: who holds the key
         self.shared = shared  # a worker's cell: compiled rules, leases, delivery wake-ups (service.cell_shared)
+        self._rules_checked = 0  # rules loaded and checked at start, before the engine is built
         self._load_rules = load_rules if shared is None or shared.rules is None else shared.rules.load
 
     # ------------------------------------------------------------------ listeners
@@ -299,6 +300,8 @@ class EngineService:
         if result.errors or result.ruleset is None:
             raise StartupError(load_problems(result))
         ruleset = result.ruleset
+        self._rules_checked = len(ruleset.rules)  # /healthz while standing by (the engine is built at takeover)
+        self.metrics.rules_loaded.set(len(ruleset.rules))
         for warning in result.warnings:
             log.warning("rules: %s", warning)
         if not ruleset.rules:  # a rules folder left empty by a deployment: `validate` refuses it
@@ -369,7 +372,6 @@ class EngineService:
         self.engine = Engine(ruleset, config.risk, state, balance_max_age=config.balance_cache,
                              installation=self.installation_id)
         self._set_needs(needs)
-        self.metrics.rules_loaded.set(len(ruleset.rules))
         await asyncio.to_thread(audit.append, "startup", data={
             "version": __version__, "pid": os.getpid(), "mode": config.mode, "cli_live": self.cli_live,
             "config": config.source, "state_dir": str(self.state_dir), "store": self.backend,
@@ -968,7 +970,7 @@ class EngineService:
         switch = self.kill_switch.state if self.kill_switch is not None else KillFileState(False)
         report = health_report(
             now=now, mode=self.mode, stopping=self._stopping, started_at=self.started_at,
-            rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else 0,
+            rules_loaded=len(self.engine.ruleset.rules) if self.engine is not None else self._rules_checked,
             reloads=self.reload_count,
             kill_switch={"engaged": switch.engaged, "describe": switch.describe(), **switch.to_json()},
             feeds=self._feeds.health(now) if self._feeds is not None else {},

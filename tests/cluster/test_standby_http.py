@@ -20,6 +20,7 @@ from pg_harness import PgServer, free_port
 from rules_engine.cli import main
 from rules_engine.pgstore import StoreSettings, export_jsonl
 from rules_engine.pgstore.lease import LeaseSession
+from rules_engine.rules import load_rules
 from rules_engine.service.app import EngineService
 from rules_engine.service.killswitch import KillSwitchFile
 
@@ -76,6 +77,8 @@ async def test_a_standby_serves_http_from_its_start_and_the_same_port_after_its_
         url = f"http://127.0.0.1:{service.port}"
         status, health = await get(url + "/healthz")
         assert status == 200 and health["ok"] is True and health["ready"] is False
+        rules = load_rules([e2e.rules_dir]).ruleset
+        assert rules is not None and health["rules_loaded"] == len(rules.rules) > 0  # checked while standing by (was 0)
         await wait_for(lambda: "other-host" in str(service.visibility.readyz()), timeout=10)
         status, ready = await get(url + "/readyz")
         assert status == 503 and ready["status"] == "not_ready"
