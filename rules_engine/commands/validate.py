@@ -1,6 +1,7 @@
 """`rules-engine validate PATH...`: check rule files (or folders of them) without running anything.
 
-Exit codes: 0 all valid, 1 anything invalid (or, with `--strict`, any warning), 2 usage error
+Exit codes: 0 all valid, 1 anything invalid (or, with `--strict`, any warning whose code
+`--allow-warning` does not name), 2 usage error
 (a path that does not exist, no rule files found, an unreadable `--pairs` snapshot, a folder
 named by `RULES_ENGINE_SIGNAL_SCHEMAS` that is not one).
 `--format github` prints GitHub Actions annotations (`::error file=...,line=...,col=...::...`).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rules_engine.pairs import PairRegistry, default_registry
@@ -29,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("text", "json", "github"), default="text",
                         help="output format (default: text)")
     parser.add_argument("--strict", action="store_true", help="fail (exit 1) on warnings too")
+    parser.add_argument("--allow-warning", action="append", default=[], metavar="CODE",
+                        help="with --strict, warnings with this code (e.g. not-rehearsable) are shown but do not "
+                             "fail; may be repeated")
     parser.add_argument("--pairs", metavar="FILE", type=Path,
                         help="an AssetPairs JSON snapshot to check pairs against (default: the one shipped)")
     parser.set_defaults(func=run)
@@ -54,9 +59,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"rules-engine validate: cannot read the pair snapshot {args.pairs}: {exc}", file=sys.stderr)
         return 2
     result = load_rules(args.paths, registry)  # the folders as given: links leaving them are refused
-    failed = bool(result.errors) or (args.strict and bool(result.warnings))
-    {"text": _print_text, "json": _print_json, "github": _print_github}[args.format](result, failed)
+    allowed = set(args.allow_warning)
+    failing = [w for w in result.warnings if w.code not in allowed]
+    failed = bool(result.errors) or (args.strict and bool(failing))
+    note = _failing_codes(failing) if args.strict and failing else None
+    {"text": _print_text, "json": _print_json, "github": _print_github}[args.format](result, failed, note)
     return 1 if failed else 0
+
+
+def _failing_codes(failing: list[Diagnostic]) -> str:
+    codes = Counter(w.code for w in failing)
+    return ("failing warnings by code: " + ", ".join(f"{code} ({n})" for code, n in sorted(codes.items()))
+            + "; --allow-warning CODE lets --strict pass one that you accept")
 
 
 def _summary(result: LoadResult) -> str:
@@ -69,7 +83,7 @@ def _summary(result: LoadResult) -> str:
     )
 
 
-def _print_text(result: LoadResult, failed: bool) -> None:
+def _print_text(result: LoadResult, failed: bool, note: str | None) -> None:
     for diagnostic in result.errors:
         print(diagnostic)
     if result.warnings:
@@ -77,10 +91,12 @@ def _print_text(result: LoadResult, failed: bool) -> None:
             print()
         for diagnostic in result.warnings:
             print(diagnostic)
+    if note:
+        print(note)
     print(("invalid: " if failed else "valid: ") + _summary(result))
 
 
-def _print_json(result: LoadResult, failed: bool) -> None:
+def _print_json(result: LoadResult, failed: bool, note: str | None) -> None:
     document = {
         "valid": not failed,
         "files": result.files,
@@ -91,9 +107,11 @@ def _print_json(result: LoadResult, failed: bool) -> None:
     print(json.dumps(document, indent=2))
 
 
-def _print_github(result: LoadResult, failed: bool) -> None:
+def _print_github(result: LoadResult, failed: bool, note: str | None) -> None:
     for diagnostic in result.errors + result.warnings:
         print(github_annotation(diagnostic))
+    if note:
+        print(note)
     print(("invalid: " if failed else "valid: ") + _summary(result))
 
 

@@ -4,6 +4,7 @@ code is 1 (a warning: 0, and 1 with --strict), and no traceback is printed."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -308,6 +309,14 @@ def test_what_the_paper_exchange_refuses_is_a_warning(tmp_path, capsys):
         f'{at(text, "index")} warning: rule "r": trigger: index {refuses} (it has no index prices: '
         "EGeneral:Invalid arguments:Index unavailable)",
     ]
+    code, lines = validate(tmp_path, capsys, text, "--strict")  # a leverage user's CI fails on it...
+    assert code == 1 and lines[-2:] == ["failing warnings by code: not-rehearsable (3); --allow-warning CODE lets "
+                                        "--strict pass one that you accept", "invalid: 1 file, 1 rule: 0 errors, 3 warnings"]
+    code, lines = validate(tmp_path, capsys, text, "--strict", "--allow-warning", "not-rehearsable")
+    assert code == 0 and lines[-1] == "valid: 1 file, 1 rule: 0 errors, 3 warnings"  # ...unless it accepts it: shown
+    code, lines = validate(tmp_path, capsys, re.sub(r"\n *cooldown: 1h", "", text), "--strict",
+                           "--allow-warning", "not-rehearsable")
+    assert code == 1 and lines[-2].startswith("failing warnings by code: no-cooldown (1);")  # another still fails
 
 
 def test_a_number_hint_is_given_only_where_a_number_belongs(tmp_path, capsys):
