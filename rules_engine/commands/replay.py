@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
@@ -54,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--interval", help="candle interval, e.g. 1m, 1h (default: from the file name or the data)")
     parser.add_argument("--wallet", action="append", default=[], metavar="ASSET=AMOUNT",
                         help="paper balance (repeat; default ZUSD=10000, or the config's paper balances)")
+    parser.add_argument("--futures-wallet", action="append", default=[], metavar="CURRENCY=AMOUNT",
+                        help="paper Futures collateral, e.g. USD=5000 (repeat; default: the config's "
+                             "paper_wallet.futures_balances, else none: Futures orders are refused for margin)")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="engine config: its risk limits, paper balances and balance cache are used")
     parser.add_argument("--no-timers", action="store_true", help="do not beat timer triggers during the replay")
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         rule_files = find_rule_files(args.rules)
         interval = parse_duration(args.interval) if args.interval else None
         wallet = _wallet(args.wallet)
+        futures_wallet = _futures_wallet(args.futures_wallet)
         config = load_config(args.config) if args.config else None
     except (FileNotFoundError, ValueError, ConfigError) as exc:
         return _fail(str(exc), 2)
@@ -103,11 +108,15 @@ def run(args: argparse.Namespace) -> int:
     limits = RiskLimits(**dataclasses.asdict(config.risk)) if config else None
     if not wallet:
         wallet = dict(config.paper_balances) if config and config.paper_balances else dict(DEFAULT_WALLET)
+    if not futures_wallet and config is not None:
+        futures_wallet = {c.upper(): a for c, a in config.paper_futures_balances.items()}
     if args.sweep is not None:
-        return run_sweep(args, rule_files, wallet, limits, config.balance_cache if config else 10.0, interval)
+        return run_sweep(args, rule_files, wallet, futures_wallet, limits, config.balance_cache if config else 10.0,
+                         interval)
     try:
         data = [open_data(p, data_format=args.data_format, pair=args.pair, interval=interval) for p in args.data]
-        result = run_replay(loaded.ruleset, data, wallet=wallet, limits=limits, timers=not args.no_timers,
+        result = run_replay(loaded.ruleset, data, wallet=wallet, futures_wallet=futures_wallet, limits=limits,
+                            timers=not args.no_timers,
                             balance_max_age=config.balance_cache if config else 10.0,
                             progress=lambda ticks, total: _progress(ticks, total, args.progress),
                             state_dir=args.state_dir)
@@ -163,6 +172,21 @@ def _wallet(entries: list[str]) -> dict[str, Decimal]:
         if Assets(default_registry()).get(asset.strip()) is None:
             raise ValueError(f"--wallet {entry!r}: unknown asset {asset.strip()!r}")
         wallet[asset.strip()] = value
+    return wallet
+
+
+def _futures_wallet(entries: list[str]) -> dict[str, Decimal]:
+    """`--futures-wallet USD=5000`: the paper Futures account's collateral, by currency."""
+    wallet = {}
+    for entry in entries:
+        currency, _, amount = entry.partition("=")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:
+            value = Decimal(-1)
+        if not re.fullmatch(r"[A-Za-z0-9]{2,10}", currency.strip()) or not value.is_finite() or value < 0:
+            raise ValueError(f"--futures-wallet {entry!r}: write CURRENCY=AMOUNT, e.g. USD=5000")
+        wallet[currency.strip().upper()] = value
     return wallet
 
 

@@ -56,7 +56,8 @@ def sweep_usage_problem(args: argparse.Namespace) -> str | None:
 
 
 def run_sweep(args: argparse.Namespace, rule_files: list[Path], wallet: Mapping[str, Decimal],
-              limits: RiskLimits | None, balance_max_age: float, interval: float | None) -> int:
+              futures_wallet: Mapping[str, Decimal], limits: RiskLimits | None, balance_max_age: float,
+              interval: float | None) -> int:
     try:
         spec = load_sweep(args.sweep)
         sources = []
@@ -73,7 +74,8 @@ def run_sweep(args: argparse.Namespace, rule_files: list[Path], wallet: Mapping[
         return _fail(f"the sweep file is invalid ({count} error{'' if count == 1 else 's'})", 1)
     settings = ReplaySettings(
         data=tuple(DataSpec(p.as_posix(), args.data_format, args.pair, interval) for p in args.data),
-        wallet=dict(wallet), limits=limits, timers=not args.no_timers, balance_max_age=balance_max_age)
+        wallet=dict(wallet), futures_wallet=dict(futures_wallet), limits=limits, timers=not args.no_timers,
+        balance_max_age=balance_max_age)
     jobs = grid.jobs(settings)
     executor: SweepExecutor = (
         DaskSweep(None if args.dask == LOCAL_DASK else args.dask, args.workers) if args.dask

@@ -79,6 +79,9 @@ class ReplayResult:
     # Ticks not played because no rule watches their pair (by symbol; a recorded pair that
     # AssetPairs does not list is counted by its wire name).
     unwatched: dict[str, int] = field(default_factory=dict)
+    # The paper Futures account (`OfflineRunner.futures_account`) at the end, with `collateral_start`;
+    # None when it was not funded and no rule sends Futures orders. Not in the ledger's equity, PnL or counts.
+    futures: dict[str, Any] | None = None
 
     @property
     def fire_count(self) -> int:
@@ -94,6 +97,7 @@ def run_replay(
     data: list[DataFile],
     *,
     wallet: Mapping[str, Decimal] | None = None,
+    futures_wallet: Mapping[str, Decimal] | None = None,
     limits: RiskLimits | None = None,
     timers: bool = True,
     balance_max_age: float = 10.0,
@@ -106,7 +110,8 @@ def run_replay(
     for unusable data (nothing is half-reported). `state_dir` keeps the run's state store and
     audit log (`audit.jsonl`, the same records a dry run writes) instead of discarding them.
     `spool` is the folder for the report's rows (default: a temporary folder that lives as
-    long as the result)."""
+    long as the result). `futures_wallet` is the paper Futures account's collateral (none: every
+    Futures order is refused for want of margin, as in a dry run)."""
     skipped: Counter[str] = Counter()
     items = played(data, skipped)
     first = next(items, None)
@@ -142,9 +147,9 @@ def run_replay(
         assert runner is not None
         ledger.fire(_fire_row(outcome, last_price), runner.open_orders_of(outcome), outcome.decision_id)
 
-    runner = OfflineRunner(ruleset, start=first[0], wallet=wallet, limits=limits, timers=timers,
-                           balance_max_age=balance_max_age, on_outcome=settled, state_dir=state_dir, keep=False,
-                           listener=ledger)
+    runner = OfflineRunner(ruleset, start=first[0], wallet=wallet, futures_wallet=futures_wallet, limits=limits,
+                           timers=timers, balance_max_age=balance_max_age, on_outcome=settled, state_dir=state_dir,
+                           keep=False, listener=ledger)
     threshold = gc.get_threshold()
     # Ticks die young and hold no cycles: collecting after every 700 allocations only costs time.
     gc.set_threshold(max(threshold[0], 200_000), *threshold[1:])
@@ -215,6 +220,9 @@ def run_replay(
         runner.finish(end)
         ledger.last.update({symbol: Decimal(price) for symbol, price in last_price.items()})
         ledger.finish(end, runner.open_orders())
+        futures = runner.futures_account()
+        futures_used = bool(futures_wallet) or futures["orders"] > 0 or any(
+            action.order_market == "futures" for rule in ruleset.rules for action in rule.actions)
         for file in data:
             unwatched.update(file.unknown_pairs)
         return ReplayResult(
@@ -233,6 +241,7 @@ def run_replay(
             skipped=dict(skipped),
             held_back=held_back,
             unwatched=dict(sorted(unwatched.items())),
+            futures={"collateral_start": dict(futures_wallet or {}), **futures} if futures_used else None,
         )
     except BaseException:
         ledger.close()

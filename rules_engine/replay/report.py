@@ -50,6 +50,7 @@ def write_json(result: ReplayResult, out: TextIO, chart: str | None = None) -> N
         "ticks": result.ticks,
         "skipped": {"ticks": sum(result.unwatched.values()), "by_symbol": result.unwatched},
         "wallet": {"start": result.wallet_start, "end": result.wallet_end, "open_orders": result.open_orders},
+        "futures": result.futures,
         "totals": {**result.ledger.totals(result.period), "fires": result.fire_count, "held_back": result.held_back},
         "rules_summary": [book.to_dict(result.period) for book in _books(result)],
         "errors": [{**e, "iso": iso(e["time"])} for e in result.ledger.errors],
@@ -161,6 +162,8 @@ def _header(result: ReplayResult) -> list[str]:
         f"wallet: {balances_text(result.wallet_start)} -> {balances_text(result.wallet_end)}"
         f" ({result.open_orders} open orders at the end)",
     ]
+    if result.futures is not None:
+        lines.append(futures_text(result.futures))
     if result.skipped:
         lines.append("skipped frames (no tick): " + ", ".join(f"{kind} {n:,}" for kind, n in
                                                              sorted(result.skipped.items())))
@@ -170,6 +173,20 @@ def _header(result: ReplayResult) -> list[str]:
     if _has_candles(result):
         lines.append(CANDLE_NOTE.format(fractions=_fractions()))
     return lines
+
+
+def futures_text(futures: dict[str, Any]) -> str:
+    """The paper Futures account's line: collateral, orders, fills, positions, margin (USD)."""
+    positions = ", ".join(f"{p['symbol']} {p['size']:+f} @ {number(p['price'])}" for p in futures["positions"])
+    margin = futures["margin"]
+    return (f"futures (paper account; not in the equity, PnL and order counts below): collateral "
+            f"{balances_text(futures['collateral_start'])} -> {balances_text(futures['collateral'])}; "
+            f"{futures['orders']} orders, {futures['fills']} fills, fees {number(futures['fees'])}; positions at "
+            f"the end: {positions or 'none'}; unrealised PnL {margin['pnl']:+.2f} USD, equity "
+            f"{margin['equity']:.2f} USD" + ("" if futures["collateral_start"] else
+                                              " (unfunded, so every Futures order is refused for margin: fund it "
+                                              "with --futures-wallet USD=5000 or the config's "
+                                              "paper_wallet.futures_balances)"))
 
 
 def _totals(result: ReplayResult) -> list[str]:

@@ -208,6 +208,19 @@ class OfflineRunner:
     def open_orders(self) -> list[Order]:
         return self.exchange.open_orders(ACCOUNT)
 
+    def futures_account(self) -> dict[str, Any]:
+        """The paper Futures account now: collateral by currency, orders and fills so far,
+        positions (signed size, entry price) and its margin figures in USD (`FuturesExchange.margin`)."""
+        futures, account = self._futures.exchange, self._futures.account
+        return {
+            "collateral": futures.collateral(account),
+            "orders": sum(1 for o in futures.orders.values() if o.account == account),
+            "fills": sum(1 for f in futures.fills if f.account == account),
+            "fees": sum((f.fee for f in futures.fills if f.account == account), Decimal(0)),
+            "positions": [{"symbol": p.symbol, "size": p.size, "price": p.price} for p in futures.positions(account)],
+            "margin": futures.margin(account),
+        }
+
     def place_order(self, request: OrderRequest) -> Order:
         """Put an order on the paper exchange now, as if placed outside the rules (the engine
         learns of it as an open order). Raises the exchange's `ExchangeError` if refused."""

@@ -64,6 +64,7 @@ class ReplaySettings:
 
     data: tuple[DataSpec, ...]
     wallet: Mapping[str, Decimal] = field(default_factory=dict)
+    futures_wallet: Mapping[str, Decimal] = field(default_factory=dict)
     limits: RiskLimits | None = None
     timers: bool = True
     balance_max_age: float = 10.0
@@ -241,8 +242,8 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         data = [open_data(Path(d.path), data_format=d.data_format, pair=d.pair, interval=d.interval)
                 for d in settings.data]
-        result = run_replay(loaded.ruleset, data, wallet=settings.wallet, limits=settings.limits,
-                            timers=settings.timers, balance_max_age=settings.balance_max_age)
+        result = run_replay(loaded.ruleset, data, wallet=settings.wallet, futures_wallet=settings.futures_wallet,
+                            limits=settings.limits, timers=settings.timers, balance_max_age=settings.balance_max_age)
     except (DataError, OSError) as exc:
         raise JobError(f"combination {job.combination}: {exc}") from None
     totals = result.ledger.totals(result.period)

@@ -3,7 +3,10 @@ the PNG chart, progress and exit codes."""
 
 import json
 import random
+from decimal import Decimal
+from pathlib import Path
 
+import jsonschema
 import matplotlib.image as mpimg
 import pytest
 
@@ -171,3 +174,56 @@ def test_the_configs_risk_limits_name_pairs_as_the_engine_reads_them(workspace, 
     config.write_text("version: 1\nrisk: {allowed_pairs: [XBTUSDD]}\n")
     code, _, err = replay(workspace, capsys, "--config", str(config), "--no-chart")
     assert code == 1 and "risk/allowed_pairs: unknown Kraken pair 'XBTUSDD' (did you mean 'XBTUSD'?)" in err
+
+
+FUTURES_RULES = """\
+version: 1
+rules:
+  - id: fut-dip
+    triggers: [{type: price, symbol: XBTUSD, crosses_below: 69000, rearm: 200}]
+    cooldown: 10m
+    actions:
+      - {type: futures_send_order, symbol: PF_XBTUSD, side: buy, order_type: mkt, size: 0.01}
+"""
+
+
+def test_the_paper_futures_account_is_funded_from_the_flag_or_the_config_and_reported(workspace, capsys):
+    """A replay could not fund the paper Futures account, so every Futures order was refused
+    for margin; it is funded by --futures-wallet (or the config's paper_wallet.futures_balances)
+    and reported apart from the spot wallet's figures."""
+    rules = workspace / "futures.yaml"
+    rules.write_text(FUTURES_RULES)
+
+    def futures_replay(*extra):
+        code = main(["replay", str(rules), "--data", str(workspace / "XBTUSD_1.csv"), "--out",
+                     str(workspace / "out"), "--no-chart", "--format", "json", *extra])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if code == 0 else out
+
+    code, unfunded = futures_replay()
+    assert code == 0 and unfunded["futures"]["collateral_start"] == {} and unfunded["futures"]["orders"] == 0
+    assert unfunded["errors"] and all("insufficientAvailableFunds" in e["reason"] for e in unfunded["errors"])
+    code, funded = futures_replay("--futures-wallet", "usd=10000")
+    fires = len(funded["fires"])
+    assert code == 0 and fires > 0 and not funded["errors"]
+    futures = funded["futures"]
+    assert futures["collateral_start"] == {"USD": "10000"} and futures["orders"] == futures["fills"] == fires
+    assert futures["positions"] == [{"symbol": "PF_XBTUSD", "size": str(Decimal("0.01") * fires),
+                                     "price": futures["positions"][0]["price"]}]
+    assert Decimal(futures["collateral"]["USD"]) == Decimal(10000) - Decimal(futures["fees"])  # fees settle there
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "replay-report.schema.json").read_text())
+    for document in (funded, unfunded):
+        jsonschema.Draft202012Validator(schema).validate(document)
+    config = workspace / "engine.yaml"
+    config.write_text("version: 1\npaper_wallet: {futures_balances: {USD: 10000}}\n")
+    code, from_config = futures_replay("--config", str(config))
+    assert code == 0 and from_config["futures"]["fills"] == fires
+    main(["replay", str(rules), "--data", str(workspace / "XBTUSD_1.csv"), "--out", str(workspace / "out"),
+          "--no-chart", "--futures-wallet", "USD=10000"])
+    text = capsys.readouterr().out
+    assert f"futures (paper account; not in the equity, PnL and order counts below): collateral USD 10000 -> " \
+           f"USD {futures['collateral']['USD']}; {fires} orders, {fires} fills" in text
+    assert main(["replay", str(rules), "--data", str(workspace / "XBTUSD_1.csv"), "--futures-wallet", "USD"]) == 2
+    assert "--futures-wallet 'USD': write CURRENCY=AMOUNT, e.g. USD=5000" in capsys.readouterr().err
+    code, spot_only, _ = replay(workspace, capsys, "--no-chart")
+    assert code == 0 and "futures (paper account" not in spot_only  # nothing Futures: no line
