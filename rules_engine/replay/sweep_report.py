@@ -3,7 +3,9 @@
 Rows are sorted best first by the ranking metric (ties by combination number), so the
 files are byte-identical for the same inputs whichever executor ran the replays. Columns:
 `rank`, `combination` (grid order), one per parameter, then the replay report's totals
-(see docs/rule-tests-and-replay.md, "Sweeps").
+(see docs/rule-tests-and-replay.md, "Sweeps"). The CSV and JSON hold `return`,
+`max_drawdown_pct` and `exposure` as fractions, as report.json does; the text and Markdown
+tables show them as percents, as the replay's text report does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rules_engine.replay.sweep import METRICS, SweepTable
 
 SCHEMA = "replay-sweep-report/1"
 _TEXT_COLUMNS = ("fires", "placed", "filled", "trades", "fees", "pnl", "return", "max_drawdown_pct", "errors")
+_PERCENTS = {"return": "{:+.2f}%", "max_drawdown_pct": "{:.2f}%", "exposure": "{:.1f}%"}
+"""Fractions shown to people as percents (the text report's precision)."""
 
 
 def document(table: SweepTable, head: dict[str, Any]) -> dict[str, Any]:
@@ -46,12 +50,12 @@ def write_markdown(table: SweepTable, out: TextIO, head: dict[str, Any]) -> None
     out.write(f"- {_best_line(table)}\n\n")
     out.write("| " + " | ".join(table.columns) + " |\n|" + "|".join("---" for _ in table.columns) + "|\n")
     for row in table.ranked():
-        out.write("| " + " | ".join(_cell(row[c]) for c in table.columns) + " |\n")
+        out.write("| " + " | ".join(_cell(row[c], c) for c in table.columns) + " |\n")
 
 
 def write_text(table: SweepTable, out: TextIO, files: list[str]) -> None:
     columns = ["rank", "combination", *table.parameters, *_TEXT_COLUMNS]
-    cells = [columns] + [[_cell(row[c]) for c in columns] for row in table.ranked()]
+    cells = [columns] + [[_cell(row[c], c) for c in columns] for row in table.ranked()]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     for line in cells:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n")
@@ -79,8 +83,11 @@ def _best_line(table: SweepTable) -> str:
     values = ", ".join(f"{name}={best[name]}" for name in table.parameters)
     better = "higher" if METRICS[table.rank_by] else "lower"
     return (f"Best by {table.rank_by} ({better} is better): combination {best['combination']} ({values}): "
-            f"{table.rank_by} {best[table.rank_by]}")
+            f"{table.rank_by} {_cell(best[table.rank_by], table.rank_by)}")
 
 
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+def _cell(value: Any, column: str = "") -> str:
+    if value is None:
+        return ""
+    shown = _PERCENTS.get(column)
+    return shown.format(float(value) * 100) if shown is not None and isinstance(value, (int, float)) else str(value)

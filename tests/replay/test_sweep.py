@@ -112,7 +112,11 @@ def test_rows_are_ranked_by_the_chosen_metric_with_ties_in_grid_order(workspace,
     best = by_return["best"]
     assert best == by_return["rows"][0] and best["rank"] == 1
     assert f"Best by return (higher is better): combination {best['combination']} " \
-           f"(buy={best['buy']}, sell={best['sell']}, volume={best['volume']})" in out
+           f"(buy={best['buy']}, sell={best['sell']}, volume={best['volume']}): return {best['return'] * 100:+.2f}%" \
+           in out  # people read percents, as in the replay's report; the CSV and JSON keep the fraction
+    header, first = out.splitlines()[:2]
+    assert first.split()[header.split().index("max_drawdown_pct")] == f"{best['max_drawdown_pct'] * 100:.2f}%"
+    assert f" {best['return'] * 100:+.2f}% " in (workspace / "out" / "sweep.md").read_text().splitlines()[9]
     assert sweep(workspace, capsys, "--workers", "1", "--rank-by", "max_drawdown_pct")[0] == 0
     rows = json.loads((workspace / "out" / "sweep.json").read_text())["rows"]
     keys = [(Decimal(str(r["max_drawdown_pct"])), r["combination"]) for r in rows]
