@@ -8,13 +8,12 @@ prices are known) and whether they read balances. The service and the offline dr
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from rules_engine.core.model import Expr, Market, RuleSet
-from rules_engine.pairs import default_registry
+from rules_engine.pairs import FUTURES_PREFIXED, default_registry
 from rules_engine.registry import Needs, action_types, trigger_types
 from rules_engine.schedule import Schedule
 
@@ -60,9 +59,6 @@ def rule_needs(ruleset: RuleSet) -> RuleNeeds:
                      frozenset(sources), hashes)
 
 
-_FUTURES_SYMBOL = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9]+$")
-
-
 def rule_expressions(value: Any) -> Iterator[Expr]:
     """Every expression inside a model object (a rule, its triggers, guard and actions)."""
     if isinstance(value, Expr):
@@ -89,7 +85,7 @@ def _priced_feeds(expressions: Iterator[Expr]) -> Iterator[tuple[str, str]]:
         if "price_of" not in expr.compiled.names:
             continue
         for symbol in expr.compiled.literal_arguments("price_of"):
-            if _FUTURES_SYMBOL.match(symbol.upper()):
+            if FUTURES_PREFIXED.match(symbol.upper()):
                 yield Market.FUTURES.value, symbol.upper()
             elif (pair := registry.get(symbol)) is not None:
                 yield Market.SPOT.value, pair.altname

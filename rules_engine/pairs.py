@@ -34,6 +34,10 @@ from rules_engine.resources import data_path
 FUTURES_PRODUCT_ID = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
 """The shape of a Kraken Futures product id (`PF_XBTUSD`), upper case: a name that is no spot pair
 but may be a futures symbol."""
+FUTURES_PREFIXED = re.compile(r"^(PF|PI|PV|FF|FI|FV)_[A-Z0-9_]+$")
+"""A Kraken Futures product id by its prefix, upper case: what a bare symbol names on the futures
+market (`price_of('PF_XBTUSD')`, a rule test's tick). Perpetuals PF_/PI_/PV_ and fixed
+maturities FF_/FI_/FV_, which carry their expiry (`FI_XBTUSD_260327`)."""
 
 SNAPSHOT_FILE = "asset_pairs.json"
 # The fields of each pair the registry reads, one row per pair, with the SHA-256 of the

@@ -8,16 +8,13 @@ ids (`PF_XBTUSD`) are not in AssetPairs and pass unchecked.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from rules_engine.expr import Expression
-from rules_engine.pairs import PairRegistry, asset_code, modern_asset
+from rules_engine.pairs import FUTURES_PREFIXED, PairRegistry, asset_code, modern_asset
 from rules_engine.rules.diagnostics import Severity, did_you_mean
-
-FUTURES_PRODUCT = re.compile(r"^(PF|PI|FI|FF|FV)_[A-Z0-9_]+$")
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ def literal_name_problems(expression: Expression, registry: PairRegistry) -> Ite
     names = expression.names
     if "price_of" in names:
         for symbol in expression.literal_arguments("price_of"):
-            if FUTURES_PRODUCT.match(symbol.strip().upper()):
+            if FUTURES_PREFIXED.match(symbol.strip().upper()):
                 continue
             pair = registry.get(symbol)
             if pair is None:

@@ -23,7 +23,7 @@ from rules_engine.core import RiskLimits
 from rules_engine.core.events import Event, KillSwitch, Signal, Tick, TimerBeat
 from rules_engine.core.model import RuleSet
 from rules_engine.durations import parse_duration
-from rules_engine.pairs import PairRegistry, default_registry
+from rules_engine.pairs import FUTURES_PREFIXED, PairRegistry, default_registry
 from rules_engine.paper.assets import Assets
 from rules_engine.paper.orders import OrderRequest
 from rules_engine.replay.describe import offset
@@ -50,7 +50,6 @@ RULE_FILE_NAMED_AS_TEST = (
     "(without .test) and give them a test file that lists them in `rules:` and holds `inputs:` with "
     "`expect:`, or `tests:`")
 _ITEM_LISTS = ("inputs", "expect", "tests")
-_FUTURES_ID = re.compile(r"^(PF|PI|FF|FI|PV)_[A-Z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -349,7 +348,7 @@ class _TestBuilder:
         return None if problems else RiskLimits(**dataclasses.asdict(risk))
 
     def _symbol(self, name: str, market: str | None, path: JsonPath) -> tuple[str, str]:
-        if market == "futures" or (market is None and _FUTURES_ID.match(name.upper())):
+        if market == "futures" or (market is None and FUTURES_PREFIXED.match(name.upper())):
             return name.upper(), "futures"
         pair = self.registry.get(name)
         if pair is None:
@@ -444,7 +443,7 @@ class _TestBuilder:
 
     def _expected_pair(self, name: Any, path: JsonPath) -> None:
         """Report an expected `pair` that names no pair (it could never compare equal)."""
-        if not isinstance(name, str) or _FUTURES_ID.match(name.upper()):
+        if not isinstance(name, str) or FUTURES_PREFIXED.match(name.upper()):
             return
         if self.registry.get(name) is None and name.strip().upper() not in self.registry.altnames():
             self.error(path, f"unknown Kraken pair {name!r}", pair_hint(self.registry, name))

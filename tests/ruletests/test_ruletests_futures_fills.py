@@ -60,3 +60,24 @@ def test_a_cancelled_futures_order_shows_as_cancelled(ws, capsys):
     code, out, _ = ws.run(str(path), "-v", capsys=capsys)
     assert code == 0, out
     assert "+2m    cancelled buy 0.01 PF_XBTUSD stp @ 62000 (placed 2026-01-01T00:01:00Z)" in out
+
+
+def test_a_fixed_maturity_futures_id_is_a_futures_symbol_in_a_test(ws, capsys):
+    """Its expiry follows a second underscore (FI_XBTUSD_260327): a test's prices of it were
+    taken for a spot pair ("unknown Kraken pair") unless `market: futures` was written."""
+    ws.write("fi.yaml", """\
+        version: 1
+        rules:
+          - id: fi-dip
+            triggers: [{type: price, symbol: FI_XBTUSD_260327, market: futures, crosses_below: 60000}]
+            actions: [{type: log, message: dip}]
+        """)
+    path = ws.write("fi.test.yaml", """\
+        rules: [fi.yaml]
+        inputs:
+          - prices: {symbol: FI_XBTUSD_260327, series: "61000 59900 every 1m"}
+        expect:
+          - {at: 1m, rule: fi-dip}
+        """)
+    code, out, _ = ws.run(str(path), capsys=capsys)
+    assert code == 0, out

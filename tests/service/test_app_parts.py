@@ -182,3 +182,21 @@ def test_a_rule_listening_to_an_undeclared_source_is_warned_with_the_nearest_dec
         "rules listen to signal source 'bot', which the engine config does not declare: POST /signals/bot will be "
         "refused (did you mean 'bott'?)",
     ]
+
+
+def test_price_of_a_futures_id_subscribes_the_futures_feed_whatever_its_kind() -> None:
+    """A fixed-maturity id carries its expiry after a second underscore (FI_XBTUSD_260327): it
+    was not taken for a futures symbol, so `price_of` of it never had a price. Vanilla ids
+    (PV_, FV_) are futures symbols everywhere alike (the rule tests took PV_ and not FV_)."""
+    text = """\
+version: 1
+rules:
+  - id: basis
+    triggers: [{type: timer, every: 1m}]
+    when: "price_of('FI_XBTUSD_260327') > price_of('PF_XBTUSD') and price_of('pv_xrpxbt') > 0"
+    actions: [{type: log, message: x, if: "price_of('FV_XRPXBT_260327') > 0"}]
+"""
+    loaded = load_rules_text(text, "r.yaml")
+    assert loaded.ruleset is not None, [str(e) for e in loaded.errors]
+    assert rule_needs(loaded.ruleset).futures_symbols == {"FI_XBTUSD_260327", "PF_XBTUSD", "PV_XRPXBT",
+                                                          "FV_XRPXBT_260327"}
