@@ -105,12 +105,14 @@ async def test_one_signal_to_many_keys_over_two_workers_one_killed_mid_fan_out(
     # key's next holder once proven never placed (see README "Running more than one engine")
     orders = {k: [o.cl_ord_id for o in w.orders(k)] for k in accounts}
     unplaced = [k for k in accounts if not orders[k]]
-    assert orders == {k: [statuses[k][0]] for k in accounts}, (  # what became of a key without an order
-        [row for row in w.rows("SELECT key_id, status, outcome::text FROM decisions") if row[0] in unplaced],
-        {k: [(r["kind"], r.get("seq"), json.dumps(r.get("data"))[:400]) for r in (json.loads(line) for line in
-             export_lines(w.settings(k))) if r["kind"] not in ("trigger", "guard", "state")] for k in unplaced},
-        [(e.key, e.method, e.cl_ord_id, e.accepted, e.error) for k in unplaced
-         for e in worker_sim.journal.entries(key=accounts[k].api_key)])
+    if orders != {k: [statuses[k][0]] for k in accounts}:  # what became of a key without its order, in full
+        pytest.fail("keys without their order: " + json.dumps({k: {
+            "decisions": w.rows("SELECT status, outcome::text FROM decisions WHERE key_id = %s", k),
+            "audit": [(r["kind"], r.get("seq"), r.get("data")) for r in (json.loads(line) for line in
+                      export_lines(w.settings(k))) if r["kind"] not in ("trigger", "guard", "state")],
+            "journal": [(e.time, e.method, e.cl_ord_id, e.accepted, e.error)
+                        for e in worker_sim.journal.entries(key=accounts[k].api_key)],
+        } for k in unplaced}, indent=1, default=str))
     assert all(status in ("accepted", "filled") for _, status in statuses.values()), statuses
     resent = {k for k in accounts if audit_records(w, k, "resent_after_proven_absent")}
     assert resent <= set(victim_keys)
