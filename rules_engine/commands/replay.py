@@ -160,34 +160,37 @@ def _write(folder: Path, result: ReplayResult, chart: bool) -> tuple[list[Path],
 
 
 def _wallet(entries: list[str]) -> dict[str, Decimal]:
-    wallet = {}
-    for entry in entries:
-        asset, _, amount = entry.partition("=")
-        try:
-            value = Decimal(amount)
-        except InvalidOperation:
-            value = Decimal(-1)
-        if not asset or not value.is_finite() or value < 0:
-            raise ValueError(f"--wallet {entry!r}: write ASSET=AMOUNT, e.g. ZUSD=10000")
-        if Assets(default_registry()).get(asset.strip()) is None:
-            raise ValueError(f"--wallet {entry!r}: unknown asset {asset.strip()!r}")
-        wallet[asset.strip()] = value
+    """`--wallet ZUSD=10000`: the paper wallet, by Kraken asset."""
+    assets, wallet = Assets(default_registry()), {}
+    for entry, asset, value in _amounts(entries, "--wallet", "ASSET=AMOUNT, e.g. ZUSD=10000"):
+        if assets.get(asset) is None:
+            raise ValueError(f"--wallet {entry!r}: unknown asset {asset!r}")
+        wallet[asset] = value
     return wallet
 
 
 def _futures_wallet(entries: list[str]) -> dict[str, Decimal]:
     """`--futures-wallet USD=5000`: the paper Futures account's collateral, by currency."""
-    wallet = {}
+    form, wallet = "CURRENCY=AMOUNT, e.g. USD=5000", {}
+    for entry, currency, value in _amounts(entries, "--futures-wallet", form):
+        if not re.fullmatch(r"[A-Za-z0-9]{2,10}", currency):
+            raise ValueError(f"--futures-wallet {entry!r}: write {form}")
+        wallet[currency.upper()] = value
+    return wallet
+
+
+def _amounts(entries: list[str], flag: str, form: str) -> Iterator[tuple[str, str, Decimal]]:
+    """(entry, name, amount) of each `NAME=AMOUNT` given to `flag`: a ValueError naming `form`
+    for one without a name or with an amount that is no number of at least 0."""
     for entry in entries:
-        currency, _, amount = entry.partition("=")
+        name, _, amount = entry.partition("=")
         try:
             value = Decimal(amount)
         except InvalidOperation:
             value = Decimal(-1)
-        if not re.fullmatch(r"[A-Za-z0-9]{2,10}", currency.strip()) or not value.is_finite() or value < 0:
-            raise ValueError(f"--futures-wallet {entry!r}: write CURRENCY=AMOUNT, e.g. USD=5000")
-        wallet[currency.strip().upper()] = value
-    return wallet
+        if not name or not value.is_finite() or value < 0:
+            raise ValueError(f"{flag} {entry!r}: write {form}")
+        yield entry, name.strip(), value
 
 
 def _progress(ticks: Iterator[_T], total: int, wanted: bool | None) -> Iterable[_T]:
