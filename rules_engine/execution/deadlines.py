@@ -8,6 +8,14 @@ until every in-flight decision is found, or its deadline (`sent_at` + the execut
 `order_deadline`, plus a margin) has passed; then `Dispatcher.recover` looks each up and
 settles it (and a proven-absent one may be sent again, `execution.resend`).
 
+The wait ends at most `order_deadline` + MARGIN after it began, on this engine's Kraken clock:
+every request of the previous run that can still be placed was signed before it began (that
+run is dead, or fenced: Kraken refuses its nonces from the fence on), so its deadline has passed
+by then. The recorded send time is another clock's (the previous holder's wall clock), and this
+engine's Kraken clock is measured to within half a second (`Time` is in whole seconds), so a
+send time may look later than it was: the executor is told (`prove_absent_after`) that "not
+found" at the end of the wait is proof for these decisions whatever their recorded time says.
+
 One function for both ways an engine takes over a key: the single engine restarted after a
 crash (`rules-engine run`), and the high-availability standby after it fenced the key
 (`service.ha`). Each lookup costs the key's REST counter, so a decision is looked up at once
@@ -48,6 +56,9 @@ def wait_out_deadlines(executor: Any, store: EngineStore, audit: AuditSink | Non
     latest = max(d.sent_at if d.sent_at is not None else d.created_at for d in in_flight)
     now = clock()
     until = now + min(latest + order_deadline + MARGIN - now, order_deadline + MARGIN)
+    prove = getattr(getattr(executor, "inner", executor), "prove_absent_after", None)
+    if prove is not None:
+        prove(in_flight, until)
     for lookup in range(2):
         in_flight = [d for d in in_flight if not executor.reconcile(d).result.ok]
         left = until - clock()

@@ -28,7 +28,7 @@ Errors become results with Kraken's string, `error_class` and `retry_safe` (see
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -90,6 +90,7 @@ class LiveExecutor:
         self.futures = futures
         self.order_deadline = order_deadline
         self.clock = clock  # Kraken's clock as this engine knows it: order deadlines and their lookups
+        self._proven_after: dict[str, tuple[float, float]] = {}  # cl_ord_id -> (its send time, proof time)
 
     def _deadline(self) -> str:
         return rfc3339_at(self.clock() + self.order_deadline)
@@ -286,9 +287,19 @@ class LiveExecutor:
                                   pair=order.get("symbol"), market="futures", volume=size, filled=filled),)
         return ExecutionReport(ok(intent_id, now, data), request, response, events)
 
+    def prove_absent_after(self, decisions: Iterable[Any], at: float) -> None:
+        """`decisions`, in flight when a previous run or holder stopped, are proven never placed
+        by a lookup that finds nothing once this engine's Kraken clock reaches `at`, even if
+        their recorded send time (another clock's) looks later (`execution.deadlines`). A
+        resend moves a decision's send time, so this proof does not cover the resend."""
+        for decision in decisions:
+            self._proven_after[decision.cl_ord_id] = (_sent_at(decision), at)
+
     def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
-        sent_at = decision.sent_at if decision.sent_at is not None else decision.created_at
-        if self.clock() <= sent_at + self.order_deadline + 1.0:
+        sent_at = _sent_at(decision)
+        sent, proof = self._proven_after.get(decision.cl_ord_id, (None, None))
+        if self.clock() <= sent_at + self.order_deadline + 1.0 and not (
+                sent == sent_at and proof is not None and self.clock() >= proof):
             result = refused(intent_id, now, "not found yet: the order may still be in flight", "OrderStateUnknown",
                              ambiguous=True)
         else:
@@ -300,6 +311,11 @@ class LiveExecutor:
         self.spot.close()
         if self.futures is not None:
             self.futures.close()
+
+
+def _sent_at(decision: Any) -> float:
+    """When a decision's order left, as recorded (its creation if `pending`)."""
+    return float(decision.sent_at if decision.sent_at is not None else decision.created_at)
 
 
 def futures_balances(accounts: Mapping[str, Any]) -> dict[str, str]:

@@ -163,3 +163,23 @@ def test_a_signal_whose_freshness_cannot_be_read_is_not_traded_on_a_guess(store,
     policy = ResendPolicy(30, fired=lambda rule_id, seq: (trigger, clock()), signal_max_age=unreadable)
     verdict = policy.judge(store.get_decision("dsp-13"), clock() + 1)
     assert not verdict.fresh and verdict.bound == 0.0
+
+
+def test_a_takeover_whose_kraken_clock_runs_behind_the_records_still_resends_after_the_wait(sim, clock, store, audit):
+    """The wait after a fence ends at most `deadline + margin` after it began: every request of
+    the previous holder that can still be placed was signed before the fence. A lookup then
+    proves absence even when the recorded send time, written on the previous holder's wall
+    clock, looks later on this engine's measured Kraken clock (its offset is known to within
+    half a second: `Time` is in whole seconds). Before, the executor judged it "not found
+    yet", the decision was left `unknown`, and a later recheck settled it as not placed
+    without its one resend: the account missed its order (a rare T5 failure)."""
+    crashed(sim, clock, store, audit, 14, "before_send")
+    clock.now += 0.2  # the takeover began 0.2 s after the send...
+    behind = lambda: clock() - 0.45  # noqa: E731  (...on a Kraken clock measured 0.45 s behind)
+    survivor = LiveExecutor(spot_client(sim, clock), clock=behind)
+    waited = wait_out_deadlines(survivor, store, audit, order_deadline=15, clock=behind, sleep=clock.sleep)
+    assert waited > 0 and behind() <= store.get_decision("dsp-14").created_at + 16  # ended by its cap
+    (report,) = Dispatcher(survivor, store, audit, mode="live", clock=clock, resend=ResendPolicy(60)).recover()
+    assert report.result.ok and report.result.data["resent_after_proven_absent"] is True
+    assert len(placed(sim, "dsp-14")) == 1
+    assert store.get_decision("dsp-14").outcome["resent"]["proof"] == "not found by cl_ord_id after its deadline"
