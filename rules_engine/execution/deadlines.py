@@ -4,17 +4,20 @@ A decision marked `sent`, or `pending` with its `decision` audit record written 
 before the send), may have reached Kraken, and a request still on its way is placed if
 it arrives before its `deadline` (Kraken refuses it after). So "not found" proves "never
 placed" only once that deadline has passed on Kraken's clock. `wait_out_deadlines` waits
-until every in-flight decision is found, or its deadline (`sent_at` + the executor's
-`order_deadline`, plus a margin) has passed; then `Dispatcher.recover` looks each up and
-settles it (and a proven-absent one may be sent again, `execution.resend`).
+until every in-flight decision is found, or every deadline they can have has passed (below);
+then `Dispatcher.recover` looks each up and settles it (and a proven-absent one may be sent
+again, `execution.resend`).
 
-The wait ends at most `order_deadline` + MARGIN after it began, on this engine's Kraken clock:
-every request of the previous run that can still be placed was signed before it began (that
-run is dead, or fenced: Kraken refuses its nonces from the fence on), so its deadline has passed
-by then. The recorded send time is another clock's (the previous holder's wall clock), and this
-engine's Kraken clock is measured to within half a second (`Time` is in whole seconds), so a
-send time may look later than it was: the executor is told (`prove_absent_after`) that "not
-found" at the end of the wait is proof for these decisions whatever their recorded time says.
+The wait ends `order_deadline` + MARGIN after it began, on this engine's Kraken clock: every
+request of the previous run that can still be placed was signed before it began (that run is
+dead, or fenced: Kraken refuses its nonces from the fence on), so its deadline has passed by
+then. It is not counted from the recorded times: a decision is recorded before its request is
+signed (and its deadline set), by as long as the engine stalled in between, and Kraken may hold
+a request it took until that request's own deadline; counted from the record, a lookup could
+miss a queued order and send it a second time. The recorded time is also another clock's (the
+previous holder's wall clock; this engine knows Kraken's clock to within half a second, `Time`
+being in whole seconds), so the executor is told (`prove_absent_after`) that "not found" at the
+end of the wait is proof for these decisions whatever their recorded time says.
 
 One function for both ways an engine takes over a key: the single engine restarted after a
 crash (`rules-engine run`), and the high-availability standby after it fenced the key
@@ -53,9 +56,7 @@ def wait_out_deadlines(executor: Any, store: EngineStore, audit: AuditSink | Non
     began = time.monotonic()
     if not in_flight:
         return 0.0
-    latest = max(d.sent_at if d.sent_at is not None else d.created_at for d in in_flight)
-    now = clock()
-    until = now + min(latest + order_deadline + MARGIN - now, order_deadline + MARGIN)
+    until = clock() + order_deadline + MARGIN  # not from the recorded times: see the module
     prove = getattr(getattr(executor, "inner", executor), "prove_absent_after", None)
     if prove is not None:
         prove(in_flight, until)

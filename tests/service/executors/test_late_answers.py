@@ -6,15 +6,19 @@ Kraken got to it, proven absent (and it never appears later)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 
 import pytest
+from test_executor_dispatcher import Crash, CrashingExecutor
 
 from rules_engine.audit import AuditLog
 from rules_engine.core import intents as it
+from rules_engine.execution.deadlines import wait_out_deadlines
 from rules_engine.execution.dispatcher import Dispatcher
 from rules_engine.execution.live import LiveExecutor
+from rules_engine.execution.resend import ResendPolicy
 from rules_engine.kraken.credentials import Credentials
 from rules_engine.kraken.nonce import NonceSource
 from rules_engine.kraken.spot_rest import SpotClient
@@ -84,3 +88,33 @@ def test_an_order_kraken_would_take_only_after_its_deadline_is_proven_absent(sim
     assert dispatcher.store.get_decision("late-3").status == "rejected"
     time.sleep(1.5)  # past the moment the simulator runs it: refused then for its deadline
     assert mine(sim) == []
+
+
+def test_a_restart_finds_an_order_signed_well_after_its_decision_was_recorded(sim, tmp_path):
+    """The recorded time comes before the signing, by as long as the engine stalled in between,
+    and Kraken may hold a request it took until that request's own deadline. So the wait before
+    "not found" counts ends deadline + margin after the wait began (every request of the dead run
+    was signed before then), not after the recorded time: the queued order is found, and not
+    sent a second time."""
+    store, audit = StateStore(tmp_path / "engine.sqlite"), AuditLog(tmp_path / "audit.jsonl", mode="live")
+    spot = SpotClient(Credentials(KEY, SECRET), sim.test_endpoints, nonce_source=NonceSource(), timeout=(2.0, 0.5),
+                      settle_seconds=0.2)
+    dead = LiveExecutor(spot, order_deadline=DEADLINE)
+    with pytest.raises(Crash):  # recorded, its decision audited: it may have left
+        Dispatcher(CrashingExecutor(dead, "before_send"), store, audit, mode="live").dispatch(order(9))
+    time.sleep(1.5)  # the dead run stalled before signing...
+    sim.faults.accept_late("AddOrder", delay=DEADLINE - 0.3)  # ...and Kraken queued its request
+    leaving = threading.Thread(target=dead.execute, args=(order(9), time.time()), daemon=True)
+    leaving.start()
+    time.sleep(0.1)
+    restarted = LiveExecutor(SpotClient(Credentials(KEY, SECRET), sim.test_endpoints, nonce_source=NonceSource(),
+                                        timeout=(2.0, 0.5)), order_deadline=DEADLINE)
+    wait_out_deadlines(restarted, store, audit, order_deadline=DEADLINE, clock=time.time)
+    (report,) = Dispatcher(restarted, store, audit, mode="live", resend=ResendPolicy(30)).recover()
+    leaving.join(10)
+    assert report.result.ok and report.result.data["recovered"] is True, report.result
+    assert mine(sim) == ["late-9"] and store.resent("late-9") is None
+    restarted.spot.close()
+    spot.close()
+    audit.close()
+    store.close()
