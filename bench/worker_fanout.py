@@ -14,9 +14,9 @@ two workers used from the POST until every decision was final, per key (Linux: /
 
 With the kill, the keys whose previous holder may have sent an order just before it died are
 counted apart: their takeover must wait out that order's AddOrder deadline (5 s, plus a 1.1 s
-margin for the clocks) before a lookup can prove it absent and it is sent again (the design
-note's reconcile rule, `execution.deadlines`), so their last order comes about 6 s after that
-send whatever the CPU. The last order of the other keys is reported beside it.
+margin for the clocks, from the fence) before a lookup can prove it absent and it is sent again
+(the design note's reconcile rule, `execution.deadlines`), so their last order comes at least
+6.1 s after the fence whatever the CPU. The last order of the other keys is reported beside it.
 
 Medians and the worst of the rounds are reported; the machine may be shared.
 """
