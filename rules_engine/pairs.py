@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,15 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rules_engine.core.futures_ids import FUTURES_PREFIXED as FUTURES_PREFIXED  # one definition, the core's
+from rules_engine.core.futures_ids import FUTURES_PRODUCT_ID as FUTURES_PRODUCT_ID
 from rules_engine.resources import data_path
-
-FUTURES_PRODUCT_ID = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
-"""The shape of a Kraken Futures product id (`PF_XBTUSD`), upper case: a name that is no spot pair
-but may be a futures symbol."""
-FUTURES_PREFIXED = re.compile(r"^(PF|PI|PV|FF|FI|FV)_[A-Z0-9_]+$")
-"""A Kraken Futures product id by its prefix, upper case: what a bare symbol names on the futures
-market (`price_of('PF_XBTUSD')`, a rule test's tick). Perpetuals PF_/PI_/PV_ and fixed
-maturities FF_/FI_/FV_, which carry their expiry (`FI_XBTUSD_260327`)."""
 
 SNAPSHOT_FILE = "asset_pairs.json"
 # The fields of each pair the registry reads, one row per pair, with the SHA-256 of the

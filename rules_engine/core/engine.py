@@ -21,7 +21,6 @@ limits are checked later, on each order, by the runner.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -40,6 +39,7 @@ from rules_engine.core.events import (
     Tick,
     TimerBeat,
 )
+from rules_engine.core.futures_ids import FUTURES_PRODUCT_ID
 from rules_engine.core.ids import decision_id
 from rules_engine.core.intents import CancelAll
 from rules_engine.core.model import Rule, RuleSet, TriggerSpec
@@ -693,7 +693,7 @@ class Engine:
         names = self._ruleset.pair_names
         if price is None and isinstance(symbol, str):
             name = symbol.strip().upper()
-            if names and name not in names and not _FUTURES_ID.match(name):
+            if names and name not in names and not FUTURES_PRODUCT_ID.match(name):
                 raise UnknownSymbol(f"{symbol!r} is no Kraken pair (or Futures product id), so it has no price")
             price = self._state.quotes.price(names.get(name, symbol))
         if price is None:
@@ -703,8 +703,6 @@ class Engine:
     def _open_orders(self, pair: str | None = None) -> int:
         return self._state.orders.count(pair)
 
-
-_FUTURES_ID = re.compile(r"^[A-Z]{2}_[A-Z0-9_]+$")
 
 
 class UnknownSymbol(LookupError):
