@@ -678,7 +678,7 @@ class Engine:
     def _markets(self) -> list[str]:
         """The markets whose orders the kill switch cancels: spot, and futures when the rules'
         actions or the known orders involve futures."""
-        markets = {a.order_market for rule in self._ruleset.rules for a in rule.actions if a.order_market}
+        markets = self._ruleset.order_markets()
         markets.update(o.market for o in self._state.orders)
         return ["spot", *sorted(markets - {"spot"})]
 

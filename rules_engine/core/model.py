@@ -185,3 +185,7 @@ class RuleSet:
 
     def by_id(self) -> dict[str, Rule]:
         return {rule.id: rule for rule in self.rules}
+
+    def order_markets(self) -> set[str]:
+        """The markets whose orders the rules' actions place (`spot`, `futures`)."""
+        return {a.order_market for rule in self.rules for a in rule.actions if a.order_market}

@@ -297,9 +297,8 @@ class LiveExecutor:
 
     def _not_found(self, decision: Any, intent_id: str, now: float, request: Any) -> ExecutionReport:
         sent_at = _sent_at(decision)
-        sent, proof = self._proven_after.get(decision.cl_ord_id, (None, None))
-        if self.clock() <= sent_at + self.order_deadline + 1.0 and not (
-                sent == sent_at and proof is not None and self.clock() >= proof):
+        sent, proof = self._proven_after.get(decision.cl_ord_id, (None, 0.0))
+        if self.clock() <= sent_at + self.order_deadline + 1.0 and not (sent == sent_at and self.clock() >= proof):
             result = refused(intent_id, now, "not found yet: the order may still be in flight", "OrderStateUnknown",
                              ambiguous=True)
         else:

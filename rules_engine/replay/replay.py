@@ -221,8 +221,7 @@ def run_replay(
         ledger.last.update({symbol: Decimal(price) for symbol, price in last_price.items()})
         ledger.finish(end, runner.open_orders())
         futures = runner.futures_account()
-        futures_used = bool(futures_wallet) or futures["orders"] > 0 or any(
-            action.order_market == "futures" for rule in ruleset.rules for action in rule.actions)
+        futures_used = bool(futures_wallet) or futures["orders"] > 0 or "futures" in ruleset.order_markets()
         for file in data:
             unwatched.update(file.unknown_pairs)
         return ReplayResult(
